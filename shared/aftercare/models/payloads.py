@@ -1,0 +1,104 @@
+"""Wire payloads shared by devices and functions: the outward MQTT contract.
+
+See ../../README.md ("Device contract"). Inbound payloads forbid unknown fields so a typo is an
+error the sender hears about, not a silently dropped value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_FAULT_PAYLOAD_BYTES = 16 * 1024
+MAX_READINGS = 64
+MAX_MESSAGE_CHARS = 1024
+
+ThingName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,128}$")]
+FaultId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+FaultCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,47}$")]
+ReadingName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+ReadingValue = bool | int | float | Annotated[str, StringConstraints(max_length=256)]
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    MINOR = "minor"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+
+class DiagnosticStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    UNSUPPORTED = "unsupported"
+
+
+def _bounded_readings(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_READINGS:
+        raise ValueError(f"at most {MAX_READINGS} readings are allowed, got {len(value)}")
+    return value
+
+
+class _Inbound(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class FaultReport(_Inbound):
+    """A device's report of one fault, published on ``dt/aftercare/{thing}/fault`` (QoS 1)."""
+
+    fault_id: FaultId
+    code: FaultCode
+    severity: Severity | None = None
+    occurred_at: AwareDatetime
+    firmware: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    readings: Annotated[dict[ReadingName, ReadingValue], AfterValidator(_bounded_readings)] = Field(
+        default_factory=dict
+    )
+    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)] | None = None
+    thing: ThingName | None = None
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class DiagnosticsRequest(_Inbound):
+    """Cloud → device on ``cmd/aftercare/{thing}/diagnostics/req``; ignored once expired."""
+
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    routine: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+    params: dict[str, Any] = Field(default_factory=dict)
+    expires_at: AwareDatetime
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+class DiagnosticsResult(_Inbound):
+    """Device → cloud on ``cmd/aftercare/{thing}/diagnostics/res``."""
+
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    status: DiagnosticStatus
+    findings: dict[str, Any] = Field(default_factory=dict)
+    remedied: bool = False
+    completed_at: AwareDatetime
+
+
+class FaultEnvelope(BaseModel):
+    """What the IoT topic rule delivers to the fault queue.
+
+    The rule's SQL is ``SELECT encode(*, 'base64') AS payload_b64, topic(3) AS thing,
+    timestamp() AS received_at, topic() AS topic FROM 'dt/aftercare/+/fault'``: the thing name
+    comes from the topic (never the payload) and the payload stays opaque until the function
+    validates it, so malformed JSON is reported with a reason instead of failing in the rule.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    payload_b64: str
+    thing: str
+    received_at: int = Field(description="Epoch milliseconds when IoT Core received the message")
+    topic: str
