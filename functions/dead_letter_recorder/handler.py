@@ -1,0 +1,59 @@
+"""DeadLetterRecorder: parks dead-lettered fault messages (rule errors, exhausted retries)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.domain.messages import record_dead_letter
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class Settings(BaseSettings):
+    parked_table: str
+
+
+@cache
+def parked_store() -> DynamoParkedStore:
+    return DynamoParkedStore(table=Settings().parked_table)  # type: ignore[call-arg]
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> str:
+    sent_ms = int(record.attributes.sent_timestamp)
+    reason = record_dead_letter(
+        record.body,
+        record.message_id,
+        int(record.attributes.approximate_receive_count),
+        datetime.fromtimestamp(sent_ms / 1000, tz=UTC),
+        parked_store(),
+    )
+    logger.warning("dead letter parked", extra={"reason": reason, "message_id": record.message_id})
+    with single_metric(name="DeadLetterParked", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="reason", value=reason)
+    return reason
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

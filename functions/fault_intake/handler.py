@@ -1,0 +1,104 @@
+"""FaultIntake: SQS batches of IoT-rule fault envelopes -> tickets (partial batch failures)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind
+from aftercare.domain.messages import handle_fault_message
+from aftercare.domain.rules import load_catalog, load_policy
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class Settings(BaseSettings):
+    devices_table: str
+    customers_table: str
+    tickets_table: str
+    parked_table: str
+    repeat_window_days: int
+
+
+class Deps:
+    def __init__(self, settings: Settings) -> None:
+        self.store = DynamoTicketStore(
+            tickets_table=settings.tickets_table,
+            devices_table=settings.devices_table,
+            customers_table=settings.customers_table,
+        )
+        self.parked = DynamoParkedStore(table=settings.parked_table)
+        self.rules = IntakeRules(
+            catalog=load_catalog(),
+            policy=load_policy(),
+            repeat_window=timedelta(days=settings.repeat_window_days),
+        )
+
+
+@cache
+def deps() -> Deps:
+    return Deps(Settings())  # type: ignore[call-arg]  # values come from the environment
+
+
+OUTCOME_METRICS = {
+    OutcomeKind.OPENED: "TicketOpened",
+    OutcomeKind.CORRELATED: "OccurrenceCorrelated",
+    OutcomeKind.DUPLICATE: "DuplicateAbsorbed",
+}
+
+
+def _count(outcome: IntakeOutcome) -> None:
+    if outcome.kind is OutcomeKind.REJECTED:
+        logger.warning(
+            "fault report rejected",
+            extra={"reason": outcome.reason, "detail": outcome.detail, "thing": outcome.thing},
+        )
+        with single_metric(name="FaultRejected", unit=MetricUnit.Count, value=1) as metric:
+            metric.add_dimension(name="reason", value=str(outcome.reason))
+        return
+    metrics.add_metric(name=OUTCOME_METRICS[outcome.kind], unit=MetricUnit.Count, value=1)
+    if outcome.repeat_of:
+        metrics.add_metric(name="RepeatTicketOpened", unit=MetricUnit.Count, value=1)
+    if outcome.unclassified:
+        metrics.add_metric(name="UnclassifiedTicketOpened", unit=MetricUnit.Count, value=1)
+    logger.info("fault applied", extra=outcome.model_dump(mode="json", exclude_none=True))
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    d = deps()
+    outcome = handle_fault_message(
+        record.body,
+        record.message_id,
+        store=d.store,
+        parked=d.parked,
+        rules=d.rules,
+        now=datetime.now(UTC),
+    )
+    _count(outcome)
+    return outcome.model_dump(mode="json")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,222 @@
+"""A moto server that serves ONE request at a time.
+
+moto's stock server is threaded and its backends take no locks, so two concurrent conditional
+writes (or TransactWriteItems) can both pass their condition. Here every request runs under one
+global lock, from reading its body to producing the last byte of its response, which makes each
+API call atomic with respect to every other — the guarantee the domain code relies on in AWS.
+
+The one exception is an SQS long poll: while `ReceiveMessage` waits for messages it gives the
+lock up (otherwise the `SendMessage` it is waiting for could never run) and takes it back before
+looking at the queue again.
+
+Run it with `python -m infra.local.motoserver --host 127.0.0.1 --port P`; it prints
+`READY http://HOST:PORT` on stdout once it is listening (`--port 0` picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class SerialRequests:
+    """WSGI middleware running the wrapped application for one request at a time."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._owner = threading.local()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        # Read the body before queueing for the lock, so a slow client cannot stall others.
+        _buffer_request_body(environ)
+        with self._lock:
+            self._owner.holds_lock = True
+            try:
+                return self._run(environ, start_response)
+            finally:
+                self._owner.holds_lock = False
+
+    def _run(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        result = self._app(environ, start_response)
+        try:
+            return list(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    @property
+    def held_here(self) -> bool:
+        """True when the calling thread is the one serving the current request."""
+        return bool(getattr(self._owner, "holds_lock", False))
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Give the lock up while the current request waits (no-op outside a request)."""
+        if not self.held_here:
+            yield
+            return
+        self._owner.holds_lock = False
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+            self._owner.holds_lock = True
+
+
+def _buffer_request_body(environ: dict[str, Any]) -> None:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if length > 0:
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
+
+
+_PATCH_LOCK = threading.Lock()
+_long_poll_gates: list[SerialRequests] = []
+
+
+def _release_during_sqs_long_polls(gate: SerialRequests) -> None:
+    """Make moto's SQS long-poll wait step out of `gate` while it sleeps.
+
+    moto's `ReceiveMessage` loops: scan the queue, then `Queue.wait_for_messages(1)` until a
+    message arrives or the wait time is over. Only that sleep runs without the lock; every scan
+    and state change still happens inside the request's turn.
+    """
+    from moto.sqs.models import Queue
+
+    with _PATCH_LOCK:
+        _long_poll_gates.append(gate)
+        if getattr(Queue.wait_for_messages, "_releases_request_lock", False):
+            return
+        original = Queue.wait_for_messages
+
+        def wait_for_messages(self: Queue, timeout: int) -> None:
+            with _released_all():
+                original(self, timeout)
+
+        wait_for_messages._releases_request_lock = True  # type: ignore[attr-defined]
+        Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+
+@contextmanager
+def _released_all() -> Iterator[None]:
+    # A request thread belongs to exactly one server, so at most one gate is actually held.
+    holding = [gate for gate in _long_poll_gates if gate.held_here]
+    if not holding:
+        yield
+        return
+    with holding[0].released():
+        yield
+
+
+def create_serial_app() -> SerialRequests:
+    """moto's server application (as `moto.server` builds it) behind the one-at-a-time gate."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    gate = SerialRequests(DomainDispatcherApplication(create_backend_app))
+    _release_during_sqs_long_polls(gate)
+    return gate
+
+
+def make_serial_server(host: str, port: int) -> BaseWSGIServer:
+    """A threaded werkzeug server (accepting connections concurrently) over the serial app."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    return make_server(host, port, create_serial_app(), threaded=True,
+                       request_handler=MotoRequestHandler)
+
+
+class SerialMotoServer:
+    """In-process variant for tests, shaped like moto's `ThreadedMotoServer`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._server = make_serial_server(self._host, self._port)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="serial-moto", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("SerialMotoServer.start() has not been called")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> SerialMotoServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--log-requests", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not args.log_requests:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_serial_server(args.host, args.port)
+    host, port = server.server_address[:2]
+    # moto sends some requests to itself (e.g. SNS -> SQS); it finds itself through MOTO_PORT.
+    os.environ.setdefault("MOTO_PORT", str(port))
+
+    def shut_down(signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    print(f"READY http://{host}:{port}", flush=True)  # noqa: T201 - the readiness protocol
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

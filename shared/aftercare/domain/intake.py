@@ -1,0 +1,418 @@
+"""Fault intake: a device's fault report becomes a new ticket, an occurrence, or nothing.
+
+Decisions (all storage invariants are enforced by conditional writes in the store):
+- a `(thing, fault_id)` takes effect once: the dedup marker is written in the same transaction
+  as the ticket change, so concurrent or late redeliveries fail their condition and count as
+  duplicates;
+- one active ticket per device + fault code: the open-fault lock is created with the ticket;
+  a report that finds it adds an occurrence (guarded by the lock's occurrence count);
+- a report within the repeat window after the code's last resolution opens a repeat ticket;
+- unknown fault codes are kept as *unclassified* tickets (never dropped): a device on newer
+  firmware than the catalog is exactly what support needs to see.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from aftercare.domain.ports import (
+    CorrelationPlan,
+    CustomerRecord,
+    DeviceRecord,
+    DuplicateFault,
+    IntakeContext,
+    LockConflict,
+    NewTicketPlan,
+    OpenLock,
+    TicketStore,
+)
+from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
+from aftercare.domain.tickets import (
+    Occurrence,
+    Ticket,
+    TicketStatus,
+    TimelineEntry,
+    ticket_id_for,
+)
+from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
+
+MAX_LOCK_RETRIES = 5
+
+
+class RejectReason(StrEnum):
+    INVALID_ENVELOPE = "invalid_envelope"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    NOT_BASE64 = "invalid_envelope_payload"
+    NOT_UTF8 = "not_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_a_json_object"
+    UNKNOWN_FIELD = "unknown_field"
+    SCHEMA_VIOLATION = "schema_violation"
+    THING_MISMATCH = "thing_mismatch"
+    STALE_REPORT = "stale_report"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_DEVICE = "unknown_device"
+
+
+class FaultRejected(Exception):
+    """A report that can never be processed as sent; parked with its reason."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class OutcomeKind(StrEnum):
+    OPENED = "opened"
+    CORRELATED = "correlated"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class IntakeOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: OutcomeKind
+    thing: str
+    fault_code: str | None = None
+    fault_id: str | None = None
+    ticket_id: str | None = None
+    repeat_of: str | None = None
+    occurrences: int | None = None
+    unclassified: bool = False
+    reason: RejectReason | None = None
+    detail: str | None = None
+
+
+class IntakeRules(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    catalog: FaultCatalog
+    policy: ServicePolicy
+    repeat_window: timedelta
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _payload_bytes(envelope: FaultEnvelope) -> bytes:
+    try:
+        raw = base64.b64decode(envelope.payload_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FaultRejected(RejectReason.NOT_BASE64, f"payload_b64 is not base64: {exc}") from exc
+    if len(raw) > MAX_FAULT_PAYLOAD_BYTES:
+        raise FaultRejected(
+            RejectReason.PAYLOAD_TOO_LARGE,
+            f"{len(raw)} bytes; a fault report is at most {MAX_FAULT_PAYLOAD_BYTES} bytes",
+        )
+    return raw
+
+
+def _parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FaultRejected(RejectReason.NOT_UTF8, f"payload is not UTF-8: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FaultRejected(RejectReason.MALFORMED_JSON, f"payload is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise FaultRejected(
+            RejectReason.NOT_AN_OBJECT, f"payload must be a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def _schema_rejection(exc: ValidationError) -> FaultRejected:
+    errors = exc.errors(include_url=False, include_input=False)
+    unknown = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        return FaultRejected(RejectReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(unknown))
+    described = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
+    return FaultRejected(RejectReason.SCHEMA_VIOLATION, described)
+
+
+def decode_report(
+    envelope: FaultEnvelope, policy: ServicePolicy, received_at: datetime
+) -> FaultReport:
+    """Validate one delivered payload against the FaultReport contract or raise FaultRejected."""
+    data = _parse_json(_payload_bytes(envelope))
+    try:
+        report = FaultReport.model_validate(data)
+    except ValidationError as exc:
+        raise _schema_rejection(exc) from exc
+    if report.thing is not None and report.thing != envelope.thing:
+        raise FaultRejected(
+            RejectReason.THING_MISMATCH,
+            f"payload names thing {report.thing!r} but was published by {envelope.thing!r}",
+        )
+    _check_timestamp(report, policy, received_at)
+    return report
+
+
+def _check_timestamp(report: FaultReport, policy: ServicePolicy, received_at: datetime) -> None:
+    age = received_at - report.occurred_at
+    if age > timedelta(days=policy.max_report_age_days):
+        raise FaultRejected(
+            RejectReason.STALE_REPORT,
+            f"occurred_at {report.occurred_at.isoformat()} is older than "
+            f"{policy.max_report_age_days} days",
+        )
+    if -age > timedelta(minutes=policy.max_clock_skew_minutes):
+        raise FaultRejected(
+            RejectReason.FUTURE_TIMESTAMP,
+            f"occurred_at {report.occurred_at.isoformat()} is in the future",
+        )
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _unclassified_entry(code: str, policy: ServicePolicy) -> CatalogEntry:
+    return CatalogEntry(
+        code=code,
+        title_en=f"Unclassified fault {code}",
+        title_zh=f"未分类故障 {code}",
+        category="unclassified",
+        severity=policy.unclassified_severity,
+        models=(),
+        routine="self_test",
+        remote_fixable=False,
+        auto_diagnose=False,
+    )
+
+
+def _occurrence(report: FaultReport, entry: CatalogEntry, received_at: datetime) -> Occurrence:
+    return Occurrence(
+        fault_id=report.fault_id,
+        occurred_at=report.occurred_at,
+        received_at=received_at,
+        severity=report.severity or entry.severity,
+        firmware=report.firmware,
+        readings=dict(report.readings),
+        message=report.message,
+    )
+
+
+def _dedup_expiry(policy: ServicePolicy, now: datetime) -> int:
+    return int((now + timedelta(days=policy.dedup_retention_days)).timestamp())
+
+
+def _repeat_of(context: IntakeContext, rules: IntakeRules, at: datetime) -> str | None:
+    last = context.last_resolution
+    if last is None or at - last.resolved_at > rules.repeat_window:
+        return None
+    return last.ticket_id
+
+
+def plan_new_ticket(
+    report: FaultReport,
+    device: DeviceRecord,
+    *,
+    customer: CustomerRecord | None,
+    context: IntakeContext,
+    rules: IntakeRules,
+    received_at: datetime,
+) -> NewTicketPlan:
+    """Classify, prioritise and schedule a new ticket for a report with no active ticket."""
+    catalog_entry = rules.catalog.lookup(report.code)
+    entry = catalog_entry or _unclassified_entry(report.code, rules.policy)
+    occurrence = _occurrence(report, entry, received_at)
+    tier = customer.tier if customer else "standard"
+    in_warranty = device.in_warranty(report.occurred_at)
+    priority = rules.policy.priority_for(occurrence.severity, tier, in_warranty)
+    sla = rules.policy.sla_for(priority, tier)
+    repeat_of = _repeat_of(context, rules, report.occurred_at)
+    ticket = Ticket(
+        ticket_id=ticket_id_for(device.thing, report.fault_id),
+        thing=device.thing,
+        serial=device.serial,
+        model=device.model,
+        customer_id=device.customer_id,
+        customer_tier=tier,
+        region=device.region,
+        fault_code=report.code,
+        category=entry.category,
+        title_en=entry.title_en,
+        title_zh=entry.title_zh,
+        unclassified=catalog_entry is None,
+        severity=occurrence.severity,
+        priority=priority,
+        in_warranty=in_warranty,
+        status=TicketStatus.OPEN,
+        opened_at=received_at,
+        updated_at=received_at,
+        first_seen=report.occurred_at,
+        last_seen=report.occurred_at,
+        occurrences=1,
+        latest_readings=occurrence.readings,
+        latest_message=report.message,
+        firmware=report.firmware,
+        repeat_of=repeat_of,
+        sla_response_due=received_at + sla.response,
+        sla_resolution_due=received_at + sla.resolution,
+        routine=entry.routine,
+        remote_fixable=entry.remote_fixable,
+        auto_diagnose=entry.auto_diagnose,
+        suggested_parts=[p.model_dump() for p in entry.parts],
+        catalog_version=rules.catalog.version,
+        policy_version=rules.policy.version,
+        opened_by_fault=report.fault_id,
+    )
+    return NewTicketPlan(
+        ticket=ticket,
+        occurrence=occurrence,
+        timeline=[_opened_entry(ticket, customer, catalog_entry, received_at)],
+        dedup_expires_at=_dedup_expiry(rules.policy, received_at),
+        repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+    )
+
+
+def _opened_entry(
+    ticket: Ticket,
+    customer: CustomerRecord | None,
+    catalog_entry: CatalogEntry | None,
+    at: datetime,
+) -> TimelineEntry:
+    detail: dict[str, Any] = {
+        "severity": ticket.severity.value,
+        "priority": ticket.priority,
+        "customer_tier": ticket.customer_tier,
+        "in_warranty": ticket.in_warranty,
+        "sla_response_due": ticket.sla_response_due.isoformat(),
+        "sla_resolution_due": ticket.sla_resolution_due.isoformat(),
+        "catalog_version": ticket.catalog_version,
+        "policy_version": ticket.policy_version,
+    }
+    if ticket.repeat_of:
+        detail["repeat_of"] = ticket.repeat_of
+    if catalog_entry is None:
+        detail["unclassified"] = "fault code not in catalog; needs triage"
+    elif ticket.model not in catalog_entry.models:
+        detail["model_mismatch"] = f"catalog does not list {ticket.fault_code} for {ticket.model}"
+    if customer is None:
+        detail["customer_missing"] = f"no customer record {ticket.customer_id}; standard tier used"
+    return TimelineEntry(at=at, kind="opened", actor="fault-intake", detail=detail)
+
+
+def _repeat_entry(ticket: Ticket, at: datetime) -> TimelineEntry:
+    return TimelineEntry(
+        at=at,
+        kind="repeat_reported",
+        actor="fault-intake",
+        detail={"new_ticket": ticket.ticket_id, "fault_code": ticket.fault_code},
+    )
+
+
+def plan_correlation(
+    report: FaultReport,
+    device: DeviceRecord,
+    lock: OpenLock,
+    rules: IntakeRules,
+    received_at: datetime,
+) -> CorrelationPlan:
+    entry = rules.catalog.lookup(report.code) or _unclassified_entry(report.code, rules.policy)
+    takes_latest = report.occurred_at >= lock.last_seen
+    return CorrelationPlan(
+        ticket_id=lock.ticket_id,
+        thing=device.thing,
+        fault_code=report.code,
+        occurrence=_occurrence(report, entry, received_at),
+        expected_occurrences=lock.occurrences,
+        last_seen=report.occurred_at if takes_latest else lock.last_seen,
+        takes_latest=takes_latest,
+        dedup_expires_at=_dedup_expiry(rules.policy, received_at),
+        updated_at=received_at,
+    )
+
+
+# --------------------------------------------------------------------------- the use case
+
+
+def intake_fault(envelope: FaultEnvelope, store: TicketStore, rules: IntakeRules) -> IntakeOutcome:
+    """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`."""
+    received_at = datetime.fromtimestamp(envelope.received_at / 1000, tz=UTC)
+    try:
+        report = decode_report(envelope, rules.policy, received_at)
+    except FaultRejected as rejection:
+        return IntakeOutcome(
+            kind=OutcomeKind.REJECTED,
+            thing=envelope.thing,
+            reason=rejection.reason,
+            detail=rejection.detail,
+        )
+    for _ in range(MAX_LOCK_RETRIES):
+        try:
+            return _apply(report, envelope.thing, store, rules, received_at)
+        except LockConflict:
+            continue
+        except DuplicateFault as dup:
+            return _duplicate(report, envelope.thing, dup.ticket_id)
+    raise LockConflict(f"open-fault lock for {envelope.thing}/{report.code} kept changing")
+
+
+def _duplicate(report: FaultReport, thing: str, ticket_id: str | None) -> IntakeOutcome:
+    return IntakeOutcome(
+        kind=OutcomeKind.DUPLICATE,
+        thing=thing,
+        fault_code=report.code,
+        fault_id=report.fault_id,
+        ticket_id=ticket_id,
+    )
+
+
+def _apply(
+    report: FaultReport, thing: str, store: TicketStore, rules: IntakeRules, received_at: datetime
+) -> IntakeOutcome:
+    context = store.load_intake_context(thing, report.code, report.fault_id)
+    if context.seen:
+        return _duplicate(report, thing, context.seen_in_ticket)
+    if context.device is None:
+        return IntakeOutcome(
+            kind=OutcomeKind.REJECTED,
+            thing=thing,
+            fault_code=report.code,
+            fault_id=report.fault_id,
+            reason=RejectReason.UNKNOWN_DEVICE,
+            detail=f"thing {thing!r} is not in the device registry",
+        )
+    if context.lock is not None:
+        plan = plan_correlation(report, context.device, context.lock, rules, received_at)
+        store.add_occurrence(plan)
+        return IntakeOutcome(
+            kind=OutcomeKind.CORRELATED,
+            thing=thing,
+            fault_code=report.code,
+            fault_id=report.fault_id,
+            ticket_id=plan.ticket_id,
+            occurrences=plan.expected_occurrences + 1,
+        )
+    customer = store.get_customer(context.device.customer_id)
+    new = plan_new_ticket(
+        report,
+        context.device,
+        customer=customer,
+        context=context,
+        rules=rules,
+        received_at=received_at,
+    )
+    store.open_ticket(new)
+    return IntakeOutcome(
+        kind=OutcomeKind.OPENED,
+        thing=thing,
+        fault_code=report.code,
+        fault_id=report.fault_id,
+        ticket_id=new.ticket.ticket_id,
+        repeat_of=new.ticket.repeat_of,
+        occurrences=1,
+        unclassified=new.ticket.unclassified,
+    )

@@ -1,0 +1,156 @@
+"""Ports: what the domain needs from storage, as small Protocols, and the records they carry."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class DeviceRecord(_Record):
+    thing: str
+    serial: str
+    model: str
+    customer_id: str
+    region: str
+    activated_at: date
+    warranty_until: date
+    firmware: str
+
+    def in_warranty(self, at: datetime) -> bool:
+        return at.date() <= self.warranty_until
+
+
+class CustomerRecord(_Record):
+    customer_id: str
+    name: str
+    tier: str = "standard"
+    language: str = "en"
+    time_zone: str = "UTC"
+    channels: list[str] = Field(default_factory=list)
+    contact: dict[str, str] = Field(default_factory=dict)
+
+
+class OpenLock(_Record):
+    """The open-fault lock of a device + fault code: which ticket is active for it."""
+
+    ticket_id: str
+    occurrences: int
+    last_seen: AwareDatetime
+
+
+class LastResolution(_Record):
+    ticket_id: str
+    resolved_at: AwareDatetime
+
+
+class IntakeContext(_Record):
+    """Everything intake reads about one report, fetched in one batch read."""
+
+    device: DeviceRecord | None
+    lock: OpenLock | None
+    last_resolution: LastResolution | None
+    seen_in_ticket: str | None = Field(
+        default=None, description="ticket id recorded for this (thing, fault_id), if any"
+    )
+    seen: bool = False
+
+
+class NewTicketPlan(_Record):
+    ticket: Ticket
+    occurrence: Occurrence
+    timeline: list[TimelineEntry]
+    dedup_expires_at: int
+    repeat_entry: TimelineEntry | None = None
+
+
+class CorrelationPlan(_Record):
+    ticket_id: str
+    thing: str
+    fault_code: str
+    occurrence: Occurrence
+    expected_occurrences: int
+    last_seen: AwareDatetime
+    takes_latest: bool
+    dedup_expires_at: int
+    updated_at: AwareDatetime
+
+
+class ParkedMessage(_Record):
+    source: str
+    reason: str
+    detail: str
+    received_at: AwareDatetime
+    payload: str
+    thing: str | None = None
+    envelope: dict[str, Any] | None = None
+    message_id: str
+
+
+class DuplicateFault(Exception):
+    """The (thing, fault_id) was already applied: nothing changed."""
+
+    def __init__(self, ticket_id: str | None) -> None:
+        super().__init__(f"fault already applied to ticket {ticket_id}")
+        self.ticket_id = ticket_id
+
+
+class LockConflict(Exception):
+    """The open-fault lock changed between read and write: re-read and decide again."""
+
+
+class TicketNotFound(LookupError):
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"ticket {ticket_id} not found")
+        self.ticket_id = ticket_id
+
+
+class ConcurrentUpdate(Exception):
+    """The ticket changed since it was read; the caller should retry with a fresh read."""
+
+
+class TicketDetail(_Record):
+    ticket: Ticket
+    occurrences: list[Occurrence]
+    timeline: list[TimelineEntry]
+
+
+class TicketStore(Protocol):
+    """Durable ticket storage enforcing the intake invariants with conditional writes."""
+
+    def load_intake_context(self, thing: str, fault_code: str, fault_id: str) -> IntakeContext:
+        """Device, open-fault lock, last resolution and dedup marker, in one read."""
+        ...
+
+    def get_customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    def open_ticket(self, plan: NewTicketPlan) -> None:
+        """Create ticket + lock + dedup marker atomically.
+
+        Raises DuplicateFault or LockConflict."""
+        ...
+
+    def add_occurrence(self, plan: CorrelationPlan) -> None:
+        """Append an occurrence atomically. Raises DuplicateFault or LockConflict."""
+        ...
+
+    def get_ticket(self, ticket_id: str) -> TicketDetail:
+        """Raises TicketNotFound."""
+        ...
+
+    def apply_status_change(self, change: StatusChange) -> None:
+        """Raises ConcurrentUpdate when the ticket moved on since it was read."""
+        ...
+
+
+class ParkedStore(Protocol):
+    """Where rejected and dead-lettered messages are kept, with reasons, for replay."""
+
+    def park(self, message: ParkedMessage) -> None: ...

@@ -1,0 +1,173 @@
+"""Service tickets: the record, its occurrences, its audit timeline and its state machine.
+
+States and allowed transitions (anything else is an `InvalidTransition`):
+
+    open            -> diagnosing, awaiting_parts, scheduled, resolved, cancelled
+    diagnosing      -> open, awaiting_parts, scheduled, resolved, cancelled
+    awaiting_parts  -> scheduled, resolved, cancelled
+    scheduled       -> in_repair, awaiting_parts, resolved, cancelled
+    in_repair       -> resolved, awaiting_parts
+    resolved        -> closed
+    closed, cancelled: terminal
+
+A ticket is *active* (it holds the device + fault code's open-fault lock, so new reports of the
+same code correlate into it) in every state before `resolved`/`cancelled`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from aftercare.models.payloads import Severity
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    DIAGNOSING = "diagnosing"
+    AWAITING_PARTS = "awaiting_parts"
+    SCHEDULED = "scheduled"
+    IN_REPAIR = "in_repair"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+S = TicketStatus
+TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
+    S.OPEN: frozenset({S.DIAGNOSING, S.AWAITING_PARTS, S.SCHEDULED, S.RESOLVED, S.CANCELLED}),
+    S.DIAGNOSING: frozenset({S.OPEN, S.AWAITING_PARTS, S.SCHEDULED, S.RESOLVED, S.CANCELLED}),
+    S.AWAITING_PARTS: frozenset({S.SCHEDULED, S.RESOLVED, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.IN_REPAIR, S.AWAITING_PARTS, S.RESOLVED, S.CANCELLED}),
+    S.IN_REPAIR: frozenset({S.RESOLVED, S.AWAITING_PARTS}),
+    S.RESOLVED: frozenset({S.CLOSED}),
+    S.CLOSED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+ACTIVE_STATES = frozenset({S.OPEN, S.DIAGNOSING, S.AWAITING_PARTS, S.SCHEDULED, S.IN_REPAIR})
+
+
+class InvalidTransition(ValueError):
+    """A status change the state machine does not allow."""
+
+    def __init__(self, current: TicketStatus, target: TicketStatus) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (terminal)"
+        super().__init__(f"cannot move a ticket from {current} to {target}; allowed: {allowed}")
+        self.current = current
+        self.target = target
+
+
+def check_transition(current: TicketStatus, target: TicketStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(current, target)
+
+
+def ticket_id_for(thing: str, fault_id: str) -> str:
+    """Deterministic id from the fault that opened the ticket: concurrent duplicates agree."""
+    digest = hashlib.sha256(f"{thing}|{fault_id}".encode()).digest()
+    return "T-" + base64.b32encode(digest).decode()[:12]
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: AwareDatetime
+    kind: str
+    actor: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Occurrence(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    fault_id: str
+    occurred_at: AwareDatetime
+    received_at: AwareDatetime
+    severity: Severity
+    firmware: str
+    readings: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+
+
+class Ticket(BaseModel):
+    """The ticket record (one item); occurrences and timeline are stored beside it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket_id: str
+    thing: str
+    serial: str
+    model: str
+    customer_id: str
+    customer_tier: str
+    region: str
+    fault_code: str
+    category: str
+    title_en: str
+    title_zh: str
+    unclassified: bool
+    severity: Severity
+    priority: str
+    in_warranty: bool
+    status: TicketStatus
+    opened_at: AwareDatetime
+    updated_at: AwareDatetime
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    occurrences: int
+    latest_readings: dict[str, Any] = Field(default_factory=dict)
+    latest_message: str | None = None
+    firmware: str
+    repeat_of: str | None = None
+    sla_response_due: AwareDatetime
+    sla_resolution_due: AwareDatetime
+    routine: str | None = None
+    remote_fixable: bool = False
+    auto_diagnose: bool = False
+    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
+    catalog_version: str
+    policy_version: str
+    opened_by_fault: str
+    version: int = 1
+    resolved_at: AwareDatetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATES
+
+
+class StatusChange(BaseModel):
+    """A validated, ready-to-apply status change of one ticket."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket: Ticket
+    target: TicketStatus
+    entry: TimelineEntry
+    releases_lock: bool
+    records_resolution: bool
+
+
+def plan_status_change(
+    ticket: Ticket, target: TicketStatus, *, actor: str, reason: str, now: datetime
+) -> StatusChange:
+    """Validate a transition and describe everything that must change with it."""
+    check_transition(ticket.status, target)
+    entry = TimelineEntry(
+        at=now,
+        kind="status_changed",
+        actor=actor,
+        detail={"from": ticket.status.value, "to": target.value, "reason": reason},
+    )
+    return StatusChange(
+        ticket=ticket,
+        target=target,
+        entry=entry,
+        releases_lock=ticket.active and target not in ACTIVE_STATES,
+        records_resolution=target is TicketStatus.RESOLVED,
+    )
