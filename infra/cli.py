@@ -1,0 +1,265 @@
+"""`aftercare` — the engineer CLI: local stack, devices, tickets, parked messages, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aftercare.adapters.aws import from_item
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.domain.lifecycle import change_status
+from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
+from aftercare.domain.rules import load_catalog
+from aftercare.domain.tickets import InvalidTransition, Ticket, TicketStatus
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.target import Target, TargetError, resolve_target
+
+LIST_FIELDS = {
+    "devices": ["thing", "serial", "model", "customer_id", "region", "warranty_until"],
+    "tickets": [
+        "ticket_id",
+        "thing",
+        "fault_code",
+        "status",
+        "priority",
+        "occurrences",
+        "repeat_of",
+        "opened_at",
+    ],
+    "dlq": ["source", "reason", "received_at", "payload", "detail", "thing", "parked_key"],
+}
+
+
+class CliError(RuntimeError):
+    """A failure reported as one line on stderr with a non-zero exit."""
+
+
+def emit(rows: Any, as_json: bool, columns: Sequence[str] | None = None) -> None:
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2, default=str, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    if isinstance(rows, dict):
+        json.dump(rows, sys.stdout, indent=2, default=str, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    cols = list(columns or (rows[0].keys() if rows else []))
+    print("  ".join(cols))
+    for row in rows:
+        print("  ".join(_cell(row.get(c)) for c in cols))
+    print(f"({len(rows)} rows)")
+
+
+def _cell(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def target_of(args: argparse.Namespace) -> Target:
+    return resolve_target(aws=args.aws, stage=args.stage, state_dir=args.state_dir)
+
+
+def store_of(target: Target) -> DynamoTicketStore:
+    return DynamoTicketStore(
+        tickets_table=target.resource("TicketsTable"),
+        devices_table=target.resource("DevicesTable"),
+        customers_table=target.resource("CustomersTable"),
+        ddb=target.client("dynamodb"),
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_devices_list(args: argparse.Namespace) -> None:
+    target = target_of(args)
+    pages = (
+        target.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=target.resource("DevicesTable"))
+    )
+    devices = [from_item(i) for page in pages for i in page.get("Items", [])]
+    rows = [{k: d.get(k) for k in LIST_FIELDS["devices"]} for d in devices]
+    emit(sorted(rows, key=lambda r: r["thing"]), args.json, LIST_FIELDS["devices"])
+
+
+def ticket_row(ticket: Ticket) -> dict[str, Any]:
+    data = ticket.model_dump(mode="json")
+    return {k: data.get(k) for k in LIST_FIELDS["tickets"]}
+
+
+def cmd_tickets_list(args: argparse.Namespace) -> None:
+    tickets = store_of(target_of(args)).list_tickets(status=args.status, thing=args.thing)
+    emit([ticket_row(t) for t in tickets], args.json, LIST_FIELDS["tickets"])
+
+
+def cmd_tickets_show(args: argparse.Namespace) -> None:
+    detail = store_of(target_of(args)).get_ticket(args.ticket_id)
+    emit(
+        {
+            **detail.ticket.model_dump(mode="json"),
+            "occurrence_history": [o.model_dump(mode="json") for o in detail.occurrences],
+            "timeline": [e.model_dump(mode="json") for e in detail.timeline],
+        },
+        True,
+    )
+
+
+def cmd_tickets_set_status(args: argparse.Namespace) -> None:
+    ticket = change_status(
+        store_of(target_of(args)),
+        args.ticket_id,
+        TicketStatus(args.status),
+        actor=args.actor,
+        reason=args.reason,
+        now=datetime.now(UTC),
+    )
+    emit(ticket_row(ticket), args.json, LIST_FIELDS["tickets"])
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> None:
+    target = target_of(args)
+    parked = DynamoParkedStore(
+        table=target.resource("ParkedTable"), ddb=target.client("dynamodb")
+    ).list()
+    rows = [{k: p.get(k) for k in LIST_FIELDS["dlq"]} for p in parked]
+    if args.reason:
+        rows = [r for r in rows if str(r["reason"]).startswith(args.reason)]
+    emit(rows, args.json, ["source", "reason", "received_at", "thing", "detail"])
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> None:
+    """Send parked fault envelopes back through the fault queue (after fixing the cause)."""
+    target = target_of(args)
+    store = DynamoParkedStore(table=target.resource("ParkedTable"), ddb=target.client("dynamodb"))
+    queue_url = args.queue_url or target.resource("FaultQueue")
+    replayed = []
+    for item in store.list():
+        envelope = item.get("envelope")
+        wanted = args.all or item.get("parked_key") in args.keys
+        if not wanted or not isinstance(envelope, dict) or "payload_b64" not in envelope:
+            continue
+        target.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope))
+        target.client("dynamodb").delete_item(
+            TableName=store.table,
+            Key={"source": {"S": item["source"]}, "parked_key": {"S": item["parked_key"]}},
+        )
+        replayed.append({"parked_key": item["parked_key"], "reason": item["reason"]})
+    emit(replayed, args.json, ["parked_key", "reason"])
+
+
+def cmd_catalog_list(args: argparse.Namespace) -> None:
+    catalog = load_catalog()
+    rows = [
+        {
+            "code": e.code,
+            "title_en": e.title_en,
+            "title_zh": e.title_zh,
+            "severity": e.severity.value,
+            "category": e.category,
+            "models": list(e.models),
+            "parts": [p.model_dump() for p in e.parts],
+            "routine": e.routine,
+            "remote_fixable": e.remote_fixable,
+            "auto_diagnose": e.auto_diagnose,
+        }
+        for e in catalog.codes.values()
+    ]
+    emit(rows, args.json, ["code", "severity", "routine", "remote_fixable", "title_en"])
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--aws", action="store_true", help="talk to a deployed stack in AWS")
+    parser.add_argument("--stage", default="prod", help="deployed stage (with --aws)")
+    parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
+
+
+def _add(
+    group: Any, name: str, func: Callable[[argparse.Namespace], None], help_text: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
+    _common(parser)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _engineer_commands(sub: Any) -> None:
+    devices = sub.add_parser("devices", help="the device registry").add_subparsers(required=True)
+    _add(devices, "list", cmd_devices_list, "list registered devices")
+
+    tickets = sub.add_parser("tickets", help="service tickets").add_subparsers(required=True)
+    listing = _add(tickets, "list", cmd_tickets_list, "list tickets, newest first")
+    listing.add_argument("--status", choices=[s.value for s in TicketStatus])
+    listing.add_argument("--thing")
+    _add(
+        tickets, "show", cmd_tickets_show, "one ticket with occurrences and timeline"
+    ).add_argument("ticket_id")
+    setter = _add(tickets, "set-status", cmd_tickets_set_status, "move a ticket (state machine)")
+    setter.add_argument("ticket_id")
+    setter.add_argument("status", choices=[s.value for s in TicketStatus])
+    setter.add_argument("--reason", required=True)
+    setter.add_argument("--actor", default="engineer-cli")
+
+    dlq = sub.add_parser("dlq", help="parked (rejected or dead-lettered) messages")
+    dlq_sub = dlq.add_subparsers(required=True)
+    _add(dlq_sub, "list", cmd_dlq_list, "what was parked, with reasons").add_argument("--reason")
+    replay = _add(dlq_sub, "replay", cmd_dlq_replay, "re-deliver parked fault messages")
+    replay.add_argument("keys", nargs="*", help="parked_key values to replay")
+    replay.add_argument("--all", action="store_true")
+    replay.add_argument("--queue-url")
+
+    catalog = sub.add_parser("catalog", help="the fault catalog").add_subparsers(required=True)
+    _add(catalog, "list", cmd_catalog_list, "fault codes and what they imply")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aftercare", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _engineer_commands(sub)
+    from devices.cli import register as register_device
+
+    from infra.demo import register as register_demo
+    from infra.local.cli import register as register_local
+
+    register_local(sub)
+    register_device(sub)
+    register_demo(sub)
+    return parser
+
+
+KNOWN_FAILURES = (
+    CliError,
+    TargetError,
+    TicketNotFound,
+    InvalidTransition,
+    ConcurrentUpdate,
+    ClientError,
+    BotoCoreError,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KNOWN_FAILURES as exc:
+        print(f"aftercare: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

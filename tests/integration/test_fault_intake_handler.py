@@ -1,0 +1,297 @@
+"""FaultIntake and DeadLetterRecorder handlers on moto (`mock_aws`), tables from template.yaml."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from aftercare.adapters.aws import client
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.domain.lifecycle import change_status
+from aftercare.domain.tickets import TicketStatus
+from infra.local.provision import AwsClients, provision
+from infra.local.seed import seed_demo
+from infra.local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime.now(UTC).replace(microsecond=0)
+THING = "ac-hp-0004"
+
+
+class FakeContext:
+    function_name = "fault-intake-test"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fault-intake-test"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load_handler(name: str) -> ModuleType:
+    path = ROOT / "functions" / name / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "Aftercare",
+        "POWERTOOLS_SERVICE_NAME": "aftercare",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client.cache_clear()
+        session = boto3.session.Session(region_name="us-east-1")
+        clients = AwsClients(
+            dynamodb=session.client("dynamodb"),
+            sqs=session.client("sqs"),
+            sns=session.client("sns"),
+            iot=session.client("iot"),
+        )
+        result = provision(
+            load_template(ROOT / "template.yaml"), clients, endpoint_url="http://unused"
+        )
+        seed_demo(result.resources, endpoint_url=None, region="us-east-1")  # type: ignore[arg-type]
+        # Given the functions' environment exactly as the template gives it
+        for fn in ("FaultIntakeFunction", "DeadLetterRecorderFunction"):
+            for key, value in result.workers[fn]["environment"].items():
+                monkeypatch.setenv(key, value)
+        yield {"resources": result.resources, "ddb": clients.dynamodb}
+        client.cache_clear()
+
+
+@pytest.fixture
+def intake(aws: dict[str, Any]) -> ModuleType:
+    module = load_handler("fault_intake")
+    module.deps.cache_clear()
+    return module
+
+
+@pytest.fixture
+def calls(aws: dict[str, Any]) -> Counter[str]:
+    counter: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        counter[event_name.rsplit(".", 1)[-1]] += 1
+
+    client("dynamodb").meta.events.register("before-call.dynamodb", count)
+    return counter
+
+
+def report(fault_id: str, code: str = "FAN-STALL", **extra: Any) -> dict[str, Any]:
+    return {
+        "fault_id": fault_id,
+        "code": code,
+        "occurred_at": (NOW - timedelta(seconds=3)).isoformat(),
+        "firmware": "3.1.0",
+        "readings": {"rpm": 0, "temp_c": 70.5},
+        **extra,
+    }
+
+
+def record(payload: Any, thing: str = THING, at: datetime = NOW) -> dict[str, Any]:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    body = {
+        "payload_b64": base64.b64encode(raw).decode(),
+        "thing": thing,
+        "received_at": int(at.timestamp() * 1000),
+        "topic": f"dt/aftercare/{thing}/fault",
+    }
+    return sqs_record(json.dumps(body))
+
+
+def sqs_record(body: str) -> dict[str, Any]:
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": "rh",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": str(int(NOW.timestamp() * 1000)),
+            "SenderId": "x",
+            "ApproximateFirstReceiveTimestamp": str(int(NOW.timestamp() * 1000)),
+        },
+        "messageAttributes": {},
+        "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:aftercare-faults-local",
+        "awsRegion": "us-east-1",
+    }
+
+
+def invoke(module: ModuleType, *records: dict[str, Any]) -> dict[str, Any]:
+    return module.handler({"Records": list(records)}, FakeContext())
+
+
+def store(aws: dict[str, Any]) -> DynamoTicketStore:
+    r = aws["resources"]
+    return DynamoTicketStore(
+        tickets_table=r["TicketsTable"],
+        devices_table=r["DevicesTable"],
+        customers_table=r["CustomersTable"],
+        ddb=aws["ddb"],
+    )
+
+
+def parked(aws: dict[str, Any]) -> list[dict[str, Any]]:
+    return DynamoParkedStore(table=aws["resources"]["ParkedTable"], ddb=aws["ddb"]).list()
+
+
+def test_canonical_event_opens_a_ticket(intake, aws):
+    # Given the canonical SQS event from tests/events (a FAN-STALL report of a seeded device)
+    event = json.loads((ROOT / "tests/events/sqs_fault_batch.json").read_text())
+    # When the handler runs
+    response = intake.handler(event, FakeContext())
+    # Then no record failed and the ticket exists, recorded under the topic's thing
+    assert response == {"batchItemFailures": []}
+    (ticket,) = store(aws).list_tickets(thing=THING)
+    assert ticket.fault_code == "FAN-STALL" and ticket.status is TicketStatus.OPEN
+
+
+def test_request_budget_new_fault_and_duplicate(intake, aws, calls):
+    # When a new fault is processed
+    invoke(intake, record(report("budget-0001")))
+    new_fault = sum(calls.values())
+    calls.clear()
+    # and the same fault is delivered again
+    invoke(intake, record(report("budget-0001")))
+    duplicate = sum(calls.values())
+    # Then the new fault costs at most 3 DynamoDB requests and the duplicate at most 2
+    assert new_fault <= 3, calls
+    assert duplicate <= 2, calls
+    assert len(store(aws).list_tickets(thing=THING)) == 1
+
+
+def test_correlation_budget(intake, aws, calls):
+    # Given an open ticket
+    invoke(intake, record(report("corr-0001")))
+    calls.clear()
+    # When another report of the same code arrives
+    invoke(intake, record(report("corr-0002")))
+    # Then it costs 2 requests and adds an occurrence to the same ticket
+    assert sum(calls.values()) <= 2, calls
+    (ticket,) = store(aws).list_tickets(thing=THING)
+    assert ticket.occurrences == 2
+    detail = store(aws).get_ticket(ticket.ticket_id)
+    assert {o.fault_id for o in detail.occurrences} == {"corr-0001", "corr-0002"}
+
+
+def test_bad_messages_are_parked_and_good_ones_processed(intake, aws):
+    # Given a batch mixing valid and invalid reports
+    batch = [
+        record(report("good-0001")),
+        record(b"{oops"),
+        record(report("spoof-0001", thing="ac-hp-0008")),
+        record(report("ghost-0001"), thing="ghost-0001"),
+        record({**report("extra-0001"), "colour": "red"}),
+        sqs_record("not an envelope"),
+        record(report("good-0002", code="TEMP-HIGH")),
+    ]
+    # When the handler processes it
+    response = invoke(intake, *batch)
+    # Then nothing is retried, the valid ones opened tickets, the rest are parked with reasons
+    assert response == {"batchItemFailures": []}
+    assert len(store(aws).list_tickets(thing=THING)) == 2
+    reasons = sorted(p["reason"] for p in parked(aws))
+    assert reasons == [
+        "invalid_envelope",
+        "malformed_json",
+        "thing_mismatch",
+        "unknown_device",
+        "unknown_field",
+    ]
+
+
+def test_storage_failure_fails_only_that_record(intake, aws, monkeypatch):
+    # Given storage failing for one device only
+    real = intake.deps().store.load_intake_context
+
+    def flaky(thing: str, code: str, fault_id: str) -> Any:
+        if fault_id == "fail-0001":
+            raise RuntimeError("simulated DynamoDB outage")
+        return real(thing, code, fault_id)
+
+    monkeypatch.setattr(intake.deps().store, "load_intake_context", flaky)
+    failing, fine = record(report("fail-0001")), record(report("fine-0001", code="TEMP-HIGH"))
+    # When a batch holds a record for it and another
+    response = invoke(intake, failing, fine)
+    # Then only that record is reported for retry
+    assert response == {"batchItemFailures": [{"itemIdentifier": failing["messageId"]}]}
+    assert [t.fault_code for t in store(aws).list_tickets(thing=THING)] == ["TEMP-HIGH"]
+
+
+def test_repeat_after_resolution_is_linked(intake, aws):
+    # Given a ticket that was resolved
+    hour_ago = NOW - timedelta(hours=1)
+    first_report = report("rep-0001", occurred_at=(hour_ago - timedelta(seconds=3)).isoformat())
+    invoke(intake, record(first_report, at=hour_ago))
+    (first,) = store(aws).list_tickets(thing=THING)
+    change_status(
+        store(aws),
+        first.ticket_id,
+        TicketStatus.RESOLVED,
+        actor="eng",
+        reason="fan replaced",
+        now=NOW - timedelta(minutes=30),
+    )
+    # When the same fault recurs
+    invoke(intake, record(report("rep-0002")))
+    # Then a new open ticket is linked to the first as a repeat
+    (again,) = store(aws).list_tickets(thing=THING, status="open")
+    assert again.repeat_of == first.ticket_id
+    kinds = [e.kind for e in store(aws).get_ticket(first.ticket_id).timeline]
+    assert kinds == ["opened", "status_changed", "repeat_reported"]
+
+
+def test_dead_letters_are_parked_with_their_reason(aws):
+    # Given the recorder and two dead letters: a rule error and an exhausted fault message
+    recorder = load_handler("dead_letter_recorder")
+    recorder.parked_store.cache_clear()
+    rule_error = {
+        "ruleName": "aftercare_fault_intake_local",
+        "topic": f"dt/aftercare/{THING}/fault",
+        "cloudwatchTraceId": "t",
+        "clientId": "",
+        "base64OriginalPayload": base64.b64encode(b"\x00\x01").decode(),
+        "failures": [
+            {"failedAction": "SqsAction", "failedResource": "q", "errorMessage": "denied"}
+        ],
+    }
+    exhausted = json.loads(record(report("dead-0001"))["body"])
+    letters = [sqs_record(json.dumps(rule_error)), sqs_record(json.dumps(exhausted))]
+    letters[1]["attributes"]["ApproximateReceiveCount"] = "6"
+    # When the recorder runs
+    response = recorder.handler({"Records": letters}, FakeContext())
+    # Then both are parked, each with why it died
+    assert response == {"batchItemFailures": []}
+    by_reason = {p["reason"]: p for p in parked(aws)}
+    assert set(by_reason) == {"rule_error:SqsAction", "processing_failed_after_retries"}
+    assert by_reason["rule_error:SqsAction"]["thing"] == THING
+    assert "6 times" in by_reason["processing_failed_after_retries"]["detail"]
