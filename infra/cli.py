@@ -228,7 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _engineer_commands(sub)
     from devices.cli import register as register_device
-
     from infra.demo import register as register_demo
     from infra.local.cli import register as register_local
 
@@ -252,13 +251,13 @@ KNOWN_FAILURES = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except KNOWN_FAILURES as exc:
         print(f"aftercare: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
 @cache
 def parked_store() -> DynamoParkedStore:
-    return DynamoParkedStore(table=Settings().parked_table)  # type: ignore[call-arg]
+    return DynamoParkedStore(table=Settings().parked_table)
 
 
 @tracer.capture_method
@@ -54,6 +54,7 @@ def record_handler(record: SQSRecord) -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    return dict(response)

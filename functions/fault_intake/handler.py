@@ -53,7 +53,7 @@ class Deps:
 
 @cache
 def deps() -> Deps:
-    return Deps(Settings())  # type: ignore[call-arg]  # values come from the environment
+    return Deps(Settings())  # values come from the environment
 
 
 OUTCOME_METRICS = {
@@ -99,6 +99,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    return dict(response)

@@ -131,6 +131,9 @@ def create_serial_app() -> SerialRequests:
     """moto's server application (as `moto.server` builds it) behind the one-at-a-time gate."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from infra.local import moto_patches
+
+    moto_patches.apply()
     gate = SerialRequests(DomainDispatcherApplication(create_backend_app))
     _release_during_sqs_long_polls(gate)
     return gate
@@ -140,8 +143,9 @@ def make_serial_server(host: str, port: int) -> BaseWSGIServer:
     """A threaded werkzeug server (accepting connections concurrently) over the serial app."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    return make_server(host, port, create_serial_app(), threaded=True,
-                       request_handler=MotoRequestHandler)
+    return make_server(
+        host, port, create_serial_app(), threaded=True, request_handler=MotoRequestHandler
+    )
 
 
 class SerialMotoServer:
@@ -168,8 +172,7 @@ class SerialMotoServer:
     def get_host_and_port(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("SerialMotoServer.start() has not been called")
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.host, self._server.port
 
     def stop(self) -> None:
         if self._server is not None:
@@ -201,16 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.log_requests:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_serial_server(args.host, args.port)
-    host, port = server.server_address[:2]
     # moto sends some requests to itself (e.g. SNS -> SQS); it finds itself through MOTO_PORT.
-    os.environ.setdefault("MOTO_PORT", str(port))
+    os.environ.setdefault("MOTO_PORT", str(server.port))
 
     def shut_down(signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    print(f"READY http://{host}:{port}", flush=True)  # noqa: T201 - the readiness protocol
+    print(f"READY http://{server.host}:{server.port}", flush=True)
     try:
         server.serve_forever()
     finally:

@@ -281,9 +281,7 @@ def pseudo_parameters(
         "AWS::AccountId": account_id,
         "AWS::Partition": "aws",
         "AWS::StackName": stack_name,
-        "AWS::StackId": (
-            f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local"
-        ),
+        "AWS::StackId": (f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local"),
         "AWS::URLSuffix": "amazonaws.com",
         "AWS::NotificationARNs": [],
     }
@@ -293,8 +291,9 @@ def parameter_values(template: Template, overrides: Mapping[str, str]) -> dict[s
     """Each parameter's value (override, else default) after CloudFormation's own checks."""
     unknown = sorted(set(overrides) - set(template.parameters))
     if unknown:
-        raise TemplateError(f"unknown parameter(s) {unknown}; the template declares "
-                            f"{sorted(template.parameters)}")
+        raise TemplateError(
+            f"unknown parameter(s) {unknown}; the template declares {sorted(template.parameters)}"
+        )
     values: dict[str, Any] = {}
     for name, spec in template.parameters.items():
         raw = overrides.get(name, spec.get("Default"))
@@ -458,8 +457,10 @@ class Resolver:
             raise TemplateError(f"Fn::Sub needs a string or [string, {{vars}}], got {argument!r}")
         if not isinstance(text, str):
             raise TemplateError(f"Fn::Sub template must be a string, got {text!r}")
-        local = {key: self.resolve_str(value, f"Fn::Sub variable {key}")
-                 for key, value in variables.items()}
+        local = {
+            key: self.resolve_str(value, f"Fn::Sub variable {key}")
+            for key, value in variables.items()
+        }
         return _SUB_VARIABLE.sub(lambda match: self._sub_variable(match.group(1), local), text)
 
     def _sub_variable(self, name: str, local: Mapping[str, str]) -> str:
@@ -569,9 +570,12 @@ def _intrinsic_references(name: str, argument: Any) -> Iterator[str]:
     elif name == "Fn::GetAtt" and isinstance(argument, list) and argument:
         yield str(argument[0])
         yield from references(argument[1:])
-    elif name == "Fn::Sub":
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        yield from _sub_references(text, set(variables))
+    elif name == "Fn::Sub" and isinstance(argument, str):
+        yield from _sub_references(argument, set())
+    elif name == "Fn::Sub" and isinstance(argument, list) and len(argument) == 2:
+        text, variables = argument
+        local_names = set(variables) if isinstance(variables, dict) else set()
+        yield from _sub_references(text, local_names)
         yield from references(variables)
     else:
         yield from references(argument)
@@ -609,9 +613,7 @@ def dependency_order(template: Template) -> list[Resource]:
 
 def _resource_dependencies(template: Template, resource: Resource) -> set[str]:
     referenced = set(references(resource.properties)) | set(resource.depends_on)
-    missing = sorted(
-        name for name in resource.depends_on if name not in template.resources
-    )
+    missing = sorted(name for name in resource.depends_on if name not in template.resources)
     if missing:
         raise TemplateError(f"resource {resource.logical_id}: DependsOn unknown {missing}")
     return {name for name in referenced if name in template.resources} - {resource.logical_id}

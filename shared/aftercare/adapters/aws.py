@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from functools import cache
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -22,14 +23,14 @@ def client(service: str) -> Any:
 
 
 def to_attr(value: Any) -> dict[str, Any]:
-    return _SERIALIZER.serialize(_decimalise(value))
+    return dict(_SERIALIZER.serialize(_decimalise(value)))
 
 
 def to_item(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: to_attr(v) for k, v in mapping.items() if v is not None}
 
 
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(_DESERIALIZER.deserialize(v)) for k, v in item.items()}
 
 

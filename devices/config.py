@@ -1,0 +1,157 @@
+"""Device agent configuration: broker address, MQTT protocol, session and TLS settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+from urllib.parse import urlsplit
+
+from aftercare.models.payloads import FaultCode, ThingName
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+ONE_DAY_S = 86_400
+
+# MQTT 5 CONNACK 0x84; paho also maps a 3.1.1 broker's "unacceptable protocol level" (1) onto it.
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+V311_REFUSED_PROTOCOL_VERSION = 1
+
+
+class BrokerUrlError(ValueError):
+    """A broker URL that is not ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``."""
+
+
+class MqttProtocol(StrEnum):
+    """The MQTT protocol version the agent speaks."""
+
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker listens and whether the connection uses TLS."""
+
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://host:port`` (plain TCP) or ``mqtts://host:port`` (TLS, default port 8883)."""
+    expected = "expected mqtt://HOST:PORT or mqtts://HOST:8883"
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise BrokerUrlError(f"unsupported broker URL {url!r}: {expected}")
+    extras = (parts.username, parts.password, parts.query, parts.fragment)
+    if any(extras) or parts.path not in ("", "/"):
+        raise BrokerUrlError(f"broker URL {url!r} carries more than a host and port: {expected}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise BrokerUrlError(f"broker URL {url!r} has an invalid port: {expected}") from exc
+    if not parts.hostname:
+        raise BrokerUrlError(f"broker URL {url!r} has no host: {expected}")
+    return BrokerAddress(
+        host=parts.hostname, port=port or DEFAULT_PORTS[parts.scheme], tls=parts.scheme == "mqtts"
+    )
+
+
+def should_fall_back_to_v311(protocol: MqttProtocol, reason_code: int, *, allowed: bool) -> bool:
+    """Decide whether a refused CONNECT means "this broker does not speak MQTT 5"."""
+    refused_version = reason_code in (UNSUPPORTED_PROTOCOL_VERSION, V311_REFUSED_PROTOCOL_VERSION)
+    return allowed and protocol is MqttProtocol.V5 and refused_version
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopics:
+    """The MQTT topics of one thing (see CONTRACT.md)."""
+
+    fault: str
+    telemetry: str
+    diagnostics_request: str
+    diagnostics_result: str
+
+    @classmethod
+    def for_thing(cls, thing: str) -> DeviceTopics:
+        return cls(
+            fault=f"dt/aftercare/{thing}/fault",
+            telemetry=f"dt/aftercare/{thing}/telemetry",
+            diagnostics_request=f"cmd/aftercare/{thing}/diagnostics/req",
+            diagnostics_result=f"cmd/aftercare/{thing}/diagnostics/res",
+        )
+
+
+class AgentConfig(BaseModel):
+    """Everything one device agent needs; validated up front so misconfiguration fails fast.
+
+    ``outbox_poll_s`` makes a running agent pick up faults that another process (``aftercare
+    device fault``) queued in the same outbox; ``remote_fixable_codes`` are the fault codes the
+    simulated device can clear itself when ``reset_component`` asks.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thing: ThingName
+    broker_url: str
+    outbox_dir: Path
+    firmware: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "1.0.0"
+    model: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=1200)] = 60
+    protocol: MqttProtocol = MqttProtocol.V5
+    fallback_to_v311: bool = True
+    persistent_session: bool = True
+    session_expiry_s: Annotated[int, Field(ge=0, le=7 * ONE_DAY_S)] = ONE_DAY_S
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    reconnect_min_delay_s: Annotated[int, Field(ge=1)] = 1
+    reconnect_max_delay_s: Annotated[int, Field(ge=1)] = 60
+    outbox_poll_s: Annotated[float, Field(gt=0)] | None = None
+    outbox_fsync: bool = True
+    remote_fixable_codes: frozenset[FaultCode] = frozenset()
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_parses(cls, value: str) -> str:
+        parse_broker_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.reconnect_max_delay_s < self.reconnect_min_delay_s:
+            raise ValueError("reconnect_max_delay_s must be >= reconnect_min_delay_s")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (X.509 client certificate + key)")
+        tls_files = [f for f in (self.ca_file, self.cert_file, self.key_file) if f is not None]
+        if tls_files and not self.broker.tls:
+            raise ValueError("TLS files were given but the broker URL is not mqtts://")
+        missing = [str(f) for f in tls_files if not f.is_file()]
+        if missing:
+            raise ValueError(f"TLS file(s) not found: {', '.join(missing)}")
+        return self
+
+    @property
+    def broker(self) -> BrokerAddress:
+        return parse_broker_url(self.broker_url)
+
+    @property
+    def topics(self) -> DeviceTopics:
+        return DeviceTopics.for_thing(self.thing)
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir / f"{self.thing}.sqlite3"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.outbox_dir / f"{self.thing}.lock"

@@ -1,0 +1,380 @@
+"""`aftercare demo`: the main job. Local stack + a simulated fleet, then a summary.
+
+Phases: start the stack; play a fleet scenario (random faults, redelivered duplicates, a storm of
+one code across many devices, devices going offline); publish junk (malformed, spoofed, unknown
+device, unknown field, oversized, stale) through the same broker; resolve some tickets and
+raise their faults again (repeats); wait until the queues are empty; summarise from the stack's
+own tables so the figures are what the system recorded, not what the simulator hoped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from aftercare.adapters.aws import from_item
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.domain.lifecycle import change_status
+from aftercare.domain.rules import load_catalog
+from aftercare.domain.tickets import TicketStatus
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.agent import DeviceAgent
+from devices.config import AgentConfig, parse_broker_url
+from devices.fleet import (
+    DeviceSpec,
+    FleetProgress,
+    FleetSimulator,
+    FleetSummary,
+    OfflineEpisode,
+    Scenario,
+    Storm,
+)
+from infra.local.stack import LocalStack
+from infra.target import Target, default_state_dir, project_root
+
+log = logging.getLogger("aftercare.demo")
+QUIET_POLLS = 3
+
+
+@dataclass
+class Junk:
+    """Invalid messages published on purpose; each must end up parked with its reason."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+
+
+def stack_target(state: dict[str, Any]) -> Target:
+    return Target(
+        resources=dict(state["resources"]),
+        endpoint_url=state["aws_endpoint_url"],
+        region=state["region"],
+        state=state,
+    )
+
+
+def ticket_store(target: Target) -> DynamoTicketStore:
+    return DynamoTicketStore(
+        tickets_table=target.resource("TicketsTable"),
+        devices_table=target.resource("DevicesTable"),
+        customers_table=target.resource("CustomersTable"),
+        ddb=target.client("dynamodb"),
+    )
+
+
+def registry(target: Target, count: int) -> list[DeviceSpec]:
+    pages = (
+        target.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=target.resource("DevicesTable"))
+    )
+    items = sorted((from_item(i) for p in pages for i in p["Items"]), key=lambda d: d["thing"])
+    return [DeviceSpec(thing=d["thing"], model=d["model"]) for d in items[:count]]
+
+
+def demo_scenario(duration_s: float, seed: int) -> Scenario:
+    return Scenario(
+        duration_s=duration_s,
+        fault_rate=3.0,
+        duplicate_rate=0.15,
+        storms=[Storm(code="FW-CRASHLOOP", at_s=duration_s * 0.4, device_share=0.5)],
+        offline=[
+            OfflineEpisode(
+                at_s=duration_s * 0.15,
+                duration_s=duration_s * 0.3,
+                device_share=0.05,
+                faults_per_device=2,
+            )
+        ],
+        seed=seed,
+        connect_timeout_s=30,
+        drain_timeout_s=30,
+    )
+
+
+# --------------------------------------------------------------------------- junk
+
+
+def junk_messages(things: list[str], now: datetime) -> list[tuple[str, str, bytes]]:
+    """(expected reason, topic, payload) for each kind of bad input."""
+
+    def fault(**extra: Any) -> bytes:
+        body = {
+            "fault_id": f"junk-{random.getrandbits(40):010x}",
+            "code": "FAN-STALL",
+            "occurred_at": now.isoformat(),
+            "firmware": "1.0.0",
+            **extra,
+        }
+        return json.dumps(body).encode()
+
+    a, b = things[0], things[1]
+    topic = f"dt/aftercare/{a}/fault"
+    return [
+        ("malformed_json", topic, b'{"fault_id": "broken'),
+        ("malformed_json", topic, b"not json at all"),
+        ("thing_mismatch", topic, fault(thing=b)),
+        ("thing_mismatch", topic, fault(thing=b)),
+        ("unknown_device", "dt/aftercare/ghost-0001/fault", fault()),
+        ("unknown_field", topic, fault(colour="red")),
+        ("schema_violation", topic, fault(severity="apocalyptic")),
+        (
+            "payload_too_large",
+            topic,
+            fault(message="x" * 1000, readings={"x": "y" * 200}) + b" " * 17_000,
+        ),
+        ("stale_report", topic, fault(occurred_at=(now - timedelta(days=45)).isoformat())),
+    ]
+
+
+def publish_junk(mqtt_url: str, things: list[str]) -> Junk:
+    address = parse_broker_url(mqtt_url)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="demo-junk")
+    client.connect(address.host, address.port)
+    client.loop_start()
+    junk = Junk()
+    try:
+        for reason, topic, payload in junk_messages(things, datetime.now(UTC)):
+            client.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+            junk.sent[reason] += 1
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return junk
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def queue_depth(target: Target, logical_id: str) -> int:
+    attributes = target.client("sqs").get_queue_attributes(
+        QueueUrl=target.resource(logical_id),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def wait_quiet(target: Target, timeout_s: float = 120.0) -> float:
+    """Wait until the fault queues are empty for a few polls in a row; returns when that was."""
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while time.monotonic() < deadline:
+        depth = queue_depth(target, "FaultQueue") + queue_depth(target, "FaultDeadLetterQueue")
+        quiet = quiet + 1 if depth == 0 else 0
+        if quiet >= QUIET_POLLS:
+            return time.monotonic()
+        time.sleep(0.5)
+    raise TimeoutError(f"fault queues still busy after {timeout_s:.0f}s")
+
+
+# --------------------------------------------------------------------------- burst
+
+
+def publish_burst(mqtt_url: str, devices: list[DeviceSpec], per_device: int) -> int:
+    """Publish valid new faults as fast as the broker takes them (a throughput probe)."""
+    catalog = load_catalog()
+    address = parse_broker_url(mqtt_url)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="demo-burst")
+    client.max_inflight_messages_set(200)
+    client.connect(address.host, address.port)
+    client.loop_start()
+    sent = []
+    try:
+        for n in range(per_device):
+            for device in devices:
+                code = catalog.codes_for_model(device.model)[n % 3]
+                report = {
+                    "fault_id": f"burst-{n}-{random.getrandbits(48):012x}",
+                    "code": code,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "firmware": "1.0.0",
+                    "readings": {"burst": n},
+                }
+                topic = f"dt/aftercare/{device.thing}/fault"
+                sent.append(client.publish(topic, json.dumps(report), qos=1))
+        for info in sent:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(sent)
+
+
+# --------------------------------------------------------------------------- repeats
+
+
+def resolve_and_recur(
+    target: Target, mqtt_url: str, outbox_dir: Path, count: int
+) -> tuple[int, int]:
+    """Resolve `count` open tickets, then raise their faults again: each must open a repeat."""
+    store = ticket_store(target)
+    open_tickets = [t for t in store.list_tickets(status="open") if not t.unclassified][:count]
+    now = datetime.now(UTC)
+    for ticket in open_tickets:
+        change_status(
+            store,
+            ticket.ticket_id,
+            TicketStatus.RESOLVED,
+            actor="demo-engineer",
+            reason="repaired on site",
+            now=now,
+        )
+    raised = 0
+    for ticket in open_tickets:
+        agent = DeviceAgent(
+            AgentConfig(thing=ticket.thing, broker_url=mqtt_url, outbox_dir=outbox_dir)
+        )
+        agent.start(connect_timeout=10)
+        agent.raise_fault(ticket.fault_code, readings={"recurrence": True})
+        agent.stop(drain_timeout=10)
+        raised += 1
+    return len(open_tickets), raised
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def progress_line(p: FleetProgress) -> None:
+    print(
+        f"  [{p.elapsed_s:5.1f}/{p.duration_s:.0f}s] {p.phase:<9} faults {p.faults_raised:4d}"
+        f"  dups {p.duplicates_sent:3d}  connected {p.connected_devices:3d}"
+        f"  offline {p.offline_devices:2d}  outbox {p.backlog:3d}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def summarise(
+    target: Target,
+    fleet: FleetSummary,
+    junk: Junk,
+    extra_faults: dict[str, int],
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    tickets = ticket_store(target).list_tickets()
+    parked = DynamoParkedStore(
+        table=target.resource("ParkedTable"), ddb=target.client("dynamodb")
+    ).list()
+    accepted = sum(t.occurrences for t in tickets)
+    rejects = Counter(str(p["reason"]) for p in parked)
+    published = fleet.faults_raised + fleet.duplicates_sent + sum(junk.sent.values())
+    published += sum(extra_faults.values())
+    duplicates_absorbed = published - accepted - sum(rejects.values())
+    return {
+        "startup_seconds": timing["startup"],
+        "devices": fleet.devices,
+        "faults_sent": fleet.faults_raised + sum(extra_faults.values()),
+        "duplicate_deliveries_sent": fleet.duplicates_sent,
+        "invalid_messages_sent": dict(junk.sent),
+        "messages_published": published,
+        "tickets_opened": len(tickets),
+        "occurrences_accepted": accepted,
+        "correlated_occurrences": accepted - len(tickets),
+        "duplicates_absorbed": duplicates_absorbed,
+        "repeat_tickets": sum(1 for t in tickets if t.repeat_of),
+        "unclassified_tickets": sum(1 for t in tickets if t.unclassified),
+        "tickets_by_priority": dict(sorted(Counter(t.priority for t in tickets).items())),
+        "tickets_by_status": dict(sorted(Counter(t.status.value for t in tickets).items())),
+        "rejected_by_reason": dict(sorted(rejects.items())),
+        "storm_faults": fleet.storm_faults,
+        "offline_faults_delivered_after_reconnect": fleet.offline_faults,
+        "outbox_backlog_at_end": fleet.outbox_backlog,
+        "fleet_seconds": timing["fleet"],
+        "burst_faults": extra_faults["burst"],
+        "burst_seconds": round(timing["burst"], 2),
+        "faults_per_second": round(extra_faults["burst"] / timing["burst"], 1),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print("\n=== Aftercare demo summary ===")
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        print(f"  {key.replace('_', ' '):<{width}}  {shown}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir or default_state_dir()
+    stack = LocalStack(project_root(), state_dir)
+    begun = time.monotonic()
+    state = stack.start()
+    try:
+        startup = round(time.monotonic() - begun, 2)
+        print(f"local stack up in {startup}s; state in {state_dir / 'local.json'}")
+        summary = _play(stack_target(state), state["mqtt_url"], args, startup)
+        print_summary(summary)
+        (state_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2))
+        if args.keep:
+            print("stack kept running (Ctrl-C to stop); try `aftercare tickets list`")
+            stack.wait()
+    finally:
+        stack.stop()
+    lost = summary["outbox_backlog_at_end"]
+    return 0 if lost == 0 and summary["duplicates_absorbed"] >= 0 else 1
+
+
+def _play(
+    target: Target, mqtt_url: str, args: argparse.Namespace, startup: float
+) -> dict[str, Any]:
+    catalog = load_catalog()
+    devices = registry(target, args.devices)
+    models = {d.model for d in devices}
+    simulator = FleetSimulator(
+        devices,
+        demo_scenario(args.duration, args.seed),
+        mqtt_url,
+        Path(tempfile.mkdtemp(prefix="aftercare-fleet-")),
+        progress_line,
+        codes_by_model={m: catalog.codes_for_model(m) for m in models},
+        remote_fixable_codes=frozenset(c for c, e in catalog.codes.items() if e.remote_fixable),
+    )
+    print(f"fleet: {len(devices)} devices for {args.duration:.0f}s (Ctrl-C ends early)")
+    started = time.monotonic()
+    junk = publish_junk(mqtt_url, [d.thing for d in devices])
+    fleet = simulator.run()
+    fleet_done = time.monotonic()
+    wait_quiet(target)
+    resolved, raised = resolve_and_recur(
+        target, mqtt_url, Path(tempfile.mkdtemp(prefix="aftercare-repeat-")), args.repeats
+    )
+    print(f"resolved {resolved} tickets and raised their faults again")
+    wait_quiet(target)
+    print(f"burst: {args.burst} new faults per device, as fast as the broker takes them")
+    burst_started = time.monotonic()
+    burst = publish_burst(mqtt_url, devices, args.burst)
+    burst_done = wait_quiet(target, timeout_s=300)
+    timing = {
+        "startup": startup,
+        "fleet": round(fleet_done - started, 1),
+        "burst": max(burst_done - burst_started, 0.001),
+    }
+    return summarise(target, fleet, junk, {"repeats": raised, "burst": burst}, timing)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("demo", help="local stack + simulated fleet, then a summary")
+    parser.add_argument("--devices", type=int, default=120)
+    parser.add_argument("--duration", type=float, default=25.0, help="fleet scenario seconds")
+    parser.add_argument("--repeats", type=int, default=8, help="tickets to resolve and recur")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--burst", type=int, default=2, help="burst faults per device")
+    parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the stack up afterwards")
+    parser.set_defaults(func=run_demo)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

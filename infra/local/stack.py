@@ -1,0 +1,630 @@
+"""`aftercare local up`: run template.yaml on this machine, without AWS or Docker.
+
+Start-up, in stages (each stage's processes start in parallel):
+1. the moto server (`infra.local.motoserver`, one request at a time) and Mosquitto;
+2. provisioning of the template's resources in moto (`infra.local.provision`);
+3. one worker per function (`infra.local.worker`), then the IoT-rule bridge
+   (`infra.local.iotrule`), each started from a spec file in `<state_dir>/specs/`;
+4. the demo seed; then `<state_dir>/local.json` is written, and only then.
+
+Children run in their own session (Ctrl-C reaches the supervisor, which stops them in reverse
+order) and log to `<state_dir>/logs/`. A child that dies while the stack is up is reported and
+makes `wait()` return its name. `down()` stops a stack from another shell using the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from infra.local.provision import (
+    DEFAULT_REGION,
+    AwsClients,
+    ProvisionResult,
+    SqlCheck,
+    bind_invoke_urls,
+    provision,
+)
+from infra.local.template import load_template
+
+log = logging.getLogger(__name__)
+
+STATE_FILE: Final = "local.json"
+MOSQUITTO_FALLBACK: Final = "/usr/sbin/mosquitto"  # Debian's package; /usr/sbin is often off PATH
+READY_TIMEOUT_S: Final = 30.0
+STOP_GRACE_S: Final = 5.0
+LOG_TAIL_LINES: Final = 20
+MONITOR_INTERVAL_S: Final = 0.5
+# Stable, so the bridge's persistent MQTT session survives a restart of the stack.
+BRIDGE_CLIENT_ID: Final = "aftercare-local-iot-rules"
+
+
+class LocalStackError(RuntimeError):
+    """The local stack could not start (the message says which part and why)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    """One process of the stack, its log file and (if it announces itself) its READY line."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    ready_line: str | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def follow_stdout(self) -> None:
+        """Read stdout in the background: take the READY line, append the rest to the log."""
+        self._reader = threading.Thread(
+            target=self._read_stdout, name=f"stdout-{self.name}", daemon=True
+        )
+        self._reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.popen.stdout is not None
+        with self.log_path.open("ab") as sink:
+            for raw in self.popen.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if self.ready_line is None and line.startswith("READY"):
+                    self.ready_line = line.removeprefix("READY").strip()
+                    self._ready.set()
+                else:
+                    sink.write(raw)
+                    sink.flush()
+
+    def wait_ready(self, timeout: float, probe: Callable[[], bool] | None = None) -> str:
+        """Block until READY (or `probe()` is true); raise if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ready.wait(0.02) or (probe is not None and probe()):
+                return self.ready_line or ""
+            if self.popen.poll() is not None:
+                raise LocalStackError(
+                    f"{self.name} exited with code {self.popen.returncode} before it was ready; "
+                    f"{self.log_path} ends with:\n{tail(self.log_path)}"
+                )
+        raise LocalStackError(
+            f"{self.name} was not ready after {timeout:.0f}s; "
+            f"{self.log_path} ends with:\n{tail(self.log_path)}"
+        )
+
+    def terminate(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.terminate()
+
+    def kill_if_running(self, until: float) -> None:
+        try:
+            self.popen.wait(max(0.0, until - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, self.pid)
+            self.popen.kill()
+            self.popen.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=1.0)
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log file ('' if it does not exist)."""
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            return "".join(deque(handle, maxlen=lines)).rstrip()
+    except FileNotFoundError:
+        return ""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def accepts_connections(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def child_environment(project_root: Path, region: str) -> dict[str, str]:
+    """The environment of every child: dummy AWS credentials, never the caller's real ones."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "BOTO_")) or key == "AWS_CA_BUNDLE"
+    }
+    python_path = [str(project_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's dummy credentials
+        AWS_DEFAULT_REGION=region,
+        AWS_REGION=region,
+        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(python_path),
+    )
+    return env
+
+
+def mosquitto_config(port: int, data_dir: Path, log_path: Path) -> str:
+    """Configuration for the stack's own broker on 127.0.0.1:`port`."""
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_interval 10",
+        "max_queued_messages 100000",
+        "max_inflight_messages 100",
+        f"log_dest file {log_path}",
+        *(f"log_type {kind}" for kind in ("error", "warning", "notice", "information")),
+        "connection_messages true",
+        # Started as root, mosquitto would switch to user `mosquitto` and lose the state dir.
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# State file
+# --------------------------------------------------------------------------------------------
+
+
+def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
+    """Write `document` to `path` so readers see either the old file or the complete new one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    """The state file of the stack recorded in `state_dir`, or None."""
+    try:
+        return dict(json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), to tell a process from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _signal_alive(pid)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _signal_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# The stack
+# --------------------------------------------------------------------------------------------
+
+
+class LocalStack:
+    """template.yaml running on this machine: moto, Mosquitto, workers and the rule bridge."""
+
+    def __init__(
+        self,
+        project_root: Path,
+        state_dir: Path,
+        mqtt_url: str | None = None,
+        param_overrides: dict[str, str] | None = None,
+        seed: bool = True,
+        *,
+        region: str = DEFAULT_REGION,
+        sql_check: SqlCheck | None = None,
+        worker_module: str = "infra.local.worker",
+        bridge_module: str = "infra.local.iotrule",
+    ) -> None:
+        self.project_root = project_root.resolve()
+        self.state_dir = state_dir.resolve()
+        self.region = region
+        self.seed_summary: dict[str, Any] | None = None
+        self.state: dict[str, Any] | None = None
+        self._external_mqtt_url = mqtt_url
+        self._param_overrides = dict(param_overrides or {})
+        self._seed = seed
+        self._sql_check = sql_check
+        self._worker_module = worker_module
+        self._bridge_module = bridge_module
+        self._stages: list[list[Child]] = []
+        self._stop_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._failed = threading.Event()
+        self.failure: str | None = None
+        self._monitor: threading.Thread | None = None
+        self._wrote_state = False
+        self._env = child_environment(self.project_root, region)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def specs_dir(self) -> Path:
+        return self.state_dir / "specs"
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ---- start ---------------------------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        """Bring everything up; return the state written to local.json."""
+        started = time.monotonic()
+        self._prepare_state_dir()
+        try:
+            state = self._start_all(started)
+        except BaseException:
+            self.stop()
+            raise
+        self._monitor = threading.Thread(target=self._watch, name="stack-monitor", daemon=True)
+        self._monitor.start()
+        return state
+
+    def _start_all(self, started: float) -> dict[str, Any]:
+        services: list[Child] = []
+        self._stages.append(services)
+        moto = self._spawn_python(
+            "moto", "infra.local.motoserver", "--host", "127.0.0.1", "--port", "0"
+        )
+        services.append(moto)
+        mqtt_url, broker = self._start_broker()
+        services.extend([broker] if broker else [])
+        endpoint_url = self._moto_url(moto)
+        log.info("moto server on %s", endpoint_url)
+        self._wait_broker(mqtt_url, broker)
+        log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
+        result = self._provision(endpoint_url)
+        functions = self._start_workers(result)
+        self._start_bridge(result, functions, mqtt_url, endpoint_url)
+        if self._seed:
+            self.seed_summary = self._run_seed(result, endpoint_url)
+        return self._write_state(result, functions, endpoint_url, mqtt_url, started)
+
+    def _prepare_state_dir(self) -> None:
+        recorded = read_state(self.state_dir)
+        if recorded is not None:
+            ticks = recorded.get("process_start_ticks", {})
+            alive = {
+                name: pid
+                for name, pid in recorded.get("pids", {}).items()
+                if _same_process(name, pid, ticks.get(name))
+            }
+            if alive:
+                raise LocalStackError(
+                    f"a local stack is already running from {self.state_path} "
+                    f"(pids {alive}); stop it with `aftercare local down`"
+                )
+            log.info("removing stale %s", self.state_path)
+            self.state_path.unlink(missing_ok=True)
+        for directory in (self.logs_dir, self.specs_dir, self.state_dir / "mosquitto"):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, name: str, argv: list[str], *, pipe_stdout: bool) -> Child:
+        log_path = self.logs_dir / f"{name}.log"
+        with log_path.open("ab") as log_file:
+            popen = subprocess.Popen(
+                argv,
+                cwd=self.project_root,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipe_stdout else log_file,
+                stderr=log_file,
+                start_new_session=True,
+            )
+        child = Child(name=name, popen=popen, log_path=log_path)
+        if pipe_stdout:
+            child.follow_stdout()
+        log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
+        return child
+
+    def _spawn_python(self, name: str, module: str, *args: str) -> Child:
+        return self._spawn(name, [sys.executable, "-m", module, *args], pipe_stdout=True)
+
+    def _moto_url(self, moto: Child) -> str:
+        url = moto.wait_ready(READY_TIMEOUT_S)
+        if not url.startswith("http://"):
+            raise LocalStackError(f"moto server announced {url!r} instead of its URL")
+        return url
+
+    def _start_broker(self) -> tuple[str, Child | None]:
+        if self._external_mqtt_url:
+            return self._external_mqtt_url, None
+        port = free_port()
+        data_dir = self.state_dir / "mosquitto"
+        config = data_dir / "mosquitto.conf"
+        config.write_text(mosquitto_config(port, data_dir, self.logs_dir / "mosquitto.log"))
+        binary = shutil.which("mosquitto") or MOSQUITTO_FALLBACK
+        broker = self._spawn("mosquitto", [binary, "-c", str(config)], pipe_stdout=False)
+        return f"mqtt://127.0.0.1:{port}", broker
+
+    def _wait_broker(self, mqtt_url: str, broker: Child | None) -> None:
+        address = urlsplit(mqtt_url)
+        if address.scheme != "mqtt" or not address.hostname:
+            raise LocalStackError(f"MQTT URL {mqtt_url!r} must look like mqtt://HOST:PORT")
+        host, port = address.hostname, address.port or 1883
+        if broker is not None:
+            broker.wait_ready(READY_TIMEOUT_S, probe=lambda: accepts_connections(host, port))
+        elif not accepts_connections(host, port, timeout=2.0):
+            raise LocalStackError(f"no MQTT broker accepts connections at {mqtt_url}")
+
+    def _provision(self, endpoint_url: str) -> ProvisionResult:
+        template = load_template(self.project_root / "template.yaml")
+        result = provision(
+            template,
+            AwsClients.for_endpoint(endpoint_url, self.region),
+            endpoint_url=endpoint_url,
+            region=self.region,
+            param_overrides=self._param_overrides,
+            sql_check=self._sql_check,
+        )
+        for item in result.not_emulated:
+            log.info("not emulated locally: %s (%s)", item["logical_id"], item["type"])
+        return result
+
+    def _write_spec(self, name: str, spec: Mapping[str, Any]) -> Path:
+        path = self.specs_dir / f"{name}.json"
+        write_json_atomically(path, spec)
+        return path
+
+    def _start_workers(self, result: ProvisionResult) -> dict[str, dict[str, Any]]:
+        stage: list[Child] = []
+        self._stages.append(stage)
+        workers = {}
+        for logical_id, spec in result.workers.items():
+            spec_file = self._write_spec(logical_id, spec)
+            workers[logical_id] = self._spawn_python(
+                logical_id, self._worker_module, "--spec-file", str(spec_file)
+            )
+            stage.append(workers[logical_id])
+        functions = {}
+        for logical_id, worker in workers.items():
+            announced = worker.wait_ready(READY_TIMEOUT_S)
+            functions[logical_id] = {
+                "function_name": result.workers[logical_id]["function_name"],
+                "invoke_url": _invoke_url(logical_id, announced),
+                "log": str(worker.log_path),
+            }
+            log.info("worker %s ready", logical_id)
+        return functions
+
+    def _start_bridge(
+        self,
+        result: ProvisionResult,
+        functions: Mapping[str, Mapping[str, Any]],
+        mqtt_url: str,
+        endpoint_url: str,
+    ) -> None:
+        rules = bind_invoke_urls(
+            result.rules, {lid: info["invoke_url"] for lid, info in functions.items()}
+        )
+        if not rules:
+            log.info("no enabled topic rules: the iot-rules bridge is not started")
+            return
+        spec = {
+            "client_id": BRIDGE_CLIENT_ID,
+            "mqtt_url": mqtt_url,
+            "aws_endpoint_url": endpoint_url,
+            "region": self.region,
+            "rules": rules,
+        }
+        bridge = self._spawn_python(
+            "iot-rules",
+            self._bridge_module,
+            "--spec-file",
+            str(self._write_spec("iot-rules", spec)),
+        )
+        self._stages.append([bridge])
+        bridge.wait_ready(READY_TIMEOUT_S)
+        log.info("iot-rules bridge ready (%d rule(s))", len(rules))
+
+    def _run_seed(self, result: ProvisionResult, endpoint_url: str) -> dict[str, Any]:
+        try:
+            from infra.local.seed import seed_demo
+        except ImportError as exc:
+            raise LocalStackError(f"cannot seed: infra.local.seed is missing ({exc})") from exc
+        summary = seed_demo(dict(result.resources), endpoint_url, self.region)
+        log.info("seeded demo data: %s", summary)
+        return summary
+
+    def _write_state(
+        self,
+        result: ProvisionResult,
+        functions: dict[str, dict[str, Any]],
+        endpoint_url: str,
+        mqtt_url: str,
+        started: float,
+    ) -> dict[str, Any]:
+        children = [child for stage in self._stages for child in stage]
+        state = {
+            "region": self.region,
+            "aws_endpoint_url": endpoint_url,
+            "mqtt_url": mqtt_url,
+            "resources": dict(result.resources),
+            "functions": functions,
+            "pids": {child.name: child.pid for child in children},
+            "process_start_ticks": {
+                "supervisor": process_start_ticks(os.getpid()),
+                **{child.name: process_start_ticks(child.pid) for child in children},
+            },
+            "supervisor_pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "startup_seconds": round(time.monotonic() - started, 3),
+            "not_emulated": result.not_emulated,
+            "logs_dir": str(self.logs_dir),
+        }
+        write_json_atomically(self.state_path, state)
+        self._wrote_state = True
+        self.state = state
+        log.info("local stack up in %.2fs; state in %s", state["startup_seconds"], self.state_path)
+        return state
+
+    # ---- running -------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(MONITOR_INTERVAL_S):
+            for child in [child for stage in list(self._stages) for child in stage]:
+                code = child.popen.poll()
+                if code is not None and not self._stopping.is_set():
+                    log.error(
+                        "%s (pid %d) died with exit code %s; %s ends with:\n%s",
+                        child.name,
+                        child.pid,
+                        code,
+                        child.log_path,
+                        tail(child.log_path),
+                    )
+                    self.failure = child.name
+                    self._failed.set()
+                    return
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Block until a child dies (return its name) or `timeout` passes (return None)."""
+        self._failed.wait(timeout)
+        return self.failure
+
+    # ---- stop ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the children in reverse start order (SIGTERM, then SIGKILL); idempotent."""
+        with self._stop_lock:
+            self._stopping.set()
+            while self._stages:
+                _stop_stage(self._stages.pop())
+            if self._wrote_state:
+                self.state_path.unlink(missing_ok=True)
+                self._wrote_state = False
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=2 * MONITOR_INTERVAL_S)
+
+
+def _stop_stage(children: list[Child]) -> None:
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children:
+        child.kill_if_running(deadline)
+        log.info("stopped %s", child.name)
+
+
+def _invoke_url(logical_id: str, announced: str) -> str:
+    try:
+        url = json.loads(announced)["invoke_url"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LocalStackError(
+            f'worker {logical_id} announced {announced!r}, expected READY {{"invoke_url": ...}}'
+        ) from exc
+    return str(url)
+
+
+# --------------------------------------------------------------------------------------------
+# `aftercare local down` from another shell
+# --------------------------------------------------------------------------------------------
+
+
+def down(state_dir: Path, grace_s: float = STOP_GRACE_S) -> list[str]:
+    """Stop the stack recorded in `state_dir/local.json`; return the names of what was stopped.
+
+    The supervisor (`local up`) is asked first, so it stops its children in order; any recorded
+    process still alive afterwards is stopped directly, but only if it is still the same process
+    (same start time) that the state file names.
+    """
+    state = read_state(state_dir.resolve())
+    if state is None:
+        return []
+    stopped = []
+    supervisor = state.get("supervisor_pid")
+    ticks = state.get("process_start_ticks", {})
+    if (
+        isinstance(supervisor, int)
+        and supervisor != os.getpid()
+        and _same_process("supervisor", supervisor, ticks.get("supervisor"))
+    ):
+        _signal_and_wait(supervisor, grace_s * 3)
+        stopped.append("supervisor")
+    for name, pid in reversed(list(state.get("pids", {}).items())):
+        if _same_process(name, pid, ticks.get(name)):
+            _signal_and_wait(pid, grace_s)
+            stopped.append(name)
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def _same_process(name: str, pid: int, recorded_ticks: int | None) -> bool:
+    if not _is_alive(pid):
+        return False
+    if recorded_ticks is not None and process_start_ticks(pid) != recorded_ticks:
+        log.warning("pid %d is no longer %s (pid reused); leaving it alone", pid, name)
+        return False
+    return True
+
+
+def _signal_and_wait(pid: int, grace_s: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _is_alive(pid):
+            return
+        time.sleep(0.05)
+    log.warning("pid %d ignored SIGTERM for %.0fs; killing it", pid, grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
