@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import cache
-from collections.abc import Mapping
 from typing import Any
 
 import boto3

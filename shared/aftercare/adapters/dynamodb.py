@@ -207,7 +207,8 @@ def status_change_transaction(table: str, change: StatusChange) -> dict[str, Any
         ":version": ticket.version,
     }
     if change.records_resolution:
-        sets.append("resolved_at = :now")
+        sets += ["resolved_at = :now", "resolution = :resolution"]
+        values[":resolution"] = change.resolution.value if change.resolution else None
     items: list[dict[str, Any]] = [
         {
             "Update": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aftercare.domain.ports import TicketStore
-from aftercare.domain.tickets import Ticket, TicketStatus, plan_status_change
+from aftercare.domain.tickets import Resolution, Ticket, TicketStatus, plan_status_change
 
 
 def change_status(
@@ -16,11 +16,15 @@ def change_status(
     actor: str,
     reason: str,
     now: datetime,
+    resolution: Resolution | None = None,
 ) -> Ticket:
     """Move a ticket to `target` (validated by the state machine) with a timeline entry.
 
+    A resolution is `remote` unless the ticket was `in_repair` (or the caller says so).
     Raises TicketNotFound, InvalidTransition, or ConcurrentUpdate if it moved meanwhile."""
     ticket = store.get_ticket(ticket_id).ticket
-    change = plan_status_change(ticket, target, actor=actor, reason=reason, now=now)
+    change = plan_status_change(
+        ticket, target, actor=actor, reason=reason, now=now, resolution=resolution
+    )
     store.apply_status_change(change)
     return store.get_ticket(ticket_id).ticket

@@ -73,6 +73,13 @@ def ticket_id_for(thing: str, fault_id: str) -> str:
     return "T-" + base64.b32encode(digest).decode()[:12]
 
 
+class Resolution(StrEnum):
+    """How a resolved ticket was fixed (KPI: share of remote fixes)."""
+
+    REMOTE = "remote"
+    ON_SITE = "on_site"
+
+
 class TimelineEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -135,6 +142,12 @@ class Ticket(BaseModel):
     opened_by_fault: str
     version: int = 1
     resolved_at: AwareDatetime | None = None
+    resolution: Resolution | None = None
+    flags: list[str] = Field(default_factory=list)
+    parts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="parts lines: sku, qty, warehouse, unit_price, status, reservation_id",
+    )
 
     @property
     def active(self) -> bool:
@@ -151,23 +164,41 @@ class StatusChange(BaseModel):
     entry: TimelineEntry
     releases_lock: bool
     records_resolution: bool
+    resolution: Resolution | None = None
+
+
+def resolution_for(
+    ticket: Ticket, target: TicketStatus, asked: Resolution | None
+) -> Resolution | None:
+    """A resolution is on-site when the repair was under way, unless the caller says otherwise."""
+    if target is not TicketStatus.RESOLVED:
+        return None
+    if asked is not None:
+        return asked
+    return Resolution.ON_SITE if ticket.status is TicketStatus.IN_REPAIR else Resolution.REMOTE
 
 
 def plan_status_change(
-    ticket: Ticket, target: TicketStatus, *, actor: str, reason: str, now: datetime
+    ticket: Ticket,
+    target: TicketStatus,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    resolution: Resolution | None = None,
 ) -> StatusChange:
     """Validate a transition and describe everything that must change with it."""
     check_transition(ticket.status, target)
-    entry = TimelineEntry(
-        at=now,
-        kind="status_changed",
-        actor=actor,
-        detail={"from": ticket.status.value, "to": target.value, "reason": reason},
-    )
+    resolved_how = resolution_for(ticket, target, resolution)
+    detail = {"from": ticket.status.value, "to": target.value, "reason": reason}
+    if resolved_how is not None:
+        detail["resolution"] = resolved_how.value
+    entry = TimelineEntry(at=now, kind="status_changed", actor=actor, detail=detail)
     return StatusChange(
         ticket=ticket,
         target=target,
         entry=entry,
         releases_lock=ticket.active and target not in ACTIVE_STATES,
         records_resolution=target is TicketStatus.RESOLVED,
+        resolution=resolved_how,
     )
