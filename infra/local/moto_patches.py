@@ -78,8 +78,9 @@ def _parse(
 
 
 def _write(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], key: dict[str, Any]) -> None:
-    table, names = op["TableName"], op.get("ExpressionAttributeNames")
-    values = op.get("ExpressionAttributeValues")
+    table = op["TableName"]
+    names = op.get("ExpressionAttributeNames") or {}
+    values = op.get("ExpressionAttributeValues") or {}
     if op_type == "Put":
         backend.put_item(table, op["Item"])
     elif op_type == "Delete":
