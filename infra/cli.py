@@ -71,6 +71,7 @@ def store_of(target: Target) -> DynamoTicketStore:
         tickets_table=target.resource("TicketsTable"),
         devices_table=target.resource("DevicesTable"),
         customers_table=target.resource("CustomersTable"),
+        inventory_table=target.resources.get("InventoryTable"),
         ddb=target.client("dynamodb"),
     )
 

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     customers_table: str
     tickets_table: str
     parked_table: str
+    inventory_table: str
     repeat_window_days: int
+    hold_hours: int
 
 
 class Deps:
@@ -42,12 +44,14 @@ class Deps:
             tickets_table=settings.tickets_table,
             devices_table=settings.devices_table,
             customers_table=settings.customers_table,
+            inventory_table=settings.inventory_table,
         )
         self.parked = DynamoParkedStore(table=settings.parked_table)
         self.rules = IntakeRules(
             catalog=load_catalog(),
             policy=load_policy(),
             repeat_window=timedelta(days=settings.repeat_window_days),
+            hold_duration=timedelta(hours=settings.hold_hours),
         )
 
 

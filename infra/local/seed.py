@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from importlib import resources
 from typing import Any
 
 import boto3
+import yaml
 from aftercare.adapters.aws import to_item
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
 
@@ -66,6 +68,43 @@ def demo_devices(count: int = DEMO_DEVICES, customers: int = DEMO_CUSTOMERS) -> 
     return devices
 
 
+def demo_inventory() -> list[dict[str, Any]]:
+    """Parts master, warehouses, region routing and opening stock from parts.yaml."""
+    text = resources.files("aftercare.data").joinpath("parts.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    items: list[dict[str, Any]] = []
+    for sku, part in data["parts"].items():
+        items.append(
+            {"pk": f"PART#{sku}", "sk": "META", "sku": sku, "currency": data["currency"], **part}
+        )
+    for warehouse, info in data["warehouses"].items():
+        items.append({"pk": f"WAREHOUSE#{warehouse}", "sk": "META", "warehouse": warehouse, **info})
+    for region, warehouses in data["routing"].items():
+        items.append(
+            {"pk": f"REGION#{region}", "sk": "ROUTING", "region": region, "warehouses": warehouses}
+        )
+    for warehouse, levels in data["stock"].items():
+        for sku in data["parts"]:
+            level = levels.get(sku, levels["default"])
+            items.append(stock_item(sku, warehouse, level["on_hand"], level["reorder_point"]))
+    return items
+
+
+def stock_item(sku: str, warehouse: str, on_hand: int, reorder_point: int) -> dict[str, Any]:
+    return {
+        "pk": f"STOCK#{sku}",
+        "sk": f"WH#{warehouse}",
+        "sku": sku,
+        "warehouse": warehouse,
+        "on_hand": on_hand,
+        "held": 0,
+        "available": on_hand,
+        "reorder_point": reorder_point,
+        "backordered": 0,
+        "version": 0,
+    }
+
+
 def _write_all(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
     for start in range(0, len(items), 25):
         requests = [{"PutRequest": {"Item": to_item(i)}} for i in items[start : start + 25]]
@@ -87,9 +126,13 @@ def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict
     devices = demo_devices()
     _write_all(ddb, resources["CustomersTable"], [c.model_dump(mode="json") for c in customers])
     _write_all(ddb, resources["DevicesTable"], [d.model_dump(mode="json") for d in devices])
+    inventory = demo_inventory()
+    if "InventoryTable" in resources:
+        _write_all(ddb, resources["InventoryTable"], inventory)
     return {
         "customers": len(customers),
         "vip_customers": sum(c.tier == "vip" for c in customers),
         "devices": len(devices),
+        "stock_items": sum(1 for i in inventory if i["pk"].startswith("STOCK#")),
         "models": list(MODELS),
     }

@@ -37,6 +37,7 @@ class Stack:
             tickets_table=self.target.resource("TicketsTable"),
             devices_table=self.target.resource("DevicesTable"),
             customers_table=self.target.resource("CustomersTable"),
+            inventory_table=self.target.resource("InventoryTable"),
             ddb=self.target.client("dynamodb"),
         )
         self.parked = DynamoParkedStore(

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from aftercare.domain.parts import (
+    LineStatus,
+    OutOfStock,
+    PartInfo,
+    PartsLine,
+    StockDelta,
+    StockLevel,
+)
 from aftercare.domain.ports import (
     ConcurrentUpdate,
     CorrelationPlan,
@@ -14,8 +22,10 @@ from aftercare.domain.ports import (
     LastResolution,
     LockConflict,
     NewTicketPlan,
+    OpenContext,
     OpenLock,
     ParkedMessage,
+    PartsChange,
     TicketDetail,
     TicketNotFound,
 )
@@ -32,7 +42,41 @@ class FakeTicketStore:
         self.locks: dict[tuple[str, str], OpenLock] = {}
         self.resolutions: dict[tuple[str, str], LastResolution] = {}
         self.seen: dict[tuple[str, str], str] = {}
+        self.routing: dict[str, list[str]] = {}
+        self.parts: dict[str, PartInfo] = {}
+        self.stock: dict[tuple[str, str], StockLevel] = {}
+        self.reservations: dict[str, PartsLine] = {}
         self.requests = 0
+
+    # ------------------------------------------------------------------ inventory
+    def load_open_context(self, customer_id: str, region: str, skus: list[str]) -> OpenContext:
+        self.requests += 1
+        return OpenContext(
+            customer=self.customers.get(customer_id),
+            routing=self.routing.get(region, []) if skus else [],
+            parts={sku: self.parts[sku] for sku in skus if sku in self.parts},
+        )
+
+    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
+        self.requests += 1
+        return {k: self.stock[k] for k in keys if k in self.stock}
+
+    def _check(self, deltas: list[StockDelta]) -> None:
+        for d in deltas:
+            level = self.stock.get((d.sku, d.warehouse))
+            if level is None or level.available < d.need:
+                raise OutOfStock(f"{d.sku}@{d.warehouse}")
+
+    def _apply(self, deltas: list[StockDelta]) -> None:
+        for d in deltas:
+            level = self.stock[(d.sku, d.warehouse)]
+            self.stock[(d.sku, d.warehouse)] = level.model_copy(
+                update={
+                    "on_hand": level.on_hand + d.on_hand,
+                    "held": level.held + d.held,
+                    "version": level.version + 1,
+                }
+            )
 
     def load_intake_context(self, thing: str, fault_code: str, fault_id: str) -> IntakeContext:
         self.requests += 1
@@ -56,6 +100,10 @@ class FakeTicketStore:
             raise DuplicateFault(self.seen[(t.thing, plan.occurrence.fault_id)])
         if (t.thing, t.fault_code) in self.locks:
             raise LockConflict("lock exists")
+        self._check(plan.reservation.deltas)
+        self._apply(plan.reservation.deltas)
+        for line in plan.reservation.lines:
+            self.reservations[line.reservation_id] = line
         self.locks[(t.thing, t.fault_code)] = OpenLock(
             ticket_id=t.ticket_id, occurrences=1, last_seen=t.last_seen
         )
@@ -107,8 +155,47 @@ class FakeTicketStore:
             )
         if change.releases_lock:
             self.locks.pop((current.thing, current.fault_code), None)
+        update["parts"] = self._move_lines(current, change.part_changes)
         self.tickets[current.ticket_id] = current.model_copy(update=update)
         self.timeline[current.ticket_id].append(change.entry)
+
+    def _move_lines(self, ticket: Ticket, changes: list) -> list[dict]:
+        deltas = [c.delta for c in changes if c.delta is not None]
+        self._check(deltas)
+        for c in changes:
+            held = self.reservations[c.line.reservation_id]
+            if held.status is not c.line.status:
+                raise ConcurrentUpdate("reservation moved on")
+        self._apply(deltas)
+        parts = [dict(p) for p in ticket.parts]
+        for c in changes:
+            parts[c.index]["status"] = c.to.value
+            self.reservations[c.line.reservation_id] = c.line.model_copy(update={"status": c.to})
+        return parts
+
+    def apply_parts_change(self, change: PartsChange) -> None:
+        current = self.tickets[change.ticket.ticket_id]
+        if current.version != change.ticket.version:
+            raise ConcurrentUpdate("moved on")
+        self._check(change.new_deltas)
+        parts = self._move_lines(current, change.changes)
+        self._apply(change.new_deltas)
+        for index, raw in change.new_lines.items():
+            line = PartsLine.model_validate(raw)
+            if index < len(parts):
+                parts[index] = line.model_dump(mode="json")
+            else:
+                parts.append(line.model_dump(mode="json"))
+            self.reservations[line.reservation_id] = line
+        self.tickets[current.ticket_id] = current.model_copy(
+            update={"parts": parts, "version": current.version + 1}
+        )
+        self.timeline[current.ticket_id].append(change.entry)
+
+    def held_units(self) -> int:
+        return sum(
+            line.qty for line in self.reservations.values() if line.status is LineStatus.HELD
+        )
 
 
 class FakeParkedStore:

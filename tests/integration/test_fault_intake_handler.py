@@ -156,6 +156,7 @@ def store(aws: dict[str, Any]) -> DynamoTicketStore:
         tickets_table=r["TicketsTable"],
         devices_table=r["DevicesTable"],
         customers_table=r["CustomersTable"],
+        inventory_table=r["InventoryTable"],
         ddb=aws["ddb"],
     )
 
@@ -176,17 +177,27 @@ def test_canonical_event_opens_a_ticket(intake, aws):
 
 
 def test_request_budget_new_fault_and_duplicate(intake, aws, calls):
-    # When a new fault is processed
-    invoke(intake, record(report("budget-0001")))
+    # When a new fault whose catalog entry needs no parts is processed
+    invoke(intake, record(report("budget-0001", code="TEMP-HIGH")))
     new_fault = sum(calls.values())
     calls.clear()
     # and the same fault is delivered again
-    invoke(intake, record(report("budget-0001")))
+    invoke(intake, record(report("budget-0001", code="TEMP-HIGH")))
     duplicate = sum(calls.values())
     # Then the new fault costs at most 3 DynamoDB requests and the duplicate at most 2
     assert new_fault <= 3, calls
     assert duplicate <= 2, calls
     assert len(store(aws).list_tickets(thing=THING)) == 1
+
+
+def test_request_budget_ticket_with_parts(intake, aws, calls):
+    # When a new fault opens a ticket that reserves parts
+    invoke(intake, record(report("budget-parts-1", code="COMP-SHORTCYCLE")))
+    # Then the whole open (ticket + holds) costs at most 5 DynamoDB requests
+    assert sum(calls.values()) <= 5, calls
+    (ticket,) = store(aws).list_tickets(thing=THING)
+    assert {p["sku"] for p in ticket.parts} == {"RELAY-COMP-30A", "CAP-RUN-45UF"}
+    assert all(p["status"] == "held" for p in ticket.parts)
 
 
 def test_correlation_budget(intake, aws, calls):
@@ -266,8 +277,17 @@ def test_repeat_after_resolution_is_linked(intake, aws):
     # Then a new open ticket is linked to the first as a repeat
     (again,) = store(aws).list_tickets(thing=THING, status="open")
     assert again.repeat_of == first.ticket_id
-    kinds = [e.kind for e in store(aws).get_ticket(first.ticket_id).timeline]
-    assert kinds == ["opened", "status_changed", "repeat_reported"]
+    timeline = store(aws).get_ticket(first.ticket_id).timeline
+    assert [e.kind for e in timeline] == [
+        "opened",
+        "parts_reserved",
+        "status_changed",
+        "repeat_reported",
+    ]
+    # And resolving it remotely released its held fan
+    assert timeline[2].detail["parts"] == [
+        {"sku": "FAN-80MM", "qty": 1, "from": "held", "to": "released"}
+    ]
 
 
 def test_dead_letters_are_parked_with_their_reason(aws):

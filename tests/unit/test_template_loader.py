@@ -206,7 +206,9 @@ def test_stage_is_local_and_parameters_are_checked(tmp_path: Path) -> None:
     template = load_template(REAL_TEMPLATE)
     # Then defaults apply and overrides win
     values = parameter_values(template, {"Stage": "local"})
-    assert values == {"Stage": "local", "RepeatWindowDays": "30", "LogLevel": "INFO"}
+    assert values["Stage"] == "local"
+    assert (values["RepeatWindowDays"], values["LogLevel"]) == ("30", "INFO")
+    assert set(values) == set(template.parameters)
     # And an override must pass the template's own constraints
     with pytest.raises(TemplateError, match="does not match"):
         parameter_values(template, {"Stage": "Bad_Stage"})

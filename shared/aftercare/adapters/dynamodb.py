@@ -15,6 +15,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from aftercare.adapters.aws import client, from_item, to_attr, to_item
+from aftercare.adapters.inventory import (
+    backorder_count,
+    line_change_items,
+    part_key,
+    reservation_put,
+    routing_key,
+    stock_from_item,
+    stock_key,
+    stock_update,
+)
+from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, PartsLine, StockLevel
 from aftercare.domain.ports import (
     ConcurrentUpdate,
     CorrelationPlan,
@@ -25,7 +36,9 @@ from aftercare.domain.ports import (
     LastResolution,
     LockConflict,
     NewTicketPlan,
+    OpenContext,
     OpenLock,
+    PartsChange,
     TicketDetail,
     TicketNotFound,
 )
@@ -72,11 +85,12 @@ def occurrence_item(ticket_id: str, occurrence: Occurrence) -> dict[str, Any]:
     }
 
 
-def timeline_item(ticket_id: str, entry: TimelineEntry) -> dict[str, Any]:
+def timeline_item(ticket_id: str, entry: TimelineEntry, seq: int = 0) -> dict[str, Any]:
+    """Timeline entries sort by time, then by their order within one change (`seq`)."""
     data = entry.model_dump(mode="json")
     return {
         "pk": f"TICKET#{ticket_id}",
-        "sk": f"EVT#{data['at']}#{uuid.uuid4().hex[:8]}",
+        "sk": f"EVT#{data['at']}#{seq:02d}#{uuid.uuid4().hex[:8]}",
         **data,
     }
 
@@ -101,8 +115,11 @@ def intake_batch_get(
     }
 
 
-def open_ticket_transaction(table: str, plan: NewTicketPlan) -> dict[str, Any]:
-    """Lock, dedup marker and ticket first: their conditions' indexes are fixed (0, 1, 2)."""
+def open_ticket_transaction(
+    table: str, plan: NewTicketPlan, inventory_table: str | None = None
+) -> dict[str, Any]:
+    """Lock, dedup marker and ticket first: their conditions' indexes are fixed (0, 1, 2);
+    the part holds' stock updates come last (see `stock_indexes`)."""
     ticket = plan.ticket
     new = "attribute_not_exists(pk)"
     lock = {
@@ -121,11 +138,34 @@ def open_ticket_transaction(table: str, plan: NewTicketPlan) -> dict[str, Any]:
         _put(table, marker, new),
         _put(table, ticket_item(ticket), new),
         _put(table, occurrence_item(ticket.ticket_id, plan.occurrence)),
-        *(_put(table, timeline_item(ticket.ticket_id, e)) for e in plan.timeline),
+        *(_put(table, timeline_item(ticket.ticket_id, e, n)) for n, e in enumerate(plan.timeline)),
     ]
     if plan.repeat_entry is not None and ticket.repeat_of:
         items += _link_repeat(table, ticket, plan.repeat_entry)
+    if plan.reservation.lines:
+        items += _reservation_items(str(inventory_table), ticket.ticket_id, plan)
     return {"TransactItems": items}
+
+
+def _reservation_items(table: str, ticket_id: str, plan: NewTicketPlan) -> list[dict[str, Any]]:
+    lines = plan.reservation.lines
+    items = [reservation_put(table, ticket_id, i, line) for i, line in enumerate(lines)]
+    items += [
+        backorder_count(table, line, line.qty)
+        for line in lines
+        if line.status is LineStatus.BACKORDERED and line.warehouse
+    ]
+    return items + [stock_update(table, delta) for delta in plan.reservation.deltas]
+
+
+def stock_indexes(request: dict[str, Any]) -> set[int]:
+    """Positions of the conditional stock updates in a transaction."""
+    return {
+        n
+        for n, item in enumerate(request["TransactItems"])
+        if "Update" in item
+        and "available >= :need" in item["Update"].get("ConditionExpression", "")
+    }
 
 
 def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[dict[str, Any]]:
@@ -196,9 +236,12 @@ def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> 
     }
 
 
-def status_change_transaction(table: str, change: StatusChange) -> dict[str, Any]:
+def status_change_transaction(
+    table: str, change: StatusChange, inventory_table: str | None = None
+) -> dict[str, Any]:
     ticket = change.ticket
     sets = ["#status = :to", "updated_at = :now", "version = :next"]
+    sets += [f"parts[{c.index}].#status = :part{c.index}" for c in change.part_changes]
     values: dict[str, Any] = {
         ":to": change.target.value,
         ":from": ticket.status.value,
@@ -209,6 +252,7 @@ def status_change_transaction(table: str, change: StatusChange) -> dict[str, Any
     if change.records_resolution:
         sets += ["resolved_at = :now", "resolution = :resolution"]
         values[":resolution"] = change.resolution.value if change.resolution else None
+    values |= {f":part{c.index}": c.to.value for c in change.part_changes}
     items: list[dict[str, Any]] = [
         {
             "Update": {
@@ -231,6 +275,47 @@ def status_change_transaction(table: str, change: StatusChange) -> dict[str, Any
             "resolved_at": _iso(change.entry.at),
         }
         items.append(_put(table, last))
+    for part_change in change.part_changes:
+        items += line_change_items(str(inventory_table), part_change, change.entry.at)
+    return {"TransactItems": items}
+
+
+def parts_change_transaction(
+    table: str, inventory_table: str, change: PartsChange
+) -> dict[str, Any]:
+    """Lines moving (expiry, manual release) or newly held, with the ticket's version guard."""
+    ticket = change.ticket
+    sets = ["updated_at = :now", "version = :next"]
+    values: dict[str, Any] = {
+        ":now": _iso(change.entry.at),
+        ":next": ticket.version + 1,
+        ":version": ticket.version,
+    }
+    for c in change.changes:
+        sets.append(f"parts[{c.index}].#status = :part{c.index}")
+        values[f":part{c.index}"] = c.to.value
+    for index, line in change.new_lines.items():
+        sets.append(f"parts[{index}] = :line{index}")
+        values[f":line{index}"] = line
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": to_item(ticket_key(ticket.ticket_id)),
+        "UpdateExpression": "SET " + ", ".join(sets),
+        "ConditionExpression": "version = :version",
+        "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+    }
+    if change.changes:
+        update["ExpressionAttributeNames"] = {"#status": "status"}
+    items: list[dict[str, Any]] = [
+        {"Update": update},
+        _put(table, timeline_item(ticket.ticket_id, change.entry)),
+    ]
+    for part_change in change.changes:
+        items += line_change_items(inventory_table, part_change, change.entry.at)
+    for index, raw in change.new_lines.items():
+        line = PartsLine.model_validate(raw)
+        items.append(reservation_put(inventory_table, ticket.ticket_id, index, line))
+    items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
     return {"TransactItems": items}
 
 
@@ -266,11 +351,13 @@ class DynamoTicketStore:
         tickets_table: str,
         devices_table: str,
         customers_table: str,
+        inventory_table: str | None = None,
         ddb: Any | None = None,
     ) -> None:
         self.tickets_table = tickets_table
         self.devices_table = devices_table
         self.customers_table = customers_table
+        self.inventory_table = inventory_table
         self._ddb = ddb
 
     @property
@@ -298,16 +385,58 @@ class DynamoTicketStore:
         )
 
     def _batch_get(self, request: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by (table, partition key value); every table here has a unique pk per read."""
         found: dict[tuple[str, str], dict[str, Any]] = {}
+        for table, item in self._batch_get_tables(request):
+            pk = item.get("pk") or item.get("thing") or item.get("customer_id")
+            found[(table, str(pk))] = item
+        return found
+
+    def _batch_get_raw(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        return [item for _, item in self._batch_get_tables(request)]
+
+    def _batch_get_tables(self, request: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         pending = request["RequestItems"]
         while pending:
             response = self.ddb.batch_get_item(RequestItems=pending)
             for table, items in response.get("Responses", {}).items():
-                for raw in items:
-                    item = from_item(raw)
-                    found[(table, str(item.get("pk") or item.get("thing")))] = item
+                yield from ((table, from_item(raw)) for raw in items)
             pending = response.get("UnprocessedKeys") or {}
-        return found
+
+    def load_open_context(self, customer_id: str, region: str, skus: list[str]) -> OpenContext:
+        if not skus or self.inventory_table is None:
+            return OpenContext(customer=self.get_customer(customer_id))
+        keys = [routing_key(region), *(part_key(sku) for sku in skus)]
+        request = {
+            self.customers_table: {"Keys": [{"customer_id": {"S": customer_id}}]},
+            self.inventory_table: {"Keys": [to_item(k) for k in keys]},
+        }
+        found = self._batch_get({"RequestItems": request})
+        customer = found.get((self.customers_table, customer_id))
+        routing = found.get((self.inventory_table, routing_key(region)["pk"]), {})
+        parts = {
+            sku: PartInfo.model_validate(item)
+            for sku in skus
+            if (item := found.get((self.inventory_table, part_key(sku)["pk"])))
+        }
+        return OpenContext(
+            customer=CustomerRecord.model_validate(customer) if customer else None,
+            routing=list(routing.get("warehouses", [])),
+            parts=parts,
+        )
+
+    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
+        if not keys or self.inventory_table is None:
+            return {}
+        request = {
+            self.inventory_table: {
+                "Keys": [to_item(stock_key(sku, wh)) for sku, wh in keys],
+                "ConsistentRead": True,
+            }
+        }
+        found = self._batch_get_raw({"RequestItems": request})
+        levels = [stock_from_item(i) for i in found if "sku" in i and "warehouse" in i]
+        return {(level.sku, level.warehouse): level for level in levels}
 
     def get_customer(self, customer_id: str) -> CustomerRecord | None:
         response = self.ddb.get_item(
@@ -317,9 +446,14 @@ class DynamoTicketStore:
         return CustomerRecord.model_validate(from_item(item)) if item else None
 
     def open_ticket(self, plan: NewTicketPlan) -> None:
+        request = open_ticket_transaction(self.tickets_table, plan, self.inventory_table)
         try:
-            self.ddb.transact_write_items(**open_ticket_transaction(self.tickets_table, plan))
+            self.ddb.transact_write_items(**request)
         except ClientError as exc:
+            codes = cancellation_codes(exc)
+            failed = {n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+            if failed & stock_indexes(request) and not failed & {0, 1}:
+                raise OutOfStock(", ".join(codes)) from exc
             self._raise_intake_conflict(exc)
 
     def add_occurrence(self, plan: CorrelationPlan) -> None:
@@ -386,9 +520,23 @@ class DynamoTicketStore:
 
     # ------------------------------------------------------------------ changes
     def apply_status_change(self, change: StatusChange) -> None:
+        request = status_change_transaction(self.tickets_table, change, self.inventory_table)
         try:
-            self.ddb.transact_write_items(**status_change_transaction(self.tickets_table, change))
+            self.ddb.transact_write_items(**request)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 raise ConcurrentUpdate(", ".join(cancellation_codes(exc))) from exc
             raise
+
+    def apply_parts_change(self, change: PartsChange) -> None:
+        request = parts_change_transaction(self.tickets_table, str(self.inventory_table), change)
+        try:
+            self.ddb.transact_write_items(**request)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = cancellation_codes(exc)
+            failed = {n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+            if failed & stock_indexes(request) and 0 not in failed:
+                raise OutOfStock(", ".join(codes)) from exc
+            raise ConcurrentUpdate(", ".join(codes)) from exc

@@ -22,6 +22,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from aftercare.domain.parts import (
+    OutOfStock,
+    ReservationPlan,
+    StockLevel,
+    WantedPart,
+    plan_reservations,
+)
 from aftercare.domain.ports import (
     CorrelationPlan,
     CustomerRecord,
@@ -30,6 +37,7 @@ from aftercare.domain.ports import (
     IntakeContext,
     LockConflict,
     NewTicketPlan,
+    OpenContext,
     OpenLock,
     TicketStore,
 )
@@ -43,7 +51,8 @@ from aftercare.domain.tickets import (
 )
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
 
-MAX_LOCK_RETRIES = 5
+MAX_LOCK_RETRIES = 10
+DEFAULT_HOLD = timedelta(hours=72)
 
 
 class RejectReason(StrEnum):
@@ -98,6 +107,7 @@ class IntakeRules(BaseModel):
     catalog: FaultCatalog
     policy: ServicePolicy
     repeat_window: timedelta
+    hold_duration: timedelta = DEFAULT_HOLD
 
 
 # --------------------------------------------------------------------------- validation
@@ -218,12 +228,14 @@ def plan_new_ticket(
     report: FaultReport,
     device: DeviceRecord,
     *,
-    customer: CustomerRecord | None,
+    opening: OpenContext,
+    stock: dict[tuple[str, str], StockLevel],
     context: IntakeContext,
     rules: IntakeRules,
     received_at: datetime,
 ) -> NewTicketPlan:
-    """Classify, prioritise and schedule a new ticket for a report with no active ticket."""
+    """Classify, prioritise, schedule and reserve parts for a report with no active ticket."""
+    customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
     entry = catalog_entry or _unclassified_entry(report.code, rules.policy)
     occurrence = _occurrence(report, entry, received_at)
@@ -232,8 +244,19 @@ def plan_new_ticket(
     priority = rules.policy.priority_for(occurrence.severity, tier, in_warranty)
     sla = rules.policy.sla_for(priority, tier)
     repeat_of = _repeat_of(context, rules, report.occurred_at)
+    ticket_id = ticket_id_for(device.thing, report.fault_id)
+    reservation = plan_reservations(
+        ticket_id=ticket_id,
+        model=device.model,
+        wanted=wanted_parts(catalog_entry),
+        parts=opening.parts,
+        routing=opening.routing,
+        stock=stock,
+        now=received_at,
+        hold=rules.hold_duration,
+    )
     ticket = Ticket(
-        ticket_id=ticket_id_for(device.thing, report.fault_id),
+        ticket_id=ticket_id,
         thing=device.thing,
         serial=device.serial,
         model=device.model,
@@ -267,14 +290,42 @@ def plan_new_ticket(
         catalog_version=rules.catalog.version,
         policy_version=rules.policy.version,
         opened_by_fault=report.fault_id,
+        parts=[line.model_dump(mode="json") for line in reservation.lines],
     )
+    timeline = [_opened_entry(ticket, customer, catalog_entry, received_at)]
+    if reservation.lines or reservation.notes:
+        timeline.append(_parts_entry(reservation, received_at))
     return NewTicketPlan(
         ticket=ticket,
         occurrence=occurrence,
-        timeline=[_opened_entry(ticket, customer, catalog_entry, received_at)],
+        timeline=timeline,
         dedup_expires_at=_dedup_expiry(rules.policy, received_at),
         repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+        reservation=reservation,
     )
+
+
+def wanted_parts(entry: CatalogEntry | None) -> list[WantedPart]:
+    return [WantedPart(sku=p.sku, qty=p.qty) for p in entry.parts] if entry else []
+
+
+def _parts_entry(reservation: ReservationPlan, at: datetime) -> TimelineEntry:
+    detail: dict[str, Any] = {
+        "held": [
+            {
+                "sku": line.sku,
+                "qty": line.qty,
+                "warehouse": line.warehouse,
+                "unit_price": line.unit_price,
+                "hold_expires_at": str(line.hold_expires_at),
+            }
+            for line in reservation.held
+        ],
+        "backordered": [{"sku": line.sku, "qty": line.qty} for line in reservation.backordered],
+    }
+    if reservation.notes:
+        detail["notes"] = reservation.notes
+    return TimelineEntry(at=at, kind="parts_reserved", actor="fault-intake", detail=detail)
 
 
 def _opened_entry(
@@ -353,7 +404,7 @@ def intake_fault(envelope: FaultEnvelope, store: TicketStore, rules: IntakeRules
     for _ in range(MAX_LOCK_RETRIES):
         try:
             return _apply(report, envelope.thing, store, rules, received_at)
-        except LockConflict:
+        except (LockConflict, OutOfStock):
             continue
         except DuplicateFault as dup:
             return _duplicate(report, envelope.thing, dup.ticket_id)
@@ -396,11 +447,17 @@ def _apply(
             ticket_id=plan.ticket_id,
             occurrences=plan.expected_occurrences + 1,
         )
-    customer = store.get_customer(context.device.customer_id)
+    device = context.device
+    wanted = wanted_parts(rules.catalog.lookup(report.code))
+    skus = [w.sku for w in wanted]
+    opening = store.load_open_context(device.customer_id, device.region, skus)
+    keys = [(sku, warehouse) for sku in skus for warehouse in opening.routing]
+    stock = store.load_stock(keys) if keys else {}
     new = plan_new_ticket(
         report,
-        context.device,
-        customer=customer,
+        device,
+        opening=opening,
+        stock=stock,
         context=context,
         rules=rules,
         received_at=received_at,

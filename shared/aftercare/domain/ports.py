@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta, StockLevel
 from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
 
 
@@ -63,12 +64,23 @@ class IntakeContext(_Record):
     seen: bool = False
 
 
+class OpenContext(_Record):
+    """What opening a ticket reads besides the device: customer, warehouse routing, parts."""
+
+    customer: CustomerRecord | None
+    routing: list[str] = Field(default_factory=list)
+    parts: dict[str, PartInfo] = Field(default_factory=dict)
+
+
 class NewTicketPlan(_Record):
     ticket: Ticket
     occurrence: Occurrence
     timeline: list[TimelineEntry]
     dedup_expires_at: int
     repeat_entry: TimelineEntry | None = None
+    reservation: ReservationPlan = Field(
+        default_factory=lambda: ReservationPlan(lines=[], deltas=[])
+    )
 
 
 class CorrelationPlan(_Record):
@@ -122,6 +134,16 @@ class TicketDetail(_Record):
     timeline: list[TimelineEntry]
 
 
+class PartsChange(_Record):
+    """Parts lines of one ticket changing outside a status change (expiry, manual hold/release)."""
+
+    ticket: Ticket
+    changes: list[LineChange]
+    entry: TimelineEntry
+    new_lines: dict[int, Any] = Field(default_factory=dict)
+    new_deltas: list[StockDelta] = Field(default_factory=list)
+
+
 class TicketStore(Protocol):
     """Durable ticket storage enforcing the intake invariants with conditional writes."""
 
@@ -129,12 +151,18 @@ class TicketStore(Protocol):
         """Device, open-fault lock, last resolution and dedup marker, in one read."""
         ...
 
-    def get_customer(self, customer_id: str) -> CustomerRecord | None: ...
+    def load_open_context(self, customer_id: str, region: str, skus: list[str]) -> OpenContext:
+        """Customer, the region's warehouse preference list and the parts' master data."""
+        ...
+
+    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
+        """Stock levels for (SKU, warehouse) pairs, in one read."""
+        ...
 
     def open_ticket(self, plan: NewTicketPlan) -> None:
-        """Create ticket + lock + dedup marker atomically.
+        """Create ticket + lock + dedup marker + part holds atomically.
 
-        Raises DuplicateFault or LockConflict."""
+        Raises DuplicateFault, LockConflict or OutOfStock (stock moved: plan again)."""
         ...
 
     def add_occurrence(self, plan: CorrelationPlan) -> None:
@@ -147,6 +175,10 @@ class TicketStore(Protocol):
 
     def apply_status_change(self, change: StatusChange) -> None:
         """Raises ConcurrentUpdate when the ticket moved on since it was read."""
+        ...
+
+    def apply_parts_change(self, change: PartsChange) -> None:
+        """Raises ConcurrentUpdate (ticket or hold moved on) or OutOfStock."""
         ...
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aftercare.domain.parts import LineChange, PartsLine, close_out_lines
 from aftercare.models.payloads import Severity
 
 
@@ -165,6 +166,7 @@ class StatusChange(BaseModel):
     releases_lock: bool
     records_resolution: bool
     resolution: Resolution | None = None
+    part_changes: list[LineChange] = Field(default_factory=list)
 
 
 def resolution_for(
@@ -190,15 +192,25 @@ def plan_status_change(
     """Validate a transition and describe everything that must change with it."""
     check_transition(ticket.status, target)
     resolved_how = resolution_for(ticket, target, resolution)
-    detail = {"from": ticket.status.value, "to": target.value, "reason": reason}
+    detail: dict[str, Any] = {"from": ticket.status.value, "to": target.value, "reason": reason}
     if resolved_how is not None:
         detail["resolution"] = resolved_how.value
+    leaves_active = ticket.active and target not in ACTIVE_STATES
+    part_changes: list[LineChange] = []
+    if leaves_active:
+        lines = [PartsLine.model_validate(p) for p in ticket.parts]
+        part_changes = close_out_lines(lines, consume=resolved_how is Resolution.ON_SITE)
+        detail["parts"] = [
+            {"sku": c.line.sku, "qty": c.line.qty, "from": c.line.status.value, "to": c.to.value}
+            for c in part_changes
+        ]
     entry = TimelineEntry(at=now, kind="status_changed", actor=actor, detail=detail)
     return StatusChange(
         ticket=ticket,
         target=target,
         entry=entry,
-        releases_lock=ticket.active and target not in ACTIVE_STATES,
+        releases_lock=leaves_active,
         records_resolution=target is TicketStatus.RESOLVED,
         resolution=resolved_how,
+        part_changes=part_changes,
     )

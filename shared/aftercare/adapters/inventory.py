@@ -1,0 +1,219 @@
+"""DynamoDB shapes and reads for InventoryTable (parts, stock, routing, reservations, movements).
+
+Key layout (access patterns are written next to InventoryTable in template.yaml):
+    PART#<sku> / META                    parts master data (names, unit price, lead time, models)
+    STOCK#<sku> / WH#<warehouse>         on_hand, held, available (= on_hand - held), reorder_point,
+                                         backordered (open backorder demand), version
+    REGION#<region> / ROUTING            warehouses serving the region, in order of preference
+    RES#<reservation_id> / RES           one reservation (ticket's parts line); while held it
+                                         has hold_state="held" + hold_expiry (GSI by_hold_expiry)
+    MOVE#<sku>#<warehouse> / <at>#<id>   stock movements (consumption, adjustments) for forecasting
+    LOWSTOCK#<sku>#<warehouse> / V#<n>   a low-stock crossing at stock version n (emitted once)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from aftercare.adapters.aws import client, from_item, to_attr, to_item
+from aftercare.domain.parts import LineChange, LineStatus, PartsLine, StockDelta, StockLevel
+
+
+def stock_key(sku: str, warehouse: str) -> dict[str, str]:
+    return {"pk": f"STOCK#{sku}", "sk": f"WH#{warehouse}"}
+
+
+def part_key(sku: str) -> dict[str, str]:
+    return {"pk": f"PART#{sku}", "sk": "META"}
+
+
+def routing_key(region: str) -> dict[str, str]:
+    return {"pk": f"REGION#{region}", "sk": "ROUTING"}
+
+
+def reservation_key(reservation_id: str) -> dict[str, str]:
+    return {"pk": f"RES#{reservation_id}", "sk": "RES"}
+
+
+def stock_update(table: str, delta: StockDelta) -> dict[str, Any]:
+    """Apply a delta only while the result keeps available >= 0 (and the item exists)."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(stock_key(delta.sku, delta.warehouse)),
+            "UpdateExpression": "ADD on_hand :oh, held :h, available :a, version :one",
+            "ConditionExpression": "attribute_exists(pk) AND available >= :need",
+            "ExpressionAttributeValues": {
+                ":oh": to_attr(delta.on_hand),
+                ":h": to_attr(delta.held),
+                ":a": to_attr(delta.available),
+                ":one": to_attr(1),
+                ":need": to_attr(delta.need),
+            },
+        }
+    }
+
+
+def backorder_count(table: str, line: PartsLine, change: int) -> dict[str, Any]:
+    """Open backorder demand on the first-choice warehouse's stock item (no condition)."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(stock_key(line.sku, str(line.warehouse))),
+            "UpdateExpression": "ADD backordered :n",
+            "ExpressionAttributeValues": {":n": to_attr(change)},
+        }
+    }
+
+
+def reservation_item(ticket_id: str, index: int, line: PartsLine) -> dict[str, Any]:
+    data = line.model_dump(mode="json")
+    item = {**reservation_key(line.reservation_id), **data, "ticket_id": ticket_id}
+    item["line_index"] = index
+    if line.status is LineStatus.HELD and line.hold_expires_at is not None:
+        item["hold_state"] = "held"
+        item["hold_expiry"] = int(line.hold_expires_at.timestamp())
+    return item
+
+
+def reservation_put(table: str, ticket_id: str, index: int, line: PartsLine) -> dict[str, Any]:
+    """A new reservation, or a re-hold of one that is no longer open."""
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": to_item(reservation_item(ticket_id, index, line)),
+            "ConditionExpression": (
+                "attribute_not_exists(pk) OR (ticket_id = :tid AND NOT #st IN (:held, :back))"
+            ),
+            "ExpressionAttributeNames": {"#st": "status"},
+            "ExpressionAttributeValues": {
+                ":tid": to_attr(ticket_id),
+                ":held": to_attr(LineStatus.HELD.value),
+                ":back": to_attr(LineStatus.BACKORDERED.value),
+            },
+        }
+    }
+
+
+def reservation_move(table: str, change: LineChange, at: datetime) -> dict[str, Any]:
+    """Move a reservation on, only from the status the ticket's line says it has."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(reservation_key(change.line.reservation_id)),
+            "UpdateExpression": "SET #st = :to, changed_at = :at REMOVE hold_state, hold_expiry",
+            "ConditionExpression": "#st = :from",
+            "ExpressionAttributeNames": {"#st": "status"},
+            "ExpressionAttributeValues": {
+                ":to": to_attr(change.to.value),
+                ":from": to_attr(change.line.status.value),
+                ":at": to_attr(at.isoformat()),
+            },
+        }
+    }
+
+
+def movement_put(table: str, delta: StockDelta, kind: str, at: datetime, note: str) -> dict:
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": to_item(
+                {
+                    "pk": f"MOVE#{delta.sku}#{delta.warehouse}",
+                    "sk": f"{at.isoformat()}#{uuid.uuid4().hex[:8]}",
+                    "kind": kind,
+                    "sku": delta.sku,
+                    "warehouse": delta.warehouse,
+                    "on_hand_change": delta.on_hand,
+                    "held_change": delta.held,
+                    "note": note,
+                    "at": at.isoformat(),
+                }
+            ),
+        }
+    }
+
+
+def line_change_items(table: str, change: LineChange, at: datetime) -> list[dict[str, Any]]:
+    """Everything in InventoryTable that moves with one parts line."""
+    items = [reservation_move(table, change, at)]
+    if change.delta is not None:
+        items.append(stock_update(table, change.delta))
+        if change.to is LineStatus.CONSUMED:
+            items.append(
+                movement_put(table, change.delta, "consume", at, change.line.reservation_id)
+            )
+    elif change.line.status is LineStatus.BACKORDERED and change.line.warehouse:
+        items.append(backorder_count(table, change.line, -change.line.qty))
+    return items
+
+
+def stock_from_item(item: dict[str, Any]) -> StockLevel:
+    return StockLevel(
+        sku=item["sku"],
+        warehouse=item["warehouse"],
+        on_hand=int(item.get("on_hand", 0)),
+        held=int(item.get("held", 0)),
+        reorder_point=int(item.get("reorder_point", 0)),
+        version=int(item.get("version", 0)),
+    )
+
+
+class InventoryReader:
+    """Reads of InventoryTable for the CLI, the hold sweeper and the stock watcher."""
+
+    def __init__(self, *, table: str, ddb: Any | None = None) -> None:
+        self.table = table
+        self._ddb = ddb
+
+    @property
+    def ddb(self) -> Any:
+        if self._ddb is None:
+            self._ddb = client("dynamodb")
+        return self._ddb
+
+    def _scan_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
+        pages = self.ddb.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": prefix}},
+        )
+        for page in pages:
+            yield from (from_item(i) for i in page.get("Items", []))
+
+    def stock(self) -> list[dict[str, Any]]:
+        return sorted(self._scan_prefix("STOCK#"), key=lambda i: (i["sku"], i["warehouse"]))
+
+    def parts(self) -> dict[str, dict[str, Any]]:
+        return {i["sku"]: i for i in self._scan_prefix("PART#")}
+
+    def reservations(self) -> list[dict[str, Any]]:
+        return list(self._scan_prefix("RES#"))
+
+    def low_stock_events(self) -> list[dict[str, Any]]:
+        return sorted(self._scan_prefix("LOWSTOCK#"), key=lambda i: str(i.get("at")))
+
+    def expired_holds(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        response = self.ddb.query(
+            TableName=self.table,
+            IndexName="by_hold_expiry",
+            KeyConditionExpression="hold_state = :h AND hold_expiry <= :now",
+            ExpressionAttributeValues={":h": {"S": "held"}, ":now": to_attr(int(now.timestamp()))},
+            Limit=limit,
+        )
+        return [from_item(i) for i in response.get("Items", [])]
+
+    def consumed_since(self, sku: str, warehouse: str, since: datetime) -> int:
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND sk >= :since",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"MOVE#{sku}#{warehouse}"},
+                ":since": {"S": since.isoformat()},
+            },
+        )
+        moves = (from_item(i) for page in pages for i in page.get("Items", []))
+        return sum(-int(m["on_hand_change"]) for m in moves if m.get("kind") == "consume")
