@@ -218,6 +218,7 @@ class DeviceAgent:
         self._offline = False
         self._started = False
         self._closed = False
+        self._final_backlog = 0
         self._subscribe_mid: int | None = None
         self._last_problem: str | None = None
         self._watcher: threading.Thread | None = None
@@ -239,7 +240,8 @@ class DeviceAgent:
         self._started = True
         self._outbox.prune()
         with self._publish_lock:
-            self._open_connection(self._client)
+            if not self._offline:
+                self._open_connection(self._client)
         if self.config.outbox_poll_s is not None:
             self._watcher = threading.Thread(
                 target=self._watch_outbox,
@@ -249,7 +251,7 @@ class DeviceAgent:
             )
             self._watcher.start()
         ready = self._ready.wait(connect_timeout)
-        if not ready:
+        if not ready and connect_timeout > 0:
             LOGGER.warning(
                 "%s: broker %s not ready after %.1fs (%s); retrying in the background",
                 self.config.thing,
@@ -267,17 +269,18 @@ class DeviceAgent:
         """Wait up to ``drain_timeout`` s for every pending PUBACK, then disconnect and close.
 
         Returns how many reports are still pending; they stay on disk for the next start.
+        Stopping again returns the same number.
         """
         if self._closed:
-            raise AgentError(f"agent for {self.config.thing} is already stopped")
+            return self._final_backlog
         if self._started:
             self.wait_drained(drain_timeout)
             self._shutdown_network()
-        backlog = self._outbox.pending_count()
+        backlog = self._final_backlog = self._outbox.pending_count()
         self._outbox.close()
         self._closed = True
         if backlog:
-            LOGGER.warning(
+            LOGGER.info(
                 "%s: %d report(s) not acknowledged; they stay in %s",
                 self.config.thing,
                 backlog,
@@ -331,6 +334,7 @@ class DeviceAgent:
             message=message,
             thing=self.config.thing,
         )
+        self._ensure_open()
         payload = report.to_json_bytes()
         if len(payload) > MAX_FAULT_PAYLOAD_BYTES:
             raise FaultTooLargeError(
@@ -349,6 +353,7 @@ class DeviceAgent:
 
     def publish_raw(self, topic: str, payload: bytes, qos: int = 1) -> MQTTMessageInfo:
         """Publish bytes as they are: no validation, no outbox (for tests and simulations)."""
+        self._ensure_open()
         with self._publish_lock:
             return self._send(topic, payload, qos, None)
 
@@ -618,6 +623,10 @@ class DeviceAgent:
         )
 
     # -- internals -------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise AgentError(f"agent for {self.config.thing} is stopped")
 
     def _refused(self, reason_code: ReasonCode) -> None:
         allowed = self.config.fallback_to_v311 and not self._halt.is_set()

@@ -1,338 +1,91 @@
 """Fleet simulator: many device agents against one broker, driven by a seeded scenario.
 
-``plan()`` turns devices + scenario into a time-ordered list of events (random faults, storms,
-offline episodes, at-least-once duplicates); it is a pure function of its inputs, so a seed
-reproduces a run. ``FleetSimulator`` plays the plan in real time with one ``DeviceAgent`` (own
-paho client, outbox and state) per device, then drains every outbox and reports a summary.
-Fault ids are NOT derived from the seed: a replayed scenario must not look like redelivery.
+``FleetSimulator.run()`` plans the scenario (``devices.scenario.plan``), splits the devices
+into shards of at most ``max_devices_per_process`` (one shard runs in a thread; more run in
+their own processes, see ``devices.fleet_worker`` for why), starts every shard's clock at the
+same instant, aggregates progress, waits for every outbox to drain and returns a summary.
+Each device has its own paho client, outbox file and state: devices share nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import math
+import multiprocessing
+import queue
 import resource
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field, replace
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Annotated, Self
 
-import yaml
-from aftercare.models.payloads import FaultCode, ThingName
-from paho.mqtt.enums import MQTTErrorCode
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    StringConstraints,
-    ValidationError,
-    model_validator,
+from pydantic import BaseModel
+
+from devices.config import AgentConfig
+from devices.fleet_worker import (
+    CANCEL,
+    GO,
+    Channel,
+    Phase,
+    ShardJob,
+    ShardMessage,
+    ShardResult,
+    ShardStatus,
+    run_shard,
+    run_shard_process,
+)
+from devices.scenario import (
+    DeviceSpec,
+    EventKind,
+    FleetConfigError,
+    OfflineEpisode,
+    PlannedEvent,
+    Scenario,
+    Storm,
+    load_scenario,
+    make_devices,
+    plan,
+    plausible_readings,
+    validate_fleet,
 )
 
-from devices.agent import DeviceAgent
-from devices.config import AgentConfig
-from devices.outbox import OutboxError
+__all__ = [
+    "DeviceSpec",
+    "EventKind",
+    "FleetConfigError",
+    "FleetError",
+    "FleetProgress",
+    "FleetSimulator",
+    "FleetSummary",
+    "OfflineEpisode",
+    "PlannedEvent",
+    "Scenario",
+    "Storm",
+    "load_scenario",
+    "make_devices",
+    "plan",
+    "plausible_readings",
+    "validate_fleet",
+]
 
 LOGGER = logging.getLogger(__name__)
 
-Share = Annotated[float, Field(gt=0, le=1)]
-PROGRESS_EVERY_S = 1.0
-DUPLICATE_DELAY_S = (0.2, 3.0)
-STORM_SPREAD_S = 0.5
+DEFAULT_DEVICES_PER_PROCESS = 100
+SELECT_FD_LIMIT = 1024
 # Per device: SQLite db + WAL + shm, the agent lock file, the socket and paho's socket pair.
 FDS_PER_DEVICE = 8
 FD_HEADROOM = 64
-
-# (keywords in the fault code, reading, low, high): readings that make a fault plausible.
-_READING_RULES: tuple[tuple[tuple[str, ...], str, float, float], ...] = (
-    (("OVERVOLT", "SURGE"), "voltage_v", 252.0, 275.0),
-    (("UNDERVOLT", "BROWNOUT", "SAG"), "voltage_v", 170.0, 205.0),
-    (("OVERHEAT", "TEMP", "THERM"), "temperature_c", 82.0, 110.0),
-    (("FAN",), "fan_rpm", 0.0, 600.0),
-    (("BATT",), "battery_pct", 1.0, 15.0),
-    (("LINK", "WIFI", "NET", "WAN"), "rssi_dbm", -95.0, -80.0),
-)
+PROGRESS_EVERY_S = 1.0
+START_DELAY_S = 0.2
+WORKER_POLL_S = 1.0
+WORKER_EXIT_GRACE_S = 30.0
 
 
-class FleetConfigError(ValueError):
-    """The devices, scenario and fault codes do not fit together."""
-
-
-class Storm(BaseModel):
-    """One fault code raised by a share of the devices (whose model has it) at once."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    code: FaultCode
-    at_s: NonNegativeFloat
-    device_share: Share
-
-
-class OfflineEpisode(BaseModel):
-    """A share of the devices lose the network for ``duration_s`` and raise faults meanwhile."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    at_s: NonNegativeFloat
-    duration_s: PositiveFloat
-    device_share: Share = 0.1
-    faults_per_device: NonNegativeInt = 1
-
-
-class Scenario(BaseModel):
-    """What the fleet does. ``fault_rate`` is faults per device per minute (Poisson);
-    ``code_weights`` maps model -> code -> weight (codes a model's weights leave out are not
-    raised; models without weights draw uniformly); ``duplicate_rate`` is the probability that a
-    fault is published a second time, byte for byte, like a broker redelivery."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    duration_s: PositiveFloat = 60.0
-    fault_rate: NonNegativeFloat = 1.0
-    code_weights: dict[str, dict[FaultCode, NonNegativeFloat]] = Field(default_factory=dict)
-    duplicate_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    storms: list[Storm] = Field(default_factory=list)
-    offline: list[OfflineEpisode] = Field(default_factory=list)
-    seed: int = 0
-    firmware: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "1.0.0"
-    connect_timeout_s: PositiveFloat = 30.0
-    drain_timeout_s: PositiveFloat = 30.0
-
-    @model_validator(mode="after")
-    def _events_inside_run(self) -> Self:
-        late = [s.at_s for s in self.storms if s.at_s >= self.duration_s]
-        late += [o.at_s for o in self.offline if o.at_s >= self.duration_s]
-        if late:
-            raise ValueError(f"events at {late} s start at or after duration_s={self.duration_s}")
-        return self
-
-
-class DeviceSpec(BaseModel):
-    """One simulated device: its IoT thing name and product model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    thing: ThingName
-    model: Annotated[str, StringConstraints(min_length=1)]
-
-
-def load_scenario(path: Path) -> Scenario:
-    """Read a scenario from YAML; errors name the file."""
-    try:
-        data = yaml.safe_load(path.read_text())
-        return Scenario.model_validate(data or {})
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise FleetConfigError(f"invalid scenario {path}: {exc}") from exc
-
-
-def make_devices(count: int, models: Sequence[str], prefix: str = "sim") -> list[DeviceSpec]:
-    """``count`` devices named ``{prefix}-0001``..., models assigned round-robin."""
-    if count < 1 or not models:
-        raise FleetConfigError("a fleet needs at least one device and one model")
-    width = max(4, len(str(count)))
-    return [
-        DeviceSpec(thing=f"{prefix}-{i + 1:0{width}d}", model=models[i % len(models)])
-        for i in range(count)
-    ]
-
-
-def plausible_readings(code: str, rng: random.Random) -> dict[str, float]:
-    """Normal mains voltage and temperature, bent towards what the fault code suggests."""
-    readings = {
-        "voltage_v": round(rng.gauss(230.0, 2.0), 1),
-        "temperature_c": round(rng.gauss(41.0, 3.0), 1),
-    }
-    for keywords, name, low, high in _READING_RULES:
-        if any(keyword in code for keyword in keywords):
-            readings[name] = round(rng.uniform(low, high), 1)
-    return readings
-
-
-class EventKind(StrEnum):
-    FAULT = "fault"
-    DUPLICATE = "duplicate"
-    OFFLINE_START = "offline_start"
-    OFFLINE_END = "offline_end"
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedEvent:
-    """One step of a run; ``ref`` is the ``seq`` of the fault a duplicate repeats."""
-
-    at_s: float
-    seq: int
-    kind: EventKind
-    device: int
-    code: str | None = None
-    readings: Mapping[str, float] = field(default_factory=dict)
-    storm: bool = False
-    offline: bool = False
-    ref: int | None = None
-
-
-def validate_fleet(
-    devices: Sequence[DeviceSpec], scenario: Scenario, codes_by_model: Mapping[str, Sequence[str]]
-) -> None:
-    """Fail fast, naming the problem, when devices, scenario and catalog codes disagree."""
-    if not devices:
-        raise FleetConfigError("the fleet has no devices")
-    things = [d.thing for d in devices]
-    if len(set(things)) != len(things):
-        raise FleetConfigError("thing names must be unique within a fleet")
-    unknown = sorted({d.model for d in devices if not codes_by_model.get(d.model)})
-    if unknown:
-        raise FleetConfigError(f"no fault codes for model(s): {', '.join(unknown)}")
-    for model, weights in scenario.code_weights.items():
-        stray = sorted(set(weights) - set(codes_by_model.get(model, ())))
-        if stray or not any(weights.values()):
-            raise FleetConfigError(f"code_weights for {model}: unknown codes {stray} or all zero")
-    models = {d.model for d in devices}
-    for storm in scenario.storms:
-        if not any(storm.code in codes_by_model[m] for m in models):
-            raise FleetConfigError(f"storm code {storm.code} belongs to no model in the fleet")
-
-
-class _Planner:
-    """Builds the event list; every random draw comes from one seeded generator."""
-
-    def __init__(
-        self,
-        devices: Sequence[DeviceSpec],
-        scenario: Scenario,
-        codes_by_model: Mapping[str, Sequence[str]],
-    ) -> None:
-        self.devices = devices
-        self.scenario = scenario
-        self.codes_by_model = codes_by_model
-        self.rng = random.Random(scenario.seed)
-        self.events: list[PlannedEvent] = []
-        self.windows: dict[int, list[tuple[float, float]]] = {}
-
-    def build(self) -> list[PlannedEvent]:
-        for episode in self.scenario.offline:
-            self.plan_offline(episode)
-        for device in range(len(self.devices)):
-            self.plan_random_faults(device)
-        for storm in self.scenario.storms:
-            self.plan_storm(storm)
-        self.plan_duplicates()
-        return sorted(self.events, key=lambda e: (e.at_s, e.seq))
-
-    def plan_offline(self, episode: OfflineEpisode) -> None:
-        end = min(episode.at_s + episode.duration_s, self.scenario.duration_s)
-        free = [d for d in range(len(self.devices)) if not self.overlaps(d, episode.at_s, end)]
-        for device in self.sample(free, episode.device_share):
-            self.windows.setdefault(device, []).append((episode.at_s, end))
-            self.add(episode.at_s, EventKind.OFFLINE_START, device)
-            for _ in range(episode.faults_per_device):
-                self.add_fault(self.rng.uniform(episode.at_s, end), device)
-            self.add(end, EventKind.OFFLINE_END, device)
-
-    def plan_random_faults(self, device: int) -> None:
-        rate_per_s = self.scenario.fault_rate / 60.0
-        if rate_per_s <= 0:
-            return
-        at = self.rng.expovariate(rate_per_s)
-        while at < self.scenario.duration_s:
-            self.add_fault(at, device)
-            at += self.rng.expovariate(rate_per_s)
-
-    def plan_storm(self, storm: Storm) -> None:
-        eligible = [
-            d
-            for d, spec in enumerate(self.devices)
-            if storm.code in self.codes_by_model[spec.model]
-        ]
-        for device in self.sample(eligible, storm.device_share):
-            at = min(storm.at_s + self.rng.uniform(0, STORM_SPREAD_S), self.scenario.duration_s)
-            self.add_fault(at, device, code=storm.code, storm=True)
-
-    def plan_duplicates(self) -> None:
-        faults = sorted(
-            (e for e in self.events if e.kind is EventKind.FAULT and not e.offline),
-            key=lambda e: (e.at_s, e.seq),
-        )
-        for fault in faults:
-            if self.rng.random() >= self.scenario.duplicate_rate:
-                continue
-            at = fault.at_s + self.rng.uniform(*DUPLICATE_DELAY_S)
-            if at < self.scenario.duration_s and not self.is_offline(fault.device, at):
-                self.add(at, EventKind.DUPLICATE, fault.device, ref=fault.seq)
-
-    def add_fault(
-        self, at: float, device: int, code: str | None = None, storm: bool = False
-    ) -> None:
-        chosen = code or self.pick_code(device)
-        self.add(
-            at,
-            EventKind.FAULT,
-            device,
-            code=chosen,
-            readings=plausible_readings(chosen, self.rng),
-            storm=storm,
-            offline=self.is_offline(device, at),
-        )
-
-    def add(
-        self,
-        at: float,
-        kind: EventKind,
-        device: int,
-        *,
-        code: str | None = None,
-        readings: Mapping[str, float] | None = None,
-        storm: bool = False,
-        offline: bool = False,
-        ref: int | None = None,
-    ) -> None:
-        self.events.append(
-            PlannedEvent(
-                at_s=at,
-                seq=len(self.events),
-                kind=kind,
-                device=device,
-                code=code,
-                readings=readings or {},
-                storm=storm,
-                offline=offline,
-                ref=ref,
-            )
-        )
-
-    def pick_code(self, device: int) -> str:
-        model = self.devices[device].model
-        codes = list(self.codes_by_model[model])
-        weights = self.scenario.code_weights.get(model)
-        if weights is None:
-            return self.rng.choice(codes)
-        return self.rng.choices(codes, weights=[weights.get(c, 0.0) for c in codes])[0]
-
-    def sample(self, candidates: list[int], share: float) -> list[int]:
-        if not candidates:
-            return []
-        count = max(1, round(share * len(candidates)))
-        return sorted(self.rng.sample(candidates, count))
-
-    def overlaps(self, device: int, start: float, end: float) -> bool:
-        return any(s < end and start < e for s, e in self.windows.get(device, []))
-
-    def is_offline(self, device: int, at: float) -> bool:
-        return any(s <= at <= e for s, e in self.windows.get(device, []))
-
-
-def plan(
-    devices: Sequence[DeviceSpec], scenario: Scenario, codes_by_model: Mapping[str, Sequence[str]]
-) -> list[PlannedEvent]:
-    """The run's events in time order; the same inputs always give the same plan."""
-    validate_fleet(devices, scenario, codes_by_model)
-    return _Planner(devices, scenario, codes_by_model).build()
+class FleetError(RuntimeError):
+    """A fleet worker crashed or vanished; the message carries its traceback or exit code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +106,7 @@ class FleetSummary(BaseModel):
     """What a run did; ``outbox_backlog`` should be 0 once every outbox has drained."""
 
     devices: int
+    shards: int
     connected_at_start: int
     faults_raised: int
     storm_faults: int
@@ -366,37 +120,80 @@ class FleetSummary(BaseModel):
     elapsed_s: float
 
 
-@dataclass
-class _Tally:
-    faults_raised: int = 0
-    storm_faults: int = 0
-    offline_faults: int = 0
-    duplicates_sent: int = 0
-    offline_episodes: int = 0
-    publish_failures: int = 0
-    per_code: Counter[str] = field(default_factory=Counter)
-    sent: dict[int, bytes] = field(default_factory=dict)
-
-
 def ensure_fd_budget(devices: int) -> None:
-    """Raise the soft open-files limit if the fleet needs more; fail clearly if it cannot."""
+    """Raise the soft open-files limit if one process needs more; fail clearly if it cannot."""
     needed = devices * FDS_PER_DEVICE + FD_HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         if hard != resource.RLIM_INFINITY and hard < needed:
             raise FleetConfigError(
-                f"{devices} devices need about {needed} open files; the hard limit is {hard}"
-                " (raise it with `ulimit -Hn`)"
+                f"{devices} devices per process need about {needed} open files; the hard limit"
+                f" is {hard} (raise it with `ulimit -Hn` or lower max_devices_per_process)"
             )
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
+def split_into_shards(count: int, per_shard: int) -> list[list[int]]:
+    """Device indexes in ``ceil(count / per_shard)`` balanced, contiguous groups."""
+    shards = max(1, math.ceil(count / per_shard))
+    size, extra = divmod(count, shards)
+    groups, start = [], 0
+    for shard in range(shards):
+        end = start + size + (1 if shard < extra else 0)
+        groups.append(list(range(start, end)))
+        start = end
+    return groups
+
+
+@dataclass
+class _Worker:
+    """A shard's thread or process and the queue it takes commands from."""
+
+    index: int
+    inbox: Channel
+    handle: threading.Thread | BaseProcess
+
+    def put(self, command: tuple[str, ...] | tuple[str, float]) -> None:
+        self.inbox.put(command)
+
+
+@dataclass
+class _Progress:
+    """Aggregates shard statuses into rate-limited ``FleetProgress`` reports."""
+
+    callback: Callable[[FleetProgress], None] | None
+    duration_s: float
+    started: float | None = None
+    statuses: dict[int, ShardStatus] = field(default_factory=dict)
+    last: float = float("-inf")
+
+    def update(self, shard: int, status: ShardStatus, *, force: bool = False) -> None:
+        self.statuses[shard] = status
+        now = time.monotonic()
+        if self.callback is None or (not force and now - self.last < PROGRESS_EVERY_S):
+            return
+        self.last = now
+        values = list(self.statuses.values())
+        self.callback(
+            FleetProgress(
+                elapsed_s=round(now - self.started, 1) if self.started is not None else 0.0,
+                duration_s=self.duration_s,
+                phase=min(s.phase for s in values).name.lower(),
+                faults_raised=sum(s.faults_raised for s in values),
+                duplicates_sent=sum(s.duplicates_sent for s in values),
+                connected_devices=sum(s.connected for s in values),
+                offline_devices=sum(s.offline for s in values),
+                backlog=sum(s.backlog for s in values),
+            )
+        )
+
+
 class FleetSimulator:
-    """Plays a scenario with one ``DeviceAgent`` per device (no shared state between them).
+    """Plays a scenario with one ``DeviceAgent`` per device against one broker.
 
     ``codes_by_model`` comes from the fault catalog; ``remote_fixable_codes`` lets simulated
-    devices fix those faults when ``reset_component`` asks. ``cancel()`` ends a run early (the
-    outboxes are still drained).
+    devices fix those faults when ``reset_component`` asks. ``cancel()`` (from any thread) ends
+    the playing early; the outboxes are still drained.
     """
 
     def __init__(
@@ -409,8 +206,11 @@ class FleetSimulator:
         *,
         codes_by_model: Mapping[str, Sequence[str]],
         remote_fixable_codes: frozenset[str] = frozenset(),
+        max_devices_per_process: int = DEFAULT_DEVICES_PER_PROCESS,
     ) -> None:
         validate_fleet(devices, scenario, codes_by_model)
+        if max_devices_per_process < 1:
+            raise FleetConfigError("max_devices_per_process must be at least 1")
         self.devices = list(devices)
         self.scenario = scenario
         self.codes_by_model = codes_by_model
@@ -428,145 +228,176 @@ class FleetSimulator:
             )
             for spec in self.devices
         ]
+        self._per_process = max_devices_per_process
         self._progress = progress
-        self._cancel = threading.Event()
-        self._tally = _Tally()
-        self._offline: set[int] = set()
-        self._agents: list[DeviceAgent] = []
-        self._play_start = time.monotonic()
-        self._last_report = float("-inf")
+        self._workers: list[_Worker] = []
+        self._cancelled = threading.Event()
+        self._connected: set[int] = set()
+        self._results: dict[int, ShardResult] = {}
+        self._tracker = _Progress(progress, scenario.duration_s)
 
     def cancel(self) -> None:
-        self._cancel.set()
+        self._cancelled.set()
+        for worker in self._workers:
+            worker.put((CANCEL,))
 
     def run(self) -> FleetSummary:
-        """Connect every device, play the plan in real time, drain, disconnect, summarise."""
-        events = plan(self.devices, self.scenario, self.codes_by_model)
-        ensure_fd_budget(len(self.devices))
+        """Connect every device, play the plan in real time, drain, disconnect, summarise.
+
+        Ctrl-C ends the playing early and still drains and summarises; a second one aborts.
+        Big fleets run in spawned processes: call this under ``if __name__ == "__main__":``.
+        """
+        jobs = self._jobs(plan(self.devices, self.scenario, self.codes_by_model))
+        per_process = max(len(job.configs) for job in jobs)
+        ensure_fd_budget(per_process)
         began = time.monotonic()
+        self._connected.clear()
+        self._results.clear()
+        self._tracker = _Progress(self._progress, self.scenario.duration_s)
+        sink = self._start_workers(jobs, in_thread=len(jobs) == 1 and _fits_here(per_process))
         try:
-            self._agents = [DeviceAgent(config) for config in self._configs]
-            connected = self._start_all()
-            self._play(events)
-            self._drain()
+            self._coordinate_until_done(sink)
         finally:
-            delivered = sum(agent.stats.delivered for agent in self._agents)
-            agent_failures = sum(a.stats.rejected + a.stats.publish_errors for a in self._agents)
-            backlog = sum(agent.stop(drain_timeout=0) for agent in self._agents)
-        tally = self._tally
-        return FleetSummary(
-            devices=len(self.devices),
-            connected_at_start=connected,
-            faults_raised=tally.faults_raised,
-            storm_faults=tally.storm_faults,
-            offline_faults=tally.offline_faults,
-            duplicates_sent=tally.duplicates_sent,
-            offline_episodes=tally.offline_episodes,
-            faults_delivered=delivered,
-            publish_failures=tally.publish_failures + agent_failures,
-            outbox_backlog=backlog,
-            per_code=dict(sorted(tally.per_code.items())),
-            elapsed_s=round(time.monotonic() - began, 3),
-        )
+            self._shut_down_workers()
+        results = [self._results[index] for index in sorted(self._results)]
+        return _summarise(results, len(self.devices), time.monotonic() - began)
 
-    def _start_all(self) -> int:
-        for agent in self._agents:
-            agent.start(connect_timeout=0)
-        deadline = time.monotonic() + self.scenario.connect_timeout_s
-        ready = sum(agent.wait_ready(max(deadline - time.monotonic(), 0)) for agent in self._agents)
-        if ready < len(self._agents):
-            LOGGER.warning(
-                "%d of %d devices not connected after %.0fs; their faults wait in their outboxes",
-                len(self._agents) - ready,
-                len(self._agents),
-                self.scenario.connect_timeout_s,
+    def _jobs(self, events: list[PlannedEvent]) -> list[ShardJob]:
+        jobs = []
+        for index, members in enumerate(split_into_shards(len(self.devices), self._per_process)):
+            local = {device: n for n, device in enumerate(members)}
+            jobs.append(
+                ShardJob(
+                    index=index,
+                    configs=[self._configs[device] for device in members],
+                    events=[
+                        replace(event, device=local[event.device])
+                        for event in events
+                        if event.device in local
+                    ],
+                    duration_s=self.scenario.duration_s,
+                    connect_timeout_s=self.scenario.connect_timeout_s,
+                    drain_timeout_s=self.scenario.drain_timeout_s,
+                )
             )
-        return ready
+        return jobs
 
-    def _play(self, events: list[PlannedEvent]) -> None:
-        self._play_start = time.monotonic()
-        for event in events:
-            if not self._sleep_until(event.at_s):
-                return
-            self._dispatch(event)
-        self._sleep_until(self.scenario.duration_s)
-
-    def _drain(self) -> None:
-        for device in sorted(self._offline):
-            self._agents[device].go_online()
-        self._offline.clear()
-        deadline = time.monotonic() + self.scenario.drain_timeout_s
-        while (backlog := sum(agent.backlog for agent in self._agents)) > 0:
-            if time.monotonic() >= deadline:
-                LOGGER.warning("%d report(s) still pending after the drain timeout", backlog)
-                return
-            self._report("draining", backlog)
-            time.sleep(0.1)
-        self._report("drained", 0, force=True)
-
-    def _sleep_until(self, at_s: float) -> bool:
-        """Sleep until ``at_s`` into the run, reporting progress; False when cancelled."""
-        target = self._play_start + at_s
-        while (remaining := target - time.monotonic()) > 0:
-            if self._cancel.wait(min(remaining, PROGRESS_EVERY_S)):
-                return False
-            self._report("running")
-        return not self._cancel.is_set()
-
-    def _dispatch(self, event: PlannedEvent) -> None:
-        agent = self._agents[event.device]
-        if event.kind is EventKind.FAULT:
-            self._raise(agent, event)
-        elif event.kind is EventKind.DUPLICATE:
-            self._duplicate(agent, event)
-        elif event.kind is EventKind.OFFLINE_START:
-            agent.go_offline()
-            self._offline.add(event.device)
-            self._tally.offline_episodes += 1
+    def _start_workers(self, jobs: list[ShardJob], *, in_thread: bool) -> Channel:
+        if in_thread:
+            sink: Channel = queue.Queue()
+            inbox: Channel = queue.Queue()
+            thread = threading.Thread(
+                target=run_shard, args=(jobs[0], inbox, sink), name="aftercare-fleet", daemon=True
+            )
+            self._workers = [_Worker(0, inbox, thread)]
         else:
-            agent.go_online()
-            self._offline.discard(event.device)
+            # spawn, not fork: the parent may already run threads (paho, logging, the caller's).
+            context = multiprocessing.get_context("spawn")
+            sink = context.Queue()
+            self._workers = []
+            for job in jobs:
+                inbox = context.Queue()
+                process = context.Process(
+                    target=run_shard_process,
+                    args=(job, inbox, sink),
+                    name=f"aftercare-fleet-{job.index}",
+                    daemon=True,
+                )
+                self._workers.append(_Worker(job.index, inbox, process))
+        for worker in self._workers:
+            worker.handle.start()
+        if self._cancelled.is_set():
+            self.cancel()
+        return sink
 
-    def _raise(self, agent: DeviceAgent, event: PlannedEvent) -> None:
-        assert event.code is not None
+    def _coordinate_until_done(self, sink: Channel) -> None:
         try:
-            report = agent.raise_fault(event.code, readings=event.readings)
-        except OutboxError:
-            LOGGER.exception("%s: fault %s not stored", agent.config.thing, event.code)
-            self._tally.publish_failures += 1
-            return
-        tally = self._tally
-        tally.sent[event.seq] = report.to_json_bytes()
-        tally.faults_raised += 1
-        tally.per_code[event.code] += 1
-        tally.storm_faults += event.storm
-        tally.offline_faults += event.offline
+            self._coordinate(sink)
+        except KeyboardInterrupt:
+            LOGGER.warning("interrupted: ending the run early, draining outboxes (again to abort)")
+            self.cancel()
+            self._coordinate(sink)
 
-    def _duplicate(self, agent: DeviceAgent, event: PlannedEvent) -> None:
-        payload = self._tally.sent.get(event.ref) if event.ref is not None else None
-        if payload is None:
-            return
-        info = agent.publish_raw(agent.topics.fault, payload)
-        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            self._tally.duplicates_sent += 1
-        else:
-            self._tally.publish_failures += 1
+    def _coordinate(self, sink: Channel) -> None:
+        """Relay shard messages until every shard is done; state survives an interruption."""
+        while len(self._results) < len(self._workers):
+            message = self._next_message(sink)
+            if message.kind == "connected":
+                self._connected.add(message.shard)
+                self._tracker.update(message.shard, _connecting(message.body))
+                if len(self._connected) == len(self._workers):
+                    self._tracker.started = self._go()
+            elif message.kind == "status":
+                self._tracker.update(message.shard, message.body)
+            elif message.kind == "done":
+                self._results[message.shard] = message.body
+                self._tracker.update(message.shard, _done(message.body), force=True)
+            elif message.kind == "failed":
+                raise FleetError(f"fleet shard {message.shard} failed:\n{message.body}")
 
-    def _report(self, phase: str, backlog: int | None = None, *, force: bool = False) -> None:
-        """Call the progress callback, at most about once a second unless forced."""
-        now = time.monotonic()
-        if self._progress is None or (not force and now - self._last_report < PROGRESS_EVERY_S):
-            return
-        self._last_report = now
-        self._progress(
-            FleetProgress(
-                elapsed_s=round(now - self._play_start, 1),
-                duration_s=self.scenario.duration_s,
-                phase=phase,
-                faults_raised=self._tally.faults_raised,
-                duplicates_sent=self._tally.duplicates_sent,
-                connected_devices=sum(agent.is_connected for agent in self._agents),
-                offline_devices=len(self._offline),
-                backlog=sum(a.backlog for a in self._agents) if backlog is None else backlog,
-            )
-        )
+    def _next_message(self, sink: Channel) -> ShardMessage:
+        while True:
+            try:
+                message: ShardMessage = sink.get(timeout=WORKER_POLL_S)
+                return message
+            except queue.Empty:
+                pass
+            for worker in self._workers:
+                if worker.index not in self._results and not worker.handle.is_alive():
+                    code = getattr(worker.handle, "exitcode", None)
+                    raise FleetError(f"fleet shard {worker.index} exited early (exit code {code})")
+
+    def _go(self) -> float:
+        """Start every shard's clock at the same wall-clock instant."""
+        start_at = time.time() + START_DELAY_S
+        for worker in self._workers:
+            worker.put((GO, start_at))
+        return time.monotonic() + START_DELAY_S
+
+    def _shut_down_workers(self) -> None:
+        for worker in self._workers:
+            worker.put((CANCEL,))
+        deadline = time.monotonic() + self.scenario.drain_timeout_s + WORKER_EXIT_GRACE_S
+        for worker in self._workers:
+            worker.handle.join(max(deadline - time.monotonic(), 0))
+            if worker.handle.is_alive() and isinstance(worker.handle, BaseProcess):
+                LOGGER.error("fleet shard %d did not exit; terminating it", worker.index)
+                worker.handle.terminate()
+
+
+def _fits_here(devices: int) -> bool:
+    """Whether this process can add ``devices`` without a socket numbered past select()'s limit."""
+    fd_dir = Path("/proc/self/fd")
+    open_now = len(list(fd_dir.iterdir())) if fd_dir.is_dir() else FD_HEADROOM
+    return open_now + devices * FDS_PER_DEVICE < SELECT_FD_LIMIT
+
+
+def _connecting(connected: int) -> ShardStatus:
+    return ShardStatus(Phase.CONNECTING, 0, 0, connected, 0, 0)
+
+
+def _done(result: ShardResult) -> ShardStatus:
+    return ShardStatus(
+        Phase.DONE, result.faults_raised, result.duplicates_sent, 0, 0, result.outbox_backlog
+    )
+
+
+def _summarise(results: list[ShardResult], devices: int, elapsed_s: float) -> FleetSummary:
+    per_code: Counter[str] = Counter()
+    for result in results:
+        per_code.update(result.per_code)
+    return FleetSummary(
+        devices=devices,
+        shards=len(results),
+        connected_at_start=sum(r.connected_at_start for r in results),
+        faults_raised=sum(r.faults_raised for r in results),
+        storm_faults=sum(r.storm_faults for r in results),
+        offline_faults=sum(r.offline_faults for r in results),
+        duplicates_sent=sum(r.duplicates_sent for r in results),
+        offline_episodes=sum(r.offline_episodes for r in results),
+        faults_delivered=sum(r.faults_delivered for r in results),
+        publish_failures=sum(r.publish_failures for r in results),
+        outbox_backlog=sum(r.outbox_backlog for r in results),
+        per_code=dict(sorted(per_code.items())),
+        elapsed_s=round(elapsed_s, 3),
+    )

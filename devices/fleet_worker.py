@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import time
 import traceback
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
@@ -33,15 +35,16 @@ LOGGER = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 1.0
 DRAIN_POLL_S = 0.1
+STOP_WORKERS = 32
 GO = "go"
 CANCEL = "cancel"
 
 
-class Inbox(Protocol):
+class Channel(Protocol):
+    """What ``queue.Queue`` and ``multiprocessing.Queue`` have in common."""
+
     def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
 
-
-class Sink(Protocol):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None: ...
 
 
@@ -114,7 +117,7 @@ class _Tally:
 class ShardRunner:
     """Plays one shard's events with one ``DeviceAgent`` per device."""
 
-    def __init__(self, job: ShardJob, inbox: Inbox, sink: Sink) -> None:
+    def __init__(self, job: ShardJob, inbox: Channel, sink: Channel) -> None:
         self.job = job
         self._inbox = inbox
         self._sink = sink
@@ -196,7 +199,9 @@ class ShardRunner:
         agents = self._agents
         delivered = sum(agent.stats.delivered for agent in agents)
         failures = sum(agent.stats.rejected + agent.stats.publish_errors for agent in agents)
-        backlog = sum(agent.stop(drain_timeout=0) for agent in agents)
+        # In parallel: an agent waiting out a reconnect backoff takes up to a second to stop.
+        with ThreadPoolExecutor(STOP_WORKERS, thread_name_prefix="aftercare-stop") as pool:
+            backlog = sum(pool.map(lambda agent: agent.stop(drain_timeout=0), agents))
         tally = self._tally
         return ShardResult(
             connected_at_start=self._connected_at_start,
@@ -270,10 +275,17 @@ class ShardRunner:
         self._sink.put(ShardMessage(kind, self.job.index, body))
 
 
-def run_shard(job: ShardJob, inbox: Inbox, sink: Sink) -> None:
+def run_shard(job: ShardJob, inbox: Channel, sink: Channel) -> None:
     """Worker entry point (thread or process): run the shard, report a crash, re-raise it."""
     try:
         ShardRunner(job, inbox, sink).run()
     except BaseException as exc:
         sink.put(ShardMessage("failed", job.index, "".join(traceback.format_exception(exc))))
         raise
+
+
+def run_shard_process(job: ShardJob, inbox: Channel, sink: Channel) -> None:
+    """Process entry point: Ctrl-C reaches the whole process group, but only the coordinator
+    acts on it (it cancels every shard, which then drains cleanly)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_shard(job, inbox, sink)

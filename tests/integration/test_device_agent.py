@@ -79,8 +79,7 @@ def make_agent(make_config) -> Iterator[AgentFactory]:
 
     yield build
     for agent in agents:
-        if not agent._closed:
-            agent.stop(drain_timeout=0)
+        agent.stop(drain_timeout=0)
 
 
 @pytest.fixture

@@ -26,7 +26,12 @@ CODES = {
 }
 
 
-def test_every_fault_of_a_fleet_run_reaches_the_broker(mosquitto: MosquittoBroker, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("per_process", "shards"), [(100, 1), (5, 3)], ids=["one-shard-in-a-thread", "three-processes"]
+)
+def test_every_fault_of_a_fleet_run_reaches_the_broker(
+    mosquitto: MosquittoBroker, tmp_path: Path, per_process: int, shards: int
+):
     # Given a subscriber to all faults and a scenario with a storm, an outage and duplicates
     recorder = Recorder(mosquitto.url, "fleet-probe", ["dt/aftercare/+/fault"]).start()
     scenario = Scenario(
@@ -46,11 +51,13 @@ def test_every_fault_of_a_fleet_run_reaches_the_broker(mosquitto: MosquittoBroke
         tmp_path / "outboxes",
         progress.append,
         codes_by_model=CODES,
+        max_devices_per_process=per_process,
     )
     # When the fleet runs
     summary = simulator.run()
     # Then every device connected, the scenario's events happened and every outbox drained
     assert summary.devices == summary.connected_at_start == 12
+    assert summary.shards == shards
     assert summary.storm_faults == 6
     assert summary.offline_episodes == 3 and summary.offline_faults >= 6
     assert summary.duplicates_sent > 0

@@ -315,6 +315,9 @@ def parts_change_transaction(
     for index, raw in change.new_lines.items():
         line = PartsLine.model_validate(raw)
         items.append(reservation_put(inventory_table, ticket.ticket_id, index, line))
+        old = change.replaced_lines.get(index)
+        if old is not None and PartsLine.model_validate(old).status is LineStatus.BACKORDERED:
+            items.append(backorder_count(inventory_table, PartsLine.model_validate(old), -line.qty))
     items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
     return {"TransactItems": items}
 

@@ -86,13 +86,12 @@ def reservation_put(table: str, ticket_id: str, index: int, line: PartsLine) -> 
             "TableName": table,
             "Item": to_item(reservation_item(ticket_id, index, line)),
             "ConditionExpression": (
-                "attribute_not_exists(pk) OR (ticket_id = :tid AND NOT #st IN (:held, :back))"
+                "attribute_not_exists(pk) OR (ticket_id = :tid AND #st <> :held)"
             ),
             "ExpressionAttributeNames": {"#st": "status"},
             "ExpressionAttributeValues": {
                 ":tid": to_attr(ticket_id),
                 ":held": to_attr(LineStatus.HELD.value),
-                ":back": to_attr(LineStatus.BACKORDERED.value),
             },
         }
     }

@@ -142,6 +142,9 @@ class PartsChange(_Record):
     entry: TimelineEntry
     new_lines: dict[int, Any] = Field(default_factory=dict)
     new_deltas: list[StockDelta] = Field(default_factory=list)
+    replaced_lines: dict[int, Any] = Field(
+        default_factory=dict, description="lines that new_lines overwrite (e.g. a backorder)"
+    )
 
 
 class TicketStore(Protocol):
