@@ -14,8 +14,10 @@ from aftercare.adapters.aws import from_item
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.domain.lifecycle import change_status
+from aftercare.domain.parts import InvalidLineChange, OutOfStock
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
 from aftercare.domain.rules import load_catalog
+from aftercare.domain.stock import PartsError
 from aftercare.domain.tickets import InvalidTransition, Ticket, TicketStatus
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -97,11 +99,21 @@ def ticket_row(ticket: Ticket) -> dict[str, Any]:
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> None:
+    from infra.cli_api import api_client_for, list_tickets
+
+    if (api := api_client_for(args)) is not None:  # logged in: the API, with that user's rights
+        emit(list_tickets(api, args.status, args.thing), args.json, LIST_FIELDS["tickets"])
+        return
     tickets = store_of(target_of(args)).list_tickets(status=args.status, thing=args.thing)
     emit([ticket_row(t) for t in tickets], args.json, LIST_FIELDS["tickets"])
 
 
 def cmd_tickets_show(args: argparse.Namespace) -> None:
+    from infra.cli_api import api_client_for, show_ticket
+
+    if (api := api_client_for(args)) is not None:  # logged in: the API, with that user's rights
+        emit(show_ticket(api, args.ticket_id), True)
+        return
     detail = store_of(target_of(args)).get_ticket(args.ticket_id)
     emit(
         {
@@ -229,16 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _engineer_commands(sub)
     from devices.cli import register as register_device
+    from infra.cli_api import register as register_api
+    from infra.cli_notifications import register as register_notifications
+    from infra.cli_parts import register as register_parts
     from infra.demo import register as register_demo
     from infra.local.cli import register as register_local
 
     register_local(sub)
+    register_api(sub)
     register_device(sub)
     register_demo(sub)
+    register_parts(sub)
+    register_notifications(sub)
     return parser
 
 
 KNOWN_FAILURES = (
+    PartsError,
+    OutOfStock,
+    InvalidLineChange,
     CliError,
     TargetError,
     TicketNotFound,

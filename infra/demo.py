@@ -25,6 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.inventory import InventoryReader
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.rules import load_catalog
@@ -269,6 +270,7 @@ def summarise(
         table=target.resource("ParkedTable"), ddb=target.client("dynamodb")
     ).list()
     accepted = sum(t.occurrences for t in tickets)
+    parts = parts_summary(target)
     rejects = Counter(str(p["reason"]) for p in parked)
     published = fleet.faults_raised + fleet.duplicates_sent + sum(junk.sent.values())
     published += sum(extra_faults.values())
@@ -289,6 +291,7 @@ def summarise(
         "tickets_by_priority": dict(sorted(Counter(t.priority for t in tickets).items())),
         "tickets_by_status": dict(sorted(Counter(t.status.value for t in tickets).items())),
         "rejected_by_reason": dict(sorted(rejects.items())),
+        **parts,
         "storm_faults": fleet.storm_faults,
         "offline_faults_delivered_after_reconnect": fleet.offline_faults,
         "outbox_backlog_at_end": fleet.outbox_backlog,
@@ -296,6 +299,15 @@ def summarise(
         "burst_faults": extra_faults["burst"],
         "burst_seconds": round(timing["burst"], 2),
         "faults_per_second": round(extra_faults["burst"] / timing["burst"], 1),
+    }
+
+
+def parts_summary(target: Target) -> dict[str, Any]:
+    reader = InventoryReader(table=target.resource("InventoryTable"), ddb=target.client("dynamodb"))
+    lines = Counter(str(r["status"]) for r in reader.reservations())
+    return {
+        "parts_lines_by_status": dict(sorted(lines.items())),
+        "low_stock_events": len(reader.low_stock_events()),
     }
 
 

@@ -24,10 +24,15 @@ DEMO_CUSTOMERS = 80
 DEMO_DEVICES = 240
 
 
+def region_of(customer_no: int) -> str:
+    """Customers' regions, spread so every region has every product model."""
+    return REGIONS[(customer_no // 2) % len(REGIONS)]
+
+
 def demo_customers(count: int = DEMO_CUSTOMERS) -> list[CustomerRecord]:
     customers = []
     for n in range(1, count + 1):
-        region = REGIONS[n % len(REGIONS)]
+        region = region_of(n)
         chinese = region == "ap-east"
         customers.append(
             CustomerRecord(
@@ -47,6 +52,21 @@ def demo_customers(count: int = DEMO_CUSTOMERS) -> list[CustomerRecord]:
     return customers
 
 
+QUIET_HOURS = {"start": "22:00", "end": "07:00"}
+# Every 13th customer's phone number is not E.164: SNS refuses it, as it would in AWS, and
+# the notifier falls back to the customer's next channel (a real data-quality failure).
+UNREACHABLE_PHONE_EVERY = 13
+
+
+def notification_preferences(customer: CustomerRecord) -> dict[str, Any]:
+    """Quiet hours (local time) for everyone; an unusable phone number for a few."""
+    extra: dict[str, Any] = {"quiet_hours": QUIET_HOURS}
+    n = int(customer.customer_id.removeprefix("c-"))
+    if n % UNREACHABLE_PHONE_EVERY == 0:
+        extra["contact"] = {**customer.contact, "phone": f"0800 AFTERCARE {n}"}
+    return extra
+
+
 def demo_devices(count: int = DEMO_DEVICES, customers: int = DEMO_CUSTOMERS) -> list[DeviceRecord]:
     devices = []
     for n in range(1, count + 1):
@@ -59,7 +79,7 @@ def demo_devices(count: int = DEMO_DEVICES, customers: int = DEMO_CUSTOMERS) -> 
                 serial=f"{model.replace('-', '')}{20240000 + n}",
                 model=model,
                 customer_id=f"c-{customer:04d}",
-                region=REGIONS[customer % len(REGIONS)],
+                region=region_of(customer),
                 activated_at=activated,
                 warranty_until=activated + timedelta(days=730),
                 firmware=f"{2 + n % 3}.{n % 5}.0",
@@ -124,7 +144,11 @@ def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict
     )
     customers = demo_customers()
     devices = demo_devices()
-    _write_all(ddb, resources["CustomersTable"], [c.model_dump(mode="json") for c in customers])
+    _write_all(
+        ddb,
+        resources["CustomersTable"],
+        [c.model_dump(mode="json") | notification_preferences(c) for c in customers],
+    )
     _write_all(ddb, resources["DevicesTable"], [d.model_dump(mode="json") for d in devices])
     inventory = demo_inventory()
     if "InventoryTable" in resources:

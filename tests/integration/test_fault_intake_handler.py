@@ -16,13 +16,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from aftercare.adapters.aws import client
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.tickets import TicketStatus
+from moto import mock_aws
+
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import seed_demo
 from infra.local.template import load_template
@@ -74,6 +74,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             sqs=session.client("sqs"),
             sns=session.client("sns"),
             iot=session.client("iot"),
+            events=session.client("events"),
         )
         result = provision(
             load_template(ROOT / "template.yaml"), clients, endpoint_url="http://unused"

@@ -18,8 +18,18 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from aftercare.adapters.aws import client, from_item, to_attr, to_item
-from aftercare.domain.parts import LineChange, LineStatus, PartsLine, StockDelta, StockLevel
+from aftercare.domain.parts import (
+    LineChange,
+    LineStatus,
+    OutOfStock,
+    PartsLine,
+    StockDelta,
+    StockLevel,
+)
+from aftercare.domain.stock import LowStockEvent, StockAdjustment
 
 
 def stock_key(sku: str, warehouse: str) -> dict[str, str]:
@@ -216,3 +226,64 @@ class InventoryReader:
         )
         moves = (from_item(i) for page in pages for i in page.get("Items", []))
         return sum(-int(m["on_hand_change"]) for m in moves if m.get("kind") == "consume")
+
+
+class DynamoInventoryWriter:
+    """Stock adjustments and low-stock markers on InventoryTable (InventoryWriter port)."""
+
+    def __init__(self, *, table: str, ddb: Any | None = None) -> None:
+        self.table = table
+        self._ddb = ddb
+
+    @property
+    def ddb(self) -> Any:
+        if self._ddb is None:
+            self._ddb = client("dynamodb")
+        return self._ddb
+
+    def adjust(self, adjustment: StockAdjustment) -> StockLevel:
+        delta = adjustment.delta
+        note = f"{adjustment.actor}: {adjustment.reason}"
+        items = [
+            stock_update(self.table, delta),
+            movement_put(self.table, delta, "adjust", adjustment.at, note),
+        ]
+        try:
+            self.ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise OutOfStock(
+                    f"{delta.sku} at {delta.warehouse}: no such stock item, or the change "
+                    f"would leave fewer available than held"
+                ) from exc
+            raise
+        item = self.ddb.get_item(
+            TableName=self.table, Key=to_item(stock_key(delta.sku, delta.warehouse))
+        )["Item"]
+        return stock_from_item(from_item(item))
+
+    def claim_low_stock(self, event: LowStockEvent) -> bool:
+        """Record a crossing once; False if this crossing was already published."""
+        key = {"pk": f"LOWSTOCK#{event.sku}#{event.warehouse}", "sk": f"V#{event.version:010d}"}
+        item = {**key, **event.model_dump(mode="json"), "published": False}
+        try:
+            self.ddb.put_item(
+                TableName=self.table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(pk) OR published = :no",
+                ExpressionAttributeValues={":no": {"BOOL": False}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_published(self, event: LowStockEvent) -> None:
+        key = {"pk": f"LOWSTOCK#{event.sku}#{event.warehouse}", "sk": f"V#{event.version:010d}"}
+        self.ddb.update_item(
+            TableName=self.table,
+            Key=to_item(key),
+            UpdateExpression="SET published = :yes",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )

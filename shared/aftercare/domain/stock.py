@@ -3,8 +3,9 @@ and low-stock detection with a reorder suggestion."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -220,3 +221,69 @@ def low_stock_event(
         at=now,
         suggestion=suggestion,
     )
+
+
+class LowStockSink(Protocol):
+    """Where low-stock crossings go: claimed once, published, then marked published."""
+
+    def claim_low_stock(self, event: LowStockEvent) -> bool: ...
+
+    def mark_published(self, event: LowStockEvent) -> None: ...
+
+
+class StockHistory(Protocol):
+    def consumed_since(self, sku: str, warehouse: str, since: datetime) -> int: ...
+
+
+def on_stock_change(
+    old: StockLevel | None,
+    new: StockLevel,
+    *,
+    backordered: int,
+    lead_time_days: int,
+    history: StockHistory,
+    sink: LowStockSink,
+    publish: Callable[[LowStockEvent], object],
+    policy: ReorderPolicy,
+    now: datetime,
+) -> LowStockEvent | None:
+    """Emit a low-stock event, once per crossing, with a fault-driven reorder suggestion."""
+    if old is None or not crossed_reorder_point(old.available, new.available, new.reorder_point):
+        return None
+    since = now - timedelta(days=policy.window_days)
+    event = low_stock_event(
+        old,
+        new,
+        consumed_in_window=history.consumed_since(new.sku, new.warehouse, since),
+        backordered=backordered,
+        lead_time_days=lead_time_days,
+        policy=policy,
+        now=now,
+    )
+    if event is None or not sink.claim_low_stock(event):
+        return None
+    publish(event)
+    sink.mark_published(event)
+    return event
+
+
+class ExpiredHolds(Protocol):
+    def expired_holds(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+def sweep_expired_holds(
+    holds: ExpiredHolds, store: TicketStore, now: datetime, max_rounds: int = 20
+) -> int:
+    """Return every hold past its expiry to stock; each exactly once. Returns how many."""
+    expired = 0
+    for _ in range(max_rounds):
+        batch = holds.expired_holds(now)
+        if not batch:
+            break
+        moved = sum(
+            expire_hold(store, item["ticket_id"], item["reservation_id"], now) for item in batch
+        )
+        expired += moved
+        if moved == 0:
+            break
+    return expired

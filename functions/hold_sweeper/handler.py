@@ -1,0 +1,51 @@
+"""HoldSweeper (scheduled): returns part holds past their expiry to stock, exactly once each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.inventory import InventoryReader
+from aftercare.domain.stock import sweep_expired_holds
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+class Settings(BaseSettings):
+    tickets_table: str
+    devices_table: str
+    customers_table: str
+    inventory_table: str
+
+
+@cache
+def deps() -> tuple[InventoryReader, DynamoTicketStore]:
+    settings = Settings()  # values come from the environment
+    store = DynamoTicketStore(
+        tickets_table=settings.tickets_table,
+        devices_table=settings.devices_table,
+        customers_table=settings.customers_table,
+        inventory_table=settings.inventory_table,
+    )
+    return InventoryReader(table=settings.inventory_table), store
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    holds, store = deps()
+    expired = sweep_expired_holds(holds, store, datetime.now(UTC))
+    metrics.add_metric(name="PartHoldsExpired", unit=MetricUnit.Count, value=expired)
+    logger.info("hold sweep done", extra={"expired": expired, "scheduled_at": event.time})
+    return {"expired": expired}

@@ -1,0 +1,97 @@
+"""StockWatcher (InventoryTable stream): one low-stock event per reorder-point crossing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.aws import from_item
+from aftercare.adapters.events import EventBridgePublisher
+from aftercare.adapters.inventory import (
+    DynamoInventoryWriter,
+    InventoryReader,
+    part_key,
+    stock_from_item,
+)
+from aftercare.domain.parts import ReorderPolicy
+from aftercare.domain.stock import LowStockEvent, on_stock_change
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+LOW_STOCK = "aftercare.parts.low_stock"
+
+
+class Settings(BaseSettings):
+    inventory_table: str
+    event_bus_name: str
+    service_level: float = 0.95
+
+
+class Deps:
+    def __init__(self, settings: Settings) -> None:
+        self.reader = InventoryReader(table=settings.inventory_table)
+        self.writer = DynamoInventoryWriter(table=settings.inventory_table)
+        self.bus = EventBridgePublisher(bus_name=settings.event_bus_name)
+        self.policy = ReorderPolicy(service_level=settings.service_level)
+
+    def lead_time(self, sku: str) -> int:
+        item = self.reader.ddb.get_item(
+            TableName=self.reader.table,
+            Key={k: {"S": v} for k, v in part_key(sku).items()},
+        ).get("Item")
+        return int(from_item(item)["lead_time_days"]) if item else 14
+
+    def publish(self, event: LowStockEvent) -> str:
+        return self.bus.publish(LOW_STOCK, event.model_dump(mode="json"))
+
+
+@cache
+def deps() -> Deps:
+    return Deps(Settings())  # values come from the environment
+
+
+@tracer.capture_method
+def record_handler(record: DynamoDBRecord) -> None:
+    images = record.raw_event["dynamodb"]
+    old_raw, new_raw = images.get("OldImage"), images.get("NewImage")
+    if not new_raw or not str(new_raw.get("pk", {}).get("S", "")).startswith("STOCK#"):
+        return
+    new_item = from_item(new_raw)
+    d = deps()
+    event = on_stock_change(
+        stock_from_item(from_item(old_raw)) if old_raw else None,
+        stock_from_item(new_item),
+        backordered=int(new_item.get("backordered", 0)),
+        lead_time_days=d.lead_time(new_item["sku"]),
+        history=d.reader,
+        sink=d.writer,
+        publish=d.publish,
+        policy=d.policy,
+        now=datetime.now(UTC),
+    )
+    if event is not None:
+        metrics.add_metric(name="LowStockEvent", unit=MetricUnit.Count, value=1)
+        logger.info("low stock", extra=event.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

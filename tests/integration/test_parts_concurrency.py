@@ -1,0 +1,95 @@
+"""Real concurrency: 30 threads open tickets needing a part with 4 in stock, on the serial moto
+server (one request at a time, transactions atomic like DynamoDB's)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.inventory import InventoryReader
+from aftercare.domain.intake import IntakeRules, OutcomeKind, intake_fault
+from aftercare.domain.rules import load_catalog, load_policy
+from aftercare.models.payloads import FaultEnvelope
+
+from infra.local.motoserver import SerialMotoServer
+from infra.local.provision import AwsClients, provision
+from infra.local.seed import demo_devices, seed_demo, stock_item
+from infra.local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[dict]:
+    os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
+    with SerialMotoServer() as server:
+        clients = AwsClients.for_endpoint(server.url, "us-east-1")
+        result = provision(load_template(ROOT / "template.yaml"), clients, endpoint_url=server.url)
+        seed_demo(result.resources, server.url, "us-east-1")
+        yield {"url": server.url, "resources": result.resources, "clients": clients}
+
+
+def make_store(stack: dict) -> DynamoTicketStore:
+    r = stack["resources"]
+    clients = AwsClients.for_endpoint(stack["url"], "us-east-1")  # one client per thread
+    return DynamoTicketStore(
+        tickets_table=r["TicketsTable"],
+        devices_table=r["DevicesTable"],
+        customers_table=r["CustomersTable"],
+        inventory_table=r["InventoryTable"],
+        ddb=clients.dynamodb,
+    )
+
+
+def envelope(thing: str, n: int) -> FaultEnvelope:
+    now = datetime.now(UTC)
+    report = {
+        "fault_id": f"race-{n:04d}-{thing}",
+        "code": "PSU-OVERVOLT",
+        "occurred_at": now.isoformat(),
+        "firmware": "1.0",
+    }
+    return FaultEnvelope(
+        payload_b64=base64.b64encode(json.dumps(report).encode()).decode(),
+        thing=thing,
+        received_at=int(now.timestamp() * 1000),
+        topic=f"dt/aftercare/{thing}/fault",
+    )
+
+
+def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None:
+    # Given 4 PSUs in the only warehouse serving ap-east, and 30 devices there
+    inventory = stack["resources"]["InventoryTable"]
+    stack["clients"].dynamodb.put_item(
+        TableName=inventory, Item=to_item(stock_item("PSU-240-A", "WH-SHA", 4, 1))
+    )
+    things = [d.thing for d in demo_devices() if d.region == "ap-east"][:30]
+    rules = IntakeRules(
+        catalog=load_catalog(), policy=load_policy(), repeat_window=timedelta(days=30)
+    )
+    # When 30 threads open their tickets at once (and each is redelivered once, concurrently)
+    jobs = [(thing, n) for n, thing in enumerate(things)] * 2
+
+    def open_one(job: tuple[str, int]) -> OutcomeKind:
+        thing, n = job
+        return intake_fault(envelope(thing, n), make_store(stack), rules).kind
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = Counter(pool.map(open_one, jobs))
+    # Then 30 tickets exist, 4 hold a PSU, 26 are backordered, and stock is exactly 0 available
+    assert outcomes == {OutcomeKind.OPENED: 30, OutcomeKind.DUPLICATE: 30}
+    reader = InventoryReader(table=inventory, ddb=stack["clients"].dynamodb)
+    psu = [r for r in reader.reservations() if r["sku"] == "PSU-240-A"]
+    assert Counter(r["status"] for r in psu) == {"held": 4, "backordered": 26}
+    level = next(i for i in reader.stock() if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA"))
+    assert (level["on_hand"], level["held"], level["available"]) == (4, 4, 0)
+    assert level["backordered"] == 26
