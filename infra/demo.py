@@ -177,7 +177,7 @@ def wait_quiet(target: Target, timeout_s: float = 120.0) -> float:
         quiet = quiet + 1 if depth == 0 else 0
         if quiet >= QUIET_POLLS:
             return time.monotonic()
-        time.sleep(0.5)
+        time.sleep(1.0)
     raise TimeoutError(f"fault queues still busy after {timeout_s:.0f}s")
 
 

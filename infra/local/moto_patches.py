@@ -24,6 +24,8 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
 OPERATIONS = ("ConditionCheck", "Put", "Delete", "Update")
 Failure = tuple[str | None, str | None, dict[str, Any] | None]
@@ -120,6 +122,137 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
         raise
 
 
+# ---------------------------------------------------------------------------------------------
+# DynamoDB Streams: the records AWS writes, and nothing more
+# ---------------------------------------------------------------------------------------------
+# Stream gaps in moto fixed here (the local DynamoDB event sources read these streams):
+# * a write that changes nothing (a PutItem of the same item, an UpdateItem setting the values
+#   it already has) records a MODIFY; DynamoDB writes no stream record for it;
+# * an UpdateItem that creates its item records two INSERTs (a keys-only one, then the real one);
+# * the undo writes of a transaction that fails half-way are recorded as changes;
+# * every GetRecords keeps a new shard iterator forever, so a poller grows the server's memory
+#   without bound; AWS lets iterators expire, here only the newest ones are kept.
+MAX_SHARD_ITERATORS = 1024
+
+
+def _stream_shard_add(original: Any) -> Any:
+    def add(self: StreamShard, old: Any, new: Any) -> None:
+        if old is not None and new is not None and old.to_json() == new.to_json():
+            return
+        original(self, old, new)
+
+    return add
+
+
+def _collapse_upsert_inserts(shard: StreamShard, first_new: int) -> None:
+    added = shard.items[first_new:]
+    if len(added) == 2 and all(r.record["eventName"] == "INSERT" for r in added):
+        del shard.items[first_new]  # the keys-only put that UpdateItem makes first
+        added[1].record["dynamodb"]["SequenceNumber"] = str(
+            shard.starting_sequence_number + first_new
+        )
+
+
+def _stream_lengths(backend: DynamoDBBackend, table_names: Any) -> dict[str, int]:
+    lengths = {}
+    for name in set(table_names):
+        shard = backend.tables[name].stream_shard if name in backend.tables else None
+        if shard is not None:
+            lengths[name] = len(shard.items)
+    return lengths
+
+
+def _update_item(original: Any) -> Any:
+    def update_item(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        before = _stream_lengths(self, [table_name])
+        item = original(self, table_name, *args, **kwargs)
+        shard = self.tables[table_name].stream_shard if table_name in before else None
+        if shard is not None:
+            _collapse_upsert_inserts(shard, before[table_name])
+        return item
+
+    return update_item
+
+
+def _transact_write_items(original: Any) -> Any:
+    def transact(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        names = [op["TableName"] for item in transact_items for op in item.values()]
+        before = _stream_lengths(self, names)
+        try:
+            original(self, transact_items)
+        except Exception:  # rolled back: the undo writes must not show as stream records
+            for name, length in before.items():
+                shard = self.tables[name].stream_shard
+                if shard is not None:
+                    del shard.items[length:]
+            raise
+
+    return transact
+
+
+def _get_records(original: Any) -> Any:
+    def get_records(self: DynamoDBStreamsBackend, iterator_arn: str, limit: int) -> Any:
+        result = original(self, iterator_arn, limit)
+        while len(self.shard_iterators) > MAX_SHARD_ITERATORS:
+            del self.shard_iterators[next(iter(self.shard_iterators))]
+        return result
+
+    return get_records
+
+
+def _wrap(owner: Any, name: str, wrapper: Any) -> None:
+    current = getattr(owner, name)
+    if not getattr(current, "_aftercare_streams", False):
+        wrapped = wrapper(current)
+        wrapped._aftercare_streams = True
+        setattr(owner, name, wrapped)
+
+
+def _patch_streams() -> None:
+    _wrap(StreamShard, "add", _stream_shard_add)
+    _wrap(DynamoDBBackend, "update_item", _update_item)
+    _wrap(DynamoDBBackend, "transact_write_items", _transact_write_items)
+    _wrap(DynamoDBStreamsBackend, "get_records", _get_records)
+
+
 def apply() -> None:
     """Install the patches (idempotent)."""
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _patch_streams()
+    _patch_queries()
+
+
+# --------------------------------------------------------------------------------------------
+# Query cost. moto's `Table.all_items()` sorts every item of the table (DynamoType comparisons
+# in Python) and `Table.query` calls it for every request, also to find one partition: a Query
+# cost O(N log N) in the table's size (seconds for a few thousand tickets, holding the
+# one-at-a-time lock). `query` sorts its own candidates anyway, so during a query
+# `all_items` returns them unsorted, and only the asked-for partition for a table query.
+# --------------------------------------------------------------------------------------------
+
+
+def _unsorted_items(table: Table, hash_key: Any, index_name: str | None) -> list[Any]:
+    if index_name is None and hash_key is not None and table.range_key_attr is not None:
+        partition = table.items.get(hash_key) if hash_key in table.items else None
+        return list(partition.values()) if partition else []
+    if table.range_key_attr:
+        return [item for hash_set in table.items.values() for item in hash_set.values()]
+    return list(table.items.values())
+
+
+def _query(original: Any) -> Any:
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        # index_name is the 8th parameter; moto's backend passes it positionally.
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        candidates = _unsorted_items(self, hash_key, index_name)
+        self.all_items = lambda: candidates  # type: ignore[method-assign]
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    return query
+
+
+def _patch_queries() -> None:
+    _wrap(Table, "query", _query)

@@ -22,6 +22,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -29,6 +31,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+log = logging.getLogger("infra.local.motoserver")
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -36,20 +39,23 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class SerialRequests:
     """WSGI middleware running the wrapped application for one request at a time."""
 
-    def __init__(self, app: WsgiApp) -> None:
+    def __init__(self, app: WsgiApp, stats_every_s: float = 10.0) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._owner = threading.local()
+        self.stats = RequestStats(stats_every_s)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         # Read the body before queueing for the lock, so a slow client cannot stall others.
         _buffer_request_body(environ)
         with self._lock:
             self._owner.holds_lock = True
+            began = time.perf_counter()
             try:
                 return self._run(environ, start_response)
             finally:
                 self._owner.holds_lock = False
+                self.stats.record(_operation(environ), time.perf_counter() - began)
 
     def _run(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         result = self._app(environ, start_response)
@@ -78,6 +84,49 @@ class SerialRequests:
         finally:
             self._lock.acquire()
             self._owner.holds_lock = True
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return str(target).rsplit(".", 1)[-1]
+    return f"{environ.get('REQUEST_METHOD')} {str(environ.get('PATH_INFO', ''))[:40]}"
+
+
+class RequestStats:
+    """Requests served and time spent per operation, logged periodically (capacity planning:
+    every request holds the one-at-a-time lock)."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._counts: Counter[str] = Counter()
+        self._seconds: dict[str, float] = {}
+        self._since = time.monotonic()
+
+    def record(self, operation: str, seconds: float) -> None:
+        self._counts[operation] += 1
+        self._seconds[operation] = self._seconds.get(operation, 0.0) + seconds
+        if time.monotonic() - self._since >= self._every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        elapsed = time.monotonic() - self._since
+        if self._counts:
+            busy = sum(self._seconds.values())
+            top = ", ".join(
+                f"{op} {self._counts[op]}x/{self._seconds[op]:.2f}s"
+                for op in sorted(self._seconds, key=self._seconds.__getitem__, reverse=True)[:8]
+            )
+            log.info(
+                "%.0fs: %d requests, busy %.0f%%: %s",
+                elapsed,
+                self._counts.total(),
+                100 * busy / max(elapsed, 1e-9),
+                top,
+            )
+        self._counts.clear()
+        self._seconds.clear()
+        self._since = time.monotonic()
 
 
 def _buffer_request_body(environ: dict[str, Any]) -> None:

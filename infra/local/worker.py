@@ -7,6 +7,9 @@ Event sources, all serialised through one lock (one instance, one invocation at 
 * SQS, emulating the event source mapping: short polls (never long polling: the local moto
   server answers one request at a time), batches of up to ``batch_size`` gathered for at most
   ``max_batching_window_s``, the exact Lambda SQS event, then delete / retry per the outcome.
+* DynamoDB streams, emulating the stream event source mapping (`infra.local.streams`): shards
+  read in order, filter patterns, batches, retries, bisection, partial batch responses and the
+  on-failure SQS destination.
 * Schedules: an EventBridge "Scheduled Event" every ``rate_seconds``.
 * HTTP: ``POST /invoke`` or ``POST /2015-03-31/functions/<name>/invocations`` (Lambda's Invoke
   API, including ``X-Amz-Invocation-Type: Event`` and ``DryRun``); ``GET /health``.
@@ -53,6 +56,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from infra.local.streams import StreamPoller, StreamSourceSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -114,6 +119,7 @@ class WorkerSpec(_SpecModel):
     aws_endpoint_url: str
     sqs_sources: list[SqsSourceSpec] = Field(default_factory=list)
     schedule_sources: list[ScheduleSourceSpec] = Field(default_factory=list)
+    stream_sources: list[StreamSourceSpec] = Field(default_factory=list)
     invoke_host: str = "127.0.0.1"
     invoke_port: Annotated[int, Field(ge=0, le=65_535)] = 0
     account_id: Annotated[str, StringConstraints(pattern=r"^\d{12}$")] = DEFAULT_ACCOUNT_ID
@@ -819,6 +825,40 @@ def _sqs_client(spec: WorkerSpec) -> SQSClient:
     )
 
 
+def _streams_client(spec: WorkerSpec) -> Any:
+    return boto3.client(
+        "dynamodbstreams",
+        region_name=spec.region,
+        endpoint_url=spec.aws_endpoint_url,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
+        ),
+    )
+
+
+def _stream_pollers(
+    spec: WorkerSpec, identity: FunctionIdentity, invoker: Invoker, stop: threading.Event
+) -> list[threading.Thread]:
+    if not spec.stream_sources:
+        return []
+    streams = _streams_client(spec)
+    needs_sqs = any(source.on_failure_destination for source in spec.stream_sources)
+    sqs = _sqs_client(spec) if needs_sqs else None
+    return [
+        StreamPoller(
+            source,
+            streams=streams,
+            sqs=sqs,
+            invoker=invoker,
+            function_arn=identity.arn,
+            region=spec.region,
+            retry_backoff_s=spec.retry_backoff_s,
+            stop=stop,
+        ).thread
+        for source in spec.stream_sources
+    ]
+
+
 def _start_sources(
     spec: WorkerSpec, identity: FunctionIdentity, invoker: Invoker, stop: threading.Event
 ) -> list[threading.Thread]:
@@ -826,6 +866,7 @@ def _start_sources(
         Scheduler(source, identity, invoker, spec.region, stop).thread
         for source in spec.schedule_sources
     ]
+    threads += _stream_pollers(spec, identity, invoker, stop)
     if spec.sqs_sources:
         sqs = _sqs_client(spec)
         threads += [
