@@ -1,0 +1,130 @@
+"""Notifier (TicketsTable stream): tells the customer about a ticket change, once per event.
+
+A batch holds ticket META changes (the event source filters out everything else). Changes of
+different tickets are independent, so they are handled in parallel, while the changes of one
+ticket keep their stream order. A failed change is reported by its sequence number (partial
+batch response): the stream redelivers from there, and what was already notified is absorbed by
+the (ticket, event kind) markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.aws import from_item
+from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
+from aftercare.domain.notifications import Outcome
+from aftercare.domain.notifier import Notifier
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+PARALLEL_TICKETS = 8
+
+
+class Settings(NotifierSettings):
+    """NOTIFICATIONS_TABLE, TICKETS_TABLE, CUSTOMERS_TABLE, SENDER_ADDRESS, PUSH_TOPIC_ARN,
+    DIGEST_WINDOW_SECONDS, SURVEY_DELAY_SECONDS, SURVEY_LINK_BASE."""
+
+
+@cache
+def deps() -> Notifier:
+    return build_notifier(Settings())  # values come from the environment
+
+
+class TicketChange(BaseModel):
+    """One stream record: the item's key, old and new image (plain values)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sequence: str
+    key: str
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> TicketChange:
+        data = record["dynamodb"]
+        old, new = data.get("OldImage"), data.get("NewImage")
+        return cls(
+            sequence=str(data["SequenceNumber"]),
+            key=str(data.get("Keys", {}).get("pk", {}).get("S", "")),
+            old=from_item(old) if old else None,
+            new=from_item(new) if new else None,
+        )
+
+
+OUTCOME_METRICS = {
+    "sent": "NotificationSent",
+    "failed": "NotificationFailed",
+    "retry": "NotificationRetried",
+    "deferred": "NotificationDeferred",
+    "digested": "NotificationDigested",
+    "duplicate": "NotificationDuplicateAbsorbed",
+    "suppressed": "NotificationSuppressed",
+    "scheduled": "SurveyScheduled",
+}
+
+
+def report(outcome: Outcome) -> None:
+    """Log and count one outcome; a missing translation is logged as such."""
+    if outcome.language_fallback:
+        logger.warning(
+            "template translation missing; sent in English",
+            extra={"kind": outcome.kind, "requested_language": outcome.language_fallback},
+        )
+    metrics.add_metric(
+        name=OUTCOME_METRICS.get(outcome.result, "NotificationOther"),
+        unit=MetricUnit.Count,
+        value=1,
+    )
+    logger.info("notification", extra=outcome.model_dump(mode="json", exclude_none=True))
+
+
+Handled = tuple[list[Outcome], str | None]  # outcomes, sequence number of the first failure
+
+
+def handle_in_order(
+    changes: Sequence[TicketChange], apply: Callable[[TicketChange], list[Outcome]]
+) -> Handled:
+    """One ticket's changes in stream order; stop at the first failure."""
+    outcomes: list[Outcome] = []
+    for change in changes:
+        try:
+            outcomes += apply(change)
+        except Exception:  # reported as a batch item failure; the stream redelivers it
+            logger.exception("ticket change failed", extra={"sequence": change.sequence})
+            return outcomes, change.sequence
+    return outcomes, None
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    changes = [TicketChange.of(r) for r in event.get("Records") or []]
+    metrics.add_metric(name="TicketChangesSeen", unit=MetricUnit.Count, value=len(changes))
+    notifier = deps()
+    notifier.prefetch(c.new for c in changes)
+    by_ticket: dict[str, list[TicketChange]] = {}
+    for change in changes:
+        by_ticket.setdefault(change.key, []).append(change)
+
+    def apply(change: TicketChange) -> list[Outcome]:
+        return notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_TICKETS) as pool:
+        handled = list(pool.map(lambda group: handle_in_order(group, apply), by_ticket.values()))
+    failed = sorted((seq for _, seq in handled if seq is not None), key=int)
+    for outcomes, _ in handled:
+        for outcome in outcomes:
+            report(outcome)
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}

@@ -1,0 +1,47 @@
+"""Builds the notifier from its settings; shared by the stream and the scheduled function."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic_settings import BaseSettings
+
+from aftercare.adapters.messaging import channel_senders
+from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.domain.notifications import Composer
+from aftercare.domain.notifier import Notifier, NotifierPolicy
+from aftercare.domain.pricing import load_price_table
+from aftercare.domain.templates import load_book
+
+
+class NotifierSettings(BaseSettings):
+    """Environment of a function that sends notifications (all required: no silent defaults)."""
+
+    notifications_table: str
+    tickets_table: str
+    customers_table: str
+    sender_address: str
+    push_topic_arn: str
+    digest_window_seconds: int
+    survey_delay_seconds: int
+    survey_link_base: str
+
+
+def build_notifier(settings: NotifierSettings) -> Notifier:
+    return Notifier(
+        store=DynamoNotificationStore(
+            table=settings.notifications_table,
+            tickets_table=settings.tickets_table,
+            customers_table=settings.customers_table,
+        ),
+        senders=channel_senders(
+            sender_address=settings.sender_address, push_topic_arn=settings.push_topic_arn
+        ),
+        composer=Composer(
+            book=load_book(), prices=load_price_table(), survey_link_base=settings.survey_link_base
+        ),
+        policy=NotifierPolicy(
+            digest_window=timedelta(seconds=settings.digest_window_seconds),
+            survey_delay=timedelta(seconds=settings.survey_delay_seconds),
+        ),
+    )

@@ -1,0 +1,341 @@
+"""Notification use cases: react to a ticket change, and send what has come due.
+
+See `aftercare.domain.notifications` for the flow and the records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aftercare.domain.notifications import (
+    AttemptRecord,
+    AttemptStatus,
+    Bundle,
+    ChannelSender,
+    Composer,
+    EventKind,
+    Notification,
+    NotificationState,
+    NotificationStore,
+    Outcome,
+    Survey,
+    TicketFacts,
+    attempt_records,
+    cost_of,
+    delivered,
+    events_for_change,
+    is_critical,
+    is_ticket_record,
+    local_time_text,
+    new_message_id,
+    retry_delay,
+    retryable,
+    send_via_channels,
+    sent_channel,
+    waiting_record,
+)
+from aftercare.domain.preferences import Channel, NotificationProfile
+from aftercare.domain.surveys import survey_id_for
+from aftercare.domain.templates import RenderedMessage
+
+RESOLUTION_KINDS = frozenset({EventKind.REMOTE_RESOLVED, EventKind.RESOLVED})
+WAITING_STATES = frozenset(
+    {NotificationState.PENDING, NotificationState.DEFERRED, NotificationState.DIGESTED}
+)
+
+
+@dataclass(frozen=True)
+class NotifierPolicy:
+    digest_window: timedelta
+    survey_delay: timedelta
+    lease: timedelta = timedelta(seconds=60)
+    retry_base: timedelta = timedelta(seconds=30)
+    max_tries: int = 5
+
+
+class Notifier:
+    """Turns ticket events into messages on the customer's channels, exactly as routed."""
+
+    def __init__(
+        self,
+        store: NotificationStore,
+        senders: Mapping[Channel, ChannelSender],
+        composer: Composer,
+        policy: NotifierPolicy,
+    ) -> None:
+        self.store = store
+        self.senders = senders
+        self.composer = composer
+        self.policy = policy
+
+    # ------------------------------------------------------------------ stream side
+
+    def on_ticket_change(
+        self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now: datetime
+    ) -> list[Outcome]:
+        """Notify the events in one change of a ticket (nothing for occurrences)."""
+        kinds = events_for_change(old, new)
+        if not kinds:
+            return []
+        facts = TicketFacts.model_validate(new)
+        outcomes = [self.notify(kind, facts, now) for kind in kinds]
+        if RESOLUTION_KINDS & set(kinds):
+            outcomes.append(self.schedule_survey(facts, now))
+        return outcomes
+
+    def prefetch(self, images: Iterable[Mapping[str, Any] | None]) -> None:
+        """Read the profiles a batch of ticket changes will need, in one go."""
+        records = [i for i in images if i is not None and is_ticket_record(i)]
+        ids = {str(i["customer_id"]) for i in records if i.get("customer_id")}
+        self.store.prefetch_profiles(sorted(ids))
+
+    def notify(self, kind: EventKind, facts: TicketFacts, now: datetime) -> Outcome:
+        notification = Notification(
+            ticket_id=facts.ticket_id,
+            kind=kind,
+            customer_id=facts.customer_id,
+            critical=is_critical(kind, facts),
+            facts=facts,
+            created_at=now,
+            due_at=now,
+        )
+        if not self.store.create(notification, lease_until=now + self.policy.lease):
+            return Outcome(ticket_id=facts.ticket_id, kind=kind, result="duplicate")
+        return self.deliver(notification, now)
+
+    def schedule_survey(self, facts: TicketFacts, now: datetime) -> Outcome:
+        resolved_at = facts.resolved_at or now
+        survey = Survey(
+            survey_id=survey_id_for(facts.ticket_id),
+            ticket_id=facts.ticket_id,
+            customer_id=facts.customer_id,
+            facts=facts,
+            created_at=now,
+            due_at=resolved_at + self.policy.survey_delay,
+        )
+        created = self.store.schedule_survey(survey)
+        result = "scheduled" if created else "duplicate"
+        return Outcome(ticket_id=facts.ticket_id, kind=EventKind.SURVEY, result=result)
+
+    # ------------------------------------------------------------------ routing
+
+    def deliver(self, n: Notification, now: datetime) -> Outcome:
+        """Send now, or hold for quiet hours / the digest (see module docstring)."""
+        profile = self.store.get_profile(n.customer_id)
+        if profile is None:
+            return self._suppress(n, f"no customer record {n.customer_id}", now)
+        if n.critical:
+            return self._send_one(n, profile, now)
+        quiet_end = profile.quiet_until(now)
+        if quiet_end is not None:
+            reason = f"quiet hours until {local_time_text(quiet_end, profile)}"
+            return self._hold(
+                n,
+                profile=profile,
+                until=quiet_end,
+                state=NotificationState.DEFERRED,
+                reason=reason,
+                now=now,
+            )
+        window_end = self.store.open_window(n.customer_id, now, now + self.policy.digest_window)
+        if window_end is None:
+            return self._send_one(n, profile, now)
+        reason = f"combined into a digest due {local_time_text(window_end, profile)}"
+        return self._hold(
+            n,
+            profile=profile,
+            until=window_end,
+            state=NotificationState.DIGESTED,
+            reason=reason,
+            now=now,
+        )
+
+    def _hold(
+        self,
+        n: Notification,
+        *,
+        profile: NotificationProfile,
+        until: datetime,
+        state: NotificationState,
+        reason: str,
+        now: datetime,
+    ) -> Outcome:
+        self.store.add_to_bundle(n.customer_id, n.ref, until)
+        deferred = state is NotificationState.DEFERRED
+        status = AttemptStatus.DEFERRED if deferred else AttemptStatus.SUPPRESSED
+        record = waiting_record(n, status, reason, now, profile.language)
+        self.store.record([record], settled=[settled(n, state)])
+        return Outcome(ticket_id=n.ticket_id, kind=n.kind, result=state.value, detail=reason)
+
+    def _suppress(self, n: Notification, reason: str, now: datetime) -> Outcome:
+        record = waiting_record(n, AttemptStatus.SUPPRESSED, reason, now, "en")
+        self.store.record([record], settled=[settled(n, NotificationState.SUPPRESSED)])
+        return Outcome(ticket_id=n.ticket_id, kind=n.kind, result="suppressed", detail=reason)
+
+    # ------------------------------------------------------------------ sending
+
+    def _send_one(self, n: Notification, profile: NotificationProfile, now: datetime) -> Outcome:
+        message = self.composer.single(n.kind, n.facts, profile)
+        attempts = send_via_channels(message, profile, self.senders, n.ref.token())
+        message_id = new_message_id()
+        cost = cost_of(n.facts, self.composer.prices)
+        records = attempt_records(
+            [(n.kind.value, n.facts)], message, attempts, at=now, message_id=message_id, cost=cost
+        )
+        if delivered(attempts):
+            after = settled(n, NotificationState.SENT, message_id=message_id)
+            result, channel = "sent", sent_channel(attempts)
+        elif retryable(attempts) and n.tries + 1 < self.policy.max_tries:
+            retry_at = now + retry_delay(self.policy.retry_base, n.tries)
+            after = settled(n, NotificationState.PENDING, retry_at=retry_at)
+            result, channel = "retry", None
+        else:
+            after = settled(n, _final_state(attempts))
+            result, channel = after.state.value, None
+        self.store.record(records, settled=[after])
+        return self._outcome(n, result, message, channel)
+
+    @staticmethod
+    def _outcome(
+        n: Notification, result: str, message: RenderedMessage, channel: str | None
+    ) -> Outcome:
+        return Outcome(
+            ticket_id=n.ticket_id,
+            kind=n.kind,
+            result=result,
+            channel=channel,
+            language_fallback=message.requested_language if message.fallback else None,
+        )
+
+    # ------------------------------------------------------------------ scheduled side
+
+    def run_due(self, now: datetime) -> list[Outcome]:
+        """Send everything that has come due: left-over events, bundles, surveys."""
+        lease_until = now + self.policy.lease
+        outcomes = [
+            self.deliver(n, now) for n in self.store.claim_due_notifications(now, lease_until)
+        ]
+        for bundle in self.store.claim_due_bundles(now, lease_until):
+            outcomes += self.send_bundle(bundle, now)
+        for survey in self.store.claim_due_surveys(now, lease_until):
+            outcomes.append(self.send_survey(survey, now))
+        return outcomes
+
+    def send_bundle(self, bundle: Bundle, now: datetime) -> list[Outcome]:
+        """One digest (or the single message) for everything in a customer's bundle."""
+        profile = self.store.get_profile(bundle.customer_id)
+        members = [m for m in self.store.get_many(bundle.members) if m.state in WAITING_STATES]
+        if profile is None or not members:
+            self.store.finish_bundle(bundle.customer_id, bundle.members, window_until=None)
+            return [self._suppress(m, "no customer record", now) for m in members]
+        quiet_end = profile.quiet_until(now)
+        if quiet_end is not None:
+            self.store.finish_bundle(bundle.customer_id, [], window_until=None, retry_at=quiet_end)
+            return []
+        message = self.composer.digest(members, profile)
+        attempts = send_via_channels(message, profile, self.senders, bundle.customer_id)
+        message_id = new_message_id("D" if len(members) > 1 else "M")
+        cost = cost_of(members[0].facts, self.composer.prices) if len(members) == 1 else None
+        covered = [(m.kind.value, m.facts) for m in members]
+        records = attempt_records(
+            covered, message, attempts, at=now, message_id=message_id, cost=cost
+        )
+        return self._settle_bundle(
+            bundle,
+            members=members,
+            attempts=attempts,
+            records=records,
+            message=message,
+            message_id=message_id,
+            now=now,
+        )
+
+    def _settle_bundle(
+        self,
+        bundle: Bundle,
+        *,
+        members: Sequence[Notification],
+        attempts: Sequence[Any],
+        records: Sequence[AttemptRecord],
+        message: RenderedMessage,
+        message_id: str,
+        now: datetime,
+    ) -> list[Outcome]:
+        refs = [m.ref for m in members]
+        if delivered(attempts):
+            sent = [settled(m, NotificationState.SENT, message_id=message_id) for m in members]
+            self.store.record(records, settled=sent)
+            window_until = now + self.policy.digest_window
+            self.store.finish_bundle(bundle.customer_id, refs, window_until=window_until)
+            channel = sent_channel(attempts)
+            return [self._outcome(m, "sent", message, channel) for m in members]
+        if retryable(attempts) and bundle.tries + 1 < self.policy.max_tries:
+            retry_at = now + retry_delay(self.policy.retry_base, bundle.tries)
+            self.store.record(records)
+            self.store.finish_bundle(bundle.customer_id, [], window_until=None, retry_at=retry_at)
+            return [self._outcome(m, "retry", message, None) for m in members]
+        state = _final_state(attempts)
+        self.store.record(records, settled=[settled(m, state) for m in members])
+        self.store.finish_bundle(bundle.customer_id, refs, window_until=None)
+        return [self._outcome(m, state.value, message, None) for m in members]
+
+    def send_survey(self, survey: Survey, now: datetime) -> Outcome:
+        profile = self.store.get_profile(survey.customer_id)
+        if profile is None:
+            self.store.settle_survey(survey.survey_id, "failed", sent_at=None, retry_at=None)
+            return Outcome(ticket_id=survey.ticket_id, kind="survey", result="suppressed")
+        quiet_end = profile.quiet_until(now)
+        if quiet_end is not None:
+            self.store.settle_survey(
+                survey.survey_id, "scheduled", sent_at=None, retry_at=quiet_end
+            )
+            return Outcome(ticket_id=survey.ticket_id, kind="survey", result="deferred")
+        message = self.composer.survey(survey, profile)
+        attempts = send_via_channels(message, profile, self.senders, survey.survey_id)
+        self.store.record(
+            attempt_records(
+                [(EventKind.SURVEY.value, survey.facts)],
+                message,
+                attempts,
+                at=now,
+                message_id=new_message_id(),
+            )
+        )
+        status, retry_at = "failed", None
+        if delivered(attempts):
+            status = "sent"
+        elif retryable(attempts) and survey.tries + 1 < self.policy.max_tries:
+            status, retry_at = "scheduled", now + retry_delay(self.policy.retry_base, survey.tries)
+        sent_at = now if status == "sent" else None
+        self.store.settle_survey(survey.survey_id, status, sent_at=sent_at, retry_at=retry_at)
+        return Outcome(
+            ticket_id=survey.ticket_id,
+            kind="survey",
+            result="retry" if retry_at else status,
+            channel=sent_channel(attempts),
+        )
+
+
+def settled(
+    n: Notification,
+    state: NotificationState,
+    *,
+    message_id: str | None = None,
+    retry_at: datetime | None = None,
+) -> Notification:
+    """`n` as it is once decided: final, or pending again for a retry at `retry_at`."""
+    update: dict[str, Any] = {"state": state}
+    if message_id is not None:
+        update["message_id"] = message_id
+    if retry_at is not None:
+        update |= {"state": NotificationState.PENDING, "due_at": retry_at, "tries": n.tries + 1}
+    return n.model_copy(update=update)
+
+
+def _final_state(attempts: Sequence[Any]) -> NotificationState:
+    if all(a.status is AttemptStatus.SUPPRESSED for a in attempts):
+        return NotificationState.SUPPRESSED
+    return NotificationState.FAILED

@@ -1,0 +1,299 @@
+"""The notifier with fakes: once per event, fallback, quiet hours, digests, surveys, retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aftercare.domain.notifications import AttemptStatus, Composer, EventKind
+from aftercare.domain.notifier import Notifier, NotifierPolicy
+from aftercare.domain.preferences import Channel, NotificationProfile
+from aftercare.domain.pricing import load_price_table
+from aftercare.domain.surveys import (
+    AlreadyAnswered,
+    NotYourSurvey,
+    SurveyAnswer,
+    SurveyNotOpen,
+    answer_survey,
+    survey_id_for,
+)
+from aftercare.domain.templates import load_book
+
+from tests.fakes.notifications import FakeNotificationStore, RecordingSender
+
+# 12:00 in Berlin: outside the default quiet hours
+NOON = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+WINDOW = timedelta(seconds=300)
+
+
+def ticket(ticket_id: str = "T-1", **overrides: Any) -> dict[str, Any]:
+    return {
+        "pk": f"TICKET#{ticket_id}",
+        "sk": "META",
+        "ticket_id": ticket_id,
+        "customer_id": "c-1",
+        "thing": "ac-hp-0001",
+        "model": "AC-HP",
+        "fault_code": "FAN-STALL",
+        "title_en": "Cooling fan stalled",
+        "title_zh": "散热风扇停转",
+        "category": "thermal",
+        "region": "eu-central",
+        "severity": "major",
+        "status": "open",
+        "in_warranty": True,
+        "auto_diagnose": True,
+        "parts": [],
+        "flags": [],
+        "occurrences": 1,
+        "opened_at": (NOON - timedelta(seconds=2)).isoformat(),
+        "first_seen": (NOON - timedelta(seconds=3)).isoformat(),
+        **overrides,
+    }
+
+
+def resolved(image: dict[str, Any], how: str = "remote", at: datetime = NOON) -> dict[str, Any]:
+    return image | {"status": "resolved", "resolution": how, "resolved_at": at.isoformat()}
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = FakeNotificationStore()
+        self.email = RecordingSender()
+        self.sms = RecordingSender()
+        self.push = RecordingSender()
+        self.notifier = Notifier(
+            self.store,
+            {Channel.EMAIL: self.email, Channel.SMS: self.sms, Channel.PUSH: self.push},
+            Composer(load_book(), load_price_table(), "https://s.example.com/surveys"),
+            NotifierPolicy(digest_window=WINDOW, survey_delay=timedelta(hours=24)),
+        )
+        self.customer()
+
+    def customer(self, customer_id: str = "c-1", **overrides: Any) -> None:
+        base: dict[str, Any] = {
+            "customer_id": customer_id,
+            "name": "Ada",
+            "language": "en",
+            "time_zone": "Europe/Berlin",
+            "channels": ["email", "sms"],
+            "contact": {"email": "ada@example.com", "phone": "+15550000001"},
+            "quiet_hours": {"start": "22:00", "end": "07:00"},
+        }
+        self.store.profiles[customer_id] = NotificationProfile.model_validate(base | overrides)
+
+    def change(self, old: dict[str, Any] | None, new: dict[str, Any], at: datetime = NOON) -> Any:
+        return self.notifier.on_ticket_change(old, new, at)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_a_new_ticket_is_told_once_on_the_first_channel(world: World) -> None:
+    # Given a customer preferring email
+    # When a ticket opens and the stream delivers the change three times
+    outcomes = [world.change(None, ticket()) for _ in range(3)]
+    # Then exactly one email went out; the redeliveries were absorbed
+    assert [o[0].result for o in outcomes] == ["sent", "duplicate", "duplicate"]
+    assert len(world.email.deliveries) == 1 and not world.sms.deliveries
+    delivery = world.email.deliveries[0]
+    assert delivery.address == "ada@example.com" and "T-1" in delivery.message.subject
+    (record,) = world.store.attempts
+    assert record.status is AttemptStatus.SENT and record.channel == "email"
+    assert record.from_fault_ms == 3000 and record.from_open_ms == 2000
+
+
+def test_occurrences_send_nothing(world: World) -> None:
+    world.change(None, ticket())
+    for n in range(2, 22):
+        assert world.change(ticket(occurrences=n - 1), ticket(occurrences=n)) == []
+    assert len(world.email.deliveries) == 1
+
+
+def test_a_failing_channel_falls_back_to_the_next(world: World) -> None:
+    # Given SMS first, and SNS refusing the customer's number
+    world.customer(channels=["sms", "email"])
+    world.sms.fail = "SNS InvalidParameter: Phone number does not meet the E164 format"
+    # When a ticket opens
+    (outcome,) = world.change(None, ticket())
+    # Then email carried it, and both attempts are on record in order
+    assert outcome.result == "sent" and outcome.channel == "email"
+    assert [(a.channel, a.status.value) for a in world.store.attempts] == [
+        ("sms", "failed"),
+        ("email", "sent"),
+    ]
+    assert "E164" in str(world.store.attempts[0].reason)
+
+
+def test_the_customers_language_is_used(world: World) -> None:
+    world.customer(language="zh-CN")
+    world.change(None, ticket())
+    assert "散热风扇停转" in world.email.deliveries[0].message.subject
+
+
+def test_quiet_hours_defer_a_minor_fault_until_the_window_opens(world: World) -> None:
+    # Given 23:30 in Berlin
+    night = datetime(2026, 11, 27, 22, 30, tzinfo=UTC)
+    # When a minor fault opens a ticket
+    (outcome,) = world.change(None, ticket(severity="minor"), at=night)
+    # Then nothing is sent, the deferral is on record with its reason
+    assert outcome.result == "deferred" and not world.email.deliveries
+    assert world.store.attempts[0].status is AttemptStatus.DEFERRED
+    assert "quiet hours until 2026-11-28 07:00:00 Europe/Berlin" in str(
+        world.store.attempts[0].reason
+    )
+    # And the sweep before 07:00 sends nothing, the one after does
+    assert world.notifier.run_due(night + timedelta(hours=1)) == []
+    morning = datetime(2026, 11, 28, 6, 0, 1, tzinfo=UTC)
+    (sent,) = world.notifier.run_due(morning)
+    assert sent.result == "sent" and len(world.email.deliveries) == 1
+    assert world.email.deliveries[0].message.kind == "ticket_opened"
+
+
+def test_a_critical_fault_is_sent_even_in_quiet_hours(world: World) -> None:
+    night = datetime(2026, 11, 27, 22, 30, tzinfo=UTC)
+    (outcome,) = world.change(None, ticket(severity="critical"), at=night)
+    assert outcome.result == "sent" and len(world.email.deliveries) == 1
+
+
+def test_many_tickets_in_a_short_window_become_one_digest(world: World) -> None:
+    # Given one customer whose devices open five tickets within a minute
+    outcomes = [
+        world.change(None, ticket(f"T-{n}"), at=NOON + timedelta(seconds=10 * n))[0]
+        for n in range(5)
+    ]
+    # Then the first went out at once and the other four wait for the digest
+    assert [o.result for o in outcomes] == ["sent"] + ["digested"] * 4
+    assert len(world.email.deliveries) == 1
+    # When the window has passed
+    swept = world.notifier.run_due(NOON + WINDOW + timedelta(seconds=1))
+    # Then one digest covered the four, and each ticket's record says so
+    assert [o.result for o in swept] == ["sent"] * 4
+    assert len(world.email.deliveries) == 2
+    digest = world.email.deliveries[1].message
+    assert digest.kind == "digest" and "4 updates" in digest.subject
+    covered = {a.ticket_id for a in world.store.sent() if a.digest_size == 4}
+    assert covered == {"T-1", "T-2", "T-3", "T-4"}
+
+
+def test_after_the_window_a_new_ticket_goes_out_at_once(world: World) -> None:
+    world.change(None, ticket("T-1"))
+    later = NOON + WINDOW + timedelta(seconds=1)
+    (outcome,) = world.change(None, ticket("T-2"), at=later)
+    assert outcome.result == "sent"
+
+
+def test_a_transient_failure_is_retried_by_the_sweep(world: World) -> None:
+    world.customer(channels=["email"])
+    world.email.fail, world.email.permanent = "SES Throttling: slow down", False
+    (outcome,) = world.change(None, ticket())
+    assert outcome.result == "retry"
+    world.email.fail = None
+    (retried,) = world.notifier.run_due(NOON + timedelta(minutes=5))
+    assert retried.result == "sent" and len(world.email.deliveries) == 1
+
+
+def test_every_channel_failing_for_good_is_recorded_as_failed(world: World) -> None:
+    world.customer(channels=["sms"], contact={"phone": "0800 AFTERCARE"})
+    world.sms.fail = "SNS InvalidParameter: not E.164"
+    (outcome,) = world.change(None, ticket())
+    assert outcome.result == "failed"
+    assert world.notifier.run_due(NOON + timedelta(hours=1)) == []
+
+
+def test_a_customer_without_channels_is_suppressed_with_a_reason(world: World) -> None:
+    world.customer(channels=[])
+    (outcome,) = world.change(None, ticket())
+    assert outcome.result == "suppressed"
+    assert world.store.attempts[0].reason == "no channel chosen"
+
+
+def test_onsite_visit_needed_is_its_own_event(world: World) -> None:
+    world.change(None, ticket())
+    flagged = ticket(flags=["needs_onsite_dispatch"], status="diagnosing")
+    later = NOON + WINDOW * 2
+    (outcome,) = world.change(ticket(status="diagnosing"), flagged, at=later)
+    assert outcome.kind == "onsite_visit_needed" and outcome.result == "sent"
+
+
+# ------------------------------------------------------------------ satisfaction loop
+
+
+def test_resolution_schedules_one_survey_sent_after_the_delay(world: World) -> None:
+    # Given a ticket resolved remotely (stream redelivers the change)
+    world.change(None, ticket())
+    done = resolved(ticket(), at=NOON + timedelta(minutes=10))
+    first = world.change(ticket(), done, at=NOON + timedelta(minutes=10))
+    again = world.change(ticket(), done, at=NOON + timedelta(minutes=11))
+    assert [o.result for o in first] == ["sent", "scheduled"]
+    assert [o.result for o in again] == ["duplicate", "duplicate"]
+    # When the sweep runs before and after the survey delay
+    assert world.notifier.run_due(NOON + timedelta(hours=2)) == []
+    (survey,) = world.notifier.run_due(NOON + timedelta(hours=24, minutes=11))
+    # Then exactly one survey went out, with its code
+    assert survey.result == "sent"
+    survey_id = survey_id_for("T-1")
+    assert survey_id in world.email.deliveries[-1].message.text
+    assert world.store.surveys[survey_id].status == "sent"
+
+
+def _sent_survey(world: World) -> str:
+    world.change(None, ticket())
+    world.change(ticket(), resolved(ticket()))
+    world.notifier.run_due(NOON + timedelta(days=2))
+    return survey_id_for("T-1")
+
+
+def test_a_low_rating_opens_a_follow_up_and_counts_toward_csat(world: World) -> None:
+    survey_id = _sent_survey(world)
+    answer = SurveyAnswer(rating=2, comment="took too long")
+    answered = answer_survey(world.store, survey_id, "c-1", answer, NOON + timedelta(days=3))
+    assert answered.rating == 2
+    (follow_up,) = world.store.followups
+    assert follow_up.ticket_id == "T-1" and follow_up.comment == "took too long"
+    assert world.store.csat().answered == 1 and world.store.csat().score == 0.0
+
+
+def test_a_good_rating_opens_no_follow_up(world: World) -> None:
+    survey_id = _sent_survey(world)
+    answer_survey(world.store, survey_id, "c-1", SurveyAnswer(rating=5), NOON)
+    assert world.store.followups == [] and world.store.csat().score == 1.0
+
+
+def test_a_survey_is_answered_once_and_only_by_its_owner(world: World) -> None:
+    survey_id = _sent_survey(world)
+    with pytest.raises(NotYourSurvey):
+        answer_survey(world.store, survey_id, "c-2", SurveyAnswer(rating=5), NOON)
+    answer_survey(world.store, survey_id, "c-1", SurveyAnswer(rating=4), NOON)
+    with pytest.raises(AlreadyAnswered):
+        answer_survey(world.store, survey_id, "c-1", SurveyAnswer(rating=1), NOON)
+    assert world.store.csat().answered == 1
+
+
+def test_a_survey_not_sent_yet_cannot_be_answered(world: World) -> None:
+    world.change(None, ticket())
+    world.change(ticket(), resolved(ticket()))
+    with pytest.raises(SurveyNotOpen):
+        answer_survey(world.store, survey_id_for("T-1"), "c-1", SurveyAnswer(rating=5), NOON)
+
+
+def test_survey_answers_are_validated() -> None:
+    from pydantic import ValidationError
+
+    for bad in ({"rating": 0}, {"rating": 6}, {"rating": "5"}, {"rating": 3, "extra": 1}):
+        with pytest.raises(ValidationError):
+            SurveyAnswer.model_validate(bad)
+    assert SurveyAnswer.model_validate({"rating": 3, "comment": " ok "}).comment == "ok"
+
+
+def test_kinds_are_the_documented_ones() -> None:
+    assert {k.value for k in EventKind} == {
+        "ticket_opened",
+        "remote_resolved",
+        "onsite_visit_needed",
+        "resolved",
+        "survey",
+    }

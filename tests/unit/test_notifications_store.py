@@ -1,0 +1,277 @@
+"""DynamoNotificationStore on moto (`mock_aws`), tables built from template.yaml's properties."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aftercare.adapters.aws import from_item, to_item
+from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.domain.notifications import (
+    AttemptRecord,
+    AttemptStatus,
+    EventKind,
+    Notification,
+    NotificationRef,
+    NotificationState,
+    Survey,
+    TicketFacts,
+)
+from aftercare.domain.notifier import settled
+from aftercare.domain.surveys import (
+    AlreadyAnswered,
+    FollowUp,
+    SurveyAnswer,
+    answer_survey,
+    survey_id_for,
+)
+from moto import mock_aws
+
+from infra.local.provision import create_table_request
+from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+TABLES = ("NotificationsTable", "TicketsTable", "CustomersTable")
+
+
+@pytest.fixture
+def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.session.Session(region_name="us-east-1").client("dynamodb")
+        template = load_template(ROOT / "template.yaml")
+        resolver = Resolver(
+            parameter_values(template, {"Stage": "test"}),
+            pseudo_parameters("us-east-1", "test"),
+            {},
+        )
+        for logical_id in TABLES:
+            properties = resolver.resolve(template.resources[logical_id].properties)
+            client.create_table(**create_table_request(properties, logical_id))
+        yield client
+
+
+@pytest.fixture
+def store(ddb: Any) -> DynamoNotificationStore:
+    return DynamoNotificationStore(
+        table="aftercare-notifications-test",
+        tickets_table="aftercare-tickets-test",
+        customers_table="aftercare-customers-test",
+        ddb=ddb,
+    )
+
+
+def facts(ticket_id: str = "T-1") -> TicketFacts:
+    return TicketFacts(
+        ticket_id=ticket_id,
+        customer_id="c-1",
+        thing="ac-hp-0001",
+        model="AC-HP",
+        fault_code="FAN-STALL",
+        title_en="Cooling fan stalled",
+        title_zh="散热风扇停转",
+        category="thermal",
+        region="eu-west",
+        severity="major",
+        status="open",
+        in_warranty=True,
+        opened_at=NOW,
+        first_seen=NOW,
+    )
+
+
+def notification(ticket_id: str = "T-1", kind: EventKind = EventKind.TICKET_OPENED) -> Notification:
+    return Notification(
+        ticket_id=ticket_id,
+        kind=kind,
+        customer_id="c-1",
+        critical=False,
+        facts=facts(ticket_id),
+        created_at=NOW,
+        due_at=NOW,
+    )
+
+
+def test_profiles_are_prefetched_for_a_batch(ddb: Any, store: DynamoNotificationStore) -> None:
+    for n in (1, 2):
+        item = {"customer_id": f"c-{n}", "name": f"C{n}", "channels": ["email"]}
+        ddb.put_item(TableName=store.customers_table, Item=to_item(item))
+    store.prefetch_profiles(["c-1", "c-2", "c-9"])
+    ddb.delete_item(TableName=store.customers_table, Key={"customer_id": {"S": "c-1"}})
+    # answered from the prefetch, including "no such customer", until the next prefetch
+    assert store.get_profile("c-1") is not None and store.get_profile("c-9") is None
+    store.prefetch_profiles([])
+    assert store.get_profile("c-1") is None
+
+
+def test_profile_reads_quiet_hours_and_channels(ddb: Any, store: DynamoNotificationStore) -> None:
+    customer = {
+        "customer_id": "c-1",
+        "name": "Ada",
+        "tier": "vip",
+        "language": "zh-CN",
+        "time_zone": "Asia/Shanghai",
+        "channels": ["push", "email"],
+        "contact": {"email": "a@example.com", "push": "tok"},
+        "quiet_hours": {"start": "22:00", "end": "07:00"},
+    }
+    ddb.put_item(TableName=store.customers_table, Item=to_item(customer))
+    profile = store.get_profile("c-1")
+    assert profile is not None and profile.quiet_hours is not None
+    assert [c.value for c in profile.channels] == ["push", "email"]
+    assert store.get_profile("nobody") is None
+
+
+def test_a_notification_is_created_once(store: DynamoNotificationStore) -> None:
+    assert store.create(notification(), NOW + timedelta(seconds=60))
+    assert not store.create(notification(), NOW + timedelta(seconds=60))
+    assert store.create(notification(kind=EventKind.RESOLVED), NOW)
+
+
+def test_the_leased_new_notification_is_not_claimed_until_the_lease_ends(
+    store: DynamoNotificationStore,
+) -> None:
+    store.create(notification(), NOW + timedelta(seconds=60))
+    assert (
+        store.claim_due_notifications(NOW + timedelta(seconds=30), NOW + timedelta(seconds=90))
+        == []
+    )
+    (claimed,) = store.claim_due_notifications(
+        NOW + timedelta(seconds=61), NOW + timedelta(seconds=120)
+    )
+    assert claimed.ticket_id == "T-1"
+    # a second sweeper, while the lease runs, gets nothing
+    assert (
+        store.claim_due_notifications(NOW + timedelta(seconds=62), NOW + timedelta(seconds=120))
+        == []
+    )
+
+
+def test_settled_notifications_leave_the_due_queue(store: DynamoNotificationStore) -> None:
+    n = notification()
+    store.create(n, NOW)
+    store.record([], settled=[settled(n, NotificationState.SENT, message_id="M-1")])
+    assert store.claim_due_notifications(NOW + timedelta(hours=1), NOW + timedelta(hours=2)) == []
+    (stored,) = store.get_many([n.ref])
+    assert stored.state is NotificationState.SENT and stored.message_id == "M-1"
+
+
+def test_a_retry_is_due_again_later_with_one_more_try(store: DynamoNotificationStore) -> None:
+    n = notification()
+    store.create(n, NOW)
+    retry = settled(n, NotificationState.PENDING, retry_at=NOW + timedelta(minutes=1))
+    store.record([], settled=[retry])
+    assert (
+        store.claim_due_notifications(NOW + timedelta(seconds=30), NOW + timedelta(hours=1)) == []
+    )
+    (again,) = store.claim_due_notifications(NOW + timedelta(minutes=2), NOW + timedelta(hours=1))
+    assert again.tries == 1
+
+
+def test_the_digest_window_opens_once(store: DynamoNotificationStore) -> None:
+    until = NOW + timedelta(minutes=5)
+    assert store.open_window("c-1", NOW, until) is None
+    assert store.open_window("c-1", NOW + timedelta(minutes=1), NOW + timedelta(minutes=6)) == until
+    assert store.open_window("c-1", until, until + timedelta(minutes=5)) is None
+
+
+def test_a_bundle_is_due_at_its_earliest_member_and_finishes(
+    store: DynamoNotificationStore,
+) -> None:
+    refs = [NotificationRef(ticket_id=f"T-{n}", kind=EventKind.TICKET_OPENED) for n in range(3)]
+    store.add_to_bundle("c-1", refs[0], NOW + timedelta(minutes=10))
+    store.add_to_bundle("c-1", refs[1], NOW + timedelta(minutes=5))
+    store.add_to_bundle("c-1", refs[2], NOW + timedelta(minutes=20))
+    assert store.claim_due_bundles(NOW + timedelta(minutes=4), NOW + timedelta(hours=1)) == []
+    (bundle,) = store.claim_due_bundles(NOW + timedelta(minutes=5), NOW + timedelta(minutes=6))
+    assert sorted(r.ticket_id for r in bundle.members) == ["T-0", "T-1", "T-2"]
+    store.finish_bundle("c-1", bundle.members, window_until=NOW + timedelta(minutes=10))
+    assert store.claim_due_bundles(NOW + timedelta(hours=2), NOW + timedelta(hours=3)) == []
+    assert store.open_window("c-1", NOW + timedelta(minutes=9), NOW) is not None
+
+
+def test_members_that_join_while_sending_stay_for_the_next_digest(
+    store: DynamoNotificationStore,
+) -> None:
+    first = NotificationRef(ticket_id="T-0", kind=EventKind.TICKET_OPENED)
+    late = NotificationRef(ticket_id="T-9", kind=EventKind.TICKET_OPENED)
+    store.add_to_bundle("c-1", first, NOW)
+    (bundle,) = store.claim_due_bundles(NOW, NOW + timedelta(minutes=1))
+    store.add_to_bundle("c-1", late, NOW)
+    store.finish_bundle("c-1", bundle.members, window_until=NOW + timedelta(minutes=5))
+    (next_bundle,) = store.claim_due_bundles(NOW + timedelta(minutes=5), NOW + timedelta(hours=1))
+    assert next_bundle.members == [late]
+
+
+def test_attempts_land_in_the_log_and_on_the_ticket_timeline(
+    ddb: Any, store: DynamoNotificationStore
+) -> None:
+    records = [
+        AttemptRecord(
+            ticket_id="T-1",
+            customer_id="c-1",
+            kind="ticket_opened",
+            channel=channel,
+            language="en",
+            status=status,
+            reason=reason,
+            at=NOW,
+            message_id="M-1",
+            subject="s",
+            body="b",
+        )
+        for channel, status, reason in (
+            ("sms", AttemptStatus.FAILED, "SNS InvalidParameter"),
+            ("email", AttemptStatus.SENT, None),
+        )
+    ]
+    store.record(records)
+    by_ticket = store.list_attempts(ticket_id="T-1")
+    by_customer = store.list_attempts(customer_id="c-1")
+    everything = store.list_attempts()
+    assert [a["channel"] for a in by_ticket] == ["sms", "email"]
+    assert by_ticket == by_customer == everything
+    timeline = ddb.query(
+        TableName=store.tickets_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "TICKET#T-1"}},
+    )["Items"]
+    details = sorted((from_item(i)["detail"]["channel"], from_item(i)["kind"]) for i in timeline)
+    assert details == [("email", "notification"), ("sms", "notification")]
+
+
+def test_a_survey_is_answered_once_counted_and_followed_up(
+    store: DynamoNotificationStore,
+) -> None:
+    survey_id = survey_id_for("T-1")
+    survey = Survey(
+        survey_id=survey_id,
+        ticket_id="T-1",
+        customer_id="c-1",
+        facts=facts(),
+        created_at=NOW,
+        due_at=NOW + timedelta(seconds=5),
+    )
+    assert store.schedule_survey(survey) and not store.schedule_survey(survey)
+    (due,) = store.claim_due_surveys(NOW + timedelta(seconds=5), NOW + timedelta(minutes=1))
+    store.settle_survey(due.survey_id, "sent", sent_at=NOW, retry_at=None)
+    answered = answer_survey(store, survey_id, "c-1", SurveyAnswer(rating=1, comment="bad"), NOW)
+    assert answered.rating == 1 and answered.status == "answered" and answered.comment == "bad"
+    with pytest.raises(AlreadyAnswered):
+        store.answer(survey, SurveyAnswer(rating=5), NOW, None)
+    (follow_up,) = store.list_followups()
+    assert FollowUp.model_validate(follow_up).rating == 1
+    csat = store.csat()
+    assert (csat.answered, csat.satisfied, csat.ratings["1"]) == (1, 0, 1)
