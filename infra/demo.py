@@ -43,11 +43,21 @@ from devices.fleet import (
     Scenario,
     Storm,
 )
+from infra.cli_notifications import notification_summary
+from infra.diag_summary import diagnostics_summary
 from infra.local.stack import LocalStack
 from infra.target import Target, default_state_dir, project_root
 
 log = logging.getLogger("aftercare.demo")
 QUIET_POLLS = 3
+# Shorter windows than production so digests, surveys and sweeps happen within the demo.
+DEMO_PARAMETERS = {
+    "DigestWindowSeconds": "10",
+    "SurveyDelaySeconds": "5",
+    "NotificationSweepRate": "rate(2 seconds)",
+    "DiagnosticsTimeoutSeconds": "30",
+    "DiagnosticsSweepRate": "rate(5 seconds)",
+}
 
 
 @dataclass
@@ -292,6 +302,8 @@ def summarise(
         "tickets_by_status": dict(sorted(Counter(t.status.value for t in tickets).items())),
         "rejected_by_reason": dict(sorted(rejects.items())),
         **parts,
+        "diagnostics": diagnostics_summary(target),
+        "notifications": notification_summary(target),
         "storm_faults": fleet.storm_faults,
         "offline_faults_delivered_after_reconnect": fleet.offline_faults,
         "outbox_backlog_at_end": fleet.outbox_backlog,
@@ -324,7 +336,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
-    stack = LocalStack(project_root(), state_dir)
+    stack = LocalStack(project_root(), state_dir, param_overrides=DEMO_PARAMETERS)
     begun = time.monotonic()
     state = stack.start()
     try:
@@ -372,6 +384,8 @@ def _play(
     burst_started = time.monotonic()
     burst = publish_burst(mqtt_url, devices, args.burst)
     burst_done = wait_quiet(target, timeout_s=300)
+    print("letting digests, surveys and diagnostics sweeps go out")
+    time.sleep(35)
     timing = {
         "startup": startup,
         "fleet": round(fleet_done - started, 1),
@@ -386,7 +400,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--duration", type=float, default=25.0, help="fleet scenario seconds")
     parser.add_argument("--repeats", type=int, default=8, help="tickets to resolve and recur")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--burst", type=int, default=2, help="burst faults per device")
+    parser.add_argument("--burst", type=int, default=1, help="burst faults per device")
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the stack up afterwards")
     parser.set_defaults(func=run_demo)

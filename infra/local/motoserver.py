@@ -224,12 +224,17 @@ class SerialMotoServer:
         return self._server.host, self._server.port
 
     def stop(self) -> None:
+        """Stop serving and forget every resource: moto's backends are process-global, and an
+        in-process server must not leave its state to the next test."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
         if self._thread is not None:
             self._thread.join()
         self._server = self._thread = None
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
 
     def __enter__(self) -> SerialMotoServer:
         self.start()

@@ -25,6 +25,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
+from infra.local.provision_api import HTTP_API_EVENT_APPLIED, HTTP_API_EVENT_IGNORED
+from infra.local.provision_api import PROVISIONERS as API_PROVISIONERS
+from infra.local.provision_messaging import provision_email_identity
 from infra.local.template import (
     DEFAULT_ACCOUNT_ID,
     Resolver,
@@ -75,6 +78,7 @@ class AwsClients:
     sqs: SQSClient
     sns: SNSClient
     iot: IoTClient
+    events: Any = None
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
@@ -89,6 +93,7 @@ class AwsClients:
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
             sns=session.client("sns", endpoint_url=endpoint_url, config=config),
             iot=session.client("iot", endpoint_url=endpoint_url, config=config),
+            events=session.client("events", endpoint_url=endpoint_url, config=config),
         )
 
 
@@ -101,6 +106,7 @@ class ProvisionResult:
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     not_emulated: list[dict[str, str]] = field(default_factory=list)
+    apis: dict[str, dict[str, Any]] = field(default_factory=dict)  # HttpApi -> gateway spec
 
 
 @dataclass
@@ -668,7 +674,9 @@ def _provision_function(context: _Context, resource: Resource) -> Attributes:
     if not runtime.startswith("python"):
         raise ProvisionError(f"Runtime {runtime!r} cannot run locally (python only)")
     arn = context.arn("lambda", f"function:{name}")
-    sqs_sources, schedule_sources = _event_sources(context, properties.get("Events") or {})
+    sqs_sources, schedule_sources, stream_sources = _event_sources(
+        context, properties.get("Events") or {}
+    )
     context.result.workers[resource.logical_id] = {
         "logical_id": resource.logical_id,
         "function_name": name,
@@ -684,6 +692,7 @@ def _provision_function(context: _Context, resource: Resource) -> Attributes:
         "aws_endpoint_url": context.endpoint_url,
         "sqs_sources": sqs_sources,
         "schedule_sources": schedule_sources,
+        "stream_sources": stream_sources,
         "invoke_host": "127.0.0.1",
         "invoke_port": 0,
     }
@@ -729,36 +738,59 @@ _SQS_EVENT_APPLIED: Final = frozenset(
 _SQS_EVENT_IGNORED: Final = frozenset({"ScalingConfig", "MetricsConfig", "KmsKeyArn"})
 _SCHEDULE_EVENT_APPLIED: Final = frozenset({"Schedule", "Enabled", "State"})
 _SCHEDULE_EVENT_IGNORED: Final = frozenset({"Name", "Description"})
+_DYNAMODB_EVENT_APPLIED: Final = frozenset(
+    {
+        "Stream",
+        "StartingPosition",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "FunctionResponseTypes",
+        "MaximumRetryAttempts",
+        "BisectBatchOnFunctionError",
+        "FilterCriteria",
+        "DestinationConfig",
+        "Enabled",
+    }
+)
+_DYNAMODB_EVENT_IGNORED: Final = frozenset({"MetricsConfig", "KmsKeyArn"})
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(second|minute|hour|day)s?\s*\)")
 _RATE_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 def _event_sources(
     context: _Context, events: Mapping[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     sqs: list[dict[str, Any]] = []
     schedules: list[dict[str, Any]] = []
+    streams: list[dict[str, Any]] = []
     for event_id, event in events.items():
         kind = event.get("Type")
         properties = context.resolver.resolve(event.get("Properties") or {})
         _check_event_properties(event_id, kind, properties)
         if not _event_enabled(properties):
             log.info("event %s is disabled: not polled locally", event_id)
+        elif kind == "HttpApi":
+            continue  # a route of the local API gateway (infra.local.provision_api)
         elif kind == "SQS":
             sqs.append(_sqs_source(context, event_id, properties))
+        elif kind == "DynamoDB":
+            streams.append(_stream_source(context, event_id, properties))
         else:
             schedules.append(_schedule_source(event_id, properties))
-    return sqs, schedules
+    return sqs, schedules, streams
 
 
 def _check_event_properties(event_id: str, kind: Any, properties: Mapping[str, Any]) -> None:
     known = {
         "SQS": (_SQS_EVENT_APPLIED, _SQS_EVENT_IGNORED),
         "Schedule": (_SCHEDULE_EVENT_APPLIED, _SCHEDULE_EVENT_IGNORED),
+        "DynamoDB": (_DYNAMODB_EVENT_APPLIED, _DYNAMODB_EVENT_IGNORED),
+        "HttpApi": (HTTP_API_EVENT_APPLIED, HTTP_API_EVENT_IGNORED),
     }
     if kind not in known:
         raise ProvisionError(
-            f"event {event_id}: event type {kind!r} is not supported locally (only SQS, Schedule)"
+            f"event {event_id}: event type {kind!r} is not supported locally "
+            "(only SQS, Schedule, DynamoDB)"
         )
     applied, ignored = known[kind]
     unknown = sorted(set(properties) - applied - ignored)
@@ -789,6 +821,89 @@ def _sqs_source(context: _Context, event_id: str, properties: Mapping[str, Any])
     }
 
 
+def _stream_source(
+    context: _Context, event_id: str, properties: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A worker's ``stream_sources`` entry for a SAM ``Type: DynamoDB`` event."""
+    stream_arn = properties["Stream"]
+    tables = [
+        a["Ref"] for a in context.result.physical.values() if a.get("StreamArn") == stream_arn
+    ]
+    if not tables:
+        raise ProvisionError(
+            f"event {event_id}: stream {stream_arn} is not the stream of a template table"
+        )
+    position = properties.get("StartingPosition")
+    if position not in ("LATEST", "TRIM_HORIZON"):
+        raise ProvisionError(
+            f"event {event_id}: StartingPosition {position!r} (LATEST or TRIM_HORIZON locally)"
+        )
+    return {
+        "event_id": event_id,
+        "stream_arn": stream_arn,
+        "table_name": tables[0],
+        "batch_size": int(properties.get("BatchSize", 100)),
+        "starting_position": position,
+        "max_batching_window_s": float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+        "report_batch_item_failures": _reports_item_failures(event_id, properties),
+        "maximum_retry_attempts": int(properties.get("MaximumRetryAttempts", -1)),
+        "bisect_batch_on_function_error": properties.get("BisectBatchOnFunctionError", False)
+        in (True, "true"),
+        "filter_patterns": _filter_patterns(event_id, properties.get("FilterCriteria")),
+        "on_failure_destination": _on_failure_destination(
+            context, event_id, properties.get("DestinationConfig")
+        ),
+    }
+
+
+def _reports_item_failures(event_id: str, properties: Mapping[str, Any]) -> bool:
+    types = properties.get("FunctionResponseTypes", [])
+    unknown = sorted(set(types) - {"ReportBatchItemFailures"})
+    if unknown:
+        raise ProvisionError(f"event {event_id}: FunctionResponseTypes {unknown} not supported")
+    return "ReportBatchItemFailures" in types
+
+
+def _filter_patterns(event_id: str, criteria: Any) -> list[dict[str, Any]]:
+    from infra.local.streams import check_pattern
+
+    if not criteria:
+        return []
+    unknown = sorted(set(criteria) - {"Filters"})
+    if unknown:
+        raise ProvisionError(f"event {event_id}: FilterCriteria property {unknown} not supported")
+    patterns = []
+    for entry in criteria.get("Filters") or []:
+        try:
+            pattern = entry["Pattern"]
+            pattern = json.loads(pattern) if isinstance(pattern, str) else pattern
+            check_pattern(pattern)
+        except (KeyError, TypeError, ValueError) as exc:  # FilterPatternError is a ValueError
+            raise ProvisionError(f"event {event_id}: invalid filter {entry!r}: {exc!r}") from exc
+        patterns.append(pattern)
+    return patterns
+
+
+def _on_failure_destination(context: _Context, event_id: str, config: Any) -> dict[str, Any] | None:
+    if not config:
+        return None
+    unknown = sorted(set(config) - {"OnFailure"})
+    on_failure = config.get("OnFailure") or {}
+    unknown += sorted(f"OnFailure.{key}" for key in set(on_failure) - {"Destination", "Type"})
+    if unknown:
+        raise ProvisionError(
+            f"event {event_id}: DestinationConfig property {unknown} not supported"
+        )
+    destination = on_failure.get("Destination")
+    queue_url = context.queue_urls.get(destination) if isinstance(destination, str) else None
+    if queue_url is None or on_failure.get("Type", "SQS") != "SQS":
+        raise ProvisionError(
+            f"event {event_id}: on-failure destination {destination!r} is not a template SQS "
+            "queue (only SQS destinations are emulated locally)"
+        )
+    return {"type": "sqs", "queue_url": queue_url}
+
+
 def _schedule_source(event_id: str, properties: Mapping[str, Any]) -> dict[str, Any]:
     return {"event_id": event_id, "rate_seconds": rate_seconds(str(properties["Schedule"]))}
 
@@ -806,7 +921,19 @@ def rate_seconds(expression: str) -> int:
     return int(count) * _RATE_UNITS[unit]
 
 
+def _provision_event_bus(context: _Context, resource: Resource) -> Attributes:
+    _check_properties(resource, {"Name"}, {"Tags", "Description"})
+    if context.clients.events is None:
+        raise ProvisionError(f"{resource.logical_id}: no EventBridge client configured")
+    properties = context.resolver.resolve(resource.properties)
+    name = properties["Name"]
+    arn = context.clients.events.create_event_bus(Name=name)["EventBusArn"]
+    log.info("created EventBridge bus %s", name)
+    return {"Ref": name, "Name": name, "Arn": arn}
+
+
 _PROVISIONERS: Final[dict[str, Callable[[_Context, Resource], Attributes]]] = {
+    "AWS::Events::EventBus": _provision_event_bus,
     "AWS::DynamoDB::Table": _provision_table,
     "AWS::SQS::Queue": _provision_queue,
     "AWS::SNS::Topic": _provision_topic,
@@ -814,6 +941,8 @@ _PROVISIONERS: Final[dict[str, Callable[[_Context, Resource], Attributes]]] = {
     "AWS::IoT::TopicRule": _provision_topic_rule,
     "AWS::Serverless::LayerVersion": _provision_layer,
     "AWS::Serverless::Function": _provision_function,
+    "AWS::SES::EmailIdentity": provision_email_identity,
+    **API_PROVISIONERS,
 }
 
 SUPPORTED_TYPES: Final = frozenset(_PROVISIONERS)

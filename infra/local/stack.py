@@ -34,6 +34,13 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from infra.local.api_stack import (
+    IOT_DATA_PARAMETER,
+    announced_url,
+    api_state,
+    gateway_spec,
+    seed_local_users,
+)
 from infra.local.provision import (
     DEFAULT_REGION,
     AwsClients,
@@ -264,6 +271,7 @@ class LocalStack:
         sql_check: SqlCheck | None = None,
         worker_module: str = "infra.local.worker",
         bridge_module: str = "infra.local.iotrule",
+        template_path: Path | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
         self.state_dir = state_dir.resolve()
@@ -276,6 +284,7 @@ class LocalStack:
         self._sql_check = sql_check
         self._worker_module = worker_module
         self._bridge_module = bridge_module
+        self._template_path = template_path or self.project_root / "template.yaml"  # tests only
         self._stages: list[list[Child]] = []
         self._stop_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -284,6 +293,7 @@ class LocalStack:
         self._monitor: threading.Thread | None = None
         self._wrote_state = False
         self._env = child_environment(self.project_root, region)
+        self._api_state: dict[str, Any] = {}  # api_url, apis, iot_data_url, users
 
     @property
     def logs_dir(self) -> Path:
@@ -332,11 +342,15 @@ class LocalStack:
         log.info("moto server on %s", endpoint_url)
         self._wait_broker(mqtt_url, broker)
         log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
+        self._start_iot_data(mqtt_url)
         result = self._provision(endpoint_url)
         functions = self._start_workers(result)
         self._start_bridge(result, functions, mqtt_url, endpoint_url)
+        self._start_apis(result, functions)
         if self._seed:
             self.seed_summary = self._run_seed(result, endpoint_url)
+            users = seed_local_users(result.resources, endpoint_url, self.region)
+            self._api_state.update({"users": users} if users else {})
         return self._write_state(result, functions, endpoint_url, mqtt_url, started)
 
     def _prepare_state_dir(self) -> None:
@@ -407,7 +421,7 @@ class LocalStack:
             raise LocalStackError(f"no MQTT broker accepts connections at {mqtt_url}")
 
     def _provision(self, endpoint_url: str) -> ProvisionResult:
-        template = load_template(self.project_root / "template.yaml")
+        template = load_template(self._template_path)
         result = provision(
             template,
             AwsClients.for_endpoint(endpoint_url, self.region),
@@ -476,6 +490,33 @@ class LocalStack:
         bridge.wait_ready(READY_TIMEOUT_S)
         log.info("iot-rules bridge ready (%d rule(s))", len(rules))
 
+    def _start_iot_data(self, mqtt_url: str) -> None:
+        """The IoT data-plane stand-in, when the template takes its URL (see api_stack)."""
+        if IOT_DATA_PARAMETER not in load_template(self._template_path).parameters:
+            return
+        child = self._spawn_python("iot-data", "infra.local.iotdata", "--mqtt-url", mqtt_url)
+        self._stages[0].append(child)
+        url = announced_url(child.wait_ready(READY_TIMEOUT_S), "iot-data")
+        self._param_overrides.setdefault(IOT_DATA_PARAMETER, url)
+        self._api_state["iot_data_url"] = url
+        log.info("iot-data endpoint on %s", url)
+
+    def _start_apis(
+        self, result: ProvisionResult, functions: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """One local API gateway per HttpApi (see api_stack)."""
+        stage: list[Child] = []
+        self._stages.append(stage)
+        urls = {}
+        for logical_id, api in result.apis.items():
+            name = f"api-{logical_id}"
+            spec_file = self._write_spec(name, gateway_spec(api, functions, self.region))
+            child = self._spawn_python(name, "infra.local.apigw", "--spec-file", str(spec_file))
+            stage.append(child)
+            urls[logical_id] = announced_url(child.wait_ready(READY_TIMEOUT_S), name)
+            log.info("HTTP API %s on %s", logical_id, urls[logical_id])
+        self._api_state.update(api_state(urls))
+
     def _run_seed(self, result: ProvisionResult, endpoint_url: str) -> dict[str, Any]:
         try:
             from infra.local.seed import seed_demo
@@ -498,6 +539,7 @@ class LocalStack:
             "region": self.region,
             "aws_endpoint_url": endpoint_url,
             "mqtt_url": mqtt_url,
+            **self._api_state,
             "resources": dict(result.resources),
             "functions": functions,
             "pids": {child.name: child.pid for child in children},

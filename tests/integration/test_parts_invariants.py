@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _world_is_torn_down() -> Iterator[None]:
+    """The shared moto account must not outlive this module (moto's backends are global)."""
+    yield
+    if World.instance is not None:
+        World.instance.mock.stop()
+        World.instance = None
 
 
 class World:
@@ -215,7 +225,7 @@ class PartsMachine(RuleBasedStateMachine):
 
 
 PartsMachine.TestCase.settings = settings(
-    max_examples=10,
+    max_examples=6,
     stateful_step_count=12,
     deadline=None,
     # The database is shared across examples, so shrinking could not replay a failure

@@ -7,13 +7,13 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-
 from aftercare.domain.intake import IntakeRules, OutcomeKind, RejectReason, intake_fault
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.domain.tickets import TicketStatus
 from aftercare.models.payloads import FaultEnvelope
+
 from tests.fakes.stores import FakeTicketStore
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from aftercare.domain.tickets import (
     ACTIVE_STATES,
     TRANSITIONS,

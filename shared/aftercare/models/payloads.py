@@ -102,3 +102,14 @@ class FaultEnvelope(BaseModel):
     thing: str
     received_at: int = Field(description="Epoch milliseconds when IoT Core received the message")
     topic: str
+
+
+MAX_DIAGNOSTICS_PAYLOAD_BYTES = 64 * 1024
+
+
+class DiagnosticsEnvelope(FaultEnvelope):
+    """What the diagnostics topic rule delivers to the diagnostics result queue.
+
+    Same shape as `FaultEnvelope`, from ``... FROM 'cmd/aftercare/+/diagnostics/res'``: the
+    answering thing comes from the topic, the `DiagnosticsResult` stays opaque until validated.
+    """

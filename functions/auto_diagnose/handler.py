@@ -1,0 +1,77 @@
+"""AutoDiagnose (TicketsTable stream, new tickets): runs the catalog's routine on tickets whose
+fault code is marked auto-diagnose, with no engineer involved."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.aws import from_item
+from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
+from aftercare.domain.diagnostics import auto_diagnose
+from aftercare.domain.tickets import Ticket
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_settings import BaseSettings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+class Settings(BaseSettings):
+    tickets_table: str
+    inventory_table: str
+    iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
+    diagnostics_timeout_s: int
+
+
+class Deps:
+    def __init__(self, settings: Settings) -> None:
+        self.store = DynamoDiagnosticsStore(
+            tickets_table=settings.tickets_table, inventory_table=settings.inventory_table
+        )
+        self.publisher = IotDataPublisher(endpoint=settings.iot_data_endpoint)
+        self.timeout = timedelta(seconds=settings.diagnostics_timeout_s)
+
+
+@cache
+def deps() -> Deps:
+    return Deps(Settings())  # values come from the environment
+
+
+@tracer.capture_method
+def record_handler(record: DynamoDBRecord) -> str | None:
+    image = record.raw_event["dynamodb"].get("NewImage")
+    if not image:
+        return None
+    ticket = Ticket.model_validate(from_item(image))
+    d = deps()
+    started = auto_diagnose(d.store, d.publisher, ticket, timeout=d.timeout, now=datetime.now(UTC))
+    if started is None:
+        return None
+    metrics.add_metric(name="AutoDiagnosticStarted", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "auto-diagnostic started",
+        extra={"ticket_id": ticket.ticket_id, "request_id": started.request_id},
+    )
+    return started.request_id
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

@@ -1,0 +1,339 @@
+"""`aftercare login` and `aftercare diag …`: the engineer CLI through the support HTTP API.
+
+`login` stores the Cognito tokens of one of the local stack's seeded users in
+`<state dir>/session.json` (mode 0600); from then on `tickets list/show` and `diag` go through
+the API (`api_url` in the state file) with that user's rights. The session belongs to one stack
+run: a session from another user pool is ignored. Expired ID tokens are refreshed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote, urlencode
+from urllib.request import Request, urlopen
+
+import boto3
+import jwt
+from botocore.exceptions import ClientError
+
+from infra.cli import LIST_FIELDS, CliError, emit
+from infra.local.provision_api import LOCAL_PASSWORD
+from infra.target import TargetError, default_state_dir, read_state
+
+SESSION_FILE = "session.json"
+REFRESH_MARGIN_S = 60
+HTTP_TIMEOUT_S = 35
+POLL_INTERVAL_S = 0.25
+TICKET_LIMIT = 5000
+
+
+# --------------------------------------------------------------------------- session
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def _cognito(state: dict[str, Any]) -> Any:
+    return boto3.session.Session().client(
+        "cognito-idp",
+        endpoint_url=state["aws_endpoint_url"],
+        region_name=state["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+    )
+
+
+def _pool_and_client(state: dict[str, Any]) -> tuple[str, str]:
+    resources = state.get("resources", {})
+    if "ServiceUserPool" not in resources or "api_url" not in state:
+        raise CliError("this stack has no support API (no ServiceApi / ServiceUserPool)")
+    return resources["ServiceUserPool"], resources["ServiceUserPoolClient"]
+
+
+def _authenticate(state: dict[str, Any], flow: str, parameters: dict[str, str]) -> dict[str, Any]:
+    _, client_id = _pool_and_client(state)
+    try:
+        answer = _cognito(state).initiate_auth(
+            ClientId=client_id, AuthFlow=flow, AuthParameters=parameters
+        )
+    except ClientError as exc:
+        raise CliError(f"login failed: {exc.response['Error'].get('Message', exc)}") from exc
+    result = answer.get("AuthenticationResult")
+    if not result:
+        raise CliError(
+            f"login needs a challenge the CLI does not answer: {answer.get('ChallengeName')}"
+        )
+    return dict(result)
+
+
+def _save(path: Path, session: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(session, handle, indent=2)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    # The API verifies the signature; the CLI only reads expiry and groups for display.
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def login(state_dir: Path, user: str, password: str) -> dict[str, Any]:
+    """Authenticate `user` against the stack's user pool and store the session."""
+    state = read_state(state_dir)
+    pool_id, _ = _pool_and_client(state)
+    result = _authenticate(state, "USER_PASSWORD_AUTH", {"USERNAME": user, "PASSWORD": password})
+    claims = _claims(result["IdToken"])
+    session = {
+        "user": user,
+        "user_pool_id": pool_id,
+        "id_token": result["IdToken"],
+        "refresh_token": result.get("RefreshToken"),
+        "expires_at": claims["exp"],
+        "groups": claims.get("cognito:groups", []),
+        "customer_id": claims.get("custom:customer_id"),
+    }
+    _save(state_dir / SESSION_FILE, session)
+    return session
+
+
+def _fresh_token(state_dir: Path, state: dict[str, Any], session: dict[str, Any]) -> str:
+    if session["expires_at"] - REFRESH_MARGIN_S > time.time():
+        return str(session["id_token"])
+    if not session.get("refresh_token"):
+        raise CliError(f"the login of {session['user']} expired: run `aftercare login` again")
+    result = _authenticate(state, "REFRESH_TOKEN_AUTH", {"REFRESH_TOKEN": session["refresh_token"]})
+    session |= {"id_token": result["IdToken"], "expires_at": _claims(result["IdToken"])["exp"]}
+    _save(state_dir / SESSION_FILE, session)
+    return str(session["id_token"])
+
+
+# --------------------------------------------------------------------------- client
+
+
+@dataclass
+class ApiClient:
+    """The support API with one user's token; API errors become one-line CliErrors."""
+
+    base_url: str
+    token: str
+
+    def get(self, path: str, **query: Any) -> Any:
+        params = {k: v for k, v in query.items() if v is not None}
+        suffix = f"?{urlencode(params)}" if params else ""
+        return self._call("GET", path + suffix, None)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call("POST", path, body)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        request = Request(  # noqa: S310 - the URL comes from the local stack's state file
+            self.base_url.rstrip("/") + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urlopen(request, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except HTTPError as exc:
+            raise CliError(_api_error(exc)) from exc
+        except URLError as exc:
+            raise CliError(f"cannot reach the API at {self.base_url}: {exc.reason}") from exc
+
+
+def _api_error(exc: HTTPError) -> str:
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except ValueError:
+        body = {}
+    if exc.code == 401:
+        return "the API refused the token (401): run `aftercare login` again"
+    reason = body.get("reason", exc.code)
+    return f"{reason}: {body.get('message', exc.reason)}"
+
+
+def api_client_for(args: argparse.Namespace) -> ApiClient | None:
+    """The API client when the local stack has an API and someone logged in to it; else None
+    (the CLI then reads DynamoDB directly, as with `--aws`)."""
+    if getattr(args, "aws", False):
+        return None
+    state_dir = _state_dir(args)
+    try:
+        state = read_state(state_dir)
+        session = json.loads((state_dir / SESSION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TargetError):
+        return None
+    current_pool = state.get("resources", {}).get("ServiceUserPool")
+    if "api_url" not in state or session.get("user_pool_id") != current_pool:
+        return None
+    return ApiClient(state["api_url"], _fresh_token(state_dir, state, session))
+
+
+def _required_client(args: argparse.Namespace) -> ApiClient:
+    client = api_client_for(args)
+    if client is None:
+        raise CliError("not logged in to the local stack's API: run `aftercare login --user NAME`")
+    return client
+
+
+# --------------------------------------------------------------------------- tickets via the API
+
+
+def list_tickets(client: ApiClient, status: str | None, thing: str | None) -> list[dict[str, Any]]:
+    rows = client.get("/tickets", status=status, thing=thing, limit=TICKET_LIMIT)
+    return [{k: row.get(k) for k in LIST_FIELDS["tickets"]} for row in rows]
+
+
+def show_ticket(client: ApiClient, ticket_id: str) -> dict[str, Any]:
+    """The same document as the direct `tickets show` (diagnostics: `aftercare diag list`)."""
+    view = dict(client.get(f"/tickets/{quote(ticket_id, safe='')}"))
+    view.pop("diagnostics", None)
+    return view
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_login(args: argparse.Namespace) -> None:
+    """Log in as one of the local stack's users (seeded ones share the documented password)."""
+    password = args.password or os.environ.get("AFTERCARE_PASSWORD") or LOCAL_PASSWORD
+    session = login(_state_dir(args), args.user, password)
+    shown = {k: session[k] for k in ("user", "groups", "customer_id", "expires_at")}
+    if args.json:
+        emit(shown, True)
+        return
+    groups = ", ".join(session["groups"]) or "no groups"
+    owner = f" (customer {session['customer_id']})" if session["customer_id"] else ""
+    print(f"logged in as {session['user']}: {groups}{owner}")
+
+
+def _progress(record: dict[str, Any], started: float) -> None:
+    print(
+        f"  {time.monotonic() - started:5.1f}s  {record['request_id']}  {record['status']}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def wait_for(client: ApiClient, request_id: str, limit_s: float) -> dict[str, Any]:
+    """Poll a diagnostic until it leaves `pending` (or `limit_s` passes)."""
+    started = time.monotonic()
+    record = client.get(f"/diagnostics/{quote(request_id, safe='')}")
+    while record["status"] == "pending" and time.monotonic() - started < limit_s:
+        _progress(record, started)
+        time.sleep(POLL_INTERVAL_S)
+        record = client.get(f"/diagnostics/{quote(request_id, safe='')}")
+    _progress(record, started)
+    return dict(record)
+
+
+def _diag_row(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "request_id": record["request_id"],
+        "status": record["status"],
+        "result": {
+            **(record.get("result") or {}),
+            "routine": record["routine"],
+            "outcome": record.get("outcome"),
+            "latency_ms": record.get("latency_ms"),
+        }
+        if record.get("result")
+        else None,
+    }
+
+
+def cmd_diag_run(args: argparse.Namespace) -> None:
+    """Run a diagnostic routine on a ticket's device; with --wait, until it answers."""
+    client = _required_client(args)
+    body: dict[str, Any] = {}
+    if args.routine:
+        body["routine"] = args.routine
+    if args.timeout:
+        body["timeout_s"] = args.timeout
+    if args.param:
+        body["params"] = dict(args.param)
+    record = client.post(f"/tickets/{quote(args.ticket_id, safe='')}/diagnostics", body)
+    if args.wait:
+        limit = (args.timeout or 300) + 10
+        record = wait_for(client, record["request_id"], limit)
+    row = _diag_row(record)
+    if args.json:
+        emit(row, True)
+        return
+    print(f"{row['request_id']}: {row['status']}")
+    if row["result"]:
+        emit(row["result"], False)
+
+
+def cmd_diag_show(args: argparse.Namespace) -> None:
+    record = _required_client(args).get(f"/diagnostics/{quote(args.request_id, safe='')}")
+    emit(record, True)
+
+
+def cmd_diag_list(args: argparse.Namespace) -> None:
+    listing = _required_client(args).get(f"/tickets/{quote(args.ticket_id, safe='')}/diagnostics")
+    rows = [
+        {
+            "request_id": r["request_id"],
+            "routine": r["routine"],
+            "purpose": r["purpose"],
+            "status": r["status"],
+            "outcome": r.get("outcome"),
+            "latency_ms": r.get("latency_ms"),
+            "requested_at": r["requested_at"],
+        }
+        for r in listing["diagnostics"]
+    ]
+    emit(rows, args.json, ["request_id", "routine", "purpose", "status", "outcome", "latency_ms"])
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
+
+
+def register(subparsers: Any) -> None:
+    login_parser = subparsers.add_parser("login", help="log in to the local stack's support API")
+    login_parser.add_argument("--user", required=True, help="e.g. eng-ada, mgr-grace, cust-0001")
+    login_parser.add_argument("--password", help="default: the seeded users' local password")
+    _options(login_parser)
+    login_parser.set_defaults(func=cmd_login)
+
+    diag = subparsers.add_parser("diag", help="remote diagnostics (through the API)")
+    diag_sub = diag.add_subparsers(required=True)
+    run = diag_sub.add_parser("run", help=cmd_diag_run.__doc__)
+    run.add_argument("ticket_id")
+    run.add_argument("--routine", help="default: the ticket's routine from the catalog")
+    run.add_argument("--param", action="append", type=_param, metavar="NAME=VALUE", default=[])
+    run.add_argument("--timeout", type=int, help="seconds the device has to answer")
+    run.add_argument("--wait", action="store_true", help="wait for the answer, showing progress")
+    _options(run)
+    run.set_defaults(func=cmd_diag_run)
+    show = diag_sub.add_parser("show", help="one diagnostic's status and result")
+    show.add_argument("request_id")
+    _options(show)
+    show.set_defaults(func=cmd_diag_show)
+    listing = diag_sub.add_parser("list", help="the diagnostics of a ticket")
+    listing.add_argument("ticket_id")
+    _options(listing)
+    listing.set_defaults(func=cmd_diag_list)

@@ -1,0 +1,208 @@
+"""Local stand-in for the AWS IoT data plane's Publish API, forwarding to Mosquitto.
+
+Functions publish with boto3's ``iot-data`` client (``publish(topic=..., qos=1, payload=...)``)
+in AWS and locally alike; locally their ``IOT_DATA_ENDPOINT`` points here. It serves
+``POST /topics/{topic}?qos=0|1[&retain=true|false]`` (the REST call botocore makes; the topic is
+URL-encoded) and answers 200 only once the broker has acknowledged a QoS 1 message, so a
+successful Publish means the broker has it, as in AWS IoT Core. Signatures are not checked.
+``GET /health`` answers whether the broker connection is up.
+
+Process: ``python -m infra.local.iotdata --mqtt-url mqtt://HOST:PORT``; prints
+``READY {"url": "http://127.0.0.1:PORT"}`` once connected; SIGTERM/SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, Final, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.config import parse_broker_url
+
+logger = logging.getLogger("infra.local.iotdata")
+
+PUBACK_TIMEOUT_S: Final = 10.0
+CONNECT_TIMEOUT_S: Final = 15.0
+MAX_PAYLOAD_BYTES: Final = 128 * 1024  # AWS IoT Core's message size limit
+
+
+class Forwarder:
+    """One MQTT connection that publishes on behalf of every HTTP request."""
+
+    def __init__(self, mqtt_url: str, client_id: str) -> None:
+        address = parse_broker_url(mqtt_url)
+        self._connected = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.client.max_inflight_messages_set(200)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.reconnect_delay_set(1, 5)
+        self.client.connect_async(address.host, address.port, keepalive=30)
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        logger.info("connected to the broker")
+        self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, *args: Any) -> None:
+        logger.warning("disconnected from the broker; reconnecting")
+        self._connected.clear()
+
+    def start(self, timeout: float) -> bool:
+        self.client.loop_start()
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> str | None:
+        """Publish and wait for the broker; returns why it failed, or None."""
+        if not self.connected:
+            return "not connected to the broker"
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return mqtt.error_string(info.rc)
+        try:
+            info.wait_for_publish(PUBACK_TIMEOUT_S)
+        except (RuntimeError, ValueError) as exc:
+            return str(exc)
+        return None if info.is_published() else "the broker did not acknowledge in time"
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def parse_publish(path: str) -> tuple[str, int, bool]:
+    """(topic, qos, retain) of a Publish request path, or ValueError saying what is wrong."""
+    parts = urlsplit(path)
+    if not parts.path.startswith("/topics/") or len(parts.path) <= len("/topics/"):
+        raise ValueError(f"no such operation: {parts.path}")
+    topic = unquote(parts.path.removeprefix("/topics/"))
+    if "+" in topic or "#" in topic:
+        raise ValueError(f"cannot publish to a topic filter: {topic}")
+    query = parse_qs(parts.query)
+    qos = int(query.get("qos", ["0"])[0])
+    if qos not in (0, 1):
+        raise ValueError(f"qos must be 0 or 1, got {qos}")
+    retain = query.get("retain", ["false"])[0].lower() == "true"
+    return topic, qos, retain
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], forwarder: Forwarder) -> None:
+        super().__init__(address, _Handler)
+        self.forwarder = forwarder
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "aftercare-local-iot-data"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http %s", format % args)
+
+    @property
+    def _forwarder(self) -> Forwarder:
+        return cast(_Server, self.server).forwarder
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/health":
+            ok = self._forwarder.connected
+            status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+            self._send(status, {"connected": ok})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", "no such route")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        payload = self.rfile.read(length) if length else b""
+        try:
+            topic, qos, retain = parse_publish(self.path)
+        except ValueError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, "InvalidRequestException", str(exc))
+            return
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RequestEntityTooLargeException", "payload"
+            )
+            return
+        problem = self._forwarder.publish(topic, payload, qos, retain)
+        if problem is not None:
+            logger.error("publish to %s failed: %s", topic, problem)
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableException", problem)
+            return
+        logger.info("published %d bytes to %s (qos %d)", len(payload), topic, qos)
+        self._send(HTTPStatus.OK, {})
+
+    def _error(self, status: HTTPStatus, kind: str, message: str) -> None:
+        self._send(status, {"message": message}, {"x-amzn-ErrorType": kind})
+
+    def _send(
+        self, status: HTTPStatus, document: object, headers: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local IoT data-plane Publish -> MQTT broker")
+    parser.add_argument("--mqtt-url", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s iot-data %(message)s",
+    )
+    forwarder = Forwarder(args.mqtt_url, f"aftercare-local-iot-data-{os.getpid()}")
+    if not forwarder.start(CONNECT_TIMEOUT_S):
+        logger.error("cannot connect to %s", args.mqtt_url)
+        return 1
+    server = _Server((args.host, args.port), forwarder)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    threading.Thread(target=server.serve_forever, name="iot-data-http", daemon=True).start()
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    print(f"READY {json.dumps({'url': f'http://{host}:{port}'})}", flush=True)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    forwarder.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

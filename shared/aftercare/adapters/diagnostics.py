@@ -1,0 +1,340 @@
+"""Diagnostics on DynamoDB and the IoT data plane.
+
+Items (TicketsTable, beside the ticket; see its comment in template.yaml):
+
+    TICKET#<ticket_id> / DIAG#<request_id>   one request and its result; while pending it also
+                                             carries diag_state=pending + diag_deadline (epoch s),
+                                             the sparse GSI by_diag_deadline the sweeper reads
+
+The request id embeds the ticket id, so an answer is one BatchGetItem (ticket META + DIAG) and
+one TransactWriteItems (the DIAG item under the condition `status = pending`, timeline entries,
+and the ticket's status change or diagnostics patch). Request dicts are built by pure functions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from aftercare.adapters.aws import client, from_item, to_attr, to_item
+from aftercare.adapters.dynamodb import (
+    META,
+    cancellation_codes,
+    status_change_transaction,
+    ticket_key,
+    timeline_item,
+)
+from aftercare.domain.diagnostics import (
+    CompletionPlan,
+    DiagnosticContext,
+    DiagnosticRecord,
+    DiagnosticState,
+    PublishFailed,
+    TicketPatch,
+)
+from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
+from aftercare.domain.tickets import Ticket, TimelineEntry
+from aftercare.models.payloads import DiagnosticsRequest
+
+DIAG_PREFIX = "DIAG#"
+PENDING_INDEX = "by_diag_deadline"
+
+
+def diag_key(ticket_id: str, request_id: str) -> dict[str, str]:
+    return {"pk": f"TICKET#{ticket_id}", "sk": f"{DIAG_PREFIX}{request_id}"}
+
+
+def diagnostic_item(record: DiagnosticRecord) -> dict[str, Any]:
+    item = {**diag_key(record.ticket_id, record.request_id), **record.model_dump(mode="json")}
+    if record.status is DiagnosticState.PENDING:
+        item["diag_state"] = DiagnosticState.PENDING.value
+        item["diag_deadline"] = int(record.expires_at.timestamp())
+    return item
+
+
+def record_from_item(item: dict[str, Any]) -> DiagnosticRecord:
+    return DiagnosticRecord.model_validate(item)
+
+
+def _put(table: str, item: dict[str, Any], condition: str | None = None) -> dict[str, Any]:
+    put: dict[str, Any] = {"TableName": table, "Item": to_item(item)}
+    if condition:
+        put["ConditionExpression"] = condition
+    return {"Put": put}
+
+
+def _settle_put(table: str, record: DiagnosticRecord) -> dict[str, Any]:
+    put = _put(table, diagnostic_item(record), "#status = :pending")
+    put["Put"]["ExpressionAttributeNames"] = {"#status": "status"}
+    put["Put"]["ExpressionAttributeValues"] = {":pending": to_attr(DiagnosticState.PENDING.value)}
+    return put
+
+
+def create_transaction(
+    table: str, record: DiagnosticRecord, entry: TimelineEntry
+) -> dict[str, Any]:
+    """The request (condition: new) and its timeline entry."""
+    return {
+        "TransactItems": [
+            _put(table, diagnostic_item(record), "attribute_not_exists(pk)"),
+            _put(table, timeline_item(record.ticket_id, entry)),
+        ]
+    }
+
+
+def fail_transaction(table: str, record: DiagnosticRecord, entry: TimelineEntry) -> dict[str, Any]:
+    failed = record.model_copy(update={"status": DiagnosticState.FAILED})
+    return {
+        "TransactItems": [
+            _settle_put(table, failed),
+            _put(table, timeline_item(record.ticket_id, entry)),
+        ]
+    }
+
+
+def patch_update(table: str, patch: TicketPatch) -> dict[str, Any]:
+    """Flags and suggested parts, guarded by the ticket's status and diagnostics revision."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(patch.ticket_id)),
+            "UpdateExpression": (
+                "SET flags = :flags, suggested_parts = :parts, diag_rev = :next, updated_at = :now"
+            ),
+            "ConditionExpression": (
+                "#status = :status AND (attribute_not_exists(diag_rev) OR diag_rev = :rev)"
+            ),
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":flags": to_attr(patch.flags),
+                ":parts": to_attr(patch.suggested_parts),
+                ":next": to_attr(patch.expected_rev + 1),
+                ":now": to_attr(patch.updated_at.isoformat()),
+                ":status": to_attr(patch.expected_status.value),
+                ":rev": to_attr(patch.expected_rev),
+            },
+        }
+    }
+
+
+def completion_transaction(
+    table: str, plan: CompletionPlan, inventory_table: str | None = None
+) -> dict[str, Any]:
+    """Settle the request; add its timeline entries and what the answer changes on the ticket."""
+    ticket_id = plan.record.ticket_id
+    items: list[dict[str, Any]] = [_settle_put(table, plan.record)]
+    items += [_put(table, timeline_item(ticket_id, e, n)) for n, e in enumerate(plan.entries)]
+    if plan.status_change is not None:
+        items += status_change_transaction(table, plan.status_change, inventory_table)[
+            "TransactItems"
+        ]
+    elif plan.ticket_patch is not None:
+        items.append(patch_update(table, plan.ticket_patch))
+    if plan.follow_up is not None:
+        items.append(_put(table, diagnostic_item(plan.follow_up), "attribute_not_exists(pk)"))
+    return {"TransactItems": items}
+
+
+def due_query(table: str, deadline: int, limit: int) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "IndexName": PENDING_INDEX,
+        "KeyConditionExpression": "diag_state = :pending AND diag_deadline <= :deadline",
+        "ExpressionAttributeValues": {
+            ":pending": to_attr(DiagnosticState.PENDING.value),
+            ":deadline": to_attr(deadline),
+        },
+        "Limit": limit,
+    }
+
+
+class DynamoDiagnosticsStore:
+    """DiagnosticsStore on the TicketsTable (+ the InventoryTable for a remote fix's release)."""
+
+    def __init__(
+        self, *, tickets_table: str, inventory_table: str | None = None, ddb: Any | None = None
+    ) -> None:
+        self.tickets_table = tickets_table
+        self.inventory_table = inventory_table
+        self._ddb = ddb
+
+    @property
+    def ddb(self) -> Any:
+        if self._ddb is None:
+            self._ddb = client("dynamodb")
+        return self._ddb
+
+    def load_ticket(self, ticket_id: str) -> Ticket:
+        item = self.ddb.get_item(
+            TableName=self.tickets_table, Key=to_item(ticket_key(ticket_id)), ConsistentRead=True
+        ).get("Item")
+        if not item:
+            raise TicketNotFound(ticket_id)
+        return Ticket.model_validate(from_item(item))
+
+    def load(self, ticket_id: str, request_id: str) -> DiagnosticContext:
+        keys = [ticket_key(ticket_id), diag_key(ticket_id, request_id)]
+        pending: dict[str, Any] = {
+            self.tickets_table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}
+        }
+        items: list[dict[str, Any]] = []
+        while pending:
+            response = self.ddb.batch_get_item(RequestItems=pending)
+            items += [
+                from_item(i) for i in response.get("Responses", {}).get(self.tickets_table, [])
+            ]
+            pending = response.get("UnprocessedKeys") or {}
+        meta = next((i for i in items if i.get("sk") == META), None)
+        diag = next((i for i in items if str(i.get("sk", "")).startswith(DIAG_PREFIX)), None)
+        return DiagnosticContext(
+            ticket=Ticket.model_validate(meta) if meta else None,
+            record=record_from_item(diag) if diag else None,
+            rev=int(meta.get("diag_rev", 0)) if meta else 0,
+        )
+
+    def create(self, record: DiagnosticRecord, entry: TimelineEntry) -> bool:
+        try:
+            self.ddb.transact_write_items(**create_transaction(self.tickets_table, record, entry))
+        except ClientError as exc:
+            if cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]:
+                return False
+            raise
+        return True
+
+    def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
+        self._transact(fail_transaction(self.tickets_table, record, entry))
+
+    def complete(self, plan: CompletionPlan) -> None:
+        self._transact(completion_transaction(self.tickets_table, plan, self.inventory_table))
+
+    def _transact(self, request: dict[str, Any]) -> None:
+        try:
+            self.ddb.transact_write_items(**request)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise ConcurrentUpdate(", ".join(cancellation_codes(exc))) from exc
+            raise
+
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        response = self.ddb.query(**due_query(self.tickets_table, int(now.timestamp()), limit))
+        keys = [from_item(i) for i in response.get("Items", [])]
+        return [(k["pk"].removeprefix("TICKET#"), k["sk"].removeprefix(DIAG_PREFIX)) for k in keys]
+
+    def for_ticket(self, ticket_id: str) -> list[DiagnosticRecord]:
+        paginator = self.ddb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.tickets_table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :diag)",
+            ExpressionAttributeValues={
+                ":pk": to_attr(f"TICKET#{ticket_id}"),
+                ":diag": to_attr(DIAG_PREFIX),
+            },
+        )
+        records = [record_from_item(from_item(i)) for p in pages for i in p.get("Items", [])]
+        return sorted(records, key=lambda r: r.requested_at)
+
+    def all_records(self) -> list[DiagnosticRecord]:
+        """Every diagnostics record (reports and the demo; a Scan)."""
+        paginator = self.ddb.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self.tickets_table,
+            FilterExpression="begins_with(sk, :diag)",
+            ExpressionAttributeValues={":diag": to_attr(DIAG_PREFIX)},
+        )
+        return [record_from_item(from_item(i)) for p in pages for i in p.get("Items", [])]
+
+
+class DynamoDeviceDirectory:
+    """The device registry as the support API reads it, plus when a device was last heard."""
+
+    def __init__(self, *, devices_table: str, ddb: Any | None = None) -> None:
+        self.devices_table = devices_table
+        self._ddb = ddb
+
+    @property
+    def ddb(self) -> Any:
+        if self._ddb is None:
+            self._ddb = client("dynamodb")
+        return self._ddb
+
+    def get(self, thing: str) -> dict[str, Any] | None:
+        item = self.ddb.get_item(TableName=self.devices_table, Key={"thing": to_attr(thing)}).get(
+            "Item"
+        )
+        return from_item(item) if item else None
+
+    def things_of(self, customer_id: str) -> list[str]:
+        paginator = self.ddb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.devices_table,
+            IndexName="by_customer",
+            KeyConditionExpression="customer_id = :c",
+            ExpressionAttributeValues={":c": to_attr(customer_id)},
+        )
+        return [from_item(i)["thing"] for p in pages for i in p.get("Items", [])]
+
+    def record_seen(self, thing: str, at: datetime, via: str) -> None:
+        """Best effort: a registered device's newest contact (never creates a device)."""
+        try:
+            self.ddb.update_item(
+                TableName=self.devices_table,
+                Key={"thing": to_attr(thing)},
+                UpdateExpression="SET last_seen_at = :at, last_seen_via = :via",
+                ConditionExpression=(
+                    "attribute_exists(thing) AND "
+                    "(attribute_not_exists(last_seen_at) OR last_seen_at < :at)"
+                ),
+                ExpressionAttributeValues={":at": to_attr(at.isoformat()), ":via": to_attr(via)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+
+REQUEST_TOPIC = "cmd/aftercare/{thing}/diagnostics/req"
+
+
+class IotDataPublisher:
+    """CommandPublisher through the IoT data plane (`iot-data` Publish, QoS 1).
+
+    `endpoint` is the data-plane URL; when empty it is looked up once with
+    ``iot.describe_endpoint(endpointType="iot:Data-ATS")`` (the account's ATS endpoint).
+    Locally the stack sets it to its own data-plane server, which forwards to Mosquitto."""
+
+    def __init__(self, *, endpoint: str | None, iot_data: Any | None = None) -> None:
+        self.endpoint = endpoint or None
+        self._client = iot_data
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            url = self.endpoint or self._discover()
+            self._client = boto3.session.Session().client(
+                "iot-data",
+                endpoint_url=url,
+                config=Config(
+                    connect_timeout=2,
+                    read_timeout=10,
+                    retries={"mode": "standard", "max_attempts": 3},
+                ),
+            )
+        return self._client
+
+    @staticmethod
+    def _discover() -> str:
+        address = client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        return f"https://{address}"
+
+    def publish(self, thing: str, request: DiagnosticsRequest) -> None:
+        try:
+            self.client.publish(
+                topic=REQUEST_TOPIC.format(thing=thing),
+                qos=1,
+                payload=request.model_dump_json().encode(),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise PublishFailed(f"cannot publish to {thing}: {exc}") from exc

@@ -1,0 +1,188 @@
+"""The support API's use cases, with who-may-see-what applied (see `access`).
+
+Everything a customer may not see is reported as not found, exactly like something that does not
+exist, so ids of other customers' tickets, devices and diagnostics leak nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from aftercare.domain.access import Caller
+from aftercare.domain.diagnostics import (
+    CommandPublisher,
+    DiagnosticNotFound,
+    DiagnosticRecord,
+    DiagnosticsStore,
+    Purpose,
+    start_diagnostic,
+    ticket_of,
+)
+from aftercare.domain.ports import TicketDetail, TicketNotFound
+from aftercare.domain.tickets import Ticket
+
+
+class DeviceNotFound(LookupError):
+    def __init__(self, thing: str) -> None:
+        super().__init__(f"device {thing} not found")
+        self.thing = thing
+
+
+class TicketReader(Protocol):
+    def get_ticket(self, ticket_id: str) -> TicketDetail: ...
+
+    def list_tickets(
+        self, *, status: str | None = None, thing: str | None = None
+    ) -> list[Ticket]: ...
+
+
+class DeviceDirectory(Protocol):
+    def get(self, thing: str) -> dict[str, Any] | None: ...
+
+    def things_of(self, customer_id: str) -> list[str]: ...
+
+
+class DeviceStatus(BaseModel):
+    """A device, when the cloud last heard from it, and its tickets (newest first)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thing: str
+    model: str
+    serial: str
+    customer_id: str
+    region: str
+    firmware: str
+    warranty_until: str
+    last_seen: AwareDatetime | None = Field(
+        default=None, description="newest fault report or diagnostics answer"
+    )
+    last_seen_via: str | None = Field(default=None, description="fault_report | diagnostics")
+    active_tickets: int
+    tickets: list[Ticket]
+
+
+class Support:
+    """Ticket, device and diagnostics use cases for one deployment."""
+
+    def __init__(
+        self,
+        *,
+        tickets: TicketReader,
+        devices: DeviceDirectory,
+        diagnostics: DiagnosticsStore,
+        publisher: CommandPublisher,
+        default_timeout: timedelta,
+    ) -> None:
+        self.tickets = tickets
+        self.devices = devices
+        self.diagnostics = diagnostics
+        self.publisher = publisher
+        self.default_timeout = default_timeout
+
+    # ------------------------------------------------------------------ visibility
+
+    def _visible_ticket(self, caller: Caller, ticket_id: str) -> TicketDetail:
+        caller.require_reader()
+        detail = self.tickets.get_ticket(ticket_id)
+        if caller.staff or self._owns(caller, detail.ticket.thing):
+            return detail
+        raise TicketNotFound(ticket_id)
+
+    def _owns(self, caller: Caller, thing: str) -> bool:
+        device = self.devices.get(thing)
+        return device is not None and caller.may_see(device.get("customer_id"))
+
+    # ------------------------------------------------------------------ reads
+
+    def list_tickets(
+        self, caller: Caller, *, status: str | None, thing: str | None, limit: int
+    ) -> list[Ticket]:
+        caller.require_reader()
+        if caller.staff:
+            return self.tickets.list_tickets(status=status, thing=thing)[:limit]
+        owned = self.devices.things_of(caller.customer_id) if caller.customer_id else []
+        things = [t for t in owned if thing is None or t == thing]
+        tickets = [t for th in things for t in self.tickets.list_tickets(status=status, thing=th)]
+        tickets.sort(key=lambda t: (t.opened_at, t.ticket_id), reverse=True)
+        return tickets[:limit]
+
+    def ticket(self, caller: Caller, ticket_id: str) -> tuple[TicketDetail, list[DiagnosticRecord]]:
+        detail = self._visible_ticket(caller, ticket_id)
+        return detail, self.diagnostics.for_ticket(ticket_id)
+
+    def diagnostics_of(self, caller: Caller, ticket_id: str) -> list[DiagnosticRecord]:
+        return self.ticket(caller, ticket_id)[1]
+
+    def diagnostic(self, caller: Caller, request_id: str) -> DiagnosticRecord:
+        caller.require_reader()
+        ticket_id = ticket_of(request_id)
+        if ticket_id is None:
+            raise DiagnosticNotFound(request_id)
+        context = self.diagnostics.load(ticket_id, request_id)
+        visible = context.ticket is not None and (
+            caller.staff or self._owns(caller, context.ticket.thing)
+        )
+        if context.record is None or not visible:
+            raise DiagnosticNotFound(request_id)
+        return context.record
+
+    def device(self, caller: Caller, thing: str) -> DeviceStatus:
+        caller.require_reader()
+        device = self.devices.get(thing)
+        if device is None or not caller.may_see(device.get("customer_id")):
+            raise DeviceNotFound(thing)
+        tickets = self.tickets.list_tickets(thing=thing)
+        return device_status(device, tickets)
+
+    # ------------------------------------------------------------------ actions
+
+    def start(
+        self,
+        caller: Caller,
+        ticket_id: str,
+        *,
+        routine: str | None,
+        params: Mapping[str, Any] | None,
+        timeout: timedelta | None,
+        now: datetime,
+    ) -> DiagnosticRecord:
+        """Run a routine on the ticket's device (engineers only); the ticket's own routine and
+        its default parameters unless given."""
+        caller.require_engineer()
+        ticket = self.diagnostics.load_ticket(ticket_id)
+        return start_diagnostic(
+            self.diagnostics,
+            self.publisher,
+            ticket,
+            routine=routine or ticket.routine or "self_test",
+            params=params,
+            timeout=timeout or self.default_timeout,
+            actor=caller.actor,
+            purpose=Purpose.ENGINEER,
+            now=now,
+        )
+
+
+def device_status(device: Mapping[str, Any], tickets: list[Ticket]) -> DeviceStatus:
+    heard: list[tuple[datetime, str]] = [(t.last_seen, "fault_report") for t in tickets]
+    if device.get("last_seen_at"):
+        heard.append((datetime.fromisoformat(str(device["last_seen_at"])), "diagnostics"))
+    last = max(heard, default=None)
+    return DeviceStatus(
+        thing=str(device["thing"]),
+        model=str(device.get("model", "")),
+        serial=str(device.get("serial", "")),
+        customer_id=str(device.get("customer_id", "")),
+        region=str(device.get("region", "")),
+        firmware=str(device.get("firmware", "")),
+        warranty_until=str(device.get("warranty_until", "")),
+        last_seen=last[0] if last else None,
+        last_seen_via=last[1] if last else None,
+        active_tickets=sum(1 for t in tickets if t.active),
+        tickets=tickets,
+    )

@@ -1,0 +1,100 @@
+"""The support API's request and response bodies (the OpenAPI document is generated from them)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from aftercare.domain.diagnostics import DiagnosticRecord
+from aftercare.domain.tickets import Occurrence, Ticket, TicketStatus, TimelineEntry
+
+TicketId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+Thing = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,128}$")]
+
+ParamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+ParamValue = (
+    bool
+    | Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
+    | Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=256)]
+    | Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=32)]
+)
+
+
+class Routine(StrEnum):
+    """Routines every device agent runs (a device answers `unsupported` to others)."""
+
+    SELF_TEST = "self_test"
+    SENSOR_SNAPSHOT = "sensor_snapshot"
+    LOG_EXCERPT = "log_excerpt"
+    RESET_COMPONENT = "reset_component"
+
+
+class ErrorBody(BaseModel):
+    reason: str = Field(description="machine-readable cause, e.g. not_found, forbidden")
+    message: str
+    detail: list[dict[str, Any]] | None = None
+
+
+class StartDiagnostic(BaseModel):
+    """Run a routine on the ticket's device. Defaults: the ticket's routine, parameters that
+    point it at the ticket's fault, and the deployment's diagnostics timeout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routine: Routine | None = None
+    params: (
+        Annotated[
+            dict[ParamName, ParamValue],
+            # keys are checked: say so in the schema too (pydantic only emits patternProperties)
+            Field(max_length=16, json_schema_extra={"additionalProperties": False}),
+        ]
+        | None
+    ) = None
+    timeout_s: Annotated[int, Field(ge=5, le=3600)] | None = Field(
+        default=None, description="seconds the device has to answer"
+    )
+
+
+class TicketRow(BaseModel):
+    """One line of a ticket listing (the CLI's `tickets list --json` fields, and more)."""
+
+    ticket_id: str
+    thing: str
+    fault_code: str
+    status: TicketStatus
+    priority: str
+    occurrences: int
+    repeat_of: str | None = None
+    opened_at: AwareDatetime
+    updated_at: AwareDatetime
+    customer_id: str
+    title_en: str
+    flags: list[str] = Field(default_factory=list)
+    resolution: str | None = None
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> TicketRow:
+        return cls.model_validate(ticket.model_dump())
+
+
+class TicketView(Ticket):
+    """A ticket with its occurrences, parts lines, timeline and diagnostics."""
+
+    occurrence_history: list[Occurrence]
+    timeline: list[TimelineEntry]
+    diagnostics: list[DiagnosticRecord]
+
+
+class DiagnosticsList(BaseModel):
+    ticket_id: str
+    diagnostics: list[DiagnosticRecord]
+
+
+class Me(BaseModel):
+    username: str
+    groups: list[str]
+    customer_id: str | None = None

@@ -1,0 +1,386 @@
+"""Support API and remote diagnostics, end to end on one local stack (module-scoped).
+
+Real Cognito tokens from the stack's moto user pool, the local HTTP API gateway, device agents
+over the stack's Mosquitto, the diagnostics rule, queue, functions and sweeper (run every
+second here), and a schema-driven fuzz of the committed OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import boto3
+import paho.mqtt.publish as mqtt_publish
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.generation import GenerationMode
+
+from devices.agent import DeviceAgent
+from devices.config import AgentConfig, parse_broker_url
+from infra.cli import main as cli_main
+from infra.local.provision_api import LOCAL_PASSWORD
+from infra.local.stack import LocalStack
+from tests.e2e.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+ONSITE = "needs_onsite_dispatch"
+NO_AUTO = "FLASH-WEAR"  # a catalog code that is not auto-diagnosed (RT-X)
+
+
+class Api:
+    """The stack's HTTP API as one user."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.call("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+
+class Env:
+    def __init__(self, state: dict[str, Any], state_dir: Path, outbox: Path) -> None:
+        self.state = state
+        self.state_dir = state_dir
+        self.outbox = outbox
+        self.agents: list[DeviceAgent] = []
+        self.ddb = boto3.client(
+            "dynamodb",
+            endpoint_url=state["aws_endpoint_url"],
+            region_name=state["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def token(self, user: str) -> str:
+        cognito = boto3.client(
+            "cognito-idp",
+            endpoint_url=self.state["aws_endpoint_url"],
+            region_name=self.state["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        answer = cognito.initiate_auth(
+            ClientId=self.state["resources"]["ServiceUserPoolClient"],
+            AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": user, "PASSWORD": LOCAL_PASSWORD},
+        )
+        return str(answer["AuthenticationResult"]["IdToken"])
+
+    def api(self, user: str | None) -> Api:
+        return Api(self.state["api_url"], self.token(user) if user else None)
+
+    def agent(self, thing: str, remote_fixable: frozenset[str] = frozenset()) -> DeviceAgent:
+        agent = DeviceAgent(
+            AgentConfig(
+                thing=thing,
+                broker_url=self.state["mqtt_url"],
+                outbox_dir=self.outbox,
+                remote_fixable_codes=remote_fixable,
+            )
+        )
+        assert agent.start(connect_timeout=10)
+        self.agents.append(agent)
+        return agent
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        broker = parse_broker_url(self.state["mqtt_url"])
+        mqtt_publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port)
+
+    def parked(self, reason: str) -> list[dict[str, Any]]:
+        items = self.ddb.scan(TableName=self.state["resources"]["ParkedTable"])["Items"]
+        return [
+            {k: next(iter(v.values())) for k, v in item.items()}
+            for item in items
+            if item["source"]["S"] == "diagnostics" and item["reason"]["S"] == reason
+        ]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    workdir = tmp_path_factory.mktemp("diagnostics")
+    stack = LocalStack(
+        ROOT,
+        workdir / "state",
+        param_overrides={"DiagnosticsSweepRate": "rate(1 second)"},
+    )
+    try:
+        environment = Env(stack.start(), workdir / "state", workdir / "outbox")
+        yield environment
+        for agent in environment.agents:
+            agent.stop(drain_timeout=2)
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def engineer(env: Env) -> Api:
+    return env.api("eng-ada")
+
+
+def ticket_for(api: Api, thing: str, code: str) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        rows = api.get(f"/tickets?thing={thing}")
+        return next((r for r in rows if r["fault_code"] == code), None)
+
+    return wait_for(find, timeout=30, what=f"{code} ticket on {thing}")
+
+
+def diagnostic(api: Api, request_id: str, done: Callable[[dict[str, Any]], bool], timeout=30):
+    def probe() -> dict[str, Any] | None:
+        record = api.get(f"/diagnostics/{request_id}")
+        return record if done(record) else None
+
+    return wait_for(probe, timeout=timeout, interval=0.1, what=f"diagnostic {request_id}")
+
+
+def settled(record: dict[str, Any]) -> bool:
+    return record["status"] != "pending"
+
+
+# --------------------------------------------------------------------------- access
+
+
+def test_unauthenticated_calls_are_401_and_the_document_is_public(env):
+    assert env.api(None).call("GET", "/tickets")[0] == 401
+    assert Api(env.state["api_url"], "not-a-jwt").call("GET", "/tickets")[0] == 401
+    status, document = env.api(None).call("GET", "/openapi.json")
+    assert status == 200 and document["openapi"].startswith("3.")
+
+
+def test_tokens_carry_the_users_groups_and_customer(env):
+    assert env.api("eng-ada").get("/me")["groups"] == ["engineers"]
+    me = env.api("cust-0001").get("/me")
+    assert me == {"username": "cust-0001", "groups": ["customers"], "customer_id": "c-0001"}
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_an_engineer_runs_a_diagnostic_and_sees_the_result(env, engineer):
+    # Given a device with an open ticket that is not auto-diagnosed
+    thing = "rt-x-0005"
+    env.agent(thing).raise_fault(NO_AUTO, readings={"wear_pct": 91})
+    ticket = ticket_for(engineer, thing, NO_AUTO)
+    # When an engineer runs a sensor snapshot on it
+    status, started = engineer.call(
+        "POST", f"/tickets/{ticket['ticket_id']}/diagnostics", {"routine": "sensor_snapshot"}
+    )
+    assert status == 202 and started["status"] == "pending"
+    record = diagnostic(engineer, started["request_id"], settled)
+    # Then the device's answer is on the diagnostic and on the ticket's timeline
+    assert record["status"] == "completed" and record["result"]["status"] == "passed"
+    assert record["result"]["findings"]["readings"]["wear_pct"] == 91
+    assert 0 < record["latency_ms"] < 5000
+    view = engineer.get(f"/tickets/{ticket['ticket_id']}")
+    assert "diagnostics_result" in [e["kind"] for e in view["timeline"]]
+    assert [d["request_id"] for d in view["diagnostics"]] == [started["request_id"]]
+    device = engineer.get(f"/devices/{thing}")
+    assert device["last_seen"] and device["active_tickets"] == 1
+
+
+def test_a_remotely_fixable_fault_is_fixed_with_no_engineer_and_its_parts_released(env, engineer):
+    # Given a device that can clear its sensor drift itself
+    thing = "ac-hp-0008"
+    env.agent(thing, remote_fixable=frozenset({"SENSOR-DRIFT"})).raise_fault("SENSOR-DRIFT")
+    # When the ticket opens (a part is held for it)
+    ticket = ticket_for(engineer, thing, "SENSOR-DRIFT")
+
+    # Then the catalog's remedy runs by itself, is verified, and the ticket resolves remotely
+    def resolved() -> dict[str, Any] | None:
+        view = engineer.get(f"/tickets/{ticket['ticket_id']}")
+        return view if view["status"] == "resolved" else None
+
+    view = wait_for(resolved, timeout=30, what="remote fix")
+    assert view["resolution"] == "remote"
+    outcomes = [(d["purpose"], d["routine"], d["outcome"]) for d in view["diagnostics"]]
+    assert outcomes == [
+        ("auto", "reset_component", "verifying"),
+        ("verify", "self_test", "remote_fix"),
+    ]
+    # And the part held when it opened went back to stock
+    assert view["parts"] and all(p["status"] == "released" for p in view["parts"])
+
+
+def test_an_offline_device_answers_after_reconnecting(env, engineer):
+    # Given a device with a ticket, which then loses its connection
+    thing = "rt-x-0009"
+    agent = env.agent(thing)
+    agent.raise_fault(NO_AUTO)
+    ticket = ticket_for(engineer, thing, NO_AUTO)
+    agent.go_offline()
+    # When an engineer asks it for a self-test
+    status, started = engineer.call(
+        "POST",
+        f"/tickets/{ticket['ticket_id']}/diagnostics",
+        {"routine": "self_test", "timeout_s": 60},
+    )
+    assert status == 202
+    time.sleep(2)
+    assert engineer.get(f"/diagnostics/{started['request_id']}")["status"] == "pending"
+    # Then it answers once it is back (its persistent session kept the request)
+    agent.go_online()
+    record = diagnostic(engineer, started["request_id"], settled)
+    assert record["status"] == "completed" and record["result"]["status"] == "failed"
+    assert record["result"]["findings"]["active_faults"] == [NO_AUTO]
+
+
+def test_an_expired_request_is_ignored_by_the_device_and_times_out(env, engineer):
+    # Given an offline device with a ticket
+    thing = "rt-x-0013"
+    agent = env.agent(thing)
+    agent.raise_fault(NO_AUTO)
+    ticket = ticket_for(engineer, thing, NO_AUTO)
+    agent.go_offline()
+    # When a request with a 5 s deadline is not answered in time
+    status, started = engineer.call(
+        "POST", f"/tickets/{ticket['ticket_id']}/diagnostics", {"timeout_s": 5}
+    )
+    assert status == 202
+    record = diagnostic(engineer, started["request_id"], settled, timeout=30)
+    # Then the sweeper times it out and flags the ticket for on-site dispatch
+    assert record["status"] == "timed_out"
+    assert ONSITE in engineer.get(f"/tickets/{ticket['ticket_id']}")["flags"]
+    # And the device, back online, ignores the expired request (nothing answers it)
+    agent.go_online()
+    assert agent.wait_ready(10)
+    time.sleep(2)
+    assert engineer.get(f"/diagnostics/{started['request_id']}")["status"] == "timed_out"
+    assert not [p for p in env.parked("late_answer") if started["request_id"] in p["payload"]]
+
+
+def test_answers_from_another_device_or_malformed_are_parked_and_change_nothing(env, engineer):
+    # Given a pending request to a device that is not answering
+    thing, intruder = "rt-x-0017", "rt-x-0021"
+    agent = env.agent(thing)
+    agent.raise_fault(NO_AUTO)
+    ticket = ticket_for(engineer, thing, NO_AUTO)
+    agent.go_offline()
+    _, started = engineer.call(
+        "POST", f"/tickets/{ticket['ticket_id']}/diagnostics", {"timeout_s": 120}
+    )
+    request_id = started["request_id"]
+    # When another device answers it, and the addressed device sends garbage
+    forged = {
+        "request_id": request_id,
+        "status": "passed",
+        "findings": {},
+        "remedied": True,
+        "completed_at": "2026-01-01T00:00:00+00:00",
+    }
+    env.publish(f"cmd/aftercare/{intruder}/diagnostics/res", json.dumps(forged).encode())
+    env.publish(f"cmd/aftercare/{thing}/diagnostics/res", b'{"request_id": "' + b"x" * 3)
+    # Then both are parked with their reasons, and the request is still pending
+    wait_for(lambda: env.parked("thing_mismatch"), timeout=20, what="parked foreign answer")
+    wait_for(lambda: env.parked("malformed_json"), timeout=20, what="parked malformed answer")
+    (foreign,) = [p for p in env.parked("thing_mismatch") if request_id in p["detail"]]
+    assert foreign["thing"] == intruder
+    assert engineer.get(f"/diagnostics/{request_id}")["status"] == "pending"
+
+
+# --------------------------------------------------------------------------- customers
+
+
+def test_a_customer_cannot_read_or_act_on_other_customers_tickets(env, engineer):
+    # Given a ticket on the customer's own device and one on someone else's
+    own_thing, other_thing = "rt-x-0001", "rt-x-0029"  # c-0001's, c-0029's
+    env.agent(own_thing).raise_fault(NO_AUTO)
+    env.agent(other_thing).raise_fault(NO_AUTO)
+    own = ticket_for(engineer, own_thing, NO_AUTO)
+    other = ticket_for(engineer, other_thing, NO_AUTO)
+    _, other_diag = engineer.call("POST", f"/tickets/{other['ticket_id']}/diagnostics", {})
+    customer = env.api("cust-0001")
+    # Then the customer lists and reads only their own
+    listed = customer.get("/tickets")
+    assert own["ticket_id"] in {t["ticket_id"] for t in listed}
+    assert {t["customer_id"] for t in listed} == {"c-0001"}
+    assert customer.get(f"/tickets/{own['ticket_id']}")["thing"] == own_thing
+    assert customer.get(f"/devices/{own_thing}")["thing"] == own_thing
+    # And everything of the other customer's is simply not there
+    assert customer.call("GET", f"/tickets/{other['ticket_id']}")[0] == 404
+    assert customer.call("GET", f"/tickets/{other['ticket_id']}/diagnostics")[0] == 404
+    assert customer.call("GET", f"/devices/{other_thing}")[0] == 404
+    assert customer.call("GET", f"/diagnostics/{other_diag['request_id']}")[0] == 404
+    assert customer.get(f"/tickets?thing={other_thing}") == []
+    # And a customer may not start diagnostics, on any ticket
+    for ticket in (own, other):
+        status, body = customer.call("POST", f"/tickets/{ticket['ticket_id']}/diagnostics", {})
+        assert status == 403 and body["reason"] == "forbidden"
+    # And another customer does not see this customer's ticket either
+    neighbour = env.api("cust-0002")
+    assert neighbour.call("GET", f"/tickets/{own['ticket_id']}")[0] == 404
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_the_cli_logs_in_and_runs_a_diagnostic_through_the_api(env, engineer, capsys):
+    thing = "rt-x-0025"
+    env.agent(thing).raise_fault(NO_AUTO)
+    ticket = ticket_for(engineer, thing, NO_AUTO)
+    state_dir = ["--state-dir", str(env.state_dir)]
+    assert cli_main(["login", "--user", "eng-ada", *state_dir]) == 0
+    capsys.readouterr()
+    run = ["diag", "run", ticket["ticket_id"], "--routine", "log_excerpt", "--wait", "--json"]
+    code = cli_main([*run, *state_dir])
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0 and shown["status"] == "completed"
+    assert set(shown) == {"request_id", "status", "result"}
+    assert shown["result"]["findings"]["lines"]
+    # And `tickets show` through the API prints exactly what the direct read prints
+    assert cli_main(["tickets", "show", ticket["ticket_id"], "--json", *state_dir]) == 0
+    via_api = json.loads(capsys.readouterr().out)
+    (env.state_dir / "session.json").unlink()
+    assert cli_main(["tickets", "show", ticket["ticket_id"], "--json", *state_dir]) == 0
+    assert via_api == json.loads(capsys.readouterr().out)
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+def test_a_schema_driven_fuzz_finds_no_server_errors(env, engineer):
+    schema = schemathesis.openapi.from_path(ROOT / "functions/api/openapi.json")
+    headers = {"Authorization": f"Bearer {engineer.token}"}
+    errors: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=25,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            def probe(case: Any) -> None:
+                response = case.call(base_url=env.state["api_url"], headers=headers, timeout=30)
+                if response.status_code >= 500:
+                    errors.append(f"{case.as_curl_command()} -> {response.status_code}")
+
+            probe()
+    assert not errors, "\n".join(errors[:10])

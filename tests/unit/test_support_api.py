@@ -1,0 +1,229 @@
+"""The support API: who sees what, error shapes, and the committed OpenAPI document.
+
+The handler runs on payload-format-2.0 events built by the local gateway's own event builder,
+with the use cases wired to in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aftercare.domain.access import Caller, caller_from_claims, claim_list
+from aftercare.domain.ports import TicketDetail, TicketNotFound
+from aftercare.domain.support import Support
+from aftercare.domain.tickets import Ticket
+
+from infra.local.apigw import GatewaySpec, Request, RouteSpec, claim_text, http_event
+from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
+
+ROOT = Path(__file__).resolve().parents[2]
+OWN = make_ticket(thing="rt-x-0001")  # owned by c-0001
+OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="self_test")
+DEVICES = {"rt-x-0001": "c-0001", "ac-hp-0004": "c-0004"}
+
+
+def load_api() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("api_handler", ROOT / "functions/api/handler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["api_handler"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+API = load_api()
+
+
+class Tickets:
+    def __init__(self, store: FakeDiagnosticsStore) -> None:
+        self.store = store
+
+    def get_ticket(self, ticket_id: str) -> TicketDetail:
+        if ticket_id not in self.store.tickets:
+            raise TicketNotFound(ticket_id)
+        return TicketDetail(ticket=self.store.tickets[ticket_id], occurrences=[], timeline=[])
+
+    def list_tickets(self, *, status: str | None = None, thing: str | None = None) -> list[Ticket]:
+        return [
+            t
+            for t in self.store.tickets.values()
+            if (status is None or t.status == status) and (thing is None or t.thing == thing)
+        ]
+
+
+class Devices:
+    def get(self, thing: str) -> dict[str, Any] | None:
+        owner = DEVICES.get(thing)
+        return {"thing": thing, "customer_id": owner, "model": "RT-X"} if owner else None
+
+    def things_of(self, customer_id: str) -> list[str]:
+        return [thing for thing, owner in DEVICES.items() if owner == customer_id]
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> FakeDiagnosticsStore:
+    store = FakeDiagnosticsStore(OWN, OTHER)
+    support = Support(
+        tickets=Tickets(store),
+        devices=Devices(),
+        diagnostics=store,
+        publisher=FakePublisher(),
+        default_timeout=timedelta(minutes=5),
+    )
+    monkeypatch.setattr(API, "support", lambda: support)
+    return store
+
+
+ENGINEER = {"sub": "1", "cognito:username": "eng-ada", "cognito:groups": ["engineers"]}
+MANAGER = {"sub": "2", "cognito:username": "mgr-grace", "cognito:groups": ["managers"]}
+CUSTOMER = {
+    "sub": "3",
+    "cognito:username": "cust-0001",
+    "cognito:groups": ["customers"],
+    "custom:customer_id": "c-0001",
+}
+NOBODY = {"sub": "4", "cognito:username": "guest"}
+
+
+def call(
+    method: str, path: str, claims: dict[str, Any] | None, body: Any = None
+) -> tuple[int, Any]:
+    raw_path, _, query = path.partition("?")
+    route = RouteSpec(
+        route_key=f"{method} {raw_path}",
+        method=method,
+        path=raw_path,
+        function="ServiceApiFunction",
+        function_name="api",
+        invoke_url="http://unused/",
+    )
+    request = Request(
+        method=method,
+        raw_path=raw_path,
+        raw_query=query,
+        headers={"content-type": "application/json"},
+        body=json.dumps(body).encode() if body is not None else b"",
+        source_ip="127.0.0.1",
+    )
+    spec = GatewaySpec(api_id="local", region="us-east-1", routes=[route])
+    event = http_event(spec, route, request, {}, claims)
+    response = API.app.resolve(event, None)
+    return response["statusCode"], json.loads(response["body"]) if response["body"] else None
+
+
+# --------------------------------------------------------------------------- visibility
+
+
+def test_staff_see_every_ticket(store):
+    for claims in (ENGINEER, MANAGER):
+        status, rows = call("GET", "/tickets", claims)
+        assert status == 200 and {r["ticket_id"] for r in rows} == {OWN.ticket_id, OTHER.ticket_id}
+
+
+def test_a_customer_sees_only_tickets_on_their_own_devices(store):
+    status, rows = call("GET", "/tickets", CUSTOMER)
+    assert status == 200 and [r["ticket_id"] for r in rows] == [OWN.ticket_id]
+    assert call("GET", f"/tickets/{OWN.ticket_id}", CUSTOMER)[0] == 200
+
+
+def test_another_customers_ticket_is_not_found_not_forbidden(store):
+    # Given a ticket on a device the customer does not own
+    # When the customer asks for it, its diagnostics or its device
+    answers = [
+        call("GET", f"/tickets/{OTHER.ticket_id}", CUSTOMER),
+        call("GET", f"/tickets/{OTHER.ticket_id}/diagnostics", CUSTOMER),
+        call("GET", "/devices/ac-hp-0004", CUSTOMER),
+    ]
+    # Then each is the same 404 as for something that does not exist
+    missing = call("GET", "/tickets/T-DOESNOTEXIST", CUSTOMER)
+    assert [a[0] for a in answers] == [404, 404, 404]
+    assert answers[0][1]["reason"] == missing[1]["reason"] == "not_found"
+
+
+def test_only_engineers_start_diagnostics(store):
+    path = f"/tickets/{OWN.ticket_id}/diagnostics"
+    assert call("POST", path, CUSTOMER, {})[0] == 403
+    assert call("POST", path, MANAGER, {})[0] == 403
+    status, record = call("POST", path, ENGINEER, {"routine": "self_test", "timeout_s": 30})
+    assert status == 202 and record["status"] == "pending"
+    assert record["requested_by"] == "user:eng-ada"
+
+
+def test_a_customer_cannot_read_another_customers_diagnostic(store):
+    status, record = call("POST", f"/tickets/{OTHER.ticket_id}/diagnostics", ENGINEER, {})
+    assert status == 202
+    assert call("GET", f"/diagnostics/{record['request_id']}", CUSTOMER)[0] == 404
+    assert call("GET", f"/diagnostics/{record['request_id']}", MANAGER)[0] == 200
+
+
+def test_users_in_no_group_are_forbidden(store):
+    status, body = call("GET", "/tickets", NOBODY)
+    assert status == 403 and body["reason"] == "forbidden"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/tickets?status=bogus", None),
+        ("GET", "/tickets?limit=0", None),
+        ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"routine": "format_disk"}),
+        ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"timeout_s": 1}),
+        ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"colour": "red"}),
+        ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"params": {"x": 1e400}}),
+    ],
+)
+def test_invalid_requests_are_422_with_a_reason(store, method, path, body):
+    status, answer = call(method, path, ENGINEER, body)
+    assert status == 422 and answer["reason"] == "validation_error" and answer["detail"]
+
+
+def test_unknown_routes_are_404_json(store):
+    status, body = call("GET", "/nowhere", ENGINEER)
+    assert status == 404 and body["reason"] == "no_route"
+
+
+def test_diagnostics_on_a_closed_ticket_conflict(store):
+    closed = make_ticket("SENSOR-DRIFT", status="resolved")
+    store.tickets[closed.ticket_id] = closed
+    status, body = call("POST", f"/tickets/{closed.ticket_id}/diagnostics", ENGINEER, {})
+    assert status == 409 and body["reason"] == "ticket_not_active"
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def test_list_claims_arrive_as_api_gateway_renders_them():
+    # Given the groups claim as API Gateway hands it to the function
+    rendered = claim_text(["engineers", "managers"])
+    # Then it reads back as the list
+    assert rendered == "[engineers managers]"
+    assert claim_list(rendered) == ["engineers", "managers"]
+    assert caller_from_claims({"cognito:groups": rendered, "sub": "x"}).staff
+
+
+def test_a_customer_without_a_customer_id_sees_nothing():
+    caller = Caller(subject="s", username="u", groups=frozenset({"customers"}))
+    assert not caller.may_see("c-0001") and not caller.may_see(None)
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+def test_the_committed_openapi_document_is_the_generated_one():
+    committed = json.loads((ROOT / "functions/api/openapi.json").read_text())
+    assert committed == API.openapi_document(), "run: python functions/api/handler.py"
+
+
+def test_the_openapi_document_is_served_without_a_token(store):
+    status, document = call("GET", "/openapi.json", None)
+    assert status == 200 and document["info"]["title"] == API.API_TITLE
