@@ -49,3 +49,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, set):
         return sorted(_plain(v) for v in value)
     return value
+
+
+class LazyDynamoDB:
+    """Descriptor for adapters: the client injected as ``_ddb`` (tests), else the process's
+    shared DynamoDB client, created on first use."""
+
+    def __get__(self, owner: Any, owner_type: type | None = None) -> Any:
+        if owner is None:
+            return self
+        if owner._ddb is None:
+            owner._ddb = client("dynamodb")
+        return owner._ddb

@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aftercare.adapters.aws import client, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyDynamoDB, client, from_item, to_attr, to_item
 from aftercare.adapters.dynamodb import (
     META,
     cancellation_codes,
@@ -162,11 +162,7 @@ class DynamoDiagnosticsStore:
         self.inventory_table = inventory_table
         self._ddb = ddb
 
-    @property
-    def ddb(self) -> Any:
-        if self._ddb is None:
-            self._ddb = client("dynamodb")
-        return self._ddb
+    ddb = LazyDynamoDB()
 
     def load_ticket(self, ticket_id: str) -> Ticket:
         item = self.ddb.get_item(
@@ -255,11 +251,7 @@ class DynamoDeviceDirectory:
         self.devices_table = devices_table
         self._ddb = ddb
 
-    @property
-    def ddb(self) -> Any:
-        if self._ddb is None:
-            self._ddb = client("dynamodb")
-        return self._ddb
+    ddb = LazyDynamoDB()
 
     def get(self, thing: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(TableName=self.devices_table, Key={"thing": to_attr(thing)}).get(

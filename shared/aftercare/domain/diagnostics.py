@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from aftercare.domain.messages import classify_dead_letter, printable_payload
+from aftercare.domain.messages import printable_payload, record_dead_letter
 from aftercare.domain.ports import ConcurrentUpdate, ParkedMessage, ParkedStore
 from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.tickets import (
@@ -893,17 +893,6 @@ def park_dead_letter(
     body: str, message_id: str, receive_count: int, sent_at: datetime, parked: ParkedStore
 ) -> str:
     """Park a dead-lettered diagnostics message (rule error, or retries exhausted)."""
-    letter = classify_dead_letter(body, receive_count)
-    parked.park(
-        ParkedMessage(
-            source=DIAGNOSTICS_DEAD_LETTER_SOURCE,
-            reason=letter.reason,
-            detail=letter.detail,
-            received_at=sent_at,
-            payload=letter.payload,
-            thing=letter.thing,
-            envelope=letter.envelope,
-            message_id=message_id,
-        )
+    return record_dead_letter(
+        body, message_id, receive_count, sent_at, parked, source=DIAGNOSTICS_DEAD_LETTER_SOURCE
     )
-    return letter.reason

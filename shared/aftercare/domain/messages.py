@@ -134,13 +134,19 @@ def classify_dead_letter(body: str, receive_count: int) -> DeadLetter:
 
 
 def record_dead_letter(
-    body: str, message_id: str, receive_count: int, sent_at: datetime, parked: ParkedStore
+    body: str,
+    message_id: str,
+    receive_count: int,
+    sent_at: datetime,
+    parked: ParkedStore,
+    *,
+    source: str = DEAD_LETTER_SOURCE,
 ) -> str:
     """Park one dead-lettered message with the reason it died; returns that reason."""
     letter = classify_dead_letter(body, receive_count)
     parked.park(
         ParkedMessage(
-            source=DEAD_LETTER_SOURCE,
+            source=source,
             reason=letter.reason,
             detail=letter.detail,
             received_at=sent_at,
