@@ -23,9 +23,7 @@ import base64
 import json
 import logging
 import re
-import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,12 +33,13 @@ from http import HTTPStatus
 from http.client import HTTPConnection, HTTPException
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
+
+from infra.local.serving import serve_until_stopped
 
 logger = logging.getLogger("infra.local.apigw")
 
@@ -433,19 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     spec = load_spec(args.spec_file)
     server = _Server((spec.host, spec.port), Gateway(spec))
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    threading.Thread(target=server.serve_forever, name="apigw-http", daemon=True).start()
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    print(f"READY {json.dumps({'url': f'http://{host}:{port}'})}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
+    serve_until_stopped(server, "apigw")
     return 0
 
 

@@ -17,13 +17,11 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -31,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.config import parse_broker_url
+from infra.local.serving import serve_until_stopped
 
 logger = logging.getLogger("infra.local.iotdata")
 
@@ -187,19 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("cannot connect to %s", args.mqtt_url)
         return 1
     server = _Server((args.host, args.port), forwarder)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    threading.Thread(target=server.serve_forever, name="iot-data-http", daemon=True).start()
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    print(f"READY {json.dumps({'url': f'http://{host}:{port}'})}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
+    serve_until_stopped(server, "iot-data")
     forwarder.stop()
     return 0
 

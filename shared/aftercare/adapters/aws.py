@@ -51,13 +51,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class LazyDynamoDB:
-    """Descriptor for adapters: the client injected as ``_ddb`` (tests), else the process's
-    shared DynamoDB client, created on first use."""
+class LazyClient:
+    """Descriptor for adapters: the client injected as ``_<name>`` (tests), else the
+    process's shared client for `service`, created on first use."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.slot = ""
+
+    def __set_name__(self, owner_type: type, name: str) -> None:
+        self.slot = f"_{name}"
 
     def __get__(self, owner: Any, owner_type: type | None = None) -> Any:
         if owner is None:
             return self
-        if owner._ddb is None:
-            owner._ddb = client("dynamodb")
-        return owner._ddb
+        if getattr(owner, self.slot) is None:
+            setattr(owner, self.slot, client(self.service))
+        return getattr(owner, self.slot)

@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aftercare.adapters.aws import LazyDynamoDB, client, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyClient, client, from_item, to_attr, to_item
 from aftercare.adapters.dynamodb import (
     META,
     cancellation_codes,
@@ -162,7 +162,7 @@ class DynamoDiagnosticsStore:
         self.inventory_table = inventory_table
         self._ddb = ddb
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     def load_ticket(self, ticket_id: str) -> Ticket:
         item = self.ddb.get_item(
@@ -251,7 +251,7 @@ class DynamoDeviceDirectory:
         self.devices_table = devices_table
         self._ddb = ddb
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     def get(self, thing: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(TableName=self.devices_table, Key={"thing": to_attr(thing)}).get(

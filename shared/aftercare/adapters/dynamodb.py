@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from aftercare.adapters.aws import LazyDynamoDB, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.inventory import (
     backorder_count,
     line_change_items,
@@ -363,7 +363,7 @@ class DynamoTicketStore:
         self.inventory_table = inventory_table
         self._ddb = ddb
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     # ------------------------------------------------------------------ intake
     def load_intake_context(self, thing: str, fault_code: str, fault_id: str) -> IntakeContext:

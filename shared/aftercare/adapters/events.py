@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aftercare.adapters.aws import client
+from aftercare.adapters.aws import LazyClient
 
 SOURCE = "aftercare"
 
@@ -17,11 +17,7 @@ class EventBridgePublisher:
         self.bus_name = bus_name
         self._events = events
 
-    @property
-    def events(self) -> Any:
-        if self._events is None:
-            self._events = client("events")
-        return self._events
+    events = LazyClient("events")
 
     def publish(self, detail_type: str, detail: dict[str, Any]) -> str:
         response = self.events.put_events(

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from aftercare.adapters.aws import LazyDynamoDB, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.domain.parts import (
     LineChange,
     LineStatus,
@@ -178,7 +178,7 @@ class InventoryReader:
         self.table = table
         self._ddb = ddb
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     def _scan_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
         pages = self.ddb.get_paginator("scan").paginate(
@@ -231,7 +231,7 @@ class DynamoInventoryWriter:
         self.table = table
         self._ddb = ddb
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     def adjust(self, adjustment: StockAdjustment) -> StockLevel:
         delta = adjustment.delta

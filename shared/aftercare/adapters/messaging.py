@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aftercare.adapters.aws import client
+from aftercare.adapters.aws import LazyClient
 from aftercare.domain.notifications import ChannelSender, DeliveryFailed
 from aftercare.domain.preferences import Channel
 from aftercare.domain.templates import RenderedMessage
@@ -53,11 +53,7 @@ class SesEmailSender:
         self.sender = sender
         self._ses = ses
 
-    @property
-    def ses(self) -> Any:
-        if self._ses is None:
-            self._ses = client("ses")
-        return self._ses
+    ses = LazyClient("ses")
 
     def send(self, address: str, message: RenderedMessage, *, reference: str) -> str:
         try:
@@ -87,11 +83,7 @@ class SnsSmsSender:
     def __init__(self, *, sns: Any | None = None) -> None:
         self._sns = sns
 
-    @property
-    def sns(self) -> Any:
-        if self._sns is None:
-            self._sns = client("sns")
-        return self._sns
+    sns = LazyClient("sns")
 
     def send(self, address: str, message: RenderedMessage, *, reference: str) -> str:
         try:
@@ -121,11 +113,7 @@ class SnsPushSender:
         self.topic_arn = topic_arn
         self._sns = sns
 
-    @property
-    def sns(self) -> Any:
-        if self._sns is None:
-            self._sns = client("sns")
-        return self._sns
+    sns = LazyClient("sns")
 
     def send(self, address: str, message: RenderedMessage, *, reference: str) -> str:
         try:

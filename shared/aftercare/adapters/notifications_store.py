@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from aftercare.adapters.aws import LazyDynamoDB, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.dynamodb import timeline_item
 from aftercare.domain.notifications import (
     AttemptRecord,
@@ -246,7 +246,7 @@ class DynamoNotificationStore:
         self._ddb = ddb
         self._profiles: dict[str, NotificationProfile | None] = {}
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     # ------------------------------------------------------------------ profiles
 

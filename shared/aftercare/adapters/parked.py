@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aftercare.adapters.aws import LazyDynamoDB, from_item, to_item
+from aftercare.adapters.aws import LazyClient, from_item, to_item
 from aftercare.domain.ports import ParkedMessage
 
 PARKED_RETENTION = timedelta(days=30)
@@ -31,7 +31,7 @@ class DynamoParkedStore:
         self.table = table
         self._ddb = ddb
 
-    ddb = LazyDynamoDB()
+    ddb = LazyClient("dynamodb")
 
     def park(self, message: ParkedMessage) -> None:
         self.ddb.put_item(TableName=self.table, Item=to_item(parked_item(message)))
