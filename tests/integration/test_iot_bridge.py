@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import getpass
 import http.server
 import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,86 +20,25 @@ from typing import Any, ClassVar
 
 import boto3
 import pytest
-import yaml
 from aftercare.models.payloads import FaultEnvelope
 from moto.server import ThreadedMotoServer
 from paho.mqtt.client import Client, MQTTv5
 from paho.mqtt.enums import CallbackAPIVersion
 
 from infra.local.iotrule import ActionFailed, LambdaAction
+from infra.local.template import load_template
+from tests.integration.mosquitto_fixture import MosquittoBroker, free_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-MOSQUITTO = Path("/usr/sbin/mosquitto")
 BRIDGE_CLIENT_ID = "aftercare-iot-rules-test"
 
 
-class _IgnoreTagsLoader(yaml.SafeLoader):
-    """Reads template.yaml without resolving CloudFormation tags (!Sub, !Ref, ...)."""
-
-
-def _construct_any(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
-
-
-_IgnoreTagsLoader.add_multi_constructor("!", _construct_any)
-
-
 def template_fault_sql() -> str:
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_IgnoreTagsLoader)
-    return template["Resources"]["FaultTopicRule"]["Properties"]["TopicRulePayload"]["Sql"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Mosquitto
-# ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Mosquitto:
-    """A private broker with on-disk persistence, restartable on the same port."""
-
-    directory: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        config = self.directory / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            # as root, mosquitto would drop to a user that cannot write the persistence file here
-            f"user {getpass.getuser()}\n"
-            "persistence true\n"
-            f"persistence_location {self.directory}/\n"
-        )
-        log = (self.directory / "mosquitto.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(MOSQUITTO), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"mosquitto did not listen on {self.port}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()  # a clean stop writes the persistence file
-            self.process.wait(timeout=10)
+    template = load_template(ROOT / "template.yaml")
+    return str(template.resources["FaultTopicRule"].properties["TopicRulePayload"]["Sql"])
 
 
 def publish(port: int, messages: list[tuple[str, bytes]]) -> None:
@@ -183,10 +120,8 @@ def bodies(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # Fixtures
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    directory = tmp_path / "mosquitto"
-    directory.mkdir()
-    mosquitto = Mosquitto(directory, free_port())
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    mosquitto = MosquittoBroker(workdir=tmp_path / "mosquitto")
     mosquitto.start()
     yield mosquitto
     mosquitto.stop()
@@ -250,7 +185,7 @@ def sqs_action(queue_url: str) -> dict[str, Any]:
 
 @pytest.fixture
 def spec_file(
-    tmp_path: Path, broker: Mosquitto, moto_endpoint: str, queues: dict[str, str]
+    tmp_path: Path, broker: MosquittoBroker, moto_endpoint: str, queues: dict[str, str]
 ) -> Path:
     spec = {
         "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
