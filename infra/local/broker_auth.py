@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -75,6 +76,12 @@ class ClientCredentials:
         """SHA-256 of the certificate's DER bytes, in hex: what AWS IoT calls certificateId."""
         certificate = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
         return certificate.fingerprint(hashes.SHA256()).hex()
+
+    def configure(self, client: mqtt.Client) -> None:
+        """Make ``client`` connect over TLS with these credentials (``mqtts://`` only)."""
+        client.tls_set(
+            ca_certs=str(self.ca_file), certfile=str(self.cert_file), keyfile=str(self.key_file)
+        )
 
     @property
     def files(self) -> dict[str, str]:

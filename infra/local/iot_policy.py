@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from infra.local.broker_auth import IOT_DATA, IOT_RULES
@@ -272,3 +273,10 @@ def _function_statements(policies: Any) -> Iterator[Mapping[str, Any]]:
         statements = policy.get("Statement")
         statements = [statements] if isinstance(statements, Mapping) else statements or []
         yield from (s for s in statements if isinstance(s, Mapping))
+
+
+def write_acl_file(path: Path, template: Template, region: str) -> Path:
+    """Generate the ACL file for ``template`` at ``path`` (raises ``UnmappablePolicy``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(template_acl(template, region), encoding="utf-8")
+    return path

@@ -1,9 +1,12 @@
 """A private Mosquitto for tests, plus a small recording MQTT client.
 
 ``MosquittoBroker`` runs ``/usr/sbin/mosquitto`` on a free loopback port with persistence in
-its own directory; ``stop()``/``start()`` restart it on the same port with the same persisted
-sessions, which is how tests simulate a broker outage. ``Recorder`` is a paho client that keeps
-every message it receives (optionally in a persistent session).
+its own directory. By default it is anonymous (for pure-broker tests); with ``auth_dir`` it is
+the local stack's enforcing broker: TLS with client certificates from the local CA in
+``auth_dir`` and the ACL generated from template.yaml's ``DeviceIoTPolicy`` (``mqtts://`` URL).
+``stop()``/``start()`` restart it on the same port with the same persisted sessions, which is
+how tests simulate a broker outage. ``Recorder`` is a paho client that keeps every message it
+receives (optionally in a persistent session; with ``credentials``, as that client).
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from infra.local.broker_auth import ClientCredentials, broker_config_lines
+from infra.local.iot_policy import write_acl_file
+from infra.local.template import load_template
+
 MOSQUITTO_BINARY = Path("/usr/sbin/mosquitto")
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
 def free_port() -> int:
@@ -54,11 +62,14 @@ class MosquittoBroker:
     workdir: Path
     port: int = field(default_factory=free_port)
     binary: Path = MOSQUITTO_BINARY
+    auth_dir: Path | None = None
+    template: Path = TEMPLATE
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        scheme = "mqtt" if self.auth_dir is None else "mqtts"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -68,7 +79,7 @@ class MosquittoBroker:
         return "\n".join(
             [
                 f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+                *self._security_lines(),
                 "persistence true",
                 f"persistence_location {self.workdir}/",
                 # Without this, mosquitto started as root drops to "mosquitto" and cannot
@@ -83,6 +94,12 @@ class MosquittoBroker:
                 "",
             ]
         )
+
+    def _security_lines(self) -> list[str]:
+        if self.auth_dir is None:
+            return ["allow_anonymous true"]
+        acl = write_acl_file(self.workdir / "acl", load_template(self.template), "us-east-1")
+        return broker_config_lines(self.auth_dir, acl)
 
     def start(self, timeout: float = 10.0) -> None:
         if self._process is not None:
@@ -134,8 +151,9 @@ class Recorder:
         *,
         persistent: bool = False,
         protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+        credentials: ClientCredentials | None = None,
     ) -> None:
-        host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
         self._host, self._port = host, int(port)
         self._topics = topics
         self._persistent = persistent
@@ -149,10 +167,16 @@ class Recorder:
             protocol=protocol,
             clean_session=None if v5 else not persistent,
         )
+        if credentials is not None:
+            credentials.configure(self.client)
         self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self._subscribed.put(True)
         self.client.on_message = lambda _c, _u, message: self.received.put(message)
+        self.client.on_publish = self._on_publish
+        self.client.on_disconnect = self._on_disconnect
+        self.acks: dict[int, ReasonCode] = {}
+        self.disconnects: queue.Queue[ReasonCode] = queue.Queue()
 
     def start(self, timeout: float = 10.0) -> Recorder:
         if self._protocol is MQTTProtocolVersion.MQTTv5:
@@ -171,9 +195,13 @@ class Recorder:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 5.0) -> None:
-        info = self.client.publish(topic, payload, qos=qos)
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, timeout: float = 5.0, retain: bool = False
+    ) -> ReasonCode | None:
+        """Publish and wait for the broker; the PUBACK's reason code (MQTT 5, QoS 1) or None."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(timeout)
+        return self.acks.get(info.mid)
 
     def take(self, count: int, timeout: float = 10.0) -> list[MQTTMessage]:
         """The next ``count`` messages; fails if they do not all arrive in time."""
@@ -192,6 +220,21 @@ class Recorder:
             extra.append(self.received.get_nowait())
         return extra
 
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.acks[mid] = reason_code
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, *args: Any) -> None:
+        reason = next((a for a in args if isinstance(a, ReasonCode)), None)
+        if reason is not None:
+            self.disconnects.put(reason)
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -200,5 +243,9 @@ class Recorder:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if not reason_code.is_failure:
+        if reason_code.is_failure:
+            return
+        if self._topics:
             client.subscribe([(topic, 1) for topic in self._topics])
+        else:
+            self._subscribed.put(True)

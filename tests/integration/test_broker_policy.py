@@ -1,0 +1,191 @@
+"""The local broker enforces the template's IoT policy: a device can only act as itself.
+
+Real Mosquitto with the configuration the local stack generates (TLS client certificates from
+the local CA, ACL from ``DeviceIoTPolicy``). Device A is the attacker, device B the victim; the
+rule bridge's and the iot-data stand-in's own identities watch what really got through.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from infra.local.broker_auth import (
+    IOT_DATA,
+    IOT_RULES,
+    ClientCredentials,
+    component_credentials,
+    ensure_ca,
+    issue_device_credentials,
+)
+from tests.integration.mosquitto_fixture import MosquittoBroker, Recorder
+
+pytestmark = pytest.mark.integration
+
+A, B = "attacker-0001", "victim-0001"
+QUIET_S = 1.0
+NOT_AUTHORIZED = 135  # MQTT 5 PUBACK reason code 0x87
+
+
+@pytest.fixture
+def auth_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def broker(tmp_path: Path, auth_dir: Path) -> Iterator[MosquittoBroker]:
+    ensure_ca(auth_dir)
+    broker = MosquittoBroker(workdir=tmp_path / "mosquitto", auth_dir=auth_dir)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+Connect = Callable[..., Recorder]
+
+
+@pytest.fixture
+def connect(broker: MosquittoBroker, auth_dir: Path) -> Iterator[Connect]:
+    clients: list[Recorder] = []
+
+    def build(
+        identity: str, topics: list[str] | None = None, *, client_id: str | None = None, **kw
+    ) -> Recorder:
+        if identity in (IOT_RULES, IOT_DATA):
+            credentials = component_credentials(auth_dir, identity)
+        else:
+            credentials = issue_device_credentials(auth_dir, identity)
+        recorder = Recorder(
+            broker.url, client_id or identity, topics or [], credentials=credentials, **kw
+        )
+        clients.append(recorder.start())
+        return recorder
+
+    yield build
+    for client in clients:
+        client.stop()
+
+
+def connects(client: mqtt.Client, port: int, timeout: float = 3.0) -> bool:
+    """Whether the broker accepts ``client``'s connection (TLS 1.3 may fail after the handshake)."""
+    accepted: queue.Queue[bool] = queue.Queue()
+    client.on_connect = lambda *args: accepted.put(not args[3].is_failure)
+    try:
+        client.connect("127.0.0.1", port)
+    except (ssl.SSLError, OSError):
+        return False
+    client.loop_start()
+    try:
+        return accepted.get(timeout=timeout)
+    except queue.Empty:
+        return False
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_client_without_a_certificate_cannot_connect(broker: MosquittoBroker, auth_dir: Path):
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=B)
+    client.tls_set(ca_certs=str(ensure_ca(auth_dir)))
+    assert not connects(client, broker.port)
+
+
+def test_a_certificate_from_another_ca_cannot_connect(
+    broker: MosquittoBroker, auth_dir: Path, tmp_path: Path
+):
+    forged = issue_device_credentials(tmp_path / "other-ca", B)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=B)
+    client.tls_set(
+        ca_certs=str(ensure_ca(auth_dir)),
+        certfile=str(forged.cert_file),
+        keyfile=str(forged.key_file),
+    )
+    assert not connects(client, broker.port)
+
+
+def test_a_device_cannot_report_a_fault_for_another(connect: Connect):
+    rules = connect(IOT_RULES, ["dt/aftercare/+/fault"])
+    attacker = connect(A)
+    # When A publishes a fault on B's topic
+    reason = attacker.publish(f"dt/aftercare/{B}/fault", b'{"code": "PSU-OVERVOLT"}')
+    # Then the broker refuses it and the rule bridge never sees it
+    assert reason is not None and reason.value == NOT_AUTHORIZED
+    assert rules.quiet_for(QUIET_S) == []
+    # While A's own fault goes through
+    assert attacker.publish(f"dt/aftercare/{A}/fault", b"{}").value == 0  # type: ignore[union-attr]
+    assert [m.topic for m in rules.take(1)] == [f"dt/aftercare/{A}/fault"]
+
+
+def test_a_device_cannot_read_other_devices_traffic(connect: Connect):
+    victim = connect(B, [f"cmd/aftercare/{B}/diagnostics/req"])
+    spy = connect(A, ["#", f"cmd/aftercare/{B}/#", "dt/aftercare/+/fault"])
+    iot_data = connect(IOT_DATA)
+    # When the cloud asks B for diagnostics and B reports a fault
+    iot_data.publish(f"cmd/aftercare/{B}/diagnostics/req", b'{"request_id": "r1"}')
+    victim.publish(f"dt/aftercare/{B}/fault", b"{}")
+    # Then B gets its request and A gets nothing at all
+    assert [m.topic for m in victim.take(1)] == [f"cmd/aftercare/{B}/diagnostics/req"]
+    assert spy.quiet_for(QUIET_S) == []
+
+
+def test_a_device_cannot_answer_another_devices_diagnostics_request(connect: Connect):
+    rules = connect(IOT_RULES, ["cmd/aftercare/+/diagnostics/res"])
+    attacker = connect(A)
+    reason = attacker.publish(f"cmd/aftercare/{B}/diagnostics/res", b'{"request_id": "r1"}')
+    assert reason is not None and reason.value == NOT_AUTHORIZED
+    assert rules.quiet_for(QUIET_S) == []
+    # Its own answers still reach the bridge
+    attacker.publish(f"cmd/aftercare/{A}/diagnostics/res", b"{}")
+    assert [m.topic for m in rules.take(1)] == [f"cmd/aftercare/{A}/diagnostics/res"]
+
+
+def test_a_device_cannot_send_commands_or_take_the_bridges_place(connect: Connect):
+    victim = connect(B, [f"cmd/aftercare/{B}/diagnostics/req"])
+    attacker = connect(A)
+    reason = attacker.publish(f"cmd/aftercare/{B}/diagnostics/req", b'{"routine": "x"}')
+    assert reason is not None and reason.value == NOT_AUTHORIZED
+    assert victim.quiet_for(QUIET_S) == []
+
+
+def test_a_device_cannot_take_over_another_devices_client_id(connect: Connect):
+    # Given B connected with a persistent session
+    victim = connect(B, [f"cmd/aftercare/{B}/diagnostics/req"], persistent=True)
+    iot_data = connect(IOT_DATA)
+    # When A connects asking for B's client id
+    impostor = connect(A, [f"cmd/aftercare/{B}/diagnostics/req"], client_id=B)
+    # Then the broker gives A its own client id: B stays connected and keeps its messages
+    with pytest.raises(queue.Empty):
+        victim.disconnects.get(timeout=QUIET_S)
+    iot_data.publish(f"cmd/aftercare/{B}/diagnostics/req", b'{"request_id": "r2"}')
+    assert [m.payload for m in victim.take(1)] == [b'{"request_id": "r2"}']
+    assert impostor.quiet_for(QUIET_S) == []
+
+
+@pytest.mark.parametrize("protocol", [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311])
+def test_a_retained_publish_is_refused(
+    connect: Connect, protocol: MQTTProtocolVersion, auth_dir: Path
+):
+    rules = connect(IOT_RULES, ["dt/aftercare/+/fault"])
+    device = connect(A, protocol=protocol)
+    # When a device publishes a retained message on its own topic
+    device.publish(f"dt/aftercare/{A}/fault", b"retained", retain=True)
+    # Then the broker disconnects it, delivers nothing, and keeps nothing for later subscribers
+    assert device.disconnects.get(timeout=5.0).is_failure
+    assert rules.quiet_for(QUIET_S) == []
+    rules.stop()
+    late = connect(IOT_RULES, ["dt/aftercare/+/fault"])
+    assert late.quiet_for(QUIET_S) == []
+
+
+def test_credentials_are_per_device(auth_dir: Path):
+    a = issue_device_credentials(auth_dir, A)
+    b = issue_device_credentials(auth_dir, B)
+    assert isinstance(a, ClientCredentials)
+    assert a.certificate_id != b.certificate_id
+    assert a.key_file.read_bytes() != b.key_file.read_bytes()
