@@ -26,6 +26,22 @@ UNSUPPORTED_PROTOCOL_VERSION = 0x84
 V311_REFUSED_PROTOCOL_VERSION = 1
 
 
+# A provisioned device's credential files, as AWS IoT's console names them; the local stack
+# writes them to ``<state dir>/devices/<thing>/`` (see infra/local/broker_auth.py).
+CERT_FILE = "certificate.pem.crt"
+KEY_FILE = "private.pem.key"
+ROOT_CA_FILE = "root-ca.pem"
+
+
+def credential_files(directory: Path) -> dict[str, Path]:
+    """``ca_file``/``cert_file``/``key_file`` for ``AgentConfig`` from a credentials directory."""
+    return {
+        "ca_file": directory / ROOT_CA_FILE,
+        "cert_file": directory / CERT_FILE,
+        "key_file": directory / KEY_FILE,
+    }
+
+
 class BrokerUrlError(ValueError):
     """A broker URL that is not ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``."""
 

@@ -38,15 +38,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devices.config import CERT_FILE, KEY_FILE, ROOT_CA_FILE
+
 BROKER_DIR: Final = "broker"
 DEVICES_DIR: Final = "devices"
 CA_CERT: Final = "ca.pem"
 CA_KEY: Final = "ca.key"
 SERVER_CERT: Final = "server.pem"
 SERVER_KEY: Final = "server.key"
-CERT_FILE: Final = "certificate.pem.crt"
-KEY_FILE: Final = "private.pem.key"
-ROOT_CA_FILE: Final = "root-ca.pem"
 VALIDITY: Final = dt.timedelta(days=3650)
 
 # Internal components of the local stack that connect to the broker (their CN and client id).
@@ -76,6 +75,10 @@ class ClientCredentials:
         """SHA-256 of the certificate's DER bytes, in hex: what AWS IoT calls certificateId."""
         certificate = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
         return certificate.fingerprint(hashes.SHA256()).hex()
+
+    @property
+    def directory(self) -> Path:
+        return self.cert_file.parent
 
     def configure(self, client: mqtt.Client) -> None:
         """Make ``client`` connect over TLS with these credentials (``mqtts://`` only)."""

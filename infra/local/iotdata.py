@@ -7,7 +7,11 @@ URL-encoded) and answers 200 only once the broker has acknowledged a QoS 1 messa
 successful Publish means the broker has it, as in AWS IoT Core. Signatures are not checked.
 ``GET /health`` answers whether the broker connection is up.
 
-Process: ``python -m infra.local.iotdata --mqtt-url mqtt://HOST:PORT``; prints
+Retained publishes are refused (403): the functions' IAM policies grant no ``iot:RetainPublish``
+and the local broker has retained messages switched off.
+
+Process: ``python -m infra.local.iotdata --mqtt-url mqtts://HOST:PORT --ca-file F --cert-file F
+--key-file F`` (the certificate of the ``aftercare-local-iot-data`` identity); prints
 ``READY {"url": "http://127.0.0.1:PORT"}`` once connected; SIGTERM/SIGINT stop it.
 """
 
@@ -22,6 +26,7 @@ import threading
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -41,7 +46,9 @@ MAX_PAYLOAD_BYTES: Final = 128 * 1024  # AWS IoT Core's message size limit
 class Forwarder:
     """One MQTT connection that publishes on behalf of every HTTP request."""
 
-    def __init__(self, mqtt_url: str, client_id: str) -> None:
+    def __init__(
+        self, mqtt_url: str, client_id: str, tls_files: tuple[Path, Path, Path] | None = None
+    ) -> None:
         address = parse_broker_url(mqtt_url)
         self._connected = threading.Event()
         self.client = mqtt.Client(
@@ -50,6 +57,13 @@ class Forwarder:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
+        if address.tls:
+            ca_file, cert_file, key_file = tls_files or (None, None, None)
+            self.client.tls_set(
+                ca_certs=str(ca_file) if ca_file else None,
+                certfile=str(cert_file) if cert_file else None,
+                keyfile=str(key_file) if key_file else None,
+            )
         self.client.max_inflight_messages_set(200)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -141,6 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._error(HTTPStatus.BAD_REQUEST, "InvalidRequestException", str(exc))
             return
+        if retain:
+            self._error(
+                HTTPStatus.FORBIDDEN,
+                "ForbiddenException",
+                "retained publishes are not allowed (no iot:RetainPublish)",
+            )
+            return
         if len(payload) > MAX_PAYLOAD_BYTES:
             self._error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RequestEntityTooLargeException", "payload"
@@ -173,6 +194,9 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local IoT data-plane Publish -> MQTT broker")
     parser.add_argument("--mqtt-url", required=True)
+    parser.add_argument("--ca-file", type=Path, help="local CA (mqtts:// only)")
+    parser.add_argument("--cert-file", type=Path, help="client certificate (mqtts:// only)")
+    parser.add_argument("--key-file", type=Path, help="client certificate's key (mqtts:// only)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -181,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s iot-data %(message)s",
     )
-    forwarder = Forwarder(args.mqtt_url, f"aftercare-local-iot-data-{os.getpid()}")
+    tls_files = (args.ca_file, args.cert_file, args.key_file) if args.cert_file else None
+    forwarder = Forwarder(args.mqtt_url, f"aftercare-local-iot-data-{os.getpid()}", tls_files)
     if not forwarder.start(CONNECT_TIMEOUT_S):
         logger.error("cannot connect to %s", args.mqtt_url)
         return 1

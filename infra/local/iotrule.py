@@ -646,10 +646,19 @@ class RuleSpec(_SpecModel):
     error_action: ActionSpec | None = None
 
 
+class TlsSpec(_SpecModel):
+    """The bridge's client certificate for the local broker (see infra.local.broker_auth)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
 class BridgeSpec(_SpecModel):
     """The spec file the orchestrator writes for the bridge process."""
 
-    mqtt_url: Annotated[str, StringConstraints(pattern=r"^mqtt://")]
+    mqtt_url: Annotated[str, StringConstraints(pattern=r"^mqtts?://")]
+    tls: TlsSpec | None = None
     aws_endpoint_url: str
     region: str
     client_id: Annotated[str, StringConstraints(min_length=1)]
@@ -918,7 +927,7 @@ class Bridge:
         self._worker.start()
         self._client.connect_async(
             parts.hostname or "127.0.0.1",
-            parts.port or 1883,
+            parts.port or (8883 if parts.scheme == "mqtts" else 1883),
             keepalive=KEEPALIVE_S,
             clean_start=False,
             properties=properties,
@@ -955,6 +964,13 @@ class Bridge:
         parts = urlsplit(self._spec.mqtt_url)
         if parts.username:
             client.username_pw_set(parts.username, parts.password)
+        if parts.scheme == "mqtts":
+            tls = self._spec.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls else None,
+                certfile=str(tls.cert_file) if tls else None,
+                keyfile=str(tls.key_file) if tls else None,
+            )
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

@@ -41,6 +41,16 @@ from infra.local.api_stack import (
     gateway_spec,
     seed_local_users,
 )
+from infra.local.broker_auth import (
+    IOT_DATA,
+    IOT_RULES,
+    ClientCredentials,
+    CredentialsError,
+    broker_config_lines,
+    component_credentials,
+    issue_device_credentials,
+)
+from infra.local.iot_policy import UnmappablePolicy, write_acl_file
 from infra.local.provision import (
     DEFAULT_REGION,
     AwsClients,
@@ -59,8 +69,9 @@ READY_TIMEOUT_S: Final = 30.0
 STOP_GRACE_S: Final = 5.0
 LOG_TAIL_LINES: Final = 20
 MONITOR_INTERVAL_S: Final = 0.5
-# Stable, so the bridge's persistent MQTT session survives a restart of the stack.
-BRIDGE_CLIENT_ID: Final = "aftercare-local-iot-rules"
+# Stable, so the bridge's persistent MQTT session survives a restart of the stack (the broker
+# makes every client id its certificate's CN anyway, see infra.local.broker_auth).
+BRIDGE_CLIENT_ID: Final = IOT_RULES
 
 
 class LocalStackError(RuntimeError):
@@ -182,11 +193,17 @@ def child_environment(project_root: Path, region: str) -> dict[str, str]:
     return env
 
 
-def mosquitto_config(port: int, data_dir: Path, log_path: Path) -> str:
-    """Configuration for the stack's own broker on 127.0.0.1:`port`."""
+def mosquitto_config(
+    port: int, data_dir: Path, log_path: Path, security: list[str] | None = None
+) -> str:
+    """Configuration for the stack's own broker on 127.0.0.1:`port`.
+
+    `security` are the listener's TLS and access-control lines (`broker_auth.broker_config_lines`);
+    without them the broker is anonymous, which only pure-broker tests want.
+    """
     lines = [
         f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
+        *(security if security is not None else ["allow_anonymous true"]),
         "persistence true",
         f"persistence_location {data_dir}/",
         "autosave_interval 10",
@@ -294,6 +311,7 @@ class LocalStack:
         self._wrote_state = False
         self._env = child_environment(self.project_root, region)
         self._api_state: dict[str, Any] = {}  # api_url, apis, iot_data_url, users
+        self._broker_security: list[str] = []
 
     @property
     def logs_dir(self) -> Path:
@@ -332,6 +350,7 @@ class LocalStack:
     def _start_all(self, started: float) -> dict[str, Any]:
         services: list[Child] = []
         self._stages.append(services)
+        self._prepare_broker_auth()
         moto = self._spawn_python(
             "moto", "infra.local.motoserver", "--host", "127.0.0.1", "--port", "0"
         )
@@ -372,6 +391,23 @@ class LocalStack:
         for directory in (self.logs_dir, self.specs_dir, self.state_dir / "mosquitto"):
             directory.mkdir(parents=True, exist_ok=True)
 
+    def _prepare_broker_auth(self) -> None:
+        """The broker's ACL (from the template's IoT policy) and the local CA's certificates.
+
+        Done before anything starts, so a policy the local broker cannot enforce stops the
+        stack with its name. An external broker (`mqtt_url` given) must be configured with
+        `broker_config_lines(state_dir, <state_dir>/broker/acl)` itself (the e2e fixture is).
+        """
+        try:
+            acl = write_acl_file(
+                self.state_dir / "broker" / "acl",
+                load_template(self._template_path),
+                self.region,
+            )
+        except UnmappablePolicy as exc:
+            raise LocalStackError(f"the local broker cannot enforce {exc}") from exc
+        self._broker_security = broker_config_lines(self.state_dir, acl)
+
     def _spawn(self, name: str, argv: list[str], *, pipe_stdout: bool) -> Child:
         log_path = self.logs_dir / f"{name}.log"
         with log_path.open("ab") as log_file:
@@ -405,16 +441,18 @@ class LocalStack:
         port = free_port()
         data_dir = self.state_dir / "mosquitto"
         config = data_dir / "mosquitto.conf"
-        config.write_text(mosquitto_config(port, data_dir, self.logs_dir / "mosquitto.log"))
+        log_path = self.logs_dir / "mosquitto.log"
+        config.write_text(mosquitto_config(port, data_dir, log_path, self._broker_security))
         binary = shutil.which("mosquitto") or MOSQUITTO_FALLBACK
         broker = self._spawn("mosquitto", [binary, "-c", str(config)], pipe_stdout=False)
-        return f"mqtt://127.0.0.1:{port}", broker
+        return f"mqtts://127.0.0.1:{port}", broker
 
     def _wait_broker(self, mqtt_url: str, broker: Child | None) -> None:
         address = urlsplit(mqtt_url)
-        if address.scheme != "mqtt" or not address.hostname:
-            raise LocalStackError(f"MQTT URL {mqtt_url!r} must look like mqtt://HOST:PORT")
-        host, port = address.hostname, address.port or 1883
+        if address.scheme not in ("mqtt", "mqtts") or not address.hostname:
+            raise LocalStackError(f"MQTT URL {mqtt_url!r} must look like mqtts://HOST:PORT")
+        default_port = 8883 if address.scheme == "mqtts" else 1883
+        host, port = address.hostname, address.port or default_port
         if broker is not None:
             broker.wait_ready(READY_TIMEOUT_S, probe=lambda: accepts_connections(host, port))
         elif not accepts_connections(host, port, timeout=2.0):
@@ -476,6 +514,7 @@ class LocalStack:
         spec = {
             "client_id": BRIDGE_CLIENT_ID,
             "mqtt_url": mqtt_url,
+            **self._tls_spec(mqtt_url, IOT_RULES),
             "aws_endpoint_url": endpoint_url,
             "region": self.region,
             "rules": rules,
@@ -494,7 +533,14 @@ class LocalStack:
         """The IoT data-plane stand-in, when the template takes its URL (see api_stack)."""
         if IOT_DATA_PARAMETER not in load_template(self._template_path).parameters:
             return
-        child = self._spawn_python("iot-data", "infra.local.iotdata", "--mqtt-url", mqtt_url)
+        tls = self._tls_spec(mqtt_url, IOT_DATA).get("tls", {})
+        child = self._spawn_python(
+            "iot-data",
+            "infra.local.iotdata",
+            "--mqtt-url",
+            mqtt_url,
+            *(arg for key, path in tls.items() for arg in (f"--{key.replace('_', '-')}", path)),
+        )
         self._stages[0].append(child)
         url = announced_url(child.wait_ready(READY_TIMEOUT_S), "iot-data")
         self._param_overrides.setdefault(IOT_DATA_PARAMETER, url)
@@ -517,12 +563,30 @@ class LocalStack:
             log.info("HTTP API %s on %s", logical_id, urls[logical_id])
         self._api_state.update(api_state(urls))
 
+    def _tls_spec(self, mqtt_url: str, component: str) -> dict[str, Any]:
+        """A component's client certificate files, when it talks TLS to the broker."""
+        if urlsplit(mqtt_url).scheme != "mqtts":
+            return {}
+        credentials: ClientCredentials = component_credentials(self.state_dir, component)
+        return {
+            "tls": {
+                "ca_file": str(credentials.ca_file),
+                "cert_file": str(credentials.cert_file),
+                "key_file": str(credentials.key_file),
+            }
+        }
+
     def _run_seed(self, result: ProvisionResult, endpoint_url: str) -> dict[str, Any]:
         try:
-            from infra.local.seed import seed_demo
+            from infra.local.seed import demo_devices, seed_demo
         except ImportError as exc:
             raise LocalStackError(f"cannot seed: infra.local.seed is missing ({exc})") from exc
         summary = seed_demo(dict(result.resources), endpoint_url, self.region)
+        try:
+            for device in demo_devices():
+                issue_device_credentials(self.state_dir, device.thing)
+        except CredentialsError as exc:
+            raise LocalStackError(f"cannot issue a seeded device's credentials: {exc}") from exc
         log.info("seeded demo data: %s", summary)
         return summary
 
@@ -539,6 +603,8 @@ class LocalStack:
             "region": self.region,
             "aws_endpoint_url": endpoint_url,
             "mqtt_url": mqtt_url,
+            "mqtt_ca_file": str(self.state_dir / "broker" / "ca.pem"),
+            "devices_dir": str(self.state_dir / "devices"),
             **self._api_state,
             "resources": dict(result.resources),
             "functions": functions,

@@ -1,4 +1,9 @@
-"""End-to-end fixtures: the whole local stack, with a restartable Mosquitto of the test's own."""
+"""End-to-end fixtures: the whole local stack, with a restartable Mosquitto of the test's own.
+
+That Mosquitto is configured exactly as `aftercare local up` configures its own: client
+certificates from the stack's local CA, ACL generated from the template's IoT policy. Tests
+connect as a device with `device_agent_config` / `publish_as` (the device's own certificate).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import paho.mqtt.publish as mqtt_publish
 import pytest
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.parked import DynamoParkedStore
 
+from devices.config import AgentConfig, credential_files, parse_broker_url
+from infra.local.broker_auth import ClientCredentials, issue_device_credentials
 from infra.local.stack import LocalStack
 from infra.target import Target
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY, MosquittoBroker
@@ -63,6 +71,42 @@ class Stack:
         return total == 0
 
 
+def device_credentials(state: dict[str, Any], thing: str) -> ClientCredentials:
+    """Local device `thing`'s certificate (issued now if the seed did not)."""
+    return issue_device_credentials(Path(state["devices_dir"]).parent, thing)
+
+
+def device_agent_config(
+    state: dict[str, Any], thing: str, outbox_dir: Path, **extra: Any
+) -> AgentConfig:
+    """An agent configuration for `thing` on the stack's broker, with its own certificate."""
+    credentials = device_credentials(state, thing)
+    return AgentConfig(
+        thing=thing,
+        broker_url=state["mqtt_url"],
+        outbox_dir=outbox_dir,
+        **credential_files(credentials.directory),
+        **extra,
+    )
+
+
+def publish_as(state: dict[str, Any], thing: str, messages: list[Any]) -> None:
+    """Publish `messages` (paho `publish.multiple` dicts) connected as device `thing`."""
+    credentials = device_credentials(state, thing)
+    broker = parse_broker_url(state["mqtt_url"])
+    mqtt_publish.multiple(
+        messages,
+        hostname=broker.host,
+        port=broker.port,
+        client_id=thing,
+        tls={
+            "ca_certs": str(credentials.ca_file),
+            "certfile": str(credentials.cert_file),
+            "keyfile": str(credentials.key_file),
+        },
+    )
+
+
 def wait_for(
     probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.3, what: str = ""
 ) -> T:
@@ -94,7 +138,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pytest.fail(f"{MOSQUITTO_BINARY} is missing: run `make setup` (installs mosquitto)")
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     workdir = tmp_path_factory.mktemp("e2e")
-    broker = MosquittoBroker(workdir=workdir / "mosquitto")
+    broker = MosquittoBroker(workdir=workdir / "mosquitto", auth_dir=workdir / "state")
     broker.start()
     stack = LocalStack(ROOT, workdir / "state", mqtt_url=broker.url)
     try:

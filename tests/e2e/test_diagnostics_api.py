@@ -17,18 +17,16 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import boto3
-import paho.mqtt.publish as mqtt_publish
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation import GenerationMode
 
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig, parse_broker_url
 from infra.cli import main as cli_main
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.stack import LocalStack
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import device_agent_config, publish_as, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ONSITE = "needs_onsite_dispatch"
@@ -94,20 +92,16 @@ class Env:
 
     def agent(self, thing: str, remote_fixable: frozenset[str] = frozenset()) -> DeviceAgent:
         agent = DeviceAgent(
-            AgentConfig(
-                thing=thing,
-                broker_url=self.state["mqtt_url"],
-                outbox_dir=self.outbox,
-                remote_fixable_codes=remote_fixable,
-            )
+            device_agent_config(self.state, thing, self.outbox, remote_fixable_codes=remote_fixable)
         )
         assert agent.start(connect_timeout=10)
         self.agents.append(agent)
         return agent
 
     def publish(self, topic: str, payload: bytes) -> None:
-        broker = parse_broker_url(self.state["mqtt_url"])
-        mqtt_publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port)
+        """Publish as the device whose topic this is (the broker allows nothing else)."""
+        thing = topic.split("/")[2]
+        publish_as(self.state, thing, [{"topic": topic, "payload": payload, "qos": 1}])
 
     def parked(self, reason: str) -> list[dict[str, Any]]:
         items = self.ddb.scan(TableName=self.state["resources"]["ParkedTable"])["Items"]
@@ -384,3 +378,4 @@ def test_a_schema_driven_fuzz_finds_no_server_errors(env, engineer):
 
             probe()
     assert not errors, "\n".join(errors[:10])
+

@@ -6,21 +6,16 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import paho.mqtt.publish as publish
-
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig, parse_broker_url
 from devices.fleet import DeviceSpec, FleetSimulator, Scenario, Storm
 from infra.local.seed import demo_devices
-from tests.e2e.conftest import Stack, settle, wait_for
+from tests.e2e.conftest import Stack, device_agent_config, publish_as, settle, wait_for
 
 DEVICES = demo_devices()
 
 
 def agent_for(stack: Stack, thing: str, tmp_path: Path) -> DeviceAgent:
-    agent = DeviceAgent(
-        AgentConfig(thing=thing, broker_url=stack.mqtt_url, outbox_dir=tmp_path / "outbox")
-    )
+    agent = DeviceAgent(device_agent_config(stack.state, thing, tmp_path / "outbox"))
     assert agent.start(connect_timeout=10)
     return agent
 
@@ -87,7 +82,14 @@ def test_storm_across_200_devices_loses_nothing(local_stack: Stack, tmp_path: Pa
     )
     codes = {d.model: ["WIFI-DROP"] for d in fleet}
     # When the storm plays through the agents
-    summary = FleetSimulator(fleet, scenario, local_stack.mqtt_url, tmp_path, codes_by_model=codes)
+    summary = FleetSimulator(
+        fleet,
+        scenario,
+        local_stack.mqtt_url,
+        tmp_path,
+        codes_by_model=codes,
+        credentials_dir=Path(local_stack.state["devices_dir"]),
+    )
     result = summary.run()
     assert result.storm_faults == 200 and result.outbox_backlog == 0
     settle(local_stack, timeout=120)
@@ -101,7 +103,6 @@ def test_storm_across_200_devices_loses_nothing(local_stack: Stack, tmp_path: Pa
 def test_bad_messages_are_parked_and_good_ones_processed(local_stack: Stack) -> None:
     # Given a valid report between malformed and spoofed ones on the same device topic
     thing, other = DEVICES[3].thing, DEVICES[4].thing
-    address = parse_broker_url(local_stack.mqtt_url)
     now = datetime.now(UTC).isoformat()
 
     def fault(fault_id: str, **extra: object) -> str:
@@ -114,10 +115,13 @@ def test_bad_messages_are_parked_and_good_ones_processed(local_stack: Stack) -> 
         {"topic": topic, "payload": fault("spoofed-0001", thing=other), "qos": 1},
         {"topic": topic, "payload": fault("valid-00001"), "qos": 1},
         {"topic": topic, "payload": fault("typo-000001", sevrity="major"), "qos": 1},
-        {"topic": "dt/aftercare/intruder-01/fault", "payload": fault("ghost-00001"), "qos": 1},
     ]
-    # When they are published
-    publish.multiple(messages, hostname=address.host, port=address.port)
+    # When they are published (and an IoT thing unknown to Aftercare's registry reports too)
+    publish_as(local_stack.state, thing, messages)
+    intruder = "dt/aftercare/intruder-01/fault"
+    publish_as(
+        local_stack.state, "intruder-01", [{"topic": intruder, "payload": fault("ghost-00001")}]
+    )
     settle(local_stack)
     # Then the valid one opened a ticket and each bad one is parked with its reason
     assert len(tickets_of(local_stack, thing, "FAN-STALL")) == 1

@@ -31,14 +31,13 @@ from aftercare.domain.tickets import Resolution, Ticket, TicketStatus
 from aftercare.models.payloads import Severity
 
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig
 from infra.cli_api import login
 from infra.cli_notifications import notification_summary
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.seed import demo_customers, demo_devices, notification_preferences
 from infra.local.stack import LocalStack
 from infra.target import Target
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import device_agent_config, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,9 +99,7 @@ class World:
         return item
 
     def agent(self, thing: str, tmp_path: Path) -> DeviceAgent:
-        config = AgentConfig(
-            thing=thing, broker_url=self.state["mqtt_url"], outbox_dir=tmp_path / thing
-        )
+        config = device_agent_config(self.state, thing, tmp_path / thing)
         agent = DeviceAgent(config)
         assert agent.start(connect_timeout=10)
         return agent

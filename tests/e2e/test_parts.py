@@ -46,6 +46,7 @@ def test_thirty_concurrent_faults_share_four_units(local_stack: Stack, tmp_path:
         local_stack.mqtt_url,
         tmp_path,
         codes_by_model={d.model: [CODE] for d in fleet},
+        credentials_dir=Path(local_stack.state["devices_dir"]),
     ).run()
     assert result.storm_faults == 30 and result.outbox_backlog == 0
     settle(local_stack, timeout=120)

@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig
 from infra.local.seed import demo_devices
 from infra.local.stack import LocalStack
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import device_agent_config, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY, MosquittoBroker
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +88,9 @@ def probed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     workdir = tmp_path_factory.mktemp("stream-e2e")
     template, probe_file = scratch_template(workdir)
-    broker = MosquittoBroker(workdir=workdir / "mosquitto")
+    broker = MosquittoBroker(
+        workdir=workdir / "mosquitto", auth_dir=workdir / "state", template=template
+    )
     broker.start()
     stack = LocalStack(ROOT, workdir / "state", mqtt_url=broker.url, template_path=template)
     try:
@@ -110,9 +111,7 @@ def test_a_stream_consumer_receives_the_tickets_fault_intake_opens(probed_stack,
     # Given the stack running a function on TicketsTable's stream (inserted ticket META only)
     assert "StreamProbeFunction" in probed_stack["state"]["functions"]
     thing = demo_devices()[0].thing
-    agent = DeviceAgent(
-        AgentConfig(thing=thing, broker_url=probed_stack["mqtt_url"], outbox_dir=tmp_path / "o")
-    )
+    agent = DeviceAgent(device_agent_config(probed_stack["state"], thing, tmp_path / "o"))
     assert agent.start(connect_timeout=10)
     # When a device reports a fault that opens a ticket
     agent.raise_fault("TEMP-HIGH", readings={"temp_c": 91.0})
