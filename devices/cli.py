@@ -22,7 +22,7 @@ from aftercare.models.payloads import FaultReport, ReadingValue, Severity
 from pydantic import ValidationError
 
 from devices.agent import AgentBusyError, AgentError, DeviceAgent
-from devices.config import AgentConfig, MqttProtocol, parse_broker_url
+from devices.config import AgentConfig, MqttProtocol, credential_files, parse_broker_url
 from devices.outbox import EntryStatus, OutboxError
 
 LOGGER = logging.getLogger(__name__)
@@ -81,6 +81,23 @@ def default_outbox_dir(state_file: Path | None = None) -> Path:
     """``.aftercare/devices`` next to the state file (or in the working directory)."""
     path = state_file or find_state_file()
     return (path.parent if path else STATE_FILE.parent) / "devices"
+
+
+def local_credentials(thing: str, state_file: Path | None = None) -> dict[str, Path]:
+    """A seeded or provisioned local device's certificate files, from the stack's state dir.
+
+    The local broker takes only clients with a certificate from the stack's CA; the stack
+    writes each local device's files to ``.aftercare/devices/<thing>/``.
+    """
+    directory = default_outbox_dir(state_file) / thing
+    files = credential_files(directory)
+    if not all(path.is_file() for path in files.values()):
+        raise StateFileError(
+            f"no credentials for {thing} in {directory}: it is not a seeded local device;"
+            f" provision it (`aftercare devices provision --thing {thing} ...`) or pass"
+            " --ca-file, --cert-file and --key-file"
+        )
+    return files
 
 
 def parse_reading(text: str) -> tuple[str, ReadingValue]:
@@ -240,22 +257,34 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V5.value
     )
-    parser.add_argument("--ca-file", type=Path, help="CA bundle for mqtts:// (AWS IoT: Amazon CA)")
-    parser.add_argument("--cert-file", type=Path, help="X.509 client certificate (PEM)")
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        help="CA bundle for mqtts:// (AWS IoT: Amazon CA; local stack: its own CA)",
+    )
+    parser.add_argument(
+        "--cert-file",
+        type=Path,
+        help="X.509 client certificate (PEM; default on the local stack: the thing's own"
+        " from .aftercare/devices/THING/)",
+    )
     parser.add_argument("--key-file", type=Path, help="private key of the client certificate")
 
 
 def _agent_config(args: argparse.Namespace, **extra: Any) -> AgentConfig:
+    broker_url = args.broker or default_broker_url(args.state_file)
+    tls_files = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+    local_tls = not args.broker and parse_broker_url(broker_url).tls
+    if local_tls and not any(tls_files.values()):
+        tls_files = local_credentials(args.thing, args.state_file)
     return AgentConfig(
         thing=args.thing,
-        broker_url=args.broker or default_broker_url(args.state_file),
+        broker_url=broker_url,
         outbox_dir=args.outbox_dir or default_outbox_dir(args.state_file),
         firmware=args.firmware,
         model=args.model,
         protocol=MqttProtocol(args.protocol),
-        ca_file=args.ca_file,
-        cert_file=args.cert_file,
-        key_file=args.key_file,
+        **tls_files,
         **extra,
     )
 

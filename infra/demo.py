@@ -2,7 +2,8 @@
 
 Phases: start the stack; play a fleet scenario (random faults, redelivered duplicates, a storm of
 one code across many devices, devices going offline); publish junk (malformed, spoofed, unknown
-device, unknown field, oversized, stale) through the same broker; resolve some tickets and
+device, unknown field, oversized, stale) through the same broker, each as the device whose
+topic it uses (the broker lets a device publish only as itself); resolve some tickets and
 raise their faults again (repeats); wait until the queues are empty; summarise from the stack's
 own tables so the figures are what the system recorded, not what the simulator hoped.
 """
@@ -33,7 +34,7 @@ from aftercare.domain.tickets import TicketStatus
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig, parse_broker_url
+from devices.config import AgentConfig, credential_files, parse_broker_url
 from devices.fleet import (
     DeviceSpec,
     FleetProgress,
@@ -45,6 +46,7 @@ from devices.fleet import (
 )
 from infra.cli_notifications import notification_summary
 from infra.diag_summary import diagnostics_summary
+from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
 from infra.target import Target, default_state_dir, project_root
 
@@ -151,19 +153,40 @@ def junk_messages(things: list[str], now: datetime) -> list[tuple[str, str, byte
     ]
 
 
-def publish_junk(mqtt_url: str, things: list[str]) -> Junk:
+def connect_as(mqtt_url: str, state_dir: Path, thing: str) -> mqtt.Client:
+    """A started MQTT client connected as local device `thing`, with its own certificate.
+
+    A thing without credentials gets them (the demo's "unknown device" is one registered with
+    the IoT registry but not with Aftercare's device table).
+    """
     address = parse_broker_url(mqtt_url)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="demo-junk")
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=thing)
+    client.max_inflight_messages_set(200)
+    if address.tls:
+        issue_device_credentials(state_dir, thing).configure(client)
     client.connect(address.host, address.port)
     client.loop_start()
+    return client
+
+
+def disconnect_all(clients: dict[str, mqtt.Client]) -> None:
+    for client in clients.values():
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_junk(mqtt_url: str, things: list[str], state_dir: Path) -> Junk:
     junk = Junk()
+    clients: dict[str, mqtt.Client] = {}
     try:
         for reason, topic, payload in junk_messages(things, datetime.now(UTC)):
-            client.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+            thing = topic.split("/")[2]
+            if thing not in clients:
+                clients[thing] = connect_as(mqtt_url, state_dir, thing)
+            clients[thing].publish(topic, payload, qos=1).wait_for_publish(timeout=10)
             junk.sent[reason] += 1
     finally:
-        client.loop_stop()
-        client.disconnect()
+        disconnect_all(clients)
     return junk
 
 
@@ -194,14 +217,12 @@ def wait_quiet(target: Target, timeout_s: float = 120.0) -> float:
 # --------------------------------------------------------------------------- burst
 
 
-def publish_burst(mqtt_url: str, devices: list[DeviceSpec], per_device: int) -> int:
+def publish_burst(
+    mqtt_url: str, devices: list[DeviceSpec], per_device: int, state_dir: Path
+) -> int:
     """Publish valid new faults as fast as the broker takes them (a throughput probe)."""
     catalog = load_catalog()
-    address = parse_broker_url(mqtt_url)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="demo-burst")
-    client.max_inflight_messages_set(200)
-    client.connect(address.host, address.port)
-    client.loop_start()
+    clients = {d.thing: connect_as(mqtt_url, state_dir, d.thing) for d in devices}
     sent = []
     try:
         for n in range(per_device):
@@ -215,12 +236,11 @@ def publish_burst(mqtt_url: str, devices: list[DeviceSpec], per_device: int) -> 
                     "readings": {"burst": n},
                 }
                 topic = f"dt/aftercare/{device.thing}/fault"
-                sent.append(client.publish(topic, json.dumps(report), qos=1))
+                sent.append(clients[device.thing].publish(topic, json.dumps(report), qos=1))
         for info in sent:
             info.wait_for_publish(timeout=30)
     finally:
-        client.loop_stop()
-        client.disconnect()
+        disconnect_all(clients)
     return len(sent)
 
 
@@ -228,7 +248,7 @@ def publish_burst(mqtt_url: str, devices: list[DeviceSpec], per_device: int) -> 
 
 
 def resolve_and_recur(
-    target: Target, mqtt_url: str, outbox_dir: Path, count: int
+    target: Target, mqtt_url: str, outbox_dir: Path, count: int, state_dir: Path
 ) -> tuple[int, int]:
     """Resolve `count` open tickets, then raise their faults again: each must open a repeat."""
     store = ticket_store(target)
@@ -246,7 +266,12 @@ def resolve_and_recur(
     raised = 0
     for ticket in open_tickets:
         agent = DeviceAgent(
-            AgentConfig(thing=ticket.thing, broker_url=mqtt_url, outbox_dir=outbox_dir)
+            AgentConfig(
+                thing=ticket.thing,
+                broker_url=mqtt_url,
+                outbox_dir=outbox_dir,
+                **credential_files(issue_device_credentials(state_dir, ticket.thing).directory),
+            )
         )
         agent.start(connect_timeout=10)
         agent.raise_fault(ticket.fault_code, readings={"recurrence": True})
@@ -342,7 +367,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         startup = round(time.monotonic() - begun, 2)
         print(f"local stack up in {startup}s; state in {state_dir / 'local.json'}")
-        summary = _play(stack_target(state), state["mqtt_url"], args, startup)
+        summary = _play(stack_target(state), state["mqtt_url"], state_dir, args, startup)
         print_summary(summary)
         (state_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2))
         if args.keep:
@@ -355,7 +380,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _play(
-    target: Target, mqtt_url: str, args: argparse.Namespace, startup: float
+    target: Target, mqtt_url: str, state_dir: Path, args: argparse.Namespace, startup: float
 ) -> dict[str, Any]:
     catalog = load_catalog()
     devices = registry(target, args.devices)
@@ -368,21 +393,26 @@ def _play(
         progress_line,
         codes_by_model={m: catalog.codes_for_model(m) for m in models},
         remote_fixable_codes=frozenset(c for c, e in catalog.codes.items() if e.remote_fixable),
+        credentials_dir=state_dir / "devices",
     )
     print(f"fleet: {len(devices)} devices for {args.duration:.0f}s (Ctrl-C ends early)")
     started = time.monotonic()
-    junk = publish_junk(mqtt_url, [d.thing for d in devices])
+    junk = publish_junk(mqtt_url, [d.thing for d in devices], state_dir)
     fleet = simulator.run()
     fleet_done = time.monotonic()
     wait_quiet(target)
     resolved, raised = resolve_and_recur(
-        target, mqtt_url, Path(tempfile.mkdtemp(prefix="aftercare-repeat-")), args.repeats
+        target,
+        mqtt_url,
+        Path(tempfile.mkdtemp(prefix="aftercare-repeat-")),
+        args.repeats,
+        state_dir,
     )
     print(f"resolved {resolved} tickets and raised their faults again")
     wait_quiet(target)
     print(f"burst: {args.burst} new faults per device, as fast as the broker takes them")
     burst_started = time.monotonic()
-    burst = publish_burst(mqtt_url, devices, args.burst)
+    burst = publish_burst(mqtt_url, devices, args.burst, state_dir)
     burst_done = wait_quiet(target, timeout_s=300)
     print("letting digests, surveys and diagnostics sweeps go out")
     time.sleep(35)

@@ -122,7 +122,8 @@ def _print_ready(stack: LocalStack, state: dict[str, Any]) -> None:
     lines = [
         f"local stack up in {state['startup_seconds']:.2f}s",
         f"  AWS endpoint  {state['aws_endpoint_url']}  (region {state['region']})",
-        f"  MQTT broker   {state['mqtt_url']}",
+        f"  MQTT broker   {state['mqtt_url']}  (client certificates only, from the local CA"
+        f" {state['mqtt_ca_file']}; device credentials in {state['devices_dir']}/THING/)",
         f"  state file    {stack.state_path}",
         f"  logs          {stack.logs_dir}",
     ]

@@ -10,12 +10,14 @@ import pytest
 
 from devices.cli import (
     StateFileError,
+    _agent_config,
     default_broker_url,
     default_outbox_dir,
     find_state_file,
     parse_reading,
     register,
 )
+from infra.local.broker_auth import issue_device_credentials
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -134,3 +136,24 @@ def test_a_bad_argument_value_becomes_one_line_on_stderr(tmp_path: Path, capsys)
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err.startswith("aftercare device: code:") and "\n" not in err
+
+
+def test_on_the_local_stack_a_device_uses_its_own_certificate(tmp_path: Path):
+    # Given a local stack whose broker takes client certificates, and a seeded thing
+    state = write_state(tmp_path, {"mqtt_url": "mqtts://127.0.0.1:18831"})
+    issued = issue_device_credentials(state.parent, "rt-x-0001")
+    args = parse("device", "run", "--thing", "rt-x-0001", "--state-file", str(state))
+    # Then the agent connects with that thing's certificate, key and the stack's CA
+    config = _agent_config(args)
+    assert (config.cert_file, config.key_file, config.ca_file) == (
+        issued.cert_file,
+        issued.key_file,
+        issued.ca_file,
+    )
+
+
+def test_a_local_thing_without_credentials_is_told_how_to_get_them(tmp_path: Path):
+    state = write_state(tmp_path, {"mqtt_url": "mqtts://127.0.0.1:18831"})
+    args = parse("device", "run", "--thing", "ghost-0001", "--state-file", str(state))
+    with pytest.raises(StateFileError, match="aftercare devices provision --thing ghost-0001"):
+        _agent_config(args)
