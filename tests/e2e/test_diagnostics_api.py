@@ -7,8 +7,10 @@ second here), and a schema-driven fuzz of the committed OpenAPI document.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,16 +19,21 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import boto3
+import paho.mqtt.client as mqtt
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from paho.mqtt.enums import CallbackAPIVersion
 from schemathesis.generation import GenerationMode
 
 from devices.agent import DeviceAgent
+from devices.config import parse_broker_url
 from infra.cli import main as cli_main
+from infra.local.broker_auth import issue_device_credentials
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import device_agent_config, publish_as, wait_for
+from tests.integration.mosquitto_fixture import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 ONSITE = "needs_onsite_dispatch"
@@ -379,3 +386,94 @@ def test_a_schema_driven_fuzz_finds_no_server_errors(env, engineer):
             probe()
     assert not errors, "\n".join(errors[:10])
 
+
+# --------------------------------------------------------------------------- device isolation
+# The stack's broker enforces the template's IoT policy: a device acts only as itself.
+
+NOT_AUTHORIZED = 135  # MQTT 5 PUBACK / DISCONNECT reason code 0x87
+
+
+def as_device(env: Env, identity: str, topics: list[str], client_id: str | None = None):
+    """A raw MQTT client connected with `identity`'s own certificate (the attacker's tool)."""
+    credentials = issue_device_credentials(env.state_dir, identity)
+    recorder = Recorder(
+        env.state["mqtt_url"], client_id or identity, topics, credentials=credentials
+    )
+    return recorder.start()
+
+
+def test_a_device_cannot_see_answer_or_hijack_another_devices_diagnostics(env, engineer):
+    # Given a device B with a ticket, offline, and a pending diagnostics request to it
+    victim, attacker, accomplice = "rt-x-0033", "rt-x-0037", "rt-x-0057"
+    agent = env.agent(victim)
+    agent.raise_fault(NO_AUTO, readings={"wear_pct": 77})
+    ticket = ticket_for(engineer, victim, NO_AUTO)
+    agent.go_offline()
+    spy = as_device(env, attacker, ["#", f"cmd/aftercare/{victim}/#", "dt/aftercare/+/fault"])
+    # (one connection per identity: the broker makes the client id the certificate's CN)
+    impostor = as_device(env, accomplice, [f"cmd/aftercare/{victim}/#"], client_id=victim)
+    _, started = engineer.call(
+        "POST",
+        f"/tickets/{ticket['ticket_id']}/diagnostics",
+        {"routine": "sensor_snapshot", "timeout_s": 120},
+    )
+    request_id = started["request_id"]
+    # When device A answers it on B's topic with its own findings
+    forged = {
+        "request_id": request_id,
+        "status": "passed",
+        "findings": {"forged": True},
+        "remedied": True,
+        "completed_at": "2026-01-01T00:00:00+00:00",
+    }
+    reason = spy.publish(f"cmd/aftercare/{victim}/diagnostics/res", json.dumps(forged).encode())
+    # Then the broker refuses it, A saw nothing of B's traffic, and the request is still pending
+    assert reason is not None and reason.value == NOT_AUTHORIZED
+    assert spy.quiet_for(2.0) == [] and impostor.quiet_for(0.1) == []
+    assert engineer.get(f"/diagnostics/{request_id}")["status"] == "pending"
+    assert not [p for p in env.parked("thing_mismatch") if request_id in p["detail"]]
+    # And B, back online, still has its own session: it answers, and its findings are recorded
+    agent.go_online()
+    record = diagnostic(engineer, request_id, settled)
+    assert record["status"] == "completed" and "forged" not in record["result"]["findings"]
+    assert record["result"]["findings"]["readings"]["wear_pct"] == 77
+    spy.stop()
+    impostor.stop()
+
+
+def test_a_device_cannot_open_a_ticket_for_another(env, engineer):
+    victim, attacker = "rt-x-0041", "rt-x-0045"
+    spy = as_device(env, attacker, [])
+    report = {
+        "fault_id": "forged-000001",
+        "code": NO_AUTO,
+        "occurred_at": "2026-01-01T00:00:00+00:00",
+        "firmware": "1.0.0",
+    }
+    # When A publishes a fault report on B's topic
+    reason = spy.publish(f"dt/aftercare/{victim}/fault", json.dumps(report).encode())
+    spy.stop()
+    # Then the broker refuses it and no ticket opens for B
+    assert reason is not None and reason.value == NOT_AUTHORIZED
+    time.sleep(3)
+    assert engineer.get(f"/tickets?thing={victim}") == []
+
+
+def test_anonymous_clients_and_retained_publishes_are_refused(env, tmp_path):
+    ca_file = env.state["mqtt_ca_file"]
+    broker = parse_broker_url(env.state["mqtt_url"])
+    anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="rt-x-0049")
+    anonymous.tls_set(ca_certs=ca_file)
+    accepted: list[bool] = []
+    anonymous.on_connect = lambda *args: accepted.append(not args[3].is_failure)
+    with contextlib.suppress(ssl.SSLError, OSError):
+        anonymous.connect(broker.host, broker.port)
+        anonymous.loop_start()
+        time.sleep(2)
+    anonymous.loop_stop()
+    assert accepted in ([], [False])
+    # A device may not leave a retained message (e.g. a standing fake request) behind
+    device = as_device(env, "rt-x-0053", [])
+    device.publish("dt/aftercare/rt-x-0053/telemetry", b"{}", retain=True)
+    assert device.disconnects.get(timeout=5).is_failure
+    device.stop()

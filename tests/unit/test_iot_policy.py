@@ -9,6 +9,7 @@ import pytest
 
 from infra.local.broker_auth import IOT_DATA, IOT_RULES
 from infra.local.iot_policy import AclLine, UnmappablePolicy, device_acl, template_acl
+from infra.local.stack import LocalStack, LocalStackError
 from infra.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +96,7 @@ def test_a_construct_the_broker_cannot_enforce_fails_naming_it(
         device_acl(policy(*statements))
 
 
-def test_an_unmappable_template_policy_names_the_resource(tmp_path: Path) -> None:
-    # Given a template whose device policy grants retained publishes
+def retain_granting_template(tmp_path: Path) -> Path:
     template = (ROOT / "template.yaml").read_text()
     patched = template.replace(
         "            Action: iot:Publish\n            Resource:\n              - !Sub",
@@ -106,6 +106,19 @@ def test_an_unmappable_template_policy_names_the_resource(tmp_path: Path) -> Non
     )
     assert patched != template
     (tmp_path / "template.yaml").write_text(patched)
+    return tmp_path / "template.yaml"
+
+
+def test_an_unmappable_template_policy_names_the_resource(tmp_path: Path) -> None:
+    # Given a template whose device policy grants retained publishes
+    template = retain_granting_template(tmp_path)
     # Then the ACL cannot be generated, and the error names the policy and the action
     with pytest.raises(UnmappablePolicy, match=r"DeviceIoTPolicy: .*iot:RetainPublish"):
-        template_acl(load_template(tmp_path / "template.yaml"), "us-east-1")
+        template_acl(load_template(template), "us-east-1")
+
+
+def test_the_local_stack_will_not_start_with_a_policy_its_broker_cannot_enforce(tmp_path: Path):
+    stack = LocalStack(ROOT, tmp_path / "state", template_path=retain_granting_template(tmp_path))
+    with pytest.raises(LocalStackError, match=r"cannot enforce DeviceIoTPolicy: .*RetainPublish"):
+        stack.start()
+    assert not (tmp_path / "state" / "local.json").exists()
