@@ -5,7 +5,13 @@ Start-up, in stages (each stage's processes start in parallel):
 2. provisioning of the template's resources in moto (`infra.local.provision`);
 3. one worker per function (`infra.local.worker`), then the IoT-rule bridge
    (`infra.local.iotrule`), each started from a spec file in `<state_dir>/specs/`;
-4. the demo seed; then `<state_dir>/local.json` is written, and only then.
+4. the demo seed (and each seeded device's certificate); then `<state_dir>/local.json` is
+   written, and only then.
+
+The broker enforces the template's IoT policy like AWS IoT Core: TLS with client certificates
+from a local CA (`infra.local.broker_auth`; a client's id is forced to its certificate's CN)
+and an ACL generated from `DeviceIoTPolicy` (`infra.local.iot_policy`), written before anything
+starts so that a policy the broker cannot enforce stops the stack with its name.
 
 Children run in their own session (Ctrl-C reaches the supervisor, which stops them in reverse
 order) and log to `<state_dir>/logs/`. A child that dies while the stack is up is reported and
