@@ -41,7 +41,12 @@ def register(subparsers: Any) -> None:
 
     up = commands.add_parser("up", help="start the local stack in the foreground")
     up.add_argument("--state-dir", type=Path, help="default: <project root>/.aftercare")
-    up.add_argument("--mqtt-url", help="use this broker (mqtt://HOST:PORT) instead of our own")
+    up.add_argument(
+        "--mqtt-url",
+        help="use this broker instead of our own: mqtts://HOST:PORT configured with"
+        " broker_auth.broker_config_lines(STATE_DIR, STATE_DIR/broker/acl) to enforce the IoT"
+        " policy (an mqtt:// broker is used anonymously and enforces nothing)",
+    )
     up.add_argument(
         "--param",
         type=_key_value,

@@ -443,6 +443,12 @@ class LocalStack:
 
     def _start_broker(self) -> tuple[str, Child | None]:
         if self._external_mqtt_url:
+            if urlsplit(self._external_mqtt_url).scheme != "mqtts":
+                log.warning(
+                    "%s is plain MQTT: devices are not authenticated and the IoT policy is not"
+                    " enforced (our own broker enforces both)",
+                    self._external_mqtt_url,
+                )
             return self._external_mqtt_url, None
         port = free_port()
         data_dir = self.state_dir / "mosquitto"
