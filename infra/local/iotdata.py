@@ -8,7 +8,9 @@ successful Publish means the broker has it, as in AWS IoT Core. Signatures are n
 ``GET /health`` answers whether the broker connection is up.
 
 Retained publishes are refused (403): the functions' IAM policies grant no ``iot:RetainPublish``
-and the local broker has retained messages switched off.
+and the local broker has retained messages switched off. A QoS 1 publish the broker refuses
+(its ACL allows this stand-in only the topics the functions' IAM policies allow) is a 403 too,
+as AWS answers a Publish that IAM denies; the broker's MQTT 5 PUBACK says so.
 
 Process: ``python -m infra.local.iotdata --mqtt-url mqtts://HOST:PORT --ca-file F --cert-file F
 --key-file F`` (the certificate of the ``aftercare-local-iot-data`` identity); prints
@@ -32,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.config import parse_broker_url
 from infra.local.serving import serve_until_stopped
@@ -41,6 +44,10 @@ logger = logging.getLogger("infra.local.iotdata")
 PUBACK_TIMEOUT_S: Final = 10.0
 CONNECT_TIMEOUT_S: Final = 15.0
 MAX_PAYLOAD_BYTES: Final = 128 * 1024  # AWS IoT Core's message size limit
+
+
+class PublishRefused(Exception):
+    """The broker refused the message (MQTT 5 PUBACK reason code, e.g. Not authorized)."""
 
 
 class Forwarder:
@@ -54,9 +61,9 @@ class Forwarder:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+            protocol=mqtt.MQTTv5,
         )
+        self._refusals: dict[int, str] = {}
         if address.tls:
             ca_file, cert_file, key_file = tls_files or (None, None, None)
             self.client.tls_set(
@@ -67,12 +74,19 @@ class Forwarder:
         self.client.max_inflight_messages_set(200)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
         self.client.reconnect_delay_set(1, 5)
-        self.client.connect_async(address.host, address.port, keepalive=30)
+        self.client.connect_async(address.host, address.port, keepalive=30, clean_start=True)
 
     def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
         logger.info("connected to the broker")
         self._connected.set()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, *_: Any
+    ) -> None:
+        if reason.is_failure:
+            self._refusals[mid] = str(reason)
 
     def _on_disconnect(self, client: mqtt.Client, *args: Any) -> None:
         logger.warning("disconnected from the broker; reconnecting")
@@ -87,7 +101,10 @@ class Forwarder:
         return self._connected.is_set()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> str | None:
-        """Publish and wait for the broker; returns why it failed, or None."""
+        """Publish and wait for the broker; returns why it failed, or None.
+
+        Raises ``PublishRefused`` when the broker answered, but with a refusal.
+        """
         if not self.connected:
             return "not connected to the broker"
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -97,6 +114,9 @@ class Forwarder:
             info.wait_for_publish(PUBACK_TIMEOUT_S)
         except (RuntimeError, ValueError) as exc:
             return str(exc)
+        refusal = self._refusals.pop(info.mid, None)
+        if refusal is not None:
+            raise PublishRefused(f"the broker refused {topic}: {refusal}")
         return None if info.is_published() else "the broker did not acknowledge in time"
 
     def stop(self) -> None:
@@ -167,7 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "RequestEntityTooLargeException", "payload"
             )
             return
-        problem = self._forwarder.publish(topic, payload, qos, retain)
+        try:
+            problem = self._forwarder.publish(topic, payload, qos, retain)
+        except PublishRefused as exc:
+            logger.warning("%s", exc)
+            self._error(HTTPStatus.FORBIDDEN, "ForbiddenException", str(exc))
+            return
         if problem is not None:
             logger.error("publish to %s failed: %s", topic, problem)
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableException", problem)

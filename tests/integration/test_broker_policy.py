@@ -7,10 +7,15 @@ rule bridge's and the iot-data stand-in's own identities watch what really got t
 
 from __future__ import annotations
 
+import json
 import queue
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -28,6 +33,7 @@ from tests.integration.mosquitto_fixture import MosquittoBroker, Recorder
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 A, B = "attacker-0001", "victim-0001"
 QUIET_S = 1.0
 NOT_AUTHORIZED = 135  # MQTT 5 PUBACK reason code 0x87
@@ -189,3 +195,48 @@ def test_credentials_are_per_device(auth_dir: Path):
     assert isinstance(a, ClientCredentials)
     assert a.certificate_id != b.certificate_id
     assert a.key_file.read_bytes() != b.key_file.read_bytes()
+
+
+@pytest.fixture
+def iot_data_url(broker: MosquittoBroker, auth_dir: Path) -> Iterator[str]:
+    credentials = component_credentials(auth_dir, IOT_DATA)
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "infra.local.iotdata", "--mqtt-url", broker.url,
+            "--ca-file", str(credentials.ca_file), "--cert-file", str(credentials.cert_file),
+            "--key-file", str(credentials.key_file),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        yield json.loads(process.stdout.readline().removeprefix("READY "))["url"]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def post(url: str) -> int:
+    try:
+        with urlopen(Request(url, data=b"{}", method="POST"), timeout=15) as response:
+            return int(response.status)
+    except HTTPError as exc:
+        return exc.code
+
+
+def test_the_iot_data_stand_in_publishes_only_where_the_functions_may(
+    connect: Connect, iot_data_url: str
+):
+    device = connect(B, [f"cmd/aftercare/{B}/diagnostics/req"])
+    rules = connect(IOT_RULES, ["dt/aftercare/+/fault"])
+    # A diagnostics request goes through to the device
+    assert post(f"{iot_data_url}/topics/cmd%2Faftercare%2F{B}%2Fdiagnostics%2Freq?qos=1") == 200
+    assert [m.topic for m in device.take(1)] == [f"cmd/aftercare/{B}/diagnostics/req"]
+    # A fault in a device's name, or a retained request, is refused as IAM would (403)
+    assert post(f"{iot_data_url}/topics/dt%2Faftercare%2F{B}%2Ffault?qos=1") == 403
+    retained = f"{iot_data_url}/topics/cmd%2Faftercare%2F{B}%2Fdiagnostics%2Freq?qos=1&retain=true"
+    assert post(retained) == 403
+    assert rules.quiet_for(QUIET_S) == [] and device.quiet_for(0.1) == []
