@@ -66,7 +66,13 @@ def _cell(value: Any) -> str:
 
 
 def target_of(args: argparse.Namespace) -> Target:
-    return resolve_target(aws=args.aws, stage=args.stage, state_dir=args.state_dir)
+    return resolve_target(
+        aws=args.aws,
+        stage=args.stage,
+        state_dir=args.state_dir,
+        stack_name=getattr(args, "stack_name", None),
+        region=getattr(args, "region", None),
+    )
 
 
 def store_of(target: Target) -> DynamoTicketStore:
@@ -197,6 +203,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aws", action="store_true", help="talk to a deployed stack in AWS")
     parser.add_argument("--stage", default="prod", help="deployed stage (with --aws)")
     parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
+    parser.add_argument("--stack-name", help="deployed stack (with --aws; default aftercare-STAGE)")
+    parser.add_argument("--region", help="AWS region of the deployed stack (with --aws)")
 
 
 def _add(
