@@ -219,6 +219,9 @@ def _add(
 def _engineer_commands(sub: Any) -> None:
     devices = sub.add_parser("devices", help="the device registry").add_subparsers(required=True)
     _add(devices, "list", cmd_devices_list, "list registered devices")
+    from infra.cli_admin import register_devices
+
+    register_devices(devices)
 
     tickets = sub.add_parser("tickets", help="service tickets").add_subparsers(required=True)
     listing = _add(tickets, "list", cmd_tickets_list, "list tickets, newest first")
@@ -250,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _engineer_commands(sub)
     from devices.cli import register as register_device
+    from infra.cli_admin import register as register_admin
     from infra.cli_api import register as register_api
     from infra.cli_notifications import register as register_notifications
     from infra.cli_parts import register as register_parts
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_demo(sub)
     register_parts(sub)
     register_notifications(sub)
+    register_admin(sub)
     return parser
 
 
