@@ -23,7 +23,7 @@ from moto import mock_aws
 
 from infra.cli import main, store_of
 from infra.local.template import load_template
-from infra.target import Target, TargetError, physical_ids, resolve_aws_target, resources_from
+from infra.target import Target, TargetError, resolve_aws_target
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKED_TYPES = {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::IoT::Policy"}
@@ -100,26 +100,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
 
 
 # --------------------------------------------------------------------------- resolution
-
-
-def test_listed_resources_win_and_outputs_fill_the_gaps() -> None:
-    listed = physical_ids(
-        [
-            {
-                "LogicalResourceId": "DevicesTable",
-                "PhysicalResourceId": "devs",
-                "ResourceStatus": "CREATE_COMPLETE",
-            },
-            {
-                "LogicalResourceId": "Gone",
-                "PhysicalResourceId": "x",
-                "ResourceStatus": "DELETE_COMPLETE",
-            },
-            {"LogicalResourceId": "Pending", "ResourceStatus": "CREATE_IN_PROGRESS"},
-        ]
-    )
-    outputs = {"DevicesTableName": "other", "ServiceUserPoolId": "pool", "FaultTopicFilter": "x"}
-    assert resources_from(listed, outputs) == {"DevicesTable": "devs", "ServiceUserPool": "pool"}
 
 
 def test_the_stack_resolves_to_the_logical_ids_of_the_local_state_file(deployed: None) -> None:
