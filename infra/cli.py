@@ -71,7 +71,7 @@ def target_of(args: argparse.Namespace) -> Target:
         stage=args.stage,
         state_dir=args.state_dir,
         stack_name=getattr(args, "stack_name", None),
-        region=getattr(args, "region", None),
+        region=getattr(args, "aws_region", None),
     )
 
 
@@ -204,7 +204,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", default="prod", help="deployed stage (with --aws)")
     parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
     parser.add_argument("--stack-name", help="deployed stack (with --aws; default aftercare-STAGE)")
-    parser.add_argument("--region", help="AWS region of the deployed stack (with --aws)")
+    parser.add_argument(
+        "--aws-region", help="AWS region of the deployed stack (default: the AWS config's)"
+    )
 
 
 def _add(

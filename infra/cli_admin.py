@@ -50,7 +50,7 @@ def cmd_devices_provision(args: argparse.Namespace) -> None:
         thing=args.thing,
         model=args.model,
         customer_id=args.customer,
-        region=args.device_region,
+        region=args.region,
         serial=args.serial,
         warranty_until=args.warranty_until,
     )
@@ -98,9 +98,7 @@ def register_devices(devices: Any) -> None:
     parser.add_argument("--model", required=True, help="product model, e.g. AC-HP")
     parser.add_argument("--customer", required=True, help="owning customer id")
     parser.add_argument(
-        "--device-region",
-        metavar="REGION",
-        help="service region (eu-west…); default: that of the customer's other devices",
+        "--region", help="service region (eu-west…); default: that of the customer's other devices"
     )
     parser.add_argument("--serial", help="default SN-<thing>")
     parser.add_argument("--warranty-until", type=date.fromisoformat, metavar="YYYY-MM-DD")

@@ -180,7 +180,7 @@ def resolve_aws_target(
         where = cloudformation.meta.region_name
         raise TargetError(
             f"cannot use CloudFormation stack {name} in {where}: {message} "
-            "(deploy it with `sam deploy`, or pass --stack-name / --region)"
+            "(deploy it with `sam deploy`, or pass --stack-name / --aws-region)"
         ) from exc
     pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=name)
     listed = physical_ids(row for page in pages for row in page["StackResourceSummaries"])

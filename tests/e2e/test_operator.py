@@ -107,7 +107,7 @@ def test_a_provisioned_device_answers_the_smoke_run(cli: Any, tmp_path: Path) ->
     out = tmp_path / THING
     code, shown, err = cli(
         "devices", "provision", "--thing", THING, "--model", "AC-HP", "--customer", "c-smoke",
-        "--device-region", "eu-west", "--out", str(out), "--json",
+        "--region", "eu-west", "--out", str(out), "--json",
     )  # fmt: skip
     assert code == 0, err
     assert shown["certificate_id"] and set(shown["files"]) == {
@@ -147,7 +147,7 @@ def test_smoke_without_a_device_skips_diagnostics_unless_required(cli: Any, tmp_
     thing = "smoke-e2e-offline"
     code, _, err = cli(
         "devices", "provision", "--thing", thing, "--model", "RT-X", "--customer", "c-smoke",
-        "--device-region", "eu-west", "--out", str(tmp_path / thing),
+        "--region", "eu-west", "--out", str(tmp_path / thing),
     )  # fmt: skip
     assert code == 0, err
     code, report, _ = cli("smoke", "--thing", thing, "--diag-timeout", "5", "--json")

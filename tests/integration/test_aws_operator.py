@@ -137,7 +137,7 @@ def _provision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, 
     code, shown, err = run(
         capsys,
         "devices", "provision", "--thing", "smoke-device-1", "--model", "AC-HP",
-        "--customer", "c-smoke", "--device-region", "eu-west", "--out", str(tmp_path / "dev"),
+        "--customer", "c-smoke", "--region", "eu-west", "--out", str(tmp_path / "dev"),
         *AWS,
     )  # fmt: skip
     assert code == 0, err
