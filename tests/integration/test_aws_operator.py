@@ -272,3 +272,54 @@ def test_smoke_names_the_first_hop_that_failed(
     ]
     assert "ticket_opened" in err
     assert os.environ.get("AFTERCARE_PASSWORD") is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["devices", "list"],
+        ["tickets", "list"],
+        ["dlq", "list"],
+        ["parts", "stock"],
+        ["parts", "reorder"],
+        ["parts", "events"],
+        ["notifications", "list"],
+        ["surveys", "list"],
+        ["surveys", "csat"],
+        ["followups", "list"],
+    ],
+)
+def test_every_reading_command_runs_on_the_deployed_stack(
+    deployed: None, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    code, _, err = run(capsys, *command, "--json", *AWS)
+    assert code == 0, err
+
+
+def test_a_device_inherits_the_region_of_its_customers_other_devices(
+    deployed: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "admin", "seed", *AWS)[0] == 0
+    code, _, err = run(
+        capsys, "devices", "provision", "--thing", "first", "--model", "RT-X",
+        "--customer", "c-smoke", "--out", str(tmp_path / "first"), *AWS,
+    )  # fmt: skip
+    assert code == 1 and "pass --region" in err  # the customer has no device yet
+    _provision(tmp_path, capsys)
+    code, shown, err = run(
+        capsys, "devices", "provision", "--thing", "second", "--model", "RT-X",
+        "--customer", "c-smoke", "--out", str(tmp_path / "second"), *AWS,
+    )  # fmt: skip
+    assert code == 0, err
+    assert shown["device"]["region"] == "eu-west"
+
+
+def test_logged_in_commands_go_to_the_stacks_api_url(
+    deployed: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = ["--state-dir", str(tmp_path)]
+    create = ["--username", "ada", "--group", "engineers", "--password", PASSWORD]
+    assert run(capsys, "admin", "users", "create", *create, *AWS)[0] == 0
+    assert run(capsys, "login", "--user", "ada", "--password", PASSWORD, *AWS, *state)[0] == 0
+    code, _, err = run(capsys, "diag", "run", "T-1", "--json", *AWS, *state)
+    assert code == 1 and "https://api.example.invalid" in err
