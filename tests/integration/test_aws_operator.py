@@ -130,6 +130,13 @@ def test_seed_is_idempotent_and_parts_commands_work(
     assert second["created"] == {} and second["unchanged"] == first["created"]
     code, stock, _ = run(capsys, "parts", "stock", "--json", "--sku", "PSU-240-A", *AWS)
     assert code == 0 and {r["warehouse"] for r in stock} == {"WH-DUB", "WH-FRA", "WH-SHA", "WH-NYC"}
+    # Stock received since the seed is neither reset nor doubled by another seed.
+    adjust = ["parts", "adjust", "PSU-240-A", "WH-DUB", "5", "--reason", "delivery", *AWS]
+    assert run(capsys, *adjust)[0] == 0
+    assert run(capsys, "admin", "seed", *AWS)[0] == 0
+    _, after, _ = run(capsys, "parts", "stock", "--json", "--sku", "PSU-240-A", *AWS)
+    dublin = {r["warehouse"]: r["on_hand"] for r in stock}["WH-DUB"]
+    assert {r["warehouse"]: r["on_hand"] for r in after}["WH-DUB"] == dublin + 5
 
 
 def _provision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
