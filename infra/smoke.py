@@ -14,7 +14,7 @@ Hops, each timed:
    without asking; when connectivity is unknown (locally, or indexing off), a request that gets
    no answer within `--diag-timeout` makes the hop "skipped" (ok) — unless `--require-device`,
    which is what to use with a test device that runs an agent;
-7. ``cleanup`` — the smoke ticket is cancelled (which releases any held parts), always, even
+7. ``cleanup`` — the smoke ticket, once found, is cancelled (releasing any held parts), even
    after a failed hop.
 
 `SMOKE-TEST` is not a catalog code, so the ticket is *unclassified*: it reserves no parts and
