@@ -66,7 +66,13 @@ def _cell(value: Any) -> str:
 
 
 def target_of(args: argparse.Namespace) -> Target:
-    return resolve_target(aws=args.aws, stage=args.stage, state_dir=args.state_dir)
+    return resolve_target(
+        aws=args.aws,
+        stage=args.stage,
+        state_dir=args.state_dir,
+        stack_name=getattr(args, "stack_name", None),
+        region=getattr(args, "aws_region", None),
+    )
 
 
 def store_of(target: Target) -> DynamoTicketStore:
@@ -197,6 +203,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aws", action="store_true", help="talk to a deployed stack in AWS")
     parser.add_argument("--stage", default="prod", help="deployed stage (with --aws)")
     parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
+    parser.add_argument("--stack-name", help="deployed stack (with --aws; default aftercare-STAGE)")
+    parser.add_argument(
+        "--aws-region", help="AWS region of the deployed stack (default: the AWS config's)"
+    )
 
 
 def _add(
@@ -211,6 +221,9 @@ def _add(
 def _engineer_commands(sub: Any) -> None:
     devices = sub.add_parser("devices", help="the device registry").add_subparsers(required=True)
     _add(devices, "list", cmd_devices_list, "list registered devices")
+    from infra.cli_admin import register_devices
+
+    register_devices(devices)
 
     tickets = sub.add_parser("tickets", help="service tickets").add_subparsers(required=True)
     listing = _add(tickets, "list", cmd_tickets_list, "list tickets, newest first")
@@ -242,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _engineer_commands(sub)
     from devices.cli import register as register_device
+    from infra.cli_admin import register as register_admin
     from infra.cli_api import register as register_api
     from infra.cli_notifications import register as register_notifications
     from infra.cli_parts import register as register_parts
@@ -254,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_demo(sub)
     register_parts(sub)
     register_notifications(sub)
+    register_admin(sub)
     return parser
 
 

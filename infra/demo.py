@@ -335,6 +335,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # Here, not when the parser is built: every other command configures its own logging.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     state_dir: Path = args.state_dir or default_state_dir()
     stack = LocalStack(project_root(), state_dir, param_overrides=DEMO_PARAMETERS)
     begun = time.monotonic()
@@ -404,4 +406,3 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the stack up afterwards")
     parser.set_defaults(func=run_demo)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

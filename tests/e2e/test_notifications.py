@@ -32,7 +32,7 @@ from aftercare.models.payloads import Severity
 
 from devices.agent import DeviceAgent
 from devices.config import AgentConfig
-from infra.cli_api import login
+from infra.cli_api import authenticate
 from infra.cli_notifications import notification_summary
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.seed import demo_customers, demo_devices, notification_preferences
@@ -296,7 +296,7 @@ def test_quiet_hours_delay_a_minor_fault_but_not_a_critical_one(
 
 def api_answer(world: World, user: str, survey_id: str, body: dict[str, Any]) -> tuple[int, Any]:
     """POST /surveys/{id}/answer through the local API gateway, as the seeded user `user`."""
-    token = login(world.state_dir, user, LOCAL_PASSWORD)["id_token"]
+    token = authenticate(world.target, user, LOCAL_PASSWORD)["id_token"]
     request = urllib.request.Request(
         f"{world.state['api_url']}/surveys/{survey_id}/answer",
         data=json.dumps(body).encode(),
