@@ -272,6 +272,7 @@ class LocalStack:
         worker_module: str = "infra.local.worker",
         bridge_module: str = "infra.local.iotrule",
         template_path: Path | None = None,
+        schedule_seconds: Mapping[str, float] | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
         self.state_dir = state_dir.resolve()
@@ -280,6 +281,8 @@ class LocalStack:
         self.state: dict[str, Any] | None = None
         self._external_mqtt_url = mqtt_url
         self._param_overrides = dict(param_overrides or {})
+        # Local-only: function logical id -> seconds between scheduled runs (see `provision`).
+        self._schedule_seconds = dict(schedule_seconds or {})
         self._seed = seed
         self._sql_check = sql_check
         self._worker_module = worker_module
@@ -429,9 +432,15 @@ class LocalStack:
             region=self.region,
             param_overrides=self._param_overrides,
             sql_check=self._sql_check,
+            schedule_seconds=self._schedule_seconds,
         )
         for item in result.not_emulated:
-            log.info("not emulated locally: %s (%s)", item["logical_id"], item["type"])
+            log.info(
+                "not emulated locally: %s (%s): %s",
+                item["logical_id"],
+                item["type"],
+                item.get("reason", ""),
+            )
         return result
 
     def _write_spec(self, name: str, spec: Mapping[str, Any]) -> Path:

@@ -125,7 +125,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     stack = LocalStack(
         ROOT,
         workdir / "state",
-        param_overrides={"DiagnosticsSweepRate": "rate(1 second)"},
+        # Local only: the template's sweep rate cannot go below EventBridge's minute.
+        schedule_seconds={"DiagnosticsSweeperFunction": 1},
     )
     try:
         environment = Env(stack.start(), workdir / "state", workdir / "outbox")

@@ -43,10 +43,11 @@ from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {
-    "NotificationSweepRate": "rate(1 second)",
     "DigestWindowSeconds": "4",
     "SurveyDelaySeconds": "2",
 }
+# Local only: the template's sweep rates cannot go below EventBridge's minute.
+SCHEDULES = {"NotificationSchedulerFunction": 1.0}
 CUSTOMERS = {c.customer_id: c for c in demo_customers()}
 OWNER = {d.thing: d.customer_id for d in demo_devices()}
 
@@ -150,7 +151,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         pytest.fail(f"{MOSQUITTO_BINARY} is missing: run `make setup` (installs mosquitto)")
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     stack = LocalStack(
-        ROOT, tmp_path_factory.mktemp("notifications") / "state", param_overrides=PARAMS
+        ROOT,
+        tmp_path_factory.mktemp("notifications") / "state",
+        param_overrides=PARAMS,
+        schedule_seconds=SCHEDULES,
     )
     try:
         state = stack.start()
