@@ -26,7 +26,14 @@ from infra.local.template import load_template
 from infra.target import Target, TargetError, resolve_aws_target
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKED_TYPES = {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::IoT::Policy"}
+# The KMS key encrypts the ops and purchasing topics; the topics refer to it.
+STACKED_TYPES = {
+    "AWS::DynamoDB::Table",
+    "AWS::SQS::Queue",
+    "AWS::SNS::Topic",
+    "AWS::IoT::Policy",
+    "AWS::KMS::Key",
+}
 AWS = ["--aws", "--stage", "test"]
 PASSWORD = "Operator-pass-1"
 
