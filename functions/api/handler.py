@@ -34,6 +34,13 @@ from aftercare.domain.diagnostics import (
     PublishFailed,
     TicketNotActive,
 )
+from aftercare.domain.paging import (
+    MAX_CURSOR_CHARS,
+    MAX_PAGE,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+)
 from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.support import DeviceNotFound, DeviceStatus, Support
 from aftercare.domain.tickets import TicketStatus
@@ -131,21 +138,54 @@ def me() -> Me:
     return Me(username=who.username, groups=sorted(who.groups), customer_id=who.customer_id)
 
 
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+PAGE_DEFAULT = 50
+
+
+def paged(responses: dict[int, Any]) -> dict[int, Any]:
+    responses[200]["headers"] = {
+        NEXT_CURSOR_HEADER: {
+            "description": "present when there are more: pass it as `cursor` for the next page",
+            "schema": {"type": "string"},
+        }
+    }
+    return responses
+
+
 @app.get(
     "/tickets",
-    summary="List tickets, newest first",
+    summary="List tickets, newest first, one page at a time",
+    description=(
+        "Returns up to `limit` tickets (a JSON array). When more match, the response carries "
+        f"`{NEXT_CURSOR_HEADER}`: an opaque cursor to send back as `cursor`, with the same "
+        "`status` and `thing`, for the next page. A cursor that was altered or belongs to other "
+        "filters is a 400 `invalid_cursor`."
+    ),
     tags=["tickets"],
-    responses=documented(200, "tickets the caller may see"),
+    responses=paged(documented(200, "one page of the tickets the caller may see", 400)),
 )
 def list_tickets(
     status: Annotated[TicketStatus | None, Query()] = None,
     thing: Annotated[Thing | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-) -> list[TicketRow]:
-    tickets = support().list_tickets(
-        caller(), status=status.value if status else None, thing=thing, limit=limit
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_DEFAULT,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
+) -> Response[list[TicketRow]]:
+    status_value = status.value if status else None
+    after = decode_cursor(cursor, status=status_value, thing=thing) if cursor else None
+    page = support().list_tickets(
+        caller(), status=status_value, thing=thing, limit=limit, after=after
     )
-    return [TicketRow.of(t) for t in tickets]
+    headers = {}
+    if page.next_after is not None:
+        headers[NEXT_CURSOR_HEADER] = encode_cursor(
+            page.next_after, status=status_value, thing=thing
+        )
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=[TicketRow.of(t) for t in page.tickets],
+        headers=headers,
+    )
 
 
 @app.get(
@@ -225,6 +265,11 @@ def show_device(thing: Annotated[Thing, PathParam()]) -> DeviceStatus:
 @app.exception_handler([TicketNotFound, DiagnosticNotFound, DeviceNotFound])
 def not_found(exc: LookupError) -> Response[str]:
     return error(HTTPStatus.NOT_FOUND, "not_found", str(exc))
+
+
+@app.exception_handler(InvalidCursor)
+def invalid_cursor(exc: InvalidCursor) -> Response[str]:
+    return error(HTTPStatus.BAD_REQUEST, "invalid_cursor", str(exc))
 
 
 @app.exception_handler(TicketNotActive)
