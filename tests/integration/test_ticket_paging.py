@@ -23,6 +23,8 @@ from aftercare.domain.support import Support
 from aftercare.domain.tickets import Ticket, TicketStatus
 from moto import mock_aws
 
+from infra.cli import LIST_FIELDS, CliError
+from infra.cli_api import Listing, collect, direct_page
 from infra.local.provision import create_table_request
 from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
@@ -163,3 +165,21 @@ def test_the_first_page_reads_only_what_a_page_needs(world):
     # Then one Query per status, each for at most one page (plus one to know there is more)
     assert len(page.tickets) == 10 and page.next_after is not None
     assert len(read) == len(STATUSES) and sum(read) <= len(STATUSES) * 11 < COUNT
+
+
+def test_the_cli_direct_mode_pages_with_the_apis_cursor(world):
+    # Given the CLI's direct (DynamoDB) listing of open tickets, 9 a page
+    listing = Listing(status="open", thing=None, limit=9, cursor=None, follow=False)
+    first, cursor = direct_page(world["store"], listing, None)
+    # When it follows the cursor to the end (as --all does)
+    rest, last = collect(
+        lambda c: direct_page(world["store"], listing, c),
+        Listing(status="open", thing=None, limit=9, cursor=cursor, follow=True),
+    )
+    # Then the rows are the contract's keys, each open ticket once, newest first
+    ids = [r["ticket_id"] for r in first + rest]
+    assert ids == newest_first([t for t in world["tickets"] if t.status == "open"])
+    assert set(first[0]) == set(LIST_FIELDS["tickets"]) and last is None
+    # And a cursor used with other filters is refused with the reason
+    with pytest.raises(CliError, match="invalid_cursor"):
+        direct_page(world["store"], Listing("closed", None, 9, None, False), cursor)

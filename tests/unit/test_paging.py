@@ -18,6 +18,8 @@ from aftercare.domain.paging import (
 )
 from pydantic import ValidationError
 
+from infra.cli import CliError, build_parser
+from infra.cli_api import Listing, collect
 from tests.fakes.diagnostics import make_ticket
 
 KEY = "2026-12-05T23:55:03.123456Z#T-0001"
@@ -105,3 +107,39 @@ def test_a_later_page_starts_strictly_below_the_cursor_key():
     assert request["ExpressionAttributeValues"][":before"] == {"S": KEY}
     assert request["FilterExpression"] == "#s = :s"
     assert request["ExpressionAttributeNames"] == {"#a": "thing", "#s": "status"}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def pages_of(rows: list[int], size: int):
+    """A page function over `rows`, its cursor being the next index (as text)."""
+    calls: list[str | None] = []
+
+    def page(cursor: str | None) -> tuple[list[dict[str, int]], str | None]:
+        calls.append(cursor)
+        start = int(cursor or 0)
+        chunk = [{"n": n} for n in rows[start : start + size]]
+        return chunk, str(start + size) if start + size < len(rows) else None
+
+    return page, calls
+
+
+def test_the_cli_lists_one_page_and_hands_back_the_cursor():
+    page, calls = pages_of(list(range(7)), 3)
+    listing = Listing(status=None, thing=None, limit=3, cursor=None, follow=False)
+    rows, cursor = collect(page, listing)
+    assert [r["n"] for r in rows] == [0, 1, 2] and cursor == "3" and calls == [None]
+
+
+def test_the_cli_follows_every_cursor_with_all():
+    page, calls = pages_of(list(range(7)), 3)
+    listing = Listing(status=None, thing=None, limit=3, cursor="3", follow=True)
+    rows, cursor = collect(page, listing)
+    assert [r["n"] for r in rows] == [3, 4, 5, 6] and cursor is None and calls == ["3", "6"]
+
+
+def test_the_cli_bounds_the_page_size():
+    args = build_parser().parse_args(["tickets", "list", "--limit", "500", "--json"])
+    with pytest.raises(CliError, match="between 1 and 200"):
+        args.func(args)
