@@ -139,7 +139,7 @@ def me() -> Me:
 
 
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
-PAGE_DEFAULT = 50
+PAGE_DEFAULT = 200  # the listing's size before it was paged: old clients see no change
 
 
 def paged(responses: dict[int, Any]) -> dict[int, Any]:
