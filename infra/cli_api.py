@@ -262,7 +262,7 @@ def cmd_tickets_list(args: argparse.Namespace) -> None:
     Logged in to the local stack: through the API with that user's rights; otherwise (or with
     `--aws`) straight from DynamoDB. stdout stays one JSON array with `--json`; the cursor of
     the next page, when there is one, goes to stderr."""
-    limit = args.limit or (MAX_PAGE if args.all else PAGE_DEFAULT)
+    limit = args.limit if args.limit is not None else MAX_PAGE if args.all else PAGE_DEFAULT
     if not 1 <= limit <= MAX_PAGE:
         raise CliError(f"--limit must be between 1 and {MAX_PAGE}")
     listing = Listing(args.status, args.thing, limit, args.cursor, args.all)

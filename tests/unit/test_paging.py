@@ -139,7 +139,8 @@ def test_the_cli_follows_every_cursor_with_all():
     assert [r["n"] for r in rows] == [3, 4, 5, 6] and cursor is None and calls == ["3", "6"]
 
 
-def test_the_cli_bounds_the_page_size():
-    args = build_parser().parse_args(["tickets", "list", "--limit", "500", "--json"])
+@pytest.mark.parametrize("limit", ["0", "500"])
+def test_the_cli_bounds_the_page_size(limit):
+    args = build_parser().parse_args(["tickets", "list", "--limit", limit, "--json"])
     with pytest.raises(CliError, match="between 1 and 200"):
         args.func(args)
