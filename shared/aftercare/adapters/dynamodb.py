@@ -25,7 +25,7 @@ from aftercare.adapters.inventory import (
     stock_key,
     stock_update,
 )
-from aftercare.domain.paging import TicketPage, TicketQuery, newest_page
+from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
 from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, PartsLine, StockLevel
 from aftercare.domain.ports import (
     ConcurrentUpdate,
@@ -73,7 +73,7 @@ def ticket_item(ticket: Ticket) -> dict[str, Any]:
     return {
         **ticket_key(ticket.ticket_id),
         **data,
-        "opened_key": f"{data['opened_at']}#{ticket.ticket_id}",
+        "opened_key": opened_key(data["opened_at"], ticket.ticket_id),
     }
 
 
