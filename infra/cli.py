@@ -106,13 +106,9 @@ def ticket_row(ticket: Ticket) -> dict[str, Any]:
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> None:
-    from infra.cli_api import api_client_for, list_tickets
+    from infra.cli_api import cmd_tickets_list as list_tickets  # paging lives with the API client
 
-    if (api := api_client_for(args)) is not None:  # logged in: the API, with that user's rights
-        emit(list_tickets(api, args.status, args.thing), args.json, LIST_FIELDS["tickets"])
-        return
-    tickets = store_of(target_of(args)).list_tickets(status=args.status, thing=args.thing)
-    emit([ticket_row(t) for t in tickets], args.json, LIST_FIELDS["tickets"])
+    list_tickets(args)
 
 
 def cmd_tickets_show(args: argparse.Namespace) -> None:
@@ -229,6 +225,9 @@ def _engineer_commands(sub: Any) -> None:
     listing = _add(tickets, "list", cmd_tickets_list, "list tickets, newest first")
     listing.add_argument("--status", choices=[s.value for s in TicketStatus])
     listing.add_argument("--thing")
+    listing.add_argument("--limit", type=int, help="tickets per page, 1-200 (default 100)")
+    listing.add_argument("--cursor", help="start where the previous page ended (see stderr)")
+    listing.add_argument("--all", action="store_true", help="follow the cursor to the end")
     _add(
         tickets, "show", cmd_tickets_show, "one ticket with occurrences and timeline"
     ).add_argument("ticket_id")

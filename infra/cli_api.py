@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,17 @@ from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
 import jwt
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.domain.paging import (
+    MAX_PAGE,
+    InvalidCursor,
+    TicketQuery,
+    decode_cursor,
+    encode_cursor,
+)
 from botocore.exceptions import ClientError
 
-from infra.cli import LIST_FIELDS, CliError, emit, target_of
+from infra.cli import LIST_FIELDS, CliError, emit, store_of, target_of, ticket_row
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.target import Target, TargetError, default_state_dir, stack_name_for
 
@@ -33,8 +42,8 @@ SESSIONS_DIR = "sessions"
 REFRESH_MARGIN_S = 60
 HTTP_TIMEOUT_S = 35
 POLL_INTERVAL_S = 0.25
-TICKET_LIMIT = 5000
-STAFF_GROUPS = frozenset({"engineers", "managers"})
+PAGE_DEFAULT = 100  # one page of `tickets list` unless --limit
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
 
 
 # --------------------------------------------------------------------------- session
@@ -166,14 +175,20 @@ class ApiClient:
     token: str
 
     def get(self, path: str, **query: Any) -> Any:
+        return self.get_with_headers(path, **query)[0]
+
+    def get_with_headers(self, path: str, **query: Any) -> tuple[Any, dict[str, str]]:
+        """The JSON body and the response headers (lower-case names)."""
         params = {k: v for k, v in query.items() if v is not None}
         suffix = f"?{urlencode(params)}" if params else ""
         return self._call("GET", path + suffix, None)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._call("POST", path, body)
+        return self._call("POST", path, body)[0]
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, str]]:
         request = Request(  # noqa: S310 - the URL comes from the local stack's state file
             self.base_url.rstrip("/") + path,
             method=method,
@@ -182,7 +197,8 @@ class ApiClient:
         )
         try:
             with urlopen(request, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310
-                return json.loads(response.read() or b"null")
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return json.loads(response.read() or b"null"), headers
         except HTTPError as exc:
             raise CliError(_api_error(exc)) from exc
         except URLError as exc:
@@ -233,9 +249,74 @@ def _required_client(args: argparse.Namespace) -> ApiClient:
 # --------------------------------------------------------------------------- tickets via the API
 
 
-def list_tickets(client: ApiClient, status: str | None, thing: str | None) -> list[dict[str, Any]]:
-    rows = client.get("/tickets", status=status, thing=thing, limit=TICKET_LIMIT)
-    return [{k: row.get(k) for k in LIST_FIELDS["tickets"]} for row in rows]
+@dataclass(frozen=True)
+class Listing:
+    """What `tickets list` asks for: filters, page size, where to start, whether to follow."""
+
+    status: str | None
+    thing: str | None
+    limit: int
+    cursor: str | None
+    follow: bool
+
+
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+def api_page(client: ApiClient, listing: Listing, cursor: str | None) -> Page:
+    """One page through the API (with the logged-in user's rights) and the next cursor."""
+    rows, headers = client.get_with_headers(
+        "/tickets", status=listing.status, thing=listing.thing, limit=listing.limit, cursor=cursor
+    )
+    picked = [{k: row.get(k) for k in LIST_FIELDS["tickets"]} for row in rows]
+    return picked, headers.get(NEXT_CURSOR_HEADER.lower())
+
+
+def direct_page(store: DynamoTicketStore, listing: Listing, cursor: str | None) -> Page:
+    """One page read from DynamoDB directly (every ticket), with the API's cursor format."""
+    try:
+        after = (
+            decode_cursor(cursor, status=listing.status, thing=listing.thing) if cursor else None
+        )
+    except InvalidCursor as exc:
+        raise CliError(f"invalid_cursor: {exc}") from exc
+    things = (listing.thing,) if listing.thing else None
+    page = store.page_tickets(
+        TicketQuery(status=listing.status, things=things, after=after, limit=listing.limit)
+    )
+    following = page.next_after and encode_cursor(
+        page.next_after, status=listing.status, thing=listing.thing
+    )
+    return [ticket_row(t) for t in page.tickets], following or None
+
+
+def collect(page_of: Callable[[str | None], Page], listing: Listing) -> Page:
+    """One page, or with `follow` every page from `listing.cursor` on."""
+    rows, cursor = page_of(listing.cursor)
+    while listing.follow and cursor:
+        more, cursor = page_of(cursor)
+        rows += more
+    return rows, cursor
+
+
+def cmd_tickets_list(args: argparse.Namespace) -> None:
+    """List tickets, newest first, a page at a time (`--all` follows the cursor to the end).
+
+    Logged in to the local stack: through the API with that user's rights; otherwise (or with
+    `--aws`) straight from DynamoDB. stdout stays one JSON array with `--json`; the cursor of
+    the next page, when there is one, goes to stderr."""
+    limit = args.limit if args.limit is not None else MAX_PAGE if args.all else PAGE_DEFAULT
+    if not 1 <= limit <= MAX_PAGE:
+        raise CliError(f"--limit must be between 1 and {MAX_PAGE}")
+    listing = Listing(args.status, args.thing, limit, args.cursor, args.all)
+    if (api := api_client_for(args)) is not None:
+        rows, cursor = collect(lambda c: api_page(api, listing, c), listing)
+    else:
+        store = store_of(target_of(args))
+        rows, cursor = collect(lambda c: direct_page(store, listing, c), listing)
+    emit(rows, args.json, LIST_FIELDS["tickets"])
+    if cursor:
+        print(f"more tickets: --cursor {cursor} (or --all)", file=sys.stderr)
 
 
 def show_ticket(client: ApiClient, ticket_id: str) -> dict[str, Any]:
