@@ -44,7 +44,8 @@ from aftercare.models.api import (
     TicketRow,
     TicketView,
 )
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
@@ -54,10 +55,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
 class Resolver(APIGatewayHttpResolver):
@@ -111,8 +108,8 @@ class Settings(BaseSettings):
 
 
 @cache
-def support() -> Support:
-    settings = Settings()  # values come from the environment
+def deps() -> Support:
+    settings = load_settings(Settings)  # values come from the environment
     return Support(
         tickets=DynamoTicketStore(
             tickets_table=settings.tickets_table,
@@ -167,7 +164,7 @@ def list_tickets(
     thing: Annotated[Thing | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[TicketRow]:
-    tickets = support().list_tickets(
+    tickets = deps().list_tickets(
         caller(), status=status.value if status else None, thing=thing, limit=limit
     )
     return [TicketRow.of(t) for t in tickets]
@@ -180,7 +177,7 @@ def list_tickets(
     responses=documented(200, "the ticket"),
 )
 def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
-    detail, diagnostics = support().ticket(caller(), ticket_id)
+    detail, diagnostics = deps().ticket(caller(), ticket_id)
     return TicketView(
         **detail.ticket.model_dump(),
         occurrence_history=detail.occurrences,
@@ -197,7 +194,7 @@ def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
 )
 def ticket_diagnostics(ticket_id: Annotated[TicketId, PathParam()]) -> DiagnosticsList:
     return DiagnosticsList(
-        ticket_id=ticket_id, diagnostics=support().diagnostics_of(caller(), ticket_id)
+        ticket_id=ticket_id, diagnostics=deps().diagnostics_of(caller(), ticket_id)
     )
 
 
@@ -211,7 +208,7 @@ def ticket_diagnostics(ticket_id: Annotated[TicketId, PathParam()]) -> Diagnosti
 def start_diagnostic(
     ticket_id: Annotated[TicketId, PathParam()], body: StartDiagnostic
 ) -> DiagnosticRecord:
-    record = support().start(
+    record = deps().start(
         caller(),
         ticket_id,
         routine=body.routine.value if body.routine else None,
@@ -231,7 +228,7 @@ def start_diagnostic(
     responses=documented(200, "the diagnostic"),
 )
 def show_diagnostic(request_id: Annotated[RequestId, PathParam()]) -> DiagnosticRecord:
-    return support().diagnostic(caller(), request_id)
+    return deps().diagnostic(caller(), request_id)
 
 
 @app.get(
@@ -241,7 +238,7 @@ def show_diagnostic(request_id: Annotated[RequestId, PathParam()]) -> Diagnostic
     responses=documented(200, "the device"),
 )
 def show_device(thing: Annotated[Thing, PathParam()]) -> DeviceStatus:
-    return support().device(caller(), thing)
+    return deps().device(caller(), thing)
 
 
 # --------------------------------------------------------------------------- errors
@@ -321,6 +318,7 @@ def openapi_document() -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)
 
 

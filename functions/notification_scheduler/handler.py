@@ -13,15 +13,12 @@ from typing import Any
 
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.domain.notifier import Notifier
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
 class Settings(NotifierSettings):
@@ -30,15 +27,16 @@ class Settings(NotifierSettings):
 
 @cache
 def deps() -> Notifier:
-    return build_notifier(Settings())  # values come from the environment
+    return build_notifier(load_settings(Settings))  # values come from the environment
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    notifier = deps()  # settings validated first: a missing variable fails with its name
     tick = parse(event=event, model=EventBridgeModel)
-    outcomes = deps().run_due(datetime.now(UTC))
+    outcomes = notifier.run_due(datetime.now(UTC))
     counts = Counter(f"{o.kind}:{o.result}" for o in outcomes)
     for outcome in outcomes:
         if outcome.language_fallback:

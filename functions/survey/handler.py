@@ -26,16 +26,14 @@ from aftercare.domain.surveys import (
     answer_survey,
     readable_survey,
 )
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
@@ -46,8 +44,8 @@ class Settings(BaseSettings):
 
 
 @cache
-def store() -> DynamoNotificationStore:
-    settings = Settings()  # values come from the environment
+def deps() -> DynamoNotificationStore:
+    settings = load_settings(Settings)  # values come from the environment
     return DynamoNotificationStore(
         table=settings.notifications_table,
         tickets_table=settings.tickets_table,
@@ -81,7 +79,7 @@ def survey_view(survey: Survey) -> dict[str, Any]:
 def get_survey(survey_id: str) -> dict[str, Any]:
     who = caller()
     who.require_reader()
-    survey = readable_survey(store(), survey_id, None if who.staff else who.customer_id)
+    survey = readable_survey(deps(), survey_id, None if who.staff else who.customer_id)
     metrics.add_metric(name="SurveyRead", unit=MetricUnit.Count, value=1)
     return survey_view(survey)
 
@@ -91,7 +89,7 @@ def post_answer(survey_id: str, answer: SurveyAnswer) -> dict[str, Any]:
     who = caller()
     if not who.customer or who.customer_id is None:
         raise Forbidden("only the customer who owns the device answers its survey")
-    survey = answer_survey(store(), survey_id, who.customer_id, answer, datetime.now(UTC))
+    survey = answer_survey(deps(), survey_id, who.customer_id, answer, datetime.now(UTC))
     metrics.add_metric(name="SurveyAnswered", unit=MetricUnit.Count, value=1)
     if survey.rating is not None and survey.rating <= 2:
         metrics.add_metric(name="FollowUpOpened", unit=MetricUnit.Count, value=1)
@@ -128,4 +126,5 @@ def conflict(exc: Exception) -> Response[Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)
