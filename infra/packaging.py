@@ -410,6 +410,11 @@ class Runtime:
     def artifact(self, function: Function) -> Path:
         return self.build_dir / function.logical_id
 
+    @property
+    def pycache(self) -> Path:
+        """Bytecode of the checks, kept beside (not inside) the artifacts they were built from."""
+        return self.build_dir.parent / "pycache"
+
     def sys_path(self, function: Function) -> list[str]:
         layers = [self.build_dir / layer / "python" for layer in function.layers]
         return [str(path) for path in (self.artifact(function), *layers, self.site)]
@@ -432,10 +437,10 @@ def prepare(
 def run_probe(
     python: Path, spec: Mapping[str, Any], env: Mapping[str, str], cwd: Path, *flags: str
 ) -> tuple[dict[str, Any], str]:
-    """Run `lambda_probe.py` in ``python -I -S -B``; its report and its stderr."""
+    """Run `lambda_probe.py` in ``python -I -S`` (plus `flags`); its report and its stderr."""
     try:
         done = subprocess.run(
-            [str(python), "-I", "-S", "-B", *flags, str(PROBE)],
+            [str(python), "-I", "-S", *flags, str(PROBE)],
             input=json.dumps(spec),
             env=dict(env),
             cwd=cwd,
@@ -460,8 +465,13 @@ def start_function(
     *,
     without: Sequence[str] = (),
     flags: Sequence[str] = (),
+    compile_each_time: bool = False,
 ) -> tuple[Outcome, str]:
-    """Cold-start `function` in `mode` (minus the variables in `without`); outcome and stderr."""
+    """Cold-start `function` in `mode` (minus the variables in `without`); outcome and stderr.
+
+    Like Lambda (read-only /var/task and /opt, no .pyc in sam's artifacts) the sources are
+    compiled at every start when `compile_each_time`; otherwise the bytecode is cached outside
+    the artifacts (``-X pycache_prefix``) to make repeated checks cheaper."""
     artifact = runtime.artifact(function)
     env = lambda_environment(function, artifact, mode)
     for name in without:
@@ -473,7 +483,8 @@ def start_function(
         "absent": [XRAY_SDK] if mode == "tracer-off" else [],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
     }
-    report, stderr = run_probe(runtime.tools.python, spec, env, artifact, *flags)
+    bytecode = ["-B"] if compile_each_time else ["-X", f"pycache_prefix={runtime.pycache}"]
+    report, stderr = run_probe(runtime.tools.python, spec, env, artifact, *bytecode, *flags)
     outcome = Outcome(
         function=function.logical_id,
         mode=mode,
@@ -521,7 +532,7 @@ def baseline_ms(runtime: Runtime, runs: int) -> float:
     spec = {"paths": [str(runtime.site)], "handler": None}
     samples = []
     for _ in range(runs):
-        report, _ = run_probe(runtime.tools.python, spec, env, runtime.site)
+        report, _ = run_probe(runtime.tools.python, spec, env, runtime.site, "-B")
         if not report.get("ok"):
             raise PackagingError(f"baseline failed: {report.get('error')}")
         samples.append(float(report["import_ms"]))
@@ -531,7 +542,7 @@ def baseline_ms(runtime: Runtime, runs: int) -> float:
 def cold_start_ms(runtime: Runtime, function: Function, mode: str, runs: int) -> float:
     samples = []
     for _ in range(runs):
-        outcome, _ = start_function(runtime, function, mode)
+        outcome, _ = start_function(runtime, function, mode, compile_each_time=True)
         if not outcome.ok:
             raise PackagingError(f"{function.logical_id} ({mode}): {outcome.error}")
         samples.append(outcome.import_ms + outcome.init_ms)
@@ -570,7 +581,9 @@ def coldstart_report(runtime: Runtime, runs: int) -> str:
     lines.append("")
     lines += [f"layer {layer}: {folder_bytes(runtime.build_dir / layer)} bytes" for layer in layers]
     for function in runtime.functions[:1] + [f for f in runtime.functions if "Api" in f.logical_id]:
-        _, stderr = start_function(runtime, function, "tracer-off", flags=("-X", "importtime"))
+        _, stderr = start_function(
+            runtime, function, "tracer-off", flags=("-X", "importtime"), compile_each_time=True
+        )
         top = list(import_costs(stderr).items())[:8]
         lines.append(f"\nlargest import self-times, {function.logical_id} (tracer off):")
         lines += [f"  {name:28} {ms:7.1f} ms" for name, ms in top]
