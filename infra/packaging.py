@@ -50,7 +50,7 @@ from infra.local.template import (
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 PROBE: Final = Path(__file__).with_name("lambda_probe.py")
-CACHE_DIR: Final = ROOT / ".aws-sam" / "packaging"
+CACHE: Final = Path(".aws-sam") / "packaging"  # under the template's folder
 REGION: Final = "us-east-1"
 ACCOUNT_ID: Final = "123456789012"
 STACK_NAME: Final = "aftercare-packaging"
@@ -267,7 +267,7 @@ def _prune(folder: Path, prefix: str, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def runtime_site(tools: Toolchain, cache_dir: Path = CACHE_DIR) -> Path:
+def runtime_site(tools: Toolchain, cache_dir: Path) -> Path:
     """A site folder with exactly `RUNTIME_SDK`, installed for python3.12 (cached)."""
     key = _digest([str(tools.python).encode(), *(pin.encode() for pin in RUNTIME_SDK)])
 
@@ -316,7 +316,7 @@ def x86_64_twin(template_path: Path) -> dict[str, Any]:
     return document
 
 
-def sam_build(template: Template, tools: Toolchain, cache_dir: Path = CACHE_DIR) -> Path:
+def sam_build(template: Template, tools: Toolchain, cache_dir: Path) -> Path:
     """`sam build` of the x86_64 twin of `template`; the build folder, cached by input hash."""
     key = _digest([str(tools.sam).encode(), str(tools.python).encode(), *build_inputs(template)])
 
@@ -428,8 +428,8 @@ def prepare(
     template = load_template(template_path)
     return Runtime(
         tools=tools,
-        build_dir=sam_build(template, tools),
-        site=runtime_site(tools),
+        build_dir=sam_build(template, tools, template.root / CACHE),
+        site=runtime_site(tools, template.root / CACHE),
         functions=functions_of(template),
     )
 
