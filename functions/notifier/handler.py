@@ -17,10 +17,10 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
-from aftercare.batch import FAILED_RECORD, stream_record_identity
 from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
 from aftercare.observability import logger, metrics, tracer
+from aftercare.records import FAILED_RECORD, stream_record_identity
 from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from aftercare import batch
-from aftercare.batch import ReportingBatchProcessor, record_identity
+from aftercare.batch import ReportingBatchProcessor
+from aftercare.records import record_identity
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 
@@ -131,6 +132,15 @@ def test_every_record_failing_still_logs_each_one(log_lines):
 def test_identity_of_a_record_parsed_by_boto3_has_a_datetime_creation_time():
     raw = stream_record("7", 0)
     raw["dynamodb"]["ApproximateCreationDateTime"] = datetime.now(UTC)
-    identity = record_identity(EventType.DynamoDBStreams, raw)
+    identity = record_identity(raw)
     assert identity["sequence_number"] == "7"
     assert 0 <= identity["record_age_s"] < 5
+
+
+def test_identity_of_a_kinesis_record_is_its_event_id_and_sequence_number():
+    raw = {
+        "eventSource": "aws:kinesis",
+        "eventID": "shard-1:42",
+        "kinesis": {"sequenceNumber": "42"},
+    }
+    assert record_identity(raw) == {"event_id": "shard-1:42", "sequence_number": "42"}
