@@ -45,7 +45,7 @@ from aftercare.models.api import (
     TicketView,
 )
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
@@ -54,7 +54,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 
 class Resolver(APIGatewayHttpResolver):
@@ -98,7 +97,7 @@ def documented(success: int, description: str, *codes: int) -> dict[int, Any]:
     return responses
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     customers_table: str

@@ -13,7 +13,7 @@ from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import auto_diagnose
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     EventType,
@@ -21,12 +21,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     inventory_table: str
     iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up

@@ -20,7 +20,7 @@ from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import ResultOutcome, handle_result_message, park_dead_letter
 from aftercare.domain.rules import FaultCatalog, load_catalog
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
     EventType,
@@ -28,12 +28,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     inventory_table: str

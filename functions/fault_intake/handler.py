@@ -13,7 +13,7 @@ from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
     EventType,
@@ -21,12 +21,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     devices_table: str
     customers_table: str
     tickets_table: str

@@ -10,14 +10,13 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.stock import sweep_expired_holds
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     customers_table: str

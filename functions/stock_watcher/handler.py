@@ -18,7 +18,7 @@ from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     EventType,
@@ -26,13 +26,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
 LOW_STOCK = "aftercare.parts.low_stock"
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     inventory_table: str
     event_bus_name: str
     service_level: float = 0.95

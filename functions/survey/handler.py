@@ -27,17 +27,16 @@ from aftercare.domain.surveys import (
     readable_survey,
 )
 from aftercare.observability import logger, metrics, tracer
-from aftercare.settings import load_settings
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     notifications_table: str
     tickets_table: str
     customers_table: str

@@ -8,8 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from aftercare.settings import MissingSettings, load_settings
-from pydantic_settings import BaseSettings
+from aftercare.settings import EnvSettings, MissingSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 INTAKE_ENV = {
@@ -23,7 +22,7 @@ INTAKE_ENV = {
 }
 
 
-class Example(BaseSettings):
+class Example(EnvSettings):
     tickets_table: str
     hold_hours: int
 
@@ -68,3 +67,16 @@ def test_a_missing_variable_fails_the_invocation_not_the_records(monkeypatch):
         intake.handler({"Records": [record]}, Context())
     # Then the invocation failed naming the variable, instead of answering with batch failures
     intake.deps.cache_clear()
+
+
+class WithDefault(EnvSettings):
+    inventory_table: str
+    service_level: float = 0.95
+
+
+def test_values_are_read_by_upper_case_name_and_converted():
+    settings = load_settings(WithDefault, {"INVENTORY_TABLE": "inv", "SERVICE_LEVEL": "0.9"})
+    assert (settings.inventory_table, settings.service_level) == ("inv", 0.9)
+    assert load_settings(WithDefault, {"INVENTORY_TABLE": "inv"}).service_level == 0.95
+    with pytest.raises(MissingSettings, match="INVENTORY_TABLE is missing"):
+        load_settings(WithDefault, {"inventory_table": "lower-case names are not read"})
