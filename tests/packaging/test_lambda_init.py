@@ -10,6 +10,7 @@ AFTERCARE_REQUIRE_PACKAGING=1 (set by the Makefile) makes a missing toolchain a 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from infra.packaging import (
     check,
     functions_of,
     prepare,
+    shadowed_runtime_modules,
+    shadowing_warning,
     start_function,
 )
 
@@ -64,3 +67,11 @@ def test_a_missing_variable_fails_the_start_with_its_name(runtime):
     assert outcome.error == (
         "MissingSettings: Settings: environment variable TICKETS_TABLE is missing"
     )
+
+
+def test_layers_do_not_shadow_the_runtime_sdk(runtime):
+    # A warning, not a failure: aws-xray-sdk depends on botocore, and sam's python builder
+    # cannot install it without its dependencies (see the README's packaging section).
+    shadowed = shadowed_runtime_modules(runtime)
+    if shadowed:
+        warnings.warn(shadowing_warning(runtime), stacklevel=1)

@@ -20,6 +20,7 @@ from infra.packaging import (
     failure_report,
     functions_of,
     import_costs,
+    shadowed_runtime_modules,
     start_function,
     x86_64_twin,
 )
@@ -123,3 +124,10 @@ def test_the_twin_template_builds_for_x86_64_only():
 )
 def test_import_costs_add_up_self_time_per_top_level_package(log, expected):
     assert import_costs(log) == expected
+
+
+def test_an_artifact_shipping_the_runtime_sdk_is_named(tmp_path):
+    runtime = tiny_runtime(tmp_path, "def handler(e, c): ...\n")
+    (runtime.build_dir / "TinyFunction" / "botocore").mkdir()
+    (runtime.build_dir / "TinyFunction" / "six.py").write_text("", encoding="utf-8")
+    assert shadowed_runtime_modules(runtime) == {"TinyFunction": ["botocore", "six"]}
