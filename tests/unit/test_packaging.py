@@ -11,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from infra.coldstart import import_costs
+from infra.lambda_build import Toolchain, x86_64_twin
 from infra.local.template import load_template
 from infra.packaging import (
     Function,
     Runtime,
-    Toolchain,
     check,
     failure_report,
     functions_of,
-    import_costs,
     shadowed_runtime_modules,
     start_function,
-    x86_64_twin,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
