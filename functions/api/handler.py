@@ -54,18 +54,14 @@ from aftercare.models.api import (
     TicketRow,
     TicketView,
 )
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
 class Resolver(APIGatewayHttpResolver):
@@ -83,7 +79,7 @@ register_common(app)
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     customers_table: str
@@ -93,8 +89,8 @@ class Settings(BaseSettings):
 
 
 @cache
-def support() -> Support:
-    settings = Settings()  # values come from the environment
+def deps() -> Support:
+    settings = load_settings(Settings)  # values come from the environment
     return Support(
         tickets=DynamoTicketStore(
             tickets_table=settings.tickets_table,
@@ -172,9 +168,7 @@ def list_tickets(
 ) -> Response[list[TicketRow]]:
     status_value = status.value if status else None
     after = decode_cursor(cursor, status=status_value, thing=thing) if cursor else None
-    page = support().list_tickets(
-        caller(), status=status_value, thing=thing, limit=limit, after=after
-    )
+    page = deps().list_tickets(caller(), status=status_value, thing=thing, limit=limit, after=after)
     headers = {}
     if page.next_after is not None:
         headers[NEXT_CURSOR_HEADER] = encode_cursor(
@@ -195,7 +189,7 @@ def list_tickets(
     responses=documented(200, "the ticket"),
 )
 def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
-    detail, diagnostics = support().ticket(caller(), ticket_id)
+    detail, diagnostics = deps().ticket(caller(), ticket_id)
     return TicketView(
         **detail.ticket.model_dump(),
         occurrence_history=detail.occurrences,
@@ -212,7 +206,7 @@ def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
 )
 def ticket_diagnostics(ticket_id: Annotated[TicketId, PathParam()]) -> DiagnosticsList:
     return DiagnosticsList(
-        ticket_id=ticket_id, diagnostics=support().diagnostics_of(caller(), ticket_id)
+        ticket_id=ticket_id, diagnostics=deps().diagnostics_of(caller(), ticket_id)
     )
 
 
@@ -226,7 +220,7 @@ def ticket_diagnostics(ticket_id: Annotated[TicketId, PathParam()]) -> Diagnosti
 def start_diagnostic(
     ticket_id: Annotated[TicketId, PathParam()], body: StartDiagnostic
 ) -> DiagnosticRecord:
-    record = support().start(
+    record = deps().start(
         caller(),
         ticket_id,
         routine=body.routine.value if body.routine else None,
@@ -246,7 +240,7 @@ def start_diagnostic(
     responses=documented(200, "the diagnostic"),
 )
 def show_diagnostic(request_id: Annotated[RequestId, PathParam()]) -> DiagnosticRecord:
-    return support().diagnostic(caller(), request_id)
+    return deps().diagnostic(caller(), request_id)
 
 
 @app.get(
@@ -256,7 +250,7 @@ def show_diagnostic(request_id: Annotated[RequestId, PathParam()]) -> Diagnostic
     responses=documented(200, "the device"),
 )
 def show_device(thing: Annotated[Thing, PathParam()]) -> DeviceStatus:
-    return support().device(caller(), thing)
+    return deps().device(caller(), thing)
 
 
 # --------------------------------------------------------------------------- errors
@@ -290,4 +284,5 @@ def unreachable(exc: PublishFailed) -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)

@@ -16,26 +16,23 @@ from aftercare.adapters.diagnostics import (
     IotDataPublisher,
 )
 from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import ResultOutcome, handle_result_message, park_dead_letter
 from aftercare.domain.rules import FaultCatalog, load_catalog
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
     EventType,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     inventory_table: str
@@ -60,7 +57,7 @@ class Deps:
 
 @cache
 def deps() -> Deps:
-    return Deps(Settings())  # values come from the environment
+    return Deps(load_settings(Settings))  # values come from the environment
 
 
 def _count(outcome: ResultOutcome) -> None:
@@ -105,6 +102,7 @@ def record_handler(record: SQSRecord) -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -17,16 +17,12 @@ from typing import Any
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.domain.budget import Budget
 from aftercare.domain.notifier import Notifier
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-
 
 # Enough to finish the message in hand (a channel call plus its bookkeeping) and report.
 SAFETY_MARGIN = timedelta(seconds=5)
@@ -38,17 +34,18 @@ class Settings(NotifierSettings):
 
 @cache
 def deps() -> Notifier:
-    return build_notifier(Settings())  # values come from the environment
+    return build_notifier(load_settings(Settings))  # values come from the environment
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    notifier = deps()  # settings validated first: a missing variable fails with its name
     tick = parse(event=event, model=EventBridgeModel)
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
     budget = Budget.from_remaining(remaining, margin=SAFETY_MARGIN)
-    outcomes = deps().run_due(datetime.now(UTC), budget)
+    outcomes = notifier.run_due(datetime.now(UTC), budget)
     spent = not budget.has_time()  # run_due only returns early when the budget is spent
     counts = Counter(f"{o.kind}:{o.result}" for o in outcomes)
     for outcome in outcomes:

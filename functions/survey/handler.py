@@ -32,31 +32,28 @@ from aftercare.domain.surveys import (
     readable_survey,
 )
 from aftercare.models.api import SurveyId, SurveyView
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 app.use([authenticate()])
 register_common(app)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     notifications_table: str
     tickets_table: str
     customers_table: str
 
 
 @cache
-def store() -> DynamoNotificationStore:
-    settings = Settings()  # values come from the environment
+def deps() -> DynamoNotificationStore:
+    settings = load_settings(Settings)  # values come from the environment
     return DynamoNotificationStore(
         table=settings.notifications_table,
         tickets_table=settings.tickets_table,
@@ -90,7 +87,7 @@ def survey_view(survey: Survey) -> SurveyView:
     responses=documented(200, "the survey"),
 )
 def get_survey(survey_id: Annotated[SurveyId, PathParam()]) -> SurveyView:
-    survey = readable_survey(store(), survey_id, caller().owner_scope)
+    survey = readable_survey(deps(), survey_id, caller().owner_scope)
     metrics.add_metric(name="SurveyRead", unit=MetricUnit.Count, value=1)
     return survey_view(survey)
 
@@ -105,7 +102,7 @@ def post_answer(survey_id: Annotated[SurveyId, PathParam()], answer: SurveyAnswe
     who = caller()
     if who.staff or who.customer_id is None:
         raise Forbidden("only the customer who owns the device answers its survey")
-    survey = answer_survey(store(), survey_id, who.customer_id, answer, datetime.now(UTC))
+    survey = answer_survey(deps(), survey_id, who.customer_id, answer, datetime.now(UTC))
     metrics.add_metric(name="SurveyAnswered", unit=MetricUnit.Count, value=1)
     if survey.rating is not None and survey.rating <= 2:
         metrics.add_metric(name="FollowUpOpened", unit=MetricUnit.Count, value=1)
@@ -134,4 +131,5 @@ def not_open(exc: SurveyNotOpen) -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)

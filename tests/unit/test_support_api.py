@@ -91,7 +91,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeDiagnosticsStore:
         publisher=FakePublisher(),
         default_timeout=timedelta(minutes=5),
     )
-    monkeypatch.setattr(API, "support", lambda: support)
+    monkeypatch.setattr(API, "deps", lambda: support)
     return store
 
 
