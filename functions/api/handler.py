@@ -44,6 +44,7 @@ from aftercare.models.api import (
     TicketRow,
     TicketView,
 )
+from aftercare.models.strict_json import MALFORMED_JSON, ContentRejected, loads_strict
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -68,7 +69,9 @@ class Resolver(APIGatewayHttpResolver):
         return {key: unquote(value) for key, value in match.groupdict().items()}
 
 
-app = Resolver(enable_validation=True)
+# Bodies go through the one strict decoder: deep nesting, unstorable numbers, NaN/Infinity and
+# duplicate keys are a 400/422 with a reason (the `ContentRejected` handler), never a 500.
+app = Resolver(enable_validation=True, json_body_deserializer=loads_strict)
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 API_TITLE = "Aftercare support API"
@@ -79,7 +82,7 @@ UNAUTHORIZED_SCHEMA = {"type": "object", "properties": {"message": {"type": "str
 def documented(success: int, description: str, *codes: int) -> dict[int, Any]:
     """OpenAPI responses: the route's return model on `success`, ErrorBody on the error codes."""
     meanings = {
-        400: "the body is not UTF-8 JSON",
+        400: "the body is not UTF-8 JSON, or JSON this API refuses (see `reason`)",
         403: "the caller's groups do not allow this",
         404: "no such resource, or not visible to the caller",
         409: "the ticket is not active",
@@ -270,6 +273,18 @@ def invalid_request(exc: RequestValidationError) -> Response[str]:
 @app.exception_handler(UnicodeDecodeError)
 def undecodable(exc: UnicodeDecodeError) -> Response[str]:
     return error(HTTPStatus.BAD_REQUEST, "malformed_body", "the body is not UTF-8 JSON")
+
+
+@app.exception_handler(ContentRejected)
+def rejected_content(exc: ContentRejected) -> Response[str]:
+    # The API's own vocabulary: a body we cannot read is `malformed_body`, one we read but
+    # cannot accept (numbers DynamoDB cannot store) is a `validation_error`.
+    if exc.reason == MALFORMED_JSON:
+        status, reason = HTTPStatus.BAD_REQUEST, "malformed_body"
+    else:
+        status, reason = HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error"
+    detail = [{"loc": ["body"], "msg": exc.detail, "type": exc.reason}]
+    return error(status, reason, exc.detail, detail=detail)
 
 
 @app.exception_handler([TicketNotFound, DiagnosticNotFound, DeviceNotFound])

@@ -4,7 +4,9 @@
     POST /surveys/{survey_id}/answer   the owning customer answers: {"rating": 1-5, "comment"?}
 
 Errors: 404 unknown survey (also another customer's: its existence is not confirmed), 403 not a
-customer, 409 already answered or not sent yet, 422 invalid body (unknown fields included).
+customer, 409 already answered or not sent yet, 422 invalid body (unknown fields included, numbers
+DynamoDB cannot store), 400 a body that is not JSON or is JSON we refuse (too deep, NaN,
+duplicate keys; see `aftercare.models.strict_json`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aftercare.domain.surveys import (
     answer_survey,
     readable_survey,
 )
+from aftercare.models.strict_json import MALFORMED_JSON, ContentRejected, loads_strict
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -36,7 +39,8 @@ from pydantic_settings import BaseSettings
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-app = APIGatewayHttpResolver(enable_validation=True)
+# The one strict decoder for bodies: hostile JSON is a 400/422 with a reason, never a 500.
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads_strict)
 
 
 class Settings(BaseSettings):
@@ -105,6 +109,26 @@ def _error(status: HTTPStatus, exc: Exception) -> Response[Any]:
         content_type=content_types.APPLICATION_JSON,
         body={"message": str(exc)},
     )
+
+
+@app.exception_handler(ContentRejected)
+def rejected_content(exc: ContentRejected) -> Response[Any]:
+    # The API's own vocabulary: a body we cannot read is `malformed_body`, one we read but
+    # cannot accept (numbers DynamoDB cannot store) is a `validation_error`.
+    if exc.reason == MALFORMED_JSON:
+        status, reason = HTTPStatus.BAD_REQUEST, "malformed_body"
+    else:
+        status, reason = HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error"
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"reason": reason, "message": exc.detail},
+    )
+
+
+@app.exception_handler(UnicodeDecodeError)
+def undecodable(exc: UnicodeDecodeError) -> Response[Any]:
+    return _error(HTTPStatus.BAD_REQUEST, ValueError("the body is not UTF-8 JSON"))
 
 
 @app.exception_handler(SurveyNotFound)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from aftercare.domain.intake import (
 )
 from aftercare.domain.ports import ParkedMessage, ParkedStore, TicketStore
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.strict_json import ContentRejected, loads_strict
 
 FAULT_SOURCE = "fault-intake"
 DEAD_LETTER_SOURCE = "fault-dlq"
@@ -113,8 +113,8 @@ def _rule_error(data: dict[str, Any]) -> DeadLetter:
 def classify_dead_letter(body: str, receive_count: int) -> DeadLetter:
     """Why one message was dead-lettered, from its shape."""
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
+        data = loads_strict(body)
+    except ContentRejected:
         data = None
     if isinstance(data, dict) and "failures" in data:
         return _rule_error(data)
