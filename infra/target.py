@@ -15,6 +15,9 @@ AWS_NAMES = {
     "CustomersTable": "aftercare-customers-{stage}",
     "TicketsTable": "aftercare-tickets-{stage}",
     "ParkedTable": "aftercare-parked-{stage}",
+    # queues by name: `Target.queue_url` looks their URL up
+    "FaultQueue": "aftercare-faults-{stage}",
+    "DiagnosticsResultQueue": "aftercare-diagnostics-{stage}",
 }
 
 
@@ -73,6 +76,13 @@ class Target:
             return self.resources[logical_id]
         except KeyError as exc:
             raise TargetError(f"the stack has no resource {logical_id}") from exc
+
+    def queue_url(self, logical_id: str) -> str:
+        """A queue's URL: the local stack records URLs, a deployed stage is asked by name."""
+        value = self.resource(logical_id)
+        if value.startswith(("http://", "https://")):
+            return value
+        return str(self.client("sqs").get_queue_url(QueueName=value)["QueueUrl"])
 
 
 def resolve_target(*, aws: bool, stage: str, state_dir: Path | None) -> Target:
