@@ -48,6 +48,7 @@ LIST_FIELDS = {
         "parked_key",
         "payload_bytes",
         "payload_sha256",
+        "envelope_ref",
         "replay_count",
         "replayed_at",
         "replayed_by",
@@ -174,7 +175,9 @@ def cmd_dlq_replay(args: argparse.Namespace) -> None:
     parked item stays, with its replay history (when, by whom, outcome, count); `--all` leaves
     items that were replayed before, name their keys to replay them again."""
     target = target_of(args)
-    store = DynamoParkedStore(table=target.resource("ParkedTable"), ddb=target.client("dynamodb"))
+    store = DynamoParkedStore(
+        table=target.resource("ParkedTable"), ddb=target.client("dynamodb"), s3=target.client("s3")
+    )
     rows = []
     for item in store.list():
         if not (args.all or item.get("parked_key") in args.keys):
@@ -186,6 +189,11 @@ def cmd_dlq_replay(args: argparse.Namespace) -> None:
 def _replay_one(
     target: Target, store: DynamoParkedStore, item: dict[str, Any], *, explicit: bool, by: str
 ) -> dict[str, Any]:
+    if item.get("envelope_ref") and not item.get("envelope"):
+        try:  # kept in the ParkedPayloadBucket: too big for the item
+            item = {**item, "envelope": store.kept_envelope(str(item["envelope_ref"]))}
+        except (BotoCoreError, ClientError) as exc:
+            item = {**item, "envelope_omitted": f"{item['envelope_ref']} unreadable: {exc}"}
     plan = plan_replay(item)
     row = {"source": item["source"], "parked_key": item["parked_key"], "reason": item["reason"]}
     if isinstance(plan, ReplaySkip):

@@ -27,11 +27,13 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 class Settings(BaseSettings):
     parked_table: str
+    parked_payload_bucket: str
 
 
 @cache
 def parked_store() -> DynamoParkedStore:
-    return DynamoParkedStore(table=Settings().parked_table)
+    settings = Settings()  # values come from the environment
+    return DynamoParkedStore(table=settings.parked_table, bucket=settings.parked_payload_bucket)
 
 
 @tracer.capture_method

@@ -664,6 +664,9 @@ class BridgeSpec(_SpecModel):
         default=None,
         description="The ParkedTable: where a message goes when its rule and error action fail",
     )
+    parked_bucket: str | None = Field(
+        default=None, description="The ParkedPayloadBucket: envelopes too big for an item"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -922,8 +925,8 @@ class DirectParking:
     """Parks a message in the ParkedTable through the shared parking adapter, whose items are
     bounded (excerpt + SHA-256 + size), so a message of any size can be parked."""
 
-    def __init__(self, table: str, ddb: Any) -> None:
-        self._store = DynamoParkedStore(table=table, ddb=ddb)
+    def __init__(self, table: str, ddb: Any, bucket: str | None = None, s3: Any = None) -> None:
+        self._store = DynamoParkedStore(table=table, ddb=ddb, bucket=bucket, s3=s3)
 
     def park(self, rule: Rule, inbound: Inbound, failed: ParkingFailed) -> str:
         """Park `inbound`; returns the reason it was parked with."""
@@ -1257,15 +1260,16 @@ def _sqs_client(spec: BridgeSpec) -> SQSClient:
 def _direct_parking(spec: BridgeSpec) -> DirectParking | None:
     if spec.parked_table is None:
         return None
-    ddb = boto3.client(
-        "dynamodb",
-        region_name=spec.region,
-        endpoint_url=spec.aws_endpoint_url,
-        config=Config(
-            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
-        ),
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
     )
-    return DirectParking(spec.parked_table, ddb)
+    ddb, s3 = (
+        boto3.client(
+            service, region_name=spec.region, endpoint_url=spec.aws_endpoint_url, config=config
+        )
+        for service in ("dynamodb", "s3")
+    )
+    return DirectParking(spec.parked_table, ddb, spec.parked_bucket, s3)
 
 
 def _local_aws_environment() -> None:

@@ -485,6 +485,7 @@ class LocalStack:
             "region": self.region,
             "rules": rules,
             "parked_table": result.resources.get("ParkedTable"),
+            "parked_bucket": result.resources.get("ParkedPayloadBucket"),
         }
         bridge = self._spawn_python(
             "iot-rules",

@@ -89,7 +89,10 @@ def in_process_bridge(
         }
     )
     rules = build_rules(spec, sqs)
-    return Bridge(spec, rules, threading.Event(), DirectParking(parked_table, ddb))
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_endpoint)
+    bucket = f"test-parked-payloads-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    return Bridge(spec, rules, threading.Event(), DirectParking(parked_table, ddb, bucket, s3))
 
 
 def inbound(topic: str, payload: bytes) -> Inbound:
@@ -119,6 +122,13 @@ def test_an_envelope_over_sqs_limit_is_parked_directly_and_the_stream_goes_on(
     assert item["payload_bytes"] == len(poison)
     assert item["payload_sha256"] == hashlib.sha256(poison).hexdigest()
     assert item_bytes(item) < DYNAMODB_ITEM_LIMIT
+    # And the whole error document, too big for the item, was kept in the bucket
+    stored = DynamoParkedStore(
+        table=parked_table,
+        ddb=ddb,
+        s3=boto3.client("s3", region_name=REGION, endpoint_url=moto_endpoint),
+    ).kept_envelope(item["envelope_ref"])
+    assert base64.b64decode(stored["base64OriginalPayload"]) == poison
     # And the next fault is delivered as usual; nothing went to the dead-letter queue
     good = b'{"fault_id": "f-00000002"}'
     assert bridge.settle(inbound("dt/aftercare/t-2/fault", good)) == [

@@ -158,3 +158,27 @@ def test_dead_letter_recorder_items_replay_as_recorded(aws, target, capsys):
     assert row["outcome"] == "replayed"
     (message,) = drain(target, "FaultQueue")
     assert json.loads(message["Body"]) == json.loads(letter["body"])
+
+
+def test_an_envelope_kept_in_the_bucket_is_replayed_in_full(aws, target, capsys):
+    # Given a rule error whose envelope is too big for its parked item (kept in the bucket)
+    recorder = base.load_handler("dead_letter_recorder")
+    recorder.parked_store.cache_clear()
+    original = json.dumps({**report("big-rule-01"), "message": "m" * 300_000}).encode()
+    rule_error = {
+        "ruleName": "aftercare_fault_intake_local",
+        "topic": f"dt/aftercare/{THING}/fault",
+        "base64OriginalPayload": base64.b64encode(original).decode(),
+        "failures": [{"failedAction": "SqsAction", "failedResource": "q", "errorMessage": "x"}],
+    }
+    recorder.handler({"Records": [sqs_record(json.dumps(rule_error))]}, FakeContext())
+    capsys.readouterr()
+    (item,) = parked_by_key(aws).values()
+    assert item["envelope_ref"].startswith("s3://") and "envelope" not in item
+    # When it is replayed
+    (row,) = replay(capsys)
+    # Then the fault queue gets the envelope the rule would have sent, with the whole payload
+    assert row["outcome"] == "replayed"
+    (message,) = drain(target, "FaultQueue")
+    envelope = FaultEnvelope.model_validate_json(message["Body"])
+    assert base64.b64decode(envelope.payload_b64) == original and envelope.thing == THING

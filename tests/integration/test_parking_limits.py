@@ -9,6 +9,7 @@ import hashlib
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.integration import test_fault_intake_handler as base
@@ -83,7 +84,12 @@ def test_dead_letter_recorder_never_fails_on_a_big_message(aws):
     assert all(item_bytes(p) < DYNAMODB_ITEM_LIMIT for p in items)
     rule = next(p for p in items if p["reason"] == "rule_error:SqsAction")
     assert rule["payload_sha256"] == hashlib.sha256(original).hexdigest()
-    assert rule["envelope_omitted"] and "envelope" not in rule
+    # And its full envelope (too big for an item) was kept in the ParkedPayloadBucket
+    assert "envelope" not in rule and "envelope_omitted" not in rule
+    bucket, _, key = rule["envelope_ref"].removeprefix("s3://").partition("/")
+    assert bucket == aws["resources"]["ParkedPayloadBucket"]
+    kept = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert kept == rule_error
 
 
 def test_hostile_content_is_counted_as_fault_rejected(intake, aws, capsys):

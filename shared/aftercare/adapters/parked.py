@@ -2,10 +2,11 @@
 
 An item never exceeds DynamoDB's 400 KB item limit, whatever was parked: the payload is kept as
 a bounded excerpt with the SHA-256 digest and size of the original bytes, the detail is
-bounded, and the envelope (what a replay re-sends) is kept inline only up to
-`MAX_INLINE_ENVELOPE`. That covers every message AWS IoT Core (and the local broker) accepts
-(128 KB, about 171 KB once base64-encoded); anything larger can only have been put on a queue by
-hand and is kept as excerpt + digest + size, with `envelope_omitted` saying why.
+bounded, and the envelope (what a replay re-sends) is kept inline up to `MAX_INLINE_ENVELOPE`.
+That covers every message AWS IoT Core (and the local broker) accepts (128 KB, about 171 KB once
+base64-encoded). A bigger envelope (only a message put on a queue by hand can be one) goes in
+full to the ParkedPayloadBucket, and the item's `envelope_ref` says where (``s3://bucket/key``);
+without a bucket, `envelope_omitted` says it was not kept.
 """
 
 from __future__ import annotations
@@ -49,18 +50,31 @@ def original_payload(message: ParkedMessage) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
-def parked_item(message: ParkedMessage) -> dict[str, Any]:
-    """The ParkedTable item for one message, bounded in size (see the module docstring)."""
+def envelope_text(message: ParkedMessage) -> str | None:
+    return json.dumps(message.envelope) if message.envelope is not None else None
+
+
+def parked_key(message: ParkedMessage) -> str:
+    received_at = message.model_dump(mode="json", include={"received_at"})["received_at"]
+    return f"{received_at}#{_bounded(message.message_id, 256)}"
+
+
+def parked_item(message: ParkedMessage, *, envelope_ref: str | None = None) -> dict[str, Any]:
+    """The ParkedTable item for one message, bounded in size (see the module docstring);
+    `envelope_ref` names where the envelope was kept when it is too big to be inline."""
     data = message.model_dump(mode="json")
     raw = original_payload(message)
-    envelope = json.dumps(message.envelope) if message.envelope is not None else None
+    envelope = envelope_text(message)
     omitted = None
     if envelope is not None and len(envelope) > MAX_INLINE_ENVELOPE:
-        omitted = (
-            f"envelope of {len(envelope)} bytes not kept (over {MAX_INLINE_ENVELOPE}); "
-            "the payload is the excerpt, payload_sha256 and payload_bytes"
-        )
+        if envelope_ref is None:
+            omitted = (
+                f"envelope of {len(envelope)} bytes not kept (over {MAX_INLINE_ENVELOPE}); "
+                "the payload is the excerpt, payload_sha256 and payload_bytes"
+            )
         envelope = None
+    else:
+        envelope_ref = None
     expires = message.received_at + PARKED_RETENTION
     return {
         **data,
@@ -68,8 +82,9 @@ def parked_item(message: ParkedMessage) -> dict[str, Any]:
         "payload": _bounded(message.payload, MAX_EXCERPT_BYTES),
         "payload_bytes": len(raw),
         "payload_sha256": hashlib.sha256(raw).hexdigest(),
-        "parked_key": f"{data['received_at']}#{_bounded(message.message_id, 256)}",
+        "parked_key": parked_key(message),
         "envelope": envelope,
+        "envelope_ref": envelope_ref,
         "envelope_omitted": omitted,
         "parked_at": datetime.now(UTC).isoformat(),
         "expires_at": int(expires.timestamp()),
@@ -77,16 +92,45 @@ def parked_item(message: ParkedMessage) -> dict[str, Any]:
 
 
 class DynamoParkedStore:
-    """ParkedStore on the ParkedTable; idempotent per (source, received_at, message id)."""
+    """ParkedStore on the ParkedTable (and the ParkedPayloadBucket for envelopes too big for an
+    item); idempotent per (source, received_at, message id)."""
 
-    def __init__(self, *, table: str, ddb: Any | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        table: str,
+        ddb: Any | None = None,
+        bucket: str | None = None,
+        s3: Any | None = None,
+    ) -> None:
         self.table = table
+        self.bucket = bucket
         self._ddb = ddb
+        self._s3 = s3
 
     ddb = LazyClient("dynamodb")
+    s3 = LazyClient("s3")
 
     def park(self, message: ParkedMessage) -> None:
-        self.ddb.put_item(TableName=self.table, Item=to_item(parked_item(message)))
+        envelope = envelope_text(message)
+        ref = None
+        if self.bucket and envelope is not None and len(envelope) > MAX_INLINE_ENVELOPE:
+            key = f"{message.source}/{parked_key(message)}.json"
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=envelope.encode(),
+                ContentType="application/json",
+            )
+            ref = f"s3://{self.bucket}/{key}"
+        item = parked_item(message, envelope_ref=ref)
+        self.ddb.put_item(TableName=self.table, Item=to_item(item))
+
+    def kept_envelope(self, ref: str) -> dict[str, Any]:
+        """The full envelope an item's `envelope_ref` (``s3://bucket/key``) points at."""
+        bucket, _, key = ref.removeprefix("s3://").partition("/")
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return dict(json.loads(body))
 
     def list(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
