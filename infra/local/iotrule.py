@@ -826,6 +826,7 @@ class _Failure:
     action: str
     resource: str
     message: str
+    permanent: bool = False  # the same message can never get past this (not part of AWS's doc)
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -857,7 +858,7 @@ def apply_rule(rule: Rule, topic: str, payload: bytes, now_ms: int) -> Outcome:
     try:
         output = rule.parsed.evaluate(topic, payload, now_ms)
     except RuleEvaluationError as exc:
-        failures = [_Failure("RuleEvaluation", rule.name, exc.reason)]
+        failures = [_Failure("RuleEvaluation", rule.name, exc.reason, permanent=True)]
     else:
         if output is None:
             return Outcome.FILTERED
@@ -893,7 +894,7 @@ def _run_actions(actions: Iterable[Action], output: dict[str, Any]) -> list[_Fai
         try:
             action.run(output)
         except ActionFailed as exc:
-            failures.append(_Failure(action.kind, action.resource, str(exc)))
+            failures.append(_Failure(action.kind, action.resource, str(exc), exc.permanent))
     return failures
 
 
@@ -930,8 +931,11 @@ class DirectParking:
 
     def park(self, rule: Rule, inbound: Inbound, failed: ParkingFailed) -> str:
         """Park `inbound`; returns the reason it was parked with."""
-        action = failed.failures[0].action if failed.failures else "unknown"
-        reason = f"{'undeliverable' if failed.permanent else 'rule_error'}:{action}"
+        # The rule's own failures decide: a replay may deliver what failed for a while.
+        own = [f for f in failed.failures if not f.action.startswith("ErrorAction:")]
+        action = own[0].action if own else "unknown"
+        kind = "undeliverable" if own and all(f.permanent for f in own) else "rule_error"
+        reason = f"{kind}:{action}"
         parts = inbound.topic.split("/")
         message = ParkedMessage(
             source=DIRECT_PARK_SOURCE,

@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from infra.local.iotrule import (
     SQS_MAX_MESSAGE_BYTES,
     ActionFailed,
+    DirectParking,
+    Inbound,
     ParkingFailed,
     Rule,
     SqsAction,
@@ -72,3 +74,34 @@ def test_when_the_error_action_fails_the_failure_says_whether_to_retry() -> None
         apply_rule(rule, "dt/aftercare/t-1/fault", big, 0)
     assert caught.value.permanent  # the error document (base64 of 1 MiB) can never fit
     assert [f.action for f in caught.value.failures] == ["SqsAction", "ErrorAction:SqsAction"]
+
+
+class FakeDdb:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def put_item(self, TableName: str, Item: dict[str, Any]) -> None:
+        self.items.append(Item)
+
+
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        (client_error(500, "InternalError"), "rule_error:SqsAction"),  # a replay may deliver it
+        (client_error(400, "InvalidParameterValue"), "undeliverable:SqsAction"),
+    ],
+)
+def test_a_directly_parked_message_says_whether_a_replay_could_deliver_it(first, reason):
+    rule = Rule(
+        name="r",
+        parsed=parse_sql("SELECT encode(*, 'base64') AS p FROM 'dt/aftercare/+/fault'"),
+        actions=(SqsAction(FakeSqs(first), "q", False),),  # type: ignore[arg-type]
+        error_action=SqsAction(FakeSqs(client_error(400, "NonExistentQueue")), "dlq", False),  # type: ignore[arg-type]
+    )
+    with pytest.raises(ParkingFailed) as caught:
+        apply_rule(rule, "dt/aftercare/t-1/fault", b"{}", 0)
+    ddb = FakeDdb()
+    inbound = Inbound("dt/aftercare/t-1/fault", b"{}", qos=1, mid=1, generation=0, received_ms=0)
+    assert DirectParking("parked", ddb).park(rule, inbound, caught.value) == reason
+    (item,) = ddb.items
+    assert item["source"] == {"S": "iot-rules"} and item["thing"] == {"S": "t-1"}
