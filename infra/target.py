@@ -165,6 +165,13 @@ class Target:
             raise TargetError("the local stack has no iot-data stand-in (iot_data_url)")
         return self.client("iot-data", endpoint_url=str(url))
 
+    def queue_url(self, logical_id: str) -> str:
+        """A queue's URL: the local stack records URLs, a deployed stage is asked by name."""
+        value = self.resource(logical_id)
+        if value.startswith(("http://", "https://")):
+            return value
+        return str(self.client("sqs").get_queue_url(QueueName=value)["QueueUrl"])
+
 
 def resolve_aws_target(
     stage: str, *, stack_name: str | None = None, region: str | None = None

@@ -54,6 +54,7 @@ from aftercare.models.api import (
     TicketRow,
     TicketView,
 )
+from aftercare.models.strict_json import loads_strict
 from aftercare.observability import logger, metrics, tracer
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -72,7 +73,9 @@ class Resolver(APIGatewayHttpResolver):
         return {key: unquote(value) for key, value in match.groupdict().items()}
 
 
-app = Resolver(enable_validation=True)
+# Bodies go through the one strict decoder: deep nesting, unstorable numbers, NaN/Infinity and
+# duplicate keys are a 400/422 with a reason (the shared `ContentRejected` handler), never a 500.
+app = Resolver(enable_validation=True, json_body_deserializer=loads_strict)
 app.use([authenticate(public_paths=["/openapi.json"])])
 register_common(app)
 

@@ -24,11 +24,13 @@ processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 class Settings(EnvSettings):
     parked_table: str
+    parked_payload_bucket: str
 
 
 @cache
 def deps() -> DynamoParkedStore:
-    return DynamoParkedStore(table=load_settings(Settings).parked_table)
+    settings = load_settings(Settings)
+    return DynamoParkedStore(table=settings.parked_table, bucket=settings.parked_payload_bucket)
 
 
 @tracer.capture_method

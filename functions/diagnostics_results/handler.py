@@ -37,6 +37,7 @@ class Settings(EnvSettings):
     devices_table: str
     inventory_table: str
     parked_table: str
+    parked_payload_bucket: str
     iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
     diagnostics_timeout_s: int
     dead_letter_queue_arn: str
@@ -50,7 +51,9 @@ class Deps:
         )
         self.devices = DynamoDeviceDirectory(devices_table=settings.devices_table)
         self.publisher = IotDataPublisher(endpoint=settings.iot_data_endpoint)
-        self.parked = DynamoParkedStore(table=settings.parked_table)
+        self.parked = DynamoParkedStore(
+            table=settings.parked_table, bucket=settings.parked_payload_bucket
+        )
         self.catalog: FaultCatalog = load_catalog()
         self.verify_timeout = timedelta(seconds=settings.diagnostics_timeout_s)
 

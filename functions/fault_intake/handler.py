@@ -30,6 +30,7 @@ class Settings(EnvSettings):
     customers_table: str
     tickets_table: str
     parked_table: str
+    parked_payload_bucket: str
     inventory_table: str
     repeat_window_days: int
     hold_hours: int
@@ -43,7 +44,9 @@ class Deps:
             customers_table=settings.customers_table,
             inventory_table=settings.inventory_table,
         )
-        self.parked = DynamoParkedStore(table=settings.parked_table)
+        self.parked = DynamoParkedStore(
+            table=settings.parked_table, bucket=settings.parked_payload_bucket
+        )
         self.rules = IntakeRules(
             catalog=load_catalog(),
             policy=load_policy(),

@@ -8,6 +8,8 @@ customer) and errors use the support API's `ErrorBody`: 401 not an ID token, 403
 customer (answering), 404 unknown survey (also another customer's: its existence is not
 confirmed), 409 already answered or not sent yet, 422 invalid body (unknown fields included).
 The routes are part of the support API's OpenAPI document (`python -m infra.openapi`).
+Bodies go through the strict decoder (`aftercare.models.strict_json`): 400 a body that is not JSON or JSON we refuse
+(too deep, NaN, duplicate keys), 422 numbers DynamoDB cannot store.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aftercare.domain.surveys import (
     readable_survey,
 )
 from aftercare.models.api import SurveyId, SurveyView
+from aftercare.models.strict_json import loads_strict
 from aftercare.observability import logger, metrics, tracer
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -40,7 +43,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# The one strict decoder for bodies: hostile JSON is a 400/422 with a reason, never a 500.
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads_strict)
 app.use([authenticate()])
 register_common(app)
 

@@ -93,6 +93,7 @@ class AwsClients:
     sns: SNSClient
     iot: IoTClient
     events: Any = None
+    s3: Any = None
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
@@ -108,6 +109,7 @@ class AwsClients:
             sns=session.client("sns", endpoint_url=endpoint_url, config=config),
             iot=session.client("iot", endpoint_url=endpoint_url, config=config),
             events=session.client("events", endpoint_url=endpoint_url, config=config),
+            s3=session.client("s3", endpoint_url=endpoint_url, config=config),
         )
 
 
@@ -994,8 +996,35 @@ def _provision_event_bus(context: _Context, resource: Resource) -> Attributes:
     return {"Ref": name, "Name": name, "Arn": arn}
 
 
+# Applied: the bucket and its name. Encryption, public-access blocking and lifecycle rules are
+# AWS's business (moto stores them but nothing locally depends on them).
+_BUCKET_IGNORED: Final = frozenset(
+    {
+        "BucketEncryption",
+        "PublicAccessBlockConfiguration",
+        "LifecycleConfiguration",
+        "VersioningConfiguration",
+        "Tags",
+    }
+)
+
+
+def _provision_bucket(context: _Context, resource: Resource) -> Attributes:
+    _check_properties(resource, {"BucketName"}, _BUCKET_IGNORED)
+    if context.clients.s3 is None:
+        raise ProvisionError(f"{resource.logical_id}: no S3 client configured")
+    name = (
+        _optional_str(context, resource.properties, "BucketName")
+        or context.default_name(resource).lower()
+    )
+    context.clients.s3.create_bucket(Bucket=name)
+    log.info("created S3 bucket %s", name)
+    return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+
 _PROVISIONERS: Final[dict[str, Callable[[_Context, Resource], Attributes]]] = {
     "AWS::Events::EventBus": _provision_event_bus,
+    "AWS::S3::Bucket": _provision_bucket,
     "AWS::DynamoDB::Table": _provision_table,
     "AWS::SQS::Queue": _provision_queue,
     "AWS::SNS::Topic": _provision_topic,

@@ -61,6 +61,7 @@ LOG_TAIL_LINES: Final = 20
 MONITOR_INTERVAL_S: Final = 0.5
 # Stable, so the bridge's persistent MQTT session survives a restart of the stack.
 BRIDGE_CLIENT_ID: Final = "aftercare-local-iot-rules"
+MAX_MESSAGE_BYTES: Final = 128 * 1024  # AWS IoT Core's limit on one MQTT message's payload
 
 
 class LocalStackError(RuntimeError):
@@ -192,6 +193,10 @@ def mosquitto_config(port: int, data_dir: Path, log_path: Path) -> str:
         "autosave_interval 10",
         "max_queued_messages 100000",
         "max_inflight_messages 100",
+        # AWS IoT Core's message size limit. Mosquitto drops a bigger PUBLISH; for QoS 1 it
+        # still completes the flow: MQTT 3.1.1 publishers get a plain PUBACK (the drop is
+        # silent), MQTT 5 publishers a PUBACK with reason 0x95 "packet too large".
+        f"message_size_limit {MAX_MESSAGE_BYTES}",
         f"log_dest file {log_path}",
         *(f"log_type {kind}" for kind in ("error", "warning", "notice", "information")),
         "connection_messages true",
@@ -488,6 +493,8 @@ class LocalStack:
             "aws_endpoint_url": endpoint_url,
             "region": self.region,
             "rules": rules,
+            "parked_table": result.resources.get("ParkedTable"),
+            "parked_bucket": result.resources.get("ParkedPayloadBucket"),
         }
         bridge = self._spawn_python(
             "iot-rules",

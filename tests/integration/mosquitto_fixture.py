@@ -24,6 +24,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from infra.local.stack import MAX_MESSAGE_BYTES
+
 MOSQUITTO_BINARY = Path("/usr/sbin/mosquitto")
 
 
@@ -80,6 +82,7 @@ class MosquittoBroker:
                 "log_type notice",
                 "log_type information",
                 "max_queued_messages 100000",
+                f"message_size_limit {MAX_MESSAGE_BYTES}",  # as the local stack's broker
                 "",
             ]
         )

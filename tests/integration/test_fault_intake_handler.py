@@ -75,6 +75,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             sns=session.client("sns"),
             iot=session.client("iot"),
             events=session.client("events"),
+            s3=session.client("s3"),
         )
         result = provision(
             load_template(ROOT / "template.yaml"), clients, endpoint_url="http://unused"

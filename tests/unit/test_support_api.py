@@ -141,7 +141,11 @@ def respond(
         raw_path=raw_path,
         raw_query=query,
         headers={"content-type": "application/json"},
-        body=json.dumps(body).encode() if body is not None else b"",
+        body=body
+        if isinstance(body, bytes)
+        else json.dumps(body).encode()
+        if body is not None
+        else b"",
         source_ip="127.0.0.1",
     )
     spec = GatewaySpec(api_id="local", region="us-east-1", routes=[route])
@@ -211,7 +215,7 @@ def test_users_in_no_group_are_forbidden(store):
         ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"routine": "format_disk"}),
         ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"timeout_s": 1}),
         ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"colour": "red"}),
-        ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"params": {"x": 1e400}}),
+        ("POST", f"/tickets/{OWN.ticket_id}/diagnostics", {"params": {"x": 1e300}}),
     ],
 )
 def test_invalid_requests_are_422_with_a_reason(store, method, path, body):
@@ -249,6 +253,29 @@ def test_a_tampered_cursor_is_a_400_with_a_reason(store):
     # a cursor replayed with other filters
     status, body = call("GET", f"/tickets?limit=1&status=open&cursor={cursor}", ENGINEER)
     assert status == 400 and "other filters" in body["message"]
+
+
+HOSTILE_BODIES = [
+    (b"[" * 10_000 + b"]" * 10_000, 400, "malformed_body"),
+    (b'{"params": {"n": ' + b"9" * 4301 + b"}}", 422, "validation_error"),
+    (b'{"params": {"n": 1e300}}', 422, "validation_error"),
+    (b'{"params": {"n": 1e-300}}', 422, "validation_error"),
+    (b'{"params": {"n": 1.' + b"1" * 38 + b"}}", 422, "validation_error"),
+    (b'{"params": {"n": NaN}}', 400, "malformed_body"),
+    (b'{"params": {"n": Infinity}}', 400, "malformed_body"),
+    (b'{"params": {"n": 1e400}}', 422, "validation_error"),
+    (b'{"routine": "self_test", "routine": "log_excerpt"}', 400, "malformed_body"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), HOSTILE_BODIES)
+def test_hostile_diagnostics_bodies_are_4xx_with_a_reason(store, body, status, reason):
+    # When an engineer posts a body the strict decoder refuses
+    answer_status, answer = call("POST", f"/tickets/{OWN.ticket_id}/diagnostics", ENGINEER, body)
+    # Then it is a client error naming why, and nothing was started
+    assert (answer_status, answer["reason"]) == (status, reason)
+    assert answer["message"]
+    assert not store.records
 
 
 def test_unknown_routes_are_404_json(store):

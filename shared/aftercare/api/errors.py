@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 
 from aftercare.domain.access import Forbidden, Unauthenticated
 from aftercare.models.api import ErrorBody
+from aftercare.models.strict_json import MALFORMED_JSON, ContentRejected
 
 UNAUTHORIZED_SCHEMA = {
     "type": "object",
@@ -23,7 +24,10 @@ UNAUTHORIZED_SCHEMA = {
     "required": ["message"],
 }
 MEANINGS = {
-    400: "the body is not UTF-8 JSON, or the cursor is not one this API issued",
+    400: (
+        "the body is not UTF-8 JSON or is JSON this API refuses, "
+        "or the cursor is not one this API issued"
+    ),
     403: "the caller's groups do not allow this",
     404: "no such resource, or not visible to the caller",
     409: "the resource is not in a state that allows this",
@@ -85,6 +89,17 @@ def register_common(app: ApiGatewayResolver) -> None:
     @app.exception_handler(UnicodeDecodeError)
     def undecodable(exc: UnicodeDecodeError) -> Response[str]:
         return error(HTTPStatus.BAD_REQUEST, "malformed_body", "the body is not UTF-8 JSON")
+
+    @app.exception_handler(ContentRejected)
+    def rejected_content(exc: ContentRejected) -> Response[str]:
+        # A body we cannot read is `malformed_body`; one we read but cannot accept (numbers
+        # DynamoDB cannot store) is a `validation_error`.
+        if exc.reason == MALFORMED_JSON:
+            status, reason = HTTPStatus.BAD_REQUEST, "malformed_body"
+        else:
+            status, reason = HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error"
+        detail = [{"loc": ["body"], "msg": exc.detail, "type": exc.reason}]
+        return error(status, reason, exc.detail, detail=detail)
 
     @app.not_found
     def no_route(exc: Exception) -> Response[str]:
