@@ -8,8 +8,8 @@ customer) and errors use the support API's `ErrorBody`: 401 not an ID token, 403
 customer (answering), 404 unknown survey (also another customer's: its existence is not
 confirmed), 409 already answered or not sent yet, 422 invalid body (unknown fields included).
 The routes are part of the support API's OpenAPI document (`python -m infra.openapi`).
-Bodies go through the strict decoder (`aftercare.models.strict_json`): 400 a body that is not JSON or JSON we refuse
-(too deep, NaN, duplicate keys), 422 numbers DynamoDB cannot store.
+Bodies go through the strict decoder (`aftercare.models.strict_json`): 400 a body that is not
+JSON or JSON we refuse (too deep, NaN, duplicate keys), 422 numbers DynamoDB cannot store.
 """
 
 from __future__ import annotations
