@@ -102,6 +102,8 @@ def due_survey(store: FakeNotificationStore) -> None:
 def scheduler(monkeypatch: pytest.MonkeyPatch) -> tuple[ModuleType, FakeNotificationStore]:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "AftercareTest")
     module = load_scheduler()
+    # The shared Metrics is built once per process, maybe before the variable was set.
+    monkeypatch.setattr(module.metrics, "namespace", "AftercareTest")
     store = FakeNotificationStore()
     notifier = Notifier(
         store,

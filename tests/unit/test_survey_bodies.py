@@ -38,6 +38,7 @@ def post_answer(body: bytes) -> tuple[int, dict[str, Any]]:
         "cognito:username": "c-0001",
         "cognito:groups": "[customers]",
         "custom:customer_id": "c-0001",
+        "token_use": "id",
     }
     event = {
         "version": "2.0",
@@ -63,7 +64,7 @@ def test_hostile_survey_answers_are_4xx_with_a_reason(monkeypatch, body, status,
     def no_store() -> None:
         raise AssertionError("a refused body must not reach the store")
 
-    monkeypatch.setattr(SURVEY, "store", no_store)
+    monkeypatch.setattr(SURVEY, "deps", no_store)
     body = body.replace(b'"params"', b'"rating"').replace(b'"routine"', b'"comment"')
     answer_status, answer = post_answer(body)
     assert (answer_status, answer["reason"]) == (status, reason)
