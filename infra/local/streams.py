@@ -17,7 +17,10 @@ It reads the table's stream from the moto server the way Lambda's event source m
 
 Deviations from AWS, on purpose:
 
-* Checkpoints live in memory: a restarted worker starts again from its starting position.
+* Checkpoints live in memory, and in a `CheckpointFile` when the worker has a checkpoint
+  directory (the local stack gives every worker one): a restarted worker resumes each shard after
+  the last record of its last settled batch, so a crash mid-batch re-delivers that batch (at
+  least once, as in AWS) and loses nothing.
 * Retries wait ``retry_backoff_s`` (the worker's, 1 s by default) instead of Lambda's backoff.
 * Splitting a batch on a function error does not count as a retry attempt; after a batch
   succeeds the full ``batch_size`` applies again.
@@ -31,11 +34,13 @@ import base64
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -394,6 +399,40 @@ def on_failure_record(
 
 
 # ---------------------------------------------------------------------------------------------
+# Checkpoints that outlive the worker
+# ---------------------------------------------------------------------------------------------
+class CheckpointFile:
+    """One event source's settled positions, ``{shard_id: sequence_number}``, in a JSON file.
+
+    Written (atomically) after every settled batch; read once when the poller starts.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._positions: dict[str, str] = {}
+
+    def load(self) -> dict[str, str]:
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            logger.warning("ignoring unreadable stream checkpoints in %s", self.path)
+            return {}
+        self._positions = {str(shard): str(number) for shard, number in loaded.items()}
+        return dict(self._positions)
+
+    def save(self, shard_id: str, sequence: str) -> None:
+        if self._positions.get(shard_id) == sequence:
+            return
+        self._positions[shard_id] = sequence
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text(json.dumps(self._positions), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+# ---------------------------------------------------------------------------------------------
 # The poller
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -431,8 +470,11 @@ class StreamPoller:
         region: str,
         retry_backoff_s: float,
         stop: threading.Event,
+        checkpoints: CheckpointFile | None = None,
     ) -> None:
         self._source = source
+        self._checkpoints = checkpoints
+        self._resume_from = checkpoints.load() if checkpoints is not None else {}
         self._streams = streams
         self._sqs = sqs
         self._invoker = invoker
@@ -492,8 +534,15 @@ class StreamPoller:
                     parent_id=shard.get("ParentShardId"),
                     position=position,
                     batch_limit=self._source.batch_size,
+                    last_read=self._resume_from.get(shard_id),  # read on after the checkpoint
                 )
-                logger.info("%s: reading shard %s", self._source.event_id, shard_id)
+                resume = self._resume_from.get(shard_id)
+                logger.info(
+                    "%s: reading shard %s%s",
+                    self._source.event_id,
+                    shard_id,
+                    f" after checkpoint {resume}" if resume else "",
+                )
         return True
 
     def _describe_shards(self) -> list[dict[str, Any]]:
@@ -596,7 +645,12 @@ class StreamPoller:
             self._failed(shard, batch, settlement, invocation.request_id)
 
     def _checkpoint(self, shard: _Shard, count: int) -> None:
+        settled = sequence_number(shard.pending[count - 1]) if count else None
         del shard.pending[:count]
+        if not shard.pending and shard.last_read is not None:
+            settled = shard.last_read  # the filtered-out records read since are settled too
+        if self._checkpoints is not None and settled is not None:
+            self._checkpoints.save(shard.shard_id, settled)
         shard.batch_limit = self._source.batch_size
         shard.failed_invocations = 0
         shard.retry_at = 0.0
