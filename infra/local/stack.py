@@ -189,7 +189,10 @@ def mosquitto_config(port: int, data_dir: Path, log_path: Path) -> str:
         "allow_anonymous true",
         "persistence true",
         f"persistence_location {data_dir}/",
-        "autosave_interval 10",
+        # Save after every change (a queued message, a subscription): a QoS 1 message the
+        # broker acknowledged survives a broker crash unless it lands in the last few ms.
+        "autosave_on_changes true",
+        "autosave_interval 1",
         "max_queued_messages 100000",
         "max_inflight_messages 100",
         f"log_dest file {log_path}",
