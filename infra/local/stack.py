@@ -229,7 +229,8 @@ def mosquitto_config(port: int, data_dir: Path, log_path: Path) -> str:
         "max_queued_messages 100000",
         "max_inflight_messages 100",
         f"log_dest file {log_path}",
-        *(f"log_type {kind}" for kind in ("error", "warning", "notice", "information")),
+        # Not "information": with autosave_on_changes it logs one "Saving" line per message.
+        *(f"log_type {kind}" for kind in ("error", "warning", "notice")),
         "connection_messages true",
         # Started as root, mosquitto would switch to user `mosquitto` and lose the state dir.
         f"user {pwd.getpwuid(os.geteuid()).pw_name}",

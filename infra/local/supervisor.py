@@ -3,7 +3,7 @@
 * `RestartPolicy`: a crashed component is started again after a backoff (like Lambda starts a new
   instance, or IoT Core reconnects), unless it crash-loops: more than `max_restarts` restarts
   within `window_s` seconds stops the whole stack instead.
-* `die_with_parent`: every child asks the kernel for SIGTERM when the supervisor dies
+* `die_with_parent`: every child asks the kernel for SIGKILL when the supervisor dies
   (`PR_SET_PDEATHSIG`), so a SIGKILLed `local up` leaves nothing behind, even mid-start-up.
 * `SupervisorLock` and the pid file (`supervisor.json`, written before the first child starts
   and after every (re)start): one supervisor per state directory, and `local down` can find
@@ -96,17 +96,20 @@ def exit_description(code: int | None) -> str:
 
 
 def die_with_parent() -> Callable[[], None]:
-    """A Popen `preexec_fn`: SIGTERM this child when the supervisor dies.
+    """A Popen `preexec_fn`: SIGKILL this child when the supervisor dies.
 
     The kernel sends the signal when the *thread* that forked the child ends, so children must be
     started from threads that live as long as the supervisor (the main thread, the monitor).
-    SIGTERM rather than SIGKILL lets Mosquitto write its persistence file on the way out.
+    SIGKILL, not SIGTERM: nobody supervises an orderly shutdown any more, and a worker stopping
+    gracefully can wait half a minute on a moto server that is going away. What must survive a
+    crash survives SIGKILL (Mosquitto saves on every change, SQS batches are leased, stream
+    positions are checkpointed); moto's in-memory state is lost either way.
     """
     parent = os.getpid()
     prctl = _LIBC.prctl
 
     def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent:  # the supervisor died before prctl: nobody would tell us
             os._exit(_EXIT_PARENT_GONE)
 
