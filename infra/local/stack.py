@@ -622,7 +622,11 @@ class LocalStack:
             with self._stop_lock:
                 if self._stopping.is_set() or self._failed.is_set():
                     continue
-                self._supervise(time.monotonic())
+                try:
+                    self._supervise(time.monotonic())
+                except Exception as exc:  # an unsupervised stack must not look healthy
+                    log.exception("the supervisor's monitor failed")
+                    self._fail("supervisor", f"the supervisor could not restart a process: {exc}")
 
     def _supervise(self, now: float) -> None:
         for stage in self._stages:
