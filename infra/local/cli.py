@@ -126,7 +126,7 @@ def _run(stack: LocalStack, stop_requested: threading.Event) -> None:
     finally:
         stack.stop()
     if failed is not None:
-        _fail(f"local stack stopped: {failed} died (see {stack.logs_dir / failed}.log)")
+        _fail(f"local stack stopped: {stack.failure_reason or f'{failed} died'}")
     print("local stack stopped", file=sys.stderr)
 
 
