@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CODE := functions shared devices infra
+# aws-sam-cli pins boto3 differently from the project: it lives in a venv of its own.
+SAM_VENV ?= .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup demo up down test lint typecheck cfn-lint unit integration e2e clean
+.PHONY: setup sam-setup demo up down test lint typecheck cfn-lint packaging unit integration e2e clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +21,14 @@ setup: $(BIN)/.installed
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
 		{ (apt-get update -qq && apt-get install -y -qq mosquitto) || \
 		  (sudo apt-get update -qq && sudo apt-get install -y -qq mosquitto); }
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+sam-setup: $(SAM_VENV)/.installed
 
 demo: setup
 	$(BIN)/aftercare demo
@@ -37,6 +49,12 @@ typecheck: setup
 cfn-lint: setup
 	$(BIN)/cfn-lint template.yaml
 
+# Every function starts from its real `sam build` artifact in a bare python3.12 with only the
+# runtime's SDK (infra/packaging.py); needs python3.12 on PATH or in pyenv.
+packaging: setup sam-setup
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1 --template template.yaml
+	AFTERCARE_REQUIRE_PACKAGING=1 $(BIN)/pytest tests/packaging -q
+
 unit: setup
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests/unit -q
 
@@ -46,8 +64,8 @@ integration: setup
 e2e: setup
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests/e2e -q
 
-test: lint typecheck cfn-lint
-	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q
+test: lint typecheck cfn-lint packaging
+	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q --ignore=tests/packaging
 
 clean:
-	rm -rf $(VENV) .aftercare .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .aftercare .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -22,7 +22,14 @@ from aftercare.models.payloads import FaultReport, ReadingValue, Severity
 from pydantic import ValidationError
 
 from devices.agent import AgentBusyError, AgentError, DeviceAgent
-from devices.config import AgentConfig, MqttProtocol, credential_files, parse_broker_url
+from devices.config import (
+    AgentConfig,
+    AgentCredentials,
+    MqttProtocol,
+    credential_files,
+    parse_broker_url,
+    read_agent_file,
+)
 from devices.outbox import EntryStatus, OutboxError
 
 LOGGER = logging.getLogger(__name__)
@@ -244,7 +251,15 @@ def _report_delivery(
 
 
 def _add_agent_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--thing", required=True, help="IoT thing name of the device")
+    parser.add_argument("--thing", help="IoT thing name of the device (or from --config)")
+    parser.add_argument(
+        "--config",
+        "--credentials",
+        dest="config",
+        type=Path,
+        metavar="PATH",
+        help="agent.json (or its directory) from `aftercare devices provision`",
+    )
     parser.add_argument(
         "--broker", metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:8883 (default: local)"
     )
@@ -252,7 +267,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
         "--state-file", type=Path, help=f"local stack state file (default: find {STATE_FILE})"
     )
     parser.add_argument("--outbox-dir", type=Path, metavar="DIR", help="where outboxes live")
-    parser.add_argument("--firmware", default="1.0.0", help="firmware version to report")
+    parser.add_argument("--firmware", help="firmware version to report (default 1.0.0)")
     parser.add_argument("--model", help="product model of the device")
     parser.add_argument(
         "--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V5.value
@@ -272,21 +287,36 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _agent_config(args: argparse.Namespace, **extra: Any) -> AgentConfig:
-    broker_url = args.broker or default_broker_url(args.state_file)
-    tls_files = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
-    local_tls = not args.broker and parse_broker_url(broker_url).tls
+    file = read_agent_file(args.config) if args.config else None
+    thing = args.thing or (file.thing if file else None)
+    if thing is None:
+        raise ValueError("pass --thing, or --config with the device's agent.json")
+    if file and thing != file.thing:
+        raise ValueError(f"--thing {thing} does not match {file.thing} in {args.config}")
+    broker_url = args.broker or (file.broker_url if file else default_broker_url(args.state_file))
+    tls_files: dict[str, Any] = {
+        "ca_file": args.ca_file or (file.ca_file if file else None),
+        "cert_file": args.cert_file or (file.cert_file if file else None),
+        "key_file": args.key_file or (file.key_file if file else None),
+    }
+    local_tls = not args.broker and not file and parse_broker_url(broker_url).tls
     if local_tls and not any(tls_files.values()):
-        tls_files = local_credentials(args.thing, args.state_file)
+        tls_files = dict(local_credentials(thing, args.state_file))
     return AgentConfig(
-        thing=args.thing,
+        thing=thing,
         broker_url=broker_url,
-        outbox_dir=args.outbox_dir or default_outbox_dir(args.state_file),
-        firmware=args.firmware,
-        model=args.model,
+        outbox_dir=args.outbox_dir or _outbox_dir(file, args.state_file),
+        firmware=args.firmware or (file.firmware if file else "1.0.0"),
+        model=args.model or (file.model if file else None),
         protocol=MqttProtocol(args.protocol),
         **tls_files,
         **extra,
     )
+
+
+def _outbox_dir(file: AgentCredentials | None, state_file: Path | None) -> Path:
+    """Next to the device's credentials, or the local stack's devices directory."""
+    return file.directory / "outbox" if file else default_outbox_dir(state_file)
 
 
 def _guarded(handler: Handler) -> Handler:

@@ -171,3 +171,85 @@ class AgentConfig(BaseModel):
     @property
     def lock_path(self) -> Path:
         return self.outbox_dir / f"{self.thing}.lock"
+
+
+AGENT_FILE = "agent.json"
+
+
+class AgentFile(BaseModel):
+    """``agent.json``, written by ``aftercare devices provision`` next to the certificate and key.
+
+    File paths are relative to the file's directory. ``ca`` names the CA the broker's server
+    certificate chains to (``AmazonRootCA1`` for AWS IoT Core) for the record; ``ca_file`` is a
+    PEM bundle to trust instead of the default one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thing: ThingName
+    broker_url: str
+    model: str | None = None
+    firmware: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "1.0.0"
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca: str | None = None
+    ca_file: Path | None = None
+    stack: str | None = None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_parses(cls, value: str) -> str:
+        parse_broker_url(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCredentials:
+    """What an ``agent.json`` gives the agent, paths resolved."""
+
+    thing: str
+    broker_url: str
+    directory: Path
+    model: str | None
+    firmware: str
+    cert_file: Path | None
+    key_file: Path | None
+    ca_file: Path | None
+
+
+def read_agent_file(path: Path) -> AgentCredentials:
+    """Read ``agent.json`` (``path`` may be the file or its directory).
+
+    Over plain ``mqtt://`` (the local stack's broker, which does not check client certificates
+    yet) the TLS files are left out. Over ``mqtts://`` without a ``ca_file`` the agent trusts
+    certifi's bundle, which carries Amazon Root CA 1.
+    """
+    file = path / AGENT_FILE if path.is_dir() else path
+    try:
+        document = AgentFile.model_validate_json(file.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read the agent file {file}: {exc.strerror}") from exc
+    base = file.parent
+    tls = parse_broker_url(document.broker_url).tls
+
+    def resolved(value: Path | None) -> Path | None:
+        return None if value is None or not tls else base / value
+
+    return AgentCredentials(
+        thing=document.thing,
+        broker_url=document.broker_url,
+        directory=base,
+        model=document.model,
+        firmware=document.firmware,
+        cert_file=resolved(document.cert_file),
+        key_file=resolved(document.key_file),
+        ca_file=resolved(document.ca_file) or (_default_ca_bundle() if tls else None),
+    )
+
+
+def _default_ca_bundle() -> Path | None:
+    try:
+        import certifi
+    except ImportError:  # the system trust store, as paho's tls_set(ca_certs=None) uses
+        return None
+    return Path(certifi.where())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.parts import InvalidLineChange, OutOfStock
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
+from aftercare.domain.replay import ReplaySkip, plan_replay, replay_event
 from aftercare.domain.rules import load_catalog
 from aftercare.domain.stock import PartsError
 from aftercare.domain.tickets import InvalidTransition, Ticket, TicketStatus
@@ -36,7 +38,22 @@ LIST_FIELDS = {
         "repeat_of",
         "opened_at",
     ],
-    "dlq": ["source", "reason", "received_at", "payload", "detail", "thing", "parked_key"],
+    "dlq": [
+        "source",
+        "reason",
+        "received_at",
+        "payload",
+        "detail",
+        "thing",
+        "parked_key",
+        "payload_bytes",
+        "payload_sha256",
+        "envelope_ref",
+        "replay_count",
+        "replayed_at",
+        "replayed_by",
+        "replay_outcome",
+    ],
 }
 
 
@@ -66,7 +83,13 @@ def _cell(value: Any) -> str:
 
 
 def target_of(args: argparse.Namespace) -> Target:
-    return resolve_target(aws=args.aws, stage=args.stage, state_dir=args.state_dir)
+    return resolve_target(
+        aws=args.aws,
+        stage=args.stage,
+        state_dir=args.state_dir,
+        stack_name=getattr(args, "stack_name", None),
+        region=getattr(args, "aws_region", None),
+    )
 
 
 def store_of(target: Target) -> DynamoTicketStore:
@@ -100,13 +123,9 @@ def ticket_row(ticket: Ticket) -> dict[str, Any]:
 
 
 def cmd_tickets_list(args: argparse.Namespace) -> None:
-    from infra.cli_api import api_client_for, list_tickets
+    from infra.cli_api import cmd_tickets_list as list_tickets  # paging lives with the API client
 
-    if (api := api_client_for(args)) is not None:  # logged in: the API, with that user's rights
-        emit(list_tickets(api, args.status, args.thing), args.json, LIST_FIELDS["tickets"])
-        return
-    tickets = store_of(target_of(args)).list_tickets(status=args.status, thing=args.thing)
-    emit([ticket_row(t) for t in tickets], args.json, LIST_FIELDS["tickets"])
+    list_tickets(args)
 
 
 def cmd_tickets_show(args: argparse.Namespace) -> None:
@@ -150,23 +169,51 @@ def cmd_dlq_list(args: argparse.Namespace) -> None:
 
 
 def cmd_dlq_replay(args: argparse.Namespace) -> None:
-    """Send parked fault envelopes back through the fault queue (after fixing the cause)."""
+    """Send parked messages back to the queue they came from, when a replay can fix them.
+
+    Faults go to the fault queue, diagnostics answers to the diagnostics result queue (queue
+    URLs from the target's resources, so `--aws` works too). Reasons a replay cannot fix
+    (schema violations, spoofed or late answers, ...) are skipped and printed with why. The
+    parked item stays, with its replay history (when, by whom, outcome, count); `--all` leaves
+    items that were replayed before, name their keys to replay them again."""
     target = target_of(args)
-    store = DynamoParkedStore(table=target.resource("ParkedTable"), ddb=target.client("dynamodb"))
-    queue_url = args.queue_url or target.resource("FaultQueue")
-    replayed = []
+    store = DynamoParkedStore(
+        table=target.resource("ParkedTable"), ddb=target.client("dynamodb"), s3=target.client("s3")
+    )
+    rows = []
     for item in store.list():
-        envelope = item.get("envelope")
-        wanted = args.all or item.get("parked_key") in args.keys
-        if not wanted or not isinstance(envelope, dict) or "payload_b64" not in envelope:
+        if not (args.all or item.get("parked_key") in args.keys):
             continue
-        target.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope))
-        target.client("dynamodb").delete_item(
-            TableName=store.table,
-            Key={"source": {"S": item["source"]}, "parked_key": {"S": item["parked_key"]}},
+        rows.append(_replay_one(target, store, item, explicit=not args.all, by=args.by))
+    emit(rows, args.json, ["outcome", "source", "reason", "parked_key", "why"])
+
+
+def _replay_one(
+    target: Target, store: DynamoParkedStore, item: dict[str, Any], *, explicit: bool, by: str
+) -> dict[str, Any]:
+    if item.get("envelope_ref") and not item.get("envelope"):
+        try:  # kept in the ParkedPayloadBucket: too big for the item
+            item = {**item, "envelope": store.kept_envelope(str(item["envelope_ref"]))}
+        except (BotoCoreError, ClientError) as exc:
+            item = {**item, "envelope_omitted": f"{item['envelope_ref']} unreadable: {exc}"}
+    plan = plan_replay(item)
+    row = {"source": item["source"], "parked_key": item["parked_key"], "reason": item["reason"]}
+    if isinstance(plan, ReplaySkip):
+        return {**row, "outcome": "skipped", "why": plan.why}
+    if item.get("replay_count") and not explicit:
+        why = f"replayed before ({item.get('replayed_at')}); name its key to replay it again"
+        return {**row, "outcome": "skipped", "why": why}
+    now = datetime.now(UTC)
+    try:
+        sent = target.client("sqs").send_message(
+            QueueUrl=target.queue_url(plan.queue), MessageBody=plan.body
         )
-        replayed.append({"parked_key": item["parked_key"], "reason": item["reason"]})
-    emit(replayed, args.json, ["parked_key", "reason"])
+    except (BotoCoreError, ClientError) as exc:
+        store.record_replay(plan.source, plan.parked_key, replay_event(by, f"failed: {exc}", now))
+        return {**row, "outcome": "failed", "why": str(exc)}
+    event = replay_event(by, f"sent to {plan.queue}", now, sent.get("MessageId"))
+    store.record_replay(plan.source, plan.parked_key, event)
+    return {**row, "outcome": "replayed", "queue": plan.queue, "why": ""}
 
 
 def cmd_catalog_list(args: argparse.Namespace) -> None:
@@ -197,6 +244,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aws", action="store_true", help="talk to a deployed stack in AWS")
     parser.add_argument("--stage", default="prod", help="deployed stage (with --aws)")
     parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
+    parser.add_argument("--stack-name", help="deployed stack (with --aws; default aftercare-STAGE)")
+    parser.add_argument(
+        "--aws-region", help="AWS region of the deployed stack (default: the AWS config's)"
+    )
 
 
 def _add(
@@ -211,11 +262,17 @@ def _add(
 def _engineer_commands(sub: Any) -> None:
     devices = sub.add_parser("devices", help="the device registry").add_subparsers(required=True)
     _add(devices, "list", cmd_devices_list, "list registered devices")
+    from infra.cli_admin import register_devices
+
+    register_devices(devices)
 
     tickets = sub.add_parser("tickets", help="service tickets").add_subparsers(required=True)
     listing = _add(tickets, "list", cmd_tickets_list, "list tickets, newest first")
     listing.add_argument("--status", choices=[s.value for s in TicketStatus])
     listing.add_argument("--thing")
+    listing.add_argument("--limit", type=int, help="tickets per page, 1-200 (default 100)")
+    listing.add_argument("--cursor", help="start where the previous page ended (see stderr)")
+    listing.add_argument("--all", action="store_true", help="follow the cursor to the end")
     _add(
         tickets, "show", cmd_tickets_show, "one ticket with occurrences and timeline"
     ).add_argument("ticket_id")
@@ -228,10 +285,12 @@ def _engineer_commands(sub: Any) -> None:
     dlq = sub.add_parser("dlq", help="parked (rejected or dead-lettered) messages")
     dlq_sub = dlq.add_subparsers(required=True)
     _add(dlq_sub, "list", cmd_dlq_list, "what was parked, with reasons").add_argument("--reason")
-    replay = _add(dlq_sub, "replay", cmd_dlq_replay, "re-deliver parked fault messages")
+    replay = _add(
+        dlq_sub, "replay", cmd_dlq_replay, "re-deliver parked messages to where they came from"
+    )
     replay.add_argument("keys", nargs="*", help="parked_key values to replay")
-    replay.add_argument("--all", action="store_true")
-    replay.add_argument("--queue-url")
+    replay.add_argument("--all", action="store_true", help="every replayable, not yet replayed")
+    replay.add_argument("--by", default=getpass.getuser(), help="who replays (history)")
 
     catalog = sub.add_parser("catalog", help="the fault catalog").add_subparsers(required=True)
     _add(catalog, "list", cmd_catalog_list, "fault codes and what they imply")
@@ -242,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _engineer_commands(sub)
     from devices.cli import register as register_device
+    from infra.cli_admin import register as register_admin
     from infra.cli_api import register as register_api
     from infra.cli_notifications import register as register_notifications
     from infra.cli_parts import register as register_parts
@@ -254,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_demo(sub)
     register_parts(sub)
     register_notifications(sub)
+    register_admin(sub)
     return parser
 
 

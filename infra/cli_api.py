@@ -1,9 +1,10 @@
 """`aftercare login` and `aftercare diag …`: the engineer CLI through the support HTTP API.
 
-`login` stores the Cognito tokens of one of the local stack's seeded users in
-`<state dir>/session.json` (mode 0600); from then on `tickets list/show` and `diag` go through
-the API (`api_url` in the state file) with that user's rights. The session belongs to one stack
-run: a session from another user pool is ignored. Expired ID tokens are refreshed.
+`login` stores the Cognito tokens of one user (mode 0600): for the local stack in
+`<state dir>/session.json`, for a deployed stage (`--aws --stage S`) in
+`<state dir>/sessions/<stack name>.json`. From then on `tickets list/show` and `diag` go through
+that stack's API (`api_url` in the state file, or the stack's `ServiceApiUrl` output) with that
+user's rights. A session from another user pool is ignored. Expired ID tokens are refreshed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,19 +22,28 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
-import boto3
 import jwt
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.domain.paging import (
+    MAX_PAGE,
+    InvalidCursor,
+    TicketQuery,
+    decode_cursor,
+    encode_cursor,
+)
 from botocore.exceptions import ClientError
 
-from infra.cli import LIST_FIELDS, CliError, emit
+from infra.cli import LIST_FIELDS, CliError, emit, store_of, target_of, ticket_row
 from infra.local.provision_api import LOCAL_PASSWORD
-from infra.target import TargetError, default_state_dir, read_state
+from infra.target import Target, TargetError, default_state_dir, stack_name_for
 
 SESSION_FILE = "session.json"
+SESSIONS_DIR = "sessions"
 REFRESH_MARGIN_S = 60
 HTTP_TIMEOUT_S = 35
 POLL_INTERVAL_S = 0.25
-TICKET_LIMIT = 5000
+PAGE_DEFAULT = 100  # one page of `tickets list` unless --limit
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
 
 
 # --------------------------------------------------------------------------- session
@@ -42,36 +53,60 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
 
-def _cognito(state: dict[str, Any]) -> Any:
-    return boto3.session.Session().client(
-        "cognito-idp",
-        endpoint_url=state["aws_endpoint_url"],
-        region_name=state["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-    )
+def session_path(args: argparse.Namespace) -> Path:
+    """Where the session of the stack `args` point at lives (known without asking AWS)."""
+    if getattr(args, "aws", False):
+        stack = stack_name_for(args.stage, getattr(args, "stack_name", None))
+        return _state_dir(args) / SESSIONS_DIR / f"{stack}.json"
+    return _state_dir(args) / SESSION_FILE
 
 
-def _pool_and_client(state: dict[str, Any]) -> tuple[str, str]:
-    resources = state.get("resources", {})
-    if "ServiceUserPool" not in resources or "api_url" not in state:
-        raise CliError("this stack has no support API (no ServiceApi / ServiceUserPool)")
-    return resources["ServiceUserPool"], resources["ServiceUserPoolClient"]
+def _pool_and_client(target: Target) -> tuple[str, str]:
+    resources = target.resources
+    has_api = "ServiceApiUrl" in target.outputs if target.is_aws else "api_url" in target.state
+    if "ServiceUserPool" not in resources or not has_api:
+        raise CliError(f"the stack {target.name} has no support API (ServiceApi / ServiceUserPool)")
+    return resources["ServiceUserPool"], target.resource("ServiceUserPoolClient")
 
 
-def _authenticate(state: dict[str, Any], flow: str, parameters: dict[str, str]) -> dict[str, Any]:
-    _, client_id = _pool_and_client(state)
+def _authenticate(target: Target, flow: str, parameters: dict[str, str]) -> dict[str, Any]:
+    return _answered(target, _initiate(target, flow, parameters), None)
+
+
+def _initiate(target: Target, flow: str, parameters: dict[str, str]) -> dict[str, Any]:
+    _, client_id = _pool_and_client(target)
     try:
-        answer = _cognito(state).initiate_auth(
-            ClientId=client_id, AuthFlow=flow, AuthParameters=parameters
+        return dict(
+            target.client("cognito-idp").initiate_auth(
+                ClientId=client_id, AuthFlow=flow, AuthParameters=parameters
+            )
         )
     except ClientError as exc:
         raise CliError(f"login failed: {exc.response['Error'].get('Message', exc)}") from exc
+
+
+def _answered(target: Target, answer: dict[str, Any], new_password: str | None) -> dict[str, Any]:
+    """The tokens of an InitiateAuth answer, after setting a new password if Cognito asks."""
+    if answer.get("ChallengeName") == "NEW_PASSWORD_REQUIRED" and new_password:
+        _, client_id = _pool_and_client(target)
+        username = answer["ChallengeParameters"].get("USER_ID_FOR_SRP") or answer[
+            "ChallengeParameters"
+        ].get("USERNAME")
+        try:
+            answer = dict(
+                target.client("cognito-idp").respond_to_auth_challenge(
+                    ClientId=client_id,
+                    ChallengeName="NEW_PASSWORD_REQUIRED",
+                    Session=answer["Session"],
+                    ChallengeResponses={"USERNAME": username, "NEW_PASSWORD": new_password},
+                )
+            )
+        except ClientError as exc:
+            raise CliError(f"setting the new password failed: {exc.response['Error']}") from exc
     result = answer.get("AuthenticationResult")
     if not result:
-        raise CliError(
-            f"login needs a challenge the CLI does not answer: {answer.get('ChallengeName')}"
-        )
+        hint = " (pass --new-password)" if answer.get("ChallengeName") else ""
+        raise CliError(f"login needs the challenge {answer.get('ChallengeName')}{hint}")
     return dict(result)
 
 
@@ -87,14 +122,17 @@ def _claims(token: str) -> dict[str, Any]:
     return dict(jwt.decode(token, options={"verify_signature": False}))
 
 
-def login(state_dir: Path, user: str, password: str) -> dict[str, Any]:
-    """Authenticate `user` against the stack's user pool and store the session."""
-    state = read_state(state_dir)
-    pool_id, _ = _pool_and_client(state)
-    result = _authenticate(state, "USER_PASSWORD_AUTH", {"USERNAME": user, "PASSWORD": password})
+def authenticate(
+    target: Target, user: str, password: str, new_password: str | None = None
+) -> dict[str, Any]:
+    """A session document for `user` on the stack's user pool (not stored)."""
+    pool_id, _ = _pool_and_client(target)
+    answer = _initiate(target, "USER_PASSWORD_AUTH", {"USERNAME": user, "PASSWORD": password})
+    result = _answered(target, answer, new_password)
     claims = _claims(result["IdToken"])
-    session = {
+    return {
         "user": user,
+        "stack": target.name,
         "user_pool_id": pool_id,
         "id_token": result["IdToken"],
         "refresh_token": result.get("RefreshToken"),
@@ -102,18 +140,27 @@ def login(state_dir: Path, user: str, password: str) -> dict[str, Any]:
         "groups": claims.get("cognito:groups", []),
         "customer_id": claims.get("custom:customer_id"),
     }
-    _save(state_dir / SESSION_FILE, session)
+
+
+def login(
+    target: Target, path: Path, user: str, password: str, new_password: str | None = None
+) -> dict[str, Any]:
+    """Authenticate `user` against the stack's user pool and store the session at `path`."""
+    session = authenticate(target, user, password, new_password)
+    _save(path, session)
     return session
 
 
-def _fresh_token(state_dir: Path, state: dict[str, Any], session: dict[str, Any]) -> str:
+def _fresh_token(path: Path, target: Target, session: dict[str, Any]) -> str:
     if session["expires_at"] - REFRESH_MARGIN_S > time.time():
         return str(session["id_token"])
     if not session.get("refresh_token"):
         raise CliError(f"the login of {session['user']} expired: run `aftercare login` again")
-    result = _authenticate(state, "REFRESH_TOKEN_AUTH", {"REFRESH_TOKEN": session["refresh_token"]})
+    result = _authenticate(
+        target, "REFRESH_TOKEN_AUTH", {"REFRESH_TOKEN": session["refresh_token"]}
+    )
     session |= {"id_token": result["IdToken"], "expires_at": _claims(result["IdToken"])["exp"]}
-    _save(state_dir / SESSION_FILE, session)
+    _save(path, session)
     return str(session["id_token"])
 
 
@@ -128,14 +175,20 @@ class ApiClient:
     token: str
 
     def get(self, path: str, **query: Any) -> Any:
+        return self.get_with_headers(path, **query)[0]
+
+    def get_with_headers(self, path: str, **query: Any) -> tuple[Any, dict[str, str]]:
+        """The JSON body and the response headers (lower-case names)."""
         params = {k: v for k, v in query.items() if v is not None}
         suffix = f"?{urlencode(params)}" if params else ""
         return self._call("GET", path + suffix, None)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._call("POST", path, body)
+        return self._call("POST", path, body)[0]
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, str]]:
         request = Request(  # noqa: S310 - the URL comes from the local stack's state file
             self.base_url.rstrip("/") + path,
             method=method,
@@ -144,7 +197,8 @@ class ApiClient:
         )
         try:
             with urlopen(request, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310
-                return json.loads(response.read() or b"null")
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return json.loads(response.read() or b"null"), headers
         except HTTPError as exc:
             raise CliError(_api_error(exc)) from exc
         except URLError as exc:
@@ -163,35 +217,106 @@ def _api_error(exc: HTTPError) -> str:
 
 
 def api_client_for(args: argparse.Namespace) -> ApiClient | None:
-    """The API client when the local stack has an API and someone logged in to it; else None
-    (the CLI then reads DynamoDB directly, as with `--aws`)."""
-    if getattr(args, "aws", False):
-        return None
-    state_dir = _state_dir(args)
+    """The API client when the stack (local, or `--aws --stage S`) has an API and someone logged
+    in to it; else None (the CLI then reads DynamoDB directly)."""
+    path = session_path(args)
     try:
-        state = read_state(state_dir)
-        session = json.loads((state_dir / SESSION_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TargetError):
+        session = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    current_pool = state.get("resources", {}).get("ServiceUserPool")
-    if "api_url" not in state or session.get("user_pool_id") != current_pool:
+    try:
+        target = target_of(args)
+    except TargetError:
         return None
-    return ApiClient(state["api_url"], _fresh_token(state_dir, state, session))
+    current_pool = target.resources.get("ServiceUserPool")
+    if session.get("user_pool_id") != current_pool:
+        return None
+    try:
+        url = target.api_url
+    except TargetError:
+        return None
+    return ApiClient(url, _fresh_token(path, target, session))
 
 
 def _required_client(args: argparse.Namespace) -> ApiClient:
     client = api_client_for(args)
     if client is None:
-        raise CliError("not logged in to the local stack's API: run `aftercare login --user NAME`")
+        where = f" --aws --stage {args.stage}" if getattr(args, "aws", False) else ""
+        raise CliError(f"not logged in to this stack's API: `aftercare login{where} --user NAME`")
     return client
 
 
 # --------------------------------------------------------------------------- tickets via the API
 
 
-def list_tickets(client: ApiClient, status: str | None, thing: str | None) -> list[dict[str, Any]]:
-    rows = client.get("/tickets", status=status, thing=thing, limit=TICKET_LIMIT)
-    return [{k: row.get(k) for k in LIST_FIELDS["tickets"]} for row in rows]
+@dataclass(frozen=True)
+class Listing:
+    """What `tickets list` asks for: filters, page size, where to start, whether to follow."""
+
+    status: str | None
+    thing: str | None
+    limit: int
+    cursor: str | None
+    follow: bool
+
+
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+def api_page(client: ApiClient, listing: Listing, cursor: str | None) -> Page:
+    """One page through the API (with the logged-in user's rights) and the next cursor."""
+    rows, headers = client.get_with_headers(
+        "/tickets", status=listing.status, thing=listing.thing, limit=listing.limit, cursor=cursor
+    )
+    picked = [{k: row.get(k) for k in LIST_FIELDS["tickets"]} for row in rows]
+    return picked, headers.get(NEXT_CURSOR_HEADER.lower())
+
+
+def direct_page(store: DynamoTicketStore, listing: Listing, cursor: str | None) -> Page:
+    """One page read from DynamoDB directly (every ticket), with the API's cursor format."""
+    try:
+        after = (
+            decode_cursor(cursor, status=listing.status, thing=listing.thing) if cursor else None
+        )
+    except InvalidCursor as exc:
+        raise CliError(f"invalid_cursor: {exc}") from exc
+    things = (listing.thing,) if listing.thing else None
+    page = store.page_tickets(
+        TicketQuery(status=listing.status, things=things, after=after, limit=listing.limit)
+    )
+    following = page.next_after and encode_cursor(
+        page.next_after, status=listing.status, thing=listing.thing
+    )
+    return [ticket_row(t) for t in page.tickets], following or None
+
+
+def collect(page_of: Callable[[str | None], Page], listing: Listing) -> Page:
+    """One page, or with `follow` every page from `listing.cursor` on."""
+    rows, cursor = page_of(listing.cursor)
+    while listing.follow and cursor:
+        more, cursor = page_of(cursor)
+        rows += more
+    return rows, cursor
+
+
+def cmd_tickets_list(args: argparse.Namespace) -> None:
+    """List tickets, newest first, a page at a time (`--all` follows the cursor to the end).
+
+    Logged in to the local stack: through the API with that user's rights; otherwise (or with
+    `--aws`) straight from DynamoDB. stdout stays one JSON array with `--json`; the cursor of
+    the next page, when there is one, goes to stderr."""
+    limit = args.limit if args.limit is not None else MAX_PAGE if args.all else PAGE_DEFAULT
+    if not 1 <= limit <= MAX_PAGE:
+        raise CliError(f"--limit must be between 1 and {MAX_PAGE}")
+    listing = Listing(args.status, args.thing, limit, args.cursor, args.all)
+    if (api := api_client_for(args)) is not None:
+        rows, cursor = collect(lambda c: api_page(api, listing, c), listing)
+    else:
+        store = store_of(target_of(args))
+        rows, cursor = collect(lambda c: direct_page(store, listing, c), listing)
+    emit(rows, args.json, LIST_FIELDS["tickets"])
+    if cursor:
+        print(f"more tickets: --cursor {cursor} (or --all)", file=sys.stderr)
 
 
 def show_ticket(client: ApiClient, ticket_id: str) -> dict[str, Any]:
@@ -205,9 +330,14 @@ def show_ticket(client: ApiClient, ticket_id: str) -> dict[str, Any]:
 
 
 def cmd_login(args: argparse.Namespace) -> None:
-    """Log in as one of the local stack's users (seeded ones share the documented password)."""
-    password = args.password or os.environ.get("AFTERCARE_PASSWORD") or LOCAL_PASSWORD
-    session = login(_state_dir(args), args.user, password)
+    """Log in to a stack's support API (local seeded users share the documented password)."""
+    password = args.password or os.environ.get("AFTERCARE_PASSWORD")
+    if password is None and args.aws:
+        raise CliError("pass --password or set AFTERCARE_PASSWORD")
+    target = target_of(args)
+    session = login(
+        target, session_path(args), args.user, password or LOCAL_PASSWORD, args.new_password
+    )
     shown = {k: session[k] for k in ("user", "groups", "customer_id", "expires_at")}
     if args.json:
         emit(shown, True)
@@ -308,14 +438,20 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--state-dir", type=Path, default=None, help="local stack state dir")
+    from infra.cli import _common
+
+    _common(parser)
 
 
 def register(subparsers: Any) -> None:
-    login_parser = subparsers.add_parser("login", help="log in to the local stack's support API")
+    login_parser = subparsers.add_parser("login", help="log in to a stack's support API")
     login_parser.add_argument("--user", required=True, help="e.g. eng-ada, mgr-grace, cust-0001")
-    login_parser.add_argument("--password", help="default: the seeded users' local password")
+    login_parser.add_argument(
+        "--password", help="default: $AFTERCARE_PASSWORD, else the local seeded users' password"
+    )
+    login_parser.add_argument(
+        "--new-password", help="the permanent password to set when Cognito asks for one"
+    )
     _options(login_parser)
     login_parser.set_defaults(func=cmd_login)
 

@@ -52,10 +52,9 @@ FOLLOWUP_FIELDS = [
 ]
 
 
-def notification_store(target: Target, stage: str = "prod") -> DynamoNotificationStore:
-    table = target.resources.get("NotificationsTable") or f"aftercare-notifications-{stage}"
+def notification_store(target: Target) -> DynamoNotificationStore:
     return DynamoNotificationStore(
-        table=table,
+        table=target.resource("NotificationsTable"),
         tickets_table=target.resource("TicketsTable"),
         customers_table=target.resource("CustomersTable"),
         ddb=target.client("dynamodb"),
@@ -63,7 +62,7 @@ def notification_store(target: Target, stage: str = "prod") -> DynamoNotificatio
 
 
 def _store(args: argparse.Namespace) -> DynamoNotificationStore:
-    return notification_store(target_of(args), args.stage)
+    return notification_store(target_of(args))
 
 
 def attempt_row(item: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,16 @@
 """ServiceApi: the support HTTP API (API Gateway HTTP API, JWT authorizer `CognitoJwt`).
 
 Routes are thin: parse (Powertools validates against the annotations), one `Support` call, a
-view. Errors map to JSON `{"reason", "message"}` in one place (the exception handlers below).
-The OpenAPI document is generated from this module (`openapi_document()`), committed as
-`openapi.json` beside it and served, unauthenticated, at `GET /openapi.json`.
+view. Who calls is decided once per request by `aftercare.api.caller.authenticate` (ID tokens
+only); errors map to the shared `ErrorBody` (`{"reason", "message"}`) in one place (the
+exception handlers below and `aftercare.api.errors`).
+The OpenAPI document is generated from this module and the survey function's
+(`python -m infra.openapi`), committed as `openapi.json` beside it and served,
+unauthenticated, at `GET /openapi.json`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -23,19 +25,27 @@ from aftercare.adapters.diagnostics import (
     IotDataPublisher,
 )
 from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.domain.access import Caller, Forbidden, caller_from_claims
+from aftercare.api.caller import authenticate, current_caller
+from aftercare.api.errors import documented, error, register_common
+from aftercare.domain.access import Caller
 from aftercare.domain.diagnostics import (
     DiagnosticNotFound,
     DiagnosticRecord,
     PublishFailed,
     TicketNotActive,
 )
+from aftercare.domain.paging import (
+    MAX_CURSOR_CHARS,
+    MAX_PAGE,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+)
 from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.support import DeviceNotFound, DeviceStatus, Support
 from aftercare.domain.tickets import TicketStatus
 from aftercare.models.api import (
     DiagnosticsList,
-    ErrorBody,
     Me,
     RequestId,
     StartDiagnostic,
@@ -44,20 +54,15 @@ from aftercare.models.api import (
     TicketRow,
     TicketView,
 )
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.models.strict_json import loads_strict
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
 class Resolver(APIGatewayHttpResolver):
@@ -68,40 +73,16 @@ class Resolver(APIGatewayHttpResolver):
         return {key: unquote(value) for key, value in match.groupdict().items()}
 
 
-app = Resolver(enable_validation=True)
+# Bodies go through the one strict decoder: deep nesting, unstorable numbers, NaN/Infinity and
+# duplicate keys are a 400/422 with a reason (the shared `ContentRejected` handler), never a 500.
+app = Resolver(enable_validation=True, json_body_deserializer=loads_strict)
+app.use([authenticate(public_paths=["/openapi.json"])])
+register_common(app)
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
-API_TITLE = "Aftercare support API"
-API_VERSION = "1.0.0"
-UNAUTHORIZED_SCHEMA = {"type": "object", "properties": {"message": {"type": "string"}}}
 
 
-def documented(success: int, description: str, *codes: int) -> dict[int, Any]:
-    """OpenAPI responses: the route's return model on `success`, ErrorBody on the error codes."""
-    meanings = {
-        400: "the body is not UTF-8 JSON",
-        403: "the caller's groups do not allow this",
-        404: "no such resource, or not visible to the caller",
-        409: "the ticket is not active",
-        422: "the request does not match this document",
-        502: "the request could not be handed to the device",
-    }
-    responses: dict[int, Any] = {
-        success: {"description": description},
-        401: {
-            "description": "no or invalid token (API Gateway's JWT authorizer)",
-            "content": {"application/json": {"schema": UNAUTHORIZED_SCHEMA}},
-        },
-    }
-    for code in (403, 404, 422, *codes):
-        responses[code] = {
-            "description": meanings[code],
-            "content": {"application/json": {"model": ErrorBody}},
-        }
-    return responses
-
-
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     customers_table: str
@@ -111,8 +92,8 @@ class Settings(BaseSettings):
 
 
 @cache
-def support() -> Support:
-    settings = Settings()  # values come from the environment
+def deps() -> Support:
+    settings = load_settings(Settings)  # values come from the environment
     return Support(
         tickets=DynamoTicketStore(
             tickets_table=settings.tickets_table,
@@ -130,7 +111,7 @@ def support() -> Support:
 
 
 def caller() -> Caller:
-    return caller_from_claims(app.current_event.request_context.authorizer.jwt_claim)
+    return current_caller(app)
 
 
 # --------------------------------------------------------------------------- routes
@@ -156,21 +137,52 @@ def me() -> Me:
     return Me(username=who.username, groups=sorted(who.groups), customer_id=who.customer_id)
 
 
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+PAGE_DEFAULT = 200  # the listing's size before it was paged: old clients see no change
+
+
+def paged(responses: dict[int, Any]) -> dict[int, Any]:
+    responses[200]["headers"] = {
+        NEXT_CURSOR_HEADER: {
+            "description": "present when there are more: pass it as `cursor` for the next page",
+            "schema": {"type": "string"},
+        }
+    }
+    return responses
+
+
 @app.get(
     "/tickets",
-    summary="List tickets, newest first",
+    summary="List tickets, newest first, one page at a time",
+    description=(
+        "Returns up to `limit` tickets (a JSON array). When more match, the response carries "
+        f"`{NEXT_CURSOR_HEADER}`: an opaque cursor to send back as `cursor`, with the same "
+        "`status` and `thing`, for the next page. A cursor that was altered or belongs to other "
+        "filters is a 400 `invalid_cursor`."
+    ),
     tags=["tickets"],
-    responses=documented(200, "tickets the caller may see"),
+    responses=paged(documented(200, "one page of the tickets the caller may see", 400)),
 )
 def list_tickets(
     status: Annotated[TicketStatus | None, Query()] = None,
     thing: Annotated[Thing | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-) -> list[TicketRow]:
-    tickets = support().list_tickets(
-        caller(), status=status.value if status else None, thing=thing, limit=limit
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_DEFAULT,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
+) -> Response[list[TicketRow]]:
+    status_value = status.value if status else None
+    after = decode_cursor(cursor, status=status_value, thing=thing) if cursor else None
+    page = deps().list_tickets(caller(), status=status_value, thing=thing, limit=limit, after=after)
+    headers = {}
+    if page.next_after is not None:
+        headers[NEXT_CURSOR_HEADER] = encode_cursor(
+            page.next_after, status=status_value, thing=thing
+        )
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=[TicketRow.of(t) for t in page.tickets],
+        headers=headers,
     )
-    return [TicketRow.of(t) for t in tickets]
 
 
 @app.get(
@@ -180,7 +192,7 @@ def list_tickets(
     responses=documented(200, "the ticket"),
 )
 def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
-    detail, diagnostics = support().ticket(caller(), ticket_id)
+    detail, diagnostics = deps().ticket(caller(), ticket_id)
     return TicketView(
         **detail.ticket.model_dump(),
         occurrence_history=detail.occurrences,
@@ -197,7 +209,7 @@ def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
 )
 def ticket_diagnostics(ticket_id: Annotated[TicketId, PathParam()]) -> DiagnosticsList:
     return DiagnosticsList(
-        ticket_id=ticket_id, diagnostics=support().diagnostics_of(caller(), ticket_id)
+        ticket_id=ticket_id, diagnostics=deps().diagnostics_of(caller(), ticket_id)
     )
 
 
@@ -211,7 +223,7 @@ def ticket_diagnostics(ticket_id: Annotated[TicketId, PathParam()]) -> Diagnosti
 def start_diagnostic(
     ticket_id: Annotated[TicketId, PathParam()], body: StartDiagnostic
 ) -> DiagnosticRecord:
-    record = support().start(
+    record = deps().start(
         caller(),
         ticket_id,
         routine=body.routine.value if body.routine else None,
@@ -231,7 +243,7 @@ def start_diagnostic(
     responses=documented(200, "the diagnostic"),
 )
 def show_diagnostic(request_id: Annotated[RequestId, PathParam()]) -> DiagnosticRecord:
-    return support().diagnostic(caller(), request_id)
+    return deps().diagnostic(caller(), request_id)
 
 
 @app.get(
@@ -241,35 +253,10 @@ def show_diagnostic(request_id: Annotated[RequestId, PathParam()]) -> Diagnostic
     responses=documented(200, "the device"),
 )
 def show_device(thing: Annotated[Thing, PathParam()]) -> DeviceStatus:
-    return support().device(caller(), thing)
+    return deps().device(caller(), thing)
 
 
 # --------------------------------------------------------------------------- errors
-
-
-def error(status: HTTPStatus, reason: str, message: str, **extra: Any) -> Response[str]:
-    body = ErrorBody(reason=reason, message=message, **extra)
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=body.model_dump_json(exclude_none=True),
-    )
-
-
-@app.exception_handler(RequestValidationError)
-def invalid_request(exc: RequestValidationError) -> Response[str]:
-    detail = [
-        {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": e.get("type")}
-        for e in exc.errors()
-    ]
-    return error(
-        HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", "invalid request", detail=detail
-    )
-
-
-@app.exception_handler(UnicodeDecodeError)
-def undecodable(exc: UnicodeDecodeError) -> Response[str]:
-    return error(HTTPStatus.BAD_REQUEST, "malformed_body", "the body is not UTF-8 JSON")
 
 
 @app.exception_handler([TicketNotFound, DiagnosticNotFound, DeviceNotFound])
@@ -277,9 +264,9 @@ def not_found(exc: LookupError) -> Response[str]:
     return error(HTTPStatus.NOT_FOUND, "not_found", str(exc))
 
 
-@app.exception_handler(Forbidden)
-def forbidden(exc: Forbidden) -> Response[str]:
-    return error(HTTPStatus.FORBIDDEN, "forbidden", str(exc))
+@app.exception_handler(InvalidCursor)
+def invalid_cursor(exc: InvalidCursor) -> Response[str]:
+    return error(HTTPStatus.BAD_REQUEST, "invalid_cursor", str(exc))
 
 
 @app.exception_handler(TicketNotActive)
@@ -293,41 +280,12 @@ def unreachable(exc: PublishFailed) -> Response[str]:
     return error(HTTPStatus.BAD_GATEWAY, "publish_failed", str(exc))
 
 
-@app.not_found
-def no_route(exc: Exception) -> Response[str]:
-    return error(HTTPStatus.NOT_FOUND, "no_route", "no such route")
-
-
 # --------------------------------------------------------------------------- entry points
-
-
-def openapi_document() -> dict[str, Any]:
-    """The API's OpenAPI document, generated from the routes and models above."""
-    text = app.get_openapi_json_schema(
-        title=API_TITLE,
-        version=API_VERSION,
-        description=(
-            "Tickets, devices and remote diagnostics. Send a Cognito ID token as "
-            "`Authorization: Bearer <token>`; engineers and managers see every ticket, "
-            "customers only tickets on their own devices."
-        ),
-        security_schemes={"CognitoJwt": HTTPBearer(bearerFormat="JWT")},
-        security=[{"CognitoJwt": []}],
-    )
-    return dict(json.loads(text))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)
-
-
-def write_openapi() -> None:
-    """Regenerate the committed document: `python functions/api/handler.py`."""
-    OPENAPI_FILE.write_text(json.dumps(openapi_document(), indent=2) + "\n", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    write_openapi()

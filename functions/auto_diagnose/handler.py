@@ -9,26 +9,23 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import auto_diagnose
 from aftercare.domain.tickets import Ticket
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
     EventType,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     inventory_table: str
     iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
@@ -46,7 +43,7 @@ class Deps:
 
 @cache
 def deps() -> Deps:
-    return Deps(Settings())  # values come from the environment
+    return Deps(load_settings(Settings))  # values come from the environment
 
 
 @tracer.capture_method
@@ -71,6 +68,7 @@ def record_handler(record: DynamoDBRecord) -> str | None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

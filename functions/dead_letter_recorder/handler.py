@@ -7,31 +7,30 @@ from functools import cache
 from typing import Any
 
 from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.messages import record_dead_letter
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
     EventType,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     parked_table: str
+    parked_payload_bucket: str
 
 
 @cache
-def parked_store() -> DynamoParkedStore:
-    return DynamoParkedStore(table=Settings().parked_table)
+def deps() -> DynamoParkedStore:
+    settings = load_settings(Settings)
+    return DynamoParkedStore(table=settings.parked_table, bucket=settings.parked_payload_bucket)
 
 
 @tracer.capture_method
@@ -42,7 +41,7 @@ def record_handler(record: SQSRecord) -> str:
         record.message_id,
         int(record.attributes.approximate_receive_count),
         datetime.fromtimestamp(sent_ms / 1000, tz=UTC),
-        parked_store(),
+        deps(),
     )
     logger.warning("dead letter parked", extra={"reason": reason, "message_id": record.message_id})
     with single_metric(name="DeadLetterParked", unit=MetricUnit.Count, value=1) as metric:
@@ -54,6 +53,7 @@ def record_handler(record: SQSRecord) -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

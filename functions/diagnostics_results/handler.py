@@ -16,30 +16,28 @@ from aftercare.adapters.diagnostics import (
     IotDataPublisher,
 )
 from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import ResultOutcome, handle_result_message, park_dead_letter
 from aftercare.domain.rules import FaultCatalog, load_catalog
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
     EventType,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     inventory_table: str
     parked_table: str
+    parked_payload_bucket: str
     iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
     diagnostics_timeout_s: int
     dead_letter_queue_arn: str
@@ -53,14 +51,16 @@ class Deps:
         )
         self.devices = DynamoDeviceDirectory(devices_table=settings.devices_table)
         self.publisher = IotDataPublisher(endpoint=settings.iot_data_endpoint)
-        self.parked = DynamoParkedStore(table=settings.parked_table)
+        self.parked = DynamoParkedStore(
+            table=settings.parked_table, bucket=settings.parked_payload_bucket
+        )
         self.catalog: FaultCatalog = load_catalog()
         self.verify_timeout = timedelta(seconds=settings.diagnostics_timeout_s)
 
 
 @cache
 def deps() -> Deps:
-    return Deps(Settings())  # values come from the environment
+    return Deps(load_settings(Settings))  # values come from the environment
 
 
 def _count(outcome: ResultOutcome) -> None:
@@ -105,6 +105,7 @@ def record_handler(record: SQSRecord) -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

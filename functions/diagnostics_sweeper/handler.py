@@ -9,25 +9,21 @@ from typing import Any
 
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
 from aftercare.domain.diagnostics import sweep_timeouts
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     inventory_table: str
 
 
 @cache
-def store() -> DynamoDiagnosticsStore:
-    settings = Settings()  # values come from the environment
+def deps() -> DynamoDiagnosticsStore:
+    settings = load_settings(Settings)  # values come from the environment
     return DynamoDiagnosticsStore(
         tickets_table=settings.tickets_table, inventory_table=settings.inventory_table
     )
@@ -38,7 +34,7 @@ def store() -> DynamoDiagnosticsStore:
 @tracer.capture_lambda_handler
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    timed_out = sweep_timeouts(store(), datetime.now(UTC))
+    timed_out = sweep_timeouts(deps(), datetime.now(UTC))
     metrics.add_metric(name="DiagnosticsTimedOut", unit=MetricUnit.Count, value=timed_out)
     if timed_out:
         logger.info("diagnostics timed out", extra={"timed_out": timed_out})

@@ -8,31 +8,29 @@ from typing import Any
 
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.parked import DynamoParkedStore
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message
 from aftercare.domain.rules import load_catalog, load_policy
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
     EventType,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = ReportingBatchProcessor(event_type=EventType.SQS)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     devices_table: str
     customers_table: str
     tickets_table: str
     parked_table: str
+    parked_payload_bucket: str
     inventory_table: str
     repeat_window_days: int
     hold_hours: int
@@ -46,7 +44,9 @@ class Deps:
             customers_table=settings.customers_table,
             inventory_table=settings.inventory_table,
         )
-        self.parked = DynamoParkedStore(table=settings.parked_table)
+        self.parked = DynamoParkedStore(
+            table=settings.parked_table, bucket=settings.parked_payload_bucket
+        )
         self.rules = IntakeRules(
             catalog=load_catalog(),
             policy=load_policy(),
@@ -57,7 +57,7 @@ class Deps:
 
 @cache
 def deps() -> Deps:
-    return Deps(Settings())  # values come from the environment
+    return Deps(load_settings(Settings))  # values come from the environment
 
 
 OUTCOME_METRICS = {
@@ -103,6 +103,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -9,18 +9,14 @@ from typing import Any
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.stock import sweep_expired_holds
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
-
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     tickets_table: str
     devices_table: str
     customers_table: str
@@ -29,7 +25,7 @@ class Settings(BaseSettings):
 
 @cache
 def deps() -> tuple[InventoryReader, DynamoTicketStore]:
-    settings = Settings()  # values come from the environment
+    settings = load_settings(Settings)  # values come from the environment
     store = DynamoTicketStore(
         tickets_table=settings.tickets_table,
         devices_table=settings.devices_table,

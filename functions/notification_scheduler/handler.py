@@ -2,26 +2,30 @@
 
 Bundles at the end of quiet hours or of the digest window, surveys after resolution, retries
 of transient channel failures, and anything a crashed notifier left pending.
+
+A backlog is worked through within a time budget: no new item starts once less than
+SAFETY_MARGIN of the invocation's time remains; what is left is released for the next run.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
+from aftercare.domain.budget import Budget
 from aftercare.domain.notifier import Notifier
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+# Enough to finish the message in hand (a channel call plus its bookkeeping) and report.
+SAFETY_MARGIN = timedelta(seconds=5)
 
 
 class Settings(NotifierSettings):
@@ -30,15 +34,19 @@ class Settings(NotifierSettings):
 
 @cache
 def deps() -> Notifier:
-    return build_notifier(Settings())  # values come from the environment
+    return build_notifier(load_settings(Settings))  # values come from the environment
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    notifier = deps()  # settings validated first: a missing variable fails with its name
     tick = parse(event=event, model=EventBridgeModel)
-    outcomes = deps().run_due(datetime.now(UTC))
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    budget = Budget.from_remaining(remaining, margin=SAFETY_MARGIN)
+    outcomes = notifier.run_due(datetime.now(UTC), budget)
+    spent = not budget.has_time()  # run_due only returns early when the budget is spent
     counts = Counter(f"{o.kind}:{o.result}" for o in outcomes)
     for outcome in outcomes:
         if outcome.language_fallback:
@@ -49,4 +57,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info("due notification", extra=outcome.model_dump(mode="json", exclude_none=True))
     sent = sum(1 for o in outcomes if o.result == "sent")
     metrics.add_metric(name="DueNotificationsSent", unit=MetricUnit.Count, value=sent)
-    return {"tick": tick.time.isoformat(), "outcomes": dict(counts)}
+    if spent:
+        logger.warning("time budget spent; what is left is released for the next run")
+    return {"tick": tick.time.isoformat(), "outcomes": dict(counts), "budget_spent": spent}

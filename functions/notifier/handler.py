@@ -19,14 +19,13 @@ from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.records import FAILED_RECORD, stream_record_identity
+from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 PARALLEL_TICKETS = 8
 
 
@@ -37,7 +36,7 @@ class Settings(NotifierSettings):
 
 @cache
 def deps() -> Notifier:
-    return build_notifier(Settings())  # values come from the environment
+    return build_notifier(load_settings(Settings))  # values come from the environment
 
 
 class TicketChange(BaseModel):
@@ -49,6 +48,7 @@ class TicketChange(BaseModel):
     key: str
     old: dict[str, Any] | None
     new: dict[str, Any] | None
+    identity: dict[str, Any]  # what the failure log names: event id, sequence number, age
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> TicketChange:
@@ -59,6 +59,7 @@ class TicketChange(BaseModel):
             key=str(data.get("Keys", {}).get("pk", {}).get("S", "")),
             old=from_item(old) if old else None,
             new=from_item(new) if new else None,
+            identity=stream_record_identity(record),
         )
 
 
@@ -101,7 +102,7 @@ def handle_in_order(
         try:
             outcomes += apply(change)
         except Exception:  # reported as a batch item failure; the stream redelivers it
-            logger.exception("ticket change failed", extra={"sequence": change.sequence})
+            logger.exception(FAILED_RECORD, extra=change.identity)
             return outcomes, change.sequence
     return outcomes, None
 
@@ -110,9 +111,9 @@ def handle_in_order(
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    notifier = deps()  # settings validated first: a missing variable fails with its name
     changes = [TicketChange.of(r) for r in event.get("Records") or []]
     metrics.add_metric(name="TicketChangesSeen", unit=MetricUnit.Count, value=len(changes))
-    notifier = deps()
     notifier.prefetch(c.new for c in changes)
     by_ticket: dict[str, list[TicketChange]] = {}
     for change in changes:

@@ -14,27 +14,24 @@ from aftercare.adapters.inventory import (
     part_key,
     stock_from_item,
 )
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aftercare.observability import logger, metrics, tracer
+from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
     EventType,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_settings import BaseSettings
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
 LOW_STOCK = "aftercare.parts.low_stock"
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     inventory_table: str
     event_bus_name: str
     service_level: float = 0.95
@@ -60,7 +57,7 @@ class Deps:
 
 @cache
 def deps() -> Deps:
-    return Deps(Settings())  # values come from the environment
+    return Deps(load_settings(Settings))  # values come from the environment
 
 
 @tracer.capture_method
@@ -91,6 +88,7 @@ def record_handler(record: DynamoDBRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -4,9 +4,10 @@ Each request is matched against the API's routes (every function's `HttpApi` eve
 static paths before `{param}` paths before `{proxy+}`, then `$default`), authorized like the
 HTTP API JWT authorizer (the token from `Authorization`, with or without `Bearer `, verified
 with the issuer's JWKS: RS256 signature, `iss`, `exp`/`nbf`, and `aud` or `client_id` in the
-audience), turned into the payload format 2.0 event and sent synchronously to the function's
-local worker. The function's answer becomes the HTTP response (a dict with `statusCode`, or any
-other JSON value as a 200).
+audience; so Cognito access tokens pass, as in AWS, and the functions refuse them: they accept
+ID tokens only, see `aftercare.api.caller`), turned into the payload format 2.0 event and sent
+synchronously to the function's local worker. The function's answer becomes the HTTP response
+(a dict with `statusCode`, or any other JSON value as a 200).
 
 API Gateway's own answers are mirrored: 404 `{"message":"Not Found"}` (no route),
 401 `{"message":"Unauthorized"}`, 500 `{"message":"Internal Server Error"}` (function error),

@@ -34,6 +34,13 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _seconds(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    try:
+        return {name: float(value) for name, value in pairs}
+    except ValueError as exc:
+        raise SystemExit(f"--schedule expects FUNCTION=SECONDS: {exc}") from None
+
+
 def register(subparsers: Any) -> None:
     """Add `local up` and `local down` to the `aftercare` command's subparsers."""
     local = subparsers.add_parser("local", help="run template.yaml on this machine (no AWS)")
@@ -54,6 +61,15 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a template parameter (repeatable); Stage defaults to 'local'",
+    )
+    up.add_argument(
+        "--schedule",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="FUNCTION=SECONDS",
+        help="run a scheduled function (template logical id) this often, locally only; "
+        "the template's sweep rates cannot go below a minute (repeatable)",
     )
     up.add_argument("--no-seed", dest="seed", action="store_false", help="skip the demo data")
     up.set_defaults(func=cmd_up)
@@ -78,6 +94,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         mqtt_url=args.mqtt_url,
         param_overrides=dict(args.param),
         seed=args.seed,
+        schedule_seconds=_seconds(args.schedule),
     )
     stop_requested = threading.Event()
     # SIGTERM (`local down`, a supervisor) and SIGHUP (terminal closed) stop in order.
@@ -114,7 +131,7 @@ def _run(stack: LocalStack, stop_requested: threading.Event) -> None:
     finally:
         stack.stop()
     if failed is not None:
-        _fail(f"local stack stopped: {failed} died (see {stack.logs_dir / failed}.log)")
+        _fail(f"local stack stopped: {stack.failure_reason or f'{failed} died'}")
     print("local stack stopped", file=sys.stderr)
 
 
@@ -136,7 +153,8 @@ def _print_ready(stack: LocalStack, state: dict[str, Any]) -> None:
         f"  function      {lid}: {info['invoke_url']}" for lid, info in state["functions"].items()
     ]
     lines += [
-        f"  not emulated  {item['logical_id']} ({item['type']})" for item in state["not_emulated"]
+        f"  not emulated  {item['logical_id']} ({item['type']}): {item.get('reason', '')}"
+        for item in state["not_emulated"]
     ]
     if stack.seed_summary is not None:
         lines.append(f"  seeded        {stack.seed_summary}")

@@ -5,6 +5,9 @@ subscribes to Mosquitto with a persistent MQTT v5 session, evaluates every rule 
 filter matches a message and runs the rule's actions (SQS SendMessage against moto, or an HTTP
 POST to a local Lambda worker). A message is acknowledged only once each matching rule has
 either delivered it or parked it through the rule's error action, so nothing accepted is lost.
+When the error action fails too, the message is retried a bounded number of times (at once, for
+a permanent failure such as a document over SQS's 1 MiB) and then parked directly in the
+ParkedTable (source ``iot-rules``, bounded item): one poison message never stalls the stream.
 
 SQL subset (keywords and function names are case-insensitive)::
 
@@ -36,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from functools import cached_property
 from http.client import HTTPConnection, HTTPException
@@ -45,6 +49,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 import boto3
+from aftercare.adapters.parked import MAX_EXCERPT_BYTES, DynamoParkedStore
+from aftercare.domain.ports import ParkedMessage
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTv5
@@ -663,6 +669,13 @@ class BridgeSpec(_SpecModel):
     region: str
     client_id: Annotated[str, StringConstraints(min_length=1)]
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
+    parked_table: str | None = Field(
+        default=None,
+        description="The ParkedTable: where a message goes when its rule and error action fail",
+    )
+    parked_bucket: str | None = Field(
+        default=None, description="The ParkedPayloadBucket: envelopes too big for an item"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -671,8 +684,22 @@ class BridgeSpec(_SpecModel):
 LAMBDA_ACTION_TIMEOUT_S = 10.0
 
 
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # SendMessage refuses a bigger body
+_TRANSIENT_ERROR_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable"}
+)
+
+
 class ActionFailed(Exception):
-    """A rule action could not deliver its document; the message says why."""
+    """A rule action could not deliver its document; the message says why.
+
+    `permanent` means sending the same document again cannot succeed (it is too big, or the
+    service refused it as invalid); otherwise the failure is the service's (unreachable,
+    throttled, 5xx) and worth retrying."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Action(Protocol):
@@ -701,13 +728,30 @@ class SqsAction:
         body = json.dumps(document)
         if self.use_base64:
             body = base64.b64encode(body.encode()).decode("ascii")
+        size = len(body.encode())
+        if size > SQS_MAX_MESSAGE_BYTES:
+            raise ActionFailed(
+                f"Failed to send message to SQS queue {self.queue_url}: the message is {size} "
+                f"bytes, over SQS's {SQS_MAX_MESSAGE_BYTES}",
+                permanent=True,
+            )
         try:
             self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
         except (BotoCoreError, ClientError) as exc:
             raise ActionFailed(
                 f"Failed to send message to SQS queue {self.queue_url}. The error received was "
-                f"{exc}"
+                f"{exc}",
+                permanent=_refused(exc),
             ) from exc
+
+
+def _refused(exc: BotoCoreError | ClientError) -> bool:
+    """The service answered and refused this request: sending it again cannot help."""
+    if not isinstance(exc, ClientError):
+        return False  # no answer (unreachable, timed out): the service's problem
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return status < 500 and code not in _TRANSIENT_ERROR_CODES
 
 
 @dataclass(frozen=True)
@@ -744,7 +788,10 @@ class LambdaAction:
         finally:
             connection.close()
         if response.status >= 300:
-            raise ActionFailed(f"Failed to invoke {self.resource}: HTTP {response.status}")
+            raise ActionFailed(
+                f"Failed to invoke {self.resource}: HTTP {response.status}",
+                permanent=400 <= response.status < 500 and response.status != 429,
+            )
 
 
 def build_action(spec: SqsActionSpec | LambdaActionSpec, sqs: SQSClient) -> Action:
@@ -764,7 +811,15 @@ class Outcome(StrEnum):
 
 
 class ParkingFailed(Exception):
-    """A rule failed and its error action failed too: the message must not be acknowledged."""
+    """A rule failed and its error action failed too: the message is not settled yet.
+
+    The bridge retries (`permanent` is False: the error action's service was unavailable) or
+    parks the message itself through the ParkedTable (see `DirectParking`)."""
+
+    def __init__(self, message: str, *, failures: Sequence[_Failure], permanent: bool) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -780,6 +835,7 @@ class _Failure:
     action: str
     resource: str
     message: str
+    permanent: bool = False  # the same message can never get past this (not part of AWS's doc)
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -811,7 +867,7 @@ def apply_rule(rule: Rule, topic: str, payload: bytes, now_ms: int) -> Outcome:
     try:
         output = rule.parsed.evaluate(topic, payload, now_ms)
     except RuleEvaluationError as exc:
-        failures = [_Failure("RuleEvaluation", rule.name, exc.reason)]
+        failures = [_Failure("RuleEvaluation", rule.name, exc.reason, permanent=True)]
     else:
         if output is None:
             return Outcome.FILTERED
@@ -828,7 +884,16 @@ def apply_rule(rule: Rule, topic: str, payload: bytes, now_ms: int) -> Outcome:
     try:
         rule.error_action.run(error_action_message(rule.name, topic, payload, failures))
     except ActionFailed as exc:
-        raise ParkingFailed(f"error action of rule {rule.name} failed: {exc}") from exc
+        raise ParkingFailed(
+            f"error action of rule {rule.name} failed: {exc}",
+            failures=[
+                *failures,
+                _Failure(
+                    f"ErrorAction:{rule.error_action.kind}", rule.error_action.resource, str(exc)
+                ),
+            ],
+            permanent=exc.permanent,
+        ) from exc
     return Outcome.PARKED
 
 
@@ -838,7 +903,7 @@ def _run_actions(actions: Iterable[Action], output: dict[str, Any]) -> list[_Fai
         try:
             action.run(output)
         except ActionFailed as exc:
-            failures.append(_Failure(action.kind, action.resource, str(exc)))
+            failures.append(_Failure(action.kind, action.resource, str(exc), exc.permanent))
     return failures
 
 
@@ -857,6 +922,50 @@ def build_rules(spec: BridgeSpec, sqs: SQSClient) -> list[Rule]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Direct parking: the last resort when a rule and its error action both fail
+# ---------------------------------------------------------------------------------------------
+DIRECT_PARK_SOURCE = "iot-rules"
+
+
+class ParkingUnavailable(Exception):
+    """The ParkedTable could not be written either (AWS unreachable): retry later."""
+
+
+class DirectParking:
+    """Parks a message in the ParkedTable through the shared parking adapter, whose items are
+    bounded (excerpt + SHA-256 + size), so a message of any size can be parked."""
+
+    def __init__(self, table: str, ddb: Any, bucket: str | None = None, s3: Any = None) -> None:
+        self._store = DynamoParkedStore(table=table, ddb=ddb, bucket=bucket, s3=s3)
+
+    def park(self, rule: Rule, inbound: Inbound, failed: ParkingFailed) -> str:
+        """Park `inbound`; returns the reason it was parked with."""
+        # The rule's own failures decide: a replay may deliver what failed for a while.
+        own = [f for f in failed.failures if not f.action.startswith("ErrorAction:")]
+        action = own[0].action if own else "unknown"
+        kind = "undeliverable" if own and all(f.permanent for f in own) else "rule_error"
+        reason = f"{kind}:{action}"
+        parts = inbound.topic.split("/")
+        message = ParkedMessage(
+            source=DIRECT_PARK_SOURCE,
+            reason=reason,
+            detail=f"rule {rule.name}: " + "; ".join(f.message for f in failed.failures),
+            received_at=datetime.fromtimestamp(inbound.received_ms / 1000, tz=UTC),
+            payload=inbound.payload[:MAX_EXCERPT_BYTES].decode("utf-8", errors="replace"),
+            thing=parts[2] if len(parts) > 3 else None,
+            envelope=error_action_message(
+                rule.name, inbound.topic, inbound.payload, failed.failures
+            ),
+            message_id=str(uuid.uuid4()),
+        )
+        try:
+            self._store.park(message)
+        except (BotoCoreError, ClientError) as exc:
+            raise ParkingUnavailable(f"cannot park in {self._store.table}: {exc}") from exc
+        return reason
+
+
+# ---------------------------------------------------------------------------------------------
 # MQTT bridge
 # ---------------------------------------------------------------------------------------------
 SESSION_EXPIRY_S = 7 * 24 * 3600  # queued QoS 1 messages wait this long for a stopped bridge
@@ -864,13 +973,16 @@ RECEIVE_MAXIMUM = 64  # unacknowledged messages the broker may have in flight to
 KEEPALIVE_S = 30
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
+# A rule whose error action keeps failing is tried this often (0.5 + 1 + 2 + 4 s of backoff)
+# before the bridge parks the message itself; a permanent failure is parked at once.
+RULE_ATTEMPTS = 5
 HEALTH_CHECK_INTERVAL_S = 1.0
 STATS_INTERVAL_S = 30.0
 SHUTDOWN_GRACE_S = 15.0
 
 
 @dataclass(frozen=True)
-class _Inbound:
+class Inbound:
     topic: str
     payload: bytes
     qos: int
@@ -902,12 +1014,19 @@ class _Counters:
 class Bridge:
     """Mosquitto -> rules -> actions, with acknowledgements only after settlement."""
 
-    def __init__(self, spec: BridgeSpec, rules: Sequence[Rule], stop: threading.Event) -> None:
+    def __init__(
+        self,
+        spec: BridgeSpec,
+        rules: Sequence[Rule],
+        stop: threading.Event,
+        parking: DirectParking | None = None,
+    ) -> None:
         self._spec = spec
+        self._parking = parking
         self._rules = tuple(rules)
         self._filters = list(dict.fromkeys(rule.parsed.topic_filter for rule in rules))
         self._stop = stop
-        self._inbox: queue.Queue[_Inbound | None] = queue.Queue()
+        self._inbox: queue.Queue[Inbound | None] = queue.Queue()
         self._connection_lock = threading.Lock()
         self._generation = 0
         self._subscription_mid: int | None = None
@@ -1040,7 +1159,7 @@ class Bridge:
         with self._connection_lock:
             generation = self._generation
         self._inbox.put(
-            _Inbound(
+            Inbound(
                 topic=message.topic,
                 payload=bytes(message.payload),
                 qos=message.qos,
@@ -1057,7 +1176,7 @@ class Bridge:
             if inbound is None or self._stop.is_set():
                 return
             try:
-                outcomes = self._settle(inbound)
+                outcomes = self.settle(inbound)
             except _Abandoned:
                 logger.info("stopping: %s left unacknowledged for redelivery", inbound.topic)
                 return
@@ -1065,7 +1184,8 @@ class Bridge:
             summary = ", ".join(f"{name}={outcome}" for name, outcome in outcomes) or "no rule"
             logger.info("%s (%d bytes): %s", inbound.topic, len(inbound.payload), summary)
 
-    def _settle(self, inbound: _Inbound) -> list[tuple[str, Outcome]]:
+    def settle(self, inbound: Inbound) -> list[tuple[str, Outcome]]:
+        """Run every matching rule on one message until each delivered or parked it."""
         self.counters.add("received")
         matching = [rule for rule in self._rules if rule.parsed.matches(inbound.topic)]
         if not matching:
@@ -1077,19 +1197,50 @@ class Bridge:
             outcomes.append((rule.name, outcome))
         return outcomes
 
-    def _apply_until_settled(self, rule: Rule, inbound: _Inbound) -> Outcome:
+    def _apply_until_settled(self, rule: Rule, inbound: Inbound) -> Outcome:
+        """Deliver or park; never gives up on a message, never blocks on one for long.
+
+        A failure of the rule's service alone is retried with backoff. After `RULE_ATTEMPTS`
+        (at once for a permanent failure, e.g. a document over SQS's limit) the message is
+        parked directly; only while the ParkedTable is unreachable too (AWS is down, and no
+        later message could be settled either) does the bridge keep waiting."""
         delay = RETRY_MIN_S
+        attempts = 0
         while True:
+            attempts += 1
             try:
                 return apply_rule(rule, inbound.topic, inbound.payload, inbound.received_ms)
             except ParkingFailed as exc:
+                if exc.permanent or attempts >= RULE_ATTEMPTS:
+                    parked = self._park_directly(rule, inbound, exc)
+                    if parked is not None:
+                        return parked
                 logger.error("%s; retrying in %.1fs", exc, delay)
             self.counters.add("retries")
             if self._stop.wait(delay):
                 raise _Abandoned
             delay = min(delay * 2, RETRY_MAX_S)
 
-    def _acknowledge(self, inbound: _Inbound) -> None:
+    def _park_directly(self, rule: Rule, inbound: Inbound, failed: ParkingFailed) -> Outcome | None:
+        if self._parking is None:
+            logger.error("rule %s: no ParkedTable to park %s in", rule.name, inbound.topic)
+            return None
+        try:
+            reason = self._parking.park(rule, inbound, failed)
+        except ParkingUnavailable as exc:
+            logger.error("%s", exc)
+            return None
+        logger.warning(
+            "rule %s: %s (%d bytes) parked directly as %s: %s",
+            rule.name,
+            inbound.topic,
+            len(inbound.payload),
+            reason,
+            failed,
+        )
+        return Outcome.PARKED
+
+    def _acknowledge(self, inbound: Inbound) -> None:
         if inbound.qos == 0:
             return
         # Under the lock the connection cannot be swapped between the check and the ack; an
@@ -1124,6 +1275,21 @@ def _sqs_client(spec: BridgeSpec) -> SQSClient:
             retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
         ),
     )
+
+
+def _direct_parking(spec: BridgeSpec) -> DirectParking | None:
+    if spec.parked_table is None:
+        return None
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
+    )
+    ddb, s3 = (
+        boto3.client(
+            service, region_name=spec.region, endpoint_url=spec.aws_endpoint_url, config=config
+        )
+        for service in ("dynamodb", "s3")
+    )
+    return DirectParking(spec.parked_table, ddb, spec.parked_bucket, s3)
 
 
 def _local_aws_environment() -> None:
@@ -1184,7 +1350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SPEC
     stop = threading.Event()
     _install_signal_handlers(stop)
-    bridge = Bridge(spec, rules, stop)
+    bridge = Bridge(spec, rules, stop, _direct_parking(spec))
     bridge.start()
     try:
         code = _serve(bridge, stop)

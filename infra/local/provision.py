@@ -53,9 +53,23 @@ DEFAULT_REGION: Final = "us-east-1"
 DEFAULT_STACK_NAME: Final = "aftercare-local"
 LOCAL_PARAMETER_DEFAULTS: Final = {"Stage": "local"}
 
-NOT_EMULATED: Final = frozenset(
-    {"AWS::IAM::Role", "AWS::CloudWatch::Alarm", "AWS::Logs::LogGroup", "AWS::Lambda::Permission"}
-)
+# Resource types the local stack knowingly does not run, and why: each is recorded in
+# `ProvisionResult.not_emulated` (and listed by `local up`) instead of being dropped silently.
+NOT_EMULATED_REASONS: Final = {
+    "AWS::IAM::Role": "IAM is not enforced locally",
+    "AWS::Lambda::Permission": "IAM is not enforced locally",
+    "AWS::SNS::TopicPolicy": "IAM is not enforced locally",
+    "AWS::SQS::QueuePolicy": "IAM is not enforced locally",
+    "AWS::KMS::Key": "no encryption locally",
+    "AWS::KMS::Alias": "no encryption locally",
+    "AWS::CloudWatch::Alarm": "no CloudWatch metrics locally",
+    "AWS::CloudWatch::Dashboard": "no CloudWatch metrics locally",
+    "AWS::Logs::LogGroup": "workers log to the state directory's logs/",
+    "AWS::SNS::Subscription": "nothing is e-mailed locally",
+    "AWS::Events::Rule": "moto does not deliver EventBridge events to SNS targets "
+    "(low-stock events stop at the bus)",
+}
+NOT_EMULATED: Final = frozenset(NOT_EMULATED_REASONS)
 
 SqlCheck = Callable[[str], None]
 Attributes = dict[str, Any]
@@ -79,6 +93,7 @@ class AwsClients:
     sns: SNSClient
     iot: IoTClient
     events: Any = None
+    s3: Any = None
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
@@ -94,6 +109,7 @@ class AwsClients:
             sns=session.client("sns", endpoint_url=endpoint_url, config=config),
             iot=session.client("iot", endpoint_url=endpoint_url, config=config),
             events=session.client("events", endpoint_url=endpoint_url, config=config),
+            s3=session.client("s3", endpoint_url=endpoint_url, config=config),
         )
 
 
@@ -106,6 +122,7 @@ class ProvisionResult:
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     not_emulated: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # resources whose Condition is false
     apis: dict[str, dict[str, Any]] = field(default_factory=dict)  # HttpApi -> gateway spec
 
 
@@ -122,6 +139,7 @@ class _Context:
     layer_paths: dict[str, str] = field(default_factory=dict)
     queue_urls: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
+    schedule_seconds: dict[str, float] = field(default_factory=dict)
 
     def default_name(self, resource: Resource, separator: str = "-") -> str:
         return f"{self.stack_name}{separator}{resource.logical_id}"
@@ -151,9 +169,16 @@ def provision(
     stack_name: str = DEFAULT_STACK_NAME,
     param_overrides: Mapping[str, str] | None = None,
     sql_check: SqlCheck | None = None,
+    schedule_seconds: Mapping[str, float] | None = None,
 ) -> ProvisionResult:
-    """Create every resource of `template` in moto and build the worker and bridge specs."""
+    """Create every resource of `template` in moto and build the worker and bridge specs.
+
+    `schedule_seconds` (function logical id -> seconds) is local-only: it runs that function's
+    schedules at this period instead of the template's rate, which EventBridge (and so the
+    template) cannot make shorter than a minute. Tests and the demo use it to sweep quickly.
+    """
     check_supported(template)
+    check_schedule_overrides(template, schedule_seconds or {})
     physical: dict[str, Attributes] = {}
     context = _Context(
         template=template,
@@ -170,6 +195,7 @@ def provision(
         stack_name=stack_name,
         sql_check=sql_check or check_rule_sql,
         result=ProvisionResult(physical=physical),
+        schedule_seconds=dict(schedule_seconds or {}),
     )
     for resource in dependency_order(template):
         _provision_one(context, resource)
@@ -189,14 +215,41 @@ def check_supported(template: Template) -> None:
         )
 
 
+def check_schedule_overrides(template: Template, schedule_seconds: Mapping[str, float]) -> None:
+    """Each override must name a template function with a schedule, and a positive period."""
+    scheduled = {
+        r.logical_id
+        for r in template.resources.values()
+        if r.type == "AWS::Serverless::Function"
+        and any(
+            isinstance(e, dict) and e.get("Type") == "Schedule"
+            for e in (r.properties.get("Events") or {}).values()
+        )
+    }
+    unknown = sorted(set(schedule_seconds) - scheduled)
+    if unknown:
+        raise ProvisionError(
+            f"schedule override for {unknown}: not a scheduled function "
+            f"(scheduled functions: {sorted(scheduled)})"
+        )
+    invalid = sorted(name for name, seconds in schedule_seconds.items() if not seconds > 0)
+    if invalid:
+        raise ProvisionError(f"schedule override for {invalid}: the period must be > 0 seconds")
+
+
 def _provision_one(context: _Context, resource: Resource) -> None:
     if resource.condition and not context.resolver.condition(resource.condition):
         log.info("skipped %s: condition %s is false", resource.logical_id, resource.condition)
+        context.result.skipped.append(resource.logical_id)
         return
     if resource.type in NOT_EMULATED:
         context.result.physical[resource.logical_id] = _placeholder(context, resource)
         context.result.not_emulated.append(
-            {"logical_id": resource.logical_id, "type": resource.type}
+            {
+                "logical_id": resource.logical_id,
+                "type": resource.type,
+                "reason": NOT_EMULATED_REASONS[resource.type],
+            }
         )
         return
     try:
@@ -228,7 +281,9 @@ def _optional_str(context: _Context, properties: Mapping[str, Any], key: str) ->
 _PLACEHOLDER_NAME_PROPERTY: Final = {
     "AWS::IAM::Role": "RoleName",
     "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::CloudWatch::Dashboard": "DashboardName",
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Events::Rule": "Name",
 }
 
 
@@ -241,6 +296,8 @@ def _placeholder(context: _Context, resource: Resource) -> Attributes:
         "AWS::IAM::Role": context.arn("iam", f"role/{name}", regional=False),
         "AWS::CloudWatch::Alarm": context.arn("cloudwatch", f"alarm:{name}"),
         "AWS::Logs::LogGroup": context.arn("logs", f"log-group:{name}:*"),
+        "AWS::KMS::Key": context.arn("kms", f"key/{name}"),
+        "AWS::Events::Rule": context.arn("events", f"rule/{name}"),
     }
     attributes: Attributes = {"Ref": name}
     if resource.type in arns:
@@ -677,6 +734,10 @@ def _provision_function(context: _Context, resource: Resource) -> Attributes:
     sqs_sources, schedule_sources, stream_sources = _event_sources(
         context, properties.get("Events") or {}
     )
+    override = context.schedule_seconds.get(resource.logical_id)
+    if override is not None:
+        log.info("function %s: schedules every %ss (local override)", name, override)
+        schedule_sources = [{**source, "rate_seconds": override} for source in schedule_sources]
     context.result.workers[resource.logical_id] = {
         "logical_id": resource.logical_id,
         "function_name": name,
@@ -752,7 +813,10 @@ _DYNAMODB_EVENT_APPLIED: Final = frozenset(
         "Enabled",
     }
 )
-_DYNAMODB_EVENT_IGNORED: Final = frozenset({"MetricsConfig", "KmsKeyArn"})
+# Local streams keep records as long as the poller needs them: no record age to enforce.
+_DYNAMODB_EVENT_IGNORED: Final = frozenset(
+    {"MetricsConfig", "KmsKeyArn", "MaximumRecordAgeInSeconds"}
+)
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(second|minute|hour|day)s?\s*\)")
 _RATE_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -932,8 +996,35 @@ def _provision_event_bus(context: _Context, resource: Resource) -> Attributes:
     return {"Ref": name, "Name": name, "Arn": arn}
 
 
+# Applied: the bucket and its name. Encryption, public-access blocking and lifecycle rules are
+# AWS's business (moto stores them but nothing locally depends on them).
+_BUCKET_IGNORED: Final = frozenset(
+    {
+        "BucketEncryption",
+        "PublicAccessBlockConfiguration",
+        "LifecycleConfiguration",
+        "VersioningConfiguration",
+        "Tags",
+    }
+)
+
+
+def _provision_bucket(context: _Context, resource: Resource) -> Attributes:
+    _check_properties(resource, {"BucketName"}, _BUCKET_IGNORED)
+    if context.clients.s3 is None:
+        raise ProvisionError(f"{resource.logical_id}: no S3 client configured")
+    name = (
+        _optional_str(context, resource.properties, "BucketName")
+        or context.default_name(resource).lower()
+    )
+    context.clients.s3.create_bucket(Bucket=name)
+    log.info("created S3 bucket %s", name)
+    return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+
 _PROVISIONERS: Final[dict[str, Callable[[_Context, Resource], Attributes]]] = {
     "AWS::Events::EventBus": _provision_event_bus,
+    "AWS::S3::Bucket": _provision_bucket,
     "AWS::DynamoDB::Table": _provision_table,
     "AWS::SQS::Queue": _provision_queue,
     "AWS::SNS::Topic": _provision_topic,

@@ -1,136 +1,42 @@
-"""Demo data for the local stack: customers and a device fleet, deterministic so runs compare."""
+"""Demo data for the local stack: customers and a device fleet, deterministic so runs compare.
+
+The item builders live in `infra.seeding` (shared with `aftercare admin seed`).
+"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from importlib import resources
 from typing import Any
 
 import boto3
-import yaml
-from aftercare.adapters.aws import to_item
-from aftercare.domain.ports import CustomerRecord, DeviceRecord
 
-MODELS = ("AC-HP", "RT-X", "EV-CH", "IC-300")
-REGIONS = ("eu-west", "eu-central", "ap-east", "us-east")
-TIME_ZONES = {
-    "eu-west": "Europe/Dublin",
-    "eu-central": "Europe/Berlin",
-    "ap-east": "Asia/Shanghai",
-    "us-east": "America/New_York",
-}
-CHANNEL_ORDERS = (["email", "sms"], ["sms", "email"], ["push", "email"], ["email"])
-DEMO_CUSTOMERS = 80
-DEMO_DEVICES = 240
+from infra.seeding import (
+    DEMO_CUSTOMERS,
+    DEMO_DEVICES,
+    MODELS,
+    REGIONS,
+    customer_items,
+    demo_customers,
+    demo_devices,
+    demo_inventory,
+    notification_preferences,
+    region_of,
+    stock_item,
+    write_all,
+)
 
-
-def region_of(customer_no: int) -> str:
-    """Customers' regions, spread so every region has every product model."""
-    return REGIONS[(customer_no // 2) % len(REGIONS)]
-
-
-def demo_customers(count: int = DEMO_CUSTOMERS) -> list[CustomerRecord]:
-    customers = []
-    for n in range(1, count + 1):
-        region = region_of(n)
-        chinese = region == "ap-east"
-        customers.append(
-            CustomerRecord(
-                customer_id=f"c-{n:04d}",
-                name=f"Demo Customer {n}",
-                tier="vip" if n % 7 == 0 else "standard",
-                language="zh-CN" if chinese else "en",
-                time_zone=TIME_ZONES[region],
-                channels=CHANNEL_ORDERS[n % len(CHANNEL_ORDERS)],
-                contact={
-                    "email": f"customer{n}@example.com",
-                    "phone": f"+1555{n:07d}",
-                    "push": f"device-token-{n:04d}",
-                },
-            )
-        )
-    return customers
-
-
-QUIET_HOURS = {"start": "22:00", "end": "07:00"}
-# Every 13th customer's phone number is not E.164: SNS refuses it, as it would in AWS, and
-# the notifier falls back to the customer's next channel (a real data-quality failure).
-UNREACHABLE_PHONE_EVERY = 13
-
-
-def notification_preferences(customer: CustomerRecord) -> dict[str, Any]:
-    """Quiet hours (local time) for everyone; an unusable phone number for a few."""
-    extra: dict[str, Any] = {"quiet_hours": QUIET_HOURS}
-    n = int(customer.customer_id.removeprefix("c-"))
-    if n % UNREACHABLE_PHONE_EVERY == 0:
-        extra["contact"] = {**customer.contact, "phone": f"0800 AFTERCARE {n}"}
-    return extra
-
-
-def demo_devices(count: int = DEMO_DEVICES, customers: int = DEMO_CUSTOMERS) -> list[DeviceRecord]:
-    devices = []
-    for n in range(1, count + 1):
-        model = MODELS[n % len(MODELS)]
-        customer = (n - 1) % customers + 1
-        activated = date(2024, 1, 1) + timedelta(days=(n * 37) % 1000)
-        devices.append(
-            DeviceRecord(
-                thing=f"{model.lower()}-{n:04d}",
-                serial=f"{model.replace('-', '')}{20240000 + n}",
-                model=model,
-                customer_id=f"c-{customer:04d}",
-                region=region_of(customer),
-                activated_at=activated,
-                warranty_until=activated + timedelta(days=730),
-                firmware=f"{2 + n % 3}.{n % 5}.0",
-            )
-        )
-    return devices
-
-
-def demo_inventory() -> list[dict[str, Any]]:
-    """Parts master, warehouses, region routing and opening stock from parts.yaml."""
-    text = resources.files("aftercare.data").joinpath("parts.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    items: list[dict[str, Any]] = []
-    for sku, part in data["parts"].items():
-        items.append(
-            {"pk": f"PART#{sku}", "sk": "META", "sku": sku, "currency": data["currency"], **part}
-        )
-    for warehouse, info in data["warehouses"].items():
-        items.append({"pk": f"WAREHOUSE#{warehouse}", "sk": "META", "warehouse": warehouse, **info})
-    for region, warehouses in data["routing"].items():
-        items.append(
-            {"pk": f"REGION#{region}", "sk": "ROUTING", "region": region, "warehouses": warehouses}
-        )
-    for warehouse, levels in data["stock"].items():
-        for sku in data["parts"]:
-            level = levels.get(sku, levels["default"])
-            items.append(stock_item(sku, warehouse, level["on_hand"], level["reorder_point"]))
-    return items
-
-
-def stock_item(sku: str, warehouse: str, on_hand: int, reorder_point: int) -> dict[str, Any]:
-    return {
-        "pk": f"STOCK#{sku}",
-        "sk": f"WH#{warehouse}",
-        "sku": sku,
-        "warehouse": warehouse,
-        "on_hand": on_hand,
-        "held": 0,
-        "available": on_hand,
-        "reorder_point": reorder_point,
-        "backordered": 0,
-        "version": 0,
-    }
-
-
-def _write_all(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), 25):
-        requests = [{"PutRequest": {"Item": to_item(i)}} for i in items[start : start + 25]]
-        pending: dict[str, Any] = {table: requests}
-        while pending:
-            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+__all__ = [
+    "DEMO_CUSTOMERS",
+    "DEMO_DEVICES",
+    "MODELS",
+    "REGIONS",
+    "demo_customers",
+    "demo_devices",
+    "demo_inventory",
+    "notification_preferences",
+    "region_of",
+    "seed_demo",
+    "stock_item",
+]
 
 
 def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict[str, Any]:
@@ -144,15 +50,11 @@ def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict
     )
     customers = demo_customers()
     devices = demo_devices()
-    _write_all(
-        ddb,
-        resources["CustomersTable"],
-        [c.model_dump(mode="json") | notification_preferences(c) for c in customers],
-    )
-    _write_all(ddb, resources["DevicesTable"], [d.model_dump(mode="json") for d in devices])
+    write_all(ddb, resources["CustomersTable"], customer_items(customers))
+    write_all(ddb, resources["DevicesTable"], [d.model_dump(mode="json") for d in devices])
     inventory = demo_inventory()
     if "InventoryTable" in resources:
-        _write_all(ddb, resources["InventoryTable"], inventory)
+        write_all(ddb, resources["InventoryTable"], inventory)
     return {
         "customers": len(customers),
         "vip_customers": sum(c.tier == "vip" for c in customers),

@@ -14,8 +14,16 @@ and an ACL generated from `DeviceIoTPolicy` (`infra.local.iot_policy`), written 
 starts so that a policy the broker cannot enforce stops the stack with its name.
 
 Children run in their own session (Ctrl-C reaches the supervisor, which stops them in reverse
-order) and log to `<state_dir>/logs/`. A child that dies while the stack is up is reported and
-makes `wait()` return its name. `down()` stops a stack from another shell using the state file.
+order), log to `<state_dir>/logs/`, and die with the supervisor however it dies (see
+`infra.local.supervisor`, which also holds the one-stack-per-state-dir lock and the pid file
+written before the first child starts). Children must therefore be started from a thread that
+lives as long as the stack: the one calling `start()`, or the monitor.
+
+A child that dies while the stack is up is started again on the same port after a backoff and
+the restart is recorded (`restarts` in local.json, the supervisor's log, the child's log). Only
+the death of moto (its in-memory state is gone) or a crash loop stops the whole stack: then
+`wait()` returns the culprit's name and `failure_reason` says why. `down()` stops a stack from
+another shell using the pid file, the state file and, for anything they missed, /proc.
 """
 
 from __future__ import annotations
@@ -65,6 +73,24 @@ from infra.local.provision import (
     bind_invoke_urls,
     provision,
 )
+from infra.local.supervisor import (
+    MARKER_VARIABLE,
+    PID_FILE,
+    PidFile,
+    RestartPolicy,
+    RestartRecord,
+    StackAlreadyRunning,
+    SupervisorLock,
+    clean_leftovers,
+    die_with_parent,
+    exit_description,
+    marked_processes,
+    process_start_ticks,
+    recorded_children,
+    same_process,
+    supervisor_alive,
+    terminate_all,
+)
 from infra.local.template import load_template
 
 log = logging.getLogger(__name__)
@@ -75,9 +101,13 @@ READY_TIMEOUT_S: Final = 30.0
 STOP_GRACE_S: Final = 5.0
 LOG_TAIL_LINES: Final = 20
 MONITOR_INTERVAL_S: Final = 0.5
+# How long a worker holds received SQS messages without renewing: a crashed worker's batch is
+# visible again this soon (the template's VisibilityTimeout would keep it away for minutes).
+SQS_LEASE_S: Final = 3
 # Stable, so the bridge's persistent MQTT session survives a restart of the stack (the broker
 # makes every client id its certificate's CN anyway, see infra.local.broker_auth).
 BRIDGE_CLIENT_ID: Final = IOT_RULES
+MAX_MESSAGE_BYTES: Final = 128 * 1024  # AWS IoT Core's limit on one MQTT message's payload
 
 
 class LocalStackError(RuntimeError):
@@ -96,6 +126,9 @@ class Child:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)  # to start it again, on the same port
+    pipe_stdout: bool = False
+    restart_at: float | None = None  # dead, to be started again at this monotonic time
     ready_line: str | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _reader: threading.Thread | None = None
@@ -212,11 +245,20 @@ def mosquitto_config(
         *(security if security is not None else ["allow_anonymous true"]),
         "persistence true",
         f"persistence_location {data_dir}/",
-        "autosave_interval 10",
+        # Save after every change (a queued message, a subscription): an acknowledged QoS 1
+        # message survives a broker crash unless the crash hits the very loop iteration that
+        # acknowledged it (the save follows the PUBACK; tests/integration/test_broker_durability).
+        "autosave_on_changes true",
+        "autosave_interval 1",
         "max_queued_messages 100000",
         "max_inflight_messages 100",
+        # AWS IoT Core's message size limit. Mosquitto drops a bigger PUBLISH; for QoS 1 it
+        # still completes the flow: MQTT 3.1.1 publishers get a plain PUBACK (the drop is
+        # silent), MQTT 5 publishers a PUBACK with reason 0x95 "packet too large".
+        f"message_size_limit {MAX_MESSAGE_BYTES}",
         f"log_dest file {log_path}",
-        *(f"log_type {kind}" for kind in ("error", "warning", "notice", "information")),
+        # Not "information": with autosave_on_changes it logs one "Saving" line per message.
+        *(f"log_type {kind}" for kind in ("error", "warning", "notice")),
         "connection_messages true",
         # Started as root, mosquitto would switch to user `mosquitto` and lose the state dir.
         f"user {pwd.getpwuid(os.geteuid()).pw_name}",
@@ -244,36 +286,6 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """When `pid` started (clock ticks since boot), to tell a process from a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[19]) if len(fields) > 19 else None
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return _signal_alive(pid)
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _signal_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # --------------------------------------------------------------------------------------------
 # The stack
 # --------------------------------------------------------------------------------------------
@@ -295,6 +307,8 @@ class LocalStack:
         worker_module: str = "infra.local.worker",
         bridge_module: str = "infra.local.iotrule",
         template_path: Path | None = None,
+        schedule_seconds: Mapping[str, float] | None = None,
+        restart_policy: RestartPolicy | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
         self.state_dir = state_dir.resolve()
@@ -303,6 +317,8 @@ class LocalStack:
         self.state: dict[str, Any] | None = None
         self._external_mqtt_url = mqtt_url
         self._param_overrides = dict(param_overrides or {})
+        # Local-only: function logical id -> seconds between scheduled runs (see `provision`).
+        self._schedule_seconds = dict(schedule_seconds or {})
         self._seed = seed
         self._sql_check = sql_check
         self._worker_module = worker_module
@@ -311,11 +327,18 @@ class LocalStack:
         self._stages: list[list[Child]] = []
         self._stop_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._failed = threading.Event()
         self.failure: str | None = None
+        self.failure_reason: str | None = None
         self._monitor: threading.Thread | None = None
         self._wrote_state = False
+        self._policy = restart_policy or RestartPolicy()
+        self.restarts = RestartRecord()
+        self._lock = SupervisorLock(self.state_dir)
+        self._pid_file = PidFile(self.state_dir)
         self._env = child_environment(self.project_root, region)
+        self._env[MARKER_VARIABLE] = str(self.state_dir)  # how /proc tells this stack's processes
         self._api_state: dict[str, Any] = {}  # api_url, apis, iot_data_url, users
         self._broker_security: list[str] = []
 
@@ -330,6 +353,10 @@ class LocalStack:
     @property
     def state_path(self) -> Path:
         return self.state_dir / STATE_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -379,21 +406,22 @@ class LocalStack:
         return self._write_state(result, functions, endpoint_url, mqtt_url, started)
 
     def _prepare_state_dir(self) -> None:
-        recorded = read_state(self.state_dir)
-        if recorded is not None:
-            ticks = recorded.get("process_start_ticks", {})
-            alive = {
-                name: pid
-                for name, pid in recorded.get("pids", {}).items()
-                if _same_process(name, pid, ticks.get(name))
-            }
-            if alive:
-                raise LocalStackError(
-                    f"a local stack is already running from {self.state_path} "
-                    f"(pids {alive}); stop it with `aftercare local down`"
-                )
+        """Claim the state directory (one stack per directory), clear a dead stack's leftovers,
+        and write the pid file before any child starts."""
+        try:
+            self._lock.acquire()
+        except StackAlreadyRunning as exc:
+            raise LocalStackError(str(exc)) from None
+        leftovers = clean_leftovers(self.state_dir, STOP_GRACE_S)
+        leftovers += self._stop_recorded_leftovers()
+        if leftovers:
+            log.warning("stopped what a dead stack left running: %s", ", ".join(leftovers))
+        if self.state_path.exists():
             log.info("removing stale %s", self.state_path)
-            self.state_path.unlink(missing_ok=True)
+            self.state_path.unlink()
+        self._pid_file.write()
+        # Checkpoints index moto's streams, which start empty with the new moto server.
+        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
         for directory in (self.logs_dir, self.specs_dir, self.state_dir / "mosquitto"):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -414,6 +442,18 @@ class LocalStack:
             raise LocalStackError(f"the local broker cannot enforce {exc}") from exc
         self._broker_security = broker_config_lines(self.state_dir, acl)
 
+    def _stop_recorded_leftovers(self) -> list[str]:
+        """Processes named by a dead stack's local.json (written before pid files existed)."""
+        recorded = read_state(self.state_dir) or {}
+        ticks = recorded.get("process_start_ticks", {})
+        alive = {
+            pid: name
+            for name, pid in recorded.get("pids", {}).items()
+            if same_process(pid, ticks.get(name))
+        }
+        terminate_all(list(alive), STOP_GRACE_S)
+        return [f"{name} (pid {pid})" for pid, name in alive.items()]
+
     def _spawn(self, name: str, argv: list[str], *, pipe_stdout: bool) -> Child:
         log_path = self.logs_dir / f"{name}.log"
         with log_path.open("ab") as log_file:
@@ -425,8 +465,10 @@ class LocalStack:
                 stdout=subprocess.PIPE if pipe_stdout else log_file,
                 stderr=log_file,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - only prctl, no locks
             )
-        child = Child(name=name, popen=popen, log_path=log_path)
+        self._pid_file.record(name, popen.pid)
+        child = Child(name=name, popen=popen, log_path=log_path, argv=argv, pipe_stdout=pipe_stdout)
         if pipe_stdout:
             child.follow_stdout()
         log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
@@ -479,9 +521,15 @@ class LocalStack:
             region=self.region,
             param_overrides=self._param_overrides,
             sql_check=self._sql_check,
+            schedule_seconds=self._schedule_seconds,
         )
         for item in result.not_emulated:
-            log.info("not emulated locally: %s (%s)", item["logical_id"], item["type"])
+            log.info(
+                "not emulated locally: %s (%s): %s",
+                item["logical_id"],
+                item["type"],
+                item.get("reason", ""),
+            )
         return result
 
     def _write_spec(self, name: str, spec: Mapping[str, Any]) -> Path:
@@ -493,7 +541,11 @@ class LocalStack:
         stage: list[Child] = []
         self._stages.append(stage)
         workers = {}
-        for logical_id, spec in result.workers.items():
+        specs = {
+            logical_id: {**spec, **self._crash_settings(logical_id)}
+            for logical_id, spec in result.workers.items()
+        }
+        for logical_id, spec in specs.items():
             spec_file = self._write_spec(logical_id, spec)
             workers[logical_id] = self._spawn_python(
                 logical_id, self._worker_module, "--spec-file", str(spec_file)
@@ -501,14 +553,23 @@ class LocalStack:
             stage.append(workers[logical_id])
         functions = {}
         for logical_id, worker in workers.items():
-            announced = worker.wait_ready(READY_TIMEOUT_S)
+            invoke_url = _invoke_url(logical_id, worker.wait_ready(READY_TIMEOUT_S))
+            # A restarted worker listens where the rules and gateways already send invokes.
+            self._write_spec(logical_id, {**specs[logical_id], "invoke_port": _port(invoke_url)})
             functions[logical_id] = {
                 "function_name": result.workers[logical_id]["function_name"],
-                "invoke_url": _invoke_url(logical_id, announced),
+                "invoke_url": invoke_url,
                 "log": str(worker.log_path),
             }
             log.info("worker %s ready", logical_id)
         return functions
+
+    def _crash_settings(self, logical_id: str) -> dict[str, Any]:
+        """What lets a restarted worker pick up where a crashed one stopped (see worker.py)."""
+        return {
+            "checkpoint_dir": str(self.checkpoints_dir / logical_id),
+            "sqs_lease_s": SQS_LEASE_S,
+        }
 
     def _start_bridge(
         self,
@@ -530,6 +591,8 @@ class LocalStack:
             "aws_endpoint_url": endpoint_url,
             "region": self.region,
             "rules": rules,
+            "parked_table": result.resources.get("ParkedTable"),
+            "parked_bucket": result.resources.get("ParkedPayloadBucket"),
         }
         bridge = self._spawn_python(
             "iot-rules",
@@ -555,6 +618,7 @@ class LocalStack:
         )
         self._stages[0].append(child)
         url = announced_url(child.wait_ready(READY_TIMEOUT_S), "iot-data")
+        child.argv += ["--port", str(_port(url))]  # restarted on the URL the functions know
         self._param_overrides.setdefault(IOT_DATA_PARAMETER, url)
         self._api_state["iot_data_url"] = url
         log.info("iot-data endpoint on %s", url)
@@ -568,10 +632,12 @@ class LocalStack:
         urls = {}
         for logical_id, api in result.apis.items():
             name = f"api-{logical_id}"
-            spec_file = self._write_spec(name, gateway_spec(api, functions, self.region))
+            spec = gateway_spec(api, functions, self.region)
+            spec_file = self._write_spec(name, spec)
             child = self._spawn_python(name, "infra.local.apigw", "--spec-file", str(spec_file))
             stage.append(child)
             urls[logical_id] = announced_url(child.wait_ready(READY_TIMEOUT_S), name)
+            self._write_spec(name, {**spec, "port": _port(urls[logical_id])})  # for restarts
             log.info("HTTP API %s on %s", logical_id, urls[logical_id])
         self._api_state.update(api_state(urls))
 
@@ -630,6 +696,7 @@ class LocalStack:
             "startup_seconds": round(time.monotonic() - started, 3),
             "not_emulated": result.not_emulated,
             "logs_dir": str(self.logs_dir),
+            "restarts": self.restarts.by_name,
         }
         write_json_atomically(self.state_path, state)
         self._wrote_state = True
@@ -640,24 +707,96 @@ class LocalStack:
     # ---- running -------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        while not self._stopping.wait(MONITOR_INTERVAL_S):
-            for child in [child for stage in list(self._stages) for child in stage]:
+        """Restart dead children (after their backoff) until the stack stops or fails.
+
+        This thread lives until `stop()` has stopped every child: the children it started get
+        their parent-death signal when it ends (see `die_with_parent`).
+        """
+        while not self._stopped.wait(MONITOR_INTERVAL_S):
+            with self._stop_lock:
+                if self._stopping.is_set() or self._failed.is_set():
+                    continue
+                try:
+                    self._supervise(time.monotonic())
+                except Exception as exc:  # an unsupervised stack must not look healthy
+                    log.exception("the supervisor's monitor failed")
+                    self._fail("supervisor", f"the supervisor could not restart a process: {exc}")
+
+    def _supervise(self, now: float) -> None:
+        for stage in self._stages:
+            for index, child in enumerate(stage):
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        stage[index] = self._restart(child)
+                    continue
                 code = child.popen.poll()
-                if code is not None and not self._stopping.is_set():
-                    log.error(
-                        "%s (pid %d) died with exit code %s; %s ends with:\n%s",
-                        child.name,
-                        child.pid,
-                        code,
-                        child.log_path,
-                        tail(child.log_path),
-                    )
-                    self.failure = child.name
-                    self._failed.set()
+                if code is not None and not self._died(child, code, now):
                     return
 
+    def _died(self, child: Child, code: int, now: float) -> bool:
+        """Schedule `child`'s restart; False (and the stack failed) when it must not restart."""
+        cause = exit_description(code)
+        log.error(
+            "%s (pid %d) died (%s); %s ends with:\n%s",
+            child.name,
+            child.pid,
+            cause,
+            child.log_path,
+            tail(child.log_path),
+        )
+        restarts = self.restarts.times(child.name)
+        if child.name == "moto":
+            return self._fail(
+                child.name,
+                f"moto (the AWS emulator) died ({cause}): the tables, queues and topics it held "
+                "in memory are gone, so the whole stack stopped; start it again with "
+                f"`aftercare local up` (moto's log: {child.log_path})",
+            )
+        if self._policy.crash_looping(restarts, now):
+            return self._fail(
+                child.name,
+                f"{child.name} is crash-looping: it died again ({cause}) after "
+                f"{self._policy.recent(restarts, now)} restarts within "
+                f"{self._policy.window_s:.0f}s, so the whole stack stopped (its log: "
+                f"{child.log_path})",
+            )
+        delay = self._policy.delay(restarts, now)
+        self.restarts.add(child.name, code, now)
+        child.restart_at = now + delay
+        log.warning("restarting %s in %.1fs", child.name, delay)
+        self._record_restart()
+        return True
+
+    def _fail(self, name: str, reason: str) -> bool:
+        log.error("%s", reason)
+        self.failure, self.failure_reason = name, reason
+        self._failed.set()
+        return False
+
+    def _restart(self, dead: Child) -> Child:
+        with dead.log_path.open("a", encoding="utf-8") as sink:
+            sink.write(
+                f"---- {datetime.now(UTC).isoformat(timespec='milliseconds')} restarted by the "
+                f"supervisor after {exit_description(dead.popen.returncode)} ----\n"
+            )
+        if dead._reader is not None:
+            dead._reader.join(timeout=1.0)
+        child = self._spawn(dead.name, dead.argv, pipe_stdout=dead.pipe_stdout)
+        log.warning("restarted %s (pid %d, was %d)", child.name, child.pid, dead.pid)
+        if self.state is not None:
+            self.state["pids"][child.name] = child.pid
+            self.state["process_start_ticks"][child.name] = process_start_ticks(child.pid)
+        self._record_restart()
+        return child
+
+    def _record_restart(self) -> None:
+        if self.state is not None and self._wrote_state:
+            self.state["restarts"] = self.restarts.by_name
+            write_json_atomically(self.state_path, self.state)
+
     def wait(self, timeout: float | None = None) -> str | None:
-        """Block until a child dies (return its name) or `timeout` passes (return None)."""
+        """Block until the stack fails (return the culprit's name) or `timeout` passes (None);
+        `failure_reason` then says what happened."""
         self._failed.wait(timeout)
         return self.failure
 
@@ -672,17 +811,29 @@ class LocalStack:
             if self._wrote_state:
                 self.state_path.unlink(missing_ok=True)
                 self._wrote_state = False
+            if self._lock.held:
+                self._pid_file.remove()
+                self._lock.release()
+            self._stopped.set()
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=2 * MONITOR_INTERVAL_S)
 
 
 def _stop_stage(children: list[Child]) -> None:
-    for child in children:
+    running = [child for child in children if child.restart_at is None]
+    for child in running:
         child.terminate()
     deadline = time.monotonic() + STOP_GRACE_S
-    for child in children:
+    for child in running:
         child.kill_if_running(deadline)
         log.info("stopped %s", child.name)
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    if port is None:
+        raise LocalStackError(f"{url!r} names no port")
+    return port
 
 
 def _invoke_url(logical_id: str, announced: str) -> str:
@@ -701,40 +852,48 @@ def _invoke_url(logical_id: str, announced: str) -> str:
 
 
 def down(state_dir: Path, grace_s: float = STOP_GRACE_S) -> list[str]:
-    """Stop the stack recorded in `state_dir/local.json`; return the names of what was stopped.
+    """Stop the stack recorded in `state_dir`; return the names of what was stopped.
 
-    The supervisor (`local up`) is asked first, so it stops its children in order; any recorded
-    process still alive afterwards is stopped directly, but only if it is still the same process
-    (same start time) that the state file names.
+    The supervisor (`local up`) is asked first, so it stops its children in order. Then every
+    child it recorded (pid file, written as each child starts, so this works even when start-up
+    was interrupted; or local.json) that is still the same process (same start time) is stopped
+    directly, and last any process whose environment names this state directory.
     """
-    state = read_state(state_dir.resolve())
-    if state is None:
-        return []
+    state_dir = state_dir.resolve()
+    state = read_state(state_dir) or {}
     stopped = []
-    supervisor = state.get("supervisor_pid")
-    ticks = state.get("process_start_ticks", {})
-    if (
-        isinstance(supervisor, int)
-        and supervisor != os.getpid()
-        and _same_process("supervisor", supervisor, ticks.get("supervisor"))
-    ):
+    supervisor = supervisor_alive(state_dir) or _recorded_supervisor(state)
+    if supervisor is not None:
         _signal_and_wait(supervisor, grace_s * 3)
         stopped.append("supervisor")
-    for name, pid in reversed(list(state.get("pids", {}).items())):
-        if _same_process(name, pid, ticks.get(name)):
+    ticks = state.get("process_start_ticks", {})
+    children = dict(recorded_children(state_dir))
+    children.update(
+        {
+            name: pid
+            for name, pid in state.get("pids", {}).items()
+            if name not in children and same_process(pid, ticks.get(name))
+        }
+    )
+    for name, pid in reversed(list(children.items())):
+        if same_process(pid, None):
             _signal_and_wait(pid, grace_s)
             stopped.append(name)
+    stray = marked_processes(state_dir)
+    terminate_all(stray, grace_s)
+    stopped += [f"pid {pid}" for pid in stray]
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    if supervisor_alive(state_dir) is None:
+        (state_dir / PID_FILE).unlink(missing_ok=True)
     return stopped
 
 
-def _same_process(name: str, pid: int, recorded_ticks: int | None) -> bool:
-    if not _is_alive(pid):
-        return False
-    if recorded_ticks is not None and process_start_ticks(pid) != recorded_ticks:
-        log.warning("pid %d is no longer %s (pid reused); leaving it alone", pid, name)
-        return False
-    return True
+def _recorded_supervisor(state: Mapping[str, Any]) -> int | None:
+    pid = state.get("supervisor_pid")
+    recorded_ticks = state.get("process_start_ticks", {}).get("supervisor")
+    if pid != os.getpid() and same_process(pid, recorded_ticks):
+        return int(pid)  # type: ignore[arg-type]  # same_process checked it is an int
+    return None
 
 
 def _signal_and_wait(pid: int, grace_s: float) -> None:
@@ -742,7 +901,7 @@ def _signal_and_wait(pid: int, grace_s: float) -> None:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not _is_alive(pid):
+        if not same_process(pid, None):
             return
         time.sleep(0.05)
     log.warning("pid %d ignored SIGTERM for %.0fs; killing it", pid, grace_s)

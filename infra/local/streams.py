@@ -17,7 +17,12 @@ It reads the table's stream from the moto server the way Lambda's event source m
 
 Deviations from AWS, on purpose:
 
-* Checkpoints live in memory: a restarted worker starts again from its starting position.
+* Checkpoints live in memory, and in a `CheckpointFile` when the worker has a checkpoint
+  directory (the local stack gives every worker one): a restarted worker resumes each shard after
+  the last record of its last settled batch, so a crash mid-batch re-delivers that batch (at
+  least once, as in AWS) and loses nothing. A shard it has no position for (its predecessor
+  settled nothing there) is read from TRIM_HORIZON, skipping for a LATEST source the records
+  from before the first poller started.
 * Retries wait ``retry_backoff_s`` (the worker's, 1 s by default) instead of Lambda's backoff.
 * Splitting a batch on a function error does not count as a retry attempt; after a batch
   succeeds the full ``batch_size`` applies again.
@@ -31,11 +36,13 @@ import base64
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,6 +58,7 @@ POLL_DELAY_MIN_S = 0.02
 POLL_DELAY_MAX_S = 0.2
 READ_FAILURE_PAUSE_S = 1.0
 SHARD_REFRESH_S = 5.0
+CLOCK_SLACK_S = 1.0  # stream record times are approximate (whole seconds, or thereabouts)
 RECORD_EVENT_VERSION = "1.1"
 
 
@@ -394,6 +402,51 @@ def on_failure_record(
 
 
 # ---------------------------------------------------------------------------------------------
+# Checkpoints that outlive the worker
+# ---------------------------------------------------------------------------------------------
+class CheckpointFile:
+    """One event source's settled positions (``{shard_id: sequence_number}``) and when its first
+    poller started, in a JSON file: written (atomically) after every settled batch, read once
+    when a poller starts.
+
+    `first_started_at` is None for the first poller of the stack. A later (restarted) poller
+    reads a shard it has no position for from TRIM_HORIZON, skipping, for a LATEST source, the
+    records older than the first poller: what a LATEST reader would never have seen.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.first_started_at: float | None = None
+        self._started_at = time.time()
+        self._positions: dict[str, str] = {}
+
+    def load(self) -> dict[str, str]:
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.first_started_at = float(loaded["started_at"])
+            self._started_at = self.first_started_at
+            self._positions = {str(k): str(v) for k, v in loaded["positions"].items()}
+        except FileNotFoundError:
+            self._write()  # the first poller: later ones know from when the stack was read
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.warning("ignoring unreadable stream checkpoints in %s", self.path)
+            self._write()
+        return dict(self._positions)
+
+    def save(self, shard_id: str, sequence: str) -> None:
+        if self._positions.get(shard_id) != sequence:
+            self._positions[shard_id] = sequence
+            self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        document = {"started_at": self._started_at, "positions": self._positions}
+        temporary.write_text(json.dumps(document), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+# ---------------------------------------------------------------------------------------------
 # The poller
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -431,8 +484,19 @@ class StreamPoller:
         region: str,
         retry_backoff_s: float,
         stop: threading.Event,
+        checkpoints: CheckpointFile | None = None,
     ) -> None:
         self._source = source
+        self._checkpoints = checkpoints
+        self._resume_from = checkpoints.load() if checkpoints is not None else {}
+        restarted_at = checkpoints.first_started_at if checkpoints is not None else None
+        self._restarted = restarted_at is not None
+        # Restarted LATEST reader: records older than the first reader were never its business.
+        self._skip_before = (
+            restarted_at - CLOCK_SLACK_S
+            if restarted_at is not None and source.starting_position == "LATEST"
+            else None
+        )
         self._streams = streams
         self._sqs = sqs
         self._invoker = invoker
@@ -483,7 +547,10 @@ class StreamPoller:
         except (BotoCoreError, ClientError) as exc:
             self._report_read_failure(f"cannot describe {self._source.stream_arn}: {exc}")
             return False
-        position = self._source.starting_position if initial else "TRIM_HORIZON"
+        # A restarted poller reads what it has no checkpoint for from the start (see
+        # CheckpointFile): its predecessor may have died before it settled anything.
+        fresh = initial and not self._restarted
+        position = self._source.starting_position if fresh else "TRIM_HORIZON"
         for shard in shards:
             shard_id = shard["ShardId"]
             if shard_id not in self._shards and shard_id not in self._finished:
@@ -492,8 +559,15 @@ class StreamPoller:
                     parent_id=shard.get("ParentShardId"),
                     position=position,
                     batch_limit=self._source.batch_size,
+                    last_read=self._resume_from.get(shard_id),  # read on after the checkpoint
                 )
-                logger.info("%s: reading shard %s", self._source.event_id, shard_id)
+                resume = self._resume_from.get(shard_id)
+                logger.info(
+                    "%s: reading shard %s%s",
+                    self._source.event_id,
+                    shard_id,
+                    f" after checkpoint {resume}" if resume else "",
+                )
         return True
 
     def _describe_shards(self) -> list[dict[str, Any]]:
@@ -568,11 +642,21 @@ class StreamPoller:
         for raw in raw_records:
             record = lambda_stream_record(raw, self._source.stream_arn, self._region)
             shard.last_read = sequence_number(record)
+            if self._before_first_reader(record):
+                continue
             if not matches_any(self._source.filter_patterns, record):
                 continue  # filtered out: checkpointed past without an invocation
             if not shard.pending:
                 shard.first_pending_at = time.monotonic()
             shard.pending.append(record)
+
+    def _before_first_reader(self, record: Mapping[str, Any]) -> bool:
+        created = record["dynamodb"].get("ApproximateCreationDateTime")
+        return (
+            self._skip_before is not None
+            and isinstance(created, int | float)
+            and created < self._skip_before
+        )
 
     def _report_read_failure(self, message: str) -> None:
         if not self._read_failing:
@@ -596,7 +680,12 @@ class StreamPoller:
             self._failed(shard, batch, settlement, invocation.request_id)
 
     def _checkpoint(self, shard: _Shard, count: int) -> None:
+        settled = sequence_number(shard.pending[count - 1]) if count else None
         del shard.pending[:count]
+        if not shard.pending and shard.last_read is not None:
+            settled = shard.last_read  # the filtered-out records read since are settled too
+        if self._checkpoints is not None and settled is not None:
+            self._checkpoints.save(shard.shard_id, settled)
         shard.batch_limit = self._source.batch_size
         shard.failed_invocations = 0
         shard.retry_at = 0.0

@@ -24,6 +24,11 @@ Deviations from AWS, on purpose:
   ``retry_backoff_s`` (default 1 s) instead of the queue's visibility timeout, so local retries
   and redrive to the DLQ (moto applies ``maxReceiveCount`` on receive) happen in seconds.
 * A handler that overruns ``timeout`` is not killed (a thread cannot be); a warning is logged.
+* With ``sqs_lease_s`` (the local stack sets it) SQS messages are received for that many
+  seconds and the lease is renewed while the batch is gathered and invoked, so the batch of a
+  worker that crashed is visible again within the lease instead of the queue's visibility
+  timeout; the restarted worker (or another consumer) then takes it.
+* With ``checkpoint_dir`` stream positions survive a restart (see `infra.local.streams`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import decimal
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -57,7 +63,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from infra.local.streams import StreamPoller, StreamSourceSpec
+from infra.local.streams import CheckpointFile, StreamPoller, StreamSourceSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -66,6 +72,7 @@ if TYPE_CHECKING:
         DeleteMessageBatchRequestEntryTypeDef,
         MessageAttributeValueOutputTypeDef,
         MessageTypeDef,
+        ReceiveMessageRequestTypeDef,
     )
 
 logger = logging.getLogger(
@@ -78,6 +85,7 @@ DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account
 SQS_MAX_BATCH = 10  # ReceiveMessage / DeleteMessageBatch limit
 POLL_DELAY_MIN_S = 0.02
 POLL_DELAY_MAX_S = 0.25
+LEASE_SLACK_S = 2
 RECEIVE_FAILURE_PAUSE_S = 1.0
 HEALTH_CHECK_INTERVAL_S = 1.0
 SHUTDOWN_GRACE_S = 5.0
@@ -124,6 +132,8 @@ class WorkerSpec(_SpecModel):
     invoke_port: Annotated[int, Field(ge=0, le=65_535)] = 0
     account_id: Annotated[str, StringConstraints(pattern=r"^\d{12}$")] = DEFAULT_ACCOUNT_ID
     retry_backoff_s: Annotated[int, Field(ge=0, le=43_200)] = 1
+    sqs_lease_s: Annotated[int, Field(ge=0, le=43_200)] = 0  # 0: the queue's visibility timeout
+    checkpoint_dir: str | None = None  # where stream pollers keep their positions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,6 +450,7 @@ class SqsPoller:
         region: str,
         retry_backoff_s: int,
         stop: threading.Event,
+        lease_s: int = 0,
     ) -> None:
         self._source = source
         self._sqs = sqs
@@ -447,6 +458,10 @@ class SqsPoller:
         self._region = region
         self._retry_backoff_s = retry_backoff_s
         self._stop = stop
+        # Never shorter than the batching window plus a renewal's worth of slack.
+        self._lease_s = (
+            max(lease_s, math.ceil(source.max_batching_window_s) + LEASE_SLACK_S) if lease_s else 0
+        )
         self._delay = _PollDelay()
         self._receive_failing = False
         self.thread = threading.Thread(target=self._run, name=f"sqs-{source.event_id}", daemon=True)
@@ -454,13 +469,17 @@ class SqsPoller:
     def _run(self) -> None:
         logger.info("polling %s for %s", self._source.queue_url, self._source.event_id)
         while not self._stop.is_set():
-            batch = self._collect()
-            if batch:
-                self._process(batch)
+            with _LeaseRenewal(self._renew, self._lease_s) as lease:
+                batch = self._collect(lease.messages)
+                if batch:
+                    self._process(batch, lease)
+
+    def _renew(self, messages: Sequence[MessageTypeDef]) -> None:
+        self._change_visibility(messages, self._lease_s)
 
     # -- batching --------------------------------------------------------------------------
-    def _collect(self) -> list[MessageTypeDef]:
-        batch: list[MessageTypeDef] = []
+    def _collect(self, batch: list[MessageTypeDef]) -> list[MessageTypeDef]:
+        """Fill `batch` (the list whose lease is renewed) up to the batch size or window."""
         deadline: float | None = None
         while not self._stop.is_set():
             received = self._receive(self._source.batch_size - len(batch))
@@ -468,12 +487,13 @@ class SqsPoller:
             if batch and deadline is None:
                 deadline = time.monotonic() + self._source.max_batching_window_s
             if len(batch) >= self._source.batch_size or self._expired(deadline):
-                return batch
+                return list(batch)
             if received:
                 self._delay.reset()
             else:
                 self._pause(deadline)
-        self._change_visibility(batch, 0)  # stopping before the invoke: hand them back now
+        self._change_visibility(list(batch), 0)  # stopping before the invoke: hand them back
+        batch.clear()
         return []
 
     @staticmethod
@@ -487,14 +507,17 @@ class SqsPoller:
         self._stop.wait(delay)
 
     def _receive(self, wanted: int) -> list[MessageTypeDef]:
+        request: ReceiveMessageRequestTypeDef = {
+            "QueueUrl": self._source.queue_url,
+            "MaxNumberOfMessages": min(wanted, SQS_MAX_BATCH),
+            "WaitTimeSeconds": 0,  # never long-poll: the local moto server is single-request
+            "MessageSystemAttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
+        if self._lease_s:
+            request["VisibilityTimeout"] = self._lease_s
         try:
-            response = self._sqs.receive_message(
-                QueueUrl=self._source.queue_url,
-                MaxNumberOfMessages=min(wanted, SQS_MAX_BATCH),
-                WaitTimeSeconds=0,  # never long-poll: the local moto server is single-request
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            response = self._sqs.receive_message(**request)
         except (BotoCoreError, ClientError) as exc:
             if not self._receive_failing:
                 logger.warning("cannot receive from %s: %s", self._source.queue_url, exc)
@@ -507,12 +530,13 @@ class SqsPoller:
         return response.get("Messages", [])
 
     # -- settlement ------------------------------------------------------------------------
-    def _process(self, batch: list[MessageTypeDef]) -> None:
+    def _process(self, batch: list[MessageTypeDef], lease: _LeaseRenewal) -> None:
         records = [sqs_record(m, self._source.queue_arn, self._region) for m in batch]
         message_ids = [message["MessageId"] for message in batch]
         invocation = self._invoker.invoke(
             {"Records": records}, source=f"SQS {self._source.event_id}"
         )
+        lease.end()  # settled below: no renewal may land after the delete or the retry delay
         settlement = settle_batch(invocation, message_ids, self._source.report_batch_item_failures)
         if settlement.problem:
             logger.warning(
@@ -568,6 +592,43 @@ class SqsPoller:
                 continue
             for failure in response.get("Failed", []):
                 logger.warning("cannot change a message's visibility: %s", failure)
+
+
+class _LeaseRenewal:
+    """Renews the visibility of `messages` every third of the lease until `end()`.
+
+    The poller appends what it receives to `messages` and ends the lease before it settles the
+    batch. A lease of 0 renews nothing (the queue's visibility timeout applies).
+    """
+
+    def __init__(self, renew: Callable[[Sequence[MessageTypeDef]], None], lease_s: int) -> None:
+        self._renew = renew
+        self._lease_s = lease_s
+        self.messages: list[MessageTypeDef] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqs-lease", daemon=True)
+
+    def __enter__(self) -> _LeaseRenewal:
+        if self._lease_s:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.end()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def end(self) -> None:
+        with self._lock:  # waits for a renewal in flight
+            self._done.set()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._lease_s / 3):
+            with self._lock:
+                held = list(self.messages)
+                if held and not self._done.is_set():
+                    self._renew(held)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -854,6 +915,11 @@ def _stream_pollers(
             region=spec.region,
             retry_backoff_s=spec.retry_backoff_s,
             stop=stop,
+            checkpoints=(
+                CheckpointFile(Path(spec.checkpoint_dir) / f"{source.event_id}.json")
+                if spec.checkpoint_dir
+                else None
+            ),
         ).thread
         for source in spec.stream_sources
     ]
@@ -877,6 +943,7 @@ def _start_sources(
                 region=spec.region,
                 retry_backoff_s=spec.retry_backoff_s,
                 stop=stop,
+                lease_s=spec.sqs_lease_s,
             ).thread
             for source in spec.sqs_sources
         ]

@@ -13,6 +13,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
@@ -22,6 +23,9 @@ import boto3
 import paho.mqtt.client as mqtt
 import pytest
 import schemathesis
+from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.domain.notifications import Survey, TicketFacts
+from aftercare.domain.surveys import survey_id_for
 from hypothesis import HealthCheck, Phase, given, settings
 from paho.mqtt.enums import CallbackAPIVersion
 from schemathesis.generation import GenerationMode
@@ -48,6 +52,11 @@ class Api:
         self.token = token
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, answer, _ = self.exchange(method, path, body)
+        return status, answer
+
+    def exchange(self, method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
+        """Status, JSON body and response headers."""
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -55,9 +64,9 @@ class Api:
         request = Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, json.loads(response.read() or b"null"), response.headers
         except HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+            return exc.code, json.loads(exc.read() or b"null"), exc.headers
 
     def get(self, path: str) -> Any:
         status, body = self.call("GET", path)
@@ -79,7 +88,7 @@ class Env:
             aws_secret_access_key="testing",
         )
 
-    def token(self, user: str) -> str:
+    def token(self, user: str, kind: str = "IdToken") -> str:
         cognito = boto3.client(
             "cognito-idp",
             endpoint_url=self.state["aws_endpoint_url"],
@@ -92,10 +101,41 @@ class Env:
             AuthFlow="USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": user, "PASSWORD": LOCAL_PASSWORD},
         )
-        return str(answer["AuthenticationResult"]["IdToken"])
+        return str(answer["AuthenticationResult"][kind])
 
     def api(self, user: str | None) -> Api:
         return Api(self.state["api_url"], self.token(user) if user else None)
+
+    def api_with_access_token(self, user: str) -> Api:
+        """The same user holding the Cognito *access* token (groups, no customer id)."""
+        return Api(self.state["api_url"], self.token(user, "AccessToken"))
+
+    def owner_of(self, thing: str) -> str:
+        table = self.state["resources"]["DevicesTable"]
+        item = self.ddb.get_item(TableName=table, Key={"thing": {"S": thing}})["Item"]
+        return str(item["customer_id"]["S"])
+
+    def sent_survey(self, ticket: dict[str, Any]) -> str:
+        """A survey on `ticket`, sent to its owner (written the way the notifier writes it)."""
+        resources = self.state["resources"]
+        store = DynamoNotificationStore(
+            table=resources["NotificationsTable"],
+            tickets_table=resources["TicketsTable"],
+            customers_table=resources["CustomersTable"],
+            ddb=self.ddb,
+        )
+        now = datetime.now(UTC)
+        survey = Survey(
+            survey_id=survey_id_for(ticket["ticket_id"]),
+            ticket_id=ticket["ticket_id"],
+            customer_id=ticket["customer_id"],
+            facts=TicketFacts.model_validate(ticket),
+            created_at=now,
+            due_at=now,
+        )
+        store.schedule_survey(survey)
+        store.settle_survey(survey.survey_id, "sent", sent_at=now, retry_at=None)
+        return survey.survey_id
 
     def agent(self, thing: str, remote_fixable: frozenset[str] = frozenset()) -> DeviceAgent:
         agent = DeviceAgent(
@@ -126,7 +166,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     stack = LocalStack(
         ROOT,
         workdir / "state",
-        param_overrides={"DiagnosticsSweepRate": "rate(1 second)"},
+        # Local only: the template's sweep rate cannot go below EventBridge's minute.
+        schedule_seconds={"DiagnosticsSweeperFunction": 1},
     )
     try:
         environment = Env(stack.start(), workdir / "state", workdir / "outbox")
@@ -333,6 +374,106 @@ def test_a_customer_cannot_read_or_act_on_other_customers_tickets(env, engineer)
     # And another customer does not see this customer's ticket either
     neighbour = env.api("cust-0002")
     assert neighbour.call("GET", f"/tickets/{own['ticket_id']}")[0] == 404
+
+
+# --------------------------------------------------------------------------- token policy
+
+
+def test_access_tokens_are_refused_whoever_holds_them(env):
+    # Given staff and a customer holding access tokens (which the JWT authorizer accepts)
+    for user in ("eng-ada", "mgr-grace", "cust-0001"):
+        api = env.api_with_access_token(user)
+        # Then every function refuses them with the reason, before reading anything
+        for path in ("/me", "/tickets", "/surveys/S-AAAAAAAAAAAA"):
+            status, body = api.call("GET", path)
+            assert (status, body["reason"]) == (401, "id_token_required"), (user, path, body)
+
+
+def test_no_cross_customer_reads_with_any_token_type(env, engineer):
+    # Given a ticket, its device, diagnostics and a sent survey of c-0001 and of another customer
+    mine_thing, theirs_thing = "rt-x-0081", "rt-x-0033"  # c-0001's, c-0033's
+    assert env.owner_of(mine_thing) == "c-0001" != env.owner_of(theirs_thing)
+    env.agent(mine_thing).raise_fault(NO_AUTO)
+    env.agent(theirs_thing).raise_fault(NO_AUTO)
+    mine = engineer.get(f"/tickets/{ticket_for(engineer, mine_thing, NO_AUTO)['ticket_id']}")
+    theirs = engineer.get(f"/tickets/{ticket_for(engineer, theirs_thing, NO_AUTO)['ticket_id']}")
+    my_survey, their_survey = env.sent_survey(mine), env.sent_survey(theirs)
+    reads = [
+        f"/tickets/{theirs['ticket_id']}",
+        f"/tickets/{theirs['ticket_id']}/diagnostics",
+        f"/devices/{theirs_thing}",
+        f"/surveys/{their_survey}",
+        f"/tickets?thing={theirs_thing}",
+        "/tickets?limit=200",
+    ]
+    # When cust-0001 tries every read with an ID token and with an access token
+    leaks = []
+    for api in (env.api("cust-0001"), env.api_with_access_token("cust-0001")):
+        for path in reads:
+            status, body = api.call("GET", path)
+            rows = body if isinstance(body, list) else [body] if status == 200 else []
+            leaks += [(path, r) for r in rows if r.get("customer_id", "c-0001") != "c-0001"]
+            if status == 200 and not path.startswith("/tickets?"):
+                leaks.append((path, body))
+    # Then nothing of the other customer's came back, whatever the token
+    assert leaks == []
+    # While the owner reads their own survey with an ID token, and staff read both
+    assert env.api("cust-0001").get(f"/surveys/{my_survey}")["ticket_id"] == mine["ticket_id"]
+    assert env.api("cust-0001").call("GET", f"/surveys/{their_survey}")[0] == 404
+    assert engineer.get(f"/surveys/{their_survey}")["survey_id"] == their_survey
+    # And staff cannot answer a survey for the customer
+    status, body = engineer.call("POST", f"/surveys/{my_survey}/answer", {"rating": 5})
+    assert (status, body["reason"]) == (403, "forbidden")
+
+
+# --------------------------------------------------------------------------- paging
+
+
+def test_staff_page_through_every_ticket_with_the_cursor(env, engineer):
+    # Given at least a few tickets on the stack
+    for thing in ("rt-x-0037", "rt-x-0041", "rt-x-0045"):
+        env.agent(thing).raise_fault(NO_AUTO)
+        ticket_for(engineer, thing, NO_AUTO)
+    everything = engineer.get("/tickets?limit=200")
+    assert 3 <= len(everything) < 200
+    # When an engineer walks the listing two at a time through the gateway
+    seen: list[str] = []
+    path = "/tickets?limit=2"
+    while True:
+        status, rows, headers = engineer.exchange("GET", path)
+        assert status == 200 and len(rows) <= 2
+        seen += [r["ticket_id"] for r in rows]
+        cursor = headers.get("X-Next-Cursor")
+        if not cursor:
+            break
+        path = f"/tickets?limit=2&cursor={cursor}"
+    # Then it is the one-page listing, same order, each ticket once
+    assert seen == [r["ticket_id"] for r in everything]
+    # And a tampered cursor, or one used with other filters, is a 400 with the reason
+    _, _, headers = engineer.exchange("GET", "/tickets?limit=1")
+    cursor = headers["X-Next-Cursor"]
+    for bad in (f"limit=1&cursor={cursor[:-3]}AAA", f"limit=1&status=open&cursor={cursor}"):
+        status, body = engineer.call("GET", f"/tickets?{bad}")
+        assert (status, body["reason"]) == (400, "invalid_cursor"), body
+    assert engineer.call("GET", "/tickets?limit=201")[0] == 422
+
+
+def test_the_cli_lists_every_page_through_the_api(env, engineer, capsys):
+    state_dir = ["--state-dir", str(env.state_dir)]
+    assert cli_main(["login", "--user", "eng-ada", *state_dir]) == 0
+    capsys.readouterr()
+    # When the CLI lists one page of one ticket, then everything one ticket a page
+    assert cli_main(["tickets", "list", "--json", "--limit", "1", *state_dir]) == 0
+    first = capsys.readouterr()
+    assert cli_main(["tickets", "list", "--json", "--limit", "1", "--all", *state_dir]) == 0
+    every = json.loads(capsys.readouterr().out)
+    # Then stdout is one JSON array of the contract's keys, the cursor is on stderr
+    (row,) = json.loads(first.out)
+    assert "--cursor" in first.err and set(row) >= {"ticket_id", "status", "opened_at"}
+    assert [r["ticket_id"] for r in every] == [
+        r["ticket_id"] for r in engineer.get("/tickets?limit=200")
+    ]
+    (env.state_dir / "session.json").unlink()
 
 
 # --------------------------------------------------------------------------- CLI

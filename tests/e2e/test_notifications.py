@@ -31,7 +31,7 @@ from aftercare.domain.tickets import Resolution, Ticket, TicketStatus
 from aftercare.models.payloads import Severity
 
 from devices.agent import DeviceAgent
-from infra.cli_api import login
+from infra.cli_api import authenticate
 from infra.cli_notifications import notification_summary
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.seed import demo_customers, demo_devices, notification_preferences
@@ -42,10 +42,11 @@ from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {
-    "NotificationSweepRate": "rate(1 second)",
     "DigestWindowSeconds": "4",
     "SurveyDelaySeconds": "2",
 }
+# Local only: the template's sweep rates cannot go below EventBridge's minute.
+SCHEDULES = {"NotificationSchedulerFunction": 1.0}
 CUSTOMERS = {c.customer_id: c for c in demo_customers()}
 OWNER = {d.thing: d.customer_id for d in demo_devices()}
 
@@ -147,7 +148,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         pytest.fail(f"{MOSQUITTO_BINARY} is missing: run `make setup` (installs mosquitto)")
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     stack = LocalStack(
-        ROOT, tmp_path_factory.mktemp("notifications") / "state", param_overrides=PARAMS
+        ROOT,
+        tmp_path_factory.mktemp("notifications") / "state",
+        param_overrides=PARAMS,
+        schedule_seconds=SCHEDULES,
     )
     try:
         state = stack.start()
@@ -293,7 +297,7 @@ def test_quiet_hours_delay_a_minor_fault_but_not_a_critical_one(
 
 def api_answer(world: World, user: str, survey_id: str, body: dict[str, Any]) -> tuple[int, Any]:
     """POST /surveys/{id}/answer through the local API gateway, as the seeded user `user`."""
-    token = login(world.state_dir, user, LOCAL_PASSWORD)["id_token"]
+    token = authenticate(world.target, user, LOCAL_PASSWORD)["id_token"]
     request = urllib.request.Request(
         f"{world.state['api_url']}/surveys/{survey_id}/answer",
         data=json.dumps(body).encode(),

@@ -132,6 +132,24 @@ class FakeNotificationStore:
             self.survey_due[survey_id].lease_until = lease_until
         return [self.surveys[s] for s in ready]
 
+    def release(
+        self,
+        lease_until: datetime,
+        *,
+        notifications: Sequence[NotificationRef] = (),
+        customers: Sequence[str] = (),
+        surveys: Sequence[str] = (),
+    ) -> None:
+        dues = [
+            *(self.due.get(r.token()) for r in notifications),
+            *(self.bundles[c].due if c in self.bundles else None for c in customers),
+            *(self.survey_due.get(s) for s in surveys),
+        ]
+        for due in dues:
+            if due is not None and due.lease_until == lease_until:
+                due.lease_until = None
+        self.released = [*getattr(self, "released", []), *notifications, *customers, *surveys]
+
     # attempts
     def record(
         self, attempts: Sequence[AttemptRecord], settled: Sequence[Notification] = ()

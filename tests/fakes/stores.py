@@ -201,6 +201,8 @@ class FakeTicketStore:
 class FakeParkedStore:
     def __init__(self) -> None:
         self.parked: dict[tuple[str, str], ParkedMessage] = {}
+        self.writes: list[ParkedMessage] = []  # every call, to show a message is parked once
 
     def park(self, message: ParkedMessage) -> None:
+        self.writes.append(message)
         self.parked[(message.source, message.message_id)] = message

@@ -29,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from infra.local.broker_auth import ClientCredentials, broker_config_lines
 from infra.local.iot_policy import write_acl_file
+from infra.local.stack import MAX_MESSAGE_BYTES
 from infra.local.template import load_template
 
 MOSQUITTO_BINARY = Path("/usr/sbin/mosquitto")
@@ -91,6 +92,7 @@ class MosquittoBroker:
                 "log_type notice",
                 "log_type information",
                 "max_queued_messages 100000",
+                f"message_size_limit {MAX_MESSAGE_BYTES}",  # as the local stack's broker
                 "",
             ]
         )

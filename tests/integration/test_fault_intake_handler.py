@@ -75,6 +75,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             sns=session.client("sns"),
             iot=session.client("iot"),
             events=session.client("events"),
+            s3=session.client("s3"),
         )
         result = provision(
             load_template(ROOT / "template.yaml"), clients, endpoint_url="http://unused"
@@ -294,7 +295,7 @@ def test_repeat_after_resolution_is_linked(intake, aws):
 def test_dead_letters_are_parked_with_their_reason(aws):
     # Given the recorder and two dead letters: a rule error and an exhausted fault message
     recorder = load_handler("dead_letter_recorder")
-    recorder.parked_store.cache_clear()
+    recorder.deps.cache_clear()
     rule_error = {
         "ruleName": "aftercare_fault_intake_local",
         "topic": f"dt/aftercare/{THING}/fault",

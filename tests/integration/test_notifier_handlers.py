@@ -329,6 +329,7 @@ def api(
     route = "POST /surveys/{survey_id}/answer" if method == "POST" else "GET /surveys/{survey_id}"
     claims = {
         "sub": f"sub-{customer_id}",
+        "token_use": "id",
         "cognito:username": customer_id,
         "cognito:groups": "[customers]",
         "custom:customer_id": customer_id,

@@ -82,6 +82,7 @@ class World:
             sns=session.client("sns"),
             iot=session.client("iot"),
             events=session.client("events"),
+            s3=session.client("s3"),
         )
         result = provision(load_template(ROOT / "template.yaml"), clients, endpoint_url="x")
         self.tables = result.resources

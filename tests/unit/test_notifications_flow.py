@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aftercare.domain.budget import Budget
 from aftercare.domain.notifications import AttemptStatus, Composer, EventKind
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
@@ -297,3 +298,65 @@ def test_kinds_are_the_documented_ones() -> None:
         "resolved",
         "survey",
     }
+
+
+# --------------------------------------------------------------------------- time budget
+
+
+class Clock:
+    """A monotonic clock that moves only when a message is sent (one second each)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowSender(RecordingSender):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def send(self, address: str, message: Any, *, reference: str) -> str:
+        self.clock.now += 1.0
+        return super().send(address, message, reference=reference)
+
+
+def test_a_sweep_stops_when_its_budget_runs_out_and_the_next_one_finishes(world: World) -> None:
+    # Given five resolved tickets whose surveys are all due, and a channel taking 1 s a message
+    for n in range(5):
+        world.change(None, ticket(f"T-{n}"))
+        world.change(ticket(f"T-{n}"), resolved(ticket(f"T-{n}")))
+    world.notifier.run_due(NOON + timedelta(hours=1))  # the digest of the news goes out
+    clock = Clock()
+    world.notifier.senders = {Channel.EMAIL: SlowSender(clock)}
+    due = NOON + timedelta(days=2)
+    # When a sweep has 4.5 s left, 1 s of which is its safety margin
+    budget = Budget.from_remaining(timedelta(seconds=4.5), margin=timedelta(seconds=1), clock=clock)
+    first = world.notifier.run_due(due, budget)
+    # Then it sends four surveys, starts no fifth and gives that one back at once
+    assert [o.result for o in first] == ["sent"] * 4 and not budget.has_time()
+    (left,) = [s for s in world.store.surveys.values() if s.status == "scheduled"]
+    assert world.store.survey_due[left.survey_id].lease_until is None
+    # When the next sweep runs (a few seconds later, well inside the first one's lease)
+    second = world.notifier.run_due(due + timedelta(seconds=5), Budget.unlimited(clock))
+    # Then it sends exactly the one that was left: all five went out once each
+    assert [o.result for o in second] == ["sent"]
+    sent = [d.reference for d in world.notifier.senders[Channel.EMAIL].deliveries]  # type: ignore[attr-defined]
+    assert sorted(sent) == sorted(survey_id_for(f"T-{n}") for n in range(5))
+
+
+def test_a_sweep_starts_nothing_new_once_most_of_its_lease_is_used(world: World) -> None:
+    # Given a due survey and a clock already past three quarters of the lease
+    clock = Clock()
+    world.change(None, ticket())
+    world.change(ticket(), resolved(ticket()))
+    budget = Budget.unlimited(clock)
+    world.notifier.policy = NotifierPolicy(
+        digest_window=WINDOW, survey_delay=timedelta(hours=24), lease=timedelta(seconds=0)
+    )
+    # When the sweep runs with a lease it cannot work inside
+    assert world.notifier.run_due(NOON + timedelta(days=2), budget) == []
+    # Then nothing was claimed, so nothing waits for a lease to run out
+    assert all(d.lease_until is None for d in world.store.survey_due.values())

@@ -159,6 +159,22 @@ def test_the_leased_new_notification_is_not_claimed_until_the_lease_ends(
     )
 
 
+def test_a_released_claim_is_due_at_once_and_only_our_own_lease_is_released(
+    store: DynamoNotificationStore,
+) -> None:
+    # Given a due notification claimed by a sweep that runs out of time
+    store.create(notification(), NOW)
+    mine = NOW + timedelta(seconds=60)
+    (claimed,) = store.claim_due_notifications(NOW, mine)
+    # When another sweep tries to give back a lease it does not hold, nothing changes
+    store.release(NOW + timedelta(seconds=61), notifications=[claimed.ref])
+    assert store.claim_due_notifications(NOW + timedelta(seconds=1), mine) == []
+    # When the sweep gives it back, the next sweep takes it at once
+    store.release(mine, notifications=[claimed.ref])
+    (again,) = store.claim_due_notifications(NOW + timedelta(seconds=2), NOW + timedelta(minutes=2))
+    assert again.ref == claimed.ref
+
+
 def test_settled_notifications_leave_the_due_queue(store: DynamoNotificationStore) -> None:
     n = notification()
     store.create(n, NOW)

@@ -340,10 +340,12 @@ FUNCTION_TEMPLATE = """
     """
 
 
-def provision_offline(template: Template) -> Any:
+def provision_offline(template: Template, **options: Any) -> Any:
     # A lone function needs no AWS call: the clients are never used.
     clients = AwsClients(dynamodb=None, sqs=None, sns=None, iot=None)  # type: ignore[arg-type]
-    return provision(template, clients, endpoint_url="http://moto", sql_check=lambda _sql: None)
+    return provision(
+        template, clients, endpoint_url="http://moto", sql_check=lambda _sql: None, **options
+    )
 
 
 @pytest.mark.parametrize(
@@ -405,3 +407,62 @@ def test_schedule_rates_become_seconds(tmp_path: Path) -> None:
         7200,
         86400,
     ]
+
+
+def test_a_local_schedule_override_replaces_the_template_rate(tmp_path: Path) -> None:
+    # Given a function on a rate EventBridge accepts (at least a minute)
+    (tmp_path / "fn").mkdir()
+    events = "Tick: {Type: Schedule, Properties: {Schedule: rate(1 minute)}}"
+    template = write_template(tmp_path, FUNCTION_TEMPLATE.format(events=events, extra=""))
+    # When the local stack is asked to run it every half second
+    result = provision_offline(template, schedule_seconds={"Worker": 0.5})
+    # Then its worker ticks that often, without the template accepting sub-minute rates
+    assert result.workers["Worker"]["schedule_sources"] == [
+        {"event_id": "Tick", "rate_seconds": 0.5}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"Nobody": 1.0}, r"\['Nobody'\]: not a scheduled function"), ({"Worker": 0}, "> 0")],
+)
+def test_schedule_overrides_must_name_a_scheduled_function(
+    tmp_path: Path, overrides: dict[str, float], message: str
+) -> None:
+    (tmp_path / "fn").mkdir()
+    events = "Tick: {Type: Schedule, Properties: {Schedule: rate(1 minute)}}"
+    template = write_template(tmp_path, FUNCTION_TEMPLATE.format(events=events, extra=""))
+    with pytest.raises(ProvisionError, match=message):
+        provision_offline(template, schedule_seconds=overrides)
+
+
+@pytest.mark.parametrize(
+    ("rate", "accepted"),
+    [
+        ("rate(1 minute)", True),
+        ("rate(5 minutes)", True),
+        ("rate(1 hour)", True),
+        ("rate(12 hours)", True),
+        ("rate(1 day)", True),
+        ("rate(10 days)", True),
+        ("rate(1 minutes)", False),
+        ("rate(5 minute)", False),
+        ("rate(30 seconds)", False),
+        ("rate(1 second)", False),
+        ("rate(0 minutes)", False),
+        ("rate(05 minutes)", False),
+        ("cron(0 3 * * ? *)", False),
+    ],
+)
+def test_sweep_rate_parameters_accept_only_what_eventbridge_accepts(
+    rate: str, accepted: bool
+) -> None:
+    # Given the real template's sweep-rate parameters
+    template = load_template(REAL_TEMPLATE)
+    for name in ("HoldSweepRate", "NotificationSweepRate", "DiagnosticsSweepRate"):
+        # Then a rate is accepted exactly when EventBridge would accept it
+        if accepted:
+            assert parameter_values(template, {name: rate})[name] == rate
+        else:
+            with pytest.raises(TemplateError, match=name):
+                parameter_values(template, {name: rate})

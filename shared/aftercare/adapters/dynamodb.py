@@ -25,6 +25,7 @@ from aftercare.adapters.inventory import (
     stock_key,
     stock_update,
 )
+from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
 from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, PartsLine, StockLevel
 from aftercare.domain.ports import (
     ConcurrentUpdate,
@@ -72,8 +73,41 @@ def ticket_item(ticket: Ticket) -> dict[str, Any]:
     return {
         **ticket_key(ticket.ticket_id),
         **data,
-        "opened_key": f"{data['opened_at']}#{ticket.ticket_id}",
+        "opened_key": opened_key(data["opened_at"], ticket.ticket_id),
     }
+
+
+def newest_first_query(
+    table: str,
+    index: str,
+    attribute: str,
+    value: str,
+    *,
+    before: str | None,
+    limit: int,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """T4/T5 paged: one index partition newest first, strictly older than `before` (a cursor's
+    opened_key), at most `limit` items read; `status` filters a device's tickets."""
+    condition = "#a = :v" + (" AND opened_key < :before" if before else "")
+    names = {"#a": attribute}
+    values: dict[str, Any] = {":v": {"S": value}}
+    if before:
+        values[":before"] = {"S": before}
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if status is not None:
+        request["FilterExpression"] = "#s = :s"
+        names["#s"] = "status"
+        values[":s"] = {"S": status}
+    return request
 
 
 def occurrence_item(ticket_id: str, occurrence: Occurrence) -> dict[str, Any]:
@@ -502,6 +536,46 @@ class DynamoTicketStore:
         statuses = [status] if status else [s.value for s in TicketStatus]
         tickets = [t for s in statuses for t in self._query_index("by_status", "status", s)]
         return sorted(tickets, key=lambda t: (t.opened_at, t.ticket_id), reverse=True)
+
+    def page_tickets(self, query: TicketQuery) -> TicketPage:
+        """One page, newest first: per device (by_thing) when `things` is given, else per status
+        (by_status); each partition read only as far as the page needs, then merged."""
+        if query.things is not None:
+            partitions = [("by_thing", "thing", t, query.status) for t in query.things]
+        else:
+            statuses = [query.status] if query.status else [s.value for s in TicketStatus]
+            partitions = [("by_status", "status", s, None) for s in statuses]
+        candidates = [
+            pair
+            for index, attribute, value, status in partitions
+            for pair in self._newest(
+                newest_first_query(
+                    self.tickets_table,
+                    index,
+                    attribute,
+                    value,
+                    before=query.after,
+                    limit=query.limit + 1,
+                    status=status,
+                ),
+                want=query.limit + 1,
+            )
+        ]
+        return newest_page(candidates, query.limit)
+
+    def _newest(self, request: dict[str, Any], *, want: int) -> list[tuple[str, Ticket]]:
+        """Up to `want` items of one partition, following LastEvaluatedKey only while short
+        (a filter or the 1 MB page limit can return fewer than `Limit`)."""
+        found: list[tuple[str, Ticket]] = []
+        while len(found) < want:
+            response = self.ddb.query(**request)
+            for raw in response.get("Items", []):
+                item = from_item(raw)
+                found.append((str(item["opened_key"]), Ticket.model_validate(item)))
+            if "LastEvaluatedKey" not in response:
+                break
+            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
+        return found[:want]
 
     def _query_index(self, index: str, attribute: str, value: str) -> list[Ticket]:
         paginator = self.ddb.get_paginator("query")

@@ -141,6 +141,16 @@ def survey_item(survey: Survey) -> dict[str, Any]:
     }
 
 
+def release_update(key: dict[str, Any], lease_until: datetime) -> dict[str, Any]:
+    """Drop this sender's lease on one item (and nobody else's: the lease must be ours)."""
+    return {
+        "Key": key,
+        "UpdateExpression": "REMOVE lease_ms",
+        "ConditionExpression": "lease_ms = :lease",
+        "ExpressionAttributeValues": _values(lease=ms(lease_until)),
+    }
+
+
 def _values(**values: Any) -> dict[str, Any]:
     return {f":{k}": to_attr(v) for k, v in values.items()}
 
@@ -438,6 +448,28 @@ class DynamoNotificationStore:
             if len(claimed) >= CLAIM_LIMIT:
                 break
         return claimed
+
+    def release(
+        self,
+        lease_until: datetime,
+        *,
+        notifications: Sequence[NotificationRef] = (),
+        customers: Sequence[str] = (),
+        surveys: Sequence[str] = (),
+    ) -> None:
+        keys = [
+            *(notification_key(r) for r in notifications),
+            *(bundle_key(c) for c in customers),
+            *(survey_key(s) for s in surveys),
+        ]
+        for key in keys:
+            try:
+                self.ddb.update_item(
+                    TableName=self.table, **release_update(to_item(key), lease_until)
+                )
+            except ClientError as exc:
+                if not _is_conditional_failure(exc):
+                    raise  # a lease no longer ours (or the item settled) is nothing to give back
 
     def _due_keys(self, queue: str, now: datetime) -> Iterator[dict[str, Any]]:
         """Keys of due items whose lease (if any) has run out, oldest due first."""

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic_settings import BaseSettings
-
 from aftercare.adapters.messaging import channel_senders
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.domain.notifications import Composer
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import load_book
+from aftercare.settings import EnvSettings
 
 
-class NotifierSettings(BaseSettings):
+class NotifierSettings(EnvSettings):
     """Environment of a function that sends notifications (all required: no silent defaults)."""
 
     notifications_table: str

@@ -4,6 +4,12 @@ Callers are Cognito users; their groups and customer id arrive as JWT claims tha
 Gateway's JWT authorizer has already verified. Engineers and managers see every ticket;
 a customer sees only tickets on devices they own, and anything else is *not found* (never
 *forbidden*, which would confirm that it exists). Only engineers start diagnostics.
+
+Token policy: ID tokens only. The authorizer accepts Cognito access tokens too (by
+`client_id`), but those carry no `custom:customer_id`; a customer holding one would look like
+nobody in particular. So `caller_from_claims`, the one place that turns claims into a caller,
+refuses anything but `token_use == "id"` (401), and a caller that is not staff must be a
+customer with a customer id (403 otherwise): nobody becomes staff by missing a claim.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 CUSTOMER_ID_CLAIM = "custom:customer_id"
 GROUPS_CLAIM = "cognito:groups"
+TOKEN_USE_CLAIM = "token_use"  # noqa: S105 - a claim name, not a secret
 
 
 class Group(StrEnum):
@@ -28,13 +35,30 @@ class Forbidden(Exception):
     """The caller is known but may not do this."""
 
 
+class Unauthenticated(Exception):
+    """The token is valid but not one this API accepts (an access token, no claims)."""
+
+
 class Caller(BaseModel):
+    """Staff (engineers and/or managers) or one customer; never anything in between."""
+
     model_config = ConfigDict(frozen=True)
 
     subject: str
     username: str
     groups: frozenset[str]
     customer_id: str | None = None
+
+    @model_validator(mode="after")
+    def _staff_or_customer(self) -> Caller:
+        if not self.staff and not (Group.CUSTOMERS in self.groups and self.customer_id):
+            raise ValueError("a caller is staff or a customer with a customer id")
+        return self
+
+    @property
+    def owner_scope(self) -> str | None:
+        """None for staff (everything); otherwise the customer id every read is limited to."""
+        return None if self.staff else self.customer_id
 
     @property
     def staff(self) -> bool:
@@ -78,12 +102,27 @@ def claim_list(value: Any) -> list[str]:
 
 
 def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
+    """The caller behind verified JWT claims: the one place that decides staff or which
+    customer. Raises Unauthenticated (not an ID token) or Forbidden (neither staff nor a
+    customer with a customer id)."""
+    if not claims:
+        raise Unauthenticated("no verified token claims reached the function")
+    if claims.get(TOKEN_USE_CLAIM) != "id":
+        raise Unauthenticated(
+            f"send a Cognito ID token, not token_use={claims.get(TOKEN_USE_CLAIM)!r}"
+        )
+    groups = frozenset(claim_list(claims.get(GROUPS_CLAIM)))
     customer_id = claims.get(CUSTOMER_ID_CLAIM)
+    if not {Group.ENGINEERS, Group.MANAGERS} & groups:
+        if Group.CUSTOMERS not in groups:
+            raise Forbidden("this API is for engineers, managers and customers")
+        if not customer_id:
+            raise Forbidden("a customer token without custom:customer_id")
     return Caller(
         subject=str(claims.get("sub", "")),
         username=str(
             claims.get("cognito:username") or claims.get("username") or claims.get("sub", "")
         ),
-        groups=frozenset(claim_list(claims.get(GROUPS_CLAIM))),
+        groups=groups,
         customer_id=str(customer_id) if customer_id else None,
     )

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -55,6 +54,7 @@ from aftercare.models.payloads import (
     DiagnosticsResult,
     DiagnosticStatus,
 )
+from aftercare.models.strict_json import ContentRejected, loads_strict
 
 ROUTINES = ("self_test", "sensor_snapshot", "log_excerpt", "reset_component")
 REMEDY_ROUTINES = frozenset({"reset_component"})
@@ -412,11 +412,11 @@ def decode_result(envelope: DiagnosticsEnvelope) -> DiagnosticsResult:
             f"{len(raw)} bytes; a result is at most {MAX_DIAGNOSTICS_PAYLOAD_BYTES} bytes",
         )
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = loads_strict(raw)
     except UnicodeDecodeError as exc:
         raise ResultRejected(RejectReason.NOT_UTF8, f"payload is not UTF-8: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ResultRejected(RejectReason.MALFORMED_JSON, f"payload is not JSON: {exc}") from exc
+    except ContentRejected as exc:
+        raise ResultRejected(RejectReason(exc.reason), exc.detail) from exc
     if not isinstance(data, dict):
         raise ResultRejected(
             RejectReason.NOT_AN_OBJECT, f"payload must be a JSON object, got {type(data).__name__}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -50,6 +49,7 @@ from aftercare.domain.tickets import (
     ticket_id_for,
 )
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
+from aftercare.models.strict_json import ContentRejected, loads_strict
 
 MAX_LOCK_RETRIES = 10
 DEFAULT_HOLD = timedelta(hours=72)
@@ -132,9 +132,9 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise FaultRejected(RejectReason.NOT_UTF8, f"payload is not UTF-8: {exc}") from exc
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FaultRejected(RejectReason.MALFORMED_JSON, f"payload is not JSON: {exc}") from exc
+        data = loads_strict(text)
+    except ContentRejected as exc:
+        raise FaultRejected(RejectReason(exc.reason), exc.detail) from exc
     if not isinstance(data, dict):
         raise FaultRejected(
             RejectReason.NOT_AN_OBJECT, f"payload must be a JSON object, got {type(data).__name__}"

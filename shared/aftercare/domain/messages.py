@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from aftercare.domain.intake import (
 )
 from aftercare.domain.ports import ParkedMessage, ParkedStore, TicketStore
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.strict_json import ContentRejected, loads_strict
 
 FAULT_SOURCE = "fault-intake"
 DEAD_LETTER_SOURCE = "fault-dlq"
@@ -97,7 +97,8 @@ class DeadLetter:
 
 
 def _rule_error(data: dict[str, Any]) -> DeadLetter:
-    failures = data.get("failures") or [{}]
+    # Anything can be sent to a dead-letter queue: read the error document defensively.
+    failures = [f for f in data.get("failures") or [] if isinstance(f, dict)] or [{}]
     detail = "; ".join(str(f.get("errorMessage", "")) for f in failures)
     topic = str(data.get("topic", ""))
     parts = topic.split("/")
@@ -113,10 +114,10 @@ def _rule_error(data: dict[str, Any]) -> DeadLetter:
 def classify_dead_letter(body: str, receive_count: int) -> DeadLetter:
     """Why one message was dead-lettered, from its shape."""
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
+        data = loads_strict(body)
+    except ContentRejected:
         data = None
-    if isinstance(data, dict) and "failures" in data:
+    if isinstance(data, dict) and isinstance(data.get("failures"), list):
         return _rule_error(data)
     if isinstance(data, dict) and "payload_b64" in data:
         return DeadLetter(
@@ -126,11 +127,13 @@ def classify_dead_letter(body: str, receive_count: int) -> DeadLetter:
                 "for the error of each attempt"
             ),
             payload=printable_payload(str(data["payload_b64"])),
-            thing=data.get("thing"),
+            thing=data["thing"] if isinstance(data.get("thing"), str) else None,
             envelope=data,
         )
     shape = "JSON of unknown shape" if data is not None else "body is not JSON"
-    return DeadLetter("unrecognised_dead_letter", shape, body[:MAX_DISPLAY_PAYLOAD])
+    return DeadLetter(
+        "unrecognised_dead_letter", shape, body[:MAX_DISPLAY_PAYLOAD], envelope={"body": body}
+    )
 
 
 def record_dead_letter(

@@ -307,6 +307,19 @@ class NotificationStore(Protocol):
 
     def claim_due_surveys(self, now: datetime, lease_until: datetime) -> list[Survey]: ...
 
+    def release(
+        self,
+        lease_until: datetime,
+        *,
+        notifications: Sequence[NotificationRef] = (),
+        customers: Sequence[str] = (),
+        surveys: Sequence[str] = (),
+    ) -> None:
+        """Give back claims this sender will not work on (notifications, customers' bundles,
+        surveys), where the lease is still the one it took (`lease_until`), so the next sweep
+        takes them at once."""
+        ...
+
     def record(
         self, attempts: Sequence[AttemptRecord], settled: Sequence[Notification] = ()
     ) -> None:

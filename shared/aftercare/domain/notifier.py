@@ -5,11 +5,12 @@ See `aftercare.domain.notifications` for the flow and the records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from aftercare.domain.budget import Budget
 from aftercare.domain.notifications import (
     AttemptRecord,
     AttemptStatus,
@@ -52,6 +53,9 @@ class NotifierPolicy:
     digest_window: timedelta
     survey_delay: timedelta
     lease: timedelta = timedelta(seconds=60)
+    # A sweep starts no new item after this share of the lease: the item in hand must be
+    # settled while the lease is still ours, or another sweep could send it again.
+    lease_use: float = 0.75
     retry_base: timedelta = timedelta(seconds=30)
     max_tries: int = 5
 
@@ -212,16 +216,37 @@ class Notifier:
 
     # ------------------------------------------------------------------ scheduled side
 
-    def run_due(self, now: datetime) -> list[Outcome]:
-        """Send everything that has come due: left-over events, bundles, surveys."""
+    def run_due(self, now: datetime, budget: Budget | None = None) -> list[Outcome]:
+        """Send what has come due (left-over events, bundles, surveys) while `budget` lasts.
+
+        Each queue's due items are claimed (leased) first; when the budget runs out the claims
+        not worked on are released, so the next sweep takes them at once: nothing is lost, and
+        nothing is sent twice (a claim is only worked on while its lease is live)."""
         lease_until = now + self.policy.lease
-        outcomes = [
-            self.deliver(n, now) for n in self.store.claim_due_notifications(now, lease_until)
+        budget = (budget or Budget.unlimited()).within(self.policy.lease * self.policy.lease_use)
+        store = self.store
+        queues: list[tuple[Callable[[], Sequence[Any]], Work, GiveBack]] = [
+            (
+                lambda: store.claim_due_notifications(now, lease_until),
+                lambda n: [self.deliver(n, now)],
+                lambda rest: store.release(lease_until, notifications=[n.ref for n in rest]),
+            ),
+            (
+                lambda: store.claim_due_bundles(now, lease_until),
+                lambda b: self.send_bundle(b, now),
+                lambda rest: store.release(lease_until, customers=[b.customer_id for b in rest]),
+            ),
+            (
+                lambda: store.claim_due_surveys(now, lease_until),
+                lambda s: [self.send_survey(s, now)],
+                lambda rest: store.release(lease_until, surveys=[s.survey_id for s in rest]),
+            ),
         ]
-        for bundle in self.store.claim_due_bundles(now, lease_until):
-            outcomes += self.send_bundle(bundle, now)
-        for survey in self.store.claim_due_surveys(now, lease_until):
-            outcomes.append(self.send_survey(survey, now))
+        outcomes: list[Outcome] = []
+        for claim, work, give_back in queues:
+            if not budget.has_time():
+                break
+            outcomes += work_through(claim(), work, give_back, budget)
         return outcomes
 
     def send_bundle(self, bundle: Bundle, now: datetime) -> list[Outcome]:
@@ -317,6 +342,23 @@ class Notifier:
             result="retry" if retry_at else status,
             channel=sent_channel(attempts),
         )
+
+
+Work = Callable[[Any], list[Outcome]]
+GiveBack = Callable[[Sequence[Any]], None]
+
+
+def work_through(
+    claimed: Sequence[Any], work: Work, give_back: GiveBack, budget: Budget
+) -> list[Outcome]:
+    """Work on claimed items one by one while the budget lasts; give back the rest."""
+    outcomes: list[Outcome] = []
+    for i, item in enumerate(claimed):
+        if not budget.has_time():
+            give_back(claimed[i:])
+            break
+        outcomes += work(item)
+    return outcomes
 
 
 def settled(

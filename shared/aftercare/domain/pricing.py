@@ -13,7 +13,6 @@ from functools import cache
 from importlib import resources
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 PRICED_LINE_STATES = frozenset({"held", "backordered", "consumed"})
@@ -145,5 +144,7 @@ def parse_price_table(data: Mapping[str, Any]) -> PriceTable:
 @cache
 def load_price_table() -> PriceTable:
     """The price table shipped with this build (shared layer data)."""
+    import yaml  # here, not at import: only functions that load data files pay for it
+
     text = resources.files("aftercare.data").joinpath("pricing.yaml").read_text(encoding="utf-8")
     return parse_price_table(yaml.safe_load(text))

@@ -7,7 +7,6 @@ from functools import cache
 from importlib import resources
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.models.payloads import Severity
@@ -98,6 +97,8 @@ class ServicePolicy(_Rule):
 
 
 def _load_yaml(name: str) -> Any:
+    import yaml  # here, not at import: only functions that load data files pay for it
+
     text = resources.files("aftercare.data").joinpath(name).read_text(encoding="utf-8")
     return yaml.safe_load(text)
 

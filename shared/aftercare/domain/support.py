@@ -22,6 +22,7 @@ from aftercare.domain.diagnostics import (
     start_diagnostic,
     ticket_of,
 )
+from aftercare.domain.paging import TicketPage, TicketQuery
 from aftercare.domain.ports import TicketDetail, TicketNotFound
 from aftercare.domain.tickets import Ticket
 
@@ -38,6 +39,10 @@ class TicketReader(Protocol):
     def list_tickets(
         self, *, status: str | None = None, thing: str | None = None
     ) -> list[Ticket]: ...
+
+    def page_tickets(self, query: TicketQuery) -> TicketPage:
+        """One page newest first, below `query.after`; see `aftercare.domain.paging`."""
+        ...
 
 
 class DeviceDirectory(Protocol):
@@ -100,16 +105,25 @@ class Support:
     # ------------------------------------------------------------------ reads
 
     def list_tickets(
-        self, caller: Caller, *, status: str | None, thing: str | None, limit: int
-    ) -> list[Ticket]:
+        self,
+        caller: Caller,
+        *,
+        status: str | None,
+        thing: str | None,
+        limit: int,
+        after: str | None = None,
+    ) -> TicketPage:
+        """One page of the tickets the caller may see, newest first, older than `after`.
+        Staff: by status (or device); a customer: across the devices they own."""
         caller.require_reader()
-        if caller.staff:
-            return self.tickets.list_tickets(status=status, thing=thing)[:limit]
-        owned = self.devices.things_of(caller.customer_id) if caller.customer_id else []
-        things = [t for t in owned if thing is None or t == thing]
-        tickets = [t for th in things for t in self.tickets.list_tickets(status=status, thing=th)]
-        tickets.sort(key=lambda t: (t.opened_at, t.ticket_id), reverse=True)
-        return tickets[:limit]
+        things: tuple[str, ...] | None = None if thing is None else (thing,)
+        if caller.owner_scope is not None:
+            owned = self.devices.things_of(caller.owner_scope)
+            things = tuple(t for t in owned if thing is None or t == thing)
+            if not things:
+                return TicketPage(tickets=[])
+        query = TicketQuery(status=status, things=things, after=after, limit=limit)
+        return self.tickets.page_tickets(query)
 
     def ticket(self, caller: Caller, ticket_id: str) -> tuple[TicketDetail, list[DiagnosticRecord]]:
         detail = self._visible_ticket(caller, ticket_id)

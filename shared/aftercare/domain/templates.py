@@ -20,7 +20,6 @@ from importlib import resources
 from string import Template
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.preferences import DEFAULT_LANGUAGE
@@ -150,6 +149,8 @@ def _check_template(kind: str, by_language: Mapping[str, Mapping[str, str]]) -> 
 @cache
 def load_book() -> TemplateBook:
     """The templates shipped with this build (shared layer data)."""
+    import yaml  # here, not at import: only functions that load data files pay for it
+
     folder = resources.files("aftercare.data").joinpath("notifications")
     files = {
         entry.name.removesuffix(".yaml"): yaml.safe_load(entry.read_text(encoding="utf-8"))

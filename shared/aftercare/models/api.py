@@ -98,3 +98,21 @@ class Me(BaseModel):
     username: str
     groups: list[str]
     customer_id: str | None = None
+
+
+SurveyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class SurveyView(BaseModel):
+    """A satisfaction survey as its owner (or staff) sees it."""
+
+    survey_id: str
+    ticket_id: str
+    fault_code: str
+    title_en: str
+    title_zh: str
+    status: str = Field(description="scheduled | sent | failed | answered")
+    sent_at: AwareDatetime | None = None
+    rating: int | None = None
+    comment: str | None = None
+    answered_at: AwareDatetime | None = None

@@ -10,7 +10,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 MAX_FAULT_PAYLOAD_BYTES = 16 * 1024
 MAX_READINGS = 64
@@ -20,7 +28,22 @@ ThingName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,128}$")
 FaultId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 FaultCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,47}$")]
 ReadingName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-ReadingValue = bool | int | float | Annotated[str, StringConstraints(max_length=256)]
+ReadingValue = (
+    bool
+    | int
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=256)]
+)
+
+
+def _timestamp_text(value: Any) -> Any:
+    # pydantic would read a number as epoch seconds; the contract says RFC 3339 text.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset, not a number")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
 
 
 class Severity(StrEnum):
@@ -53,7 +76,7 @@ class FaultReport(_Inbound):
     fault_id: FaultId
     code: FaultCode
     severity: Severity | None = None
-    occurred_at: AwareDatetime
+    occurred_at: Rfc3339
     firmware: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     readings: Annotated[dict[ReadingName, ReadingValue], AfterValidator(_bounded_readings)] = Field(
         default_factory=dict
@@ -71,7 +94,7 @@ class DiagnosticsRequest(_Inbound):
     request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
     routine: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
     params: dict[str, Any] = Field(default_factory=dict)
-    expires_at: AwareDatetime
+    expires_at: Rfc3339
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires_at
@@ -84,7 +107,7 @@ class DiagnosticsResult(_Inbound):
     status: DiagnosticStatus
     findings: dict[str, Any] = Field(default_factory=dict)
     remedied: bool = False
-    completed_at: AwareDatetime
+    completed_at: Rfc3339
 
 
 class FaultEnvelope(BaseModel):

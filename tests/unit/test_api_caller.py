@@ -1,0 +1,118 @@
+"""The one caller helper: ID tokens only, and a caller is staff or one customer, never neither.
+
+Every route of both API functions (support API and surveys) goes through it: each refuses an
+access token with 401 and a customer token without a customer id with 403, before it reads
+anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from aftercare.domain.access import Forbidden, Unauthenticated, caller_from_claims
+
+from infra import openapi
+from infra.local.apigw import GatewaySpec, Request, RouteSpec, http_event
+
+ID = {"token_use": "id", "sub": "s-1", "cognito:username": "u"}
+ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "abc"}
+STAFF_GROUPS = {"cognito:groups": "[engineers]"}
+CUSTOMER = {"cognito:groups": "[customers]", "custom:customer_id": "c-0001"}
+BODIES = {
+    "POST /tickets/<ticket_id>/diagnostics": {},
+    "POST /surveys/<survey_id>/answer": {"rating": 5},
+}
+
+
+def test_an_id_token_of_an_engineer_is_staff():
+    caller = caller_from_claims(ID | STAFF_GROUPS)
+    assert caller.staff and caller.owner_scope is None
+
+
+def test_an_id_token_of_a_customer_is_that_customer():
+    caller = caller_from_claims(ID | CUSTOMER)
+    assert not caller.staff and caller.owner_scope == "c-0001"
+
+
+@pytest.mark.parametrize("groups", [STAFF_GROUPS, CUSTOMER, {"cognito:groups": "[customers]"}])
+def test_access_tokens_are_refused_whoever_holds_them(groups):
+    # Access tokens carry groups but no custom attributes: never guess who that is
+    with pytest.raises(Unauthenticated, match="ID token"):
+        caller_from_claims(ACCESS | groups)
+
+
+def test_claims_without_token_use_or_no_claims_are_refused():
+    with pytest.raises(Unauthenticated):
+        caller_from_claims({"sub": "x", "cognito:groups": "[managers]"})
+    with pytest.raises(Unauthenticated):
+        caller_from_claims({})
+
+
+def test_a_customer_without_a_customer_id_is_forbidden_never_staff():
+    with pytest.raises(Forbidden, match="customer_id"):
+        caller_from_claims(ID | {"cognito:groups": "[customers]"})
+
+
+def test_a_caller_in_no_group_is_forbidden():
+    with pytest.raises(Forbidden):
+        caller_from_claims(ID)
+
+
+# --------------------------------------------------------------------------- every route
+
+
+def routes() -> list[tuple[str, Any, str, str]]:
+    """(function, app, method, Powertools path) of every documented route of both functions."""
+    found = []
+    for name in openapi.FUNCTIONS:
+        app = openapi.load_function(name).app
+        for route in app._static_routes + app._dynamic_routes:
+            if route.include_in_schema:
+                found.append((name, app, route.method, route.path))
+    return found
+
+
+def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
+    concrete = re.sub(r"<[a-z_]+>", "X-0001abcd", path)
+    body = BODIES.get(f"{method} {path}")
+    route = RouteSpec(
+        route_key=f"{method} {path}",
+        method=method,
+        path=concrete,
+        function="f",
+        function_name="f",
+        invoke_url="http://unused/",
+    )
+    request = Request(
+        method=method,
+        raw_path=concrete,
+        raw_query="",
+        headers={"content-type": "application/json"},
+        body=json.dumps(body).encode() if body is not None else b"",
+        source_ip="127.0.0.1",
+    )
+    event = http_event(
+        GatewaySpec(api_id="local", region="us-east-1", routes=[route]), route, request, {}, claims
+    )
+    response = app.resolve(event, None)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_both_functions_have_routes_to_check():
+    assert {name for name, *_ in routes()} == {"api", "survey"} and len(routes()) >= 9
+
+
+@pytest.mark.parametrize(("name", "app", "method", "path"), routes())
+def test_every_route_refuses_an_access_token(name, app, method, path):
+    for groups in (STAFF_GROUPS, CUSTOMER):
+        status, body = call(app, method, path, ACCESS | groups)
+        assert (status, body["reason"]) == (401, "id_token_required"), (name, path, body)
+
+
+@pytest.mark.parametrize(("name", "app", "method", "path"), routes())
+def test_every_route_forbids_a_customer_without_a_customer_id(name, app, method, path):
+    status, body = call(app, method, path, ID | {"cognito:groups": "[customers]"})
+    assert (status, body["reason"]) == (403, "forbidden"), (name, path, body)

@@ -1,0 +1,132 @@
+"""The packaging checker itself: what it reads from the template and how it reports failures.
+
+Tiny hand-made artifacts stand in for `sam build` output, and this interpreter for python3.12.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.coldstart import import_costs
+from infra.lambda_build import Toolchain, x86_64_twin
+from infra.local.template import load_template
+from infra.packaging import (
+    Function,
+    Runtime,
+    check,
+    failure_report,
+    functions_of,
+    shadowed_runtime_modules,
+    start_function,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_runtime(tmp_path: Path, handler_source: str, **env: str) -> Runtime:
+    artifact = tmp_path / "build" / "TinyFunction"
+    artifact.mkdir(parents=True)
+    (artifact / "handler.py").write_text(handler_source, encoding="utf-8")
+    (tmp_path / "site").mkdir()
+    return Runtime(
+        tools=Toolchain(sam=Path("unused"), python=Path(sys.executable)),
+        build_dir=tmp_path / "build",
+        site=tmp_path / "site",
+        functions=[Function("TinyFunction", "handler.handler", (), dict(env), 128)],
+    )
+
+
+def test_a_function_that_cannot_import_fails_with_its_name_and_the_error(tmp_path):
+    # Given an artifact whose handler needs a package the runtime does not have
+    runtime = tiny_runtime(tmp_path, "import aws_xray_sdk\n\ndef handler(e, c): ...\n")
+    # When it is checked
+    outcomes = check(runtime)
+    # Then it fails in both tracer modes, naming the function and the missing module
+    assert [(o.function, o.mode, o.ok) for o in outcomes] == [
+        ("TinyFunction", "tracer-off", False),
+        ("TinyFunction", "tracer-on", False),
+    ]
+    report = failure_report(outcomes)
+    assert "FAIL  TinyFunction" in report
+    assert "ModuleNotFoundError: No module named 'aws_xray_sdk'" in report
+    assert 'handler.py", line 1' in report  # the traceback points at the artifact
+
+
+def test_the_dependency_builder_runs_and_its_error_is_reported(tmp_path):
+    source = (
+        "import os\n\n"
+        "def handler(e, c): ...\n\n"
+        "def deps():\n"
+        "    if 'TICKETS_TABLE' not in os.environ:\n"
+        "        raise RuntimeError('missing environment variable TICKETS_TABLE')\n"
+    )
+    runtime = tiny_runtime(tmp_path, source, TICKETS_TABLE="t")
+    function = runtime.functions[0]
+
+    started, _ = start_function(runtime, function, "tracer-off")
+    assert started.ok, started.error
+
+    missing, _ = start_function(runtime, function, "tracer-off", without=["TICKETS_TABLE"])
+    assert not missing.ok
+    assert missing.error == "RuntimeError: missing environment variable TICKETS_TABLE"
+
+
+def test_tracer_modes_check_whether_the_xray_sdk_was_loaded(tmp_path):
+    # A handler that never loads the X-Ray SDK starts with the tracer off, not with it on
+    runtime = tiny_runtime(tmp_path, "def handler(e, c): ...\n\ndef deps(): ...\n")
+    off, on = check(runtime)
+    assert off.ok
+    assert not on.ok
+    assert on.error == "RuntimeError: modules expected but not loaded: aws_xray_sdk"
+
+
+def test_a_handler_without_deps_is_reported(tmp_path):
+    runtime = tiny_runtime(tmp_path, "def handler(e, c): ...\n")
+    outcome, _ = start_function(runtime, runtime.functions[0], "tracer-off")
+    assert outcome.error == "AttributeError: handler has no deps() building its dependencies"
+
+
+def test_every_function_of_the_template_with_its_environment_resolved():
+    functions = {f.logical_id: f for f in functions_of(load_template(ROOT / "template.yaml"))}
+    assert len(functions) == 11
+    intake = functions["FaultIntakeFunction"]
+    assert intake.handler == "handler.handler"
+    assert intake.layers == ("SharedLayer",)
+    assert intake.environment["TICKETS_TABLE"] == "aftercare-packaging-TicketsTable"
+    assert intake.environment["POWERTOOLS_SERVICE_NAME"] == "aftercare"
+    results = functions["DiagnosticsResultFunction"].environment
+    assert results["DEAD_LETTER_QUEUE_ARN"].startswith("arn:aws:sqs:us-east-1:123456789012:")
+    assert functions["NotifierFunction"].environment["SENDER_ADDRESS"].count("@") == 1
+
+
+def test_the_twin_template_builds_for_x86_64_only():
+    twin = json.dumps(x86_64_twin(ROOT / "template.yaml"))
+    assert "arm64" not in twin
+    assert "x86_64" in twin
+
+
+@pytest.mark.parametrize(
+    ("log", "expected"),
+    [
+        (
+            "import time: self [us] | cumulative | imported package\n"
+            "import time:      1500 |       1500 |   pydantic.main\n"
+            "import time:       500 |       2000 | pydantic\n"
+            "import time:       700 |        700 | yaml\n",
+            {"pydantic": 2.0, "yaml": 0.7},
+        )
+    ],
+)
+def test_import_costs_add_up_self_time_per_top_level_package(log, expected):
+    assert import_costs(log) == expected
+
+
+def test_an_artifact_shipping_the_runtime_sdk_is_named(tmp_path):
+    runtime = tiny_runtime(tmp_path, "def handler(e, c): ...\n")
+    (runtime.build_dir / "TinyFunction" / "botocore").mkdir()
+    (runtime.build_dir / "TinyFunction" / "six.py").write_text("", encoding="utf-8")
+    assert shadowed_runtime_modules(runtime) == {"TinyFunction": ["botocore", "six"]}

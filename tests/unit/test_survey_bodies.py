@@ -1,0 +1,71 @@
+"""POST /surveys/{id}/answer refuses hostile JSON with a 4xx and a reason, never a 500, before
+any store is touched (the strict decoder runs as the resolver's body deserializer)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_support_api import HOSTILE_BODIES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_survey() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "survey_handler", ROOT / "functions/survey/handler.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["survey_handler"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+SURVEY = load_survey()
+
+
+def post_answer(body: bytes) -> tuple[int, dict[str, Any]]:
+    path = "/surveys/S-ABC/answer"
+    route = "POST /surveys/{survey_id}/answer"
+    claims = {
+        "sub": "sub-c-0001",
+        "cognito:username": "c-0001",
+        "cognito:groups": "[customers]",
+        "custom:customer_id": "c-0001",
+        "token_use": "id",
+    }
+    event = {
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
+            "http": {"method": "POST", "path": path, "sourceIp": "127.0.0.1"},
+            "routeKey": route,
+            "stage": "$default",
+        },
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+    response = SURVEY.app.resolve(event, None)
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), HOSTILE_BODIES)
+def test_hostile_survey_answers_are_4xx_with_a_reason(monkeypatch, body, status, reason):
+    def no_store() -> None:
+        raise AssertionError("a refused body must not reach the store")
+
+    monkeypatch.setattr(SURVEY, "deps", no_store)
+    body = body.replace(b'"params"', b'"rating"').replace(b'"routine"', b'"comment"')
+    answer_status, answer = post_answer(body)
+    assert (answer_status, answer["reason"]) == (status, reason)
+    assert answer["message"]
