@@ -44,6 +44,10 @@ POLICY_VARIABLES: Final = {
     "${iot:Connection.Thing.ThingName}": "%u",
     "${iot:ClientId}": "%c",
 }
+# `aftercare smoke` publishes a test fault through the data plane as the operator; in AWS the
+# operator's own IAM grants `iot:Publish` on it (README, deploy section), locally the stand-in
+# serves every caller, so its ACL also holds what an operator may publish.
+OPERATOR_SMOKE_TOPIC: Final = "dt/aftercare/+/fault"
 SUPPORTED_ACTIONS: Final = frozenset({"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"})
 CONNECT_CONDITION: Final = {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
 STATEMENT_KEYS: Final = frozenset({"Sid", "Effect", "Action", "Resource", "Condition"})
@@ -127,6 +131,7 @@ def template_acl(template: Template, region: str, stack_name: str = "aftercare-l
         IOT_RULES: sorted({AclLine("topic", "read", f) for f in rule_filters(template)}),
         IOT_DATA: sorted(
             {AclLine("topic", "write", t) for t in function_publish_topics(template, resolver)}
+            | {AclLine("topic", "write", OPERATOR_SMOKE_TOPIC)}
         ),
     }
     try:

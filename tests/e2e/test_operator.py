@@ -114,6 +114,7 @@ def test_a_provisioned_device_answers_the_smoke_run(cli: Any, tmp_path: Path) ->
         "certificate",
         "private_key",
         "config",
+        "root_ca",  # locally: the broker's own CA, which signed the device's certificate
     }
     assert (os.stat(shown["files"]["private_key"]).st_mode & 0o777) == 0o600
 

@@ -235,8 +235,11 @@ def test_the_iot_data_stand_in_publishes_only_where_the_functions_may(
     # A diagnostics request goes through to the device
     assert post(f"{iot_data_url}/topics/cmd%2Faftercare%2F{B}%2Fdiagnostics%2Freq?qos=1") == 200
     assert [m.topic for m in device.take(1)] == [f"cmd/aftercare/{B}/diagnostics/req"]
-    # A fault in a device's name, or a retained request, is refused as IAM would (403)
-    assert post(f"{iot_data_url}/topics/dt%2Faftercare%2F{B}%2Ffault?qos=1") == 403
+    # Locally the stand-in serves every caller: it may publish what the functions' IAM allows
+    # and the operator's smoke fault (`aftercare smoke`), nothing else
+    assert post(f"{iot_data_url}/topics/dt%2Faftercare%2F{B}%2Ftelemetry?qos=1") == 403
+    assert post(f"{iot_data_url}/topics/cmd%2Faftercare%2F{B}%2Fdiagnostics%2Fres?qos=1") == 403
+    # A retained request is refused as IAM would (403)
     retained = f"{iot_data_url}/topics/cmd%2Faftercare%2F{B}%2Fdiagnostics%2Freq?qos=1&retain=true"
     assert post(retained) == 403
     assert rules.quiet_for(QUIET_S) == [] and device.quiet_for(0.1) == []
