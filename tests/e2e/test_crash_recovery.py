@@ -27,6 +27,7 @@ from aftercare.domain.rules import load_catalog
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.config import parse_broker_url
+from infra.local.broker_auth import issue_device_credentials
 from infra.local.seed import demo_devices
 from infra.local.stack import LocalStack, read_state
 from infra.local.supervisor import PID_FILE, RestartPolicy, marked_processes, read_pid_file
@@ -54,16 +55,24 @@ class Device:
     """Publishes faults like a device does: QoS 1, a persistent session, and every fault resent
     with the same fault_id until the broker acknowledges it."""
 
-    def __init__(self, mqtt_url: str) -> None:
-        address = parse_broker_url(mqtt_url)
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id="crash-test-devices",
-            clean_session=False,
-        )
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect(address.host, address.port)
-        self.client.loop_start()
+    def __init__(self, state: dict[str, Any]) -> None:
+        # One client per device, each with its own certificate: the broker enforces the IoT
+        # policy, so a device publishes only on its own topics.
+        address = parse_broker_url(state["mqtt_url"])
+        state_dir = Path(state["devices_dir"]).parent
+        self.clients: dict[str, mqtt.Client] = {}
+        for seeded in DEVICES:
+            credentials = issue_device_credentials(state_dir, seeded.thing)
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=seeded.thing,
+                clean_session=False,
+            )
+            credentials.configure(client)
+            client.reconnect_delay_set(0.2, 1)
+            client.connect(address.host, address.port)
+            client.loop_start()
+            self.clients[seeded.thing] = client
         self.catalog = load_catalog()
         self.published: list[str] = []
         self.acknowledged_at: dict[str, float] = {}
@@ -82,7 +91,7 @@ class Device:
         topic = f"dt/aftercare/{device.thing}/fault"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            info = self.client.publish(topic, json.dumps(report), qos=1)
+            info = self.clients[device.thing].publish(topic, json.dumps(report), qos=1)
             try:
                 info.wait_for_publish(timeout=3)
                 if info.is_published():
@@ -95,8 +104,9 @@ class Device:
         raise AssertionError(f"{fault_id} was never acknowledged")
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        for client in self.clients.values():
+            client.loop_stop()
+            client.disconnect()
 
 
 def occurrences_by_fault(stack: Stack) -> Counter[str]:
@@ -186,7 +196,7 @@ def test_each_component_crashing_mid_burst_loses_and_doubles_nothing(own_stack: 
     stack = own_stack.stack
     pids = dict(own_stack.state["pids"])
     # Given a device streaming faults
-    device = Device(own_stack.mqtt_url)
+    device = Device(own_stack.state)
     burst_done = threading.Event()
     failures: list[BaseException] = []
 
