@@ -545,7 +545,8 @@ def as_device(env: Env, identity: str, topics: list[str], client_id: str | None 
 
 def test_a_device_cannot_see_answer_or_hijack_another_devices_diagnostics(env, engineer):
     # Given a device B with a ticket, offline, and a pending diagnostics request to it
-    victim, attacker, accomplice = "rt-x-0033", "rt-x-0037", "rt-x-0057"
+    # devices no other test in this module touches (the module shares one stack)
+    victim, attacker, accomplice = "rt-x-0061", "rt-x-0065", "rt-x-0057"
     agent = env.agent(victim)
     agent.raise_fault(NO_AUTO, readings={"wear_pct": 77})
     ticket = ticket_for(engineer, victim, NO_AUTO)
@@ -583,7 +584,7 @@ def test_a_device_cannot_see_answer_or_hijack_another_devices_diagnostics(env, e
 
 
 def test_a_device_cannot_open_a_ticket_for_another(env, engineer):
-    victim, attacker = "rt-x-0041", "rt-x-0045"
+    victim, attacker = "rt-x-0069", "rt-x-0073"  # untouched by the other tests here
     spy = as_device(env, attacker, [])
     report = {
         "fault_id": "forged-000001",
