@@ -8,11 +8,8 @@ import json
 import time
 from datetime import UTC, datetime
 
-import paho.mqtt.publish as publish
-
-from devices.config import parse_broker_url
 from infra.local.seed import demo_devices
-from tests.e2e.conftest import Stack, settle, wait_for
+from tests.e2e.conftest import Stack, publish_as, settle, wait_for
 
 DEVICES = demo_devices()
 
@@ -23,7 +20,6 @@ def opened(stack: Stack, thing: str) -> list:
 
 def test_oversized_and_hostile_faults_never_stall_intake(local_stack: Stack) -> None:
     thing = DEVICES[6].thing
-    address = parse_broker_url(local_stack.mqtt_url)
     now = datetime.now(UTC).isoformat()
     topic = f"dt/aftercare/{thing}/fault"
 
@@ -50,7 +46,7 @@ def test_oversized_and_hostile_faults_never_stall_intake(local_stack: Stack) -> 
     ]
     before = {p["parked_key"] for p in local_stack.parked.list()}
     # When one device publishes them (MQTT 3.1.1, QoS 1)
-    publish.multiple(messages, hostname=address.host, port=address.port)
+    publish_as(local_stack.state, thing, messages)
     # Then the valid fault opened its ticket
     wait_for(lambda: opened(local_stack, thing), timeout=60, what="the valid fault's ticket")
     settle(local_stack)
