@@ -147,7 +147,7 @@ def test_replaying_the_same_fault_twice_counts_once(aws, intake, target, capsys)
 def test_dead_letter_recorder_items_replay_as_recorded(aws, target, capsys):
     # Given a fault message the recorder parked after its retries ran out
     recorder = base.load_handler("dead_letter_recorder")
-    recorder.parked_store.cache_clear()
+    recorder.deps.cache_clear()
     letter = record(report("dlr-0001"))
     letter["attributes"]["ApproximateReceiveCount"] = "6"
     recorder.handler({"Records": [letter]}, FakeContext())
@@ -163,7 +163,7 @@ def test_dead_letter_recorder_items_replay_as_recorded(aws, target, capsys):
 def test_an_envelope_kept_in_the_bucket_is_replayed_in_full(aws, target, capsys):
     # Given a rule error whose envelope is too big for its parked item (kept in the bucket)
     recorder = base.load_handler("dead_letter_recorder")
-    recorder.parked_store.cache_clear()
+    recorder.deps.cache_clear()
     original = json.dumps({**report("big-rule-01"), "message": "m" * 300_000}).encode()
     rule_error = {
         "ruleName": "aftercare_fault_intake_local",

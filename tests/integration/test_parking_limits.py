@@ -55,7 +55,7 @@ def test_oversized_fault_is_parked_once_with_a_bounded_item(intake, aws, size):
 
 def test_dead_letter_recorder_never_fails_on_a_big_message(aws):
     recorder = load_handler("dead_letter_recorder")
-    recorder.parked_store.cache_clear()
+    recorder.deps.cache_clear()
     original = b"y" * 700_000  # base64 is 933 KB: just under SQS's 1 MiB
     rule_error = {
         "ruleName": "aftercare_fault_intake_local",
