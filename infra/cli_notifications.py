@@ -5,16 +5,18 @@ Also `notification_summary(target)`, the notification part of the demo summary.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import typer
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 
-from infra.cli import CliError, _add, emit, target_of
+from infra.cli_core import CliError, StackOptions, stack_command
+from infra.cli_output import emit
+from infra.cli_session import api_client_for
 from infra.target import Target
 
 ATTEMPT_FIELDS = [
@@ -61,8 +63,8 @@ def notification_store(target: Target) -> DynamoNotificationStore:
     )
 
 
-def _store(args: argparse.Namespace) -> DynamoNotificationStore:
-    return notification_store(target_of(args))
+def _store(opts: StackOptions) -> DynamoNotificationStore:
+    return notification_store(opts.target())
 
 
 def attempt_row(item: dict[str, Any]) -> dict[str, Any]:
@@ -72,50 +74,80 @@ def attempt_row(item: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def cmd_notifications_list(args: argparse.Namespace) -> None:
+notifications_app = typer.Typer(help="what customers were told, per attempt")
+surveys_app = typer.Typer(help="satisfaction surveys")
+followups_app = typer.Typer(help="follow-up tasks for managers")
+
+
+@notifications_app.command("list")
+@stack_command
+def notifications_list(
+    ticket: str | None = None,
+    customer: str | None = None,
+    kind: str | None = None,
+    status: Literal["sent", "failed", "deferred", "suppressed"] | None = None,
+    channel: Literal["email", "sms", "push"] | None = None,
+    *,
+    opts: StackOptions,
+) -> None:
     """Every delivery attempt (sent, failed with reason, deferred, suppressed), oldest first."""
-    items = _store(args).list_attempts(ticket_id=args.ticket, customer_id=args.customer)
-    rows = [attempt_row(i) for i in items]
+    items = _store(opts).list_attempts(ticket_id=ticket, customer_id=customer)
     rows = [
         r
-        for r in rows
-        if (args.kind is None or r["kind"] == args.kind)
-        and (args.status is None or r["status"] == args.status)
-        and (args.channel is None or r["channel"] == args.channel)
+        for r in (attempt_row(i) for i in items)
+        if (kind is None or r["kind"] == kind)
+        and (status is None or r["status"] == status)
+        and (channel is None or r["channel"] == channel)
     ]
-    emit(rows, args.json, ATTEMPT_FIELDS[:7])
+    emit(rows, opts.json, ATTEMPT_FIELDS[:7])
 
 
-def cmd_surveys_list(args: argparse.Namespace) -> None:
+@surveys_app.command("list")
+@stack_command
+def surveys_list(*, opts: StackOptions) -> None:
     """Surveys with their status and answer."""
-    items = sorted(_store(args).list_surveys(), key=lambda i: str(i.get("due_at")))
-    emit([{k: i.get(k) for k in SURVEY_FIELDS} for i in items], args.json, SURVEY_FIELDS[:7])
+    items = sorted(_store(opts).list_surveys(), key=lambda i: str(i.get("due_at")))
+    emit([{k: i.get(k) for k in SURVEY_FIELDS} for i in items], opts.json, SURVEY_FIELDS[:7])
 
 
-def cmd_surveys_csat(args: argparse.Namespace) -> None:
+@surveys_app.command("csat")
+@stack_command
+def surveys_csat(*, opts: StackOptions) -> None:
     """CSAT: the share of survey answers rated 4 or 5."""
-    emit(csat_view(_store(args)), True)
+    emit(csat_view(_store(opts)), True)
 
 
-def cmd_surveys_answer(args: argparse.Namespace) -> None:
+@surveys_app.command("answer")
+@stack_command
+def surveys_answer(
+    survey_id: Annotated[str, typer.Argument(show_default=False)],
+    rating: Annotated[int, typer.Option(min=1, max=5, show_default=False)],
+    comment: str | None = None,
+    *,
+    opts: StackOptions,
+) -> None:
     """Answer a survey through the API as the logged-in customer (`aftercare login`)."""
-    from infra.cli_api import api_client_for
-
-    api = api_client_for(args)
+    api = api_client_for(opts)
     if api is None:
         raise CliError("log in as the survey's customer first: `aftercare login --user NAME`")
-    body: dict[str, Any] = {"rating": args.rating}
-    if args.comment:
-        body["comment"] = args.comment
-    emit(api.post(f"/surveys/{quote(args.survey_id, safe='')}/answer", body), True)
+    body: dict[str, Any] = {"rating": rating}
+    if comment:
+        body["comment"] = comment
+    emit(api.post(f"/surveys/{quote(survey_id, safe='')}/answer", body), True)
 
 
-def cmd_followups_list(args: argparse.Namespace) -> None:
+@followups_app.command("list")
+@stack_command
+def followups_list(
+    status: Literal["open", "done"] | None = None,
+    *,
+    opts: StackOptions,
+) -> None:
     """Follow-up tasks for managers (survey ratings of 1-2), newest first."""
-    items = _store(args).list_followups()
-    if args.status:
-        items = [i for i in items if i.get("status") == args.status]
-    emit([{k: i.get(k) for k in FOLLOWUP_FIELDS} for i in items], args.json, FOLLOWUP_FIELDS)
+    items = _store(opts).list_followups()
+    if status:
+        items = [i for i in items if i.get("status") == status]
+    emit([{k: i.get(k) for k in FOLLOWUP_FIELDS} for i in items], opts.json, FOLLOWUP_FIELDS)
 
 
 def csat_view(store: DynamoNotificationStore) -> dict[str, Any]:
@@ -205,38 +237,3 @@ def notification_summary(target: Target) -> dict[str, Any]:
         "csat": csat_view(store),
         "followups_open": sum(1 for f in store.list_followups() if f.get("status") == "open"),
     }
-
-
-# --------------------------------------------------------------------------- parser
-
-
-def register(sub: Any) -> None:
-    """Add `notifications`, `surveys` and `followups` to the `aftercare` parser."""
-    notifications = sub.add_parser("notifications", help="what customers were told, per attempt")
-    listing = _add(
-        notifications.add_subparsers(required=True),
-        "list",
-        cmd_notifications_list,
-        "delivery attempts (sent, failed, deferred, suppressed)",
-    )
-    listing.add_argument("--ticket")
-    listing.add_argument("--customer")
-    listing.add_argument("--kind")
-    listing.add_argument("--status", choices=["sent", "failed", "deferred", "suppressed"])
-    listing.add_argument("--channel", choices=["email", "sms", "push"])
-
-    surveys = sub.add_parser("surveys", help="satisfaction surveys").add_subparsers(required=True)
-    _add(surveys, "list", cmd_surveys_list, "surveys, their status and answers")
-    _add(surveys, "csat", cmd_surveys_csat, "CSAT: share of answers rated 4-5")
-    answer = _add(surveys, "answer", cmd_surveys_answer, "answer as the logged-in customer")
-    answer.add_argument("survey_id")
-    answer.add_argument("--rating", type=int, required=True, choices=range(1, 6))
-    answer.add_argument("--comment")
-
-    followups = sub.add_parser("followups", help="follow-up tasks for managers")
-    _add(
-        followups.add_subparsers(required=True),
-        "list",
-        cmd_followups_list,
-        "low-rated surveys to follow up, newest first",
-    ).add_argument("--status", choices=["open", "done"])

@@ -64,7 +64,7 @@ def park(aws: dict[str, Any], source: str, reason: str, envelope: dict[str, Any]
 @pytest.fixture
 def target(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Target:
     stack = Target(resources=aws["resources"], region="us-east-1")
-    monkeypatch.setattr(cli, "target_of", lambda args: stack)
+    monkeypatch.setattr(cli.StackOptions, "target", lambda opts: stack)
     return stack
 
 
