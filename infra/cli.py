@@ -60,11 +60,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 devices_app.command("provision")(devices_provision)
+cli_passthrough.add_local(app)
+app.command("demo")(demo)
+cli_passthrough.add_device(app)
 for group, name in (
     (devices_app, "devices"),
     (tickets_app, "tickets"),
     (dlq_app, "dlq"),
     (catalog_app, "catalog"),
+):
+    app.add_typer(group, name=name)
+app.command("login", help="log in to a stack's support API")(login_command)
+for group, name in (
     (diag_app, "diag"),
     (parts_app, "parts"),
     (notifications_app, "notifications"),
@@ -73,10 +80,7 @@ for group, name in (
     (admin_app, "admin"),
 ):
     app.add_typer(group, name=name)
-app.command("login", help="log in to a stack's support API")(login_command)
 app.command("smoke")(smoke)
-app.command("demo")(demo)
-cli_passthrough.add_to(app)
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:

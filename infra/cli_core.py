@@ -119,10 +119,18 @@ def stack_command(func: Command) -> Command:
         opts = StackOptions(**{name: kwargs.pop(name) for name in _STACK_OPTIONS})
         return func(*args, opts=opts, **kwargs)
 
+    command.__doc__ = reflowed(func.__doc__)
     parameters = [*own, *common]
     command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     return command  # type: ignore[return-value]
+
+
+def reflowed(doc: str | None) -> str | None:
+    """A docstring as help text: paragraphs kept, the line breaks inside them dropped."""
+    if doc is None:
+        return None
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
 
 
 def store_of(target: Target) -> DynamoTicketStore:

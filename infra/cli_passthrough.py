@@ -44,18 +44,13 @@ def device(ctx: typer.Context) -> int:
     return run_device(ctx.args)
 
 
-def add_to(app: typer.Typer) -> None:
-    """Add `local` and `device` to the `aftercare` app."""
-    for name, command, text in (
-        (
-            "local",
-            local,
-            "run template.yaml on this machine (no AWS): up | down",
-        ),
-        (
-            "device",
-            device,
-            "run a simulated device agent, or raise a fault through it: run | fault",
-        ),
-    ):
-        app.command(name, help=text, context_settings=PASS_THROUGH, add_help_option=False)(command)
+def add_local(app: typer.Typer) -> None:
+    """`local`, handing `up|down …` to the local stack's own parser."""
+    text = "run template.yaml on this machine (no AWS): up | down"
+    app.command("local", help=text, context_settings=PASS_THROUGH, add_help_option=False)(local)
+
+
+def add_device(app: typer.Typer) -> None:
+    """`device`, handing `run|fault …` to the device agent's own parser."""
+    text = "run a simulated device agent, or raise a fault through it: run | fault"
+    app.command("device", help=text, context_settings=PASS_THROUGH, add_help_option=False)(device)
