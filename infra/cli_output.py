@@ -52,6 +52,19 @@ def field_table(document: dict[str, Any]) -> Table:
     return table
 
 
+def print_summary(title: str, document: dict[str, Any]) -> None:
+    """A report as a titled two-column table; nothing cut (nested values as compact JSON)."""
+    table = Table(title=title, title_justify="left", show_header=False, show_edge=False)
+    table.add_column("figure", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in document.items():
+        shown = json.dumps(value, ensure_ascii=False) if _nested(value) else str(value)
+        table.add_row(Text(key.replace("_", " ")), Text(shown))
+    console = _console()
+    console.print()
+    console.print(table)
+
+
 def cell(value: Any) -> Text:
     """One value as a table cell: `-` for none, long text cut (markup is never interpreted)."""
     text = "-" if value is None else str(value)

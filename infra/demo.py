@@ -43,6 +43,7 @@ from devices.fleet import (
 )
 from infra.cli_core import parked_store_of, registry_of, store_of
 from infra.cli_notifications import notification_summary
+from infra.cli_output import print_summary
 from infra.diag_summary import diagnostics_summary
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
@@ -342,14 +343,6 @@ def parts_summary(target: Target) -> dict[str, Any]:
     }
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    print("\n=== Aftercare demo summary ===")
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-        print(f"  {key.replace('_', ' '):<{width}}  {shown}")
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -366,7 +359,7 @@ def run_demo(args: DemoRun) -> int:
         startup = round(time.monotonic() - begun, 2)
         print(f"local stack up in {startup}s; state in {state_dir / 'local.json'}")
         summary = _play(stack_target(state), state["mqtt_url"], state_dir, args, startup)
-        print_summary(summary)
+        print_summary("=== Aftercare demo summary ===", summary)
         (state_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2))
         if args.keep:
             print("stack kept running (Ctrl-C to stop); try `aftercare tickets list`")
