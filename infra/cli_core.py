@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.adapters.registry import DynamoDeviceRegistry
 from aftercare.domain.tickets import Ticket
@@ -156,6 +157,15 @@ def parked_store_of(target: Target, *, with_bucket: bool = False) -> DynamoParke
         table=target.resource("ParkedTable"),
         ddb=target.client("dynamodb"),
         s3=target.client("s3") if with_bucket else None,
+    )
+
+
+def notification_store_of(target: Target) -> DynamoNotificationStore:
+    return DynamoNotificationStore(
+        table=target.resource("NotificationsTable"),
+        tickets_table=target.resource("TicketsTable"),
+        customers_table=target.resource("CustomersTable"),
+        ddb=target.client("dynamodb"),
     )
 
 

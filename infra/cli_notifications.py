@@ -1,23 +1,17 @@
-"""`aftercare notifications|surveys|followups …`: what customers were told, surveys, follow-ups.
-
-Also `notification_summary(target)`, the notification part of the demo summary.
-"""
+"""`aftercare notifications|surveys|followups …`: what customers were told, surveys, follow-ups."""
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import typer
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 
-from infra.cli_core import CliError, StackOptions, stack_command
+from infra.cli_core import CliError, StackOptions, notification_store_of, stack_command
 from infra.cli_output import emit
 from infra.cli_session import api_client_for
-from infra.target import Target
+from infra.notification_summary import csat_view
 
 ATTEMPT_FIELDS = [
     "ticket_id",
@@ -54,17 +48,8 @@ FOLLOWUP_FIELDS = [
 ]
 
 
-def notification_store(target: Target) -> DynamoNotificationStore:
-    return DynamoNotificationStore(
-        table=target.resource("NotificationsTable"),
-        tickets_table=target.resource("TicketsTable"),
-        customers_table=target.resource("CustomersTable"),
-        ddb=target.client("dynamodb"),
-    )
-
-
 def _store(opts: StackOptions) -> DynamoNotificationStore:
-    return notification_store(opts.target())
+    return notification_store_of(opts.target())
 
 
 def attempt_row(item: dict[str, Any]) -> dict[str, Any]:
@@ -148,92 +133,3 @@ def followups_list(
     if status:
         items = [i for i in items if i.get("status") == status]
     emit([{k: i.get(k) for k in FOLLOWUP_FIELDS} for i in items], opts.json, FOLLOWUP_FIELDS)
-
-
-def csat_view(store: DynamoNotificationStore) -> dict[str, Any]:
-    csat = store.csat()
-    score = csat.score
-    return {
-        "answered": csat.answered,
-        "satisfied": csat.satisfied,
-        "csat": round(score, 4) if score is not None else None,
-        "ratings": csat.ratings,
-    }
-
-
-# --------------------------------------------------------------------------- demo summary
-
-
-def percentile(values: Sequence[float], share: float) -> float | None:
-    """Nearest-rank percentile (`share` in 0..1); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(share * len(ordered)))
-    return ordered[rank - 1]
-
-
-def latency(values: Sequence[float]) -> dict[str, Any]:
-    return {
-        "count": len(values),
-        "p50_ms": percentile(values, 0.50),
-        "p99_ms": percentile(values, 0.99),
-        "max_ms": max(values) if values else None,
-    }
-
-
-def first_notifications(attempts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per ticket, the first sent attempt of its `ticket_opened` message."""
-    first: dict[str, dict[str, Any]] = {}
-    for item in sorted(attempts, key=lambda i: str(i.get("at"))):
-        if item.get("kind") == "ticket_opened" and item.get("status") == "sent":
-            first.setdefault(str(item["ticket_id"]), item)
-    return list(first.values())
-
-
-def message_counts(attempts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Messages handed to a provider (one per message id), by channel and by kind."""
-    sent: dict[str, dict[str, Any]] = {}
-    for item in attempts:
-        if item.get("status") == "sent":
-            sent.setdefault(str(item["message_id"]), item)
-    by_kind = Counter("digest" if i.get("digest_size") else str(i["kind"]) for i in sent.values())
-    by_channel = Counter(str(i.get("channel")) for i in sent.values())
-    fallbacks = {
-        str(i["message_id"])
-        for i in attempts
-        if i.get("status") == "failed" and str(i.get("message_id")) in sent
-    }
-    return {
-        "messages": len(sent),
-        "by_channel": dict(sorted(by_channel.items())),
-        "by_kind": dict(sorted(by_kind.items())),
-        "after_fallback": len(fallbacks),
-    }
-
-
-def notification_summary(target: Target) -> dict[str, Any]:
-    """Counts by channel and kind, fault -> first notification latency, surveys and CSAT."""
-    store = notification_store(target)
-    attempts = store.list_attempts()
-    firsts = first_notifications(attempts)
-    immediate = [i for i in firsts if not i.get("digest_size")]
-    surveys = Counter(str(i.get("status")) for i in store.list_surveys())
-    return {
-        **message_counts(attempts),
-        "attempts": dict(sorted(Counter(str(i.get("status")) for i in attempts).items())),
-        "failure_reasons": dict(
-            Counter(str(i.get("reason")) for i in attempts if i.get("status") == "failed")
-        ),
-        "fault_to_first_notification": {
-            "sent_at_once": latency([float(i["from_fault_ms"]) for i in immediate]),
-            "all_including_digests": latency([float(i["from_fault_ms"]) for i in firsts]),
-        },
-        "surveys": {
-            "scheduled": sum(surveys.values()),
-            "sent": surveys["sent"] + surveys["answered"],
-            "answered": surveys["answered"],
-        },
-        "csat": csat_view(store),
-        "followups_open": sum(1 for f in store.list_followups() if f.get("status") == "open"),
-    }

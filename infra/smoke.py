@@ -42,8 +42,7 @@ from aftercare.domain.tickets import InvalidTransition, TicketStatus
 from aftercare.models.payloads import FaultReport, Severity
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.cli_core import CliError, StackOptions, registry_of, store_of
-from infra.cli_notifications import notification_store
+from infra.cli_core import CliError, StackOptions, notification_store_of, registry_of, store_of
 from infra.cli_session import ApiClient, api_client_for, authenticate
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.target import Target, TargetError
@@ -218,7 +217,7 @@ class Smoke:
         return poll(probe, self.timeout, f"ticket holding fault {self.fault_id}")
 
     def _notification_recorded(self) -> str:
-        store = notification_store(self.target)
+        store = notification_store_of(self.target)
 
         def probe() -> str | None:
             attempts = store.list_attempts(ticket_id=self.ticket_id)
