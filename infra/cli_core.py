@@ -1,7 +1,7 @@
-"""What every `aftercare` command shares: the stack options, the failure type, the stores.
+"""What every `aftercare` command shares: the stack options, the failure type, the row shapes.
 
-Command modules import from here (and `infra.cli_output`); `infra.cli` imports the command
-modules to build the app. Nothing here imports a command module, so there is no cycle.
+Command modules import from here (and `infra.cli_output`, `infra.stores`); `infra.cli` imports
+the command modules to build the app. Nothing here imports a command module, so there is no cycle.
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.adapters.notifications_store import DynamoNotificationStore
-from aftercare.adapters.parked import DynamoParkedStore
-from aftercare.adapters.registry import DynamoDeviceRegistry
 from aftercare.domain.tickets import Ticket
 
 from infra.target import Target, resolve_target
@@ -132,41 +128,6 @@ def reflowed(doc: str | None) -> str | None:
     if doc is None:
         return None
     return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
-
-
-def store_of(target: Target) -> DynamoTicketStore:
-    return DynamoTicketStore(
-        tickets_table=target.resource("TicketsTable"),
-        devices_table=target.resource("DevicesTable"),
-        customers_table=target.resource("CustomersTable"),
-        inventory_table=target.resources.get("InventoryTable"),
-        ddb=target.client("dynamodb"),
-    )
-
-
-def registry_of(target: Target) -> DynamoDeviceRegistry:
-    return DynamoDeviceRegistry(
-        devices_table=target.resource("DevicesTable"),
-        customers_table=target.resource("CustomersTable"),
-        ddb=target.client("dynamodb"),
-    )
-
-
-def parked_store_of(target: Target, *, with_bucket: bool = False) -> DynamoParkedStore:
-    return DynamoParkedStore(
-        table=target.resource("ParkedTable"),
-        ddb=target.client("dynamodb"),
-        s3=target.client("s3") if with_bucket else None,
-    )
-
-
-def notification_store_of(target: Target) -> DynamoNotificationStore:
-    return DynamoNotificationStore(
-        table=target.resource("NotificationsTable"),
-        tickets_table=target.resource("TicketsTable"),
-        customers_table=target.resource("CustomersTable"),
-        ddb=target.client("dynamodb"),
-    )
 
 
 def ticket_row(ticket: Ticket) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.domain.replay import ReplaySkip, plan_replay, replay_event
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.cli_core import LIST_FIELDS, StackOptions, parked_store_of, stack_command
+from infra.cli_core import LIST_FIELDS, StackOptions, stack_command
 from infra.cli_output import emit
+from infra.stores import parked_store_of
 from infra.target import Target
 
 dlq_app = typer.Typer(help="parked (rejected or dead-lettered) messages")

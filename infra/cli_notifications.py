@@ -8,10 +8,11 @@ from urllib.parse import quote
 import typer
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 
-from infra.cli_core import CliError, StackOptions, notification_store_of, stack_command
+from infra.cli_core import CliError, StackOptions, stack_command
 from infra.cli_output import emit
 from infra.cli_session import api_client_for
 from infra.notification_summary import csat_view
+from infra.stores import notification_store_of
 
 ATTEMPT_FIELDS = [
     "ticket_id",

@@ -10,8 +10,9 @@ from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader,
 from aftercare.domain.parts import ReorderPolicy, suggest_reorder
 from aftercare.domain.stock import adjust_stock, release_part, reserve_part
 
-from infra.cli_core import StackOptions, stack_command, store_of, ticket_row
+from infra.cli_core import StackOptions, stack_command, ticket_row
 from infra.cli_output import emit
+from infra.stores import store_of
 
 STOCK_FIELDS = ["sku", "warehouse", "on_hand", "held", "available", "reorder_point", "backordered"]
 DEFAULT_HOLD_HOURS = 72

@@ -13,17 +13,10 @@ from aftercare.domain.rules import load_catalog
 from aftercare.domain.tickets import TicketStatus
 
 from infra.cli_api import Listing, api_page, collect, direct_page, show_ticket
-from infra.cli_core import (
-    LIST_FIELDS,
-    CliError,
-    StackOptions,
-    registry_of,
-    stack_command,
-    store_of,
-    ticket_row,
-)
+from infra.cli_core import LIST_FIELDS, CliError, StackOptions, stack_command, ticket_row
 from infra.cli_output import emit
 from infra.cli_session import api_client_for
+from infra.stores import registry_of, store_of
 
 PAGE_DEFAULT = 100  # one page of `tickets list` unless --limit
 TicketId = Annotated[str, typer.Argument(show_default=False)]

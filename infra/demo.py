@@ -41,12 +41,12 @@ from devices.fleet import (
     Scenario,
     Storm,
 )
-from infra.cli_core import parked_store_of, registry_of, store_of
 from infra.cli_output import print_summary
 from infra.diag_summary import diagnostics_summary
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
 from infra.notification_summary import notification_summary
+from infra.stores import parked_store_of, registry_of, store_of
 from infra.target import Target, default_state_dir, project_root
 
 log = logging.getLogger("aftercare.demo")

@@ -10,7 +10,7 @@ from typing import Any
 
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 
-from infra.cli_core import notification_store_of
+from infra.stores import notification_store_of
 from infra.target import Target
 
 

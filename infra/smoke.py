@@ -42,9 +42,10 @@ from aftercare.domain.tickets import InvalidTransition, TicketStatus
 from aftercare.models.payloads import FaultReport, Severity
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.cli_core import CliError, StackOptions, notification_store_of, registry_of, store_of
+from infra.cli_core import CliError, StackOptions
 from infra.cli_session import ApiClient, api_client_for, authenticate
 from infra.local.provision_api import LOCAL_PASSWORD
+from infra.stores import notification_store_of, registry_of, store_of
 from infra.target import Target, TargetError
 
 SMOKE_CODE: Final = "SMOKE-TEST"

@@ -25,7 +25,7 @@ from aftercare.adapters.registry import DeviceExists, DeviceRegistry
 from aftercare.domain.ports import DeviceRecord
 from botocore.exceptions import ClientError
 
-from infra.cli_core import registry_of
+from infra.stores import registry_of
 from infra.target import Target
 
 CERT_FILE: Final = "certificate.pem.crt"

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.cli_core import registry_of
+from infra.stores import registry_of
 from infra.target import Target
 
 GROUPS = ("engineers", "managers", "customers")
