@@ -2,7 +2,7 @@
 
 This module only assembles the command groups (each in its own `infra.cli_*` module) and
 turns known failures into one line on stderr and an exit code. Imports go one way: from here
-to the command modules, from those to `infra.cli_core` and `infra.cli_output`.
+to the command modules, from those to `infra.cli_core`, `infra.cli_output` and `infra.stores`.
 """
 
 from __future__ import annotations

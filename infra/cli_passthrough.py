@@ -19,8 +19,7 @@ from infra.local.cli import main as local_main
 PASS_THROUGH = {
     "allow_extra_args": True,
     "ignore_unknown_options": True,
-    "help_option_names": [],  # `--help` is answered by the group's own parser
-}
+}  # with add_help_option=False: `--help` too is answered by the group's own parser
 
 
 def run_local(argv: Sequence[str]) -> int:
