@@ -41,7 +41,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from devices.config import AgentConfig, MqttProtocol, should_fall_back_to_v311
 from devices.outbox import EntryStatus, Outbox, OutboxEntry, OutboxError
-from devices.routines import ROUTINES, Routine, respond
+from devices.routines import ROUTINES, Routine, accept_cancel, respond
 from devices.state import DeviceState
 
 LOGGER = logging.getLogger(__name__)
@@ -531,7 +531,9 @@ class DeviceAgent:
             self._protocol.value,
             flags.session_present,
         )
-        _, self._subscribe_mid = client.subscribe(self.topics.diagnostics_request, qos=1)
+        _, self._subscribe_mid = client.subscribe(
+            [(self.topics.diagnostics_request, 1), (self.topics.diagnostics_cancel, 1)]
+        )
         with self._publish_lock:
             others = self._inflight.reset(client.drop_out_messages())
             self._connected.set()
@@ -577,7 +579,7 @@ class DeviceAgent:
             LOGGER.error(
                 "%s: subscription to %s refused (%s); diagnostics requests will not arrive",
                 self.config.thing,
-                self.topics.diagnostics_request,
+                f"{self.topics.diagnostics_request} + {self.topics.diagnostics_cancel}",
                 ", ".join(refused),
             )
         self._ready.set()
@@ -605,6 +607,9 @@ class DeviceAgent:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: MQTTMessage) -> None:
         if client is not self._client:
+            return
+        if message.topic == self.topics.diagnostics_cancel:
+            accept_cancel(self.state, bytes(message.payload), self._clock())
             return
         if message.topic != self.topics.diagnostics_request:
             LOGGER.debug("%s: ignoring a message on %s", self.config.thing, message.topic)
