@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aftercare.adapters.diagnostics import (
@@ -37,6 +39,8 @@ from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsEnvelope
 
 from devices.routines import accept_cancel, respond
 from devices.state import DeviceState
+from infra.local.streams import matches_any
+from infra.local.template import load_template
 from tests.fakes.diagnostics import NOW, FakeDiagnosticsStore, FakePublisher, make_ticket
 from tests.fakes.stores import FakeParkedStore
 
@@ -295,3 +299,40 @@ def test_a_cancel_only_settles_a_request_that_is_still_pending(publisher):
     assert put["Put"]["Item"]["status"] == {"S": "cancelled"}
     assert "diag_state" not in put["Put"]["Item"]  # out of the sweeper's index
     assert timeline["Put"]["Item"]["kind"] == {"S": "diagnostics_cancelled"}
+
+
+# --------------------------------------------------------------------------- the trigger
+
+
+def auto_diagnose_filters() -> list[dict[str, Any]]:
+    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+    events = template.resources["AutoDiagnoseFunction"].properties["Events"]
+    (source,) = [e for e in events.values() if e["Type"] == "DynamoDB"]
+    return [json.loads(f["Pattern"]) for f in source["Properties"]["FilterCriteria"]["Filters"]]
+
+
+def meta_change(old: str, new: str) -> dict[str, Any]:
+    return {
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "NewImage": {"sk": {"S": "META"}, "status": {"S": new}},
+            "OldImage": {"sk": {"S": "META"}, "status": {"S": old}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "delivered"),
+    [
+        ("open", "resolved", True),
+        ("in_repair", "resolved", True),
+        ("scheduled", "cancelled", True),
+        ("open", "scheduled", False),  # still active: nothing to cancel
+        ("resolved", "closed", False),  # cancelled already, when it was resolved
+    ],
+)
+def test_autodiagnose_hears_of_every_ticket_that_leaves_the_active_states(old, new, delivered):
+    # Given AutoDiagnose's stream filters from the template
+    # When a ticket's status changes, by whatever path
+    # Then the change reaches AutoDiagnose exactly when the ticket stopped being active
+    assert matches_any(auto_diagnose_filters(), meta_change(old, new)) is delivered
