@@ -190,7 +190,7 @@ def test_resolving_cancels_a_pending_diagnostic_and_its_late_answer_is_parked(wo
 
 
 def test_a_device_ignores_a_request_it_was_told_is_cancelled(world):
-    # Given a device whose diagnostic was cancelled while it was online
+    # Given a device that has heard the cancel of its diagnostic (its ticket was cancelled)
     thing = "rt-x-0049"
     agent = world.agent(thing)
     agent.raise_fault(NO_AUTO)
