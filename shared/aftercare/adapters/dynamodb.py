@@ -26,7 +26,7 @@ from aftercare.adapters.inventory import (
     stock_update,
 )
 from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
-from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, PartsLine, StockLevel
+from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, StockLevel
 from aftercare.domain.ports import (
     ConcurrentUpdate,
     CorrelationPlan,
@@ -330,7 +330,7 @@ def parts_change_transaction(
         values[f":part{c.index}"] = c.to.value
     for index, line in change.new_lines.items():
         sets.append(f"parts[{index}] = :line{index}")
-        values[f":line{index}"] = line
+        values[f":line{index}"] = line.model_dump(mode="json")
     update: dict[str, Any] = {
         "TableName": table,
         "Key": to_item(ticket_key(ticket.ticket_id)),
@@ -346,12 +346,11 @@ def parts_change_transaction(
     ]
     for part_change in change.changes:
         items += line_change_items(inventory_table, part_change, change.entry.at)
-    for index, raw in change.new_lines.items():
-        line = PartsLine.model_validate(raw)
+    for index, line in change.new_lines.items():
         items.append(reservation_put(inventory_table, ticket.ticket_id, index, line))
         old = change.replaced_lines.get(index)
-        if old is not None and PartsLine.model_validate(old).status is LineStatus.BACKORDERED:
-            items.append(backorder_count(inventory_table, PartsLine.model_validate(old), -line.qty))
+        if old is not None and old.status is LineStatus.BACKORDERED:
+            items.append(backorder_count(inventory_table, old, -line.qty))
     items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
     return {"TransactItems": items}
 

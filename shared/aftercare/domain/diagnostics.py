@@ -43,6 +43,7 @@ from aftercare.domain.tickets import (
     Resolution,
     StatusChange,
     Ticket,
+    TicketFlag,
     TicketStatus,
     TimelineEntry,
     plan_status_change,
@@ -59,7 +60,7 @@ from aftercare.models.strict_json import ContentRejected, loads_strict
 ROUTINES = ("self_test", "sensor_snapshot", "log_excerpt", "reset_component")
 REMEDY_ROUTINES = frozenset({"reset_component"})
 VERIFY_ROUTINE = "self_test"
-ONSITE_FLAG = "needs_onsite_dispatch"
+ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
 # An answer received this long after the deadline still counts: it was in flight.
 RESULT_GRACE = timedelta(seconds=5)
 DEFAULT_TIMEOUT = timedelta(minutes=5)

@@ -31,8 +31,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import CostEstimate, PriceTable, RepairFacts, estimate
 from aftercare.domain.templates import RenderedMessage, TemplateBook, fill, html_list, render
+from aftercare.domain.tickets import TicketFlag
 
-ONSITE_FLAG = "needs_onsite_dispatch"
+ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
+
 ACTIVE_FOR_DIAGNOSTICS = frozenset({"open", "diagnosing"})
 
 

@@ -7,8 +7,21 @@ from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta, StockLevel
-from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
+from aftercare.domain.parts import (
+    LineChange,
+    PartInfo,
+    PartsLine,
+    ReservationPlan,
+    StockDelta,
+    StockLevel,
+)
+from aftercare.domain.tickets import (
+    CustomerTier,
+    Occurrence,
+    StatusChange,
+    Ticket,
+    TimelineEntry,
+)
 
 
 class _Record(BaseModel):
@@ -32,7 +45,7 @@ class DeviceRecord(_Record):
 class CustomerRecord(_Record):
     customer_id: str
     name: str
-    tier: str = "standard"
+    tier: CustomerTier = CustomerTier.STANDARD
     language: str = "en"
     time_zone: str = "UTC"
     channels: list[str] = Field(default_factory=list)
@@ -140,9 +153,9 @@ class PartsChange(_Record):
     ticket: Ticket
     changes: list[LineChange]
     entry: TimelineEntry
-    new_lines: dict[int, Any] = Field(default_factory=dict)
+    new_lines: dict[int, PartsLine] = Field(default_factory=dict)
     new_deltas: list[StockDelta] = Field(default_factory=list)
-    replaced_lines: dict[int, Any] = Field(
+    replaced_lines: dict[int, PartsLine] = Field(
         default_factory=dict, description="lines that new_lines overwrite (e.g. a backorder)"
     )
 

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict
 from aftercare.domain.parts import (
     LineStatus,
     OutOfStock,
-    PartsLine,
     ReorderPolicy,
     ReorderSuggestion,
     StockDelta,
@@ -33,12 +32,8 @@ class PartsError(ValueError):
     """A parts request that cannot be carried out as asked (reported to the engineer)."""
 
 
-def _lines(ticket: Ticket) -> list[PartsLine]:
-    return [PartsLine.model_validate(p) for p in ticket.parts]
-
-
 def _find(ticket: Ticket, *, sku: str | None = None, reservation_id: str | None = None) -> int:
-    for index, line in enumerate(_lines(ticket)):
+    for index, line in enumerate(ticket.parts):
         if line.sku == sku or line.reservation_id == reservation_id:
             return index
     return -1
@@ -49,7 +44,7 @@ def expire_hold(store: TicketStore, ticket_id: str, reservation_id: str, now: da
     for _ in range(RETRIES):
         ticket = store.get_ticket(ticket_id).ticket
         index = _find(ticket, reservation_id=reservation_id)
-        line = _lines(ticket)[index] if index >= 0 else None
+        line = ticket.parts[index] if index >= 0 else None
         expires = line.hold_expires_at if line else None
         if line is None or line.status is not LineStatus.HELD or expires is None or expires > now:
             return False
@@ -76,7 +71,7 @@ def release_part(
     index = _find(ticket, sku=sku)
     if index < 0:
         raise PartsError(f"ticket {ticket_id} has no parts line for {sku}")
-    change = change_line(index, _lines(ticket)[index], LineStatus.RELEASED)
+    change = change_line(index, ticket.parts[index], LineStatus.RELEASED)
     entry = TimelineEntry(
         at=now,
         kind="part_released",
@@ -107,7 +102,7 @@ def reserve_part(
     if not wanted:
         raise PartsError(f"{sku} is not a part this ticket's fault calls for")
     index = _find(ticket, sku=sku)
-    current = _lines(ticket)[index] if index >= 0 else None
+    current = ticket.parts[index] if index >= 0 else None
     if current is not None and current.status is LineStatus.HELD:
         raise PartsError(f"{sku} is already held for {ticket_id}")
     opening = store.load_open_context(ticket.customer_id, ticket.region, [sku])
@@ -136,9 +131,9 @@ def reserve_part(
         ticket=ticket,
         changes=[],
         entry=entry,
-        new_lines={position: line.model_dump(mode="json")},
+        new_lines={position: line},
         new_deltas=plan.deltas,
-        replaced_lines={position: current.model_dump(mode="json")} if current else {},
+        replaced_lines={position: current} if current else {},
     )
     store.apply_parts_change(change)
     return store.get_ticket(ticket_id).ticket
