@@ -23,11 +23,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from aftercare.adapters.aws import LazyClient, client, from_item, to_attr, to_item
 from aftercare.adapters.dynamodb import (
     META,
-    cancellation_codes,
     status_change_transaction,
     ticket_key,
     timeline_item,
 )
+from aftercare.adapters.transactions import cancellation_codes
 from aftercare.domain.diagnostics import (
     CompletionPlan,
     DiagnosticContext,

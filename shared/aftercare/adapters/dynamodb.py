@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.inventory import (
     backorder_count,
@@ -24,6 +22,13 @@ from aftercare.adapters.inventory import (
     stock_from_item,
     stock_key,
     stock_update,
+)
+from aftercare.adapters.transactions import (
+    Cancelled,
+    Failure,
+    TxItem,
+    request_of,
+    transact,
 )
 from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
 from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, StockLevel
@@ -129,12 +134,17 @@ def timeline_item(ticket_id: str, entry: TimelineEntry, seq: int = 0) -> dict[st
     }
 
 
-def _put(table: str, item: dict[str, Any], condition: str | None = None) -> dict[str, Any]:
+NEW = "attribute_not_exists(pk)"
+
+
+def _put(
+    table: str, item: dict[str, Any], condition: str | None = None, failure: Failure | None = None
+) -> TxItem:
     put: dict[str, Any] = {"TableName": table, "Item": to_item(item)}
     if condition:
         put["ConditionExpression"] = condition
         put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    return {"Put": put}
+    return TxItem({"Put": put}, failure)
 
 
 def intake_batch_get(
@@ -149,13 +159,12 @@ def intake_batch_get(
     }
 
 
-def open_ticket_transaction(
+def open_ticket_items(
     table: str, plan: NewTicketPlan, inventory_table: str | None = None
-) -> dict[str, Any]:
-    """Lock, dedup marker and ticket first: their conditions' indexes are fixed (0, 1, 2);
-    the part holds' stock updates come last (see `stock_indexes`)."""
+) -> list[TxItem]:
+    """Lock, dedup marker, ticket, its first occurrence and timeline, the repeat link and the
+    part holds (with their stock updates), each with what its condition failing means."""
     ticket = plan.ticket
-    new = "attribute_not_exists(pk)"
     lock = {
         **lock_key(ticket.thing, ticket.fault_code),
         "ticket_id": ticket.ticket_id,
@@ -168,20 +177,22 @@ def open_ticket_transaction(
         "expires_at": plan.dedup_expires_at,
     }
     items = [
-        _put(table, lock, new),
-        _put(table, marker, new),
-        _put(table, ticket_item(ticket), new),
+        _put(table, lock, NEW, Failure.LOCK_TAKEN),
+        _put(table, marker, NEW, Failure.DUPLICATE),
+        _put(table, ticket_item(ticket), NEW, Failure.LOCK_TAKEN),
         _put(table, occurrence_item(ticket.ticket_id, plan.occurrence)),
         *(_put(table, timeline_item(ticket.ticket_id, e, n)) for n, e in enumerate(plan.timeline)),
     ]
     if plan.repeat_entry is not None and ticket.repeat_of:
         items += _link_repeat(table, ticket, plan.repeat_entry)
     if plan.reservation.lines:
-        items += _reservation_items(str(inventory_table), ticket.ticket_id, plan)
-    return {"TransactItems": items}
+        if inventory_table is None:
+            raise ValueError("part holds need the inventory table")
+        items += _reservation_items(inventory_table, ticket.ticket_id, plan)
+    return items
 
 
-def _reservation_items(table: str, ticket_id: str, plan: NewTicketPlan) -> list[dict[str, Any]]:
+def _reservation_items(table: str, ticket_id: str, plan: NewTicketPlan) -> list[TxItem]:
     lines = plan.reservation.lines
     items = [reservation_put(table, ticket_id, i, line) for i, line in enumerate(lines)]
     items += [
@@ -192,17 +203,7 @@ def _reservation_items(table: str, ticket_id: str, plan: NewTicketPlan) -> list[
     return items + [stock_update(table, delta) for delta in plan.reservation.deltas]
 
 
-def stock_indexes(request: dict[str, Any]) -> set[int]:
-    """Positions of the conditional stock updates in a transaction."""
-    return {
-        n
-        for n, item in enumerate(request["TransactItems"])
-        if "Update" in item
-        and "available >= :need" in item["Update"].get("ConditionExpression", "")
-    }
-
-
-def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[dict[str, Any]]:
+def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[TxItem]:
     earlier = str(ticket.repeat_of)
     update = {
         "Update": {
@@ -212,11 +213,12 @@ def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[dict[
             "ExpressionAttributeValues": {":new": {"SS": [ticket.ticket_id]}},
         }
     }
-    return [update, _put(table, timeline_item(earlier, entry))]
+    return [TxItem(update), _put(table, timeline_item(earlier, entry))]
 
 
-def correlation_transaction(table: str, plan: CorrelationPlan) -> dict[str, Any]:
-    """Lock (guarded by its occurrence count) and dedup marker first: indexes 0 and 1."""
+def correlation_items(table: str, plan: CorrelationPlan) -> list[TxItem]:
+    """The lock (guarded by its occurrence count), the dedup marker, the ticket's counters and
+    the occurrence."""
     count = plan.expected_occurrences + 1
     lock_update = {
         "Update": {
@@ -237,17 +239,15 @@ def correlation_transaction(table: str, plan: CorrelationPlan) -> dict[str, Any]
         "ticket_id": plan.ticket_id,
         "expires_at": plan.dedup_expires_at,
     }
-    return {
-        "TransactItems": [
-            lock_update,
-            _put(table, marker, "attribute_not_exists(pk)"),
-            _ticket_occurrence_update(table, plan, count),
-            _put(table, occurrence_item(plan.ticket_id, plan.occurrence)),
-        ]
-    }
+    return [
+        TxItem(lock_update, Failure.LOCK_TAKEN),
+        _put(table, marker, NEW, Failure.DUPLICATE),
+        _ticket_occurrence_update(table, plan, count),
+        _put(table, occurrence_item(plan.ticket_id, plan.occurrence)),
+    ]
 
 
-def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> dict[str, Any]:
+def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> TxItem:
     sets = ["occurrences = :next", "last_seen = :last", "updated_at = :now"]
     values: dict[str, Any] = {
         ":next": count,
@@ -260,7 +260,7 @@ def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> 
         if plan.occurrence.message is not None:
             sets.append("latest_message = :message")
             values[":message"] = plan.occurrence.message
-    return {
+    update = {
         "Update": {
             "TableName": table,
             "Key": to_item(ticket_key(plan.ticket_id)),
@@ -268,11 +268,18 @@ def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> 
             "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
         }
     }
+    return TxItem(update)
 
 
 def status_change_transaction(
     table: str, change: StatusChange, inventory_table: str | None = None
 ) -> dict[str, Any]:
+    return request_of(status_change_items(table, change, inventory_table))
+
+
+def status_change_items(
+    table: str, change: StatusChange, inventory_table: str | None = None
+) -> list[TxItem]:
     ticket = change.ticket
     sets = ["#status = :to", "updated_at = :now", "version = :next"]
     sets += [f"parts[{c.index}].#status = :part{c.index}" for c in change.part_changes]
@@ -287,17 +294,18 @@ def status_change_transaction(
         sets += ["resolved_at = :now", "resolution = :resolution"]
         values[":resolution"] = change.resolution.value if change.resolution else None
     values |= {f":part{c.index}": c.to.value for c in change.part_changes}
-    items: list[dict[str, Any]] = [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": to_item(ticket_key(ticket.ticket_id)),
-                "UpdateExpression": "SET " + ", ".join(sets),
-                "ConditionExpression": "#status = :from AND version = :version",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
-            }
-        },
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(ticket.ticket_id)),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": "#status = :from AND version = :version",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        }
+    }
+    items = [
+        TxItem(update, Failure.STALE),
         _put(table, timeline_item(ticket.ticket_id, change.entry)),
     ]
     if change.releases_lock:
@@ -309,14 +317,14 @@ def status_change_transaction(
             "resolved_at": _iso(change.entry.at),
         }
         items.append(_put(table, last))
+    if change.part_changes and inventory_table is None:
+        raise ValueError("parts lines need the inventory table")
     for part_change in change.part_changes:
         items += line_change_items(str(inventory_table), part_change, change.entry.at)
-    return {"TransactItems": items}
+    return items
 
 
-def parts_change_transaction(
-    table: str, inventory_table: str, change: PartsChange
-) -> dict[str, Any]:
+def parts_change_items(table: str, inventory_table: str, change: PartsChange) -> list[TxItem]:
     """Lines moving (expiry, manual release) or newly held, with the ticket's version guard."""
     ticket = change.ticket
     sets = ["updated_at = :now", "version = :next"]
@@ -340,8 +348,8 @@ def parts_change_transaction(
     }
     if change.changes:
         update["ExpressionAttributeNames"] = {"#status": "status"}
-    items: list[dict[str, Any]] = [
-        {"Update": update},
+    items = [
+        TxItem({"Update": update}, Failure.STALE),
         _put(table, timeline_item(ticket.ticket_id, change.entry)),
     ]
     for part_change in change.changes:
@@ -352,11 +360,11 @@ def parts_change_transaction(
         if old is not None and old.status is LineStatus.BACKORDERED:
             items.append(backorder_count(inventory_table, old, -line.qty))
     items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
-    return {"TransactItems": items}
+    return items
 
 
-def _release_lock(table: str, ticket: Ticket) -> dict[str, Any]:
-    return {
+def _release_lock(table: str, ticket: Ticket) -> TxItem:
+    delete = {
         "Delete": {
             "TableName": table,
             "Key": to_item(lock_key(ticket.thing, ticket.fault_code)),
@@ -364,18 +372,28 @@ def _release_lock(table: str, ticket: Ticket) -> dict[str, Any]:
             "ExpressionAttributeValues": {":tid": to_attr(ticket.ticket_id)},
         }
     }
+    return TxItem(delete, Failure.LOCK_TAKEN)
 
 
-def cancellation_codes(exc: ClientError) -> list[str]:
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(r.get("Code") or "None") for r in reasons]
+def intake_error(cancelled: Cancelled) -> Exception:
+    """Opening or correlating: already applied, out of stock, or the lock moved (re-read)."""
+    if cancelled.failure is Failure.DUPLICATE:
+        return DuplicateFault(cancelled.old.get("ticket_id"))
+    if cancelled.failure is Failure.OUT_OF_STOCK:
+        return OutOfStock(cancelled.reason)
+    # The lock condition failed, or a concurrent transaction touched the same items.
+    return LockConflict(cancelled.reason)
 
 
-def _cancelled_item(exc: ClientError, index: int) -> dict[str, Any]:
-    reasons = exc.response.get("CancellationReasons") or []
-    if index < len(reasons):
-        return from_item(reasons[index].get("Item") or {})
-    return {}
+def change_error(cancelled: Cancelled) -> Exception:
+    """A parts change: out of stock, unless the ticket or a hold moved on first."""
+    if cancelled.failure is Failure.OUT_OF_STOCK:
+        return OutOfStock(cancelled.reason)
+    return ConcurrentUpdate(cancelled.reason)
+
+
+def concurrent_update(cancelled: Cancelled) -> Exception:
+    return ConcurrentUpdate(cancelled.reason)
 
 
 class DynamoTicketStore:
@@ -478,31 +496,11 @@ class DynamoTicketStore:
         return CustomerRecord.model_validate(from_item(item)) if item else None
 
     def open_ticket(self, plan: NewTicketPlan) -> None:
-        request = open_ticket_transaction(self.tickets_table, plan, self.inventory_table)
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            failed = {n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"}
-            if failed & stock_indexes(request) and not failed & {0, 1}:
-                raise OutOfStock(", ".join(codes)) from exc
-            self._raise_intake_conflict(exc)
+        items = open_ticket_items(self.tickets_table, plan, self.inventory_table)
+        transact(self.ddb, items, intake_error)
 
     def add_occurrence(self, plan: CorrelationPlan) -> None:
-        try:
-            self.ddb.transact_write_items(**correlation_transaction(self.tickets_table, plan))
-        except ClientError as exc:
-            self._raise_intake_conflict(exc)
-
-    @staticmethod
-    def _raise_intake_conflict(exc: ClientError) -> None:
-        if exc.response["Error"]["Code"] != "TransactionCanceledException":
-            raise exc
-        codes = cancellation_codes(exc)
-        if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-            raise DuplicateFault(_cancelled_item(exc, 1).get("ticket_id")) from exc
-        # Lock condition failed, or a concurrent transaction touched the same items.
-        raise LockConflict(", ".join(codes)) from exc
+        transact(self.ddb, correlation_items(self.tickets_table, plan), intake_error)
 
     # ------------------------------------------------------------------ reads
     def get_ticket(self, ticket_id: str) -> TicketDetail:
@@ -592,23 +590,11 @@ class DynamoTicketStore:
 
     # ------------------------------------------------------------------ changes
     def apply_status_change(self, change: StatusChange) -> None:
-        request = status_change_transaction(self.tickets_table, change, self.inventory_table)
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise ConcurrentUpdate(", ".join(cancellation_codes(exc))) from exc
-            raise
+        items = status_change_items(self.tickets_table, change, self.inventory_table)
+        transact(self.ddb, items, concurrent_update)
 
     def apply_parts_change(self, change: PartsChange) -> None:
-        request = parts_change_transaction(self.tickets_table, str(self.inventory_table), change)
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            codes = cancellation_codes(exc)
-            failed = {n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"}
-            if failed & stock_indexes(request) and 0 not in failed:
-                raise OutOfStock(", ".join(codes)) from exc
-            raise ConcurrentUpdate(", ".join(codes)) from exc
+        if self.inventory_table is None:
+            raise ValueError("parts changes need the inventory table")
+        items = parts_change_items(self.tickets_table, self.inventory_table, change)
+        transact(self.ddb, items, change_error)
