@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aftercare.domain.ports.notifications import ChannelSender
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import CostEstimate, PriceTable, RepairFacts, estimate
 from aftercare.domain.templates import RenderedMessage, TemplateBook, fill, html_list, render
@@ -261,85 +262,6 @@ class DeliveryFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
-
-
-class ChannelSender(Protocol):
-    """Hands one message to one provider (SES, SNS...) for one address."""
-
-    def send(self, address: str, message: RenderedMessage, *, reference: str) -> str:
-        """Returns the provider's message id; raises DeliveryFailed."""
-        ...
-
-
-class NotificationStore(Protocol):
-    """Durable notification state; every invariant is a conditional write."""
-
-    def get_profile(self, customer_id: str) -> NotificationProfile | None: ...
-
-    def create(self, notification: Notification, lease_until: datetime) -> bool:
-        """Create the (ticket, kind) item unless it exists (False then)."""
-        ...
-
-    def get_many(self, refs: Sequence[NotificationRef]) -> list[Notification]: ...
-
-    def open_window(self, customer_id: str, now: datetime, until: datetime) -> datetime | None:
-        """Open the customer's digest window unless one is open; None if opened, else its end."""
-        ...
-
-    def add_to_bundle(self, customer_id: str, ref: NotificationRef, due_at: datetime) -> None:
-        """Add to the customer's bundle; the bundle is due at the earliest member's due time."""
-        ...
-
-    def finish_bundle(
-        self,
-        customer_id: str,
-        sent: Sequence[NotificationRef],
-        *,
-        window_until: datetime | None,
-        retry_at: datetime | None = None,
-    ) -> None:
-        """Remove `sent` from the bundle (reopening the window), or postpone it to `retry_at`."""
-        ...
-
-    def claim_due_notifications(self, now: datetime, lease_until: datetime) -> list[Notification]:
-        """Pending notifications whose time has come (retries, crash leftovers), leased to us."""
-        ...
-
-    def claim_due_bundles(self, now: datetime, lease_until: datetime) -> list[Bundle]: ...
-
-    def claim_due_surveys(self, now: datetime, lease_until: datetime) -> list[Survey]: ...
-
-    def release(
-        self,
-        lease_until: datetime,
-        *,
-        notifications: Sequence[NotificationRef] = (),
-        customers: Sequence[str] = (),
-        surveys: Sequence[str] = (),
-    ) -> None:
-        """Give back claims this sender will not work on (notifications, customers' bundles,
-        surveys), where the lease is still the one it took (`lease_until`), so the next sweep
-        takes them at once."""
-        ...
-
-    def record(
-        self, attempts: Sequence[AttemptRecord], settled: Sequence[Notification] = ()
-    ) -> None:
-        """Store attempts (notification log and each ticket's timeline) and the notifications
-        they settle, as decided: final, or pending again (in the due queue) for a retry."""
-        ...
-
-    def prefetch_profiles(self, customer_ids: Sequence[str]) -> None:
-        """Read these profiles in one go; `get_profile` answers from them until the next call."""
-        ...
-
-    def schedule_survey(self, survey: Survey) -> bool:
-        """Create the ticket's survey unless it exists (False then)."""
-        ...
-
-    def settle_survey(
-        self, survey_id: str, status: str, *, sent_at: datetime | None, retry_at: datetime | None
-    ) -> None: ...
 
 
 # --------------------------------------------------------------------------- composition

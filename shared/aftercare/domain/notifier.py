@@ -15,12 +15,10 @@ from aftercare.domain.notifications import (
     AttemptRecord,
     AttemptStatus,
     Bundle,
-    ChannelSender,
     Composer,
     EventKind,
     Notification,
     NotificationState,
-    NotificationStore,
     Outcome,
     Survey,
     TicketFacts,
@@ -38,6 +36,7 @@ from aftercare.domain.notifications import (
     sent_channel,
     waiting_record,
 )
+from aftercare.domain.ports.notifications import ChannelSender, NotificationStore
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.surveys import survey_id_for
 from aftercare.domain.templates import RenderedMessage

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,7 +21,15 @@ from aftercare.domain.parts import (
     plan_reservations,
     suggest_reorder,
 )
-from aftercare.domain.ports import ConcurrentUpdate, PartsChange, TicketStore
+from aftercare.domain.ports import (
+    ConcurrentUpdate,
+    ExpiredHolds,
+    InventoryWriter,
+    LowStockSink,
+    PartsChange,
+    PartsHolds,
+    StockHistory,
+)
 from aftercare.domain.tickets import Ticket, TimelineEntry
 
 RETRIES = 3
@@ -39,7 +46,7 @@ def _find(ticket: Ticket, *, sku: str | None = None, reservation_id: str | None 
     return -1
 
 
-def expire_hold(store: TicketStore, ticket_id: str, reservation_id: str, now: datetime) -> bool:
+def expire_hold(store: PartsHolds, ticket_id: str, reservation_id: str, now: datetime) -> bool:
     """Return an expired hold to stock, exactly once. False when there was nothing to do."""
     for _ in range(RETRIES):
         ticket = store.get_ticket(ticket_id).ticket
@@ -64,7 +71,7 @@ def expire_hold(store: TicketStore, ticket_id: str, reservation_id: str, now: da
 
 
 def release_part(
-    store: TicketStore, ticket_id: str, sku: str, *, actor: str, reason: str, now: datetime
+    store: PartsHolds, ticket_id: str, sku: str, *, actor: str, reason: str, now: datetime
 ) -> Ticket:
     """An engineer gives a held (or backordered) part back."""
     ticket = store.get_ticket(ticket_id).ticket
@@ -83,7 +90,7 @@ def release_part(
 
 
 def reserve_part(
-    store: TicketStore,
+    store: PartsHolds,
     ticket_id: str,
     sku: str,
     *,
@@ -148,14 +155,6 @@ class StockAdjustment(BaseModel):
     at: datetime
 
 
-class InventoryWriter(Protocol):
-    """Stock changes that are not tied to a ticket."""
-
-    def adjust(self, adjustment: StockAdjustment) -> StockLevel:
-        """Apply a counted adjustment; raises OutOfStock if it would leave available < 0."""
-        ...
-
-
 def adjust_stock(
     inventory: InventoryWriter,
     sku: str,
@@ -218,18 +217,6 @@ def low_stock_event(
     )
 
 
-class LowStockSink(Protocol):
-    """Where low-stock crossings go: claimed once, published, then marked published."""
-
-    def claim_low_stock(self, event: LowStockEvent) -> bool: ...
-
-    def mark_published(self, event: LowStockEvent) -> None: ...
-
-
-class StockHistory(Protocol):
-    def consumed_since(self, sku: str, warehouse: str, since: datetime) -> int: ...
-
-
 def on_stock_change(
     old: StockLevel | None,
     new: StockLevel,
@@ -262,12 +249,8 @@ def on_stock_change(
     return event
 
 
-class ExpiredHolds(Protocol):
-    def expired_holds(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]: ...
-
-
 def sweep_expired_holds(
-    holds: ExpiredHolds, store: TicketStore, now: datetime, max_rounds: int = 20
+    holds: ExpiredHolds, store: PartsHolds, now: datetime, max_rounds: int = 20
 ) -> int:
     """Return every hold past its expiry to stock; each exactly once. Returns how many."""
     expired = 0
