@@ -12,22 +12,19 @@ from aftercare.domain.parts import (
     StockDelta,
     StockLevel,
 )
-from aftercare.domain.ports import (
-    ConcurrentUpdate,
+from aftercare.domain.ports import ConcurrentUpdate, DuplicateFault, LockConflict, TicketNotFound
+from aftercare.domain.ports.records import (
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
-    DuplicateFault,
     IntakeContext,
     LastResolution,
-    LockConflict,
     NewTicketPlan,
     OpenContext,
     OpenLock,
     ParkedMessage,
     PartsChange,
     TicketDetail,
-    TicketNotFound,
 )
 from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
 

@@ -11,23 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aftercare.domain.budget import Budget
-from aftercare.domain.notifications import (
-    AttemptRecord,
-    AttemptStatus,
-    Bundle,
+from aftercare.domain.composition import (
     Composer,
-    EventKind,
-    Notification,
-    NotificationState,
-    Outcome,
-    Survey,
-    TicketFacts,
-    attempt_records,
     cost_of,
+)
+from aftercare.domain.delivery import (
+    attempt_records,
     delivered,
-    events_for_change,
-    is_critical,
-    is_ticket_record,
     local_time_text,
     new_message_id,
     retry_delay,
@@ -35,6 +25,20 @@ from aftercare.domain.notifications import (
     send_via_channels,
     sent_channel,
     waiting_record,
+)
+from aftercare.domain.notifications import (
+    AttemptRecord,
+    AttemptStatus,
+    Bundle,
+    EventKind,
+    Notification,
+    NotificationState,
+    Outcome,
+    Survey,
+    TicketFacts,
+    events_for_change,
+    is_critical,
+    is_ticket_record,
 )
 from aftercare.domain.ports.notifications import ChannelSender, NotificationStore
 from aftercare.domain.preferences import Channel, NotificationProfile
