@@ -32,7 +32,6 @@ from aftercare.adapters.ticket_writes import (
     open_ticket_items,
     parts_change_items,
     status_change_items,
-    status_change_transaction,
 )
 from aftercare.adapters.transactions import transact
 from aftercare.domain.parts import PartInfo, StockLevel
@@ -53,7 +52,6 @@ __all__ = [  # item shapes other adapters build on
     "META",
     "DynamoTicketStore",
     "newest_first_query",
-    "status_change_transaction",
     "ticket_item",
     "ticket_key",
     "timeline_item",

@@ -19,6 +19,7 @@ from aftercare.adapters.notification_items import (
     values_of,
 )
 from aftercare.adapters.ticket_items import timeline_item
+from aftercare.adapters.transactions import Failure, TxItem, cancelled, request_of
 from aftercare.domain.notifications import (
     Survey,
 )
@@ -26,7 +27,7 @@ from aftercare.domain.surveys import AlreadyAnswered, Csat, FollowUp, SurveyAnsw
 from aftercare.domain.tickets import TimelineEntry
 
 
-def answer_transaction(
+def answer_items(
     table: str,
     tickets_table: str,
     *,
@@ -34,8 +35,9 @@ def answer_transaction(
     answer: SurveyAnswer,
     at: datetime,
     follow_up: FollowUp | None,
-) -> dict[str, Any]:
-    """Answer once (condition first, index 0), count it, open the follow-up, note the ticket."""
+) -> list[TxItem]:
+    """Answer once (a second answer fails as a DUPLICATE), count it, open the follow-up, note
+    the ticket."""
     sets = ["rating = :rating", "answered_at = :at", "#status = :answered"]
     values: dict[str, Any] = {
         "rating": answer.rating,
@@ -48,40 +50,40 @@ def answer_transaction(
         values["comment"] = answer.comment
     names = {"#status": "status"} | ({"#comment": "comment"} if answer.comment else {})
     satisfied = 1 if answer.rating >= 4 else 0
-    items: list[dict[str, Any]] = [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": to_item(survey_key(survey.survey_id)),
-                "UpdateExpression": "SET " + ", ".join(sets),
-                "ConditionExpression": "customer_id = :cid AND attribute_not_exists(rating)",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values_of(**values),
+    once = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(survey_key(survey.survey_id)),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": "customer_id = :cid AND attribute_not_exists(rating)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values_of(**values),
+        }
+    }
+    items = [
+        TxItem(once, Failure.DUPLICATE),
+        TxItem(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": to_item(CSAT_KEY),
+                    "UpdateExpression": f"ADD answered :one, satisfied :sat, r{answer.rating} :one",
+                    "ExpressionAttributeValues": values_of(one=1, sat=satisfied),
+                }
             }
-        },
-        {
-            "Update": {
-                "TableName": table,
-                "Key": to_item(CSAT_KEY),
-                "UpdateExpression": f"ADD answered :one, satisfied :sat, r{answer.rating} :one",
-                "ExpressionAttributeValues": values_of(one=1, sat=satisfied),
-            }
-        },
+        ),
     ]
     detail: dict[str, Any] = {"survey_id": survey.survey_id, "rating": answer.rating}
     if follow_up is not None:
-        items.append({"Put": {"TableName": table, "Item": to_item(followup_item(follow_up))}})
+        items.append(
+            TxItem({"Put": {"TableName": table, "Item": to_item(followup_item(follow_up))}})
+        )
         detail["follow_up"] = True
     entry = TimelineEntry(at=at, kind="survey_answered", actor=survey.customer_id, detail=detail)
-    items.append(
-        {
-            "Put": {
-                "TableName": tickets_table,
-                "Item": to_item(timeline_item(survey.ticket_id, entry)),
-            }
-        }
-    )
-    return {"TransactItems": items}
+    note = {
+        "Put": {"TableName": tickets_table, "Item": to_item(timeline_item(survey.ticket_id, entry))}
+    }
+    return [*items, TxItem(note)]
 
 
 def followup_item(follow_up: FollowUp) -> dict[str, Any]:
@@ -111,14 +113,14 @@ class DynamoSurveyStore:
     def answer(
         self, survey: Survey, answer: SurveyAnswer, at: datetime, follow_up: FollowUp | None
     ) -> Survey:
-        request = answer_transaction(
+        items = answer_items(
             self.table, self.tickets_table, survey=survey, answer=answer, at=at, follow_up=follow_up
         )
         try:
-            self.ddb.transact_write_items(**request)
+            self.ddb.transact_write_items(**request_of(items))
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            outcome = cancelled(items, exc)
+            if outcome is not None and outcome.failure is Failure.DUPLICATE:
                 raise AlreadyAnswered(survey.survey_id) from exc
             raise
         answered = self.get_survey(survey.survey_id)

@@ -27,7 +27,7 @@ from aftercare.adapters.ticket_items import (
     ticket_key,
     timeline_item,
 )
-from aftercare.adapters.transactions import Cancelled, Failure, TxItem, request_of
+from aftercare.adapters.transactions import Cancelled, Failure, TxItem
 from aftercare.domain.parts import LineStatus, OutOfStock
 from aftercare.domain.ports import (
     ConcurrentUpdate,
@@ -153,12 +153,6 @@ def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> 
         }
     }
     return TxItem(update)
-
-
-def status_change_transaction(
-    table: str, change: StatusChange, inventory_table: str | None = None
-) -> dict[str, Any]:
-    return request_of(status_change_items(table, change, inventory_table))
 
 
 def status_change_items(
