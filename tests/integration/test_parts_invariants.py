@@ -220,7 +220,7 @@ class PartsMachine(RuleBasedStateMachine):
             assert item["held"] == held_by_stock[key], (item, held_by_stock[key])
         for ticket_id in self.tickets:
             ticket = self.store.get_ticket(ticket_id).ticket
-            asked = {p["sku"]: p["qty"] for p in ticket.suggested_parts}
+            asked = {p.sku: p.qty for p in ticket.suggested_parts}
             held = Counter(p.sku for p in ticket.parts if p.status == "held")
             assert all(held[s] <= 1 and s in asked for s in held)
 

@@ -156,7 +156,7 @@ def patch_update(table: str, patch: TicketPatch) -> TxItem:
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": {
                     ":flags": to_attr(patch.flags),
-                    ":parts": to_attr(patch.suggested_parts),
+                    ":parts": to_attr([p.model_dump() for p in patch.suggested_parts]),
                     ":next": to_attr(patch.expected_rev + 1),
                     ":now": to_attr(patch.updated_at.isoformat()),
                     ":status": to_attr(patch.expected_status.value),

@@ -44,6 +44,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from aftercare.domain.messages import printable_payload, record_dead_letter
+from aftercare.domain.parts import WantedPart
 from aftercare.domain.ports import (
     CancelPublisher,
     CommandPublisher,
@@ -195,7 +196,7 @@ class TicketPatch(BaseModel):
     expected_status: TicketStatus
     expected_rev: int
     flags: list[str]
-    suggested_parts: list[dict[str, Any]]
+    suggested_parts: list[WantedPart]
     updated_at: AwareDatetime
 
 
@@ -673,15 +674,15 @@ def suspected_parts(
 
 
 def _adds_parts(ticket: Ticket, parts: Sequence[Mapping[str, Any]]) -> bool:
-    known = {p.get("sku") for p in ticket.suggested_parts}
+    known = {p.sku for p in ticket.suggested_parts}
     return any(p["sku"] not in known for p in parts)
 
 
 def merged_parts(
-    current: Sequence[Mapping[str, Any]], found: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    known = {p.get("sku") for p in current}
-    return [dict(p) for p in current] + [dict(p) for p in found if p["sku"] not in known]
+    current: Sequence[WantedPart], found: Sequence[Mapping[str, Any]]
+) -> list[WantedPart]:
+    known = {p.sku for p in current}
+    return [*current, *(WantedPart.model_validate(p) for p in found if p["sku"] not in known)]
 
 
 def _plan_for(

@@ -15,7 +15,6 @@ from aftercare.domain.parts import (
     ReorderSuggestion,
     StockDelta,
     StockLevel,
-    WantedPart,
     change_line,
     crossed_reorder_point,
     plan_reservations,
@@ -105,7 +104,7 @@ def reserve_part(
         raise PartsError(
             f"ticket {ticket_id} is {ticket.status}; parts are held for active tickets"
         )
-    wanted = [WantedPart.model_validate(p) for p in ticket.suggested_parts if p["sku"] == sku]
+    wanted = [p for p in ticket.suggested_parts if p.sku == sku]
     if not wanted:
         raise PartsError(f"{sku} is not a part this ticket's fault calls for")
     index = _find(ticket, sku=sku)

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import LineChange, PartsLine, close_out_lines
+from aftercare.domain.parts import LineChange, PartsLine, WantedPart, close_out_lines
 from aftercare.models.payloads import Severity
 
 
@@ -157,7 +157,7 @@ class Ticket(BaseModel):
     routine: str | None = None
     remote_fixable: bool = False
     auto_diagnose: bool = False
-    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
+    suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str
     opened_by_fault: str
