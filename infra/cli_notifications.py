@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import typer
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.notification_reports import NotificationReports
 
 from infra.cli_core import CliError, StackOptions, stack_command
 from infra.cli_output import emit
@@ -49,7 +49,7 @@ FOLLOWUP_FIELDS = [
 ]
 
 
-def _store(opts: StackOptions) -> DynamoNotificationStore:
+def _store(opts: StackOptions) -> NotificationReports:
     return notification_store_of(opts.target())
 
 

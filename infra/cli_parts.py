@@ -114,7 +114,7 @@ def parts_reserve(
         now=datetime.now(UTC),
         hold=timedelta(hours=hold_hours),
     )
-    emit({**ticket_row(ticket), "parts": ticket.parts}, True)
+    emit({**ticket_row(ticket), "parts": [p.model_dump(mode="json") for p in ticket.parts]}, True)
 
 
 @parts_app.command("release")
@@ -132,7 +132,7 @@ def parts_release(
     ticket = release_part(
         store_of(opts.target()), ticket_id, sku, actor=actor, reason=reason, now=datetime.now(UTC)
     )
-    emit({**ticket_row(ticket), "parts": ticket.parts}, True)
+    emit({**ticket_row(ticket), "parts": [p.model_dump(mode="json") for p in ticket.parts]}, True)
 
 
 # "-5" is a change, not an option: unknown dash-words reach the arguments.

@@ -8,13 +8,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.notification_reports import NotificationReports
 
 from infra.stores import notification_store_of
 from infra.target import Target
 
 
-def csat_view(store: DynamoNotificationStore) -> dict[str, Any]:
+def csat_view(store: NotificationReports) -> dict[str, Any]:
     csat = store.csat()
     score = csat.score
     return {

@@ -4,7 +4,7 @@ read or write, they reach through these."""
 from __future__ import annotations
 
 from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.adapters.registry import DynamoDeviceRegistry
 
@@ -37,10 +37,7 @@ def parked_store_of(target: Target, *, with_bucket: bool = False) -> DynamoParke
     )
 
 
-def notification_store_of(target: Target) -> DynamoNotificationStore:
-    return DynamoNotificationStore(
-        table=target.resource("NotificationsTable"),
-        tickets_table=target.resource("TicketsTable"),
-        customers_table=target.resource("CustomersTable"),
-        ddb=target.client("dynamodb"),
+def notification_store_of(target: Target) -> NotificationReports:
+    return NotificationReports(
+        table=target.resource("NotificationsTable"), ddb=target.client("dynamodb")
     )
