@@ -180,9 +180,10 @@ def create_serial_app() -> SerialRequests:
     """moto's server application (as `moto.server` builds it) behind the one-at-a-time gate."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from infra.local import moto_patches
+    from infra.local import moto_patches, moto_speedups
 
     moto_patches.apply()
+    moto_speedups.apply()
     gate = SerialRequests(DomainDispatcherApplication(create_backend_app))
     _release_during_sqs_long_polls(gate)
     return gate
