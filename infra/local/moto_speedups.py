@@ -10,6 +10,13 @@ CPU per request, a table of 3,000 ticket-sized items with a NEW_AND_OLD_IMAGES s
   its wire form, so it is written here with `json.dumps`; only the creation time (epoch
   seconds, truncated to the millisecond) and binary values (base64) need the serializer's
   conversions.
+* ``ReceiveMessage`` and ``SendMessage(Batch)``: moto checks each received message's retention
+  by building all the queue's attributes, three times; the attributes include the approximate
+  message counts, each a scan of every message in the queue that asks the clock (through
+  ``datetime``) once per message. A receive cost O(queue depth) per message: 18 ms for ten
+  messages from a queue of ~100, and it grows as the stack falls behind. Here the retention
+  check reads the one attribute it needs, and SQS asks the clock with `time.time` (the same
+  clock, without building two datetimes per call).
 * every request: moto finds the service by listing its own package directory
   (`list_of_moto_modules`, ~60 `stat` calls) twice, and lists the handler class's methods with
   `inspect.getmembers`; both answers never change while the server runs, so they are cached.
@@ -21,6 +28,7 @@ import base64
 import calendar
 import functools
 import json
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -29,6 +37,8 @@ from moto import backends
 from moto.core import responses as moto_responses
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+from moto.sqs import models as sqs_models
+from moto.sqs.models import Message, SQSBackend
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 GET_RECORDS_DEFAULT_LIMIT = 1000
@@ -72,6 +82,20 @@ def _fast_get_records(original: Callable[..., Any]) -> Callable[..., Any]:
     return get_records
 
 
+def _unix_time(dt: datetime | None = None) -> float:
+    return time.time() if dt is None else _ORIGINAL_UNIX_TIME(dt)
+
+
+def _unix_time_millis(dt: datetime | None = None) -> float:
+    return _unix_time(dt) * 1000.0
+
+
+def _retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
+    queue = self.get_queue(queue_name)
+    retention_s = int(queue.message_retention_period)  # type: ignore[attr-defined]
+    return bool(retention_s + (message.sent_timestamp or 0) / 1000 > _unix_time())
+
+
 @functools.cache
 def _moto_modules() -> tuple[str, ...]:
     return tuple(_ORIGINAL_LIST_OF_MOTO_MODULES())
@@ -92,6 +116,7 @@ def _cached_method_names(clazz: object) -> list[str]:
 
 _ORIGINAL_LIST_OF_MOTO_MODULES = backends.list_of_moto_modules
 _ORIGINAL_METHOD_NAMES = moto_responses.method_names_from_class
+_ORIGINAL_UNIX_TIME = sqs_models.unix_time
 
 
 def apply() -> None:
@@ -102,3 +127,14 @@ def apply() -> None:
         DynamoDBStreamsHandler.get_records = fast  # type: ignore[method-assign]
     backends.list_of_moto_modules = _cached_moto_modules
     moto_responses.method_names_from_class = _cached_method_names
+    sqs_models.unix_time = _unix_time
+    sqs_models.unix_time_millis = _unix_time_millis
+    SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
+
+
+# What each replacement stands in for (tests/unit/test_moto_pins.py checks moto's signatures).
+_retained.__wrapped__ = SQSBackend.is_message_valid_based_on_retention_period  # type: ignore[attr-defined]
+_unix_time.__wrapped__ = sqs_models.unix_time  # type: ignore[attr-defined]
+_unix_time_millis.__wrapped__ = sqs_models.unix_time_millis  # type: ignore[attr-defined]
+_cached_moto_modules.__wrapped__ = backends.list_of_moto_modules  # type: ignore[attr-defined]
+_cached_method_names.__wrapped__ = moto_responses.method_names_from_class  # type: ignore[attr-defined]

@@ -168,3 +168,52 @@ def test_creation_time_is_truncated_to_the_millisecond() -> None:
     # Then it is written as moto's serializer writes it
     assert moto_speedups.epoch_seconds(moment) == 1796526000.123
     assert moto_speedups.epoch_seconds(moment.replace(microsecond=0)) == 1796526000
+
+
+# --------------------------------------------------------------------------------------------
+# SQS: the cheaper clock and retention check keep moto's visibility and retention rules
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def sqs(clients) -> Any:
+    ddb, _, _ = clients
+    return boto3.client(
+        "sqs",
+        endpoint_url=ddb.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_received_message_is_hidden_for_its_visibility_timeout(sqs) -> None:
+    queue = sqs.create_queue(QueueName="visibility")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="m")
+    # When a message is received with a visibility timeout of 1 s
+    first = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=1)["Messages"]
+    hidden = sqs.receive_message(QueueUrl=queue).get("Messages", [])
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    again = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=3).get("Messages", [])
+    # Then it is hidden (and counted in flight) until the timeout ends, then delivered again
+    assert [m["Body"] for m in first] == ["m"] and hidden == []
+    assert counts["ApproximateNumberOfMessages"] == "0"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert [m["Body"] for m in again] == ["m"]
+    assert again[0]["ReceiptHandle"] != first[0]["ReceiptHandle"]
+
+
+def test_message_past_its_retention_period_is_not_delivered(sqs) -> None:
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs.create_queue(QueueName="retention", Attributes={"MessageRetentionPeriod": "60"})
+    sqs.send_message(QueueUrl=queue["QueueUrl"], MessageBody="old")
+    sqs.send_message(QueueUrl=queue["QueueUrl"], MessageBody="new")
+    # Given one message sent longer ago than the queue keeps messages
+    moto_queue = sqs_backends["123456789012"]["us-east-1"].get_queue("retention")
+    moto_queue._messages[0].sent_timestamp -= 61_000
+    # When the queue is read
+    received = sqs.receive_message(QueueUrl=queue["QueueUrl"], MaxNumberOfMessages=10)
+    then = sqs.receive_message(QueueUrl=queue["QueueUrl"], MaxNumberOfMessages=10)
+    # Then moto's rule applies: the read stops at the expired message (moto returns what came
+    # before it, here nothing); the fresh one is delivered by the next read
+    assert received.get("Messages", []) == []
+    assert [m["Body"] for m in then["Messages"]] == ["new"]
