@@ -102,8 +102,11 @@ def _read_all(streams: Any, iterator: str, limit: int) -> tuple[list[dict[str, A
 
 def test_fast_path_is_installed(clients) -> None:
     # Given the moto server the local stack runs
-    # Then its GetRecords is the fast one, wrapping moto's own
+    # Then its GetRecords and DynamoDB serializer are the fast ones, wrapping moto's own
+    from moto.dynamodb.responses import DynamoHandler
+
     assert getattr(DynamoDBStreamsHandler.get_records, "_aftercare_fast", False)
+    assert getattr(DynamoHandler.serialized, "_aftercare_fast", False)
 
 
 def test_records_order_and_sequence_numbers_match_moto(clients) -> None:
@@ -217,3 +220,86 @@ def test_message_past_its_retention_period_is_not_delivered(sqs) -> None:
     # before it, here nothing); the fresh one is delivered by the next read
     assert received.get("Messages", []) == []
     assert [m["Body"] for m in then["Messages"]] == ["new"]
+
+
+# --------------------------------------------------------------------------------------------
+# DynamoDB data-plane responses: json.dumps answers what moto's serializer answers
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def _stock_dynamodb_serializer() -> Iterator[None]:
+    from moto.dynamodb.responses import DynamoHandler
+
+    fast = DynamoHandler.serialized
+    DynamoHandler.serialized = fast.__wrapped__  # type: ignore[attr-defined,method-assign]
+    try:
+        yield
+    finally:
+        DynamoHandler.serialized = fast  # type: ignore[method-assign]
+
+
+def _both(call: Any, reset: Any) -> tuple[Any, Any]:
+    """`call` answered by the fast path and by moto's serializer (each from the state `reset`
+    makes), without response metadata."""
+
+    def answer() -> Any:
+        reset()
+        try:
+            response = call()
+        except ClientError as error:
+            return ("error", error.response["Error"]["Code"])
+        response.pop("ResponseMetadata", None)
+        return response
+
+    fast = answer()
+    with _stock_dynamodb_serializer():
+        stock = answer()
+    return fast, stock
+
+
+def test_data_plane_answers_match_moto(clients) -> None:
+    ddb, _, _ = clients
+    key = {"pk": {"S": "same"}}
+
+    def reset() -> None:
+        base = {"b": {"B": b"\x00\x01"}, "n": {"N": "7"}, "m": {"M": {"l": {"L": []}}}}
+        ddb.put_item(TableName=TABLE, Item={**key, **base})
+
+    capacity = {"ReturnConsumedCapacity": "TOTAL"}
+    calls = {
+        "get": lambda: ddb.get_item(TableName=TABLE, Key=key, **capacity),
+        "get missing": lambda: ddb.get_item(TableName=TABLE, Key={"pk": {"S": "none"}}),
+        "batch get": lambda: ddb.batch_get_item(
+            RequestItems={TABLE: {"Keys": [key, {"pk": {"S": "none"}}]}}, **capacity
+        ),
+        "query": lambda: ddb.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "same"}},
+        ),
+        "scan page": lambda: ddb.scan(TableName=TABLE, Limit=1),
+        "update": lambda: ddb.update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET n = n + :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+        "put old": lambda: ddb.put_item(
+            TableName=TABLE, Item={**key, "n": {"N": "1"}}, ReturnValues="ALL_OLD"
+        ),
+        "put none": lambda: ddb.put_item(TableName=TABLE, Item={**key, "n": {"N": "1"}}),
+        "failed condition": lambda: ddb.put_item(
+            TableName=TABLE, Item=key, ConditionExpression="attribute_not_exists(pk)"
+        ),
+        "transaction": lambda: ddb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": TABLE, "Item": {"pk": {"S": "tx"}}}}]
+        ),
+        "batch write": lambda: ddb.batch_write_item(
+            RequestItems={TABLE: [{"PutRequest": {"Item": {"pk": {"S": "bw"}}}}]}
+        ),
+    }
+    for name, call in calls.items():
+        # When the same call is answered by both paths
+        fast, stock = _both(call, reset)
+        # Then the parsed answers are identical
+        assert fast == stock, name
