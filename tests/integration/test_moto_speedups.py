@@ -261,7 +261,14 @@ def test_data_plane_answers_match_moto(clients) -> None:
     key = {"pk": {"S": "same"}}
 
     def reset() -> None:
-        base = {"b": {"B": b"\x00\x01"}, "n": {"N": "7"}, "m": {"M": {"l": {"L": []}}}}
+        base = {
+            "b": {"B": b"\x00\x01"},
+            "n": {"N": "7"},
+            "m": {"M": {"l": {"L": [{"BOOL": False}, {"NULL": True}]}}},
+            "ss": {"SS": ["x", "y"]},
+            "ns": {"NS": ["1", "2.5"]},
+            "bs": {"BS": [b"\x01", b"\x02"]},
+        }
         ddb.put_item(TableName=TABLE, Item={**key, **base})
 
     capacity = {"ReturnConsumedCapacity": "TOTAL"}
@@ -277,6 +284,14 @@ def test_data_plane_answers_match_moto(clients) -> None:
             ExpressionAttributeValues={":p": {"S": "same"}},
         ),
         "scan page": lambda: ddb.scan(TableName=TABLE, Limit=1),
+        "count": lambda: ddb.scan(TableName=TABLE, Select="COUNT"),
+        "transact get": lambda: ddb.transact_get_items(
+            TransactItems=[
+                {"Get": {"TableName": TABLE, "Key": key}},
+                {"Get": {"TableName": TABLE, "Key": {"pk": {"S": "none"}}}},
+            ]
+        ),
+        "delete": lambda: ddb.delete_item(TableName=TABLE, Key=key, ReturnValues="ALL_OLD"),
         "update": lambda: ddb.update_item(
             TableName=TABLE,
             Key=key,
