@@ -103,6 +103,28 @@ def _unchanged(function: F) -> F:
     return function
 
 
+class ServiceMetrics(Metrics):
+    """Powertools Metrics whose `log_metrics` records `ColdStart` (dimension function_name) on
+    each execution environment's first invocation unless told otherwise: every handler's
+    ``@metrics.log_metrics`` counts its cold starts, shown on the operations dashboard."""
+
+    def log_metrics(
+        self,
+        lambda_handler: Any = None,
+        capture_cold_start_metric: bool = True,
+        raise_on_empty_metrics: bool = False,
+        default_dimensions: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Callable[..., Any]:
+        return super().log_metrics(
+            lambda_handler=lambda_handler,
+            capture_cold_start_metric=capture_cold_start_metric,
+            raise_on_empty_metrics=raise_on_empty_metrics,
+            default_dimensions=default_dimensions,
+            **kwargs,
+        )
+
+
 def build_tracer(environ: Mapping[str, str] = os.environ) -> Tracer | NoOpTracer:
     """The Powertools Tracer when enabled (this imports aws_xray_sdk), else a `NoOpTracer`."""
     if not tracer_enabled(environ):
@@ -113,5 +135,5 @@ def build_tracer(environ: Mapping[str, str] = os.environ) -> Tracer | NoOpTracer
 
 
 logger = Logger()
-metrics = Metrics()
+metrics = ServiceMetrics()
 tracer = build_tracer()
