@@ -54,6 +54,9 @@ XRAY_SDK: Final = "aws_xray_sdk"
 PROBE_TIMEOUT_S: Final = 120
 PYC_PYTHON: Final = (3, 12)  # the runtime's interpreter: layer bytecode must be its own
 TRACER_MODES: Final = {"tracer-off": "true", "tracer-on": "false"}  # POWERTOOLS_TRACE_DISABLED
+# Modules no function's cold start may load: Powertools' parser models (every AWS event as a
+# pydantic model) cost about half a bare boto3 import, and no handler uses them.
+NEVER_AT_COLD_START: Final = ("aws_lambda_powertools.utilities.parser.models",)
 # Where these came from in each start: the SDK must be the runtime's, the X-Ray SDK the layer's.
 ORIGINS_REPORTED: Final = ("boto3", "botocore", XRAY_SDK)
 
@@ -285,7 +288,7 @@ def start_function(
         "paths": runtime.sys_path(function),
         "handler": function.handler,
         "init": INIT_FUNCTION,
-        "absent": [XRAY_SDK] if mode == "tracer-off" else [],
+        "absent": [*NEVER_AT_COLD_START, *([XRAY_SDK] if mode == "tracer-off" else [])],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
         "origins": [*ORIGINS_REPORTED],
     }

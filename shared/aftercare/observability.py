@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.tracing import Tracer
 
 TRACE_DISABLED_ENV: Final = "POWERTOOLS_TRACE_DISABLED"
+TRACED_MODULES: Final = ("botocore",)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,7 +132,9 @@ def build_tracer(environ: Mapping[str, str] = os.environ) -> Tracer | NoOpTracer
         return NoOpTracer()
     from aws_lambda_powertools.tracing import Tracer
 
-    return Tracer()
+    # The functions call out only through botocore: patching just it spares the cold start the
+    # X-Ray SDK's patch_all (which imports and wraps every library it knows that is installed).
+    return Tracer(patch_modules=TRACED_MODULES)
 
 
 logger = Logger()
