@@ -143,8 +143,8 @@ def coldstart_report(runtime: Runtime, runs: int, before: Runtime | None = None)
     """Ratios to the boto3 baseline, layer and artifact sizes, the largest import costs."""
     lines, base, medians = coldstart_table(runtime, runs, before)
     over = sorted(
-        lid
-        for (label, lid, _), ms in medians.items()
+        f"{lid} ({mode})"
+        for (label, lid, mode), ms in medians.items()
         if label == "after" and ms / base > TARGET_RATIO
     )
     lines += ["", f"over {TARGET_RATIO}x: {', '.join(over) or 'none'}"]
