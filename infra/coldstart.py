@@ -1,9 +1,9 @@
 """Cold start figures, measured from the built artifacts in a runtime-like bare interpreter.
 
 For each function: import + first-invocation init (``deps()``), median of `--runs` fresh
-interpreters, as a ratio to ``import boto3`` + one client measured in the same run. The runs
-are interleaved (one baseline start, then one start of every function and mode, `--runs`
-times), so a machine that gets busier or quieter during the run moves every figure alike. As in
+interpreters, as a ratio to ``import boto3`` + one client measured in the same run: every
+function start is paired with a baseline start just before it and the ratio is the median of
+those pairs, so a machine that gets busier or quieter during the run moves both sides alike. As in
 Lambda, what ships as bytecode (the layer, the runtime's SDK) is read as such and the rest (the
 function's own folder) is compiled at every start: the code folders are read-only. Then the
 layer and artifact sizes (unzipped bytes) and the largest import self-times
@@ -21,6 +21,7 @@ import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.lambda_build import ROOT, PackagingError, Toolchain
@@ -91,39 +92,57 @@ def cold_start_ms(
 Key = tuple[str, str, str]  # (build label, function, mode)
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One (build, function, mode): median milliseconds and median ratio to the baseline start
+    taken just before each of its starts (so a load spike moves both sides of a ratio)."""
+
+    ms: float
+    ratio: float
+
+
 def interleaved(
-    runtimes: dict[str, Runtime], modes: Sequence[str], runs: int
-) -> tuple[float, dict[Key, float]]:
-    """Median baseline and median cold start per (build, function, mode), every start of a
-    round taken next to one baseline start."""
+    jobs: Sequence[tuple[str, Runtime, str]], runs: int
+) -> tuple[float, dict[Key, Figure]]:
+    """Median baseline and a `Figure` per (build label, function, mode) of `jobs` (label,
+    runtime, mode): `runs` rounds, each start paired with a baseline start right before it."""
     base: list[float] = []
-    samples: dict[Key, list[float]] = defaultdict(list)
+    samples: dict[Key, list[tuple[float, float]]] = defaultdict(list)
     for _ in range(runs):
-        base.append(baseline_sample(next(iter(runtimes.values()))))
-        for label, runtime in runtimes.items():
+        for label, runtime, mode in jobs:
             for function in runtime.functions:
-                for mode in modes:
-                    key = (label, function.logical_id, mode)
-                    sample = cold_start_sample(runtime, function, mode, check_modules=False)
-                    samples[key].append(sample)
-    return statistics.median(base), {k: statistics.median(v) for k, v in samples.items()}
+                paired = baseline_sample(runtime)
+                sample = cold_start_sample(runtime, function, mode, check_modules=False)
+                base.append(paired)
+                samples[(label, function.logical_id, mode)].append((sample, paired))
+    figures = {
+        key: Figure(
+            ms=statistics.median(ms for ms, _ in pairs),
+            ratio=statistics.median(ms / paired for ms, paired in pairs),
+        )
+        for key, pairs in samples.items()
+    }
+    return statistics.median(base), figures
 
 
-def _cell(ms: float | None, base: float) -> str:
-    return "-" if ms is None else f"{ms:.0f} ms {ms / base:.2f}"
+def _cell(figure: Figure | None) -> str:
+    return "-" if figure is None else f"{figure.ms:.0f} ms {figure.ratio:.2f}"
 
 
 def coldstart_table(
     runtime: Runtime, runs: int, before: Runtime | None = None
-) -> tuple[list[str], float, dict[Key, float]]:
-    """The markdown table (after, and `before` when given) and the figures behind it."""
-    runtimes = {"after": runtime} | ({"before": before} if before else {})
-    base, medians = interleaved(runtimes, list(TRACER_MODES), runs)
+) -> tuple[list[str], float, dict[Key, Figure]]:
+    """The markdown table (after, and `before` with the tracer off when given) and the figures
+    behind it."""
+    jobs = [("after", runtime, mode) for mode in TRACER_MODES]
+    jobs += [("before", before, "tracer-off")] if before else []
+    base, figures = interleaved(jobs, runs)
     head = "| function | tracer off (ms, ratio) | tracer on (ms, ratio) | artifact bytes |"
     if before:
         head = "| function | before, tracer off | " + head.removeprefix("| function | ")
     lines = [
-        f"baseline: import boto3 + one client = {base:.0f} ms (median of {runs}, interleaved)",
+        f"baseline: import boto3 + one client = {base:.0f} ms (median; {runs} rounds, a baseline"
+        " start before every function start, ratios the medians of those pairs)",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
@@ -132,20 +151,20 @@ def coldstart_table(
         lid = function.logical_id
         cells = [lid]
         if before:
-            cells.append(_cell(medians.get(("before", lid, "tracer-off")), base))
-        cells += [_cell(medians[("after", lid, mode)], base) for mode in TRACER_MODES]
+            cells.append(_cell(figures.get(("before", lid, "tracer-off"))))
+        cells += [_cell(figures[("after", lid, mode)]) for mode in TRACER_MODES]
         cells.append(str(folder_bytes(runtime.artifact(function))))
         lines.append("| " + " | ".join(cells) + " |")
-    return lines, base, medians
+    return lines, base, figures
 
 
 def coldstart_report(runtime: Runtime, runs: int, before: Runtime | None = None) -> str:
     """Ratios to the boto3 baseline, layer and artifact sizes, the largest import costs."""
-    lines, base, medians = coldstart_table(runtime, runs, before)
+    lines, _, figures = coldstart_table(runtime, runs, before)
     over = sorted(
         f"{lid} ({mode})"
-        for (label, lid, mode), ms in medians.items()
-        if label == "after" and ms / base > TARGET_RATIO
+        for (label, lid, mode), figure in figures.items()
+        if label == "after" and figure.ratio > TARGET_RATIO
     )
     lines += ["", f"over {TARGET_RATIO}x: {', '.join(over) or 'none'}"]
     lines += [shadowing_warning(runtime)]
