@@ -182,30 +182,39 @@ def handler_source(template: Template, function: Resource) -> tuple[Path, str]:
     return template.root / code_uri / f"{module.replace('.', '/')}.py", name
 
 
-def counts_cold_starts(path: Path, handler: str) -> bool:
-    """The handler is decorated with the shared `metrics.log_metrics` (ColdStart on by default
-    in `aftercare.observability.ServiceMetrics`) and does not switch the metric off."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    shared = any(
+def _imports(tree: ast.Module, module: str, name: str) -> bool:
+    return any(
         isinstance(node, ast.ImportFrom)
-        and node.module == "aftercare.observability"
-        and any(alias.name == "metrics" and alias.asname is None for alias in node.names)
+        and node.module == module
+        and any(alias.name == name and alias.asname is None for alias in node.names)
         for node in tree.body
     )
+
+
+def _switches_cold_starts_off(call: ast.Call | None) -> bool:
+    return any(
+        k.arg == "capture_cold_start_metric"
+        and not (isinstance(k.value, ast.Constant) and k.value.value is True)
+        for k in (call.keywords if call else [])
+    )
+
+
+def counts_cold_starts(path: Path, handler: str) -> bool:
+    """The handler is wrapped in the shared `entry_point` (aftercare.runtime) or decorated with
+    the shared `metrics.log_metrics`, both recording ColdStart (on by default in
+    `aftercare.observability.ServiceMetrics`), and does not switch the metric off."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    shared = {
+        "entry_point": _imports(tree, "aftercare.runtime", "entry_point"),
+        "metrics.log_metrics": _imports(tree, "aftercare.observability", "metrics"),
+    }
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == handler:
             for decorator in node.decorator_list:
                 call = decorator if isinstance(decorator, ast.Call) else None
-                func = call.func if call else decorator
-                if ast.unparse(func) != "metrics.log_metrics":
-                    continue
-                off = [
-                    k
-                    for k in (call.keywords if call else [])
-                    if k.arg == "capture_cold_start_metric"
-                    and not (isinstance(k.value, ast.Constant) and k.value.value is True)
-                ]
-                return shared and not off
+                name = ast.unparse(call.func if call else decorator)
+                if shared.get(name):
+                    return not _switches_cold_starts_off(call)
     return False
 
 
@@ -302,22 +311,24 @@ def test_every_function_counts_its_cold_starts(template: Template) -> None:
     assert functions_without_cold_start_metric(template) == []
 
 
-def test_the_shared_metrics_record_a_cold_start_on_the_first_invocation(
+def test_the_shared_entry_point_records_a_cold_start_on_the_first_invocation(
     capsys, monkeypatch
 ) -> None:
-    # Given a handler decorated like every function's, with the shared metrics
-    from aftercare.observability import ServiceMetrics
+    # Given a handler wrapped like every function's, in the shared entry point
+    from aftercare.observability import metrics
+    from aftercare.runtime import entry_point
     from aws_lambda_powertools.metrics.provider import cold_start
 
-    metrics = ServiceMetrics(namespace="Aftercare", service="aftercare")
-
-    @metrics.log_metrics
+    @entry_point
     def handler(event: dict, context: object) -> dict:
         metrics.add_metric(name="Handled", unit="Count", value=1)
         return {}
 
     class Context:
         function_name = "aftercare-fault-intake-test"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
+        aws_request_id = "req-1"
 
     monkeypatch.setattr(cold_start, "is_cold_start", True)
     # When the execution environment's first and second invocations run
@@ -342,7 +353,8 @@ def test_an_sla_breach_raises_an_alarm(template: Template) -> None:
 
 
 def test_a_handler_that_switches_cold_starts_off_is_reported(tmp_path: Path) -> None:
-    # Given handlers that use their own Metrics, or switch the ColdStart metric off
+    # Given handlers that use their own Metrics, or switch the ColdStart metric off, and one
+    # in the shared entry point
     own = tmp_path / "own.py"
     own.write_text(
         "from aws_lambda_powertools import Metrics\nmetrics = Metrics()\n"
@@ -359,10 +371,16 @@ def test_a_handler_that_switches_cold_starts_off_is_reported(tmp_path: Path) -> 
         "from aftercare.observability import metrics\n"
         "@metrics.log_metrics\ndef handler(event, context):\n    return {}\n"
     )
-    # Then only the shared, default decoration counts
+    wrapped = tmp_path / "wrapped.py"
+    wrapped.write_text(
+        "from aftercare.runtime import entry_point\n"
+        "@entry_point\ndef handler(event, context):\n    return {}\n"
+    )
+    # Then only the shared, default decorations count
     assert not counts_cold_starts(own, "handler")
     assert not counts_cold_starts(off, "handler")
     assert counts_cold_starts(shared, "handler")
+    assert counts_cold_starts(wrapped, "handler")
 
 
 def test_lambda_polled_queues_outlast_six_timeouts_and_cap_their_concurrency(
