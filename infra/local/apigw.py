@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.client import HTTPConnection, HTTPException
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from infra.local.serving import serve_until_stopped
+from infra.local.process import SpecModel, configure_logging, load_spec
+from infra.local.serving import JsonRequestHandler, LocalHttpServer, serve_until_stopped
 
 logger = logging.getLogger("infra.local.apigw")
 
@@ -52,18 +52,14 @@ TEXT_TYPES: Final = ("text/", "json", "xml", "javascript", "x-www-form-urlencode
 # ---------------------------------------------------------------------------------------------
 # Spec
 # ---------------------------------------------------------------------------------------------
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AuthorizerSpec(_Spec):
+class AuthorizerSpec(SpecModel):
     issuer: str
     audience: list[str]
     identity_source: str = "$request.header.Authorization"
     jwks_url: str
 
 
-class RouteSpec(_Spec):
+class RouteSpec(SpecModel):
     route_key: str
     method: str
     path: str
@@ -74,7 +70,7 @@ class RouteSpec(_Spec):
     timeout_ms: int = Field(default=30_000, ge=50, le=30_000)
 
 
-class GatewaySpec(_Spec):
+class GatewaySpec(SpecModel):
     api_id: str
     stage: str = "$default"
     region: str
@@ -357,29 +353,23 @@ class Gateway:
         return invoke(route.spec, event)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LocalHttpServer):
     def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
         super().__init__(address, _Handler)
         self.gateway = gateway
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonRequestHandler):
     server_version = "aftercare-local-apigw"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("http %s", format % args)
+    logger = logger
 
     def _serve(self) -> None:
         started = time.monotonic()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
+        if int(self.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
             self._reply(gateway_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long"))
             self.close_connection = True
             return
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             key = name.lower()
@@ -420,18 +410,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
 
-def load_spec(path: Path) -> GatewaySpec:
-    return GatewaySpec.model_validate_json(path.read_bytes())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one HTTP API locally")
     parser.add_argument("--spec-file", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s apigw %(message)s"
-    )
-    spec = load_spec(args.spec_file)
+    configure_logging("apigw")
+    spec = load_spec(GatewaySpec, args.spec_file)
     server = _Server((spec.host, spec.port), Gateway(spec))
     serve_until_stopped(server, "apigw")
     return 0
