@@ -25,6 +25,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 
+from infra.local.iot_sql import UnsupportedRuleSql
+from infra.local.iot_sql_parser import parse_sql
 from infra.local.provision_api import HTTP_API_EVENT_APPLIED, HTTP_API_EVENT_IGNORED
 from infra.local.provision_api import PROVISIONERS as API_PROVISIONERS
 from infra.local.provision_messaging import provision_email_identity
@@ -527,14 +529,8 @@ _RULE_PAYLOAD_KEYS: Final = frozenset(
 def check_rule_sql(sql: str) -> None:
     """Ask the IoT-rule bridge whether it can evaluate `sql` (raises ProvisionError if not)."""
     try:
-        from infra.local import iotrule
-    except ImportError as exc:
-        raise ProvisionError(
-            f"the IoT-rule bridge (infra.local.iotrule) is missing: {exc}"
-        ) from exc
-    try:
-        iotrule.parse_sql(sql)
-    except iotrule.UnsupportedRuleSql as exc:
+        parse_sql(sql)
+    except UnsupportedRuleSql as exc:
         raise ProvisionError(f"rule SQL not supported by the local bridge: {exc}") from exc
 
 
