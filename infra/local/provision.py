@@ -925,7 +925,7 @@ def _reports_item_failures(event_id: str, properties: Mapping[str, Any]) -> bool
 
 
 def _filter_patterns(event_id: str, criteria: Any) -> list[dict[str, Any]]:
-    from infra.local.streams import check_pattern
+    from infra.local.event_filter import check_pattern
 
     if not criteria:
         return []

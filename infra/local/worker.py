@@ -63,7 +63,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from infra.local.streams import CheckpointFile, StreamPoller, StreamSourceSpec
+from infra.local.stream_checkpoints import CheckpointFile
+from infra.local.streams import StreamPoller, StreamSourceSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
