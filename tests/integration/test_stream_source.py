@@ -458,7 +458,7 @@ def test_a_sam_dynamodb_event_becomes_a_stream_source(tmp_path, monkeypatch):
         },
     }
     assert source["on_failure_destination"]["queue_url"].endswith(f"/thing-failures-{suffix}")
-    from infra.local.worker import WorkerSpec
+    from infra.local.worker_spec import WorkerSpec
 
     WorkerSpec.model_validate(result.workers["Consumer"])
 
