@@ -65,14 +65,9 @@ from infra.local.broker_auth import (
     issue_device_credentials,
 )
 from infra.local.iot_policy import UnmappablePolicy, write_acl_file
-from infra.local.provision import (
-    DEFAULT_REGION,
-    AwsClients,
-    ProvisionResult,
-    SqlCheck,
-    bind_invoke_urls,
-    provision,
-)
+from infra.local.provision import DEFAULT_REGION, provision
+from infra.local.provision_context import AwsClients, ProvisionResult, SqlCheck
+from infra.local.provision_iot import bind_invoke_urls
 from infra.local.supervisor import (
     MARKER_VARIABLE,
     PID_FILE,

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from infra.local.bridge_spec import BridgeSpec
 from infra.local.mqtt_bridge import Bridge
-from infra.local.provision import create_table_request
+from infra.local.provision_stores import create_table_request
 from infra.local.rule_engine import DIRECT_PARK_SOURCE, DirectParking, Inbound, Outcome, build_rules
 from infra.local.stack import MAX_MESSAGE_BYTES
 from infra.local.template import load_template

@@ -473,7 +473,7 @@ def test_a_sam_dynamodb_event_becomes_a_stream_source(tmp_path, monkeypatch):
 def test_an_unsupported_dynamodb_event_property_stops_provisioning(
     tmp_path, monkeypatch, extra, message
 ):
-    from infra.local.provision import ProvisionError
+    from infra.local.provision_context import ProvisionError
 
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     # Given a DynamoDB event with a property the local stack does not emulate

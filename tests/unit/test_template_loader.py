@@ -15,8 +15,8 @@ from infra.local.provision import (
     ProvisionError,
     check_supported,
     provision,
-    rate_seconds,
 )
+from infra.local.provision_functions import rate_seconds
 from infra.local.template import (
     NO_VALUE,
     Resolver,
