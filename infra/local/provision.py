@@ -48,10 +48,10 @@ from infra.local.template import (
     Resource,
     Template,
     TemplateError,
-    dependency_order,
     parameter_values,
     pseudo_parameters,
 )
+from infra.local.template_dependencies import dependency_order
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from infra.local.template import (
     Template,
     TemplateError,
     UnresolvableReference,
-    dependency_order,
     load_template,
     load_yaml,
     merge_globals,
     parameter_values,
     pseudo_parameters,
 )
+from infra.local.template_dependencies import dependency_order
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_TEMPLATE = REPO_ROOT / "template.yaml"
