@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -49,19 +50,16 @@ class AwsClients:
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
-        session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-            region_name=region,
-        )
-        config = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2})
+        def client(service: str) -> Any:
+            return moto_client(service, endpoint_url, region)
+
         return cls(
-            dynamodb=session.client("dynamodb", endpoint_url=endpoint_url, config=config),
-            sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
-            sns=session.client("sns", endpoint_url=endpoint_url, config=config),
-            iot=session.client("iot", endpoint_url=endpoint_url, config=config),
-            events=session.client("events", endpoint_url=endpoint_url, config=config),
-            s3=session.client("s3", endpoint_url=endpoint_url, config=config),
+            dynamodb=client("dynamodb"),
+            sqs=client("sqs"),
+            sns=client("sns"),
+            iot=client("iot"),
+            events=client("events"),
+            s3=client("s3"),
         )
 
 
@@ -113,3 +111,22 @@ def optional_str(context: StackContext, properties: Mapping[str, Any], key: str)
     if key not in properties:
         return None
     return context.resolver.resolve_str(properties[key], key)
+
+
+def moto_client(service: str, endpoint_url: str | None, region: str) -> Any:
+    """A provisioning client of the moto server (of AWS's own endpoint when None, as under
+    `mock_aws`): moto's dummy credentials, no account id in the endpoint, two attempts."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+        region_name=region,
+    )
+    config = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2})
+    return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+
+
+def moto_endpoint(other: Any) -> str | None:
+    """The endpoint the `other` client uses; None for AWS's own (e.g. under `mock_aws`)."""
+    endpoint = str(other.meta.endpoint_url)
+    host = urlsplit(endpoint).hostname or ""
+    return None if host.endswith(".amazonaws.com") else endpoint

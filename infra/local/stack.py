@@ -124,8 +124,8 @@ class LocalStack:
             self._stages,
             self.state_dir,
             region,
-            worker_module=worker_module,
-            bridge_module=bridge_module,
+            worker_module,
+            bridge_module,
         )
         self._supervision = StackMonitor(
             self._stages, self._spawner, restart_policy or RestartPolicy(), self._restarted

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -28,33 +29,24 @@ SQS_LEASE_S: Final = 3
 BRIDGE_CLIENT_ID: Final = IOT_RULES
 
 
+@dataclass(frozen=True)
 class Launcher:
     """Starts the emulator processes into `stages` (the stack stops them in reverse order)."""
 
-    def __init__(
-        self,
-        spawner: Spawner,
-        stages: list[list[Child]],
-        state_dir: Path,
-        region: str,
-        *,
-        worker_module: str,
-        bridge_module: str,
-    ) -> None:
-        self._spawner = spawner
-        self._stages = stages
-        self._state_dir = state_dir
-        self._region = region
-        self._worker_module = worker_module
-        self._bridge_module = bridge_module
+    spawner: Spawner
+    stages: list[list[Child]]
+    state_dir: Path
+    region: str
+    worker_module: str
+    bridge_module: str
 
     @property
     def specs_dir(self) -> Path:
-        return self._state_dir / "specs"
+        return self.state_dir / "specs"
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self._state_dir / "checkpoints"
+        return self.state_dir / "checkpoints"
 
     def write_spec(self, name: str, spec: Mapping[str, Any]) -> Path:
         path = self.specs_dir / f"{name}.json"
@@ -63,7 +55,7 @@ class Launcher:
 
     def start_workers(self, result: ProvisionResult) -> dict[str, dict[str, Any]]:
         stage: list[Child] = []
-        self._stages.append(stage)
+        self.stages.append(stage)
         workers = {}
         specs = {
             logical_id: {**spec, **self._crash_settings(logical_id)}
@@ -71,8 +63,8 @@ class Launcher:
         }
         for logical_id, spec in specs.items():
             spec_file = self.write_spec(logical_id, spec)
-            workers[logical_id] = self._spawner.spawn_python(
-                logical_id, self._worker_module, "--spec-file", str(spec_file)
+            workers[logical_id] = self.spawner.spawn_python(
+                logical_id, self.worker_module, "--spec-file", str(spec_file)
             )
             stage.append(workers[logical_id])
         functions = {}
@@ -113,32 +105,32 @@ class Launcher:
             "mqtt_url": mqtt_url,
             **self.tls_spec(mqtt_url, IOT_RULES),
             "aws_endpoint_url": endpoint_url,
-            "region": self._region,
+            "region": self.region,
             "rules": rules,
             "parked_table": result.resources.get("ParkedTable"),
             "parked_bucket": result.resources.get("ParkedPayloadBucket"),
         }
-        bridge = self._spawner.spawn_python(
+        bridge = self.spawner.spawn_python(
             "iot-rules",
-            self._bridge_module,
+            self.bridge_module,
             "--spec-file",
             str(self.write_spec("iot-rules", spec)),
         )
-        self._stages.append([bridge])
+        self.stages.append([bridge])
         bridge.wait_ready(READY_TIMEOUT_S)
         log.info("iot-rules bridge ready (%d rule(s))", len(rules))
 
     def start_iot_data(self, mqtt_url: str) -> str:
         """The IoT data-plane stand-in (see api_stack); returns its URL."""
         tls = self.tls_spec(mqtt_url, IOT_DATA).get("tls", {})
-        child = self._spawner.spawn_python(
+        child = self.spawner.spawn_python(
             "iot-data",
             "infra.local.iotdata",
             "--mqtt-url",
             mqtt_url,
             *(arg for key, path in tls.items() for arg in (f"--{key.replace('_', '-')}", path)),
         )
-        self._stages[0].append(child)
+        self.stages[0].append(child)
         url = announced_url(child.wait_ready(READY_TIMEOUT_S), "iot-data")
         child.argv += ["--port", str(port_of(url))]  # restarted on the URL the functions know
         log.info("iot-data endpoint on %s", url)
@@ -149,13 +141,13 @@ class Launcher:
     ) -> dict[str, str]:
         """One local API gateway per HttpApi (see api_stack); returns their URLs by logical id."""
         stage: list[Child] = []
-        self._stages.append(stage)
+        self.stages.append(stage)
         urls = {}
         for logical_id, api in result.apis.items():
             name = f"api-{logical_id}"
-            spec = gateway_spec(api, functions, self._region)
+            spec = gateway_spec(api, functions, self.region)
             spec_file = self.write_spec(name, spec)
-            child = self._spawner.spawn_python(
+            child = self.spawner.spawn_python(
                 name, "infra.local.apigw", "--spec-file", str(spec_file)
             )
             stage.append(child)
@@ -168,7 +160,7 @@ class Launcher:
         """A component's client certificate files, when it talks TLS to the broker."""
         if urlsplit(mqtt_url).scheme != "mqtts":
             return {}
-        credentials: ClientCredentials = component_credentials(self._state_dir, component)
+        credentials: ClientCredentials = component_credentials(self.state_dir, component)
         return {
             "tls": {
                 "ca_file": str(credentials.ca_file),
