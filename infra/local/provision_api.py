@@ -33,7 +33,7 @@ COGNITO_ISSUER: Final = re.compile(
 
 
 class ProvisionContext(Protocol):
-    """What these provisioners need from `infra.local.provision._Context`."""
+    """What these provisioners need from `infra.local.provision_context.StackContext`."""
 
     template: Template
     resolver: Resolver

@@ -29,7 +29,7 @@ _IDENTITY_IGNORED: Final = frozenset(
 
 
 class ProvisionContext(Protocol):
-    """What this provisioner needs from `infra.local.provision._Context`."""
+    """What this provisioner needs from `infra.local.provision_context.StackContext`."""
 
     resolver: Resolver
     region: str

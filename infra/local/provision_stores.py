@@ -113,10 +113,6 @@ def _apply_ttl(context: StackContext, table: str, ttl: Mapping[str, Any] | None)
     )
 
 
-# --------------------------------------------------------------------------------------------
-# SQS
-# --------------------------------------------------------------------------------------------
-
 _QUEUE_ATTRIBUTES: Final = frozenset(
     {
         "DelaySeconds",
@@ -176,10 +172,6 @@ def provision_queue(context: StackContext, resource: Resource) -> Attributes:
     log.info("created SQS queue %s", name)
     return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
 
-
-# --------------------------------------------------------------------------------------------
-# SNS
-# --------------------------------------------------------------------------------------------
 
 _TOPIC_ATTRIBUTES: Final = frozenset(
     {

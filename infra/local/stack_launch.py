@@ -81,7 +81,8 @@ class Launcher:
         return functions
 
     def _crash_settings(self, logical_id: str) -> dict[str, Any]:
-        """What lets a restarted worker pick up where a crashed one stopped (see worker.py)."""
+        """What lets a restarted worker pick up where a crashed one stopped (its SQS lease and
+        stream checkpoints: see sqs_source.py and streams.py)."""
         return {
             "checkpoint_dir": str(self.checkpoints_dir / logical_id),
             "sqs_lease_s": SQS_LEASE_S,

@@ -16,7 +16,7 @@ from infra.local.provision import (
     check_supported,
     provision,
 )
-from infra.local.provision_functions import rate_seconds
+from infra.local.provision_events import rate_seconds
 from infra.local.template import (
     NO_VALUE,
     Resolver,
