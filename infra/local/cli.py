@@ -12,7 +12,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from infra.local.stack import LocalStack, LocalStackError, down
+from infra.local.stack import LocalStack, LocalStackError
+from infra.local.stack_state import down
 from infra.local.template import TemplateError
 
 STATE_DIR_NAME = ".aftercare"

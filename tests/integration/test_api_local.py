@@ -34,7 +34,8 @@ from aftercare.domain.rules import load_catalog
 from aftercare.models.payloads import DiagnosticsRequest, DiagnosticsResult, DiagnosticStatus
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.apigw import AuthorizerSpec, JwtAuthorizer
+from infra.local.apigw_auth import JwtAuthorizer
+from infra.local.apigw_routes import AuthorizerSpec
 from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import AwsClients, ProvisionResult, provision
 from infra.local.provision_api import LOCAL_PASSWORD, seed_users

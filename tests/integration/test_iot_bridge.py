@@ -25,7 +25,7 @@ from moto.server import ThreadedMotoServer
 from paho.mqtt.client import Client, MQTTv5
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.iotrule import ActionFailed, LambdaAction
+from infra.local.rule_actions import ActionFailed, LambdaAction
 from infra.local.template import load_template
 from tests.integration.mosquitto_fixture import MosquittoBroker, free_port
 

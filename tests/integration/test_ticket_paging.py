@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from infra.cli import LIST_FIELDS, CliError
 from infra.cli_api import Listing, collect, direct_page
-from infra.local.provision import create_table_request
+from infra.local.provision_stores import create_table_request
 from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
 

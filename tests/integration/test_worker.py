@@ -22,7 +22,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from infra.local.worker import Invocation, settle_batch
+from infra.local.lambda_runtime import Invocation
+from infra.local.sqs_source import settle_batch
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ import pytest
 from aftercare.domain.access import Forbidden, Unauthenticated, caller_from_claims
 
 from infra import openapi
-from infra.local.apigw import GatewaySpec, Request, RouteSpec, http_event
+from infra.local.apigw_events import Request, http_event
+from infra.local.apigw_routes import GatewaySpec, RouteSpec
 
 ID = {"token_use": "id", "sub": "s-1", "cognito:username": "u"}
 ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "abc"}

@@ -33,7 +33,7 @@ from aftercare.domain.surveys import (
 )
 from moto import mock_aws
 
-from infra.local.provision import create_table_request
+from infra.local.provision_stores import create_table_request
 from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
 
 ROOT = Path(__file__).resolve().parents[2]

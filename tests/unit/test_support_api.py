@@ -23,7 +23,8 @@ from aftercare.domain.tickets import Ticket
 from pydantic import ValidationError
 
 from infra import openapi
-from infra.local.apigw import GatewaySpec, Request, RouteSpec, claim_text, http_event
+from infra.local.apigw_events import Request, claim_text, http_event
+from infra.local.apigw_routes import GatewaySpec, RouteSpec
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
 
 ROOT = Path(__file__).resolve().parents[2]
