@@ -322,6 +322,18 @@ def test_the_openapi_document_covers_the_survey_routes():
     assert answer["409"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
 
 
+def test_two_functions_defining_one_schema_differently_is_an_error(monkeypatch):
+    # Both functions share ErrorBody; a same-named model that differs must not silently win
+    def schema_of(module: Any) -> dict[str, Any]:
+        kind = "integer" if module.__name__.endswith("survey") else "string"
+        path = f"/{module.__name__}"
+        return {"paths": {path: {}}, "components": {"schemas": {"Shared": {"type": kind}}}}
+
+    monkeypatch.setattr(openapi, "_schema_of", schema_of)
+    with pytest.raises(ValueError, match="Shared"):
+        openapi.document()
+
+
 def test_the_openapi_document_is_served_without_a_token(store):
     status, document = call("GET", "/openapi.json", None)
     assert status == 200 and document["info"]["title"] == openapi.API_TITLE

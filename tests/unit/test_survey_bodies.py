@@ -1,5 +1,6 @@
 """POST /surveys/{id}/answer refuses hostile JSON with a 4xx and a reason, never a 500, before
-any store is touched (the strict decoder runs as the resolver's body deserializer)."""
+any store is touched (the strict decoder runs as the resolver's body deserializer); its refusals
+use the shared error body (`reason` and `message`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,16 +32,18 @@ def load_survey() -> Any:
 SURVEY = load_survey()
 
 
-def post_answer(body: bytes) -> tuple[int, dict[str, Any]]:
+CUSTOMER = {
+    "sub": "sub-c-0001",
+    "cognito:username": "c-0001",
+    "cognito:groups": "[customers]",
+    "custom:customer_id": "c-0001",
+    "token_use": "id",
+}
+
+
+def post_answer(body: bytes, claims: dict[str, str] = CUSTOMER) -> tuple[int, dict[str, Any]]:
     path = "/surveys/S-ABC/answer"
     route = "POST /surveys/{survey_id}/answer"
-    claims = {
-        "sub": "sub-c-0001",
-        "cognito:username": "c-0001",
-        "cognito:groups": "[customers]",
-        "custom:customer_id": "c-0001",
-        "token_use": "id",
-    }
     event = {
         "version": "2.0",
         "routeKey": route,
@@ -69,3 +73,23 @@ def test_hostile_survey_answers_are_4xx_with_a_reason(monkeypatch, body, status,
     answer_status, answer = post_answer(body)
     assert (answer_status, answer["reason"]) == (status, reason)
     assert answer["message"]
+
+
+class OneSurvey:
+    """A store holding survey S-ABC, owned by customer c-0002."""
+
+    def get_survey(self, survey_id: str) -> SimpleNamespace | None:
+        return SimpleNamespace(customer_id="c-0002") if survey_id == "S-ABC" else None
+
+
+def test_another_customers_survey_reads_like_a_missing_one(monkeypatch):
+    monkeypatch.setattr(SURVEY, "deps", OneSurvey)
+    status, body = post_answer(b'{"rating": 5}')
+    assert (status, body) == (404, {"reason": "not_found", "message": "survey S-ABC not found"})
+
+
+def test_staff_may_read_surveys_but_not_answer_them(monkeypatch):
+    monkeypatch.setattr(SURVEY, "deps", OneSurvey)
+    engineer = CUSTOMER | {"cognito:groups": "[engineers]"}
+    status, body = post_answer(b'{"rating": 5}', engineer)
+    assert (status, body["reason"]) == (403, "forbidden") and "customer" in body["message"]
