@@ -8,17 +8,14 @@ phone number that is not E.164) and record what they accept.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
-import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -37,32 +34,13 @@ from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import demo_customers, demo_devices, seed_demo
 from infra.local.template import load_template
+from tests.fakes.lambda_runtime import FakeContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 FUNCTIONS = ("FaultIntakeFunction", "NotifierFunction", "SurveyFunction")
 DEVICES = {d.thing: d for d in demo_devices()}
 CUSTOMERS = {c.customer_id: c for c in demo_customers()}
-
-
-class FakeContext:
-    function_name = "notifier-test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:notifier-test"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def load_handler(name: str) -> ModuleType:
-    path = ROOT / "functions" / name / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"handler_{name}_it", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class Stream:
@@ -109,10 +87,12 @@ def world() -> Iterator[dict[str, Any]]:
         os.environ.update(env)
         client.cache_clear()
         handlers = {
-            "intake": load_handler("fault_intake"),
-            "notifier": load_handler("notifier"),
-            "scheduler": load_handler("notification_scheduler"),
-            "survey": load_handler("survey"),
+            "intake": load_handler("fault_intake", "handler_fault_intake_it"),
+            "notifier": load_handler("notifier", "handler_notifier_it"),
+            "scheduler": load_handler(
+                "notification_scheduler", "handler_notification_scheduler_it"
+            ),
+            "survey": load_handler("survey", "handler_survey_it"),
         }
         streams = boto3.session.Session(region_name=REGION).client(
             "dynamodbstreams", endpoint_url=server.url

@@ -12,12 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.integration import test_fault_intake_handler as base
 from tests.integration.test_fault_intake_handler import (
     THING,
-    FakeContext,
     invoke,
-    load_handler,
     parked,
     record,
     report,

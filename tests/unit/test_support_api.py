@@ -6,12 +6,9 @@ with the use cases wired to in-memory fakes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,6 +22,7 @@ from pydantic import ValidationError
 from infra import openapi
 from infra.local.apigw import GatewaySpec, Request, RouteSpec, claim_text, http_event
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
+from tests.fakes.lambda_runtime import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = make_ticket(thing="rt-x-0001")  # owned by c-0001
@@ -32,16 +30,7 @@ OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="sel
 DEVICES = {"rt-x-0001": "c-0001", "ac-hp-0004": "c-0004"}
 
 
-def load_api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("api_handler", ROOT / "functions/api/handler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["api_handler"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-API = load_api()
+API = load_handler("api", "api_handler")
 
 
 class Tickets:

@@ -4,32 +4,16 @@ use the shared error body (`reason` and `message`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.fakes.lambda_runtime import load_handler
 from tests.unit.test_support_api import HOSTILE_BODIES
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_survey() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "survey_handler", ROOT / "functions/survey/handler.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["survey_handler"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-SURVEY = load_survey()
+SURVEY = load_handler("survey", "survey_handler")
 
 
 CUSTOMER = {
