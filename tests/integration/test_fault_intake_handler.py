@@ -24,6 +24,7 @@ from moto import mock_aws
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import seed_demo
 from infra.local.template import load_template
+from tests.fakes.aws import use_fake_credentials
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,18 +34,14 @@ THING = "ac-hp-0004"
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    use_fake_credentials(monkeypatch)
     for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "Aftercare",
         "POWERTOOLS_SERVICE_NAME": "aftercare",
     }.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         client.cache_clear()
         session = boto3.session.Session(region_name="us-east-1")

@@ -42,18 +42,7 @@ THINGS = [d.thing for d in demo_devices() if d.region == "ap-east" and d.model =
 CODES = ["PSU-OVERVOLT", "FAN-STALL", "BATT-RTC-LOW", "FLASH-WEAR"]
 SKUS = ["PSU-240-A", "FAN-80MM", "BATT-CR2032", "EMMC-8GB"]
 HOLD = timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("fake_aws_credentials")
 
 
 @pytest.fixture(autouse=True, scope="module")

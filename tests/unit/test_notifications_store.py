@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,35 +30,17 @@ from aftercare.domain.surveys import (
 )
 from moto import mock_aws
 
-from infra.local.provision import create_table_request
-from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
+from tests.fakes.tables import create_template_tables
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TABLES = ("NotificationsTable", "TicketsTable", "CustomersTable")
 
 
 @pytest.fixture
-def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def ddb(fake_aws_credentials: None) -> Iterator[Any]:
     with mock_aws():
         client = boto3.session.Session(region_name="us-east-1").client("dynamodb")
-        template = load_template(ROOT / "template.yaml")
-        resolver = Resolver(
-            parameter_values(template, {"Stage": "test"}),
-            pseudo_parameters("us-east-1", "test"),
-            {},
-        )
-        for logical_id in TABLES:
-            properties = resolver.resolve(template.resources[logical_id].properties)
-            client.create_table(**create_table_request(properties, logical_id))
+        create_template_tables(client, TABLES)
         yield client
 
 
