@@ -34,6 +34,7 @@ from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import demo_customers, demo_devices, seed_demo
 from infra.local.template import load_template
+from tests.fakes.http_api import http_api_event
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -306,7 +307,6 @@ def api(
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     path = f"/surveys/{survey_id}" + ("/answer" if method == "POST" else "")
-    route = "POST /surveys/{survey_id}/answer" if method == "POST" else "GET /surveys/{survey_id}"
     claims = {
         "sub": f"sub-{customer_id}",
         "token_use": "id",
@@ -314,33 +314,5 @@ def api(
         "cognito:groups": "[customers]",
         "custom:customer_id": customer_id,
     }
-    event = {
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
-            "domainName": "local",
-            "domainPrefix": "local",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "test",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": route,
-            "stage": "$default",
-            "time": "27/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 0,
-        },
-        "pathParameters": {"survey_id": survey_id},
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
+    event = http_api_event(method, path, claims, body, path_params={"survey_id": survey_id})
     return world["survey"].handler(event, FakeContext())

@@ -15,7 +15,7 @@ import pytest
 from aftercare.domain.access import Forbidden, Unauthenticated, caller_from_claims
 
 from infra import openapi
-from infra.local.apigw import GatewaySpec, Request, RouteSpec, http_event
+from tests.fakes.http_api import http_api_event
 
 ID = {"token_use": "id", "sub": "s-1", "cognito:username": "u"}
 ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "abc"}
@@ -77,26 +77,7 @@ def routes() -> list[tuple[str, Any, str, str]]:
 
 def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
     concrete = re.sub(r"<[a-z_]+>", "X-0001abcd", path)
-    body = BODIES.get(f"{method} {path}")
-    route = RouteSpec(
-        route_key=f"{method} {path}",
-        method=method,
-        path=concrete,
-        function="f",
-        function_name="f",
-        invoke_url="http://unused/",
-    )
-    request = Request(
-        method=method,
-        raw_path=concrete,
-        raw_query="",
-        headers={"content-type": "application/json"},
-        body=json.dumps(body).encode() if body is not None else b"",
-        source_ip="127.0.0.1",
-    )
-    event = http_event(
-        GatewaySpec(api_id="local", region="us-east-1", routes=[route]), route, request, {}, claims
-    )
+    event = http_api_event(method, concrete, claims, BODIES.get(f"{method} {path}"))
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
 

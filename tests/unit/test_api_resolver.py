@@ -13,25 +13,14 @@ from aftercare.models.api import Thing
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
+from tests.fakes.http_api import http_api_event
+
 HOOK = "_convert_matches_into_route_keys"
 STAFF = {"token_use": "id", "sub": "s-1", "cognito:username": "u", "cognito:groups": "[engineers]"}
 
 
 def get(app: HttpApiResolver, raw_path: str) -> tuple[int, Any]:
-    event = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": raw_path,
-        "rawQueryString": "",
-        "headers": {},
-        "requestContext": {
-            "authorizer": {"jwt": {"claims": STAFF, "scopes": None}},
-            "http": {"method": "GET", "path": raw_path, "sourceIp": "127.0.0.1"},
-            "routeKey": "$default",
-            "stage": "$default",
-        },
-        "isBase64Encoded": False,
-    }
+    event = http_api_event("GET", raw_path, STAFF)
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
 

@@ -20,8 +20,9 @@ from aftercare.domain.tickets import Ticket
 from pydantic import ValidationError
 
 from infra import openapi
-from infra.local.apigw import GatewaySpec, Request, RouteSpec, claim_text, http_event
+from infra.local.apigw import claim_text
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
+from tests.fakes.http_api import http_api_event
 from tests.fakes.lambda_runtime import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,29 +117,7 @@ def call(
 def respond(
     method: str, path: str, claims: dict[str, Any] | None, body: Any = None
 ) -> dict[str, Any]:
-    raw_path, _, query = path.partition("?")
-    route = RouteSpec(
-        route_key=f"{method} {raw_path}",
-        method=method,
-        path=raw_path,
-        function="ServiceApiFunction",
-        function_name="api",
-        invoke_url="http://unused/",
-    )
-    request = Request(
-        method=method,
-        raw_path=raw_path,
-        raw_query=query,
-        headers={"content-type": "application/json"},
-        body=body
-        if isinstance(body, bytes)
-        else json.dumps(body).encode()
-        if body is not None
-        else b"",
-        source_ip="127.0.0.1",
-    )
-    spec = GatewaySpec(api_id="local", region="us-east-1", routes=[route])
-    event = http_event(spec, route, request, {}, claims)
+    event = http_api_event(method, path, claims, body)
     return dict(API.app.resolve(event, None))
 
 

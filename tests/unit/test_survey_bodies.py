@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.http_api import http_api_event
 from tests.fakes.lambda_runtime import load_handler
 from tests.unit.test_support_api import HOSTILE_BODIES
 
@@ -26,23 +27,7 @@ CUSTOMER = {
 
 
 def post_answer(body: bytes, claims: dict[str, str] = CUSTOMER) -> tuple[int, dict[str, Any]]:
-    path = "/surveys/S-ABC/answer"
-    route = "POST /surveys/{survey_id}/answer"
-    event = {
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
-            "http": {"method": "POST", "path": path, "sourceIp": "127.0.0.1"},
-            "routeKey": route,
-            "stage": "$default",
-        },
-        "body": body.decode(),
-        "isBase64Encoded": False,
-    }
+    event = http_api_event("POST", "/surveys/S-ABC/answer", claims, body)
     response = SURVEY.app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
 
