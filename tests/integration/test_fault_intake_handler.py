@@ -26,6 +26,7 @@ from infra.local.seed import seed_demo
 from infra.local.template import load_template
 from tests.fakes.aws import use_fake_credentials
 from tests.fakes.lambda_runtime import FakeContext, load_handler
+from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -129,14 +130,7 @@ def invoke(module: ModuleType, *records: dict[str, Any]) -> dict[str, Any]:
 
 
 def store(aws: dict[str, Any]) -> DynamoTicketStore:
-    r = aws["resources"]
-    return DynamoTicketStore(
-        tickets_table=r["TicketsTable"],
-        devices_table=r["DevicesTable"],
-        customers_table=r["CustomersTable"],
-        inventory_table=r["InventoryTable"],
-        ddb=aws["ddb"],
-    )
+    return ticket_store(aws["resources"], aws["ddb"])
 
 
 def parked(aws: dict[str, Any]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from infra.local.seed import demo_customers, demo_devices, seed_demo
 from infra.local.template import load_template
 from tests.fakes.http_api import http_api_event
 from tests.fakes.lambda_runtime import FakeContext, load_handler
+from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -177,14 +178,7 @@ def notifications(world: dict[str, Any]) -> DynamoNotificationStore:
 
 
 def tickets(world: dict[str, Any]) -> DynamoTicketStore:
-    r = world["resources"]
-    return DynamoTicketStore(
-        tickets_table=r["TicketsTable"],
-        devices_table=r["DevicesTable"],
-        customers_table=r["CustomersTable"],
-        inventory_table=r["InventoryTable"],
-        ddb=world["ddb"],
-    )
+    return ticket_store(world["resources"], world["ddb"])
 
 
 def test_a_fault_is_told_once_in_the_customers_language_however_often_redelivered(world):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader
 from aftercare.domain.intake import IntakeRules, intake_fault
 from aftercare.domain.lifecycle import change_status
@@ -35,6 +34,7 @@ from moto import mock_aws
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import demo_devices, seed_demo
 from infra.local.template import load_template
+from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
 # ap-east devices reserve from WH-SHA only: every shortage is a real backorder.
@@ -91,13 +91,7 @@ class PartsMachine(RuleBasedStateMachine):
         self.world = World.get()
         self.ddb = self.world.ddb
         self.tables = self.world.tables
-        self.store = DynamoTicketStore(
-            tickets_table=self.tables["TicketsTable"],
-            devices_table=self.tables["DevicesTable"],
-            customers_table=self.tables["CustomersTable"],
-            inventory_table=self.tables["InventoryTable"],
-            ddb=self.ddb,
-        )
+        self.store = ticket_store(self.tables, self.ddb)
         self.reader = InventoryReader(table=self.tables["InventoryTable"], ddb=self.ddb)
         self.writer = DynamoInventoryWriter(table=self.tables["InventoryTable"], ddb=self.ddb)
         self.rules = IntakeRules(

@@ -7,14 +7,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aftercare.domain.notifications import Composer, Survey, TicketFacts
+from aftercare.domain.notifications import Composer, Survey
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import load_book
 
 from tests.fakes.lambda_runtime import FakeContext, load_handler
-from tests.fakes.notifications import FakeNotificationStore, RecordingSender
+from tests.fakes.notifications import FakeNotificationStore, RecordingSender, ticket_facts
 
 TICK = {
     "version": "0",
@@ -31,24 +31,7 @@ TICK = {
 
 def due_survey(store: FakeNotificationStore) -> None:
     now = datetime.now(UTC)
-    facts = TicketFacts.model_validate(
-        {
-            "ticket_id": "T-1",
-            "customer_id": "c-1",
-            "thing": "ac-hp-0001",
-            "model": "AC-HP",
-            "fault_code": "FAN-STALL",
-            "title_en": "Cooling fan stalled",
-            "title_zh": "散热风扇停转",
-            "severity": "major",
-            "status": "resolved",
-            "category": "thermal",
-            "region": "eu-central",
-            "in_warranty": True,
-            "opened_at": now.isoformat(),
-            "first_seen": now.isoformat(),
-        }
-    )
+    facts = ticket_facts(now, status="resolved", region="eu-central")
     store.profiles["c-1"] = NotificationProfile.model_validate(
         {
             "customer_id": "c-1",

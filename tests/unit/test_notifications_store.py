@@ -18,7 +18,6 @@ from aftercare.domain.notifications import (
     NotificationRef,
     NotificationState,
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.notifier import settled
 from aftercare.domain.surveys import (
@@ -30,6 +29,7 @@ from aftercare.domain.surveys import (
 )
 from moto import mock_aws
 
+from tests.fakes.notifications import ticket_facts
 from tests.fakes.tables import create_template_tables
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -54,32 +54,13 @@ def store(ddb: Any) -> DynamoNotificationStore:
     )
 
 
-def facts(ticket_id: str = "T-1") -> TicketFacts:
-    return TicketFacts(
-        ticket_id=ticket_id,
-        customer_id="c-1",
-        thing="ac-hp-0001",
-        model="AC-HP",
-        fault_code="FAN-STALL",
-        title_en="Cooling fan stalled",
-        title_zh="散热风扇停转",
-        category="thermal",
-        region="eu-west",
-        severity="major",
-        status="open",
-        in_warranty=True,
-        opened_at=NOW,
-        first_seen=NOW,
-    )
-
-
 def notification(ticket_id: str = "T-1", kind: EventKind = EventKind.TICKET_OPENED) -> Notification:
     return Notification(
         ticket_id=ticket_id,
         kind=kind,
         customer_id="c-1",
         critical=False,
-        facts=facts(ticket_id),
+        facts=ticket_facts(NOW, ticket_id),
         created_at=NOW,
         due_at=NOW,
     )
@@ -257,7 +238,7 @@ def test_a_survey_is_answered_once_counted_and_followed_up(
         survey_id=survey_id,
         ticket_id="T-1",
         customer_id="c-1",
-        facts=facts(),
+        facts=ticket_facts(NOW),
         created_at=NOW,
         due_at=NOW + timedelta(seconds=5),
     )
