@@ -248,9 +248,15 @@ map_errors(
     {
         (TicketNotFound, DiagnosticNotFound, DeviceNotFound): (HTTPStatus.NOT_FOUND, "not_found"),
         InvalidCursor: (HTTPStatus.BAD_REQUEST, "invalid_cursor"),
-        TicketNotActive: (HTTPStatus.CONFLICT, "ticket_not_active"),
     },
 )
+
+
+@app.exception_handler(TicketNotActive)
+def not_active(exc: TicketNotActive) -> Response[str]:
+    metrics.add_metric(name="DiagnosticsSkippedTicketClosed", unit=MetricUnit.Count, value=1)
+    logger.info("diagnostic refused: ticket not active", extra={"ticket_id": exc.ticket_id})
+    return error(HTTPStatus.CONFLICT, "ticket_not_active", str(exc))
 
 
 @app.exception_handler(PublishFailed)
