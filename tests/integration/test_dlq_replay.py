@@ -17,8 +17,7 @@ from aftercare.models.payloads import DiagnosticsEnvelope, FaultEnvelope
 from infra import cli
 from infra.target import Target
 from tests.fakes.lambda_runtime import FakeContext, load_handler
-from tests.integration import test_fault_intake_handler as base
-from tests.integration.test_fault_intake_handler import (
+from tests.integration.intake_stack import (
     NOW,
     THING,
     invoke,
@@ -27,9 +26,6 @@ from tests.integration.test_fault_intake_handler import (
     sqs_record,
     store,
 )
-
-aws = base.aws  # the moto stack provisioned from template.yaml
-intake = base.intake
 
 
 def fault_envelope(fault_id: str) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import boto3
 import pytest
 
 from tests.fakes.lambda_runtime import FakeContext, load_handler
-from tests.integration import test_fault_intake_handler as base
-from tests.integration.test_fault_intake_handler import (
+from tests.integration.intake_stack import (
     THING,
     invoke,
     parked,
@@ -23,9 +22,6 @@ from tests.integration.test_fault_intake_handler import (
     sqs_record,
     store,
 )
-
-aws = base.aws  # the moto stack provisioned from template.yaml
-intake = base.intake
 
 DYNAMODB_ITEM_LIMIT = 400 * 1024
 
