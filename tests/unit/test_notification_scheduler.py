@@ -7,7 +7,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aftercare.domain.notifications import Composer, Survey
+from aftercare.domain.composition import Composer
+from aftercare.domain.notifications import Survey
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import load_price_table

@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aftercare.domain.notifications import Composer, EventKind, Survey, TicketFacts
+from aftercare.domain.composition import (
+    Composer,
+)
+from aftercare.domain.notifications import (
+    EventKind,
+    Survey,
+    TicketFacts,
+)
 from aftercare.domain.preferences import NotificationProfile
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import (
