@@ -26,7 +26,7 @@ from aftercare.adapters.diagnostics import (
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
-from aftercare.api.resolver import http_api, lambda_handler
+from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
 from aftercare.domain.diagnostics import (
     DiagnosticNotFound,
@@ -55,11 +55,13 @@ from aftercare.models.api import (
     TicketView,
 )
 from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = http_api(public_paths=["/openapi.json"])
 
@@ -268,4 +270,7 @@ def unreachable(exc: PublishFailed) -> Response[str]:
 # --------------------------------------------------------------------------- entry point
 
 
-handler = lambda_handler(app, deps)
+@entry_point
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
+    return app.resolve(event, context)

@@ -19,12 +19,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from aftercare.adapters.survey_store import DynamoSurveyStore
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
-from aftercare.api.resolver import http_api, lambda_handler
+from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
 from aftercare.domain.notifications import Survey
 from aftercare.domain.surveys import (
@@ -38,10 +38,12 @@ from aftercare.domain.surveys import (
 )
 from aftercare.models.api import SurveyId, SurveyView
 from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = http_api()
 
@@ -122,4 +124,7 @@ map_errors(
 )
 
 
-handler = lambda_handler(app, deps)
+@entry_point
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any route: a missing variable fails with its name
+    return app.resolve(event, context)

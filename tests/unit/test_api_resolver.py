@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from aftercare.api.resolver import HttpApiResolver, http_api
 from aftercare.models.api import Thing
+from aftercare.observability import logger
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
@@ -60,3 +61,9 @@ def test_powertools_still_builds_route_arguments_through_the_hook():
     for caller in (ApiGatewayResolver._resolve, ApiGatewayResolver._resolve_async):
         source = inspect.getsource(caller)
         assert f"route_keys = self.{HOOK}(match_results)" in source, caller.__name__
+
+
+def test_the_request_id_is_the_logs_correlation_id():
+    event = http_api_event("GET", "/things/rt-0001", STAFF)
+    echo_app().resolve(event, None)
+    assert logger.get_correlation_id() == event["requestContext"]["requestId"]

@@ -2,28 +2,25 @@
 
 Both API functions (support API, surveys) start from `http_api()`: the strict body decoder,
 OpenAPI validation, the caller resolved before every route (`aftercare.api.caller`), the shared
-error handlers (`aftercare.api.errors`) and decoded path parameters. Their Lambda entry points
-come from `lambda_handler`, so logging, metrics, tracing and fail-fast settings are set up the
-same way for each.
+error handlers (`aftercare.api.errors`), decoded path parameters and the request id as the
+logs' correlation id. Their entry points are the shared `aftercare.runtime.entry_point`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from aftercare.api.caller import authenticate
 from aftercare.api.errors import register_common
 from aftercare.models.strict_json import loads_strict
-from aftercare.observability import logger, metrics, tracer
-
-LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+from aftercare.observability import logger
 
 
 class HttpApiResolver(APIGatewayHttpResolver):
@@ -47,20 +44,13 @@ def http_api(*, public_paths: Iterable[str] = ()) -> HttpApiResolver:
     `public_paths` knows its caller before it runs, or the request ends with 401/403.
     """
     app = HttpApiResolver(enable_validation=True, json_body_deserializer=loads_strict)
-    app.use([authenticate(public_paths=public_paths)])
+    app.use([correlate, authenticate(public_paths=public_paths)])
     register_common(app)
     return app
 
 
-def lambda_handler(app: APIGatewayHttpResolver, deps: Callable[[], object]) -> LambdaHandler:
-    """The Lambda entry point serving `app`; `deps()` runs first so that a missing setting
-    fails with its name before any route."""
-
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @metrics.log_metrics
-    @tracer.capture_lambda_handler
-    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        deps()
-        return app.resolve(event, context)
-
-    return handler
+def correlate(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Every log line of the request carries API Gateway's request id as its correlation id."""
+    context = app.current_event.raw_event.get("requestContext") or {}
+    logger.set_correlation_id(context.get("requestId"))
+    return next_middleware(app)
