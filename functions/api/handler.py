@@ -1,7 +1,7 @@
 """ServiceApi: the support HTTP API (API Gateway HTTP API, JWT authorizer `CognitoJwt`).
 
 Routes are thin: parse (Powertools validates against the annotations), one `Support` call, a
-view. The resolver and entry point are the ones every API function shares
+view. The resolver is the one every API function shares
 (`aftercare.api.resolver`): who calls is decided once per request (ID tokens only) and errors
 map to the shared `ErrorBody` (`{"reason", "message"}`) in one place (the exception handlers
 below and `aftercare.api.errors`).

@@ -4,7 +4,7 @@
     POST /surveys/{survey_id}/answer   the owning customer answers: {"rating": 1-5, "comment"?}
 
 A function of its own on the same API (its role writes surveys, not diagnostics), built from
-the resolver and entry point the support API uses (`aftercare.api.resolver`): the caller comes
+the resolver the support API uses (`aftercare.api.resolver`): the caller comes
 from the shared helper (ID tokens only, staff or one customer) and errors use the shared
 `ErrorBody` (`{"reason", "message"}`): 401 not an ID token, 403 not a customer (answering),
 404 unknown survey (also another customer's: its existence is not confirmed), 409 already

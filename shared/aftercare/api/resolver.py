@@ -1,4 +1,4 @@
-"""The resolver and entry point every function on `ServiceApi` is built from.
+"""The resolver every function on `ServiceApi` is built from.
 
 Both API functions (support API, surveys) start from `http_api()`: the strict body decoder,
 OpenAPI validation, the caller resolved before every route (`aftercare.api.caller`), the shared
