@@ -41,8 +41,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -309,6 +309,7 @@ class LocalStack:
         template_path: Path | None = None,
         schedule_seconds: Mapping[str, float] | None = None,
         restart_policy: RestartPolicy | None = None,
+        only_functions: Collection[str] | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
         self.state_dir = state_dir.resolve()
@@ -320,6 +321,8 @@ class LocalStack:
         # Local-only: function logical id -> seconds between scheduled runs (see `provision`).
         self._schedule_seconds = dict(schedule_seconds or {})
         self._seed = seed
+        # Run only these functions (template logical ids); None runs every one.
+        self._only = frozenset(only_functions) if only_functions is not None else None
         self._sql_check = sql_check
         self._worker_module = worker_module
         self._bridge_module = bridge_module
@@ -395,7 +398,7 @@ class LocalStack:
         self._wait_broker(mqtt_url, broker)
         log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
         self._start_iot_data(mqtt_url)
-        result = self._provision(endpoint_url)
+        result = self._selected(self._provision(endpoint_url))
         functions = self._start_workers(result)
         self._start_bridge(result, functions, mqtt_url, endpoint_url)
         self._start_apis(result, functions)
@@ -531,6 +534,21 @@ class LocalStack:
                 item.get("reason", ""),
             )
         return result
+
+    def _selected(self, result: ProvisionResult) -> ProvisionResult:
+        """Only the functions asked for, and the HTTP APIs whose routes all reach them."""
+        if self._only is None:
+            return result
+        unknown = sorted(self._only - set(result.workers))
+        if unknown:
+            raise LocalStackError(f"no such function in the template: {', '.join(unknown)}")
+        workers = {lid: spec for lid, spec in result.workers.items() if lid in self._only}
+        apis = {
+            lid: api
+            for lid, api in result.apis.items()
+            if all(route["function"] in workers for route in api["routes"])
+        }
+        return replace(result, workers=workers, apis=apis)
 
     def _write_spec(self, name: str, spec: Mapping[str, Any]) -> Path:
         path = self.specs_dir / f"{name}.json"
