@@ -1,0 +1,81 @@
+"""Latency summaries and the saturation point (pure functions)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+SATURATION_P99_S: Final = 2.0
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The `q`-th percentile (0-100) by the nearest-rank method; None for no values."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary(values: Iterable[float], expected: int | None = None) -> dict[str, Any]:
+    """{n, p50_s, p99_s, max_s} of latencies in seconds, plus `missing` when `expected` is given
+    (a fault that never got its ticket is not a fast fault: it counts as missing, not dropped)."""
+    samples = [float(v) for v in values]
+    result: dict[str, Any] = {
+        "n": len(samples),
+        "p50_s": _rounded(percentile(samples, 50)),
+        "p99_s": _rounded(percentile(samples, 99)),
+        "max_s": _rounded(max(samples) if samples else None),
+    }
+    if expected is not None:
+        result["missing"] = max(0, expected - len(samples))
+    return result
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def latencies(started: Mapping[Any, float], finished: Mapping[Any, float]) -> list[float]:
+    """finished - started for every key both know."""
+    return [finished[key] - at for key, at in started.items() if key in finished]
+
+
+def sustained(phase: Mapping[str, Any], limit_s: float = SATURATION_P99_S) -> bool:
+    """A rate is sustained when every fault got its ticket, the publisher kept the rate, and the
+    fault -> ticket p99 is under the limit."""
+    ticket = phase["fault_to_ticket"]
+    p99 = ticket.get("p99_s")
+    return (
+        ticket.get("n", 0) > 0
+        and ticket.get("missing", 0) == 0
+        and p99 is not None
+        and p99 < limit_s
+        and phase.get("achieved_rate", 0.0) >= 0.9 * phase["rate"]
+    )
+
+
+def saturation_point(
+    phases: Sequence[Mapping[str, Any]], limit_s: float = SATURATION_P99_S
+) -> float | None:
+    """The highest rate sustained with every lower rate sustained too (None if the lowest fails)."""
+    best = None
+    for phase in sorted(phases, key=lambda p: p["rate"]):
+        if not sustained(phase, limit_s):
+            break
+        best = phase["rate"]
+    return best
+
+
+def next_probe(low: float, high: float | None, ceiling: float) -> float | None:
+    """Bisection step of the saturation search: `low` is sustained, `high` is not (None when
+    nothing failed yet: double, up to `ceiling`). None when the bracket is within 10 %."""
+    if high is None:
+        probe = min(low * 2, ceiling)
+        return probe if probe > low else None
+    if high - low <= 0.1 * high:
+        return None
+    return round((low + high) / 2, 1)
