@@ -117,7 +117,9 @@ def _query_action(environ: dict[str, Any]) -> str | None:
     if not str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
         return None
     body = environ.get("wsgi.input")
-    values = parse_qs(body.getvalue().decode("ascii", "replace")) if isinstance(body, io.BytesIO) else {}
+    values = (
+        parse_qs(body.getvalue().decode("ascii", "replace")) if isinstance(body, io.BytesIO) else {}
+    )
     action = values.get("Action", [None])[0]
     if not action:
         return None
