@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from infra.bench.stats import reference_phase
+
 ROOT = Path(__file__).resolve().parents[2]
 MILLION = 1_000_000
 INTAKE = "FaultIntakeFunction"
@@ -134,14 +136,6 @@ def observability_lines(
         prices.line("X-Ray traces (all sampled)", traces, "traces", "xray_trace_recorded"),
         prices.line("CloudWatch Logs ingestion", log_gb, "GB", "cloudwatch_logs_ingested_gb"),
     ]
-
-
-def reference_phase(series: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The phase the per-fault figures come from: the saturation rate's (batches are fullest at
-    the highest rate the stack sustains), else the lowest rate's."""
-    phases = sorted(series["phases"], key=lambda p: p["rate"])
-    wanted = series.get("saturation_rate")
-    return next((p for p in phases if p["rate"] == wanted), phases[0])
 
 
 def intake_model(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from infra.bench.stats import reference_phase
+
 LATENCIES = (
     ("fault_to_ticket", "fault->ticket"),
     ("fault_to_first_notification", "fault->notified"),
@@ -24,13 +26,15 @@ def _latency(figures: Mapping[str, Any] | None) -> str:
 
 
 def load_table(title: str, series: Mapping[str, Any]) -> list[str]:
+    rate = series.get("saturation_rate")
     lines = [
-        f"{title}: p50/p99 in ms; saturation (p99 fault->ticket < 2 s): "
-        f"{series.get('saturation_rate') or 'not reached'} faults/s"
+        f"{title}: p50/p99 in ms (ceiling: moto's requests/s at 100 % busy); "
+        "saturation (p99 fault->ticket < 2 s): "
+        + (f"{rate:g} faults/s" if rate else "not reached")
         + ("" if series.get("search_complete") else " (search stopped by the time budget)"),
         "| faults/s | achieved | "
         + " | ".join(label for _, label in LATENCIES)
-        + " | moto req/s | busy | ceiling req/s |",
+        + " | moto req/s | ceiling used | ceiling req/s |",
         "|---:|---:|---|---|---|---:|---:|---:|",
     ]
     for phase in series["phases"]:
@@ -48,7 +52,7 @@ def load_table(title: str, series: Mapping[str, Any]) -> list[str]:
 def requests_table(series: Mapping[str, Any]) -> list[str]:
     if not series["phases"]:
         return []
-    phase = series["phases"][0]
+    phase = reference_phase(series)
     per_fault = phase["moto"]["requests_per_fault"]
     lines = [f"moto requests per fault at {phase['rate']:g} faults/s (idle pollers taken off):"]
     lines += [f"  {op:40} {n:6.2f}" for op, n in sorted(per_fault.items(), key=lambda i: -i[1])]

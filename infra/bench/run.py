@@ -74,8 +74,11 @@ def running_stack(
     try:
         stack = LocalStack(ROOT, state_dir, seed=False, only_functions=only)
     finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        for key, value in saved.items():  # the harness's own clients stay unhooked
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     try:
         with stack:
             assert stack.state is not None

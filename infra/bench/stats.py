@@ -79,3 +79,11 @@ def next_probe(low: float, high: float | None, ceiling: float) -> float | None:
     if high - low <= 0.1 * high:
         return None
     return round((low + high) / 2, 1)
+
+
+def reference_phase(series: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The phase the per-fault figures come from: the saturation rate's (batches are fullest at
+    the highest rate the stack sustains), else the lowest rate's."""
+    phases = sorted(series["phases"], key=lambda p: p["rate"])
+    wanted = series.get("saturation_rate")
+    return next((p for p in phases if p["rate"] == wanted), phases[0])

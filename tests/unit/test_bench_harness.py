@@ -10,7 +10,13 @@ import pytest
 from infra.bench import capacity, cost, report
 from infra.bench.load import first_per_thing, moto_figures, schedule
 from infra.bench.observe import invocation_figures, stats_delta
-from infra.bench.stats import next_probe, percentile, saturation_point, summary
+from infra.bench.stats import (
+    next_probe,
+    percentile,
+    reference_phase,
+    saturation_point,
+    summary,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -310,7 +316,7 @@ def test_cost_models_itemise_each_kind_of_event():
 
 
 def test_the_cost_figures_come_from_the_saturation_rates_phase():
-    assert cost.reference_phase(_results()["full_stack"])["rate"] == 20
+    assert reference_phase(_results()["full_stack"])["rate"] == 20
 
 
 # ---- printed report -----------------------------------------------------------------------
