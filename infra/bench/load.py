@@ -169,3 +169,16 @@ def idle_background(state: Mapping[str, Any], seconds: float) -> dict[str, float
     time.sleep(seconds)
     delta = stats_delta(before, moto_stats(state), OWN_REQUESTS - own)
     return {op: f["requests"] / delta["wall_s"] for op, f in delta["operations"].items()}
+
+
+def wait_quiet(state: Mapping[str, Any], idle_rps: Mapping[str, float], limit_s: float) -> float:
+    """Wait until, for a whole second, moto serves nothing but the idle pollers' operations (or
+    `limit_s` passes); returns the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit_s:
+        before, own = moto_stats(state), OWN_REQUESTS.copy()
+        time.sleep(1.0)
+        delta = stats_delta(before, moto_stats(state), OWN_REQUESTS - own)
+        if not [op for op in delta["operations"] if op not in idle_rps]:
+            break
+    return time.monotonic() - began

@@ -46,6 +46,9 @@ def load_table(title: str, series: Mapping[str, Any]) -> list[str]:
             + f" | {moto['requests_per_s']:g} | {moto['busy_share']:.0%}"
             f" | {moto['ceiling_requests_per_s'] or '-'} |"
         )
+    if series.get("skipped_rates"):
+        skipped = ", ".join(f"{r:g}" for r in series["skipped_rates"])
+        lines.append(f"not run (a lower rate lost most tickets, or out of time): {skipped}")
     return lines
 
 

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from infra.bench import capture
-from infra.bench.load import PhasePlan, idle_background, run_phase
+from infra.bench.load import PhasePlan, idle_background, run_phase, wait_quiet
 from infra.bench.report import render
 from infra.bench.scenarios import measure_capacity
-from infra.bench.stats import next_probe, saturation_point, sustained
+from infra.bench.stats import next_probe, overloaded, saturation_point, sustained
 from infra.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,7 @@ FAULT_PATH = ("FaultIntakeFunction", "DeadLetterRecorderFunction")
 IDLE_S = 3.0
 PROBE_CEILING = 400.0
 MAX_PROBES = 3
+SETTLE_LIMIT_S = 45.0
 TRACER = "tracer-on"  # the template's setting (Tracing: Active)
 
 log = logging.getLogger("infra.bench")
@@ -103,21 +104,34 @@ def load_series(series: Series, args: argparse.Namespace, started: float) -> dic
     phases: list[dict[str, Any]] = []
 
     def phase(rate: float) -> None:
+        # A saturated phase leaves a backlog: the next one starts when the stack is idle again.
+        settled_s = wait_quiet(series.state, idle, SETTLE_LIMIT_S)
         name = f"{series.tag}{len(phases)}"
         plan = PhasePlan(name, rate, args.seconds, max(15.0, 2 * args.seconds), series.downstream)
         log.info("phase %s: %g faults/s for %g s", name, rate, args.seconds)
-        phases.append(run_phase(series.state, series.state_dir, plan, idle))
+        result = run_phase(series.state, series.state_dir, plan, idle)
+        phases.append({**result, "settled_before_s": round(settled_s, 1)})
 
+    def out_of_time() -> bool:
+        return time.monotonic() - started > args.budget_s - 3 * args.seconds
+
+    skipped = []
     for rate in args.rate_list:
+        if overloaded(phases) or out_of_time():
+            skipped.append(rate)
+            continue
         phase(rate)
     for _ in range(MAX_PROBES):
         rate = _probe_rate(phases)
-        if rate is None or time.monotonic() - started > args.budget_s - 3 * args.seconds:
+        if rate is None or out_of_time():
             break
         phase(rate)
     return {
         "idle_requests_per_s": {op: round(v, 2) for op, v in sorted(idle.items())},
         "phases": sorted(phases, key=lambda p: p["rate"]),
+        # Higher rates after one that lost most of its tickets (or past the budget) only pile
+        # up backlog: not run.
+        "skipped_rates": skipped,
         "saturation_rate": saturation_point(phases),
         "search_complete": _probe_rate(phases) is None,
     }

@@ -58,6 +58,14 @@ def sustained(phase: Mapping[str, Any], limit_s: float = SATURATION_P99_S) -> bo
     )
 
 
+def overloaded(phases: Sequence[Mapping[str, Any]]) -> bool:
+    """The last phase lost more than half of its tickets (within its drain time)."""
+    if not phases:
+        return False
+    ticket = phases[-1]["fault_to_ticket"]
+    return 2 * ticket.get("missing", 0) > ticket.get("n", 0) + ticket.get("missing", 0)
+
+
 def saturation_point(
     phases: Sequence[Mapping[str, Any]], limit_s: float = SATURATION_P99_S
 ) -> float | None:

@@ -12,6 +12,7 @@ from infra.bench.load import first_per_thing, moto_figures, schedule
 from infra.bench.observe import invocation_figures, stats_delta
 from infra.bench.stats import (
     next_probe,
+    overloaded,
     percentile,
     reference_phase,
     saturation_point,
@@ -61,6 +62,12 @@ def test_a_rate_with_lost_faults_or_a_publisher_that_fell_behind_is_not_sustaine
     assert saturation_point([_phase(5, 0.4), _phase(20, 0.5, missing=1)]) == 5
     assert saturation_point([_phase(5, 0.4), _phase(20, 0.5, achieved=12)]) == 5
     assert saturation_point([_phase(5, 3.0)]) is None
+
+
+def test_a_phase_that_lost_most_tickets_overloads_the_stack():
+    assert not overloaded([])
+    assert not overloaded([_phase(5, 0.4, missing=0)])
+    assert overloaded([{"fault_to_ticket": {"n": 40, "missing": 60}}])
 
 
 def test_saturation_search_doubles_then_bisects_and_stops_within_ten_percent():
@@ -267,7 +274,12 @@ def _results() -> dict:
             },
         }
 
-    series = {"phases": [phase(5), phase(20)], "saturation_rate": 20, "search_complete": True}
+    series = {
+        "phases": [phase(5), phase(20)],
+        "saturation_rate": 20,
+        "search_complete": True,
+        "skipped_rates": [100],
+    }
     units = {"read_units": 4.5, "write_units": 10.0, "requests": {}}
     return {
         "meta": {"taken_at": "2026-12-06T03:00:00+00:00", "seconds_per_rate": 5, "note": "short"},
@@ -328,3 +340,4 @@ def test_the_report_prints_every_table():
     assert "| 20 | 20 | 300/900 | 800/1500 | 600/1100 | 50 | 50% | 100.0 |" in text
     assert "saturation (p99 fault->ticket < 2 s): 20 faults/s" in text
     assert "FaultIntakeFunction" in text and "x3.00" in text
+    assert "not run (a lower rate lost most tickets, or out of time): 100" in text
