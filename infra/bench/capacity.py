@@ -81,6 +81,7 @@ class Units:
     reads: dict[str, float] = field(default_factory=dict)
     writes: dict[str, float] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
+    moto_reported: float = 0.0  # what moto's ConsumedCapacity said, for comparison only
 
     def read(self, table: str, units: float) -> None:
         self.reads[table] = self.reads.get(table, 0.0) + units
@@ -105,6 +106,7 @@ class Units:
             "read_units": round(self.read_total / per, 3),
             "write_units": round(self.write_total / per, 3),
             "requests": {op: round(n / per, 3) for op, n in sorted(self.requests.items())},
+            "moto_reported_units": round(self.moto_reported / per, 3),
             "read_units_by_table": {t: round(u / per, 3) for t, u in sorted(self.reads.items())},
             "write_units_by_table": {t: round(u / per, 3) for t, u in sorted(self.writes.items())},
         }
@@ -121,9 +123,17 @@ def add_record(units: Units, record: Mapping[str, Any], final_size: FinalSize) -
     request = record["request"]
     response = record.get("response") or {}
     units.count(op)
+    units.moto_reported += reported_units(response)
     handler = _HANDLERS.get(op)
     if handler is not None:
         handler(units, request, response, final_size)
+
+
+def reported_units(response: Mapping[str, Any]) -> float:
+    """The CapacityUnits of a response's ConsumedCapacity (one entry or a list)."""
+    consumed = response.get("ConsumedCapacity") or []
+    entries = [consumed] if isinstance(consumed, Mapping) else consumed
+    return float(sum(entry.get("CapacityUnits", 0.0) for entry in entries))
 
 
 def _sized(table: str, key: Mapping[str, Any], final_size: FinalSize) -> int:

@@ -205,6 +205,18 @@ def test_updates_are_sized_by_the_item_read_back_and_the_keys_to_read_are_listed
     assert capacity.keys_to_size([update]) == {("t", capacity.key_text({"pk": {"S": "a"}}))}
 
 
+def test_what_moto_reported_is_kept_beside_the_computed_units():
+    record = {
+        "op": "PutItem",
+        "request": {"TableName": "t", "Item": _item(3000)},
+        "response": {"ConsumedCapacity": {"TableName": "t", "CapacityUnits": 1.0}},
+    }
+    units = capacity.units_of([record], lambda table, key: None)
+    assert units.write_total == 3
+    assert units.as_dict()["moto_reported_units"] == 1.0
+    assert capacity.reported_units({"ConsumedCapacity": [{"CapacityUnits": 2}, {}]}) == 2
+
+
 def test_units_per_fault_divide_by_the_number_of_faults():
     units = capacity.Units()
     units.write("t", 30)
