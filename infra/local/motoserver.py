@@ -139,7 +139,7 @@ class RequestStats:
         self._since = time.monotonic()
         self._started = time.monotonic()
         self._all_counts: Counter[str] = Counter()
-        self._all_seconds: Counter[str] = Counter()
+        self._all_seconds: dict[str, float] = {}
         self._totals_lock = threading.Lock()  # the stats request does not take the serial lock
 
     def record(self, operation: str, seconds: float) -> None:
@@ -147,7 +147,7 @@ class RequestStats:
         self._seconds[operation] = self._seconds.get(operation, 0.0) + seconds
         with self._totals_lock:
             self._all_counts[operation] += 1
-            self._all_seconds[operation] += seconds
+            self._all_seconds[operation] = self._all_seconds.get(operation, 0.0) + seconds
         if time.monotonic() - self._since >= self._every_s:
             self.flush()
 
