@@ -54,7 +54,7 @@ def sustained(phase: Mapping[str, Any], limit_s: float = SATURATION_P99_S) -> bo
         and ticket.get("missing", 0) == 0
         and p99 is not None
         and p99 < limit_s
-        and phase.get("achieved_rate", 0.0) >= 0.9 * phase["rate"]
+        and not _fell_behind(phase)
     )
 
 
@@ -69,13 +69,21 @@ def overloaded(phases: Sequence[Mapping[str, Any]]) -> bool:
 def saturation_point(
     phases: Sequence[Mapping[str, Any]], limit_s: float = SATURATION_P99_S
 ) -> float | None:
-    """The highest rate sustained with every lower rate sustained too (None if the lowest fails)."""
+    """The highest sustained rate below which no rate lost a ticket or fell behind (None if
+    none). Lower rates may miss the p99 limit: the fault queue's batching window makes a slow
+    trickle wait longer than a stream, so latency is not monotonic in the rate; a lost ticket
+    is, and a rate "passing" above one that lost tickets is luck, not capacity."""
     best = None
     for phase in sorted(phases, key=lambda p: p["rate"]):
-        if not sustained(phase, limit_s):
+        if sustained(phase, limit_s):
+            best = phase["rate"]
+        elif phase["fault_to_ticket"].get("missing", 0) or _fell_behind(phase):
             break
-        best = phase["rate"]
     return best
+
+
+def _fell_behind(phase: Mapping[str, Any]) -> bool:
+    return bool(phase.get("achieved_rate", 0.0) < 0.9 * phase["rate"])
 
 
 def next_probe(low: float, high: float | None, ceiling: float) -> float | None:

@@ -52,15 +52,20 @@ def _phase(rate: float, p99: float, missing: int = 0, achieved: float | None = N
     }
 
 
-def test_saturation_is_the_highest_rate_with_every_lower_rate_sustained():
-    phases = [_phase(5, 0.4), _phase(20, 0.9), _phase(50, 2.5), _phase(100, 1.0)]
-    # Given 50/s breaks the 2 s p99, 100/s "passing" afterwards does not count
+def test_saturation_is_the_highest_sustained_rate_with_no_ticket_lost_below_it():
+    phases = [_phase(5, 0.4), _phase(20, 0.9), _phase(50, 2.5, missing=3), _phase(100, 1.0)]
+    # Given 50/s lost tickets, 100/s "passing" afterwards does not count
     assert saturation_point(phases) == 20
+
+
+def test_a_slow_trickle_below_the_saturation_point_does_not_hide_it():
+    # the fault queue's batching window makes 5/s wait longer than 20/s; nothing was lost
+    assert saturation_point([_phase(5, 2.1), _phase(20, 1.5), _phase(50, 2.5)]) == 20
 
 
 def test_a_rate_with_lost_faults_or_a_publisher_that_fell_behind_is_not_sustained():
     assert saturation_point([_phase(5, 0.4), _phase(20, 0.5, missing=1)]) == 5
-    assert saturation_point([_phase(5, 0.4), _phase(20, 0.5, achieved=12)]) == 5
+    assert saturation_point([_phase(5, 0.4), _phase(20, 0.5, achieved=12), _phase(50, 1)]) == 5
     assert saturation_point([_phase(5, 3.0)]) is None
 
 
