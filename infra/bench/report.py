@@ -31,7 +31,7 @@ def load_table(title: str, series: Mapping[str, Any]) -> list[str]:
         f"{title}: p50/p99 in ms (ceiling: moto's requests/s at 100 % busy); "
         "saturation (p99 fault->ticket < 2 s): "
         + (f"{rate:g} faults/s" if rate else "not reached")
-        + ("" if series.get("search_complete") else " (search stopped by the time budget)"),
+        + ("" if series.get("search_complete") else " (search stopped by BENCH_SEARCH_S)"),
         "| faults/s | achieved | "
         + " | ".join(label for _, label in LATENCIES)
         + " | moto req/s | ceiling used | ceiling req/s |",
@@ -48,7 +48,7 @@ def load_table(title: str, series: Mapping[str, Any]) -> list[str]:
         )
     if series.get("skipped_rates"):
         skipped = ", ".join(f"{r:g}" for r in series["skipped_rates"])
-        lines.append(f"not run (a lower rate lost most tickets, or out of time): {skipped}")
+        lines.append(f"not run (a lower rate lost most of its tickets): {skipped}")
     return lines
 
 

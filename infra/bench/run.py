@@ -1,11 +1,12 @@
 """`make bench`: the local stack under open-loop fault load, every figure against a reference
 measured in the same run; prints a table and writes `bench/results.json`.
 
-    python -m infra.bench.run [--rates 5,20,50,100] [--seconds 10] [--only-rates]
+    python -m infra.bench.run [--rates 5,20,50,100] [--seconds 10] [--search-s 120]
 
-Environment defaults (what `make bench` passes on): BENCH_RATES, BENCH_SECONDS, BENCH_BUDGET_S
-(the saturation search stops probing when the run has used this much), BENCH_COLDSTART_RUNS
-(0 skips cold starts), BENCH_NOTE (free text kept in the results' metadata).
+Environment defaults (what `make bench` passes on): BENCH_RATES, BENCH_SECONDS, BENCH_SEARCH_S
+(seconds each series may spend probing for the saturation point after its fixed rates; 0: no
+probes), BENCH_COLDSTART_RUNS (0 skips cold starts), BENCH_NOTE (free text kept in the
+results' metadata).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m infra.bench.run", description=__doc__)
     parser.add_argument("--rates", default=env("BENCH_RATES", "5,20,50,100"))
     parser.add_argument("--seconds", type=float, default=float(env("BENCH_SECONDS", "10")))
-    parser.add_argument("--budget-s", type=float, default=float(env("BENCH_BUDGET_S", "480")))
+    parser.add_argument("--search-s", type=float, default=float(env("BENCH_SEARCH_S", "120")))
     parser.add_argument("--coldstart-runs", type=int, default=int(env("BENCH_COLDSTART_RUNS", "3")))
     parser.add_argument("--note", default=env("BENCH_NOTE", ""))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -98,8 +99,8 @@ class Series:
     downstream: bool  # notifications and diagnostics run (the whole stack)
 
 
-def load_series(series: Series, args: argparse.Namespace, started: float) -> dict[str, Any]:
-    """The fixed rates, then a bounded search for the saturation point."""
+def load_series(series: Series, args: argparse.Namespace) -> dict[str, Any]:
+    """The fixed rates, then a search for the saturation point bounded by `--search-s`."""
     idle = idle_background(series.state, IDLE_S)
     phases: list[dict[str, Any]] = []
 
@@ -112,25 +113,23 @@ def load_series(series: Series, args: argparse.Namespace, started: float) -> dic
         result = run_phase(series.state, series.state_dir, plan, idle)
         phases.append({**result, "settled_before_s": round(settled_s, 1)})
 
-    def out_of_time() -> bool:
-        return time.monotonic() - started > args.budget_s - 3 * args.seconds
-
     skipped = []
     for rate in args.rate_list:
-        if overloaded(phases) or out_of_time():
+        if overloaded(phases):
             skipped.append(rate)
             continue
         phase(rate)
+    search_ends = time.monotonic() + args.search_s
     for _ in range(MAX_PROBES):
         rate = _probe_rate(phases)
-        if rate is None or out_of_time():
+        # a probe takes its load time, its drain (at least 15 s) and settling
+        if rate is None or time.monotonic() + 3 * args.seconds + 15 > search_ends:
             break
         phase(rate)
     return {
         "idle_requests_per_s": {op: round(v, 2) for op, v in sorted(idle.items())},
         "phases": sorted(phases, key=lambda p: p["rate"]),
-        # Higher rates after one that lost most of its tickets (or past the budget) only pile
-        # up backlog: not run.
+        # Higher rates after one that lost most of its tickets only pile up backlog: not run.
         "skipped_rates": skipped,
         "saturation_rate": saturation_point(phases),
         "search_complete": _probe_rate(phases) is None,
@@ -187,7 +186,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         },
         "rates": args.rate_list,
         "seconds_per_rate": args.seconds,
-        "budget_s": args.budget_s,
+        "search_s": args.search_s,
         "note": args.note,
     }
 
@@ -200,10 +199,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["capacity_units"] = measure_capacity(state, state_dir, capture_dir)
         shutil.rmtree(capture_dir, ignore_errors=True)
         full = Series(state, state_dir, "bench-f", downstream=True)
-        results["full_stack"] = load_series(full, args, started)
+        results["full_stack"] = load_series(full, args)
     with running_stack(FAULT_PATH, None) as (state, state_dir):
         fault_path = Series(state, state_dir, "bench-o", downstream=False)
-        results["fault_path_only"] = load_series(fault_path, args, started)
+        results["fault_path_only"] = load_series(fault_path, args)
     results["cold_start"] = cold_starts(args.coldstart_runs)
     results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     return results
