@@ -107,7 +107,7 @@ class BenchDevice:
         )
         return at
 
-    def publish_again(self, payload: bytes) -> None:
+    def publish_payload(self, payload: bytes) -> None:
         self.client.publish(f"dt/aftercare/{self.thing}/fault", payload, qos=1)
 
     def stop(self) -> None:

@@ -63,6 +63,7 @@ def run_phase(
         drained_s = _drain(stream, plan, len(sent))  # the devices still answer diagnostics
         after, own = moto_stats(state), OWN_REQUESTS - own
         notified = _notifications(state, stream, plan, count) if plan.downstream else {}
+        devices = publisher.finish(links)
     events = stream.events
     # Per-fault figures count the faults the stack finished within the window (a saturated
     # rate's backlog is still being worked through when the window closes).
@@ -75,6 +76,7 @@ def run_phase(
         "drained_after_s": round(drained_s, 2),
         "fault_to_ticket": summary(latencies(sent, events.ticket_written), len(sent)),
         "faults_processed": processed,
+        "devices": {"count": count, **devices},
         "functions": logs.since(per=processed),
         "moto": moto_figures(stats_delta(before, after, own), processed, idle_rps),
     }

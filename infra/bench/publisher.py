@@ -61,6 +61,10 @@ def run_shard(
         sent[(thing, code)] = devices[thing].publish_fault(code, fleet.new_fault_id())
     link.send(("sent", sent))
     link.recv()  # STOP: until then the devices answer their diagnostics requests
+    acked = sum(d.acked for d in devices.values())
+    link.send(
+        ("stopped", {"pubacks": acked, "diag_answers": sum(d.answered for d in devices.values())})
+    )
     _stop(devices.values())
 
 
@@ -94,12 +98,24 @@ def shards(
         yield links
     finally:
         for link in links:
-            with suppress(OSError):  # the shard is gone already
+            with suppress(OSError):  # finished, or gone already
                 link.send(STOP)
         for process in processes:
             process.join(timeout=15)
             if process.is_alive():
                 process.terminate()
+
+
+def finish(links: list[Connection]) -> dict[str, int]:
+    """Stop the shards; the PUBACKs their devices received and the diagnostics they answered."""
+    totals = {"pubacks": 0, "diag_answers": 0}
+    for link in links:
+        link.send(STOP)
+    for link in links:
+        if link.poll(READY_TIMEOUT_S):
+            _kind, counts = link.recv()
+            totals = {key: totals[key] + counts[key] for key in totals}
+    return totals
 
 
 def publish(links: list[Connection], faults: int, rate: float) -> tuple[Sent, float]:

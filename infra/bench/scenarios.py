@@ -54,12 +54,12 @@ def _raise_all(devices: list[fleet.BenchDevice], keep: dict[str, bytes]) -> None
     for device in devices:
         payload = fleet.fault_payload(device.thing, CODE, fleet.new_fault_id())
         keep[device.thing] = payload
-        device.publish_again(payload)
+        device.publish_payload(payload)
 
 
 def _repeat(devices: list[fleet.BenchDevice], payloads: Mapping[str, bytes]) -> None:
     for device in devices:
-        device.publish_again(payloads[device.thing])
+        device.publish_payload(payloads[device.thing])
 
 
 def _tickets_and_diag(count: int) -> Callable[[TicketStream], bool]:
