@@ -94,7 +94,8 @@ def cold_start_table(cold: Mapping[str, Any]) -> list[str]:
 def render(results: Mapping[str, Any]) -> str:
     meta = results["meta"]
     lines = [
-        f"aftercare bench, {meta['taken_at']}, {meta['seconds_per_rate']:g} s per rate"
+        f"aftercare bench, {meta['taken_at']}, revision {meta.get('revision') or 'unknown'}, "
+        f"{meta['seconds_per_rate']:g} s per rate"
         + (f" ({meta['note']})" if meta.get("note") else "")
     ]
     for key, title in (("full_stack", "whole stack"), ("fault_path_only", "fault path only")):

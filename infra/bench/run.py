@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,9 +177,30 @@ def cold_starts(runs: int) -> dict[str, Any]:
     }
 
 
+def source_revision() -> str | None:
+    """The commit measured, with `+dirty` when the work tree has changes (None outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "revision": source_revision(),
         "host": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
