@@ -62,7 +62,7 @@ def run_phase(
         sent, publish_s = publisher.publish(links, plan.faults, plan.rate)
         drained_s = _drain(stream, plan, len(sent))  # the devices still answer diagnostics
         after, own = moto_stats(state), OWN_REQUESTS - own
-        notified = _notifications(state, stream, plan, count) if plan.downstream else {}
+        notified = _notifications(state, stream, plan, count, before) if plan.downstream else {}
         devices = publisher.finish(links)
     events = stream.events
     # Per-fault figures count the faults the stack finished within the window (a saturated
@@ -117,14 +117,31 @@ def first_per_thing(times: Mapping[tuple[str, str], float]) -> dict[str, float]:
 
 
 def _notifications(
-    state: Mapping[str, Any], stream: TicketStream, plan: PhasePlan, expected: int
+    state: Mapping[str, Any],
+    stream: TicketStream,
+    plan: PhasePlan,
+    expected: int,
+    since: Mapping[str, Any],
 ) -> dict[tuple[str, str], float]:
+    """Wait until the stack has sent `expected` messages since `since` (counted from moto's
+    stats, which take no lock), then read the attempts once: scanning the table while waiting
+    would slow the very notifier being timed (moto serves one request at a time)."""
     deadline = time.monotonic() + plan.drain_s / 2
-    while True:
-        found = first_notifications(state, stream.events.ticket_of)
-        if len(first_per_thing(found)) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(2 * POLL_S)
+    while time.monotonic() < deadline:
+        operations = stats_delta(since, moto_stats(state))["operations"]
+        if messages_sent(operations) >= expected:
+            break
+        time.sleep(POLL_S)
+    return first_notifications(state, stream.events.ticket_of)
+
+
+def messages_sent(operations: Mapping[str, Mapping[str, Any]]) -> int:
+    """Customer messages among moto's operations: SES sends and SNS publishes."""
+    return sum(
+        figures["requests"]
+        for op, figures in operations.items()
+        if op.startswith("SES.Send") or op == "SNS.Publish"
+    )
 
 
 def moto_figures(

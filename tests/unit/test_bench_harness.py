@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.bench import capacity, cost, report
-from infra.bench.load import first_per_thing, moto_figures, schedule
+from infra.bench.load import first_per_thing, messages_sent, moto_figures, schedule
 from infra.bench.observe import invocation_figures, stats_delta
 from infra.bench.publisher import DEVICES_PER_SHARD, shard_of
 from infra.bench.stats import (
@@ -143,6 +143,16 @@ def test_moto_figures_take_the_idle_pollers_off_and_give_the_ceiling():
     assert figures["busy_share"] == 0.3
     assert figures["ceiling_requests_per_s"] == 100.0
     assert figures["requests_per_s"] == 30.0
+
+
+def test_customer_messages_are_ses_sends_and_sns_publishes():
+    operations = {
+        "SES.SendEmail": {"requests": 3},
+        "SNS.Publish": {"requests": 2},
+        "SNS.CreateTopic": {"requests": 1},
+        "DynamoDB.PutItem": {"requests": 9},
+    }
+    assert messages_sent(operations) == 5
 
 
 def test_worker_report_lines_give_invocations_and_duration():
