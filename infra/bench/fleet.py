@@ -98,14 +98,27 @@ class BenchDevice:
     connected: threading.Event = field(default_factory=threading.Event)
     acked: int = 0
     answered: int = 0
+    # Fault publishes by message id: sent and acknowledged wall-clock times. Plain dicts, no
+    # lock: paho calls on_publish holding its own lock, which publish() also takes.
+    fault_sent: dict[int, float] = field(default_factory=dict)
+    fault_acked: dict[int, float] = field(default_factory=dict)
 
     def publish_fault(self, code: str, fault_id: str) -> float:
         """Publish and return the wall-clock time the report left the device's code."""
         at = time.time()
-        self.client.publish(
+        info = self.client.publish(
             f"dt/aftercare/{self.thing}/fault", fault_payload(self.thing, code, fault_id), qos=1
         )
+        self.fault_sent[info.mid] = at
         return at
+
+    def puback_latencies(self) -> list[float]:
+        """Seconds from each fault's publish to the broker's PUBACK (the broker's share)."""
+        return [
+            self.fault_acked[mid] - at
+            for mid, at in self.fault_sent.items()
+            if mid in self.fault_acked
+        ]
 
     def publish_payload(self, payload: bytes) -> None:
         self.client.publish(f"dt/aftercare/{self.thing}/fault", payload, qos=1)
@@ -123,7 +136,7 @@ def connect(state_dir: Path, mqtt_url: str, thing: str) -> BenchDevice:
     credentials.configure(client)
     device = BenchDevice(thing, client)
     client.on_connect = lambda c, _u, _f, rc, _p: _subscribed(device, rc)
-    client.on_publish = lambda _c, _u, _mid, _rc, _p: _acked(device)
+    client.on_publish = lambda _c, _u, mid, _rc, _p: _acked(device, mid)
     client.on_message = lambda _c, _u, message: _answer(device, message)
     host, port = mqtt_url.split("://", 1)[1].rsplit(":", 1)
     client.connect_async(host, int(port), keepalive=60)
@@ -137,8 +150,9 @@ def _subscribed(device: BenchDevice, reason: Any) -> None:
         device.connected.set()
 
 
-def _acked(device: BenchDevice) -> None:
+def _acked(device: BenchDevice, mid: int) -> None:
     device.acked += 1
+    device.fault_acked[mid] = time.time()
 
 
 def _answer(device: BenchDevice, message: mqtt.MQTTMessage) -> None:

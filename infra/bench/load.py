@@ -63,7 +63,7 @@ def run_phase(
         drained_s = _drain(stream, plan, len(sent))  # the devices still answer diagnostics
         after, own = moto_stats(state), OWN_REQUESTS - own
         notified = _notifications(state, stream, plan, count, before) if plan.downstream else {}
-        devices = publisher.finish(links)
+        devices, puback_s = publisher.finish(links)
     events = stream.events
     # Per-fault figures count the faults the stack finished within the window (a saturated
     # rate's backlog is still being worked through when the window closes).
@@ -74,6 +74,8 @@ def run_phase(
         "faults": len(sent),
         "achieved_rate": round(len(sent) / max(publish_s, 1e-9), 2),
         "drained_after_s": round(drained_s, 2),
+        # The reference: the broker's own share, measured on the same faults.
+        "fault_to_puback": summary(puback_s, len(sent)),
         "fault_to_ticket": summary(latencies(sent, events.ticket_written), len(sent)),
         "faults_processed": processed,
         "devices": {"count": count, **devices},

@@ -61,10 +61,12 @@ def run_shard(
         sent[(thing, code)] = devices[thing].publish_fault(code, fleet.new_fault_id())
     link.send(("sent", sent))
     link.recv()  # STOP: until then the devices answer their diagnostics requests
-    acked = sum(d.acked for d in devices.values())
-    link.send(
-        ("stopped", {"pubacks": acked, "diag_answers": sum(d.answered for d in devices.values())})
-    )
+    counts = {
+        "pubacks": sum(d.acked for d in devices.values()),
+        "diag_answers": sum(d.answered for d in devices.values()),
+    }
+    latencies = [s for d in devices.values() for s in d.puback_latencies()]
+    link.send(("stopped", (counts, latencies)))
     _stop(devices.values())
 
 
@@ -106,16 +108,19 @@ def shards(
                 process.terminate()
 
 
-def finish(links: list[Connection]) -> dict[str, int]:
-    """Stop the shards; the PUBACKs their devices received and the diagnostics they answered."""
+def finish(links: list[Connection]) -> tuple[dict[str, int], list[float]]:
+    """Stop the shards: the PUBACKs their devices received and the diagnostics requests they
+    answered, and each fault's publish -> PUBACK seconds."""
     totals = {"pubacks": 0, "diag_answers": 0}
+    latencies: list[float] = []
     for link in links:
         link.send(STOP)
     for link in links:
         if link.poll(READY_TIMEOUT_S):
-            _kind, counts = link.recv()
+            _kind, (counts, shard_latencies) = link.recv()
             totals = {key: totals[key] + counts[key] for key in totals}
-    return totals
+            latencies += shard_latencies
+    return totals, latencies
 
 
 def publish(links: list[Connection], faults: int, rate: float) -> tuple[Sent, float]:

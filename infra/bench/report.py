@@ -8,6 +8,7 @@ from typing import Any
 from infra.bench.stats import reference_phase
 
 LATENCIES = (
+    ("fault_to_puback", "fault->PUBACK"),
     ("fault_to_ticket", "fault->ticket"),
     ("fault_to_first_notification", "fault->notified"),
     ("diagnostics_round_trip", "diag round trip"),
@@ -35,7 +36,7 @@ def load_table(title: str, series: Mapping[str, Any]) -> list[str]:
         "| faults/s | achieved | "
         + " | ".join(label for _, label in LATENCIES)
         + " | moto req/s | ceiling used | ceiling req/s |",
-        "|---:|---:|---|---|---|---:|---:|---:|",
+        "|---:|---:|---|---|---|---|---:|---:|---:|",
     ]
     for phase in series["phases"]:
         moto = phase["moto"]

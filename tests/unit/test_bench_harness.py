@@ -289,6 +289,7 @@ def _results() -> dict:
             "rate": rate,
             "achieved_rate": rate,
             "faults": 100,
+            "fault_to_puback": {"n": 100, "p50_s": 0.002, "p99_s": 0.01, "missing": 0},
             "fault_to_ticket": {"n": 100, "p50_s": 0.3, "p99_s": 0.9, "missing": 0},
             "fault_to_first_notification": {"n": 34, "p50_s": 0.8, "p99_s": 1.5, "missing": 0},
             "diagnostics_round_trip": {"n": 100, "p50_s": 0.6, "p99_s": 1.1, "missing": 0},
@@ -377,7 +378,7 @@ def test_the_cost_figures_come_from_the_saturation_rates_phase():
 def test_the_report_prints_every_table():
     text = report.render(_results())
     assert "whole stack" in text and "fault path only" in text
-    assert "| 20 | 20 | 300/900 | 800/1500 | 600/1100 | 50 | 50% | 100.0 |" in text
+    assert "| 20 | 20 | 2/10 | 300/900 | 800/1500 | 600/1100 | 50 | 50% | 100.0 |" in text
     assert "saturation (p99 fault->ticket < 2 s): 20 faults/s" in text
     assert "FaultIntakeFunction" in text and "x3.00" in text
     assert "not run (a lower rate lost most of its tickets): 100" in text
