@@ -72,7 +72,7 @@ test: lint typecheck cfn-lint packaging
 # "Performance and cost"). A quick run: make bench BENCH_SECONDS=5 BENCH_RATES=5,20
 BENCH_RATES ?= 5,20,50,100
 BENCH_SECONDS ?= 10
-BENCH_SEARCH_S ?= 120
+BENCH_SEARCH_S ?= 90
 BENCH_COLDSTART_RUNS ?= 3
 BENCH_NOTE ?=
 bench: setup sam-setup

@@ -1,7 +1,7 @@
 """`make bench`: the local stack under open-loop fault load, every figure against a reference
 measured in the same run; prints a table and writes `bench/results.json`.
 
-    python -m infra.bench.run [--rates 5,20,50,100] [--seconds 10] [--search-s 120]
+    python -m infra.bench.run [--rates 5,20,50,100] [--seconds 10] [--search-s 90]
 
 Environment defaults (what `make bench` passes on): BENCH_RATES, BENCH_SECONDS, BENCH_SEARCH_S
 (seconds each series may spend probing for the saturation point after its fixed rates; 0: no
@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m infra.bench.run", description=__doc__)
     parser.add_argument("--rates", default=env("BENCH_RATES", "5,20,50,100"))
     parser.add_argument("--seconds", type=float, default=float(env("BENCH_SECONDS", "10")))
-    parser.add_argument("--search-s", type=float, default=float(env("BENCH_SEARCH_S", "120")))
+    parser.add_argument("--search-s", type=float, default=float(env("BENCH_SEARCH_S", "90")))
     parser.add_argument("--coldstart-runs", type=int, default=int(env("BENCH_COLDSTART_RUNS", "3")))
     parser.add_argument("--note", default=env("BENCH_NOTE", ""))
     parser.add_argument("--out", type=Path, default=RESULTS)
