@@ -206,7 +206,8 @@ def render(models: Mapping[str, list[Line]], prices: Prices) -> str:
     doc = prices.document
     lines = [
         f"AWS cost per million events, {doc['region']} list prices as of {doc['as_of']}"
-        f" ({doc['currency']}; {doc['source']})"
+        f" ({doc['currency']}; {doc['source']})",
+        *([f"caveat: {doc['caveat']}"] if doc.get("caveat") else []),
     ]
     for name, items in models.items():
         lines += [
