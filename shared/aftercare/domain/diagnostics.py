@@ -39,17 +39,26 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from aftercare.domain.messages import printable_payload, record_dead_letter
-from aftercare.domain.ports import ConcurrentUpdate, ParkedMessage, ParkedStore
+from aftercare.domain.parts import WantedPart
+from aftercare.domain.ports import (
+    CancelPublisher,
+    CommandPublisher,
+    ConcurrentUpdate,
+    DiagnosticsStore,
+    ParkedMessage,
+    ParkedStore,
+)
 from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.tickets import (
     Resolution,
     StatusChange,
     Ticket,
+    TicketFlag,
     TicketStatus,
     TimelineEntry,
     plan_status_change,
@@ -67,7 +76,7 @@ from aftercare.models.strict_json import ContentRejected, loads_strict
 ROUTINES = ("self_test", "sensor_snapshot", "log_excerpt", "reset_component")
 REMEDY_ROUTINES = frozenset({"reset_component"})
 VERIFY_ROUTINE = "self_test"
-ONSITE_FLAG = "needs_onsite_dispatch"
+ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
 # An answer received this long after the deadline still counts: it was in flight.
 RESULT_GRACE = timedelta(seconds=5)
 DEFAULT_TIMEOUT = timedelta(minutes=5)
@@ -187,7 +196,7 @@ class TicketPatch(BaseModel):
     expected_status: TicketStatus
     expected_rev: int
     flags: list[str]
-    suggested_parts: list[dict[str, Any]]
+    suggested_parts: list[WantedPart]
     updated_at: AwareDatetime
 
 
@@ -232,56 +241,6 @@ class ResultOutcome(BaseModel):
 
 
 # --------------------------------------------------------------------------- ports
-
-
-class DiagnosticsStore(Protocol):
-    """Diagnostics records beside their tickets (see the TicketsTable comment)."""
-
-    def load_ticket(self, ticket_id: str) -> Ticket:
-        """The ticket record alone. Raises TicketNotFound."""
-        ...
-
-    def load(self, ticket_id: str, request_id: str) -> DiagnosticContext:
-        """The ticket and one of its diagnostics, in one read."""
-        ...
-
-    def create(self, record: DiagnosticRecord, entry: TimelineEntry) -> bool:
-        """Store a new pending request with its timeline entry, in one write that also checks
-        the ticket is still active; False if it already exists. Raises TicketNotActive (with
-        the ticket's current status) when the ticket is not active any more."""
-        ...
-
-    def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
-        """Store a request as `cancelled` with its timeline entry. Raises ConcurrentUpdate if it
-        is no longer pending (answered, timed out or cancelled meanwhile)."""
-        ...
-
-    def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
-        """Mark a pending request `failed` (it never reached the device)."""
-        ...
-
-    def complete(self, plan: CompletionPlan) -> None:
-        """Apply a plan atomically. Raises ConcurrentUpdate if the request is no longer pending
-        or the ticket moved on since it was read."""
-        ...
-
-    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(ticket_id, request_id) of pending requests whose deadline passed before `now`."""
-        ...
-
-    def for_ticket(self, ticket_id: str) -> list[DiagnosticRecord]: ...
-
-
-class CommandPublisher(Protocol):
-    """Hands a request to the device's command topic (QoS 1). Raises PublishFailed."""
-
-    def publish(self, thing: str, request: DiagnosticsRequest) -> None: ...
-
-
-class CancelPublisher(Protocol):
-    """Tells a device not to run (or answer) a request (QoS 1). Raises PublishFailed."""
-
-    def publish_cancel(self, thing: str, cancel: DiagnosticsCancel) -> None: ...
 
 
 # --------------------------------------------------------------------------- ids and params
@@ -715,15 +674,15 @@ def suspected_parts(
 
 
 def _adds_parts(ticket: Ticket, parts: Sequence[Mapping[str, Any]]) -> bool:
-    known = {p.get("sku") for p in ticket.suggested_parts}
+    known = {p.sku for p in ticket.suggested_parts}
     return any(p["sku"] not in known for p in parts)
 
 
 def merged_parts(
-    current: Sequence[Mapping[str, Any]], found: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    known = {p.get("sku") for p in current}
-    return [dict(p) for p in current] + [dict(p) for p in found if p["sku"] not in known]
+    current: Sequence[WantedPart], found: Sequence[Mapping[str, Any]]
+) -> list[WantedPart]:
+    known = {p.sku for p in current}
+    return [*current, *(WantedPart.model_validate(p) for p in found if p["sku"] not in known)]
 
 
 def _plan_for(

@@ -22,7 +22,7 @@ from aftercare.domain.intake import (
     RejectReason,
     intake_fault,
 )
-from aftercare.domain.ports import ParkedMessage, ParkedStore, TicketStore
+from aftercare.domain.ports import IntakeStore, ParkedMessage, ParkedStore
 from aftercare.models.payloads import FaultEnvelope
 from aftercare.models.strict_json import ContentRejected, loads_strict
 
@@ -44,7 +44,7 @@ def handle_fault_message(
     body: str,
     message_id: str,
     *,
-    store: TicketStore,
+    store: IntakeStore,
     parked: ParkedStore,
     rules: IntakeRules,
     now: datetime,

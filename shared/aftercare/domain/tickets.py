@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import LineChange, PartsLine, close_out_lines
+from aftercare.domain.parts import LineChange, PartsLine, WantedPart, close_out_lines
 from aftercare.models.payloads import Severity
 
 
@@ -66,6 +66,26 @@ class InvalidTransition(ValueError):
 def check_transition(current: TicketStatus, target: TicketStatus) -> None:
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(current, target)
+
+
+class Priority(StrEnum):
+    """Service priority from the policy's points (P1 most urgent)."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class CustomerTier(StrEnum):
+    STANDARD = "standard"
+    VIP = "vip"
+
+
+class TicketFlag(StrEnum):
+    """Marks on a ticket that change what happens next."""
+
+    NEEDS_ONSITE_DISPATCH = "needs_onsite_dispatch"
 
 
 def ticket_id_for(thing: str, fault_id: str) -> str:
@@ -112,7 +132,7 @@ class Ticket(BaseModel):
     serial: str
     model: str
     customer_id: str
-    customer_tier: str
+    customer_tier: CustomerTier
     region: str
     fault_code: str
     category: str
@@ -120,7 +140,7 @@ class Ticket(BaseModel):
     title_zh: str
     unclassified: bool
     severity: Severity
-    priority: str
+    priority: Priority
     in_warranty: bool
     status: TicketStatus
     opened_at: AwareDatetime
@@ -137,22 +157,23 @@ class Ticket(BaseModel):
     routine: str | None = None
     remote_fixable: bool = False
     auto_diagnose: bool = False
-    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
+    suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str
     opened_by_fault: str
     version: int = 1
     resolved_at: AwareDatetime | None = None
     resolution: Resolution | None = None
-    flags: list[str] = Field(default_factory=list)
-    parts: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="parts lines: sku, qty, warehouse, unit_price, status, reservation_id",
-    )
+    flags: list[TicketFlag] = Field(default_factory=list)
+    parts: list[PartsLine] = Field(default_factory=list)
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATES
+
+    @property
+    def needs_onsite_dispatch(self) -> bool:
+        return TicketFlag.NEEDS_ONSITE_DISPATCH in self.flags
 
 
 class StatusChange(BaseModel):
@@ -198,8 +219,7 @@ def plan_status_change(
     leaves_active = ticket.active and target not in ACTIVE_STATES
     part_changes: list[LineChange] = []
     if leaves_active:
-        lines = [PartsLine.model_validate(p) for p in ticket.parts]
-        part_changes = close_out_lines(lines, consume=resolved_how is Resolution.ON_SITE)
+        part_changes = close_out_lines(ticket.parts, consume=resolved_how is Resolution.ON_SITE)
         detail["parts"] = [
             {"sku": c.line.sku, "qty": c.line.qty, "from": c.line.status.value, "to": c.to.value}
             for c in part_changes
