@@ -151,20 +151,17 @@ def _probe_rate(phases: list[dict[str, Any]]) -> float | None:
 
 def cold_starts(runs: int) -> dict[str, Any]:
     """import + first-invocation init per function from the built artifacts, as a ratio to bare
-    boto3 + one client in the same run (the packaging check's probe, infra.coldstart)."""
+    boto3 + one client, each start paired with a baseline start just before it (the packaging
+    check's probe and pairing, infra.coldstart)."""
     if runs <= 0:
         return {"skipped": "BENCH_COLDSTART_RUNS=0"}
-    from infra.coldstart import baseline_ms, cold_start_ms
+    from infra.coldstart import interleaved
     from infra.lambda_build import PackagingError, Toolchain
     from infra.packaging import prepare
 
     try:
         runtime = prepare(ROOT / "template.yaml", Toolchain.find(None, None))
-        base = baseline_ms(runtime, runs)
-        functions = {
-            f.logical_id: round(cold_start_ms(runtime, f, TRACER, runs), 1)
-            for f in runtime.functions
-        }
+        base, figures = interleaved([("bench", runtime, TRACER)], runs)
     except PackagingError as exc:
         return {"skipped": f"cold start figures could not be taken: {exc}"}
     return {
@@ -172,7 +169,8 @@ def cold_starts(runs: int) -> dict[str, Any]:
         "runs": runs,
         "baseline_ms": round(base, 1),
         "functions": {
-            lid: {"ms": ms, "ratio": round(ms / base, 2)} for lid, ms in functions.items()
+            lid: {"ms": round(figure.ms, 1), "ratio": round(figure.ratio, 2)}
+            for (_label, lid, _mode), figure in figures.items()
         },
     }
 
