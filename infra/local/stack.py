@@ -34,7 +34,8 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -95,6 +96,7 @@ class LocalStack:
         template_path: Path | None = None,
         schedule_seconds: Mapping[str, float] | None = None,
         restart_policy: RestartPolicy | None = None,
+        only_functions: Collection[str] | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
         self.state_dir = state_dir.resolve()
@@ -106,6 +108,8 @@ class LocalStack:
         # Local-only: function logical id -> seconds between scheduled runs (see `provision`).
         self._schedule_seconds = dict(schedule_seconds or {})
         self._seed = seed
+        # Run only these functions (template logical ids); None runs every one.
+        self._only = frozenset(only_functions) if only_functions is not None else None
         self._sql_check = sql_check
         self._template_path = template_path or self.project_root / "template.yaml"  # tests only
         self._stages: list[list[Child]] = []
@@ -208,6 +212,7 @@ class LocalStack:
             schedule_seconds=self._schedule_seconds,
         )
         _log_not_emulated(result)
+        result = self._selected(result)
         functions = self._launcher.start_workers(result)
         self._launcher.start_bridge(result, functions, mqtt_url, endpoint_url)
         self._api_state.update(api_state(self._launcher.start_apis(result, functions)))
@@ -236,6 +241,21 @@ class LocalStack:
         shutil.rmtree(self._launcher.checkpoints_dir, ignore_errors=True)
         for directory in (self.logs_dir, self._launcher.specs_dir, self.state_dir / "mosquitto"):
             directory.mkdir(parents=True, exist_ok=True)
+
+    def _selected(self, result: ProvisionResult) -> ProvisionResult:
+        """Only the functions asked for, and the HTTP APIs whose routes all reach them."""
+        if self._only is None:
+            return result
+        unknown = sorted(self._only - set(result.workers))
+        if unknown:
+            raise LocalStackError(f"no such function in the template: {', '.join(unknown)}")
+        workers = {lid: spec for lid, spec in result.workers.items() if lid in self._only}
+        apis = {
+            lid: api
+            for lid, api in result.apis.items()
+            if all(route["function"] in workers for route in api["routes"])
+        }
+        return replace(result, workers=workers, apis=apis)
 
     def _start_iot_data(self, mqtt_url: str) -> None:
         """The IoT data-plane stand-in, when the template takes its URL (see api_stack)."""
