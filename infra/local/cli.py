@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from infra.local.sqs_consumers import DEFAULT_FUNCTION_LIMITS, SqsConcurrency
 from infra.local.stack import LocalStack, LocalStackError
 from infra.local.stack_state import down
 from infra.local.template import TemplateError
@@ -40,6 +41,18 @@ def _seconds(pairs: list[tuple[str, str]]) -> dict[str, float]:
         return {name: float(value) for name, value in pairs}
     except ValueError as exc:
         raise SystemExit(f"--schedule expects FUNCTION=SECONDS: {exc}") from None
+
+
+def _sqs_concurrency(values: list[str]) -> SqsConcurrency:
+    """``K`` caps every SQS-sourced function (replacing the defaults), ``FUNCTION=K`` one."""
+    pairs = [value.rpartition("=")[::2] for value in values]
+    try:
+        every = [int(limit) for name, limit in pairs if not name]
+        by_function = {} if every else dict(DEFAULT_FUNCTION_LIMITS)
+        by_function.update({name: int(limit) for name, limit in pairs if name})
+        return SqsConcurrency(every[-1] if every else 1, by_function)
+    except ValueError as exc:
+        raise SystemExit(f"--sqs-concurrency expects [FUNCTION=]K, K >= 1: {exc}") from None
 
 
 def register(subparsers: Any) -> None:
@@ -79,6 +92,15 @@ def register(subparsers: Any) -> None:
         help="start only this function (template logical id, e.g. FaultIntakeFunction; "
         "repeatable); every resource is still created",
     )
+    up.add_argument(
+        "--sqs-concurrency",
+        action="append",
+        default=[],
+        metavar="[FUNCTION=]K",
+        help="process at most K batches of each SQS event source at once (the template's "
+        "MaximumConcurrency caps K): K for every function, FUNCTION=K for one (repeatable); "
+        "default FaultIntakeFunction=3, 1 for the others",
+    )
     up.add_argument("--no-seed", dest="seed", action="store_false", help="skip the demo data")
     up.set_defaults(func=cmd_up)
 
@@ -104,6 +126,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         seed=args.seed,
         schedule_seconds=_seconds(args.schedule),
         only_functions=args.only,
+        sqs_concurrency=_sqs_concurrency(args.sqs_concurrency),
     )
     stop_requested = threading.Event()
     # SIGTERM (`local down`, a supervisor) and SIGHUP (terminal closed) stop in order.

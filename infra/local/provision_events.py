@@ -17,9 +17,16 @@ log = logging.getLogger("infra.local.provision")
 
 
 _SQS_EVENT_APPLIED: Final = frozenset(
-    {"Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "Enabled"}
+    {
+        "Queue",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "FunctionResponseTypes",
+        "Enabled",
+        "ScalingConfig",  # MaximumConcurrency: extra SQS-only workers (infra.local.sqs_consumers)
+    }
 )
-_SQS_EVENT_IGNORED: Final = frozenset({"ScalingConfig", "MetricsConfig", "KmsKeyArn"})
+_SQS_EVENT_IGNORED: Final = frozenset({"MetricsConfig", "KmsKeyArn"})
 _SCHEDULE_EVENT_APPLIED: Final = frozenset({"Schedule", "Enabled", "State"})
 _SCHEDULE_EVENT_IGNORED: Final = frozenset({"Name", "Description"})
 _DYNAMODB_EVENT_APPLIED: Final = frozenset(
@@ -107,7 +114,21 @@ def _sqs_source(
         "max_batching_window_s": float(properties.get("MaximumBatchingWindowInSeconds", 0)),
         "report_batch_item_failures": "ReportBatchItemFailures"
         in properties.get("FunctionResponseTypes", []),
+        "maximum_concurrency": _maximum_concurrency(event_id, properties),
     }
+
+
+def _maximum_concurrency(event_id: str, properties: Mapping[str, Any]) -> int | None:
+    """ScalingConfig.MaximumConcurrency (2-1000 on AWS), or None when the template sets none."""
+    value = (properties.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ProvisionError(
+            f"event {event_id}: ScalingConfig.MaximumConcurrency {value!r} is not a number"
+        ) from None
 
 
 def _stream_source(

@@ -3,8 +3,10 @@
 Start-up, in stages (each stage's processes start in parallel):
 1. the moto server (`infra.local.motoserver`, one request at a time) and Mosquitto;
 2. provisioning of the template's resources in moto (`infra.local.provision`);
-3. one worker per function (`infra.local.worker`), then the IoT-rule bridge
-   (`infra.local.iotrule`), each started from a spec file in `<state_dir>/specs/`;
+3. one worker per function (`infra.local.worker`; a function with SQS sources gets SQS-only
+   workers too, to process several batches at once: `infra.local.sqs_consumers`), then the
+   IoT-rule bridge (`infra.local.iotrule`), each started from a spec file in
+   `<state_dir>/specs/`;
 4. the demo seed (and each seeded device's certificate); then `<state_dir>/local.json` is
    written, and only then.
 
@@ -52,6 +54,7 @@ from infra.local.children import (
 )
 from infra.local.provision import DEFAULT_REGION, provision
 from infra.local.provision_context import AwsClients, ProvisionResult, SqlCheck
+from infra.local.sqs_consumers import SqsConcurrency
 from infra.local.stack_broker import broker_security, start_broker, wait_broker
 from infra.local.stack_launch import Launcher
 from infra.local.stack_monitor import StackMonitor
@@ -97,6 +100,7 @@ class LocalStack:
         schedule_seconds: Mapping[str, float] | None = None,
         restart_policy: RestartPolicy | None = None,
         only_functions: Collection[str] | None = None,
+        sqs_concurrency: SqsConcurrency | None = None,
     ) -> None:
         self.project_root = project_root.resolve()
         self.state_dir = state_dir.resolve()
@@ -130,6 +134,7 @@ class LocalStack:
             region,
             worker_module,
             bridge_module,
+            sqs_concurrency or SqsConcurrency(),
         )
         self._supervision = StackMonitor(
             self._stages, self._spawner, restart_policy or RestartPolicy(), self._restarted

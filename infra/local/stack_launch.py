@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from infra.local.broker_auth import IOT_DATA, IOT_RULES, ClientCredentials, comp
 from infra.local.children import READY_TIMEOUT_S, Child, LocalStackError, Spawner, port_of
 from infra.local.provision_context import ProvisionResult
 from infra.local.provision_iot import bind_invoke_urls
+from infra.local.sqs_consumers import SqsConcurrency, sqs_only_specs
 from infra.local.stack_state import write_json_atomically
 
 log = logging.getLogger("infra.local.stack")
@@ -39,6 +40,7 @@ class Launcher:
     region: str
     worker_module: str
     bridge_module: str
+    sqs_concurrency: SqsConcurrency = field(default_factory=SqsConcurrency)
 
     @property
     def specs_dir(self) -> Path:
@@ -54,6 +56,7 @@ class Launcher:
         return path
 
     def start_workers(self, result: ProvisionResult) -> dict[str, dict[str, Any]]:
+        """One worker per function, plus its SQS-only workers (see infra.local.sqs_consumers)."""
         stage: list[Child] = []
         self.stages.append(stage)
         workers = {}
@@ -61,24 +64,32 @@ class Launcher:
             logical_id: {**spec, **self._crash_settings(logical_id)}
             for logical_id, spec in result.workers.items()
         }
-        for logical_id, spec in specs.items():
-            spec_file = self.write_spec(logical_id, spec)
-            workers[logical_id] = self.spawner.spawn_python(
-                logical_id, self.worker_module, "--spec-file", str(spec_file)
+        extras = {
+            logical_id: sqs_only_specs(logical_id, spec, self.sqs_concurrency.limit(logical_id))
+            for logical_id, spec in specs.items()
+        }
+        every_spec = {**specs, **{n: s for by_name in extras.values() for n, s in by_name.items()}}
+        for name, spec in every_spec.items():
+            spec_file = self.write_spec(name, spec)
+            workers[name] = self.spawner.spawn_python(
+                name, self.worker_module, "--spec-file", str(spec_file)
             )
-            stage.append(workers[logical_id])
-        functions = {}
-        for logical_id, worker in workers.items():
-            invoke_url = announced_invoke_url(logical_id, worker.wait_ready(READY_TIMEOUT_S))
+            stage.append(workers[name])
+        urls = {}
+        for name, worker in workers.items():
+            urls[name] = announced_invoke_url(name, worker.wait_ready(READY_TIMEOUT_S))
             # A restarted worker listens where the rules and gateways already send invokes.
-            self.write_spec(logical_id, {**specs[logical_id], "invoke_port": port_of(invoke_url)})
-            functions[logical_id] = {
+            self.write_spec(name, {**every_spec[name], "invoke_port": port_of(urls[name])})
+            log.info("worker %s ready", name)
+        return {
+            logical_id: {
                 "function_name": result.workers[logical_id]["function_name"],
-                "invoke_url": invoke_url,
-                "log": str(worker.log_path),
+                "invoke_url": urls[logical_id],
+                "log": str(workers[logical_id].log_path),
+                "sqs_consumers": 1 + len(extras[logical_id]),
             }
-            log.info("worker %s ready", logical_id)
-        return functions
+            for logical_id in specs
+        }
 
     def _crash_settings(self, logical_id: str) -> dict[str, Any]:
         """What lets a restarted worker pick up where a crashed one stopped (its SQS lease and

@@ -19,6 +19,8 @@ class SqsSourceSpec(SpecModel):
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 10
     max_batching_window_s: Annotated[float, Field(ge=0, le=300)] = 0
     report_batch_item_failures: bool = False
+    # ScalingConfig.MaximumConcurrency: read by the stack, which runs that many consumers at most
+    maximum_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 class ScheduleSourceSpec(SpecModel):

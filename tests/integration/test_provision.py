@@ -197,6 +197,7 @@ def test_worker_specs_follow_the_template(
             "batch_size": 10,
             "max_batching_window_s": 1.0,
             "report_batch_item_failures": True,
+            "maximum_concurrency": 10,  # QueueConsumerMaxConcurrency's default
         }
     ]
     # And it has the Globals merged with its own settings, all env values as strings
