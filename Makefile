@@ -75,9 +75,11 @@ BENCH_SECONDS ?= 10
 BENCH_SEARCH_S ?= 90
 BENCH_COLDSTART_RUNS ?= 3
 BENCH_NOTE ?=
+BENCH_SQS_CONCURRENCY ?=
 bench: setup sam-setup
 	BENCH_RATES=$(BENCH_RATES) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_SEARCH_S=$(BENCH_SEARCH_S) \
 	BENCH_COLDSTART_RUNS=$(BENCH_COLDSTART_RUNS) BENCH_NOTE="$(BENCH_NOTE)" \
+	BENCH_SQS_CONCURRENCY="$(BENCH_SQS_CONCURRENCY)" \
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/python -m infra.bench.run
 
 # The AWS bill per million faults / notifications from bench/results.json and bench/prices.json.

@@ -6,7 +6,8 @@ measured in the same run; prints a table and writes `bench/results.json`.
 Environment defaults (what `make bench` passes on): BENCH_RATES, BENCH_SECONDS, BENCH_SEARCH_S
 (seconds each series may spend probing for the saturation point after its fixed rates; 0: no
 probes), BENCH_COLDSTART_RUNS (0 skips cold starts), BENCH_NOTE (free text kept in the
-results' metadata).
+results' metadata), BENCH_SQS_CONCURRENCY (the stacks' `local up --sqs-concurrency`, space-
+separated; empty: its default).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from infra.bench.load import PhasePlan, idle_background, run_phase, wait_quiet
 from infra.bench.report import render
 from infra.bench.scenarios import measure_capacity
 from infra.bench.stats import next_probe, overloaded, saturation_point, sustained
+from infra.local.cli import parse_sqs_concurrency
 from infra.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +77,15 @@ def running_stack(
         os.environ[capture.CAPTURE_VARIABLE] = str(capture_dir)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(INJECT), saved["PYTHONPATH"]]))
     try:
-        stack = LocalStack(ROOT, state_dir, seed=False, only_functions=only)
+        stack = LocalStack(
+            ROOT,
+            state_dir,
+            seed=False,
+            only_functions=only,
+            sqs_concurrency=parse_sqs_concurrency(
+                os.environ.get("BENCH_SQS_CONCURRENCY", "").split()
+            ),
+        )
     finally:
         for key, value in saved.items():  # the harness's own clients stay unhooked
             if value is None:

@@ -43,7 +43,7 @@ def _seconds(pairs: list[tuple[str, str]]) -> dict[str, float]:
         raise SystemExit(f"--schedule expects FUNCTION=SECONDS: {exc}") from None
 
 
-def _sqs_concurrency(values: list[str]) -> SqsConcurrency:
+def parse_sqs_concurrency(values: list[str]) -> SqsConcurrency:
     """``K`` caps every SQS-sourced function (replacing the defaults), ``FUNCTION=K`` one."""
     pairs = [value.rpartition("=")[::2] for value in values]
     try:
@@ -126,7 +126,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         seed=args.seed,
         schedule_seconds=_seconds(args.schedule),
         only_functions=args.only,
-        sqs_concurrency=_sqs_concurrency(args.sqs_concurrency),
+        sqs_concurrency=parse_sqs_concurrency(args.sqs_concurrency),
     )
     stop_requested = threading.Event()
     # SIGTERM (`local down`, a supervisor) and SIGHUP (terminal closed) stop in order.

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.cli import _sqs_concurrency
+from infra.local.cli import parse_sqs_concurrency
 from infra.local.sqs_consumers import SqsConcurrency, consumers, sqs_only_specs
 
 
@@ -87,12 +87,12 @@ def test_the_default_runs_three_fault_intake_batches_and_one_of_the_rest():
 
 
 def test_the_command_line_limit_for_every_function_replaces_the_defaults():
-    assert _sqs_concurrency(["2"]) == SqsConcurrency(2, {})
-    assert _sqs_concurrency(["NotifierFunction=2"]) == SqsConcurrency(
+    assert parse_sqs_concurrency(["2"]) == SqsConcurrency(2, {})
+    assert parse_sqs_concurrency(["NotifierFunction=2"]) == SqsConcurrency(
         1, {"FaultIntakeFunction": 3, "NotifierFunction": 2}
     )
-    assert _sqs_concurrency(["FaultIntakeFunction=5", "1"]) == SqsConcurrency(
+    assert parse_sqs_concurrency(["FaultIntakeFunction=5", "1"]) == SqsConcurrency(
         1, {"FaultIntakeFunction": 5}
     )
     with pytest.raises(SystemExit):
-        _sqs_concurrency(["0"])
+        parse_sqs_concurrency(["0"])
