@@ -19,24 +19,31 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.domain.parts import LineChange, PartsLine, close_out_lines
 from aftercare.models.payloads import Severity
+from aftercare.models.tickets import Occurrence, Resolution, TicketStatus, TimelineEntry
 
-
-class TicketStatus(StrEnum):
-    OPEN = "open"
-    DIAGNOSING = "diagnosing"
-    AWAITING_PARTS = "awaiting_parts"
-    SCHEDULED = "scheduled"
-    IN_REPAIR = "in_repair"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
+# Occurrence, Resolution, TicketStatus and TimelineEntry are the contract's (models/tickets.py);
+# they are offered here too, beside the ticket they belong to.
+__all__ = [
+    "ACTIVE_STATES",
+    "TRANSITIONS",
+    "InvalidTransition",
+    "Occurrence",
+    "Resolution",
+    "StatusChange",
+    "Ticket",
+    "TicketStatus",
+    "TimelineEntry",
+    "check_transition",
+    "plan_status_change",
+    "resolution_for",
+    "ticket_id_for",
+]
 
 
 S = TicketStatus
@@ -72,34 +79,6 @@ def ticket_id_for(thing: str, fault_id: str) -> str:
     """Deterministic id from the fault that opened the ticket: concurrent duplicates agree."""
     digest = hashlib.sha256(f"{thing}|{fault_id}".encode()).digest()
     return "T-" + base64.b32encode(digest).decode()[:12]
-
-
-class Resolution(StrEnum):
-    """How a resolved ticket was fixed (KPI: share of remote fixes)."""
-
-    REMOTE = "remote"
-    ON_SITE = "on_site"
-
-
-class TimelineEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    at: AwareDatetime
-    kind: str
-    actor: str
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-
-class Occurrence(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    fault_id: str
-    occurred_at: AwareDatetime
-    received_at: AwareDatetime
-    severity: Severity
-    firmware: str
-    readings: dict[str, Any] = Field(default_factory=dict)
-    message: str | None = None
 
 
 class Ticket(BaseModel):
