@@ -21,11 +21,16 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aftercare.domain.parts import LineChange, PartsLine, close_out_lines
-from aftercare.models.payloads import Severity
-from aftercare.models.tickets import Occurrence, Resolution, TicketStatus, TimelineEntry
+from aftercare.models.tickets import (
+    Occurrence,
+    Resolution,
+    TicketRecord,
+    TicketStatus,
+    TimelineEntry,
+)
 
 # Occurrence, Resolution, TicketStatus and TimelineEntry are the contract's (models/tickets.py);
 # they are offered here too, beside the ticket they belong to.
@@ -81,53 +86,10 @@ def ticket_id_for(thing: str, fault_id: str) -> str:
     return "T-" + base64.b32encode(digest).decode()[:12]
 
 
-class Ticket(BaseModel):
+class Ticket(TicketRecord):
     """The ticket record (one item); occurrences and timeline are stored beside it."""
 
     model_config = ConfigDict(frozen=True)
-
-    ticket_id: str
-    thing: str
-    serial: str
-    model: str
-    customer_id: str
-    customer_tier: str
-    region: str
-    fault_code: str
-    category: str
-    title_en: str
-    title_zh: str
-    unclassified: bool
-    severity: Severity
-    priority: str
-    in_warranty: bool
-    status: TicketStatus
-    opened_at: AwareDatetime
-    updated_at: AwareDatetime
-    first_seen: AwareDatetime
-    last_seen: AwareDatetime
-    occurrences: int
-    latest_readings: dict[str, Any] = Field(default_factory=dict)
-    latest_message: str | None = None
-    firmware: str
-    repeat_of: str | None = None
-    sla_response_due: AwareDatetime
-    sla_resolution_due: AwareDatetime
-    routine: str | None = None
-    remote_fixable: bool = False
-    auto_diagnose: bool = False
-    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
-    catalog_version: str
-    policy_version: str
-    opened_by_fault: str
-    version: int = 1
-    resolved_at: AwareDatetime | None = None
-    resolution: Resolution | None = None
-    flags: list[str] = Field(default_factory=list)
-    parts: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="parts lines: sku, qty, warehouse, unit_price, status, reservation_id",
-    )
 
     @property
     def active(self) -> bool:

@@ -9,8 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from aftercare.domain.diagnostics import DiagnosticRecord
 from aftercare.models.ids import RequestId, ThingName, TicketId
-from aftercare.models.payloads import Severity
-from aftercare.models.tickets import Occurrence, Resolution, TicketStatus, TimelineEntry
+from aftercare.models.tickets import Occurrence, TicketRecord, TicketStatus, TimelineEntry
 
 __all__ = [
     "DiagnosticsList",
@@ -92,58 +91,13 @@ class TicketRow(BaseModel):
     resolution: str | None = None
 
     @classmethod
-    def of(cls, ticket: BaseModel) -> TicketRow:
-        """The row of a ticket record (any model with these fields; the rest is not shown)."""
+    def of(cls, ticket: TicketRecord) -> TicketRow:
         return cls.model_validate(ticket.model_dump())
 
 
-class TicketView(BaseModel):
+class TicketView(TicketRecord):
     """A ticket with its occurrences, parts lines, timeline and diagnostics."""
 
-    # Every field is listed here on purpose: a field added to the stored ticket is not public
-    # until it is added to this view (and so to the OpenAPI document).
-    ticket_id: str
-    thing: str
-    serial: str
-    model: str
-    customer_id: str
-    customer_tier: str
-    region: str
-    fault_code: str
-    category: str
-    title_en: str
-    title_zh: str
-    unclassified: bool
-    severity: Severity
-    priority: str
-    in_warranty: bool
-    status: TicketStatus
-    opened_at: AwareDatetime
-    updated_at: AwareDatetime
-    first_seen: AwareDatetime
-    last_seen: AwareDatetime
-    occurrences: int
-    latest_readings: dict[str, Any] = Field(default_factory=dict)
-    latest_message: str | None = None
-    firmware: str
-    repeat_of: str | None = None
-    sla_response_due: AwareDatetime
-    sla_resolution_due: AwareDatetime
-    routine: str | None = None
-    remote_fixable: bool = False
-    auto_diagnose: bool = False
-    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
-    catalog_version: str
-    policy_version: str
-    opened_by_fault: str
-    version: int = 1
-    resolved_at: AwareDatetime | None = None
-    resolution: Resolution | None = None
-    flags: list[str] = Field(default_factory=list)
-    parts: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="parts lines: sku, qty, warehouse, unit_price, status, reservation_id",
-    )
     occurrence_history: list[Occurrence]
     timeline: list[TimelineEntry]
     diagnostics: list[DiagnosticRecord]

@@ -52,3 +52,55 @@ class Occurrence(BaseModel):
     firmware: str
     readings: dict[str, Any] = Field(default_factory=dict)
     message: str | None = None
+
+
+class TicketRecord(BaseModel):
+    """A ticket's fields as the contract has them: stored in the ticket's item, shown by the API.
+
+    The domain's `Ticket` adds behaviour; a field only the domain needs goes there, not here,
+    so that it is never public by accident."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket_id: str
+    thing: str
+    serial: str
+    model: str
+    customer_id: str
+    customer_tier: str
+    region: str
+    fault_code: str
+    category: str
+    title_en: str
+    title_zh: str
+    unclassified: bool
+    severity: Severity
+    priority: str
+    in_warranty: bool
+    status: TicketStatus
+    opened_at: AwareDatetime
+    updated_at: AwareDatetime
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    occurrences: int
+    latest_readings: dict[str, Any] = Field(default_factory=dict)
+    latest_message: str | None = None
+    firmware: str
+    repeat_of: str | None = None
+    sla_response_due: AwareDatetime
+    sla_resolution_due: AwareDatetime
+    routine: str | None = None
+    remote_fixable: bool = False
+    auto_diagnose: bool = False
+    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
+    catalog_version: str
+    policy_version: str
+    opened_by_fault: str
+    version: int = 1
+    resolved_at: AwareDatetime | None = None
+    resolution: Resolution | None = None
+    flags: list[str] = Field(default_factory=list)
+    parts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="parts lines: sku, qty, warehouse, unit_price, status, reservation_id",
+    )
