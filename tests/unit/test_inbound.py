@@ -119,7 +119,7 @@ def take(body: str, parked: Parked, verdict: Outcome) -> Outcome:
         FAULTS,
         apply=lambda _: verdict,
         refuse=lambda reason, detail: Outcome(reason=reason, detail=detail),
-        parked=parked,  # type: ignore[arg-type]
+        parked=parked,
         now=NOW,
     )
 
