@@ -96,6 +96,7 @@ class DeviceTopics:
     telemetry: str
     diagnostics_request: str
     diagnostics_result: str
+    diagnostics_cancel: str
 
     @classmethod
     def for_thing(cls, thing: str) -> DeviceTopics:
@@ -104,6 +105,7 @@ class DeviceTopics:
             telemetry=f"dt/aftercare/{thing}/telemetry",
             diagnostics_request=f"cmd/aftercare/{thing}/diagnostics/req",
             diagnostics_result=f"cmd/aftercare/{thing}/diagnostics/res",
+            diagnostics_cancel=f"cmd/aftercare/{thing}/diagnostics/cancel",
         )
 
 

@@ -13,7 +13,12 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
-from aftercare.models.payloads import DiagnosticsRequest, DiagnosticsResult, DiagnosticStatus
+from aftercare.models.payloads import (
+    DiagnosticsCancel,
+    DiagnosticsRequest,
+    DiagnosticsResult,
+    DiagnosticStatus,
+)
 from pydantic import ValidationError
 
 from devices.state import LOG_CAPACITY, DeviceState, component_of
@@ -165,7 +170,8 @@ def respond(
     now: datetime,
     routines: Mapping[str, Routine] = ROUTINES,
 ) -> DiagnosticsResult | None:
-    """Answer one raw request; None when it is invalid or has expired (a device ignores both)."""
+    """Answer one raw request; None when it is invalid, has expired or was cancelled (a device
+    ignores all three)."""
     request = parse_request(raw)
     if request is None:
         return None
@@ -176,7 +182,25 @@ def respond(
             request.expires_at.isoformat(),
         )
         return None
+    if state.is_cancelled(request.request_id, now):
+        LOGGER.info("ignoring cancelled diagnostics request %s", request.request_id)
+        return None
     return run_routine(state, request, now, routines)
+
+
+def accept_cancel(state: DeviceState, raw: bytes, now: datetime) -> DiagnosticsCancel | None:
+    """Take one raw cancel into the state (a later copy of its request is then ignored); None
+    when it is invalid or its request has expired anyway."""
+    try:
+        cancel = DiagnosticsCancel.model_validate_json(raw)
+    except ValidationError as exc:
+        LOGGER.warning("ignoring invalid diagnostics cancel: %s", exc.errors(include_url=False))
+        return None
+    if now >= cancel.expires_at:
+        return None
+    state.cancel_request(cancel.request_id, cancel.expires_at)
+    state.note(now, f"DIAG cancelled request={cancel.request_id} reason={cancel.reason}")
+    return cancel
 
 
 def _run(routine: Routine, state: DeviceState, request: DiagnosticsRequest) -> RoutineOutcome:

@@ -15,6 +15,7 @@ from aftercare.models.payloads import FaultReport, ReadingValue, Severity
 
 LOG_CAPACITY = 200
 SEEN_FAULT_IDS = 4096
+CANCELLED_REQUESTS = 1024
 BASE_COMPONENTS = ("mainboard", "network", "psu", "storage", "thermal")
 
 
@@ -51,6 +52,7 @@ class DeviceState:
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_CAPACITY))
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
+    _cancelled: OrderedDict[str, datetime] = field(default_factory=OrderedDict, repr=False)
 
     def record_fault(self, report: FaultReport) -> None:
         """Take a raised fault into the state: it becomes active and its readings current."""
@@ -88,6 +90,20 @@ class DeviceState:
     def note(self, at: datetime, text: str) -> None:
         with self.lock:
             self.log.append(f"{at.isoformat()} {text}")
+
+    def cancel_request(self, request_id: str, until: datetime) -> None:
+        """Remember a cancelled diagnostics request until it would have expired anyway."""
+        with self.lock:
+            self._cancelled[request_id] = until
+            self._cancelled.move_to_end(request_id)
+            if len(self._cancelled) > CANCELLED_REQUESTS:
+                self._cancelled.popitem(last=False)
+
+    def is_cancelled(self, request_id: str, now: datetime) -> bool:
+        with self.lock:
+            for stale in [r for r, until in self._cancelled.items() if until <= now]:
+                del self._cancelled[stale]
+            return request_id in self._cancelled
 
     def _remember(self, fault_id: str) -> None:
         self._seen[fault_id] = None

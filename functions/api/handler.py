@@ -271,6 +271,8 @@ def invalid_cursor(exc: InvalidCursor) -> Response[str]:
 
 @app.exception_handler(TicketNotActive)
 def not_active(exc: TicketNotActive) -> Response[str]:
+    metrics.add_metric(name="DiagnosticsSkippedTicketClosed", unit=MetricUnit.Count, value=1)
+    logger.info("diagnostic refused: ticket not active", extra={"ticket_id": exc.ticket_id})
     return error(HTTPStatus.CONFLICT, "ticket_not_active", str(exc))
 
 

@@ -1,5 +1,9 @@
-"""AutoDiagnose (TicketsTable stream, new tickets): runs the catalog's routine on tickets whose
-fault code is marked auto-diagnose, with no engineer involved."""
+"""AutoDiagnose (TicketsTable stream): the automatic side of remote diagnostics.
+
+- a new ticket whose fault code is marked auto-diagnose: run the catalog's routine, with no
+  engineer involved (recorded only if the ticket is still active when the request is written);
+- a ticket that became resolved or cancelled: cancel its pending diagnostics and tell the device.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
 from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.diagnostics import auto_diagnose
+from aftercare.domain.diagnostics import TicketNotActive, auto_diagnose, cancel_pending
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
 from aftercare.settings import EnvSettings, load_settings
@@ -52,8 +56,41 @@ def record_handler(record: DynamoDBRecord) -> str | None:
     if not image:
         return None
     ticket = Ticket.model_validate(from_item(image))
+    if not ticket.active:
+        cancel_stale(ticket)
+        return None
+    return start_auto(ticket)
+
+
+def cancel_stale(ticket: Ticket) -> None:
     d = deps()
-    started = auto_diagnose(d.store, d.publisher, ticket, timeout=d.timeout, now=datetime.now(UTC))
+    cancelled = cancel_pending(d.store, d.publisher, ticket, now=datetime.now(UTC))
+    if not cancelled:
+        return
+    metrics.add_metric(name="DiagnosticsCancelled", unit=MetricUnit.Count, value=len(cancelled))
+    logger.info(
+        "pending diagnostics cancelled",
+        extra={
+            "ticket_id": ticket.ticket_id,
+            "status": ticket.status.value,
+            "request_ids": [r.request_id for r in cancelled],
+        },
+    )
+
+
+def start_auto(ticket: Ticket) -> str | None:
+    d = deps()
+    try:
+        started = auto_diagnose(
+            d.store, d.publisher, ticket, timeout=d.timeout, now=datetime.now(UTC)
+        )
+    except TicketNotActive as exc:  # resolved or cancelled after this stream record was written
+        metrics.add_metric(name="DiagnosticsSkippedTicketClosed", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "auto-diagnostic skipped: ticket no longer active",
+            extra={"ticket_id": ticket.ticket_id, "status": exc.status.value},
+        )
+        return None
     if started is None:
         return None
     metrics.add_metric(name="AutoDiagnosticStarted", unit=MetricUnit.Count, value=1)

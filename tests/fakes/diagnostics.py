@@ -1,4 +1,5 @@
-"""In-memory DiagnosticsStore / CommandPublisher with the DynamoDB adapter's conditions."""
+"""In-memory DiagnosticsStore, CommandPublisher and CancelPublisher, with the adapter's
+conditions."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from aftercare.domain.diagnostics import (
     DiagnosticRecord,
     DiagnosticState,
     PublishFailed,
+    TicketNotActive,
 )
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
 from aftercare.domain.tickets import Ticket, TicketStatus, TimelineEntry, ticket_id_for
-from aftercare.models.payloads import DiagnosticsRequest, Severity
+from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsRequest, Severity
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -87,6 +89,11 @@ class FakeDiagnosticsStore:
         )
 
     def create(self, record: DiagnosticRecord, entry: TimelineEntry) -> bool:
+        ticket = self.tickets.get(record.ticket_id)
+        if ticket is None:
+            raise TicketNotFound(record.ticket_id)
+        if not ticket.active:
+            raise TicketNotActive(ticket.ticket_id, ticket.status)
         if record.request_id in self.records:
             return False
         self.records[record.request_id] = record
@@ -98,6 +105,11 @@ class FakeDiagnosticsStore:
         self.records[record.request_id] = record.model_copy(
             update={"status": DiagnosticState.FAILED}
         )
+        self.timeline.setdefault(record.ticket_id, []).append(entry)
+
+    def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
+        self._require_pending(record)
+        self.records[record.request_id] = record
         self.timeline.setdefault(record.ticket_id, []).append(entry)
 
     def _require_pending(self, record: DiagnosticRecord) -> None:
@@ -162,9 +174,15 @@ class FakeDiagnosticsStore:
 class FakePublisher:
     def __init__(self) -> None:
         self.published: list[tuple[str, DiagnosticsRequest]] = []
+        self.cancels: list[tuple[str, DiagnosticsCancel]] = []
         self.failing = False
 
     def publish(self, thing: str, request: DiagnosticsRequest) -> None:
         if self.failing:
             raise PublishFailed("broker unreachable")
         self.published.append((thing, request))
+
+    def publish_cancel(self, thing: str, cancel: DiagnosticsCancel) -> None:
+        if self.failing:
+            raise PublishFailed("broker unreachable")
+        self.cancels.append((thing, cancel))

@@ -77,6 +77,7 @@ def test_topics_follow_the_contract():
         telemetry="dt/aftercare/dev-1/telemetry",
         diagnostics_request="cmd/aftercare/dev-1/diagnostics/req",
         diagnostics_result="cmd/aftercare/dev-1/diagnostics/res",
+        diagnostics_cancel="cmd/aftercare/dev-1/diagnostics/cancel",
     )
 
 

@@ -51,8 +51,9 @@ def test_the_template_policy_confines_each_device_to_its_own_topics() -> None:
         "topic read cmd/aftercare/+/diagnostics/res",
         "topic read dt/aftercare/+/fault",
     ]
-    # the functions' diagnostics requests, and the operator's smoke fault (aftercare smoke)
+    # the functions' diagnostics requests and cancels, and the operator's smoke fault
     assert sorted(data_part.strip().splitlines()) == [
+        "topic write cmd/aftercare/+/diagnostics/cancel",
         "topic write cmd/aftercare/+/diagnostics/req",
         "topic write dt/aftercare/+/fault",
     ]

@@ -6,6 +6,11 @@ Items (TicketsTable, beside the ticket; see its comment in template.yaml):
                                              carries diag_state=pending + diag_deadline (epoch s),
                                              the sparse GSI by_diag_deadline the sweeper reads
 
+Recording a request is one TransactWriteItems: the DIAG item (new), its timeline entry and a
+ConditionCheck that the ticket META is still in an active status, so a request for a ticket
+resolved or cancelled a moment earlier is never recorded (nor published). Cancelling one is the
+DIAG item under `status = pending` plus its timeline entry.
+
 The request id embeds the ticket id, so an answer is one BatchGetItem (ticket META + DIAG) and
 one TransactWriteItems (the DIAG item under the condition `status = pending`, timeline entries,
 and the ticket's status change or diagnostics patch). Request dicts are built by pure functions.
@@ -34,11 +39,12 @@ from aftercare.domain.diagnostics import (
     DiagnosticRecord,
     DiagnosticState,
     PublishFailed,
+    TicketNotActive,
     TicketPatch,
 )
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
-from aftercare.domain.tickets import Ticket, TimelineEntry
-from aftercare.models.payloads import DiagnosticsRequest
+from aftercare.domain.tickets import ACTIVE_STATES, Ticket, TimelineEntry
+from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsRequest
 
 DIAG_PREFIX = "DIAG#"
 PENDING_INDEX = "by_diag_deadline"
@@ -74,13 +80,48 @@ def _settle_put(table: str, record: DiagnosticRecord) -> dict[str, Any]:
     return put
 
 
+# Positions in create_transaction's TransactItems (cancellation reasons come in this order).
+CREATE_NEW, CREATE_ACTIVE = 0, 2
+
+
+def ticket_active_check(table: str, ticket_id: str) -> dict[str, Any]:
+    """ConditionCheck: the ticket exists and is in an active status (no stale actions)."""
+    states = sorted(s.value for s in ACTIVE_STATES)
+    names = [f":active{n}" for n in range(len(states))]
+    return {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": to_item(ticket_key(ticket_id)),
+            "ConditionExpression": f"#status IN ({', '.join(names)})",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                n: to_attr(v) for n, v in zip(names, states, strict=True)
+            },
+        }
+    }
+
+
 def create_transaction(
     table: str, record: DiagnosticRecord, entry: TimelineEntry
 ) -> dict[str, Any]:
-    """The request (condition: new) and its timeline entry."""
+    """The request (condition: new), its timeline entry, and the check that its ticket is
+    still active."""
     return {
         "TransactItems": [
             _put(table, diagnostic_item(record), "attribute_not_exists(pk)"),
+            _put(table, timeline_item(record.ticket_id, entry)),
+            ticket_active_check(table, record.ticket_id),
+        ]
+    }
+
+
+def cancel_transaction(
+    table: str, record: DiagnosticRecord, entry: TimelineEntry
+) -> dict[str, Any]:
+    """The request as cancelled (condition: still pending) and its timeline entry."""
+    return {
+        "TransactItems": [
+            _settle_put(table, record),
             _put(table, timeline_item(record.ticket_id, entry)),
         ]
     }
@@ -196,10 +237,18 @@ class DynamoDiagnosticsStore:
         try:
             self.ddb.transact_write_items(**create_transaction(self.tickets_table, record, entry))
         except ClientError as exc:
-            if cancellation_codes(exc)[:1] == ["ConditionalCheckFailed"]:
+            codes = cancellation_codes(exc)
+            failed = [n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+            if CREATE_ACTIVE in failed:  # checked first: never re-publish for a closed ticket
+                status = self.load_ticket(record.ticket_id).status
+                raise TicketNotActive(record.ticket_id, status) from exc
+            if CREATE_NEW in failed:
                 return False
             raise
         return True
+
+    def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
+        self._transact(cancel_transaction(self.tickets_table, record, entry))
 
     def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
         self._transact(fail_transaction(self.tickets_table, record, entry))
@@ -288,6 +337,7 @@ class DynamoDeviceDirectory:
 
 
 REQUEST_TOPIC = "cmd/aftercare/{thing}/diagnostics/req"
+CANCEL_TOPIC = "cmd/aftercare/{thing}/diagnostics/cancel"
 
 
 class IotDataPublisher:
@@ -322,11 +372,13 @@ class IotDataPublisher:
         return f"https://{address}"
 
     def publish(self, thing: str, request: DiagnosticsRequest) -> None:
+        self._publish(REQUEST_TOPIC.format(thing=thing), thing, request.model_dump_json())
+
+    def publish_cancel(self, thing: str, cancel: DiagnosticsCancel) -> None:
+        self._publish(CANCEL_TOPIC.format(thing=thing), thing, cancel.model_dump_json())
+
+    def _publish(self, topic: str, thing: str, payload: str) -> None:
         try:
-            self.client.publish(
-                topic=REQUEST_TOPIC.format(thing=thing),
-                qos=1,
-                payload=request.model_dump_json().encode(),
-            )
+            self.client.publish(topic=topic, qos=1, payload=payload.encode())
         except (ClientError, BotoCoreError) as exc:
             raise PublishFailed(f"cannot publish to {thing}: {exc}") from exc

@@ -19,6 +19,13 @@ follows from it, in one transaction:
 Late, duplicate, malformed, unknown or foreign answers raise `ResultRejected` with a reason
 (the handler parks them) and change nothing.
 
+No stale actions: a request is recorded only while its ticket is active (the record's
+transaction checks the ticket's status, so a ticket resolved a moment earlier gets nothing, and
+nothing is published). When a ticket is resolved or cancelled, `cancel_pending` marks its
+pending requests ``cancelled`` and tells the device (``.../diagnostics/cancel``); an answer to a
+cancelled request, or to any request of a ticket that is no longer active, is parked as
+``request_cancelled`` and never applied.
+
 A request id embeds its ticket id (``<ticket_id>_<token>``), so an answer finds its record with
 one read and no lookup item.
 """
@@ -49,6 +56,7 @@ from aftercare.domain.tickets import (
 )
 from aftercare.models.payloads import (
     MAX_DIAGNOSTICS_PAYLOAD_BYTES,
+    DiagnosticsCancel,
     DiagnosticsEnvelope,
     DiagnosticsRequest,
     DiagnosticsResult,
@@ -72,6 +80,7 @@ class DiagnosticState(StrEnum):
     COMPLETED = "completed"
     TIMED_OUT = "timed_out"
     FAILED = "failed"  # could not be handed to the device (publish failed)
+    CANCELLED = "cancelled"  # its ticket was resolved or cancelled before an answer
 
 
 class Purpose(StrEnum):
@@ -102,6 +111,7 @@ class RejectReason(StrEnum):
     THING_MISMATCH = "thing_mismatch"
     DUPLICATE_ANSWER = "duplicate_answer"
     LATE_ANSWER = "late_answer"
+    REQUEST_CANCELLED = "request_cancelled"
 
 
 class ResultRejected(Exception):
@@ -156,6 +166,7 @@ class DiagnosticRecord(BaseModel):
     latency_ms: int | None = None
     outcome: Outcome | None = None
     detail: str | None = None
+    cancelled_at: AwareDatetime | None = None
 
     def request(self) -> DiagnosticsRequest:
         return DiagnosticsRequest(
@@ -235,7 +246,14 @@ class DiagnosticsStore(Protocol):
         ...
 
     def create(self, record: DiagnosticRecord, entry: TimelineEntry) -> bool:
-        """Store a new pending request with its timeline entry; False if it already exists."""
+        """Store a new pending request with its timeline entry, in one write that also checks
+        the ticket is still active; False if it already exists. Raises TicketNotActive (with
+        the ticket's current status) when the ticket is not active any more."""
+        ...
+
+    def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
+        """Store a request as `cancelled` with its timeline entry. Raises ConcurrentUpdate if it
+        is no longer pending (answered, timed out or cancelled meanwhile)."""
         ...
 
     def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
@@ -258,6 +276,12 @@ class CommandPublisher(Protocol):
     """Hands a request to the device's command topic (QoS 1). Raises PublishFailed."""
 
     def publish(self, thing: str, request: DiagnosticsRequest) -> None: ...
+
+
+class CancelPublisher(Protocol):
+    """Tells a device not to run (or answer) a request (QoS 1). Raises PublishFailed."""
+
+    def publish_cancel(self, thing: str, cancel: DiagnosticsCancel) -> None: ...
 
 
 # --------------------------------------------------------------------------- ids and params
@@ -447,6 +471,11 @@ def check_answer(
             RejectReason.THING_MISMATCH,
             f"request {request_id} was sent to {record.thing!r}, answered by {thing!r}",
         )
+    if record.status is DiagnosticState.CANCELLED:
+        raise ResultRejected(
+            RejectReason.REQUEST_CANCELLED,
+            f"request {request_id} was cancelled at {record.cancelled_at}: {record.detail}",
+        )
     if record.status is DiagnosticState.TIMED_OUT or received_at > record.expires_at + RESULT_GRACE:
         raise ResultRejected(
             RejectReason.LATE_ANSWER,
@@ -520,6 +549,12 @@ def _apply(
         pending = check_answer(context.record, result.request_id, thing, received_at)
         if context.ticket is None:
             raise ResultRejected(RejectReason.UNKNOWN_REQUEST, f"no ticket {ticket_id}")
+        if not context.ticket.active:
+            # Its cancellation is on the way (the ticket's stream); the answer is as stale.
+            raise ResultRejected(
+                RejectReason.REQUEST_CANCELLED,
+                f"ticket {context.ticket.ticket_id} is {context.ticket.status}",
+            )
         plan = plan_completion(
             context.ticket,
             pending,
@@ -828,6 +863,58 @@ def sweep_timeouts(store: DiagnosticsStore, now: datetime, limit: int = 100) -> 
             continue  # answered or changed meanwhile; the next sweep looks again
         swept += 1
     return swept
+
+
+# --------------------------------------------------------------------------- cancelling
+
+
+def plan_cancel(
+    record: DiagnosticRecord, ticket: Ticket, now: datetime
+) -> tuple[DiagnosticRecord, TimelineEntry]:
+    """A pending request of a ticket that left the active states: cancelled, saying why."""
+    why = f"ticket {ticket.status}"
+    cancelled = record.model_copy(
+        update={"status": DiagnosticState.CANCELLED, "cancelled_at": now, "detail": why}
+    )
+    entry = TimelineEntry(
+        at=now,
+        kind="diagnostics_cancelled",
+        actor=SYSTEM_ACTOR,
+        detail={"request_id": record.request_id, "routine": record.routine, "reason": why},
+    )
+    return cancelled, entry
+
+
+def cancel_pending(
+    store: DiagnosticsStore, publisher: CancelPublisher, ticket: Ticket, now: datetime
+) -> list[DiagnosticRecord]:
+    """Cancel every pending request of a resolved or cancelled ticket and tell its device.
+
+    The device hears first, then the record is settled: a failure in between is retried (the
+    request is still pending) and a repeated cancel is harmless to the device. A request that is
+    answered meanwhile stays answered (its answer is parked, the ticket being inactive)."""
+    if ticket.active:
+        return []
+    cancelled = []
+    for record in store.for_ticket(ticket.ticket_id):
+        if record.status is not DiagnosticState.PENDING:
+            continue
+        settled, entry = plan_cancel(record, ticket, now)
+        publisher.publish_cancel(
+            record.thing,
+            DiagnosticsCancel(
+                request_id=record.request_id,
+                reason=entry.detail["reason"],
+                cancelled_at=now,
+                expires_at=record.expires_at,
+            ),
+        )
+        try:
+            store.cancel(settled, entry)
+        except ConcurrentUpdate:
+            continue
+        cancelled.append(settled)
+    return cancelled
 
 
 # --------------------------------------------------------------------------- queue messages

@@ -4,8 +4,9 @@ A parked message is evidence. Replaying sends a copy back to the queue its sourc
 (faults to the fault queue, diagnostics answers to the diagnostics result queue) and records the
 replay on the parked item, which stays. What a replay cannot fix is skipped with the reason:
 content the contract rejects is rejected again, and a rejected diagnostics answer (spoofed,
-late, duplicate, unknown) must stay as it was judged. Replaying twice cannot count twice: fault
-intake is exactly-once per `(thing, fault_id)` and an answer settles its request once.
+late, duplicate, unknown, or to a cancelled request) must stay as it was judged. Replaying twice
+cannot count twice: fault intake is exactly-once per `(thing, fault_id)` and an answer settles
+its request once.
 """
 
 from __future__ import annotations

@@ -99,6 +99,18 @@ class DiagnosticsRequest(_Inbound):
         return now >= self.expires_at
 
 
+class DiagnosticsCancel(_Inbound):
+    """Cloud → device on ``cmd/aftercare/{thing}/diagnostics/cancel``: do not run (or answer)
+    this request; its ticket was resolved or cancelled. A device remembers the id until
+    ``expires_at`` (after which it ignores the request anyway), so a cancel that overtakes its
+    request still stops it."""
+
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    cancelled_at: Rfc3339
+    expires_at: Rfc3339
+
+
 class DiagnosticsResult(_Inbound):
     """Device → cloud on ``cmd/aftercare/{thing}/diagnostics/res``."""
 
