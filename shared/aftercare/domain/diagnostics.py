@@ -54,6 +54,12 @@ from aftercare.domain.tickets import (
     TimelineEntry,
     plan_status_change,
 )
+from aftercare.models.diagnostics import (
+    DiagnosticRecord,
+    DiagnosticState,
+    Outcome,
+    Purpose,
+)
 from aftercare.models.payloads import (
     MAX_DIAGNOSTICS_PAYLOAD_BYTES,
     DiagnosticsCancel,
@@ -64,7 +70,6 @@ from aftercare.models.payloads import (
 )
 from aftercare.models.strict_json import ContentRejected, loads_strict
 
-ROUTINES = ("self_test", "sensor_snapshot", "log_excerpt", "reset_component")
 REMEDY_ROUTINES = frozenset({"reset_component"})
 VERIFY_ROUTINE = "self_test"
 ONSITE_FLAG = "needs_onsite_dispatch"
@@ -73,29 +78,6 @@ RESULT_GRACE = timedelta(seconds=5)
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
 SYSTEM_ACTOR = "diagnostics"
-
-
-class DiagnosticState(StrEnum):
-    PENDING = "pending"
-    COMPLETED = "completed"
-    TIMED_OUT = "timed_out"
-    FAILED = "failed"  # could not be handed to the device (publish failed)
-    CANCELLED = "cancelled"  # its ticket was resolved or cancelled before an answer
-
-
-class Purpose(StrEnum):
-    ENGINEER = "engineer"
-    AUTO = "auto"
-    VERIFY = "verify"
-
-
-class Outcome(StrEnum):
-    NO_ACTION = "no_action"
-    VERIFYING = "verifying"
-    REMOTE_FIX = "remote_fix"
-    REMOTE_FIX_FAILED = "remote_fix_failed"
-    PARTS_SUGGESTED = "parts_suggested"
-    TIMED_OUT = "timed_out"
 
 
 class RejectReason(StrEnum):
@@ -143,38 +125,6 @@ class DiagnosticNotFound(LookupError):
 
 
 # --------------------------------------------------------------------------- records
-
-
-class DiagnosticRecord(BaseModel):
-    """One diagnostics request and (once answered) its result; stored under its ticket."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    request_id: str
-    ticket_id: str
-    thing: str
-    routine: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    purpose: Purpose
-    parent_request_id: str | None = None
-    requested_by: str
-    requested_at: AwareDatetime
-    expires_at: AwareDatetime
-    status: DiagnosticState = DiagnosticState.PENDING
-    result: DiagnosticsResult | None = None
-    received_at: AwareDatetime | None = None
-    latency_ms: int | None = None
-    outcome: Outcome | None = None
-    detail: str | None = None
-    cancelled_at: AwareDatetime | None = None
-
-    def request(self) -> DiagnosticsRequest:
-        return DiagnosticsRequest(
-            request_id=self.request_id,
-            routine=self.routine,
-            params=self.params,
-            expires_at=self.expires_at,
-        )
 
 
 class TicketPatch(BaseModel):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from aftercare.domain.diagnostics import DiagnosticRecord
+from aftercare.models.diagnostics import DiagnosticRecord, Routine
 from aftercare.models.ids import RequestId, ThingName, TicketId
 from aftercare.models.tickets import Occurrence, TicketRecord, TicketStatus, TimelineEntry
 
@@ -36,15 +35,6 @@ ParamValue = (
     | Annotated[str, StringConstraints(max_length=256)]
     | Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=32)]
 )
-
-
-class Routine(StrEnum):
-    """Routines every device agent runs (a device answers `unsupported` to others)."""
-
-    SELF_TEST = "self_test"
-    SENSOR_SNAPSHOT = "sensor_snapshot"
-    LOG_EXCERPT = "log_excerpt"
-    RESET_COMPONENT = "reset_component"
 
 
 class ErrorBody(BaseModel):
