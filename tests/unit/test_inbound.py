@@ -52,6 +52,7 @@ def test_reject_reasons_keep_their_stored_values() -> None:
             "unknown_request",
             "duplicate_answer",
             "late_answer",
+            "request_cancelled",
         ]
     )
 

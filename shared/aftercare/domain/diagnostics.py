@@ -16,8 +16,8 @@ follows from it, in one transaction:
 - no answer by the deadline: `sweep_timeouts` marks the request ``timed_out`` and flags the
   ticket for on-site dispatch.
 
-Late, duplicate, malformed, unknown or foreign answers raise `ResultRejected` with a reason
-(the handler parks them) and change nothing.
+Late, duplicate, malformed, unknown or foreign answers are rejected with a reason from the one
+inbound vocabulary (`aftercare.domain.inbound`), parked, and change nothing.
 
 No stale actions: a request is recorded only while its ticket is active (the record's
 transaction checks the ticket's status, so a ticket resolved a moment earlier gets nothing, and
@@ -32,19 +32,18 @@ one read and no lookup item.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.messages import printable_payload, record_dead_letter
-from aftercare.domain.ports import ConcurrentUpdate, ParkedMessage, ParkedStore
+from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
+from aftercare.domain.inbound import Rejected as ResultRejected
+from aftercare.domain.parking import DIAGNOSTICS, receive, record_dead_letter
+from aftercare.domain.ports import ConcurrentUpdate, ParkedStore
 from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.tickets import (
     Resolution,
@@ -68,8 +67,10 @@ from aftercare.models.payloads import (
     DiagnosticsResult,
     DiagnosticStatus,
 )
-from aftercare.models.strict_json import ContentRejected, loads_strict
 
+# `ResultRejected` is the inbound pipeline's `Rejected`, under the name callers know.
+__all__ = ["ResultRejected"]
+DIAGNOSTICS_RESULT = Contract(DiagnosticsResult, MAX_DIAGNOSTICS_PAYLOAD_BYTES, noun="a result")
 REMEDY_ROUTINES = frozenset({"reset_component"})
 VERIFY_ROUTINE = "self_test"
 ONSITE_FLAG = "needs_onsite_dispatch"
@@ -78,31 +79,6 @@ RESULT_GRACE = timedelta(seconds=5)
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
 SYSTEM_ACTOR = "diagnostics"
-
-
-class RejectReason(StrEnum):
-    INVALID_ENVELOPE = "invalid_envelope"
-    NOT_BASE64 = "invalid_envelope_payload"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    NOT_UTF8 = "not_utf8"
-    MALFORMED_JSON = "malformed_json"
-    NOT_AN_OBJECT = "not_a_json_object"
-    UNKNOWN_FIELD = "unknown_field"
-    SCHEMA_VIOLATION = "schema_violation"
-    UNKNOWN_REQUEST = "unknown_request"
-    THING_MISMATCH = "thing_mismatch"
-    DUPLICATE_ANSWER = "duplicate_answer"
-    LATE_ANSWER = "late_answer"
-    REQUEST_CANCELLED = "request_cancelled"
-
-
-class ResultRejected(Exception):
-    """An answer that changes nothing; parked with its reason."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class TicketNotActive(Exception):
@@ -376,63 +352,32 @@ def _publish(
 
 def decode_result(envelope: DiagnosticsEnvelope) -> DiagnosticsResult:
     """Validate one delivered payload against the DiagnosticsResult contract."""
-    try:
-        raw = base64.b64decode(envelope.payload_b64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ResultRejected(RejectReason.NOT_BASE64, f"payload_b64 is not base64: {exc}") from exc
-    if len(raw) > MAX_DIAGNOSTICS_PAYLOAD_BYTES:
-        raise ResultRejected(
-            RejectReason.PAYLOAD_TOO_LARGE,
-            f"{len(raw)} bytes; a result is at most {MAX_DIAGNOSTICS_PAYLOAD_BYTES} bytes",
-        )
-    try:
-        data = loads_strict(raw)
-    except UnicodeDecodeError as exc:
-        raise ResultRejected(RejectReason.NOT_UTF8, f"payload is not UTF-8: {exc}") from exc
-    except ContentRejected as exc:
-        raise ResultRejected(RejectReason(exc.reason), exc.detail) from exc
-    if not isinstance(data, dict):
-        raise ResultRejected(
-            RejectReason.NOT_AN_OBJECT, f"payload must be a JSON object, got {type(data).__name__}"
-        )
-    try:
-        return DiagnosticsResult.model_validate(data)
-    except ValidationError as exc:
-        raise _schema_rejection(exc) from exc
-
-
-def _schema_rejection(exc: ValidationError) -> ResultRejected:
-    errors = exc.errors(include_url=False, include_input=False)
-    unknown = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:
-        return ResultRejected(RejectReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(unknown))
-    described = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
-    return ResultRejected(RejectReason.SCHEMA_VIOLATION, described)
+    return decode(envelope.payload_b64, DIAGNOSTICS_RESULT)
 
 
 def check_answer(
     record: DiagnosticRecord | None, request_id: str, thing: str, received_at: datetime
 ) -> DiagnosticRecord:
-    """The pending record this answer settles, or ResultRejected saying why it settles none."""
+    """The pending record this answer settles, or Rejected saying why it settles none."""
     if record is None:
-        raise ResultRejected(RejectReason.UNKNOWN_REQUEST, f"no diagnostics request {request_id}")
+        raise Rejected(RejectReason.UNKNOWN_REQUEST, f"no diagnostics request {request_id}")
     if record.thing != thing:
-        raise ResultRejected(
+        raise Rejected(
             RejectReason.THING_MISMATCH,
             f"request {request_id} was sent to {record.thing!r}, answered by {thing!r}",
         )
     if record.status is DiagnosticState.CANCELLED:
-        raise ResultRejected(
+        raise Rejected(
             RejectReason.REQUEST_CANCELLED,
             f"request {request_id} was cancelled at {record.cancelled_at}: {record.detail}",
         )
     if record.status is DiagnosticState.TIMED_OUT or received_at > record.expires_at + RESULT_GRACE:
-        raise ResultRejected(
+        raise Rejected(
             RejectReason.LATE_ANSWER,
             f"received {received_at.isoformat()}, deadline {record.expires_at.isoformat()}",
         )
     if record.status is not DiagnosticState.PENDING:
-        raise ResultRejected(
+        raise Rejected(
             RejectReason.DUPLICATE_ANSWER, f"request {request_id} is already {record.status}"
         )
     return record
@@ -451,7 +396,7 @@ def handle_result(
 
     The answer's timeline entry is dated when IoT Core received it; what follows from it
     (status change, flags, verification request) is dated `now`."""
-    received_at = datetime.fromtimestamp(envelope.received_at / 1000, tz=UTC)
+    received_at = received_time(envelope)
     try:
         result = decode_result(envelope)
         plan = _apply(
@@ -463,7 +408,7 @@ def handle_result(
             now=now,
             verify_timeout=verify_timeout,
         )
-    except ResultRejected as exc:
+    except Rejected as exc:
         return ResultOutcome(thing=envelope.thing, reason=exc.reason, detail=exc.detail)
     follow_up = plan.follow_up
     if follow_up is not None:
@@ -498,10 +443,10 @@ def _apply(
         )
         pending = check_answer(context.record, result.request_id, thing, received_at)
         if context.ticket is None:
-            raise ResultRejected(RejectReason.UNKNOWN_REQUEST, f"no ticket {ticket_id}")
+            raise Rejected(RejectReason.UNKNOWN_REQUEST, f"no ticket {ticket_id}")
         if not context.ticket.active:
             # Its cancellation is on the way (the ticket's stream); the answer is as stale.
-            raise ResultRejected(
+            raise Rejected(
                 RejectReason.REQUEST_CANCELLED,
                 f"ticket {context.ticket.ticket_id} is {context.ticket.status}",
             )
@@ -869,9 +814,6 @@ def cancel_pending(
 
 # --------------------------------------------------------------------------- queue messages
 
-DIAGNOSTICS_SOURCE = "diagnostics"
-DIAGNOSTICS_DEAD_LETTER_SOURCE = "diagnostics-dlq"
-
 
 def handle_result_message(
     body: str,
@@ -887,43 +829,23 @@ def handle_result_message(
     """Apply one diagnostics-queue message; park it (source `diagnostics`) when rejected.
 
     Storage and publish errors propagate, so the message is retried and finally dead-lettered."""
-    try:
-        envelope = DiagnosticsEnvelope.model_validate_json(body)
-    except ValidationError as exc:
-        detail = f"not an IoT rule diagnostics envelope: {exc.error_count()} error(s)"
-        parked.park(
-            ParkedMessage(
-                source=DIAGNOSTICS_SOURCE,
-                reason=RejectReason.INVALID_ENVELOPE.value,
-                detail=detail,
-                received_at=now,
-                payload=body[:MAX_DIAGNOSTICS_PAYLOAD_BYTES],
-                message_id=message_id,
-            )
+
+    def apply(envelope: DiagnosticsEnvelope) -> ResultOutcome:
+        return handle_result(
+            envelope,
+            store=store,
+            publisher=publisher,
+            catalog=catalog,
+            now=now,
+            verify_timeout=verify_timeout,
         )
-        return ResultOutcome(thing="", reason=RejectReason.INVALID_ENVELOPE, detail=detail)
-    outcome = handle_result(
-        envelope,
-        store=store,
-        publisher=publisher,
-        catalog=catalog,
-        now=now,
-        verify_timeout=verify_timeout,
+
+    def refuse(reason: RejectReason, detail: str) -> ResultOutcome:
+        return ResultOutcome(thing="", reason=reason, detail=detail)
+
+    return receive(
+        body, message_id, DIAGNOSTICS, apply=apply, refuse=refuse, parked=parked, now=now
     )
-    if outcome.reason is not None:
-        parked.park(
-            ParkedMessage(
-                source=DIAGNOSTICS_SOURCE,
-                reason=outcome.reason.value,
-                detail=outcome.detail or "",
-                received_at=datetime.fromtimestamp(envelope.received_at / 1000, tz=UTC),
-                payload=printable_payload(envelope.payload_b64),
-                thing=envelope.thing,
-                envelope=envelope.model_dump(),
-                message_id=message_id,
-            )
-        )
-    return outcome
 
 
 def park_dead_letter(
@@ -931,5 +853,5 @@ def park_dead_letter(
 ) -> str:
     """Park a dead-lettered diagnostics message (rule error, or retries exhausted)."""
     return record_dead_letter(
-        body, message_id, receive_count, sent_at, parked, source=DIAGNOSTICS_DEAD_LETTER_SOURCE
+        body, message_id, receive_count, sent_at, parked, source=DIAGNOSTICS.dead_letter_source
     )

@@ -47,6 +47,7 @@ class RejectReason(StrEnum):
     UNKNOWN_REQUEST = "unknown_request"
     DUPLICATE_ANSWER = "duplicate_answer"
     LATE_ANSWER = "late_answer"
+    REQUEST_CANCELLED = "request_cancelled"
 
 
 class Rejected(Exception):
