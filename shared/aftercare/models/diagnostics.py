@@ -13,18 +13,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from aftercare.models.payloads import DiagnosticsRequest, DiagnosticsResult
 
 
-class Routine(StrEnum):
-    """Routines every device agent runs (a device answers `unsupported` to others)."""
-
-    SELF_TEST = "self_test"
-    SENSOR_SNAPSHOT = "sensor_snapshot"
-    LOG_EXCERPT = "log_excerpt"
-    RESET_COMPONENT = "reset_component"
-
-
-ROUTINES: tuple[str, ...] = tuple(routine.value for routine in Routine)
-
-
 class DiagnosticState(StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"
@@ -46,6 +34,18 @@ class Outcome(StrEnum):
     REMOTE_FIX_FAILED = "remote_fix_failed"
     PARTS_SUGGESTED = "parts_suggested"
     TIMED_OUT = "timed_out"
+
+
+class Routine(StrEnum):
+    """Routines every device agent runs (a device answers `unsupported` to others)."""
+
+    SELF_TEST = "self_test"
+    SENSOR_SNAPSHOT = "sensor_snapshot"
+    LOG_EXCERPT = "log_excerpt"
+    RESET_COMPONENT = "reset_component"
+
+
+ROUTINES: tuple[str, ...] = tuple(routine.value for routine in Routine)
 
 
 class DiagnosticRecord(BaseModel):
