@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.notification_reports import NotificationReports
 
 from infra.cli import CliError, _add, emit, target_of
 from infra.target import Target
@@ -52,16 +52,13 @@ FOLLOWUP_FIELDS = [
 ]
 
 
-def notification_store(target: Target) -> DynamoNotificationStore:
-    return DynamoNotificationStore(
-        table=target.resource("NotificationsTable"),
-        tickets_table=target.resource("TicketsTable"),
-        customers_table=target.resource("CustomersTable"),
-        ddb=target.client("dynamodb"),
+def notification_store(target: Target) -> NotificationReports:
+    return NotificationReports(
+        table=target.resource("NotificationsTable"), ddb=target.client("dynamodb")
     )
 
 
-def _store(args: argparse.Namespace) -> DynamoNotificationStore:
+def _store(args: argparse.Namespace) -> NotificationReports:
     return notification_store(target_of(args))
 
 
@@ -118,7 +115,7 @@ def cmd_followups_list(args: argparse.Namespace) -> None:
     emit([{k: i.get(k) for k in FOLLOWUP_FIELDS} for i in items], args.json, FOLLOWUP_FIELDS)
 
 
-def csat_view(store: DynamoNotificationStore) -> dict[str, Any]:
+def csat_view(store: NotificationReports) -> dict[str, Any]:
     csat = store.csat()
     score = csat.score
     return {

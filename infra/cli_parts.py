@@ -88,7 +88,7 @@ def cmd_reserve(args: argparse.Namespace) -> None:
         now=datetime.now(UTC),
         hold=timedelta(hours=args.hold_hours),
     )
-    emit({**ticket_row(ticket), "parts": ticket.parts}, True)
+    emit({**ticket_row(ticket), "parts": [p.model_dump(mode="json") for p in ticket.parts]}, True)
 
 
 def cmd_release(args: argparse.Namespace) -> None:
@@ -100,7 +100,7 @@ def cmd_release(args: argparse.Namespace) -> None:
         reason=args.reason,
         now=datetime.now(UTC),
     )
-    emit({**ticket_row(ticket), "parts": ticket.parts}, True)
+    emit({**ticket_row(ticket), "parts": [p.model_dump(mode="json") for p in ticket.parts]}, True)
 
 
 def cmd_adjust(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import TicketNotActive, auto_diagnose, cancel_pending
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
@@ -101,9 +102,7 @@ def start_auto(ticket: Ticket) -> str | None:
     return started.request_id
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(

@@ -9,7 +9,8 @@ from typing import Any
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.stock import sweep_expired_holds
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
@@ -35,9 +36,7 @@ def deps() -> tuple[InventoryReader, DynamoTicketStore]:
     return InventoryReader(table=settings.inventory_table), store
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     holds, store = deps()

@@ -17,7 +17,8 @@ from typing import Any
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.domain.budget import Budget
 from aftercare.domain.notifier import Notifier
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
@@ -37,9 +38,7 @@ def deps() -> Notifier:
     return build_notifier(load_settings(Settings))  # values come from the environment
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     notifier = deps()  # settings validated first: a missing variable fails with its name
     tick = parse(event=event, model=EventBridgeModel)

@@ -19,8 +19,9 @@ from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, metrics
 from aftercare.records import FAILED_RECORD, stream_record_identity
+from aftercare.runtime import entry_point
 from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -107,9 +108,7 @@ def handle_in_order(
     return outcomes, None
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     notifier = deps()  # settings validated first: a missing variable fails with its name
     changes = [TicketChange.of(r) for r in event.get("Records") or []]

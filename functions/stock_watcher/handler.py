@@ -18,6 +18,7 @@ from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
 from aftercare.observability import logger, metrics, tracer
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
@@ -84,9 +85,7 @@ def record_handler(record: DynamoDBRecord) -> None:
         logger.info("low stock", extra=event.model_dump(mode="json"))
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(

@@ -19,7 +19,7 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.survey_store import DynamoSurveyStore
 from aftercare.api.caller import authenticate, current_caller
 from aftercare.api.errors import documented, error, register_common
 from aftercare.domain.access import Caller, Forbidden
@@ -56,12 +56,10 @@ class Settings(EnvSettings):
 
 
 @cache
-def deps() -> DynamoNotificationStore:
+def deps() -> DynamoSurveyStore:
     settings = load_settings(Settings)  # values come from the environment
-    return DynamoNotificationStore(
-        table=settings.notifications_table,
-        tickets_table=settings.tickets_table,
-        customers_table=settings.customers_table,
+    return DynamoSurveyStore(
+        table=settings.notifications_table, tickets_table=settings.tickets_table
     )
 
 

@@ -49,25 +49,6 @@ class NoOpTracer:
     disabled: Final = True
 
     @overload
-    def capture_lambda_handler(self, lambda_handler: F) -> F: ...
-
-    @overload
-    def capture_lambda_handler(
-        self,
-        lambda_handler: None = None,
-        capture_response: bool | None = None,
-        capture_error: bool | None = None,
-    ) -> Callable[[F], F]: ...
-
-    def capture_lambda_handler(
-        self,
-        lambda_handler: Any = None,
-        capture_response: bool | None = None,
-        capture_error: bool | None = None,
-    ) -> Any:
-        return _unchanged if lambda_handler is None else lambda_handler
-
-    @overload
     def capture_method(self, method: F) -> F: ...
 
     @overload
@@ -85,6 +66,9 @@ class NoOpTracer:
         capture_error: bool | None = None,
     ) -> Any:
         return _unchanged if method is None else method
+
+    # The handler decorator takes the same arguments and does the same nothing.
+    capture_lambda_handler = capture_method
 
     def put_annotation(self, key: str, value: Any) -> None:
         """Dropped: annotations need an SDK subsegment."""

@@ -24,7 +24,10 @@ import paho.mqtt.client as mqtt
 import pytest
 import schemathesis
 from aftercare.adapters.notifications_store import DynamoNotificationStore
-from aftercare.domain.notifications import Survey, TicketFacts
+from aftercare.domain.notifications import (
+    Survey,
+    TicketFacts,
+)
 from aftercare.domain.surveys import survey_id_for
 from hypothesis import HealthCheck, Phase, given, settings
 from paho.mqtt.enums import CallbackAPIVersion

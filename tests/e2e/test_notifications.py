@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.surveys import survey_id_for
 from aftercare.domain.tickets import Resolution, Ticket, TicketStatus
@@ -84,11 +84,8 @@ class World:
             inventory_table=self.target.resource("InventoryTable"),
             ddb=self.ddb,
         )
-        self.notifications = DynamoNotificationStore(
-            table=self.target.resource("NotificationsTable"),
-            tickets_table=self.target.resource("TicketsTable"),
-            customers_table=self.target.resource("CustomersTable"),
-            ddb=self.ddb,
+        self.notifications = NotificationReports(
+            table=self.target.resource("NotificationsTable"), ddb=self.ddb
         )
 
     def prefer(self, customer_id: str, **changes: Any) -> dict[str, Any]:

@@ -59,8 +59,8 @@ def test_thirty_concurrent_faults_share_four_units(local_stack: Stack, tmp_path:
 
     tickets = wait_for(all_tickets, what="30 tickets")
     # Then exactly 4 are held, 26 backordered, the warehouse has none left, and the books balance
-    lines = [p for t in tickets for p in t.parts if p["sku"] == SKU]
-    statuses = sorted(p["status"] for p in lines)
+    lines = [p for t in tickets for p in t.parts if p.sku == SKU]
+    statuses = sorted(p.status for p in lines)
     assert statuses.count("held") == 4 and statuses.count("backordered") == 26
     after = stock_of(reader)
     assert after["available"] == 0
@@ -70,4 +70,4 @@ def test_thirty_concurrent_faults_share_four_units(local_stack: Stack, tmp_path:
     assert len(mine) == 30 and sum(r["status"] == "held" for r in mine) == 4
     for res in mine:  # no orphan: every reservation matches its ticket's parts line
         ticket = local_stack.tickets.get_ticket(res["ticket_id"]).ticket
-        assert ticket.parts[int(res["line_index"])]["status"] == res["status"]
+        assert ticket.parts[int(res["line_index"])].status == res["status"]

@@ -12,22 +12,19 @@ from aftercare.domain.parts import (
     StockDelta,
     StockLevel,
 )
-from aftercare.domain.ports import (
-    ConcurrentUpdate,
+from aftercare.domain.ports import ConcurrentUpdate, DuplicateFault, LockConflict, TicketNotFound
+from aftercare.domain.ports.records import (
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
-    DuplicateFault,
     IntakeContext,
     LastResolution,
-    LockConflict,
     NewTicketPlan,
     OpenContext,
     OpenLock,
     ParkedMessage,
     PartsChange,
     TicketDetail,
-    TicketNotFound,
 )
 from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
 
@@ -159,7 +156,7 @@ class FakeTicketStore:
         self.tickets[current.ticket_id] = current.model_copy(update=update)
         self.timeline[current.ticket_id].append(change.entry)
 
-    def _move_lines(self, ticket: Ticket, changes: list) -> list[dict]:
+    def _move_lines(self, ticket: Ticket, changes: list) -> list[PartsLine]:
         deltas = [c.delta for c in changes if c.delta is not None]
         self._check(deltas)
         for c in changes:
@@ -167,9 +164,9 @@ class FakeTicketStore:
             if held.status is not c.line.status:
                 raise ConcurrentUpdate("reservation moved on")
         self._apply(deltas)
-        parts = [dict(p) for p in ticket.parts]
+        parts = list(ticket.parts)
         for c in changes:
-            parts[c.index]["status"] = c.to.value
+            parts[c.index] = parts[c.index].model_copy(update={"status": c.to})
             self.reservations[c.line.reservation_id] = c.line.model_copy(update={"status": c.to})
         return parts
 
@@ -180,12 +177,11 @@ class FakeTicketStore:
         self._check(change.new_deltas)
         parts = self._move_lines(current, change.changes)
         self._apply(change.new_deltas)
-        for index, raw in change.new_lines.items():
-            line = PartsLine.model_validate(raw)
+        for index, line in change.new_lines.items():
             if index < len(parts):
-                parts[index] = line.model_dump(mode="json")
+                parts[index] = line
             else:
-                parts.append(line.model_dump(mode="json"))
+                parts.append(line)
             self.reservations[line.reservation_id] = line
         self.tickets[current.ticket_id] = current.model_copy(
             update={"parts": parts, "version": current.version + 1}

@@ -198,8 +198,8 @@ def test_request_budget_ticket_with_parts(intake, aws, calls):
     # Then the whole open (ticket + holds) costs at most 5 DynamoDB requests
     assert sum(calls.values()) <= 5, calls
     (ticket,) = store(aws).list_tickets(thing=THING)
-    assert {p["sku"] for p in ticket.parts} == {"RELAY-COMP-30A", "CAP-RUN-45UF"}
-    assert all(p["status"] == "held" for p in ticket.parts)
+    assert {p.sku for p in ticket.parts} == {"RELAY-COMP-30A", "CAP-RUN-45UF"}
+    assert all(p.status == "held" for p in ticket.parts)
 
 
 def test_correlation_budget(intake, aws, calls):

@@ -25,7 +25,8 @@ import boto3
 import pytest
 from aftercare.adapters.aws import client, to_item
 from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.notification_reports import NotificationReports
+from aftercare.adapters.survey_store import DynamoSurveyStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.surveys import survey_id_for
 from aftercare.domain.tickets import Resolution, TicketStatus
@@ -185,14 +186,15 @@ def sms_to(number: str) -> list[Any]:
     ]
 
 
-def notifications(world: dict[str, Any]) -> DynamoNotificationStore:
+def surveys(world: dict[str, Any]) -> DynamoSurveyStore:
     r = world["resources"]
-    return DynamoNotificationStore(
-        table=r["NotificationsTable"],
-        tickets_table=r["TicketsTable"],
-        customers_table=r["CustomersTable"],
-        ddb=world["ddb"],
+    return DynamoSurveyStore(
+        table=r["NotificationsTable"], tickets_table=r["TicketsTable"], ddb=world["ddb"]
     )
+
+
+def reports(world: dict[str, Any]) -> NotificationReports:
+    return NotificationReports(table=world["resources"]["NotificationsTable"], ddb=world["ddb"])
 
 
 def tickets(world: dict[str, Any]) -> DynamoTicketStore:
@@ -258,7 +260,7 @@ def test_an_invalid_phone_number_falls_back_to_email(world):
     # Then no SMS went out, the email did, and both attempts are recorded
     assert sms_to("0800 AFTERCARE") == []
     assert len(emails_to(CUSTOMERS[customer].contact["email"])) == 1
-    attempts = notifications(world).list_attempts(customer_id=customer)
+    attempts = reports(world).list_attempts(customer_id=customer)
     assert [(a["channel"], a["status"]) for a in attempts] == [("sms", "failed"), ("email", "sent")]
     assert "E164" in attempts[0]["reason"]
 
@@ -282,7 +284,7 @@ def test_resolution_survey_answer_and_follow_up(world):
     records = world["stream"].new_meta_records()
     notify(world, records)
     notify(world, records)  # redelivered: no second message, no second survey
-    store = notifications(world)
+    store = surveys(world)
     survey_id = survey_id_for(ticket.ticket_id)
     assert store.get_survey(survey_id) is not None
     # When the survey delay (1 s) has passed and the scheduler runs
@@ -311,7 +313,7 @@ def test_resolution_survey_answer_and_follow_up(world):
     # Then the first counts, a follow-up exists, the rest are refused
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["rating"] == 2
     assert (again["statusCode"], stranger["statusCode"], invalid["statusCode"]) == (409, 404, 422)
-    (follow_up,) = [f for f in store.list_followups() if f["survey_id"] == survey_id]
+    (follow_up,) = [f for f in reports(world).list_followups() if f["survey_id"] == survey_id]
     assert follow_up["ticket_id"] == ticket.ticket_id and follow_up["comment"] == "slow"
     assert store.csat().answered >= 1
     read = api(world, "GET", survey_id, customer)

@@ -183,7 +183,7 @@ class PartsMachine(RuleBasedStateMachine):
         if ticket_id is None:
             return
         for line in self.store.get_ticket(ticket_id).ticket.parts:
-            expire_hold(self.store, ticket_id, line["reservation_id"], self.now + 2 * HOLD)
+            expire_hold(self.store, ticket_id, line.reservation_id, self.now + 2 * HOLD)
 
     @rule(data=st.data(), sku=st.sampled_from(SKUS), manual=st.sampled_from(["hold", "release"]))
     def by_hand(self, data: st.DataObject, sku: str, manual: str) -> None:
@@ -209,8 +209,8 @@ class PartsMachine(RuleBasedStateMachine):
         for res in reservations:
             ticket = self.store.get_ticket(res["ticket_id"]).ticket  # never an orphan
             line = ticket.parts[int(res["line_index"])]
-            assert line["reservation_id"] == res["reservation_id"]
-            assert line["status"] == res["status"]
+            assert line.reservation_id == res["reservation_id"]
+            assert line.status == res["status"]
             if res["status"] == "held":
                 held_by_stock[(res["sku"], res["warehouse"])] += int(res["qty"])
         for item in self.reader.stock():
@@ -220,8 +220,8 @@ class PartsMachine(RuleBasedStateMachine):
             assert item["held"] == held_by_stock[key], (item, held_by_stock[key])
         for ticket_id in self.tickets:
             ticket = self.store.get_ticket(ticket_id).ticket
-            asked = {p["sku"]: p["qty"] for p in ticket.suggested_parts}
-            held = Counter(p["sku"] for p in ticket.parts if p["status"] == "held")
+            asked = {p.sku: p.qty for p in ticket.suggested_parts}
+            held = Counter(p.sku for p in ticket.parts if p.status == "held")
             assert all(held[s] <= 1 and s in asked for s in held)
 
 

@@ -237,7 +237,7 @@ def test_a_failed_routine_pointing_at_other_parts_updates_suggested_parts(publis
     )
     # Then the ticket's suggested parts gain the fan and the sensor, with a timeline entry
     assert outcome.outcome is Outcome.PARTS_SUGGESTED
-    skus = [p["sku"] for p in store.tickets[ticket.ticket_id].suggested_parts]
+    skus = [p.sku for p in store.tickets[ticket.ticket_id].suggested_parts]
     assert skus == ["FAN-80MM", "SENSOR-NTC-10K"]
     assert "parts_suggested" in store.kinds(ticket.ticket_id)
 

@@ -79,7 +79,7 @@ def test_new_fault_opens_one_prioritised_ticket(store, rules):
     ticket = store.tickets[outcome.ticket_id]
     assert ticket.status is TicketStatus.OPEN and ticket.priority == "P2"
     assert ticket.sla_response_due == NOW + timedelta(hours=4)
-    assert ticket.suggested_parts == [{"sku": "FAN-80MM", "qty": 1}]
+    assert [p.model_dump() for p in ticket.suggested_parts] == [{"sku": "FAN-80MM", "qty": 1}]
     assert store.timeline[ticket.ticket_id][0].kind == "opened"
 
 

@@ -10,7 +10,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aftercare.domain.notifications import Composer, Survey, TicketFacts
+from aftercare.domain.composition import (
+    Composer,
+)
+from aftercare.domain.notifications import (
+    Survey,
+    TicketFacts,
+)
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import load_price_table

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 from aftercare.domain.budget import Budget
-from aftercare.domain.notifications import AttemptStatus, Composer, EventKind
+from aftercare.domain.composition import (
+    Composer,
+)
+from aftercare.domain.notifications import (
+    AttemptStatus,
+    EventKind,
+)
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import load_price_table

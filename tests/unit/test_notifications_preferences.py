@@ -6,7 +6,10 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import pytest
-from aftercare.domain.notifications import EventKind, events_for_change
+from aftercare.domain.notifications import (
+    EventKind,
+    events_for_change,
+)
 from aftercare.domain.preferences import Channel, NotificationProfile, QuietHours
 from aftercare.domain.pricing import RepairFacts, estimate, load_price_table
 from pydantic import ValidationError

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from aftercare.domain.notifications import Composer, EventKind, Survey, TicketFacts
+from aftercare.domain.composition import (
+    Composer,
+)
+from aftercare.domain.notifications import (
+    EventKind,
+    Survey,
+    TicketFacts,
+)
 from aftercare.domain.preferences import NotificationProfile
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import (

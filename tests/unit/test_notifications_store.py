@@ -10,7 +10,9 @@ from typing import Any
 import boto3
 import pytest
 from aftercare.adapters.aws import from_item, to_item
+from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.notifications_store import DynamoNotificationStore
+from aftercare.adapters.survey_store import DynamoSurveyStore
 from aftercare.domain.notifications import (
     AttemptRecord,
     AttemptStatus,
@@ -71,6 +73,18 @@ def store(ddb: Any) -> DynamoNotificationStore:
         customers_table="aftercare-customers-test",
         ddb=ddb,
     )
+
+
+@pytest.fixture
+def surveys(ddb: Any) -> DynamoSurveyStore:
+    return DynamoSurveyStore(
+        table="aftercare-notifications-test", tickets_table="aftercare-tickets-test", ddb=ddb
+    )
+
+
+@pytest.fixture
+def reports(ddb: Any) -> NotificationReports:
+    return NotificationReports(table="aftercare-notifications-test", ddb=ddb)
 
 
 def facts(ticket_id: str = "T-1") -> TicketFacts:
@@ -232,7 +246,7 @@ def test_members_that_join_while_sending_stay_for_the_next_digest(
 
 
 def test_attempts_land_in_the_log_and_on_the_ticket_timeline(
-    ddb: Any, store: DynamoNotificationStore
+    ddb: Any, store: DynamoNotificationStore, reports: NotificationReports
 ) -> None:
     records = [
         AttemptRecord(
@@ -254,9 +268,9 @@ def test_attempts_land_in_the_log_and_on_the_ticket_timeline(
         )
     ]
     store.record(records)
-    by_ticket = store.list_attempts(ticket_id="T-1")
-    by_customer = store.list_attempts(customer_id="c-1")
-    everything = store.list_attempts()
+    by_ticket = reports.list_attempts(ticket_id="T-1")
+    by_customer = reports.list_attempts(customer_id="c-1")
+    everything = reports.list_attempts()
     assert [a["channel"] for a in by_ticket] == ["sms", "email"]
     assert by_ticket == by_customer == everything
     timeline = ddb.query(
@@ -269,7 +283,7 @@ def test_attempts_land_in_the_log_and_on_the_ticket_timeline(
 
 
 def test_a_survey_is_answered_once_counted_and_followed_up(
-    store: DynamoNotificationStore,
+    store: DynamoNotificationStore, surveys: DynamoSurveyStore, reports: NotificationReports
 ) -> None:
     survey_id = survey_id_for("T-1")
     survey = Survey(
@@ -283,11 +297,11 @@ def test_a_survey_is_answered_once_counted_and_followed_up(
     assert store.schedule_survey(survey) and not store.schedule_survey(survey)
     (due,) = store.claim_due_surveys(NOW + timedelta(seconds=5), NOW + timedelta(minutes=1))
     store.settle_survey(due.survey_id, "sent", sent_at=NOW, retry_at=None)
-    answered = answer_survey(store, survey_id, "c-1", SurveyAnswer(rating=1, comment="bad"), NOW)
+    answered = answer_survey(surveys, survey_id, "c-1", SurveyAnswer(rating=1, comment="bad"), NOW)
     assert answered.rating == 1 and answered.status == "answered" and answered.comment == "bad"
     with pytest.raises(AlreadyAnswered):
-        store.answer(survey, SurveyAnswer(rating=5), NOW, None)
-    (follow_up,) = store.list_followups()
+        surveys.answer(survey, SurveyAnswer(rating=5), NOW, None)
+    (follow_up,) = reports.list_followups()
     assert FollowUp.model_validate(follow_up).rating == 1
-    csat = store.csat()
+    csat = surveys.csat()
     assert (csat.answered, csat.satisfied, csat.ratings["1"]) == (1, 0, 1)

@@ -28,11 +28,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from aftercare.adapters.aws import LazyClient, client, from_item, to_attr, to_item
 from aftercare.adapters.dynamodb import (
     META,
-    cancellation_codes,
-    status_change_transaction,
     ticket_key,
     timeline_item,
 )
+from aftercare.adapters.ticket_items import NEW
+from aftercare.adapters.ticket_writes import concurrent_update, status_change_items
+from aftercare.adapters.transactions import Failure, TxItem, cancelled, request_of, transact
 from aftercare.domain.diagnostics import (
     CompletionPlan,
     DiagnosticContext,
@@ -42,7 +43,7 @@ from aftercare.domain.diagnostics import (
     TicketNotActive,
     TicketPatch,
 )
-from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
+from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.tickets import ACTIVE_STATES, Ticket, TimelineEntry
 from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsRequest
 
@@ -73,22 +74,26 @@ def _put(table: str, item: dict[str, Any], condition: str | None = None) -> dict
     return {"Put": put}
 
 
-def _settle_put(table: str, record: DiagnosticRecord) -> dict[str, Any]:
+def _new_put(table: str, record: DiagnosticRecord) -> TxItem:
+    return TxItem(_put(table, diagnostic_item(record), NEW), Failure.DUPLICATE)
+
+
+def _timeline_put(table: str, ticket_id: str, entry: TimelineEntry, seq: int = 0) -> TxItem:
+    return TxItem(_put(table, timeline_item(ticket_id, entry, seq)))
+
+
+def _settle_put(table: str, record: DiagnosticRecord) -> TxItem:
     put = _put(table, diagnostic_item(record), "#status = :pending")
     put["Put"]["ExpressionAttributeNames"] = {"#status": "status"}
     put["Put"]["ExpressionAttributeValues"] = {":pending": to_attr(DiagnosticState.PENDING.value)}
-    return put
+    return TxItem(put, Failure.STALE)
 
 
-# Positions in create_transaction's TransactItems (cancellation reasons come in this order).
-CREATE_NEW, CREATE_ACTIVE = 0, 2
-
-
-def ticket_active_check(table: str, ticket_id: str) -> dict[str, Any]:
+def ticket_active_check(table: str, ticket_id: str) -> TxItem:
     """ConditionCheck: the ticket exists and is in an active status (no stale actions)."""
     states = sorted(s.value for s in ACTIVE_STATES)
     names = [f":active{n}" for n in range(len(states))]
-    return {
+    check = {
         "ConditionCheck": {
             "TableName": table,
             "Key": to_item(ticket_key(ticket_id)),
@@ -99,85 +104,84 @@ def ticket_active_check(table: str, ticket_id: str) -> dict[str, Any]:
             },
         }
     }
+    return TxItem(check, Failure.INACTIVE)
+
+
+def create_items(table: str, record: DiagnosticRecord, entry: TimelineEntry) -> list[TxItem]:
+    """The request (condition: new), its timeline entry, and the check that its ticket is
+    still active (whose failure outranks the duplicate: never re-publish for a closed ticket)."""
+    return [
+        _new_put(table, record),
+        _timeline_put(table, record.ticket_id, entry),
+        ticket_active_check(table, record.ticket_id),
+    ]
 
 
 def create_transaction(
     table: str, record: DiagnosticRecord, entry: TimelineEntry
 ) -> dict[str, Any]:
-    """The request (condition: new), its timeline entry, and the check that its ticket is
-    still active."""
-    return {
-        "TransactItems": [
-            _put(table, diagnostic_item(record), "attribute_not_exists(pk)"),
-            _put(table, timeline_item(record.ticket_id, entry)),
-            ticket_active_check(table, record.ticket_id),
-        ]
-    }
+    return request_of(create_items(table, record, entry))
+
+
+def cancel_items(table: str, record: DiagnosticRecord, entry: TimelineEntry) -> list[TxItem]:
+    """The request as cancelled (condition: still pending) and its timeline entry."""
+    return [_settle_put(table, record), _timeline_put(table, record.ticket_id, entry)]
 
 
 def cancel_transaction(
     table: str, record: DiagnosticRecord, entry: TimelineEntry
 ) -> dict[str, Any]:
-    """The request as cancelled (condition: still pending) and its timeline entry."""
-    return {
-        "TransactItems": [
-            _settle_put(table, record),
-            _put(table, timeline_item(record.ticket_id, entry)),
-        ]
-    }
+    return request_of(cancel_items(table, record, entry))
 
 
-def fail_transaction(table: str, record: DiagnosticRecord, entry: TimelineEntry) -> dict[str, Any]:
+def fail_items(table: str, record: DiagnosticRecord, entry: TimelineEntry) -> list[TxItem]:
     failed = record.model_copy(update={"status": DiagnosticState.FAILED})
-    return {
-        "TransactItems": [
-            _settle_put(table, failed),
-            _put(table, timeline_item(record.ticket_id, entry)),
-        ]
-    }
+    return [_settle_put(table, failed), _timeline_put(table, record.ticket_id, entry)]
 
 
-def patch_update(table: str, patch: TicketPatch) -> dict[str, Any]:
+def patch_update(table: str, patch: TicketPatch) -> TxItem:
     """Flags and suggested parts, guarded by the ticket's status and diagnostics revision."""
-    return {
-        "Update": {
-            "TableName": table,
-            "Key": to_item(ticket_key(patch.ticket_id)),
-            "UpdateExpression": (
-                "SET flags = :flags, suggested_parts = :parts, diag_rev = :next, updated_at = :now"
-            ),
-            "ConditionExpression": (
-                "#status = :status AND (attribute_not_exists(diag_rev) OR diag_rev = :rev)"
-            ),
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {
-                ":flags": to_attr(patch.flags),
-                ":parts": to_attr(patch.suggested_parts),
-                ":next": to_attr(patch.expected_rev + 1),
-                ":now": to_attr(patch.updated_at.isoformat()),
-                ":status": to_attr(patch.expected_status.value),
-                ":rev": to_attr(patch.expected_rev),
-            },
-        }
-    }
+    return TxItem(
+        {
+            "Update": {
+                "TableName": table,
+                "Key": to_item(ticket_key(patch.ticket_id)),
+                "UpdateExpression": (
+                    "SET flags = :flags, suggested_parts = :parts, diag_rev = :next, "
+                    "updated_at = :now"
+                ),
+                "ConditionExpression": (
+                    "#status = :status AND (attribute_not_exists(diag_rev) OR diag_rev = :rev)"
+                ),
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":flags": to_attr(patch.flags),
+                    ":parts": to_attr([p.model_dump() for p in patch.suggested_parts]),
+                    ":next": to_attr(patch.expected_rev + 1),
+                    ":now": to_attr(patch.updated_at.isoformat()),
+                    ":status": to_attr(patch.expected_status.value),
+                    ":rev": to_attr(patch.expected_rev),
+                },
+            }
+        },
+        Failure.STALE,
+    )
 
 
-def completion_transaction(
+def completion_items(
     table: str, plan: CompletionPlan, inventory_table: str | None = None
-) -> dict[str, Any]:
+) -> list[TxItem]:
     """Settle the request; add its timeline entries and what the answer changes on the ticket."""
     ticket_id = plan.record.ticket_id
-    items: list[dict[str, Any]] = [_settle_put(table, plan.record)]
-    items += [_put(table, timeline_item(ticket_id, e, n)) for n, e in enumerate(plan.entries)]
+    items = [_settle_put(table, plan.record)]
+    items += [_timeline_put(table, ticket_id, e, n) for n, e in enumerate(plan.entries)]
     if plan.status_change is not None:
-        items += status_change_transaction(table, plan.status_change, inventory_table)[
-            "TransactItems"
-        ]
+        items += status_change_items(table, plan.status_change, inventory_table)
     elif plan.ticket_patch is not None:
         items.append(patch_update(table, plan.ticket_patch))
     if plan.follow_up is not None:
-        items.append(_put(table, diagnostic_item(plan.follow_up), "attribute_not_exists(pk)"))
-    return {"TransactItems": items}
+        items.append(_new_put(table, plan.follow_up))
+    return items
 
 
 def due_query(table: str, deadline: int, limit: int) -> dict[str, Any]:
@@ -234,35 +238,29 @@ class DynamoDiagnosticsStore:
         )
 
     def create(self, record: DiagnosticRecord, entry: TimelineEntry) -> bool:
+        items = create_items(self.tickets_table, record, entry)
         try:
-            self.ddb.transact_write_items(**create_transaction(self.tickets_table, record, entry))
+            self.ddb.transact_write_items(**request_of(items))
         except ClientError as exc:
-            codes = cancellation_codes(exc)
-            failed = [n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"]
-            if CREATE_ACTIVE in failed:  # checked first: never re-publish for a closed ticket
+            outcome = cancelled(items, exc)
+            if outcome is not None and outcome.failure is Failure.INACTIVE:
                 status = self.load_ticket(record.ticket_id).status
                 raise TicketNotActive(record.ticket_id, status) from exc
-            if CREATE_NEW in failed:
+            if outcome is not None and outcome.failure is Failure.DUPLICATE:
                 return False
             raise
         return True
 
     def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
-        self._transact(cancel_transaction(self.tickets_table, record, entry))
+        items = cancel_items(self.tickets_table, record, entry)
+        transact(self.ddb, items, concurrent_update)
 
     def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
-        self._transact(fail_transaction(self.tickets_table, record, entry))
+        transact(self.ddb, fail_items(self.tickets_table, record, entry), concurrent_update)
 
     def complete(self, plan: CompletionPlan) -> None:
-        self._transact(completion_transaction(self.tickets_table, plan, self.inventory_table))
-
-    def _transact(self, request: dict[str, Any]) -> None:
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise ConcurrentUpdate(", ".join(cancellation_codes(exc))) from exc
-            raise
+        items = completion_items(self.tickets_table, plan, self.inventory_table)
+        transact(self.ddb, items, concurrent_update)
 
     def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         response = self.ddb.query(**due_query(self.tickets_table, int(now.timestamp()), limit))

@@ -1,386 +1,65 @@
 """DynamoDB adapter for tickets and the registry.
 
-Request dicts are built by pure functions (unit-testable shapes); `DynamoTicketStore` sends them
-and translates DynamoDB's errors into the domain's (`DuplicateFault`, `LockConflict`,
-`ConcurrentUpdate`, `TicketNotFound`). Key layout: see the TicketsTable comment in template.yaml.
+`DynamoTicketStore` reads what intake needs with one BatchGetItem and makes every change with
+one TransactWriteItems (builders in `ticket_writes`, item shapes in `ticket_items`), turning a
+cancelled transaction into the domain's errors (`DuplicateFault`, `LockConflict`,
+`ConcurrentUpdate`, `OutOfStock`). Reads of tickets come from `DynamoTicketReader`.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
-from aftercare.adapters.inventory import (
-    backorder_count,
-    line_change_items,
-    part_key,
-    reservation_put,
-    routing_key,
-    stock_from_item,
-    stock_key,
-    stock_update,
+from aftercare.adapters.aws import from_item, to_item
+from aftercare.adapters.inventory import part_key, routing_key, stock_from_item, stock_key
+from aftercare.adapters.ticket_items import (
+    META,
+    dedup_key,
+    intake_batch_get,
+    last_resolution_key,
+    lock_key,
+    ticket_item,
+    ticket_key,
+    timeline_item,
 )
-from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
-from aftercare.domain.parts import LineStatus, OutOfStock, PartInfo, PartsLine, StockLevel
+from aftercare.adapters.ticket_reads import DynamoTicketReader, newest_first_query
+from aftercare.adapters.ticket_writes import (
+    change_error,
+    concurrent_update,
+    correlation_items,
+    intake_error,
+    open_ticket_items,
+    parts_change_items,
+    status_change_items,
+)
+from aftercare.adapters.transactions import transact
+from aftercare.domain.parts import PartInfo, StockLevel
 from aftercare.domain.ports import (
-    ConcurrentUpdate,
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
-    DuplicateFault,
     IntakeContext,
     LastResolution,
-    LockConflict,
     NewTicketPlan,
     OpenContext,
     OpenLock,
     PartsChange,
-    TicketDetail,
-    TicketNotFound,
 )
-from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TicketStatus, TimelineEntry
+from aftercare.domain.tickets import StatusChange
 
-META = "META"
-
-
-def ticket_key(ticket_id: str) -> dict[str, str]:
-    return {"pk": f"TICKET#{ticket_id}", "sk": META}
-
-
-def lock_key(thing: str, code: str) -> dict[str, str]:
-    return {"pk": f"OPEN#{thing}#{code}", "sk": "LOCK"}
-
-
-def last_resolution_key(thing: str, code: str) -> dict[str, str]:
-    return {"pk": f"RESOLVED#{thing}#{code}", "sk": "LAST"}
+__all__ = [  # item shapes other adapters build on
+    "META",
+    "DynamoTicketStore",
+    "newest_first_query",
+    "ticket_item",
+    "ticket_key",
+    "timeline_item",
+]
 
 
-def dedup_key(thing: str, fault_id: str) -> dict[str, str]:
-    return {"pk": f"FAULT#{thing}#{fault_id}", "sk": "DEDUP"}
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
-
-
-def ticket_item(ticket: Ticket) -> dict[str, Any]:
-    data = ticket.model_dump(mode="json")
-    return {
-        **ticket_key(ticket.ticket_id),
-        **data,
-        "opened_key": opened_key(data["opened_at"], ticket.ticket_id),
-    }
-
-
-def newest_first_query(
-    table: str,
-    index: str,
-    attribute: str,
-    value: str,
-    *,
-    before: str | None,
-    limit: int,
-    status: str | None = None,
-) -> dict[str, Any]:
-    """T4/T5 paged: one index partition newest first, strictly older than `before` (a cursor's
-    opened_key), at most `limit` items read; `status` filters a device's tickets."""
-    condition = "#a = :v" + (" AND opened_key < :before" if before else "")
-    names = {"#a": attribute}
-    values: dict[str, Any] = {":v": {"S": value}}
-    if before:
-        values[":before"] = {"S": before}
-    request: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": index,
-        "KeyConditionExpression": condition,
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-        "ScanIndexForward": False,
-        "Limit": limit,
-    }
-    if status is not None:
-        request["FilterExpression"] = "#s = :s"
-        names["#s"] = "status"
-        values[":s"] = {"S": status}
-    return request
-
-
-def occurrence_item(ticket_id: str, occurrence: Occurrence) -> dict[str, Any]:
-    data = occurrence.model_dump(mode="json")
-    return {
-        "pk": f"TICKET#{ticket_id}",
-        "sk": f"OCC#{data['received_at']}#{occurrence.fault_id}",
-        **data,
-    }
-
-
-def timeline_item(ticket_id: str, entry: TimelineEntry, seq: int = 0) -> dict[str, Any]:
-    """Timeline entries sort by time, then by their order within one change (`seq`)."""
-    data = entry.model_dump(mode="json")
-    return {
-        "pk": f"TICKET#{ticket_id}",
-        "sk": f"EVT#{data['at']}#{seq:02d}#{uuid.uuid4().hex[:8]}",
-        **data,
-    }
-
-
-def _put(table: str, item: dict[str, Any], condition: str | None = None) -> dict[str, Any]:
-    put: dict[str, Any] = {"TableName": table, "Item": to_item(item)}
-    if condition:
-        put["ConditionExpression"] = condition
-        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    return {"Put": put}
-
-
-def intake_batch_get(
-    devices_table: str, tickets_table: str, thing: str, code: str, fault_id: str
-) -> dict[str, Any]:
-    keys = [lock_key(thing, code), last_resolution_key(thing, code), dedup_key(thing, fault_id)]
-    return {
-        "RequestItems": {
-            devices_table: {"Keys": [{"thing": {"S": thing}}], "ConsistentRead": True},
-            tickets_table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True},
-        }
-    }
-
-
-def open_ticket_transaction(
-    table: str, plan: NewTicketPlan, inventory_table: str | None = None
-) -> dict[str, Any]:
-    """Lock, dedup marker and ticket first: their conditions' indexes are fixed (0, 1, 2);
-    the part holds' stock updates come last (see `stock_indexes`)."""
-    ticket = plan.ticket
-    new = "attribute_not_exists(pk)"
-    lock = {
-        **lock_key(ticket.thing, ticket.fault_code),
-        "ticket_id": ticket.ticket_id,
-        "occurrences": 1,
-        "last_seen": _iso(ticket.last_seen),
-    }
-    marker = {
-        **dedup_key(ticket.thing, plan.occurrence.fault_id),
-        "ticket_id": ticket.ticket_id,
-        "expires_at": plan.dedup_expires_at,
-    }
-    items = [
-        _put(table, lock, new),
-        _put(table, marker, new),
-        _put(table, ticket_item(ticket), new),
-        _put(table, occurrence_item(ticket.ticket_id, plan.occurrence)),
-        *(_put(table, timeline_item(ticket.ticket_id, e, n)) for n, e in enumerate(plan.timeline)),
-    ]
-    if plan.repeat_entry is not None and ticket.repeat_of:
-        items += _link_repeat(table, ticket, plan.repeat_entry)
-    if plan.reservation.lines:
-        items += _reservation_items(str(inventory_table), ticket.ticket_id, plan)
-    return {"TransactItems": items}
-
-
-def _reservation_items(table: str, ticket_id: str, plan: NewTicketPlan) -> list[dict[str, Any]]:
-    lines = plan.reservation.lines
-    items = [reservation_put(table, ticket_id, i, line) for i, line in enumerate(lines)]
-    items += [
-        backorder_count(table, line, line.qty)
-        for line in lines
-        if line.status is LineStatus.BACKORDERED and line.warehouse
-    ]
-    return items + [stock_update(table, delta) for delta in plan.reservation.deltas]
-
-
-def stock_indexes(request: dict[str, Any]) -> set[int]:
-    """Positions of the conditional stock updates in a transaction."""
-    return {
-        n
-        for n, item in enumerate(request["TransactItems"])
-        if "Update" in item
-        and "available >= :need" in item["Update"].get("ConditionExpression", "")
-    }
-
-
-def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[dict[str, Any]]:
-    earlier = str(ticket.repeat_of)
-    update = {
-        "Update": {
-            "TableName": table,
-            "Key": to_item(ticket_key(earlier)),
-            "UpdateExpression": "ADD repeated_by :new",
-            "ExpressionAttributeValues": {":new": {"SS": [ticket.ticket_id]}},
-        }
-    }
-    return [update, _put(table, timeline_item(earlier, entry))]
-
-
-def correlation_transaction(table: str, plan: CorrelationPlan) -> dict[str, Any]:
-    """Lock (guarded by its occurrence count) and dedup marker first: indexes 0 and 1."""
-    count = plan.expected_occurrences + 1
-    lock_update = {
-        "Update": {
-            "TableName": table,
-            "Key": to_item(lock_key(plan.thing, plan.fault_code)),
-            "UpdateExpression": "SET occurrences = :next, last_seen = :last",
-            "ConditionExpression": "ticket_id = :tid AND occurrences = :expected",
-            "ExpressionAttributeValues": {
-                ":next": to_attr(count),
-                ":last": to_attr(_iso(plan.last_seen)),
-                ":tid": to_attr(plan.ticket_id),
-                ":expected": to_attr(plan.expected_occurrences),
-            },
-        }
-    }
-    marker = {
-        **dedup_key(plan.thing, plan.occurrence.fault_id),
-        "ticket_id": plan.ticket_id,
-        "expires_at": plan.dedup_expires_at,
-    }
-    return {
-        "TransactItems": [
-            lock_update,
-            _put(table, marker, "attribute_not_exists(pk)"),
-            _ticket_occurrence_update(table, plan, count),
-            _put(table, occurrence_item(plan.ticket_id, plan.occurrence)),
-        ]
-    }
-
-
-def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> dict[str, Any]:
-    sets = ["occurrences = :next", "last_seen = :last", "updated_at = :now"]
-    values: dict[str, Any] = {
-        ":next": count,
-        ":last": _iso(plan.last_seen),
-        ":now": _iso(plan.updated_at),
-    }
-    if plan.takes_latest:
-        sets += ["latest_readings = :readings", "firmware = :firmware"]
-        values |= {":readings": plan.occurrence.readings, ":firmware": plan.occurrence.firmware}
-        if plan.occurrence.message is not None:
-            sets.append("latest_message = :message")
-            values[":message"] = plan.occurrence.message
-    return {
-        "Update": {
-            "TableName": table,
-            "Key": to_item(ticket_key(plan.ticket_id)),
-            "UpdateExpression": "SET " + ", ".join(sets),
-            "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
-        }
-    }
-
-
-def status_change_transaction(
-    table: str, change: StatusChange, inventory_table: str | None = None
-) -> dict[str, Any]:
-    ticket = change.ticket
-    sets = ["#status = :to", "updated_at = :now", "version = :next"]
-    sets += [f"parts[{c.index}].#status = :part{c.index}" for c in change.part_changes]
-    values: dict[str, Any] = {
-        ":to": change.target.value,
-        ":from": ticket.status.value,
-        ":now": _iso(change.entry.at),
-        ":next": ticket.version + 1,
-        ":version": ticket.version,
-    }
-    if change.records_resolution:
-        sets += ["resolved_at = :now", "resolution = :resolution"]
-        values[":resolution"] = change.resolution.value if change.resolution else None
-    values |= {f":part{c.index}": c.to.value for c in change.part_changes}
-    items: list[dict[str, Any]] = [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": to_item(ticket_key(ticket.ticket_id)),
-                "UpdateExpression": "SET " + ", ".join(sets),
-                "ConditionExpression": "#status = :from AND version = :version",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
-            }
-        },
-        _put(table, timeline_item(ticket.ticket_id, change.entry)),
-    ]
-    if change.releases_lock:
-        items.append(_release_lock(table, ticket))
-    if change.records_resolution:
-        last = {
-            **last_resolution_key(ticket.thing, ticket.fault_code),
-            "ticket_id": ticket.ticket_id,
-            "resolved_at": _iso(change.entry.at),
-        }
-        items.append(_put(table, last))
-    for part_change in change.part_changes:
-        items += line_change_items(str(inventory_table), part_change, change.entry.at)
-    return {"TransactItems": items}
-
-
-def parts_change_transaction(
-    table: str, inventory_table: str, change: PartsChange
-) -> dict[str, Any]:
-    """Lines moving (expiry, manual release) or newly held, with the ticket's version guard."""
-    ticket = change.ticket
-    sets = ["updated_at = :now", "version = :next"]
-    values: dict[str, Any] = {
-        ":now": _iso(change.entry.at),
-        ":next": ticket.version + 1,
-        ":version": ticket.version,
-    }
-    for c in change.changes:
-        sets.append(f"parts[{c.index}].#status = :part{c.index}")
-        values[f":part{c.index}"] = c.to.value
-    for index, line in change.new_lines.items():
-        sets.append(f"parts[{index}] = :line{index}")
-        values[f":line{index}"] = line
-    update: dict[str, Any] = {
-        "TableName": table,
-        "Key": to_item(ticket_key(ticket.ticket_id)),
-        "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": "version = :version",
-        "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
-    }
-    if change.changes:
-        update["ExpressionAttributeNames"] = {"#status": "status"}
-    items: list[dict[str, Any]] = [
-        {"Update": update},
-        _put(table, timeline_item(ticket.ticket_id, change.entry)),
-    ]
-    for part_change in change.changes:
-        items += line_change_items(inventory_table, part_change, change.entry.at)
-    for index, raw in change.new_lines.items():
-        line = PartsLine.model_validate(raw)
-        items.append(reservation_put(inventory_table, ticket.ticket_id, index, line))
-        old = change.replaced_lines.get(index)
-        if old is not None and PartsLine.model_validate(old).status is LineStatus.BACKORDERED:
-            items.append(backorder_count(inventory_table, PartsLine.model_validate(old), -line.qty))
-    items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
-    return {"TransactItems": items}
-
-
-def _release_lock(table: str, ticket: Ticket) -> dict[str, Any]:
-    return {
-        "Delete": {
-            "TableName": table,
-            "Key": to_item(lock_key(ticket.thing, ticket.fault_code)),
-            "ConditionExpression": "attribute_not_exists(pk) OR ticket_id = :tid",
-            "ExpressionAttributeValues": {":tid": to_attr(ticket.ticket_id)},
-        }
-    }
-
-
-def cancellation_codes(exc: ClientError) -> list[str]:
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(r.get("Code") or "None") for r in reasons]
-
-
-def _cancelled_item(exc: ClientError, index: int) -> dict[str, Any]:
-    reasons = exc.response.get("CancellationReasons") or []
-    if index < len(reasons):
-        return from_item(reasons[index].get("Item") or {})
-    return {}
-
-
-class DynamoTicketStore:
-    """TicketStore on DynamoDB: one BatchGetItem to read, one TransactWriteItems to change."""
+class DynamoTicketStore(DynamoTicketReader):
+    """The ticket ports on DynamoDB: one BatchGetItem to read, one TransactWriteItems to change."""
 
     def __init__(
         self,
@@ -391,15 +70,11 @@ class DynamoTicketStore:
         inventory_table: str | None = None,
         ddb: Any | None = None,
     ) -> None:
-        self.tickets_table = tickets_table
+        super().__init__(tickets_table=tickets_table, ddb=ddb)
         self.devices_table = devices_table
         self.customers_table = customers_table
         self.inventory_table = inventory_table
-        self._ddb = ddb
 
-    ddb = LazyClient("dynamodb")
-
-    # ------------------------------------------------------------------ intake
     def load_intake_context(self, thing: str, fault_code: str, fault_id: str) -> IntakeContext:
         request = intake_batch_get(
             self.devices_table, self.tickets_table, thing, fault_code, fault_id
@@ -479,137 +154,18 @@ class DynamoTicketStore:
         return CustomerRecord.model_validate(from_item(item)) if item else None
 
     def open_ticket(self, plan: NewTicketPlan) -> None:
-        request = open_ticket_transaction(self.tickets_table, plan, self.inventory_table)
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            failed = {n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"}
-            if failed & stock_indexes(request) and not failed & {0, 1}:
-                raise OutOfStock(", ".join(codes)) from exc
-            self._raise_intake_conflict(exc)
+        items = open_ticket_items(self.tickets_table, plan, self.inventory_table)
+        transact(self.ddb, items, intake_error)
 
     def add_occurrence(self, plan: CorrelationPlan) -> None:
-        try:
-            self.ddb.transact_write_items(**correlation_transaction(self.tickets_table, plan))
-        except ClientError as exc:
-            self._raise_intake_conflict(exc)
+        transact(self.ddb, correlation_items(self.tickets_table, plan), intake_error)
 
-    @staticmethod
-    def _raise_intake_conflict(exc: ClientError) -> None:
-        if exc.response["Error"]["Code"] != "TransactionCanceledException":
-            raise exc
-        codes = cancellation_codes(exc)
-        if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-            raise DuplicateFault(_cancelled_item(exc, 1).get("ticket_id")) from exc
-        # Lock condition failed, or a concurrent transaction touched the same items.
-        raise LockConflict(", ".join(codes)) from exc
-
-    # ------------------------------------------------------------------ reads
-    def get_ticket(self, ticket_id: str) -> TicketDetail:
-        items = list(self._query_partition(f"TICKET#{ticket_id}"))
-        meta = next((i for i in items if i["sk"] == META), None)
-        if meta is None:
-            raise TicketNotFound(ticket_id)
-        return TicketDetail(
-            ticket=Ticket.model_validate(meta),
-            occurrences=[Occurrence.model_validate(i) for i in items if i["sk"].startswith("OCC#")],
-            timeline=[TimelineEntry.model_validate(i) for i in items if i["sk"].startswith("EVT#")],
-        )
-
-    def _query_partition(self, pk: str) -> Iterator[dict[str, Any]]:
-        paginator = self.ddb.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.tickets_table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": pk}},
-            ConsistentRead=True,
-        )
-        for page in pages:
-            yield from (from_item(i) for i in page.get("Items", []))
-
-    def list_tickets(self, *, status: str | None = None, thing: str | None = None) -> list[Ticket]:
-        """Newest first; by status (GSI by_status), by device (GSI by_thing), or all."""
-        if thing is not None:
-            tickets = self._query_index("by_thing", "thing", thing)
-            return [t for t in tickets if status is None or t.status == status]
-        statuses = [status] if status else [s.value for s in TicketStatus]
-        tickets = [t for s in statuses for t in self._query_index("by_status", "status", s)]
-        return sorted(tickets, key=lambda t: (t.opened_at, t.ticket_id), reverse=True)
-
-    def page_tickets(self, query: TicketQuery) -> TicketPage:
-        """One page, newest first: per device (by_thing) when `things` is given, else per status
-        (by_status); each partition read only as far as the page needs, then merged."""
-        if query.things is not None:
-            partitions = [("by_thing", "thing", t, query.status) for t in query.things]
-        else:
-            statuses = [query.status] if query.status else [s.value for s in TicketStatus]
-            partitions = [("by_status", "status", s, None) for s in statuses]
-        candidates = [
-            pair
-            for index, attribute, value, status in partitions
-            for pair in self._newest(
-                newest_first_query(
-                    self.tickets_table,
-                    index,
-                    attribute,
-                    value,
-                    before=query.after,
-                    limit=query.limit + 1,
-                    status=status,
-                ),
-                want=query.limit + 1,
-            )
-        ]
-        return newest_page(candidates, query.limit)
-
-    def _newest(self, request: dict[str, Any], *, want: int) -> list[tuple[str, Ticket]]:
-        """Up to `want` items of one partition, following LastEvaluatedKey only while short
-        (a filter or the 1 MB page limit can return fewer than `Limit`)."""
-        found: list[tuple[str, Ticket]] = []
-        while len(found) < want:
-            response = self.ddb.query(**request)
-            for raw in response.get("Items", []):
-                item = from_item(raw)
-                found.append((str(item["opened_key"]), Ticket.model_validate(item)))
-            if "LastEvaluatedKey" not in response:
-                break
-            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
-        return found[:want]
-
-    def _query_index(self, index: str, attribute: str, value: str) -> list[Ticket]:
-        paginator = self.ddb.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.tickets_table,
-            IndexName=index,
-            KeyConditionExpression="#a = :v",
-            ExpressionAttributeNames={"#a": attribute},
-            ExpressionAttributeValues={":v": {"S": value}},
-            ScanIndexForward=False,
-        )
-        return [
-            Ticket.model_validate(from_item(i)) for page in pages for i in page.get("Items", [])
-        ]
-
-    # ------------------------------------------------------------------ changes
     def apply_status_change(self, change: StatusChange) -> None:
-        request = status_change_transaction(self.tickets_table, change, self.inventory_table)
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise ConcurrentUpdate(", ".join(cancellation_codes(exc))) from exc
-            raise
+        items = status_change_items(self.tickets_table, change, self.inventory_table)
+        transact(self.ddb, items, concurrent_update)
 
     def apply_parts_change(self, change: PartsChange) -> None:
-        request = parts_change_transaction(self.tickets_table, str(self.inventory_table), change)
-        try:
-            self.ddb.transact_write_items(**request)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            codes = cancellation_codes(exc)
-            failed = {n for n, code in enumerate(codes) if code == "ConditionalCheckFailed"}
-            if failed & stock_indexes(request) and 0 not in failed:
-                raise OutOfStock(", ".join(codes)) from exc
-            raise ConcurrentUpdate(", ".join(codes)) from exc
+        if self.inventory_table is None:
+            raise ValueError("parts changes need the inventory table")
+        items = parts_change_items(self.tickets_table, self.inventory_table, change)
+        transact(self.ddb, items, change_error)

@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
+from aftercare.adapters.transactions import Failure, TxItem, transact
 from aftercare.domain.parts import (
     LineChange,
     LineStatus,
@@ -48,9 +49,9 @@ def reservation_key(reservation_id: str) -> dict[str, str]:
     return {"pk": f"RES#{reservation_id}", "sk": "RES"}
 
 
-def stock_update(table: str, delta: StockDelta) -> dict[str, Any]:
+def stock_update(table: str, delta: StockDelta) -> TxItem:
     """Apply a delta only while the result keeps available >= 0 (and the item exists)."""
-    return {
+    update = {
         "Update": {
             "TableName": table,
             "Key": to_item(stock_key(delta.sku, delta.warehouse)),
@@ -65,11 +66,12 @@ def stock_update(table: str, delta: StockDelta) -> dict[str, Any]:
             },
         }
     }
+    return TxItem(update, Failure.OUT_OF_STOCK)
 
 
-def backorder_count(table: str, line: PartsLine, change: int) -> dict[str, Any]:
+def backorder_count(table: str, line: PartsLine, change: int) -> TxItem:
     """Open backorder demand on the first-choice warehouse's stock item (no condition)."""
-    return {
+    update = {
         "Update": {
             "TableName": table,
             "Key": to_item(stock_key(line.sku, str(line.warehouse))),
@@ -77,6 +79,7 @@ def backorder_count(table: str, line: PartsLine, change: int) -> dict[str, Any]:
             "ExpressionAttributeValues": {":n": to_attr(change)},
         }
     }
+    return TxItem(update)
 
 
 def reservation_item(ticket_id: str, index: int, line: PartsLine) -> dict[str, Any]:
@@ -89,9 +92,9 @@ def reservation_item(ticket_id: str, index: int, line: PartsLine) -> dict[str, A
     return item
 
 
-def reservation_put(table: str, ticket_id: str, index: int, line: PartsLine) -> dict[str, Any]:
+def reservation_put(table: str, ticket_id: str, index: int, line: PartsLine) -> TxItem:
     """A new reservation, or a re-hold of one that is no longer open."""
-    return {
+    put = {
         "Put": {
             "TableName": table,
             "Item": to_item(reservation_item(ticket_id, index, line)),
@@ -105,11 +108,12 @@ def reservation_put(table: str, ticket_id: str, index: int, line: PartsLine) -> 
             },
         }
     }
+    return TxItem(put, Failure.STALE)
 
 
-def reservation_move(table: str, change: LineChange, at: datetime) -> dict[str, Any]:
+def reservation_move(table: str, change: LineChange, at: datetime) -> TxItem:
     """Move a reservation on, only from the status the ticket's line says it has."""
-    return {
+    update = {
         "Update": {
             "TableName": table,
             "Key": to_item(reservation_key(change.line.reservation_id)),
@@ -123,10 +127,11 @@ def reservation_move(table: str, change: LineChange, at: datetime) -> dict[str, 
             },
         }
     }
+    return TxItem(update, Failure.STALE)
 
 
-def movement_put(table: str, delta: StockDelta, kind: str, at: datetime, note: str) -> dict:
-    return {
+def movement_put(table: str, delta: StockDelta, kind: str, at: datetime, note: str) -> TxItem:
+    put = {
         "Put": {
             "TableName": table,
             "Item": to_item(
@@ -144,9 +149,10 @@ def movement_put(table: str, delta: StockDelta, kind: str, at: datetime, note: s
             ),
         }
     }
+    return TxItem(put)
 
 
-def line_change_items(table: str, change: LineChange, at: datetime) -> list[dict[str, Any]]:
+def line_change_items(table: str, change: LineChange, at: datetime) -> list[TxItem]:
     """Everything in InventoryTable that moves with one parts line."""
     items = [reservation_move(table, change, at)]
     if change.delta is not None:
@@ -240,15 +246,11 @@ class DynamoInventoryWriter:
             stock_update(self.table, delta),
             movement_put(self.table, delta, "adjust", adjustment.at, note),
         ]
-        try:
-            self.ddb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise OutOfStock(
-                    f"{delta.sku} at {delta.warehouse}: no such stock item, or the change "
-                    f"would leave fewer available than held"
-                ) from exc
-            raise
+        shortage = OutOfStock(
+            f"{delta.sku} at {delta.warehouse}: no such stock item, or the change "
+            f"would leave fewer available than held"
+        )
+        transact(self.ddb, items, lambda _: shortage)
         item = self.ddb.get_item(
             TableName=self.table, Key=to_item(stock_key(delta.sku, delta.warehouse))
         )["Item"]

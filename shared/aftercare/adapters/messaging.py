@@ -14,7 +14,8 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aftercare.adapters.aws import LazyClient
-from aftercare.domain.notifications import ChannelSender, DeliveryFailed
+from aftercare.domain.notifications import DeliveryFailed
+from aftercare.domain.ports import ChannelSender
 from aftercare.domain.preferences import Channel
 from aftercare.domain.templates import RenderedMessage
 

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 from aftercare.adapters.messaging import channel_senders
 from aftercare.adapters.notifications_store import DynamoNotificationStore
-from aftercare.domain.notifications import Composer
+from aftercare.domain.composition import (
+    Composer,
+)
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import load_book

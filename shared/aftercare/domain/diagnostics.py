@@ -20,8 +20,9 @@ Late, duplicate, malformed, unknown or foreign answers are rejected with a reaso
 inbound vocabulary (`aftercare.domain.inbound`), parked, and change nothing.
 
 Modules: this one starts, sweeps and cancels requests and is the public face of the rest;
-`diagnostics_records` (records, ports, ids), `diagnostics_plans` (what an answer, a timeout or
-a cancellation changes) and `diagnostics_answers` (device answers in).
+`diagnostics_records` (records, errors, ids), `diagnostics_plans` (what an answer, a timeout
+or a cancellation changes) and `diagnostics_answers` (device answers in). The ports are in
+`aftercare.domain.ports`.
 
 No stale actions: a request is recorded only while its ticket is active (the record's
 transaction checks the ticket's status, so a ticket resolved a moment earlier gets nothing, and
@@ -65,12 +66,9 @@ from aftercare.domain.diagnostics_records import (
     RESULT_GRACE,
     SYSTEM_ACTOR,
     VERIFY_ROUTINE,
-    CancelPublisher,
-    CommandPublisher,
     CompletionPlan,
     DiagnosticContext,
     DiagnosticNotFound,
-    DiagnosticsStore,
     PublishFailed,
     TicketNotActive,
     TicketPatch,
@@ -82,7 +80,12 @@ from aftercare.domain.diagnostics_records import (
 )
 from aftercare.domain.inbound import Rejected as ResultRejected
 from aftercare.domain.inbound import RejectReason
-from aftercare.domain.ports import ConcurrentUpdate
+from aftercare.domain.ports import (
+    CancelPublisher,
+    CommandPublisher,
+    ConcurrentUpdate,
+    DiagnosticsStore,
+)
 from aftercare.domain.tickets import Ticket, TimelineEntry
 from aftercare.models.diagnostics import (
     ROUTINES,

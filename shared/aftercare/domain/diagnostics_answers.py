@@ -13,15 +13,13 @@ from aftercare.domain.diagnostics_records import (
     DEFAULT_TIMEOUT,
     MAX_ATTEMPTS,
     RESULT_GRACE,
-    CommandPublisher,
     CompletionPlan,
     DiagnosticContext,
-    DiagnosticsStore,
     ticket_of,
 )
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.parking import DIAGNOSTICS, receive, record_dead_letter
-from aftercare.domain.ports import ConcurrentUpdate, ParkedStore
+from aftercare.domain.ports import CommandPublisher, ConcurrentUpdate, DiagnosticsStore, ParkedStore
 from aftercare.domain.rules import FaultCatalog
 from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome
 from aftercare.models.payloads import (

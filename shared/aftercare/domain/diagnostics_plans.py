@@ -19,6 +19,7 @@ from aftercare.domain.diagnostics_records import (
     derived_request_id,
     requested_entry,
 )
+from aftercare.domain.parts import WantedPart
 from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.tickets import (
     Resolution,
@@ -175,15 +176,15 @@ def suspected_parts(
 
 
 def _adds_parts(ticket: Ticket, parts: Sequence[Mapping[str, Any]]) -> bool:
-    known = {p.get("sku") for p in ticket.suggested_parts}
+    known = {p.sku for p in ticket.suggested_parts}
     return any(p["sku"] not in known for p in parts)
 
 
 def merged_parts(
-    current: Sequence[Mapping[str, Any]], found: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    known = {p.get("sku") for p in current}
-    return [dict(p) for p in current] + [dict(p) for p in found if p["sku"] not in known]
+    current: Sequence[WantedPart], found: Sequence[Mapping[str, Any]]
+) -> list[WantedPart]:
+    known = {p.sku for p in current}
+    return [*current, *(WantedPart.model_validate(p) for p in found if p["sku"] not in known)]
 
 
 def _plan_for(

@@ -1,4 +1,4 @@
-"""Diagnostics records beside their tickets: the constants, errors, plans and ports the
+"""Diagnostics records beside their tickets: the constants, errors and plans the
 request, answer and timeout paths share, and the ids that tie a request to its ticket.
 """
 
@@ -6,26 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from aftercare.domain.parts import WantedPart
 from aftercare.domain.tickets import (
     StatusChange,
     Ticket,
+    TicketFlag,
     TicketStatus,
     TimelineEntry,
 )
 from aftercare.models.diagnostics import DiagnosticRecord
-from aftercare.models.payloads import (
-    DiagnosticsCancel,
-    DiagnosticsRequest,
-)
 
 REMEDY_ROUTINES = frozenset({"reset_component"})
 VERIFY_ROUTINE = "self_test"
-ONSITE_FLAG = "needs_onsite_dispatch"
+ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
 # An answer received this long after the deadline still counts: it was in flight.
 RESULT_GRACE = timedelta(seconds=5)
 DEFAULT_TIMEOUT = timedelta(minutes=5)
@@ -62,7 +60,7 @@ class TicketPatch(BaseModel):
     expected_status: TicketStatus
     expected_rev: int
     flags: list[str]
-    suggested_parts: list[dict[str, Any]]
+    suggested_parts: list[WantedPart]
     updated_at: AwareDatetime
 
 
@@ -87,56 +85,6 @@ class DiagnosticContext(BaseModel):
     ticket: Ticket | None
     record: DiagnosticRecord | None
     rev: int = 0
-
-
-class DiagnosticsStore(Protocol):
-    """Diagnostics records beside their tickets (see the TicketsTable comment)."""
-
-    def load_ticket(self, ticket_id: str) -> Ticket:
-        """The ticket record alone. Raises TicketNotFound."""
-        ...
-
-    def load(self, ticket_id: str, request_id: str) -> DiagnosticContext:
-        """The ticket and one of its diagnostics, in one read."""
-        ...
-
-    def create(self, record: DiagnosticRecord, entry: TimelineEntry) -> bool:
-        """Store a new pending request with its timeline entry, in one write that also checks
-        the ticket is still active; False if it already exists. Raises TicketNotActive (with
-        the ticket's current status) when the ticket is not active any more."""
-        ...
-
-    def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
-        """Store a request as `cancelled` with its timeline entry. Raises ConcurrentUpdate if it
-        is no longer pending (answered, timed out or cancelled meanwhile)."""
-        ...
-
-    def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
-        """Mark a pending request `failed` (it never reached the device)."""
-        ...
-
-    def complete(self, plan: CompletionPlan) -> None:
-        """Apply a plan atomically. Raises ConcurrentUpdate if the request is no longer pending
-        or the ticket moved on since it was read."""
-        ...
-
-    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(ticket_id, request_id) of pending requests whose deadline passed before `now`."""
-        ...
-
-    def for_ticket(self, ticket_id: str) -> list[DiagnosticRecord]: ...
-
-
-class CommandPublisher(Protocol):
-    """Hands a request to the device's command topic (QoS 1). Raises PublishFailed."""
-
-    def publish(self, thing: str, request: DiagnosticsRequest) -> None: ...
-
-
-class CancelPublisher(Protocol):
-    """Tells a device not to run (or answer) a request (QoS 1). Raises PublishFailed."""
-
-    def publish_cancel(self, thing: str, cancel: DiagnosticsCancel) -> None: ...
 
 
 def new_request_id(ticket_id: str) -> str:

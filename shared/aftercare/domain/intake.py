@@ -33,11 +33,11 @@ from aftercare.domain.ports import (
     DeviceRecord,
     DuplicateFault,
     IntakeContext,
+    IntakeStore,
     LockConflict,
     NewTicketPlan,
     OpenContext,
     OpenLock,
-    TicketStore,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
 from aftercare.domain.tickets import (
@@ -322,7 +322,7 @@ def plan_correlation(
 # --------------------------------------------------------------------------- the use case
 
 
-def intake_fault(envelope: FaultEnvelope, store: TicketStore, rules: IntakeRules) -> IntakeOutcome:
+def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules) -> IntakeOutcome:
     """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`."""
     received_at = received_time(envelope)
     try:
@@ -355,7 +355,7 @@ def _duplicate(report: FaultReport, thing: str, ticket_id: str | None) -> Intake
 
 
 def _apply(
-    report: FaultReport, thing: str, store: TicketStore, rules: IntakeRules, received_at: datetime
+    report: FaultReport, thing: str, store: IntakeStore, rules: IntakeRules, received_at: datetime
 ) -> IntakeOutcome:
     context = store.load_intake_context(thing, report.code, report.fault_id)
     if context.seen:

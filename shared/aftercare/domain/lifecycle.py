@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aftercare.domain.ports import TicketStore
+from aftercare.domain.ports import StatusChanges
 from aftercare.domain.tickets import Resolution, Ticket, TicketStatus, plan_status_change
 
 
 def change_status(
-    store: TicketStore,
+    store: StatusChanges,
     ticket_id: str,
     target: TicketStatus,
     *,

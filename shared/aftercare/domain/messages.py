@@ -8,7 +8,7 @@ from datetime import datetime
 from aftercare.domain.inbound import RejectReason
 from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind, intake_fault
 from aftercare.domain.parking import FAULTS, printable_payload, receive, record_dead_letter
-from aftercare.domain.ports import ParkedStore, TicketStore
+from aftercare.domain.ports import IntakeStore, ParkedStore
 from aftercare.models.payloads import FaultEnvelope
 
 # Dead letters and payload display live in `parking`; these names stay importable from here.
@@ -19,7 +19,7 @@ def handle_fault_message(
     body: str,
     message_id: str,
     *,
-    store: TicketStore,
+    store: IntakeStore,
     parked: ParkedStore,
     rules: IntakeRules,
     now: datetime,

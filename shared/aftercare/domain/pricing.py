@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aftercare.domain.tickets import TicketFlag
+
 PRICED_LINE_STATES = frozenset({"held", "backordered", "consumed"})
 CENT = Decimal("0.01")
 Money = Annotated[Decimal, Field(ge=0, decimal_places=2)]
@@ -115,7 +117,7 @@ def expects_on_site(facts: RepairFacts) -> bool:
     return (
         not facts.remote_fixable
         or bool(priced_lines(facts.parts))
-        or "needs_onsite_dispatch" in facts.flags
+        or TicketFlag.NEEDS_ONSITE_DISPATCH in facts.flags
     )
 
 

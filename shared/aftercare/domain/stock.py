@@ -5,25 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.parts import (
     LineStatus,
     OutOfStock,
-    PartsLine,
     ReorderPolicy,
     ReorderSuggestion,
     StockDelta,
     StockLevel,
-    WantedPart,
     change_line,
     crossed_reorder_point,
     plan_reservations,
     suggest_reorder,
 )
-from aftercare.domain.ports import ConcurrentUpdate, PartsChange, TicketStore
+from aftercare.domain.ports import (
+    ConcurrentUpdate,
+    ExpiredHolds,
+    InventoryWriter,
+    LowStockSink,
+    PartsChange,
+    PartsHolds,
+    StockHistory,
+)
 from aftercare.domain.tickets import Ticket, TimelineEntry
 
 RETRIES = 3
@@ -33,23 +38,19 @@ class PartsError(ValueError):
     """A parts request that cannot be carried out as asked (reported to the engineer)."""
 
 
-def _lines(ticket: Ticket) -> list[PartsLine]:
-    return [PartsLine.model_validate(p) for p in ticket.parts]
-
-
 def _find(ticket: Ticket, *, sku: str | None = None, reservation_id: str | None = None) -> int:
-    for index, line in enumerate(_lines(ticket)):
+    for index, line in enumerate(ticket.parts):
         if line.sku == sku or line.reservation_id == reservation_id:
             return index
     return -1
 
 
-def expire_hold(store: TicketStore, ticket_id: str, reservation_id: str, now: datetime) -> bool:
+def expire_hold(store: PartsHolds, ticket_id: str, reservation_id: str, now: datetime) -> bool:
     """Return an expired hold to stock, exactly once. False when there was nothing to do."""
     for _ in range(RETRIES):
         ticket = store.get_ticket(ticket_id).ticket
         index = _find(ticket, reservation_id=reservation_id)
-        line = _lines(ticket)[index] if index >= 0 else None
+        line = ticket.parts[index] if index >= 0 else None
         expires = line.hold_expires_at if line else None
         if line is None or line.status is not LineStatus.HELD or expires is None or expires > now:
             return False
@@ -69,14 +70,14 @@ def expire_hold(store: TicketStore, ticket_id: str, reservation_id: str, now: da
 
 
 def release_part(
-    store: TicketStore, ticket_id: str, sku: str, *, actor: str, reason: str, now: datetime
+    store: PartsHolds, ticket_id: str, sku: str, *, actor: str, reason: str, now: datetime
 ) -> Ticket:
     """An engineer gives a held (or backordered) part back."""
     ticket = store.get_ticket(ticket_id).ticket
     index = _find(ticket, sku=sku)
     if index < 0:
         raise PartsError(f"ticket {ticket_id} has no parts line for {sku}")
-    change = change_line(index, _lines(ticket)[index], LineStatus.RELEASED)
+    change = change_line(index, ticket.parts[index], LineStatus.RELEASED)
     entry = TimelineEntry(
         at=now,
         kind="part_released",
@@ -88,7 +89,7 @@ def release_part(
 
 
 def reserve_part(
-    store: TicketStore,
+    store: PartsHolds,
     ticket_id: str,
     sku: str,
     *,
@@ -103,11 +104,11 @@ def reserve_part(
         raise PartsError(
             f"ticket {ticket_id} is {ticket.status}; parts are held for active tickets"
         )
-    wanted = [WantedPart.model_validate(p) for p in ticket.suggested_parts if p["sku"] == sku]
+    wanted = [p for p in ticket.suggested_parts if p.sku == sku]
     if not wanted:
         raise PartsError(f"{sku} is not a part this ticket's fault calls for")
     index = _find(ticket, sku=sku)
-    current = _lines(ticket)[index] if index >= 0 else None
+    current = ticket.parts[index] if index >= 0 else None
     if current is not None and current.status is LineStatus.HELD:
         raise PartsError(f"{sku} is already held for {ticket_id}")
     opening = store.load_open_context(ticket.customer_id, ticket.region, [sku])
@@ -136,9 +137,9 @@ def reserve_part(
         ticket=ticket,
         changes=[],
         entry=entry,
-        new_lines={position: line.model_dump(mode="json")},
+        new_lines={position: line},
         new_deltas=plan.deltas,
-        replaced_lines={position: current.model_dump(mode="json")} if current else {},
+        replaced_lines={position: current} if current else {},
     )
     store.apply_parts_change(change)
     return store.get_ticket(ticket_id).ticket
@@ -151,14 +152,6 @@ class StockAdjustment(BaseModel):
     reason: str
     actor: str
     at: datetime
-
-
-class InventoryWriter(Protocol):
-    """Stock changes that are not tied to a ticket."""
-
-    def adjust(self, adjustment: StockAdjustment) -> StockLevel:
-        """Apply a counted adjustment; raises OutOfStock if it would leave available < 0."""
-        ...
 
 
 def adjust_stock(
@@ -223,18 +216,6 @@ def low_stock_event(
     )
 
 
-class LowStockSink(Protocol):
-    """Where low-stock crossings go: claimed once, published, then marked published."""
-
-    def claim_low_stock(self, event: LowStockEvent) -> bool: ...
-
-    def mark_published(self, event: LowStockEvent) -> None: ...
-
-
-class StockHistory(Protocol):
-    def consumed_since(self, sku: str, warehouse: str, since: datetime) -> int: ...
-
-
 def on_stock_change(
     old: StockLevel | None,
     new: StockLevel,
@@ -267,12 +248,8 @@ def on_stock_change(
     return event
 
 
-class ExpiredHolds(Protocol):
-    def expired_holds(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]: ...
-
-
 def sweep_expired_holds(
-    holds: ExpiredHolds, store: TicketStore, now: datetime, max_rounds: int = 20
+    holds: ExpiredHolds, store: PartsHolds, now: datetime, max_rounds: int = 20
 ) -> int:
     """Return every hold past its expiry to stock; each exactly once. Returns how many."""
     expired = 0

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.domain.access import Caller
 from aftercare.domain.diagnostics import (
-    CommandPublisher,
     DiagnosticNotFound,
     DiagnosticRecord,
-    DiagnosticsStore,
     Purpose,
     start_diagnostic,
     ticket_of,
 )
 from aftercare.domain.paging import TicketPage, TicketQuery
-from aftercare.domain.ports import TicketDetail, TicketNotFound
+from aftercare.domain.ports import (
+    CommandPublisher,
+    DeviceDirectory,
+    DiagnosticsStore,
+    TicketDetail,
+    TicketNotFound,
+    TicketReader,
+)
 from aftercare.domain.tickets import Ticket
 
 
@@ -31,24 +36,6 @@ class DeviceNotFound(LookupError):
     def __init__(self, thing: str) -> None:
         super().__init__(f"device {thing} not found")
         self.thing = thing
-
-
-class TicketReader(Protocol):
-    def get_ticket(self, ticket_id: str) -> TicketDetail: ...
-
-    def list_tickets(
-        self, *, status: str | None = None, thing: str | None = None
-    ) -> list[Ticket]: ...
-
-    def page_tickets(self, query: TicketQuery) -> TicketPage:
-        """One page newest first, below `query.after`; see `aftercare.domain.paging`."""
-        ...
-
-
-class DeviceDirectory(Protocol):
-    def get(self, thing: str) -> dict[str, Any] | None: ...
-
-    def things_of(self, customer_id: str) -> list[str]: ...
 
 
 class DeviceStatus(BaseModel):

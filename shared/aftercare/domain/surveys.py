@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from aftercare.domain.notifications import Survey
+from aftercare.domain.ports.surveys import SurveyStore
 
 SATISFIED_MIN = 4
 FOLLOW_UP_MAX = 2
@@ -80,19 +81,6 @@ class AlreadyAnswered(Exception):
 class SurveyNotOpen(Exception):
     def __init__(self, survey_id: str) -> None:
         super().__init__(f"survey {survey_id} has not been sent yet")
-
-
-class SurveyStore(Protocol):
-    def get_survey(self, survey_id: str) -> Survey | None: ...
-
-    def answer(
-        self, survey: Survey, answer: SurveyAnswer, at: datetime, follow_up: FollowUp | None
-    ) -> Survey:
-        """Store the answer once (conditional on no earlier answer), count it toward CSAT and
-        open the follow-up, in one transaction. Raises AlreadyAnswered."""
-        ...
-
-    def csat(self) -> Csat: ...
 
 
 def readable_survey(store: SurveyStore, survey_id: str, customer_id: str | None) -> Survey:

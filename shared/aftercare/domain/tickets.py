@@ -23,25 +23,31 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import LineChange, PartsLine, close_out_lines
+from aftercare.domain.parts import LineChange, close_out_lines
 from aftercare.models.tickets import (
+    CustomerTier,
     Occurrence,
+    Priority,
     Resolution,
+    TicketFlag,
     TicketRecord,
     TicketStatus,
     TimelineEntry,
 )
 
-# Occurrence, Resolution, TicketStatus and TimelineEntry are the contract's (models/tickets.py);
+# The ticket's vocabularies, occurrences and timeline entries are the contract's (models/);
 # they are offered here too, beside the ticket they belong to.
 __all__ = [
     "ACTIVE_STATES",
     "TRANSITIONS",
+    "CustomerTier",
     "InvalidTransition",
     "Occurrence",
+    "Priority",
     "Resolution",
     "StatusChange",
     "Ticket",
+    "TicketFlag",
     "TicketStatus",
     "TimelineEntry",
     "check_transition",
@@ -95,6 +101,10 @@ class Ticket(TicketRecord):
     def active(self) -> bool:
         return self.status in ACTIVE_STATES
 
+    @property
+    def needs_onsite_dispatch(self) -> bool:
+        return TicketFlag.NEEDS_ONSITE_DISPATCH in self.flags
+
 
 class StatusChange(BaseModel):
     """A validated, ready-to-apply status change of one ticket."""
@@ -139,8 +149,7 @@ def plan_status_change(
     leaves_active = ticket.active and target not in ACTIVE_STATES
     part_changes: list[LineChange] = []
     if leaves_active:
-        lines = [PartsLine.model_validate(p) for p in ticket.parts]
-        part_changes = close_out_lines(lines, consume=resolved_how is Resolution.ON_SITE)
+        part_changes = close_out_lines(ticket.parts, consume=resolved_how is Resolution.ON_SITE)
         detail["parts"] = [
             {"sku": c.line.sku, "qty": c.line.qty, "from": c.line.status.value, "to": c.to.value}
             for c in part_changes

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aftercare.models.parts import PartsLine, WantedPart
 from aftercare.models.payloads import Severity
 
 
@@ -24,6 +25,26 @@ class TicketStatus(StrEnum):
     RESOLVED = "resolved"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+
+
+class Priority(StrEnum):
+    """Service priority from the policy's points (P1 most urgent)."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class CustomerTier(StrEnum):
+    STANDARD = "standard"
+    VIP = "vip"
+
+
+class TicketFlag(StrEnum):
+    """Marks on a ticket that change what happens next."""
+
+    NEEDS_ONSITE_DISPATCH = "needs_onsite_dispatch"
 
 
 class Resolution(StrEnum):
@@ -67,7 +88,7 @@ class TicketRecord(BaseModel):
     serial: str
     model: str
     customer_id: str
-    customer_tier: str
+    customer_tier: CustomerTier
     region: str
     fault_code: str
     category: str
@@ -75,7 +96,7 @@ class TicketRecord(BaseModel):
     title_zh: str
     unclassified: bool
     severity: Severity
-    priority: str
+    priority: Priority
     in_warranty: bool
     status: TicketStatus
     opened_at: AwareDatetime
@@ -92,15 +113,12 @@ class TicketRecord(BaseModel):
     routine: str | None = None
     remote_fixable: bool = False
     auto_diagnose: bool = False
-    suggested_parts: list[dict[str, Any]] = Field(default_factory=list)
+    suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str
     opened_by_fault: str
     version: int = 1
     resolved_at: AwareDatetime | None = None
     resolution: Resolution | None = None
-    flags: list[str] = Field(default_factory=list)
-    parts: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="parts lines: sku, qty, warehouse, unit_price, status, reservation_id",
-    )
+    flags: list[TicketFlag] = Field(default_factory=list)
+    parts: list[PartsLine] = Field(default_factory=list)

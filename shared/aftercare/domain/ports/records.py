@@ -1,14 +1,25 @@
-"""Ports: what the domain needs from storage, as small Protocols, and the records they carry."""
+"""The records and errors the ports carry (the Protocols are beside this module)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta, StockLevel
-from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
+from aftercare.domain.parts import (
+    LineChange,
+    PartInfo,
+    PartsLine,
+    ReservationPlan,
+    StockDelta,
+)
+from aftercare.domain.tickets import (
+    CustomerTier,
+    Occurrence,
+    Ticket,
+    TimelineEntry,
+)
 
 
 class _Record(BaseModel):
@@ -32,7 +43,7 @@ class DeviceRecord(_Record):
 class CustomerRecord(_Record):
     customer_id: str
     name: str
-    tier: str = "standard"
+    tier: CustomerTier = CustomerTier.STANDARD
     language: str = "en"
     time_zone: str = "UTC"
     channels: list[str] = Field(default_factory=list)
@@ -140,52 +151,8 @@ class PartsChange(_Record):
     ticket: Ticket
     changes: list[LineChange]
     entry: TimelineEntry
-    new_lines: dict[int, Any] = Field(default_factory=dict)
+    new_lines: dict[int, PartsLine] = Field(default_factory=dict)
     new_deltas: list[StockDelta] = Field(default_factory=list)
-    replaced_lines: dict[int, Any] = Field(
+    replaced_lines: dict[int, PartsLine] = Field(
         default_factory=dict, description="lines that new_lines overwrite (e.g. a backorder)"
     )
-
-
-class TicketStore(Protocol):
-    """Durable ticket storage enforcing the intake invariants with conditional writes."""
-
-    def load_intake_context(self, thing: str, fault_code: str, fault_id: str) -> IntakeContext:
-        """Device, open-fault lock, last resolution and dedup marker, in one read."""
-        ...
-
-    def load_open_context(self, customer_id: str, region: str, skus: list[str]) -> OpenContext:
-        """Customer, the region's warehouse preference list and the parts' master data."""
-        ...
-
-    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
-        """Stock levels for (SKU, warehouse) pairs, in one read."""
-        ...
-
-    def open_ticket(self, plan: NewTicketPlan) -> None:
-        """Create ticket + lock + dedup marker + part holds atomically.
-
-        Raises DuplicateFault, LockConflict or OutOfStock (stock moved: plan again)."""
-        ...
-
-    def add_occurrence(self, plan: CorrelationPlan) -> None:
-        """Append an occurrence atomically. Raises DuplicateFault or LockConflict."""
-        ...
-
-    def get_ticket(self, ticket_id: str) -> TicketDetail:
-        """Raises TicketNotFound."""
-        ...
-
-    def apply_status_change(self, change: StatusChange) -> None:
-        """Raises ConcurrentUpdate when the ticket moved on since it was read."""
-        ...
-
-    def apply_parts_change(self, change: PartsChange) -> None:
-        """Raises ConcurrentUpdate (ticket or hold moved on) or OutOfStock."""
-        ...
-
-
-class ParkedStore(Protocol):
-    """Where rejected and dead-lettered messages are kept, with reasons, for replay."""
-
-    def park(self, message: ParkedMessage) -> None: ...

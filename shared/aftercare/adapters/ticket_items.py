@@ -1,0 +1,125 @@
+"""TicketsTable items: keys and the one mapping between stored items and ticket models.
+
+Key layout (see the TicketsTable comment in template.yaml):
+
+    TICKET#<id>          / META                   the ticket record
+    TICKET#<id>          / OCC#<received>#<fault>  one occurrence
+    TICKET#<id>          / EVT#<at>#<seq>#<rand>   one timeline entry
+    OPEN#<thing>#<code>  / LOCK                   the open-fault lock
+    RESOLVED#<thing>#<code> / LAST                the last resolution (repeat detection)
+    FAULT#<thing>#<fault_id> / DEDUP              a fault already applied
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.transactions import Failure, TxItem
+from aftercare.domain.paging import opened_key
+from aftercare.domain.ports import TicketDetail
+from aftercare.domain.tickets import Occurrence, Ticket, TimelineEntry
+
+TICKET_PREFIX = "TICKET#"
+
+META = "META"
+
+
+def ticket_key(ticket_id: str) -> dict[str, str]:
+    return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": META}
+
+
+def lock_key(thing: str, code: str) -> dict[str, str]:
+    return {"pk": f"OPEN#{thing}#{code}", "sk": "LOCK"}
+
+
+def last_resolution_key(thing: str, code: str) -> dict[str, str]:
+    return {"pk": f"RESOLVED#{thing}#{code}", "sk": "LAST"}
+
+
+def dedup_key(thing: str, fault_id: str) -> dict[str, str]:
+    return {"pk": f"FAULT#{thing}#{fault_id}", "sk": "DEDUP"}
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def ticket_item(ticket: Ticket) -> dict[str, Any]:
+    data = ticket.model_dump(mode="json")
+    return {
+        **ticket_key(ticket.ticket_id),
+        **data,
+        "opened_key": opened_key(data["opened_at"], ticket.ticket_id),
+    }
+
+
+def occurrence_item(ticket_id: str, occurrence: Occurrence) -> dict[str, Any]:
+    data = occurrence.model_dump(mode="json")
+    return {
+        "pk": f"{TICKET_PREFIX}{ticket_id}",
+        "sk": f"OCC#{data['received_at']}#{occurrence.fault_id}",
+        **data,
+    }
+
+
+def timeline_item(ticket_id: str, entry: TimelineEntry, seq: int = 0) -> dict[str, Any]:
+    """Timeline entries sort by time, then by their order within one change (`seq`)."""
+    data = entry.model_dump(mode="json")
+    return {
+        "pk": f"{TICKET_PREFIX}{ticket_id}",
+        "sk": f"EVT#{data['at']}#{seq:02d}#{uuid.uuid4().hex[:8]}",
+        **data,
+    }
+
+
+NEW = "attribute_not_exists(pk)"
+
+
+def conditional_put(
+    table: str, item: dict[str, Any], condition: str | None = None, failure: Failure | None = None
+) -> TxItem:
+    put: dict[str, Any] = {"TableName": table, "Item": to_item(item)}
+    if condition:
+        put["ConditionExpression"] = condition
+        put["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return TxItem({"Put": put}, failure)
+
+
+def intake_batch_get(
+    devices_table: str, tickets_table: str, thing: str, code: str, fault_id: str
+) -> dict[str, Any]:
+    keys = [lock_key(thing, code), last_resolution_key(thing, code), dedup_key(thing, fault_id)]
+    return {
+        "RequestItems": {
+            devices_table: {"Keys": [{"thing": {"S": thing}}], "ConsistentRead": True},
+            tickets_table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True},
+        }
+    }
+
+
+def is_ticket_item(item: Mapping[str, Any] | None) -> bool:
+    """A ticket's META item (not an occurrence, timeline entry or invariant key)."""
+    if not item:
+        return False
+    return str(item.get("pk", "")).startswith(TICKET_PREFIX) and item.get("sk") == META
+
+
+def ticket_from_item(item: Mapping[str, Any]) -> Ticket:
+    return Ticket.model_validate(item)
+
+
+def ticket_detail(items: Iterable[Mapping[str, Any]]) -> TicketDetail | None:
+    """A ticket partition's items as the ticket, its occurrences and its timeline."""
+    rows = list(items)
+    meta = next((i for i in rows if i["sk"] == META), None)
+    if meta is None:
+        return None
+    return TicketDetail(
+        ticket=ticket_from_item(meta),
+        occurrences=[Occurrence.model_validate(i) for i in rows if i["sk"].startswith("OCC#")],
+        timeline=[TimelineEntry.model_validate(i) for i in rows if i["sk"].startswith("EVT#")],
+    )

@@ -1,0 +1,274 @@
+"""TicketsTable (and InventoryTable) transactions of the ticket use cases, as pure builders.
+
+Every item is built with what its condition failing means (`Failure`); each use case turns
+a cancelled transaction into its domain error (`intake_error`, `change_error`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aftercare.adapters.aws import to_attr, to_item
+from aftercare.adapters.inventory import (
+    backorder_count,
+    line_change_items,
+    reservation_put,
+    stock_update,
+)
+from aftercare.adapters.ticket_items import (
+    NEW,
+    conditional_put,
+    dedup_key,
+    iso,
+    last_resolution_key,
+    lock_key,
+    occurrence_item,
+    ticket_item,
+    ticket_key,
+    timeline_item,
+)
+from aftercare.adapters.transactions import Cancelled, Failure, TxItem
+from aftercare.domain.parts import LineStatus, OutOfStock
+from aftercare.domain.ports import (
+    ConcurrentUpdate,
+    CorrelationPlan,
+    DuplicateFault,
+    LockConflict,
+    NewTicketPlan,
+    PartsChange,
+)
+from aftercare.domain.tickets import StatusChange, Ticket, TimelineEntry
+
+
+def open_ticket_items(
+    table: str, plan: NewTicketPlan, inventory_table: str | None = None
+) -> list[TxItem]:
+    """Lock, dedup marker, ticket, its first occurrence and timeline, the repeat link and the
+    part holds (with their stock updates), each with what its condition failing means."""
+    ticket = plan.ticket
+    lock = {
+        **lock_key(ticket.thing, ticket.fault_code),
+        "ticket_id": ticket.ticket_id,
+        "occurrences": 1,
+        "last_seen": iso(ticket.last_seen),
+    }
+    marker = {
+        **dedup_key(ticket.thing, plan.occurrence.fault_id),
+        "ticket_id": ticket.ticket_id,
+        "expires_at": plan.dedup_expires_at,
+    }
+    items = [
+        conditional_put(table, lock, NEW, Failure.LOCK_TAKEN),
+        conditional_put(table, marker, NEW, Failure.DUPLICATE),
+        conditional_put(table, ticket_item(ticket), NEW, Failure.LOCK_TAKEN),
+        conditional_put(table, occurrence_item(ticket.ticket_id, plan.occurrence)),
+        *(
+            conditional_put(table, timeline_item(ticket.ticket_id, e, n))
+            for n, e in enumerate(plan.timeline)
+        ),
+    ]
+    if plan.repeat_entry is not None and ticket.repeat_of:
+        items += _link_repeat(table, ticket, plan.repeat_entry)
+    if plan.reservation.lines:
+        if inventory_table is None:
+            raise ValueError("part holds need the inventory table")
+        items += _reservation_items(inventory_table, ticket.ticket_id, plan)
+    return items
+
+
+def _reservation_items(table: str, ticket_id: str, plan: NewTicketPlan) -> list[TxItem]:
+    lines = plan.reservation.lines
+    items = [reservation_put(table, ticket_id, i, line) for i, line in enumerate(lines)]
+    items += [
+        backorder_count(table, line, line.qty)
+        for line in lines
+        if line.status is LineStatus.BACKORDERED and line.warehouse
+    ]
+    return items + [stock_update(table, delta) for delta in plan.reservation.deltas]
+
+
+def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[TxItem]:
+    earlier = str(ticket.repeat_of)
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(earlier)),
+            "UpdateExpression": "ADD repeated_by :new",
+            "ExpressionAttributeValues": {":new": {"SS": [ticket.ticket_id]}},
+        }
+    }
+    return [TxItem(update), conditional_put(table, timeline_item(earlier, entry))]
+
+
+def correlation_items(table: str, plan: CorrelationPlan) -> list[TxItem]:
+    """The lock (guarded by its occurrence count), the dedup marker, the ticket's counters and
+    the occurrence."""
+    count = plan.expected_occurrences + 1
+    lock_update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(lock_key(plan.thing, plan.fault_code)),
+            "UpdateExpression": "SET occurrences = :next, last_seen = :last",
+            "ConditionExpression": "ticket_id = :tid AND occurrences = :expected",
+            "ExpressionAttributeValues": {
+                ":next": to_attr(count),
+                ":last": to_attr(iso(plan.last_seen)),
+                ":tid": to_attr(plan.ticket_id),
+                ":expected": to_attr(plan.expected_occurrences),
+            },
+        }
+    }
+    marker = {
+        **dedup_key(plan.thing, plan.occurrence.fault_id),
+        "ticket_id": plan.ticket_id,
+        "expires_at": plan.dedup_expires_at,
+    }
+    return [
+        TxItem(lock_update, Failure.LOCK_TAKEN),
+        conditional_put(table, marker, NEW, Failure.DUPLICATE),
+        _ticket_occurrence_update(table, plan, count),
+        conditional_put(table, occurrence_item(plan.ticket_id, plan.occurrence)),
+    ]
+
+
+def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> TxItem:
+    sets = ["occurrences = :next", "last_seen = :last", "updated_at = :now"]
+    values: dict[str, Any] = {
+        ":next": count,
+        ":last": iso(plan.last_seen),
+        ":now": iso(plan.updated_at),
+    }
+    if plan.takes_latest:
+        sets += ["latest_readings = :readings", "firmware = :firmware"]
+        values |= {":readings": plan.occurrence.readings, ":firmware": plan.occurrence.firmware}
+        if plan.occurrence.message is not None:
+            sets.append("latest_message = :message")
+            values[":message"] = plan.occurrence.message
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(plan.ticket_id)),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        }
+    }
+    return TxItem(update)
+
+
+def status_change_items(
+    table: str, change: StatusChange, inventory_table: str | None = None
+) -> list[TxItem]:
+    ticket = change.ticket
+    sets = ["#status = :to", "updated_at = :now", "version = :next"]
+    sets += [f"parts[{c.index}].#status = :part{c.index}" for c in change.part_changes]
+    values: dict[str, Any] = {
+        ":to": change.target.value,
+        ":from": ticket.status.value,
+        ":now": iso(change.entry.at),
+        ":next": ticket.version + 1,
+        ":version": ticket.version,
+    }
+    if change.records_resolution:
+        sets += ["resolved_at = :now", "resolution = :resolution"]
+        values[":resolution"] = change.resolution.value if change.resolution else None
+    values |= {f":part{c.index}": c.to.value for c in change.part_changes}
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(ticket.ticket_id)),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": "#status = :from AND version = :version",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        }
+    }
+    items = [
+        TxItem(update, Failure.STALE),
+        conditional_put(table, timeline_item(ticket.ticket_id, change.entry)),
+    ]
+    if change.releases_lock:
+        items.append(_release_lock(table, ticket))
+    if change.records_resolution:
+        last = {
+            **last_resolution_key(ticket.thing, ticket.fault_code),
+            "ticket_id": ticket.ticket_id,
+            "resolved_at": iso(change.entry.at),
+        }
+        items.append(conditional_put(table, last))
+    if change.part_changes and inventory_table is None:
+        raise ValueError("parts lines need the inventory table")
+    for part_change in change.part_changes:
+        items += line_change_items(str(inventory_table), part_change, change.entry.at)
+    return items
+
+
+def parts_change_items(table: str, inventory_table: str, change: PartsChange) -> list[TxItem]:
+    """Lines moving (expiry, manual release) or newly held, with the ticket's version guard."""
+    ticket = change.ticket
+    sets = ["updated_at = :now", "version = :next"]
+    values: dict[str, Any] = {
+        ":now": iso(change.entry.at),
+        ":next": ticket.version + 1,
+        ":version": ticket.version,
+    }
+    for c in change.changes:
+        sets.append(f"parts[{c.index}].#status = :part{c.index}")
+        values[f":part{c.index}"] = c.to.value
+    for index, line in change.new_lines.items():
+        sets.append(f"parts[{index}] = :line{index}")
+        values[f":line{index}"] = line.model_dump(mode="json")
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": to_item(ticket_key(ticket.ticket_id)),
+        "UpdateExpression": "SET " + ", ".join(sets),
+        "ConditionExpression": "version = :version",
+        "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+    }
+    if change.changes:
+        update["ExpressionAttributeNames"] = {"#status": "status"}
+    items = [
+        TxItem({"Update": update}, Failure.STALE),
+        conditional_put(table, timeline_item(ticket.ticket_id, change.entry)),
+    ]
+    for part_change in change.changes:
+        items += line_change_items(inventory_table, part_change, change.entry.at)
+    for index, line in change.new_lines.items():
+        items.append(reservation_put(inventory_table, ticket.ticket_id, index, line))
+        old = change.replaced_lines.get(index)
+        if old is not None and old.status is LineStatus.BACKORDERED:
+            items.append(backorder_count(inventory_table, old, -line.qty))
+    items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
+    return items
+
+
+def _release_lock(table: str, ticket: Ticket) -> TxItem:
+    delete = {
+        "Delete": {
+            "TableName": table,
+            "Key": to_item(lock_key(ticket.thing, ticket.fault_code)),
+            "ConditionExpression": "attribute_not_exists(pk) OR ticket_id = :tid",
+            "ExpressionAttributeValues": {":tid": to_attr(ticket.ticket_id)},
+        }
+    }
+    return TxItem(delete, Failure.LOCK_TAKEN)
+
+
+def intake_error(cancelled: Cancelled) -> Exception:
+    """Opening or correlating: already applied, out of stock, or the lock moved (re-read)."""
+    if cancelled.failure is Failure.DUPLICATE:
+        return DuplicateFault(cancelled.old.get("ticket_id"))
+    if cancelled.failure is Failure.OUT_OF_STOCK:
+        return OutOfStock(cancelled.reason)
+    # The lock condition failed, or a concurrent transaction touched the same items.
+    return LockConflict(cancelled.reason)
+
+
+def change_error(cancelled: Cancelled) -> Exception:
+    """A parts change: out of stock, unless the ticket or a hold moved on first."""
+    if cancelled.failure is Failure.OUT_OF_STOCK:
+        return OutOfStock(cancelled.reason)
+    return ConcurrentUpdate(cancelled.reason)
+
+
+def concurrent_update(cancelled: Cancelled) -> Exception:
+    return ConcurrentUpdate(cancelled.reason)

@@ -1,0 +1,131 @@
+"""What a notification says: template values, the parts and cost sentences, the digest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aftercare.domain.notifications import (
+    ACTIVE_FOR_DIAGNOSTICS,
+    DIGEST_KIND,
+    EventKind,
+    Notification,
+    Survey,
+    TicketFacts,
+)
+from aftercare.domain.preferences import Channel, NotificationProfile
+from aftercare.domain.pricing import CostEstimate, PriceTable, RepairFacts, estimate
+from aftercare.domain.templates import RenderedMessage, TemplateBook, fill, html_list, render
+
+
+def ticket_values(
+    kind: str,
+    facts: TicketFacts,
+    *,
+    profile: NotificationProfile,
+    book: TemplateBook,
+    cost: CostEstimate,
+    language: str,
+) -> dict[str, Any]:
+    """Template values for a ticket message (every kind draws from the same set)."""
+    return {
+        "customer_name": profile.name or profile.customer_id,
+        "ticket_id": facts.ticket_id,
+        "fault_title": facts.title(language),
+        "fault_code": facts.fault_code,
+        "model": facts.model,
+        "thing": facts.thing,
+        "actions": actions_text(facts, book, language, kind),
+        "cost": cost_text(cost, book, language),
+    }
+
+
+def actions_text(
+    facts: TicketFacts, book: TemplateBook, language: str, kind: str = EventKind.TICKET_OPENED
+) -> str:
+    """What we are already doing: parts held or on order, diagnostics running (on opening)."""
+    sentences = []
+    for status, fragment in (("held", "parts_held"), ("backordered", "parts_backordered")):
+        lines = [p for p in facts.parts if p.get("status") == status]
+        if lines:
+            items = ", ".join(
+                fill(
+                    book.fragment("part_item", language),
+                    {"qty": p["qty"], "name": facts.part_name(p, language)},
+                    "text",
+                )
+                for p in lines
+            )
+            sentences.append(fill(book.fragment(fragment, language), {"parts": items}, "text"))
+    opening = kind == EventKind.TICKET_OPENED
+    if opening and facts.auto_diagnose and facts.status in ACTIVE_FOR_DIAGNOSTICS:
+        sentences.append(book.fragment("diagnostics_running", language))
+    if not sentences:
+        sentences.append(book.fragment("engineer_reviewing", language))
+    return " ".join(sentences)
+
+
+def cost_text(cost: CostEstimate, book: TemplateBook, language: str) -> str:
+    if cost.in_warranty:
+        return book.fragment("cost_warranty", language)
+    values = {
+        "total": f"{cost.customer_pays:.2f}",
+        "currency": cost.currency,
+        "parts_cost": f"{cost.parts:.2f}",
+        "labour_cost": f"{cost.labour:.2f}",
+        "pricing_version": cost.pricing_version,
+    }
+    return fill(book.fragment("cost_estimate", language), values, "text")
+
+
+def cost_of(facts: TicketFacts, prices: PriceTable) -> CostEstimate:
+    return estimate(RepairFacts.model_validate(facts.model_dump()), prices)
+
+
+@dataclass(frozen=True)
+class Composer:
+    """Renders messages for a profile from templates, fragments and the price table."""
+
+    book: TemplateBook
+    prices: PriceTable
+    survey_link_base: str
+
+    def single(
+        self, kind: str, facts: TicketFacts, profile: NotificationProfile, **extra: Any
+    ) -> RenderedMessage:
+        language = profile.language
+        cost = cost_of(facts, self.prices)
+        values = ticket_values(
+            kind, facts, profile=profile, book=self.book, cost=cost, language=language
+        )
+        return render(self.book, kind, language, {**values, **extra})
+
+    def survey(self, survey: Survey, profile: NotificationProfile) -> RenderedMessage:
+        link = f"{self.survey_link_base.rstrip('/')}/{survey.survey_id}"
+        return self.single(
+            EventKind.SURVEY, survey.facts, profile, survey_link=link, survey_code=survey.survey_id
+        )
+
+    def digest(
+        self, members: Sequence[Notification], profile: NotificationProfile
+    ) -> RenderedMessage:
+        if len(members) == 1:
+            return self.single(members[0].kind, members[0].facts, profile)
+        language = profile.language
+        lines = [self._line(n, language) for n in members]
+        values = {
+            "customer_name": profile.name or profile.customer_id,
+            "count": len(members),
+            "lines": "\n".join(f"- {line}" for line in lines),
+            "lines_html": html_list(lines),
+        }
+        return render(self.book, DIGEST_KIND, language, values)
+
+    def _line(self, n: Notification, language: str) -> str:
+        values = {"ticket_id": n.ticket_id, "fault_title": n.facts.title(language)}
+        return fill(self.book.fragment(f"line_{n.kind.value}", language), values, "text")
+
+
+def body_for(channel: Channel | None, message: RenderedMessage) -> str:
+    return message.text if channel in (Channel.EMAIL, None) else message.short

@@ -1,0 +1,109 @@
+"""Ports: what the domain needs from the outside world, as small role-shaped Protocols (one
+module per aggregate), and the records they carry (`records`).
+
+Every Protocol of the domain lives in this package; adapters implement one or more roles.
+"""
+
+from aftercare.domain.ports.devices import (
+    DeviceDirectory,
+)
+from aftercare.domain.ports.diagnostics import (
+    CancelPublisher,
+    CommandPublisher,
+    DiagnosticRequests,
+    DiagnosticResults,
+    DiagnosticsDue,
+    DiagnosticsStore,
+)
+from aftercare.domain.ports.notifications import (
+    Bundles,
+    ChannelSender,
+    DueQueues,
+    NotificationLedger,
+    NotificationStore,
+    ProfileSource,
+    SurveySchedule,
+)
+from aftercare.domain.ports.parked import (
+    ParkedStore,
+)
+from aftercare.domain.ports.records import (
+    ConcurrentUpdate,
+    CorrelationPlan,
+    CustomerRecord,
+    DeviceRecord,
+    DuplicateFault,
+    IntakeContext,
+    LastResolution,
+    LockConflict,
+    NewTicketPlan,
+    OpenContext,
+    OpenLock,
+    ParkedMessage,
+    PartsChange,
+    TicketDetail,
+    TicketNotFound,
+)
+from aftercare.domain.ports.stock import (
+    ExpiredHolds,
+    InventoryWriter,
+    LowStockSink,
+    StockHistory,
+)
+from aftercare.domain.ports.surveys import (
+    SurveyStore,
+)
+from aftercare.domain.ports.tickets import (
+    IntakeStore,
+    PartsContext,
+    PartsHolds,
+    StatusChanges,
+    TicketLookup,
+    TicketReader,
+    TicketStore,
+)
+
+__all__ = [
+    "Bundles",
+    "CancelPublisher",
+    "ChannelSender",
+    "CommandPublisher",
+    "ConcurrentUpdate",
+    "CorrelationPlan",
+    "CustomerRecord",
+    "DeviceDirectory",
+    "DeviceRecord",
+    "DiagnosticRequests",
+    "DiagnosticResults",
+    "DiagnosticsDue",
+    "DiagnosticsStore",
+    "DueQueues",
+    "DuplicateFault",
+    "ExpiredHolds",
+    "IntakeContext",
+    "IntakeStore",
+    "InventoryWriter",
+    "LastResolution",
+    "LockConflict",
+    "LowStockSink",
+    "NewTicketPlan",
+    "NotificationLedger",
+    "NotificationStore",
+    "OpenContext",
+    "OpenLock",
+    "ParkedMessage",
+    "ParkedStore",
+    "PartsChange",
+    "PartsContext",
+    "PartsHolds",
+    "ProfileSource",
+    "StatusChanges",
+    "StockHistory",
+    "SurveySchedule",
+    "SurveyStore",
+    "TicketDetail",
+    "TicketLookup",
+    "TicketNotFound",
+    "TicketReader",
+    "TicketStore",
+]
