@@ -9,7 +9,7 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup sam-setup demo up down test lint typecheck cfn-lint packaging unit integration e2e clean
+.PHONY: setup sam-setup demo up down test lint typecheck cfn-lint packaging unit integration e2e bench cost clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,23 @@ e2e: setup
 
 test: lint typecheck cfn-lint packaging
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q --ignore=tests/packaging
+
+# Benchmark harness (not a test): the local stack under open-loop fault load, DynamoDB units per
+# fault, moto's ceiling and cold starts; prints a table and writes bench/results.json (README,
+# "Performance and cost"). A quick run: make bench BENCH_SECONDS=5 BENCH_RATES=5,20
+BENCH_RATES ?= 5,20,50,100
+BENCH_SECONDS ?= 10
+BENCH_SEARCH_S ?= 90
+BENCH_COLDSTART_RUNS ?= 3
+BENCH_NOTE ?=
+bench: setup sam-setup
+	BENCH_RATES=$(BENCH_RATES) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_SEARCH_S=$(BENCH_SEARCH_S) \
+	BENCH_COLDSTART_RUNS=$(BENCH_COLDSTART_RUNS) BENCH_NOTE="$(BENCH_NOTE)" \
+	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/python -m infra.bench.run
+
+# The AWS bill per million faults / notifications from bench/results.json and bench/prices.json.
+cost: setup
+	$(BIN)/python -m infra.bench.cost
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .aftercare .pytest_cache .mypy_cache .ruff_cache *.egg-info

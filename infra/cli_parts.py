@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader, stock_from_item
 from aftercare.domain.parts import ReorderPolicy, suggest_reorder
 from aftercare.domain.stock import adjust_stock, release_part, reserve_part
 
-from infra.cli import _add, emit, store_of, target_of, ticket_row
+from infra.cli_core import StackOptions, stack_command, ticket_row
+from infra.cli_output import emit
+from infra.stores import store_of
 
 STOCK_FIELDS = ["sku", "warehouse", "on_hand", "held", "available", "reorder_point", "backordered"]
-DEFAULT_HOLD = timedelta(hours=72)
+DEFAULT_HOLD_HOURS = 72
+Positional = Annotated[str, typer.Argument(show_default=False)]
+Reason = Annotated[str, typer.Option(show_default=False)]
+
+parts_app = typer.Typer(help="spare parts and stock")
 
 
-def _reader(args: argparse.Namespace) -> InventoryReader:
-    target = target_of(args)
+def _reader(opts: StackOptions) -> InventoryReader:
+    target = opts.target()
     return InventoryReader(table=target.resource("InventoryTable"), ddb=target.client("dynamodb"))
 
 
-def cmd_stock(args: argparse.Namespace) -> None:
-    rows = [{k: item.get(k, 0) for k in STOCK_FIELDS} for item in _reader(args).stock()]
-    if args.sku:
-        rows = [r for r in rows if r["sku"] == args.sku]
-    emit(rows, args.json, STOCK_FIELDS)
+@parts_app.command("stock")
+@stack_command
+def parts_stock(sku: str | None = None, *, opts: StackOptions) -> None:
+    """Stock per SKU and warehouse."""
+    rows = [{k: item.get(k, 0) for k in STOCK_FIELDS} for item in _reader(opts).stock()]
+    if sku:
+        rows = [r for r in rows if r["sku"] == sku]
+    emit(rows, opts.json, STOCK_FIELDS)
 
 
 def reorder_rows(reader: InventoryReader, now: datetime) -> list[dict[str, Any]]:
@@ -57,12 +66,18 @@ def reorder_rows(reader: InventoryReader, now: datetime) -> list[dict[str, Any]]
     return rows
 
 
-def cmd_reorder(args: argparse.Namespace) -> None:
-    rows = reorder_rows(_reader(args), datetime.now(UTC))
-    emit(rows, args.json, ["sku", "warehouse", "suggested_qty", "reason"])
+@parts_app.command("reorder")
+@stack_command
+def parts_reorder(*, opts: StackOptions) -> None:
+    """Reorder suggestions (fault-driven demand)."""
+    rows = reorder_rows(_reader(opts), datetime.now(UTC))
+    emit(rows, opts.json, ["sku", "warehouse", "suggested_qty", "reason"])
 
 
-def cmd_events(args: argparse.Namespace) -> None:
+@parts_app.command("events")
+@stack_command
+def parts_events(*, opts: StackOptions) -> None:
+    """Low-stock events emitted."""
     rows = [
         {
             "sku": e["sku"],
@@ -73,73 +88,71 @@ def cmd_events(args: argparse.Namespace) -> None:
             "published": e.get("published"),
             "at": e["at"],
         }
-        for e in _reader(args).low_stock_events()
+        for e in _reader(opts).low_stock_events()
     ]
-    emit(rows, args.json, ["at", "sku", "warehouse", "available", "suggested_qty", "published"])
+    emit(rows, opts.json, ["at", "sku", "warehouse", "available", "suggested_qty", "published"])
 
 
-def cmd_reserve(args: argparse.Namespace) -> None:
+@parts_app.command("reserve")
+@stack_command
+def parts_reserve(
+    ticket_id: Positional,
+    sku: Positional,
+    reason: Reason,
+    actor: str = "engineer-cli",
+    hold_hours: int = DEFAULT_HOLD_HOURS,
+    *,
+    opts: StackOptions,
+) -> None:
+    """Hold a part for a ticket."""
     ticket = reserve_part(
-        store_of(target_of(args)),
-        args.ticket_id,
-        args.sku,
-        actor=args.actor,
-        reason=args.reason,
+        store_of(opts.target()),
+        ticket_id,
+        sku,
+        actor=actor,
+        reason=reason,
         now=datetime.now(UTC),
-        hold=timedelta(hours=args.hold_hours),
+        hold=timedelta(hours=hold_hours),
     )
     emit({**ticket_row(ticket), "parts": [p.model_dump(mode="json") for p in ticket.parts]}, True)
 
 
-def cmd_release(args: argparse.Namespace) -> None:
+@parts_app.command("release")
+@stack_command
+def parts_release(
+    ticket_id: Positional,
+    sku: Positional,
+    reason: Reason,
+    actor: str = "engineer-cli",
+    hold_hours: Annotated[int, typer.Option(hidden=True)] = DEFAULT_HOLD_HOURS,
+    *,
+    opts: StackOptions,
+) -> None:
+    """Give a ticket's held part back."""
     ticket = release_part(
-        store_of(target_of(args)),
-        args.ticket_id,
-        args.sku,
-        actor=args.actor,
-        reason=args.reason,
-        now=datetime.now(UTC),
+        store_of(opts.target()), ticket_id, sku, actor=actor, reason=reason, now=datetime.now(UTC)
     )
     emit({**ticket_row(ticket), "parts": [p.model_dump(mode="json") for p in ticket.parts]}, True)
 
 
-def cmd_adjust(args: argparse.Namespace) -> None:
-    target = target_of(args)
+# "-5" is a change, not an option: unknown dash-words reach the arguments.
+@parts_app.command("adjust", context_settings={"ignore_unknown_options": True})
+@stack_command
+def parts_adjust(
+    sku: Positional,
+    warehouse: Positional,
+    change: Annotated[int, typer.Argument(help="+N received, -N written off", show_default=False)],
+    reason: Reason,
+    actor: str = "engineer-cli",
+    *,
+    opts: StackOptions,
+) -> None:
+    """Receive or correct stock, with a reason."""
+    target = opts.target()
     writer = DynamoInventoryWriter(
         table=target.resource("InventoryTable"), ddb=target.client("dynamodb")
     )
     level = adjust_stock(
-        writer,
-        args.sku,
-        args.warehouse,
-        args.change,
-        reason=args.reason,
-        actor=args.actor,
-        now=datetime.now(UTC),
+        writer, sku, warehouse, change, reason=reason, actor=actor, now=datetime.now(UTC)
     )
     emit({**level.model_dump(), "available": level.available}, True)
-
-
-def register(sub: Any) -> None:
-    parts = sub.add_parser("parts", help="spare parts and stock").add_subparsers(required=True)
-    _add(parts, "stock", cmd_stock, "stock per SKU and warehouse").add_argument("--sku")
-    _add(parts, "reorder", cmd_reorder, "reorder suggestions (fault-driven demand)")
-    _add(parts, "events", cmd_events, "low-stock events emitted")
-    for name, func, text in (
-        ("reserve", cmd_reserve, "hold a part for a ticket"),
-        ("release", cmd_release, "give a ticket's held part back"),
-    ):
-        parser = _add(parts, name, func, text)
-        parser.add_argument("ticket_id")
-        parser.add_argument("sku")
-        parser.add_argument("--reason", required=True)
-        parser.add_argument("--actor", default="engineer-cli")
-        parser.add_argument(
-            "--hold-hours", type=int, default=int(DEFAULT_HOLD.total_seconds() // 3600)
-        )
-    adjust = _add(parts, "adjust", cmd_adjust, "receive or correct stock, with a reason")
-    adjust.add_argument("sku")
-    adjust.add_argument("warehouse")
-    adjust.add_argument("change", type=int, help="+N received, -N written off")
-    adjust.add_argument("--reason", required=True)
-    adjust.add_argument("--actor", default="engineer-cli")

@@ -1,12 +1,16 @@
 """Cold start figures, measured from the built artifacts in a runtime-like bare interpreter.
 
 For each function: import + first-invocation init (``deps()``), median of `--runs` fresh
-interpreters, as a ratio to ``import boto3`` + one client measured in the same run. Sources are
-compiled at every start, as in Lambda (sam ships no .pyc and the code folders are read-only);
-the ".pyc" column is what shipping bytecode would give. Then the layer and artifact sizes
-(unzipped bytes) and the largest import self-times (``python -X importtime``).
+interpreters, as a ratio to ``import boto3`` + one client measured in the same run: every
+function start is paired with a baseline start just before it and the ratio is the median of
+those pairs, so a machine that gets busier or quieter during the run moves both sides alike. As in
+Lambda, what ships as bytecode (the layer, the runtime's SDK) is read as such and the rest (the
+function's own folder) is compiled at every start: the code folders are read-only. Then the
+layer and artifact sizes (unzipped bytes) and the largest import self-times
+(``python -X importtime``).
 
     python -m infra.coldstart --runs 5
+    python -m infra.coldstart --runs 5 --against ../main/template.yaml   # A/B, same run
 """
 
 from __future__ import annotations
@@ -17,18 +21,23 @@ import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.lambda_build import ROOT, PackagingError, Toolchain
 from infra.packaging import (
     REGION,
+    TRACER_MODES,
     Function,
     Runtime,
+    layer_folders,
     prepare,
     run_probe,
     shadowing_warning,
     start_function,
 )
+
+TARGET_RATIO = 1.25  # issue 11: every function within 1.25x bare boto3 + one client
 
 
 def folder_bytes(folder: Path) -> int:
@@ -36,32 +45,142 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def baseline_ms(runtime: Runtime, runs: int) -> float:
-    """Median of `import boto3` + one client in the same bare interpreter."""
+def baseline_sample(runtime: Runtime) -> float:
+    """One fresh interpreter's `import boto3` + one client (ms), the runtime's SDK only."""
     env = {"PATH": "/usr/bin:/bin", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
     spec = {"paths": [str(runtime.site)], "handler": None}
-    samples = []
-    for _ in range(runs):
-        report, _ = run_probe(runtime.tools.python, spec, env, runtime.site, "-B")
-        if not report.get("ok"):
-            raise PackagingError(f"baseline failed: {report.get('error')}")
-        samples.append(float(report["import_ms"]))
-    return statistics.median(samples)
+    report, _ = run_probe(runtime.tools.python, spec, env, runtime.site, "-B")
+    if not report.get("ok"):
+        raise PackagingError(f"baseline failed: {report.get('error')}")
+    return float(report["import_ms"])
+
+
+def cold_start_sample(
+    runtime: Runtime,
+    function: Function,
+    mode: str,
+    *,
+    compile_each_time: bool = True,
+    check_modules: bool = True,
+) -> float:
+    """One fresh interpreter's import + first-invocation init of `function` (ms)."""
+    outcome, _ = start_function(
+        runtime, function, mode, compile_each_time=compile_each_time, check_modules=check_modules
+    )
+    if not outcome.ok:
+        raise PackagingError(f"{function.logical_id} ({mode}): {outcome.error}")
+    return outcome.import_ms + outcome.init_ms
+
+
+def baseline_ms(runtime: Runtime, runs: int) -> float:
+    """Median of `import boto3` + one client in the same bare interpreter."""
+    return statistics.median(baseline_sample(runtime) for _ in range(runs))
 
 
 def cold_start_ms(
     runtime: Runtime, function: Function, mode: str, runs: int, *, compile_each_time: bool = True
 ) -> float:
-    """Median of import + first-invocation init; with bytecode, after one warm-up start."""
+    """Median of import + first-invocation init; without compiling, after one warm-up start."""
     if not compile_each_time:
         start_function(runtime, function, mode)
-    samples = []
+    return statistics.median(
+        cold_start_sample(runtime, function, mode, compile_each_time=compile_each_time)
+        for _ in range(runs)
+    )
+
+
+Key = tuple[str, str, str]  # (build label, function, mode)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One (build, function, mode): median milliseconds and median ratio to the baseline start
+    taken just before each of its starts (so a load spike moves both sides of a ratio)."""
+
+    ms: float
+    ratio: float
+
+
+def interleaved(
+    jobs: Sequence[tuple[str, Runtime, str]], runs: int
+) -> tuple[float, dict[Key, Figure]]:
+    """Median baseline and a `Figure` per (build label, function, mode) of `jobs` (label,
+    runtime, mode): `runs` rounds, each start paired with a baseline start right before it."""
+    base: list[float] = []
+    samples: dict[Key, list[tuple[float, float]]] = defaultdict(list)
     for _ in range(runs):
-        outcome, _ = start_function(runtime, function, mode, compile_each_time=compile_each_time)
-        if not outcome.ok:
-            raise PackagingError(f"{function.logical_id} ({mode}): {outcome.error}")
-        samples.append(outcome.import_ms + outcome.init_ms)
-    return statistics.median(samples)
+        for label, runtime, mode in jobs:
+            for function in runtime.functions:
+                paired = baseline_sample(runtime)
+                sample = cold_start_sample(runtime, function, mode, check_modules=False)
+                base.append(paired)
+                samples[(label, function.logical_id, mode)].append((sample, paired))
+    figures = {
+        key: Figure(
+            ms=statistics.median(ms for ms, _ in pairs),
+            ratio=statistics.median(ms / paired for ms, paired in pairs),
+        )
+        for key, pairs in samples.items()
+    }
+    return statistics.median(base), figures
+
+
+def _cell(figure: Figure | None) -> str:
+    return "-" if figure is None else f"{figure.ms:.0f} ms {figure.ratio:.2f}"
+
+
+def coldstart_table(
+    runtime: Runtime, runs: int, before: Runtime | None = None
+) -> tuple[list[str], float, dict[Key, Figure]]:
+    """The markdown table (after, and `before` with the tracer off when given) and the figures
+    behind it."""
+    jobs = [("after", runtime, mode) for mode in TRACER_MODES]
+    jobs += [("before", before, "tracer-off")] if before else []
+    base, figures = interleaved(jobs, runs)
+    head = "| function | tracer off (ms, ratio) | tracer on (ms, ratio) | artifact bytes |"
+    if before:
+        head = "| function | before, tracer off | " + head.removeprefix("| function | ")
+    lines = [
+        f"baseline: import boto3 + one client = {base:.0f} ms (median; {runs} rounds, a baseline"
+        " start before every function start, ratios the medians of those pairs)",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for function in runtime.functions:
+        lid = function.logical_id
+        cells = [lid]
+        if before:
+            cells.append(_cell(figures.get(("before", lid, "tracer-off"))))
+        cells += [_cell(figures[("after", lid, mode)]) for mode in TRACER_MODES]
+        cells.append(str(folder_bytes(runtime.artifact(function))))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines, base, figures
+
+
+def coldstart_report(runtime: Runtime, runs: int, before: Runtime | None = None) -> str:
+    """Ratios to the boto3 baseline, layer and artifact sizes, the largest import costs."""
+    lines, _, figures = coldstart_table(runtime, runs, before)
+    over = sorted(
+        f"{lid} ({mode})"
+        for (label, lid, mode), figure in figures.items()
+        if label == "after" and figure.ratio > TARGET_RATIO
+    )
+    lines += ["", f"over {TARGET_RATIO}x: {', '.join(over) or 'none'}"]
+    lines += [shadowing_warning(runtime)]
+    for label, built in {"after": runtime, "before": before}.items():
+        if built is None:
+            continue
+        for layer, folder in layer_folders(built).items():
+            lines.append(f"layer {layer} ({label}): {folder_bytes(folder.parent)} bytes unzipped")
+    for function in runtime.functions[:1] + [f for f in runtime.functions if "Api" in f.logical_id]:
+        _, stderr = start_function(
+            runtime, function, "tracer-off", flags=("-X", "importtime"), compile_each_time=True
+        )
+        top = list(import_costs(stderr).items())[:8]
+        lines.append(f"\nlargest import self-times, {function.logical_id} (tracer off):")
+        lines += [f"  {name:28} {ms:7.1f} ms" for name, ms in top]
+    return "\n".join(lines)
 
 
 _IMPORT_TIME = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|\s+(\s*)(\S+)")
@@ -75,52 +194,21 @@ def import_costs(importtime_log: str) -> dict[str, float]:
     return dict(sorted(costs.items(), key=lambda item: -item[1]))
 
 
-def coldstart_report(runtime: Runtime, runs: int) -> str:
-    """Ratios to the boto3 baseline, artifact sizes and the largest import costs.
-
-    "tracer off/on" compile every source at each start, as Lambda does with sam's artifacts
-    (no .pyc, read-only code folders); "off, .pyc" is what shipping bytecode would give."""
-    if next(runtime.build_dir.rglob("*.pyc"), None) is not None:
-        raise PackagingError(f"{runtime.build_dir} holds .pyc files sam does not ship: rebuild")
-    base = baseline_ms(runtime, runs)
-    lines = [
-        f"baseline: import boto3 + one client = {base:.0f} ms (median of {runs})",
-        "",
-        "| function | tracer off | ratio | tracer on | ratio | off, .pyc | ratio | bytes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for function in runtime.functions:
-        off = cold_start_ms(runtime, function, "tracer-off", runs)
-        on = cold_start_ms(runtime, function, "tracer-on", runs)
-        pyc = cold_start_ms(runtime, function, "tracer-off", runs, compile_each_time=False)
-        size = folder_bytes(runtime.artifact(function))
-        lines.append(
-            f"| {function.logical_id} | {off:.0f} ms | {off / base:.2f} | {on:.0f} ms "
-            f"| {on / base:.2f} | {pyc:.0f} ms | {pyc / base:.2f} | {size} |"
-        )
-    layers = sorted({layer for function in runtime.functions for layer in function.layers})
-    lines += ["", shadowing_warning(runtime)]
-    lines += [f"layer {layer}: {folder_bytes(runtime.build_dir / layer)} bytes" for layer in layers]
-    for function in runtime.functions[:1] + [f for f in runtime.functions if "Api" in f.logical_id]:
-        _, stderr = start_function(
-            runtime, function, "tracer-off", flags=("-X", "importtime"), compile_each_time=True
-        )
-        top = list(import_costs(stderr).items())[:8]
-        lines.append(f"\nlargest import self-times, {function.logical_id} (tracer off):")
-        lines += [f"  {name:28} {ms:7.1f} ms" for name, ms in top]
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.coldstart", description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument(
+        "--against", type=Path, help="template of another checkout: its figures side by side"
+    )
     parser.add_argument("--sam", type=Path, help="sam executable (default .venv-sam/bin/sam)")
     parser.add_argument("--python", type=Path, help="python3.12 executable")
     args = parser.parse_args(argv)
     try:
-        runtime = prepare(args.template, Toolchain.find(args.sam, args.python))
-        print(coldstart_report(runtime, args.runs))
+        tools = Toolchain.find(args.sam, args.python)
+        runtime = prepare(args.template, tools)
+        before = prepare(args.against, tools) if args.against else None
+        print(coldstart_report(runtime, args.runs, before))
     except PackagingError as exc:
         print(f"cold start figures could not be taken: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,8 @@ CACHE: Final = Path(".aws-sam") / "packaging"  # under the template's folder
 FUNCTION_TYPE: Final = "AWS::Serverless::Function"
 LAYER_TYPE: Final = "AWS::Serverless::LayerVersion"
 SAM_BUILD_TIMEOUT_S: Final = 900
+TWIN_ARCHITECTURE: Final = "x86_64"
+LAYER_ARCHITECTURE_ENV: Final = "LAYER_ARCHITECTURE"
 
 # What the managed python3.12 runtime ships besides the standard library (the SDK and its
 # dependencies), pinned close to its published versions; nothing else may be assumed.
@@ -168,17 +170,17 @@ def x86_64_twin(template_path: Path) -> dict[str, Any]:
     document: dict[str, Any] = load_yaml(template_path.read_text(encoding="utf-8"))
     function_globals = (document.get("Globals") or {}).get("Function") or {}
     if "Architectures" in function_globals:
-        function_globals["Architectures"] = ["x86_64"]
+        function_globals["Architectures"] = [TWIN_ARCHITECTURE]
     for body in document["Resources"].values():
         props = body.get("Properties") or {}
         if body.get("Type") == FUNCTION_TYPE and "Architectures" in props:
-            props["Architectures"] = ["x86_64"]
+            props["Architectures"] = [TWIN_ARCHITECTURE]
         if body.get("Type") == LAYER_TYPE:
             if "CompatibleArchitectures" in props:
-                props["CompatibleArchitectures"] = ["x86_64"]
+                props["CompatibleArchitectures"] = [TWIN_ARCHITECTURE]
             metadata = body.get("Metadata") or {}
             if "BuildArchitecture" in metadata:
-                metadata["BuildArchitecture"] = "x86_64"
+                metadata["BuildArchitecture"] = TWIN_ARCHITECTURE
     return document
 
 
@@ -193,6 +195,8 @@ def sam_build(template: Template, tools: Toolchain, cache_dir: Path) -> Path:
             **os.environ,
             "PATH": f"{tools.python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "SAM_CLI_TELEMETRY": "0",
+            # sam does not tell a makefile layer its architecture (shared/Makefile)
+            LAYER_ARCHITECTURE_ENV: TWIN_ARCHITECTURE,
         }
         argv = [str(tools.sam), "build", "--template-file", str(twin), "--parallel"]
         argv += ["--base-dir", str(template.root), "--build-dir", str(target / "build")]

@@ -5,7 +5,8 @@ Run as ``python3.12 -I -S -B lambda_probe.py`` with a JSON spec on stdin:
     {"paths": [artifact, layer/python, ..., runtime-site],     # sys.path, in Lambda's order
      "handler": "handler.handler",                             # the function's Handler
      "init": "deps",                                           # its lazy dependency builder
-     "absent": ["aws_xray_sdk"], "loaded": []}                 # modules that must (not) be loaded
+     "absent": ["aws_xray_sdk"], "loaded": [],                 # modules that must (not) be loaded
+     "origins": ["botocore"]}                                  # report where these came from
 
 It imports the handler, calls the builder (settings validated, clients built lazily, data files
 loaded), checks the module expectations and prints one line, ``PROBE {json}``, on stdout. With
@@ -70,7 +71,11 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
         }
-    return {"ok": True, **timings, "modules": len(sys.modules)}
+    origins = {
+        name: str(getattr(sys.modules.get(name), "__file__", None) or "")
+        for name in spec.get("origins", [])
+    }
+    return {"ok": True, **timings, "modules": len(sys.modules), "origins": origins}
 
 
 def main() -> int:

@@ -70,7 +70,11 @@ def document() -> dict[str, Any]:
             raise ValueError(f"two functions document the same paths: {sorted(overlap)}")
         merged["paths"].update(part["paths"])
         schemas = merged.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(part.get("components", {}).get("schemas", {}))
+        added = part.get("components", {}).get("schemas", {})
+        clashing = sorted(k for k in set(schemas) & set(added) if schemas[k] != added[k])
+        if clashing:
+            raise ValueError(f"two functions define these schemas differently: {clashing}")
+        schemas.update(added)
     assert merged is not None
     merged["paths"] = dict(sorted(merged["paths"].items()))
     schemas = merged.get("components", {}).get("schemas", {})

@@ -52,7 +52,13 @@ STACK_NAME: Final = "aftercare-packaging"
 INIT_FUNCTION: Final = "deps"
 XRAY_SDK: Final = "aws_xray_sdk"
 PROBE_TIMEOUT_S: Final = 120
+PYC_PYTHON: Final = (3, 12)  # the runtime's interpreter: layer bytecode must be its own
 TRACER_MODES: Final = {"tracer-off": "true", "tracer-on": "false"}  # POWERTOOLS_TRACE_DISABLED
+# Modules no function's cold start may load: Powertools' parser models (every AWS event as a
+# pydantic model) cost about half a bare boto3 import, and no handler uses them.
+NEVER_AT_COLD_START: Final = ("aws_lambda_powertools.utilities.parser.models",)
+# Where these came from in each start: the SDK must be the runtime's, the X-Ray SDK the layer's.
+ORIGINS_REPORTED: Final = ("boto3", "botocore", XRAY_SDK)
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ class Outcome:
     traceback: str = ""
     import_ms: float = 0.0
     init_ms: float = 0.0
+    origins: dict[str, str] = field(default_factory=dict)  # module -> the file it came from
 
     def line(self) -> str:
         if self.ok:
@@ -267,12 +274,15 @@ def start_function(
     without: Sequence[str] = (),
     flags: Sequence[str] = (),
     compile_each_time: bool = False,
+    check_modules: bool = True,
 ) -> tuple[Outcome, str]:
     """Cold-start `function` in `mode` (minus the variables in `without`); outcome and stderr.
+    With `check_modules`, the start fails if it loads what it must not (or misses what it must).
 
-    Like Lambda (read-only /var/task and /opt, no .pyc in sam's artifacts) the sources are
-    compiled at every start when `compile_each_time`; otherwise the bytecode is cached outside
-    the artifacts (``-X pycache_prefix``) to make repeated checks cheaper."""
+    With `compile_each_time` (``-B``), as in Lambda (read-only /var/task and /opt), shipped
+    bytecode (the layer's, the runtime SDK's) is read and every other source compiled at each
+    start; otherwise all bytecode is cached outside the artifacts (``-X pycache_prefix``) to
+    make repeated checks cheaper."""
     artifact = runtime.artifact(function)
     env = lambda_environment(function, artifact, mode)
     for name in without:
@@ -281,9 +291,12 @@ def start_function(
         "paths": runtime.sys_path(function),
         "handler": function.handler,
         "init": INIT_FUNCTION,
-        "absent": [XRAY_SDK] if mode == "tracer-off" else [],
+        "absent": [*NEVER_AT_COLD_START, *([XRAY_SDK] if mode == "tracer-off" else [])],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
     }
+    if not check_modules:  # measuring another build (infra.coldstart --against) as it is
+        spec |= {"absent": [], "loaded": []}
+    spec |= {"origins": [*ORIGINS_REPORTED]}
     bytecode = ["-B"] if compile_each_time else ["-X", f"pycache_prefix={runtime.pycache}"]
     report, stderr = run_probe(runtime.tools.python, spec, env, artifact, *bytecode, *flags)
     outcome = Outcome(
@@ -294,6 +307,7 @@ def start_function(
         traceback=str(report.get("traceback", "")),
         import_ms=float(report.get("import_ms", 0.0)),
         init_ms=float(report.get("init_ms", 0.0)),
+        origins={str(k): str(v) for k, v in (report.get("origins") or {}).items()},
     )
     return outcome, stderr
 
@@ -310,8 +324,7 @@ def shadowed_runtime_modules(runtime: Runtime) -> dict[str, list[str]]:
     sys.path, so they replace the runtime's (version skew with its boto3) and, shipped without
     bytecode, are compiled at every cold start."""
     folders = {f.logical_id: runtime.artifact(f) for f in runtime.functions}
-    for layer in {layer for f in runtime.functions for layer in f.layers}:
-        folders[layer] = runtime.build_dir / layer / "python"
+    folders |= layer_folders(runtime)
     shadowed = {}
     for name, folder in sorted(folders.items()):
         found = [
@@ -322,9 +335,38 @@ def shadowed_runtime_modules(runtime: Runtime) -> dict[str, list[str]]:
     return shadowed
 
 
+def layer_folders(runtime: Runtime) -> dict[str, Path]:
+    """Each layer of the functions: its ``python/`` folder in the build."""
+    layers = {layer for f in runtime.functions for layer in f.layers}
+    return {layer: runtime.build_dir / layer / "python" for layer in sorted(layers)}
+
+
+# The flags word of a .pyc (PEP 552): bit 0 hash-based, bit 1 check the source.
+_PYC_UNCHECKED_HASH: Final = 0b01
+
+
+def uncompiled_layer_sources(runtime: Runtime) -> dict[str, list[str]]:
+    """Per layer, the modules without python3.12 bytecode that the runtime would use as it is
+    (an unchecked-hash .pyc): those are compiled at every cold start, /opt being read-only."""
+    tag = f"cpython-{PYC_PYTHON[0]}{PYC_PYTHON[1]}"
+    missing = {}
+    for layer, folder in layer_folders(runtime).items():
+        found = []
+        for source in sorted(folder.rglob("*.py")):
+            pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+            header = pyc.read_bytes()[:8] if pyc.is_file() else b""
+            flags = int.from_bytes(header[4:8], "little") if len(header) == 8 else -1
+            if flags != _PYC_UNCHECKED_HASH:
+                found.append(str(source.relative_to(folder)))
+        if found:
+            missing[layer] = found
+    return missing
+
+
 def shadowing_warning(runtime: Runtime) -> str:
+    """One line per layer or artifact that ships the runtime's own modules (empty if none)."""
     return "\n".join(
-        f"warning: {name} ships {', '.join(modules)}, shadowing the runtime's copies"
+        f"{name} ships {', '.join(modules)}, shadowing the runtime's copies"
         for name, modules in shadowed_runtime_modules(runtime).items()
     )
 
@@ -356,8 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for outcome in outcomes:
         print(outcome.line())
-    print(shadowing_warning(runtime), file=sys.stderr)
-    if all(o.ok for o in outcomes):
+    shadowing = shadowing_warning(runtime)
+    if shadowing:
+        print(shadowing, file=sys.stderr)
+    if all(o.ok for o in outcomes) and not shadowing:
         return 0
     print(failure_report(outcomes, summary=False), file=sys.stderr)
     return 1

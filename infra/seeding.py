@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from aftercare.adapters.aws import to_item
+from aftercare.adapters.reference import DynamoReferenceWriter
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
 from aftercare.domain.rules import load_catalog
 
@@ -167,8 +167,5 @@ def customer_items(customers: list[CustomerRecord]) -> list[dict[str, Any]]:
 
 
 def write_all(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), 25):
-        requests = [{"PutRequest": {"Item": to_item(i)}} for i in items[start : start + 25]]
-        pending: dict[str, Any] = {table: requests}
-        while pending:
-            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    """Every item into a fresh table (the local stack's seed), through the adapter."""
+    DynamoReferenceWriter(table=table, ddb=ddb).put_all(items)

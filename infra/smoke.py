@@ -24,7 +24,6 @@ repeat. The smoke customer (`c-smoke`, from `aftercare admin seed`) is notified 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import secrets
@@ -36,16 +35,17 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.registry import DeviceRegistry
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
 from aftercare.domain.tickets import InvalidTransition, TicketStatus
 from aftercare.models.payloads import FaultReport, Severity
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.cli import CliError, store_of
-from infra.cli_api import ApiClient, api_client_for, authenticate
-from infra.cli_notifications import notification_store
+from infra.cli_core import CliError, StackOptions
+from infra.cli_session import ApiClient, api_client_for, authenticate
 from infra.local.provision_api import LOCAL_PASSWORD
+from infra.stores import notification_store_of, registry_of, store_of
 from infra.target import Target, TargetError
 
 SMOKE_CODE: Final = "SMOKE-TEST"
@@ -170,6 +170,10 @@ class Smoke:
     def store(self) -> DynamoTicketStore:
         return store_of(self.target)
 
+    @property
+    def registry(self) -> DeviceRegistry:
+        return registry_of(self.target)
+
     def execute(self) -> SmokeRun:
         try:
             with contextlib.suppress(HopFailed):
@@ -189,10 +193,7 @@ class Smoke:
         self.report.run("diagnostics", lambda: self._diagnostics(api))
 
     def _device_registered(self) -> str:
-        answer = self.target.client("dynamodb").get_item(
-            TableName=self.target.resource("DevicesTable"), Key={"thing": {"S": self.thing}}
-        )
-        if "Item" not in answer:
+        if self.registry.get_device(self.thing) is None:
             raise HopFailed(
                 f"device {self.thing} is not registered: `aftercare devices provision` it first"
             )
@@ -217,7 +218,7 @@ class Smoke:
         return poll(probe, self.timeout, f"ticket holding fault {self.fault_id}")
 
     def _notification_recorded(self) -> str:
-        store = notification_store(self.target)
+        store = notification_store_of(self.target)
 
         def probe() -> str | None:
             attempts = store.list_attempts(ticket_id=self.ticket_id)
@@ -280,26 +281,24 @@ class Smoke:
             )
 
 
-def staff_client(args: argparse.Namespace, target: Target) -> Callable[[], ApiClient]:
+def staff_client(opts: StackOptions, user: str | None, target: Target) -> Callable[[], ApiClient]:
     """How the smoke gets a staff token: `--user` (password from $AFTERCARE_PASSWORD; locally
     the seeded users' one), locally the seeded engineer, else the stored `aftercare login`."""
 
     def client() -> ApiClient:
-        user = args.user or (
-            None if target.is_aws else target.state.get("users", {}).get("engineer")
-        )
-        if user:
+        staff = user or (None if target.is_aws else target.state.get("users", {}).get("engineer"))
+        if staff:
             password = os.environ.get("AFTERCARE_PASSWORD") or (
                 None if target.is_aws else LOCAL_PASSWORD
             )
             if password is None:
-                raise HopFailed(f"set AFTERCARE_PASSWORD for {user}")
-            session = authenticate(target, user, password)
+                raise HopFailed(f"set AFTERCARE_PASSWORD for {staff}")
+            session = authenticate(target, staff, password)
             return ApiClient(target.api_url, str(session["id_token"]))
-        api = api_client_for(args)
+        api = api_client_for(opts)
         if api is None:
             raise HopFailed(
-                f"no staff login for {target.name}: `aftercare login --aws --stage {args.stage}"
+                f"no staff login for {target.name}: `aftercare login --aws --stage {opts.stage}"
                 " --user ENGINEER`, or pass --user with AFTERCARE_PASSWORD"
             )
         return api

@@ -1,9 +1,10 @@
 """ServiceApi: the support HTTP API (API Gateway HTTP API, JWT authorizer `CognitoJwt`).
 
 Routes are thin: parse (Powertools validates against the annotations), one `Support` call, a
-view. Who calls is decided once per request by `aftercare.api.caller.authenticate` (ID tokens
-only); errors map to the shared `ErrorBody` (`{"reason", "message"}`) in one place (the
-exception handlers below and `aftercare.api.errors`).
+view. The resolver is the one every API function shares
+(`aftercare.api.resolver`): who calls is decided once per request (ID tokens only) and errors
+map to the shared `ErrorBody` (`{"reason", "message"}`) in one place (the exception handlers
+below and `aftercare.api.errors`).
 The OpenAPI document is generated from this module and the survey function's
 (`python -m infra.openapi`), committed as `openapi.json` beside it and served,
 unauthenticated, at `GET /openapi.json`.
@@ -11,13 +12,11 @@ unauthenticated, at `GET /openapi.json`.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import unquote
 
 from aftercare.adapters.diagnostics import (
     DynamoDeviceDirectory,
@@ -25,8 +24,9 @@ from aftercare.adapters.diagnostics import (
     IotDataPublisher,
 )
 from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.api.caller import authenticate, current_caller
-from aftercare.api.errors import documented, error, register_common
+from aftercare.api.caller import current_caller
+from aftercare.api.errors import documented, error, map_errors
+from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
 from aftercare.domain.diagnostics import (
     DiagnosticNotFound,
@@ -54,30 +54,16 @@ from aftercare.models.api import (
     TicketRow,
     TicketView,
 )
-from aftercare.models.strict_json import loads_strict
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-
-class Resolver(APIGatewayHttpResolver):
-    """Path parameters decoded, as in API Gateway's `pathParameters`: Powertools matches the
-    raw (percent-encoded) path, so a thing named `a:b` would otherwise arrive as `a%3Ab`."""
-
-    def _convert_matches_into_route_keys(self, match: re.Match[str]) -> dict[str, str]:
-        return {key: unquote(value) for key, value in match.groupdict().items()}
-
-
-# Bodies go through the one strict decoder: deep nesting, unstorable numbers, NaN/Infinity and
-# duplicate keys are a 400/422 with a reason (the shared `ContentRejected` handler), never a 500.
-app = Resolver(enable_validation=True, json_body_deserializer=loads_strict)
-app.use([authenticate(public_paths=["/openapi.json"])])
-register_common(app)
+app = http_api(public_paths=["/openapi.json"])
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
@@ -259,14 +245,13 @@ def show_device(thing: Annotated[Thing, PathParam()]) -> DeviceStatus:
 # --------------------------------------------------------------------------- errors
 
 
-@app.exception_handler([TicketNotFound, DiagnosticNotFound, DeviceNotFound])
-def not_found(exc: LookupError) -> Response[str]:
-    return error(HTTPStatus.NOT_FOUND, "not_found", str(exc))
-
-
-@app.exception_handler(InvalidCursor)
-def invalid_cursor(exc: InvalidCursor) -> Response[str]:
-    return error(HTTPStatus.BAD_REQUEST, "invalid_cursor", str(exc))
+map_errors(
+    app,
+    {
+        (TicketNotFound, DiagnosticNotFound, DeviceNotFound): (HTTPStatus.NOT_FOUND, "not_found"),
+        InvalidCursor: (HTTPStatus.BAD_REQUEST, "invalid_cursor"),
+    },
+)
 
 
 @app.exception_handler(TicketNotActive)
@@ -282,12 +267,10 @@ def unreachable(exc: PublishFailed) -> Response[str]:
     return error(HTTPStatus.BAD_GATEWAY, "publish_failed", str(exc))
 
 
-# --------------------------------------------------------------------------- entry points
+# --------------------------------------------------------------------------- entry point
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)

@@ -19,11 +19,12 @@ from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
+from aftercare.domain.sla import SlaBreach, sla_breaches
 from aftercare.observability import logger, metrics
 from aftercare.records import FAILED_RECORD, stream_record_identity
 from aftercare.runtime import entry_point
 from aftercare.settings import load_settings
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
@@ -91,6 +92,22 @@ def report(outcome: Outcome) -> None:
     logger.info("notification", extra=outcome.model_dump(mode="json", exclude_none=True))
 
 
+def report_breach(breach: SlaBreach) -> None:
+    """Count (`SlaBreached`, by target: alarm `SlaBreachedAlarm`) and log one missed target."""
+    with single_metric(name="SlaBreached", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="target", value=breach.kind.value)
+    logger.warning(
+        "SLA breached",
+        extra={
+            "ticket_id": breach.ticket_id,
+            "target": breach.kind.value,
+            "due": breach.due.isoformat(),
+            "met_at": breach.met_at.isoformat(),
+            "late_by_s": int(breach.late_by.total_seconds()),
+        },
+    )
+
+
 Handled = tuple[list[Outcome], str | None]  # outcomes, sequence number of the first failure
 
 
@@ -118,8 +135,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for change in changes:
         by_ticket.setdefault(change.key, []).append(change)
 
+    breaches: list[SlaBreach] = []  # of changes handled: a redelivered one is not recounted
+
     def apply(change: TicketChange) -> list[Outcome]:
-        return notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))
+        outcomes = notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))
+        breaches.extend(sla_breaches(change.old, change.new))
+        return outcomes
 
     with ThreadPoolExecutor(max_workers=PARALLEL_TICKETS) as pool:
         handled = list(pool.map(lambda group: handle_in_order(group, apply), by_ticket.values()))
@@ -127,4 +148,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for outcomes, _ in handled:
         for outcome in outcomes:
             report(outcome)
+    for breach in breaches:
+        report_breach(breach)
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}

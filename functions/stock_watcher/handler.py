@@ -8,12 +8,7 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.events import EventBridgePublisher
-from aftercare.adapters.inventory import (
-    DynamoInventoryWriter,
-    InventoryReader,
-    part_key,
-    stock_from_item,
-)
+from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader, stock_from_item
 from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
@@ -46,11 +41,8 @@ class Deps:
         self.policy = ReorderPolicy(service_level=settings.service_level)
 
     def lead_time(self, sku: str) -> int:
-        item = self.reader.ddb.get_item(
-            TableName=self.reader.table,
-            Key={k: {"S": v} for k, v in part_key(sku).items()},
-        ).get("Item")
-        return int(from_item(item)["lead_time_days"]) if item else 14
+        part = self.reader.part(sku)
+        return int(part["lead_time_days"]) if part else 14
 
     def publish(self, event: LowStockEvent) -> str:
         return self.bus.publish(LOW_STOCK, event.model_dump(mode="json"))

@@ -3,10 +3,12 @@
     GET  /surveys/{survey_id}          the owner (or a manager/engineer) reads it
     POST /surveys/{survey_id}/answer   the owning customer answers: {"rating": 1-5, "comment"?}
 
-The caller comes from the shared helper (`aftercare.api.caller`: ID tokens only, staff or one
-customer) and errors use the support API's `ErrorBody`: 401 not an ID token, 403 not a
-customer (answering), 404 unknown survey (also another customer's: its existence is not
-confirmed), 409 already answered or not sent yet, 422 invalid body (unknown fields included).
+A function of its own on the same API (its role writes surveys, not diagnostics), built from
+the resolver the support API uses (`aftercare.api.resolver`): the caller comes
+from the shared helper (ID tokens only, staff or one customer) and errors use the shared
+`ErrorBody` (`{"reason", "message"}`): 401 not an ID token, 403 not a customer (answering),
+404 unknown survey (also another customer's: its existence is not confirmed), 409 already
+answered or not sent yet, 422 invalid body (unknown fields included).
 The routes are part of the support API's OpenAPI document (`python -m infra.openapi`).
 Bodies go through the strict decoder (`aftercare.models.strict_json`): 400 a body that is not
 JSON or JSON we refuse (too deep, NaN, duplicate keys), 422 numbers DynamoDB cannot store.
@@ -20,9 +22,10 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from aftercare.adapters.survey_store import DynamoSurveyStore
-from aftercare.api.caller import authenticate, current_caller
-from aftercare.api.errors import documented, error, register_common
-from aftercare.domain.access import Caller, Forbidden
+from aftercare.api.caller import current_caller
+from aftercare.api.errors import documented, error, map_errors
+from aftercare.api.resolver import http_api
+from aftercare.domain.access import Caller
 from aftercare.domain.notifications import Survey
 from aftercare.domain.surveys import (
     AlreadyAnswered,
@@ -34,19 +37,15 @@ from aftercare.domain.surveys import (
     readable_survey,
 )
 from aftercare.models.api import SurveyId, SurveyView
-from aftercare.models.strict_json import loads_strict
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# The one strict decoder for bodies: hostile JSON is a 400/422 with a reason, never a 500.
-app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads_strict)
-app.use([authenticate()])
-register_common(app)
+app = http_api()
 
 
 class Settings(EnvSettings):
@@ -101,10 +100,8 @@ def get_survey(survey_id: Annotated[SurveyId, PathParam()]) -> SurveyView:
     responses=documented(200, "the answered survey", 409),
 )
 def post_answer(survey_id: Annotated[SurveyId, PathParam()], answer: SurveyAnswer) -> SurveyView:
-    who = caller()
-    if who.staff or who.customer_id is None:
-        raise Forbidden("only the customer who owns the device answers its survey")
-    survey = answer_survey(deps(), survey_id, who.customer_id, answer, datetime.now(UTC))
+    customer_id = caller().require_customer("answer its survey")
+    survey = answer_survey(deps(), survey_id, customer_id, answer, datetime.now(UTC))
     metrics.add_metric(name="SurveyAnswered", unit=MetricUnit.Count, value=1)
     if survey.rating is not None and survey.rating <= 2:
         metrics.add_metric(name="FollowUpOpened", unit=MetricUnit.Count, value=1)
@@ -113,25 +110,21 @@ def post_answer(survey_id: Annotated[SurveyId, PathParam()], answer: SurveyAnswe
 
 
 @app.exception_handler([SurveyNotFound, NotYourSurvey])
-def not_found(exc: Exception) -> Response[str]:
+def not_found(exc: SurveyNotFound | NotYourSurvey) -> Response[str]:
     # Another customer's survey reads exactly like a missing one.
-    survey_id = app.current_event.path.split("/")[2]
-    return error(HTTPStatus.NOT_FOUND, "not_found", str(SurveyNotFound(survey_id)))
+    return error(HTTPStatus.NOT_FOUND, "not_found", str(SurveyNotFound(exc.survey_id)))
 
 
-@app.exception_handler(AlreadyAnswered)
-def already_answered(exc: AlreadyAnswered) -> Response[str]:
-    return error(HTTPStatus.CONFLICT, "already_answered", str(exc))
+map_errors(
+    app,
+    {
+        AlreadyAnswered: (HTTPStatus.CONFLICT, "already_answered"),
+        SurveyNotOpen: (HTTPStatus.CONFLICT, "survey_not_open"),
+    },
+)
 
 
-@app.exception_handler(SurveyNotOpen)
-def not_open(exc: SurveyNotOpen) -> Response[str]:
-    return error(HTTPStatus.CONFLICT, "survey_not_open", str(exc))
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any route: a missing variable fails with its name
     return app.resolve(event, context)

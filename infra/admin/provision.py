@@ -21,10 +21,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from aftercare.adapters.aws import to_item
+from aftercare.adapters.registry import DeviceExists, DeviceRegistry
 from aftercare.domain.ports import DeviceRecord
 from botocore.exceptions import ClientError
 
+from infra.stores import registry_of
 from infra.target import Target
 
 CERT_FILE: Final = "certificate.pem.crt"
@@ -110,35 +111,14 @@ def write_credentials(
     return {name: str(path.resolve()) for name, path in files.items()}
 
 
-def _customer_region(target: Target, customer_id: str) -> str | None:
-    """The region of one of the customer's devices, if any."""
-    answer = target.client("dynamodb").query(
-        TableName=target.resource("DevicesTable"),
-        IndexName="by_customer",
-        KeyConditionExpression="customer_id = :c",
-        ExpressionAttributeValues={":c": {"S": customer_id}},
-        Limit=1,
-    )
-    items = answer.get("Items") or []
-    return str(items[0]["region"]["S"]) if items and "region" in items[0] else None
-
-
-def _check_new(target: Target, request: DeviceRequest) -> str:
-    ddb = target.client("dynamodb")
-    customer = ddb.get_item(
-        TableName=target.resource("CustomersTable"),
-        Key={"customer_id": {"S": request.customer_id}},
-    )
-    if "Item" not in customer:
+def _check_new(registry: DeviceRegistry, request: DeviceRequest) -> str:
+    if not registry.has_customer(request.customer_id):
         raise ProvisionError(
             f"no customer {request.customer_id} (run `aftercare admin seed`, or pick another)"
         )
-    device = ddb.get_item(
-        TableName=target.resource("DevicesTable"), Key={"thing": {"S": request.thing}}
-    )
-    if "Item" in device:
+    if registry.get_device(request.thing) is not None:
         raise ProvisionError(f"device {request.thing} is registered already")
-    region = request.region or _customer_region(target, request.customer_id)
+    region = request.region or registry.customer_region(request.customer_id)
     if region is None:
         raise ProvisionError(f"customer {request.customer_id} has no devices yet: pass --region")
     return region
@@ -175,7 +155,8 @@ def _local_identity(
 
 def provision_device(target: Target, request: DeviceRequest, out_dir: Path) -> dict[str, Any]:
     """Provision one device (see the module docstring); returns what the command prints."""
-    region = _check_new(target, request)
+    registry = registry_of(target)
+    region = _check_new(registry, request)
     policy = target.resource("DeviceIoTPolicy")
     broker_url = target.mqtt_url
     prepare_out_dir(out_dir)
@@ -192,11 +173,10 @@ def provision_device(target: Target, request: DeviceRequest, out_dir: Path) -> d
     iot.attach_policy(policyName=policy, target=certificate["certificateArn"])
     iot.attach_thing_principal(thingName=request.thing, principal=certificate["certificateArn"])
     record = device_record(request, region, datetime.now(UTC).date())
-    target.client("dynamodb").put_item(
-        TableName=target.resource("DevicesTable"),
-        Item=to_item(record.model_dump(mode="json")),
-        ConditionExpression="attribute_not_exists(thing)",
-    )
+    try:
+        registry.register_device(record.model_dump(mode="json"))
+    except DeviceExists as exc:
+        raise ProvisionError(str(exc)) from exc
     return {
         "thing": request.thing,
         "certificate_id": certificate["certificateId"],

@@ -11,8 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from aftercare.adapters.aws import to_item
-from botocore.exceptions import ClientError
+from aftercare.adapters.reference import DynamoReferenceWriter, ReferenceWriter
 
 from infra.seeding import customer_items, demo_customers, demo_inventory, smoke_customer
 from infra.target import Target
@@ -28,31 +27,11 @@ def item_kind(item: dict[str, Any]) -> str:
     )
 
 
-def put_if_absent(ddb: Any, table: str, item: dict[str, Any], key: str) -> bool:
-    """Write `item` unless an item with its key exists; True when it was written."""
-    try:
-        ddb.put_item(
-            TableName=table,
-            Item=to_item(item),
-            ConditionExpression="attribute_not_exists(#key)",
-            ExpressionAttributeNames={"#key": key},
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
 def _seed_table(
-    ddb: Any,
-    table: str,
-    items: Iterable[dict[str, Any]],
-    key: str,
-    summary: dict[str, Counter[str]],
+    writer: ReferenceWriter, items: Iterable[dict[str, Any]], summary: dict[str, Counter[str]]
 ) -> None:
     for item in items:
-        outcome = "created" if put_if_absent(ddb, table, item, key) else "unchanged"
+        outcome = "created" if writer.put_if_absent(item) else "unchanged"
         summary[outcome][item_kind(item)] += 1
 
 
@@ -61,11 +40,15 @@ def seed_stack(target: Target, *, with_demo_customers: bool = False) -> dict[str
     returns what was created and what already existed, by kind."""
     ddb = target.client("dynamodb")
     summary: dict[str, Counter[str]] = {"created": Counter(), "unchanged": Counter()}
-    _seed_table(ddb, target.resource("InventoryTable"), demo_inventory(), "pk", summary)
+    inventory = DynamoReferenceWriter(table=target.resource("InventoryTable"), key="pk", ddb=ddb)
+    _seed_table(inventory, demo_inventory(), summary)
     customers = [smoke_customer().model_dump(mode="json")]
     if with_demo_customers:
         customers += customer_items(demo_customers())
-    _seed_table(ddb, target.resource("CustomersTable"), customers, "customer_id", summary)
+    directory = DynamoReferenceWriter(
+        table=target.resource("CustomersTable"), key="customer_id", ddb=ddb
+    )
+    _seed_table(directory, customers, summary)
     return {
         "stack": target.name,
         "created": dict(sorted(summary["created"].items())),

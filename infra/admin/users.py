@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from infra.stores import registry_of
 from infra.target import Target
 
 GROUPS = ("engineers", "managers", "customers")
@@ -74,19 +75,10 @@ def generate_password() -> str:
     )
 
 
-def _customer_exists(target: Target, customer_id: str) -> bool:
-    answer = target.client("dynamodb").get_item(
-        TableName=target.resource("CustomersTable"),
-        Key={"customer_id": {"S": customer_id}},
-        ProjectionExpression="customer_id",
-    )
-    return "Item" in answer
-
-
 def create_user(target: Target, user: NewUser) -> dict[str, Any]:
     """Create the user in the stack's pool and group; returns what `admin users create` prints."""
     check_request(user)
-    if user.customer_id and not _customer_exists(target, user.customer_id):
+    if user.customer_id and not registry_of(target).has_customer(user.customer_id):
         raise UserError(
             f"no customer {user.customer_id} in {target.resource('CustomersTable')}"
             " (seed or create the customer first)"

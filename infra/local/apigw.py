@@ -14,325 +14,36 @@ API Gateway's own answers are mirrored: 404 `{"message":"Not Found"}` (no route)
 503 `{"message":"Service Unavailable"}` (integration timeout), 413 (body over 10 MB).
 Claims reach the function as strings, lists rendered as `[a b]`, as API Gateway does.
 
+Spec and routing: `infra.local.apigw_routes`; the authorizer: `infra.local.apigw_auth`; events,
+invokes and replies: `infra.local.apigw_events`.
+
 Process: ``python -m infra.local.apigw --spec-file PATH``; prints ``READY {"url": ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import logging
-import re
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from http import HTTPStatus
-from http.client import HTTPConnection, HTTPException
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Final, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Final, cast
+from urllib.parse import urlsplit
 
-import jwt
-from pydantic import BaseModel, ConfigDict, Field
-
-from infra.local.serving import serve_until_stopped
+from infra.local.apigw_auth import JwtAuthorizer, Unauthorized
+from infra.local.apigw_events import Reply, Request, gateway_reply, http_event, invoke
+from infra.local.apigw_routes import GatewaySpec, compile_route, find_route
+from infra.local.process import configure_logging, load_spec
+from infra.local.serving import JsonRequestHandler, LocalHttpServer, serve_until_stopped
 
 logger = logging.getLogger("infra.local.apigw")
 
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024
-JWKS_CACHE_S: Final = 300
-TEXT_TYPES: Final = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
 
 
-# ---------------------------------------------------------------------------------------------
-# Spec
-# ---------------------------------------------------------------------------------------------
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AuthorizerSpec(_Spec):
-    issuer: str
-    audience: list[str]
-    identity_source: str = "$request.header.Authorization"
-    jwks_url: str
-
-
-class RouteSpec(_Spec):
-    route_key: str
-    method: str
-    path: str
-    function: str
-    function_name: str
-    invoke_url: str
-    authorizer: str | None = None
-    timeout_ms: int = Field(default=30_000, ge=50, le=30_000)
-
-
-class GatewaySpec(_Spec):
-    api_id: str
-    stage: str = "$default"
-    region: str
-    account_id: str = "123456789012"
-    authorizers: dict[str, AuthorizerSpec] = Field(default_factory=dict)
-    routes: list[RouteSpec]
-    host: str = "127.0.0.1"
-    port: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Routing
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Route:
-    spec: RouteSpec
-    pattern: re.Pattern[str] | None  # None: $default
-    rank: tuple[int, int, int]
-
-    def matches(self, method: str, path: str) -> dict[str, str] | None:
-        if self.pattern is None:
-            return {}
-        if self.spec.method not in ("ANY", method):
-            return None
-        found = self.pattern.fullmatch(path)
-        if found is None:
-            return None
-        return {k: unquote(v) for k, v in found.groupdict().items()}
-
-
-def compile_route(spec: RouteSpec) -> Route:
-    """A route with its path regex and its precedence (lower sorts first)."""
-    if spec.route_key == "$default":
-        return Route(spec, None, (3, 0, 0))
-    regex, variables, greedy = "", 0, 0
-    for segment in spec.path.strip("/").split("/"):
-        variable = re.fullmatch(r"\{(\w+)(\+?)\}", segment)
-        if variable is None:
-            regex += "/" + re.escape(segment)
-        elif variable[2]:
-            regex += f"/(?P<{variable[1]}>.+)"
-            greedy += 1
-        else:
-            regex += f"/(?P<{variable[1]}>[^/]+)"
-            variables += 1
-    any_method = 1 if spec.method == "ANY" else 0
-    return Route(spec, re.compile(regex or "/"), (greedy, variables, any_method))
-
-
-def find_route(routes: Sequence[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
-    for route in routes:
-        params = route.matches(method, path)
-        if params is not None:
-            return route, params
-    raise LookupError(path)
-
-
-# ---------------------------------------------------------------------------------------------
-# JWT authorizer
-# ---------------------------------------------------------------------------------------------
-class Unauthorized(Exception):
-    """The request does not carry a token this authorizer accepts (the reason is logged)."""
-
-
-class JwtAuthorizer:
-    def __init__(self, spec: AuthorizerSpec) -> None:
-        self.spec = spec
-        self._keys = jwt.PyJWKClient(spec.jwks_url, cache_keys=True, lifespan=JWKS_CACHE_S)
-
-    def claims(self, headers: Mapping[str, str]) -> dict[str, Any]:
-        token = self._token(headers)
-        try:
-            key = self._keys.get_signing_key_from_jwt(token).key
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=["RS256"],
-                issuer=self.spec.issuer,
-                options={"require": ["exp", "iss"], "verify_aud": False},
-            )
-        except (jwt.PyJWTError, ValueError) as exc:
-            raise Unauthorized(str(exc)) from exc
-        audience = claims.get("aud", claims.get("client_id"))
-        audiences = audience if isinstance(audience, list) else [audience]
-        if self.spec.audience and not set(map(str, audiences)) & set(self.spec.audience):
-            raise Unauthorized(f"audience {audience!r} is not accepted")
-        return dict(claims)
-
-    def _token(self, headers: Mapping[str, str]) -> str:
-        source = self.spec.identity_source
-        if not source.startswith("$request.header."):
-            raise Unauthorized(f"identity source {source} is not emulated")
-        value = headers.get(source.removeprefix("$request.header.").lower(), "").strip()
-        if not value:
-            raise Unauthorized("no token")
-        scheme, _, rest = value.partition(" ")
-        return rest.strip() if scheme.lower() == "bearer" and rest else value
-
-
-def claim_text(value: Any) -> str:
-    """A claim as API Gateway passes it to the function: always a string."""
-    if isinstance(value, list):
-        return "[" + " ".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# Events and responses
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Request:
-    method: str
-    raw_path: str
-    raw_query: str
-    headers: dict[str, str]  # lower-case names, repeated values joined with ","
-    body: bytes
-    source_ip: str
-
-
-def _is_text(content_type: str) -> bool:
-    return any(marker in content_type.lower() for marker in TEXT_TYPES)
-
-
-def _body_fields(request: Request) -> dict[str, Any]:
-    if not request.body:
-        return {"isBase64Encoded": False}
-    if _is_text(request.headers.get("content-type", "")):
-        try:
-            return {"body": request.body.decode("utf-8"), "isBase64Encoded": False}
-        except UnicodeDecodeError:
-            pass
-    return {"body": base64.b64encode(request.body).decode("ascii"), "isBase64Encoded": True}
-
-
-def _query_parameters(raw_query: str) -> dict[str, str] | None:
-    params: dict[str, list[str]] = {}
-    for name, value in parse_qsl(raw_query, keep_blank_values=True):
-        params.setdefault(name, []).append(value)
-    return {name: ",".join(values) for name, values in params.items()} or None
-
-
-def http_event(
-    spec: GatewaySpec,
-    route: RouteSpec,
-    request: Request,
-    path_params: Mapping[str, str],
-    claims: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The Lambda proxy integration event, payload format 2.0."""
-    now = datetime.now(UTC)
-    headers = {k: v for k, v in request.headers.items() if k != "cookie"}
-    cookies = [c.strip() for c in request.headers.get("cookie", "").split(";") if c.strip()]
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route.route_key,
-        "rawPath": request.raw_path,
-        "rawQueryString": request.raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": spec.account_id,
-            "apiId": spec.api_id,
-            "domainName": request.headers.get("host", "localhost"),
-            "domainPrefix": request.headers.get("host", "localhost").split(".")[0],
-            "http": {
-                "method": request.method,
-                "path": request.raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": request.source_ip,
-                "userAgent": request.headers.get("user-agent", ""),
-            },
-            "requestId": uuid.uuid4().hex[:16],
-            "routeKey": route.route_key,
-            "stage": spec.stage,
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now.timestamp() * 1000),
-        },
-        **_body_fields(request),
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if query := _query_parameters(request.raw_query):
-        event["queryStringParameters"] = query
-    if path_params:
-        event["pathParameters"] = dict(path_params)
-    if claims is not None:
-        event["requestContext"]["authorizer"] = {
-            "jwt": {"claims": {k: claim_text(v) for k, v in claims.items()}, "scopes": None}
-        }
-    return event
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def gateway_reply(status: HTTPStatus, message: str) -> Reply:
-    body = json.dumps({"message": message}).encode()
-    return Reply(int(status), {"content-type": "application/json"}, body)
-
-
-def integration_reply(result: Any) -> Reply:
-    """The HTTP response for a function's (format 2.0) return value."""
-    if not (isinstance(result, dict) and "statusCode" in result):
-        text = result if isinstance(result, str) else json.dumps(result)
-        return Reply(200, {"content-type": "application/json"}, text.encode())
-    raw = result.get("body") or ""
-    body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
-    headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers[str(name).lower()] = ",".join(map(str, values))
-    if result.get("cookies"):
-        headers["set-cookie"] = "; ".join(map(str, result["cookies"]))
-    headers.setdefault("content-type", "application/json")
-    return Reply(int(result["statusCode"]), headers, body)
-
-
-def invoke(route: RouteSpec, event: Mapping[str, Any]) -> Reply:
-    """Call the function's worker synchronously (RequestResponse)."""
-    parts = urlsplit(route.invoke_url)
-    connection = HTTPConnection(parts.netloc, timeout=route.timeout_ms / 1000)
-    try:
-        connection.request(
-            "POST",
-            parts.path,
-            body=json.dumps(event).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        payload = response.read()
-        function_error = response.getheader("X-Amz-Function-Error")
-    except TimeoutError:
-        logger.error("%s: %s timed out", route.route_key, route.function_name)
-        return gateway_reply(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
-    except (OSError, HTTPException) as exc:
-        logger.error("%s: cannot invoke %s: %s", route.route_key, route.function_name, exc)
-        return gateway_reply(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
-    finally:
-        connection.close()
-    if response.status != 200 or function_error:
-        logger.error("%s: %s failed: %s", route.route_key, route.function_name, payload[:2000])
-        return gateway_reply(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
-    try:
-        return integration_reply(json.loads(payload) if payload else None)
-    except (ValueError, TypeError, KeyError) as exc:
-        logger.error("%s: malformed Lambda response: %s", route.route_key, exc)
-        return gateway_reply(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
-
-
-# ---------------------------------------------------------------------------------------------
-# The gateway
-# ---------------------------------------------------------------------------------------------
 class Gateway:
     """Routes, authorizers and integrations of one HTTP API."""
 
@@ -357,29 +68,23 @@ class Gateway:
         return invoke(route.spec, event)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LocalHttpServer):
     def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
         super().__init__(address, _Handler)
         self.gateway = gateway
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonRequestHandler):
     server_version = "aftercare-local-apigw"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("http %s", format % args)
+    logger = logger
 
     def _serve(self) -> None:
         started = time.monotonic()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
+        if int(self.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
             self._reply(gateway_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long"))
             self.close_connection = True
             return
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             key = name.lower()
@@ -420,18 +125,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
 
-def load_spec(path: Path) -> GatewaySpec:
-    return GatewaySpec.model_validate_json(path.read_bytes())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one HTTP API locally")
     parser.add_argument("--spec-file", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s apigw %(message)s"
-    )
-    spec = load_spec(args.spec_file)
+    configure_logging("apigw")
+    spec = load_spec(GatewaySpec, args.spec_file)
     server = _Server((spec.host, spec.port), Gateway(spec))
     serve_until_stopped(server, "apigw")
     return 0

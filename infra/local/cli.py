@@ -12,7 +12,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from infra.local.stack import LocalStack, LocalStackError, down
+from infra.local.stack import LocalStack, LocalStackError
+from infra.local.stack_state import down
 from infra.local.template import TemplateError
 
 STATE_DIR_NAME = ".aftercare"
@@ -71,6 +72,13 @@ def register(subparsers: Any) -> None:
         help="run a scheduled function (template logical id) this often, locally only; "
         "the template's sweep rates cannot go below a minute (repeatable)",
     )
+    up.add_argument(
+        "--only",
+        action="append",
+        metavar="FUNCTION",
+        help="start only this function (template logical id, e.g. FaultIntakeFunction; "
+        "repeatable); every resource is still created",
+    )
     up.add_argument("--no-seed", dest="seed", action="store_false", help="skip the demo data")
     up.set_defaults(func=cmd_up)
 
@@ -95,6 +103,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         param_overrides=dict(args.param),
         seed=args.seed,
         schedule_seconds=_seconds(args.schedule),
+        only_functions=args.only,
     )
     stop_requested = threading.Event()
     # SIGTERM (`local down`, a supervisor) and SIGHUP (terminal closed) stop in order.

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from infra.local.broker_auth import IOT_DATA, IOT_RULES
-from infra.local.iotrule import parse_sql
+from infra.local.iot_sql_parser import parse_sql
 from infra.local.template import Resolver, Template, parameter_values, pseudo_parameters
 
 DEVICE_POLICY: Final = "DeviceIoTPolicy"

@@ -20,14 +20,12 @@ Process: ``python -m infra.local.iotdata --mqtt-url mqtts://HOST:PORT --ca-file 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -37,7 +35,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.config import parse_broker_url
-from infra.local.serving import serve_until_stopped
+from infra.local.process import configure_logging
+from infra.local.serving import JsonRequestHandler, LocalHttpServer, serve_until_stopped
 
 logger = logging.getLogger("infra.local.iotdata")
 
@@ -140,20 +139,15 @@ def parse_publish(path: str) -> tuple[str, int, bool]:
     return topic, qos, retain
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LocalHttpServer):
     def __init__(self, address: tuple[str, int], forwarder: Forwarder) -> None:
         super().__init__(address, _Handler)
         self.forwarder = forwarder
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonRequestHandler):
     server_version = "aftercare-local-iot-data"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("http %s", format % args)
+    logger = logger
 
     @property
     def _forwarder(self) -> Forwarder:
@@ -163,13 +157,12 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path == "/health":
             ok = self._forwarder.connected
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-            self._send(status, {"connected": ok})
+            self.send_json(status, {"connected": ok})
         else:
             self._error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", "no such route")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        payload = self.rfile.read(length) if length else b""
+        payload = self.read_body()
         try:
             topic, qos, retain = parse_publish(self.path)
         except ValueError as exc:
@@ -198,22 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableException", problem)
             return
         logger.info("published %d bytes to %s (qos %d)", len(payload), topic, qos)
-        self._send(HTTPStatus.OK, {})
+        self.send_json(HTTPStatus.OK, {})
 
     def _error(self, status: HTTPStatus, kind: str, message: str) -> None:
-        self._send(status, {"message": message}, {"x-amzn-ErrorType": kind})
-
-    def _send(
-        self, status: HTTPStatus, document: object, headers: dict[str, str] | None = None
-    ) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(status, {"message": message}, {"x-amzn-ErrorType": kind})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,11 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s iot-data %(message)s",
-    )
+    configure_logging("iot-data")
     tls_files = (args.ca_file, args.cert_file, args.key_file) if args.cert_file else None
     forwarder = Forwarder(args.mqtt_url, f"aftercare-local-iot-data-{os.getpid()}", tls_files)
     if not forwarder.start(CONNECT_TIMEOUT_S):

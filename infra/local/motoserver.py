@@ -9,6 +9,10 @@ The one exception is an SQS long poll: while `ReceiveMessage` waits for messages
 lock up (otherwise the `SendMessage` it is waiting for could never run) and takes it back before
 looking at the queue again.
 
+`GET /_local/stats` answers (without waiting for the lock) the requests served and the seconds
+the lock was held per operation since start, as JSON: what a benchmark reads to tell requests
+per operation and how busy the one-at-a-time server was.
+
 Run it with `python -m infra.local.motoserver --host 127.0.0.1 --port P`; it prints
 `READY http://HOST:PORT` on stdout once it is listening (`--port 0` picks a free port).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import signal
@@ -28,10 +33,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
+from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
 log = logging.getLogger("infra.local.motoserver")
+STATS_PATH = "/_local/stats"
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -46,16 +53,21 @@ class SerialRequests:
         self.stats = RequestStats(stats_every_s)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if environ.get("PATH_INFO") == STATS_PATH:
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(self.stats.totals()).encode()]
         # Read the body before queueing for the lock, so a slow client cannot stall others.
         _buffer_request_body(environ)
         with self._lock:
             self._owner.holds_lock = True
-            began = time.perf_counter()
+            self._owner.released_s = 0.0
+            began, began_cpu = time.perf_counter(), time.thread_time()
             try:
                 return self._run(environ, start_response)
             finally:
                 self._owner.holds_lock = False
-                self.stats.record(_operation(environ), time.perf_counter() - began)
+                held = time.perf_counter() - began - self._owner.released_s
+                self.stats.record(_operation(environ), held, time.thread_time() - began_cpu)
 
     def _run(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         result = self._app(environ, start_response)
@@ -79,38 +91,84 @@ class SerialRequests:
             return
         self._owner.holds_lock = False
         self._lock.release()
+        left = time.perf_counter()
         try:
             yield
         finally:
             self._lock.acquire()
+            self._owner.released_s += time.perf_counter() - left
             self._owner.holds_lock = True
 
 
 def _operation(environ: dict[str, Any]) -> str:
+    """`Service.Operation` (e.g. `DynamoDB.PutItem`, `SNS.Publish`), else method and path."""
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
-        return str(target).rsplit(".", 1)[-1]
+        service, _, operation = str(target).rpartition(".")
+        return f"{service.split('_')[0].removeprefix('Amazon')}.{operation}"
+    action = _query_action(environ)
+    if action:
+        return action
     return f"{environ.get('REQUEST_METHOD')} {str(environ.get('PATH_INFO', ''))[:40]}"
+
+
+def _query_action(environ: dict[str, Any]) -> str | None:
+    """The `Action` of a query-protocol request (SNS, IAM, ...), with the service's name."""
+    if not str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+        return None
+    body = environ.get("wsgi.input")
+    values = (
+        parse_qs(body.getvalue().decode("ascii", "replace")) if isinstance(body, io.BytesIO) else {}
+    )
+    action = values.get("Action", [None])[0]
+    if not action:
+        return None
+    credential = str(environ.get("HTTP_AUTHORIZATION", "")).split("Credential=")[-1].split("/")
+    service = credential[3].upper() if len(credential) > 3 else ""
+    return f"{service}.{action}" if service else action
 
 
 class RequestStats:
     """Requests served and time spent per operation, logged periodically (capacity planning:
-    every request holds the one-at-a-time lock)."""
+    every request holds the one-at-a-time lock).
+
+    `busy` is wall time under the lock; `cpu` is the CPU the serving thread used meanwhile. On a
+    loaded machine the two part: the difference is time the server waited for a core (or for
+    the GIL) while holding the lock, which other requests wait behind too.
+    """
 
     def __init__(self, every_s: float) -> None:
         self._every_s = every_s
         self._counts: Counter[str] = Counter()
         self._seconds: dict[str, float] = {}
+        self._cpu_seconds = 0.0
         self._since = time.monotonic()
+        self._started = time.monotonic()
+        self._all_counts: Counter[str] = Counter()
+        self._all_seconds: dict[str, float] = {}
+        self._totals_lock = threading.Lock()  # the stats request does not take the serial lock
 
-    def record(self, operation: str, seconds: float) -> None:
+    def record(self, operation: str, seconds: float, cpu_seconds: float = 0.0) -> None:
         self._counts[operation] += 1
         self._seconds[operation] = self._seconds.get(operation, 0.0) + seconds
+        self._cpu_seconds += cpu_seconds
+        with self._totals_lock:
+            self._all_counts[operation] += 1
+            self._all_seconds[operation] = self._all_seconds.get(operation, 0.0) + seconds
         if time.monotonic() - self._since >= self._every_s:
             self.flush()
 
+    def totals(self) -> dict[str, Any]:
+        """Everything since start: {uptime_s, operations: {name: {requests, busy_s}}}."""
+        with self._totals_lock:
+            operations = {
+                op: {"requests": count, "busy_s": self._all_seconds[op]}
+                for op, count in self._all_counts.items()
+            }
+        return {"uptime_s": time.monotonic() - self._started, "operations": operations}
+
     def flush(self) -> None:
-        elapsed = time.monotonic() - self._since
+        elapsed = max(time.monotonic() - self._since, 1e-9)
         if self._counts:
             busy = sum(self._seconds.values())
             top = ", ".join(
@@ -118,14 +176,16 @@ class RequestStats:
                 for op in sorted(self._seconds, key=self._seconds.__getitem__, reverse=True)[:8]
             )
             log.info(
-                "%.0fs: %d requests, busy %.0f%%: %s",
+                "%.0fs: %d requests, busy %.0f%% (cpu %.0f%%): %s",
                 elapsed,
                 self._counts.total(),
-                100 * busy / max(elapsed, 1e-9),
+                100 * busy / elapsed,
+                100 * self._cpu_seconds / elapsed,
                 top,
             )
         self._counts.clear()
         self._seconds.clear()
+        self._cpu_seconds = 0.0
         self._since = time.monotonic()
 
 
@@ -180,9 +240,10 @@ def create_serial_app() -> SerialRequests:
     """moto's server application (as `moto.server` builds it) behind the one-at-a-time gate."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from infra.local import moto_patches
+    from infra.local import moto_patches, moto_speedups
 
     moto_patches.apply()
+    moto_speedups.apply()
     gate = SerialRequests(DomainDispatcherApplication(create_backend_app))
     _release_during_sqs_long_polls(gate)
     return gate

@@ -19,11 +19,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-
+from infra.local.provision_context import moto_client, moto_endpoint
 from infra.local.template import Resolver, Resource, Template, TemplateError
 
 log = logging.getLogger(__name__)
@@ -36,7 +33,7 @@ COGNITO_ISSUER: Final = re.compile(
 
 
 class ProvisionContext(Protocol):
-    """What these provisioners need from `infra.local.provision._Context`."""
+    """What these provisioners need from `infra.local.provision_context.StackContext`."""
 
     template: Template
     resolver: Resolver
@@ -48,19 +45,11 @@ class ProvisionContext(Protocol):
 
 def _cognito(context: ProvisionContext) -> Any:
     """Cognito beside the provisioner's other clients (their endpoint; AWS's under mock_aws)."""
-    endpoint = str(context.clients.sqs.meta.endpoint_url)
-    own = (urlsplit(endpoint).hostname or "").endswith(".amazonaws.com")
-    return cognito_client(None if own else endpoint, context.region)
+    return cognito_client(moto_endpoint(context.clients.sqs), context.region)
 
 
 def cognito_client(endpoint_url: str | None, region: str) -> Any:
-    session = boto3.session.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-        region_name=region,
-    )
-    config = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2})
-    return session.client("cognito-idp", endpoint_url=endpoint_url, config=config)
+    return moto_client("cognito-idp", endpoint_url, region)
 
 
 def _check(resource: Resource, applied: frozenset[str], ignored: frozenset[str]) -> None:

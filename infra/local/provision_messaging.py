@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-
+from infra.local.provision_context import moto_client, moto_endpoint
 from infra.local.template import Resolver, Resource, TemplateError
 
 log = logging.getLogger(__name__)
@@ -32,7 +29,7 @@ _IDENTITY_IGNORED: Final = frozenset(
 
 
 class ProvisionContext(Protocol):
-    """What this provisioner needs from `infra.local.provision._Context`."""
+    """What this provisioner needs from `infra.local.provision_context.StackContext`."""
 
     resolver: Resolver
     region: str
@@ -41,13 +38,7 @@ class ProvisionContext(Protocol):
 
 def ses_client(endpoint_url: str | None, region: str) -> Any:
     """An SES client beside the provisioner's other clients (same moto endpoint, if any)."""
-    session = boto3.session.Session(
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-        region_name=region,
-    )
-    config = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2})
-    return session.client("ses", endpoint_url=endpoint_url, config=config)
+    return moto_client("ses", endpoint_url, region)
 
 
 def provision_email_identity(context: ProvisionContext, resource: Resource) -> dict[str, Any]:
@@ -57,17 +48,10 @@ def provision_email_identity(context: ProvisionContext, resource: Resource) -> d
     identity = context.resolver.resolve_str(
         resource.properties.get("EmailIdentity"), "EmailIdentity"
     )
-    ses = ses_client(_moto_endpoint(context.clients.sqs), context.region)
+    ses = ses_client(moto_endpoint(context.clients.sqs), context.region)
     if "@" in identity:
         ses.verify_email_identity(EmailAddress=identity)
     else:
         ses.verify_domain_identity(Domain=identity)
     log.info("verified SES identity %s", identity)
     return {"Ref": identity}
-
-
-def _moto_endpoint(other: Any) -> str | None:
-    """The endpoint the other clients use; None for AWS's own (e.g. under `mock_aws`)."""
-    endpoint = str(other.meta.endpoint_url)
-    host = urlsplit(endpoint).hostname or ""
-    return None if host.endswith(".amazonaws.com") else endpoint

@@ -7,7 +7,8 @@ It reads the table's stream from the moto server the way Lambda's event source m
   shards that appear later are read from their start;
 * ``GetRecords`` with a short adaptive pause while the stream is quiet (the moto server serves one
   request at a time, so never a busy loop);
-* records that match none of the source's filter patterns are skipped, then batches of up to
+* records that match none of the source's filter patterns (`infra.local.event_filter`) are
+  skipped, then batches of up to
   ``batch_size`` (gathered for at most ``max_batching_window_s``) go to the handler as the exact
   Lambda DynamoDB stream event;
 * success checkpoints past the batch; a handler error retries the batch (bisecting it if asked);
@@ -32,21 +33,29 @@ Deviations from AWS, on purpose:
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
+
+from infra.local.event_filter import check_pattern, matches_any
+from infra.local.process import SpecModel
+from infra.local.stream_checkpoints import CheckpointFile
+from infra.local.stream_events import (
+    StreamSettlement,
+    created_before,
+    lambda_stream_record,
+    on_failure_record,
+    sequence_number,
+    settle_stream_batch,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -59,170 +68,14 @@ POLL_DELAY_MAX_S = 0.2
 READ_FAILURE_PAUSE_S = 1.0
 SHARD_REFRESH_S = 5.0
 CLOCK_SLACK_S = 1.0  # stream record times are approximate (whole seconds, or thereabouts)
-RECORD_EVENT_VERSION = "1.1"
 
 
-# ---------------------------------------------------------------------------------------------
-# Event filtering (Lambda's FilterCriteria: EventBridge-style patterns on the record's JSON)
-# ---------------------------------------------------------------------------------------------
-class FilterPatternError(ValueError):
-    """A filter pattern Lambda would refuse (or one with an operator not emulated locally)."""
-
-
-_MISSING: Any = object()
-_NUMERIC_OPERATORS = frozenset({"<", "<=", "=", ">", ">="})
-_STRING_OPERATORS = frozenset({"prefix", "suffix", "equals-ignore-case"})
-_OPERATORS = _STRING_OPERATORS | {"exists", "anything-but", "numeric"}
-
-
-def check_pattern(pattern: object, path: str = "") -> None:
-    """Raise `FilterPatternError` unless `pattern` is a pattern the local matcher evaluates."""
-    if not isinstance(pattern, Mapping) or not pattern:
-        raise FilterPatternError(f"{path or 'pattern'}: expected a non-empty JSON object")
-    for key, rules in pattern.items():
-        where = f"{path}.{key}" if path else str(key)
-        if isinstance(rules, Mapping):
-            check_pattern(rules, where)
-        elif isinstance(rules, list) and rules:
-            for rule in rules:
-                _check_rule(rule, where)
-        else:
-            raise FilterPatternError(f"{where}: expected an object or a non-empty array of rules")
-
-
-def _check_rule(rule: object, where: str) -> None:
-    if _is_scalar(rule):
-        return
-    if not isinstance(rule, Mapping) or len(rule) != 1:
-        raise FilterPatternError(f"{where}: a rule is a value or a one-key operator object")
-    operator, operand = next(iter(rule.items()))
-    if operator not in _OPERATORS:
-        raise FilterPatternError(f"{where}: operator {operator!r} is not supported locally")
-    if operator in _STRING_OPERATORS and not isinstance(operand, str):
-        raise FilterPatternError(f"{where}: {operator} takes a string")
-    if operator == "exists" and not isinstance(operand, bool):
-        raise FilterPatternError(f"{where}: exists takes true or false")
-    if operator == "numeric":
-        _check_numeric(operand, where)
-    if operator == "anything-but":
-        _check_anything_but(operand, where)
-
-
-def _check_numeric(operand: object, where: str) -> None:
-    pairs = list(operand) if isinstance(operand, list) else []
-    valid = len(pairs) in (2, 4) and all(
-        pairs[index] in _NUMERIC_OPERATORS and _is_number(pairs[index + 1])
-        for index in range(0, len(pairs), 2)
-    )
-    if not valid:
-        raise FilterPatternError(f"{where}: numeric takes [op, number] or [op, number, op, number]")
-
-
-def _check_anything_but(operand: object, where: str) -> None:
-    if isinstance(operand, Mapping):
-        if len(operand) != 1 or next(iter(operand)) not in _STRING_OPERATORS:
-            raise FilterPatternError(f"{where}: anything-but takes values, prefix or suffix")
-        return
-    values = operand if isinstance(operand, list) else [operand]
-    if not values or not all(_is_scalar(value) and value is not None for value in values):
-        raise FilterPatternError(f"{where}: anything-but takes a value or a list of values")
-
-
-def _is_scalar(value: object) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def matches(pattern: Mapping[str, Any], event: object) -> bool:
-    """Whether `event` (a JSON document) matches `pattern` (Lambda / EventBridge semantics)."""
-    fields = event if isinstance(event, Mapping) else {}
-    return all(_field_matches(rules, fields.get(key, _MISSING)) for key, rules in pattern.items())
-
-
-def matches_any(patterns: Sequence[Mapping[str, Any]], event: object) -> bool:
-    """Lambda's filter criteria: no pattern lets everything through, else any one must match."""
-    return not patterns or any(matches(pattern, event) for pattern in patterns)
-
-
-def _field_matches(rules: Any, value: Any) -> bool:
-    if isinstance(rules, Mapping):
-        if isinstance(value, list):
-            return any(matches(rules, item) for item in value)
-        return matches(rules, value if isinstance(value, Mapping) else {})
-    return any(_rule_matches(rule, value) for rule in rules)
-
-
-def _rule_matches(rule: Any, value: Any) -> bool:
-    if isinstance(rule, Mapping) and "exists" in rule:
-        return (value is not _MISSING) == rule["exists"]
-    if value is _MISSING:
-        return False
-    if isinstance(value, list):  # an array matches when any of its elements does
-        return any(_rule_matches(rule, item) for item in value)
-    if isinstance(rule, Mapping):
-        return _operator_matches(*next(iter(rule.items())), value)
-    return _equal(rule, value)
-
-
-def _operator_matches(operator: str, operand: Any, value: Any) -> bool:
-    if operator in _STRING_OPERATORS:
-        return isinstance(value, str) and _string_matches(operator, operand, value)
-    if operator == "numeric":
-        return _is_number(value) and _numeric_matches(operand, value)
-    return not _anything_but_excludes(operand, value)  # anything-but
-
-
-def _string_matches(operator: str, operand: str, value: str) -> bool:
-    if operator == "prefix":
-        return value.startswith(operand)
-    if operator == "suffix":
-        return value.endswith(operand)
-    return value.casefold() == operand.casefold()  # equals-ignore-case
-
-
-def _numeric_matches(operand: Sequence[Any], value: float) -> bool:
-    checks = {
-        "<": lambda bound: value < bound,
-        "<=": lambda bound: value <= bound,
-        "=": lambda bound: value == bound,
-        ">": lambda bound: value > bound,
-        ">=": lambda bound: value >= bound,
-    }
-    return all(checks[operand[index]](operand[index + 1]) for index in range(0, len(operand), 2))
-
-
-def _anything_but_excludes(operand: Any, value: Any) -> bool:
-    if isinstance(operand, Mapping):
-        operator, text = next(iter(operand.items()))
-        return isinstance(value, str) and _string_matches(operator, text, value)
-    excluded = operand if isinstance(operand, list) else [operand]
-    return any(_equal(item, value) for item in excluded)
-
-
-def _equal(rule: Any, value: Any) -> bool:
-    if isinstance(rule, bool) or isinstance(value, bool) or rule is None or value is None:
-        return type(rule) is type(value) and rule == value
-    if _is_number(rule) and _is_number(value):
-        return bool(rule == value)
-    return type(rule) is type(value) and rule == value
-
-
-# ---------------------------------------------------------------------------------------------
-# Spec
-# ---------------------------------------------------------------------------------------------
-class _SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OnFailureDestinationSpec(_SpecModel):
+class OnFailureDestinationSpec(SpecModel):
     type: Literal["sqs"]
     queue_url: Annotated[str, StringConstraints(min_length=1)]
 
 
-class StreamSourceSpec(_SpecModel):
+class StreamSourceSpec(SpecModel):
     """One DynamoDB event source of a function (SAM ``Type: DynamoDB``)."""
 
     event_id: str
@@ -245,69 +98,6 @@ class StreamSourceSpec(_SpecModel):
         return patterns
 
 
-# ---------------------------------------------------------------------------------------------
-# The Lambda event
-# ---------------------------------------------------------------------------------------------
-_CHANGE_KEYS = (
-    "ApproximateCreationDateTime",
-    "Keys",
-    "NewImage",
-    "OldImage",
-    "SequenceNumber",
-    "SizeBytes",
-    "StreamViewType",
-)
-
-
-def _json_ready(value: Any) -> Any:
-    """boto3's parsed attribute values as Lambda's JSON has them (binary as base64)."""
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, Mapping):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_json_ready(item) for item in value]
-    return value
-
-
-def _epoch_seconds(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return float(math.floor(value.timestamp()))  # the stream rounds down to the second
-    return value
-
-
-def lambda_stream_record(raw: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
-    """One record of the Lambda DynamoDB stream event, from one ``GetRecords`` record."""
-    change = raw["dynamodb"]
-    dynamodb = {key: _json_ready(change[key]) for key in _CHANGE_KEYS if key in change}
-    if "ApproximateCreationDateTime" in dynamodb:
-        dynamodb["ApproximateCreationDateTime"] = _epoch_seconds(
-            change["ApproximateCreationDateTime"]
-        )
-    record: dict[str, Any] = {
-        "eventID": raw["eventID"],
-        "eventName": raw["eventName"],
-        "eventVersion": RECORD_EVENT_VERSION,
-        "eventSource": "aws:dynamodb",
-        "awsRegion": region,
-        "dynamodb": dynamodb,
-        "eventSourceARN": stream_arn,
-    }
-    if "userIdentity" in raw:  # deletes made by TTL
-        record["userIdentity"] = {
-            "type": raw["userIdentity"]["Type"],
-            "principalId": raw["userIdentity"]["PrincipalId"],
-        }
-    return record
-
-
-def sequence_number(record: Mapping[str, Any]) -> str:
-    return str(record["dynamodb"]["SequenceNumber"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Outcome of one batch
-# ---------------------------------------------------------------------------------------------
 class InvocationOutcome(Protocol):
     @property
     def request_id(self) -> str: ...
@@ -321,134 +111,6 @@ class Invoke(Protocol):
     def invoke(self, event: Any, source: str) -> InvocationOutcome: ...
 
 
-@dataclass(frozen=True)
-class StreamSettlement:
-    """``failed_at``: index of the first record to retry (None when the batch succeeded)."""
-
-    failed_at: int | None
-    problem: str | None = None
-    function_error: bool = False
-
-
-def settle_stream_batch(
-    ok: bool, result: object, sequence_numbers: Sequence[str], report_batch_item_failures: bool
-) -> StreamSettlement:
-    """Lambda's rules for a stream batch's outcome, ReportBatchItemFailures included."""
-    if not ok:
-        return StreamSettlement(0, "the handler raised", function_error=True)
-    if not report_batch_item_failures or result is None:
-        return StreamSettlement(None)
-    if not isinstance(result, Mapping):
-        return StreamSettlement(0, f"the response is a {type(result).__name__}, not an object")
-    items = result.get("batchItemFailures")
-    if items is None or items == []:
-        return StreamSettlement(None)
-    if not isinstance(items, list):
-        return StreamSettlement(0, "batchItemFailures is not a list")
-    return _first_reported_failure(items, sequence_numbers)
-
-
-def _first_reported_failure(items: list[Any], sequence_numbers: Sequence[str]) -> StreamSettlement:
-    positions = {number: index for index, number in enumerate(sequence_numbers)}
-    failed = []
-    for item in items:
-        identifier = item.get("itemIdentifier") if isinstance(item, Mapping) else None
-        if not isinstance(identifier, str) or identifier not in positions:
-            return StreamSettlement(0, f"invalid batchItemFailures entry {item!r}")
-        failed.append(positions[identifier])
-    return StreamSettlement(min(failed), "the handler reported batch item failures")
-
-
-def _iso(epoch: Any) -> str:
-    moment = datetime.fromtimestamp(float(epoch), UTC) if epoch is not None else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def on_failure_record(
-    batch: Sequence[Mapping[str, Any]],
-    *,
-    shard_id: str,
-    stream_arn: str,
-    function_arn: str,
-    request_id: str,
-    invoke_count: int,
-    function_error: bool,
-) -> dict[str, Any]:
-    """What Lambda sends to the on-failure destination for a discarded stream batch."""
-    response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-    if function_error:
-        response_context["functionError"] = "Unhandled"
-    first, last = batch[0]["dynamodb"], batch[-1]["dynamodb"]
-    return {
-        "requestContext": {
-            "requestId": request_id,
-            "functionArn": function_arn,
-            "condition": "RetryAttemptsExhausted",
-            "approximateInvokeCount": invoke_count,
-        },
-        "responseContext": response_context,
-        "version": "1.0",
-        "timestamp": _iso(None),
-        "DDBStreamBatchInfo": {
-            "shardId": shard_id,
-            "startSequenceNumber": first["SequenceNumber"],
-            "endSequenceNumber": last["SequenceNumber"],
-            "approximateArrivalOfFirstRecord": _iso(first.get("ApproximateCreationDateTime")),
-            "approximateArrivalOfLastRecord": _iso(last.get("ApproximateCreationDateTime")),
-            "batchSize": len(batch),
-            "streamArn": stream_arn,
-        },
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints that outlive the worker
-# ---------------------------------------------------------------------------------------------
-class CheckpointFile:
-    """One event source's settled positions (``{shard_id: sequence_number}``) and when its first
-    poller started, in a JSON file: written (atomically) after every settled batch, read once
-    when a poller starts.
-
-    `first_started_at` is None for the first poller of the stack. A later (restarted) poller
-    reads a shard it has no position for from TRIM_HORIZON, skipping, for a LATEST source, the
-    records older than the first poller: what a LATEST reader would never have seen.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.first_started_at: float | None = None
-        self._started_at = time.time()
-        self._positions: dict[str, str] = {}
-
-    def load(self) -> dict[str, str]:
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            self.first_started_at = float(loaded["started_at"])
-            self._started_at = self.first_started_at
-            self._positions = {str(k): str(v) for k, v in loaded["positions"].items()}
-        except FileNotFoundError:
-            self._write()  # the first poller: later ones know from when the stack was read
-        except (ValueError, KeyError, TypeError, AttributeError):
-            logger.warning("ignoring unreadable stream checkpoints in %s", self.path)
-            self._write()
-        return dict(self._positions)
-
-    def save(self, shard_id: str, sequence: str) -> None:
-        if self._positions.get(shard_id) != sequence:
-            self._positions[shard_id] = sequence
-            self._write()
-
-    def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        document = {"started_at": self._started_at, "positions": self._positions}
-        temporary.write_text(json.dumps(document), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-
-# ---------------------------------------------------------------------------------------------
-# The poller
-# ---------------------------------------------------------------------------------------------
 @dataclass
 class _Shard:
     """One shard's read position, the filtered records read but not yet checkpointed, retries."""
@@ -498,9 +160,8 @@ class StreamPoller:
             else None
         )
         self._streams = streams
-        self._sqs = sqs
         self._invoker = invoker
-        self._function_arn = function_arn
+        self._on_failure = _OnFailure(source, sqs, function_arn)
         self._region = region
         self._retry_backoff_s = retry_backoff_s
         self._stop = stop
@@ -543,7 +204,7 @@ class StreamPoller:
     def _refresh_shards(self, *, initial: bool) -> bool:
         self._refresh_at = time.monotonic() + SHARD_REFRESH_S
         try:
-            shards = self._describe_shards()
+            shards = describe_shards(self._streams, self._source.stream_arn)
         except (BotoCoreError, ClientError) as exc:
             self._report_read_failure(f"cannot describe {self._source.stream_arn}: {exc}")
             return False
@@ -569,17 +230,6 @@ class StreamPoller:
                     f" after checkpoint {resume}" if resume else "",
                 )
         return True
-
-    def _describe_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        request: dict[str, Any] = {"StreamArn": self._source.stream_arn}
-        while True:
-            description = self._streams.describe_stream(**request)["StreamDescription"]
-            shards += description.get("Shards", [])
-            last = description.get("LastEvaluatedShardId")
-            if not last:
-                return shards
-            request["ExclusiveStartShardId"] = last
 
     def _readable(self) -> list[_Shard]:
         """Shards to read now: a child waits until its parent is read to the end."""
@@ -610,7 +260,7 @@ class StreamPoller:
             return False
         try:
             if shard.iterator is None:
-                shard.iterator = self._iterator(shard)
+                shard.iterator = shard_iterator(self._streams, self._source.stream_arn, shard)
             response = self._streams.get_records(
                 ShardIterator=shard.iterator, Limit=GET_RECORDS_LIMIT
             )
@@ -627,36 +277,17 @@ class StreamPoller:
         self._accept(shard, response.get("Records", []))
         return bool(response.get("Records"))
 
-    def _iterator(self, shard: _Shard) -> str:
-        request: dict[str, Any] = {
-            "StreamArn": self._source.stream_arn,
-            "ShardId": shard.shard_id,
-            "ShardIteratorType": shard.position,
-        }
-        if shard.last_read is not None:
-            request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            request["SequenceNumber"] = shard.last_read
-        return str(self._streams.get_shard_iterator(**request)["ShardIterator"])
-
     def _accept(self, shard: _Shard, raw_records: Sequence[Mapping[str, Any]]) -> None:
         for raw in raw_records:
             record = lambda_stream_record(raw, self._source.stream_arn, self._region)
             shard.last_read = sequence_number(record)
-            if self._before_first_reader(record):
+            if self._skip_before is not None and created_before(record, self._skip_before):
                 continue
             if not matches_any(self._source.filter_patterns, record):
                 continue  # filtered out: checkpointed past without an invocation
             if not shard.pending:
                 shard.first_pending_at = time.monotonic()
             shard.pending.append(record)
-
-    def _before_first_reader(self, record: Mapping[str, Any]) -> bool:
-        created = record["dynamodb"].get("ApproximateCreationDateTime")
-        return (
-            self._skip_before is not None
-            and isinstance(created, int | float)
-            and created < self._skip_before
-        )
 
     def _report_read_failure(self, message: str) -> None:
         if not self._read_failing:
@@ -715,16 +346,28 @@ class StreamPoller:
             return  # splitting does not count as a retry
         shard.failed_invocations += 1
         if 0 <= self._source.maximum_retry_attempts < shard.failed_invocations:
-            self._discard(shard, retried, settlement, request_id)
+            document = self._on_failure.describe(shard, retried, settlement, request_id)
+            self._checkpoint(shard, len(retried))
+            self._on_failure.send(document, len(retried))
 
-    def _discard(
+
+class _OnFailure:
+    """Where a batch goes once its retries are used up: the on-failure SQS queue, or the log."""
+
+    def __init__(self, source: StreamSourceSpec, sqs: SQSClient | None, function_arn: str) -> None:
+        self._source = source
+        self._sqs = sqs
+        self._function_arn = function_arn
+
+    def describe(
         self,
         shard: _Shard,
         batch: Sequence[dict[str, Any]],
         settlement: StreamSettlement,
         request_id: str,
-    ) -> None:
-        document = on_failure_record(
+    ) -> dict[str, Any]:
+        """What Lambda sends to the destination (or logs) for the discarded `batch`."""
+        return on_failure_record(
             batch,
             shard_id=shard.shard_id,
             stream_arn=self._source.stream_arn,
@@ -733,13 +376,14 @@ class StreamPoller:
             invoke_count=shard.failed_invocations,
             function_error=settlement.function_error,
         )
-        self._checkpoint(shard, len(batch))
+
+    def send(self, document: Mapping[str, Any], count: int) -> None:
         destination = self._source.on_failure_destination
         if destination is None or self._sqs is None:
             logger.error(
                 "%s: retries exhausted; %d records discarded (no on-failure destination): %s",
                 self._source.event_id,
-                len(batch),
+                count,
                 json.dumps(document["DDBStreamBatchInfo"]),
             )
             return
@@ -751,6 +395,32 @@ class StreamPoller:
         logger.warning(
             "%s: retries exhausted; %d records discarded, described in %s",
             self._source.event_id,
-            len(batch),
+            count,
             destination.queue_url,
         )
+
+
+def describe_shards(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
+    """Every shard of the stream (DescribeStream, page by page)."""
+    shards: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"StreamArn": stream_arn}
+    while True:
+        description = streams.describe_stream(**request)["StreamDescription"]
+        shards += description.get("Shards", [])
+        last = description.get("LastEvaluatedShardId")
+        if not last:
+            return shards
+        request["ExclusiveStartShardId"] = last
+
+
+def shard_iterator(streams: Any, stream_arn: str, shard: _Shard) -> str:
+    """An iterator after the last record read, else at the shard's starting position."""
+    request: dict[str, Any] = {
+        "StreamArn": stream_arn,
+        "ShardId": shard.shard_id,
+        "ShardIteratorType": shard.position,
+    }
+    if shard.last_read is not None:
+        request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+        request["SequenceNumber"] = shard.last_read
+    return str(streams.get_shard_iterator(**request)["ShardIterator"])

@@ -1,7 +1,7 @@
 """Load a SAM/CloudFormation template and evaluate its intrinsic functions locally.
 
-`load_template` reads YAML with the CloudFormation short-form tags (`!Ref`, `!GetAtt`, `!Sub`,
-...) and turns them into the long form (`{"Ref": ...}`, `{"Fn::GetAtt": [...]}`), applies the
+`load_template` reads YAML with the CloudFormation short-form tags (`infra.local.cfn_yaml`: they
+become the long form, `{"Ref": ...}`, `{"Fn::GetAtt": [...]}`), applies the
 SAM `Globals` section to the serverless resources exactly as SAM does, and returns a `Template`.
 
 `Resolver` evaluates intrinsics against parameter values, pseudo parameters and the attributes
@@ -15,12 +15,12 @@ from __future__ import annotations
 import base64
 import copy
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
+from infra.local.cfn_yaml import TemplateError, load_yaml
 
 SAM_TRANSFORM: Final = "AWS::Serverless-2016-10-31"
 DEFAULT_ACCOUNT_ID: Final = "123456789012"
@@ -66,88 +66,11 @@ INTRINSIC_KEYS: Final = frozenset(
     }
 )
 
-_SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
-
-
-class TemplateError(Exception):
-    """The template cannot be run locally as written."""
+SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
 class UnresolvableReference(TemplateError):
     """An intrinsic function refers to something that has no local value."""
-
-
-# --------------------------------------------------------------------------------------------
-# YAML loading
-# --------------------------------------------------------------------------------------------
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that understands CloudFormation's short-form intrinsic tags."""
-
-
-def _construct_node(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    raise TemplateError(f"unsupported YAML node {node!r}")  # pragma: no cover
-
-
-def _long_form(name: str) -> Callable[[yaml.SafeLoader, yaml.Node], dict[str, Any]]:
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        return {name: _construct_node(loader, node)}
-
-    return construct
-
-
-def _construct_get_att(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-    value = _construct_node(loader, node)
-    if isinstance(value, str):
-        logical_id, dot, attribute = value.partition(".")
-        if not dot:
-            raise TemplateError(f"!GetAtt {value!r} must be 'LogicalId.Attribute'")
-        return {"Fn::GetAtt": [logical_id, attribute]}
-    return {"Fn::GetAtt": value}
-
-
-def _construct_str(loader: yaml.SafeLoader, node: yaml.Node) -> str:
-    # CloudFormation has no timestamp type: "2010-09-09" stays a string.
-    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-_SHORT_TAGS: Final = {
-    "Ref": "Ref",
-    "Condition": "Condition",
-    "Sub": "Fn::Sub",
-    "Join": "Fn::Join",
-    "Split": "Fn::Split",
-    "Select": "Fn::Select",
-    "If": "Fn::If",
-    "Equals": "Fn::Equals",
-    "Not": "Fn::Not",
-    "And": "Fn::And",
-    "Or": "Fn::Or",
-    "FindInMap": "Fn::FindInMap",
-    "Base64": "Fn::Base64",
-    "ImportValue": "Fn::ImportValue",
-    "GetAZs": "Fn::GetAZs",
-    "Cidr": "Fn::Cidr",
-    "Transform": "Fn::Transform",
-    "ToJsonString": "Fn::ToJsonString",
-    "Length": "Fn::Length",
-}
-for _tag, _name in _SHORT_TAGS.items():
-    _CfnLoader.add_constructor(f"!{_tag}", _long_form(_name))
-_CfnLoader.add_constructor("!GetAtt", _construct_get_att)
-_CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_str)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse CloudFormation YAML, turning short-form tags into long-form intrinsics."""
-    return yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +384,7 @@ class Resolver:
             key: self.resolve_str(value, f"Fn::Sub variable {key}")
             for key, value in variables.items()
         }
-        return _SUB_VARIABLE.sub(lambda match: self._sub_variable(match.group(1), local), text)
+        return SUB_VARIABLE.sub(lambda match: self._sub_variable(match.group(1), local), text)
 
     def _sub_variable(self, name: str, local: Mapping[str, str]) -> str:
         if name.startswith("!"):
@@ -544,76 +467,3 @@ def _conditions_list(name: str, argument: Any) -> list[Any]:
 
 def _describe(logical_id: str, attribute: str) -> str:
     return f"!Ref {logical_id}" if attribute == "Ref" else f"!GetAtt {logical_id}.{attribute}"
-
-
-# --------------------------------------------------------------------------------------------
-# Dependencies between resources
-# --------------------------------------------------------------------------------------------
-
-
-def references(value: Any) -> Iterator[str]:
-    """Names referenced by Ref, Fn::GetAtt and Fn::Sub inside `value` (may include params)."""
-    if is_intrinsic(value):
-        name, argument = next(iter(value.items()))
-        yield from _intrinsic_references(name, argument)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from references(item)
-
-
-def _intrinsic_references(name: str, argument: Any) -> Iterator[str]:
-    if name == "Ref" and isinstance(argument, str):
-        yield argument
-    elif name == "Fn::GetAtt" and isinstance(argument, list) and argument:
-        yield str(argument[0])
-        yield from references(argument[1:])
-    elif name == "Fn::Sub" and isinstance(argument, str):
-        yield from _sub_references(argument, set())
-    elif name == "Fn::Sub" and isinstance(argument, list) and len(argument) == 2:
-        text, variables = argument
-        local_names = set(variables) if isinstance(variables, dict) else set()
-        yield from _sub_references(text, local_names)
-        yield from references(variables)
-    else:
-        yield from references(argument)
-
-
-def _sub_references(text: Any, local_names: set[str]) -> Iterator[str]:
-    if not isinstance(text, str):
-        return
-    for match in _SUB_VARIABLE.finditer(text):
-        name = match.group(1)
-        if name.startswith("!") or name in local_names:
-            continue
-        yield name if name.startswith("AWS::") else name.partition(".")[0]
-
-
-def dependency_order(template: Template) -> list[Resource]:
-    """Resources ordered so that each comes after everything it references or DependsOn.
-
-    Ties keep template order, so the result is deterministic. A cycle raises TemplateError.
-    """
-    edges = {lid: _resource_dependencies(template, res) for lid, res in template.resources.items()}
-    ordered: list[Resource] = []
-    done: set[str] = set()
-    pending = list(template.resources)
-    while pending:
-        ready = [lid for lid in pending if edges[lid] <= done]
-        if not ready:
-            raise TemplateError(f"circular dependency between resources {sorted(pending)}")
-        for lid in ready:
-            ordered.append(template.resources[lid])
-            done.add(lid)
-        pending = [lid for lid in pending if lid not in done]
-    return ordered
-
-
-def _resource_dependencies(template: Template, resource: Resource) -> set[str]:
-    referenced = set(references(resource.properties)) | set(resource.depends_on)
-    missing = sorted(name for name in resource.depends_on if name not in template.resources)
-    if missing:
-        raise TemplateError(f"resource {resource.logical_id}: DependsOn unknown {missing}")
-    return {name for name in referenced if name in template.resources} - {resource.logical_id}

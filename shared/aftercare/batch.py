@@ -7,13 +7,41 @@ and its attempt (`aftercare.records` says what each event source offers).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, ExceptionInfo, FailureResponse
+POWERTOOLS_BATCH = "aws_lambda_powertools.utilities.batch"
 
-from aftercare.observability import logger
-from aftercare.records import FAILED_RECORD, record_identity
+
+def _import_powertools_batch() -> None:
+    """Import Powertools' batch utilities without their parser models.
+
+    When pydantic is already loaded, `aws_lambda_powertools.utilities.batch.types` imports every
+    Powertools parser model (SQS, DynamoDB, Kinesis, Kafka, ...) only to annotate the `model=`
+    parameter, which these functions never use: about half a bare boto3 import of every batch
+    function's cold start. The batch package imports no pydantic itself, so it is imported once
+    with pydantic out of sight."""
+    if POWERTOOLS_BATCH in sys.modules:
+        return
+    loaded = sys.modules.pop("pydantic", None)
+    try:
+        __import__(POWERTOOLS_BATCH)
+    finally:
+        if loaded is not None:
+            sys.modules["pydantic"] = loaded
+
+
+_import_powertools_batch()
+
+from aws_lambda_powertools.utilities.batch import (  # noqa: E402  (after the lean import)
+    BatchProcessor,
+    ExceptionInfo,
+    FailureResponse,
+)
+
+from aftercare.observability import logger  # noqa: E402
+from aftercare.records import FAILED_RECORD, record_identity  # noqa: E402
 
 
 def raw_record(record: Any) -> Mapping[str, Any]:

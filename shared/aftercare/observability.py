@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.tracing import Tracer
 
 TRACE_DISABLED_ENV: Final = "POWERTOOLS_TRACE_DISABLED"
+TRACED_MODULES: Final = ("botocore",)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,15 +88,39 @@ def _unchanged(function: F) -> F:
     return function
 
 
+class ServiceMetrics(Metrics):
+    """Powertools Metrics whose `log_metrics` records `ColdStart` (dimension function_name) on
+    each execution environment's first invocation unless told otherwise: every handler's
+    ``@metrics.log_metrics`` counts its cold starts, shown on the operations dashboard."""
+
+    def log_metrics(
+        self,
+        lambda_handler: Any = None,
+        capture_cold_start_metric: bool = True,
+        raise_on_empty_metrics: bool = False,
+        default_dimensions: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Callable[..., Any]:
+        return super().log_metrics(
+            lambda_handler=lambda_handler,
+            capture_cold_start_metric=capture_cold_start_metric,
+            raise_on_empty_metrics=raise_on_empty_metrics,
+            default_dimensions=default_dimensions,
+            **kwargs,
+        )
+
+
 def build_tracer(environ: Mapping[str, str] = os.environ) -> Tracer | NoOpTracer:
     """The Powertools Tracer when enabled (this imports aws_xray_sdk), else a `NoOpTracer`."""
     if not tracer_enabled(environ):
         return NoOpTracer()
     from aws_lambda_powertools.tracing import Tracer
 
-    return Tracer()
+    # The functions call out only through botocore: patching just it spares the cold start the
+    # X-Ray SDK's patch_all (which imports and wraps every library it knows that is installed).
+    return Tracer(patch_modules=TRACED_MODULES)
 
 
 logger = Logger()
-metrics = Metrics()
+metrics = ServiceMetrics()
 tracer = build_tracer()

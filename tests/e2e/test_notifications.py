@@ -32,10 +32,10 @@ from aftercare.models.payloads import Severity
 
 from devices.agent import DeviceAgent
 from infra.cli_api import authenticate
-from infra.cli_notifications import notification_summary
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.seed import demo_customers, demo_devices, notification_preferences
 from infra.local.stack import LocalStack
+from infra.notification_summary import notification_summary
 from infra.target import Target
 from tests.e2e.conftest import device_agent_config, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY

@@ -29,7 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from infra.local.broker_auth import ClientCredentials, broker_config_lines
 from infra.local.iot_policy import write_acl_file
-from infra.local.stack import MAX_MESSAGE_BYTES
+from infra.local.stack_broker import MAX_MESSAGE_BYTES
 from infra.local.template import load_template
 
 MOSQUITTO_BINARY = Path("/usr/sbin/mosquitto")

@@ -4,19 +4,10 @@ forwarding to a real Mosquitto, and the diagnostics adapter's transactions on mo
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from urllib.request import Request, urlopen
 
 import boto3
 import jwt
-import paho.mqtt.client as mqtt
 import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
@@ -32,39 +23,15 @@ from aftercare.domain.diagnostics import (
 from aftercare.domain.ports import ConcurrentUpdate
 from aftercare.domain.rules import load_catalog
 from aftercare.models.payloads import DiagnosticsRequest, DiagnosticsResult, DiagnosticStatus
-from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.apigw import AuthorizerSpec, JwtAuthorizer
-from infra.local.motoserver import SerialMotoServer
-from infra.local.provision import AwsClients, ProvisionResult, provision
+from infra.local.apigw_auth import JwtAuthorizer
+from infra.local.apigw_routes import AuthorizerSpec
 from infra.local.provision_api import LOCAL_PASSWORD, seed_users
-from infra.local.template import load_template
 from tests.fakes.diagnostics import NOW, FakePublisher, make_ticket
+from tests.integration.iot_data import device_on, iot_data_stand_in
 from tests.integration.mosquitto_fixture import MosquittoBroker
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION
-    )
-    with SerialMotoServer() as server:
-        # moto's backends are per process: leave none of this module's resources behind
-        reset = f"{server.url}/moto-api/reset"
-        urlopen(Request(reset, method="POST"), timeout=10).read()
-        yield server.url
-        urlopen(Request(reset, method="POST"), timeout=10).read()
-
-
-@pytest.fixture(scope="module")
-def provisioned(moto_url: str) -> ProvisionResult:
-    template = load_template(ROOT / "template.yaml")
-    return provision(
-        template, AwsClients.for_endpoint(moto_url, REGION), endpoint_url=moto_url, region=REGION
-    )
 
 
 def client(service: str, moto_url: str):
@@ -113,23 +80,8 @@ def test_seeded_users_get_tokens_the_authorizer_accepts(provisioned, moto_url):
 
 def test_iot_data_publish_reaches_the_broker(mosquitto: MosquittoBroker):
     # Given the data-plane stand-in in front of a broker, and a device subscribed to its topic
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.iotdata", "--mqtt-url", mosquitto.url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = json.loads(process.stdout.readline().removeprefix("READY "))["url"]
-        received = threading.Event()
-        got: list[mqtt.MQTTMessage] = []
-        device = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        device.on_message = lambda c, u, m: (got.append(m), received.set())
-        device.connect("127.0.0.1", mosquitto.port)
-        device.subscribe("cmd/aftercare/rt-x-0001/diagnostics/req", qos=1)
-        device.loop_start()
+    topic = "cmd/aftercare/rt-x-0001/diagnostics/req"
+    with iot_data_stand_in(mosquitto.url) as url, device_on(mosquitto.port, topic) as device:
         # When a function publishes a request with boto3's iot-data client
         request = DiagnosticsRequest(
             request_id="T-ABC_0123456789",
@@ -138,14 +90,9 @@ def test_iot_data_publish_reaches_the_broker(mosquitto: MosquittoBroker):
         )
         IotDataPublisher(endpoint=url).publish("rt-x-0001", request)
         # Then the device gets it at QoS 1, byte for byte
-        assert received.wait(10)
-        assert got[0].qos == 1
-        assert DiagnosticsRequest.model_validate_json(got[0].payload) == request
-        device.loop_stop()
-        device.disconnect()
-    finally:
-        process.terminate()
-        process.wait(10)
+        assert device.received.wait(10)
+        assert device.got[0].qos == 1
+        assert DiagnosticsRequest.model_validate_json(device.got[0].payload) == request
 
 
 # --------------------------------------------------------------------------- the adapter

@@ -39,15 +39,7 @@ PASSWORD = "Operator-pass-1"
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def aws_env(fake_aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AFTERCARE_PASSWORD", raising=False)
 
 

@@ -19,17 +19,11 @@ from aftercare.adapters.parked import DynamoParkedStore
 from paho.mqtt.client import Client
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from infra.local.iotrule import (
-    DIRECT_PARK_SOURCE,
-    Bridge,
-    BridgeSpec,
-    DirectParking,
-    Inbound,
-    Outcome,
-    build_rules,
-)
-from infra.local.provision import create_table_request
-from infra.local.stack import MAX_MESSAGE_BYTES
+from infra.local.bridge_spec import BridgeSpec
+from infra.local.mqtt_bridge import Bridge
+from infra.local.provision_stores import create_table_request
+from infra.local.rule_engine import DIRECT_PARK_SOURCE, DirectParking, Inbound, Outcome, build_rules
+from infra.local.stack_broker import MAX_MESSAGE_BYTES
 from infra.local.template import load_template
 from tests.integration import test_iot_bridge as bridge_tests
 from tests.integration.test_iot_bridge import REGION, bodies, collect, sqs_action

@@ -1,6 +1,6 @@
 """What an acknowledged QoS 1 message is worth when the local stack's broker crashes.
 
-The local stack's Mosquitto (configured by `infra.local.stack.mosquitto_config`) holds the
+The local stack's Mosquitto (configured by `infra.local.stack_broker.mosquitto_config`) holds the
 messages queued for the rule bridge's persistent session while the bridge lags or is down. These
 tests SIGKILL that broker right after it acknowledged a burst and count what the bridge's session
 receives once the broker is back.
@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.stack import mosquitto_config
+from infra.local.stack_broker import mosquitto_config
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY, MosquittoBroker, Recorder
 
 pytestmark = [

@@ -16,20 +16,16 @@ from aftercare.models.payloads import DiagnosticsEnvelope, FaultEnvelope
 
 from infra import cli
 from infra.target import Target
-from tests.integration import test_fault_intake_handler as base
-from tests.integration.test_fault_intake_handler import (
+from tests.fakes.lambda_runtime import FakeContext, load_handler
+from tests.integration.intake_stack import (
     NOW,
     THING,
-    FakeContext,
     invoke,
     record,
     report,
     sqs_record,
     store,
 )
-
-aws = base.aws  # the moto stack provisioned from template.yaml
-intake = base.intake
 
 
 def fault_envelope(fault_id: str) -> dict[str, Any]:
@@ -64,7 +60,7 @@ def park(aws: dict[str, Any], source: str, reason: str, envelope: dict[str, Any]
 @pytest.fixture
 def target(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Target:
     stack = Target(resources=aws["resources"], region="us-east-1")
-    monkeypatch.setattr(cli, "target_of", lambda args: stack)
+    monkeypatch.setattr(cli.StackOptions, "target", lambda opts: stack)
     return stack
 
 
@@ -146,7 +142,7 @@ def test_replaying_the_same_fault_twice_counts_once(aws, intake, target, capsys)
 
 def test_dead_letter_recorder_items_replay_as_recorded(aws, target, capsys):
     # Given a fault message the recorder parked after its retries ran out
-    recorder = base.load_handler("dead_letter_recorder")
+    recorder = load_handler("dead_letter_recorder")
     recorder.deps.cache_clear()
     letter = record(report("dlr-0001"))
     letter["attributes"]["ApproximateReceiveCount"] = "6"
@@ -162,7 +158,7 @@ def test_dead_letter_recorder_items_replay_as_recorded(aws, target, capsys):
 
 def test_an_envelope_kept_in_the_bucket_is_replayed_in_full(aws, target, capsys):
     # Given a rule error whose envelope is too big for its parked item (kept in the bucket)
-    recorder = base.load_handler("dead_letter_recorder")
+    recorder = load_handler("dead_letter_recorder")
     recorder.deps.cache_clear()
     original = json.dumps({**report("big-rule-01"), "message": "m" * 300_000}).encode()
     rule_error = {

@@ -3,97 +3,30 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from aftercare.adapters.aws import client
-from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.tickets import TicketStatus
-from moto import mock_aws
 
-from infra.local.provision import AwsClients, provision
-from infra.local.seed import seed_demo
-from infra.local.template import load_template
+from tests.fakes.lambda_runtime import FakeContext, load_handler
+from tests.integration.intake_stack import (
+    NOW,
+    THING,
+    invoke,
+    parked,
+    record,
+    report,
+    sqs_record,
+    store,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime.now(UTC).replace(microsecond=0)
-THING = "ac-hp-0004"
-
-
-class FakeContext:
-    function_name = "fault-intake-test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fault-intake-test"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def load_handler(name: str) -> ModuleType:
-    path = ROOT / "functions" / name / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"handler_{name}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "Aftercare",
-        "POWERTOOLS_SERVICE_NAME": "aftercare",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client.cache_clear()
-        session = boto3.session.Session(region_name="us-east-1")
-        clients = AwsClients(
-            dynamodb=session.client("dynamodb"),
-            sqs=session.client("sqs"),
-            sns=session.client("sns"),
-            iot=session.client("iot"),
-            events=session.client("events"),
-            s3=session.client("s3"),
-        )
-        result = provision(
-            load_template(ROOT / "template.yaml"), clients, endpoint_url="http://unused"
-        )
-        seed_demo(result.resources, endpoint_url=None, region="us-east-1")  # type: ignore[arg-type]
-        # Given the functions' environment exactly as the template gives it
-        for fn in ("FaultIntakeFunction", "DeadLetterRecorderFunction"):
-            for key, value in result.workers[fn]["environment"].items():
-                monkeypatch.setenv(key, value)
-        yield {"resources": result.resources, "ddb": clients.dynamodb}
-        client.cache_clear()
-
-
-@pytest.fixture
-def intake(aws: dict[str, Any]) -> ModuleType:
-    module = load_handler("fault_intake")
-    module.deps.cache_clear()
-    return module
 
 
 @pytest.fixture
@@ -105,66 +38,6 @@ def calls(aws: dict[str, Any]) -> Counter[str]:
 
     client("dynamodb").meta.events.register("before-call.dynamodb", count)
     return counter
-
-
-def report(fault_id: str, code: str = "FAN-STALL", **extra: Any) -> dict[str, Any]:
-    return {
-        "fault_id": fault_id,
-        "code": code,
-        "occurred_at": (NOW - timedelta(seconds=3)).isoformat(),
-        "firmware": "3.1.0",
-        "readings": {"rpm": 0, "temp_c": 70.5},
-        **extra,
-    }
-
-
-def record(payload: Any, thing: str = THING, at: datetime = NOW) -> dict[str, Any]:
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    body = {
-        "payload_b64": base64.b64encode(raw).decode(),
-        "thing": thing,
-        "received_at": int(at.timestamp() * 1000),
-        "topic": f"dt/aftercare/{thing}/fault",
-    }
-    return sqs_record(json.dumps(body))
-
-
-def sqs_record(body: str) -> dict[str, Any]:
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": "rh",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": str(int(NOW.timestamp() * 1000)),
-            "SenderId": "x",
-            "ApproximateFirstReceiveTimestamp": str(int(NOW.timestamp() * 1000)),
-        },
-        "messageAttributes": {},
-        "md5OfBody": "x",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:aftercare-faults-local",
-        "awsRegion": "us-east-1",
-    }
-
-
-def invoke(module: ModuleType, *records: dict[str, Any]) -> dict[str, Any]:
-    return module.handler({"Records": list(records)}, FakeContext())
-
-
-def store(aws: dict[str, Any]) -> DynamoTicketStore:
-    r = aws["resources"]
-    return DynamoTicketStore(
-        tickets_table=r["TicketsTable"],
-        devices_table=r["DevicesTable"],
-        customers_table=r["CustomersTable"],
-        inventory_table=r["InventoryTable"],
-        ddb=aws["ddb"],
-    )
-
-
-def parked(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    return DynamoParkedStore(table=aws["resources"]["ParkedTable"], ddb=aws["ddb"]).list()
 
 
 def test_canonical_event_opens_a_ticket(intake, aws):

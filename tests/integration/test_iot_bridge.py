@@ -5,11 +5,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,8 +20,10 @@ from moto.server import ThreadedMotoServer
 from paho.mqtt.client import Client, MQTTv5
 from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.iotrule import ActionFailed, LambdaAction
+from infra.local.rule_actions import ActionFailed, LambdaAction
 from infra.local.template import load_template
+from tests.fakes.aws import use_fake_credentials
+from tests.integration.children import Child, run_to_exit, start_child
 from tests.integration.mosquitto_fixture import MosquittoBroker, free_port
 
 pytestmark = pytest.mark.integration
@@ -56,45 +53,10 @@ def publish(port: int, messages: list[tuple[str, bytes]]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Child processes and SQS helpers
 # ---------------------------------------------------------------------------------------------
-def child_environment() -> dict[str, str]:
-    environment = dict(os.environ)
-    environment.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-    )
-    return environment
-
-
-@dataclass
-class Bridge:
-    process: subprocess.Popen[str]
-    log: Path
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-
-def start_bridge(spec_file: Path, log: Path) -> Bridge:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.iotrule", "--spec-file", str(spec_file)],
-        cwd=ROOT,
-        env=child_environment(),
-        stdout=subprocess.PIPE,
-        stderr=log.open("a"),
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-    try:
-        line = lines.get(timeout=30)
-    except queue.Empty:
-        process.kill()
-        pytest.fail(f"the bridge never printed READY:\n{log.read_text()}")
-    assert line == "READY\n", log.read_text()
-    return Bridge(process, log)
+def start_bridge(spec_file: Path, log: Path) -> Child:
+    bridge = start_child("infra.local.iotrule", spec_file, log, log_mode="a")
+    assert bridge.ready_line == "READY", log.read_text()
+    return bridge
 
 
 def collect(sqs: Any, queue_url: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
@@ -150,9 +112,7 @@ class Moto:
 
 @pytest.fixture
 def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[Moto]:
-    for key, value in child_environment().items():
-        if key.startswith("AWS_"):
-            monkeypatch.setenv(key, value)
+    use_fake_credentials(monkeypatch)
     server = Moto(free_port())
     server.start()
     yield server
@@ -219,7 +179,7 @@ def spec_file(
 
 
 @pytest.fixture
-def bridge(spec_file: Path, tmp_path: Path) -> Iterator[Bridge]:
+def bridge(spec_file: Path, tmp_path: Path) -> Iterator[Child]:
     running = start_bridge(spec_file, tmp_path / "bridge.log")
     yield running
     if running.process.poll() is None:
@@ -343,15 +303,7 @@ def test_unsupported_sql_fails_fast_with_exit_code_2(tmp_path):
     }
     (tmp_path / "bridge.json").write_text(json.dumps(spec))
     # When the bridge starts
-    result = subprocess.run(
-        [sys.executable, "-m", "infra.local.iotrule", "--spec-file", str(tmp_path / "bridge.json")],
-        cwd=ROOT,
-        env=child_environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_to_exit("infra.local.iotrule", tmp_path / "bridge.json")
     # Then it exits 2 before connecting, naming the rule and the construct
     assert result.returncode == 2
     assert "rule who_sent_it" in result.stderr

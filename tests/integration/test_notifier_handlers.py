@@ -8,17 +8,14 @@ phone number that is not E.164) and record what they accept.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
-import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -38,32 +35,15 @@ from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import demo_customers, demo_devices, seed_demo
 from infra.local.template import load_template
+from tests.fakes.http_api import http_api_event
+from tests.fakes.lambda_runtime import FakeContext, load_handler
+from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 FUNCTIONS = ("FaultIntakeFunction", "NotifierFunction", "SurveyFunction")
 DEVICES = {d.thing: d for d in demo_devices()}
 CUSTOMERS = {c.customer_id: c for c in demo_customers()}
-
-
-class FakeContext:
-    function_name = "notifier-test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:notifier-test"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def load_handler(name: str) -> ModuleType:
-    path = ROOT / "functions" / name / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"handler_{name}_it", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class Stream:
@@ -110,10 +90,12 @@ def world() -> Iterator[dict[str, Any]]:
         os.environ.update(env)
         client.cache_clear()
         handlers = {
-            "intake": load_handler("fault_intake"),
-            "notifier": load_handler("notifier"),
-            "scheduler": load_handler("notification_scheduler"),
-            "survey": load_handler("survey"),
+            "intake": load_handler("fault_intake", "handler_fault_intake_it"),
+            "notifier": load_handler("notifier", "handler_notifier_it"),
+            "scheduler": load_handler(
+                "notification_scheduler", "handler_notification_scheduler_it"
+            ),
+            "survey": load_handler("survey", "handler_survey_it"),
         }
         streams = boto3.session.Session(region_name=REGION).client(
             "dynamodbstreams", endpoint_url=server.url
@@ -198,14 +180,7 @@ def reports(world: dict[str, Any]) -> NotificationReports:
 
 
 def tickets(world: dict[str, Any]) -> DynamoTicketStore:
-    r = world["resources"]
-    return DynamoTicketStore(
-        tickets_table=r["TicketsTable"],
-        devices_table=r["DevicesTable"],
-        customers_table=r["CustomersTable"],
-        inventory_table=r["InventoryTable"],
-        ddb=world["ddb"],
-    )
+    return ticket_store(world["resources"], world["ddb"])
 
 
 def test_a_fault_is_told_once_in_the_customers_language_however_often_redelivered(world):
@@ -328,7 +303,6 @@ def api(
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     path = f"/surveys/{survey_id}" + ("/answer" if method == "POST" else "")
-    route = "POST /surveys/{survey_id}/answer" if method == "POST" else "GET /surveys/{survey_id}"
     claims = {
         "sub": f"sub-{customer_id}",
         "token_use": "id",
@@ -336,33 +310,5 @@ def api(
         "cognito:groups": "[customers]",
         "custom:customer_id": customer_id,
     }
-    event = {
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
-            "domainName": "local",
-            "domainPrefix": "local",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "test",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": route,
-            "stage": "$default",
-            "time": "27/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 0,
-        },
-        "pathParameters": {"survey_id": survey_id},
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
+    event = http_api_event(method, path, claims, body, path_params={"survey_id": survey_id})
     return world["survey"].handler(event, FakeContext())

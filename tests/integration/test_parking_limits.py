@@ -12,21 +12,16 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.integration import test_fault_intake_handler as base
-from tests.integration.test_fault_intake_handler import (
+from tests.fakes.lambda_runtime import FakeContext, load_handler
+from tests.integration.intake_stack import (
     THING,
-    FakeContext,
     invoke,
-    load_handler,
     parked,
     record,
     report,
     sqs_record,
     store,
 )
-
-aws = base.aws  # the moto stack provisioned from template.yaml
-intake = base.intake
 
 DYNAMODB_ITEM_LIMIT = 400 * 1024
 

@@ -24,6 +24,7 @@ from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import demo_devices, seed_demo, stock_item
 from infra.local.template import load_template
+from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,15 +40,8 @@ def stack() -> Iterator[dict]:
 
 
 def make_store(stack: dict) -> DynamoTicketStore:
-    r = stack["resources"]
     clients = AwsClients.for_endpoint(stack["url"], "us-east-1")  # one client per thread
-    return DynamoTicketStore(
-        tickets_table=r["TicketsTable"],
-        devices_table=r["DevicesTable"],
-        customers_table=r["CustomersTable"],
-        inventory_table=r["InventoryTable"],
-        ddb=clients.dynamodb,
-    )
+    return ticket_store(stack["resources"], clients.dynamodb)
 
 
 def envelope(thing: str, n: int) -> FaultEnvelope:

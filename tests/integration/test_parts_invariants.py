@@ -17,7 +17,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader
 from aftercare.domain.intake import IntakeRules, intake_fault
 from aftercare.domain.lifecycle import change_status
@@ -35,6 +34,7 @@ from moto import mock_aws
 from infra.local.provision import AwsClients, provision
 from infra.local.seed import demo_devices, seed_demo
 from infra.local.template import load_template
+from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
 # ap-east devices reserve from WH-SHA only: every shortage is a real backorder.
@@ -42,18 +42,7 @@ THINGS = [d.thing for d in demo_devices() if d.region == "ap-east" and d.model =
 CODES = ["PSU-OVERVOLT", "FAN-STALL", "BATT-RTC-LOW", "FLASH-WEAR"]
 SKUS = ["PSU-240-A", "FAN-80MM", "BATT-CR2032", "EMMC-8GB"]
 HOLD = timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+pytestmark = pytest.mark.usefixtures("fake_aws_credentials")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -102,13 +91,7 @@ class PartsMachine(RuleBasedStateMachine):
         self.world = World.get()
         self.ddb = self.world.ddb
         self.tables = self.world.tables
-        self.store = DynamoTicketStore(
-            tickets_table=self.tables["TicketsTable"],
-            devices_table=self.tables["DevicesTable"],
-            customers_table=self.tables["CustomersTable"],
-            inventory_table=self.tables["InventoryTable"],
-            ddb=self.ddb,
-        )
+        self.store = ticket_store(self.tables, self.ddb)
         self.reader = InventoryReader(table=self.tables["InventoryTable"], ddb=self.ddb)
         self.writer = DynamoInventoryWriter(table=self.tables["InventoryTable"], ddb=self.ddb)
         self.rules = IntakeRules(

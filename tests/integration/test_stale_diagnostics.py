@@ -4,22 +4,13 @@ stand-in and a real Mosquitto."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from urllib.request import Request, urlopen
 
 import boto3
-import paho.mqtt.client as mqtt
 import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
-from aftercare.adapters.dynamodb import DynamoTicketStore, ticket_item
+from aftercare.adapters.dynamodb import ticket_item
 from aftercare.domain.diagnostics import (
     DiagnosticState,
     Purpose,
@@ -30,36 +21,14 @@ from aftercare.domain.diagnostics import (
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.tickets import Ticket, TicketStatus
 from aftercare.models.payloads import DiagnosticsCancel
-from paho.mqtt.enums import CallbackAPIVersion
 
-from infra.local.motoserver import SerialMotoServer
-from infra.local.provision import AwsClients, ProvisionResult, provision
-from infra.local.template import load_template
+from infra.local.provision import ProvisionResult
 from tests.fakes.diagnostics import NOW, FakePublisher, make_ticket
+from tests.fakes.tables import ticket_store
+from tests.integration.iot_data import device_on, iot_data_stand_in
 from tests.integration.mosquitto_fixture import MosquittoBroker
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION
-    )
-    with SerialMotoServer() as server:
-        reset = f"{server.url}/moto-api/reset"
-        urlopen(Request(reset, method="POST"), timeout=10).read()
-        yield server.url
-        urlopen(Request(reset, method="POST"), timeout=10).read()
-
-
-@pytest.fixture(scope="module")
-def provisioned(moto_url: str) -> ProvisionResult:
-    template = load_template(ROOT / "template.yaml")
-    return provision(
-        template, AwsClients.for_endpoint(moto_url, REGION), endpoint_url=moto_url, region=REGION
-    )
 
 
 class World:
@@ -72,13 +41,7 @@ class World:
             inventory_table=provisioned.resources["InventoryTable"],
             ddb=self.ddb,
         )
-        self.tickets = DynamoTicketStore(
-            tickets_table=table,
-            devices_table=provisioned.resources["DevicesTable"],
-            customers_table=provisioned.resources["CustomersTable"],
-            inventory_table=provisioned.resources["InventoryTable"],
-            ddb=self.ddb,
-        )
+        self.tickets = ticket_store(provisioned.resources, self.ddb)
 
     def store(self, ticket: Ticket) -> Ticket:
         self.ddb.put_item(TableName=self.table, Item=to_item(ticket_item(ticket)))
@@ -166,23 +129,8 @@ def test_resolving_a_ticket_cancels_its_pending_diagnostics(world):
 
 def test_the_cancel_reaches_the_device_on_its_command_topic(mosquitto: MosquittoBroker):
     # Given the data-plane stand-in in front of a broker, and a device on its cancel topic
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.iotdata", "--mqtt-url", mosquitto.url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = json.loads(process.stdout.readline().removeprefix("READY "))["url"]
-        received = threading.Event()
-        got: list[mqtt.MQTTMessage] = []
-        device = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        device.on_message = lambda c, u, m: (got.append(m), received.set())
-        device.connect("127.0.0.1", mosquitto.port)
-        device.subscribe("cmd/aftercare/rt-x-0001/diagnostics/cancel", qos=1)
-        device.loop_start()
+    topic = "cmd/aftercare/rt-x-0001/diagnostics/cancel"
+    with iot_data_stand_in(mosquitto.url) as url, device_on(mosquitto.port, topic) as device:
         # When a function cancels a request
         cancel = DiagnosticsCancel(
             request_id="T-ABC_0123456789",
@@ -192,11 +140,6 @@ def test_the_cancel_reaches_the_device_on_its_command_topic(mosquitto: Mosquitto
         )
         IotDataPublisher(endpoint=url).publish_cancel("rt-x-0001", cancel)
         # Then the device gets it at QoS 1 as the shared contract says
-        assert received.wait(10)
-        assert got[0].qos == 1
-        assert DiagnosticsCancel.model_validate_json(got[0].payload) == cancel
-        device.loop_stop()
-        device.disconnect()
-    finally:
-        process.terminate()
-        process.wait(10)
+        assert device.received.wait(10)
+        assert device.got[0].qos == 1
+        assert DiagnosticsCancel.model_validate_json(device.got[0].payload) == cancel

@@ -13,7 +13,8 @@ import boto3
 import pytest
 
 from infra.local.motoserver import SerialMotoServer
-from infra.local.streams import CheckpointFile, StreamPoller, StreamSourceSpec
+from infra.local.stream_checkpoints import CheckpointFile
+from infra.local.streams import StreamPoller, StreamSourceSpec
 
 pytestmark = pytest.mark.integration
 REGION = "us-east-1"

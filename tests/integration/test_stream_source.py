@@ -458,7 +458,7 @@ def test_a_sam_dynamodb_event_becomes_a_stream_source(tmp_path, monkeypatch):
         },
     }
     assert source["on_failure_destination"]["queue_url"].endswith(f"/thing-failures-{suffix}")
-    from infra.local.worker import WorkerSpec
+    from infra.local.worker_spec import WorkerSpec
 
     WorkerSpec.model_validate(result.workers["Consumer"])
 
@@ -473,7 +473,7 @@ def test_a_sam_dynamodb_event_becomes_a_stream_source(tmp_path, monkeypatch):
 def test_an_unsupported_dynamodb_event_property_stops_provisioning(
     tmp_path, monkeypatch, extra, message
 ):
-    from infra.local.provision import ProvisionError
+    from infra.local.provision_context import ProvisionError
 
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     # Given a DynamoDB event with a property the local stack does not emulate

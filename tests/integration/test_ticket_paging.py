@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,11 +24,10 @@ from moto import mock_aws
 
 from infra.cli import LIST_FIELDS, CliError
 from infra.cli_api import Listing, collect, direct_page
-from infra.local.provision import create_table_request
-from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
+from tests.fakes.aws import use_fake_credentials
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
+from tests.fakes.tables import create_template_tables
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("TicketsTable", "DevicesTable")
 START = datetime(2026, 11, 1, tzinfo=UTC)
 OWNERS = {"ac-hp-0001": "c-0001", "ac-hp-0002": "c-0001", "rt-x-0003": "c-0003"}
@@ -40,25 +38,10 @@ COUNT = 260
 @pytest.fixture(scope="module")
 def world() -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        }.items():
-            patch.setenv(key, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        use_fake_credentials(patch)
         with mock_aws():
             ddb = boto3.session.Session(region_name="us-east-1").client("dynamodb")
-            template = load_template(ROOT / "template.yaml")
-            resolver = Resolver(
-                parameter_values(template, {"Stage": "test"}),
-                pseudo_parameters("us-east-1", "test"),
-                {},
-            )
-            for logical_id in TABLES:
-                properties = resolver.resolve(template.resources[logical_id].properties)
-                ddb.create_table(**create_table_request(properties, logical_id))
+            create_template_tables(ddb, TABLES)
             for thing, owner in OWNERS.items():
                 item = {"thing": thing, "customer_id": owner, "model": "AC-HP"}
                 ddb.put_item(TableName="aftercare-devices-test", Item=to_item(item))

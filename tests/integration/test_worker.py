@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +15,13 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from infra.local.worker import Invocation, settle_batch
+from infra.local.lambda_runtime import Invocation
+from infra.local.sqs_source import settle_batch
+from tests.fakes.aws import use_fake_credentials
+from tests.integration.children import Child, run_to_exit, start_child
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 MAX_RECEIVE_COUNT = 2
 
@@ -81,65 +76,10 @@ LAYER = "def is_bad(body):\n    return 'bad' in body\n"
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def child_environment(endpoint: str | None = None) -> dict[str, str]:
-    environment = dict(os.environ)
-    environment.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
-    )
-    if endpoint:
-        environment["AWS_ENDPOINT_URL"] = endpoint
-    return environment
-
-
-@dataclass
-class Child:
-    process: subprocess.Popen[str]
-    log: Path
-    ready_line: str
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-
-def start_child(module: str, spec: dict[str, Any], tmp_path: Path, name: str) -> Child:
+def start_spec(module: str, spec: dict[str, Any], tmp_path: Path, name: str) -> Child:
     spec_file = tmp_path / f"{name}.json"
     spec_file.write_text(json.dumps(spec))
-    log = tmp_path / f"{name}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "--spec-file", str(spec_file)],
-        cwd=ROOT,
-        env=child_environment(),
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-    try:
-        line = lines.get(timeout=30)
-    except queue.Empty:
-        process.kill()
-        pytest.fail(f"{module} never printed READY:\n{log.read_text()}")
-    if not line.startswith("READY"):
-        process.kill()
-        pytest.fail(f"{module} printed {line!r} instead of READY:\n{log.read_text()}")
-    return Child(process, log, line.strip())
-
-
-def run_to_exit(module: str, spec_file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, "--spec-file", str(spec_file)],
-        cwd=ROOT,
-        env=child_environment(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return start_child(module, spec_file, tmp_path / f"{name}.log")
 
 
 def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
@@ -183,9 +123,7 @@ def queue_depth(sqs: Any, queue_url: str) -> int:
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key, value in child_environment().items():
-        if key.startswith("AWS_"):
-            monkeypatch.setenv(key, value)
+    use_fake_credentials(monkeypatch)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -266,7 +204,7 @@ def recorded(tmp_path: Path, kind: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def worker(tmp_path: Path, moto_endpoint: str, queues: dict[str, str]) -> Iterator[Child]:
-    child = start_child(
+    child = start_spec(
         "infra.local.worker", worker_spec(tmp_path, moto_endpoint, queues), tmp_path, "worker"
     )
     yield child

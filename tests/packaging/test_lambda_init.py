@@ -10,7 +10,6 @@ AFTERCARE_REQUIRE_PACKAGING=1 (set by the Makefile) makes a missing toolchain a 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from infra.packaging import (
     shadowed_runtime_modules,
     shadowing_warning,
     start_function,
+    uncompiled_layer_sources,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,9 +69,32 @@ def test_a_missing_variable_fails_the_start_with_its_name(runtime):
     )
 
 
-def test_layers_do_not_shadow_the_runtime_sdk(runtime):
-    # A warning, not a failure: aws-xray-sdk depends on botocore, and sam's python builder
-    # cannot install it without its dependencies (see the README's packaging section).
-    shadowed = shadowed_runtime_modules(runtime)
-    if shadowed:
-        warnings.warn(shadowing_warning(runtime), stacklevel=1)
+def test_no_layer_or_artifact_ships_the_runtime_sdk(runtime):
+    # A layer comes before the runtime on sys.path: a botocore in it (aws-xray-sdk depends on
+    # one) would replace the runtime's, be compiled at every cold start and skew with boto3.
+    assert shadowed_runtime_modules(runtime) == {}, shadowing_warning(runtime)
+
+
+def test_every_layer_module_ships_its_python312_bytecode(runtime):
+    # /opt is read-only: a module without an unchecked-hash .pyc is compiled at every start
+    assert uncompiled_layer_sources(runtime) == {}
+
+
+@pytest.mark.parametrize("function", ["FaultIntakeFunction", "ServiceApiFunction"])
+def test_with_the_tracer_on_the_xray_sdk_patches_the_runtimes_botocore(runtime, function):
+    # Given a function with the Powertools Tracer on (PowertoolsTracerDisabled=false)
+    chosen = next(f for f in runtime.functions if f.logical_id == function)
+    # When it starts
+    outcome, _ = start_function(runtime, chosen, "tracer-on")
+    # Then the X-Ray SDK comes from the layer and the SDK it patches from the runtime
+    assert outcome.ok, outcome.traceback
+    layer = str(runtime.build_dir / "SharedLayer" / "python")
+    assert outcome.origins["aws_xray_sdk"].startswith(layer)
+    assert outcome.origins["botocore"].startswith(str(runtime.site))
+    assert outcome.origins["boto3"].startswith(str(runtime.site))
+
+
+def test_with_the_tracer_off_the_sdk_is_the_runtimes_and_xray_is_not_loaded(outcomes, runtime):
+    off = [o for (_, mode), o in outcomes.items() if mode == "tracer-off"]
+    assert all(o.origins.get("aws_xray_sdk") == "" for o in off)  # never imported
+    assert all(o.origins["botocore"].startswith(str(runtime.site)) for o in off)

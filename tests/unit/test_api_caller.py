@@ -15,15 +15,15 @@ import pytest
 from aftercare.domain.access import Forbidden, Unauthenticated, caller_from_claims
 
 from infra import openapi
-from infra.local.apigw import GatewaySpec, Request, RouteSpec, http_event
+from tests.fakes.http_api import http_api_event
 
 ID = {"token_use": "id", "sub": "s-1", "cognito:username": "u"}
 ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "abc"}
 STAFF_GROUPS = {"cognito:groups": "[engineers]"}
 CUSTOMER = {"cognito:groups": "[customers]", "custom:customer_id": "c-0001"}
 BODIES = {
-    "POST /tickets/<ticket_id>/diagnostics": {},
-    "POST /surveys/<survey_id>/answer": {"rating": 5},
+    "POST /tickets/{ticket_id}/diagnostics": {},
+    "POST /surveys/{survey_id}/answer": {"rating": 5},
 }
 
 
@@ -65,38 +65,20 @@ def test_a_caller_in_no_group_is_forbidden():
 
 
 def routes() -> list[tuple[str, Any, str, str]]:
-    """(function, app, method, Powertools path) of every documented route of both functions."""
+    """(function, app, method, path) of every route each function documents in its OpenAPI."""
     found = []
     for name in openapi.FUNCTIONS:
         app = openapi.load_function(name).app
-        for route in app._static_routes + app._dynamic_routes:
-            if route.include_in_schema:
-                found.append((name, app, route.method, route.path))
+        for path, item in app.get_openapi_schema().paths.items():
+            for method in ("get", "put", "post", "delete", "patch"):
+                if getattr(item, method) is not None:
+                    found.append((name, app, method.upper(), path))
     return found
 
 
 def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
-    concrete = re.sub(r"<[a-z_]+>", "X-0001abcd", path)
-    body = BODIES.get(f"{method} {path}")
-    route = RouteSpec(
-        route_key=f"{method} {path}",
-        method=method,
-        path=concrete,
-        function="f",
-        function_name="f",
-        invoke_url="http://unused/",
-    )
-    request = Request(
-        method=method,
-        raw_path=concrete,
-        raw_query="",
-        headers={"content-type": "application/json"},
-        body=json.dumps(body).encode() if body is not None else b"",
-        source_ip="127.0.0.1",
-    )
-    event = http_event(
-        GatewaySpec(api_id="local", region="us-east-1", routes=[route]), route, request, {}, claims
-    )
+    concrete = re.sub(r"\{[a-z_]+\}", "X-0001abcd", path)
+    event = http_api_event(method, concrete, claims, BODIES.get(f"{method} {path}"))
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
 

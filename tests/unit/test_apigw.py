@@ -14,15 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from infra.local.apigw import (
-    AuthorizerSpec,
-    JwtAuthorizer,
-    RouteSpec,
-    Unauthorized,
-    compile_route,
-    find_route,
-    integration_reply,
-)
+from infra.local.apigw_auth import JwtAuthorizer, Unauthorized
+from infra.local.apigw_events import integration_reply
+from infra.local.apigw_routes import AuthorizerSpec, RouteSpec, compile_route, find_route
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_test"
 CLIENT = "client-123"

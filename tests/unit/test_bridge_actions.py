@@ -7,17 +7,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from infra.local.iotrule import (
-    SQS_MAX_MESSAGE_BYTES,
-    ActionFailed,
-    DirectParking,
-    Inbound,
-    ParkingFailed,
-    Rule,
-    SqsAction,
-    apply_rule,
-    parse_sql,
-)
+from infra.local.iot_sql_parser import parse_sql
+from infra.local.rule_actions import SQS_MAX_MESSAGE_BYTES, ActionFailed, SqsAction
+from infra.local.rule_engine import DirectParking, Inbound, ParkingFailed, Rule, apply_rule
 
 
 class FakeSqs:

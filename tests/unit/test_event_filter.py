@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.local.streams import FilterPatternError, check_pattern, matches, matches_any
+from infra.local.event_filter import FilterPatternError, check_pattern, matches, matches_any
 
 RECORD = {
     "eventID": "7de3041dd709b024af6f29e4fa13d34c",

@@ -6,9 +6,8 @@ accepted can be stored in DynamoDB as it is, and every parked item fits DynamoDB
 
 from __future__ import annotations
 
-import base64
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aftercare.adapters.aws import to_item
@@ -16,14 +15,14 @@ from aftercare.adapters.parked import parked_item
 from aftercare.domain import diagnostics
 from aftercare.domain.intake import IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message, record_dead_letter
-from aftercare.domain.ports import DeviceRecord
 from aftercare.domain.rules import load_catalog, load_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.diagnostics import NOW as DIAG_NOW
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
-from tests.fakes.stores import FakeParkedStore, FakeTicketStore
+from tests.fakes.faults import envelope_body, store_with_device
+from tests.fakes.stores import FakeParkedStore
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CATALOG = load_catalog()
@@ -98,41 +97,15 @@ def fault_texts(draw: st.DrawFn) -> str:
     return "{" + ", ".join(f'"{k}": {v}' for k, v in pairs) + "}"
 
 
-def envelope_body(text: str, thing: str, topic: str, at: datetime) -> str:
-    return json.dumps(
-        {
-            "payload_b64": base64.b64encode(text.encode("utf-8", "surrogatepass")).decode(),
-            "thing": thing,
-            "received_at": int(at.timestamp() * 1000),
-            "topic": topic,
-        }
-    )
-
-
 def assert_storable(item: dict[str, Any]) -> None:
     serialised = to_item(item)
     assert len(json.dumps(serialised)) < DYNAMODB_ITEM_LIMIT
 
 
-def fault_store() -> FakeTicketStore:
-    store = FakeTicketStore()
-    store.devices["ac-0001"] = DeviceRecord(
-        thing="ac-0001",
-        serial="SN1",
-        model="AC-HP",
-        customer_id="c-std",
-        region="eu-west",
-        activated_at=date(2025, 1, 1),
-        warranty_until=date(2027, 1, 1),
-        firmware="1.0.0",
-    )
-    return store
-
-
 @FUZZ
 @given(fault_texts())
 def test_no_fault_payload_crashes_intake_or_is_left_for_a_retry(text: str) -> None:
-    store, parked = fault_store(), FakeParkedStore()
+    store, parked = store_with_device(), FakeParkedStore()
     body = envelope_body(text, "ac-0001", "dt/aftercare/ac-0001/fault", NOW)
     # The real queue-message path: it must return (an exception would mean a retry)
     outcome = handle_fault_message(body, "m-1", store=store, parked=parked, rules=RULES, now=NOW)

@@ -4,18 +4,17 @@ as something else (finding 3 of "Nothing lost, nothing leaked")."""
 from __future__ import annotations
 
 import base64
-import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aftercare.domain import diagnostics
 from aftercare.domain.intake import IntakeRules, OutcomeKind, RejectReason
 from aftercare.domain.messages import handle_fault_message
-from aftercare.domain.ports import DeviceRecord
 from aftercare.domain.rules import load_catalog, load_policy
 
 from tests.fakes.diagnostics import NOW as DIAG_NOW
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
+from tests.fakes.faults import FAULT_TOPIC, THING, envelope_body, store_with_device
 from tests.fakes.stores import FakeParkedStore, FakeTicketStore
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -50,31 +49,9 @@ HOSTILE_FAULTS = [
 ]
 
 
-def fault_envelope(text: str) -> str:
-    return json.dumps(
-        {
-            "payload_b64": base64.b64encode(text.encode()).decode(),
-            "thing": "ac-0001",
-            "received_at": int(NOW.timestamp() * 1000),
-            "topic": "dt/aftercare/ac-0001/fault",
-        }
-    )
-
-
 @pytest.fixture
 def store() -> FakeTicketStore:
-    s = FakeTicketStore()
-    s.devices["ac-0001"] = DeviceRecord(
-        thing="ac-0001",
-        serial="SN1",
-        model="AC-HP",
-        customer_id="c-std",
-        region="eu-west",
-        activated_at=date(2025, 1, 1),
-        warranty_until=date(2027, 1, 1),
-        firmware="1.0.0",
-    )
-    return s
+    return store_with_device()
 
 
 @pytest.mark.parametrize(("text", "reason", "says"), HOSTILE_FAULTS)
@@ -83,7 +60,12 @@ def test_hostile_fault_is_parked_once_with_its_reason(store, text, reason, says)
     parked = FakeParkedStore()
     # When the hostile report is taken off the fault queue
     outcome = handle_fault_message(
-        fault_envelope(text), "m-1", store=store, parked=parked, rules=rules, now=NOW
+        envelope_body(text, THING, FAULT_TOPIC, NOW),
+        "m-1",
+        store=store,
+        parked=parked,
+        rules=rules,
+        now=NOW,
     )
     # Then it is a reject (acknowledged, never retried), parked once with its specific reason
     assert outcome.kind is OutcomeKind.REJECTED and outcome.reason == RejectReason(reason)
@@ -116,14 +98,8 @@ def test_hostile_diagnostics_answer_is_parked_with_its_reason(value, reason, say
     store = FakeDiagnosticsStore(ticket)
     parked = FakeParkedStore()
     text = ANSWER.replace("RID", f"{ticket.ticket_id}_abcdef12").replace("VALUE", value)
-    body = json.dumps(
-        {
-            "payload_b64": base64.b64encode(text.encode()).decode(),
-            "thing": ticket.thing,
-            "received_at": int(DIAG_NOW.timestamp() * 1000),
-            "topic": f"cmd/aftercare/{ticket.thing}/diagnostics/res",
-        }
-    )
+    topic = f"cmd/aftercare/{ticket.thing}/diagnostics/res"
+    body = envelope_body(text, ticket.thing, topic, DIAG_NOW)
     outcome = diagnostics.handle_result_message(
         body,
         "m-1",

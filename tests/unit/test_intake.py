@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from aftercare.domain.intake import IntakeRules, OutcomeKind, RejectReason, intake_fault
 from aftercare.domain.lifecycle import change_status
-from aftercare.domain.ports import CustomerRecord, DeviceRecord
+from aftercare.domain.ports import CustomerRecord
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.domain.tickets import TicketStatus
 from aftercare.models.payloads import FaultEnvelope
 
+from tests.fakes.faults import store_with_device
 from tests.fakes.stores import FakeTicketStore
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -21,17 +22,7 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def store() -> FakeTicketStore:
-    s = FakeTicketStore()
-    s.devices["ac-0001"] = DeviceRecord(
-        thing="ac-0001",
-        serial="SN1",
-        model="AC-HP",
-        customer_id="c-std",
-        region="eu-west",
-        activated_at=date(2025, 1, 1),
-        warranty_until=date(2027, 1, 1),
-        firmware="1.0.0",
-    )
+    s = store_with_device()
     s.devices["ac-0002"] = s.devices["ac-0001"].model_copy(
         update={"thing": "ac-0002", "customer_id": "c-vip", "warranty_until": date(2026, 1, 1)}
     )

@@ -11,18 +11,12 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 from aftercare.models.payloads import FaultEnvelope
+from paho.mqtt.client import topic_matches_sub
 
-from infra.local.iotrule import (
-    ActionFailed,
-    Outcome,
-    ParkingFailed,
-    Rule,
-    RuleEvaluationError,
-    UnsupportedRuleSql,
-    apply_rule,
-    parse_sql,
-    topic_matches,
-)
+from infra.local.iot_sql import RuleEvaluationError, UnsupportedRuleSql
+from infra.local.iot_sql_parser import parse_sql
+from infra.local.rule_actions import ActionFailed
+from infra.local.rule_engine import Outcome, ParkingFailed, Rule, apply_rule
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_MS = 1_795_780_800_000
@@ -306,7 +300,7 @@ def test_topic_filter_matching(topic_filter, topic, matches):
     # Given an MQTT topic filter and a topic
     # When they are compared
     # Then + matches one level, # the rest (including the parent), and $-topics need a literal
-    assert topic_matches(topic_filter, topic) is matches
+    assert topic_matches_sub(topic_filter, topic) is matches
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The moto internals that `infra/local/moto_patches.py` and `motoserver.py` replace or call.
+"""The moto internals that `infra/local/moto_patches.py`, `moto_speedups.py` and `motoserver.py`
+replace or call.
 
 The local stack patches moto's DynamoDB transactions, Query, stream shards and SQS long polls.
 A moto release that renames a parameter, moves a positional argument or drops an attribute
@@ -16,12 +17,15 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
+from moto import backends, mock_aws
+from moto.core import responses as moto_responses
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
-from moto.sqs.models import Queue
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+from moto.sqs import models as sqs_models
+from moto.sqs.models import Queue, SQSBackend
 from packaging.version import Version
 
 # The parameter names (in order) each patched or called function had when the patches were
@@ -68,6 +72,16 @@ PINNED: dict[str, tuple[Callable[..., Any], list[str]]] = {
     "Table.all_items": (Table.all_items, ["self"]),
     "Queue.wait_for_messages": (Queue.wait_for_messages, ["self", "timeout"]),
     "get_filter_expression": (get_filter_expression, ["expr", "names", "values"]),
+    # moto_speedups replaces these (module attributes looked up at call time)
+    "DynamoDBStreamsHandler.get_records": (DynamoDBStreamsHandler.get_records, ["self"]),
+    "SQSBackend.is_message_valid_based_on_retention_period": (
+        SQSBackend.is_message_valid_based_on_retention_period,
+        ["self", "queue_name", "message"],
+    ),
+    "sqs.models.unix_time": (sqs_models.unix_time, ["dt"]),
+    "sqs.models.unix_time_millis": (sqs_models.unix_time_millis, ["dt"]),
+    "backends.list_of_moto_modules": (backends.list_of_moto_modules, []),
+    "responses.method_names_from_class": (moto_responses.method_names_from_class, ["clazz"]),
 }
 
 
@@ -149,3 +163,19 @@ def test_streams_backend_keeps_its_iterator_registry() -> None:
 
         backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
         assert isinstance(backend.shard_iterators, dict)
+
+
+def test_sqs_queue_keeps_its_retention_attribute() -> None:
+    # moto_speedups._retained reads the retention period straight from the queue
+    with mock_aws():
+        sqs = boto3.client(
+            "sqs",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        sqs.create_queue(QueueName="pins", Attributes={"MessageRetentionPeriod": "120"})
+        from moto.sqs.models import sqs_backends
+
+        queue = sqs_backends["123456789012"]["us-east-1"].get_queue("pins")
+        assert int(queue.message_retention_period) == 120  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aftercare.domain.composition import (
@@ -25,38 +26,29 @@ from aftercare.domain.templates import (
     render,
 )
 
+from tests.fakes.notifications import ticket_facts
+
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def facts(**overrides: object) -> TicketFacts:
-    base: dict[str, object] = {
+    held_fan = {
+        "sku": "FAN-80MM",
+        "name_en": "Cooling fan 80 mm",
+        "name_zh": "80mm 散热风扇",
+        "qty": 1,
+        "unit_price": 12.5,
+        "status": "held",
+    }
+    customer_ticket: dict[str, Any] = {
         "ticket_id": "T-ABCDEFGHIJKL",
         "customer_id": "c-0001",
         "thing": "ac-hp-0004",
-        "model": "AC-HP",
-        "fault_code": "FAN-STALL",
-        "title_en": "Cooling fan stalled",
-        "title_zh": "散热风扇停转",
-        "category": "thermal",
-        "region": "eu-west",
-        "severity": "major",
-        "status": "open",
         "in_warranty": False,
         "auto_diagnose": True,
-        "parts": [
-            {
-                "sku": "FAN-80MM",
-                "name_en": "Cooling fan 80 mm",
-                "name_zh": "80mm 散热风扇",
-                "qty": 1,
-                "unit_price": 12.5,
-                "status": "held",
-            }
-        ],
-        "opened_at": NOW,
-        "first_seen": NOW,
+        "parts": [held_fan],
     }
-    return TicketFacts.model_validate(base | overrides)
+    return ticket_facts(NOW, **(customer_ticket | overrides))
 
 
 def profile(language: str = "en", name: str = "Ada") -> NotificationProfile:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,7 +20,6 @@ from aftercare.domain.notifications import (
     NotificationRef,
     NotificationState,
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.notifier import settled
 from aftercare.domain.surveys import (
@@ -33,35 +31,18 @@ from aftercare.domain.surveys import (
 )
 from moto import mock_aws
 
-from infra.local.provision import create_table_request
-from infra.local.template import Resolver, load_template, parameter_values, pseudo_parameters
+from tests.fakes.notifications import ticket_facts
+from tests.fakes.tables import create_template_tables
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TABLES = ("NotificationsTable", "TicketsTable", "CustomersTable")
 
 
 @pytest.fixture
-def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def ddb(fake_aws_credentials: None) -> Iterator[Any]:
     with mock_aws():
         client = boto3.session.Session(region_name="us-east-1").client("dynamodb")
-        template = load_template(ROOT / "template.yaml")
-        resolver = Resolver(
-            parameter_values(template, {"Stage": "test"}),
-            pseudo_parameters("us-east-1", "test"),
-            {},
-        )
-        for logical_id in TABLES:
-            properties = resolver.resolve(template.resources[logical_id].properties)
-            client.create_table(**create_table_request(properties, logical_id))
+        create_template_tables(client, TABLES)
         yield client
 
 
@@ -87,32 +68,13 @@ def reports(ddb: Any) -> NotificationReports:
     return NotificationReports(table="aftercare-notifications-test", ddb=ddb)
 
 
-def facts(ticket_id: str = "T-1") -> TicketFacts:
-    return TicketFacts(
-        ticket_id=ticket_id,
-        customer_id="c-1",
-        thing="ac-hp-0001",
-        model="AC-HP",
-        fault_code="FAN-STALL",
-        title_en="Cooling fan stalled",
-        title_zh="散热风扇停转",
-        category="thermal",
-        region="eu-west",
-        severity="major",
-        status="open",
-        in_warranty=True,
-        opened_at=NOW,
-        first_seen=NOW,
-    )
-
-
 def notification(ticket_id: str = "T-1", kind: EventKind = EventKind.TICKET_OPENED) -> Notification:
     return Notification(
         ticket_id=ticket_id,
         kind=kind,
         customer_id="c-1",
         critical=False,
-        facts=facts(ticket_id),
+        facts=ticket_facts(NOW, ticket_id),
         created_at=NOW,
         due_at=NOW,
     )
@@ -290,7 +252,7 @@ def test_a_survey_is_answered_once_counted_and_followed_up(
         survey_id=survey_id,
         ticket_id="T-1",
         customer_id="c-1",
-        facts=facts(),
+        facts=ticket_facts(NOW),
         created_at=NOW,
         due_at=NOW + timedelta(seconds=5),
     )

@@ -51,12 +51,18 @@ def loaded_in_fresh_interpreter(trace_disabled: str) -> dict[str, object]:
     code = (
         "import json, sys\n"
         "from aftercare.observability import tracer\n"
+        "patcher = sys.modules.get('aws_xray_sdk.core.patcher')\n"
+        "patched = sorted(getattr(patcher, '_PATCHED_MODULES', ()))\n"
         "print(json.dumps({'tracer': type(tracer).__name__,"
-        " 'xray': 'aws_xray_sdk' in sys.modules}))\n"
+        " 'xray': 'aws_xray_sdk' in sys.modules, 'patched': patched}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env={"POWERTOOLS_TRACE_DISABLED": trace_disabled, "PATH": "/usr/bin:/bin"},
+        env={
+            "POWERTOOLS_TRACE_DISABLED": trace_disabled,
+            "PATH": "/usr/bin:/bin",
+            "LAMBDA_TASK_ROOT": str(ROOT),  # the Tracer patches only in Lambda
+        },
         capture_output=True,
         text=True,
         check=True,
@@ -67,8 +73,18 @@ def loaded_in_fresh_interpreter(trace_disabled: str) -> dict[str, object]:
 
 def test_with_the_tracer_off_the_xray_sdk_is_never_imported():
     # The dev venv has aws_xray_sdk installed, so an eager import would show here
-    assert loaded_in_fresh_interpreter("true") == {"tracer": "NoOpTracer", "xray": False}
+    assert loaded_in_fresh_interpreter("true") == {
+        "tracer": "NoOpTracer",
+        "xray": False,
+        "patched": [],
+    }
 
 
-def test_with_the_tracer_on_it_is_the_powertools_tracer():
-    assert loaded_in_fresh_interpreter("false") == {"tracer": "Tracer", "xray": True}
+def test_with_the_tracer_on_it_is_the_powertools_tracer_patching_botocore_only():
+    # botocore is what the functions call AWS through; patch_all would import and wrap every
+    # library the X-Ray SDK knows (httplib, sqlite3, ...) on the cold start
+    assert loaded_in_fresh_interpreter("false") == {
+        "tracer": "Tracer",
+        "xray": True,
+        "patched": ["botocore"],
+    }

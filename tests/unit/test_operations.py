@@ -7,8 +7,10 @@ group, alarms, destination or dashboard entry fails these tests, naming what is 
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,6 +175,69 @@ def functions_missing_from_dashboard(template: Template) -> list[str]:
     )
 
 
+def handler_source(template: Template, function: Resource) -> tuple[Path, str]:
+    """The handler file of `function` and the name of its handler function."""
+    module, _, name = str(function.properties["Handler"]).rpartition(".")
+    code_uri = str(function.properties["CodeUri"])
+    return template.root / code_uri / f"{module.replace('.', '/')}.py", name
+
+
+def _imports(tree: ast.Module, module: str, name: str) -> bool:
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == module
+        and any(alias.name == name and alias.asname is None for alias in node.names)
+        for node in tree.body
+    )
+
+
+def _switches_cold_starts_off(call: ast.Call | None) -> bool:
+    return any(
+        k.arg == "capture_cold_start_metric"
+        and not (isinstance(k.value, ast.Constant) and k.value.value is True)
+        for k in (call.keywords if call else [])
+    )
+
+
+def counts_cold_starts(path: Path, handler: str) -> bool:
+    """The handler is wrapped in the shared `entry_point` (aftercare.runtime) or decorated with
+    the shared `metrics.log_metrics`, both recording ColdStart (on by default in
+    `aftercare.observability.ServiceMetrics`), and does not switch the metric off."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    shared = {
+        "entry_point": _imports(tree, "aftercare.runtime", "entry_point"),
+        "metrics.log_metrics": _imports(tree, "aftercare.observability", "metrics"),
+    }
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == handler:
+            for decorator in node.decorator_list:
+                call = decorator if isinstance(decorator, ast.Call) else None
+                name = ast.unparse(call.func if call else decorator)
+                if shared.get(name):
+                    return not _switches_cold_starts_off(call)
+    return False
+
+
+def functions_without_cold_start_metric(template: Template) -> list[str]:
+    return sorted(
+        lid
+        for lid, function in of_type(template, FUNCTION).items()
+        if not counts_cold_starts(*handler_source(template, function))
+    )
+
+
+def dashboard_metric_searches(template: Template) -> list[str]:
+    searches = []
+    for dashboard in of_type(template, "AWS::CloudWatch::Dashboard").values():
+        body = dashboard.properties["DashboardBody"]
+        text = body.get("Fn::Sub", "") if isinstance(body, dict) else str(body)
+        for widget in json.loads(text)["widgets"]:
+            for metric in (widget.get("properties") or {}).get("metrics", []):
+                if isinstance(metric, dict):
+                    searches.append(metric.get("expression", ""))
+    return searches
+
+
 # ----------------------------------------------------------------------------- the specification
 
 
@@ -239,6 +304,83 @@ def test_every_iot_rule_has_action_and_error_action_failure_alarms(template: Tem
 
 def test_a_rise_in_rejected_faults_raises_an_alarm(template: Template) -> None:
     assert any("SUM(FaultRejected) FROM Aftercare" in e for e in query_alarms(template))
+
+
+def test_every_function_counts_its_cold_starts(template: Template) -> None:
+    assert len(of_type(template, FUNCTION)) >= 11
+    assert functions_without_cold_start_metric(template) == []
+
+
+def test_the_shared_entry_point_records_a_cold_start_on_the_first_invocation(
+    capsys, monkeypatch
+) -> None:
+    # Given a handler wrapped like every function's, in the shared entry point
+    from aftercare.observability import metrics
+    from aftercare.runtime import entry_point
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    @entry_point
+    def handler(event: dict, context: object) -> dict:
+        metrics.add_metric(name="Handled", unit="Count", value=1)
+        return {}
+
+    class Context:
+        function_name = "aftercare-fault-intake-test"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
+        aws_request_id = "req-1"
+
+    monkeypatch.setattr(cold_start, "is_cold_start", True)
+    # When the execution environment's first and second invocations run
+    handler({}, Context())
+    handler({}, Context())
+    # Then exactly one ColdStart is emitted, by function name
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    starts = [b for b in blobs if "ColdStart" in b]
+    assert [(b["ColdStart"], b["function_name"]) for b in starts] == [
+        ([1.0], "aftercare-fault-intake-test")
+    ]
+
+
+def test_the_dashboard_shows_cold_starts_and_sla_breaches(template: Template) -> None:
+    searches = dashboard_metric_searches(template)
+    assert any('MetricName="ColdStart"' in s and "function_name" in s for s in searches)
+    assert any('MetricName="SlaBreached"' in s for s in searches)
+
+
+def test_an_sla_breach_raises_an_alarm(template: Template) -> None:
+    assert any("SUM(SlaBreached) FROM Aftercare" in e for e in query_alarms(template))
+
+
+def test_a_handler_that_switches_cold_starts_off_is_reported(tmp_path: Path) -> None:
+    # Given handlers that use their own Metrics, or switch the ColdStart metric off, and one
+    # in the shared entry point
+    own = tmp_path / "own.py"
+    own.write_text(
+        "from aws_lambda_powertools import Metrics\nmetrics = Metrics()\n"
+        "@metrics.log_metrics\ndef handler(event, context):\n    return {}\n"
+    )
+    off = tmp_path / "off.py"
+    off.write_text(
+        "from aftercare.observability import metrics\n"
+        "@metrics.log_metrics(capture_cold_start_metric=False)\n"
+        "def handler(event, context):\n    return {}\n"
+    )
+    shared = tmp_path / "shared.py"
+    shared.write_text(
+        "from aftercare.observability import metrics\n"
+        "@metrics.log_metrics\ndef handler(event, context):\n    return {}\n"
+    )
+    wrapped = tmp_path / "wrapped.py"
+    wrapped.write_text(
+        "from aftercare.runtime import entry_point\n"
+        "@entry_point\ndef handler(event, context):\n    return {}\n"
+    )
+    # Then only the shared, default decorations count
+    assert not counts_cold_starts(own, "handler")
+    assert not counts_cold_starts(off, "handler")
+    assert counts_cold_starts(shared, "handler")
+    assert counts_cold_starts(wrapped, "handler")
 
 
 def test_lambda_polled_queues_outlast_six_timeouts_and_cap_their_concurrency(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.coldstart import import_costs
-from infra.lambda_build import Toolchain, x86_64_twin
+from infra.lambda_build import RUNTIME_MODULES, Toolchain, x86_64_twin
 from infra.local.template import load_template
 from infra.packaging import (
     Function,
@@ -22,6 +22,7 @@ from infra.packaging import (
     functions_of,
     shadowed_runtime_modules,
     start_function,
+    uncompiled_layer_sources,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +131,50 @@ def test_an_artifact_shipping_the_runtime_sdk_is_named(tmp_path):
     (runtime.build_dir / "TinyFunction" / "botocore").mkdir()
     (runtime.build_dir / "TinyFunction" / "six.py").write_text("", encoding="utf-8")
     assert shadowed_runtime_modules(runtime) == {"TinyFunction": ["botocore", "six"]}
+
+
+def pyc(path: Path, flags: int) -> None:
+    """A .pyc header (PEP 552): magic number, then the flags word."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x00\r\n" + flags.to_bytes(4, "little") + bytes(8))
+
+
+def test_layer_modules_without_unchecked_hash_bytecode_are_named(tmp_path):
+    # Given a layer with one module compiled as the layer build does, one compiled with
+    # timestamps (stat()ed against the zip's dates at every start) and one not compiled
+    runtime = tiny_runtime(tmp_path, "def handler(e, c): ...\n")
+    runtime.functions[0] = Function("TinyFunction", "handler.handler", ("Layer",), {}, 128)
+    site = runtime.build_dir / "Layer" / "python"
+    for name in ("good", "stamped", "bare"):
+        (site / "pkg").mkdir(parents=True, exist_ok=True)
+        (site / "pkg" / f"{name}.py").write_text("", encoding="utf-8")
+    pyc(site / "pkg" / "__pycache__" / "good.cpython-312.pyc", 0b01)
+    pyc(site / "pkg" / "__pycache__" / "stamped.cpython-312.pyc", 0b00)
+    # When the check reads it, Then the two the runtime would compile are named
+    assert uncompiled_layer_sources(runtime) == {"Layer": ["pkg/bare.py", "pkg/stamped.py"]}
+
+
+def test_the_layer_build_removes_every_module_the_runtime_ships():
+    makefile = (ROOT / "shared" / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    [line] = [line for line in makefile.splitlines() if line.startswith("RUNTIME_PROVIDED :=")]
+    removed = line.split()[2:]
+    names = {entry.removesuffix(".py") for entry in removed if not entry.endswith("-*")}
+    assert names == set(RUNTIME_MODULES)
+
+
+def test_the_fast_yaml_loader_reads_every_data_file_as_safe_load_does():
+    import yaml
+    from aftercare.data import safe_load
+
+    files = sorted((ROOT / "shared" / "aftercare" / "data").rglob("*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert safe_load(text) == yaml.safe_load(text), path
+
+
+def test_every_function_starts_without_scanning_for_pydantic_plugins():
+    # pydantic looks for plugins in every installed distribution's entry points when the first
+    # model is built, unless told there are none: the functions use none
+    functions = functions_of(load_template(ROOT / "template.yaml"))
+    assert {f.environment.get("PYDANTIC_DISABLE_PLUGINS") for f in functions} == {"__all__"}

@@ -18,7 +18,7 @@ from aftercare.domain.paging import (
 )
 from pydantic import ValidationError
 
-from infra.cli import CliError, build_parser
+from infra.cli import CliError, invoke
 from infra.cli_api import Listing, collect
 from tests.fakes.diagnostics import make_ticket
 
@@ -141,6 +141,5 @@ def test_the_cli_follows_every_cursor_with_all():
 
 @pytest.mark.parametrize("limit", ["0", "500"])
 def test_the_cli_bounds_the_page_size(limit):
-    args = build_parser().parse_args(["tickets", "list", "--limit", limit, "--json"])
     with pytest.raises(CliError, match="between 1 and 200"):
-        args.func(args)
+        invoke(["tickets", "list", "--limit", limit, "--json"])

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 from aftercare.settings import EnvSettings, MissingSettings, load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fakes.lambda_runtime import FakeContext, load_handler
+
 INTAKE_ENV = {
     "DEVICES_TABLE": "devices",
     "CUSTOMERS_TABLE": "customers",
@@ -37,34 +33,17 @@ def test_each_missing_or_invalid_variable_is_named(monkeypatch):
     assert "HOLD_HOURS: Input should be a valid integer" in message
 
 
-def load_intake() -> ModuleType:
-    path = ROOT / "functions" / "fault_intake" / "handler.py"
-    spec = importlib.util.spec_from_file_location("handler_fault_intake_settings", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "fault-intake"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fault-intake"
-    aws_request_id = "req-1"
-
-
 def test_a_missing_variable_fails_the_invocation_not_the_records(monkeypatch):
     # Given the fault intake deployed without HOLD_HOURS
     for name, value in INTAKE_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("HOLD_HOURS")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    intake = load_intake()
+    intake = load_handler("fault_intake", "handler_fault_intake_settings")
     record = {"messageId": "m-1", "body": "{}", "attributes": {"ApproximateReceiveCount": "1"}}
     # When its first batch arrives
     with pytest.raises(MissingSettings, match="HOLD_HOURS is missing"):
-        intake.handler({"Records": [record]}, Context())
+        intake.handler({"Records": [record]}, FakeContext())
     # Then the invocation failed naming the variable, instead of answering with batch failures
     intake.deps.cache_clear()
 

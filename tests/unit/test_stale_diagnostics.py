@@ -38,7 +38,7 @@ from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsEnvelope
 
 from devices.routines import accept_cancel, respond
 from devices.state import DeviceState
-from infra.local.streams import matches_any
+from infra.local.event_filter import matches_any
 from infra.local.template import load_template
 from tests.fakes.diagnostics import NOW, FakeDiagnosticsStore, FakePublisher, make_ticket
 from tests.fakes.stores import FakeParkedStore

@@ -11,12 +11,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import ValidationError
 
-from infra.local.streams import (
-    StreamSourceSpec,
-    lambda_stream_record,
-    on_failure_record,
-    settle_stream_batch,
-)
+from infra.local.stream_events import lambda_stream_record, on_failure_record, settle_stream_batch
+from infra.local.streams import StreamSourceSpec
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2024-01-01T00:00:00.000"
 NUMBERS = ["101", "102", "103"]

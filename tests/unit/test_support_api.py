@@ -6,12 +6,9 @@ with the use cases wired to in-memory fakes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,8 +20,10 @@ from aftercare.domain.tickets import Ticket
 from pydantic import ValidationError
 
 from infra import openapi
-from infra.local.apigw import GatewaySpec, Request, RouteSpec, claim_text, http_event
+from infra.local.apigw_events import claim_text
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
+from tests.fakes.http_api import http_api_event
+from tests.fakes.lambda_runtime import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = make_ticket(thing="rt-x-0001")  # owned by c-0001
@@ -32,16 +31,7 @@ OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="sel
 DEVICES = {"rt-x-0001": "c-0001", "ac-hp-0004": "c-0004"}
 
 
-def load_api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("api_handler", ROOT / "functions/api/handler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["api_handler"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-API = load_api()
+API = load_handler("api", "api_handler")
 
 
 class Tickets:
@@ -127,29 +117,7 @@ def call(
 def respond(
     method: str, path: str, claims: dict[str, Any] | None, body: Any = None
 ) -> dict[str, Any]:
-    raw_path, _, query = path.partition("?")
-    route = RouteSpec(
-        route_key=f"{method} {raw_path}",
-        method=method,
-        path=raw_path,
-        function="ServiceApiFunction",
-        function_name="api",
-        invoke_url="http://unused/",
-    )
-    request = Request(
-        method=method,
-        raw_path=raw_path,
-        raw_query=query,
-        headers={"content-type": "application/json"},
-        body=body
-        if isinstance(body, bytes)
-        else json.dumps(body).encode()
-        if body is not None
-        else b"",
-        source_ip="127.0.0.1",
-    )
-    spec = GatewaySpec(api_id="local", region="us-east-1", routes=[route])
-    event = http_event(spec, route, request, {}, claims)
+    event = http_api_event(method, path, claims, body)
     return dict(API.app.resolve(event, None))
 
 
@@ -320,6 +288,18 @@ def test_the_openapi_document_covers_the_survey_routes():
     assert {"/surveys/{survey_id}", "/surveys/{survey_id}/answer"} <= set(paths)
     answer = paths["/surveys/{survey_id}/answer"]["post"]["responses"]
     assert answer["409"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+
+
+def test_two_functions_defining_one_schema_differently_is_an_error(monkeypatch):
+    # Both functions share ErrorBody; a same-named model that differs must not silently win
+    def schema_of(module: Any) -> dict[str, Any]:
+        kind = "integer" if module.__name__.endswith("survey") else "string"
+        path = f"/{module.__name__}"
+        return {"paths": {path: {}}, "components": {"schemas": {"Shared": {"type": kind}}}}
+
+    monkeypatch.setattr(openapi, "_schema_of", schema_of)
+    with pytest.raises(ValueError, match="Shared"):
+        openapi.document()
 
 
 def test_the_openapi_document_is_served_without_a_token(store):

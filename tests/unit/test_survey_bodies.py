@@ -1,60 +1,33 @@
 """POST /surveys/{id}/answer refuses hostile JSON with a 4xx and a reason, never a 500, before
-any store is touched (the strict decoder runs as the resolver's body deserializer)."""
+any store is touched (the strict decoder runs as the resolver's body deserializer); its refusals
+use the shared error body (`reason` and `message`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.fakes.http_api import http_api_event
+from tests.fakes.lambda_runtime import load_handler
 from tests.unit.test_support_api import HOSTILE_BODIES
 
-ROOT = Path(__file__).resolve().parents[2]
+SURVEY = load_handler("survey", "survey_handler")
 
 
-def load_survey() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "survey_handler", ROOT / "functions/survey/handler.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["survey_handler"] = module
-    spec.loader.exec_module(module)
-    return module
+CUSTOMER = {
+    "sub": "sub-c-0001",
+    "cognito:username": "c-0001",
+    "cognito:groups": "[customers]",
+    "custom:customer_id": "c-0001",
+    "token_use": "id",
+}
 
 
-SURVEY = load_survey()
-
-
-def post_answer(body: bytes) -> tuple[int, dict[str, Any]]:
-    path = "/surveys/S-ABC/answer"
-    route = "POST /surveys/{survey_id}/answer"
-    claims = {
-        "sub": "sub-c-0001",
-        "cognito:username": "c-0001",
-        "cognito:groups": "[customers]",
-        "custom:customer_id": "c-0001",
-        "token_use": "id",
-    }
-    event = {
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
-            "http": {"method": "POST", "path": path, "sourceIp": "127.0.0.1"},
-            "routeKey": route,
-            "stage": "$default",
-        },
-        "body": body.decode(),
-        "isBase64Encoded": False,
-    }
+def post_answer(body: bytes, claims: dict[str, str] = CUSTOMER) -> tuple[int, dict[str, Any]]:
+    event = http_api_event("POST", "/surveys/S-ABC/answer", claims, body)
     response = SURVEY.app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
 
@@ -69,3 +42,23 @@ def test_hostile_survey_answers_are_4xx_with_a_reason(monkeypatch, body, status,
     answer_status, answer = post_answer(body)
     assert (answer_status, answer["reason"]) == (status, reason)
     assert answer["message"]
+
+
+class OneSurvey:
+    """A store holding survey S-ABC, owned by customer c-0002."""
+
+    def get_survey(self, survey_id: str) -> SimpleNamespace | None:
+        return SimpleNamespace(customer_id="c-0002") if survey_id == "S-ABC" else None
+
+
+def test_another_customers_survey_reads_like_a_missing_one(monkeypatch):
+    monkeypatch.setattr(SURVEY, "deps", OneSurvey)
+    status, body = post_answer(b'{"rating": 5}')
+    assert (status, body) == (404, {"reason": "not_found", "message": "survey S-ABC not found"})
+
+
+def test_staff_may_read_surveys_but_not_answer_them(monkeypatch):
+    monkeypatch.setattr(SURVEY, "deps", OneSurvey)
+    engineer = CUSTOMER | {"cognito:groups": "[engineers]"}
+    status, body = post_answer(b'{"rating": 5}', engineer)
+    assert (status, body["reason"]) == (403, "forbidden") and "customer" in body["message"]

@@ -15,21 +15,21 @@ from infra.local.provision import (
     ProvisionError,
     check_supported,
     provision,
-    rate_seconds,
 )
+from infra.local.provision_events import rate_seconds
 from infra.local.template import (
     NO_VALUE,
     Resolver,
     Template,
     TemplateError,
     UnresolvableReference,
-    dependency_order,
     load_template,
     load_yaml,
     merge_globals,
     parameter_values,
     pseudo_parameters,
 )
+from infra.local.template_dependencies import dependency_order
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_TEMPLATE = REPO_ROOT / "template.yaml"

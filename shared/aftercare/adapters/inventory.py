@@ -201,6 +201,11 @@ class InventoryReader:
     def parts(self) -> dict[str, dict[str, Any]]:
         return {i["sku"]: i for i in self._scan_prefix("PART#")}
 
+    def part(self, sku: str) -> dict[str, Any] | None:
+        """One part's master data (GetItem PART#<sku>/META), None when it is not listed."""
+        answer = self.ddb.get_item(TableName=self.table, Key=to_item(part_key(sku)))
+        return from_item(answer["Item"]) if "Item" in answer else None
+
     def reservations(self) -> list[dict[str, Any]]:
         return list(self._scan_prefix("RES#"))
 

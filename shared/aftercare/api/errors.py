@@ -1,12 +1,14 @@
 """The error body every API function answers with, and the handlers they all share.
 
-`ErrorBody` (`{"reason", "message", "detail"?}`) is the one error shape; each function adds
-handlers for its own domain errors with `error(...)`. The mapping of an exception to a status
-lives in exactly one handler.
+`ErrorBody` (`{"reason", "message", "detail"?}`) is the one error shape; each function maps its
+own domain errors with `map_errors` (status and reason, the exception's text as the message) or,
+where the answer needs more, a handler calling `error(...)`. The mapping of an exception to a
+status lives in exactly one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -45,6 +47,25 @@ def error(status: HTTPStatus, reason: str, message: str, **extra: Any) -> Respon
     )
 
 
+ErrorClasses = type[Exception] | tuple[type[Exception], ...]
+
+
+def map_errors(
+    app: ApiGatewayResolver, errors: Mapping[ErrorClasses, tuple[HTTPStatus, str]]
+) -> None:
+    """For each entry, a handler answering those exceptions with that status and reason."""
+    for classes, (status, reason) in errors.items():
+        handled = list(classes) if isinstance(classes, tuple) else classes
+        app.exception_handler(handled)(_answer(status, reason))
+
+
+def _answer(status: HTTPStatus, reason: str) -> Callable[[Exception], Response[str]]:
+    def handle(exc: Exception) -> Response[str]:
+        return error(status, reason, str(exc))
+
+    return handle
+
+
 def documented(success: int, description: str, *codes: int) -> dict[int, Any]:
     """OpenAPI responses: the route's return model on `success`, ErrorBody on the error codes."""
     responses: dict[int, Any] = {
@@ -68,13 +89,13 @@ def documented(success: int, description: str, *codes: int) -> dict[int, Any]:
 def register_common(app: ApiGatewayResolver) -> None:
     """The handlers every API function shares: tokens, access, validation, unknown routes."""
 
-    @app.exception_handler(Unauthenticated)
-    def unauthenticated(exc: Unauthenticated) -> Response[str]:
-        return error(HTTPStatus.UNAUTHORIZED, "id_token_required", str(exc))
-
-    @app.exception_handler(Forbidden)
-    def forbidden(exc: Forbidden) -> Response[str]:
-        return error(HTTPStatus.FORBIDDEN, "forbidden", str(exc))
+    map_errors(
+        app,
+        {
+            Unauthenticated: (HTTPStatus.UNAUTHORIZED, "id_token_required"),
+            Forbidden: (HTTPStatus.FORBIDDEN, "forbidden"),
+        },
+    )
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response[str]:

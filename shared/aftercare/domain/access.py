@@ -88,6 +88,12 @@ class Caller(BaseModel):
         if Group.ENGINEERS not in self.groups:
             raise Forbidden("only engineers may start diagnostics")
 
+    def require_customer(self, action: str) -> str:
+        """The customer id of a caller acting as a customer; staff are Forbidden to `action`."""
+        if not self.customer or self.customer_id is None:
+            raise Forbidden(f"only the customer who owns the device may {action}")
+        return self.customer_id
+
 
 def claim_list(value: Any) -> list[str]:
     """A list claim as API Gateway hands it over: a JSON list, or its "[a b c]" rendering."""

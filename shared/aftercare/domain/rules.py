@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from aftercare.data import safe_load
 from aftercare.models.payloads import Severity
 
 
@@ -97,10 +98,8 @@ class ServicePolicy(_Rule):
 
 
 def _load_yaml(name: str) -> Any:
-    import yaml  # here, not at import: only functions that load data files pay for it
-
     text = resources.files("aftercare.data").joinpath(name).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return safe_load(text)
 
 
 def parse_catalog(data: dict[str, Any]) -> FaultCatalog:

@@ -66,11 +66,13 @@ class Csat(BaseModel):
 class SurveyNotFound(LookupError):
     def __init__(self, survey_id: str) -> None:
         super().__init__(f"survey {survey_id} not found")
+        self.survey_id = survey_id
 
 
 class NotYourSurvey(PermissionError):
     def __init__(self, survey_id: str) -> None:
         super().__init__(f"survey {survey_id} belongs to another customer")
+        self.survey_id = survey_id
 
 
 class AlreadyAnswered(Exception):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from aftercare.data import safe_load
 from aftercare.domain.preferences import DEFAULT_LANGUAGE
 
 Format = Literal["subject", "text", "html", "short"]
@@ -149,11 +150,9 @@ def _check_template(kind: str, by_language: Mapping[str, Mapping[str, str]]) -> 
 @cache
 def load_book() -> TemplateBook:
     """The templates shipped with this build (shared layer data)."""
-    import yaml  # here, not at import: only functions that load data files pay for it
-
     folder = resources.files("aftercare.data").joinpath("notifications")
     files = {
-        entry.name.removesuffix(".yaml"): yaml.safe_load(entry.read_text(encoding="utf-8"))
+        entry.name.removesuffix(".yaml"): safe_load(entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()
         if entry.name.endswith(".yaml")
     }
