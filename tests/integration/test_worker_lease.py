@@ -16,7 +16,7 @@ from tests.integration.test_worker import (
     moto_endpoint,  # noqa: F401 - fixture
     queues,  # noqa: F401 - fixture
     sqs,  # noqa: F401 - fixture
-    start_child,
+    start_spec,
     worker_spec,
 )
 
@@ -71,7 +71,7 @@ def test_a_killed_workers_batch_is_back_within_the_lease_not_the_visibility_time
 ) -> None:
     # Given a worker busy with a message from a queue whose visibility timeout is 60 s
     spec = lease_spec(tmp_path, moto_endpoint, queues)
-    first = start_child("infra.local.worker", spec, tmp_path, "first")
+    first = start_spec("infra.local.worker", spec, tmp_path, "first")
     sqs.send_message(QueueUrl=queues["url"], MessageBody="fault-1")
     eventually((tmp_path / "started").exists, what="the handler to start")
     # Then its lease is renewed while it works, well past the lease itself
@@ -81,7 +81,7 @@ def test_a_killed_workers_batch_is_back_within_the_lease_not_the_visibility_time
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(10)
     killed_at = time.monotonic()
-    second = start_child("infra.local.worker", spec, tmp_path, "second")
+    second = start_spec("infra.local.worker", spec, tmp_path, "second")
     try:
         # Then the message is processed again within seconds, not after 60
         records = tmp_path / "records.jsonl"
