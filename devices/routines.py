@@ -13,6 +13,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
+from aftercare.models.diagnostics import Routine as RoutineName
 from aftercare.models.payloads import (
     DiagnosticsCancel,
     DiagnosticsRequest,
@@ -118,10 +119,10 @@ def _component_param(params: dict[str, Any]) -> str:
 
 ROUTINES: Final[Mapping[str, Routine]] = MappingProxyType(
     {
-        "self_test": self_test,
-        "sensor_snapshot": sensor_snapshot,
-        "log_excerpt": log_excerpt,
-        "reset_component": reset_component,
+        RoutineName.SELF_TEST.value: self_test,
+        RoutineName.SENSOR_SNAPSHOT.value: sensor_snapshot,
+        RoutineName.LOG_EXCERPT.value: log_excerpt,
+        RoutineName.RESET_COMPONENT.value: reset_component,
     }
 )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.messages import record_dead_letter
+from aftercare.domain.parking import record_dead_letter
 from aftercare.observability import logger, metrics, tracer
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric

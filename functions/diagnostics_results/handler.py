@@ -17,7 +17,11 @@ from aftercare.adapters.diagnostics import (
 )
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.diagnostics import ResultOutcome, handle_result_message, park_dead_letter
+from aftercare.domain.diagnostics_answers import (
+    ResultOutcome,
+    handle_result_message,
+    park_dead_letter,
+)
 from aftercare.domain.rules import FaultCatalog, load_catalog
 from aftercare.observability import logger, metrics, tracer
 from aftercare.settings import EnvSettings, load_settings

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Final
 
 import paho.mqtt.client as mqtt
+from aftercare.models.ids import THING_NAME_PATTERN
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -54,7 +55,7 @@ IOT_DATA: Final = "aftercare-local-iot-data"
 COMPONENTS: Final = (IOT_RULES, IOT_DATA)
 
 # Mosquitto substitutes %u/%c in ACL patterns only when the name has no '+', '#' or '/'.
-_IDENTITY: Final = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
+_IDENTITY: Final = re.compile(THING_NAME_PATTERN)  # a thing name is a broker identity
 
 
 class CredentialsError(ValueError):

@@ -217,7 +217,7 @@ class LocalStack:
             schedule_seconds=self._schedule_seconds,
         )
         _log_not_emulated(result)
-        result = self._selected(result)
+        result = select_functions(result, self._only)
         functions = self._launcher.start_workers(result)
         self._launcher.start_bridge(result, functions, mqtt_url, endpoint_url)
         self._api_state.update(api_state(self._launcher.start_apis(result, functions)))
@@ -234,10 +234,7 @@ class LocalStack:
             self._lock.acquire()
         except StackAlreadyRunning as exc:
             raise LocalStackError(str(exc)) from None
-        leftovers = clean_leftovers(self.state_dir, STOP_GRACE_S)
-        leftovers += stop_recorded_leftovers(self.state_dir)
-        if leftovers:
-            log.warning("stopped what a dead stack left running: %s", ", ".join(leftovers))
+        _stop_leftovers(self.state_dir)
         if self.state_path.exists():
             log.info("removing stale %s", self.state_path)
             self.state_path.unlink()
@@ -246,21 +243,6 @@ class LocalStack:
         shutil.rmtree(self._launcher.checkpoints_dir, ignore_errors=True)
         for directory in (self.logs_dir, self._launcher.specs_dir, self.state_dir / "mosquitto"):
             directory.mkdir(parents=True, exist_ok=True)
-
-    def _selected(self, result: ProvisionResult) -> ProvisionResult:
-        """Only the functions asked for, and the HTTP APIs whose routes all reach them."""
-        if self._only is None:
-            return result
-        unknown = sorted(self._only - set(result.workers))
-        if unknown:
-            raise LocalStackError(f"no such function in the template: {', '.join(unknown)}")
-        workers = {lid: spec for lid, spec in result.workers.items() if lid in self._only}
-        apis = {
-            lid: api
-            for lid, api in result.apis.items()
-            if all(route["function"] in workers for route in api["routes"])
-        }
-        return replace(result, workers=workers, apis=apis)
 
     def _start_iot_data(self, mqtt_url: str) -> None:
         """The IoT data-plane stand-in, when the template takes its URL (see api_stack)."""
@@ -349,6 +331,30 @@ class LocalStack:
             self._stopped.set()
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=2 * MONITOR_INTERVAL_S)
+
+
+def select_functions(result: ProvisionResult, only: frozenset[str] | None) -> ProvisionResult:
+    """Only the functions asked for, and the HTTP APIs whose routes all reach them."""
+    if only is None:
+        return result
+    unknown = sorted(only - set(result.workers))
+    if unknown:
+        raise LocalStackError(f"no such function in the template: {', '.join(unknown)}")
+    workers = {lid: spec for lid, spec in result.workers.items() if lid in only}
+    apis = {
+        lid: api
+        for lid, api in result.apis.items()
+        if all(route["function"] in workers for route in api["routes"])
+    }
+    return replace(result, workers=workers, apis=apis)
+
+
+def _stop_leftovers(state_dir: Path) -> None:
+    """Stop what a dead stack in this state directory left running."""
+    leftovers = clean_leftovers(state_dir, STOP_GRACE_S)
+    leftovers += stop_recorded_leftovers(state_dir)
+    if leftovers:
+        log.warning("stopped what a dead stack left running: %s", ", ".join(leftovers))
 
 
 def _moto_url(moto: Child) -> str:

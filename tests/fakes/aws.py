@@ -7,7 +7,9 @@ built, and no `AWS_ENDPOINT_URL` left over from the shell, so nothing can reach 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,3 +27,17 @@ def use_fake_credentials(patch: pytest.MonkeyPatch) -> None:
     for key, value in FAKE_CREDENTIALS.items():
         patch.setenv(key, value)
     patch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+def moto_clients(endpoint: str, *services: str) -> tuple[Any, ...]:
+    """boto3 clients for `services` on a moto server, with fake keys."""
+    return tuple(
+        boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for service in services
+    )

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from infra.local.motoserver import SerialMotoServer
 from infra.local.stream_checkpoints import CheckpointFile
 from infra.local.streams import StreamPoller, StreamSourceSpec
+from tests.fakes.aws import moto_clients
 
 pytestmark = pytest.mark.integration
 REGION = "us-east-1"
@@ -44,16 +44,6 @@ def endpoint() -> Iterator[str]:
         yield server.url
 
 
-def clients(endpoint: str) -> tuple[Any, Any]:
-    options: dict[str, Any] = {
-        "region_name": REGION,
-        "endpoint_url": endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    return boto3.client("dynamodb", **options), boto3.client("dynamodbstreams", **options)
-
-
 def table_with_stream(ddb: Any, name: str) -> str:
     description = ddb.create_table(
         TableName=name,
@@ -73,7 +63,7 @@ class Consumer:
         self.stop = threading.Event()
         self.poller = StreamPoller(
             source,
-            streams=clients(endpoint)[1],
+            streams=moto_clients(endpoint, "dynamodbstreams")[0],
             sqs=None,
             invoker=self.recorder,
             function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
@@ -105,7 +95,7 @@ def put(ddb: Any, table: str, *keys: str) -> None:
 def test_a_restarted_consumer_resumes_after_its_last_settled_batch(
     endpoint: str, tmp_path: Path, starting_position: str
 ) -> None:
-    ddb, _ = clients(endpoint)
+    ddb, _ = moto_clients(endpoint, "dynamodb", "dynamodbstreams")
     table = f"resume-{starting_position.lower()}"
     source = StreamSourceSpec(
         event_id="Changes",
@@ -135,7 +125,7 @@ def test_a_restarted_consumer_resumes_after_its_last_settled_batch(
 def test_a_latest_consumer_that_died_before_settling_anything_loses_nothing(
     endpoint: str, tmp_path: Path
 ) -> None:
-    ddb, _ = clients(endpoint)
+    ddb, _ = moto_clients(endpoint, "dynamodb", "dynamodbstreams")
     table = "resume-unsettled"
     arn = table_with_stream(ddb, table)
     source = StreamSourceSpec(

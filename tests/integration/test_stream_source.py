@@ -23,7 +23,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 
 from infra.local.motoserver import SerialMotoServer
-from tests.integration.test_worker import Child, eventually, start_child
+from tests.fakes.aws import moto_clients
+from tests.integration.test_worker import Child, eventually, start_spec
 
 pytestmark = pytest.mark.integration
 
@@ -106,16 +107,6 @@ class StreamWorld:
         return done
 
 
-def _clients(endpoint: str) -> tuple[Any, Any]:
-    options: dict[str, Any] = {
-        "region_name": REGION,
-        "endpoint_url": endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    return boto3.client("dynamodb", **options), boto3.client("sqs", **options)
-
-
 def _create_table(ddb: Any, name: str) -> str:
     description = ddb.create_table(
         TableName=name,
@@ -182,12 +173,12 @@ def _spec(tmp: Path, endpoint: str, arns: dict[str, str], dlq_url: str) -> dict[
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamWorld]:
     tmp = tmp_path_factory.mktemp("streams")
     with SerialMotoServer() as server:
-        ddb, sqs = _clients(server.url)
+        ddb, sqs = moto_clients(server.url, "dynamodb", "sqs")
         arns = {name: _create_table(ddb, name) for name in TABLES}
         # Given a change made before the worker starts (LATEST must not deliver it)
         ddb.put_item(TableName="changes", Item={"pk": {"S": "early"}, "sk": {"S": "META"}})
         dlq_url = sqs.create_queue(QueueName="stream-failures")["QueueUrl"]
-        worker = start_child(
+        worker = start_spec(
             "infra.local.worker", _spec(tmp, server.url, arns, dlq_url), tmp, "worker"
         )
         world = StreamWorld(
@@ -505,7 +496,7 @@ def _stream_events(endpoint: str, stream_arn: str) -> list[tuple[str, str]]:
 
 def test_the_stream_records_only_changes_that_took_effect():
     with SerialMotoServer() as server:
-        ddb, _ = _clients(server.url)
+        ddb, _ = moto_clients(server.url, "dynamodb", "sqs")
         table = f"changes-{uuid.uuid4().hex[:8]}"
         stream_arn = _create_table(ddb, table)
         # Given an item

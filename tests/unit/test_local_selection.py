@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.local.provision import ProvisionResult
-from infra.local.stack import LocalStack, LocalStackError
+from infra.local.stack import LocalStackError, select_functions
 
 
 def _result() -> ProvisionResult:
@@ -16,20 +16,18 @@ def _result() -> ProvisionResult:
     )
 
 
-def test_only_the_selected_functions_run_and_apis_needing_others_are_left_out(tmp_path):
-    stack = LocalStack(tmp_path, tmp_path / "state", only_functions=["FaultIntakeFunction"])
-    selected = stack._selected(_result())
+def test_only_the_selected_functions_run_and_apis_needing_others_are_left_out():
+    selected = select_functions(_result(), frozenset({"FaultIntakeFunction"}))
     assert list(selected.workers) == ["FaultIntakeFunction"]
     assert selected.apis == {}
     assert selected.rules == [{"name": "FaultTopicRule"}]
 
 
-def test_without_a_selection_everything_runs(tmp_path):
+def test_without_a_selection_everything_runs():
     result = _result()
-    assert LocalStack(tmp_path, tmp_path / "state")._selected(result) is result
+    assert select_functions(result, None) is result
 
 
-def test_an_unknown_function_is_named(tmp_path):
-    stack = LocalStack(tmp_path, tmp_path / "state", only_functions=["NoSuchFunction"])
+def test_an_unknown_function_is_named():
     with pytest.raises(LocalStackError, match="NoSuchFunction"):
-        stack._selected(_result())
+        select_functions(_result(), frozenset({"NoSuchFunction"}))

@@ -16,8 +16,13 @@ follows from it, in one transaction:
 - no answer by the deadline: `sweep_timeouts` marks the request ``timed_out`` and flags the
   ticket for on-site dispatch.
 
-Late, duplicate, malformed, unknown or foreign answers raise `ResultRejected` with a reason
-(the handler parks them) and change nothing.
+Late, duplicate, malformed, unknown or foreign answers are rejected with a reason from the one
+inbound vocabulary (`aftercare.domain.inbound`), parked, and change nothing.
+
+Modules: this one starts, sweeps and cancels requests and is the public face of the rest;
+`diagnostics_records` (records, errors, ids), `diagnostics_plans` (what an answer, a timeout
+or a cancellation changes) and `diagnostics_answers` (device answers in). The ports are in
+`aftercare.domain.ports`.
 
 No stale actions: a request is recorded only while its ticket is active (the record's
 transaction checks the ticket's status, so a ticket resolved a moment earlier gets nothing, and
@@ -32,249 +37,117 @@ one read and no lookup item.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import secrets
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-
-from aftercare.domain.messages import printable_payload, record_dead_letter
-from aftercare.domain.parts import WantedPart
+from aftercare.domain.diagnostics_answers import (
+    DIAGNOSTICS_RESULT,
+    ResultOutcome,
+    check_answer,
+    decode_result,
+    handle_result,
+    handle_result_message,
+    park_dead_letter,
+)
+from aftercare.domain.diagnostics_plans import (
+    merged_parts,
+    plan_cancel,
+    plan_completion,
+    plan_timeout,
+    suspected_parts,
+    verified,
+)
+from aftercare.domain.diagnostics_records import (
+    DEFAULT_TIMEOUT,
+    MAX_ATTEMPTS,
+    ONSITE_FLAG,
+    REMEDY_ROUTINES,
+    RESULT_GRACE,
+    SYSTEM_ACTOR,
+    VERIFY_ROUTINE,
+    CompletionPlan,
+    DiagnosticContext,
+    DiagnosticNotFound,
+    PublishFailed,
+    TicketNotActive,
+    TicketPatch,
+    default_params,
+    derived_request_id,
+    new_request_id,
+    requested_entry,
+    ticket_of,
+)
+from aftercare.domain.inbound import Rejected as ResultRejected
+from aftercare.domain.inbound import RejectReason
 from aftercare.domain.ports import (
     CancelPublisher,
     CommandPublisher,
     ConcurrentUpdate,
     DiagnosticsStore,
-    ParkedMessage,
-    ParkedStore,
 )
-from aftercare.domain.rules import FaultCatalog
-from aftercare.domain.tickets import (
-    Resolution,
-    StatusChange,
-    Ticket,
-    TicketFlag,
-    TicketStatus,
-    TimelineEntry,
-    plan_status_change,
+from aftercare.domain.tickets import Ticket, TimelineEntry
+from aftercare.models.diagnostics import (
+    ROUTINES,
+    DiagnosticRecord,
+    DiagnosticState,
+    Outcome,
+    Purpose,
+    Routine,
 )
-from aftercare.models.payloads import (
-    MAX_DIAGNOSTICS_PAYLOAD_BYTES,
-    DiagnosticsCancel,
-    DiagnosticsEnvelope,
-    DiagnosticsRequest,
-    DiagnosticsResult,
-    DiagnosticStatus,
-)
-from aftercare.models.strict_json import ContentRejected, loads_strict
+from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsEnvelope
 
-ROUTINES = ("self_test", "sensor_snapshot", "log_excerpt", "reset_component")
-REMEDY_ROUTINES = frozenset({"reset_component"})
-VERIFY_ROUTINE = "self_test"
-ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
-# An answer received this long after the deadline still counts: it was in flight.
-RESULT_GRACE = timedelta(seconds=5)
-DEFAULT_TIMEOUT = timedelta(minutes=5)
-MAX_ATTEMPTS = 3
-SYSTEM_ACTOR = "diagnostics"
-
-
-class DiagnosticState(StrEnum):
-    PENDING = "pending"
-    COMPLETED = "completed"
-    TIMED_OUT = "timed_out"
-    FAILED = "failed"  # could not be handed to the device (publish failed)
-    CANCELLED = "cancelled"  # its ticket was resolved or cancelled before an answer
-
-
-class Purpose(StrEnum):
-    ENGINEER = "engineer"
-    AUTO = "auto"
-    VERIFY = "verify"
-
-
-class Outcome(StrEnum):
-    NO_ACTION = "no_action"
-    VERIFYING = "verifying"
-    REMOTE_FIX = "remote_fix"
-    REMOTE_FIX_FAILED = "remote_fix_failed"
-    PARTS_SUGGESTED = "parts_suggested"
-    TIMED_OUT = "timed_out"
-
-
-class RejectReason(StrEnum):
-    INVALID_ENVELOPE = "invalid_envelope"
-    NOT_BASE64 = "invalid_envelope_payload"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    NOT_UTF8 = "not_utf8"
-    MALFORMED_JSON = "malformed_json"
-    NOT_AN_OBJECT = "not_a_json_object"
-    UNKNOWN_FIELD = "unknown_field"
-    SCHEMA_VIOLATION = "schema_violation"
-    UNKNOWN_REQUEST = "unknown_request"
-    THING_MISMATCH = "thing_mismatch"
-    DUPLICATE_ANSWER = "duplicate_answer"
-    LATE_ANSWER = "late_answer"
-    REQUEST_CANCELLED = "request_cancelled"
-
-
-class ResultRejected(Exception):
-    """An answer that changes nothing; parked with its reason."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class TicketNotActive(Exception):
-    """Diagnostics run only on active tickets."""
-
-    def __init__(self, ticket_id: str, status: TicketStatus) -> None:
-        super().__init__(f"ticket {ticket_id} is {status}; diagnostics need an active ticket")
-        self.ticket_id = ticket_id
-        self.status = status
-
-
-class PublishFailed(Exception):
-    """The request could not be handed to the device's command topic."""
-
-
-class DiagnosticNotFound(LookupError):
-    def __init__(self, request_id: str) -> None:
-        super().__init__(f"diagnostic {request_id} not found")
-        self.request_id = request_id
-
-
-# --------------------------------------------------------------------------- records
-
-
-class DiagnosticRecord(BaseModel):
-    """One diagnostics request and (once answered) its result; stored under its ticket."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    request_id: str
-    ticket_id: str
-    thing: str
-    routine: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    purpose: Purpose
-    parent_request_id: str | None = None
-    requested_by: str
-    requested_at: AwareDatetime
-    expires_at: AwareDatetime
-    status: DiagnosticState = DiagnosticState.PENDING
-    result: DiagnosticsResult | None = None
-    received_at: AwareDatetime | None = None
-    latency_ms: int | None = None
-    outcome: Outcome | None = None
-    detail: str | None = None
-    cancelled_at: AwareDatetime | None = None
-
-    def request(self) -> DiagnosticsRequest:
-        return DiagnosticsRequest(
-            request_id=self.request_id,
-            routine=self.routine,
-            params=self.params,
-            expires_at=self.expires_at,
-        )
-
-
-class TicketPatch(BaseModel):
-    """Diagnostics-owned ticket fields (flags, suggested parts), guarded by the ticket's status
-    and its diagnostics revision so concurrent answers cannot overwrite each other."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ticket_id: str
-    expected_status: TicketStatus
-    expected_rev: int
-    flags: list[str]
-    suggested_parts: list[WantedPart]
-    updated_at: AwareDatetime
-
-
-class CompletionPlan(BaseModel):
-    """Everything one answer (or timeout) changes, applied in one transaction."""
-
-    model_config = ConfigDict(frozen=True)
-
-    record: DiagnosticRecord
-    entries: list[TimelineEntry]
-    status_change: StatusChange | None = None
-    ticket_patch: TicketPatch | None = None
-    follow_up: DiagnosticRecord | None = None
-
-
-class DiagnosticContext(BaseModel):
-    """A ticket and one of its diagnostics as read together, with the ticket's diagnostics
-    revision (0 when never patched)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ticket: Ticket | None
-    record: DiagnosticRecord | None
-    rev: int = 0
-
-
-class ResultOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str | None = None
-    ticket_id: str | None = None
-    thing: str
-    outcome: Outcome | None = None
-    latency_ms: int | None = None
-    reason: RejectReason | None = None
-    detail: str | None = None
-    follow_up: str | None = None
-
-    @property
-    def rejected(self) -> bool:
-        return self.reason is not None
-
-
-# --------------------------------------------------------------------------- ports
-
-
-# --------------------------------------------------------------------------- ids and params
-
-
-def new_request_id(ticket_id: str) -> str:
-    return f"{ticket_id}_{secrets.token_hex(8)}"
-
-
-def derived_request_id(ticket_id: str, basis: str) -> str:
-    """Deterministic id (auto-diagnosis, verification): a redelivered trigger finds its request."""
-    digest = hashlib.sha256(f"{ticket_id}|{basis}".encode()).hexdigest()[:16]
-    return f"{ticket_id}_{digest}"
-
-
-def ticket_of(request_id: str) -> str | None:
-    head, sep, tail = request_id.rpartition("_")
-    return head if sep and head and tail else None
-
-
-def default_params(routine: str, ticket: Ticket) -> dict[str, Any]:
-    """What a routine needs to be about this ticket's fault."""
-    if routine == "reset_component":
-        return {"code": ticket.fault_code}
-    if routine == "log_excerpt":
-        return {"lines": 50}
-    return {}
-
-
-def _ms_between(start: datetime, end: datetime) -> int:
-    return max(0, round((end - start).total_seconds() * 1000))
-
-
-# --------------------------------------------------------------------------- starting
+# This module is the diagnostics' one public face: what the answer, planning and records
+# modules define is importable from here too.
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DIAGNOSTICS_RESULT",
+    "MAX_ATTEMPTS",
+    "ONSITE_FLAG",
+    "REMEDY_ROUTINES",
+    "RESULT_GRACE",
+    "ROUTINES",
+    "SYSTEM_ACTOR",
+    "VERIFY_ROUTINE",
+    "CancelPublisher",
+    "CommandPublisher",
+    "CompletionPlan",
+    "DiagnosticContext",
+    "DiagnosticNotFound",
+    "DiagnosticRecord",
+    "DiagnosticState",
+    "DiagnosticsEnvelope",
+    "DiagnosticsStore",
+    "Outcome",
+    "PublishFailed",
+    "Purpose",
+    "RejectReason",
+    "ResultOutcome",
+    "ResultRejected",
+    "Routine",
+    "TicketNotActive",
+    "TicketPatch",
+    "auto_diagnose",
+    "cancel_pending",
+    "check_answer",
+    "decode_result",
+    "default_params",
+    "derived_request_id",
+    "handle_result",
+    "handle_result_message",
+    "merged_parts",
+    "new_request_id",
+    "park_dead_letter",
+    "plan_cancel",
+    "plan_completion",
+    "plan_timeout",
+    "requested_entry",
+    "start_diagnostic",
+    "suspected_parts",
+    "sweep_timeouts",
+    "ticket_of",
+    "verified",
+]
 
 
 def start_diagnostic(
@@ -348,21 +221,6 @@ def auto_diagnose(
     )
 
 
-def requested_entry(record: DiagnosticRecord) -> TimelineEntry:
-    return TimelineEntry(
-        at=record.requested_at,
-        kind="diagnostics_requested",
-        actor=record.requested_by,
-        detail={
-            "request_id": record.request_id,
-            "routine": record.routine,
-            "params": record.params,
-            "purpose": record.purpose.value,
-            "expires_at": record.expires_at.isoformat(),
-        },
-    )
-
-
 def _publish(
     store: DiagnosticsStore, publisher: CommandPublisher, record: DiagnosticRecord, now: datetime
 ) -> None:
@@ -378,432 +236,6 @@ def _publish(
             )
             store.fail(record.model_copy(update={"detail": str(exc)}), entry)
         raise
-
-
-# --------------------------------------------------------------------------- answers
-
-
-def decode_result(envelope: DiagnosticsEnvelope) -> DiagnosticsResult:
-    """Validate one delivered payload against the DiagnosticsResult contract."""
-    try:
-        raw = base64.b64decode(envelope.payload_b64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ResultRejected(RejectReason.NOT_BASE64, f"payload_b64 is not base64: {exc}") from exc
-    if len(raw) > MAX_DIAGNOSTICS_PAYLOAD_BYTES:
-        raise ResultRejected(
-            RejectReason.PAYLOAD_TOO_LARGE,
-            f"{len(raw)} bytes; a result is at most {MAX_DIAGNOSTICS_PAYLOAD_BYTES} bytes",
-        )
-    try:
-        data = loads_strict(raw)
-    except UnicodeDecodeError as exc:
-        raise ResultRejected(RejectReason.NOT_UTF8, f"payload is not UTF-8: {exc}") from exc
-    except ContentRejected as exc:
-        raise ResultRejected(RejectReason(exc.reason), exc.detail) from exc
-    if not isinstance(data, dict):
-        raise ResultRejected(
-            RejectReason.NOT_AN_OBJECT, f"payload must be a JSON object, got {type(data).__name__}"
-        )
-    try:
-        return DiagnosticsResult.model_validate(data)
-    except ValidationError as exc:
-        raise _schema_rejection(exc) from exc
-
-
-def _schema_rejection(exc: ValidationError) -> ResultRejected:
-    errors = exc.errors(include_url=False, include_input=False)
-    unknown = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:
-        return ResultRejected(RejectReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(unknown))
-    described = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
-    return ResultRejected(RejectReason.SCHEMA_VIOLATION, described)
-
-
-def check_answer(
-    record: DiagnosticRecord | None, request_id: str, thing: str, received_at: datetime
-) -> DiagnosticRecord:
-    """The pending record this answer settles, or ResultRejected saying why it settles none."""
-    if record is None:
-        raise ResultRejected(RejectReason.UNKNOWN_REQUEST, f"no diagnostics request {request_id}")
-    if record.thing != thing:
-        raise ResultRejected(
-            RejectReason.THING_MISMATCH,
-            f"request {request_id} was sent to {record.thing!r}, answered by {thing!r}",
-        )
-    if record.status is DiagnosticState.CANCELLED:
-        raise ResultRejected(
-            RejectReason.REQUEST_CANCELLED,
-            f"request {request_id} was cancelled at {record.cancelled_at}: {record.detail}",
-        )
-    if record.status is DiagnosticState.TIMED_OUT or received_at > record.expires_at + RESULT_GRACE:
-        raise ResultRejected(
-            RejectReason.LATE_ANSWER,
-            f"received {received_at.isoformat()}, deadline {record.expires_at.isoformat()}",
-        )
-    if record.status is not DiagnosticState.PENDING:
-        raise ResultRejected(
-            RejectReason.DUPLICATE_ANSWER, f"request {request_id} is already {record.status}"
-        )
-    return record
-
-
-def handle_result(
-    envelope: DiagnosticsEnvelope,
-    *,
-    store: DiagnosticsStore,
-    publisher: CommandPublisher,
-    catalog: FaultCatalog,
-    now: datetime,
-    verify_timeout: timedelta = DEFAULT_TIMEOUT,
-) -> ResultOutcome:
-    """Apply one answer: store it on its ticket with its consequences, or reject it.
-
-    The answer's timeline entry is dated when IoT Core received it; what follows from it
-    (status change, flags, verification request) is dated `now`."""
-    received_at = datetime.fromtimestamp(envelope.received_at / 1000, tz=UTC)
-    try:
-        result = decode_result(envelope)
-        plan = _apply(
-            envelope.thing,
-            result,
-            received_at,
-            store=store,
-            catalog=catalog,
-            now=now,
-            verify_timeout=verify_timeout,
-        )
-    except ResultRejected as exc:
-        return ResultOutcome(thing=envelope.thing, reason=exc.reason, detail=exc.detail)
-    follow_up = plan.follow_up
-    if follow_up is not None:
-        publisher.publish(follow_up.thing, follow_up.request())
-    record = plan.record
-    return ResultOutcome(
-        request_id=record.request_id,
-        ticket_id=record.ticket_id,
-        thing=record.thing,
-        outcome=record.outcome,
-        latency_ms=record.latency_ms,
-        follow_up=follow_up.request_id if follow_up else None,
-    )
-
-
-def _apply(
-    thing: str,
-    result: DiagnosticsResult,
-    received_at: datetime,
-    *,
-    store: DiagnosticsStore,
-    catalog: FaultCatalog,
-    now: datetime,
-    verify_timeout: timedelta,
-) -> CompletionPlan:
-    ticket_id = ticket_of(result.request_id)
-    for attempt in range(MAX_ATTEMPTS):
-        context = (
-            store.load(ticket_id, result.request_id)
-            if ticket_id
-            else DiagnosticContext(ticket=None, record=None)
-        )
-        pending = check_answer(context.record, result.request_id, thing, received_at)
-        if context.ticket is None:
-            raise ResultRejected(RejectReason.UNKNOWN_REQUEST, f"no ticket {ticket_id}")
-        if not context.ticket.active:
-            # Its cancellation is on the way (the ticket's stream); the answer is as stale.
-            raise ResultRejected(
-                RejectReason.REQUEST_CANCELLED,
-                f"ticket {context.ticket.ticket_id} is {context.ticket.status}",
-            )
-        plan = plan_completion(
-            context.ticket,
-            pending,
-            result,
-            received_at,
-            catalog,
-            rev=context.rev,
-            now=max(now, received_at),
-            verify_timeout=verify_timeout,
-        )
-        try:
-            store.complete(plan)
-        except ConcurrentUpdate:
-            if attempt == MAX_ATTEMPTS - 1:
-                raise
-            continue
-        return plan
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --------------------------------------------------------------------------- planning
-
-
-def plan_completion(
-    ticket: Ticket,
-    record: DiagnosticRecord,
-    result: DiagnosticsResult,
-    received_at: datetime,
-    catalog: FaultCatalog,
-    *,
-    rev: int,
-    now: datetime | None = None,
-    verify_timeout: timedelta = DEFAULT_TIMEOUT,
-) -> CompletionPlan:
-    """Decide what one valid, timely answer changes (pure); `now` (default: when the answer
-    was received) dates what follows from it."""
-    latency = _ms_between(record.requested_at, received_at)
-    entry = TimelineEntry(
-        at=received_at,
-        kind="diagnostics_result",
-        actor=f"device:{record.thing}",
-        detail={
-            "request_id": record.request_id,
-            "routine": record.routine,
-            "status": result.status.value,
-            "remedied": result.remedied,
-            "findings": result.findings,
-            "latency_ms": latency,
-        },
-    )
-    decision = _decide(ticket, record, result, catalog)
-    settled = record.model_copy(
-        update={
-            "status": DiagnosticState.COMPLETED,
-            "result": result,
-            "received_at": received_at,
-            "latency_ms": latency,
-            "outcome": decision.outcome,
-        }
-    )
-    return _plan_for(
-        ticket,
-        settled,
-        decision,
-        entries=[entry],
-        now=now or received_at,
-        rev=rev,
-        verify_timeout=verify_timeout,
-    )
-
-
-class _Decision(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    outcome: Outcome
-    flag_onsite: bool = False
-    parts: list[dict[str, Any]] = Field(default_factory=list)
-    resolve: bool = False
-    verify: bool = False
-
-
-def _decide(
-    ticket: Ticket, record: DiagnosticRecord, result: DiagnosticsResult, catalog: FaultCatalog
-) -> _Decision:
-    if not ticket.active:
-        return _Decision(outcome=Outcome.NO_ACTION)
-    parts = suspected_parts(result.findings, ticket, catalog)
-    if record.purpose is Purpose.VERIFY or record.routine in REMEDY_ROUTINES:
-        return _remedy_decision(ticket, record, result, parts)
-    if result.status is DiagnosticStatus.FAILED and _adds_parts(ticket, parts):
-        return _Decision(outcome=Outcome.PARTS_SUGGESTED, parts=parts)
-    return _Decision(outcome=Outcome.NO_ACTION)
-
-
-def _remedy_decision(
-    ticket: Ticket,
-    record: DiagnosticRecord,
-    result: DiagnosticsResult,
-    parts: list[dict[str, Any]],
-) -> _Decision:
-    if record.purpose is Purpose.VERIFY and verified(ticket, result):
-        return _Decision(outcome=Outcome.REMOTE_FIX, resolve=True)
-    remedied = result.remedied and result.status is DiagnosticStatus.PASSED
-    if record.purpose is not Purpose.VERIFY and remedied:
-        return _Decision(outcome=Outcome.VERIFYING, verify=True)
-    return _Decision(outcome=Outcome.REMOTE_FIX_FAILED, flag_onsite=True, parts=parts)
-
-
-def verified(ticket: Ticket, result: DiagnosticsResult) -> bool:
-    """A verification self-test passes when it ran and the ticket's fault code is not active."""
-    if result.status not in (DiagnosticStatus.PASSED, DiagnosticStatus.FAILED):
-        return False
-    active = result.findings.get("active_faults")
-    if not isinstance(active, list):
-        return result.status is DiagnosticStatus.PASSED
-    return ticket.fault_code not in active
-
-
-def _codes_in(findings: Mapping[str, Any]) -> list[str]:
-    codes: list[str] = []
-    for key in ("active_faults", "remaining"):
-        value = findings.get(key)
-        if isinstance(value, list):
-            codes += [c for c in value if isinstance(c, str) and c not in codes]
-    return codes
-
-
-def _explicit_parts(findings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    value = findings.get("suspect_parts")
-    if not isinstance(value, list):
-        return []
-    parts = []
-    for item in value[:16]:
-        if isinstance(item, str) and item:
-            parts.append({"sku": item[:64], "qty": 1})
-        elif isinstance(item, dict) and isinstance(item.get("sku"), str):
-            qty = item.get("qty", 1)
-            count = qty if isinstance(qty, int) and not isinstance(qty, bool) and qty > 0 else 1
-            parts.append({"sku": item["sku"][:64], "qty": min(count, 99)})
-    return parts
-
-
-def suspected_parts(
-    findings: Mapping[str, Any], ticket: Ticket, catalog: FaultCatalog
-) -> list[dict[str, Any]]:
-    """Parts the findings point at: the catalog parts of the fault codes they report active on
-    this model, and any parts the device names itself (``suspect_parts``)."""
-    found: dict[str, dict[str, Any]] = {}
-    for code in _codes_in(findings):
-        entry = catalog.lookup(code)
-        if entry is None or (entry.models and ticket.model not in entry.models):
-            continue
-        for part in entry.parts:
-            found.setdefault(part.sku, {"sku": part.sku, "qty": part.qty})
-    for named in _explicit_parts(findings):
-        found.setdefault(named["sku"], named)
-    return list(found.values())
-
-
-def _adds_parts(ticket: Ticket, parts: Sequence[Mapping[str, Any]]) -> bool:
-    known = {p.sku for p in ticket.suggested_parts}
-    return any(p["sku"] not in known for p in parts)
-
-
-def merged_parts(
-    current: Sequence[WantedPart], found: Sequence[Mapping[str, Any]]
-) -> list[WantedPart]:
-    known = {p.sku for p in current}
-    return [*current, *(WantedPart.model_validate(p) for p in found if p["sku"] not in known)]
-
-
-def _plan_for(
-    ticket: Ticket,
-    settled: DiagnosticRecord,
-    decision: _Decision,
-    *,
-    entries: list[TimelineEntry],
-    now: datetime,
-    rev: int,
-    verify_timeout: timedelta,
-) -> CompletionPlan:
-    change = None
-    if decision.resolve:
-        change = plan_status_change(
-            ticket,
-            TicketStatus.RESOLVED,
-            actor=SYSTEM_ACTOR,
-            reason=f"remote fix verified by diagnostics {settled.request_id}",
-            now=now,
-            resolution=Resolution.REMOTE,
-        )
-    patch = _patch(ticket, decision, now, rev)
-    if patch is not None and decision.parts and _adds_parts(ticket, decision.parts):
-        entries = [*entries, _parts_entry(settled, decision.parts, now)]
-    if decision.flag_onsite and ONSITE_FLAG not in ticket.flags:
-        entries = [*entries, _flag_entry(settled, now)]
-    follow_up = _verification(ticket, settled, now, verify_timeout) if decision.verify else None
-    if follow_up is not None:
-        entries = [*entries, requested_entry(follow_up)]
-    return CompletionPlan(
-        record=settled,
-        entries=entries,
-        status_change=change,
-        ticket_patch=patch,
-        follow_up=follow_up,
-    )
-
-
-def _patch(ticket: Ticket, decision: _Decision, now: datetime, rev: int) -> TicketPatch | None:
-    flags = list(ticket.flags)
-    if decision.flag_onsite and ONSITE_FLAG not in flags:
-        flags.append(ONSITE_FLAG)
-    parts = merged_parts(ticket.suggested_parts, decision.parts)
-    if flags == ticket.flags and parts == ticket.suggested_parts:
-        return None
-    return TicketPatch(
-        ticket_id=ticket.ticket_id,
-        expected_status=ticket.status,
-        expected_rev=rev,
-        flags=flags,
-        suggested_parts=parts,
-        updated_at=now,
-    )
-
-
-def _parts_entry(
-    record: DiagnosticRecord, parts: Sequence[Mapping[str, Any]], now: datetime
-) -> TimelineEntry:
-    return TimelineEntry(
-        at=now,
-        kind="parts_suggested",
-        actor=SYSTEM_ACTOR,
-        detail={"request_id": record.request_id, "parts": [dict(p) for p in parts]},
-    )
-
-
-def _flag_entry(record: DiagnosticRecord, now: datetime) -> TimelineEntry:
-    return TimelineEntry(
-        at=now,
-        kind="flagged",
-        actor=SYSTEM_ACTOR,
-        detail={
-            "flag": ONSITE_FLAG,
-            "request_id": record.request_id,
-            "because": (record.outcome or Outcome.TIMED_OUT).value,
-        },
-    )
-
-
-def _verification(
-    ticket: Ticket, remedy: DiagnosticRecord, now: datetime, timeout: timedelta
-) -> DiagnosticRecord:
-    return DiagnosticRecord(
-        request_id=derived_request_id(ticket.ticket_id, f"verify|{remedy.request_id}"),
-        ticket_id=ticket.ticket_id,
-        thing=ticket.thing,
-        routine=VERIFY_ROUTINE,
-        params={},
-        purpose=Purpose.VERIFY,
-        parent_request_id=remedy.request_id,
-        requested_by=SYSTEM_ACTOR,
-        requested_at=now,
-        expires_at=now + timeout,
-    )
-
-
-# --------------------------------------------------------------------------- timeouts
-
-
-def plan_timeout(
-    ticket: Ticket, record: DiagnosticRecord, now: datetime, *, rev: int
-) -> CompletionPlan:
-    """A request nobody answered in time: timed out, and the ticket needs someone on site."""
-    settled = record.model_copy(
-        update={"status": DiagnosticState.TIMED_OUT, "outcome": Outcome.TIMED_OUT}
-    )
-    entry = TimelineEntry(
-        at=now,
-        kind="diagnostics_timed_out",
-        actor=SYSTEM_ACTOR,
-        detail={
-            "request_id": record.request_id,
-            "routine": record.routine,
-            "expired_at": record.expires_at.isoformat(),
-        },
-    )
-    decision = _Decision(outcome=Outcome.TIMED_OUT, flag_onsite=ticket.active)
-    return _plan_for(
-        ticket, settled, decision, entries=[entry], now=now, rev=rev, verify_timeout=DEFAULT_TIMEOUT
-    )
 
 
 def sweep_timeouts(store: DiagnosticsStore, now: datetime, limit: int = 100) -> int:
@@ -822,26 +254,6 @@ def sweep_timeouts(store: DiagnosticsStore, now: datetime, limit: int = 100) -> 
             continue  # answered or changed meanwhile; the next sweep looks again
         swept += 1
     return swept
-
-
-# --------------------------------------------------------------------------- cancelling
-
-
-def plan_cancel(
-    record: DiagnosticRecord, ticket: Ticket, now: datetime
-) -> tuple[DiagnosticRecord, TimelineEntry]:
-    """A pending request of a ticket that left the active states: cancelled, saying why."""
-    why = f"ticket {ticket.status}"
-    cancelled = record.model_copy(
-        update={"status": DiagnosticState.CANCELLED, "cancelled_at": now, "detail": why}
-    )
-    entry = TimelineEntry(
-        at=now,
-        kind="diagnostics_cancelled",
-        actor=SYSTEM_ACTOR,
-        detail={"request_id": record.request_id, "routine": record.routine, "reason": why},
-    )
-    return cancelled, entry
 
 
 def cancel_pending(
@@ -874,71 +286,3 @@ def cancel_pending(
             continue
         cancelled.append(settled)
     return cancelled
-
-
-# --------------------------------------------------------------------------- queue messages
-
-DIAGNOSTICS_SOURCE = "diagnostics"
-DIAGNOSTICS_DEAD_LETTER_SOURCE = "diagnostics-dlq"
-
-
-def handle_result_message(
-    body: str,
-    message_id: str,
-    *,
-    store: DiagnosticsStore,
-    publisher: CommandPublisher,
-    parked: ParkedStore,
-    catalog: FaultCatalog,
-    now: datetime,
-    verify_timeout: timedelta = DEFAULT_TIMEOUT,
-) -> ResultOutcome:
-    """Apply one diagnostics-queue message; park it (source `diagnostics`) when rejected.
-
-    Storage and publish errors propagate, so the message is retried and finally dead-lettered."""
-    try:
-        envelope = DiagnosticsEnvelope.model_validate_json(body)
-    except ValidationError as exc:
-        detail = f"not an IoT rule diagnostics envelope: {exc.error_count()} error(s)"
-        parked.park(
-            ParkedMessage(
-                source=DIAGNOSTICS_SOURCE,
-                reason=RejectReason.INVALID_ENVELOPE.value,
-                detail=detail,
-                received_at=now,
-                payload=body[:MAX_DIAGNOSTICS_PAYLOAD_BYTES],
-                message_id=message_id,
-            )
-        )
-        return ResultOutcome(thing="", reason=RejectReason.INVALID_ENVELOPE, detail=detail)
-    outcome = handle_result(
-        envelope,
-        store=store,
-        publisher=publisher,
-        catalog=catalog,
-        now=now,
-        verify_timeout=verify_timeout,
-    )
-    if outcome.reason is not None:
-        parked.park(
-            ParkedMessage(
-                source=DIAGNOSTICS_SOURCE,
-                reason=outcome.reason.value,
-                detail=outcome.detail or "",
-                received_at=datetime.fromtimestamp(envelope.received_at / 1000, tz=UTC),
-                payload=printable_payload(envelope.payload_b64),
-                thing=envelope.thing,
-                envelope=envelope.model_dump(),
-                message_id=message_id,
-            )
-        )
-    return outcome
-
-
-def park_dead_letter(
-    body: str, message_id: str, receive_count: int, sent_at: datetime, parked: ParkedStore
-) -> str:
-    """Park a dead-lettered diagnostics message (rule error, or retries exhausted)."""
-    return record_dead_letter(
-        body, message_id, receive_count, sent_at, parked, source=DIAGNOSTICS_DEAD_LETTER_SOURCE
-    )

@@ -13,14 +13,13 @@ Decisions (all storage invariants are enforced by conditional writes in the stor
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
+from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.parts import (
     OutOfStock,
     ReservationPlan,
@@ -49,34 +48,10 @@ from aftercare.domain.tickets import (
     ticket_id_for,
 )
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
-from aftercare.models.strict_json import ContentRejected, loads_strict
 
 MAX_LOCK_RETRIES = 10
 DEFAULT_HOLD = timedelta(hours=72)
-
-
-class RejectReason(StrEnum):
-    INVALID_ENVELOPE = "invalid_envelope"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    NOT_BASE64 = "invalid_envelope_payload"
-    NOT_UTF8 = "not_utf8"
-    MALFORMED_JSON = "malformed_json"
-    NOT_AN_OBJECT = "not_a_json_object"
-    UNKNOWN_FIELD = "unknown_field"
-    SCHEMA_VIOLATION = "schema_violation"
-    THING_MISMATCH = "thing_mismatch"
-    STALE_REPORT = "stale_report"
-    FUTURE_TIMESTAMP = "future_timestamp"
-    UNKNOWN_DEVICE = "unknown_device"
-
-
-class FaultRejected(Exception):
-    """A report that can never be processed as sent; parked with its reason."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+FAULT_REPORT = Contract(FaultReport, MAX_FAULT_PAYLOAD_BYTES, noun="a fault report")
 
 
 class OutcomeKind(StrEnum):
@@ -113,55 +88,13 @@ class IntakeRules(BaseModel):
 # --------------------------------------------------------------------------- validation
 
 
-def _payload_bytes(envelope: FaultEnvelope) -> bytes:
-    try:
-        raw = base64.b64decode(envelope.payload_b64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise FaultRejected(RejectReason.NOT_BASE64, f"payload_b64 is not base64: {exc}") from exc
-    if len(raw) > MAX_FAULT_PAYLOAD_BYTES:
-        raise FaultRejected(
-            RejectReason.PAYLOAD_TOO_LARGE,
-            f"{len(raw)} bytes; a fault report is at most {MAX_FAULT_PAYLOAD_BYTES} bytes",
-        )
-    return raw
-
-
-def _parse_json(raw: bytes) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FaultRejected(RejectReason.NOT_UTF8, f"payload is not UTF-8: {exc}") from exc
-    try:
-        data = loads_strict(text)
-    except ContentRejected as exc:
-        raise FaultRejected(RejectReason(exc.reason), exc.detail) from exc
-    if not isinstance(data, dict):
-        raise FaultRejected(
-            RejectReason.NOT_AN_OBJECT, f"payload must be a JSON object, got {type(data).__name__}"
-        )
-    return data
-
-
-def _schema_rejection(exc: ValidationError) -> FaultRejected:
-    errors = exc.errors(include_url=False, include_input=False)
-    unknown = [".".join(map(str, e["loc"])) for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:
-        return FaultRejected(RejectReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(unknown))
-    described = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
-    return FaultRejected(RejectReason.SCHEMA_VIOLATION, described)
-
-
 def decode_report(
     envelope: FaultEnvelope, policy: ServicePolicy, received_at: datetime
 ) -> FaultReport:
-    """Validate one delivered payload against the FaultReport contract or raise FaultRejected."""
-    data = _parse_json(_payload_bytes(envelope))
-    try:
-        report = FaultReport.model_validate(data)
-    except ValidationError as exc:
-        raise _schema_rejection(exc) from exc
+    """Validate one delivered payload against the FaultReport contract or raise Rejected."""
+    report = decode(envelope.payload_b64, FAULT_REPORT)
     if report.thing is not None and report.thing != envelope.thing:
-        raise FaultRejected(
+        raise Rejected(
             RejectReason.THING_MISMATCH,
             f"payload names thing {report.thing!r} but was published by {envelope.thing!r}",
         )
@@ -172,13 +105,13 @@ def decode_report(
 def _check_timestamp(report: FaultReport, policy: ServicePolicy, received_at: datetime) -> None:
     age = received_at - report.occurred_at
     if age > timedelta(days=policy.max_report_age_days):
-        raise FaultRejected(
+        raise Rejected(
             RejectReason.STALE_REPORT,
             f"occurred_at {report.occurred_at.isoformat()} is older than "
             f"{policy.max_report_age_days} days",
         )
     if -age > timedelta(minutes=policy.max_clock_skew_minutes):
-        raise FaultRejected(
+        raise Rejected(
             RejectReason.FUTURE_TIMESTAMP,
             f"occurred_at {report.occurred_at.isoformat()} is in the future",
         )
@@ -391,10 +324,10 @@ def plan_correlation(
 
 def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules) -> IntakeOutcome:
     """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`."""
-    received_at = datetime.fromtimestamp(envelope.received_at / 1000, tz=UTC)
+    received_at = received_time(envelope)
     try:
         report = decode_report(envelope, rules.policy, received_at)
-    except FaultRejected as rejection:
+    except Rejected as rejection:
         return IntakeOutcome(
             kind=OutcomeKind.REJECTED,
             thing=envelope.thing,

@@ -21,20 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class LineStatus(StrEnum):
-    HELD = "held"
-    CONSUMED = "consumed"
-    RELEASED = "released"
-    EXPIRED = "expired"
-    BACKORDERED = "backordered"
-
+from aftercare.models.parts import LineStatus, PartsLine, WantedPart
 
 OPEN_LINE_STATES = frozenset({LineStatus.HELD, LineStatus.BACKORDERED})
 
@@ -64,27 +56,6 @@ class StockLevel(_Frozen):
     @property
     def available(self) -> int:
         return self.on_hand - self.held
-
-
-class WantedPart(_Frozen):
-    sku: str
-    qty: int
-
-
-class PartsLine(_Frozen):
-    """One line of a ticket's parts: what is held (or backordered) for it, at what price."""
-
-    reservation_id: str
-    sku: str
-    name_en: str
-    name_zh: str
-    qty: int
-    warehouse: str | None
-    unit_price: float
-    currency: str
-    status: LineStatus
-    reserved_at: AwareDatetime
-    hold_expires_at: AwareDatetime | None = None
 
 
 class StockDelta(_Frozen):

@@ -18,18 +18,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from aftercare.domain.parking import CHANNELS, DIAGNOSTICS, FAULTS
 from aftercare.models.payloads import FaultEnvelope
 
-FAULT_QUEUE = "FaultQueue"
-DIAGNOSTICS_QUEUE = "DiagnosticsResultQueue"
+FAULT_QUEUE = FAULTS.queue
+DIAGNOSTICS_QUEUE = DIAGNOSTICS.queue
+RULE_ERROR_SOURCE = "iot-rules"  # parked by the IoT rules bridge itself; the topic says which
 
 # parked by           -> the queue that source reads from (None: decided by the topic)
 SOURCE_QUEUES: dict[str, str | None] = {
-    "fault-intake": FAULT_QUEUE,
-    "fault-dlq": FAULT_QUEUE,
-    "diagnostics": DIAGNOSTICS_QUEUE,
-    "diagnostics-dlq": DIAGNOSTICS_QUEUE,
-    "iot-rules": None,
+    **{c.source: c.queue for c in CHANNELS},
+    **{c.dead_letter_source: c.queue for c in CHANNELS},
+    RULE_ERROR_SOURCE: None,
 }
 # Reasons a replay can fix: the failure was the system's (retries exhausted, a rule action or
 # its service failing), or the registry's (a device that was not registered yet).

@@ -19,24 +19,42 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import LineChange, PartsLine, WantedPart, close_out_lines
-from aftercare.models.payloads import Severity
+from aftercare.domain.parts import LineChange, close_out_lines
+from aftercare.models.tickets import (
+    CustomerTier,
+    Occurrence,
+    Priority,
+    Resolution,
+    TicketFlag,
+    TicketRecord,
+    TicketStatus,
+    TimelineEntry,
+)
 
-
-class TicketStatus(StrEnum):
-    OPEN = "open"
-    DIAGNOSING = "diagnosing"
-    AWAITING_PARTS = "awaiting_parts"
-    SCHEDULED = "scheduled"
-    IN_REPAIR = "in_repair"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
+# The ticket's vocabularies, occurrences and timeline entries are the contract's (models/);
+# they are offered here too, beside the ticket they belong to.
+__all__ = [
+    "ACTIVE_STATES",
+    "TRANSITIONS",
+    "CustomerTier",
+    "InvalidTransition",
+    "Occurrence",
+    "Priority",
+    "Resolution",
+    "StatusChange",
+    "Ticket",
+    "TicketFlag",
+    "TicketStatus",
+    "TimelineEntry",
+    "check_transition",
+    "plan_status_change",
+    "resolution_for",
+    "ticket_id_for",
+]
 
 
 S = TicketStatus
@@ -68,104 +86,16 @@ def check_transition(current: TicketStatus, target: TicketStatus) -> None:
         raise InvalidTransition(current, target)
 
 
-class Priority(StrEnum):
-    """Service priority from the policy's points (P1 most urgent)."""
-
-    P1 = "P1"
-    P2 = "P2"
-    P3 = "P3"
-    P4 = "P4"
-
-
-class CustomerTier(StrEnum):
-    STANDARD = "standard"
-    VIP = "vip"
-
-
-class TicketFlag(StrEnum):
-    """Marks on a ticket that change what happens next."""
-
-    NEEDS_ONSITE_DISPATCH = "needs_onsite_dispatch"
-
-
 def ticket_id_for(thing: str, fault_id: str) -> str:
     """Deterministic id from the fault that opened the ticket: concurrent duplicates agree."""
     digest = hashlib.sha256(f"{thing}|{fault_id}".encode()).digest()
     return "T-" + base64.b32encode(digest).decode()[:12]
 
 
-class Resolution(StrEnum):
-    """How a resolved ticket was fixed (KPI: share of remote fixes)."""
-
-    REMOTE = "remote"
-    ON_SITE = "on_site"
-
-
-class TimelineEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    at: AwareDatetime
-    kind: str
-    actor: str
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-
-class Occurrence(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    fault_id: str
-    occurred_at: AwareDatetime
-    received_at: AwareDatetime
-    severity: Severity
-    firmware: str
-    readings: dict[str, Any] = Field(default_factory=dict)
-    message: str | None = None
-
-
-class Ticket(BaseModel):
+class Ticket(TicketRecord):
     """The ticket record (one item); occurrences and timeline are stored beside it."""
 
     model_config = ConfigDict(frozen=True)
-
-    ticket_id: str
-    thing: str
-    serial: str
-    model: str
-    customer_id: str
-    customer_tier: CustomerTier
-    region: str
-    fault_code: str
-    category: str
-    title_en: str
-    title_zh: str
-    unclassified: bool
-    severity: Severity
-    priority: Priority
-    in_warranty: bool
-    status: TicketStatus
-    opened_at: AwareDatetime
-    updated_at: AwareDatetime
-    first_seen: AwareDatetime
-    last_seen: AwareDatetime
-    occurrences: int
-    latest_readings: dict[str, Any] = Field(default_factory=dict)
-    latest_message: str | None = None
-    firmware: str
-    repeat_of: str | None = None
-    sla_response_due: AwareDatetime
-    sla_resolution_due: AwareDatetime
-    routine: str | None = None
-    remote_fixable: bool = False
-    auto_diagnose: bool = False
-    suggested_parts: list[WantedPart] = Field(default_factory=list)
-    catalog_version: str
-    policy_version: str
-    opened_by_fault: str
-    version: int = 1
-    resolved_at: AwareDatetime | None = None
-    resolution: Resolution | None = None
-    flags: list[TicketFlag] = Field(default_factory=list)
-    parts: list[PartsLine] = Field(default_factory=list)
 
     @property
     def active(self) -> bool:

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from aftercare.domain.diagnostics import DiagnosticRecord
-from aftercare.domain.tickets import Occurrence, Ticket, TicketStatus, TimelineEntry
+from aftercare.models.diagnostics import DiagnosticRecord, Routine
+from aftercare.models.ids import RequestId, ThingName, TicketId
+from aftercare.models.tickets import Occurrence, TicketRecord, TicketStatus, TimelineEntry
 
-TicketId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
-Thing = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,128}$")]
+__all__ = [
+    "DiagnosticsList",
+    "ErrorBody",
+    "Me",
+    "RequestId",
+    "Routine",
+    "StartDiagnostic",
+    "SurveyId",
+    "SurveyView",
+    "Thing",
+    "TicketId",
+    "TicketRow",
+    "TicketView",
+]
+
+Thing = ThingName
 
 ParamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ParamValue = (
@@ -22,15 +35,6 @@ ParamValue = (
     | Annotated[str, StringConstraints(max_length=256)]
     | Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=32)]
 )
-
-
-class Routine(StrEnum):
-    """Routines every device agent runs (a device answers `unsupported` to others)."""
-
-    SELF_TEST = "self_test"
-    SENSOR_SNAPSHOT = "sensor_snapshot"
-    LOG_EXCERPT = "log_excerpt"
-    RESET_COMPONENT = "reset_component"
 
 
 class ErrorBody(BaseModel):
@@ -77,11 +81,11 @@ class TicketRow(BaseModel):
     resolution: str | None = None
 
     @classmethod
-    def of(cls, ticket: Ticket) -> TicketRow:
+    def of(cls, ticket: TicketRecord) -> TicketRow:
         return cls.model_validate(ticket.model_dump())
 
 
-class TicketView(Ticket):
+class TicketView(TicketRecord):
     """A ticket with its occurrences, parts lines, timeline and diagnostics."""
 
     occurrence_history: list[Occurrence]

@@ -20,13 +20,12 @@ from pydantic import (
     StringConstraints,
 )
 
+from aftercare.models.ids import FaultCode, FaultId, RequestId, ThingName
+
 MAX_FAULT_PAYLOAD_BYTES = 16 * 1024
 MAX_READINGS = 64
 MAX_MESSAGE_CHARS = 1024
 
-ThingName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,128}$")]
-FaultId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
-FaultCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,47}$")]
 ReadingName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 ReadingValue = (
     bool
@@ -91,7 +90,7 @@ class FaultReport(_Inbound):
 class DiagnosticsRequest(_Inbound):
     """Cloud → device on ``cmd/aftercare/{thing}/diagnostics/req``; ignored once expired."""
 
-    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    request_id: RequestId
     routine: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
     params: dict[str, Any] = Field(default_factory=dict)
     expires_at: Rfc3339
@@ -115,7 +114,7 @@ class DiagnosticsCancel(_Inbound):
 class DiagnosticsResult(_Inbound):
     """Device → cloud on ``cmd/aftercare/{thing}/diagnostics/res``."""
 
-    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    request_id: RequestId
     status: DiagnosticStatus
     findings: dict[str, Any] = Field(default_factory=dict)
     remedied: bool = False

@@ -1,0 +1,322 @@
+"""What a diagnostics answer, timeout or cancellation changes on its ticket (pure planning)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aftercare.domain.diagnostics_records import (
+    DEFAULT_TIMEOUT,
+    ONSITE_FLAG,
+    REMEDY_ROUTINES,
+    SYSTEM_ACTOR,
+    VERIFY_ROUTINE,
+    CompletionPlan,
+    TicketPatch,
+    derived_request_id,
+    requested_entry,
+)
+from aftercare.domain.parts import WantedPart
+from aftercare.domain.rules import FaultCatalog
+from aftercare.domain.tickets import (
+    Resolution,
+    Ticket,
+    TicketStatus,
+    TimelineEntry,
+    plan_status_change,
+)
+from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome, Purpose
+from aftercare.models.payloads import (
+    DiagnosticsResult,
+    DiagnosticStatus,
+)
+
+
+def _ms_between(start: datetime, end: datetime) -> int:
+    return max(0, round((end - start).total_seconds() * 1000))
+
+
+def plan_completion(
+    ticket: Ticket,
+    record: DiagnosticRecord,
+    result: DiagnosticsResult,
+    received_at: datetime,
+    catalog: FaultCatalog,
+    *,
+    rev: int,
+    now: datetime | None = None,
+    verify_timeout: timedelta = DEFAULT_TIMEOUT,
+) -> CompletionPlan:
+    """Decide what one valid, timely answer changes (pure); `now` (default: when the answer
+    was received) dates what follows from it."""
+    latency = _ms_between(record.requested_at, received_at)
+    entry = TimelineEntry(
+        at=received_at,
+        kind="diagnostics_result",
+        actor=f"device:{record.thing}",
+        detail={
+            "request_id": record.request_id,
+            "routine": record.routine,
+            "status": result.status.value,
+            "remedied": result.remedied,
+            "findings": result.findings,
+            "latency_ms": latency,
+        },
+    )
+    decision = _decide(ticket, record, result, catalog)
+    settled = record.model_copy(
+        update={
+            "status": DiagnosticState.COMPLETED,
+            "result": result,
+            "received_at": received_at,
+            "latency_ms": latency,
+            "outcome": decision.outcome,
+        }
+    )
+    return _plan_for(
+        ticket,
+        settled,
+        decision,
+        entries=[entry],
+        now=now or received_at,
+        rev=rev,
+        verify_timeout=verify_timeout,
+    )
+
+
+class _Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Outcome
+    flag_onsite: bool = False
+    parts: list[dict[str, Any]] = Field(default_factory=list)
+    resolve: bool = False
+    verify: bool = False
+
+
+def _decide(
+    ticket: Ticket, record: DiagnosticRecord, result: DiagnosticsResult, catalog: FaultCatalog
+) -> _Decision:
+    if not ticket.active:
+        return _Decision(outcome=Outcome.NO_ACTION)
+    parts = suspected_parts(result.findings, ticket, catalog)
+    if record.purpose is Purpose.VERIFY or record.routine in REMEDY_ROUTINES:
+        return _remedy_decision(ticket, record, result, parts)
+    if result.status is DiagnosticStatus.FAILED and _adds_parts(ticket, parts):
+        return _Decision(outcome=Outcome.PARTS_SUGGESTED, parts=parts)
+    return _Decision(outcome=Outcome.NO_ACTION)
+
+
+def _remedy_decision(
+    ticket: Ticket,
+    record: DiagnosticRecord,
+    result: DiagnosticsResult,
+    parts: list[dict[str, Any]],
+) -> _Decision:
+    if record.purpose is Purpose.VERIFY and verified(ticket, result):
+        return _Decision(outcome=Outcome.REMOTE_FIX, resolve=True)
+    remedied = result.remedied and result.status is DiagnosticStatus.PASSED
+    if record.purpose is not Purpose.VERIFY and remedied:
+        return _Decision(outcome=Outcome.VERIFYING, verify=True)
+    return _Decision(outcome=Outcome.REMOTE_FIX_FAILED, flag_onsite=True, parts=parts)
+
+
+def verified(ticket: Ticket, result: DiagnosticsResult) -> bool:
+    """A verification self-test passes when it ran and the ticket's fault code is not active."""
+    if result.status not in (DiagnosticStatus.PASSED, DiagnosticStatus.FAILED):
+        return False
+    active = result.findings.get("active_faults")
+    if not isinstance(active, list):
+        return result.status is DiagnosticStatus.PASSED
+    return ticket.fault_code not in active
+
+
+def _codes_in(findings: Mapping[str, Any]) -> list[str]:
+    codes: list[str] = []
+    for key in ("active_faults", "remaining"):
+        value = findings.get(key)
+        if isinstance(value, list):
+            codes += [c for c in value if isinstance(c, str) and c not in codes]
+    return codes
+
+
+def _explicit_parts(findings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    value = findings.get("suspect_parts")
+    if not isinstance(value, list):
+        return []
+    parts = []
+    for item in value[:16]:
+        if isinstance(item, str) and item:
+            parts.append({"sku": item[:64], "qty": 1})
+        elif isinstance(item, dict) and isinstance(item.get("sku"), str):
+            qty = item.get("qty", 1)
+            count = qty if isinstance(qty, int) and not isinstance(qty, bool) and qty > 0 else 1
+            parts.append({"sku": item["sku"][:64], "qty": min(count, 99)})
+    return parts
+
+
+def suspected_parts(
+    findings: Mapping[str, Any], ticket: Ticket, catalog: FaultCatalog
+) -> list[dict[str, Any]]:
+    """Parts the findings point at: the catalog parts of the fault codes they report active on
+    this model, and any parts the device names itself (``suspect_parts``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for code in _codes_in(findings):
+        entry = catalog.lookup(code)
+        if entry is None or (entry.models and ticket.model not in entry.models):
+            continue
+        for part in entry.parts:
+            found.setdefault(part.sku, {"sku": part.sku, "qty": part.qty})
+    for named in _explicit_parts(findings):
+        found.setdefault(named["sku"], named)
+    return list(found.values())
+
+
+def _adds_parts(ticket: Ticket, parts: Sequence[Mapping[str, Any]]) -> bool:
+    known = {p.sku for p in ticket.suggested_parts}
+    return any(p["sku"] not in known for p in parts)
+
+
+def merged_parts(
+    current: Sequence[WantedPart], found: Sequence[Mapping[str, Any]]
+) -> list[WantedPart]:
+    known = {p.sku for p in current}
+    return [*current, *(WantedPart.model_validate(p) for p in found if p["sku"] not in known)]
+
+
+def _plan_for(
+    ticket: Ticket,
+    settled: DiagnosticRecord,
+    decision: _Decision,
+    *,
+    entries: list[TimelineEntry],
+    now: datetime,
+    rev: int,
+    verify_timeout: timedelta,
+) -> CompletionPlan:
+    change = None
+    if decision.resolve:
+        change = plan_status_change(
+            ticket,
+            TicketStatus.RESOLVED,
+            actor=SYSTEM_ACTOR,
+            reason=f"remote fix verified by diagnostics {settled.request_id}",
+            now=now,
+            resolution=Resolution.REMOTE,
+        )
+    patch = _patch(ticket, decision, now, rev)
+    if patch is not None and decision.parts and _adds_parts(ticket, decision.parts):
+        entries = [*entries, _parts_entry(settled, decision.parts, now)]
+    if decision.flag_onsite and ONSITE_FLAG not in ticket.flags:
+        entries = [*entries, _flag_entry(settled, now)]
+    follow_up = _verification(ticket, settled, now, verify_timeout) if decision.verify else None
+    if follow_up is not None:
+        entries = [*entries, requested_entry(follow_up)]
+    return CompletionPlan(
+        record=settled,
+        entries=entries,
+        status_change=change,
+        ticket_patch=patch,
+        follow_up=follow_up,
+    )
+
+
+def _patch(ticket: Ticket, decision: _Decision, now: datetime, rev: int) -> TicketPatch | None:
+    flags = list(ticket.flags)
+    if decision.flag_onsite and ONSITE_FLAG not in flags:
+        flags.append(ONSITE_FLAG)
+    parts = merged_parts(ticket.suggested_parts, decision.parts)
+    if flags == ticket.flags and parts == ticket.suggested_parts:
+        return None
+    return TicketPatch(
+        ticket_id=ticket.ticket_id,
+        expected_status=ticket.status,
+        expected_rev=rev,
+        flags=flags,
+        suggested_parts=parts,
+        updated_at=now,
+    )
+
+
+def _parts_entry(
+    record: DiagnosticRecord, parts: Sequence[Mapping[str, Any]], now: datetime
+) -> TimelineEntry:
+    return TimelineEntry(
+        at=now,
+        kind="parts_suggested",
+        actor=SYSTEM_ACTOR,
+        detail={"request_id": record.request_id, "parts": [dict(p) for p in parts]},
+    )
+
+
+def _flag_entry(record: DiagnosticRecord, now: datetime) -> TimelineEntry:
+    return TimelineEntry(
+        at=now,
+        kind="flagged",
+        actor=SYSTEM_ACTOR,
+        detail={
+            "flag": ONSITE_FLAG,
+            "request_id": record.request_id,
+            "because": (record.outcome or Outcome.TIMED_OUT).value,
+        },
+    )
+
+
+def _verification(
+    ticket: Ticket, remedy: DiagnosticRecord, now: datetime, timeout: timedelta
+) -> DiagnosticRecord:
+    return DiagnosticRecord(
+        request_id=derived_request_id(ticket.ticket_id, f"verify|{remedy.request_id}"),
+        ticket_id=ticket.ticket_id,
+        thing=ticket.thing,
+        routine=VERIFY_ROUTINE,
+        params={},
+        purpose=Purpose.VERIFY,
+        parent_request_id=remedy.request_id,
+        requested_by=SYSTEM_ACTOR,
+        requested_at=now,
+        expires_at=now + timeout,
+    )
+
+
+def plan_timeout(
+    ticket: Ticket, record: DiagnosticRecord, now: datetime, *, rev: int
+) -> CompletionPlan:
+    """A request nobody answered in time: timed out, and the ticket needs someone on site."""
+    settled = record.model_copy(
+        update={"status": DiagnosticState.TIMED_OUT, "outcome": Outcome.TIMED_OUT}
+    )
+    entry = TimelineEntry(
+        at=now,
+        kind="diagnostics_timed_out",
+        actor=SYSTEM_ACTOR,
+        detail={
+            "request_id": record.request_id,
+            "routine": record.routine,
+            "expired_at": record.expires_at.isoformat(),
+        },
+    )
+    decision = _Decision(outcome=Outcome.TIMED_OUT, flag_onsite=ticket.active)
+    return _plan_for(
+        ticket, settled, decision, entries=[entry], now=now, rev=rev, verify_timeout=DEFAULT_TIMEOUT
+    )
+
+
+def plan_cancel(
+    record: DiagnosticRecord, ticket: Ticket, now: datetime
+) -> tuple[DiagnosticRecord, TimelineEntry]:
+    """A pending request of a ticket that left the active states: cancelled, saying why."""
+    why = f"ticket {ticket.status}"
+    cancelled = record.model_copy(
+        update={"status": DiagnosticState.CANCELLED, "cancelled_at": now, "detail": why}
+    )
+    entry = TimelineEntry(
+        at=now,
+        kind="diagnostics_cancelled",
+        actor=SYSTEM_ACTOR,
+        detail={"request_id": record.request_id, "routine": record.routine, "reason": why},
+    )
+    return cancelled, entry

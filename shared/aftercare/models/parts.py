@@ -1,0 +1,44 @@
+"""A ticket's parts lines and suggested parts as the contract has them: stored on the ticket,
+shown by the API.
+
+How lines are planned, held and closed out is the domain's (`aftercare.domain.parts`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class LineStatus(StrEnum):
+    HELD = "held"
+    CONSUMED = "consumed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    BACKORDERED = "backordered"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class PartsLine(_Frozen):
+    """One line of a ticket's parts: what is held (or backordered) for it, at what price."""
+
+    reservation_id: str
+    sku: str
+    name_en: str
+    name_zh: str
+    qty: int
+    warehouse: str | None
+    unit_price: float
+    currency: str
+    status: LineStatus
+    reserved_at: AwareDatetime
+    hold_expires_at: AwareDatetime | None = None
+
+
+class WantedPart(_Frozen):
+    sku: str
+    qty: int
