@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from infra.local.motoserver import SerialMotoServer
 from tests.fakes.aws import use_fake_credentials
 from tests.integration.test_worker import (
     eventually,
+    queue_depth,
     queues,  # noqa: F401 - fixture
     sqs,  # noqa: F401 - fixture
     start_spec,
@@ -47,15 +49,10 @@ SLOW_RECORDER = textwrap.dedent(
 def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     use_fake_credentials(monkeypatch)
     with SerialMotoServer() as server:
+        # moto's backends live in this process: forget the queues earlier tests left behind
+        reset = urllib.request.Request(f"{server.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=10).close()
         yield server.url
-
-
-def queue_depth(client: Any, url: str) -> int:
-    attributes = client.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(value) for value in attributes.values())
 
 
 def test_two_pollers_on_one_queue_process_every_message_exactly_once(
