@@ -9,7 +9,8 @@ from typing import Any
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.parking import record_dead_letter
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, tracer
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
@@ -49,9 +50,7 @@ def record_handler(record: SQSRecord) -> str:
     return reason
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(

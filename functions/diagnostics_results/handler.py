@@ -24,6 +24,7 @@ from aftercare.domain.diagnostics_answers import (
 )
 from aftercare.domain.rules import FaultCatalog, load_catalog
 from aftercare.observability import logger, metrics, tracer
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
@@ -105,9 +106,7 @@ def record_handler(record: SQSRecord) -> str:
     return str(outcome.outcome or outcome.reason)
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(

@@ -9,7 +9,8 @@ from typing import Any
 
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
 from aftercare.domain.diagnostics import sweep_timeouts
-from aftercare.observability import logger, metrics, tracer
+from aftercare.observability import logger, metrics
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
@@ -29,9 +30,7 @@ def deps() -> DynamoDiagnosticsStore:
     )
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     timed_out = sweep_timeouts(deps(), datetime.now(UTC))

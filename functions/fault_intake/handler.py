@@ -13,6 +13,7 @@ from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.observability import logger, metrics, tracer
+from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
@@ -99,9 +100,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     return outcome.model_dump(mode="json")
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
     response = process_partial_response(
