@@ -8,6 +8,7 @@ for the network thread (``loop_stop``), and the PUBACK callback never takes it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -40,6 +41,17 @@ class SessionListener(Protocol):
         ...
 
     def on_acknowledged(self, mid: int, reason_code: ReasonCode) -> None: ...
+
+
+def _current_client_only(callback: Callable[..., None]) -> Callable[..., None]:
+    """A paho callback that ignores calls from a client this session has since replaced."""
+
+    @functools.wraps(callback)
+    def guarded(self: MqttSession, client: mqtt.Client, *args: Any) -> None:
+        if client is self.client:
+            callback(self, client, *args)
+
+    return guarded
 
 
 class MqttSession:
@@ -190,6 +202,7 @@ class MqttSession:
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
+    @_current_client_only
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -198,8 +211,6 @@ class MqttSession:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if client is not self.client:
-            return
         if reason_code.is_failure:
             self._refused(reason_code)
             return
@@ -218,12 +229,12 @@ class MqttSession:
         with self.lock:
             self.listener.on_connected(client)
 
+    @_current_client_only
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        if client is not self.client:
-            return
         broker = self.config.broker
         self._note_problem(f"cannot reach the broker at {broker.host}:{broker.port}")
 
+    @_current_client_only
     def _on_disconnect(
         self,
         client: mqtt.Client,
@@ -232,8 +243,6 @@ class MqttSession:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if client is not self.client:
-            return
         was_connected = self.connected.is_set()
         self.connected.clear()
         self.ready.clear()
@@ -261,6 +270,7 @@ class MqttSession:
             )
         self.ready.set()
 
+    @_current_client_only
     def _on_publish(
         self,
         client: mqtt.Client,
@@ -269,8 +279,6 @@ class MqttSession:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if client is not self.client:
-            return
         self.listener.on_acknowledged(mid, reason_code)
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
@@ -280,7 +288,6 @@ class MqttSession:
         bug = level == mqtt.MQTT_LOG_ERR and text.startswith(PAHO_CALLBACK_ERROR)
         PAHO_LOGGER.log(logging.ERROR if bug else logging.DEBUG, text)
 
+    @_current_client_only
     def _on_message(self, client: mqtt.Client, userdata: Any, message: MQTTMessage) -> None:
-        if client is not self.client:
-            return
         self._on_command(message)
