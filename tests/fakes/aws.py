@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+
+from infra.local.provision_context import moto_client
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -30,14 +31,5 @@ def use_fake_credentials(patch: pytest.MonkeyPatch) -> None:
 
 
 def moto_clients(endpoint: str, *services: str) -> tuple[Any, ...]:
-    """boto3 clients for `services` on a moto server, with fake keys."""
-    return tuple(
-        boto3.client(
-            service,
-            region_name=REGION,
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        for service in services
-    )
+    """Clients for `services` on a moto server, built as the local stack builds its own."""
+    return tuple(moto_client(service, endpoint, REGION) for service in services)
