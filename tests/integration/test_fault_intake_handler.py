@@ -165,6 +165,33 @@ def test_repeat_after_resolution_is_linked(intake, aws):
     ]
 
 
+def test_the_report_that_opened_a_ticket_stays_a_duplicate_after_the_ticket_moved_on(intake, aws):
+    # Given a ticket opened by one report (no dedup marker: the ticket itself marks it),
+    # resolved, and a newer report of the same code that opened a repeat ticket
+    hour_ago = NOW - timedelta(hours=1)
+    opening = report("late-0001", occurred_at=(hour_ago - timedelta(seconds=3)).isoformat())
+    invoke(intake, record(opening, at=hour_ago))
+    (first,) = store(aws).list_tickets(thing=THING)
+    change_status(
+        store(aws), first.ticket_id, TicketStatus.RESOLVED, actor="eng", reason="fixed", now=NOW
+    )
+    invoke(intake, record(report("late-0002")))
+    # When the opening report is delivered again (a replayed dead letter, say)
+    response = invoke(intake, record(opening))
+    # Then it changes nothing: no third ticket, no occurrence added to the repeat ticket
+    assert response == {"batchItemFailures": []}
+    tickets = store(aws).list_tickets(thing=THING)
+    assert len(tickets) == 2 and all(t.occurrences == 1 for t in tickets)
+
+
+def test_a_new_ticket_writes_no_dedup_marker(intake, aws):
+    # When a report opens a ticket
+    invoke(intake, record(report("nomark-0001", code="TEMP-HIGH")))
+    # Then the transaction wrote no FAULT#... marker (the ticket, keyed by the fault, is one)
+    items = aws["ddb"].scan(TableName=aws["resources"]["TicketsTable"])["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith("FAULT#")]
+
+
 def test_dead_letters_are_parked_with_their_reason(aws):
     # Given the recorder and two dead letters: a rule error and an exhausted fault message
     recorder = load_handler("dead_letter_recorder")

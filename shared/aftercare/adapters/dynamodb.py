@@ -46,7 +46,7 @@ from aftercare.domain.ports import (
     OpenLock,
     PartsChange,
 )
-from aftercare.domain.tickets import StatusChange
+from aftercare.domain.tickets import StatusChange, ticket_id_for
 
 __all__ = [  # item shapes other adapters build on
     "META",
@@ -83,7 +83,9 @@ class DynamoTicketStore(DynamoTicketReader):
         device = found.get((self.devices_table, thing))
         lock = found.get((self.tickets_table, lock_key(thing, fault_code)["pk"]))
         last = found.get((self.tickets_table, last_resolution_key(thing, fault_code)["pk"]))
-        seen = found.get((self.tickets_table, dedup_key(thing, fault_id)["pk"]))
+        marker = found.get((self.tickets_table, dedup_key(thing, fault_id)["pk"]))
+        opened = found.get((self.tickets_table, ticket_key(ticket_id_for(thing, fault_id))["pk"]))
+        seen = marker or opened
         return IntakeContext(
             device=DeviceRecord.model_validate(device) if device else None,
             lock=OpenLock.model_validate(lock) if lock else None,

@@ -7,7 +7,11 @@ Key layout (see the TicketsTable comment in template.yaml):
     TICKET#<id>          / EVT#<at>#<seq>#<rand>   one timeline entry
     OPEN#<thing>#<code>  / LOCK                   the open-fault lock
     RESOLVED#<thing>#<code> / LAST                the last resolution (repeat detection)
-    FAULT#<thing>#<fault_id> / DEDUP              a fault already applied
+    FAULT#<thing>#<fault_id> / DEDUP              a fault that joined an open ticket
+
+A fault that opens a ticket needs no DEDUP marker: the ticket's id is derived from
+(thing, fault_id) (`ticket_id_for`) and its META item is put only if new, so the ticket itself
+marks the fault as applied, for as long as the ticket exists (a marker expires).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from aftercare.adapters.aws import to_item
 from aftercare.adapters.transactions import Failure, TxItem
 from aftercare.domain.paging import opened_key
 from aftercare.domain.ports import TicketDetail
-from aftercare.domain.tickets import Occurrence, Ticket, TimelineEntry
+from aftercare.domain.tickets import Occurrence, Ticket, TimelineEntry, ticket_id_for
 
 TICKET_PREFIX = "TICKET#"
 
@@ -92,7 +96,12 @@ def conditional_put(
 def intake_batch_get(
     devices_table: str, tickets_table: str, thing: str, code: str, fault_id: str
 ) -> dict[str, Any]:
-    keys = [lock_key(thing, code), last_resolution_key(thing, code), dedup_key(thing, fault_id)]
+    keys = [
+        lock_key(thing, code),
+        last_resolution_key(thing, code),
+        dedup_key(thing, fault_id),
+        ticket_key(ticket_id_for(thing, fault_id)),  # the ticket this fault opened, if it did
+    ]
     return {
         "RequestItems": {
             devices_table: {"Keys": [{"thing": {"S": thing}}], "ConsistentRead": True},
