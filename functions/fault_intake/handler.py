@@ -82,7 +82,9 @@ def _count(outcome: IntakeOutcome) -> None:
         metrics.add_metric(name="RepeatTicketOpened", unit=MetricUnit.Count, value=1)
     if outcome.unclassified:
         metrics.add_metric(name="UnclassifiedTicketOpened", unit=MetricUnit.Count, value=1)
-    logger.info("fault applied", extra=outcome.model_dump(mode="json", exclude_none=True))
+    # DEBUG, not INFO: at ~210 bytes a fault it was most of intake's CloudWatch Logs bill, and
+    # the ticket (occurrences, timeline) and the metrics above already record every fault.
+    logger.debug("fault applied", extra=outcome.model_dump(mode="json", exclude_none=True))
 
 
 @tracer.capture_method
