@@ -31,7 +31,7 @@ class EnvSettings(BaseModel):
     """Settings whose fields are environment variables: field `tickets_table` is
     TICKETS_TABLE; values are converted like pydantic's lax mode ("30" -> 30)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 S = TypeVar("S", bound=EnvSettings)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -30,7 +30,9 @@ from aftercare.domain.parts import (
     StockDelta,
     StockLevel,
 )
-from aftercare.domain.stock import LowStockEvent, StockAdjustment
+
+if TYPE_CHECKING:  # the stock watcher's models: intake and the API load this module without them
+    from aftercare.domain.stock import LowStockEvent, StockAdjustment
 
 
 def stock_key(sku: str, warehouse: str) -> dict[str, str]:

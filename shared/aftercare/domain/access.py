@@ -42,7 +42,7 @@ class Unauthenticated(Exception):
 class Caller(BaseModel):
     """Staff (engineers and/or managers) or one customer; never anything in between."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     subject: str
     username: str

@@ -32,7 +32,7 @@ DIAGNOSTICS_RESULT = Contract(DiagnosticsResult, MAX_DIAGNOSTICS_PAYLOAD_BYTES, 
 
 
 class ResultOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     request_id: str | None = None
     ticket_id: str | None = None

@@ -88,7 +88,7 @@ def plan_completion(
 
 
 class _Decision(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     outcome: Outcome
     flag_onsite: bool = False

@@ -54,7 +54,7 @@ class TicketPatch(BaseModel):
     """Diagnostics-owned ticket fields (flags, suggested parts), guarded by the ticket's status
     and its diagnostics revision so concurrent answers cannot overwrite each other."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     expected_status: TicketStatus
@@ -67,7 +67,7 @@ class TicketPatch(BaseModel):
 class CompletionPlan(BaseModel):
     """Everything one answer (or timeout) changes, applied in one transaction."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     record: DiagnosticRecord
     entries: list[TimelineEntry]
@@ -80,7 +80,7 @@ class DiagnosticContext(BaseModel):
     """A ticket and one of its diagnostics as read together, with the ticket's diagnostics
     revision (0 when never patched)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket: Ticket | None
     record: DiagnosticRecord | None

@@ -62,7 +62,7 @@ class OutcomeKind(StrEnum):
 
 
 class IntakeOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     kind: OutcomeKind
     thing: str
@@ -77,7 +77,7 @@ class IntakeOutcome(BaseModel):
 
 
 class IntakeRules(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     catalog: FaultCatalog
     policy: ServicePolicy

@@ -68,7 +68,7 @@ class AttemptStatus(StrEnum):
 class TicketFacts(BaseModel):
     """What a notification says about its ticket: a snapshot of the ticket at the event."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     ticket_id: str
     customer_id: str
@@ -133,7 +133,7 @@ def is_critical(kind: EventKind, facts: TicketFacts) -> bool:
 
 
 class NotificationRef(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     kind: EventKind
@@ -150,7 +150,7 @@ class NotificationRef(BaseModel):
 class Notification(BaseModel):
     """One (ticket, event kind): the dedup marker, its routing state and what to say."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     kind: EventKind
@@ -171,7 +171,7 @@ class Notification(BaseModel):
 class Bundle(BaseModel):
     """A customer's waiting messages (quiet hours, digest window), sent together when due."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     customer_id: str
     members: list[NotificationRef]
@@ -182,7 +182,7 @@ class Bundle(BaseModel):
 class Survey(BaseModel):
     """A satisfaction survey for one resolved ticket; answered once, by the ticket's owner."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     survey_id: str
     ticket_id: str
@@ -199,7 +199,7 @@ class Survey(BaseModel):
 
 
 class Attempt(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     channel: Channel | None
     status: AttemptStatus
@@ -211,7 +211,7 @@ class Attempt(BaseModel):
 class AttemptRecord(BaseModel):
     """One attempt as stored with a ticket (notification log and ticket timeline)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     customer_id: str
@@ -236,7 +236,7 @@ class AttemptRecord(BaseModel):
 class Outcome(BaseModel):
     """What happened to one notification (returned by handlers, logged, counted)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     kind: str

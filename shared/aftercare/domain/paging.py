@@ -46,7 +46,7 @@ class InvalidCursor(ValueError):
 class TicketQuery(BaseModel):
     """One page of a listing: `things` None means every device (staff only)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     status: str | None = None
     things: tuple[str, ...] | None = None
@@ -55,7 +55,7 @@ class TicketQuery(BaseModel):
 
 
 class TicketPage(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     tickets: list[Ticket]
     next_after: str | None = Field(default=None, description="opened_key of the last ticket")
@@ -78,7 +78,7 @@ def newest_page(candidates: Sequence[tuple[str, Ticket]], limit: int) -> TicketP
 
 
 class _Cursor(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     v: int
     after: OpenedKey

@@ -32,7 +32,7 @@ OPEN_LINE_STATES = frozenset({LineStatus.HELD, LineStatus.BACKORDERED})
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class PartInfo(_Frozen):

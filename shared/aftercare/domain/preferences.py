@@ -43,7 +43,7 @@ class QuietHours(BaseModel):
 
     ``start > end`` wraps past midnight (22:00-07:00); ``start == end`` means no quiet hours."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     start: time
     end: time
@@ -68,7 +68,7 @@ class QuietHours(BaseModel):
 class NotificationProfile(BaseModel):
     """The notification-relevant part of a customer record (CustomersTable item)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     customer_id: str
     name: str = ""

@@ -24,7 +24,7 @@ Money = Annotated[Decimal, Field(ge=0, decimal_places=2)]
 
 
 class _Price(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class OnSiteRate(_Price):
@@ -83,7 +83,7 @@ class CostEstimate(_Price):
 class RepairFacts(_Price):
     """The ticket facts pricing needs (a subset of the ticket record)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     region: str
     category: str

@@ -40,7 +40,7 @@ REPLAYABLE_PREFIXES = ("rule_error:",)
 class ReplayPlan(BaseModel):
     """One parked message to send again: to which queue (a template logical id), what body."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     source: str
     parked_key: str
@@ -49,7 +49,7 @@ class ReplayPlan(BaseModel):
 
 
 class ReplaySkip(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     source: str
     parked_key: str

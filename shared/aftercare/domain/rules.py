@@ -14,7 +14,7 @@ from aftercare.models.payloads import Severity
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class PartLine(_Rule):

@@ -146,7 +146,7 @@ def reserve_part(
 
 
 class StockAdjustment(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     delta: StockDelta
     reason: str
@@ -174,7 +174,7 @@ def adjust_stock(
 
 
 class LowStockEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     sku: str
     warehouse: str

@@ -41,7 +41,7 @@ class DeviceNotFound(LookupError):
 class DeviceStatus(BaseModel):
     """A device, when the cloud last heard from it, and its tickets (newest first)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     thing: str
     model: str

@@ -29,7 +29,9 @@ def survey_id_for(ticket_id: str) -> str:
 class SurveyAnswer(BaseModel):
     """The body of `POST /surveys/{survey_id}/answer`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True
+    )
 
     rating: Annotated[int, Field(ge=1, le=5, strict=True)]
     comment: Annotated[str, StringConstraints(max_length=1000)] | None = None
@@ -38,7 +40,7 @@ class SurveyAnswer(BaseModel):
 class FollowUp(BaseModel):
     """A task for managers: a customer rated the service 1 or 2."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     survey_id: str
     ticket_id: str
@@ -51,7 +53,7 @@ class FollowUp(BaseModel):
 
 
 class Csat(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     answered: int = 0
     satisfied: int = 0

@@ -42,7 +42,7 @@ class MissingTemplate(LookupError):
 
 
 class MessageTemplate(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     subject: str
     text: str
@@ -53,7 +53,7 @@ class MessageTemplate(BaseModel):
 class RenderedMessage(BaseModel):
     """One message, ready for any channel: email uses subject/text/html, SMS and push `short`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     kind: str
     language: str
@@ -71,7 +71,7 @@ class RenderedMessage(BaseModel):
 class TemplateBook(BaseModel):
     """All message templates and text fragments, by kind (or fragment name) and language."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     version: str
     templates: dict[str, dict[str, dict[str, str]]]

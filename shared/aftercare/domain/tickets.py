@@ -95,7 +95,7 @@ def ticket_id_for(thing: str, fault_id: str) -> str:
 class Ticket(TicketRecord):
     """The ticket record (one item); occurrences and timeline are stored beside it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     @property
     def active(self) -> bool:
@@ -109,7 +109,7 @@ class Ticket(TicketRecord):
 class StatusChange(BaseModel):
     """A validated, ready-to-apply status change of one ticket."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket: Ticket
     target: TicketStatus

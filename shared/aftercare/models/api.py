@@ -38,6 +38,8 @@ ParamValue = (
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     reason: str = Field(description="machine-readable cause, e.g. not_found, forbidden")
     message: str
     detail: list[dict[str, Any]] | None = None
@@ -47,7 +49,7 @@ class StartDiagnostic(BaseModel):
     """Run a routine on the ticket's device. Defaults: the ticket's routine, parameters that
     point it at the ticket's fault, and the deployment's diagnostics timeout."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     routine: Routine | None = None
     params: (
@@ -65,6 +67,8 @@ class StartDiagnostic(BaseModel):
 
 class TicketRow(BaseModel):
     """One line of a ticket listing (the CLI's `tickets list --json` fields, and more)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     ticket_id: str
     thing: str
@@ -94,11 +98,15 @@ class TicketView(TicketRecord):
 
 
 class DiagnosticsList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     ticket_id: str
     diagnostics: list[DiagnosticRecord]
 
 
 class Me(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     username: str
     groups: list[str]
     customer_id: str | None = None
@@ -109,6 +117,8 @@ SurveyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 class SurveyView(BaseModel):
     """A satisfaction survey as its owner (or staff) sees it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     survey_id: str
     ticket_id: str

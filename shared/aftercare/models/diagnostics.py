@@ -51,7 +51,7 @@ ROUTINES: tuple[str, ...] = tuple(routine.value for routine in Routine)
 class DiagnosticRecord(BaseModel):
     """One diagnostics request and (once answered) its result; stored under its ticket."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     request_id: str
     ticket_id: str

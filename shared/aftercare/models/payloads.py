@@ -66,7 +66,9 @@ def _bounded_readings(value: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Inbound(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=False, defer_build=True
+    )
 
 
 class FaultReport(_Inbound):
@@ -130,7 +132,7 @@ class FaultEnvelope(BaseModel):
     validates it, so malformed JSON is reported with a reason instead of failing in the rule.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     payload_b64: str
     thing: str

@@ -55,7 +55,7 @@ class Resolution(StrEnum):
 
 
 class TimelineEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     at: AwareDatetime
     kind: str
@@ -64,7 +64,7 @@ class TimelineEntry(BaseModel):
 
 
 class Occurrence(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     fault_id: str
     occurred_at: AwareDatetime
@@ -81,7 +81,7 @@ class TicketRecord(BaseModel):
     The domain's `Ticket` adds behaviour; a field only the domain needs goes there, not here,
     so that it is never public by accident."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     thing: str

@@ -23,7 +23,7 @@ from aftercare.domain.tickets import (
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class DeviceRecord(_Record):
