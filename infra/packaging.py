@@ -55,8 +55,13 @@ PROBE_TIMEOUT_S: Final = 120
 PYC_PYTHON: Final = (3, 12)  # the runtime's interpreter: layer bytecode must be its own
 TRACER_MODES: Final = {"tracer-off": "true", "tracer-on": "false"}  # POWERTOOLS_TRACE_DISABLED
 # Modules no function's cold start may load: Powertools' parser models (every AWS event as a
-# pydantic model) cost about half a bare boto3 import, and no handler uses them.
-NEVER_AT_COLD_START: Final = ("aws_lambda_powertools.utilities.parser.models",)
+# pydantic model) cost about half a bare boto3 import, and no handler uses them; PyYAML (the
+# layer ships its data files as JSON too, shared/Makefile).
+NEVER_AT_COLD_START: Final = ("aws_lambda_powertools.utilities.parser.models", "yaml")
+# ...and what one function's cold start must not load (its first invocation does not use it).
+NOT_AT_COLD_START_OF: Final = {
+    "FaultIntakeFunction": ("aftercare.domain.stock", "aftercare.models.api"),
+}
 # Where these came from in each start: the SDK must be the runtime's, the X-Ray SDK the layer's.
 ORIGINS_REPORTED: Final = ("boto3", "botocore", XRAY_SDK)
 
@@ -291,7 +296,11 @@ def start_function(
         "paths": runtime.sys_path(function),
         "handler": function.handler,
         "init": INIT_FUNCTION,
-        "absent": [*NEVER_AT_COLD_START, *([XRAY_SDK] if mode == "tracer-off" else [])],
+        "absent": [
+            *NEVER_AT_COLD_START,
+            *NOT_AT_COLD_START_OF.get(function.logical_id, ()),
+            *([XRAY_SDK] if mode == "tracer-off" else []),
+        ],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
     }
     if not check_modules:  # measuring another build (infra.coldstart --against) as it is

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.data import safe_load
+from aftercare.data import load
 from aftercare.domain.tickets import TicketFlag
 
 PRICED_LINE_STATES = frozenset({"held", "backordered", "consumed"})
@@ -147,5 +147,4 @@ def parse_price_table(data: Mapping[str, Any]) -> PriceTable:
 @cache
 def load_price_table() -> PriceTable:
     """The price table shipped with this build (shared layer data)."""
-    text = resources.files("aftercare.data").joinpath("pricing.yaml").read_text(encoding="utf-8")
-    return parse_price_table(safe_load(text))
+    return parse_price_table(load(resources.files("aftercare.data"), "pricing.yaml"))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from aftercare.data import safe_load
+from aftercare.data import load
 from aftercare.models.payloads import Severity
 
 
@@ -98,8 +98,7 @@ class ServicePolicy(_Rule):
 
 
 def _load_yaml(name: str) -> Any:
-    text = resources.files("aftercare.data").joinpath(name).read_text(encoding="utf-8")
-    return safe_load(text)
+    return load(resources.files("aftercare.data"), name)
 
 
 def parse_catalog(data: dict[str, Any]) -> FaultCatalog:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.data import safe_load
+from aftercare.data import load
 from aftercare.domain.preferences import DEFAULT_LANGUAGE
 
 Format = Literal["subject", "text", "html", "short"]
@@ -152,7 +152,7 @@ def load_book() -> TemplateBook:
     """The templates shipped with this build (shared layer data)."""
     folder = resources.files("aftercare.data").joinpath("notifications")
     files = {
-        entry.name.removesuffix(".yaml"): safe_load(entry.read_text(encoding="utf-8"))
+        entry.name.removesuffix(".yaml"): load(folder, entry.name)
         for entry in folder.iterdir()
         if entry.name.endswith(".yaml")
     }
