@@ -177,6 +177,7 @@ class Outcome:
     traceback: str = ""
     import_ms: float = 0.0
     init_ms: float = 0.0
+    cpu_ms: float = 0.0  # CPU time of import + init: steadier than wall time on a busy machine
     origins: dict[str, str] = field(default_factory=dict)  # module -> the file it came from
 
     def line(self) -> str:
@@ -316,6 +317,7 @@ def start_function(
         traceback=str(report.get("traceback", "")),
         import_ms=float(report.get("import_ms", 0.0)),
         init_ms=float(report.get("init_ms", 0.0)),
+        cpu_ms=float(report.get("cpu_ms", 0.0)),
         origins={str(k): str(v) for k, v in (report.get("origins") or {}).items()},
     )
     return outcome, stderr
