@@ -30,7 +30,7 @@ SlotId = Annotated[str, StringConstraints(pattern=SLOT_ID_PATTERN)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class EngineerKind(StrEnum):
@@ -150,7 +150,7 @@ class VerificationOutcome(StrEnum):
 class Booking(_Frozen):
     """One visit on one engineer's calendar for one ticket."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     booking_id: BookingId
     ticket_id: str
