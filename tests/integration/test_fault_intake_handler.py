@@ -185,9 +185,20 @@ def test_the_report_that_opened_a_ticket_stays_a_duplicate_after_the_ticket_move
 
 
 def test_a_new_ticket_writes_no_dedup_marker(intake, aws):
-    # When a report opens a ticket
+    # Given the transactions intake sends are recorded
+    sizes: list[int] = []
+
+    def record_size(params: dict[str, Any], **_: Any) -> None:
+        sizes.append(len(params["TransactItems"]))
+
+    client("dynamodb").meta.events.register(
+        "provide-client-params.dynamodb.TransactWriteItems", record_size
+    )
+    # When a report without parts opens a ticket
     invoke(intake, record(report("nomark-0001", code="TEMP-HIGH")))
-    # Then the transaction wrote no FAULT#... marker (the ticket, keyed by the fault, is one)
+    # Then its transaction holds 4 items (lock, ticket, occurrence, timeline: 8 WRU, the cost
+    # budget of a new fault) and no FAULT#... marker: the ticket, keyed by the fault, is one
+    assert sizes == [4]
     items = aws["ddb"].scan(TableName=aws["resources"]["TicketsTable"])["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("FAULT#")]
 
