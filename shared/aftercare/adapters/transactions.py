@@ -25,7 +25,7 @@ class Failure(IntEnum):
     """What a failed condition means; when several items fail, the lowest value is the news."""
 
     INACTIVE = 0  # what the change is for is closed (a ticket no longer active)
-    DUPLICATE = 1  # the thing was already done (a dedup marker exists)
+    DUPLICATE = 1  # the thing was already done (a dedup marker, or the ticket a fault opened)
     LOCK_TAKEN = 2  # an invariant key is held by someone else
     STALE = 3  # the record moved on since it was read (version, status)
     OUT_OF_STOCK = 4  # a stock change would leave fewer available than needed
