@@ -19,13 +19,8 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from aftercare.models.payloads import (
-    MAX_FAULT_PAYLOAD_BYTES,
-    FaultReport,
-    ReadingValue,
-    Severity,
-    ThingName,
-)
+from aftercare.models.ids import ThingName
+from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultReport, ReadingValue, Severity
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 

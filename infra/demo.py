@@ -27,7 +27,7 @@ import typer
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import TicketStatus
+from aftercare.models.tickets import TicketStatus
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.agent import DeviceAgent

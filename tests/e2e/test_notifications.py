@@ -27,8 +27,9 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.surveys import survey_id_for
-from aftercare.domain.tickets import Resolution, Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
 from aftercare.models.payloads import Severity
+from aftercare.models.tickets import Resolution, TicketStatus
 
 from devices.agent import DeviceAgent
 from infra.cli_api import authenticate

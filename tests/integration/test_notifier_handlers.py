@@ -26,7 +26,7 @@ from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.survey_store import DynamoSurveyStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.surveys import survey_id_for
-from aftercare.domain.tickets import Resolution, TicketStatus
+from aftercare.models.tickets import Resolution, TicketStatus
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends

@@ -24,8 +24,9 @@ from aftercare.domain.parts import InvalidLineChange, OutOfStock
 from aftercare.domain.ports import ConcurrentUpdate
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.domain.stock import PartsError, adjust_stock, expire_hold, release_part, reserve_part
-from aftercare.domain.tickets import InvalidTransition, Resolution, TicketStatus
+from aftercare.domain.tickets import InvalidTransition
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.tickets import Resolution, TicketStatus
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule

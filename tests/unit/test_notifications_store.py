@@ -21,7 +21,7 @@ from aftercare.domain.notifications import (
     NotificationState,
     Survey,
 )
-from aftercare.domain.notifier import settled
+from aftercare.domain.routing import settled
 from aftercare.domain.surveys import (
     AlreadyAnswered,
     FollowUp,

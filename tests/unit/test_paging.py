@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aftercare.adapters.dynamodb import newest_first_query
+from aftercare.adapters.ticket_reads import newest_first_query
 from aftercare.domain.paging import (
     InvalidCursor,
     TicketQuery,

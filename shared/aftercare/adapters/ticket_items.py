@@ -21,7 +21,8 @@ from aftercare.adapters.aws import to_item
 from aftercare.adapters.transactions import Failure, TxItem
 from aftercare.domain.paging import opened_key
 from aftercare.domain.ports import TicketDetail
-from aftercare.domain.tickets import Occurrence, Ticket, TimelineEntry
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import Occurrence, TimelineEntry
 
 TICKET_PREFIX = "TICKET#"
 

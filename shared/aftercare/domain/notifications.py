@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.domain.preferences import Channel
-from aftercare.domain.tickets import TicketFlag
+from aftercare.models.tickets import TicketFlag
 
 ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
 
