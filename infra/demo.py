@@ -32,15 +32,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.agent import DeviceAgent
 from devices.config import AgentConfig, credential_files, parse_broker_url
-from devices.fleet import (
-    DeviceSpec,
-    FleetProgress,
-    FleetSimulator,
-    FleetSummary,
-    OfflineEpisode,
-    Scenario,
-    Storm,
-)
+from devices.fleet import FleetProgress, FleetSimulator, FleetSummary
+from devices.scenario import DeviceSpec, OfflineEpisode, Scenario, Storm
 from infra.cli_output import print_summary
 from infra.diag_summary import diagnostics_summary
 from infra.local.broker_auth import issue_device_credentials

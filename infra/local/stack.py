@@ -379,7 +379,8 @@ def _seed(
 ) -> dict[str, Any]:
     """The demo seed, and a certificate for each seeded device."""
     try:
-        from infra.local.seed import demo_devices, seed_demo
+        from infra.local.seed import seed_demo
+        from infra.seeding import demo_devices
     except ImportError as exc:
         raise LocalStackError(f"cannot seed: infra.local.seed is missing ({exc})") from exc
     summary = seed_demo(dict(result.resources), endpoint_url, region)

@@ -32,9 +32,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from moto import mock_aws
 
-from infra.local.provision import AwsClients, provision
-from infra.local.seed import demo_devices, seed_demo
+from infra.local.provision import provision
+from infra.local.provision_context import AwsClients
+from infra.local.seed import seed_demo
 from infra.local.template import load_template
+from infra.seeding import demo_devices
 from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from aftercare.models.diagnostics import DiagnosticState, Purpose
 from aftercare.models.payloads import DiagnosticsCancel
 from aftercare.models.tickets import TicketStatus
 
-from infra.local.provision import ProvisionResult
+from infra.local.provision_context import ProvisionResult
 from tests.fakes.diagnostics import NOW, FakePublisher, make_ticket
 from tests.fakes.tables import ticket_store
 from tests.integration.iot_data import device_on, iot_data_stand_in

@@ -24,8 +24,8 @@ from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketStatus
 from moto import mock_aws
 
-from infra.cli import LIST_FIELDS, CliError
 from infra.cli_api import Listing, collect, direct_page
+from infra.cli_core import LIST_FIELDS, CliError
 from tests.fakes.aws import use_fake_credentials
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
 from tests.fakes.tables import create_template_tables
