@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.ticket_items import ticket_from_image, ticket_item
 from aftercare.domain.budget import Budget
 from aftercare.domain.composition import (
     Composer,
@@ -28,6 +30,7 @@ from aftercare.domain.surveys import (
 from aftercare.domain.templates import load_book
 
 from tests.fakes.notifications import FakeNotificationStore, RecordingSender
+from tests.fakes.tickets import a_ticket
 
 # 12:00 in Berlin: outside the default quiet hours
 NOON = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
@@ -35,29 +38,13 @@ WINDOW = timedelta(seconds=300)
 
 
 def ticket(ticket_id: str = "T-1", **overrides: Any) -> dict[str, Any]:
-    return {
-        "pk": f"TICKET#{ticket_id}",
-        "sk": "META",
-        "ticket_id": ticket_id,
-        "customer_id": "c-1",
-        "thing": "ac-hp-0001",
-        "model": "AC-HP",
-        "fault_code": "FAN-STALL",
-        "title_en": "Cooling fan stalled",
-        "title_zh": "散热风扇停转",
-        "category": "thermal",
+    """The ticket's item as stored (and as the stream's images carry it)."""
+    base: dict[str, Any] = {
         "region": "eu-central",
-        "severity": "major",
-        "status": "open",
-        "in_warranty": True,
         "auto_diagnose": True,
-        "parts": [],
-        "flags": [],
-        "occurrences": 1,
-        "opened_at": (NOON - timedelta(seconds=2)).isoformat(),
-        "first_seen": (NOON - timedelta(seconds=3)).isoformat(),
-        **overrides,
+        "first_seen": NOON - timedelta(seconds=3),
     }
+    return ticket_item(a_ticket(NOON - timedelta(seconds=2), ticket_id, **(base | overrides)))
 
 
 def resolved(image: dict[str, Any], how: str = "remote", at: datetime = NOON) -> dict[str, Any]:
@@ -91,7 +78,9 @@ class World:
         self.store.profiles[customer_id] = NotificationProfile.model_validate(base | overrides)
 
     def change(self, old: dict[str, Any] | None, new: dict[str, Any], at: datetime = NOON) -> Any:
-        return self.notifier.on_ticket_change(old, new, at)
+        """The notifier given one stream record's images, read as the handler reads them."""
+        before, after = (ticket_from_image(to_item(i) if i else None) for i in (old, new))
+        return self.notifier.on_ticket_change(before, after, at)
 
 
 @pytest.fixture
