@@ -29,6 +29,7 @@ from aftercare.domain.surveys import (
 )
 from aftercare.domain.templates import load_book
 
+from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.fakes.notifications import FakeNotificationStore, RecordingSender
 from tests.fakes.tickets import a_ticket
 
@@ -355,3 +356,34 @@ def test_a_sweep_starts_nothing_new_once_most_of_its_lease_is_used(world: World)
     assert world.notifier.run_due(NOON + timedelta(days=2), budget) == []
     # Then nothing was claimed, so nothing waits for a lease to run out
     assert all(d.lease_until is None for d in world.store.survey_due.values())
+
+
+def stream_record(sequence: str, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """One TicketsTable stream record as the event source delivers it."""
+    data: dict[str, Any] = {
+        "Keys": to_item({"pk": new["pk"], "sk": new["sk"]}),
+        "NewImage": to_item(new),
+        "SequenceNumber": sequence,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        data["OldImage"] = to_item(old)
+    return {"eventID": f"e-{sequence}", "eventName": "MODIFY", "dynamodb": data}
+
+
+def test_a_record_whose_image_is_no_valid_ticket_fails_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the notifier handler, and a batch where one ticket's image lost a required field
+    handler = load_handler("notifier", "handler_notifier_unreadable")
+    monkeypatch.setattr(handler, "deps", lambda: world.notifier)
+    broken = {k: v for k, v in ticket("T-2").items() if k != "customer_id"}
+    event = {
+        "Records": [stream_record("101", None, ticket("T-1")), stream_record("102", None, broken)]
+    }
+    # When the batch is handled
+    result = handler.handler(event, FakeContext())
+    # Then only the broken record is reported for redelivery, and the other was told
+    assert result == {"batchItemFailures": [{"itemIdentifier": "102"}]}
+    told = [d.message.subject for d in world.email.deliveries]
+    assert len(told) == 1 and "T-1" in told[0]
