@@ -22,14 +22,8 @@ from botocore.exceptions import ClientError
 
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.transactions import Failure, TxItem, transact
-from aftercare.domain.parts import (
-    LineChange,
-    LineStatus,
-    OutOfStock,
-    PartsLine,
-    StockDelta,
-    StockLevel,
-)
+from aftercare.domain.parts import LineChange, OutOfStock, StockDelta, StockLevel
+from aftercare.models.parts import LineStatus, PartsLine
 
 if TYPE_CHECKING:  # the stock watcher's models: intake and the API load this module without them
     from aftercare.domain.stock import LowStockEvent, StockAdjustment
