@@ -29,13 +29,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from infra.local.moto_forward import ForwardingApp
 
 log = logging.getLogger("infra.local.motoserver")
 STATS_PATH = "/_local/stats"
@@ -249,26 +251,35 @@ def create_serial_app() -> SerialRequests:
     return gate
 
 
-def make_serial_server(host: str, port: int) -> BaseWSGIServer:
-    """A threaded werkzeug server (accepting connections concurrently) over the serial app."""
+def make_serial_server(
+    host: str, port: int, forwards: Mapping[str, str] | None = None
+) -> BaseWSGIServer:
+    """A threaded werkzeug server (accepting connections concurrently) over the serial app;
+    `forwards` (server name -> URL) passes the services of dedicated servers on to them
+    (`infra.local.moto_forward`)."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    return make_server(
-        host, port, create_serial_app(), threaded=True, request_handler=MotoRequestHandler
-    )
+    gate = create_serial_app()
+    app: WsgiApp = gate
+    if forwards:
+        app = ForwardingApp(gate, forwards, gate.stats.totals, STATS_PATH)
+    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
 class SerialMotoServer:
     """In-process variant for tests, shaped like moto's `ThreadedMotoServer`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, forwards: Mapping[str, str] | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self._forwards = dict(forwards or {})
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._server = make_serial_server(self._host, self._port)
+        self._server = make_serial_server(self._host, self._port, self._forwards)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="serial-moto", daemon=True
         )
@@ -310,6 +321,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--log-requests", action="store_true", help="log every request")
+    parser.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="SERVER=URL",
+        help="pass a dedicated server's services on to it (infra.local.endpoints); repeatable",
+    )
     return parser.parse_args(argv)
 
 
@@ -318,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.log_requests:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_serial_server(args.host, args.port)
+    forwards = dict(item.split("=", 1) for item in args.forward)
+    server = make_serial_server(args.host, args.port, forwards)
     # moto sends some requests to itself (e.g. SNS -> SQS); it finds itself through MOTO_PORT.
     os.environ.setdefault("MOTO_PORT", str(server.port))
 

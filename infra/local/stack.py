@@ -1,7 +1,9 @@
 """`aftercare local up`: run template.yaml on this machine, without AWS or Docker.
 
 Start-up, in stages (each stage's processes start in parallel):
-1. the moto server (`infra.local.motoserver`, one request at a time) and Mosquitto;
+1. the moto servers (`infra.local.motoserver`, each one request at a time: DynamoDB on its own,
+   the other services on the main one, which forwards DynamoDB requests; see
+   `infra.local.endpoints`) and Mosquitto;
 2. provisioning of the template's resources in moto (`infra.local.provision`);
 3. one worker per function (`infra.local.worker`; a function with SQS sources gets SQS-only
    workers too, to process several batches at once: `infra.local.sqs_consumers`), then the
@@ -50,8 +52,10 @@ from infra.local.children import (
     LocalStackError,
     Spawner,
     child_environment,
+    free_port,
     stop_stage,
 )
+from infra.local.endpoints import DEDICATED_SERVERS, endpoint_environment, service_endpoints
 from infra.local.provision import DEFAULT_REGION, provision
 from infra.local.provision_context import AwsClients, ProvisionResult, SqlCheck
 from infra.local.sqs_consumers import SqsConcurrency
@@ -141,6 +145,7 @@ class LocalStack:
         )
         self._api_state: dict[str, Any] = {}  # api_url, apis, iot_data_url, users
         self._broker_security: list[str] = []
+        self._service_endpoints: dict[str, str] = {}  # boto3 service -> its dedicated server
 
     @property
     def logs_dir(self) -> Path:
@@ -190,10 +195,8 @@ class LocalStack:
         self._broker_security = broker_security(
             self.state_dir, load_template(self._template_path), self.region
         )
-        moto = self._spawner.spawn_python(
-            "moto", "infra.local.motoserver", "--host", "127.0.0.1", "--port", "0"
-        )
-        services.append(moto)
+        moto_servers = self._start_moto_servers()
+        services.extend(moto_servers.values())
         mqtt_url, broker = start_broker(
             self._spawner,
             self.state_dir,
@@ -202,8 +205,7 @@ class LocalStack:
             self._external_mqtt_url,
         )
         services.extend([broker] if broker else [])
-        endpoint_url = _moto_url(moto)
-        log.info("moto server on %s", endpoint_url)
+        endpoint_url = self._wait_moto_servers(moto_servers)
         wait_broker(mqtt_url, broker)
         log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
         self._start_iot_data(mqtt_url)
@@ -226,6 +228,32 @@ class LocalStack:
             users = seed_local_users(result.resources, endpoint_url, self.region)
             self._api_state.update({"users": users} if users else {})
         return self._write_state(result, functions, endpoint_url, mqtt_url, started)
+
+    def _start_moto_servers(self) -> dict[str, Child]:
+        """The main moto server and the dedicated ones (`infra.local.endpoints`), started
+        together: the dedicated ones on ports chosen here, which the main one forwards to."""
+        ports = {name: free_port() for name in DEDICATED_SERVERS}
+        servers = {
+            name: self._spawner.spawn_python(
+                f"moto-{name}", "infra.local.motoserver", "--host", "127.0.0.1", "--port", str(port)
+            )
+            for name, port in ports.items()
+        }
+        forwards = [f"--forward={name}=http://127.0.0.1:{port}" for name, port in ports.items()]
+        main = self._spawner.spawn_python(
+            "moto", "infra.local.motoserver", "--host", "127.0.0.1", "--port", "0", *forwards
+        )
+        return {"main": main, **servers}
+
+    def _wait_moto_servers(self, servers: Mapping[str, Child]) -> str:
+        """Wait for every moto server; point the children started from now on at the dedicated
+        ones; return the main server's URL."""
+        urls = {name: _moto_url(child) for name, child in servers.items()}
+        self._service_endpoints = service_endpoints(urls)
+        self._spawner.extend_environment(endpoint_environment(self._service_endpoints))
+        for name, url in urls.items():
+            log.info("moto server (%s) on %s", name, url)
+        return urls["main"]
 
     def _prepare_state_dir(self) -> None:
         """Claim the state directory (one stack per directory), clear a dead stack's leftovers,
@@ -272,6 +300,7 @@ class LocalStack:
             pids={child.name: child.pid for child in children},
             startup_seconds=round(time.monotonic() - started, 3),
             restarts=self.restarts.by_name,
+            service_endpoints=self._service_endpoints,
         )
         write_json_atomically(self.state_path, state)
         self._wrote_state = True
