@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.bench import fleet, publisher
+from infra.bench import cpu, fleet, publisher
 from infra.bench.observe import (
     OWN_REQUESTS,
     FunctionLogs,
@@ -59,9 +59,11 @@ def run_phase(
     with publisher.shards(state_dir, state["mqtt_url"], split, plan.rate) as links:
         stream = TicketStream(state)
         before, own, logs = moto_stats(state), OWN_REQUESTS.copy(), FunctionLogs(state)
+        cpu_before = cpu.snapshot(state["pids"])
         sent, publish_s = publisher.publish(links, plan.faults, plan.rate)
         drained_s = _drain(stream, plan, len(sent))  # the devices still answer diagnostics
         after, own = moto_stats(state), OWN_REQUESTS - own
+        cpu_after = cpu.snapshot(state["pids"])
         notified = _notifications(state, stream, plan, count, before) if plan.downstream else {}
         devices, puback_s = publisher.finish(links)
     events = stream.events
@@ -81,6 +83,8 @@ def run_phase(
         "devices": {"count": count, **devices},
         "functions": logs.since(per=processed),
         "moto": moto_figures(stats_delta(before, after, own), processed, idle_rps),
+        # The stack's processes (not the publishing devices), idle background included.
+        "cpu_ms_per_fault": cpu.per_fault_ms(cpu_before, cpu_after, processed),
     }
     if plan.downstream:
         # A customer's later tickets within the digest window are combined into one message
