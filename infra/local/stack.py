@@ -46,22 +46,20 @@ from typing import Any, Final
 from infra.local.api_stack import IOT_DATA_PARAMETER, api_state, seed_local_users
 from infra.local.broker_auth import CredentialsError, issue_device_credentials
 from infra.local.children import (
-    READY_TIMEOUT_S,
     STOP_GRACE_S,
     Child,
     LocalStackError,
     Spawner,
     child_environment,
-    free_port,
     stop_stage,
 )
-from infra.local.endpoints import DEDICATED_SERVERS, endpoint_environment, service_endpoints
 from infra.local.provision import DEFAULT_REGION, provision
 from infra.local.provision_context import AwsClients, ProvisionResult, SqlCheck
 from infra.local.sqs_consumers import SqsConcurrency
 from infra.local.stack_broker import broker_security, start_broker, wait_broker
 from infra.local.stack_launch import Launcher
 from infra.local.stack_monitor import StackMonitor
+from infra.local.stack_moto import start_moto_servers, wait_moto_servers
 from infra.local.stack_state import (
     STATE_FILE,
     state_document,
@@ -195,7 +193,7 @@ class LocalStack:
         self._broker_security = broker_security(
             self.state_dir, load_template(self._template_path), self.region
         )
-        moto_servers = self._start_moto_servers()
+        moto_servers = start_moto_servers(self._spawner)
         services.extend(moto_servers.values())
         mqtt_url, broker = start_broker(
             self._spawner,
@@ -205,7 +203,7 @@ class LocalStack:
             self._external_mqtt_url,
         )
         services.extend([broker] if broker else [])
-        endpoint_url = self._wait_moto_servers(moto_servers)
+        endpoint_url, self._service_endpoints = wait_moto_servers(self._spawner, moto_servers)
         wait_broker(mqtt_url, broker)
         log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
         self._start_iot_data(mqtt_url)
@@ -228,32 +226,6 @@ class LocalStack:
             users = seed_local_users(result.resources, endpoint_url, self.region)
             self._api_state.update({"users": users} if users else {})
         return self._write_state(result, functions, endpoint_url, mqtt_url, started)
-
-    def _start_moto_servers(self) -> dict[str, Child]:
-        """The main moto server and the dedicated ones (`infra.local.endpoints`), started
-        together: the dedicated ones on ports chosen here, which the main one forwards to."""
-        ports = {name: free_port() for name in DEDICATED_SERVERS}
-        servers = {
-            name: self._spawner.spawn_python(
-                f"moto-{name}", "infra.local.motoserver", "--host", "127.0.0.1", "--port", str(port)
-            )
-            for name, port in ports.items()
-        }
-        forwards = [f"--forward={name}=http://127.0.0.1:{port}" for name, port in ports.items()]
-        main = self._spawner.spawn_python(
-            "moto", "infra.local.motoserver", "--host", "127.0.0.1", "--port", "0", *forwards
-        )
-        return {"main": main, **servers}
-
-    def _wait_moto_servers(self, servers: Mapping[str, Child]) -> str:
-        """Wait for every moto server; point the children started from now on at the dedicated
-        ones; return the main server's URL."""
-        urls = {name: _moto_url(child) for name, child in servers.items()}
-        self._service_endpoints = service_endpoints(urls)
-        self._spawner.extend_environment(endpoint_environment(self._service_endpoints))
-        for name, url in urls.items():
-            log.info("moto server (%s) on %s", name, url)
-        return urls["main"]
 
     def _prepare_state_dir(self) -> None:
         """Claim the state directory (one stack per directory), clear a dead stack's leftovers,
@@ -384,13 +356,6 @@ def _stop_leftovers(state_dir: Path) -> None:
     leftovers += stop_recorded_leftovers(state_dir)
     if leftovers:
         log.warning("stopped what a dead stack left running: %s", ", ".join(leftovers))
-
-
-def _moto_url(moto: Child) -> str:
-    url = moto.wait_ready(READY_TIMEOUT_S)
-    if not url.startswith("http://"):
-        raise LocalStackError(f"moto server announced {url!r} instead of its URL")
-    return url
 
 
 def _log_not_emulated(result: ProvisionResult) -> None:
