@@ -43,6 +43,7 @@ from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
 from aftercare.domain.tickets import (
     Occurrence,
     Ticket,
+    TicketFlag,
     TicketStatus,
     TimelineEntry,
     ticket_id_for,
@@ -219,6 +220,7 @@ def plan_new_ticket(
         routine=entry.routine,
         remote_fixable=entry.remote_fixable,
         auto_diagnose=entry.auto_diagnose,
+        flags=[TicketFlag.NEEDS_ONSITE_DISPATCH] if entry.always_onsite else [],
         suggested_parts=[p.model_dump() for p in entry.parts],
         catalog_version=rules.catalog.version,
         policy_version=rules.policy.version,
