@@ -15,7 +15,7 @@ from aftercare.models.field import GeoPoint
 
 from infra.bench.dispatch import engineers as bench_engineers
 from infra.bench.dispatch import visits as bench_visits
-from tests.fakes.field import DUBLIN, MONDAY, booking, engineer
+from tests.fakes.dispatch import DUBLIN, MONDAY, booking, engineer
 
 POLICY = load_dispatch_policy()
 DAY = date(2026, 12, 7)

@@ -25,7 +25,7 @@ from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.tickets import TicketFlag, TicketStatus
 
 from tests.fakes.diagnostics import make_ticket
-from tests.fakes.field import DUBLIN, MONDAY, booking, engineer, partner
+from tests.fakes.dispatch import DUBLIN, MONDAY, booking, engineer, partner
 
 POLICY = load_dispatch_policy()
 
