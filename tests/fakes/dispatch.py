@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from aftercare.domain.ports.dispatch import DispatchMark
 from aftercare.domain.ports.field import BookingConflict, BookingNotFound, SlotTaken
+from aftercare.domain.ports.records import ConcurrentUpdate, TicketDetail, TicketNotFound
+from aftercare.domain.tickets import Ticket, TicketFlag, TimelineEntry
 from aftercare.models.field import (
     LIVE_BOOKING_STATUSES,
     Booking,
@@ -179,3 +182,41 @@ class FakeFieldService:
             ),
             key=lambda b: (b.start, b.engineer_id),
         )
+
+
+class FakeDispatchMarks:
+    """DispatchMarks + TicketLookup in memory, version-guarded like the adapter."""
+
+    def __init__(self, *tickets: Ticket) -> None:
+        self.tickets = {t.ticket_id: t for t in tickets}
+        self.marks: list[DispatchMark] = []
+        self.timeline: list[TimelineEntry] = []
+
+    def get_ticket(self, ticket_id: str) -> TicketDetail:
+        if ticket_id not in self.tickets:
+            raise TicketNotFound(ticket_id)
+        return TicketDetail(ticket=self.tickets[ticket_id], occurrences=[], timeline=self.timeline)
+
+    def mark_dispatch(self, mark: DispatchMark) -> None:
+        current = self.tickets[mark.ticket.ticket_id]
+        if current.version != mark.ticket.version:
+            raise ConcurrentUpdate(current.ticket_id)
+        update: dict[str, Any] = {
+            "version": current.version + 1,
+            "dispatch_state": mark.state.value,
+        }
+        if mark.to_status is not None:
+            update["status"] = mark.to_status
+        if mark.flag and TicketFlag.NEEDS_ONSITE_DISPATCH not in current.flags:
+            update["flags"] = [*current.flags, TicketFlag.NEEDS_ONSITE_DISPATCH]
+        self.tickets[current.ticket_id] = current.model_copy(update=update)
+        self.marks.append(mark)
+        self.timeline.append(mark.entry)
+
+
+class FakeLeadTimes:
+    def __init__(self, days: dict[str, int] | None = None) -> None:
+        self.days = days or {}
+
+    def lead_days(self, skus: list[str]) -> dict[str, int]:
+        return {s: self.days[s] for s in skus if s in self.days}

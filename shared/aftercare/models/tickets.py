@@ -113,6 +113,9 @@ class TicketRecord(BaseModel):
     routine: str | None = None
     remote_fixable: bool = False
     auto_diagnose: bool = False
+    # Where the ticket stands in dispatch (aftercare.domain.ports.dispatch.DispatchState);
+    # absent until a visit is needed and the Dispatcher has decided.
+    dispatch_state: str | None = None
     suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str

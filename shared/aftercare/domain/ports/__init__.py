@@ -15,6 +15,12 @@ from aftercare.domain.ports.diagnostics import (
     DiagnosticsDue,
     DiagnosticsStore,
 )
+from aftercare.domain.ports.dispatch import (
+    DispatchMark,
+    DispatchMarks,
+    DispatchState,
+    LeadTimes,
+)
 from aftercare.domain.ports.notifications import (
     Bundles,
     ChannelSender,
@@ -77,6 +83,9 @@ __all__ = [
     "DiagnosticResults",
     "DiagnosticsDue",
     "DiagnosticsStore",
+    "DispatchMark",
+    "DispatchMarks",
+    "DispatchState",
     "DueQueues",
     "DuplicateFault",
     "ExpiredHolds",
@@ -84,6 +93,7 @@ __all__ = [
     "IntakeStore",
     "InventoryWriter",
     "LastResolution",
+    "LeadTimes",
     "LockConflict",
     "LowStockSink",
     "NewTicketPlan",
