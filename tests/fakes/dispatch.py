@@ -145,7 +145,14 @@ class FakeFieldService:
     def reschedule(
         self, old: Booking, new: Booking, now: datetime, holder: str | None = None
     ) -> None:
-        raise NotImplementedError
+        current = self.bookings.pop(old.booking_id)
+        if not self._free(new.engineer_id, new.start, new.end, now):
+            self.bookings[old.booking_id] = current
+            raise SlotTaken(new.engineer_id, new.start, new.end)
+        self.bookings[old.booking_id] = current.model_copy(
+            update={"status": BookingStatus.CANCELLED, "version": current.version + 1}
+        )
+        self.bookings[new.booking_id] = new
 
     def set_status(
         self, booking: Booking, status: BookingStatus, expected_version: int, **changes: object

@@ -86,7 +86,7 @@ def test_a_p1_ticket_gets_the_best_candidates_earliest_visit_booked(p1: World) -
     assert p1.ticket.status is TicketStatus.SCHEDULED
     assert p1.ticket.dispatch_state == DispatchState.BOOKED
     entry = p1.tickets.timeline[-1]
-    assert entry.kind == "visit_booked" and entry.detail["booking_id"] == booked.booking_id
+    assert entry.kind == "dispatch_booked" and entry.detail["booking_id"] == booked.booking_id
     assert entry.detail["estimate"]["on_site"] is True
 
 

@@ -190,7 +190,7 @@ class Candidate(_Frozen):
     time_zone: str
     travel_km: float
     score: float
-    terms: ScoreTerms
+    terms: ScoreTerms | None = None  # None for a manual assignment (not scored)
 
 
 class CandidateSearch(_Frozen):

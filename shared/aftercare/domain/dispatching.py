@@ -9,9 +9,10 @@ tried. A manual assignment (`assign`) uses the same write: there is no bypass.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -135,11 +136,22 @@ def _partner_visits(
     return counts
 
 
+def booking_id_for(ticket_id: str, engineer_id: str, start: datetime) -> str:
+    """Deterministic per ticket, engineer and start: a retried write is the same booking."""
+    who = hashlib.sha256(engineer_id.encode()).hexdigest()[:8]
+    return f"B-{ticket_id.removeprefix('T-')}-{start.astimezone(UTC):%Y%m%d%H%M}-{who}"
+
+
 def new_booking(
-    ticket: Ticket, candidate: Candidate, *, source: BookingSource, actor: str, now: datetime
+    ticket: Ticket,
+    candidate: Candidate,
+    *,
+    source: BookingSource,
+    actor: str,
+    now: datetime,
 ) -> Booking:
     return Booking(
-        booking_id=f"B-{ticket.ticket_id.removeprefix('T-')}-{candidate.start:%Y%m%d%H%M}",
+        booking_id=booking_id_for(ticket.ticket_id, candidate.engineer_id, candidate.start),
         ticket_id=ticket.ticket_id,
         engineer_id=candidate.engineer_id,
         partner=candidate.partner,
@@ -169,7 +181,7 @@ def booked_entry(
 ) -> TimelineEntry:
     return TimelineEntry(
         at=now,
-        kind="visit_booked",
+        kind="dispatch_booked",
         actor=actor,
         detail={
             "booking_id": booking.booking_id,
