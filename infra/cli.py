@@ -25,6 +25,7 @@ from infra.admin.users import UserError
 from infra.cli_admin import admin_app, devices_provision, smoke
 from infra.cli_api import diag_app, login_command
 from infra.cli_core import LIST_FIELDS, CliError, StackOptions
+from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
@@ -82,6 +83,9 @@ for group, name in (
 ):
     app.add_typer(group, name=name)
 app.command("smoke")(smoke)
+# Field dispatch (issue 12): an engineer asks for a visit; the board and manual assignment.
+tickets_app.command("dispatch")(tickets_dispatch)
+app.add_typer(dispatch_app, name="dispatch")
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:
