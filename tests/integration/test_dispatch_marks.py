@@ -10,10 +10,15 @@ from typing import Any
 import boto3
 import pytest
 from aftercare.adapters.aws import to_item
-from aftercare.adapters.dispatch_marks import DynamoDispatchMarks, DynamoLeadTimes
+from aftercare.adapters.dispatch_marks import (
+    DynamoDispatchMarks,
+    DynamoLeadTimes,
+    DynamoWaitingTickets,
+)
 from aftercare.adapters.dynamodb import ticket_item
 from aftercare.adapters.inventory import part_key
 from aftercare.adapters.ticket_reads import DynamoTicketReader
+from aftercare.domain.dispatching import wake_waiting
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
 from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.domain.tickets import TicketFlag, TicketStatus, TimelineEntry
@@ -100,3 +105,51 @@ def test_lead_times_come_from_the_parts_master(ddb: Any) -> None:
     lead = DynamoLeadTimes(inventory_table=table, ddb=ddb)
     assert lead.lead_days(["FAN-80MM", "NOPE", "FAN-80MM"]) == {"FAN-80MM": 7}
     assert lead.lead_days([]) == {}
+
+
+def test_a_delivery_wakes_the_tickets_waiting_for_the_part_once(ddb: Any) -> None:
+    # Given a ticket recorded as waiting for a backordered fan
+    ticket = make_ticket("FAN-STALL", model="AC-HP")
+    ddb.put_item(TableName=TICKETS, Item=to_item(ticket_item(ticket)))
+    DynamoDispatchMarks(tickets_table=TICKETS, ddb=ddb).mark_dispatch(
+        DispatchMark(
+            ticket=ticket,
+            state=DispatchState.AWAITING_PARTS,
+            entry=entry("dispatch_awaiting_parts"),
+            waiting_skus=("FAN-80MM",),
+        )
+    )
+    waiting = DynamoWaitingTickets(tickets_table=TICKETS, ddb=ddb)
+    assert waiting.waiting_for("FAN-80MM") == [ticket.ticket_id]
+    # When the fan is delivered (twice: a second delivery finds nobody waiting)
+    first = wake_waiting("FAN-80MM", waiting, now=NOW.replace(minute=5))
+    second = wake_waiting("FAN-80MM", waiting, now=NOW.replace(minute=6))
+    # Then the ticket is asked to be dispatched again, once, with its parts ready now
+    assert first == [ticket.ticket_id] and second == []
+    woken = DynamoTicketReader(tickets_table=TICKETS, ddb=ddb).get_ticket(ticket.ticket_id)
+    assert woken.ticket.dispatch_state == "wanted"
+    assert woken.ticket.parts_arrived_at == NOW.replace(minute=5)
+    assert woken.ticket.version == ticket.version + 2
+    assert woken.timeline[-1].kind == "dispatch_parts_arrived"
+
+
+def test_a_ticket_no_longer_waiting_is_not_woken_and_its_wait_is_forgotten(ddb: Any) -> None:
+    ticket = make_ticket("FAN-STALL", model="AC-HP")
+    ddb.put_item(TableName=TICKETS, Item=to_item(ticket_item(ticket)))
+    marks = DynamoDispatchMarks(tickets_table=TICKETS, ddb=ddb)
+    marks.mark_dispatch(
+        DispatchMark(
+            ticket=ticket,
+            state=DispatchState.AWAITING_PARTS,
+            entry=entry("a"),
+            waiting_skus=("FAN-80MM",),
+        )
+    )
+    # Given the customer booked meanwhile
+    current = DynamoTicketReader(tickets_table=TICKETS, ddb=ddb).get_ticket(ticket.ticket_id)
+    marks.mark_dispatch(
+        DispatchMark(ticket=current.ticket, state=DispatchState.BOOKED, entry=entry("b", 1))
+    )
+    waiting = DynamoWaitingTickets(tickets_table=TICKETS, ddb=ddb)
+    assert wake_waiting("FAN-80MM", waiting, now=NOW) == []
+    assert waiting.waiting_for("FAN-80MM") == []

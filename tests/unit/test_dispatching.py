@@ -153,9 +153,35 @@ def test_a_backorder_past_the_deadline_waits_for_parts() -> None:
     )
     # When it is dispatched
     outcome = world.dispatch()
-    # Then no visit is booked before the part can be there
+    # Then no visit is booked before the part can be there, and the wait is recorded
     assert outcome is not None and outcome.state is DispatchState.AWAITING_PARTS
     assert world.field.bookings == {}
+    assert world.tickets.marks[-1].waiting_skus == ("FAN-80MM",)
+
+
+def test_once_the_backorder_arrived_the_visit_is_booked_at_once() -> None:
+    # Given the part the ticket waited for was delivered this morning
+    line = PartsLine(
+        reservation_id="R-1",
+        sku="FAN-80MM",
+        name_en="fan",
+        name_zh="fan",
+        qty=1,
+        warehouse=None,
+        unit_price=12.5,
+        currency="EUR",
+        status=LineStatus.BACKORDERED,
+        reserved_at=MONDAY,
+    )
+    world = World(
+        visit_ticket(parts=[line], parts_arrived_at=MONDAY, dispatch_state="wanted"),
+        lead_days={"FAN-80MM": 20},
+    )
+    # When it is dispatched again
+    outcome = world.dispatch()
+    # Then the visit is booked on Monday
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.start.date() == MONDAY.date()
 
 
 def test_existing_bookings_are_respected(p1: World) -> None:

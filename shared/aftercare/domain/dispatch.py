@@ -122,7 +122,8 @@ def job_for(
     preferred_engineers: Sequence[str] = (),
 ) -> DispatchJob:
     """The ticket as a visit to place; the site is the region's service centre when the
-    ticket has no location of its own."""
+    ticket has no location of its own. Parts are ready now once a backorder the ticket was
+    waiting for has arrived (`parts_arrived_at`)."""
     centre = policy.travel.region_centres.get(ticket.region, GeoPoint(lat=0, lon=0))
     return DispatchJob(
         ticket_id=ticket.ticket_id,
@@ -136,7 +137,9 @@ def job_for(
         tier=str(ticket.customer_tier),
         location=location or centre,
         sla_due=ticket.sla_resolution_due,
-        parts_ready_at=parts_ready_at(ticket.parts, lead_days, now),
+        parts_ready_at=now
+        if ticket.parts_arrived_at is not None
+        else parts_ready_at(ticket.parts, lead_days, now),
         preferred_engineers=tuple(preferred_engineers),
     )
 

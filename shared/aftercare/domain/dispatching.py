@@ -29,7 +29,13 @@ from aftercare.domain.dispatch import (
     static_rule_failure,
 )
 from aftercare.domain.dispatch_policy import DispatchPolicy
-from aftercare.domain.ports.dispatch import DispatchMark, DispatchMarks, DispatchState, LeadTimes
+from aftercare.domain.ports.dispatch import (
+    DispatchMark,
+    DispatchMarks,
+    DispatchState,
+    LeadTimes,
+    WaitingTickets,
+)
 from aftercare.domain.ports.field import BookingReads, Calendar, EngineerDirectory, SlotTaken
 from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.domain.ports.tickets import TicketLookup
@@ -43,6 +49,7 @@ from aftercare.models.field import (
     BookingStatus,
     Engineer,
 )
+from aftercare.models.parts import LineStatus
 
 MAX_MARK_RETRIES = 3
 OFFERED_IN_ENTRY = 3
@@ -203,6 +210,7 @@ def mark(
     *,
     to_status: TicketStatus | None = None,
     flag: bool = False,
+    waiting_skus: tuple[str, ...] = (),
 ) -> None:
     """Record the decision; a ticket that moved on meanwhile is re-read and marked again."""
     current = ticket
@@ -210,7 +218,14 @@ def mark(
         status = to_status if to_status in _TARGETS.get(current.status, ()) else None
         try:
             deps.marks.mark_dispatch(
-                DispatchMark(ticket=current, state=state, entry=entry, to_status=status, flag=flag)
+                DispatchMark(
+                    ticket=current,
+                    state=state,
+                    entry=entry,
+                    to_status=status,
+                    flag=flag,
+                    waiting_skus=waiting_skus,
+                )
             )
             return
         except ConcurrentUpdate:
@@ -339,5 +354,20 @@ def _no_candidate(
         actor="dispatcher",
         detail={"parts_ready_at": job.parts_ready_at.isoformat(), "rejected": rejected},
     )
-    mark(deps, ticket, state, entry)
+    waiting = tuple(
+        sorted({line.sku for line in ticket.parts if line.status is LineStatus.BACKORDERED})
+    )
+    mark(
+        deps,
+        ticket,
+        state,
+        entry,
+        waiting_skus=waiting if state is DispatchState.AWAITING_PARTS else (),
+    )
     return DispatchOutcome(ticket_id=ticket.ticket_id, state=state, rejected=rejected)
+
+
+def wake_waiting(sku: str, waiting: WaitingTickets, *, now: datetime) -> list[str]:
+    """A backorder of `sku` arrived: every ticket waiting for it is dispatched again."""
+    entry = TimelineEntry(at=now, kind="dispatch_parts_arrived", actor="stock", detail={"sku": sku})
+    return [t for t in waiting.waiting_for(sku) if waiting.wake(t, sku, entry)]

@@ -116,6 +116,7 @@ class TicketRecord(BaseModel):
     # Where the ticket stands in dispatch (aftercare.domain.ports.dispatch.DispatchState);
     # absent until a visit is needed and the Dispatcher has decided.
     dispatch_state: str | None = None
+    parts_arrived_at: AwareDatetime | None = None  # a backorder the ticket waited for arrived
     suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str

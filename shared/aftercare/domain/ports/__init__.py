@@ -20,6 +20,7 @@ from aftercare.domain.ports.dispatch import (
     DispatchMarks,
     DispatchState,
     LeadTimes,
+    WaitingTickets,
 )
 from aftercare.domain.ports.notifications import (
     Bundles,
@@ -116,4 +117,5 @@ __all__ = [
     "TicketNotFound",
     "TicketReader",
     "TicketStore",
+    "WaitingTickets",
 ]

@@ -32,6 +32,7 @@ class DispatchMark(BaseModel):
     entry: TimelineEntry
     to_status: TicketStatus | None = None
     flag: bool = False  # also set needs_onsite_dispatch (an engineer asked for a visit)
+    waiting_skus: tuple[str, ...] = ()  # awaiting parts: wake the ticket when these arrive
 
 
 class DispatchMarks(Protocol):
@@ -44,4 +45,17 @@ class DispatchMarks(Protocol):
 class LeadTimes(Protocol):
     def lead_days(self, skus: list[str]) -> dict[str, int]:
         """Supplier lead time (days) of each known SKU."""
+        ...
+
+
+class WaitingTickets(Protocol):
+    """Tickets waiting in dispatch for a backordered part (recorded with the decision)."""
+
+    def waiting_for(self, sku: str) -> list[str]:
+        """Ids of the tickets waiting for `sku`."""
+        ...
+
+    def wake(self, ticket_id: str, sku: str, entry: TimelineEntry) -> bool:
+        """Ask the Dispatcher to run again for the ticket (`dispatch_state` awaiting_parts ->
+        wanted, parts arrived now) and forget the wait; False when it was no longer waiting."""
         ...
