@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.dispatch import (
     Candidate,
+    CandidateSearch,
     DispatchJob,
     EngineerContext,
     auto_books,
@@ -36,7 +37,13 @@ from aftercare.domain.ports.dispatch import (
     LeadTimes,
     WaitingTickets,
 )
-from aftercare.domain.ports.field import BookingReads, Calendar, EngineerDirectory, SlotTaken
+from aftercare.domain.ports.field import (
+    BookingConflict,
+    BookingReads,
+    Calendar,
+    EngineerDirectory,
+    SlotTaken,
+)
 from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.domain.ports.tickets import TicketLookup
 from aftercare.domain.pricing import PriceTable, RepairFacts, estimate
@@ -184,7 +191,13 @@ def cost_detail(ticket: Ticket, prices: PriceTable) -> dict[str, Any]:
 
 
 def booked_entry(
-    ticket: Ticket, booking: Booking, deps: DispatchDeps, *, actor: str, now: datetime
+    ticket: Ticket,
+    booking: Booking,
+    deps: DispatchDeps,
+    *,
+    actor: str,
+    now: datetime,
+    slot_taken: int = 0,
 ) -> TimelineEntry:
     return TimelineEntry(
         at=now,
@@ -198,6 +211,7 @@ def booked_entry(
             "end": booking.end.isoformat(),
             "source": booking.source.value,
             "estimate": cost_detail(ticket, deps.prices),
+            "slot_taken": slot_taken,
         },
     )
 
@@ -248,7 +262,10 @@ def book_first(
     now: datetime,
     on_taken: Callable[[Candidate], None],
 ) -> Booking | None:
-    """Book the candidates in order until one write succeeds (SlotTaken: the next one)."""
+    """Book the candidates in order until one write succeeds (SlotTaken: the next one).
+
+    `BookingConflict` (the ticket got a live booking meanwhile, e.g. the customer picked a
+    slot) goes to the caller: there is nothing left to book."""
     for candidate in candidates:
         booking = new_booking(
             ticket, candidate, source=BookingSource.AUTO, actor="dispatcher", now=now
@@ -287,13 +304,27 @@ def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> Dis
         return _no_candidate(ticket, job, search.rejected, deps, now)
     if not auto_books(job, deps.policy):
         return _offer(ticket, search.candidates, search.rejected, deps, now)
+    return _auto_book(ticket, search, deps, now)
+
+
+def _auto_book(
+    ticket: Ticket, search: CandidateSearch, deps: DispatchDeps, now: datetime
+) -> DispatchOutcome:
+    """P1/VIP: the earliest feasible visit of the best candidate that can still be had."""
     taken: list[str] = []
-    booking = book_first(
-        ticket, search.candidates, deps, now=now, on_taken=lambda c: taken.append(c.engineer_id)
-    )
+    try:
+        booking = book_first(
+            ticket, search.candidates, deps, now=now, on_taken=lambda c: taken.append(c.engineer_id)
+        )
+    except BookingConflict:  # the ticket got its visit meanwhile (one live booking per ticket)
+        return DispatchOutcome(
+            ticket_id=ticket.ticket_id,
+            state=DispatchState.BOOKED,
+            booking=live_booking(deps, ticket.ticket_id),
+        )
     if booking is None:
         return _offer(ticket, [], search.rejected, deps, now, slot_taken=len(taken))
-    entry = booked_entry(ticket, booking, deps, actor="dispatcher", now=now)
+    entry = booked_entry(ticket, booking, deps, actor="dispatcher", now=now, slot_taken=len(taken))
     mark(deps, ticket, DispatchState.BOOKED, entry, to_status=TicketStatus.SCHEDULED)
     return DispatchOutcome(
         ticket_id=ticket.ticket_id,
