@@ -15,6 +15,17 @@ from aftercare.domain.ports.diagnostics import (
     DiagnosticsDue,
     DiagnosticsStore,
 )
+from aftercare.domain.ports.field import (
+    BookingConflict,
+    BookingNotFound,
+    BookingReads,
+    BusyInterval,
+    Calendar,
+    CalendarReads,
+    EngineerDirectory,
+    SlotTaken,
+    TicketAlreadyBooked,
+)
 from aftercare.domain.ports.notifications import (
     Bundles,
     ChannelSender,
@@ -64,7 +75,13 @@ from aftercare.domain.ports.tickets import (
 )
 
 __all__ = [
+    "BookingConflict",
+    "BookingNotFound",
+    "BookingReads",
     "Bundles",
+    "BusyInterval",
+    "Calendar",
+    "CalendarReads",
     "CancelPublisher",
     "ChannelSender",
     "CommandPublisher",
@@ -79,6 +96,7 @@ __all__ = [
     "DiagnosticsStore",
     "DueQueues",
     "DuplicateFault",
+    "EngineerDirectory",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",
@@ -97,10 +115,12 @@ __all__ = [
     "PartsContext",
     "PartsHolds",
     "ProfileSource",
+    "SlotTaken",
     "StatusChanges",
     "StockHistory",
     "SurveySchedule",
     "SurveyStore",
+    "TicketAlreadyBooked",
     "TicketDetail",
     "TicketLookup",
     "TicketNotFound",
