@@ -22,6 +22,17 @@ from aftercare.domain.ports.dispatch import (
     LeadTimes,
     WaitingTickets,
 )
+from aftercare.domain.ports.field import (
+    BookingConflict,
+    BookingNotFound,
+    BookingReads,
+    BusyInterval,
+    Calendar,
+    CalendarReads,
+    EngineerDirectory,
+    SlotTaken,
+    TicketAlreadyBooked,
+)
 from aftercare.domain.ports.notifications import (
     Bundles,
     ChannelSender,
@@ -71,7 +82,13 @@ from aftercare.domain.ports.tickets import (
 )
 
 __all__ = [
+    "BookingConflict",
+    "BookingNotFound",
+    "BookingReads",
     "Bundles",
+    "BusyInterval",
+    "Calendar",
+    "CalendarReads",
     "CancelPublisher",
     "ChannelSender",
     "CommandPublisher",
@@ -89,6 +106,7 @@ __all__ = [
     "DispatchState",
     "DueQueues",
     "DuplicateFault",
+    "EngineerDirectory",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",
@@ -108,10 +126,12 @@ __all__ = [
     "PartsContext",
     "PartsHolds",
     "ProfileSource",
+    "SlotTaken",
     "StatusChanges",
     "StockHistory",
     "SurveySchedule",
     "SurveyStore",
+    "TicketAlreadyBooked",
     "TicketDetail",
     "TicketLookup",
     "TicketNotFound",
