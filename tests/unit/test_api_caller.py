@@ -24,6 +24,12 @@ CUSTOMER = {"cognito:groups": "[customers]", "custom:customer_id": "c-0001"}
 BODIES = {
     "POST /tickets/{ticket_id}/diagnostics": {},
     "POST /surveys/{survey_id}/answer": {"rating": 5},
+    "POST /tickets/{ticket_id}/dispatch": {"reason": "a visit is needed"},
+    "POST /dispatch/assign": {
+        "ticket_id": "T-AAAAAAAAAAAA",
+        "engineer_id": "E-ada",
+        "start": "2030-01-01T09:00:00Z",
+    },
 }
 
 
@@ -83,8 +89,9 @@ def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int,
     return response["statusCode"], json.loads(response["body"])
 
 
-def test_both_functions_have_routes_to_check():
-    assert {name for name, *_ in routes()} == {"api", "survey"} and len(routes()) >= 9
+def test_every_function_has_routes_to_check():
+    assert {name for name, *_ in routes()} == {"api", "survey", "dispatch_api"}
+    assert len(routes()) >= 12
 
 
 @pytest.mark.parametrize(("name", "app", "method", "path"), routes())
