@@ -24,13 +24,13 @@ from aftercare.domain.calendar import (
     TicketNotBookable,
     load_booking_policy,
 )
-from aftercare.domain.ports import SlotTaken, TicketAlreadyBooked, TicketDetail, TicketNotFound
+from aftercare.domain.ports import SlotTaken, TicketAlreadyBooked, TicketNotFound
 from aftercare.domain.tickets import Ticket, TicketStatus
 from aftercare.models.field import Absence, BookingSource, BookingStatus, EngineerKind, Shift
 from moto import mock_aws
 
 from tests.fakes.diagnostics import make_ticket
-from tests.fakes.field import engineer, field_stores
+from tests.fakes.field import Tickets, engineer, field_stores
 
 NOW = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)  # a Monday, 06:00 in Dublin
 CUSTOMER = Caller(
@@ -40,16 +40,6 @@ OTHER = Caller(
     subject="s2", username="cust-0002", groups=frozenset({"customers"}), customer_id="c-0002"
 )
 MANAGER = Caller(subject="s3", username="mgr-grace", groups=frozenset({"managers"}))
-
-
-class Tickets:
-    def __init__(self, *tickets: Ticket) -> None:
-        self.tickets = {t.ticket_id: t for t in tickets}
-
-    def get_ticket(self, ticket_id: str) -> TicketDetail:
-        if ticket_id not in self.tickets:
-            raise TicketNotFound(ticket_id)
-        return TicketDetail(ticket=self.tickets[ticket_id], occurrences=[], timeline=[])
 
 
 def ticket(ticket_id: str, customer_id: str = "c-0001", **changes: Any) -> Ticket:

@@ -16,10 +16,9 @@ from aftercare.models.field import Partner
 from moto import mock_aws
 
 from tests.fakes.diagnostics import make_ticket
-from tests.fakes.field import engineer, field_stores
+from tests.fakes.field import Tickets, engineer, field_stores
 from tests.fakes.http_api import http_api_event
 from tests.fakes.lambda_runtime import load_handler
-from tests.unit.test_calendar_domain import Tickets
 
 API = load_handler("api", "api_handler")
 TICKET = make_ticket(thing="rt-x-0001").model_copy(update={"ticket_id": "T-1"})
