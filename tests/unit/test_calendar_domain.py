@@ -200,9 +200,11 @@ def test_reschedule_frees_the_old_window_and_cancel_frees_the_new(field):
     ]  # fmt: skip
 
 
-def test_only_staff_assign(field):
+def test_only_staff_assign_and_only_on_the_quarter_hour(field):
     with pytest.raises(Forbidden):
         field.assign(CUSTOMER, "T-1", "E-ada", datetime(2026, 12, 8, 10, tzinfo=UTC), NOW)
+    with pytest.raises(InvalidSlot):
+        field.assign(MANAGER, "T-1", "E-ada", datetime(2026, 12, 8, 10, 5, tzinfo=UTC), NOW)
 
 
 def test_partners_fill_in_only_when_in_house_offers_run_short(field):

@@ -317,6 +317,8 @@ class FieldBooking:
         engineer = self.directory.get_engineer(ref.engineer_id)
         if engineer is None or not eligible(engineer, ticket):
             raise InvalidSlot(f"{ref.engineer_id} does not take visits for this ticket")
+        if ref.start.minute % 15 or ref.start.second or ref.start.microsecond:
+            raise InvalidSlot("visits start on the quarter hour")
         if ref.end - ref.start != self.policy.visit_length(ticket.category):
             raise InvalidSlot(f"a {ticket.category} visit is not {ref.minutes} minutes")
         if ref.start < now or not fits(engineer, ref.start, ref.end):
