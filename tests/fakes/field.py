@@ -9,6 +9,8 @@ from typing import Any
 
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
+from aftercare.domain.ports import TicketDetail, TicketNotFound
+from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
     Booking,
     BookingSource,
@@ -22,6 +24,19 @@ from aftercare.models.field import (
 )
 
 from tests.fakes.tables import create_template_tables
+
+
+class Tickets:
+    """`TicketLookup` over tickets in memory."""
+
+    def __init__(self, *tickets: Ticket) -> None:
+        self.tickets = {t.ticket_id: t for t in tickets}
+
+    def get_ticket(self, ticket_id: str) -> TicketDetail:
+        if ticket_id not in self.tickets:
+            raise TicketNotFound(ticket_id)
+        return TicketDetail(ticket=self.tickets[ticket_id], occurrences=[], timeline=[])
+
 
 FIELD_TABLES = ("FieldTable", "TicketsTable")
 NINE_TO_FIVE = [Shift(start=time(9), end=time(17))]

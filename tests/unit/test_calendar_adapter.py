@@ -67,9 +67,12 @@ def test_book_request_writes_every_cell_conditionally_in_one_transaction():
     }
 
 
-def test_intervals_off_the_grid_are_refused():
+def test_intervals_off_the_grid_or_too_long_for_one_transaction_are_refused():
     with pytest.raises(NotOnCellBoundary):
         cells(NINE + timedelta(minutes=5), NINE + timedelta(hours=1))
+    assert len(cells(NINE, NINE + timedelta(hours=8))) == 32
+    with pytest.raises(NotOnCellBoundary):
+        cells(NINE, NINE + timedelta(hours=8, minutes=15))
 
 
 def test_overlapping_booking_is_slot_taken_and_leaves_nothing(calendar, ddb):

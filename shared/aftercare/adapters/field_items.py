@@ -20,6 +20,7 @@ from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, Engineer, Par
 from aftercare.models.tickets import TimelineEntry
 
 CELL = timedelta(minutes=15)
+MAX_CELLS = 32  # 8 hours: a reschedule (old + new cells + 4 items) stays within 100 items
 DIRECTORY = "DIRECTORY"
 ENGINEER_PREFIX = "ENG#"
 PARTNER_PREFIX = "PTN#"
@@ -75,8 +76,10 @@ def cells(start: datetime, end: datetime) -> list[datetime]:
     for at in (start, end):
         if at.minute % 15 or at.second or at.microsecond:
             raise NotOnCellBoundary(f"{at.isoformat()} is not on the 15-minute grid")
-    if end <= start:
-        raise NotOnCellBoundary(f"empty interval {start.isoformat()}..{end.isoformat()}")
+    if end <= start or end - start > CELL * MAX_CELLS:
+        raise NotOnCellBoundary(
+            f"{start.isoformat()}..{end.isoformat()} is empty or longer than 8 hours"
+        )
     return [start + CELL * n for n in range(int((end - start) / CELL))]
 
 
