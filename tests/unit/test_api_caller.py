@@ -25,6 +25,22 @@ BODIES = {
     "POST /tickets/{ticket_id}/diagnostics": {},
     "POST /surveys/{survey_id}/answer": {"rating": 5},
     "POST /tickets/{ticket_id}/dispatch": {"reason": "a visit is needed"},
+    "POST /tickets/{ticket_id}/booking": {"slot_id": "S-E-ada.20300101T0900Z.90"},
+    "POST /bookings/{booking_id}/reschedule": {
+        "slot_id": "S-E-ada.20300101T0900Z.90",
+        "reason": "later suits",
+    },
+    "POST /bookings/{booking_id}/cancel": {"reason": "not needed"},
+    "PUT /engineers/{engineer_id}": {
+        "engineer_id": "E-ada",
+        "name": "Ada",
+        "kind": "in_house",
+        "skills": [{"level": 2}],
+        "regions": ["eu-west"],
+        "home": {"lat": 53.3, "lon": -6.2},
+        "time_zone": "Europe/Dublin",
+        "working_hours": {},
+    },
     "POST /dispatch/assign": {
         "ticket_id": "T-AAAAAAAAAAAA",
         "engineer_id": "E-ada",
@@ -83,7 +99,9 @@ def routes() -> list[tuple[str, Any, str, str]]:
 
 
 def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
-    concrete = re.sub(r"\{[a-z_]+\}", "X-0001abcd", path)
+    # path parameters that fit their patterns: the caller is checked after validation
+    prefixes = {"booking_id": "B", "engineer_id": "E"}
+    concrete = re.sub(r"\{([a-z_]+)\}", lambda m: f"{prefixes.get(m.group(1), 'X')}-0001abcd", path)
     event = http_api_event(method, concrete, claims, BODIES.get(f"{method} {path}"))
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
