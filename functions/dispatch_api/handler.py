@@ -27,6 +27,7 @@ from aftercare.domain.dispatching import (
     DispatchDeps,
     EngineerNotEligible,
     EngineerUnknown,
+    InvalidStart,
     NotDispatchable,
 )
 from aftercare.domain.ports.field import BookingConflict, SlotTaken
@@ -92,7 +93,8 @@ def request_dispatch(
     description=(
         "The same conditional write as automatic booking: 409 `slot_taken` when the visit "
         "would overlap a live booking or an unexpired hold of that engineer; 422 "
-        "`engineer_not_eligible` when the engineer fails a hard rule or does not work then. "
+        "`engineer_not_eligible` when the engineer fails a hard rule or does not work then, "
+        "`invalid_start` off the quarter hour. "
         "A ticket that already has a live booking has it moved (one transaction)."
     ),
     tags=["dispatch"],
@@ -130,6 +132,7 @@ map_errors(
         NotDispatchable: (HTTPStatus.CONFLICT, "not_dispatchable"),
         (ConcurrentUpdate, BookingConflict): (HTTPStatus.CONFLICT, "concurrent_update"),
         EngineerNotEligible: (HTTPStatus.UNPROCESSABLE_ENTITY, "engineer_not_eligible"),
+        InvalidStart: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_start"),
     },
 )
 

@@ -179,14 +179,17 @@ def run(n_visits: int, n_engineers: int, seed: int, improve: bool) -> list[dict[
         rng = random.Random(seed)
         team = engineers(rng, n_engineers, policy, day)
         jobs = visits(rng, n_visits, policy, day)
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         planner = Planner(day, team, policy)
         plan = planner.plan(jobs)
         if improving:
             plan = planner.improve()
         seconds = time.perf_counter() - began
+        cpu = time.process_time() - began_cpu
         capacity = sum(r.day_end - r.day_start for r in planner.routes) / 60
-        rows.append(summarise(name, plan, jobs, seconds, capacity))
+        rows.append(
+            summarise(name, plan, jobs, seconds, capacity) | {"plan_cpu_seconds": round(cpu, 3)}
+        )
     return rows
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.dispatch_desk import assign, board, request_visit
-from aftercare.domain.dispatching import EngineerNotEligible, NotDispatchable
+from aftercare.domain.dispatching import EngineerNotEligible, InvalidStart, NotDispatchable
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.field import SlotTaken
 from aftercare.domain.tickets import TicketFlag, TicketStatus
@@ -44,7 +44,7 @@ def test_a_manager_assigns_a_visit_and_the_ticket_is_scheduled() -> None:
     world = World(visit_ticket("P3"))
     booked = assign(MANAGER, world.ticket_id, "E-far", NINE, world.deps, now=MONDAY)
     assert booked.source is BookingSource.DISPATCHER and booked.engineer_id == "E-far"
-    assert booked.start == NINE and booked.end == NINE + timedelta(minutes=45)  # connectivity
+    assert booked.start == NINE and booked.end == NINE + timedelta(minutes=60)  # connectivity
     assert world.ticket.status is TicketStatus.SCHEDULED
     assert world.ticket.dispatch_state == "booked"
 
@@ -89,6 +89,13 @@ def test_an_engineer_without_the_skill_is_not_assigned() -> None:
     world.field.put_engineer(world.field.engineers["E-far"].model_copy(update={"skills": []}))
     with pytest.raises(EngineerNotEligible, match="skill_below_2"):
         assign(MANAGER, world.ticket_id, "E-far", NINE, world.deps, now=MONDAY)
+
+
+def test_a_start_off_the_quarter_hour_is_refused() -> None:
+    world = World(visit_ticket("P3"))
+    with pytest.raises(InvalidStart):
+        assign(MANAGER, world.ticket_id, "E-far", NINE.replace(minute=7), world.deps, now=MONDAY)
+    assert world.field.bookings == {}
 
 
 def test_only_managers_assign_and_staff_read_the_board() -> None:

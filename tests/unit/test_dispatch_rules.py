@@ -175,14 +175,26 @@ def test_a_partner_engineer_needs_a_contract_covering_the_region() -> None:
 
 
 def test_the_visit_fits_working_hours_travel_bookings_and_absences() -> None:
-    # Given an engineer absent Monday morning and booked 13:00-15:00
+    # Given an engineer absent Monday morning and booked 14:00-16:00
+    absent = Absence(start=MONDAY, end=MONDAY.replace(hour=12))
+    busy = booking("E-ann", MONDAY.replace(hour=14), minutes=120)
+    ctx = EngineerContext(engineer=engineer(absences=[absent]), bookings=(busy,))
+    # When a 90-minute visit (power, data/calendar.yaml) is placed
+    found = find_candidates(job(), [ctx], POLICY, MONDAY).candidates[0]
+    # Then it is the first window after the absence, on the slot grid, before the booking
+    assert found.start == MONDAY.replace(hour=12)
+    assert found.end == MONDAY.replace(hour=13, minute=30)
+
+
+def test_a_visit_that_does_not_fit_before_a_booking_goes_after_it() -> None:
+    # Given the engineer is free only 12:00-13:00 before a booking until 15:00
     absent = Absence(start=MONDAY, end=MONDAY.replace(hour=12))
     busy = booking("E-ann", MONDAY.replace(hour=13), minutes=120)
     ctx = EngineerContext(engineer=engineer(absences=[absent]), bookings=(busy,))
-    # When a 60-minute visit is placed
-    found = find_candidates(job(), [ctx], POLICY, MONDAY).candidates[0]
-    # Then it is the first window after the absence, on the slot grid, before the booking
-    assert found.start == MONDAY.replace(hour=12) and found.end == MONDAY.replace(hour=13)
+    # Then the 90-minute visit starts when the booking ends
+    assert find_candidates(job(), [ctx], POLICY, MONDAY).candidates[0].start == MONDAY.replace(
+        hour=15
+    )
 
 
 def test_a_visit_that_cannot_end_before_the_sla_deadline_is_refused() -> None:

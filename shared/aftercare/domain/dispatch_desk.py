@@ -24,6 +24,7 @@ from aftercare.domain.dispatching import (
     DispatchDeps,
     EngineerNotEligible,
     EngineerUnknown,
+    InvalidStart,
     NotDispatchable,
     booked_entry,
     live_booking,
@@ -66,6 +67,8 @@ def assign(
     ticket's live booking there if it has one)."""
     if Group.MANAGERS not in caller.groups:
         raise Forbidden("only managers assign visits")
+    if start.minute % 15 or start.second or start.microsecond:
+        raise InvalidStart("visits start on the quarter hour (the calendar's cells)")
     ticket = deps.tickets.get_ticket(ticket_id).ticket
     if ticket.status not in ASSIGNABLE_STATES:
         raise NotDispatchable(f"{ticket_id} is {ticket.status}: no visit can be assigned")

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import safe_load
+from aftercare.domain.calendar import load_booking_policy
 from aftercare.models.field import GeoPoint
 
 
@@ -84,12 +85,16 @@ class DispatchPolicy(_Rule):
     score: ScoreWeights
 
 
-def parse_dispatch_policy(data: Mapping[str, Any]) -> DispatchPolicy:
-    return DispatchPolicy.model_validate({**data, "version": str(data["version"])})
+def parse_dispatch_policy(
+    data: Mapping[str, Any], visit_minutes: Mapping[str, int]
+) -> DispatchPolicy:
+    """The policy, with the visit lengths of the booking policy (one source for both)."""
+    visit = {**data["visit"], "duration_min": dict(visit_minutes)}
+    return DispatchPolicy.model_validate({**data, "visit": visit, "version": str(data["version"])})
 
 
 @cache
 def load_dispatch_policy() -> DispatchPolicy:
     """The dispatch policy shipped with this build (shared layer data)."""
     text = resources.files("aftercare.data").joinpath("dispatch.yaml").read_text(encoding="utf-8")
-    return parse_dispatch_policy(safe_load(text))
+    return parse_dispatch_policy(safe_load(text), load_booking_policy().visit_minutes)

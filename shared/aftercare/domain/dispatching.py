@@ -94,6 +94,10 @@ class EngineerUnknown(LookupError):
     pass
 
 
+class InvalidStart(ValueError):
+    """A manual assignment's start off the calendar's quarter-hour cells."""
+
+
 class NotDispatchable(ValueError):
     """The ticket is not in a state a visit can be booked for (resolved, under repair...)."""
 
