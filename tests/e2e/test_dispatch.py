@@ -5,6 +5,7 @@ time: one wins, the other gets `slot_taken`."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation import GenerationMode
 
 from infra.bench.dispatch_local import FieldStack, field_engineer, moto_ddb, visit_ticket
+from infra.cli import main as cli_main
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_diagnostics_api import Env
@@ -209,3 +211,51 @@ def test_a_schema_driven_fuzz_of_the_dispatch_routes_finds_no_server_errors(
 
             probe()
     assert not errors, "\n".join(errors[:10])
+
+
+def test_the_cli_asks_for_a_visit_assigns_it_and_shows_the_board(
+    env: Env, field: FieldStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir = ["--state-dir", str(env.state_dir)]
+    now = datetime.now(UTC)
+    ticket = visit_ticket(40, REGION, priority=Priority.P3, now=now)
+    field.put_ticket(ticket)
+    decided(field, ticket.ticket_id)
+    start = (now + timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+    # An engineer asks for a visit
+    assert cli_main(["login", "--user", "eng-ada", *state_dir]) == 0
+    capsys.readouterr()
+    assert (
+        cli_main(
+            ["tickets", "dispatch", ticket.ticket_id, "--reason", "noise", "--json", *state_dir]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["dispatch_state"] == "wanted"
+    decided(field, ticket.ticket_id)
+    # A manager assigns it, and the same time again is slot_taken (exit 1, one line)
+    assert cli_main(["login", "--user", "mgr-grace", *state_dir]) == 0
+    capsys.readouterr()
+    assign = [
+        "dispatch",
+        "assign",
+        ticket.ticket_id,
+        "--engineer",
+        ENGINEER,
+        "--start",
+        start.isoformat(),
+    ]
+    assert cli_main([*assign, "--json", *state_dir]) == 0
+    booked = json.loads(capsys.readouterr().out)
+    other = visit_ticket(41, REGION, priority=Priority.P3, now=now)
+    field.put_ticket(other)
+    decided(field, other.ticket_id)
+    assert cli_main([*assign[:2], other.ticket_id, *assign[3:], *state_dir]) == 1
+    assert capsys.readouterr().err.startswith("aftercare: slot_taken")
+    # The board shows the booking with the contract's keys
+    board = ["dispatch", "board", "--json", "--date", start.date().isoformat(), "--region", REGION]
+    assert cli_main([*board, *state_dir]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert booked in rows
+    assert set(rows[0]) == {"booking_id", "ticket_id", "engineer_id", "start", "end", "status"}
+    (env.state_dir / "session.json").unlink()
