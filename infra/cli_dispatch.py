@@ -53,8 +53,9 @@ def dispatch_assign(
     *,
     opts: StackOptions,
 ) -> None:
-    """Book a ticket's visit on an engineer's calendar (managers); `slot_taken` on overlap."""
+    """Book a ticket's visit on an engineer's calendar (managers); `slot_taken` on overlap.
+    Prints the booking."""
     booking = required_client(opts).post(
         "/dispatch/assign", {"ticket_id": ticket_id, "engineer_id": engineer, "start": start}
     )
-    emit({k: booking.get(k) for k in BOARD_FIELDS}, opts.json)
+    emit(booking, opts.json)

@@ -256,6 +256,7 @@ def test_the_cli_asks_for_a_visit_assigns_it_and_shows_the_board(
     board = ["dispatch", "board", "--json", "--date", start.date().isoformat(), "--region", REGION]
     assert cli_main([*board, *state_dir]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert booked in rows
+    assert booked["ticket_id"] == ticket.ticket_id and booked["source"] == "dispatcher"
+    assert {k: booked[k] for k in rows[0]} in rows
     assert set(rows[0]) == {"booking_id", "ticket_id", "engineer_id", "start", "end", "status"}
     (env.state_dir / "session.json").unlink()
