@@ -111,7 +111,10 @@ def test_slot_ids_name_engineer_start_and_length():
     at = datetime(2026, 12, 8, 9, 30, tzinfo=UTC)
     ref = parse_slot_id(slot_id("E-ada_1", at, 90))
     assert (ref.engineer_id, ref.start, ref.minutes) == ("E-ada_1", at, 90)
-    for bad in ("S-E-ada", "X-E-ada.20261208T0930Z.90", "S-E-ada.20261208T0931Z.90", "S-E.x.90"):
+    for bad in (
+        "S-E-ada", "X-E-ada.20261208T0930Z.90", "S-E-ada.20261208T0931Z.90", "S-E.x.90",
+        "S-E-ada.20261208T0930Z.495", "S-E-ada.99991231T2345Z.60", "S-E-ada.20261208T0930Z.0",
+    ):  # fmt: skip
         with pytest.raises(InvalidSlot):
             parse_slot_id(bad)
 

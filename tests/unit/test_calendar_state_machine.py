@@ -93,15 +93,18 @@ class CalendarMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        world = World.get()
         run = next(World.runs)
-        self.ddb = world.ddb
+        self.ddb = self.connect()
         self.stage = f"sm{run}"
         self.calendar: DynamoCalendar = field_stores(self.ddb, stage=self.stage)[0]
         self.engineers = {e: f"E-r{run}{e}" for e in ENGINEERS}
         self.tickets = {t: f"T-r{run}{t}" for t in TICKETS}
         self.now = DAY - timedelta(days=1)
         self.model = Model()
+
+    def connect(self) -> Any:
+        """The DynamoDB client the example's tables live on (in-process moto here)."""
+        return World.get().ddb
 
     def teardown(self) -> None:
         # Every booking is stored with the status the model has for it.

@@ -20,6 +20,7 @@ WEEKDAYS = (
 )  # fmt: skip
 GRID = timedelta(minutes=15)
 SLOT_PREFIX = "S-"
+MAX_VISIT_MINUTES = 8 * 60
 STAMP = "%Y%m%dT%H%MZ"
 
 
@@ -61,8 +62,10 @@ def parse_slot_id(value: str) -> SlotRef:
         length = int(minutes)
     except ValueError as exc:
         raise InvalidSlot(f"{value!r} is not a slot id") from exc
-    if length <= 0 or length % 15 or start.minute % 15:
-        raise InvalidSlot(f"{value!r} is not on the 15-minute grid")
+    if not 0 < length <= MAX_VISIT_MINUTES or length % 15 or start.minute % 15:
+        raise InvalidSlot(f"{value!r} is not a visit on the 15-minute grid")
+    if start > datetime.max.replace(tzinfo=UTC) - timedelta(days=1):
+        raise InvalidSlot(f"{value!r} is beyond the calendar")
     return SlotRef(engineer_id=engineer_id, start=start, minutes=length)
 
 

@@ -38,7 +38,7 @@ def put_engineer(
         raise InvalidEngineer(f"no partner {engineer.partner}")
     try:
         ZoneInfo(engineer.time_zone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long
         raise InvalidEngineer(f"unknown time zone {engineer.time_zone!r}") from exc
     for shifts in engineer.working_hours.values():
         if any(s.end <= s.start for s in shifts):
