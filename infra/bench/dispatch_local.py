@@ -26,19 +26,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aftercare.adapters.aws import to_item
-from aftercare.adapters.dynamodb import ticket_item
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
+from aftercare.adapters.ticket_items import ticket_item
 from aftercare.adapters.ticket_reads import DynamoTicketReader
-from aftercare.domain.tickets import (
-    CustomerTier,
-    Priority,
-    Ticket,
-    TicketFlag,
-    TicketStatus,
-    ticket_id_for,
-)
+from aftercare.domain.tickets import Ticket, ticket_id_for
 from aftercare.models.field import Engineer, EngineerKind, GeoPoint, Shift, Skill, Weekday
 from aftercare.models.payloads import Severity
+from aftercare.models.tickets import CustomerTier, Priority, TicketFlag, TicketStatus
 
 from infra.local.stack import LocalStack
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from aftercare.domain.tickets import Priority
 from aftercare.models.field import GeoPoint
 from aftercare.models.parts import LineStatus, PartsLine
+from aftercare.models.tickets import Priority
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation import GenerationMode
 

@@ -9,7 +9,7 @@ from typing import Any
 from aftercare.domain.ports.dispatch import DispatchMark
 from aftercare.domain.ports.field import BookingConflict, BookingNotFound, SlotTaken
 from aftercare.domain.ports.records import ConcurrentUpdate, TicketDetail, TicketNotFound
-from aftercare.domain.tickets import Ticket, TicketFlag, TimelineEntry
+from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
     LIVE_BOOKING_STATUSES,
     Booking,
@@ -23,6 +23,7 @@ from aftercare.models.field import (
     Skill,
     Weekday,
 )
+from aftercare.models.tickets import TicketFlag, TimelineEntry
 
 MONDAY = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # a Monday morning, before shifts start
 DUBLIN = GeoPoint(lat=53.35, lon=-6.26)

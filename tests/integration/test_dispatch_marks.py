@@ -15,13 +15,13 @@ from aftercare.adapters.dispatch_marks import (
     DynamoLeadTimes,
     DynamoWaitingTickets,
 )
-from aftercare.adapters.dynamodb import ticket_item
 from aftercare.adapters.inventory import part_key
+from aftercare.adapters.ticket_items import ticket_item
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.domain.dispatching import wake_waiting
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
 from aftercare.domain.ports.records import ConcurrentUpdate
-from aftercare.domain.tickets import TicketFlag, TicketStatus, TimelineEntry
+from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
 from moto import mock_aws
 
 from tests.fakes.aws import use_fake_credentials

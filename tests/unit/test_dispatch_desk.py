@@ -11,8 +11,8 @@ from aftercare.domain.dispatch_desk import assign, board, request_visit
 from aftercare.domain.dispatching import EngineerNotEligible, InvalidStart, NotDispatchable
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.field import SlotTaken
-from aftercare.domain.tickets import TicketFlag, TicketStatus
 from aftercare.models.field import BookingSource, BookingStatus
+from aftercare.models.tickets import TicketFlag, TicketStatus
 
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.dispatch import MONDAY, booking

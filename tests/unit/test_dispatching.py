@@ -12,9 +12,10 @@ from aftercare.domain.dispatching import DispatchDeps, DispatchOutcome, dispatch
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import Priority, Ticket, TicketFlag, TicketStatus
+from aftercare.domain.tickets import Ticket
 from aftercare.models.field import BookingSource, GeoPoint
 from aftercare.models.parts import LineStatus, PartsLine
+from aftercare.models.tickets import Priority, TicketFlag, TicketStatus
 
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.dispatch import (

@@ -22,7 +22,7 @@ from aftercare.adapters.ticket_items import conditional_put, iso, ticket_key, ti
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
 from aftercare.domain.ports.records import ConcurrentUpdate
-from aftercare.domain.tickets import TicketFlag, TimelineEntry
+from aftercare.models.tickets import TicketFlag, TimelineEntry
 
 WAIT_PREFIX = "PARTSWAIT#"
 

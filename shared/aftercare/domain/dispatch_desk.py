@@ -32,8 +32,8 @@ from aftercare.domain.dispatching import (
     new_booking,
 )
 from aftercare.domain.ports.dispatch import DispatchState
-from aftercare.domain.tickets import TicketStatus, TimelineEntry
 from aftercare.models.field import Booking, BookingSource
+from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 ASSIGNABLE_STATES = DISPATCHABLE_STATES | {TicketStatus.SCHEDULED}
 

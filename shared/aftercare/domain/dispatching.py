@@ -48,7 +48,7 @@ from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.domain.ports.tickets import TicketLookup
 from aftercare.domain.pricing import PriceTable, RepairFacts, estimate
 from aftercare.domain.rules import FaultCatalog
-from aftercare.domain.tickets import Ticket, TicketStatus, TimelineEntry
+from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
     LIVE_BOOKING_STATUSES,
     Booking,
@@ -57,6 +57,7 @@ from aftercare.models.field import (
     Engineer,
 )
 from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 MAX_MARK_RETRIES = 3
 OFFERED_IN_ENTRY = 3

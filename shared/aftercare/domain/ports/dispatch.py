@@ -9,7 +9,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.tickets import Ticket, TicketStatus, TimelineEntry
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 
 class DispatchState(StrEnum):
