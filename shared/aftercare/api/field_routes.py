@@ -7,6 +7,7 @@ OpenAPI document. Errors map to HTTP here, once: `SlotTaken` is 409 `slot_taken`
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
@@ -47,6 +49,22 @@ from aftercare.settings import EnvSettings, load_settings
 
 router = APIGatewayHttpRouter()
 
+# The resolver serving the request. Powertools points an included Router at the last resolver
+# that included it, and a process may hold several (tests, the OpenAPI generator): each request
+# names its own here instead.
+_serving: ContextVar[ApiGatewayResolver] = ContextVar("field_routes_app")
+
+
+def _remember_app(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    token = _serving.set(app)
+    try:
+        return next_middleware(app)
+    finally:
+        _serving.reset(token)
+
+
+router.use([_remember_app])
+
 Region = Annotated[str, Query(pattern=r"^[a-z]{2}-[a-z]+$")]
 
 
@@ -78,7 +96,7 @@ def field_service() -> FieldBooking:
 
 
 def caller() -> Caller:
-    return current_caller(router)  # type: ignore[arg-type]  # the router shares the app's context
+    return current_caller(_serving.get())
 
 
 def _json(status: HTTPStatus, body: Any) -> Response[Any]:
