@@ -24,7 +24,7 @@ from schemathesis.generation import GenerationMode
 from infra.bench.dispatch_local import FieldStack, field_engineer, moto_ddb, visit_ticket
 from infra.cli import main as cli_main
 from infra.local.stack import LocalStack
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import publish_as, wait_for
 from tests.e2e.test_diagnostics_api import Env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,3 +260,37 @@ def test_the_cli_asks_for_a_visit_assigns_it_and_shows_the_board(
     assert {k: booked[k] for k in rows[0]} in rows
     assert set(rows[0]) == {"booking_id", "ticket_id", "engineer_id", "start", "end", "status"}
     (env.state_dir / "session.json").unlink()
+
+
+def test_a_fault_whose_code_always_needs_a_visit_is_dispatched_from_intake(
+    env: Env, field: FieldStack
+) -> None:
+    # Given a seeded heat pump reporting a refrigerant leak (the catalog: always on site)
+    thing = "ac-hp-0012"
+    body = {
+        "fault_id": "leak-000001",
+        "code": "REFRIG-LOWPRESS",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "firmware": "1",
+    }
+    publish_as(
+        env.state,
+        thing,
+        [{"topic": f"dt/aftercare/{thing}/fault", "payload": json.dumps(body), "qos": 1}],
+    )
+    engineer = env.api("eng-ada")
+
+    def ticket() -> dict[str, Any] | None:
+        rows = engineer.get(f"/tickets?thing={thing}")
+        return next((r for r in rows if r["fault_code"] == "REFRIG-LOWPRESS"), None)
+
+    opened = wait_for(ticket, timeout=30, what="the leak's ticket")
+    # Then intake flags it and the Dispatcher decides without anyone asking (the decision
+    # depends on the seeded engineers' hours at the time the test runs)
+    view = wait_for(
+        lambda: field.decided(opened["ticket_id"]), timeout=30, what="a dispatch decision"
+    )
+    assert "needs_onsite_dispatch" in view.flags
+    assert view.dispatch_state in {"booked", "awaiting_customer", "no_candidate", "awaiting_parts"}
+    kinds = [e.kind for e in field.reader().get_ticket(opened["ticket_id"]).timeline]
+    assert f"dispatch_{view.dispatch_state}" in kinds
