@@ -136,9 +136,10 @@ def wait_for(probe: Callable[[], T | None], timeout: float, interval: float = 0.
 def moto_ddb(state: dict[str, Any]) -> Any:
     import boto3
 
+    endpoints = state.get("aws_service_endpoints") or {}
     return boto3.client(
         "dynamodb",
-        endpoint_url=state["aws_endpoint_url"],
+        endpoint_url=endpoints.get("dynamodb", state["aws_endpoint_url"]),
         region_name=state["region"],
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
