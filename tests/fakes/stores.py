@@ -27,6 +27,7 @@ from aftercare.domain.ports.records import (
     TicketDetail,
 )
 from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
+from aftercare.models.visits import VisitRecord
 
 
 class FakeTicketStore:
@@ -43,6 +44,7 @@ class FakeTicketStore:
         self.parts: dict[str, PartInfo] = {}
         self.stock: dict[tuple[str, str], StockLevel] = {}
         self.reservations: dict[str, PartsLine] = {}
+        self.visits: dict[str, dict[str, VisitRecord]] = {}
         self.requests = 0
 
     # ------------------------------------------------------------------ inventory
@@ -137,6 +139,7 @@ class FakeTicketStore:
             ticket=self.tickets[ticket_id],
             occurrences=self.occurrences[ticket_id],
             timeline=self.timeline[ticket_id],
+            visits=list(self.visits.get(ticket_id, {}).values()),
         )
 
     def apply_status_change(self, change: StatusChange) -> None:
@@ -153,8 +156,17 @@ class FakeTicketStore:
         if change.releases_lock:
             self.locks.pop((current.thing, current.fault_code), None)
         update["parts"] = self._move_lines(current, change.part_changes)
+        if change.records_resolution:
+            update["resolution"] = change.resolution
+        if change.flags is not None:
+            update |= {"flags": change.flags, "dispatch_reason": change.dispatch_reason}
         self.tickets[current.ticket_id] = current.model_copy(update=update)
         self.timeline[current.ticket_id].append(change.entry)
+        self._visit(change.visit)
+
+    def _visit(self, visit: VisitRecord | None) -> None:
+        if visit is not None:
+            self.visits.setdefault(visit.ticket_id, {})[visit.booking_id] = visit
 
     def _move_lines(self, ticket: Ticket, changes: list) -> list[PartsLine]:
         deltas = [c.delta for c in changes if c.delta is not None]
@@ -183,10 +195,12 @@ class FakeTicketStore:
             else:
                 parts.append(line)
             self.reservations[line.reservation_id] = line
-        self.tickets[current.ticket_id] = current.model_copy(
-            update={"parts": parts, "version": current.version + 1}
-        )
+        update: dict[str, object] = {"parts": parts, "version": current.version + 1}
+        if change.flags is not None:
+            update |= {"flags": change.flags, "dispatch_reason": change.dispatch_reason}
+        self.tickets[current.ticket_id] = current.model_copy(update=update)
         self.timeline[current.ticket_id].append(change.entry)
+        self._visit(change.visit)
 
     def held_units(self) -> int:
         return sum(

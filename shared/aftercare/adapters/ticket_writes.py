@@ -26,6 +26,7 @@ from aftercare.adapters.ticket_items import (
     ticket_item,
     ticket_key,
     timeline_item,
+    visit_put,
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem
 from aftercare.domain.parts import LineStatus, OutOfStock
@@ -171,6 +172,12 @@ def status_change_items(
     if change.records_resolution:
         sets += ["resolved_at = :now", "resolution = :resolution"]
         values[":resolution"] = change.resolution.value if change.resolution else None
+    if change.flags is not None:
+        sets += ["flags = :flags", "dispatch_reason = :dispatch_reason"]
+        values |= {
+            ":flags": [f.value for f in change.flags],
+            ":dispatch_reason": change.dispatch_reason,
+        }
     values |= {f":part{c.index}": c.to.value for c in change.part_changes}
     update = {
         "Update": {
@@ -188,6 +195,8 @@ def status_change_items(
     ]
     if change.releases_lock:
         items.append(_release_lock(table, ticket))
+    if change.visit is not None:
+        items.append(visit_put(table, change.visit))
     if change.records_resolution:
         last = {
             **last_resolution_key(ticket.thing, ticket.fault_code),
@@ -217,6 +226,12 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
     for index, line in change.new_lines.items():
         sets.append(f"parts[{index}] = :line{index}")
         values[f":line{index}"] = line.model_dump(mode="json")
+    if change.flags is not None:
+        sets += ["flags = :flags", "dispatch_reason = :dispatch_reason"]
+        values |= {
+            ":flags": [f.value for f in change.flags],
+            ":dispatch_reason": change.dispatch_reason,
+        }
     update: dict[str, Any] = {
         "TableName": table,
         "Key": to_item(ticket_key(ticket.ticket_id)),
@@ -238,6 +253,8 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
         if old is not None and old.status is LineStatus.BACKORDERED:
             items.append(backorder_count(inventory_table, old, -line.qty))
     items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
+    if change.visit is not None:
+        items.append(visit_put(table, change.visit))
     return items
 
 

@@ -96,6 +96,7 @@ from aftercare.models.diagnostics import (
     Routine,
 )
 from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsEnvelope
+from aftercare.models.visits import VisitRecord
 
 # This module is the diagnostics' one public face: what the answer, planning and records
 # modules define is importable from here too.
@@ -162,6 +163,7 @@ def start_diagnostic(
     purpose: Purpose,
     now: datetime,
     request_id: str | None = None,
+    visit: VisitRecord | None = None,
 ) -> DiagnosticRecord:
     """Store a pending request and publish it to the ticket's device.
 
@@ -181,6 +183,7 @@ def start_diagnostic(
         requested_by=actor,
         requested_at=now,
         expires_at=now + timeout,
+        visit=visit,
     )
     if not store.create(record, requested_entry(record)):
         existing = store.load(ticket.ticket_id, record.request_id).record

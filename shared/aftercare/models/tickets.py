@@ -121,4 +121,5 @@ class TicketRecord(BaseModel):
     resolved_at: AwareDatetime | None = None
     resolution: Resolution | None = None
     flags: list[TicketFlag] = Field(default_factory=list)
+    dispatch_reason: str | None = None  # why the ticket needs (another) visit
     parts: list[PartsLine] = Field(default_factory=list)

@@ -15,6 +15,14 @@ from aftercare.domain.ports.diagnostics import (
     DiagnosticsDue,
     DiagnosticsStore,
 )
+from aftercare.domain.ports.field import (
+    BookingConflict,
+    BookingNotFound,
+    BookingReads,
+    Calendar,
+    EngineerDirectory,
+    SlotTaken,
+)
 from aftercare.domain.ports.notifications import (
     Bundles,
     ChannelSender,
@@ -62,9 +70,16 @@ from aftercare.domain.ports.tickets import (
     TicketReader,
     TicketStore,
 )
+from aftercare.domain.ports.visits import (
+    VisitTickets,
+)
 
 __all__ = [
+    "BookingConflict",
+    "BookingNotFound",
+    "BookingReads",
     "Bundles",
+    "Calendar",
     "CancelPublisher",
     "ChannelSender",
     "CommandPublisher",
@@ -79,6 +94,7 @@ __all__ = [
     "DiagnosticsStore",
     "DueQueues",
     "DuplicateFault",
+    "EngineerDirectory",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",
@@ -97,6 +113,7 @@ __all__ = [
     "PartsContext",
     "PartsHolds",
     "ProfileSource",
+    "SlotTaken",
     "StatusChanges",
     "StockHistory",
     "SurveySchedule",
@@ -106,4 +123,5 @@ __all__ = [
     "TicketNotFound",
     "TicketReader",
     "TicketStore",
+    "VisitTickets",
 ]

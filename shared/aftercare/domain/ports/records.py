@@ -18,8 +18,10 @@ from aftercare.domain.tickets import (
     CustomerTier,
     Occurrence,
     Ticket,
+    TicketFlag,
     TimelineEntry,
 )
+from aftercare.models.visits import VisitRecord
 
 
 class _Record(BaseModel):
@@ -143,6 +145,7 @@ class TicketDetail(_Record):
     ticket: Ticket
     occurrences: list[Occurrence]
     timeline: list[TimelineEntry]
+    visits: list[VisitRecord] = Field(default_factory=list)
 
 
 class PartsChange(_Record):
@@ -156,3 +159,6 @@ class PartsChange(_Record):
     replaced_lines: dict[int, PartsLine] = Field(
         default_factory=dict, description="lines that new_lines overwrite (e.g. a backorder)"
     )
+    visit: VisitRecord | None = Field(default=None, description="a visit record written with it")
+    flags: list[TicketFlag] | None = Field(default=None, description="replaces the flags if given")
+    dispatch_reason: str | None = None

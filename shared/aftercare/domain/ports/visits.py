@@ -1,0 +1,13 @@
+"""What an engineer's visit changes on its ticket: a status change (with flags and the visit
+record) or a parts change (consume/release, a timeline entry and the visit record), each one
+version-guarded transaction of the ticket store."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aftercare.domain.ports.tickets import PartsHolds, StatusChanges
+
+
+class VisitTickets(StatusChanges, PartsHolds, Protocol):
+    """The ticket roles a visit uses (`DynamoTicketStore` implements them)."""
