@@ -26,6 +26,7 @@ from infra.cli_admin import admin_app, devices_provision, smoke
 from infra.cli_api import diag_app, login_command
 from infra.cli_core import LIST_FIELDS, CliError, StackOptions
 from infra.cli_dlq import dlq_app
+from infra.cli_jobs import jobs_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
 from infra.cli_tickets import catalog_app, devices_app, tickets_app
@@ -79,6 +80,7 @@ for group, name in (
     (surveys_app, "surveys"),
     (followups_app, "followups"),
     (admin_app, "admin"),
+    (jobs_app, "jobs"),
 ):
     app.add_typer(group, name=name)
 app.command("smoke")(smoke)

@@ -25,8 +25,8 @@ from aftercare.models.payloads import DiagnosticsResult, DiagnosticStatus
 from aftercare.models.visits import SetJobStatus, VisitOutcome
 
 from tests.fakes.diagnostics import NOW, FakeDiagnosticsStore, FakePublisher, make_ticket
-from tests.fakes.field import FakeCalendar
 from tests.fakes.stores import FakeTicketStore
+from tests.fakes.visit_calendar import FakeCalendar
 
 ENGINEER = Caller(
     subject="s-ada", username="eng-ada", groups=frozenset({"engineers"}), engineer_id="E-ada"
@@ -155,9 +155,9 @@ def test_on_the_way_then_on_site_moves_the_ticket_into_repair(field: Field) -> N
     # Then the booking followed the transitions and the ticket is in repair
     assert result.booking.status is BookingStatus.ON_SITE and result.booking.version == 3
     assert field.ticket.status is TicketStatus.IN_REPAIR
-    kinds = [e.kind for e in field.tickets.timeline[field.ticket_id]]
-    assert kinds == ["visit_en_route", "visit_on_site"]
-    assert field.visit().outcome is VisitOutcome.IN_PROGRESS
+    (entry,) = field.tickets.timeline[field.ticket_id]
+    assert entry.kind == "status_changed" and entry.detail["to"] == "in_repair"
+    assert field.booking.booking_id in entry.detail["reason"]
 
 
 def test_a_stale_version_is_refused_and_changes_nothing(field: Field) -> None:
@@ -182,16 +182,20 @@ def test_another_engineers_job_is_forbidden(field: Field) -> None:
 
 
 def test_a_retried_change_lands_on_the_ticket_once(field: Field) -> None:
-    # Given the calendar took the change but the ticket side was lost
-    field.calendar.set_status(field.booking, BookingStatus.EN_ROUTE, 1)
-    # When the engineer retries with the version they read
-    body = SetJobStatus(status="en_route", expected_version=1)
+    # Given the calendar took "on site" but the ticket side was lost
+    field.report("en_route")
+    field.calendar.set_status(
+        field.calendar.bookings[field.booking.booking_id], BookingStatus.ON_SITE, 2
+    )
+    assert field.ticket.status is TicketStatus.SCHEDULED
+    # When the engineer retries with the version they read, twice
+    body = SetJobStatus(status="on_site", expected_version=2)
     set_job_status(field.deps, ENGINEER, field.booking.booking_id, body, NOW)
     set_job_status(field.deps, ENGINEER, field.booking.booking_id, body, NOW)
-    # Then the ticket shows the change once and the booking moved once
+    # Then the ticket moved once and the booking moved once
     kinds = [e.kind for e in field.tickets.timeline[field.ticket_id]]
-    assert kinds == ["visit_en_route"]
-    assert field.calendar.bookings[field.booking.booking_id].version == 2
+    assert kinds == ["status_changed"] and field.ticket.status is TicketStatus.IN_REPAIR
+    assert field.calendar.bookings[field.booking.booking_id].version == 3
 
 
 def test_completion_consumes_used_parts_releases_the_rest_and_asks_the_device(

@@ -48,12 +48,11 @@ from aftercare.domain.ports import (
     VisitTickets,
 )
 from aftercare.domain.tickets import (
-    ACTIVE_STATES,
+    TRANSITIONS,
     Ticket,
     TicketFlag,
     TicketStatus,
     TimelineEntry,
-    check_transition,
     plan_status_change,
 )
 from aftercare.models.diagnostics import DiagnosticRecord, Purpose, Routine
@@ -165,7 +164,7 @@ def set_job_status(
             raise StaleBooking(booking, body.expected_version)
         check_booking_transition(booking.status, target)
         updated = deps.calendar.set_status(
-            booking, target, body.expected_version, **_booking_changes(body, now)
+            booking, target, body.expected_version, **_booking_changes(body, caller.actor, now)
         )
     ticket = land_on_ticket(deps.tickets, updated, body, actor=caller.actor, now=now)
     result = JobResult(booking=updated, ticket_status=ticket.status if ticket else None)
@@ -185,8 +184,9 @@ def _authorize(caller: Caller, booking: Booking) -> None:
         raise Forbidden(f"booking {booking.booking_id} is not one of your jobs")
 
 
-def _booking_changes(body: SetJobStatus, now: datetime) -> dict[str, object]:
-    changes: dict[str, object] = {"updated_at": now}
+def _booking_changes(body: SetJobStatus, actor: str, now: datetime) -> dict[str, object]:
+    """What the calendar writes with the status (`actor` and `now` date its audit entry)."""
+    changes: dict[str, object] = {"actor": actor, "now": now}
     if body.notes is not None:
         changes["notes"] = body.notes
     if body.reason is not None:
@@ -206,10 +206,8 @@ def land_on_ticket(
             detail = tickets.get_ticket(booking.ticket_id)
         except TicketNotFound:
             return None
-        if any(
-            v.booking_id == booking.booking_id and v.status is booking.status for v in detail.visits
-        ):
-            return detail.ticket  # already landed (a retry)
+        if _landed(detail.ticket, detail.visits, booking):
+            return detail.ticket  # already there (a retry)
         try:
             _apply(tickets, detail.ticket, booking, body, actor=actor, now=now)
         except ConcurrentUpdate:
@@ -218,6 +216,14 @@ def land_on_ticket(
             continue
         return tickets.get_ticket(booking.ticket_id).ticket
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _landed(ticket: Ticket, visits: Sequence[VisitRecord], booking: Booking) -> bool:
+    if booking.status is BookingStatus.EN_ROUTE:
+        return True  # the calendar's own audit entry says it; the ticket does not move
+    if booking.status is BookingStatus.ON_SITE:
+        return ticket.status is not TicketStatus.SCHEDULED and ticket.status not in BEFORE_VISIT
+    return any(v.booking_id == booking.booking_id and v.status is booking.status for v in visits)
 
 
 def visit_record(
@@ -237,19 +243,6 @@ def visit_record(
     )
 
 
-def _entry(booking: Booking, body: SetJobStatus, actor: str, now: datetime) -> TimelineEntry:
-    detail: dict[str, object] = {
-        "booking_id": booking.booking_id,
-        "engineer_id": booking.engineer_id,
-        "status": booking.status.value,
-    }
-    if body.reason:
-        detail["reason"] = body.reason
-    if body.notes:
-        detail["notes"] = body.notes
-    return TimelineEntry(at=now, kind=f"visit_{booking.status.value}", actor=actor, detail=detail)
-
-
 def _apply(
     tickets: VisitTickets,
     ticket: Ticket,
@@ -259,54 +252,29 @@ def _apply(
     actor: str,
     now: datetime,
 ) -> None:
-    entry = _entry(booking, body, actor, now)
+    """The ticket side of a booking change (the calendar already wrote its `visit_<status>`
+    audit entry with the booking): what follows for the ticket, its parts and its KPIs."""
     status = booking.status
     if status is BookingStatus.ON_SITE:
-        _on_site(tickets, ticket, booking, entry, actor=actor, now=now)
+        _on_site(tickets, ticket, booking, actor=actor, now=now)
     elif status is BookingStatus.COMPLETED:
-        _completed(tickets, ticket, booking, body=body, entry=entry, now=now)
+        _completed(tickets, ticket, booking, body=body, actor=actor, now=now)
     elif status is BookingStatus.CANNOT_COMPLETE:
-        _cannot_complete(tickets, ticket, booking, body=body, entry=entry, now=now)
-    else:
-        visit = visit_record(booking, ticket, VisitOutcome.IN_PROGRESS, now)
-        tickets.apply_parts_change(PartsChange(ticket=ticket, changes=[], entry=entry, visit=visit))
+        _cannot_complete(tickets, ticket, booking, body=body, actor=actor, now=now)
 
 
 def _on_site(
-    tickets: VisitTickets,
-    ticket: Ticket,
-    booking: Booking,
-    entry: TimelineEntry,
-    *,
-    actor: str,
-    now: datetime,
+    tickets: VisitTickets, ticket: Ticket, booking: Booking, *, actor: str, now: datetime
 ) -> None:
-    visit = visit_record(booking, ticket, VisitOutcome.IN_PROGRESS, now)
+    why = f"engineer {booking.engineer_id} on site (visit {booking.booking_id})"
     if ticket.status in BEFORE_VISIT:
-        reason = f"visit {booking.booking_id} under way"
         to_scheduled = plan_status_change(
-            ticket, TicketStatus.SCHEDULED, actor=actor, reason=reason, now=now
+            ticket, TicketStatus.SCHEDULED, actor=actor, reason=why, now=now
         )
         tickets.apply_status_change(to_scheduled)
         ticket = tickets.get_ticket(ticket.ticket_id).ticket
-    if ticket.status is TicketStatus.SCHEDULED:
-        change = plan_status_change(
-            ticket, TicketStatus.IN_REPAIR, actor=actor, reason="engineer on site", now=now
-        )
-        tickets.apply_status_change(
-            change.model_copy(
-                update={"entry": _merged(change.entry, entry), "visit": visit},
-            )
-        )
-        return
-    tickets.apply_parts_change(PartsChange(ticket=ticket, changes=[], entry=entry, visit=visit))
-
-
-def _merged(status_entry: TimelineEntry, visit_entry: TimelineEntry) -> TimelineEntry:
-    """One timeline entry for a visit change that also moves the ticket."""
-    return visit_entry.model_copy(
-        update={"detail": {**visit_entry.detail, "ticket": status_entry.detail}}
-    )
+    change = plan_status_change(ticket, TicketStatus.IN_REPAIR, actor=actor, reason=why, now=now)
+    tickets.apply_status_change(change)
 
 
 def parts_on_completion(ticket: Ticket, parts_used: Sequence[str] | None) -> list[LineChange]:
@@ -330,22 +298,20 @@ def _completed(
     booking: Booking,
     *,
     body: SetJobStatus,
-    entry: TimelineEntry,
+    actor: str,
     now: datetime,
 ) -> None:
     changes = parts_on_completion(ticket, body.parts_used)
-    detail = {
-        **entry.detail,
+    detail: dict[str, object] = {
+        "booking_id": booking.booking_id,
         "parts": [{"sku": c.line.sku, "qty": c.line.qty, "to": c.to.value} for c in changes],
     }
+    if body.notes:
+        detail["notes"] = body.notes
+    entry = TimelineEntry(at=now, kind="visit_parts_settled", actor=actor, detail=detail)
     visit = completed_visit(booking, ticket, body, now)
     tickets.apply_parts_change(
-        PartsChange(
-            ticket=ticket,
-            changes=changes,
-            entry=entry.model_copy(update={"detail": detail}),
-            visit=visit,
-        )
+        PartsChange(ticket=ticket, changes=changes, entry=entry, visit=visit)
     )
 
 
@@ -369,7 +335,7 @@ def _cannot_complete(
     booking: Booking,
     *,
     body: SetJobStatus,
-    entry: TimelineEntry,
+    actor: str,
     now: datetime,
 ) -> None:
     reason = f"visit {booking.booking_id} could not complete: {body.reason}"
@@ -377,26 +343,20 @@ def _cannot_complete(
     flags = [*ticket.flags]
     if TicketFlag.NEEDS_ONSITE_DISPATCH not in flags:
         flags.append(TicketFlag.NEEDS_ONSITE_DISPATCH)
-    if ticket.status in (TicketStatus.SCHEDULED, TicketStatus.IN_REPAIR):
-        check_transition(ticket.status, TicketStatus.OPEN)
-        change = plan_status_change(
-            ticket, TicketStatus.OPEN, actor=entry.actor, reason=reason, now=now
-        )
-        tickets.apply_status_change(
-            change.model_copy(
-                update={
-                    "entry": _merged(change.entry, entry),
-                    "visit": visit,
-                    "flags": flags,
-                    "dispatch_reason": reason,
-                }
-            )
-        )
+    back = {"visit": visit, "flags": flags, "dispatch_reason": reason}
+    if TicketStatus.OPEN in TRANSITIONS[ticket.status]:
+        change = plan_status_change(ticket, TicketStatus.OPEN, actor=actor, reason=reason, now=now)
+        tickets.apply_status_change(change.model_copy(update=back))
         return
-    patch = PartsChange(ticket=ticket, changes=[], entry=entry, visit=visit)
-    if ticket.status in ACTIVE_STATES:
-        patch = patch.model_copy(update={"flags": flags, "dispatch_reason": reason})
-    tickets.apply_parts_change(patch)
+    entry = TimelineEntry(
+        at=now,
+        kind="flagged",
+        actor=actor,
+        detail={"flag": TicketFlag.NEEDS_ONSITE_DISPATCH.value, "because": reason},
+    )
+    if not ticket.active:
+        back = {"visit": visit}
+    tickets.apply_parts_change(PartsChange(ticket=ticket, changes=[], entry=entry, **back))
 
 
 # --------------------------------------------------------------------------- verification

@@ -44,8 +44,11 @@ class FakeCalendar:
             raise BookingNotFound(booking.booking_id)
         if current.version != expected_version:
             raise BookingConflict(f"{booking.booking_id} is at version {current.version}")
+        at = changes.pop("now", None)
+        changes.pop("actor", None)
         updated = current.model_copy(
             update={**changes, "status": status, "version": current.version + 1}
+            | ({"updated_at": at} if at else {})
         )
         self.bookings[booking.booking_id] = updated
         self.writes += 1
