@@ -12,8 +12,9 @@ from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
 from aftercare.adapters.dynamodb import ticket_item
 from aftercare.domain.diagnostics import plan_completion, sweep_timeouts
+from aftercare.domain.ports import NewTicketPlan
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import Resolution, TicketFlag, TicketStatus
+from aftercare.domain.tickets import Occurrence, Resolution, TicketFlag, TicketStatus, TimelineEntry
 from aftercare.domain.visits import VisitDeps, set_job_status
 from aftercare.models.field import VerificationOutcome
 from aftercare.models.payloads import DiagnosticsResult, DiagnosticStatus
@@ -125,3 +126,37 @@ def test_cannot_complete_stores_the_flag_reason_and_visit(visit: Visit) -> None:
     assert "customer absent" in str(detail.ticket.dispatch_reason)
     (record,) = detail.visits
     assert record.outcome is VisitOutcome.CANNOT_COMPLETE and not record.first_time_fix
+
+
+@pytest.mark.parametrize("visit", ["VISIT-REPEAT"], indirect=True)
+def test_a_repeat_within_the_window_is_recorded_against_the_fixing_visit(visit: Visit) -> None:
+    # Given a visit whose fix the device verified
+    test_a_verified_fix_resolves_on_site_and_records_the_visit(visit)
+    earlier = visit.detail().ticket
+    context = visit.tickets.load_intake_context(earlier.thing, earlier.fault_code, "f-again")
+    assert context.last_resolution is not None
+    assert context.last_resolution.visit_id == visit.booking.booking_id
+    # When intake opens a repeat ticket of the same code (as it plans one)
+    repeat = make_ticket(earlier.fault_code, thing=earlier.thing).model_copy(
+        update={"ticket_id": "T-REPEATREPEAT", "repeat_of": earlier.ticket_id}
+    )
+    visit.tickets.open_ticket(
+        NewTicketPlan(
+            ticket=repeat,
+            occurrence=Occurrence(
+                fault_id="f-again",
+                occurred_at=NOW,
+                received_at=NOW,
+                severity=repeat.severity,
+                firmware="1.0.0",
+            ),
+            timeline=[],
+            dedup_expires_at=0,
+            repeat_entry=TimelineEntry(at=NOW, kind="repeat_reported", actor="fault-intake"),
+            repeat_visit=context.last_resolution.visit_id,
+        )
+    )
+    # Then the visit no longer counts as a first-time fix, and names the repeat
+    (record,) = visit.detail().visits
+    assert record.outcome is VisitOutcome.REPEATED and not record.first_time_fix
+    assert record.repeat_ticket == "T-REPEATREPEAT"

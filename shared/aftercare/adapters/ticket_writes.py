@@ -26,6 +26,7 @@ from aftercare.adapters.ticket_items import (
     ticket_item,
     ticket_key,
     timeline_item,
+    visit_key,
     visit_put,
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem
@@ -39,6 +40,7 @@ from aftercare.domain.ports import (
     PartsChange,
 )
 from aftercare.domain.tickets import StatusChange, Ticket, TimelineEntry
+from aftercare.models.visits import VisitOutcome
 
 
 def open_ticket_items(
@@ -70,6 +72,8 @@ def open_ticket_items(
     ]
     if plan.repeat_entry is not None and ticket.repeat_of:
         items += _link_repeat(table, ticket, plan.repeat_entry)
+        if plan.repeat_visit:
+            items.append(_repeat_against_visit(table, ticket, plan.repeat_visit))
     if plan.reservation.lines:
         if inventory_table is None:
             raise ValueError("part holds need the inventory table")
@@ -99,6 +103,26 @@ def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[TxIte
         }
     }
     return [TxItem(update), conditional_put(table, timeline_item(earlier, entry))]
+
+
+def _repeat_against_visit(table: str, ticket: Ticket, booking_id: str) -> TxItem:
+    """The earlier ticket's fixing visit learns its fix did not last (first-time fix lost).
+
+    No condition: the visit item was written in the transaction that wrote the resolution
+    naming it, and is never deleted."""
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(visit_key(str(ticket.repeat_of), booking_id)),
+            "UpdateExpression": "SET outcome = :repeated, first_time_fix = :no, repeat_ticket = :t",
+            "ExpressionAttributeValues": {
+                ":repeated": to_attr(VisitOutcome.REPEATED.value),
+                ":no": to_attr(False),
+                ":t": to_attr(ticket.ticket_id),
+            },
+        }
+    }
+    return TxItem(update)
 
 
 def correlation_items(table: str, plan: CorrelationPlan) -> list[TxItem]:
@@ -203,6 +227,8 @@ def status_change_items(
             "ticket_id": ticket.ticket_id,
             "resolved_at": iso(change.entry.at),
         }
+        if change.visit is not None:
+            last["visit_id"] = change.visit.booking_id
         items.append(conditional_put(table, last))
     if change.part_changes and inventory_table is None:
         raise ValueError("parts lines need the inventory table")

@@ -234,6 +234,9 @@ def plan_new_ticket(
         timeline=timeline,
         dedup_expires_at=_dedup_expiry(rules.policy, received_at),
         repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+        repeat_visit=context.last_resolution.visit_id
+        if repeat_of and context.last_resolution
+        else None,
         reservation=reservation,
     )
 

@@ -63,6 +63,7 @@ class OpenLock(_Record):
 class LastResolution(_Record):
     ticket_id: str
     resolved_at: AwareDatetime
+    visit_id: str | None = None  # the booking whose visit fixed it (a repeat counts against it)
 
 
 class IntakeContext(_Record):
@@ -91,6 +92,7 @@ class NewTicketPlan(_Record):
     timeline: list[TimelineEntry]
     dedup_expires_at: int
     repeat_entry: TimelineEntry | None = None
+    repeat_visit: str | None = None  # the visit that fixed the earlier ticket, if one did
     reservation: ReservationPlan = Field(
         default_factory=lambda: ReservationPlan(lines=[], deltas=[])
     )
