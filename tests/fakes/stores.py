@@ -167,6 +167,8 @@ class FakeTicketStore:
     def _visit(self, visit: VisitRecord | None) -> None:
         if visit is not None:
             self.visits.setdefault(visit.ticket_id, {})[visit.booking_id] = visit
+            ticket = self.tickets[visit.ticket_id]
+            self.tickets[visit.ticket_id] = ticket.model_copy(update={"visit": visit.summary()})
 
     def _move_lines(self, ticket: Ticket, changes: list) -> list[PartsLine]:
         deltas = [c.delta for c in changes if c.delta is not None]

@@ -303,6 +303,7 @@ def test_kinds_are_the_documented_ones() -> None:
         "onsite_visit_needed",
         "resolved",
         "survey",
+        "engineer_en_route",
     }
 
 
@@ -366,3 +367,27 @@ def test_a_sweep_starts_nothing_new_once_most_of_its_lease_is_used(world: World)
     assert world.notifier.run_due(NOON + timedelta(days=2), budget) == []
     # Then nothing was claimed, so nothing waits for a lease to run out
     assert all(d.lease_until is None for d in world.store.survey_due.values())
+
+
+def test_the_customer_hears_once_that_the_engineer_is_on_the_way(world: World) -> None:
+    # Given a ticket whose visit is booked for 09:00-11:00 Berlin time
+    visit = {
+        "booking_id": "B-1",
+        "engineer_id": "E-ada",
+        "status": "scheduled",
+        "start": "2026-03-02T08:00:00+00:00",
+        "end": "2026-03-02T10:00:00+00:00",
+        "time_zone": "Europe/Berlin",
+    }
+    world.change(None, ticket())
+    booked = ticket(status="scheduled", visit=visit)
+    on_the_way = booked | {"visit": visit | {"status": "en_route"}}
+    # When the engineer sets off and the stream delivers it twice
+    first = world.change(booked, on_the_way)
+    again = world.change(booked, on_the_way)
+    # Then one message says so, with the window on the customer's clock
+    assert [o.result for o in first] == ["sent"] and [o.result for o in again] == ["duplicate"]
+    message = world.email.deliveries[-1].message
+    assert "on the way" in message.subject and "2026-03-02 09:00-11:00" in message.text
+    # And arriving on site is no news
+    assert world.change(on_the_way, on_the_way | {"visit": visit | {"status": "on_site"}}) == []

@@ -155,7 +155,8 @@ def test_on_the_way_then_on_site_moves_the_ticket_into_repair(field: Field) -> N
     # Then the booking followed the transitions and the ticket is in repair
     assert result.booking.status is BookingStatus.ON_SITE and result.booking.version == 3
     assert field.ticket.status is TicketStatus.IN_REPAIR
-    (entry,) = field.tickets.timeline[field.ticket_id]
+    eta, entry = field.tickets.timeline[field.ticket_id]
+    assert eta.kind == "visit_eta" and field.ticket.visit is not None
     assert entry.kind == "status_changed" and entry.detail["to"] == "in_repair"
     assert field.booking.booking_id in entry.detail["reason"]
 
@@ -194,7 +195,8 @@ def test_a_retried_change_lands_on_the_ticket_once(field: Field) -> None:
     set_job_status(field.deps, ENGINEER, field.booking.booking_id, body, NOW)
     # Then the ticket moved once and the booking moved once
     kinds = [e.kind for e in field.tickets.timeline[field.ticket_id]]
-    assert kinds == ["status_changed"] and field.ticket.status is TicketStatus.IN_REPAIR
+    assert kinds == ["visit_eta", "status_changed"]
+    assert field.ticket.status is TicketStatus.IN_REPAIR
     assert field.calendar.bookings[field.booking.booking_id].version == 3
 
 

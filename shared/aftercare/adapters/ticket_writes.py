@@ -39,8 +39,8 @@ from aftercare.domain.ports import (
     NewTicketPlan,
     PartsChange,
 )
-from aftercare.domain.tickets import StatusChange, Ticket, TimelineEntry
-from aftercare.models.visits import VisitOutcome
+from aftercare.domain.tickets import StatusChange, Ticket, TicketFlag, TimelineEntry
+from aftercare.models.visits import VisitOutcome, VisitRecord
 
 
 def open_ticket_items(
@@ -196,12 +196,7 @@ def status_change_items(
     if change.records_resolution:
         sets += ["resolved_at = :now", "resolution = :resolution"]
         values[":resolution"] = change.resolution.value if change.resolution else None
-    if change.flags is not None:
-        sets += ["flags = :flags", "dispatch_reason = :dispatch_reason"]
-        values |= {
-            ":flags": [f.value for f in change.flags],
-            ":dispatch_reason": change.dispatch_reason,
-        }
+    sets, values = _visit_sets(change.visit, change.flags, change.dispatch_reason, sets, values)
     values |= {f":part{c.index}": c.to.value for c in change.part_changes}
     update = {
         "Update": {
@@ -237,6 +232,27 @@ def status_change_items(
     return items
 
 
+def _visit_sets(
+    visit: VisitRecord | None,
+    flags: list[TicketFlag] | None,
+    dispatch_reason: str | None,
+    sets: list[str],
+    values: dict[str, Any],
+) -> tuple[list[str], dict[str, Any]]:
+    """A visit's change on the ticket record: its summary, and the flags it sets."""
+    if visit is not None:
+        sets = [*sets, "visit = :visit"]
+        values = {**values, ":visit": visit.summary().model_dump(mode="json")}
+    if flags is not None:
+        sets = [*sets, "flags = :flags", "dispatch_reason = :dispatch_reason"]
+        values = {
+            **values,
+            ":flags": [f.value for f in flags],
+            ":dispatch_reason": dispatch_reason,
+        }
+    return sets, values
+
+
 def parts_change_items(table: str, inventory_table: str, change: PartsChange) -> list[TxItem]:
     """Lines moving (expiry, manual release) or newly held, with the ticket's version guard."""
     ticket = change.ticket
@@ -252,12 +268,7 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
     for index, line in change.new_lines.items():
         sets.append(f"parts[{index}] = :line{index}")
         values[f":line{index}"] = line.model_dump(mode="json")
-    if change.flags is not None:
-        sets += ["flags = :flags", "dispatch_reason = :dispatch_reason"]
-        values |= {
-            ":flags": [f.value for f in change.flags],
-            ":dispatch_reason": change.dispatch_reason,
-        }
+    sets, values = _visit_sets(change.visit, change.flags, change.dispatch_reason, sets, values)
     update: dict[str, Any] = {
         "TableName": table,
         "Key": to_item(ticket_key(ticket.ticket_id)),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aftercare.domain.notifications import (
     ACTIVE_FOR_DIAGNOSTICS,
@@ -38,7 +40,20 @@ def ticket_values(
         "thing": facts.thing,
         "actions": actions_text(facts, book, language, kind),
         "cost": cost_text(cost, book, language),
+        "visit_window": visit_window(facts),
     }
+
+
+def visit_window(facts: TicketFacts) -> str:
+    """The visit's window on the customer's (the booking's) wall clock, e.g. 09:00-11:00."""
+    visit = facts.visit or {}
+    start, end, zone = visit.get("start"), visit.get("end"), visit.get("time_zone")
+    if not (start and end):
+        return ""
+    tz = ZoneInfo(str(zone)) if zone else UTC
+    begin = datetime.fromisoformat(str(start)).astimezone(tz)
+    finish = datetime.fromisoformat(str(end)).astimezone(tz)
+    return f"{begin:%Y-%m-%d %H:%M}-{finish:%H:%M} ({tz})"
 
 
 def actions_text(

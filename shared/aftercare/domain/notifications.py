@@ -39,6 +39,7 @@ class EventKind(StrEnum):
     ONSITE_VISIT_NEEDED = "onsite_visit_needed"
     RESOLVED = "resolved"
     SURVEY = "survey"
+    ENGINEER_EN_ROUTE = "engineer_en_route"  # the visit's engineer set off
 
 
 DIGEST_KIND = "digest"
@@ -91,6 +92,7 @@ class TicketFacts(BaseModel):
     resolved_at: AwareDatetime | None = None
     opened_at: AwareDatetime
     first_seen: AwareDatetime
+    visit: dict[str, Any] | None = None  # the latest visit's summary (booking, window, status)
 
     def title(self, language: str) -> str:
         return self.title_zh if language.startswith("zh") and self.title_zh else self.title_en
@@ -119,13 +121,26 @@ def events_for_change(
     events: list[EventKind] = []
     if ONSITE_FLAG in (new.get("flags") or []) and ONSITE_FLAG not in (old.get("flags") or []):
         events.append(EventKind.ONSITE_VISIT_NEEDED)
+    if _visit_status(new) == "en_route" and _visit_status(old) != "en_route":
+        events.append(EventKind.ENGINEER_EN_ROUTE)
     if new.get("status") == "resolved" and old.get("status") != "resolved":
         remote = new.get("resolution") == "remote"
         events.append(EventKind.REMOTE_RESOLVED if remote else EventKind.RESOLVED)
     return events
 
 
+def _visit_status(image: Mapping[str, Any]) -> str | None:
+    visit = image.get("visit")
+    return str(visit.get("status")) if isinstance(visit, Mapping) else None
+
+
+# News that is worthless later goes now, whatever the severity (never held for a digest).
+TIME_BOUND_KINDS = frozenset({EventKind.ENGINEER_EN_ROUTE})
+
+
 def is_critical(kind: EventKind, facts: TicketFacts) -> bool:
+    if kind in TIME_BOUND_KINDS:
+        return True
     return kind in URGENT_KINDS and facts.severity == "critical"
 
 

@@ -219,10 +219,6 @@ def land_on_ticket(
 
 
 def _landed(ticket: Ticket, visits: Sequence[VisitRecord], booking: Booking) -> bool:
-    if booking.status is BookingStatus.EN_ROUTE:
-        return True  # the calendar's own audit entry says it; the ticket does not move
-    if booking.status is BookingStatus.ON_SITE:
-        return ticket.status is not TicketStatus.SCHEDULED and ticket.status not in BEFORE_VISIT
     return any(v.booking_id == booking.booking_id and v.status is booking.status for v in visits)
 
 
@@ -239,6 +235,9 @@ def visit_record(
         status=booking.status,
         outcome=outcome,
         updated_at=now,
+        start=booking.start,
+        end=booking.end,
+        time_zone=booking.time_zone,
         **extra,
     )
 
@@ -255,12 +254,32 @@ def _apply(
     """The ticket side of a booking change (the calendar already wrote its `visit_<status>`
     audit entry with the booking): what follows for the ticket, its parts and its KPIs."""
     status = booking.status
-    if status is BookingStatus.ON_SITE:
+    if status is BookingStatus.EN_ROUTE:
+        _en_route(tickets, ticket, booking, actor=actor, now=now)
+    elif status is BookingStatus.ON_SITE:
         _on_site(tickets, ticket, booking, actor=actor, now=now)
     elif status is BookingStatus.COMPLETED:
         _completed(tickets, ticket, booking, body=body, actor=actor, now=now)
     elif status is BookingStatus.CANNOT_COMPLETE:
         _cannot_complete(tickets, ticket, booking, body=body, actor=actor, now=now)
+
+
+def _en_route(
+    tickets: VisitTickets, ticket: Ticket, booking: Booking, *, actor: str, now: datetime
+) -> None:
+    """The ticket learns the engineer is on the way (and the notifier tells the customer)."""
+    entry = TimelineEntry(
+        at=now,
+        kind="visit_eta",
+        actor=actor,
+        detail={
+            "booking_id": booking.booking_id,
+            "engineer_id": booking.engineer_id,
+            "window": [booking.start.isoformat(), booking.end.isoformat()],
+        },
+    )
+    visit = visit_record(booking, ticket, VisitOutcome.IN_PROGRESS, now)
+    tickets.apply_parts_change(PartsChange(ticket=ticket, changes=[], entry=entry, visit=visit))
 
 
 def _on_site(
@@ -274,7 +293,8 @@ def _on_site(
         tickets.apply_status_change(to_scheduled)
         ticket = tickets.get_ticket(ticket.ticket_id).ticket
     change = plan_status_change(ticket, TicketStatus.IN_REPAIR, actor=actor, reason=why, now=now)
-    tickets.apply_status_change(change)
+    visit = visit_record(booking, ticket, VisitOutcome.IN_PROGRESS, now)
+    tickets.apply_status_change(change.model_copy(update={"visit": visit}))
 
 
 def parts_on_completion(ticket: Ticket, parts_used: Sequence[str] | None) -> list[LineChange]:

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.models.parts import PartsLine, WantedPart
 from aftercare.models.payloads import Severity
+from aftercare.models.visits import VisitSummary
 
 
 class TicketStatus(StrEnum):
@@ -122,4 +123,5 @@ class TicketRecord(BaseModel):
     resolution: Resolution | None = None
     flags: list[TicketFlag] = Field(default_factory=list)
     dispatch_reason: str | None = None  # why the ticket needs (another) visit
+    visit: VisitSummary | None = None  # its latest visit, as the engineer reported it
     parts: list[PartsLine] = Field(default_factory=list)

@@ -55,6 +55,19 @@ class SetJobStatus(BaseModel):
         return self
 
 
+class VisitSummary(BaseModel):
+    """The ticket's latest visit as its record shows it (what the notifier tells customers)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    booking_id: str
+    engineer_id: str
+    status: BookingStatus
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    time_zone: str | None = None
+
+
 class VisitOutcome(StrEnum):
     """Where a visit ended, for first-time-fix: only `verified` and `unverified` count as fixed."""
 
@@ -90,6 +103,19 @@ class VisitRecord(BaseModel):
     verification: VerificationOutcome | None = None
     verification_request: str | None = None
     repeat_ticket: str | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    time_zone: str | None = None
+
+    def summary(self) -> VisitSummary:
+        return VisitSummary(
+            booking_id=self.booking_id,
+            engineer_id=self.engineer_id,
+            status=self.status,
+            start=self.start,
+            end=self.end,
+            time_zone=self.time_zone,
+        )
 
     @property
     def first_time_fix(self) -> bool:
