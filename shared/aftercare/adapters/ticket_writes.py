@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aftercare.adapters.aws import to_attr, to_item
+from aftercare.adapters.escalation import tracker_put
 from aftercare.adapters.inventory import (
     backorder_count,
     line_change_items,
@@ -74,6 +75,8 @@ def open_ticket_items(
         items += _link_repeat(table, ticket, plan.repeat_entry)
         if plan.repeat_visit:
             items.append(_repeat_against_visit(table, ticket, plan.repeat_visit))
+    if plan.escalation is not None:
+        items.append(tracker_put(table, plan.escalation))
     if plan.reservation.lines:
         if inventory_table is None:
             raise ValueError("part holds need the inventory table")

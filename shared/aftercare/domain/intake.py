@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.parts import (
     OutOfStock,
@@ -238,6 +239,7 @@ def plan_new_ticket(
         if repeat_of and context.last_resolution
         else None,
         reservation=reservation,
+        escalation=first_tracker(ticket, load_escalation()),
     )
 
 

@@ -46,6 +46,8 @@ class TicketFlag(StrEnum):
     """Marks on a ticket that change what happens next."""
 
     NEEDS_ONSITE_DISPATCH = "needs_onsite_dispatch"
+    PARTNERS_ALLOWED = "partners_allowed"  # SLA escalation: dispatch may send a partner
+    SLA_BREACHED = "sla_breached"  # SLA escalation: a deadline passed unmet
 
 
 class Resolution(StrEnum):

@@ -15,6 +15,10 @@ from aftercare.domain.ports.diagnostics import (
     DiagnosticsDue,
     DiagnosticsStore,
 )
+from aftercare.domain.ports.escalation import (
+    DutyPager,
+    EscalationStore,
+)
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingNotFound,
@@ -94,7 +98,9 @@ __all__ = [
     "DiagnosticsStore",
     "DueQueues",
     "DuplicateFault",
+    "DutyPager",
     "EngineerDirectory",
+    "EscalationStore",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",

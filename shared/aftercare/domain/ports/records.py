@@ -86,6 +86,19 @@ class OpenContext(_Record):
     parts: dict[str, PartInfo] = Field(default_factory=dict)
 
 
+class EscalationTracker(_Record):
+    """Where a ticket is in its escalation schedule."""
+
+    ticket_id: str
+    index: int
+    next_at: AwareDatetime
+    bucket: str
+
+    @property
+    def next_epoch(self) -> int:
+        return int(self.next_at.timestamp())
+
+
 class NewTicketPlan(_Record):
     ticket: Ticket
     occurrence: Occurrence
@@ -93,6 +106,7 @@ class NewTicketPlan(_Record):
     dedup_expires_at: int
     repeat_entry: TimelineEntry | None = None
     repeat_visit: str | None = None  # the visit that fixed the earlier ticket, if one did
+    escalation: EscalationTracker | None = None  # its SLA escalation schedule's first step
     reservation: ReservationPlan = Field(
         default_factory=lambda: ReservationPlan(lines=[], deltas=[])
     )
