@@ -37,15 +37,21 @@ class FakeCalendar:
         raise NotImplementedError  # pragma: no cover - not used by visits
 
     def set_status(
-        self, booking: Booking, status: BookingStatus, expected_version: int, **changes: object
+        self,
+        booking: Booking,
+        status: BookingStatus,
+        expected_version: int,
+        *,
+        actor: str = "system",
+        now: datetime | None = None,
+        **changes: object,
     ) -> Booking:
         current = self.bookings.get(booking.booking_id)
         if current is None:
             raise BookingNotFound(booking.booking_id)
         if current.version != expected_version:
             raise BookingConflict(f"{booking.booking_id} is at version {current.version}")
-        at = changes.pop("now", None)
-        changes.pop("actor", None)
+        at = now
         updated = current.model_copy(
             update={**changes, "status": status, "version": current.version + 1}
             | ({"updated_at": at} if at else {})

@@ -164,7 +164,12 @@ def set_job_status(
             raise StaleBooking(booking, body.expected_version)
         check_booking_transition(booking.status, target)
         updated = deps.calendar.set_status(
-            booking, target, body.expected_version, **_booking_changes(body, caller.actor, now)
+            booking,
+            target,
+            body.expected_version,
+            actor=caller.actor,
+            now=now,
+            **_booking_changes(body),
         )
     ticket = land_on_ticket(deps.tickets, updated, body, actor=caller.actor, now=now)
     result = JobResult(booking=updated, ticket_status=ticket.status if ticket else None)
@@ -184,9 +189,9 @@ def _authorize(caller: Caller, booking: Booking) -> None:
         raise Forbidden(f"booking {booking.booking_id} is not one of your jobs")
 
 
-def _booking_changes(body: SetJobStatus, actor: str, now: datetime) -> dict[str, object]:
-    """What the calendar writes with the status (`actor` and `now` date its audit entry)."""
-    changes: dict[str, object] = {"actor": actor, "now": now}
+def _booking_changes(body: SetJobStatus) -> dict[str, object]:
+    """What the calendar writes on the booking with the status."""
+    changes: dict[str, object] = {}
     if body.notes is not None:
         changes["notes"] = body.notes
     if body.reason is not None:
