@@ -8,6 +8,7 @@ second here; a visit's verification deadline is 6 s).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.models.field import Booking, BookingSource, BookingStatus
 
+from infra.cli import main as cli_main
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_diagnostics_api import NO_AUTO, Api, Env, ticket_for
@@ -34,7 +36,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ROOT,
         workdir / "state",
         param_overrides={"VisitVerifyTimeoutSeconds": str(VERIFY_S)},
-        schedule_seconds={"DiagnosticsSweeperFunction": 1},
+        schedule_seconds={"DiagnosticsSweeperFunction": 1, "EscalationSweeperFunction": 1},
     )
     try:
         environment = Env(stack.start(), workdir / "state", workdir / "outbox")
@@ -194,3 +196,75 @@ def test_a_device_that_stays_offline_resolves_unverified(env, ada):
     assert ticket["resolution"] == "on_site"
     (record,) = visit.detail().visits
     assert record.verification == "unverified"
+
+
+def test_the_engineer_works_a_job_from_the_cli(env, ada, capsys):
+    visit = Visit(env, ada, "rt-x-0121", slot=24)
+    state_dir = ["--state-dir", str(env.state_dir)]
+    assert cli_main(["login", "--user", "eng-ada", *state_dir]) == 0
+    capsys.readouterr()
+    # When she lists her jobs and reports one as on the way
+    assert cli_main(["jobs", "list", "--json", *state_dir]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert visit.booking.booking_id in [r["booking_id"] for r in rows]
+    assert cli_main(["jobs", "set-status", visit.booking.booking_id, "en_route", *state_dir]) == 0
+    # Then the booking moved (the CLI read the version itself)
+    job = next(j for j in ada.get("/me/jobs") if j["booking_id"] == visit.booking.booking_id)
+    assert job["status"] == "en_route" and job["version"] == 2
+    # And a reason-less cannot_complete is refused with the API's reason
+    assert (
+        cli_main(["jobs", "set-status", visit.booking.booking_id, "cannot_complete", *state_dir])
+        == 1
+    )
+    assert "validation_error" in capsys.readouterr().err
+    (env.state_dir / "session.json").unlink()
+
+
+def test_a_ticket_nobody_takes_up_is_escalated_once_by_the_sweeper(env, ada):
+    # Given a ticket whose response deadline passed unmet (opened with its escalation tracker)
+    from aftercare.adapters.dynamodb import DynamoTicketStore
+    from aftercare.domain.escalation import first_tracker, load_escalation
+    from aftercare.domain.ports import NewTicketPlan
+    from aftercare.domain.tickets import Occurrence
+
+    from tests.fakes.diagnostics import make_ticket
+
+    now = datetime.now(UTC)
+    ticket = make_ticket("SLA-LATE", thing="rt-x-0125").model_copy(
+        update={
+            "opened_at": now - timedelta(hours=5),
+            "sla_response_due": now - timedelta(hours=1),
+            "sla_resolution_due": now + timedelta(hours=19),
+        }
+    )
+    resources = env.state["resources"]
+    store = DynamoTicketStore(
+        tickets_table=resources["TicketsTable"],
+        devices_table=resources["DevicesTable"],
+        customers_table=resources["CustomersTable"],
+        inventory_table=resources["InventoryTable"],
+        ddb=env.ddb,
+    )
+    occurrence = Occurrence(
+        fault_id="f-sla-late", occurred_at=now, received_at=now, severity="major", firmware="1"
+    )
+    store.open_ticket(
+        NewTicketPlan(
+            ticket=ticket,
+            occurrence=occurrence,
+            timeline=[],
+            dedup_expires_at=0,
+            escalation=first_tracker(ticket, load_escalation()),
+        )
+    )
+
+    # When the stack's EscalationSweeper runs (every second here)
+    def escalated() -> list[str] | None:
+        kinds = [e.kind for e in store.get_ticket(ticket.ticket_id).timeline]
+        return kinds if kinds.count("sla_escalated") >= 3 else None
+
+    wait_for(escalated, timeout=30, what="three response escalations")
+    # Then the three response steps acted once each, and the flags say so
+    detail = store.get_ticket(ticket.ticket_id)
+    assert [e.kind for e in detail.timeline].count("sla_escalated") == 3
+    assert {"sla_breached", "partners_allowed", "needs_onsite_dispatch"} <= set(detail.ticket.flags)
