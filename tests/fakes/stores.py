@@ -132,6 +132,9 @@ class FakeTicketStore:
         self.tickets[plan.ticket_id] = ticket.model_copy(update=update)
         self.occurrences[plan.ticket_id].append(plan.occurrence)
 
+    def tickets_by_id(self, ticket_ids: list[str]) -> dict[str, Ticket]:
+        return {t: self.tickets[t] for t in ticket_ids if t in self.tickets}
+
     def get_ticket(self, ticket_id: str) -> TicketDetail:
         if ticket_id not in self.tickets:
             raise TicketNotFound(ticket_id)

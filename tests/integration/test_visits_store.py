@@ -160,3 +160,18 @@ def test_a_repeat_within_the_window_is_recorded_against_the_fixing_visit(visit: 
     (record,) = visit.detail().visits
     assert record.outcome is VisitOutcome.REPEATED and not record.first_time_fix
     assert record.repeat_ticket == "T-REPEATREPEAT"
+
+
+@pytest.mark.parametrize("visit", ["VISIT-JOBS"], indirect=True)
+def test_a_days_jobs_read_their_tickets_in_one_batch(visit: Visit) -> None:
+    from aftercare.domain.visits import jobs_today
+
+    # Given the booking and one for a ticket that does not exist
+    ghost = visit.booking.model_copy(update={"booking_id": "B-ghost", "ticket_id": "T-NOSUCH"})
+    visit.calendar.bookings[ghost.booking_id] = ghost
+    # When the engineer lists the day
+    jobs = jobs_today(visit.deps, ENGINEER, NOW.date())
+    # Then both are there, the real one with its ticket's fault
+    by_id = {j.booking_id: j for j in jobs}
+    assert by_id[visit.booking.booking_id].fault_code == "VISIT-JOBS"
+    assert by_id["B-ghost"].fault_code is None

@@ -80,9 +80,7 @@ def routes() -> list[tuple[str, Any, str, str]]:
 
 
 def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
-    concrete = re.sub(
-        r"\{([a-z_]+)\}", lambda m: SAMPLE_IDS.get(m.group(1), "X-0001abcd"), path
-    )
+    concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE_IDS.get(m.group(1), "X-0001abcd"), path)
     event = http_api_event(method, concrete, claims, BODIES.get(f"{method} {path}"))
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])

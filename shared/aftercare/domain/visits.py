@@ -126,13 +126,12 @@ def jobs_today(
     else:
         who = caller.require_field_engineer()
     bookings = sorted(deps.bookings.bookings_for_engineer(who, day), key=lambda b: b.start)
-    return [_job(deps.tickets, b) for b in bookings]
+    tickets = deps.tickets.tickets_by_id([b.ticket_id for b in bookings])
+    return [_job(b, tickets.get(b.ticket_id)) for b in bookings]
 
 
-def _job(tickets: VisitTickets, booking: Booking) -> JobView:
-    try:
-        ticket = tickets.get_ticket(booking.ticket_id).ticket
-    except TicketNotFound:
+def _job(booking: Booking, ticket: Ticket | None) -> JobView:
+    if ticket is None:
         return JobView.of(booking)
     return JobView.of(
         booking,
