@@ -17,7 +17,8 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
-from aftercare.domain.notifications import Outcome
+from aftercare.adapters.ticket_reads import DynamoTicketReader
+from aftercare.domain.notifications import Outcome, booked_visit, ticket_of_entry
 from aftercare.domain.notifier import Notifier
 from aftercare.domain.sla import SlaBreach, sla_breaches
 from aftercare.observability import logger, metrics
@@ -39,6 +40,12 @@ class Settings(NotifierSettings):
 @cache
 def deps() -> Notifier:
     return build_notifier(load_settings(Settings))  # values come from the environment
+
+
+@cache
+def ticket_reader() -> DynamoTicketReader:
+    """A booked visit's ticket (its audit entry carries only the booking)."""
+    return DynamoTicketReader(tickets_table=load_settings(Settings).tickets_table)
 
 
 class TicketChange(BaseModel):
@@ -138,6 +145,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     breaches: list[SlaBreach] = []  # of changes handled: a redelivered one is not recounted
 
     def apply(change: TicketChange) -> list[Outcome]:
+        visit = booked_visit(change.new)
+        if visit is not None and change.new is not None:  # the calendar's booking audit entry
+            ticket = ticket_reader().get_ticket(ticket_of_entry(change.new)).ticket
+            return notifier.on_visit_booked(
+                visit, ticket.model_dump(mode="json"), datetime.now(UTC)
+            )
         outcomes = notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))
         breaches.extend(sla_breaches(change.old, change.new))
         return outcomes

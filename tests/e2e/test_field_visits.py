@@ -143,6 +143,18 @@ def test_the_engineer_sees_the_job_and_a_fix_the_device_confirms_resolves_the_ti
     assert record.verification == "verified" and record.first_time_fix
     kinds = [e.kind for e in visit.detail().timeline]
     assert {"visit_en_route", "visit_on_site", "visit_completed", "visit_eta"} <= set(kinds)
+    # And the customer was told about the booking and that the engineer was on the way
+    for kind in ("booking_confirmed", "engineer_en_route"):
+        wait_for(lambda kind=kind: told(env, visit.ticket["ticket_id"], kind), what=kind)
+
+
+def told(env: Env, ticket_id: str, kind: str) -> dict[str, Any] | None:
+    """The notifier's once-per-event record of `kind` for the ticket, once it was sent."""
+    item = env.ddb.get_item(
+        TableName=env.state["resources"]["NotificationsTable"],
+        Key={"pk": {"S": f"TICKET#{ticket_id}"}, "sk": {"S": f"EVENT#{kind}"}},
+    ).get("Item")
+    return item if item and item["state"]["S"] in ("sent", "digested", "deferred") else None
 
 
 def test_a_stale_version_and_someone_elses_job_are_refused(env, ada):

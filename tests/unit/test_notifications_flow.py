@@ -13,6 +13,7 @@ from aftercare.domain.composition import (
 from aftercare.domain.notifications import (
     AttemptStatus,
     EventKind,
+    booked_visit,
 )
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
@@ -304,6 +305,8 @@ def test_kinds_are_the_documented_ones() -> None:
         "resolved",
         "survey",
         "engineer_en_route",
+        "booking_confirmed",
+        "visit_reminder",
     }
 
 
@@ -391,3 +394,37 @@ def test_the_customer_hears_once_that_the_engineer_is_on_the_way(world: World) -
     assert "on the way" in message.subject and "2026-03-02 09:00-11:00" in message.text
     # And arriving on site is no news
     assert world.change(on_the_way, on_the_way | {"visit": visit | {"status": "on_site"}}) == []
+
+
+def test_a_booked_visit_is_confirmed_once_and_reminded_the_day_before(world: World) -> None:
+    # Given the calendar's audit entry of a visit booked two days ahead
+    start = NOON + timedelta(days=2)
+    entry = {
+        "pk": "TICKET#T-1",
+        "sk": f"EVT#{NOON.isoformat()}#00#abcd",
+        "kind": "visit_booked",
+        "detail": {
+            "booking_id": "B-1",
+            "engineer_id": "E-ada",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=2)).isoformat(),
+        },
+    }
+    visit = booked_visit(entry)
+    assert visit is not None
+    # When the notifier sees it (twice: the stream redelivers)
+    first = world.notifier.on_visit_booked(visit, ticket(), NOON)
+    again = world.notifier.on_visit_booked(visit, ticket(), NOON)
+    # Then the customer is told once, and one reminder waits for the day before
+    assert [o.result for o in first] == ["sent", "scheduled"]
+    assert [o.result for o in again] == ["duplicate", "duplicate"]
+    assert "booked" in world.email.deliveries[-1].message.subject
+    assert world.notifier.run_due(NOON + timedelta(hours=23)) == []
+    sent = world.notifier.run_due(start - timedelta(hours=23))
+    assert [(o.kind, o.result) for o in sent] == [("visit_reminder", "sent")]
+    assert "Reminder" in world.email.deliveries[-1].message.subject
+
+
+def test_other_timeline_entries_book_nothing() -> None:
+    assert booked_visit({"pk": "TICKET#T-1", "sk": "EVT#x", "kind": "visit_en_route"}) is None
+    assert booked_visit(ticket()) is None

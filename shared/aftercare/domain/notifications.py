@@ -19,6 +19,7 @@ Flow (see README "Notifications"):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -40,6 +41,8 @@ class EventKind(StrEnum):
     RESOLVED = "resolved"
     SURVEY = "survey"
     ENGINEER_EN_ROUTE = "engineer_en_route"  # the visit's engineer set off
+    BOOKING_CONFIRMED = "booking_confirmed"  # a visit was booked (or rescheduled)
+    VISIT_REMINDER = "visit_reminder"  # the day before the visit
 
 
 DIGEST_KIND = "digest"
@@ -127,6 +130,34 @@ def events_for_change(
         remote = new.get("resolution") == "remote"
         events.append(EventKind.REMOTE_RESOLVED if remote else EventKind.RESOLVED)
     return events
+
+
+VISIT_BOOKED_KINDS = frozenset({"visit_booked", "visit_rescheduled"})
+REMINDER_LEAD = timedelta(days=1)
+
+
+def booked_visit(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The visit a calendar audit entry (`visit_booked`, `visit_rescheduled` on the ticket's
+    timeline, written with the booking) announces: booking, engineer, window; else None."""
+    if not image or not str(image.get("sk", "")).startswith("EVT#"):
+        return None
+    if image.get("kind") not in VISIT_BOOKED_KINDS:
+        return None
+    detail = image.get("detail")
+    if not isinstance(detail, Mapping) or not detail.get("start"):
+        return None
+    return {
+        "booking_id": detail.get("booking_id"),
+        "engineer_id": detail.get("engineer_id"),
+        "status": "scheduled",
+        "start": detail.get("start"),
+        "end": detail.get("end"),
+        "time_zone": detail.get("time_zone"),
+    }
+
+
+def ticket_of_entry(image: Mapping[str, Any]) -> str:
+    return str(image.get("pk", "")).removeprefix("TICKET#")
 
 
 def _visit_status(image: Mapping[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from aftercare.domain.delivery import (
     sent_channel,
 )
 from aftercare.domain.notifications import (
+    REMINDER_LEAD,
     AttemptRecord,
     Bundle,
     EventKind,
@@ -74,6 +75,34 @@ class Notifier(Router):
         outcomes = [self.notify(kind, facts, now) for kind in kinds]
         if RESOLUTION_KINDS & set(kinds):
             outcomes.append(self.schedule_survey(facts, now))
+        return outcomes
+
+    def on_visit_booked(
+        self, visit: Mapping[str, Any], ticket: Mapping[str, Any], now: datetime
+    ) -> list[Outcome]:
+        """A booked visit: confirm it now, and queue the reminder for the day before (the
+        scheduler sends it when due; quiet hours and the digest apply as to any message)."""
+        facts = TicketFacts.model_validate({**ticket, "visit": dict(visit)})
+        outcomes = [self.notify(EventKind.BOOKING_CONFIRMED, facts, now)]
+        remind_at = datetime.fromisoformat(str(visit["start"])) - REMINDER_LEAD
+        if remind_at > now:
+            reminder = Notification(
+                ticket_id=facts.ticket_id,
+                kind=EventKind.VISIT_REMINDER,
+                customer_id=facts.customer_id,
+                critical=False,
+                facts=facts,
+                created_at=now,
+                due_at=remind_at,
+            )
+            created = self.store.create(reminder, lease_until=now)
+            outcomes.append(
+                Outcome(
+                    ticket_id=facts.ticket_id,
+                    kind=EventKind.VISIT_REMINDER,
+                    result="scheduled" if created else "duplicate",
+                )
+            )
         return outcomes
 
     def prefetch(self, images: Iterable[Mapping[str, Any] | None]) -> None:
