@@ -50,7 +50,13 @@ def _agent(state: dict[str, Any], state_dir: Path, thing: str, outbox: Path) -> 
 
 
 def _book(
-    calendar: DynamoCalendar, ticket: Ticket, engineer: str, n: int, day: datetime
+    calendar: DynamoCalendar,
+    ticket: Ticket,
+    engineer: str,
+    n: int,
+    day: datetime,
+    *,
+    by_customer: bool,
 ) -> Booking:
     """The next free quarter hour on the engineer's day (a taken one is refused: try the next)."""
     now = datetime.now(UTC)
@@ -67,10 +73,10 @@ def _book(
             end=start + VISIT,
             time_zone="UTC",
             status=BookingStatus.SCHEDULED,
-            source=BookingSource.CUSTOMER if step % 2 else BookingSource.DISPATCHER,
+            source=BookingSource.CUSTOMER if by_customer else BookingSource.DISPATCHER,
             created_at=now,
             updated_at=now,
-            created_by="user:cust" if step % 2 else "user:mgr-grace",
+            created_by=f"customer:{ticket.customer_id}" if by_customer else "user:mgr-grace",
         )
         try:
             calendar.book(booking, now)
@@ -118,13 +124,13 @@ def field_phase(
             agent = _agent(state, state_dir, ticket.thing, outbox)
             agents.append(agent)
             engineer = list(ENGINEERS)[n % len(ENGINEERS)]
-            booking = _book(calendar, ticket, engineer, 4 * n, day)
+            booking = _book(calendar, ticket, engineer, 4 * n, day, by_customer=n % 2 == 1)
             booked.append(booking)
             api = apis[engineer]
             if n == 0:  # cannot complete: back to dispatch, booked again, then fixed
                 version = _report(api, booking, 1, "en_route")
                 _report(api, booking, version, "cannot_complete", reason="wrong part on the van")
-                again = _book(calendar, ticket, engineer, 4 * n + 40, day)
+                again = _book(calendar, ticket, engineer, 4 * n + 40, day, by_customer=False)
                 booked.append(again)
                 _work(api, again, agent, fixed=True)
                 continue
