@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.domain.ports import SlotTaken
-from aftercare.domain.tickets import Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
 from aftercare.models.field import Booking, BookingSource, BookingStatus
+from aftercare.models.tickets import TicketStatus
 
 from devices.agent import DeviceAgent
 from devices.config import AgentConfig, credential_files

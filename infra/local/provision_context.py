@@ -12,13 +12,8 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from infra.local.template import (
-    DEFAULT_ACCOUNT_ID,
-    Resolver,
-    Resource,
-    Template,
-    TemplateError,
-)
+from infra.local.cfn_yaml import TemplateError
+from infra.local.template import DEFAULT_ACCOUNT_ID, Resolver, Resource, Template
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

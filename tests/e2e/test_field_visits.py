@@ -237,7 +237,7 @@ def test_a_ticket_nobody_takes_up_is_escalated_once_by_the_sweeper(env, ada):
     from aftercare.adapters.dynamodb import DynamoTicketStore
     from aftercare.domain.escalation import first_tracker, load_escalation
     from aftercare.domain.ports import NewTicketPlan
-    from aftercare.domain.tickets import Occurrence
+    from aftercare.models.tickets import Occurrence
 
     from tests.fakes.diagnostics import make_ticket
 

@@ -9,7 +9,7 @@ import boto3
 from aftercare.adapters.escalation import DynamoEscalations
 from aftercare.domain.escalation import first_tracker, load_escalation, sweep_escalations
 from aftercare.domain.ports import NewTicketPlan
-from aftercare.domain.tickets import Occurrence, TicketFlag
+from aftercare.models.tickets import Occurrence, TicketFlag
 
 from infra.local.provision import ProvisionResult
 from tests.fakes.diagnostics import NOW, make_ticket

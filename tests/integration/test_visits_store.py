@@ -10,14 +10,15 @@ import boto3
 import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
-from aftercare.adapters.dynamodb import ticket_item
-from aftercare.domain.diagnostics import plan_completion, sweep_timeouts
+from aftercare.adapters.ticket_items import ticket_item
+from aftercare.domain.diagnostics import sweep_timeouts
+from aftercare.domain.diagnostics_plans import plan_completion
 from aftercare.domain.ports import NewTicketPlan
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import Occurrence, Resolution, TicketFlag, TicketStatus, TimelineEntry
 from aftercare.domain.visits import VisitDeps, set_job_status
 from aftercare.models.field import VerificationOutcome
 from aftercare.models.payloads import DiagnosticsResult, DiagnosticStatus
+from aftercare.models.tickets import Occurrence, Resolution, TicketFlag, TicketStatus, TimelineEntry
 from aftercare.models.visits import SetJobStatus, VisitOutcome
 
 from infra.local.provision import ProvisionResult

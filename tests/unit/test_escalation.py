@@ -13,7 +13,8 @@ from aftercare.domain.escalation import (
     sweep_escalations,
 )
 from aftercare.domain.ports.records import EscalationTracker
-from aftercare.domain.tickets import Ticket, TicketFlag, TicketStatus
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketFlag, TicketStatus
 
 from tests.fakes.diagnostics import NOW, make_ticket
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 from aftercare.domain.access import Caller, Forbidden
-from aftercare.domain.diagnostics import plan_completion, plan_timeout
-from aftercare.domain.parts import LineStatus, PartsLine, StockLevel
+from aftercare.domain.diagnostics_plans import plan_completion, plan_timeout
+from aftercare.domain.parts import StockLevel
 from aftercare.domain.ports import BookingConflict
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import Resolution, Ticket, TicketFlag, TicketStatus
+from aftercare.domain.tickets import Ticket
 from aftercare.domain.visits import (
     InvalidBookingTransition,
     StaleBooking,
@@ -21,7 +21,9 @@ from aftercare.domain.visits import (
 )
 from aftercare.models.diagnostics import Outcome, Purpose
 from aftercare.models.field import Booking, BookingSource, BookingStatus, VerificationOutcome
+from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.payloads import DiagnosticsResult, DiagnosticStatus
+from aftercare.models.tickets import Resolution, TicketFlag, TicketStatus
 from aftercare.models.visits import SetJobStatus, VisitOutcome
 
 from tests.fakes.diagnostics import NOW, FakeDiagnosticsStore, FakePublisher, make_ticket

@@ -31,7 +31,7 @@ from aftercare.adapters.ticket_items import (
     visit_put,
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem
-from aftercare.domain.parts import LineStatus, OutOfStock
+from aftercare.domain.parts import OutOfStock
 from aftercare.domain.ports import (
     ConcurrentUpdate,
     CorrelationPlan,
@@ -40,7 +40,9 @@ from aftercare.domain.ports import (
     NewTicketPlan,
     PartsChange,
 )
-from aftercare.domain.tickets import StatusChange, Ticket, TicketFlag, TimelineEntry
+from aftercare.domain.tickets import StatusChange, Ticket
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketFlag, TimelineEntry
 from aftercare.models.visits import VisitOutcome, VisitRecord
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,16 +14,17 @@ from aftercare.domain.notifications import (
     EventKind,
     Notification,
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import CostEstimate, PriceTable, RepairFacts, estimate
 from aftercare.domain.templates import RenderedMessage, TemplateBook, fill, html_list, render
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketSummary
 
 
 def ticket_values(
     kind: str,
-    facts: TicketFacts,
+    facts: TicketSummary,
     *,
     profile: NotificationProfile,
     book: TemplateBook,
@@ -44,30 +45,31 @@ def ticket_values(
     }
 
 
-def visit_window(facts: TicketFacts) -> str:
+def visit_window(facts: TicketSummary) -> str:
     """The visit's window on the customer's (the booking's) wall clock, e.g. 09:00-11:00."""
-    visit = facts.visit or {}
-    start, end, zone = visit.get("start"), visit.get("end"), visit.get("time_zone")
-    if not (start and end):
+    visit = facts.visit
+    if visit is None or visit.start is None or visit.end is None:
         return ""
-    tz = ZoneInfo(str(zone)) if zone else UTC
-    begin = datetime.fromisoformat(str(start)).astimezone(tz)
-    finish = datetime.fromisoformat(str(end)).astimezone(tz)
+    tz = ZoneInfo(visit.time_zone) if visit.time_zone else UTC
+    begin, finish = visit.start.astimezone(tz), visit.end.astimezone(tz)
     return f"{begin:%Y-%m-%d %H:%M}-{finish:%H:%M} ({tz})"
 
 
 def actions_text(
-    facts: TicketFacts, book: TemplateBook, language: str, kind: str = EventKind.TICKET_OPENED
+    facts: TicketSummary, book: TemplateBook, language: str, kind: str = EventKind.TICKET_OPENED
 ) -> str:
     """What we are already doing: parts held or on order, diagnostics running (on opening)."""
     sentences = []
-    for status, fragment in (("held", "parts_held"), ("backordered", "parts_backordered")):
-        lines = [p for p in facts.parts if p.get("status") == status]
+    for status, fragment in (
+        (LineStatus.HELD, "parts_held"),
+        (LineStatus.BACKORDERED, "parts_backordered"),
+    ):
+        lines = [p for p in facts.parts if p.status is status]
         if lines:
             items = ", ".join(
                 fill(
                     book.fragment("part_item", language),
-                    {"qty": p["qty"], "name": facts.part_name(p, language)},
+                    {"qty": p.qty, "name": p.name(language)},
                     "text",
                 )
                 for p in lines
@@ -94,8 +96,8 @@ def cost_text(cost: CostEstimate, book: TemplateBook, language: str) -> str:
     return fill(book.fragment("cost_estimate", language), values, "text")
 
 
-def cost_of(facts: TicketFacts, prices: PriceTable) -> CostEstimate:
-    return estimate(RepairFacts.model_validate(facts.model_dump()), prices)
+def cost_of(facts: TicketSummary, prices: PriceTable) -> CostEstimate:
+    return estimate(RepairFacts.model_validate(facts.model_dump(mode="json")), prices)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Composer:
     survey_link_base: str
 
     def single(
-        self, kind: str, facts: TicketFacts, profile: NotificationProfile, **extra: Any
+        self, kind: str, facts: TicketSummary, profile: NotificationProfile, **extra: Any
     ) -> RenderedMessage:
         language = profile.language
         cost = cost_of(facts, self.prices)

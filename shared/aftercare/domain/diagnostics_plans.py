@@ -19,23 +19,16 @@ from aftercare.domain.diagnostics_records import (
     derived_request_id,
     requested_entry,
 )
-from aftercare.domain.parts import WantedPart
 from aftercare.domain.rules import FaultCatalog
-from aftercare.domain.tickets import (
-    TRANSITIONS,
-    Resolution,
-    StatusChange,
-    Ticket,
-    TicketStatus,
-    TimelineEntry,
-    plan_status_change,
-)
+from aftercare.domain.tickets import TRANSITIONS, StatusChange, Ticket, plan_status_change
 from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome, Purpose
 from aftercare.models.field import VerificationOutcome
+from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import (
     DiagnosticsResult,
     DiagnosticStatus,
 )
+from aftercare.models.tickets import Resolution, TicketStatus, TimelineEntry
 from aftercare.models.visits import VisitOutcome
 
 

@@ -32,7 +32,8 @@ from aftercare.data import safe_load
 from aftercare.domain.ports.escalation import DutyPager, EscalationStore
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.sla import SlaTargetKind
-from aftercare.domain.tickets import Ticket, TicketFlag, TicketStatus, TimelineEntry
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
 
 ESCALATION_ACTOR = "sla-escalation"
 BUCKETS = 8  # trackers spread over this many index partitions (hot-partition free at scale)

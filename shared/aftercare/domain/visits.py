@@ -31,11 +31,8 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.access import Caller, Forbidden
-from aftercare.domain.diagnostics import (
-    PublishFailed,
-    derived_request_id,
-    start_diagnostic,
-)
+from aftercare.domain.diagnostics import start_diagnostic
+from aftercare.domain.diagnostics_records import PublishFailed, derived_request_id
 from aftercare.domain.parts import LineChange, change_line
 from aftercare.domain.ports import (
     BookingReads,
@@ -47,14 +44,7 @@ from aftercare.domain.ports import (
     TicketNotFound,
     VisitTickets,
 )
-from aftercare.domain.tickets import (
-    TRANSITIONS,
-    Ticket,
-    TicketFlag,
-    TicketStatus,
-    TimelineEntry,
-    plan_status_change,
-)
+from aftercare.domain.tickets import TRANSITIONS, Ticket, plan_status_change
 from aftercare.models.diagnostics import DiagnosticRecord, Purpose, Routine
 from aftercare.models.field import (
     BOOKING_TRANSITIONS,
@@ -63,6 +53,7 @@ from aftercare.models.field import (
     VerificationOutcome,
 )
 from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
 from aftercare.models.visits import JobView, SetJobStatus, VisitOutcome, VisitRecord
 
 MAX_ATTEMPTS = 3
