@@ -40,6 +40,17 @@ def test_an_id_token_of_a_customer_is_that_customer():
     assert not caller.staff and caller.owner_scope == "c-0001"
 
 
+def test_an_engineer_is_identified_by_the_engineer_id_claim_and_nobody_else_is() -> None:
+    engineer = caller_from_claims(ID | STAFF_GROUPS | {"custom:engineer_id": "E-ada"})
+    assert engineer.require_field_engineer() == "E-ada"
+    manager = caller_from_claims(
+        ID | {"cognito:groups": "[managers]", "custom:engineer_id": "E-ada"}
+    )
+    assert manager.engineer_id is None and manager.manager
+    with pytest.raises(Forbidden):
+        manager.require_field_engineer()
+
+
 @pytest.mark.parametrize("groups", [STAFF_GROUPS, CUSTOMER, {"cognito:groups": "[customers]"}])
 def test_access_tokens_are_refused_whoever_holds_them(groups):
     # Access tokens carry groups but no custom attributes: never guess who that is
