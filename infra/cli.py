@@ -28,6 +28,7 @@ from infra.cli_core import CliError, stack_command
 from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
+from infra.cli_jobs import jobs_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
 from infra.cli_tickets import catalog_app, devices_app, tickets_app
@@ -78,6 +79,7 @@ for group, name in (
     (surveys_app, "surveys"),
     (followups_app, "followups"),
     (admin_app, "admin"),
+    (jobs_app, "jobs"),
 ):
     app.add_typer(group, name=name)
 app.command("smoke")(smoke)

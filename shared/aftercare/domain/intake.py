@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
 from aftercare.domain.ports import (
@@ -225,7 +226,11 @@ def plan_new_ticket(
         timeline=timeline,
         dedup_expires_at=_dedup_expiry(rules.policy, received_at),
         repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+        repeat_visit=context.last_resolution.visit_id
+        if repeat_of and context.last_resolution
+        else None,
         reservation=reservation,
+        escalation=first_tracker(ticket, load_escalation()),
     )
 
 

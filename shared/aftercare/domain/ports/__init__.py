@@ -22,6 +22,10 @@ from aftercare.domain.ports.dispatch import (
     LeadTimes,
     WaitingTickets,
 )
+from aftercare.domain.ports.escalation import (
+    DutyPager,
+    EscalationStore,
+)
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingNotFound,
@@ -80,6 +84,9 @@ from aftercare.domain.ports.tickets import (
     TicketReader,
     TicketStore,
 )
+from aftercare.domain.ports.visits import (
+    VisitTickets,
+)
 
 __all__ = [
     "BookingConflict",
@@ -106,7 +113,9 @@ __all__ = [
     "DispatchState",
     "DueQueues",
     "DuplicateFault",
+    "DutyPager",
     "EngineerDirectory",
+    "EscalationStore",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",
@@ -137,5 +146,6 @@ __all__ = [
     "TicketNotFound",
     "TicketReader",
     "TicketStore",
+    "VisitTickets",
     "WaitingTickets",
 ]
