@@ -9,7 +9,7 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup sam-setup demo up down test lint typecheck cfn-lint packaging unit integration e2e bench cost clean
+.PHONY: setup sam-setup demo up down test lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,16 @@ bench: setup sam-setup
 	BENCH_COLDSTART_RUNS=$(BENCH_COLDSTART_RUNS) BENCH_NOTE="$(BENCH_NOTE)" \
 	BENCH_SQS_CONCURRENCY="$(BENCH_SQS_CONCURRENCY)" \
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/python -m infra.bench.run
+
+# Dispatch quality (not a test): a seeded synthetic day of 1,000 visits across 100 engineers,
+# greedy insertion vs greedy + local search; prints a table and writes bench/dispatch.json.
+bench-dispatch: setup
+	$(BIN)/python -m infra.bench.dispatch
+
+# One new ticket's dispatch on the local stack (own stack, 40 rounds): p50/p95/max from the
+# ticket write to the Dispatcher's decision; writes bench/dispatch_local.json.
+bench-dispatch-local: setup
+	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/python -m infra.bench.dispatch_local 40
 
 # The AWS bill per million faults / notifications from bench/results.json and bench/prices.json.
 cost: setup

@@ -165,6 +165,9 @@ class ApiClient:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self._call("POST", path, body)[0]
 
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call("PUT", path, body)[0]
+
     def _call(
         self, method: str, path: str, body: dict[str, Any] | None
     ) -> tuple[Any, dict[str, str]]:

@@ -13,9 +13,11 @@ from importlib import resources
 from typing import Any
 
 import yaml
+from aftercare.adapters.field_items import engineer_item, partner_item
 from aftercare.adapters.reference import DynamoReferenceWriter
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
 from aftercare.domain.rules import load_catalog
+from aftercare.models.field import Engineer, EngineerKind, Partner
 
 MODELS = ("AC-HP", "RT-X", "EV-CH", "IC-300")
 REGIONS = ("eu-west", "eu-central", "ap-east", "us-east")
@@ -164,6 +166,35 @@ def smoke_customer() -> CustomerRecord:
 def customer_items(customers: list[CustomerRecord]) -> list[dict[str, Any]]:
     """Demo customers as stored, with their notification preferences."""
     return [c.model_dump(mode="json") | notification_preferences(c) for c in customers]
+
+
+def field_directory() -> tuple[list[Partner], list[Engineer]]:
+    """`data/engineers.yaml`: the partner companies and the engineers (in-house and theirs)."""
+    text = resources.files("aftercare.data").joinpath("engineers.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    partners = [Partner.model_validate(p) for p in data["partners"]]
+    engineers = [
+        Engineer.model_validate(
+            {
+                **{k: v for k, v in e.items() if k != "hours"},
+                "kind": EngineerKind.PARTNER if e.get("partner") else EngineerKind.IN_HOUSE,
+                "working_hours": e["hours"],
+                "cost_per_visit": _partner_cost(partners, e.get("partner")),
+            }
+        )
+        for e in data["engineers"]
+    ]
+    return partners, engineers
+
+
+def _partner_cost(partners: list[Partner], partner_id: str | None) -> float:
+    return next((p.cost_per_visit for p in partners if p.partner_id == partner_id), 0.0)
+
+
+def field_items() -> list[dict[str, Any]]:
+    """The directory as FieldTable items."""
+    partners, engineers = field_directory()
+    return [partner_item(p) for p in partners] + [engineer_item(e) for e in engineers]
 
 
 def write_all(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:

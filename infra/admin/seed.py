@@ -13,14 +13,23 @@ from typing import Any
 
 from aftercare.adapters.reference import DynamoReferenceWriter, ReferenceWriter
 
-from infra.seeding import customer_items, demo_customers, demo_inventory, smoke_customer
+from infra.seeding import (
+    customer_items,
+    demo_customers,
+    demo_inventory,
+    field_items,
+    smoke_customer,
+)
 from infra.target import Target
 
 
 def item_kind(item: dict[str, Any]) -> str:
-    """`part`, `warehouse`, `routing`, `stock` or `customer`: what a seeded item is."""
+    """`part`, `warehouse`, `routing`, `stock`, `customer`, `engineer` or `partner`: what a
+    seeded item is."""
     if "customer_id" in item and "pk" not in item:
         return "customer"
+    if item.get("pk") == "DIRECTORY":
+        return "engineer" if str(item["sk"]).startswith("ENG#") else "partner"
     prefix = str(item["pk"]).split("#", 1)[0]
     return {"PART": "part", "WAREHOUSE": "warehouse", "REGION": "routing"}.get(
         prefix, prefix.lower()
@@ -36,7 +45,8 @@ def _seed_table(
 
 
 def seed_stack(target: Target, *, with_demo_customers: bool = False) -> dict[str, Any]:
-    """Parts, warehouses, routing, stock and the smoke-test customer (plus the demo customers);
+    """Parts, warehouses, routing, stock, the smoke-test customer (plus the demo customers) and
+    the field engineers and partners;
     returns what was created and what already existed, by kind."""
     ddb = target.client("dynamodb")
     summary: dict[str, Counter[str]] = {"created": Counter(), "unchanged": Counter()}
@@ -49,6 +59,8 @@ def seed_stack(target: Target, *, with_demo_customers: bool = False) -> dict[str
         table=target.resource("CustomersTable"), key="customer_id", ddb=ddb
     )
     _seed_table(directory, customers, summary)
+    field = DynamoReferenceWriter(table=target.resource("FieldTable"), key="pk", ddb=ddb)
+    _seed_table(field, field_items(), summary)
     return {
         "stack": target.name,
         "created": dict(sorted(summary["created"].items())),

@@ -15,6 +15,7 @@ from infra.seeding import (
     demo_customers,
     demo_devices,
     demo_inventory,
+    field_items,
     write_all,
 )
 
@@ -35,10 +36,14 @@ def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict
     inventory = demo_inventory()
     if "InventoryTable" in resources:
         write_all(ddb, resources["InventoryTable"], inventory)
+    field = field_items()
+    if "FieldTable" in resources:
+        write_all(ddb, resources["FieldTable"], field)
     return {
         "customers": len(customers),
         "vip_customers": sum(c.tier == "vip" for c in customers),
         "devices": len(devices),
         "stock_items": sum(1 for i in inventory if i["pk"].startswith("STOCK#")),
         "models": list(MODELS),
+        "engineers": sum(1 for i in field if str(i["sk"]).startswith("ENG#")),
     }

@@ -14,9 +14,14 @@ from infra.local.process import stop_on_signals
 
 
 class LocalHttpServer(ThreadingHTTPServer):
-    """A threading server whose request threads never keep the process alive."""
+    """A threading server whose request threads never keep the process alive.
+
+    The listen backlog is raised from socketserver's 5: twenty clients connecting at once
+    (the booking race) had connections reset before the server accepted them, where API
+    Gateway would have queued them."""
 
     daemon_threads = True
+    request_queue_size = 128
 
 
 class JsonRequestHandler(BaseHTTPRequestHandler):

@@ -15,6 +15,28 @@ from aftercare.domain.ports.diagnostics import (
     DiagnosticsDue,
     DiagnosticsStore,
 )
+from aftercare.domain.ports.dispatch import (
+    DispatchMark,
+    DispatchMarks,
+    DispatchState,
+    LeadTimes,
+    WaitingTickets,
+)
+from aftercare.domain.ports.escalation import (
+    DutyPager,
+    EscalationStore,
+)
+from aftercare.domain.ports.field import (
+    BookingConflict,
+    BookingNotFound,
+    BookingReads,
+    BusyInterval,
+    Calendar,
+    CalendarReads,
+    EngineerDirectory,
+    SlotTaken,
+    TicketAlreadyBooked,
+)
 from aftercare.domain.ports.notifications import (
     Bundles,
     ChannelSender,
@@ -62,9 +84,18 @@ from aftercare.domain.ports.tickets import (
     TicketReader,
     TicketStore,
 )
+from aftercare.domain.ports.visits import (
+    VisitTickets,
+)
 
 __all__ = [
+    "BookingConflict",
+    "BookingNotFound",
+    "BookingReads",
     "Bundles",
+    "BusyInterval",
+    "Calendar",
+    "CalendarReads",
     "CancelPublisher",
     "ChannelSender",
     "CommandPublisher",
@@ -77,13 +108,20 @@ __all__ = [
     "DiagnosticResults",
     "DiagnosticsDue",
     "DiagnosticsStore",
+    "DispatchMark",
+    "DispatchMarks",
+    "DispatchState",
     "DueQueues",
     "DuplicateFault",
+    "DutyPager",
+    "EngineerDirectory",
+    "EscalationStore",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",
     "InventoryWriter",
     "LastResolution",
+    "LeadTimes",
     "LockConflict",
     "LowStockSink",
     "NewTicketPlan",
@@ -97,13 +135,17 @@ __all__ = [
     "PartsContext",
     "PartsHolds",
     "ProfileSource",
+    "SlotTaken",
     "StatusChanges",
     "StockHistory",
     "SurveySchedule",
     "SurveyStore",
+    "TicketAlreadyBooked",
     "TicketDetail",
     "TicketLookup",
     "TicketNotFound",
     "TicketReader",
     "TicketStore",
+    "VisitTickets",
+    "WaitingTickets",
 ]

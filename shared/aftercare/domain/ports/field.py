@@ -9,6 +9,7 @@ followed by a write); an adapter decides how (cells of the engineer's day, one t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
@@ -34,6 +35,25 @@ class BookingConflict(Exception):
 
 class BookingNotFound(Exception):
     pass
+
+
+class TicketAlreadyBooked(BookingConflict):
+    """The ticket already has a live booking (one live visit per ticket); `booking_id` is it."""
+
+    def __init__(self, ticket_id: str, booking_id: str) -> None:
+        super().__init__(f"ticket {ticket_id} already has the live booking {booking_id}")
+        self.ticket_id = ticket_id
+        self.booking_id = booking_id
+
+
+@dataclass(frozen=True)
+class BusyInterval:
+    """Time of one engineer taken by a live booking (`booking_id`) or an unexpired hold."""
+
+    start: datetime
+    end: datetime
+    holder: str
+    booking_id: str | None = None
 
 
 class EngineerDirectory(Protocol):
@@ -77,10 +97,28 @@ class Calendar(Protocol):
         ...
 
     def set_status(
-        self, booking: Booking, status: BookingStatus, expected_version: int, **changes: object
+        self,
+        booking: Booking,
+        status: BookingStatus,
+        expected_version: int,
+        *,
+        actor: str = "system",
+        now: datetime | None = None,
+        **changes: object,
     ) -> Booking:
         """Move a booking to `status` (freeing its time when it stops being live);
-        `BookingConflict` when its version moved on."""
+        `BookingConflict` when its version moved on. `changes` are Booking fields (reason,
+        notes, parts_used, verification); `actor` is who it is on the ticket's timeline."""
+        ...
+
+
+class CalendarReads(Protocol):
+    """What is taken on an engineer's calendar (for offering slots; never for deciding a write)."""
+
+    def busy(
+        self, engineer_id: str, start: datetime, end: datetime, now: datetime
+    ) -> list[BusyInterval]:
+        """Live bookings and holds unexpired at `now` overlapping `start`..`end`, by start."""
         ...
 
 

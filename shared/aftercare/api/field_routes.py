@@ -1,0 +1,225 @@
+"""Field service routes on the support API: slots, bookings and the engineer directory.
+
+A Powertools Router included into the support API's one resolver (`functions/api/handler.py`
+calls `install`), so these routes share its caller middleware, strict bodies, error body and
+OpenAPI document. Errors map to HTTP here, once: `SlotTaken` is 409 `slot_taken`.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from functools import cache
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.metrics import MetricUnit
+
+from aftercare.adapters.calendar import DynamoCalendar
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.field_directory import DynamoEngineerDirectory
+from aftercare.api.caller import current_caller
+from aftercare.api.errors import documented, map_errors
+from aftercare.domain.access import Caller
+from aftercare.domain.calendar import (
+    FieldBooking,
+    InvalidBookingChange,
+    InvalidSlot,
+    TicketNotBookable,
+    load_booking_policy,
+)
+from aftercare.domain.engineers import InvalidEngineer, list_engineers, put_engineer
+from aftercare.domain.ports import (
+    BookingConflict,
+    BookingNotFound,
+    SlotTaken,
+    TicketAlreadyBooked,
+)
+from aftercare.models.field import Booking, BookingId, Engineer, EngineerId, Slot
+from aftercare.models.field_api import BookSlot, CancelBooking, EngineerRow, RescheduleBooking
+from aftercare.models.ids import TicketId
+from aftercare.observability import logger, metrics
+from aftercare.settings import EnvSettings, load_settings
+
+router = APIGatewayHttpRouter()
+
+# The resolver serving the request. Powertools points an included Router at the last resolver
+# that included it, and a process may hold several (tests, the OpenAPI generator): each request
+# names its own here instead.
+_serving: ContextVar[ApiGatewayResolver] = ContextVar("field_routes_app")
+
+
+def _remember_app(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    token = _serving.set(app)
+    try:
+        return next_middleware(app)
+    finally:
+        _serving.reset(token)
+
+
+router.use([_remember_app])
+
+Region = Annotated[str, Query(pattern=r"^[a-z]{2}-[a-z]+$")]
+
+
+class FieldSettings(EnvSettings):
+    field_table: str
+    tickets_table: str
+    devices_table: str
+    customers_table: str
+    inventory_table: str
+
+
+@cache
+def field_service() -> FieldBooking:
+    settings = load_settings(FieldSettings)
+    calendar = DynamoCalendar(table=settings.field_table, tickets_table=settings.tickets_table)
+    return FieldBooking(
+        tickets=DynamoTicketStore(
+            tickets_table=settings.tickets_table,
+            devices_table=settings.devices_table,
+            customers_table=settings.customers_table,
+            inventory_table=settings.inventory_table,
+        ),
+        directory=DynamoEngineerDirectory(table=settings.field_table),
+        calendar=calendar,
+        calendar_reads=calendar,
+        bookings=calendar,
+        policy=load_booking_policy(),
+    )
+
+
+def caller() -> Caller:
+    return current_caller(_serving.get())
+
+
+def _json(status: HTTPStatus, body: Any) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@router.get(
+    "/tickets/<ticket_id>/slots",
+    summary="Visit windows offered for the ticket, each held briefly for it",
+    description=(
+        "Free windows of engineers who cover the ticket's region and can repair its model and "
+        "fault, over the next days, earliest first; local times are in the region's zone. Each "
+        "offered slot is held for this ticket until `hold_expires_at`, so no other customer is "
+        "offered or can book it meanwhile."
+    ),
+    tags=["field"],
+    responses=documented(200, "the offered slots", 409),
+)
+def ticket_slots(ticket_id: Annotated[TicketId, PathParam()]) -> list[Slot]:
+    return field_service().offer_slots(caller(), ticket_id, datetime.now(UTC))
+
+
+@router.post(
+    "/tickets/<ticket_id>/booking",
+    summary="Book a visit in one of the offered slots",
+    description=(
+        "201 with the booking; 200 with the same booking when it is a retry of a booking that "
+        "exists; 409 `slot_taken` when someone else has that time; 409 `already_booked` when "
+        "the ticket has another live booking (reschedule it instead)."
+    ),
+    tags=["field"],
+    status_code=HTTPStatus.CREATED,
+    responses=documented(201, "the booking", 409, 422),
+)
+def book_slot(ticket_id: Annotated[TicketId, PathParam()], body: BookSlot) -> Response[Booking]:
+    booking, created = field_service().book(caller(), ticket_id, body.slot_id, datetime.now(UTC))
+    if created:
+        metrics.add_metric(name="VisitBooked", unit=MetricUnit.Count, value=1)
+        logger.info("visit booked", extra={"booking_id": booking.booking_id})
+    status = HTTPStatus.CREATED if created else HTTPStatus.OK
+    return _json(status, booking.model_dump(mode="json"))
+
+
+@router.get(
+    "/tickets/<ticket_id>/bookings",
+    summary="The ticket's bookings, live and past",
+    tags=["field"],
+    responses=documented(200, "the bookings, by start"),
+)
+def ticket_bookings(ticket_id: Annotated[TicketId, PathParam()]) -> list[Booking]:
+    return field_service().bookings_of(caller(), ticket_id)
+
+
+@router.get(
+    "/bookings/<booking_id>",
+    summary="One booking",
+    tags=["field"],
+    responses=documented(200, "the booking"),
+)
+def show_booking(booking_id: Annotated[BookingId, PathParam()]) -> Booking:
+    return field_service().booking(caller(), booking_id)
+
+
+@router.post(
+    "/bookings/<booking_id>/reschedule",
+    summary="Move a scheduled booking to another slot",
+    description="The old window is freed and the new one taken in one write; 409 `slot_taken` "
+    "leaves the old booking as it was. Returns the new booking.",
+    tags=["field"],
+    status_code=HTTPStatus.CREATED,
+    responses=documented(201, "the new booking", 409, 422),
+)
+def reschedule_booking(
+    booking_id: Annotated[BookingId, PathParam()], body: RescheduleBooking
+) -> Booking:
+    return field_service().reschedule(
+        caller(), booking_id, body.slot_id, body.reason, datetime.now(UTC)
+    )
+
+
+@router.post(
+    "/bookings/<booking_id>/cancel",
+    summary="Cancel a booking with a reason (its time is freed at once)",
+    tags=["field"],
+    responses=documented(200, "the cancelled booking", 409),
+)
+def cancel_booking(booking_id: Annotated[BookingId, PathParam()], body: CancelBooking) -> Booking:
+    return field_service().cancel(caller(), booking_id, body.reason, datetime.now(UTC))
+
+
+@router.get(
+    "/engineers",
+    summary="The engineer directory (staff)",
+    tags=["field"],
+    responses=documented(200, "engineers, by id", 403),
+)
+def engineers(region: Region | None = None) -> list[EngineerRow]:
+    return [EngineerRow.of(e) for e in list_engineers(caller(), field_service().directory, region)]
+
+
+@router.put(
+    "/engineers/<engineer_id>",
+    summary="Create or replace an engineer (managers)",
+    tags=["field"],
+    responses=documented(200, "the engineer as stored", 403, 422),
+)
+def update_engineer(engineer_id: Annotated[EngineerId, PathParam()], body: Engineer) -> Engineer:
+    return put_engineer(caller(), field_service().directory, engineer_id, body)
+
+
+def install(app: ApiGatewayResolver) -> None:
+    """Include the routes and map field service's errors on `app`."""
+    app.include_router(router)
+    map_errors(
+        app,
+        {
+            SlotTaken: (HTTPStatus.CONFLICT, "slot_taken"),
+            TicketAlreadyBooked: (HTTPStatus.CONFLICT, "already_booked"),
+            TicketNotBookable: (HTTPStatus.CONFLICT, "ticket_not_active"),
+            InvalidBookingChange: (HTTPStatus.CONFLICT, "invalid_booking_change"),
+            BookingConflict: (HTTPStatus.CONFLICT, "booking_conflict"),
+            BookingNotFound: (HTTPStatus.NOT_FOUND, "not_found"),
+            InvalidSlot: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_slot"),
+            InvalidEngineer: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_engineer"),
+        },
+    )
