@@ -21,10 +21,26 @@ ID = {"token_use": "id", "sub": "s-1", "cognito:username": "u"}
 ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "abc"}
 STAFF_GROUPS = {"cognito:groups": "[engineers]"}
 CUSTOMER = {"cognito:groups": "[customers]", "custom:customer_id": "c-0001"}
+SLOT = "S-E-0001abcd.20261208T0900Z.60"
 BODIES = {
     "POST /tickets/{ticket_id}/diagnostics": {},
     "POST /surveys/{survey_id}/answer": {"rating": 5},
+    "POST /tickets/{ticket_id}/booking": {"slot_id": SLOT},
+    "POST /bookings/{booking_id}/reschedule": {"slot_id": SLOT, "reason": "later"},
+    "POST /bookings/{booking_id}/cancel": {"reason": "fixed"},
+    "PUT /engineers/{engineer_id}": {
+        "engineer_id": "E-0001abcd",
+        "name": "N",
+        "kind": "in_house",
+        "skills": [{"level": 1}],
+        "regions": ["eu-west"],
+        "home": {"lat": 0, "lon": 0},
+        "time_zone": "UTC",
+        "working_hours": {},
+    },
 }
+# Path parameters whose pattern names their kind (the rest take the generic value).
+PATH_VALUES = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
 
 
 def test_an_id_token_of_an_engineer_is_staff():
@@ -77,7 +93,7 @@ def routes() -> list[tuple[str, Any, str, str]]:
 
 
 def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
-    concrete = re.sub(r"\{[a-z_]+\}", "X-0001abcd", path)
+    concrete = re.sub(r"\{([a-z_]+)\}", lambda m: PATH_VALUES.get(m.group(1), "X-0001abcd"), path)
     event = http_api_event(method, concrete, claims, BODIES.get(f"{method} {path}"))
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
