@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.bench import fleet, publisher
+from infra.bench import cpu, fleet, publisher
 from infra.bench.observe import (
     OWN_REQUESTS,
     FunctionLogs,
@@ -59,9 +59,11 @@ def run_phase(
     with publisher.shards(state_dir, state["mqtt_url"], split, plan.rate) as links:
         stream = TicketStream(state)
         before, own, logs = moto_stats(state), OWN_REQUESTS.copy(), FunctionLogs(state)
+        cpu_before = cpu.snapshot(state["pids"])
         sent, publish_s = publisher.publish(links, plan.faults, plan.rate)
         drained_s = _drain(stream, plan, len(sent))  # the devices still answer diagnostics
         after, own = moto_stats(state), OWN_REQUESTS - own
+        cpu_after = cpu.snapshot(state["pids"])
         notified = _notifications(state, stream, plan, count, before) if plan.downstream else {}
         devices, puback_s = publisher.finish(links)
     events = stream.events
@@ -81,6 +83,8 @@ def run_phase(
         "devices": {"count": count, **devices},
         "functions": logs.since(per=processed),
         "moto": moto_figures(stats_delta(before, after, own), processed, idle_rps),
+        # The stack's processes (not the publishing devices), idle background included.
+        "cpu_ms_per_fault": cpu.per_fault_ms(cpu_before, cpu_after, processed),
     }
     if plan.downstream:
         # A customer's later tickets within the digest window are combined into one message
@@ -150,7 +154,8 @@ def moto_figures(
     delta: Mapping[str, Any], faults: int, idle_rps: Mapping[str, float]
 ) -> dict[str, Any]:
     """Requests per fault by operation (the idle background, measured in the same run, taken
-    off), how busy the one-at-a-time server was, and its ceiling: requests per busy second."""
+    off), how busy the one-at-a-time servers were (the busiest, and each), and the ceiling:
+    requests per busy second (of one server)."""
     wall = delta["wall_s"]
     operations = delta["operations"]
     requests = sum(op["requests"] for op in operations.values())
@@ -160,11 +165,17 @@ def moto_figures(
         net = figures["requests"] - idle_rps.get(op, 0.0) * wall
         if net > 0.05 * faults:
             per_fault[op] = round(net / faults, 2)
+    # Each server has its own one-at-a-time lock: the share used is the busiest server's.
+    by_server = {
+        name: round(figures["busy_s"] / max(wall, 1e-9), 3)
+        for name, figures in delta.get("servers", {}).items()
+    }
     return {
         "wall_s": round(wall, 2),
         "requests": requests,
         "requests_per_s": round(requests / max(wall, 1e-9), 1),
-        "busy_share": round(busy / max(wall, 1e-9), 3),
+        "busy_share": max(by_server.values(), default=round(busy / max(wall, 1e-9), 3)),
+        "busy_share_by_server": by_server,
         # Every request served (the benchmark's own too) over the seconds the lock was held.
         "ceiling_requests_per_s": round(delta["served"] / busy, 1) if busy else None,
         "requests_per_fault": per_fault,

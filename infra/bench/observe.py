@@ -40,7 +40,9 @@ def aws_client(service: str, state: Mapping[str, Any]) -> Any:
 
 
 def moto_stats(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The moto server's totals since start: {uptime_s, operations: {op: {requests, busy_s}}}."""
+    """The moto servers' totals since start: {uptime_s, operations: {op: {requests, busy_s}}},
+    and with dedicated servers `servers: {name: {uptime_s, requests, busy_s}}` (the main one
+    answers for all; infra.local.moto_forward)."""
     url = state["aws_endpoint_url"] + MOTO_STATS_PATH
     with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - the local endpoint
         return dict(json.load(answer))
@@ -61,7 +63,11 @@ def stats_delta(
         if requests:
             operations[op] = {"requests": requests, "busy_s": now["busy_s"] - was["busy_s"]}
     wall = after["uptime_s"] - before["uptime_s"]
-    return {"wall_s": wall, "served": served, "operations": operations}
+    servers = {
+        name: {"busy_s": now["busy_s"] - before.get("servers", {}).get(name, {}).get("busy_s", 0.0)}
+        for name, now in after.get("servers", {}).items()
+    }
+    return {"wall_s": wall, "served": served, "operations": operations, "servers": servers}
 
 
 @dataclass

@@ -60,6 +60,10 @@ def requests_table(series: Mapping[str, Any]) -> list[str]:
     per_fault = phase["moto"]["requests_per_fault"]
     lines = [f"moto requests per fault at {phase['rate']:g} faults/s (idle pollers taken off):"]
     lines += [f"  {op:40} {n:6.2f}" for op, n in sorted(per_fault.items(), key=lambda i: -i[1])]
+    cpu = phase.get("cpu_ms_per_fault")
+    if cpu:
+        lines.append(f"CPU ms per fault at {phase['rate']:g} faults/s, by process (idle included):")
+        lines += [f"  {name:40} {ms:6.2f}" for name, ms in cpu.items() if ms >= 0.05]
     return lines
 
 

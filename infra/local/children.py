@@ -159,6 +159,10 @@ class Spawner:
         self._env = dict(env)
         self._pid_file = pid_file
 
+    def extend_environment(self, values: Mapping[str, str]) -> None:
+        """Add `values` to the environment of every child started from now on."""
+        self._env.update(values)
+
     def spawn(self, name: str, argv: list[str], *, pipe_stdout: bool) -> Child:
         log_path = self._logs_dir / f"{name}.log"
         with log_path.open("ab") as log_file:

@@ -9,6 +9,9 @@ The one exception is an SQS long poll: while `ReceiveMessage` waits for messages
 lock up (otherwise the `SendMessage` it is waiting for could never run) and takes it back before
 looking at the queue again.
 
+With `AFTERCARE_MOTO_PROFILE_DIR` set, the server profiles (cProfile) what it does under the
+lock and writes `moto-<port>.prof` there when it stops: where a saturated server's time goes.
+
 `GET /_local/stats` answers (without waiting for the lock) the requests served and the seconds
 the lock was held per operation since start, as JSON: what a benchmark reads to tell requests
 per operation and how busy the one-at-a-time server was.
@@ -20,6 +23,7 @@ Run it with `python -m infra.local.motoserver --host 127.0.0.1 --port P`; it pri
 from __future__ import annotations
 
 import argparse
+import cProfile
 import io
 import json
 import logging
@@ -29,16 +33,21 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from infra.local.moto_forward import ForwardingApp
+
 log = logging.getLogger("infra.local.motoserver")
 STATS_PATH = "/_local/stats"
+# A directory: each server profiles its serial work and writes `moto-<port>.prof` there on exit.
+PROFILE_VARIABLE = "AFTERCARE_MOTO_PROFILE_DIR"
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -51,6 +60,9 @@ class SerialRequests:
         self._lock = threading.Lock()
         self._owner = threading.local()
         self.stats = RequestStats(stats_every_s)
+        # With --profile: cProfile of what runs under the lock (one request at a time, so one
+        # profiler sees the server's whole serial work; a long poll's wait is left out).
+        self.profiler: cProfile.Profile | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         if environ.get("PATH_INFO") == STATS_PATH:
@@ -70,13 +82,21 @@ class SerialRequests:
                 self.stats.record(_operation(environ), held, time.thread_time() - began_cpu)
 
     def _run(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        result = self._app(environ, start_response)
+        self._profile(True)
         try:
-            return list(result)
+            result = self._app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            self._profile(False)
+
+    def _profile(self, on: bool) -> None:
+        if self.profiler is not None:
+            self.profiler.enable() if on else self.profiler.disable()
 
     @property
     def held_here(self) -> bool:
@@ -90,12 +110,14 @@ class SerialRequests:
             yield
             return
         self._owner.holds_lock = False
+        self._profile(False)
         self._lock.release()
         left = time.perf_counter()
         try:
             yield
         finally:
             self._lock.acquire()
+            self._profile(True)
             self._owner.released_s += time.perf_counter() - left
             self._owner.holds_lock = True
 
@@ -249,26 +271,39 @@ def create_serial_app() -> SerialRequests:
     return gate
 
 
-def make_serial_server(host: str, port: int) -> BaseWSGIServer:
-    """A threaded werkzeug server (accepting connections concurrently) over the serial app."""
+def make_serial_server(
+    host: str,
+    port: int,
+    forwards: Mapping[str, str] | None = None,
+    profiler: cProfile.Profile | None = None,
+) -> BaseWSGIServer:
+    """A threaded werkzeug server (accepting connections concurrently) over the serial app;
+    `forwards` (server name -> URL) passes the services of dedicated servers on to them
+    (`infra.local.moto_forward`)."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-    return make_server(
-        host, port, create_serial_app(), threaded=True, request_handler=MotoRequestHandler
-    )
+    gate = create_serial_app()
+    gate.profiler = profiler
+    app: WsgiApp = gate
+    if forwards:
+        app = ForwardingApp(gate, forwards, gate.stats.totals, STATS_PATH)
+    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
 class SerialMotoServer:
     """In-process variant for tests, shaped like moto's `ThreadedMotoServer`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, forwards: Mapping[str, str] | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self._forwards = dict(forwards or {})
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._server = make_serial_server(self._host, self._port)
+        self._server = make_serial_server(self._host, self._port, self._forwards)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="serial-moto", daemon=True
         )
@@ -310,6 +345,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--log-requests", action="store_true", help="log every request")
+    parser.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="SERVER=URL",
+        help="pass a dedicated server's services on to it (infra.local.endpoints); repeatable",
+    )
     return parser.parse_args(argv)
 
 
@@ -318,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.log_requests:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_serial_server(args.host, args.port)
+    forwards = dict(item.split("=", 1) for item in args.forward)
+    profile_dir = os.environ.get(PROFILE_VARIABLE)
+    profiler = cProfile.Profile() if profile_dir else None
+    server = make_serial_server(args.host, args.port, forwards, profiler)
     # moto sends some requests to itself (e.g. SNS -> SQS); it finds itself through MOTO_PORT.
     os.environ.setdefault("MOTO_PORT", str(server.port))
 
@@ -332,8 +377,16 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+        if profiler is not None and profile_dir:
+            profiler.dump_stats(Path(profile_dir) / f"moto-{server.port}.prof")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The in-memory backends die with the process anyway: skip tearing a large heap down object
+    # by object at exit (seconds on a loaded machine, past the stack's stop grace period).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -20,6 +20,8 @@ import boto3
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict
 
+from infra.local.endpoints import endpoint_for
+
 EXIT_OK = 0
 EXIT_RUNTIME_FAILURE = 1
 EXIT_BAD_SPEC = 2  # the spec (or, for a worker, the handler) cannot be used: do not restart
@@ -72,11 +74,12 @@ def local_aws_credentials() -> None:
 
 
 def aws_client(service: str, *, region: str, endpoint_url: str) -> Any:
-    """A boto3 client of the moto server: three tries, short timeouts (it is on this machine)."""
+    """A boto3 client of the moto server (of the service's own server, when the stack gave it
+    one: `infra.local.endpoints`): three tries, short timeouts (it is on this machine)."""
     return boto3.client(
         service,  # type: ignore[call-overload]
         region_name=region,
-        endpoint_url=endpoint_url,
+        endpoint_url=endpoint_for(service, endpoint_url),
         config=Config(
             retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
         ),

@@ -1,8 +1,10 @@
 """The SQS event source mapping of a local Lambda worker: poll, batch, invoke, delete or retry.
 
-Short polls only (never long polling: the local moto server answers one request at a time),
-batches of up to ``batch_size`` gathered for at most ``max_batching_window_s``, the exact Lambda
-SQS event, then delete / retry per the outcome (ReportBatchItemFailures included).
+An idle poller long-polls (``WaitTimeSeconds`` 1: the local moto server gives its one-at-a-time
+lock up while a receive waits, see `infra.local.motoserver`), so an empty queue costs one request
+a second instead of several and a message is taken the moment it arrives; once a batch has
+begun, short polls fill it for at most ``max_batching_window_s`` (up to ``batch_size``). Then the
+exact Lambda SQS event, and delete / retry per the outcome (ReportBatchItemFailures included).
 
 Deviations from AWS, on purpose:
 
@@ -47,6 +49,7 @@ logger = logging.getLogger("infra.local.worker")  # not under "aftercare": the f
 SQS_MAX_BATCH = 10  # ReceiveMessage / DeleteMessageBatch limit
 POLL_DELAY_MIN_S = 0.02
 POLL_DELAY_MAX_S = 0.25
+IDLE_WAIT_S = 1  # an empty batch's receive waits this long for a message (a long poll)
 LEASE_SLACK_S = 2
 RECEIVE_FAILURE_PAUSE_S = 1.0
 
@@ -204,7 +207,8 @@ class SqsPoller:
         """Fill `batch` (the list whose lease is renewed) up to the batch size or window."""
         deadline: float | None = None
         while not self._stop.is_set():
-            received = self._receive(self._source.batch_size - len(batch))
+            wait_s = 0 if batch else IDLE_WAIT_S
+            received = self._receive(self._source.batch_size - len(batch), wait_s)
             batch.extend(received)
             if batch and deadline is None:
                 deadline = time.monotonic() + self._source.max_batching_window_s
@@ -212,7 +216,7 @@ class SqsPoller:
                 return list(batch)
             if received:
                 self._delay.reset()
-            else:
+            elif batch:  # the window is open: short polls with short pauses fill the batch
                 self._pause(deadline)
         self._change_visibility(list(batch), 0)  # stopping before the invoke: hand them back
         batch.clear()
@@ -228,11 +232,11 @@ class SqsPoller:
             delay = min(delay, max(0.0, deadline - time.monotonic()))
         self._stop.wait(delay)
 
-    def _receive(self, wanted: int) -> list[MessageTypeDef]:
+    def _receive(self, wanted: int, wait_s: int) -> list[MessageTypeDef]:
         request: ReceiveMessageRequestTypeDef = {
             "QueueUrl": self._source.queue_url,
             "MaxNumberOfMessages": min(wanted, SQS_MAX_BATCH),
-            "WaitTimeSeconds": 0,  # never long-poll: the local moto server is single-request
+            "WaitTimeSeconds": wait_s,
             "MessageSystemAttributeNames": ["All"],
             "MessageAttributeNames": ["All"],
         }

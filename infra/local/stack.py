@@ -1,7 +1,9 @@
 """`aftercare local up`: run template.yaml on this machine, without AWS or Docker.
 
 Start-up, in stages (each stage's processes start in parallel):
-1. the moto server (`infra.local.motoserver`, one request at a time) and Mosquitto;
+1. the moto servers (`infra.local.motoserver`, each one request at a time: DynamoDB on its own,
+   the other services on the main one, which forwards DynamoDB requests; see
+   `infra.local.endpoints`) and Mosquitto;
 2. provisioning of the template's resources in moto (`infra.local.provision`);
 3. one worker per function (`infra.local.worker`; a function with SQS sources gets SQS-only
    workers too, to process several batches at once: `infra.local.sqs_consumers`), then the
@@ -44,7 +46,6 @@ from typing import Any, Final
 from infra.local.api_stack import IOT_DATA_PARAMETER, api_state, seed_local_users
 from infra.local.broker_auth import CredentialsError, issue_device_credentials
 from infra.local.children import (
-    READY_TIMEOUT_S,
     STOP_GRACE_S,
     Child,
     LocalStackError,
@@ -58,6 +59,7 @@ from infra.local.sqs_consumers import SqsConcurrency
 from infra.local.stack_broker import broker_security, start_broker, wait_broker
 from infra.local.stack_launch import Launcher
 from infra.local.stack_monitor import StackMonitor
+from infra.local.stack_moto import start_moto_servers, wait_moto_servers
 from infra.local.stack_record import StateRecord
 from infra.local.stack_state import (
     state_document,
@@ -141,6 +143,7 @@ class LocalStack:
         )
         self._api_state: dict[str, Any] = {}  # api_url, apis, iot_data_url, users
         self._broker_security: list[str] = []
+        self._service_endpoints: dict[str, str] = {}  # boto3 service -> its dedicated server
 
     @property
     def logs_dir(self) -> Path:
@@ -200,10 +203,8 @@ class LocalStack:
         self._broker_security = broker_security(
             self.state_dir, load_template(self._template_path), self.region
         )
-        moto = self._spawner.spawn_python(
-            "moto", "infra.local.motoserver", "--host", "127.0.0.1", "--port", "0"
-        )
-        services.append(moto)
+        moto_servers = start_moto_servers(self._spawner)
+        services.extend(moto_servers.values())
         mqtt_url, broker = start_broker(
             self._spawner,
             self.state_dir,
@@ -212,8 +213,7 @@ class LocalStack:
             self._external_mqtt_url,
         )
         services.extend([broker] if broker else [])
-        endpoint_url = _moto_url(moto)
-        log.info("moto server on %s", endpoint_url)
+        endpoint_url, self._service_endpoints = wait_moto_servers(self._spawner, moto_servers)
         wait_broker(mqtt_url, broker)
         log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
         self._start_iot_data(mqtt_url)
@@ -280,6 +280,7 @@ class LocalStack:
             pids={child.name: child.pid for child in children},
             startup_seconds=round(time.monotonic() - started, 3),
             restarts=self.restarts.by_name,
+            service_endpoints=self._service_endpoints,
         )
         return self._record.write(state)
 
@@ -330,13 +331,6 @@ def _stop_leftovers(state_dir: Path) -> None:
     leftovers += stop_recorded_leftovers(state_dir)
     if leftovers:
         log.warning("stopped what a dead stack left running: %s", ", ".join(leftovers))
-
-
-def _moto_url(moto: Child) -> str:
-    url = moto.wait_ready(READY_TIMEOUT_S)
-    if not url.startswith("http://"):
-        raise LocalStackError(f"moto server announced {url!r} instead of its URL")
-    return url
 
 
 def _log_not_emulated(result: ProvisionResult) -> None:

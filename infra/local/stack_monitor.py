@@ -88,7 +88,7 @@ class StackMonitor:
             tail(child.log_path),
         )
         restarts = self.restarts.times(child.name)
-        if child.name == "moto":
+        if child.name == "moto" or child.name.startswith("moto-"):
             return self.fail(
                 child.name,
                 f"moto (the AWS emulator) died ({cause}): the tables, queues and topics it held "

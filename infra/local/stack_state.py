@@ -71,11 +71,14 @@ def state_document(
     pids: Mapping[str, int],
     startup_seconds: float,
     restarts: Mapping[str, Any],
+    service_endpoints: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What local.json says about a stack that is up: where everything is, and its processes."""
     return {
         "region": region,
         "aws_endpoint_url": endpoint_url,
+        # Services with a moto server of their own (the main endpoint forwards to it too).
+        "aws_service_endpoints": dict(service_endpoints or {}),
         "mqtt_url": mqtt_url,
         "mqtt_ca_file": str(state_dir / "broker" / "ca.pem"),
         "devices_dir": str(state_dir / "devices"),

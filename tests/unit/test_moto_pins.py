@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto import backends, mock_aws
 from moto.core import responses as moto_responses
+from moto.core.request import EnvironHeaders
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.table import StreamShard, Table
@@ -26,6 +27,7 @@ from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.sqs import models as sqs_models
 from moto.sqs.models import Queue, SQSBackend
+from moto.utilities import aws_headers
 from packaging.version import Version
 
 # The parameter names (in order) each patched or called function had when the patches were
@@ -82,6 +84,10 @@ PINNED: dict[str, tuple[Callable[..., Any], list[str]]] = {
     "sqs.models.unix_time_millis": (sqs_models.unix_time_millis, ["dt"]),
     "backends.list_of_moto_modules": (backends.list_of_moto_modules, []),
     "responses.method_names_from_class": (moto_responses.method_names_from_class, ["clazz"]),
+    "request.EnvironHeaders.__iter__": (EnvironHeaders.__iter__, ["self"]),
+    "aws_headers.gen_amzn_requestid_long": (aws_headers.gen_amzn_requestid_long, ["headerdict"]),
+    "responses.gen_amzn_requestid_long": (moto_responses.gen_amzn_requestid_long, ["headerdict"]),
+    "responses.camelcase_to_underscores": (moto_responses.camelcase_to_underscores, ["argument"]),
 }
 
 
