@@ -67,9 +67,10 @@ e2e: setup
 # `make test` runs the checks (lint, typecheck, cfn-lint, packaging) in the background while the
 # suite runs (the suite mostly waits on local stacks), prints the checks' output when both are
 # done, and ends with the suite's closing line (the counts); any failing part fails `make test`.
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (0: none), in the groups tests/conftest.py
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (2: one per core; 3 flaked two timing-
+# sensitive tests on a loaded machine), in the groups tests/conftest.py
 # makes: one per integration/e2e module, one for the modules sharing the e2e local stack.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 LOGS := .aftercare
 
