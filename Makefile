@@ -72,6 +72,7 @@ e2e: setup
 # makes: one per integration/e2e module, one for the modules sharing the e2e local stack.
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_ARGS ?=  # e.g. make test PYTEST_ARGS=--durations=30
 LOGS := .aftercare
 
 test: setup sam-setup
@@ -86,7 +87,7 @@ test: setup sam-setup
 checks: lint typecheck cfn-lint packaging
 
 suite: setup
-	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q --ignore=tests/packaging $(PYTEST_PARALLEL)
+	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q --ignore=tests/packaging $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Benchmark harness (not a test): the local stack under open-loop fault load, DynamoDB units per
 # fault, moto's ceiling and cold starts; prints a table and writes bench/results.json (README,
