@@ -19,19 +19,14 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from aftercare.models.payloads import (
-    MAX_FAULT_PAYLOAD_BYTES,
-    FaultReport,
-    ReadingValue,
-    Severity,
-    ThingName,
-)
+from aftercare.models.ids import ThingName
+from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultReport, ReadingValue, Severity
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from devices.config import AgentConfig, MqttProtocol
 from devices.delivery import FaultDelivery
-from devices.errors import AgentBusyError, AgentError, FaultTooLargeError
+from devices.errors import AgentError, FaultTooLargeError
 from devices.ids import new_fault_id, utc_now
 from devices.outbox import EntryStatus, Outbox, OutboxError
 from devices.ownership import OwnershipLock
@@ -39,17 +34,6 @@ from devices.routines import ROUTINES, Routine, accept_cancel, respond
 from devices.session import MqttSession
 from devices.state import DeviceState
 from devices.stats import AgentStats, StatsCounter
-
-__all__ = [
-    "AgentBusyError",
-    "AgentError",
-    "AgentStats",
-    "DeviceAgent",
-    "FaultTooLargeError",
-    "TelemetryReport",
-    "new_fault_id",
-    "utc_now",
-]
 
 LOGGER = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any
 from aftercare.models.payloads import FaultReport, ReadingValue, Severity
 from pydantic import ValidationError
 
-from devices.agent import AgentBusyError, AgentError, DeviceAgent
+from devices.agent import DeviceAgent
 from devices.config import (
     AgentConfig,
     AgentCredentials,
@@ -30,6 +30,7 @@ from devices.config import (
     parse_broker_url,
     read_agent_file,
 )
+from devices.errors import AgentBusyError, AgentError
 from devices.outbox import EntryStatus, OutboxError
 
 LOGGER = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from aftercare.models.payloads import FaultCode, ThingName
+from aftercare.models.ids import FaultCode, ThingName
 from pydantic import (
     BaseModel,
     ConfigDict,

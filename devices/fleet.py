@@ -39,37 +39,12 @@ from devices.fleet_worker import (
 )
 from devices.scenario import (
     DeviceSpec,
-    EventKind,
     FleetConfigError,
-    OfflineEpisode,
     PlannedEvent,
     Scenario,
-    Storm,
-    load_scenario,
-    make_devices,
     plan,
-    plausible_readings,
     validate_fleet,
 )
-
-__all__ = [
-    "DeviceSpec",
-    "EventKind",
-    "FleetConfigError",
-    "FleetError",
-    "FleetProgress",
-    "FleetSimulator",
-    "FleetSummary",
-    "OfflineEpisode",
-    "PlannedEvent",
-    "Scenario",
-    "Storm",
-    "load_scenario",
-    "make_devices",
-    "plan",
-    "plausible_readings",
-    "validate_fleet",
-]
 
 LOGGER = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Self
 
 import yaml
-from aftercare.models.payloads import FaultCode, ThingName
+from aftercare.models.ids import FaultCode, ThingName
 from pydantic import (
     BaseModel,
     ConfigDict,

@@ -24,17 +24,14 @@ from infra.admin.provision import ProvisionError
 from infra.admin.users import UserError
 from infra.cli_admin import admin_app, devices_provision, smoke
 from infra.cli_api import diag_app, login_command
-from infra.cli_core import LIST_FIELDS, CliError, StackOptions
+from infra.cli_core import CliError
 from infra.cli_dlq import dlq_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
 from infra.cli_tickets import catalog_app, devices_app, tickets_app
 from infra.demo import demo
 from infra.seeding import SeedDataError
-from infra.stores import store_of
 from infra.target import TargetError
-
-__all__ = ["LIST_FIELDS", "CliError", "StackOptions", "app", "invoke", "main", "store_of"]
 
 KNOWN_FAILURES = (
     PartsError,

@@ -21,19 +21,8 @@ from aftercare.domain.paging import InvalidCursor, TicketQuery, decode_cursor, e
 
 from infra.cli_core import LIST_FIELDS, CliError, StackOptions, stack_command, ticket_row
 from infra.cli_output import emit
-from infra.cli_session import ApiClient, authenticate, login, required_client, session_path
+from infra.cli_session import ApiClient, login, required_client, session_path
 from infra.local.provision_api import LOCAL_PASSWORD
-
-__all__ = [
-    "Listing",
-    "api_page",
-    "authenticate",
-    "collect",
-    "diag_app",
-    "direct_page",
-    "login_command",
-    "show_ticket",
-]
 
 POLL_INTERVAL_S = 0.25
 NEXT_CURSOR_HEADER = "X-Next-Cursor"

@@ -10,7 +10,7 @@ import typer
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.paging import MAX_PAGE
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import TicketStatus
+from aftercare.models.tickets import TicketStatus
 
 from infra.cli_api import Listing, api_page, collect, direct_page, show_ticket
 from infra.cli_core import LIST_FIELDS, CliError, StackOptions, stack_command, ticket_row

@@ -27,20 +27,13 @@ import typer
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import TicketStatus
+from aftercare.models.tickets import TicketStatus
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.agent import DeviceAgent
 from devices.config import AgentConfig, credential_files, parse_broker_url
-from devices.fleet import (
-    DeviceSpec,
-    FleetProgress,
-    FleetSimulator,
-    FleetSummary,
-    OfflineEpisode,
-    Scenario,
-    Storm,
-)
+from devices.fleet import FleetProgress, FleetSimulator, FleetSummary
+from devices.scenario import DeviceSpec, OfflineEpisode, Scenario, Storm
 from infra.cli_output import print_summary
 from infra.diag_summary import diagnostics_summary
 from infra.local.broker_auth import issue_device_credentials

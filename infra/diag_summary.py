@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
-from aftercare.domain.diagnostics import DiagnosticRecord, DiagnosticState, Outcome
+from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome
 
 from infra.target import Target
 

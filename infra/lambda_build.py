@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from infra.local.template import Template, load_yaml
+from infra.local.cfn_yaml import load_yaml
+from infra.local.template import Template
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 CACHE: Final = Path(".aws-sam") / "packaging"  # under the template's folder

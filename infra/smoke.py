@@ -38,8 +38,9 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.registry import DeviceRegistry
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
-from aftercare.domain.tickets import InvalidTransition, TicketStatus
+from aftercare.domain.tickets import InvalidTransition
 from aftercare.models.payloads import FaultReport, Severity
+from aftercare.models.tickets import TicketStatus
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.cli_core import CliError, StackOptions

@@ -4,7 +4,9 @@ Rules (each violation names the file, the line and the rule):
 
 - ``domain-purity``: `aftercare.domain` imports no boto3, botocore, paho or Powertools and reads
   no environment (``os.environ``, ``os.getenv``, ``from os import environ/getenv``): it is
-  given its inputs, so it runs the same in a test, a Lambda and a device.
+  given its inputs, so it runs the same in a test, a Lambda and a device. Of the layer it
+  imports only the domain, the models and the packaged data: not the adapters, nor the
+  settings, observability or runtime helpers, through which the same would come in.
 - ``models-below-domain``: `aftercare.models` (the contract layer: wire payloads, stored
   shapes, API views) imports nothing of the package outside `aftercare.models`.
 - ``shared-stands-alone``: the layer (`aftercare`) imports nothing from `infra`, `functions`
@@ -34,6 +36,7 @@ SHARED = "aftercare"
 DOMAIN_FORBIDDEN = ("boto3", "botocore", "paho", "aws_lambda_powertools")
 ENV_NAMES = frozenset({"environ", "getenv", "environb", "getenvb"})
 OUTER_LAYERS = ("infra", "functions", "devices")
+DOMAIN_MAY_USE = (DOMAIN, MODELS, "aftercare.data")
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,18 @@ def collect(base: Path, roots: Iterable[str] = ROOTS) -> dict[str, Module]:
     paths = list(_sources(base, roots))
     names = {path: module_name(base, path) for path in paths}
     known = frozenset(names.values())
-    modules: dict[str, Module] = {}
-    for path, name in names.items():
-        module = Module(name, path)
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        _Collector(module, path.name == "__init__.py", known).visit(tree)
-        modules[name] = module
-    return modules
+    return {
+        name: read_module(name, path, path.read_text(encoding="utf-8"), known)
+        for path, name in names.items()
+    }
+
+
+def read_module(name: str, path: Path, source: str, known: frozenset[str]) -> Module:
+    """One module's imports and environment reads, from its source text."""
+    module = Module(name, path)
+    tree = ast.parse(source, filename=str(path))
+    _Collector(module, path.name == "__init__.py", known).visit(tree)
+    return module
 
 
 def _within(name: str, package: str) -> bool:
@@ -172,6 +180,12 @@ def _layer_violations(module: Module) -> Iterator[Violation]:
     name = module.name
     for imp in module.imports:
         if _within(name, DOMAIN) and any(_within(imp.target, f) for f in DOMAIN_FORBIDDEN):
+            yield Violation("domain-purity", name, imp.line, f"imports {imp.target}")
+        if (
+            _within(name, DOMAIN)
+            and _within(imp.target, SHARED)
+            and not any(_within(imp.target, ok) for ok in DOMAIN_MAY_USE)
+        ):
             yield Violation("domain-purity", name, imp.line, f"imports {imp.target}")
         if (
             _within(name, MODELS)
@@ -236,7 +250,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def violations(base: Path, roots: Iterable[str] = ROOTS) -> list[Violation]:
     """Every broken rule in the tree at `base`."""
-    modules = collect(base, roots)
+    return check(collect(base, roots))
+
+
+def check(modules: dict[str, Module]) -> list[Violation]:
+    """Every broken rule among `modules` (as `collect` reads them)."""
     found = [v for module in modules.values() for v in _layer_violations(module)]
     for component in cycles(load_graph(modules)):
         first = modules[component[0]]

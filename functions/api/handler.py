@@ -28,12 +28,7 @@ from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
 from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
-from aftercare.domain.diagnostics import (
-    DiagnosticNotFound,
-    DiagnosticRecord,
-    PublishFailed,
-    TicketNotActive,
-)
+from aftercare.domain.diagnostics_records import DiagnosticNotFound, PublishFailed, TicketNotActive
 from aftercare.domain.paging import (
     MAX_CURSOR_CHARS,
     MAX_PAGE,
@@ -43,17 +38,10 @@ from aftercare.domain.paging import (
 )
 from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.support import DeviceNotFound, DeviceStatus, Support
-from aftercare.domain.tickets import TicketStatus
-from aftercare.models.api import (
-    DiagnosticsList,
-    Me,
-    RequestId,
-    StartDiagnostic,
-    Thing,
-    TicketId,
-    TicketRow,
-    TicketView,
-)
+from aftercare.models.api import DiagnosticsList, Me, StartDiagnostic, Thing, TicketRow, TicketView
+from aftercare.models.diagnostics import DiagnosticRecord
+from aftercare.models.ids import RequestId, TicketId
+from aftercare.models.tickets import TicketStatus
 from aftercare.observability import logger, metrics
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings

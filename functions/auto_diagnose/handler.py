@@ -14,7 +14,8 @@ from typing import Any
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
 from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.diagnostics import TicketNotActive, auto_diagnose, cancel_pending
+from aftercare.domain.diagnostics import auto_diagnose, cancel_pending
+from aftercare.domain.diagnostics_records import TicketNotActive
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point

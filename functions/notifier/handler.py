@@ -15,18 +15,19 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
+from aftercare.adapters.ticket_items import ticket_from_image
 from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
 from aftercare.domain.sla import SlaBreach, sla_breaches
+from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics
 from aftercare.records import FAILED_RECORD, stream_record_identity
 from aftercare.runtime import entry_point
 from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 PARALLEL_TICKETS = 8
 
@@ -42,27 +43,31 @@ def deps() -> Notifier:
 
 
 class TicketChange(BaseModel):
-    """One stream record: the item's key, old and new image (plain values)."""
+    """One stream record: the item's key, and the ticket before and after (None: no ticket)."""
 
     model_config = ConfigDict(frozen=True)
 
     sequence: str
     key: str
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
+    old: Ticket | None = None
+    new: Ticket | None = None
+    unreadable: str | None = None  # why an image is no valid ticket: this record fails alone
     identity: dict[str, Any]  # what the failure log names: event id, sequence number, age
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> TicketChange:
         data = record["dynamodb"]
-        old, new = data.get("OldImage"), data.get("NewImage")
-        return cls(
-            sequence=str(data["SequenceNumber"]),
-            key=str(data.get("Keys", {}).get("pk", {}).get("S", "")),
-            old=from_item(old) if old else None,
-            new=from_item(new) if new else None,
-            identity=stream_record_identity(record),
-        )
+        head = {
+            "sequence": str(data["SequenceNumber"]),
+            "key": str(data.get("Keys", {}).get("pk", {}).get("S", "")),
+            "identity": stream_record_identity(record),
+        }
+        try:
+            old = ticket_from_image(data.get("OldImage"))
+            new = ticket_from_image(data.get("NewImage"))
+        except ValidationError as exc:
+            return cls(**head, unreadable=str(exc))
+        return cls(**head, old=old, new=new)
 
 
 OUTCOME_METRICS = {
@@ -138,6 +143,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     breaches: list[SlaBreach] = []  # of changes handled: a redelivered one is not recounted
 
     def apply(change: TicketChange) -> list[Outcome]:
+        if change.unreadable is not None:
+            raise ValueError(f"ticket image is no valid ticket: {change.unreadable}")
         outcomes = notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))
         breaches.extend(sla_breaches(change.old, change.new))
         return outcomes

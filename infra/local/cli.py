@@ -12,10 +12,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from infra.local.cfn_yaml import TemplateError
+from infra.local.children import LocalStackError
 from infra.local.sqs_consumers import DEFAULT_FUNCTION_LIMITS, SqsConcurrency
-from infra.local.stack import LocalStack, LocalStackError
+from infra.local.stack import LocalStack
 from infra.local.stack_state import down
-from infra.local.template import TemplateError
 
 STATE_DIR_NAME = ".aftercare"
 

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError, ParamValidationError
 
+from infra.local.cfn_yaml import TemplateError
 from infra.local.provision_api import PROVISIONERS as API_PROVISIONERS
 from infra.local.provision_context import (
     Attributes,
@@ -43,14 +44,7 @@ from infra.local.provision_stores import (
     provision_table,
     provision_topic,
 )
-from infra.local.template import (
-    Resolver,
-    Resource,
-    Template,
-    TemplateError,
-    parameter_values,
-    pseudo_parameters,
-)
+from infra.local.template import Resolver, Resource, Template, parameter_values, pseudo_parameters
 from infra.local.template_dependencies import dependency_order
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from infra.local.cfn_yaml import TemplateError
 from infra.local.provision_context import moto_client, moto_endpoint
-from infra.local.template import Resolver, Resource, Template, TemplateError
+from infra.local.template import Resolver, Resource, Template
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
-from infra.local.template import (
-    DEFAULT_ACCOUNT_ID,
-    Resolver,
-    Resource,
-    Template,
-    TemplateError,
-)
+from infra.local.cfn_yaml import TemplateError
+from infra.local.template import DEFAULT_ACCOUNT_ID, Resolver, Resource, Template
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Final, Protocol
 
+from infra.local.cfn_yaml import TemplateError
 from infra.local.provision_context import moto_client, moto_endpoint
-from infra.local.template import Resolver, Resource, TemplateError
+from infra.local.template import Resolver, Resource
 
 log = logging.getLogger(__name__)
 

@@ -10,33 +10,13 @@ from typing import Any
 import boto3
 
 from infra.seeding import (
-    DEMO_CUSTOMERS,
-    DEMO_DEVICES,
     MODELS,
-    REGIONS,
     customer_items,
     demo_customers,
     demo_devices,
     demo_inventory,
-    notification_preferences,
-    region_of,
-    stock_item,
     write_all,
 )
-
-__all__ = [
-    "DEMO_CUSTOMERS",
-    "DEMO_DEVICES",
-    "MODELS",
-    "REGIONS",
-    "demo_customers",
-    "demo_devices",
-    "demo_inventory",
-    "notification_preferences",
-    "region_of",
-    "seed_demo",
-    "stock_item",
-]
 
 
 def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict[str, Any]:

@@ -58,11 +58,10 @@ from infra.local.sqs_consumers import SqsConcurrency
 from infra.local.stack_broker import broker_security, start_broker, wait_broker
 from infra.local.stack_launch import Launcher
 from infra.local.stack_monitor import StackMonitor
+from infra.local.stack_record import StateRecord
 from infra.local.stack_state import (
-    STATE_FILE,
     state_document,
     stop_recorded_leftovers,
-    write_json_atomically,
 )
 from infra.local.supervisor import (
     MARKER_VARIABLE,
@@ -72,7 +71,6 @@ from infra.local.supervisor import (
     StackAlreadyRunning,
     SupervisorLock,
     clean_leftovers,
-    process_start_ticks,
 )
 from infra.local.template import load_template
 
@@ -106,7 +104,7 @@ class LocalStack:
         self.state_dir = state_dir.resolve()
         self.region = region
         self.seed_summary: dict[str, Any] | None = None
-        self.state: dict[str, Any] | None = None
+        self._record = StateRecord(self.state_dir)
         self._external_mqtt_url = mqtt_url
         self._param_overrides = dict(param_overrides or {})
         # Local-only: function logical id -> seconds between scheduled runs (see `provision`).
@@ -121,7 +119,6 @@ class LocalStack:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._monitor: threading.Thread | None = None
-        self._wrote_state = False
         self._lock = SupervisorLock(self.state_dir)
         self._pid_file = PidFile(self.state_dir)
         env = child_environment(self.project_root, region)
@@ -137,7 +134,10 @@ class LocalStack:
             sqs_concurrency or SqsConcurrency(),
         )
         self._supervision = StackMonitor(
-            self._stages, self._spawner, restart_policy or RestartPolicy(), self._restarted
+            self._stages,
+            self._spawner,
+            restart_policy or RestartPolicy(),
+            lambda child: self._record.restarted(child, self.restarts.by_name),
         )
         self._api_state: dict[str, Any] = {}  # api_url, apis, iot_data_url, users
         self._broker_security: list[str] = []
@@ -148,7 +148,12 @@ class LocalStack:
 
     @property
     def state_path(self) -> Path:
-        return self.state_dir / STATE_FILE
+        return self._record.path
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        """What local.json says, once the stack is up."""
+        return self._record.state
 
     @property
     def restarts(self) -> RestartRecord:
@@ -180,7 +185,12 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        self._monitor = threading.Thread(target=self._watch, name="stack-monitor", daemon=True)
+        self._monitor = threading.Thread(
+            target=self._supervision.watch,
+            args=(self._stopped, self._stop_lock, self._stopping, MONITOR_INTERVAL_S),
+            name="stack-monitor",
+            daemon=True,
+        )
         self._monitor.start()
         return state
 
@@ -235,9 +245,7 @@ class LocalStack:
         except StackAlreadyRunning as exc:
             raise LocalStackError(str(exc)) from None
         _stop_leftovers(self.state_dir)
-        if self.state_path.exists():
-            log.info("removing stale %s", self.state_path)
-            self.state_path.unlink()
+        self._record.clear_stale()
         self._pid_file.write()
         # Checkpoints index moto's streams, which start empty with the new moto server.
         shutil.rmtree(self._launcher.checkpoints_dir, ignore_errors=True)
@@ -273,40 +281,9 @@ class LocalStack:
             startup_seconds=round(time.monotonic() - started, 3),
             restarts=self.restarts.by_name,
         )
-        write_json_atomically(self.state_path, state)
-        self._wrote_state = True
-        self.state = state
-        log.info("local stack up in %.2fs; state in %s", state["startup_seconds"], self.state_path)
-        return state
+        return self._record.write(state)
 
     # ---- running -------------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        """Restart dead children (after their backoff) until the stack stops or fails.
-
-        This thread lives until `stop()` has stopped every child: the children it started get
-        their parent-death signal when it ends (see `die_with_parent`).
-        """
-        while not self._stopped.wait(MONITOR_INTERVAL_S):
-            with self._stop_lock:
-                if self._stopping.is_set() or self._supervision.failed.is_set():
-                    continue
-                try:
-                    self._supervision.supervise(time.monotonic())
-                except Exception as exc:  # an unsupervised stack must not look healthy
-                    log.exception("the supervisor's monitor failed")
-                    self._supervision.fail(
-                        "supervisor", f"the supervisor could not restart a process: {exc}"
-                    )
-
-    def _restarted(self, child: Child | None) -> None:
-        """Keep local.json's pids and restart counts in step with the supervision."""
-        if child is not None and self.state is not None:
-            self.state["pids"][child.name] = child.pid
-            self.state["process_start_ticks"][child.name] = process_start_ticks(child.pid)
-        if self.state is not None and self._wrote_state:
-            self.state["restarts"] = self.restarts.by_name
-            write_json_atomically(self.state_path, self.state)
 
     def wait(self, timeout: float | None = None) -> str | None:
         """Block until the stack fails (return the culprit's name) or `timeout` passes (None);
@@ -322,9 +299,7 @@ class LocalStack:
             self._stopping.set()
             while self._stages:
                 stop_stage(self._stages.pop())
-            if self._wrote_state:
-                self.state_path.unlink(missing_ok=True)
-                self._wrote_state = False
+            self._record.remove()
             if self._lock.held:
                 self._pid_file.remove()
                 self._lock.release()
@@ -379,7 +354,8 @@ def _seed(
 ) -> dict[str, Any]:
     """The demo seed, and a certificate for each seeded device."""
     try:
-        from infra.local.seed import demo_devices, seed_demo
+        from infra.local.seed import seed_demo
+        from infra.seeding import demo_devices
     except ImportError as exc:
         raise LocalStackError(f"cannot seed: infra.local.seed is missing ({exc})") from exc
     summary = seed_demo(dict(result.resources), endpoint_url, region)

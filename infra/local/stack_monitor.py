@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from infra.local.children import Child, Spawner, tail
@@ -35,6 +36,28 @@ class StackMonitor:
         self.failed = threading.Event()
         self.failure: str | None = None
         self.failure_reason: str | None = None
+
+    def watch(
+        self,
+        stopped: threading.Event,
+        stop_lock: threading.Lock,
+        stopping: threading.Event,
+        interval: float,
+    ) -> None:
+        """Restart dead children (after their backoff) until the stack stops or fails.
+
+        The thread running this lives until the stack has stopped every child: the children
+        it started get their parent-death signal when it ends (see `die_with_parent`).
+        """
+        while not stopped.wait(interval):
+            with stop_lock:
+                if stopping.is_set() or self.failed.is_set():
+                    continue
+                try:
+                    self.supervise(time.monotonic())
+                except Exception as exc:  # an unsupervised stack must not look healthy
+                    log.exception("the supervisor's monitor failed")
+                    self.fail("supervisor", f"the supervisor could not restart a process: {exc}")
 
     def supervise(self, now: float) -> None:
         for stage in self._stages:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from infra.local.template import SUB_VARIABLE, Resource, Template, TemplateError, is_intrinsic
+from infra.local.cfn_yaml import TemplateError
+from infra.local.template import SUB_VARIABLE, Resource, Template, is_intrinsic
 
 
 def references(value: Any) -> Iterator[str]:

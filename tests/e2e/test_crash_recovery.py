@@ -28,10 +28,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.config import parse_broker_url
 from infra.local.broker_auth import issue_device_credentials
-from infra.local.seed import demo_devices
 from infra.local.stack import LocalStack
 from infra.local.stack_state import read_state
 from infra.local.supervisor import PID_FILE, RestartPolicy, marked_processes, read_pid_file
+from infra.seeding import demo_devices
 from tests.e2e.conftest import ROOT, Stack, settle, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY
 

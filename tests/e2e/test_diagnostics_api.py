@@ -26,9 +26,9 @@ import schemathesis
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.domain.notifications import (
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.surveys import survey_id_for
+from aftercare.models.tickets import TicketSummary
 from hypothesis import HealthCheck, Phase, given, settings
 from paho.mqtt.enums import CallbackAPIVersion
 from schemathesis.generation import GenerationMode
@@ -132,7 +132,7 @@ class Env:
             survey_id=survey_id_for(ticket["ticket_id"]),
             ticket_id=ticket["ticket_id"],
             customer_id=ticket["customer_id"],
-            facts=TicketFacts.model_validate(ticket),
+            facts=TicketSummary.model_validate(ticket),
             created_at=now,
             due_at=now,
         )

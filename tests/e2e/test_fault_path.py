@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devices.agent import DeviceAgent
-from devices.fleet import DeviceSpec, FleetSimulator, Scenario, Storm
-from infra.local.seed import demo_devices
+from devices.fleet import FleetSimulator
+from devices.scenario import DeviceSpec, Scenario, Storm
+from infra.seeding import demo_devices
 from tests.e2e.conftest import Stack, device_agent_config, publish_as, settle, wait_for
 
 DEVICES = demo_devices()

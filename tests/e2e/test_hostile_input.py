@@ -8,7 +8,7 @@ import json
 import time
 from datetime import UTC, datetime
 
-from infra.local.seed import demo_devices
+from infra.seeding import demo_devices
 from tests.e2e.conftest import Stack, publish_as, settle, wait_for
 
 DEVICES = demo_devices()

@@ -27,15 +27,16 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.surveys import survey_id_for
-from aftercare.domain.tickets import Resolution, Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
 from aftercare.models.payloads import Severity
+from aftercare.models.tickets import Resolution, TicketStatus
 
 from devices.agent import DeviceAgent
-from infra.cli_api import authenticate
+from infra.cli_session import authenticate
 from infra.local.provision_api import LOCAL_PASSWORD
-from infra.local.seed import demo_customers, demo_devices, notification_preferences
 from infra.local.stack import LocalStack
 from infra.notification_summary import notification_summary
+from infra.seeding import demo_customers, demo_devices, notification_preferences
 from infra.target import Target
 from tests.e2e.conftest import device_agent_config, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY

@@ -8,8 +8,9 @@ from pathlib import Path
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader
 from aftercare.domain.stock import adjust_stock
 
-from devices.fleet import DeviceSpec, FleetSimulator, Scenario, Storm
-from infra.local.seed import demo_devices
+from devices.fleet import FleetSimulator
+from devices.scenario import DeviceSpec, Scenario, Storm
+from infra.seeding import demo_devices
 from tests.e2e.conftest import Stack, settle, wait_for
 
 SKU, WAREHOUSE, CODE = "PSU-240-A", "WH-SHA", "PSU-OVERVOLT"

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from devices.agent import DeviceAgent
-from infra.local.seed import demo_devices
 from infra.local.stack import LocalStack
+from infra.seeding import demo_devices
 from tests.e2e.conftest import device_agent_config, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY, MosquittoBroker
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aftercare.domain.diagnostics import (
+from aftercare.domain.diagnostics_records import (
     CompletionPlan,
     DiagnosticContext,
-    DiagnosticRecord,
-    DiagnosticState,
     PublishFailed,
     TicketNotActive,
 )
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
-from aftercare.domain.tickets import Ticket, TicketStatus, TimelineEntry, ticket_id_for
+from aftercare.domain.tickets import Ticket, ticket_id_for
+from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState
 from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsRequest, Severity
+from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

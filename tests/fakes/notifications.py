@@ -15,33 +15,19 @@ from aftercare.domain.notifications import (
     NotificationRef,
     NotificationState,
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.preferences import NotificationProfile
 from aftercare.domain.surveys import AlreadyAnswered, Csat, FollowUp, SurveyAnswer
 from aftercare.domain.templates import RenderedMessage
+from aftercare.models.tickets import TicketSummary
+
+from tests.fakes.tickets import a_ticket
 
 
-def ticket_facts(at: datetime, ticket_id: str = "T-1", **overrides: Any) -> TicketFacts:
+def ticket_summary(at: datetime, ticket_id: str = "T-1", **overrides: Any) -> TicketSummary:
     """What a notification knows of a ticket: by default a fan stall on customer c-1's AC-HP
-    (in warranty), opened at `at`."""
-    base: dict[str, Any] = {
-        "ticket_id": ticket_id,
-        "customer_id": "c-1",
-        "thing": "ac-hp-0001",
-        "model": "AC-HP",
-        "fault_code": "FAN-STALL",
-        "title_en": "Cooling fan stalled",
-        "title_zh": "散热风扇停转",
-        "category": "thermal",
-        "region": "eu-west",
-        "severity": "major",
-        "status": "open",
-        "in_warranty": True,
-        "opened_at": at,
-        "first_seen": at,
-    }
-    return TicketFacts.model_validate(base | overrides)
+    (in warranty), opened at `at` (see `a_ticket`)."""
+    return TicketSummary.of(a_ticket(at, ticket_id, **overrides))
 
 
 WAITING = {NotificationState.PENDING, NotificationState.DEFERRED, NotificationState.DIGESTED}

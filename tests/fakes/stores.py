@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aftercare.domain.parts import (
-    LineStatus,
-    OutOfStock,
-    PartInfo,
-    PartsLine,
-    StockDelta,
-    StockLevel,
-)
+from aftercare.domain.parts import OutOfStock, PartInfo, StockDelta, StockLevel
 from aftercare.domain.ports import ConcurrentUpdate, DuplicateFault, LockConflict, TicketNotFound
 from aftercare.domain.ports.records import (
     CorrelationPlan,
@@ -26,7 +19,9 @@ from aftercare.domain.ports.records import (
     PartsChange,
     TicketDetail,
 )
-from aftercare.domain.tickets import Occurrence, StatusChange, Ticket, TimelineEntry
+from aftercare.domain.tickets import StatusChange, Ticket
+from aftercare.models.parts import LineStatus, PartsLine
+from aftercare.models.tickets import Occurrence, TimelineEntry
 
 
 class FakeTicketStore:

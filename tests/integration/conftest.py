@@ -17,7 +17,8 @@ from aftercare.adapters.aws import client
 from moto import mock_aws
 
 from infra.local.motoserver import SerialMotoServer
-from infra.local.provision import AwsClients, ProvisionResult, provision
+from infra.local.provision import provision
+from infra.local.provision_context import AwsClients, ProvisionResult
 from infra.local.seed import seed_demo
 from infra.local.template import load_template
 from tests.fakes.aws import use_fake_credentials

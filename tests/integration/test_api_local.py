@@ -11,17 +11,13 @@ import jwt
 import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
-from aftercare.adapters.dynamodb import DynamoTicketStore, ticket_item
-from aftercare.domain.diagnostics import (
-    DiagnosticState,
-    Outcome,
-    Purpose,
-    plan_completion,
-    plan_timeout,
-    start_diagnostic,
-)
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.ticket_items import ticket_item
+from aftercare.domain.diagnostics import start_diagnostic
+from aftercare.domain.diagnostics_plans import plan_completion, plan_timeout
 from aftercare.domain.ports import ConcurrentUpdate
 from aftercare.domain.rules import load_catalog
+from aftercare.models.diagnostics import DiagnosticState, Outcome, Purpose
 from aftercare.models.payloads import DiagnosticsRequest, DiagnosticsResult, DiagnosticStatus
 
 from infra.local.apigw_auth import JwtAuthorizer

@@ -21,8 +21,9 @@ from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.models.payloads import FaultEnvelope
 from moto import mock_aws
 
-from infra.cli import main, store_of
+from infra.cli import main
 from infra.local.template import load_template
+from infra.stores import store_of
 from infra.target import Target, TargetError, resolve_aws_target
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,8 +21,9 @@ from aftercare.models.payloads import (
 )
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from devices.agent import AgentBusyError, DeviceAgent
+from devices.agent import DeviceAgent
 from devices.config import AgentConfig, MqttProtocol
+from devices.errors import AgentBusyError
 from devices.outbox import EntryStatus
 from tests.integration.mosquitto_fixture import MosquittoBroker, Recorder, free_port
 

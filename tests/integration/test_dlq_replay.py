@@ -15,6 +15,7 @@ from aftercare.domain.ports import ParkedMessage
 from aftercare.models.payloads import DiagnosticsEnvelope, FaultEnvelope
 
 from infra import cli
+from infra.cli_core import StackOptions
 from infra.target import Target
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.integration.intake_stack import (
@@ -60,7 +61,7 @@ def park(aws: dict[str, Any], source: str, reason: str, envelope: dict[str, Any]
 @pytest.fixture
 def target(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Target:
     stack = Target(resources=aws["resources"], region="us-east-1")
-    monkeypatch.setattr(cli.StackOptions, "target", lambda opts: stack)
+    monkeypatch.setattr(StackOptions, "target", lambda opts: stack)
     return stack
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aftercare.adapters.aws import client
 from aftercare.domain.lifecycle import change_status
-from aftercare.domain.tickets import TicketStatus
+from aftercare.models.tickets import TicketStatus
 
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.integration.intake_stack import (

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devices.fleet import (
-    FleetProgress,
-    FleetSimulator,
-    OfflineEpisode,
-    Scenario,
-    Storm,
-    make_devices,
-)
+from devices.fleet import FleetProgress, FleetSimulator
+from devices.scenario import OfflineEpisode, Scenario, Storm, make_devices
 from tests.integration.mosquitto_fixture import MosquittoBroker, Recorder
 
 pytestmark = pytest.mark.integration

@@ -26,15 +26,17 @@ from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.survey_store import DynamoSurveyStore
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.surveys import survey_id_for
-from aftercare.domain.tickets import Resolution, TicketStatus
+from aftercare.models.tickets import Resolution, TicketStatus
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
 
 from infra.local.motoserver import SerialMotoServer
-from infra.local.provision import AwsClients, provision
-from infra.local.seed import demo_customers, demo_devices, seed_demo
+from infra.local.provision import provision
+from infra.local.provision_context import AwsClients
+from infra.local.seed import seed_demo
 from infra.local.template import load_template
+from infra.seeding import demo_customers, demo_devices
 from tests.fakes.http_api import http_api_event
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.fakes.tables import ticket_store

@@ -22,10 +22,11 @@ from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.models.payloads import FaultEnvelope
 
 from infra.local.motoserver import SerialMotoServer
-from infra.local.provision import AwsClients, provision
-from infra.local.provision_context import moto_client
-from infra.local.seed import demo_devices, seed_demo, stock_item
+from infra.local.provision import provision
+from infra.local.provision_context import AwsClients, moto_client
+from infra.local.seed import seed_demo
 from infra.local.template import load_template
+from infra.seeding import demo_devices, stock_item
 from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,16 +24,19 @@ from aftercare.domain.parts import InvalidLineChange, OutOfStock
 from aftercare.domain.ports import ConcurrentUpdate
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.domain.stock import PartsError, adjust_stock, expire_hold, release_part, reserve_part
-from aftercare.domain.tickets import InvalidTransition, Resolution, TicketStatus
+from aftercare.domain.tickets import InvalidTransition
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.tickets import Resolution, TicketStatus
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from moto import mock_aws
 
-from infra.local.provision import AwsClients, provision
-from infra.local.seed import demo_devices, seed_demo
+from infra.local.provision import provision
+from infra.local.provision_context import AwsClients
+from infra.local.seed import seed_demo
 from infra.local.template import load_template
+from infra.seeding import demo_devices
 from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from infra.local.motoserver import SerialMotoServer
-from infra.local.provision import NOT_EMULATED, AwsClients, ProvisionResult, provision
+from infra.local.provision import NOT_EMULATED, provision
+from infra.local.provision_context import AwsClients, ProvisionResult
 from infra.local.template import Template, load_template
 
 pytestmark = pytest.mark.integration

@@ -10,19 +10,16 @@ import boto3
 import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
-from aftercare.adapters.dynamodb import ticket_item
-from aftercare.domain.diagnostics import (
-    DiagnosticState,
-    Purpose,
-    TicketNotActive,
-    cancel_pending,
-    start_diagnostic,
-)
+from aftercare.adapters.ticket_items import ticket_item
+from aftercare.domain.diagnostics import cancel_pending, start_diagnostic
+from aftercare.domain.diagnostics_records import TicketNotActive
 from aftercare.domain.lifecycle import change_status
-from aftercare.domain.tickets import Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
+from aftercare.models.diagnostics import DiagnosticState, Purpose
 from aftercare.models.payloads import DiagnosticsCancel
+from aftercare.models.tickets import TicketStatus
 
-from infra.local.provision import ProvisionResult
+from infra.local.provision_context import ProvisionResult
 from tests.fakes.diagnostics import NOW, FakePublisher, make_ticket
 from tests.fakes.tables import ticket_store
 from tests.integration.iot_data import device_on, iot_data_stand_in

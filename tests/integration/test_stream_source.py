@@ -414,7 +414,8 @@ Resources:
 
 
 def _provision_sam(tmp_path: Path, extra: str = "") -> Any:
-    from infra.local.provision import AwsClients, provision
+    from infra.local.provision import provision
+    from infra.local.provision_context import AwsClients
     from infra.local.template import load_template
 
     (tmp_path / "code").mkdir(exist_ok=True)

@@ -15,15 +15,17 @@ import boto3
 import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDeviceDirectory
-from aftercare.adapters.dynamodb import DynamoTicketStore, ticket_item
+from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.ticket_items import ticket_item
 from aftercare.domain.access import Caller
 from aftercare.domain.paging import TicketPage, TicketQuery, decode_cursor, encode_cursor
 from aftercare.domain.support import Support
-from aftercare.domain.tickets import Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketStatus
 from moto import mock_aws
 
-from infra.cli import LIST_FIELDS, CliError
 from infra.cli_api import Listing, collect, direct_page
+from infra.cli_core import LIST_FIELDS, CliError
 from tests.fakes.aws import use_fake_credentials
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
 from tests.fakes.tables import create_template_tables

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from infra.lambda_build import PackagingError
 from infra.local.template import load_template
 from infra.packaging import (
     TRACER_MODES,
     Outcome,
-    PackagingError,
     Runtime,
     check,
     functions_of,

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.architecture import Violation, violations
+from tests.architecture import (
+    Module,
+    Violation,
+    check,
+    collect,
+    module_name,
+    read_module,
+    violations,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,3 +175,77 @@ def test_lazy_and_type_only_imports_do_not_make_a_load_cycle(tmp_path: Path) -> 
 def test_a_violation_says_where_and_why() -> None:
     violation = Violation("domain-purity", "aftercare.domain.x", 3, "imports boto3")
     assert str(violation) == "aftercare.domain.x:3: [domain-purity] imports boto3"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from aftercare.adapters.aws import to_item\n",
+        "from aftercare.settings import load_settings\n",  # reads the environment
+        "from aftercare import observability\n",  # Powertools
+        "def handler():\n    from aftercare.runtime import entry_point\n",  # lazy
+    ],
+    ids=["adapters", "settings", "observability", "lazy-runtime"],
+)
+def test_the_domain_reaches_nothing_of_the_layer_above_it(tmp_path: Path, source: str) -> None:
+    files = {
+        "shared/aftercare/adapters/aws.py": "",
+        "shared/aftercare/settings.py": "",
+        "shared/aftercare/observability.py": "",
+        "shared/aftercare/runtime.py": "",
+        "shared/aftercare/domain/intake.py": source,
+    }
+    assert rules_broken(tmp_path, files) == [("domain-purity", "aftercare.domain.intake")]
+
+
+@pytest.fixture(scope="module")
+def code_base() -> dict[str, Module]:
+    """The repository's own modules, read once."""
+    return collect(ROOT)
+
+
+# Each forbidden import, planted in a real module of the code base: the check that passes on
+# the tree as it is (`test_the_code_base_keeps_its_layers`) fails on each of these.
+PLANTED = [
+    ("shared/aftercare/domain/intake.py", "import boto3\n", "domain-purity"),
+    (
+        "shared/aftercare/domain/notifier.py",
+        "from botocore.exceptions import ClientError\n",
+        "domain-purity",
+    ),
+    ("shared/aftercare/domain/diagnostics.py", "import paho.mqtt.client\n", "domain-purity"),
+    ("shared/aftercare/domain/sla.py", "import os\nLIMIT = os.environ['X']\n", "domain-purity"),
+    (
+        "shared/aftercare/domain/tickets.py",
+        "from aftercare.adapters.ticket_items import ticket_item\n",
+        "domain-purity",
+    ),
+    (
+        "shared/aftercare/models/api.py",
+        "def view():\n    from aftercare.domain.tickets import Ticket\n",
+        "models-below-domain",
+    ),
+    ("shared/aftercare/adapters/aws.py", "from infra.local import stack\n", "shared-stands-alone"),
+    ("shared/aftercare/runtime.py", "import functions\n", "shared-stands-alone"),
+    ("shared/aftercare/domain/budget.py", "import devices.agent\n", "shared-stands-alone"),
+    ("shared/aftercare/domain/budget.py", "from aftercare.domain import notifier\n", "no-cycles"),
+    ("devices/ids.py", "from devices import agent\n", "no-cycles"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "rule"), PLANTED, ids=[f"{p.split('/')[-1]}:{r}" for p, _, r in PLANTED]
+)
+def test_each_forbidden_import_planted_in_the_real_code_base_is_caught(
+    code_base: dict[str, Module], path: str, line: str, rule: str
+) -> None:
+    # Given the code base, which keeps its layers
+    assert check(code_base) == []
+    # When one of its modules gains a forbidden import
+    name = module_name(ROOT, ROOT / path)
+    source = (ROOT / path).read_text(encoding="utf-8") + "\n" + line
+    planted = read_module(name, ROOT / path, source, frozenset(code_base))
+    found = check({**code_base, name: planted})
+    # Then the check names that rule, and only the planted line breaks one
+    assert rule in {v.rule for v in found}
+    assert all(v.module == name or name in v.detail for v in found), found

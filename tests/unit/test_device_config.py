@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from devices.agent import new_fault_id
 from devices.config import (
     AgentConfig,
     BrokerAddress,
@@ -19,6 +18,7 @@ from devices.config import (
     parse_broker_url,
     should_fall_back_to_v311,
 )
+from devices.ids import new_fault_id
 
 
 @pytest.mark.parametrize(

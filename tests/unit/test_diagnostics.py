@@ -8,24 +8,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from aftercare.domain.diagnostics import (
+from aftercare.domain.diagnostics import auto_diagnose, start_diagnostic, sweep_timeouts
+from aftercare.domain.diagnostics_answers import handle_result
+from aftercare.domain.diagnostics_records import (
     ONSITE_FLAG,
     RESULT_GRACE,
-    DiagnosticState,
-    Outcome,
     PublishFailed,
-    Purpose,
-    RejectReason,
     TicketNotActive,
-    auto_diagnose,
-    handle_result,
-    start_diagnostic,
-    sweep_timeouts,
     ticket_of,
 )
+from aftercare.domain.inbound import RejectReason
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import Resolution, TicketStatus
+from aftercare.models.diagnostics import DiagnosticState, Outcome, Purpose
 from aftercare.models.payloads import DiagnosticsEnvelope
+from aftercare.models.tickets import Resolution, TicketStatus
 
 from tests.fakes.diagnostics import NOW, FakeDiagnosticsStore, FakePublisher, make_ticket
 

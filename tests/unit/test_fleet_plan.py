@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aftercare.models.payloads import FaultReport
 
-from devices.fleet import (
+from devices.scenario import (
     DeviceSpec,
     EventKind,
     FleetConfigError,

@@ -12,10 +12,13 @@ from typing import Any
 
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.parked import parked_item
-from aftercare.domain import diagnostics
+from aftercare.domain.diagnostics import start_diagnostic
+from aftercare.domain.diagnostics_answers import handle_result_message
 from aftercare.domain.intake import IntakeRules, OutcomeKind
-from aftercare.domain.messages import handle_fault_message, record_dead_letter
+from aftercare.domain.messages import handle_fault_message
+from aftercare.domain.parking import record_dead_letter
 from aftercare.domain.rules import load_catalog, load_policy
+from aftercare.models.diagnostics import Purpose
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,7 +135,7 @@ ANSWER_FIELDS = {
 def test_no_diagnostics_answer_crashes_the_handler(where: str, value: str) -> None:
     ticket = make_ticket()
     store, parked, publisher = FakeDiagnosticsStore(ticket), FakeParkedStore(), FakePublisher()
-    record = diagnostics.start_diagnostic(
+    record = start_diagnostic(
         store,
         publisher,
         ticket,
@@ -140,7 +143,7 @@ def test_no_diagnostics_answer_crashes_the_handler(where: str, value: str) -> No
         params=None,
         timeout=timedelta(minutes=5),
         actor="user:eng",
-        purpose=diagnostics.Purpose.ENGINEER,
+        purpose=Purpose.ENGINEER,
         now=DIAG_NOW,
     )
     fields = {"request_id": json.dumps(record.request_id), **ANSWER_FIELDS}
@@ -155,7 +158,7 @@ def test_no_diagnostics_answer_crashes_the_handler(where: str, value: str) -> No
         f"cmd/aftercare/{ticket.thing}/diagnostics/res",
         DIAG_NOW,
     )
-    outcome = diagnostics.handle_result_message(
+    outcome = handle_result_message(
         body,
         "m-1",
         store=store,

@@ -7,10 +7,12 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aftercare.domain import diagnostics
-from aftercare.domain.intake import IntakeRules, OutcomeKind, RejectReason
+from aftercare.domain.diagnostics_answers import decode_result, handle_result_message
+from aftercare.domain.inbound import Rejected, RejectReason
+from aftercare.domain.intake import IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message
 from aftercare.domain.rules import load_catalog, load_policy
+from aftercare.models.payloads import DiagnosticsEnvelope
 
 from tests.fakes.diagnostics import NOW as DIAG_NOW
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher, make_ticket
@@ -100,7 +102,7 @@ def test_hostile_diagnostics_answer_is_parked_with_its_reason(value, reason, say
     text = ANSWER.replace("RID", f"{ticket.ticket_id}_abcdef12").replace("VALUE", value)
     topic = f"cmd/aftercare/{ticket.thing}/diagnostics/res"
     body = envelope_body(text, ticket.thing, topic, DIAG_NOW)
-    outcome = diagnostics.handle_result_message(
+    outcome = handle_result_message(
         body,
         "m-1",
         store=store,
@@ -109,7 +111,7 @@ def test_hostile_diagnostics_answer_is_parked_with_its_reason(value, reason, say
         catalog=load_catalog(),
         now=DIAG_NOW,
     )
-    assert outcome.reason == diagnostics.RejectReason(reason)
+    assert outcome.reason == RejectReason(reason)
     assert says in (outcome.detail or "")
     assert [p.reason for p in parked.writes] == [reason]
     assert not store.completed
@@ -119,12 +121,12 @@ def test_completed_at_as_epoch_number_is_a_schema_violation():
     ticket = make_ticket()
     text = ANSWER.replace("RID", f"{ticket.ticket_id}_abcdef12").replace("VALUE", "1")
     text = text.replace('"2026-11-27T12:00:00+00:00"', str(int(DIAG_NOW.timestamp())))
-    envelope = diagnostics.DiagnosticsEnvelope(
+    envelope = DiagnosticsEnvelope(
         payload_b64=base64.b64encode(text.encode()).decode(),
         thing=ticket.thing,
         received_at=int(DIAG_NOW.timestamp() * 1000),
         topic="t",
     )
-    with pytest.raises(diagnostics.ResultRejected) as caught:
-        diagnostics.decode_result(envelope)
-    assert caught.value.reason is diagnostics.RejectReason.SCHEMA_VIOLATION
+    with pytest.raises(Rejected) as caught:
+        decode_result(envelope)
+    assert caught.value.reason is RejectReason.SCHEMA_VIOLATION

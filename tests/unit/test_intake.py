@@ -7,12 +7,13 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from aftercare.domain.intake import IntakeRules, OutcomeKind, RejectReason, intake_fault
+from aftercare.domain.inbound import RejectReason
+from aftercare.domain.intake import IntakeRules, OutcomeKind, intake_fault
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.ports import CustomerRecord
 from aftercare.domain.rules import load_catalog, load_policy
-from aftercare.domain.tickets import TicketStatus
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.tickets import TicketStatus
 
 from tests.fakes.faults import store_with_device
 from tests.fakes.stores import FakeTicketStore

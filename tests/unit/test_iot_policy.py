@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from infra.local.broker_auth import IOT_DATA, IOT_RULES
+from infra.local.children import LocalStackError
 from infra.local.iot_policy import AclLine, UnmappablePolicy, device_acl, template_acl
-from infra.local.stack import LocalStack, LocalStackError
+from infra.local.stack import LocalStack
 from infra.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]

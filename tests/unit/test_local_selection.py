@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.local.provision import ProvisionResult
-from infra.local.stack import LocalStackError, select_functions
+from infra.local.children import LocalStackError
+from infra.local.provision_context import ProvisionResult
+from infra.local.stack import select_functions
 
 
 def _result() -> ProvisionResult:

@@ -15,7 +15,7 @@ from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import load_book
 
 from tests.fakes.lambda_runtime import FakeContext, load_handler
-from tests.fakes.notifications import FakeNotificationStore, RecordingSender, ticket_facts
+from tests.fakes.notifications import FakeNotificationStore, RecordingSender, ticket_summary
 
 TICK = {
     "version": "0",
@@ -32,7 +32,7 @@ TICK = {
 
 def due_survey(store: FakeNotificationStore) -> None:
     now = datetime.now(UTC)
-    facts = ticket_facts(now, status="resolved", region="eu-central")
+    facts = ticket_summary(now, status="resolved", region="eu-central")
     store.profiles["c-1"] = NotificationProfile.model_validate(
         {
             "customer_id": "c-1",

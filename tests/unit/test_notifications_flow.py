@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.ticket_items import ticket_from_image, ticket_item
 from aftercare.domain.budget import Budget
 from aftercare.domain.composition import (
     Composer,
@@ -27,7 +29,9 @@ from aftercare.domain.surveys import (
 )
 from aftercare.domain.templates import load_book
 
+from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.fakes.notifications import FakeNotificationStore, RecordingSender
+from tests.fakes.tickets import a_ticket
 
 # 12:00 in Berlin: outside the default quiet hours
 NOON = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
@@ -35,29 +39,13 @@ WINDOW = timedelta(seconds=300)
 
 
 def ticket(ticket_id: str = "T-1", **overrides: Any) -> dict[str, Any]:
-    return {
-        "pk": f"TICKET#{ticket_id}",
-        "sk": "META",
-        "ticket_id": ticket_id,
-        "customer_id": "c-1",
-        "thing": "ac-hp-0001",
-        "model": "AC-HP",
-        "fault_code": "FAN-STALL",
-        "title_en": "Cooling fan stalled",
-        "title_zh": "散热风扇停转",
-        "category": "thermal",
+    """The ticket's item as stored (and as the stream's images carry it)."""
+    base: dict[str, Any] = {
         "region": "eu-central",
-        "severity": "major",
-        "status": "open",
-        "in_warranty": True,
         "auto_diagnose": True,
-        "parts": [],
-        "flags": [],
-        "occurrences": 1,
-        "opened_at": (NOON - timedelta(seconds=2)).isoformat(),
-        "first_seen": (NOON - timedelta(seconds=3)).isoformat(),
-        **overrides,
+        "first_seen": NOON - timedelta(seconds=3),
     }
+    return ticket_item(a_ticket(NOON - timedelta(seconds=2), ticket_id, **(base | overrides)))
 
 
 def resolved(image: dict[str, Any], how: str = "remote", at: datetime = NOON) -> dict[str, Any]:
@@ -91,7 +79,9 @@ class World:
         self.store.profiles[customer_id] = NotificationProfile.model_validate(base | overrides)
 
     def change(self, old: dict[str, Any] | None, new: dict[str, Any], at: datetime = NOON) -> Any:
-        return self.notifier.on_ticket_change(old, new, at)
+        """The notifier given one stream record's images, read as the handler reads them."""
+        before, after = (ticket_from_image(to_item(i) if i else None) for i in (old, new))
+        return self.notifier.on_ticket_change(before, after, at)
 
 
 @pytest.fixture
@@ -366,3 +356,34 @@ def test_a_sweep_starts_nothing_new_once_most_of_its_lease_is_used(world: World)
     assert world.notifier.run_due(NOON + timedelta(days=2), budget) == []
     # Then nothing was claimed, so nothing waits for a lease to run out
     assert all(d.lease_until is None for d in world.store.survey_due.values())
+
+
+def stream_record(sequence: str, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """One TicketsTable stream record as the event source delivers it."""
+    data: dict[str, Any] = {
+        "Keys": to_item({"pk": new["pk"], "sk": new["sk"]}),
+        "NewImage": to_item(new),
+        "SequenceNumber": sequence,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        data["OldImage"] = to_item(old)
+    return {"eventID": f"e-{sequence}", "eventName": "MODIFY", "dynamodb": data}
+
+
+def test_a_record_whose_image_is_no_valid_ticket_fails_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the notifier handler, and a batch where one ticket's image lost a required field
+    handler = load_handler("notifier", "handler_notifier_unreadable")
+    monkeypatch.setattr(handler, "deps", lambda: world.notifier)
+    broken = {k: v for k, v in ticket("T-2").items() if k != "customer_id"}
+    event = {
+        "Records": [stream_record("101", None, ticket("T-1")), stream_record("102", None, broken)]
+    }
+    # When the batch is handled
+    result = handler.handler(event, FakeContext())
+    # Then only the broken record is reported for redelivery, and the other was told
+    assert result == {"batchItemFailures": [{"itemIdentifier": "102"}]}
+    told = [d.message.subject for d in world.email.deliveries]
+    assert len(told) == 1 and "T-1" in told[0]

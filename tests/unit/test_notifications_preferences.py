@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.ticket_items import ticket_from_image, ticket_item
 from aftercare.domain.notifications import (
     EventKind,
     events_for_change,
 )
 from aftercare.domain.preferences import Channel, NotificationProfile, QuietHours
 from aftercare.domain.pricing import RepairFacts, estimate, load_price_table
+from aftercare.domain.tickets import Ticket
 from pydantic import ValidationError
+
+from tests.fakes.tickets import a_ticket
 
 
 def profile(**overrides: object) -> NotificationProfile:
@@ -136,10 +142,11 @@ def test_a_diagnostics_visit_flag_makes_it_on_site() -> None:
 # ------------------------------------------------------------------ events
 
 
-def meta(**overrides: object) -> dict[str, object]:
-    return {"pk": "TICKET#T-1", "sk": "META", "status": "open", "flags": [], "occurrences": 1} | (
-        overrides
-    )
+OPENED = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def meta(**overrides: Any) -> Ticket:
+    return a_ticket(OPENED, "T-1", **overrides)
 
 
 def test_a_new_ticket_is_an_opened_event() -> None:
@@ -147,7 +154,8 @@ def test_a_new_ticket_is_an_opened_event() -> None:
 
 
 def test_an_occurrence_update_is_no_event() -> None:
-    assert events_for_change(meta(), meta(occurrences=2, last_seen="later")) == []
+    later = OPENED + timedelta(minutes=5)
+    assert events_for_change(meta(), meta(occurrences=2, last_seen=later)) == []
 
 
 def test_status_changes_that_customers_do_not_care_about_are_no_event() -> None:
@@ -164,12 +172,17 @@ def test_resolution_names_how_it_was_resolved() -> None:
 def test_the_onsite_flag_appearing_is_an_event_once() -> None:
     flagged = meta(flags=["needs_onsite_dispatch"])
     assert events_for_change(meta(), flagged) == [EventKind.ONSITE_VISIT_NEEDED]
-    assert events_for_change(flagged, flagged | {"occurrences": 3}) == []
+    assert events_for_change(flagged, meta(flags=["needs_onsite_dispatch"], occurrences=3)) == []
 
 
 def test_other_items_of_the_tickets_table_are_ignored() -> None:
+    # Given stream images of a timeline entry and a lock (the adapter reads them as no ticket)
     timeline = {"pk": "TICKET#T-1", "sk": "EVT#2026#x", "kind": "notification"}
     lock = {"pk": "OPEN#thing#CODE", "sk": "LOCK"}
-    assert events_for_change(None, timeline) == []
-    assert events_for_change(None, lock) == []
+    for image in (timeline, lock):
+        assert ticket_from_image(to_item(image)) is None
+        assert events_for_change(None, ticket_from_image(to_item(image))) == []
+    # And a ticket's item is read as the ticket
+    assert ticket_from_image(to_item(ticket_item(meta()))) == meta()
+    # Then a removed ticket is no event either
     assert events_for_change(meta(), None) == []

@@ -12,7 +12,6 @@ from aftercare.domain.composition import (
 from aftercare.domain.notifications import (
     EventKind,
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.preferences import NotificationProfile
 from aftercare.domain.pricing import load_price_table
@@ -25,20 +24,26 @@ from aftercare.domain.templates import (
     parse_book,
     render,
 )
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketSummary
 
-from tests.fakes.notifications import ticket_facts
+from tests.fakes.notifications import ticket_summary
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def facts(**overrides: object) -> TicketFacts:
+def facts(**overrides: object) -> TicketSummary:
     held_fan = {
+        "reservation_id": "R-1",
         "sku": "FAN-80MM",
         "name_en": "Cooling fan 80 mm",
         "name_zh": "80mm 散热风扇",
         "qty": 1,
+        "warehouse": "wh-eu-1",
         "unit_price": 12.5,
+        "currency": "EUR",
         "status": "held",
+        "reserved_at": NOW,
     }
     customer_ticket: dict[str, Any] = {
         "ticket_id": "T-ABCDEFGHIJKL",
@@ -48,7 +53,7 @@ def facts(**overrides: object) -> TicketFacts:
         "auto_diagnose": True,
         "parts": [held_fan],
     }
-    return ticket_facts(NOW, **(customer_ticket | overrides))
+    return ticket_summary(NOW, **(customer_ticket | overrides))
 
 
 def profile(language: str = "en", name: str = "Ada") -> NotificationProfile:
@@ -92,7 +97,7 @@ def test_in_warranty_costs_nothing(composer: Composer) -> None:
 
 
 def test_backordered_parts_are_stated(composer: Composer) -> None:
-    line = facts().parts[0] | {"status": "backordered"}
+    line = facts().parts[0].model_copy(update={"status": LineStatus.BACKORDERED})
     message = composer.single(EventKind.TICKET_OPENED, facts(parts=[line]), profile())
     assert "We have ordered the spare parts your repair needs: 1 x Cooling fan 80 mm." in (
         message.text

@@ -12,6 +12,7 @@ from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.adapters.survey_store import DynamoSurveyStore
+from aftercare.domain.composition import Composer
 from aftercare.domain.notifications import (
     AttemptRecord,
     AttemptStatus,
@@ -21,7 +22,9 @@ from aftercare.domain.notifications import (
     NotificationState,
     Survey,
 )
-from aftercare.domain.notifier import settled
+from aftercare.domain.preferences import NotificationProfile
+from aftercare.domain.pricing import load_price_table
+from aftercare.domain.routing import settled
 from aftercare.domain.surveys import (
     AlreadyAnswered,
     FollowUp,
@@ -29,9 +32,11 @@ from aftercare.domain.surveys import (
     answer_survey,
     survey_id_for,
 )
+from aftercare.domain.templates import load_book
+from aftercare.models.parts import LineStatus
 from moto import mock_aws
 
-from tests.fakes.notifications import ticket_facts
+from tests.fakes.notifications import ticket_summary
 from tests.fakes.tables import create_template_tables
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -74,7 +79,7 @@ def notification(ticket_id: str = "T-1", kind: EventKind = EventKind.TICKET_OPEN
         kind=kind,
         customer_id="c-1",
         critical=False,
-        facts=ticket_facts(NOW, ticket_id),
+        facts=ticket_summary(NOW, ticket_id),
         created_at=NOW,
         due_at=NOW,
     )
@@ -252,7 +257,7 @@ def test_a_survey_is_answered_once_counted_and_followed_up(
         survey_id=survey_id,
         ticket_id="T-1",
         customer_id="c-1",
-        facts=ticket_facts(NOW),
+        facts=ticket_summary(NOW),
         created_at=NOW,
         due_at=NOW + timedelta(seconds=5),
     )
@@ -267,3 +272,101 @@ def test_a_survey_is_answered_once_counted_and_followed_up(
     assert FollowUp.model_validate(follow_up).rating == 1
     csat = surveys.csat()
     assert (csat.answered, csat.satisfied, csat.ratings["1"]) == (1, 0, 1)
+
+
+# Written by the code before notifications kept a `TicketSummary`: its own copy of the ticket's
+# fields (`TicketFacts`), plain strings for the vocabularies, parts lines as stored dicts.
+OLD_FACTS: dict[str, Any] = {
+    "ticket_id": "T-OLD",
+    "customer_id": "c-1",
+    "thing": "ac-hp-0001",
+    "model": "AC-HP",
+    "fault_code": "FAN-STALL",
+    "title_en": "Cooling fan stalled",
+    "title_zh": "散热风扇停转",
+    "category": "thermal",
+    "region": "eu-west",
+    "severity": "major",
+    "status": "resolved",
+    "in_warranty": False,
+    "remote_fixable": False,
+    "auto_diagnose": True,
+    "routine": None,
+    "parts": [
+        {
+            "reservation_id": "R-1",
+            "sku": "FAN-80MM",
+            "name_en": "Cooling fan 80 mm",
+            "name_zh": "80mm 散热风扇",
+            "qty": 1,
+            "warehouse": "wh-eu-1",
+            "unit_price": 12.5,
+            "currency": "EUR",
+            "status": "consumed",
+            "reserved_at": "2026-11-27T11:00:00Z",
+            "hold_expires_at": None,
+        }
+    ],
+    "flags": ["needs_onsite_dispatch"],
+    "resolution": "on_site",
+    "resolved_at": "2026-11-27T11:50:00Z",
+    "opened_at": "2026-11-27T11:00:00Z",
+    "first_seen": "2026-11-27T10:59:58Z",
+}
+
+
+def test_a_notification_written_by_the_old_code_is_read_and_can_be_told(
+    ddb: Any, store: DynamoNotificationStore
+) -> None:
+    # Given a waiting notification item as the old code stored it
+    item = {
+        "pk": "TICKET#T-OLD",
+        "sk": "EVENT#resolved",
+        "ticket_id": "T-OLD",
+        "kind": "resolved",
+        "customer_id": "c-1",
+        "critical": False,
+        "facts": OLD_FACTS,
+        "created_at": NOW.isoformat(),
+        "due_at": NOW.isoformat(),
+        "state": "deferred",
+        "tries": 0,
+        "message_id": None,
+        "expires_at": 1_900_000_000,
+    }
+    ddb.put_item(TableName="aftercare-notifications-test", Item=to_item(item))
+    # When the store reads it back
+    (notification,) = store.get_many([NotificationRef(ticket_id="T-OLD", kind=EventKind.RESOLVED)])
+    # Then its snapshot is the ticket summary, typed, with every field the old code kept
+    facts = notification.facts
+    assert facts.model_dump(mode="json") == OLD_FACTS
+    assert facts.parts[0].status is LineStatus.CONSUMED and facts.parts[0].name("zh") == (
+        "80mm 散热风扇"
+    )
+    # And a message can be written from it (parts, cost and title as before)
+    composer = Composer(load_book(), load_price_table(), "https://s.example.com/surveys")
+    message = composer.single(notification.kind, facts, NotificationProfile(customer_id="c-1"))
+    assert "T-OLD" in message.subject and "Cooling fan stalled" in message.text
+
+
+def test_a_survey_written_by_the_old_code_is_read(ddb: Any, surveys: DynamoSurveyStore) -> None:
+    # Given a sent survey item as the old code stored it
+    survey_id = survey_id_for("T-OLD")
+    item = {
+        "pk": f"SURVEY#{survey_id}",
+        "sk": "SURVEY",
+        "survey_id": survey_id,
+        "ticket_id": "T-OLD",
+        "customer_id": "c-1",
+        "facts": OLD_FACTS,
+        "created_at": NOW.isoformat(),
+        "due_at": NOW.isoformat(),
+        "status": "sent",
+        "tries": 1,
+        "sent_at": NOW.isoformat(),
+    }
+    ddb.put_item(TableName="aftercare-notifications-test", Item=to_item(item))
+    # When it is read back, Then the snapshot names the ticket's fault as it did
+    survey = surveys.get_survey(survey_id)
+    assert survey is not None and survey.facts.fault_code == "FAN-STALL"
+    assert survey.facts.title("zh-CN") == "散热风扇停转"

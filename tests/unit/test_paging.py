@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aftercare.adapters.dynamodb import newest_first_query
+from aftercare.adapters.ticket_reads import newest_first_query
 from aftercare.domain.paging import (
     InvalidCursor,
     TicketQuery,
@@ -18,8 +18,9 @@ from aftercare.domain.paging import (
 )
 from pydantic import ValidationError
 
-from infra.cli import CliError, invoke
+from infra.cli import invoke
 from infra.cli_api import Listing, collect
+from infra.cli_core import CliError
 from tests.fakes.diagnostics import make_ticket
 
 KEY = "2026-12-05T23:55:03.123456Z#T-0001"

@@ -8,11 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aftercare.domain.parts import (
     InvalidLineChange,
-    LineStatus,
     PartInfo,
     ReorderPolicy,
     StockLevel,
-    WantedPart,
     change_line,
     close_out_lines,
     crossed_reorder_point,
@@ -20,6 +18,7 @@ from aftercare.domain.parts import (
     reservation_id,
     suggest_reorder,
 )
+from aftercare.models.parts import LineStatus, WantedPart
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 PSU = PartInfo(

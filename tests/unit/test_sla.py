@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 from aftercare.domain.sla import SlaTargetKind, sla_breaches
+from aftercare.domain.tickets import Ticket
+
+from tests.fakes.tickets import a_ticket
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENED = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -19,17 +22,17 @@ RESPONSE_DUE = OPENED + timedelta(hours=4)
 RESOLUTION_DUE = OPENED + timedelta(hours=48)
 
 
-def image(status: str, updated_at: datetime, **more: Any) -> dict[str, Any]:
-    """A stored ticket image as the stream carries it (plain values, ISO times)."""
-    return {
-        "ticket_id": "T-SLA",
-        "status": status,
-        "opened_at": OPENED.isoformat(),
-        "updated_at": updated_at.isoformat(),
-        "sla_response_due": RESPONSE_DUE.isoformat(),
-        "sla_resolution_due": RESOLUTION_DUE.isoformat(),
-        **{name: value.isoformat() for name, value in more.items()},
-    }
+def image(status: str, updated_at: datetime, **more: Any) -> Ticket:
+    """The ticket as it is after a change (the stream adapter reads each image as a Ticket)."""
+    return a_ticket(
+        OPENED,
+        "T-SLA",
+        status=status,
+        updated_at=updated_at,
+        sla_response_due=RESPONSE_DUE,
+        sla_resolution_due=RESOLUTION_DUE,
+        **more,
+    )
 
 
 def test_a_ticket_taken_up_after_its_response_due_time_breaches_the_response_target():

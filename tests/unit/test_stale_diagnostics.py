@@ -18,23 +18,17 @@ from aftercare.adapters.diagnostics import (
     cancel_transaction,
     create_transaction,
 )
-from aftercare.domain.diagnostics import (
-    DiagnosticState,
-    PublishFailed,
-    Purpose,
-    RejectReason,
-    TicketNotActive,
-    auto_diagnose,
-    cancel_pending,
-    handle_result_message,
-    plan_cancel,
-    requested_entry,
-    start_diagnostic,
-)
+from aftercare.domain.diagnostics import auto_diagnose, cancel_pending, start_diagnostic
+from aftercare.domain.diagnostics_answers import handle_result_message
+from aftercare.domain.diagnostics_plans import plan_cancel
+from aftercare.domain.diagnostics_records import PublishFailed, TicketNotActive, requested_entry
+from aftercare.domain.inbound import RejectReason
 from aftercare.domain.replay import ReplaySkip, plan_replay
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.tickets import Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
+from aftercare.models.diagnostics import DiagnosticState, Purpose
 from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsEnvelope
+from aftercare.models.tickets import TicketStatus
 
 from devices.routines import accept_cancel, respond
 from devices.state import DeviceState

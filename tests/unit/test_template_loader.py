@@ -8,23 +8,16 @@ from typing import Any
 
 import pytest
 
-from infra.local.provision import (
-    NOT_EMULATED,
-    SUPPORTED_TYPES,
-    AwsClients,
-    ProvisionError,
-    check_supported,
-    provision,
-)
+from infra.local.cfn_yaml import TemplateError, load_yaml
+from infra.local.provision import NOT_EMULATED, SUPPORTED_TYPES, check_supported, provision
+from infra.local.provision_context import AwsClients, ProvisionError
 from infra.local.provision_events import rate_seconds
 from infra.local.template import (
     NO_VALUE,
     Resolver,
     Template,
-    TemplateError,
     UnresolvableReference,
     load_template,
-    load_yaml,
     merge_globals,
     parameter_values,
     pseudo_parameters,

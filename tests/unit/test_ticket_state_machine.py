@@ -9,10 +9,10 @@ from aftercare.domain.tickets import (
     ACTIVE_STATES,
     TRANSITIONS,
     InvalidTransition,
-    TicketStatus,
     check_transition,
     ticket_id_for,
 )
+from aftercare.models.tickets import TicketStatus
 
 
 @pytest.mark.parametrize(("current", "target"), list(itertools.product(TicketStatus, TicketStatus)))

@@ -26,26 +26,21 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aftercare.adapters.aws import LazyClient, client, from_item, to_attr, to_item
-from aftercare.adapters.dynamodb import (
-    META,
-    ticket_key,
-    timeline_item,
-)
-from aftercare.adapters.ticket_items import NEW
+from aftercare.adapters.ticket_items import META, NEW, ticket_key, timeline_item
 from aftercare.adapters.ticket_writes import concurrent_update, status_change_items
 from aftercare.adapters.transactions import Failure, TxItem, cancelled, request_of, transact
-from aftercare.domain.diagnostics import (
+from aftercare.domain.diagnostics_records import (
     CompletionPlan,
     DiagnosticContext,
-    DiagnosticRecord,
-    DiagnosticState,
     PublishFailed,
     TicketNotActive,
     TicketPatch,
 )
 from aftercare.domain.ports import TicketNotFound
-from aftercare.domain.tickets import ACTIVE_STATES, Ticket, TimelineEntry
+from aftercare.domain.tickets import ACTIVE_STATES, Ticket
+from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState
 from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsRequest
+from aftercare.models.tickets import TimelineEntry
 
 DIAG_PREFIX = "DIAG#"
 PENDING_INDEX = "by_diag_deadline"

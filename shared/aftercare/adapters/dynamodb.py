@@ -14,16 +14,12 @@ from typing import Any
 from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.inventory import part_key, routing_key, stock_from_item, stock_key
 from aftercare.adapters.ticket_items import (
-    META,
     dedup_key,
     intake_batch_get,
     last_resolution_key,
     lock_key,
-    ticket_item,
-    ticket_key,
-    timeline_item,
 )
-from aftercare.adapters.ticket_reads import DynamoTicketReader, newest_first_query
+from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.ticket_writes import (
     change_error,
     concurrent_update,
@@ -47,15 +43,6 @@ from aftercare.domain.ports import (
     PartsChange,
 )
 from aftercare.domain.tickets import StatusChange
-
-__all__ = [  # item shapes other adapters build on
-    "META",
-    "DynamoTicketStore",
-    "newest_first_query",
-    "ticket_item",
-    "ticket_key",
-    "timeline_item",
-]
 
 
 class DynamoTicketStore(DynamoTicketReader):

@@ -22,15 +22,9 @@ from botocore.exceptions import ClientError
 
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.transactions import Failure, TxItem, transact
-from aftercare.domain.parts import (
-    LineChange,
-    LineStatus,
-    OutOfStock,
-    PartsLine,
-    StockDelta,
-    StockLevel,
-)
+from aftercare.domain.parts import LineChange, OutOfStock, StockDelta, StockLevel
 from aftercare.domain.stock import LowStockEvent, StockAdjustment
+from aftercare.models.parts import LineStatus, PartsLine
 
 
 def stock_key(sku: str, warehouse: str) -> dict[str, str]:

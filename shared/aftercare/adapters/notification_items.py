@@ -29,7 +29,7 @@ from aftercare.domain.notifications import (
     NotificationState,
     Survey,
 )
-from aftercare.domain.tickets import TimelineEntry
+from aftercare.models.tickets import TimelineEntry
 
 RETENTION: Final = timedelta(days=400)
 BATCH_WRITE: Final = 25

@@ -24,7 +24,7 @@ from aftercare.domain.notifications import (
     Survey,
 )
 from aftercare.domain.surveys import AlreadyAnswered, Csat, FollowUp, SurveyAnswer
-from aftercare.domain.tickets import TimelineEntry
+from aftercare.models.tickets import TimelineEntry
 
 
 def answer_items(

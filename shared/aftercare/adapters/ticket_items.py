@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from aftercare.adapters.aws import to_item
+from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.transactions import Failure, TxItem
 from aftercare.domain.paging import opened_key
 from aftercare.domain.ports import TicketDetail
-from aftercare.domain.tickets import Occurrence, Ticket, TimelineEntry
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import Occurrence, TimelineEntry
 
 TICKET_PREFIX = "TICKET#"
 
@@ -110,6 +111,15 @@ def is_ticket_item(item: Mapping[str, Any] | None) -> bool:
 
 def ticket_from_item(item: Mapping[str, Any]) -> Ticket:
     return Ticket.model_validate(item)
+
+
+def ticket_from_image(image: Mapping[str, Any] | None) -> Ticket | None:
+    """A stream record's image (attribute-typed) as the ticket it holds; None when there is no
+    image (an insert's old side, a removal's new side) or the item is not a ticket's record."""
+    if not image:
+        return None
+    item = from_item(image)
+    return ticket_from_item(item) if is_ticket_item(item) else None
 
 
 def ticket_detail(items: Iterable[Mapping[str, Any]]) -> TicketDetail | None:

@@ -9,7 +9,8 @@ from aftercare.adapters.aws import LazyClient, from_item
 from aftercare.adapters.ticket_items import TICKET_PREFIX, ticket_detail, ticket_from_item
 from aftercare.domain.paging import TicketPage, TicketQuery, newest_page
 from aftercare.domain.ports import TicketDetail, TicketNotFound
-from aftercare.domain.tickets import Ticket, TicketStatus
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketStatus
 
 
 def newest_first_query(

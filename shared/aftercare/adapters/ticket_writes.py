@@ -28,7 +28,7 @@ from aftercare.adapters.ticket_items import (
     timeline_item,
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem
-from aftercare.domain.parts import LineStatus, OutOfStock
+from aftercare.domain.parts import OutOfStock
 from aftercare.domain.ports import (
     ConcurrentUpdate,
     CorrelationPlan,
@@ -37,7 +37,9 @@ from aftercare.domain.ports import (
     NewTicketPlan,
     PartsChange,
 )
-from aftercare.domain.tickets import StatusChange, Ticket, TimelineEntry
+from aftercare.domain.tickets import StatusChange, Ticket
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TimelineEntry
 
 
 def open_ticket_items(

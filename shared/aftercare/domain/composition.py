@@ -12,16 +12,17 @@ from aftercare.domain.notifications import (
     EventKind,
     Notification,
     Survey,
-    TicketFacts,
 )
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import CostEstimate, PriceTable, RepairFacts, estimate
 from aftercare.domain.templates import RenderedMessage, TemplateBook, fill, html_list, render
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketSummary
 
 
 def ticket_values(
     kind: str,
-    facts: TicketFacts,
+    facts: TicketSummary,
     *,
     profile: NotificationProfile,
     book: TemplateBook,
@@ -42,17 +43,20 @@ def ticket_values(
 
 
 def actions_text(
-    facts: TicketFacts, book: TemplateBook, language: str, kind: str = EventKind.TICKET_OPENED
+    facts: TicketSummary, book: TemplateBook, language: str, kind: str = EventKind.TICKET_OPENED
 ) -> str:
     """What we are already doing: parts held or on order, diagnostics running (on opening)."""
     sentences = []
-    for status, fragment in (("held", "parts_held"), ("backordered", "parts_backordered")):
-        lines = [p for p in facts.parts if p.get("status") == status]
+    for status, fragment in (
+        (LineStatus.HELD, "parts_held"),
+        (LineStatus.BACKORDERED, "parts_backordered"),
+    ):
+        lines = [p for p in facts.parts if p.status is status]
         if lines:
             items = ", ".join(
                 fill(
                     book.fragment("part_item", language),
-                    {"qty": p["qty"], "name": facts.part_name(p, language)},
+                    {"qty": p.qty, "name": p.name(language)},
                     "text",
                 )
                 for p in lines
@@ -79,8 +83,8 @@ def cost_text(cost: CostEstimate, book: TemplateBook, language: str) -> str:
     return fill(book.fragment("cost_estimate", language), values, "text")
 
 
-def cost_of(facts: TicketFacts, prices: PriceTable) -> CostEstimate:
-    return estimate(RepairFacts.model_validate(facts.model_dump()), prices)
+def cost_of(facts: TicketSummary, prices: PriceTable) -> CostEstimate:
+    return estimate(RepairFacts.model_validate(facts.model_dump(mode="json")), prices)
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Composer:
     survey_link_base: str
 
     def single(
-        self, kind: str, facts: TicketFacts, profile: NotificationProfile, **extra: Any
+        self, kind: str, facts: TicketSummary, profile: NotificationProfile, **extra: Any
     ) -> RenderedMessage:
         language = profile.language
         cost = cost_of(facts, self.prices)

@@ -13,12 +13,12 @@ from aftercare.domain.notifications import (
     AttemptStatus,
     DeliveryFailed,
     Notification,
-    TicketFacts,
 )
 from aftercare.domain.ports.notifications import ChannelSender
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import CostEstimate
 from aftercare.domain.templates import RenderedMessage
+from aftercare.models.tickets import TicketSummary
 
 
 def send_via_channels(
@@ -81,7 +81,7 @@ def _ms(later: datetime, earlier: datetime) -> int:
 
 
 def attempt_records(
-    covered: Sequence[tuple[str, TicketFacts]],
+    covered: Sequence[tuple[str, TicketSummary]],
     message: RenderedMessage,
     attempts: Sequence[Attempt],
     *,

@@ -19,7 +19,7 @@ follows from it, in one transaction:
 Late, duplicate, malformed, unknown or foreign answers are rejected with a reason from the one
 inbound vocabulary (`aftercare.domain.inbound`), parked, and change nothing.
 
-Modules: this one starts, sweeps and cancels requests and is the public face of the rest;
+Modules: this one starts, sweeps and cancels requests; the rest live in
 `diagnostics_records` (records, errors, ids), `diagnostics_plans` (what an answer, a timeout
 or a cancellation changes) and `diagnostics_answers` (device answers in). The ports are in
 `aftercare.domain.ports`.
@@ -41,113 +41,34 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from aftercare.domain.diagnostics_answers import (
-    DIAGNOSTICS_RESULT,
-    ResultOutcome,
-    check_answer,
-    decode_result,
-    handle_result,
-    handle_result_message,
-    park_dead_letter,
-)
 from aftercare.domain.diagnostics_plans import (
-    merged_parts,
     plan_cancel,
-    plan_completion,
     plan_timeout,
-    suspected_parts,
-    verified,
 )
 from aftercare.domain.diagnostics_records import (
-    DEFAULT_TIMEOUT,
-    MAX_ATTEMPTS,
-    ONSITE_FLAG,
-    REMEDY_ROUTINES,
     RESULT_GRACE,
     SYSTEM_ACTOR,
-    VERIFY_ROUTINE,
-    CompletionPlan,
-    DiagnosticContext,
-    DiagnosticNotFound,
     PublishFailed,
     TicketNotActive,
-    TicketPatch,
     default_params,
     derived_request_id,
     new_request_id,
     requested_entry,
-    ticket_of,
 )
-from aftercare.domain.inbound import Rejected as ResultRejected
-from aftercare.domain.inbound import RejectReason
 from aftercare.domain.ports import (
     CancelPublisher,
     CommandPublisher,
     ConcurrentUpdate,
     DiagnosticsStore,
 )
-from aftercare.domain.tickets import Ticket, TimelineEntry
+from aftercare.domain.tickets import Ticket
 from aftercare.models.diagnostics import (
-    ROUTINES,
     DiagnosticRecord,
     DiagnosticState,
-    Outcome,
     Purpose,
-    Routine,
 )
-from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsEnvelope
-
-# This module is the diagnostics' one public face: what the answer, planning and records
-# modules define is importable from here too.
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "DIAGNOSTICS_RESULT",
-    "MAX_ATTEMPTS",
-    "ONSITE_FLAG",
-    "REMEDY_ROUTINES",
-    "RESULT_GRACE",
-    "ROUTINES",
-    "SYSTEM_ACTOR",
-    "VERIFY_ROUTINE",
-    "CancelPublisher",
-    "CommandPublisher",
-    "CompletionPlan",
-    "DiagnosticContext",
-    "DiagnosticNotFound",
-    "DiagnosticRecord",
-    "DiagnosticState",
-    "DiagnosticsEnvelope",
-    "DiagnosticsStore",
-    "Outcome",
-    "PublishFailed",
-    "Purpose",
-    "RejectReason",
-    "ResultOutcome",
-    "ResultRejected",
-    "Routine",
-    "TicketNotActive",
-    "TicketPatch",
-    "auto_diagnose",
-    "cancel_pending",
-    "check_answer",
-    "decode_result",
-    "default_params",
-    "derived_request_id",
-    "handle_result",
-    "handle_result_message",
-    "merged_parts",
-    "new_request_id",
-    "park_dead_letter",
-    "plan_cancel",
-    "plan_completion",
-    "plan_timeout",
-    "requested_entry",
-    "start_diagnostic",
-    "suspected_parts",
-    "sweep_timeouts",
-    "ticket_of",
-    "verified",
-]
+from aftercare.models.payloads import DiagnosticsCancel
+from aftercare.models.tickets import TimelineEntry
 
 
 def start_diagnostic(

@@ -19,20 +19,15 @@ from aftercare.domain.diagnostics_records import (
     derived_request_id,
     requested_entry,
 )
-from aftercare.domain.parts import WantedPart
 from aftercare.domain.rules import FaultCatalog
-from aftercare.domain.tickets import (
-    Resolution,
-    Ticket,
-    TicketStatus,
-    TimelineEntry,
-    plan_status_change,
-)
+from aftercare.domain.tickets import Ticket, plan_status_change
 from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome, Purpose
+from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import (
     DiagnosticsResult,
     DiagnosticStatus,
 )
+from aftercare.models.tickets import Resolution, TicketStatus, TimelineEntry
 
 
 def _ms_between(start: datetime, end: datetime) -> int:

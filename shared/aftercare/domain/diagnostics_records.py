@@ -11,15 +11,10 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from aftercare.domain.parts import WantedPart
-from aftercare.domain.tickets import (
-    StatusChange,
-    Ticket,
-    TicketFlag,
-    TicketStatus,
-    TimelineEntry,
-)
+from aftercare.domain.tickets import StatusChange, Ticket
 from aftercare.models.diagnostics import DiagnosticRecord
+from aftercare.models.parts import WantedPart
+from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
 
 REMEDY_ROUTINES = frozenset({"reset_component"})
 VERIFY_ROUTINE = "self_test"

@@ -20,13 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
-from aftercare.domain.parts import (
-    OutOfStock,
-    ReservationPlan,
-    StockLevel,
-    WantedPart,
-    plan_reservations,
-)
+from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
 from aftercare.domain.ports import (
     CorrelationPlan,
     CustomerRecord,
@@ -40,14 +34,10 @@ from aftercare.domain.ports import (
     OpenLock,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
-from aftercare.domain.tickets import (
-    Occurrence,
-    Ticket,
-    TicketStatus,
-    TimelineEntry,
-    ticket_id_for,
-)
+from aftercare.domain.tickets import Ticket, ticket_id_for
+from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
+from aftercare.models.tickets import Occurrence, TicketStatus, TimelineEntry
 
 MAX_LOCK_RETRIES = 10
 DEFAULT_HOLD = timedelta(hours=72)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from aftercare.domain.ports import StatusChanges
-from aftercare.domain.tickets import Resolution, Ticket, TicketStatus, plan_status_change
+from aftercare.domain.tickets import Ticket, plan_status_change
+from aftercare.models.tickets import Resolution, TicketStatus
 
 
 def change_status(

@@ -7,12 +7,9 @@ from datetime import datetime
 
 from aftercare.domain.inbound import RejectReason
 from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind, intake_fault
-from aftercare.domain.parking import FAULTS, printable_payload, receive, record_dead_letter
+from aftercare.domain.parking import FAULTS, receive
 from aftercare.domain.ports import IntakeStore, ParkedStore
 from aftercare.models.payloads import FaultEnvelope
-
-# Dead letters and payload display live in `parking`; these names stay importable from here.
-__all__ = ["handle_fault_message", "printable_payload", "record_dead_letter"]
 
 
 def handle_fault_message(

@@ -2,9 +2,10 @@
 
 Flow (see README "Notifications"):
 
-1. The tickets' change stream delivers a META item's old and new image; `events_for_change`
-   names the events in it (`ticket_opened`, `remote_resolved`, `onsite_visit_needed`,
-   `resolved`). An occurrence update changes neither status nor flags, so it is no event.
+1. The tickets' change stream delivers a ticket before and after a change (the stream adapter
+   turns the images into `Ticket`s); `events_for_change` names the events in it
+   (`ticket_opened`, `remote_resolved`, `onsite_visit_needed`, `resolved`). An occurrence
+   update changes neither status nor flags, so it is no event.
 2. Each (ticket, event kind) becomes one `Notification` item, created with a conditional put:
    however often the stream redelivers, the second put fails and nothing is sent twice.
 3. Routing: critical events go now. Others wait for the end of the customer's quiet hours, or,
@@ -18,19 +19,17 @@ Flow (see README "Notifications"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from aftercare.domain.preferences import Channel
-from aftercare.domain.tickets import TicketFlag
+from aftercare.domain.tickets import Ticket
+from aftercare.models.payloads import Severity
+from aftercare.models.tickets import Resolution, TicketStatus, TicketSummary
 
-ONSITE_FLAG = TicketFlag.NEEDS_ONSITE_DISPATCH
-
-ACTIVE_FOR_DIAGNOSTICS = frozenset({"open", "diagnosing"})
+ACTIVE_FOR_DIAGNOSTICS = frozenset({TicketStatus.OPEN, TicketStatus.DIAGNOSING})
 
 
 class EventKind(StrEnum):
@@ -62,71 +61,29 @@ class AttemptStatus(StrEnum):
     SUPPRESSED = "suppressed"
 
 
-# --------------------------------------------------------------------------- ticket facts
+# --------------------------------------------------------------------------- ticket events
 
 
-class TicketFacts(BaseModel):
-    """What a notification says about its ticket: a snapshot of the ticket at the event."""
+def events_for_change(old: Ticket | None, new: Ticket | None) -> list[EventKind]:
+    """The customer-visible events in one change of a ticket (`old` is None when it opens).
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    ticket_id: str
-    customer_id: str
-    thing: str
-    model: str
-    fault_code: str
-    title_en: str
-    title_zh: str
-    category: str
-    region: str
-    severity: str
-    status: str
-    in_warranty: bool
-    remote_fixable: bool = False
-    auto_diagnose: bool = False
-    routine: str | None = None
-    parts: list[dict[str, Any]] = Field(default_factory=list)
-    flags: list[str] = Field(default_factory=list)
-    resolution: str | None = None
-    resolved_at: AwareDatetime | None = None
-    opened_at: AwareDatetime
-    first_seen: AwareDatetime
-
-    def title(self, language: str) -> str:
-        return self.title_zh if language.startswith("zh") and self.title_zh else self.title_en
-
-    def part_name(self, line: Mapping[str, Any], language: str) -> str:
-        key = "name_zh" if language.startswith("zh") else "name_en"
-        return str(line.get(key) or line.get("name_en") or line["sku"])
-
-
-def is_ticket_record(image: Mapping[str, Any] | None) -> bool:
-    """A ticket's META item (not an occurrence, timeline entry or invariant key)."""
-    if not image:
-        return False
-    return str(image.get("pk", "")).startswith("TICKET#") and image.get("sk") == "META"
-
-
-def events_for_change(
-    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
-) -> list[EventKind]:
-    """The customer-visible events in one change of a ticket's META item (old vs new image)."""
-    if not is_ticket_record(new) or (old is not None and not is_ticket_record(old)):
+    The stream adapter gives the ticket before and after; any other item of the tickets
+    table, and a deleted ticket, arrives as `new=None` and is no event."""
+    if new is None:
         return []
-    assert new is not None
     if old is None:
         return [EventKind.TICKET_OPENED]
     events: list[EventKind] = []
-    if ONSITE_FLAG in (new.get("flags") or []) and ONSITE_FLAG not in (old.get("flags") or []):
+    if new.needs_onsite_dispatch and not old.needs_onsite_dispatch:
         events.append(EventKind.ONSITE_VISIT_NEEDED)
-    if new.get("status") == "resolved" and old.get("status") != "resolved":
-        remote = new.get("resolution") == "remote"
+    if new.status is TicketStatus.RESOLVED and old.status is not TicketStatus.RESOLVED:
+        remote = new.resolution is Resolution.REMOTE
         events.append(EventKind.REMOTE_RESOLVED if remote else EventKind.RESOLVED)
     return events
 
 
-def is_critical(kind: EventKind, facts: TicketFacts) -> bool:
-    return kind in URGENT_KINDS and facts.severity == "critical"
+def is_critical(kind: EventKind, facts: TicketSummary) -> bool:
+    return kind in URGENT_KINDS and facts.severity is Severity.CRITICAL
 
 
 # --------------------------------------------------------------------------- records
@@ -156,7 +113,7 @@ class Notification(BaseModel):
     kind: EventKind
     customer_id: str
     critical: bool
-    facts: TicketFacts
+    facts: TicketSummary  # the ticket at the event
     created_at: AwareDatetime
     due_at: AwareDatetime
     state: NotificationState = NotificationState.PENDING
@@ -187,7 +144,7 @@ class Survey(BaseModel):
     survey_id: str
     ticket_id: str
     customer_id: str
-    facts: TicketFacts
+    facts: TicketSummary  # the ticket at the event
     created_at: AwareDatetime
     due_at: AwareDatetime
     status: str = "scheduled"  # scheduled | sent | failed | answered

@@ -5,7 +5,7 @@ See `aftercare.domain.notifications` for the flow and the records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,14 +31,14 @@ from aftercare.domain.notifications import (
     NotificationState,
     Outcome,
     Survey,
-    TicketFacts,
     events_for_change,
     is_critical,
-    is_ticket_record,
 )
 from aftercare.domain.routing import Router, final_state, settled
 from aftercare.domain.surveys import survey_id_for
 from aftercare.domain.templates import RenderedMessage
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketSummary
 
 RESOLUTION_KINDS = frozenset({EventKind.REMOTE_RESOLVED, EventKind.RESOLVED})
 WAITING_STATES = frozenset(
@@ -64,25 +64,24 @@ class Notifier(Router):
     # ------------------------------------------------------------------ stream side
 
     def on_ticket_change(
-        self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now: datetime
+        self, old: Ticket | None, new: Ticket | None, now: datetime
     ) -> list[Outcome]:
         """Notify the events in one change of a ticket (nothing for occurrences)."""
         kinds = events_for_change(old, new)
-        if not kinds:
+        if new is None or not kinds:
             return []
-        facts = TicketFacts.model_validate(new)
+        facts = TicketSummary.of(new)
         outcomes = [self.notify(kind, facts, now) for kind in kinds]
         if RESOLUTION_KINDS & set(kinds):
             outcomes.append(self.schedule_survey(facts, now))
         return outcomes
 
-    def prefetch(self, images: Iterable[Mapping[str, Any] | None]) -> None:
+    def prefetch(self, tickets: Iterable[Ticket | None]) -> None:
         """Read the profiles a batch of ticket changes will need, in one go."""
-        records = [i for i in images if i is not None and is_ticket_record(i)]
-        ids = {str(i["customer_id"]) for i in records if i.get("customer_id")}
+        ids = {t.customer_id for t in tickets if t is not None and t.customer_id}
         self.store.prefetch_profiles(sorted(ids))
 
-    def notify(self, kind: EventKind, facts: TicketFacts, now: datetime) -> Outcome:
+    def notify(self, kind: EventKind, facts: TicketSummary, now: datetime) -> Outcome:
         notification = Notification(
             ticket_id=facts.ticket_id,
             kind=kind,
@@ -96,7 +95,7 @@ class Notifier(Router):
             return Outcome(ticket_id=facts.ticket_id, kind=kind, result="duplicate")
         return self.deliver(notification, now)
 
-    def schedule_survey(self, facts: TicketFacts, now: datetime) -> Outcome:
+    def schedule_survey(self, facts: TicketSummary, now: datetime) -> Outcome:
         resolved_at = facts.resolved_at or now
         survey = Survey(
             survey_id=survey_id_for(facts.ticket_id),

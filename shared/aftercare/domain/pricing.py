@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aftercare.data import safe_load
-from aftercare.domain.tickets import TicketFlag
+from aftercare.models.tickets import TicketFlag
 
 PRICED_LINE_STATES = frozenset({"held", "backordered", "consumed"})
 CENT = Decimal("0.01")

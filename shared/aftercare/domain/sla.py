@@ -9,20 +9,18 @@ when it is
   `open` and taken up late again counts again;
 - the resolution: the ticket becomes `resolved` after `sla_resolution_due`.
 
-The function reads the stored ticket images (plain values, ISO 8601 times), so the stream
-consumer that sees every change can count breaches without another read.
+The function compares the ticket before and after a change (the stream consumer that sees
+every change has both, so it counts breaches without another read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
-OPEN = "open"
-RESOLVED = "resolved"
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketStatus
 
 
 class SlaTargetKind(StrEnum):
@@ -44,34 +42,24 @@ class SlaBreach:
         return self.met_at - self.due
 
 
-def _time(image: Mapping[str, Any], field: str) -> datetime | None:
-    value = image.get(field)
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
 def _breach(
-    new: Mapping[str, Any], kind: SlaTargetKind, due_field: str, *met_fields: str
+    ticket: Ticket, kind: SlaTargetKind, due: datetime, met_at: datetime
 ) -> SlaBreach | None:
-    due = _time(new, due_field)
-    met_at = next(filter(None, (_time(new, field) for field in met_fields)), None)
-    if due is None or met_at is None or met_at <= due:
+    if met_at <= due:
         return None
-    return SlaBreach(ticket_id=str(new.get("ticket_id", "")), kind=kind, due=due, met_at=met_at)
+    return SlaBreach(ticket_id=ticket.ticket_id, kind=kind, due=due, met_at=met_at)
 
 
-def sla_breaches(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[SlaBreach]:
-    """The SLA targets the change from ticket image `old` to `new` met late (none, one or both).
+def sla_breaches(old: Ticket | None, new: Ticket | None) -> list[SlaBreach]:
+    """The SLA targets the change of a ticket from `old` to `new` met late (none, one or both).
 
     A new ticket (no `old`) or a change that keeps the status meets no target."""
-    if not old or not new or old.get("status") == new.get("status"):
+    if old is None or new is None or old.status is new.status:
         return []
     found = []
-    if old.get("status") == OPEN:
-        found.append(_breach(new, SlaTargetKind.RESPONSE, "sla_response_due", "updated_at"))
-    if new.get("status") == RESOLVED:
-        found.append(
-            _breach(
-                new, SlaTargetKind.RESOLUTION, "sla_resolution_due", "resolved_at", "updated_at"
-            )
-        )
+    if old.status is TicketStatus.OPEN:
+        found.append(_breach(new, SlaTargetKind.RESPONSE, new.sla_response_due, new.updated_at))
+    if new.status is TicketStatus.RESOLVED:
+        resolved_at = new.resolved_at or new.updated_at
+        found.append(_breach(new, SlaTargetKind.RESOLUTION, new.sla_resolution_due, resolved_at))
     return [breach for breach in found if breach is not None]

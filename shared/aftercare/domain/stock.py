@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.parts import (
-    LineStatus,
     OutOfStock,
     ReorderPolicy,
     ReorderSuggestion,
@@ -29,7 +28,9 @@ from aftercare.domain.ports import (
     PartsHolds,
     StockHistory,
 )
-from aftercare.domain.tickets import Ticket, TimelineEntry
+from aftercare.domain.tickets import Ticket
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TimelineEntry
 
 RETRIES = 3
 

@@ -13,13 +13,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.domain.access import Caller
-from aftercare.domain.diagnostics import (
-    DiagnosticNotFound,
-    DiagnosticRecord,
-    Purpose,
-    start_diagnostic,
-    ticket_of,
-)
+from aftercare.domain.diagnostics import start_diagnostic
+from aftercare.domain.diagnostics_records import DiagnosticNotFound, ticket_of
 from aftercare.domain.paging import TicketPage, TicketQuery
 from aftercare.domain.ports import (
     CommandPublisher,
@@ -30,6 +25,7 @@ from aftercare.domain.ports import (
     TicketReader,
 )
 from aftercare.domain.tickets import Ticket
+from aftercare.models.diagnostics import DiagnosticRecord, Purpose
 
 
 class DeviceNotFound(LookupError):

@@ -25,37 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aftercare.domain.parts import LineChange, close_out_lines
 from aftercare.models.tickets import (
-    CustomerTier,
-    Occurrence,
-    Priority,
     Resolution,
     TicketFlag,
     TicketRecord,
     TicketStatus,
     TimelineEntry,
 )
-
-# The ticket's vocabularies, occurrences and timeline entries are the contract's (models/);
-# they are offered here too, beside the ticket they belong to.
-__all__ = [
-    "ACTIVE_STATES",
-    "TRANSITIONS",
-    "CustomerTier",
-    "InvalidTransition",
-    "Occurrence",
-    "Priority",
-    "Resolution",
-    "StatusChange",
-    "Ticket",
-    "TicketFlag",
-    "TicketStatus",
-    "TimelineEntry",
-    "check_transition",
-    "plan_status_change",
-    "resolution_for",
-    "ticket_id_for",
-]
-
 
 S = TicketStatus
 TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {

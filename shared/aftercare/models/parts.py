@@ -38,6 +38,10 @@ class PartsLine(_Frozen):
     reserved_at: AwareDatetime
     hold_expires_at: AwareDatetime | None = None
 
+    def name(self, language: str) -> str:
+        """The part's name in `language` (Chinese or English), else English, else the SKU."""
+        return (self.name_zh if language.startswith("zh") else "") or self.name_en or self.sku
+
 
 class WantedPart(_Frozen):
     sku: str

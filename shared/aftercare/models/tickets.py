@@ -75,7 +75,48 @@ class Occurrence(BaseModel):
     message: str | None = None
 
 
-class TicketRecord(BaseModel):
+class TicketSummary(BaseModel):
+    """Who a ticket is for, which fault on which device, where it stands and what is held for
+    it: the part of the record a customer message is written from.
+
+    The record is this plus the service fields (`TicketRecord`), so a ticket *is* a summary;
+    a notification or survey keeps `TicketSummary.of(ticket)` as its snapshot of the ticket
+    at the event (stored under `facts`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket_id: str
+    customer_id: str
+    thing: str
+    model: str
+    fault_code: str
+    title_en: str
+    title_zh: str
+    category: str
+    region: str
+    severity: Severity
+    status: TicketStatus
+    in_warranty: bool
+    remote_fixable: bool = False
+    auto_diagnose: bool = False
+    routine: str | None = None
+    parts: list[PartsLine] = Field(default_factory=list)
+    flags: list[TicketFlag] = Field(default_factory=list)
+    resolution: Resolution | None = None
+    resolved_at: AwareDatetime | None = None
+    opened_at: AwareDatetime
+    first_seen: AwareDatetime
+
+    @classmethod
+    def of(cls, ticket: TicketSummary) -> TicketSummary:
+        """The summary alone (a full record narrowed to the summary's fields)."""
+        return cls.model_validate({name: getattr(ticket, name) for name in cls.model_fields})
+
+    def title(self, language: str) -> str:
+        return self.title_zh if language.startswith("zh") and self.title_zh else self.title_en
+
+
+class TicketRecord(TicketSummary):
     """A ticket's fields as the contract has them: stored in the ticket's item, shown by the API.
 
     The domain's `Ticket` adds behaviour; a field only the domain needs goes there, not here,
@@ -83,25 +124,11 @@ class TicketRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    ticket_id: str
-    thing: str
     serial: str
-    model: str
-    customer_id: str
     customer_tier: CustomerTier
-    region: str
-    fault_code: str
-    category: str
-    title_en: str
-    title_zh: str
     unclassified: bool
-    severity: Severity
     priority: Priority
-    in_warranty: bool
-    status: TicketStatus
-    opened_at: AwareDatetime
     updated_at: AwareDatetime
-    first_seen: AwareDatetime
     last_seen: AwareDatetime
     occurrences: int
     latest_readings: dict[str, Any] = Field(default_factory=dict)
@@ -110,15 +137,8 @@ class TicketRecord(BaseModel):
     repeat_of: str | None = None
     sla_response_due: AwareDatetime
     sla_resolution_due: AwareDatetime
-    routine: str | None = None
-    remote_fixable: bool = False
-    auto_diagnose: bool = False
     suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str
     opened_by_fault: str
     version: int = 1
-    resolved_at: AwareDatetime | None = None
-    resolution: Resolution | None = None
-    flags: list[TicketFlag] = Field(default_factory=list)
-    parts: list[PartsLine] = Field(default_factory=list)

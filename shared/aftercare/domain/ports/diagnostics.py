@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from aftercare.domain.diagnostics import CompletionPlan, DiagnosticContext, DiagnosticRecord
-    from aftercare.domain.tickets import Ticket, TimelineEntry
+    from aftercare.domain.diagnostics_records import CompletionPlan, DiagnosticContext
+    from aftercare.domain.tickets import Ticket
+    from aftercare.models.diagnostics import DiagnosticRecord
     from aftercare.models.payloads import DiagnosticsCancel, DiagnosticsRequest
+    from aftercare.models.tickets import TimelineEntry
 
 
 class DiagnosticRequests(Protocol):

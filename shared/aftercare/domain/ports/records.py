@@ -7,19 +7,10 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.parts import (
-    LineChange,
-    PartInfo,
-    PartsLine,
-    ReservationPlan,
-    StockDelta,
-)
-from aftercare.domain.tickets import (
-    CustomerTier,
-    Occurrence,
-    Ticket,
-    TimelineEntry,
-)
+from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
+from aftercare.domain.tickets import Ticket
+from aftercare.models.parts import PartsLine
+from aftercare.models.tickets import CustomerTier, Occurrence, TimelineEntry
 
 
 class _Record(BaseModel):
