@@ -25,8 +25,10 @@ from infra.admin.users import UserError
 from infra.cli_admin import admin_app, devices_provision, smoke
 from infra.cli_api import diag_app, login_command
 from infra.cli_core import CliError, stack_command
+from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
+from infra.cli_jobs import jobs_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
 from infra.cli_tickets import catalog_app, devices_app, tickets_app
@@ -77,6 +79,7 @@ for group, name in (
     (surveys_app, "surveys"),
     (followups_app, "followups"),
     (admin_app, "admin"),
+    (jobs_app, "jobs"),
 ):
     app.add_typer(group, name=name)
 app.command("smoke")(smoke)
@@ -85,6 +88,9 @@ tickets_app.command("slots")(stack_command(tickets_slots))
 tickets_app.command("book")(stack_command(tickets_book))
 app.add_typer(engineers_app, name="engineers")
 app.add_typer(bookings_app, name="bookings")
+# Field dispatch (issue 12): an engineer asks for a visit; the board and manual assignment.
+tickets_app.command("dispatch")(tickets_dispatch)
+app.add_typer(dispatch_app, name="dispatch")
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:

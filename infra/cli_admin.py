@@ -51,6 +51,9 @@ def users_create(
     customer_id: Annotated[
         str | None, typer.Option(help="required for customers, refused for staff")
     ] = None,
+    engineer_id: Annotated[
+        str | None, typer.Option(help="an engineer's directory id (E-...), engineers only")
+    ] = None,
     email: str | None = None,
     temporary_password: Annotated[
         bool,
@@ -69,6 +72,7 @@ def users_create(
         username=username,
         group=group,
         customer_id=customer_id,
+        engineer_id=engineer_id,
         email=email,
         password=password,
         temporary_password=temporary_password,

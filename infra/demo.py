@@ -35,6 +35,7 @@ from devices.config import AgentConfig, credential_files, parse_broker_url
 from devices.fleet import FleetProgress, FleetSimulator, FleetSummary
 from devices.scenario import DeviceSpec, OfflineEpisode, Scenario, Storm
 from infra.cli_output import print_summary
+from infra.demo_field import field_phase
 from infra.diag_summary import diagnostics_summary
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
@@ -401,6 +402,9 @@ def _play(
     burst_started = time.monotonic()
     burst = publish_burst(mqtt_url, devices, args.burst, state_dir)
     burst_done = wait_quiet(target, timeout_s=300)
+    print("field: visits booked, engineers work through their jobs, devices verify the fixes")
+    state = json.loads((state_dir / "local.json").read_text(encoding="utf-8"))
+    field = field_phase(target, state, state_dir, Path(tempfile.mkdtemp(prefix="aftercare-field-")))
     print("letting digests, surveys and diagnostics sweeps go out")
     time.sleep(35)
     timing = {
@@ -408,7 +412,8 @@ def _play(
         "fleet": round(fleet_done - started, 1),
         "burst": max(burst_done - burst_started, 0.001),
     }
-    return summarise(target, fleet, junk, {"repeats": raised, "burst": burst}, timing)
+    summary = summarise(target, fleet, junk, {"repeats": raised, "burst": burst}, timing)
+    return summary | {"field": field}
 
 
 def demo(

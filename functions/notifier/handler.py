@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.adapters.ticket_items import ticket_from_image
-from aftercare.domain.notifications import Outcome
+from aftercare.adapters.ticket_reads import DynamoTicketReader
+from aftercare.domain.notifications import Outcome, booked_visit, ticket_of_entry
 from aftercare.domain.notifier import Notifier
 from aftercare.domain.sla import SlaBreach, sla_breaches
 from aftercare.domain.tickets import Ticket
@@ -42,6 +44,12 @@ def deps() -> Notifier:
     return build_notifier(load_settings(Settings))  # values come from the environment
 
 
+@cache
+def ticket_reader() -> DynamoTicketReader:
+    """A booked visit's ticket (its audit entry carries only the booking)."""
+    return DynamoTicketReader(tickets_table=load_settings(Settings).tickets_table)
+
+
 class TicketChange(BaseModel):
     """One stream record: the item's key, and the ticket before and after (None: no ticket)."""
 
@@ -52,6 +60,7 @@ class TicketChange(BaseModel):
     old: Ticket | None = None
     new: Ticket | None = None
     unreadable: str | None = None  # why an image is no valid ticket: this record fails alone
+    booked: dict[str, Any] | None = None  # a visit the calendar booked (its audit entry)
     identity: dict[str, Any]  # what the failure log names: event id, sequence number, age
 
     @classmethod
@@ -62,12 +71,20 @@ class TicketChange(BaseModel):
             "key": str(data.get("Keys", {}).get("pk", {}).get("S", "")),
             "identity": stream_record_identity(record),
         }
+        new_image = data.get("NewImage")
+        booked = booked_visit(from_item(new_image)) if new_image else None
+        if booked is not None:
+            return cls(**head, booked=booked)
         try:
             old = ticket_from_image(data.get("OldImage"))
             new = ticket_from_image(data.get("NewImage"))
         except ValidationError as exc:
             return cls(**head, unreadable=str(exc))
         return cls(**head, old=old, new=new)
+
+    @property
+    def ticket_id(self) -> str:
+        return ticket_of_entry({"pk": self.key})
 
 
 OUTCOME_METRICS = {
@@ -143,6 +160,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     breaches: list[SlaBreach] = []  # of changes handled: a redelivered one is not recounted
 
     def apply(change: TicketChange) -> list[Outcome]:
+        if change.booked is not None:  # the calendar's audit entry of a booked visit
+            ticket = ticket_reader().get_ticket(change.ticket_id).ticket
+            return notifier.on_visit_booked(change.booked, ticket, datetime.now(UTC))
         if change.unreadable is not None:
             raise ValueError(f"ticket image is no valid ticket: {change.unreadable}")
         outcomes = notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))

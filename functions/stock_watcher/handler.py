@@ -1,4 +1,5 @@
-"""StockWatcher (InventoryTable stream): one low-stock event per reorder-point crossing."""
+"""StockWatcher (InventoryTable stream): one low-stock event per reorder-point crossing; and a
+delivery (on hand going up) wakes the tickets waiting in dispatch for that part."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from functools import cache
 from typing import Any
 
 from aftercare.adapters.aws import from_item
+from aftercare.adapters.dispatch_marks import DynamoWaitingTickets
 from aftercare.adapters.events import EventBridgePublisher
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader, stock_from_item
 from aftercare.batch import ReportingBatchProcessor
+from aftercare.domain.dispatching import wake_waiting
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
 from aftercare.observability import logger, metrics, tracer
@@ -30,6 +33,7 @@ LOW_STOCK = "aftercare.parts.low_stock"
 class Settings(EnvSettings):
     inventory_table: str
     event_bus_name: str
+    tickets_table: str
     service_level: float = 0.95
 
 
@@ -39,6 +43,7 @@ class Deps:
         self.writer = DynamoInventoryWriter(table=settings.inventory_table)
         self.bus = EventBridgePublisher(bus_name=settings.event_bus_name)
         self.policy = ReorderPolicy(service_level=settings.service_level)
+        self.waiting = DynamoWaitingTickets(tickets_table=settings.tickets_table)
 
     def lead_time(self, sku: str) -> int:
         part = self.reader.part(sku)
@@ -61,9 +66,15 @@ def record_handler(record: DynamoDBRecord) -> None:
         return
     new_item = from_item(new_raw)
     d = deps()
+    old = stock_from_item(from_item(old_raw)) if old_raw else None
+    new = stock_from_item(new_item)
+    if old is not None and new.on_hand > old.on_hand:  # a delivery
+        woken = wake_waiting(new.sku, d.waiting, now=datetime.now(UTC))
+        if woken:
+            logger.info("parts arrived: tickets back to dispatch", extra={"tickets": woken})
     event = on_stock_change(
-        stock_from_item(from_item(old_raw)) if old_raw else None,
-        stock_from_item(new_item),
+        old,
+        new,
         backordered=int(new_item.get("backordered", 0)),
         lead_time_days=d.lead_time(new_item["sku"]),
         history=d.reader,

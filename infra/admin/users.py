@@ -2,15 +2,19 @@
 
 Customers carry `custom:customer_id` (the API scopes them to that customer's tickets and the
 customer must exist in CustomersTable); staff (engineers, managers) must not carry one.
+Field engineers carry `custom:engineer_id` (their id in the engineer directory: `GET /me/jobs`
+is that engineer's calendar); nobody else may.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from dataclasses import dataclass
 from typing import Any
 
+from aftercare.models.field import ENGINEER_ID_PATTERN
 from botocore.exceptions import ClientError
 
 from infra.stores import registry_of
@@ -18,6 +22,7 @@ from infra.target import Target
 
 GROUPS = ("engineers", "managers", "customers")
 TEMPORARY_PASSWORD_LENGTH = 16
+ENGINEER_ID = re.compile(ENGINEER_ID_PATTERN)
 
 
 class UserError(ValueError):
@@ -29,6 +34,7 @@ class NewUser:
     username: str
     group: str
     customer_id: str | None = None
+    engineer_id: str | None = None
     email: str | None = None
     password: str | None = None  # permanent
     temporary_password: bool = False  # generate one and print it
@@ -42,6 +48,10 @@ def check_request(user: NewUser) -> None:
         raise UserError("a customer user needs --customer-id")
     if user.group != "customers" and user.customer_id:
         raise UserError(f"staff ({user.group}) must not carry a customer id")
+    if user.engineer_id and user.group != "engineers":
+        raise UserError(f"only engineers carry an engineer id, not {user.group}")
+    if user.engineer_id and not ENGINEER_ID.match(user.engineer_id):
+        raise UserError(f"an engineer id looks like E-..., not {user.engineer_id!r}")
     if user.password and user.temporary_password:
         raise UserError("choose --password or --temporary-password, not both")
     if not (user.password or user.temporary_password or user.email):
@@ -59,6 +69,8 @@ def user_attributes(user: NewUser) -> list[dict[str, str]]:
         ]
     if user.customer_id:
         attributes.append({"Name": "custom:customer_id", "Value": user.customer_id})
+    if user.engineer_id:
+        attributes.append({"Name": "custom:engineer_id", "Value": user.engineer_id})
     return attributes
 
 
@@ -114,6 +126,7 @@ def create_user(target: Target, user: NewUser) -> dict[str, Any]:
         "username": user.username,
         "group": user.group,
         "customer_id": user.customer_id,
+        "engineer_id": user.engineer_id,
         "email": user.email,
         "user_pool_id": pool_id,
         "status": "CONFIRMED" if user.password else "FORCE_CHANGE_PASSWORD",

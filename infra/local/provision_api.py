@@ -327,11 +327,13 @@ class LocalUser:
     username: str
     group: str
     customer_id: str | None = None
+    engineer_id: str | None = None
 
 
+# The engineers' ids are seeded field engineers (data/engineers.yaml): their jobs are theirs.
 LOCAL_USERS: Final = (
-    LocalUser("eng-ada", "engineers"),
-    LocalUser("eng-linus", "engineers"),
+    LocalUser("eng-ada", "engineers", engineer_id="E-ada"),
+    LocalUser("eng-linus", "engineers", engineer_id="E-linus"),
     LocalUser("mgr-grace", "managers"),
     LocalUser("cust-0001", "customers", "c-0001"),
     LocalUser("cust-0002", "customers", "c-0002"),
@@ -350,6 +352,8 @@ def seed_users(
         attributes = [{"Name": "email", "Value": f"{user.username}@example.com"}]
         if user.customer_id:
             attributes.append({"Name": "custom:customer_id", "Value": user.customer_id})
+        if user.engineer_id:
+            attributes.append({"Name": "custom:engineer_id", "Value": user.engineer_id})
         cognito.admin_create_user(
             UserPoolId=pool_id,
             Username=user.username,

@@ -22,6 +22,7 @@ from aftercare.domain.ports.records import (
 from aftercare.domain.tickets import StatusChange, Ticket
 from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.tickets import Occurrence, TimelineEntry
+from aftercare.models.visits import VisitRecord
 
 
 class FakeTicketStore:
@@ -38,6 +39,7 @@ class FakeTicketStore:
         self.parts: dict[str, PartInfo] = {}
         self.stock: dict[tuple[str, str], StockLevel] = {}
         self.reservations: dict[str, PartsLine] = {}
+        self.visits: dict[str, dict[str, VisitRecord]] = {}
         self.requests = 0
 
     # ------------------------------------------------------------------ inventory
@@ -125,6 +127,9 @@ class FakeTicketStore:
         self.tickets[plan.ticket_id] = ticket.model_copy(update=update)
         self.occurrences[plan.ticket_id].append(plan.occurrence)
 
+    def tickets_by_id(self, ticket_ids: list[str]) -> dict[str, Ticket]:
+        return {t: self.tickets[t] for t in ticket_ids if t in self.tickets}
+
     def get_ticket(self, ticket_id: str) -> TicketDetail:
         if ticket_id not in self.tickets:
             raise TicketNotFound(ticket_id)
@@ -132,6 +137,7 @@ class FakeTicketStore:
             ticket=self.tickets[ticket_id],
             occurrences=self.occurrences[ticket_id],
             timeline=self.timeline[ticket_id],
+            visits=list(self.visits.get(ticket_id, {}).values()),
         )
 
     def apply_status_change(self, change: StatusChange) -> None:
@@ -148,8 +154,19 @@ class FakeTicketStore:
         if change.releases_lock:
             self.locks.pop((current.thing, current.fault_code), None)
         update["parts"] = self._move_lines(current, change.part_changes)
+        if change.records_resolution:
+            update["resolution"] = change.resolution
+        if change.flags is not None:
+            update |= {"flags": change.flags, "dispatch_reason": change.dispatch_reason}
         self.tickets[current.ticket_id] = current.model_copy(update=update)
         self.timeline[current.ticket_id].append(change.entry)
+        self._visit(change.visit)
+
+    def _visit(self, visit: VisitRecord | None) -> None:
+        if visit is not None:
+            self.visits.setdefault(visit.ticket_id, {})[visit.booking_id] = visit
+            ticket = self.tickets[visit.ticket_id]
+            self.tickets[visit.ticket_id] = ticket.model_copy(update={"visit": visit.summary()})
 
     def _move_lines(self, ticket: Ticket, changes: list) -> list[PartsLine]:
         deltas = [c.delta for c in changes if c.delta is not None]
@@ -178,10 +195,12 @@ class FakeTicketStore:
             else:
                 parts.append(line)
             self.reservations[line.reservation_id] = line
-        self.tickets[current.ticket_id] = current.model_copy(
-            update={"parts": parts, "version": current.version + 1}
-        )
+        update: dict[str, object] = {"parts": parts, "version": current.version + 1}
+        if change.flags is not None:
+            update |= {"flags": change.flags, "dispatch_reason": change.dispatch_reason}
+        self.tickets[current.ticket_id] = current.model_copy(update=update)
         self.timeline[current.ticket_id].append(change.entry)
+        self._visit(change.visit)
 
     def held_units(self) -> int:
         return sum(

@@ -21,26 +21,35 @@ ID = {"token_use": "id", "sub": "s-1", "cognito:username": "u"}
 ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "abc"}
 STAFF_GROUPS = {"cognito:groups": "[engineers]"}
 CUSTOMER = {"cognito:groups": "[customers]", "custom:customer_id": "c-0001"}
-SLOT = "S-E-0001abcd.20261208T0900Z.60"
 BODIES = {
     "POST /tickets/{ticket_id}/diagnostics": {},
     "POST /surveys/{survey_id}/answer": {"rating": 5},
-    "POST /tickets/{ticket_id}/booking": {"slot_id": SLOT},
-    "POST /bookings/{booking_id}/reschedule": {"slot_id": SLOT, "reason": "later"},
-    "POST /bookings/{booking_id}/cancel": {"reason": "fixed"},
+    "POST /tickets/{ticket_id}/dispatch": {"reason": "a visit is needed"},
+    "POST /tickets/{ticket_id}/booking": {"slot_id": "S-E-ada.20300101T0900Z.90"},
+    "POST /bookings/{booking_id}/reschedule": {
+        "slot_id": "S-E-ada.20300101T0900Z.90",
+        "reason": "later suits",
+    },
+    "POST /bookings/{booking_id}/cancel": {"reason": "not needed"},
     "PUT /engineers/{engineer_id}": {
-        "engineer_id": "E-0001abcd",
-        "name": "N",
+        "engineer_id": "E-ada",
+        "name": "Ada",
         "kind": "in_house",
-        "skills": [{"level": 1}],
+        "skills": [{"level": 2}],
         "regions": ["eu-west"],
-        "home": {"lat": 0, "lon": 0},
-        "time_zone": "UTC",
+        "home": {"lat": 53.3, "lon": -6.2},
+        "time_zone": "Europe/Dublin",
         "working_hours": {},
     },
+    "POST /dispatch/assign": {
+        "ticket_id": "T-AAAAAAAAAAAA",
+        "engineer_id": "E-ada",
+        "start": "2030-01-01T09:00:00Z",
+    },
+    "POST /bookings/{booking_id}/status": {"status": "en_route", "expected_version": 1},
 }
-# Path parameters whose pattern names their kind (the rest take the generic value).
-PATH_VALUES = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
+# Path values that pass a route's own id pattern (validation runs before the caller is known).
+SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
 
 
 def test_an_id_token_of_an_engineer_is_staff():
@@ -51,6 +60,17 @@ def test_an_id_token_of_an_engineer_is_staff():
 def test_an_id_token_of_a_customer_is_that_customer():
     caller = caller_from_claims(ID | CUSTOMER)
     assert not caller.staff and caller.owner_scope == "c-0001"
+
+
+def test_an_engineer_is_identified_by_the_engineer_id_claim_and_nobody_else_is() -> None:
+    engineer = caller_from_claims(ID | STAFF_GROUPS | {"custom:engineer_id": "E-ada"})
+    assert engineer.require_field_engineer() == "E-ada"
+    manager = caller_from_claims(
+        ID | {"cognito:groups": "[managers]", "custom:engineer_id": "E-ada"}
+    )
+    assert manager.engineer_id is None and manager.manager
+    with pytest.raises(Forbidden):
+        manager.require_field_engineer()
 
 
 @pytest.mark.parametrize("groups", [STAFF_GROUPS, CUSTOMER, {"cognito:groups": "[customers]"}])
@@ -93,14 +113,16 @@ def routes() -> list[tuple[str, Any, str, str]]:
 
 
 def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int, Any]:
-    concrete = re.sub(r"\{([a-z_]+)\}", lambda m: PATH_VALUES.get(m.group(1), "X-0001abcd"), path)
+    # path parameters that fit their patterns: the caller is checked after validation
+    concrete = re.sub(r"\{([a-z_]+)\}", lambda m: SAMPLE_IDS.get(m.group(1), "X-0001abcd"), path)
     event = http_api_event(method, concrete, claims, BODIES.get(f"{method} {path}"))
     response = app.resolve(event, None)
     return response["statusCode"], json.loads(response["body"])
 
 
-def test_both_functions_have_routes_to_check():
-    assert {name for name, *_ in routes()} == {"api", "survey"} and len(routes()) >= 9
+def test_every_function_has_routes_to_check():
+    assert {name for name, *_ in routes()} == {"api", "survey", "dispatch_api", "jobs"}
+    assert len(routes()) >= 14
 
 
 @pytest.mark.parametrize(("name", "app", "method", "path"), routes())

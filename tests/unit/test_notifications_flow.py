@@ -15,6 +15,7 @@ from aftercare.domain.composition import (
 from aftercare.domain.notifications import (
     AttemptStatus,
     EventKind,
+    booked_visit,
 )
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile
@@ -293,6 +294,9 @@ def test_kinds_are_the_documented_ones() -> None:
         "onsite_visit_needed",
         "resolved",
         "survey",
+        "engineer_en_route",
+        "booking_confirmed",
+        "visit_reminder",
     }
 
 
@@ -356,6 +360,66 @@ def test_a_sweep_starts_nothing_new_once_most_of_its_lease_is_used(world: World)
     assert world.notifier.run_due(NOON + timedelta(days=2), budget) == []
     # Then nothing was claimed, so nothing waits for a lease to run out
     assert all(d.lease_until is None for d in world.store.survey_due.values())
+
+
+def test_the_customer_hears_once_that_the_engineer_is_on_the_way(world: World) -> None:
+    # Given a ticket whose visit is booked for 09:00-11:00 Berlin time
+    visit = {
+        "booking_id": "B-1",
+        "engineer_id": "E-ada",
+        "status": "scheduled",
+        "start": "2026-03-02T08:00:00+00:00",
+        "end": "2026-03-02T10:00:00+00:00",
+        "time_zone": "Europe/Berlin",
+    }
+    world.change(None, ticket())
+    booked = ticket(status="scheduled", visit=visit)
+    on_the_way = booked | {"visit": visit | {"status": "en_route"}}
+    # When the engineer sets off and the stream delivers it twice
+    first = world.change(booked, on_the_way)
+    again = world.change(booked, on_the_way)
+    # Then one message says so, with the window on the customer's clock
+    assert [o.result for o in first] == ["sent"] and [o.result for o in again] == ["duplicate"]
+    message = world.email.deliveries[-1].message
+    assert "on the way" in message.subject and "2026-03-02 09:00-11:00" in message.text
+    # And arriving on site is no news
+    assert world.change(on_the_way, on_the_way | {"visit": visit | {"status": "on_site"}}) == []
+
+
+def test_a_booked_visit_is_confirmed_once_and_reminded_the_day_before(world: World) -> None:
+    # Given the calendar's audit entry of a visit booked two days ahead
+    start = NOON + timedelta(days=2)
+    entry = {
+        "pk": "TICKET#T-1",
+        "sk": f"EVT#{NOON.isoformat()}#00#abcd",
+        "kind": "visit_booked",
+        "detail": {
+            "booking_id": "B-1",
+            "engineer_id": "E-ada",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=2)).isoformat(),
+        },
+    }
+    visit = booked_visit(entry)
+    assert visit is not None
+    # When the notifier sees it (twice: the stream redelivers)
+    booked = ticket_from_image(to_item(ticket()))
+    assert booked is not None
+    first = world.notifier.on_visit_booked(visit, booked, NOON)
+    again = world.notifier.on_visit_booked(visit, booked, NOON)
+    # Then the customer is told once, and one reminder waits for the day before
+    assert [o.result for o in first] == ["sent", "scheduled"]
+    assert [o.result for o in again] == ["duplicate", "duplicate"]
+    assert "booked" in world.email.deliveries[-1].message.subject
+    assert world.notifier.run_due(NOON + timedelta(hours=23)) == []
+    sent = world.notifier.run_due(start - timedelta(hours=23))
+    assert [(o.kind, o.result) for o in sent] == [("visit_reminder", "sent")]
+    assert "Reminder" in world.email.deliveries[-1].message.subject
+
+
+def test_other_timeline_entries_book_nothing() -> None:
+    assert booked_visit({"pk": "TICKET#T-1", "sk": "EVT#x", "kind": "visit_en_route"}) is None
+    assert booked_visit(ticket()) is None
 
 
 def stream_record(sequence: str, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:

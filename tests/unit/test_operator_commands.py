@@ -63,6 +63,8 @@ def test_only_existing_resources_are_listed_and_outputs_never_override_them() ->
         (NewUser("m", "managers"), "--email"),
         (NewUser("m", "managers", password="p", temporary_password=True), "not both"),
         (NewUser("x", "admins", password="p"), "group must be"),
+        (NewUser("m", "managers", engineer_id="E-ada", password="p"), "only engineers"),
+        (NewUser("e", "engineers", engineer_id="ada", password="p"), "E-"),
     ],
 )
 def test_user_requests_that_cannot_work_are_refused_before_any_call(
@@ -70,6 +72,12 @@ def test_user_requests_that_cannot_work_are_refused_before_any_call(
 ) -> None:
     with pytest.raises(UserError, match=problem):
         check_request(user)
+
+
+def test_a_field_engineer_carries_their_engineer_id() -> None:
+    user = NewUser("ada", "engineers", engineer_id="E-ada", password="Secret-123456")
+    check_request(user)
+    assert {"Name": "custom:engineer_id", "Value": "E-ada"} in user_attributes(user)
 
 
 def test_a_customer_user_carries_its_customer_id() -> None:

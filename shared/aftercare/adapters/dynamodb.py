@@ -18,6 +18,8 @@ from aftercare.adapters.ticket_items import (
     intake_batch_get,
     last_resolution_key,
     lock_key,
+    ticket_from_item,
+    ticket_key,
 )
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.ticket_writes import (
@@ -42,7 +44,7 @@ from aftercare.domain.ports import (
     OpenLock,
     PartsChange,
 )
-from aftercare.domain.tickets import StatusChange
+from aftercare.domain.tickets import StatusChange, Ticket
 
 
 class DynamoTicketStore(DynamoTicketReader):
@@ -85,6 +87,18 @@ class DynamoTicketStore(DynamoTicketReader):
         for table, item in self._batch_get_tables(request):
             pk = item.get("pk") or item.get("thing") or item.get("customer_id")
             found[(table, str(pk))] = item
+        return found
+
+    def tickets_by_id(self, ticket_ids: list[str]) -> dict[str, Ticket]:
+        """Several tickets' records in BatchGetItem calls of up to 100 keys (a day's jobs)."""
+        found: dict[str, Ticket] = {}
+        unique = sorted(set(ticket_ids))
+        for start in range(0, len(unique), 100):
+            keys = [to_item(ticket_key(t)) for t in unique[start : start + 100]]
+            request = {"RequestItems": {self.tickets_table: {"Keys": keys}}}
+            for item in self._batch_get_raw(request):
+                ticket = ticket_from_item(item)
+                found[ticket.ticket_id] = ticket
         return found
 
     def _batch_get_raw(self, request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ Key layout (see the TicketsTable comment in template.yaml):
     TICKET#<id>          / META                   the ticket record
     TICKET#<id>          / OCC#<received>#<fault>  one occurrence
     TICKET#<id>          / EVT#<at>#<seq>#<rand>   one timeline entry
+    TICKET#<id>          / VISIT#<booking_id>      one engineer visit (first-time-fix KPIs)
     OPEN#<thing>#<code>  / LOCK                   the open-fault lock
     RESOLVED#<thing>#<code> / LAST                the last resolution (repeat detection)
     FAULT#<thing>#<fault_id> / DEDUP              a fault already applied
@@ -23,6 +24,7 @@ from aftercare.domain.paging import opened_key
 from aftercare.domain.ports import TicketDetail
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import Occurrence, TimelineEntry
+from aftercare.models.visits import VisitRecord
 
 TICKET_PREFIX = "TICKET#"
 
@@ -113,6 +115,26 @@ def ticket_from_item(item: Mapping[str, Any]) -> Ticket:
     return Ticket.model_validate(item)
 
 
+VISIT_PREFIX = "VISIT#"
+
+
+def visit_key(ticket_id: str, booking_id: str) -> dict[str, str]:
+    return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": f"{VISIT_PREFIX}{booking_id}"}
+
+
+def visit_item(visit: VisitRecord) -> dict[str, Any]:
+    return {
+        **visit_key(visit.ticket_id, visit.booking_id),
+        **visit.model_dump(mode="json"),
+        "first_time_fix": visit.first_time_fix,
+    }
+
+
+def visit_put(table: str, visit: VisitRecord) -> TxItem:
+    """The visit record, written with the ticket change it belongs to."""
+    return conditional_put(table, visit_item(visit))
+
+
 def ticket_from_image(image: Mapping[str, Any] | None) -> Ticket | None:
     """A stream record's image (attribute-typed) as the ticket it holds; None when there is no
     image (an insert's old side, a removal's new side) or the item is not a ticket's record."""
@@ -132,4 +154,5 @@ def ticket_detail(items: Iterable[Mapping[str, Any]]) -> TicketDetail | None:
         ticket=ticket_from_item(meta),
         occurrences=[Occurrence.model_validate(i) for i in rows if i["sk"].startswith("OCC#")],
         timeline=[TimelineEntry.model_validate(i) for i in rows if i["sk"].startswith("EVT#")],
+        visits=[VisitRecord.model_validate(i) for i in rows if i["sk"].startswith(VISIT_PREFIX)],
     )

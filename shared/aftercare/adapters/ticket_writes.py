@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aftercare.adapters.aws import to_attr, to_item
+from aftercare.adapters.escalation import tracker_put
 from aftercare.adapters.inventory import (
     backorder_count,
     line_change_items,
@@ -26,6 +27,8 @@ from aftercare.adapters.ticket_items import (
     ticket_item,
     ticket_key,
     timeline_item,
+    visit_key,
+    visit_put,
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem
 from aftercare.domain.parts import OutOfStock
@@ -39,7 +42,8 @@ from aftercare.domain.ports import (
 )
 from aftercare.domain.tickets import StatusChange, Ticket
 from aftercare.models.parts import LineStatus
-from aftercare.models.tickets import TimelineEntry
+from aftercare.models.tickets import TicketFlag, TimelineEntry
+from aftercare.models.visits import VisitOutcome, VisitRecord
 
 
 def open_ticket_items(
@@ -71,6 +75,10 @@ def open_ticket_items(
     ]
     if plan.repeat_entry is not None and ticket.repeat_of:
         items += _link_repeat(table, ticket, plan.repeat_entry)
+        if plan.repeat_visit:
+            items.append(_repeat_against_visit(table, ticket, plan.repeat_visit))
+    if plan.escalation is not None:
+        items.append(tracker_put(table, plan.escalation))
     if plan.reservation.lines:
         if inventory_table is None:
             raise ValueError("part holds need the inventory table")
@@ -100,6 +108,26 @@ def _link_repeat(table: str, ticket: Ticket, entry: TimelineEntry) -> list[TxIte
         }
     }
     return [TxItem(update), conditional_put(table, timeline_item(earlier, entry))]
+
+
+def _repeat_against_visit(table: str, ticket: Ticket, booking_id: str) -> TxItem:
+    """The earlier ticket's fixing visit learns its fix did not last (first-time fix lost).
+
+    No condition: the visit item was written in the transaction that wrote the resolution
+    naming it, and is never deleted."""
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(visit_key(str(ticket.repeat_of), booking_id)),
+            "UpdateExpression": "SET outcome = :repeated, first_time_fix = :no, repeat_ticket = :t",
+            "ExpressionAttributeValues": {
+                ":repeated": to_attr(VisitOutcome.REPEATED.value),
+                ":no": to_attr(False),
+                ":t": to_attr(ticket.ticket_id),
+            },
+        }
+    }
+    return TxItem(update)
 
 
 def correlation_items(table: str, plan: CorrelationPlan) -> list[TxItem]:
@@ -173,6 +201,7 @@ def status_change_items(
     if change.records_resolution:
         sets += ["resolved_at = :now", "resolution = :resolution"]
         values[":resolution"] = change.resolution.value if change.resolution else None
+    sets, values = _visit_sets(change.visit, change.flags, change.dispatch_reason, sets, values)
     values |= {f":part{c.index}": c.to.value for c in change.part_changes}
     update = {
         "Update": {
@@ -190,18 +219,43 @@ def status_change_items(
     ]
     if change.releases_lock:
         items.append(_release_lock(table, ticket))
+    if change.visit is not None:
+        items.append(visit_put(table, change.visit))
     if change.records_resolution:
         last = {
             **last_resolution_key(ticket.thing, ticket.fault_code),
             "ticket_id": ticket.ticket_id,
             "resolved_at": iso(change.entry.at),
         }
+        if change.visit is not None:
+            last["visit_id"] = change.visit.booking_id
         items.append(conditional_put(table, last))
     if change.part_changes and inventory_table is None:
         raise ValueError("parts lines need the inventory table")
     for part_change in change.part_changes:
         items += line_change_items(str(inventory_table), part_change, change.entry.at)
     return items
+
+
+def _visit_sets(
+    visit: VisitRecord | None,
+    flags: list[TicketFlag] | None,
+    dispatch_reason: str | None,
+    sets: list[str],
+    values: dict[str, Any],
+) -> tuple[list[str], dict[str, Any]]:
+    """A visit's change on the ticket record: its summary, and the flags it sets."""
+    if visit is not None:
+        sets = [*sets, "visit = :visit"]
+        values = {**values, ":visit": visit.summary().model_dump(mode="json")}
+    if flags is not None:
+        sets = [*sets, "flags = :flags", "dispatch_reason = :dispatch_reason"]
+        values = {
+            **values,
+            ":flags": [f.value for f in flags],
+            ":dispatch_reason": dispatch_reason,
+        }
+    return sets, values
 
 
 def parts_change_items(table: str, inventory_table: str, change: PartsChange) -> list[TxItem]:
@@ -219,6 +273,7 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
     for index, line in change.new_lines.items():
         sets.append(f"parts[{index}] = :line{index}")
         values[f":line{index}"] = line.model_dump(mode="json")
+    sets, values = _visit_sets(change.visit, change.flags, change.dispatch_reason, sets, values)
     update: dict[str, Any] = {
         "TableName": table,
         "Key": to_item(ticket_key(ticket.ticket_id)),
@@ -240,6 +295,8 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
         if old is not None and old.status is LineStatus.BACKORDERED:
             items.append(backorder_count(inventory_table, old, -line.qty))
     items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
+    if change.visit is not None:
+        items.append(visit_put(table, change.visit))
     return items
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 CUSTOMER_ID_CLAIM = "custom:customer_id"
+ENGINEER_ID_CLAIM = "custom:engineer_id"
 GROUPS_CLAIM = "cognito:groups"
 TOKEN_USE_CLAIM = "token_use"  # noqa: S105 - a claim name, not a secret
 
@@ -48,6 +49,7 @@ class Caller(BaseModel):
     username: str
     groups: frozenset[str]
     customer_id: str | None = None
+    engineer_id: str | None = None  # an engineer's id in the field directory (custom claim)
 
     @model_validator(mode="after")
     def _staff_or_customer(self) -> Caller:
@@ -88,6 +90,16 @@ class Caller(BaseModel):
         if Group.ENGINEERS not in self.groups:
             raise Forbidden("only engineers may start diagnostics")
 
+    def require_field_engineer(self) -> str:
+        """The engineer id of a caller acting as a field engineer (their own jobs)."""
+        if Group.ENGINEERS not in self.groups or not self.engineer_id:
+            raise Forbidden("only an engineer with custom:engineer_id has jobs")
+        return self.engineer_id
+
+    @property
+    def manager(self) -> bool:
+        return Group.MANAGERS in self.groups
+
     def require_customer(self, action: str) -> str:
         """The customer id of a caller acting as a customer; staff are Forbidden to `action`."""
         if not self.customer or self.customer_id is None:
@@ -119,6 +131,7 @@ def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
         )
     groups = frozenset(claim_list(claims.get(GROUPS_CLAIM)))
     customer_id = claims.get(CUSTOMER_ID_CLAIM)
+    engineer_id = claims.get(ENGINEER_ID_CLAIM) if Group.ENGINEERS in groups else None
     if not {Group.ENGINEERS, Group.MANAGERS} & groups:
         if Group.CUSTOMERS not in groups:
             raise Forbidden("this API is for engineers, managers and customers")
@@ -131,4 +144,5 @@ def caller_from_claims(claims: Mapping[str, Any]) -> Caller:
         ),
         groups=groups,
         customer_id=str(customer_id) if customer_id else None,
+        engineer_id=str(engineer_id) if engineer_id else None,
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aftercare.domain.notifications import (
     ACTIVE_FOR_DIAGNOSTICS,
@@ -39,7 +41,18 @@ def ticket_values(
         "thing": facts.thing,
         "actions": actions_text(facts, book, language, kind),
         "cost": cost_text(cost, book, language),
+        "visit_window": visit_window(facts),
     }
+
+
+def visit_window(facts: TicketSummary) -> str:
+    """The visit's window on the customer's (the booking's) wall clock, e.g. 09:00-11:00."""
+    visit = facts.visit
+    if visit is None or visit.start is None or visit.end is None:
+        return ""
+    tz = ZoneInfo(visit.time_zone) if visit.time_zone else UTC
+    begin, finish = visit.start.astimezone(tz), visit.end.astimezone(tz)
+    return f"{begin:%Y-%m-%d %H:%M}-{finish:%H:%M} ({tz})"
 
 
 def actions_text(

@@ -69,6 +69,7 @@ from aftercare.models.diagnostics import (
 )
 from aftercare.models.payloads import DiagnosticsCancel
 from aftercare.models.tickets import TimelineEntry
+from aftercare.models.visits import VisitRecord
 
 
 def start_diagnostic(
@@ -83,6 +84,7 @@ def start_diagnostic(
     purpose: Purpose,
     now: datetime,
     request_id: str | None = None,
+    visit: VisitRecord | None = None,
 ) -> DiagnosticRecord:
     """Store a pending request and publish it to the ticket's device.
 
@@ -102,6 +104,7 @@ def start_diagnostic(
         requested_by=actor,
         requested_at=now,
         expires_at=now + timeout,
+        visit=visit,
     )
     if not store.create(record, requested_entry(record)):
         existing = store.load(ticket.ticket_id, record.request_id).record

@@ -20,14 +20,16 @@ from aftercare.domain.diagnostics_records import (
     requested_entry,
 )
 from aftercare.domain.rules import FaultCatalog
-from aftercare.domain.tickets import Ticket, plan_status_change
+from aftercare.domain.tickets import TRANSITIONS, StatusChange, Ticket, plan_status_change
 from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome, Purpose
+from aftercare.models.field import VerificationOutcome
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import (
     DiagnosticsResult,
     DiagnosticStatus,
 )
 from aftercare.models.tickets import Resolution, TicketStatus, TimelineEntry
+from aftercare.models.visits import VisitOutcome
 
 
 def _ms_between(start: datetime, end: datetime) -> int:
@@ -90,6 +92,7 @@ class _Decision(BaseModel):
     parts: list[dict[str, Any]] = Field(default_factory=list)
     resolve: bool = False
     verify: bool = False
+    reopen: bool = False  # a visit's fix the device does not confirm: back to dispatch
 
 
 def _decide(
@@ -98,6 +101,10 @@ def _decide(
     if not ticket.active:
         return _Decision(outcome=Outcome.NO_ACTION)
     parts = suspected_parts(result.findings, ticket, catalog)
+    if record.purpose is Purpose.VISIT_VERIFY:
+        if verified(ticket, result):
+            return _Decision(outcome=Outcome.VISIT_VERIFIED, resolve=True)
+        return _Decision(outcome=Outcome.VISIT_FIX_FAILED, reopen=True, parts=parts)
     if record.purpose is Purpose.VERIFY or record.routine in REMEDY_ROUTINES:
         return _remedy_decision(ticket, record, result, parts)
     if result.status is DiagnosticStatus.FAILED and _adds_parts(ticket, parts):
@@ -193,7 +200,10 @@ def _plan_for(
     verify_timeout: timedelta,
 ) -> CompletionPlan:
     change = None
-    if decision.resolve:
+    if settled.purpose is Purpose.VISIT_VERIFY:
+        change = visit_closure(ticket, settled, decision, now)
+        decision = decision.model_copy(update={"flag_onsite": decision.reopen and change is None})
+    elif decision.resolve:
         change = plan_status_change(
             ticket,
             TicketStatus.RESOLVED,
@@ -202,7 +212,7 @@ def _plan_for(
             now=now,
             resolution=Resolution.REMOTE,
         )
-    patch = _patch(ticket, decision, now, rev)
+    patch = None if change is not None else _patch(ticket, decision, now, rev)
     if patch is not None and decision.parts and _adds_parts(ticket, decision.parts):
         entries = [*entries, _parts_entry(settled, decision.parts, now)]
     if decision.flag_onsite and ONSITE_FLAG not in ticket.flags:
@@ -295,9 +305,57 @@ def plan_timeout(
         },
     )
     decision = _Decision(outcome=Outcome.TIMED_OUT, flag_onsite=ticket.active)
+    if record.purpose is Purpose.VISIT_VERIFY:
+        # Offline or silent device: the visit stands on the engineer's word, marked unverified.
+        settled = settled.model_copy(update={"outcome": Outcome.VISIT_UNVERIFIED})
+        decision = _Decision(outcome=Outcome.VISIT_UNVERIFIED, resolve=ticket.active)
     return _plan_for(
         ticket, settled, decision, entries=[entry], now=now, rev=rev, verify_timeout=DEFAULT_TIMEOUT
     )
+
+
+VISIT_VERIFICATION = {
+    Outcome.VISIT_VERIFIED: (VerificationOutcome.VERIFIED, VisitOutcome.VERIFIED),
+    Outcome.VISIT_UNVERIFIED: (VerificationOutcome.UNVERIFIED, VisitOutcome.UNVERIFIED),
+    Outcome.VISIT_FIX_FAILED: (VerificationOutcome.FAILED, VisitOutcome.FAILED),
+}
+
+
+def visit_closure(
+    ticket: Ticket, settled: DiagnosticRecord, decision: _Decision, now: datetime
+) -> StatusChange | None:
+    """A visit's verification settles its ticket: resolved on site (verified by the device, or
+    unverified when it never answered), or back to `open` for dispatch when the fault is still
+    there. The visit record carries the verification; None when the ticket cannot move so (it
+    is no longer in repair: the answer only flags it)."""
+    verification, outcome = VISIT_VERIFICATION[decision.outcome]
+    visit = (
+        settled.visit.model_copy(
+            update={"verification": verification, "outcome": outcome, "updated_at": now}
+        )
+        if settled.visit
+        else None
+    )
+    target = TicketStatus.RESOLVED if decision.resolve else TicketStatus.OPEN
+    if target not in TRANSITIONS[ticket.status]:
+        return None
+    booking = settled.visit.booking_id if settled.visit else "?"
+    why = f"visit {booking} fix {verification.value} by diagnostics {settled.request_id}"
+    change = plan_status_change(
+        ticket,
+        target,
+        actor=SYSTEM_ACTOR,
+        reason=why,
+        now=now,
+        resolution=Resolution.ON_SITE if decision.resolve else None,
+    )
+    update: dict[str, Any] = {"visit": visit}
+    if decision.reopen:
+        flags = [*ticket.flags]
+        if ONSITE_FLAG not in flags:
+            flags.append(ONSITE_FLAG)
+        update |= {"flags": flags, "dispatch_reason": why}
+    return change.model_copy(update=update)
 
 
 def plan_cancel(

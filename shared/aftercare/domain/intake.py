@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
 from aftercare.domain.ports import (
@@ -34,7 +35,7 @@ from aftercare.domain.ports import (
     OpenLock,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
-from aftercare.domain.tickets import Ticket, ticket_id_for
+from aftercare.domain.tickets import Ticket, TicketFlag, ticket_id_for
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
 from aftercare.models.tickets import Occurrence, TicketStatus, TimelineEntry
@@ -209,6 +210,7 @@ def plan_new_ticket(
         routine=entry.routine,
         remote_fixable=entry.remote_fixable,
         auto_diagnose=entry.auto_diagnose,
+        flags=[TicketFlag.NEEDS_ONSITE_DISPATCH] if entry.always_onsite else [],
         suggested_parts=[p.model_dump() for p in entry.parts],
         catalog_version=rules.catalog.version,
         policy_version=rules.policy.version,
@@ -224,7 +226,11 @@ def plan_new_ticket(
         timeline=timeline,
         dedup_expires_at=_dedup_expiry(rules.policy, received_at),
         repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+        repeat_visit=context.last_resolution.visit_id
+        if repeat_of and context.last_resolution
+        else None,
         reservation=reservation,
+        escalation=first_tracker(ticket, load_escalation()),
     )
 
 

@@ -19,13 +19,17 @@ Flow (see README "Notifications"):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from aftercare.domain.preferences import Channel
 from aftercare.domain.tickets import Ticket
+from aftercare.models.field import BookingStatus
 from aftercare.models.payloads import Severity
 from aftercare.models.tickets import Resolution, TicketStatus, TicketSummary
 
@@ -38,6 +42,9 @@ class EventKind(StrEnum):
     ONSITE_VISIT_NEEDED = "onsite_visit_needed"
     RESOLVED = "resolved"
     SURVEY = "survey"
+    ENGINEER_EN_ROUTE = "engineer_en_route"  # the visit's engineer set off
+    BOOKING_CONFIRMED = "booking_confirmed"  # a visit was booked (or rescheduled)
+    VISIT_REMINDER = "visit_reminder"  # the day before the visit
 
 
 DIGEST_KIND = "digest"
@@ -76,13 +83,55 @@ def events_for_change(old: Ticket | None, new: Ticket | None) -> list[EventKind]
     events: list[EventKind] = []
     if new.needs_onsite_dispatch and not old.needs_onsite_dispatch:
         events.append(EventKind.ONSITE_VISIT_NEEDED)
+    if _visit_status(new) is BookingStatus.EN_ROUTE and _visit_status(old) is not (
+        BookingStatus.EN_ROUTE
+    ):
+        events.append(EventKind.ENGINEER_EN_ROUTE)
     if new.status is TicketStatus.RESOLVED and old.status is not TicketStatus.RESOLVED:
         remote = new.resolution is Resolution.REMOTE
         events.append(EventKind.REMOTE_RESOLVED if remote else EventKind.RESOLVED)
     return events
 
 
+VISIT_BOOKED_KINDS = frozenset({"visit_booked", "visit_rescheduled"})
+REMINDER_LEAD = timedelta(days=1)
+
+
+def booked_visit(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The visit a calendar audit entry (`visit_booked`, `visit_rescheduled` on the ticket's
+    timeline, written with the booking) announces: booking, engineer, window; else None."""
+    if not image or not str(image.get("sk", "")).startswith("EVT#"):
+        return None
+    if image.get("kind") not in VISIT_BOOKED_KINDS:
+        return None
+    detail = image.get("detail")
+    if not isinstance(detail, Mapping) or not detail.get("start"):
+        return None
+    return {
+        "booking_id": detail.get("booking_id"),
+        "engineer_id": detail.get("engineer_id"),
+        "status": "scheduled",
+        "start": detail.get("start"),
+        "end": detail.get("end"),
+        "time_zone": detail.get("time_zone"),
+    }
+
+
+def ticket_of_entry(image: Mapping[str, Any]) -> str:
+    return str(image.get("pk", "")).removeprefix("TICKET#")
+
+
+def _visit_status(ticket: Ticket) -> BookingStatus | None:
+    return ticket.visit.status if ticket.visit else None
+
+
+# News that is worthless later goes now, whatever the severity (never held for a digest).
+TIME_BOUND_KINDS = frozenset({EventKind.ENGINEER_EN_ROUTE})
+
+
 def is_critical(kind: EventKind, facts: TicketSummary) -> bool:
+    if kind in TIME_BOUND_KINDS:
+        return True
     return kind in URGENT_KINDS and facts.severity is Severity.CRITICAL
 
 

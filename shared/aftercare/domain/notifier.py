@@ -5,7 +5,7 @@ See `aftercare.domain.notifications` for the flow and the records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from aftercare.domain.delivery import (
     sent_channel,
 )
 from aftercare.domain.notifications import (
+    REMINDER_LEAD,
     AttemptRecord,
     Bundle,
     EventKind,
@@ -39,6 +40,7 @@ from aftercare.domain.surveys import survey_id_for
 from aftercare.domain.templates import RenderedMessage
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketSummary
+from aftercare.models.visits import VisitSummary
 
 RESOLUTION_KINDS = frozenset({EventKind.REMOTE_RESOLVED, EventKind.RESOLVED})
 WAITING_STATES = frozenset(
@@ -74,6 +76,35 @@ class Notifier(Router):
         outcomes = [self.notify(kind, facts, now) for kind in kinds]
         if RESOLUTION_KINDS & set(kinds):
             outcomes.append(self.schedule_survey(facts, now))
+        return outcomes
+
+    def on_visit_booked(
+        self, visit: Mapping[str, Any], ticket: Ticket, now: datetime
+    ) -> list[Outcome]:
+        """A booked visit: confirm it now, and queue the reminder for the day before (the
+        scheduler sends it when due; quiet hours and the digest apply as to any message)."""
+        booked = ticket.model_copy(update={"visit": VisitSummary.model_validate(visit)})
+        facts = TicketSummary.of(booked)
+        outcomes = [self.notify(EventKind.BOOKING_CONFIRMED, facts, now)]
+        remind_at = datetime.fromisoformat(str(visit["start"])) - REMINDER_LEAD
+        if remind_at > now:
+            reminder = Notification(
+                ticket_id=facts.ticket_id,
+                kind=EventKind.VISIT_REMINDER,
+                customer_id=facts.customer_id,
+                critical=False,
+                facts=facts,
+                created_at=now,
+                due_at=remind_at,
+            )
+            created = self.store.create(reminder, lease_until=now)
+            outcomes.append(
+                Outcome(
+                    ticket_id=facts.ticket_id,
+                    kind=EventKind.VISIT_REMINDER,
+                    result="scheduled" if created else "duplicate",
+                )
+            )
         return outcomes
 
     def prefetch(self, tickets: Iterable[Ticket | None]) -> None:

@@ -33,6 +33,8 @@ class CatalogEntry(_Rule):
     routine: str
     remote_fixable: bool
     auto_diagnose: bool
+    # The fault always needs an engineer on site: the ticket is dispatchable from the start.
+    always_onsite: bool = False
 
 
 class FaultCatalog(_Rule):

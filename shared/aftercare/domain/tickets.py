@@ -5,13 +5,15 @@ States and allowed transitions (anything else is an `InvalidTransition`):
     open            -> diagnosing, awaiting_parts, scheduled, resolved, cancelled
     diagnosing      -> open, awaiting_parts, scheduled, resolved, cancelled
     awaiting_parts  -> scheduled, resolved, cancelled
-    scheduled       -> in_repair, awaiting_parts, resolved, cancelled
-    in_repair       -> resolved, awaiting_parts
+    scheduled       -> in_repair, awaiting_parts, resolved, cancelled, open
+    in_repair       -> resolved, awaiting_parts, open
     resolved        -> closed
     closed, cancelled: terminal
 
 A ticket is *active* (it holds the device + fault code's open-fault lock, so new reports of the
 same code correlate into it) in every state before `resolved`/`cancelled`.
+`scheduled`/`in_repair` -> `open` is a visit that could not fix it (the engineer could not
+complete, or the device still reports the fault): the ticket goes back to dispatch.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ from aftercare.models.tickets import (
     TicketStatus,
     TimelineEntry,
 )
+from aftercare.models.visits import VisitRecord
 
 S = TicketStatus
 TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
     S.OPEN: frozenset({S.DIAGNOSING, S.AWAITING_PARTS, S.SCHEDULED, S.RESOLVED, S.CANCELLED}),
     S.DIAGNOSING: frozenset({S.OPEN, S.AWAITING_PARTS, S.SCHEDULED, S.RESOLVED, S.CANCELLED}),
     S.AWAITING_PARTS: frozenset({S.SCHEDULED, S.RESOLVED, S.CANCELLED}),
-    S.SCHEDULED: frozenset({S.IN_REPAIR, S.AWAITING_PARTS, S.RESOLVED, S.CANCELLED}),
-    S.IN_REPAIR: frozenset({S.RESOLVED, S.AWAITING_PARTS}),
+    S.SCHEDULED: frozenset({S.IN_REPAIR, S.AWAITING_PARTS, S.RESOLVED, S.CANCELLED, S.OPEN}),
+    S.IN_REPAIR: frozenset({S.RESOLVED, S.AWAITING_PARTS, S.OPEN}),
     S.RESOLVED: frozenset({S.CLOSED}),
     S.CLOSED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -93,6 +96,9 @@ class StatusChange(BaseModel):
     records_resolution: bool
     resolution: Resolution | None = None
     part_changes: list[LineChange] = Field(default_factory=list)
+    flags: list[TicketFlag] | None = None  # replaces the ticket's flags when given
+    dispatch_reason: str | None = None  # set with `flags` (why it needs another visit)
+    visit: VisitRecord | None = None  # the visit record written with the change
 
 
 def resolution_for(

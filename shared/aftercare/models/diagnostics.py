@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.models.payloads import DiagnosticsRequest, DiagnosticsResult
+from aftercare.models.visits import VisitRecord
 
 
 class DiagnosticState(StrEnum):
@@ -25,6 +26,7 @@ class Purpose(StrEnum):
     ENGINEER = "engineer"
     AUTO = "auto"
     VERIFY = "verify"
+    VISIT_VERIFY = "visit_verify"  # after an engineer's visit: is the fault gone?
 
 
 class Outcome(StrEnum):
@@ -34,6 +36,9 @@ class Outcome(StrEnum):
     REMOTE_FIX_FAILED = "remote_fix_failed"
     PARTS_SUGGESTED = "parts_suggested"
     TIMED_OUT = "timed_out"
+    VISIT_VERIFIED = "visit_verified"  # the device confirms the visit fixed it: resolved
+    VISIT_FIX_FAILED = "visit_fix_failed"  # the fault is still there: back to dispatch
+    VISIT_UNVERIFIED = "visit_unverified"  # no answer: resolved on the engineer's word
 
 
 class Routine(StrEnum):
@@ -70,6 +75,7 @@ class DiagnosticRecord(BaseModel):
     outcome: Outcome | None = None
     detail: str | None = None
     cancelled_at: AwareDatetime | None = None
+    visit: VisitRecord | None = None  # the visit a VISIT_VERIFY request verifies
 
     def request(self) -> DiagnosticsRequest:
         return DiagnosticsRequest(

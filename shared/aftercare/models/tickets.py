@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.models.parts import PartsLine, WantedPart
 from aftercare.models.payloads import Severity
+from aftercare.models.visits import VisitSummary
 
 
 class TicketStatus(StrEnum):
@@ -45,6 +46,8 @@ class TicketFlag(StrEnum):
     """Marks on a ticket that change what happens next."""
 
     NEEDS_ONSITE_DISPATCH = "needs_onsite_dispatch"
+    PARTNERS_ALLOWED = "partners_allowed"  # SLA escalation: dispatch may send a partner
+    SLA_BREACHED = "sla_breached"  # SLA escalation: a deadline passed unmet
 
 
 class Resolution(StrEnum):
@@ -106,6 +109,7 @@ class TicketSummary(BaseModel):
     resolved_at: AwareDatetime | None = None
     opened_at: AwareDatetime
     first_seen: AwareDatetime
+    visit: VisitSummary | None = None  # its latest visit, as the engineer reported it
 
     @classmethod
     def of(cls, ticket: TicketSummary) -> TicketSummary:
@@ -137,8 +141,13 @@ class TicketRecord(TicketSummary):
     repeat_of: str | None = None
     sla_response_due: AwareDatetime
     sla_resolution_due: AwareDatetime
+    # Where the ticket stands in dispatch (aftercare.domain.ports.dispatch.DispatchState);
+    # absent until a visit is needed and the Dispatcher has decided.
+    dispatch_state: str | None = None
+    parts_arrived_at: AwareDatetime | None = None  # a backorder the ticket waited for arrived
     suggested_parts: list[WantedPart] = Field(default_factory=list)
     catalog_version: str
     policy_version: str
     opened_by_fault: str
     version: int = 1
+    dispatch_reason: str | None = None  # why the ticket needs (another) visit

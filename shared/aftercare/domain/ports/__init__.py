@@ -15,6 +15,17 @@ from aftercare.domain.ports.diagnostics import (
     DiagnosticsDue,
     DiagnosticsStore,
 )
+from aftercare.domain.ports.dispatch import (
+    DispatchMark,
+    DispatchMarks,
+    DispatchState,
+    LeadTimes,
+    WaitingTickets,
+)
+from aftercare.domain.ports.escalation import (
+    DutyPager,
+    EscalationStore,
+)
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingNotFound,
@@ -73,6 +84,9 @@ from aftercare.domain.ports.tickets import (
     TicketReader,
     TicketStore,
 )
+from aftercare.domain.ports.visits import (
+    VisitTickets,
+)
 
 __all__ = [
     "BookingConflict",
@@ -94,14 +108,20 @@ __all__ = [
     "DiagnosticResults",
     "DiagnosticsDue",
     "DiagnosticsStore",
+    "DispatchMark",
+    "DispatchMarks",
+    "DispatchState",
     "DueQueues",
     "DuplicateFault",
+    "DutyPager",
     "EngineerDirectory",
+    "EscalationStore",
     "ExpiredHolds",
     "IntakeContext",
     "IntakeStore",
     "InventoryWriter",
     "LastResolution",
+    "LeadTimes",
     "LockConflict",
     "LowStockSink",
     "NewTicketPlan",
@@ -126,4 +146,6 @@ __all__ = [
     "TicketNotFound",
     "TicketReader",
     "TicketStore",
+    "VisitTickets",
+    "WaitingTickets",
 ]

@@ -10,7 +10,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import PartsLine
-from aftercare.models.tickets import CustomerTier, Occurrence, TimelineEntry
+from aftercare.models.tickets import CustomerTier, Occurrence, TicketFlag, TimelineEntry
+from aftercare.models.visits import VisitRecord
 
 
 class _Record(BaseModel):
@@ -52,6 +53,7 @@ class OpenLock(_Record):
 class LastResolution(_Record):
     ticket_id: str
     resolved_at: AwareDatetime
+    visit_id: str | None = None  # the booking whose visit fixed it (a repeat counts against it)
 
 
 class IntakeContext(_Record):
@@ -74,12 +76,27 @@ class OpenContext(_Record):
     parts: dict[str, PartInfo] = Field(default_factory=dict)
 
 
+class EscalationTracker(_Record):
+    """Where a ticket is in its escalation schedule."""
+
+    ticket_id: str
+    index: int
+    next_at: AwareDatetime
+    bucket: str
+
+    @property
+    def next_epoch(self) -> int:
+        return int(self.next_at.timestamp())
+
+
 class NewTicketPlan(_Record):
     ticket: Ticket
     occurrence: Occurrence
     timeline: list[TimelineEntry]
     dedup_expires_at: int
     repeat_entry: TimelineEntry | None = None
+    repeat_visit: str | None = None  # the visit that fixed the earlier ticket, if one did
+    escalation: EscalationTracker | None = None  # its SLA escalation schedule's first step
     reservation: ReservationPlan = Field(
         default_factory=lambda: ReservationPlan(lines=[], deltas=[])
     )
@@ -134,6 +151,7 @@ class TicketDetail(_Record):
     ticket: Ticket
     occurrences: list[Occurrence]
     timeline: list[TimelineEntry]
+    visits: list[VisitRecord] = Field(default_factory=list)
 
 
 class PartsChange(_Record):
@@ -147,3 +165,6 @@ class PartsChange(_Record):
     replaced_lines: dict[int, PartsLine] = Field(
         default_factory=dict, description="lines that new_lines overwrite (e.g. a backorder)"
     )
+    visit: VisitRecord | None = Field(default=None, description="a visit record written with it")
+    flags: list[TicketFlag] | None = Field(default=None, description="replaces the flags if given")
+    dispatch_reason: str | None = None

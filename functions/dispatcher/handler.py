@@ -1,0 +1,84 @@
+"""Dispatcher (TicketsTable stream): a ticket that needs a visit gets one.
+
+The stream filter passes a ticket's record when it became dispatchable: a new ticket flagged
+`needs_onsite_dispatch` (its catalog code always needs a visit), a flagged active ticket with
+no dispatch decision yet (diagnostics or a failed remote fix flagged it), a ticket asked to be
+dispatched again (`dispatch_state` = wanted: an engineer asked, a backorder arrived), or a visit
+that did not fix it (back to `open`, flagged). One domain call per record
+(`aftercare.domain.dispatching.dispatch_ticket`): P1/VIP tickets get the earliest feasible
+visit booked, the others wait for the customer's choice; the decision is written on the ticket,
+which stops the filter from passing it again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aftercare.adapters.aws import from_item
+from aftercare.adapters.dispatch_deps import dispatch_deps
+from aftercare.batch import ReportingBatchProcessor
+from aftercare.domain.dispatching import DispatchDeps, dispatch_ticket
+from aftercare.domain.tickets import Ticket
+from aftercare.observability import logger, metrics, tracer
+from aftercare.runtime import entry_point
+from aftercare.settings import EnvSettings, load_settings
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+class Settings(EnvSettings):
+    tickets_table: str
+    field_table: str
+    inventory_table: str
+
+
+@cache
+def deps() -> DispatchDeps:
+    settings = load_settings(Settings)  # values come from the environment
+    return dispatch_deps(
+        tickets_table=settings.tickets_table,
+        field_table=settings.field_table,
+        inventory_table=settings.inventory_table,
+    )
+
+
+@tracer.capture_method
+def record_handler(record: DynamoDBRecord) -> str | None:
+    image = record.raw_event["dynamodb"].get("NewImage")
+    if not image:
+        return None
+    ticket = Ticket.model_validate(from_item(image))
+    outcome = dispatch_ticket(ticket, deps(), now=datetime.now(UTC))
+    if outcome is None:
+        return None
+    metrics.add_metric(name=f"Dispatch_{outcome.state.value}", unit=MetricUnit.Count, value=1)
+    if outcome.slot_taken:
+        metrics.add_metric(
+            name="DispatchSlotTaken", unit=MetricUnit.Count, value=outcome.slot_taken
+        )
+    logger.info(
+        "ticket dispatched",
+        extra={
+            "ticket_id": outcome.ticket_id,
+            "state": outcome.state.value,
+            "booking_id": outcome.booking.booking_id if outcome.booking else None,
+            "candidates": outcome.candidates,
+            "slot_taken": outcome.slot_taken,
+        },
+    )
+    return outcome.state.value
+
+
+@entry_point
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps()  # settings validated before any record: a missing variable fails with its name
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

@@ -1,0 +1,28 @@
+"""The dispatch use cases' adapters, built once per process from table names (the Dispatcher
+function, the dispatch API function and the CLI share it)."""
+
+from __future__ import annotations
+
+from aftercare.adapters.calendar import DynamoCalendar
+from aftercare.adapters.dispatch_marks import DynamoDispatchMarks, DynamoLeadTimes
+from aftercare.adapters.field_directory import DynamoEngineerDirectory
+from aftercare.adapters.ticket_reads import DynamoTicketReader
+from aftercare.domain.dispatch_policy import load_dispatch_policy
+from aftercare.domain.dispatching import DispatchDeps
+from aftercare.domain.pricing import load_price_table
+from aftercare.domain.rules import load_catalog
+
+
+def dispatch_deps(*, tickets_table: str, field_table: str, inventory_table: str) -> DispatchDeps:
+    calendar = DynamoCalendar(table=field_table, tickets_table=tickets_table)
+    return DispatchDeps(
+        tickets=DynamoTicketReader(tickets_table=tickets_table),
+        directory=DynamoEngineerDirectory(table=field_table),
+        bookings=calendar,
+        calendar=calendar,
+        marks=DynamoDispatchMarks(tickets_table=tickets_table),
+        lead_times=DynamoLeadTimes(inventory_table=inventory_table),
+        policy=load_dispatch_policy(),
+        catalog=load_catalog(),
+        prices=load_price_table(),
+    )

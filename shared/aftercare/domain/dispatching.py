@@ -1,0 +1,409 @@
+"""Dispatching one ticket (the Dispatcher function, the API): find the candidates, then book
+the earliest feasible visit where the policy says so (P1/VIP), or leave the choice to the
+customer; record the decision on the ticket (`dispatch_state` + a timeline entry) in one write.
+
+Booking goes through the `Calendar` port, whose write fails with `SlotTaken` when anyone else
+took that time first (a customer, a dispatcher, another Dispatcher): the next candidate is
+tried. A manual assignment (`assign`) uses the same write: there is no bypass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from aftercare.domain.dispatch import (
+    Candidate,
+    CandidateSearch,
+    DispatchJob,
+    EngineerContext,
+    auto_books,
+    dispatch_trigger,
+    find_candidates,
+    job_for,
+    local_day,
+    static_rule_failure,
+)
+from aftercare.domain.dispatch_policy import DispatchPolicy
+from aftercare.domain.ports.dispatch import (
+    DispatchMark,
+    DispatchMarks,
+    DispatchState,
+    LeadTimes,
+    WaitingTickets,
+)
+from aftercare.domain.ports.field import (
+    BookingConflict,
+    BookingReads,
+    Calendar,
+    EngineerDirectory,
+    SlotTaken,
+)
+from aftercare.domain.ports.records import ConcurrentUpdate
+from aftercare.domain.ports.tickets import TicketLookup
+from aftercare.domain.pricing import PriceTable, RepairFacts, estimate
+from aftercare.domain.rules import FaultCatalog
+from aftercare.domain.tickets import Ticket
+from aftercare.models.field import (
+    LIVE_BOOKING_STATUSES,
+    Booking,
+    BookingSource,
+    BookingStatus,
+    Engineer,
+)
+from aftercare.models.parts import LineStatus
+from aftercare.models.tickets import TicketStatus, TimelineEntry
+
+MAX_MARK_RETRIES = 3
+OFFERED_IN_ENTRY = 3
+
+
+@dataclass(frozen=True)
+class DispatchDeps:
+    tickets: TicketLookup
+    directory: EngineerDirectory
+    bookings: BookingReads
+    calendar: Calendar
+    marks: DispatchMarks
+    lead_times: LeadTimes
+    policy: DispatchPolicy
+    catalog: FaultCatalog
+    prices: PriceTable
+
+
+class DispatchOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ticket_id: str
+    state: DispatchState
+    booking: Booking | None = None
+    candidates: int = 0
+    rejected: dict[str, str] = {}
+    slot_taken: int = 0
+
+
+class EngineerNotEligible(ValueError):
+    """A manual assignment to an engineer who fails a hard rule (skill, region, partner)."""
+
+
+class EngineerUnknown(LookupError):
+    pass
+
+
+class InvalidStart(ValueError):
+    """A manual assignment's start off the calendar's quarter-hour cells."""
+
+
+class NotDispatchable(ValueError):
+    """The ticket is not in a state a visit can be booked for (resolved, under repair...)."""
+
+
+def contexts_for(job: DispatchJob, deps: DispatchDeps, now: datetime) -> list[EngineerContext]:
+    """The region's engineers (and partners) with their live bookings over the search days."""
+    partners = {p.partner_id: p for p in deps.directory.list_partners()}
+    engineers = deps.directory.list_engineers(job.region)
+    last = min(job.sla_due, now + timedelta(days=deps.policy.visit.horizon_days))
+    start = max(now, job.parts_ready_at)
+    contexts = [
+        EngineerContext(engineer=e, partner=partners.get(e.partner) if e.partner else None)
+        for e in engineers
+    ]
+    eligible = [c for c in contexts if static_rule_failure(c, job, deps.policy) is None]
+    for_engineer = {
+        c.engineer.engineer_id: _bookings(deps.bookings, c.engineer, start, last) for c in eligible
+    }
+    partner_days = _partner_visits(for_engineer, eligible)
+    return [
+        c.model_copy(
+            update={
+                "bookings": tuple(for_engineer.get(c.engineer.engineer_id, ())),
+                "partner_visits": partner_days.get(c.engineer.partner or "", {}),
+            }
+        )
+        for c in contexts
+    ]
+
+
+def _bookings(
+    reads: BookingReads, engineer: Engineer, start: datetime, last: datetime
+) -> list[Booking]:
+    if last < start:
+        return []
+    first_day, last_day = local_day(start, engineer.time_zone), local_day(last, engineer.time_zone)
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    live = (b for d in days for b in reads.bookings_for_engineer(engineer.engineer_id, d))
+    return [b for b in live if b.status in LIVE_BOOKING_STATUSES]
+
+
+def _partner_visits(
+    by_engineer: Mapping[str, list[Booking]], contexts: Iterable[EngineerContext]
+) -> dict[str, dict[date, int]]:
+    counts: dict[str, dict[date, int]] = {}
+    for ctx in contexts:
+        partner = ctx.engineer.partner
+        if partner is None:
+            continue
+        per_day = counts.setdefault(partner, {})
+        for b in by_engineer.get(ctx.engineer.engineer_id, []):
+            day = local_day(b.start, ctx.engineer.time_zone)
+            per_day[day] = per_day.get(day, 0) + 1
+    return counts
+
+
+def booking_id_for(ticket_id: str, engineer_id: str, start: datetime) -> str:
+    """Deterministic per ticket, engineer and start: a retried write is the same booking."""
+    who = hashlib.sha256(engineer_id.encode()).hexdigest()[:8]
+    return f"B-{ticket_id.removeprefix('T-')}-{start.astimezone(UTC):%Y%m%d%H%M}-{who}"
+
+
+def new_booking(
+    ticket: Ticket,
+    candidate: Candidate,
+    *,
+    source: BookingSource,
+    actor: str,
+    now: datetime,
+) -> Booking:
+    return Booking(
+        booking_id=booking_id_for(ticket.ticket_id, candidate.engineer_id, candidate.start),
+        ticket_id=ticket.ticket_id,
+        engineer_id=candidate.engineer_id,
+        partner=candidate.partner,
+        customer_id=ticket.customer_id,
+        thing=ticket.thing,
+        region=ticket.region,
+        start=candidate.start,
+        end=candidate.end,
+        time_zone=candidate.time_zone,
+        status=BookingStatus.SCHEDULED,
+        source=source,
+        created_at=now,
+        updated_at=now,
+        created_by=actor,
+    )
+
+
+def cost_detail(ticket: Ticket, prices: PriceTable) -> dict[str, Any]:
+    facts = RepairFacts.model_validate(
+        {**ticket.model_dump(mode="json"), "flags": [*ticket.flags, "needs_onsite_dispatch"]}
+    )
+    return estimate(facts, prices).model_dump(mode="json")
+
+
+def booked_entry(
+    ticket: Ticket,
+    booking: Booking,
+    deps: DispatchDeps,
+    *,
+    actor: str,
+    now: datetime,
+    slot_taken: int = 0,
+) -> TimelineEntry:
+    return TimelineEntry(
+        at=now,
+        kind="dispatch_booked",
+        actor=actor,
+        detail={
+            "booking_id": booking.booking_id,
+            "engineer_id": booking.engineer_id,
+            "partner": booking.partner,
+            "start": booking.start.isoformat(),
+            "end": booking.end.isoformat(),
+            "source": booking.source.value,
+            "estimate": cost_detail(ticket, deps.prices),
+            "slot_taken": slot_taken,
+        },
+    )
+
+
+def mark(
+    deps: DispatchDeps,
+    ticket: Ticket,
+    state: DispatchState,
+    entry: TimelineEntry,
+    *,
+    to_status: TicketStatus | None = None,
+    flag: bool = False,
+    waiting_skus: tuple[str, ...] = (),
+) -> None:
+    """Record the decision; a ticket that moved on meanwhile is re-read and marked again."""
+    current = ticket
+    for _ in range(MAX_MARK_RETRIES):
+        status = to_status if to_status in _TARGETS.get(current.status, ()) else None
+        try:
+            deps.marks.mark_dispatch(
+                DispatchMark(
+                    ticket=current,
+                    state=state,
+                    entry=entry,
+                    to_status=status,
+                    flag=flag,
+                    waiting_skus=waiting_skus,
+                )
+            )
+            return
+        except ConcurrentUpdate:
+            current = deps.tickets.get_ticket(ticket.ticket_id).ticket
+    raise ConcurrentUpdate(f"{ticket.ticket_id} kept changing while dispatch was recorded")
+
+
+_TARGETS = {
+    TicketStatus.OPEN: (TicketStatus.SCHEDULED,),
+    TicketStatus.DIAGNOSING: (TicketStatus.SCHEDULED,),
+    TicketStatus.AWAITING_PARTS: (TicketStatus.SCHEDULED,),
+}
+
+
+def book_first(
+    ticket: Ticket,
+    candidates: Iterable[Candidate],
+    deps: DispatchDeps,
+    *,
+    now: datetime,
+    on_taken: Callable[[Candidate], None],
+) -> Booking | None:
+    """Book the candidates in order until one write succeeds (SlotTaken: the next one).
+
+    `BookingConflict` (the ticket got a live booking meanwhile, e.g. the customer picked a
+    slot) goes to the caller: there is nothing left to book."""
+    for candidate in candidates:
+        booking = new_booking(
+            ticket, candidate, source=BookingSource.AUTO, actor="dispatcher", now=now
+        )
+        try:
+            deps.calendar.book(booking, now)
+        except SlotTaken:
+            on_taken(candidate)
+            continue
+        return booking
+    return None
+
+
+def live_booking(deps: DispatchDeps, ticket_id: str) -> Booking | None:
+    live = [
+        b for b in deps.bookings.bookings_for_ticket(ticket_id) if b.status in LIVE_BOOKING_STATUSES
+    ]
+    return live[0] if live else None
+
+
+def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> DispatchOutcome | None:
+    """Dispatch one ticket; None when it needs no visit (or no longer)."""
+    entry_in_catalog = deps.catalog.lookup(ticket.fault_code)
+    always = bool(entry_in_catalog and entry_in_catalog.always_onsite)
+    if dispatch_trigger(ticket, always) is None:
+        return None
+    existing = live_booking(deps, ticket.ticket_id)
+    if existing is not None:  # a redelivered record, or the customer booked meanwhile
+        return DispatchOutcome(
+            ticket_id=ticket.ticket_id, state=DispatchState.BOOKED, booking=existing
+        )
+    skus = [line.sku for line in ticket.parts]
+    job = job_for(ticket, policy=deps.policy, lead_days=deps.lead_times.lead_days(skus), now=now)
+    search = find_candidates(job, contexts_for(job, deps, now), deps.policy, now)
+    if not search.candidates:
+        return _no_candidate(ticket, job, search.rejected, deps, now)
+    if not auto_books(job, deps.policy):
+        return _offer(ticket, search.candidates, search.rejected, deps, now)
+    return _auto_book(ticket, search, deps, now)
+
+
+def _auto_book(
+    ticket: Ticket, search: CandidateSearch, deps: DispatchDeps, now: datetime
+) -> DispatchOutcome:
+    """P1/VIP: the earliest feasible visit of the best candidate that can still be had."""
+    taken: list[str] = []
+    try:
+        booking = book_first(
+            ticket, search.candidates, deps, now=now, on_taken=lambda c: taken.append(c.engineer_id)
+        )
+    except BookingConflict:  # the ticket got its visit meanwhile (one live booking per ticket)
+        return DispatchOutcome(
+            ticket_id=ticket.ticket_id,
+            state=DispatchState.BOOKED,
+            booking=live_booking(deps, ticket.ticket_id),
+        )
+    if booking is None:
+        return _offer(ticket, [], search.rejected, deps, now, slot_taken=len(taken))
+    entry = booked_entry(ticket, booking, deps, actor="dispatcher", now=now, slot_taken=len(taken))
+    mark(deps, ticket, DispatchState.BOOKED, entry, to_status=TicketStatus.SCHEDULED)
+    return DispatchOutcome(
+        ticket_id=ticket.ticket_id,
+        state=DispatchState.BOOKED,
+        booking=booking,
+        candidates=len(search.candidates),
+        rejected=search.rejected,
+        slot_taken=len(taken),
+    )
+
+
+def _offer(
+    ticket: Ticket,
+    candidates: list[Candidate],
+    rejected: dict[str, str],
+    deps: DispatchDeps,
+    now: datetime,
+    *,
+    slot_taken: int = 0,
+) -> DispatchOutcome:
+    """The customer chooses (GET /tickets/{id}/slots): record that the ticket waits for them."""
+    entry = TimelineEntry(
+        at=now,
+        kind="dispatch_awaiting_customer",
+        actor="dispatcher",
+        detail={
+            "earliest": [
+                {"engineer_id": c.engineer_id, "start": c.start.isoformat()}
+                for c in candidates[:OFFERED_IN_ENTRY]
+            ],
+            "slot_taken": slot_taken,
+            "estimate": cost_detail(ticket, deps.prices),
+        },
+    )
+    mark(deps, ticket, DispatchState.AWAITING_CUSTOMER, entry)
+    return DispatchOutcome(
+        ticket_id=ticket.ticket_id,
+        state=DispatchState.AWAITING_CUSTOMER,
+        candidates=len(candidates),
+        rejected=rejected,
+        slot_taken=slot_taken,
+    )
+
+
+def _no_candidate(
+    ticket: Ticket, job: DispatchJob, rejected: dict[str, str], deps: DispatchDeps, now: datetime
+) -> DispatchOutcome:
+    """Nobody can go in time: waiting for parts (a backorder past the horizon) or for people."""
+    horizon = now + timedelta(days=deps.policy.visit.horizon_days)
+    state = (
+        DispatchState.AWAITING_PARTS
+        if job.parts_ready_at >= min(job.sla_due, horizon)
+        else DispatchState.NO_CANDIDATE
+    )
+    entry = TimelineEntry(
+        at=now,
+        kind=f"dispatch_{state.value}",
+        actor="dispatcher",
+        detail={"parts_ready_at": job.parts_ready_at.isoformat(), "rejected": rejected},
+    )
+    waiting = tuple(
+        sorted({line.sku for line in ticket.parts if line.status is LineStatus.BACKORDERED})
+    )
+    mark(
+        deps,
+        ticket,
+        state,
+        entry,
+        waiting_skus=waiting if state is DispatchState.AWAITING_PARTS else (),
+    )
+    return DispatchOutcome(ticket_id=ticket.ticket_id, state=state, rejected=rejected)
+
+
+def wake_waiting(sku: str, waiting: WaitingTickets, *, now: datetime) -> list[str]:
+    """A backorder of `sku` arrived: every ticket waiting for it is dispatched again."""
+    entry = TimelineEntry(at=now, kind="dispatch_parts_arrived", actor="stock", detail={"sku": sku})
+    return [t for t in waiting.waiting_for(sku) if waiting.wake(t, sku, entry)]

@@ -1,0 +1,225 @@
+"""SLA escalation: steps at shares of the response and resolution deadlines, acted on once.
+
+Every ticket gets an escalation tracker when it opens (`TICKET#<id> / ESC`, written in intake's
+transaction): the index of its next step in the ticket's schedule and when that step is due.
+Trackers that are due sit in a sparse index (`by_escalation`: bucket, epoch second), which the
+`EscalationSweeper` reads on a schedule. For each due tracker the sweeper reads the ticket and
+plans (`plan_escalation`, pure):
+
+- steps made stale by a status change are skipped: a response step once the ticket has left
+  `open`, every step once the ticket is resolved or cancelled (the tracker is then deleted);
+- the other due steps act: `notify_duty_manager` (a page), `redispatch_with_partners` (flags
+  `needs_onsite_dispatch` + `partners_allowed`, with the reason), `mark_breached` (flag
+  `sla_breached`); each leaves a `sla_escalated` timeline entry;
+- the tracker advances past them, in the same transaction as the ticket's change, on the
+  condition that it still holds the index read: a second sweeper (or a retry) that read the
+  same index fails that condition and does nothing. So each step acts exactly once; a page
+  goes out after the transaction committed (at most once: a crash in between loses the page,
+  never the record of the escalation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from aftercare.data import safe_load
+from aftercare.domain.ports.escalation import DutyPager, EscalationStore
+from aftercare.domain.ports.records import EscalationTracker
+from aftercare.domain.sla import SlaTargetKind
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
+
+ESCALATION_ACTOR = "sla-escalation"
+BUCKETS = 8  # trackers spread over this many index partitions (hot-partition free at scale)
+
+
+class EscalationAction(StrEnum):
+    NOTIFY_DUTY_MANAGER = "notify_duty_manager"
+    REDISPATCH_WITH_PARTNERS = "redispatch_with_partners"
+    MARK_BREACHED = "mark_breached"
+
+
+class EscalationStep(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: SlaTargetKind
+    at: float = Field(gt=0, le=2)
+    action: EscalationAction
+
+    @property
+    def name(self) -> str:
+        return f"{self.target.value}@{round(self.at * 100)}%"
+
+
+class EscalationPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    steps: list[EscalationStep]
+
+
+@cache
+def load_escalation() -> EscalationPolicy:
+    """The escalation steps shipped with this build (`data/escalation.yaml`)."""
+    text = resources.files("aftercare.data").joinpath("escalation.yaml").read_text("utf-8")
+    data = safe_load(text)
+    data["version"] = str(data["version"])
+    return EscalationPolicy.model_validate(data)
+
+
+class ScheduledStep(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    due: AwareDatetime
+    step: EscalationStep
+
+
+def schedule(ticket: Ticket, policy: EscalationPolicy) -> list[ScheduledStep]:
+    """The ticket's steps in the order they fall due."""
+    deadlines = {
+        SlaTargetKind.RESPONSE: ticket.sla_response_due,
+        SlaTargetKind.RESOLUTION: ticket.sla_resolution_due,
+    }
+    steps = [
+        ScheduledStep(
+            due=ticket.opened_at + (deadlines[s.target] - ticket.opened_at) * s.at, step=s
+        )
+        for s in policy.steps
+    ]
+    return sorted(steps, key=lambda s: (s.due, s.step.target.value))
+
+
+def bucket_of(ticket_id: str) -> str:
+    digest = hashlib.sha256(ticket_id.encode()).digest()
+    return f"ESC#{digest[0] % BUCKETS}"
+
+
+def first_tracker(ticket: Ticket, policy: EscalationPolicy) -> EscalationTracker | None:
+    steps = schedule(ticket, policy)
+    if not steps or not ticket.active:
+        return None
+    return EscalationTracker(
+        ticket_id=ticket.ticket_id,
+        index=0,
+        next_at=steps[0].due,
+        bucket=bucket_of(ticket.ticket_id),
+    )
+
+
+class EscalationPlan(BaseModel):
+    """What one sweep does to one ticket, applied in one transaction (then the pages)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ticket: Ticket
+    seen_index: int
+    next: EscalationTracker | None  # None: the schedule is done (or stale): delete it
+    acted: list[EscalationStep] = Field(default_factory=list)
+    skipped: list[EscalationStep] = Field(default_factory=list)
+    entries: list[TimelineEntry] = Field(default_factory=list)
+    flags: list[TicketFlag] | None = None  # the ticket's flags after, when they change
+    dispatch_reason: str | None = None
+    pages: list[str] = Field(default_factory=list)
+
+    @property
+    def changes_ticket(self) -> bool:
+        return bool(self.entries)
+
+
+def _stale(step: EscalationStep, ticket: Ticket) -> bool:
+    if not ticket.active:
+        return True
+    return step.target is SlaTargetKind.RESPONSE and ticket.status is not TicketStatus.OPEN
+
+
+def plan_escalation(
+    ticket: Ticket, tracker: EscalationTracker, policy: EscalationPolicy, now: datetime
+) -> EscalationPlan:
+    """Act on the tracker's steps that are due by `now` and not made stale, then advance."""
+    steps = schedule(ticket, policy)
+    index = tracker.index
+    acted: list[EscalationStep] = []
+    skipped: list[EscalationStep] = []
+    while index < len(steps) and steps[index].due <= now:
+        step = steps[index].step
+        (skipped if _stale(step, ticket) else acted).append(step)
+        index += 1
+    nxt = None
+    if ticket.active and index < len(steps):
+        nxt = tracker.model_copy(update={"index": index, "next_at": steps[index].due})
+    return _with_actions(
+        EscalationPlan(
+            ticket=ticket, seen_index=tracker.index, next=nxt, acted=acted, skipped=skipped
+        ),
+        now,
+    )
+
+
+def _with_actions(plan: EscalationPlan, now: datetime) -> EscalationPlan:
+    ticket = plan.ticket
+    flags = list(ticket.flags)
+    entries, pages = [], []
+    reason = None
+    for step in plan.acted:
+        action = step.action
+        if action is EscalationAction.REDISPATCH_WITH_PARTNERS:
+            flags += [
+                f
+                for f in (TicketFlag.NEEDS_ONSITE_DISPATCH, TicketFlag.PARTNERS_ALLOWED)
+                if f not in flags
+            ]
+            reason = f"SLA escalation {step.name}: dispatch again, partners allowed"
+        elif action is EscalationAction.MARK_BREACHED and TicketFlag.SLA_BREACHED not in flags:
+            flags.append(TicketFlag.SLA_BREACHED)
+        elif action is EscalationAction.NOTIFY_DUTY_MANAGER:
+            pages.append(
+                f"SLA escalation {step.name}: ticket {ticket.ticket_id} ({ticket.priority}, "
+                f"{ticket.fault_code} on {ticket.thing}) is {ticket.status}; response due "
+                f"{ticket.sla_response_due.isoformat()}, resolution due "
+                f"{ticket.sla_resolution_due.isoformat()}"
+            )
+        entries.append(
+            TimelineEntry(
+                at=now,
+                kind="sla_escalated",
+                actor=ESCALATION_ACTOR,
+                detail={"step": step.name, "action": action.value, "status": ticket.status.value},
+            )
+        )
+    changed = flags != list(ticket.flags)
+    return plan.model_copy(
+        update={
+            "entries": entries,
+            "pages": pages,
+            "flags": flags if changed else None,
+            "dispatch_reason": reason or ticket.dispatch_reason,
+        }
+    )
+
+
+def sweep_escalations(
+    store: EscalationStore,
+    pager: DutyPager,
+    policy: EscalationPolicy,
+    now: datetime,
+    limit: int = 200,
+) -> list[EscalationPlan]:
+    """Every due tracker: plan, apply (conditional on the index read), then page."""
+    applied = []
+    for tracker in store.due(now, limit):
+        ticket = store.ticket(tracker.ticket_id)
+        if ticket is None:
+            continue
+        plan = plan_escalation(ticket, tracker, policy, now)
+        if not store.apply(plan, tracker):
+            continue  # another sweep acted, or the ticket moved: the next sweep looks again
+        for page in plan.pages:
+            pager.page(page)
+        applied.append(plan)
+    return applied

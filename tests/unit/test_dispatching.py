@@ -1,0 +1,195 @@
+"""Dispatching one ticket: P1/VIP tickets get the earliest feasible visit booked through the
+calendar (the next candidate when the slot was taken), the rest wait for the customer's choice;
+the decision lands on the ticket once, with the cost estimate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from aftercare.domain.dispatch_policy import load_dispatch_policy
+from aftercare.domain.dispatching import DispatchDeps, DispatchOutcome, dispatch_ticket
+from aftercare.domain.ports.dispatch import DispatchState
+from aftercare.domain.pricing import load_price_table
+from aftercare.domain.rules import load_catalog
+from aftercare.domain.tickets import Ticket
+from aftercare.models.field import BookingSource, GeoPoint
+from aftercare.models.parts import LineStatus, PartsLine
+from aftercare.models.tickets import Priority, TicketFlag, TicketStatus
+
+from tests.fakes.diagnostics import make_ticket
+from tests.fakes.dispatch import (
+    MONDAY,
+    FakeDispatchMarks,
+    FakeFieldService,
+    FakeLeadTimes,
+    booking,
+    engineer,
+)
+
+NEAR = GeoPoint(lat=53.36, lon=-6.25)
+FAR = GeoPoint(lat=53.6, lon=-6.6)
+
+
+def visit_ticket(priority: str = "P1", **update: object) -> Ticket:
+    """An AC-HP fan fault flagged for a visit, due 30 hours after Monday 07:00."""
+    base = make_ticket("FAN-STALL", model="AC-HP", flags=[TicketFlag.NEEDS_ONSITE_DISPATCH])
+    fields = {
+        "priority": Priority(priority),
+        "sla_resolution_due": MONDAY + timedelta(hours=30),
+        **update,
+    }
+    return base.model_copy(update=fields)
+
+
+class World:
+    def __init__(self, ticket: Ticket, lead_days: dict[str, int] | None = None) -> None:
+        self.field = FakeFieldService([engineer("E-near", home=NEAR), engineer("E-far", home=FAR)])
+        self.tickets = FakeDispatchMarks(ticket)
+        self.deps = DispatchDeps(
+            tickets=self.tickets,
+            directory=self.field,
+            bookings=self.field,
+            calendar=self.field,
+            marks=self.tickets,
+            lead_times=FakeLeadTimes(lead_days),
+            policy=load_dispatch_policy(),
+            catalog=load_catalog(),
+            prices=load_price_table(),
+        )
+        self.ticket_id = ticket.ticket_id
+
+    def dispatch(self, ticket: Ticket | None = None) -> DispatchOutcome | None:
+        current = ticket or self.tickets.tickets[self.ticket_id]
+        return dispatch_ticket(current, self.deps, now=MONDAY)
+
+    @property
+    def ticket(self) -> Ticket:
+        return self.tickets.tickets[self.ticket_id]
+
+
+@pytest.fixture
+def p1() -> World:
+    return World(visit_ticket())
+
+
+def test_a_p1_ticket_gets_the_best_candidates_earliest_visit_booked(p1: World) -> None:
+    # When the Dispatcher sees the flagged P1 ticket
+    outcome = p1.dispatch()
+    # Then the nearer engineer's first window is booked automatically
+    assert outcome is not None and outcome.state is DispatchState.BOOKED
+    booked = outcome.booking
+    assert booked is not None and booked.engineer_id == "E-near"
+    assert booked.source is BookingSource.AUTO
+    assert booked.start == MONDAY.replace(hour=8, minute=30)  # 08:00 shift + travel, on the grid
+    assert list(p1.field.bookings) == [booked.booking_id]
+    # And the ticket is scheduled, with the booking and the cost estimate on its timeline
+    assert p1.ticket.status is TicketStatus.SCHEDULED
+    assert p1.ticket.dispatch_state == DispatchState.BOOKED
+    entry = p1.tickets.timeline[-1]
+    assert entry.kind == "dispatch_booked" and entry.detail["booking_id"] == booked.booking_id
+    assert entry.detail["estimate"]["on_site"] is True
+
+
+def test_a_taken_slot_moves_on_to_the_next_candidate(p1: World) -> None:
+    # Given someone else takes the best candidate's time just before the Dispatcher writes
+    p1.field.refuse_next.add("E-near")
+    # When it dispatches
+    outcome = p1.dispatch()
+    # Then the next candidate is booked and the lost race is counted
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-far"
+    assert outcome.slot_taken == 1
+
+
+def test_every_slot_taken_leaves_the_choice_to_the_customer(p1: World) -> None:
+    p1.field.refuse_next.update({"E-near", "E-far"})
+    outcome = p1.dispatch()
+    assert outcome is not None and outcome.state is DispatchState.AWAITING_CUSTOMER
+    assert outcome.slot_taken == 2 and p1.field.bookings == {}
+
+
+def test_a_standard_p3_ticket_waits_for_the_customer_to_choose() -> None:
+    world = World(visit_ticket("P3"))
+    outcome = world.dispatch()
+    assert outcome is not None and outcome.state is DispatchState.AWAITING_CUSTOMER
+    assert world.field.bookings == {}
+    assert world.ticket.dispatch_state == DispatchState.AWAITING_CUSTOMER
+    assert world.ticket.status is TicketStatus.OPEN
+    assert world.tickets.timeline[-1].detail["earliest"][0]["engineer_id"] == "E-near"
+
+
+def test_a_redelivered_record_books_nothing_twice(p1: World) -> None:
+    first = p1.dispatch()
+    # When the same stream record comes again (the original image)
+    again = p1.dispatch(p1.ticket.model_copy(update={"status": TicketStatus.OPEN}))
+    assert first is not None and again is not None
+    assert again.booking == first.booking
+    assert len(p1.field.bookings) == 1 and len(p1.tickets.marks) == 1
+
+
+def test_a_ticket_that_needs_no_visit_is_left_alone() -> None:
+    world = World(make_ticket("WIFI-DROP"))
+    assert world.dispatch() is None
+    assert world.tickets.marks == []
+
+
+def test_a_backorder_past_the_deadline_waits_for_parts() -> None:
+    # Given the part is expected in 20 days
+    line = PartsLine(
+        reservation_id="R-1",
+        sku="FAN-80MM",
+        name_en="fan",
+        name_zh="fan",
+        qty=1,
+        warehouse=None,
+        unit_price=12.5,
+        currency="EUR",
+        status=LineStatus.BACKORDERED,
+        reserved_at=MONDAY,
+    )
+    world = World(
+        visit_ticket(parts=[line]),
+        lead_days={"FAN-80MM": 20},
+    )
+    # When it is dispatched
+    outcome = world.dispatch()
+    # Then no visit is booked before the part can be there, and the wait is recorded
+    assert outcome is not None and outcome.state is DispatchState.AWAITING_PARTS
+    assert world.field.bookings == {}
+    assert world.tickets.marks[-1].waiting_skus == ("FAN-80MM",)
+
+
+def test_once_the_backorder_arrived_the_visit_is_booked_at_once() -> None:
+    # Given the part the ticket waited for was delivered this morning
+    line = PartsLine(
+        reservation_id="R-1",
+        sku="FAN-80MM",
+        name_en="fan",
+        name_zh="fan",
+        qty=1,
+        warehouse=None,
+        unit_price=12.5,
+        currency="EUR",
+        status=LineStatus.BACKORDERED,
+        reserved_at=MONDAY,
+    )
+    world = World(
+        visit_ticket(parts=[line], parts_arrived_at=MONDAY, dispatch_state="wanted"),
+        lead_days={"FAN-80MM": 20},
+    )
+    # When it is dispatched again
+    outcome = world.dispatch()
+    # Then the visit is booked on Monday
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.start.date() == MONDAY.date()
+
+
+def test_existing_bookings_are_respected(p1: World) -> None:
+    # Given the near engineer is booked all Monday
+    busy = booking("E-near", MONDAY.replace(hour=8), minutes=9 * 60)
+    p1.field.bookings[busy.booking_id] = busy
+    outcome = p1.dispatch()
+    assert outcome is not None and outcome.booking is not None
+    b = outcome.booking
+    assert not (b.engineer_id == "E-near" and b.start < busy.end and busy.start < b.end)
