@@ -9,7 +9,7 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup sam-setup demo up down test lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost clean
+.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +64,30 @@ integration: setup
 e2e: setup
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests/e2e -q
 
-test: lint typecheck cfn-lint packaging
-	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q --ignore=tests/packaging
+# `make test` runs the checks (lint, typecheck, cfn-lint, packaging) in the background while the
+# suite runs (the suite mostly waits on local stacks), prints the checks' output when both are
+# done, and ends with the suite's closing line (the counts); any failing part fails `make test`.
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (2: one per core; 3 flaked two timing-
+# sensitive tests on a loaded machine), in the groups tests/conftest.py
+# makes: one per integration/e2e module, one for the modules sharing the e2e local stack.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_ARGS ?=  # e.g. make test PYTEST_ARGS=--durations=30
+LOGS := .aftercare
+
+test: setup sam-setup
+	@mkdir -p $(LOGS)
+	@$(MAKE) --no-print-directory checks > $(LOGS)/checks.log 2>&1 & checks=$$!; \
+	{ $(MAKE) --no-print-directory suite; echo $$? > $(LOGS)/suite.rc; } 2>&1 | tee $(LOGS)/suite.log; \
+	wait $$checks; checks_rc=$$?; suite_rc=$$(cat $(LOGS)/suite.rc); \
+	echo "---- lint, typecheck, cfn-lint, packaging: exit $$checks_rc ----"; cat $(LOGS)/checks.log; \
+	echo "---- suite: exit $$suite_rc ----"; grep -E " in [0-9.]+s" $(LOGS)/suite.log | tail -n 1; \
+	[ "$$suite_rc" = 0 ] && [ "$$checks_rc" = 0 ]
+
+checks: lint typecheck cfn-lint packaging
+
+suite: setup
+	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/pytest tests -q --ignore=tests/packaging $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Benchmark harness (not a test): the local stack under open-loop fault load, DynamoDB units per
 # fault, moto's ceiling and cold starts; prints a table and writes bench/results.json (README,

@@ -3,14 +3,16 @@ and the property checks that refuse what the local stack cannot honour."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.loaders import Loader, create_loader
 
 from infra.local.cfn_yaml import TemplateError
 from infra.local.template import DEFAULT_ACCOUNT_ID, Resolver, Resource, Template
@@ -108,16 +110,28 @@ def optional_str(context: StackContext, properties: Mapping[str, Any], key: str)
     return context.resolver.resolve_str(properties[key], key)
 
 
+@functools.cache
+def _service_models() -> Loader:
+    """One botocore data loader for every client this process builds: a new session parses each
+    service's JSON model again: most of a provisioning run's CPU (and tests provision often)."""
+    return create_loader()
+
+
 def moto_client(service: str, endpoint_url: str | None, region: str) -> Any:
     """A provisioning client of the moto server (of AWS's own endpoint when None, as under
-    `mock_aws`): moto's dummy credentials, no account id in the endpoint, two attempts."""
-    session = boto3.session.Session(
+    `mock_aws`): moto's dummy credentials, no account id in the endpoint, two attempts.
+    A session of its own (sessions are not thread-safe), sharing the parsed service models."""
+    session = botocore.session.Session()
+    session.register_component("data_loader", _service_models())
+    config = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2})
+    return session.create_client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint_url,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-        region_name=region,
+        config=config,
     )
-    config = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 2})
-    return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
 
 
 def moto_endpoint(other: Any) -> str | None:

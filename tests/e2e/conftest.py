@@ -3,6 +3,27 @@
 That Mosquitto is configured exactly as `aftercare local up` configures its own: client
 certificates from the stack's local CA, ACL generated from the template's IoT policy. Tests
 connect as a device with `device_agent_config` / `publish_as` (the device's own certificate).
+
+One stack for many modules: `local_stack`
+-----------------------------------------
+A local stack takes ~15-30 s of CPU to start and keeps polling while it idles, so every module
+whose tests can share one stack uses the `local_stack` fixture instead of starting its own:
+
+    def test_something(local_stack: Stack, tmp_path: Path) -> None:
+        agent = DeviceAgent(device_agent_config(local_stack.state, "rt-x-0001", tmp_path / "o"))
+
+It starts at the first test that asks for it and stops right after the last one (the suite puts
+those tests next to each other, and in one pytest-xdist group: tests/conftest.py). Tests that
+share it must not depend on what others left behind: use devices (things), fault codes and
+customers no other shared-stack test uses, look for *your* tickets (by thing and code) instead of
+counting all of them, and leave the stack running (`local_stack.broker.stop()` must be followed
+by `.start()` in the same test). `local_stack` is function-scoped (a handle on the one stack), so
+a module-scoped fixture cannot ask for it.
+
+A module keeps a private stack (a module-scoped fixture calling `LocalStack(...)` itself) when it
+needs something the shared one must not have: template parameters or schedule rates of its own
+(diagnostics, notifications), an extra function (the stream probe), or components killed on
+purpose (crash recovery). Such a module is its own xdist group, so its stack starts once.
 """
 
 from __future__ import annotations
@@ -132,18 +153,81 @@ def settle(stack: Stack, quiet_polls: int = 3, timeout: float = 60.0) -> None:
         time.sleep(0.4)
 
 
+class SharedStack:
+    """The stack behind `local_stack`: started on first use, stopped by `close()`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._starts = 0
+        self._running: Stack | None = None
+
+    def get(self) -> Stack:
+        if self._running is None:
+            self._running = self._start()
+        return self._running
+
+    def _start(self) -> Stack:
+        if not MOSQUITTO_BINARY.exists():
+            pytest.fail(f"{MOSQUITTO_BINARY} is missing: run `make setup` (installs mosquitto)")
+        os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+        self._starts += 1
+        workdir = self._workdir / f"run{self._starts}"
+        broker = MosquittoBroker(workdir=workdir / "mosquitto", auth_dir=workdir / "state")
+        broker.start()
+        stack = LocalStack(ROOT, workdir / "state", mqtt_url=broker.url)
+        try:
+            return Stack(stack, broker, stack.start())
+        except BaseException:
+            stack.stop()
+            broker.stop()
+            raise
+
+    def close(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            try:
+                running.stack.stop()
+            finally:
+                running.broker.stop()
+
+
+SHARED_STACK = pytest.StashKey[SharedStack]()
+
+
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not MOSQUITTO_BINARY.exists():
-        pytest.fail(f"{MOSQUITTO_BINARY} is missing: run `make setup` (installs mosquitto)")
-    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    workdir = tmp_path_factory.mktemp("e2e")
-    broker = MosquittoBroker(workdir=workdir / "mosquitto", auth_dir=workdir / "state")
-    broker.start()
-    stack = LocalStack(ROOT, workdir / "state", mqtt_url=broker.url)
+def shared_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedStack]:
+    holder = SharedStack(tmp_path_factory.mktemp("e2e"))
+    request.config.stash[SHARED_STACK] = holder
     try:
-        state = stack.start()
-        yield Stack(stack, broker, state)
+        yield holder
     finally:
-        stack.stop()
-        broker.stop()
+        holder.close()
+
+
+@pytest.fixture
+def local_stack(shared_stack: SharedStack) -> Stack:
+    """The local stack shared by every test that asks for it (see the module's docstring)."""
+    return shared_stack.get()
+
+
+def in_a_sharing_module(item: pytest.Item | None) -> bool:
+    """Whether `item`'s module has a test that uses `local_stack`."""
+    if item is None:
+        return False
+    return any(
+        "local_stack" in getattr(other, "fixturenames", ())
+        for other in item.session.items
+        if other.path == item.path
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared stack once the modules sharing it are done (tests/conftest.py runs them
+    one after the other): it would otherwise poll moto for the rest of the session."""
+    if in_a_sharing_module(item) and not in_a_sharing_module(nextitem):
+        holder = item.config.stash.get(SHARED_STACK, None)
+        if holder is not None:
+            holder.close()

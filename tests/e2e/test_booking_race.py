@@ -36,6 +36,7 @@ from schemathesis.generation import GenerationMode
 
 from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
 from infra.local.stack import LocalStack
+from infra.local.template import load_template
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.field import booking
 
@@ -119,13 +120,24 @@ class Env:
         return [self.token(u.username) for u in users]
 
 
+def http_api_functions() -> list[str]:
+    """The functions behind the HTTP API (the local stack serves it only with all of them)."""
+    template = load_template(ROOT / "template.yaml")
+    return [
+        r.logical_id
+        for r in template.resources.values()
+        if r.type == "AWS::Serverless::Function"
+        and any(e.get("Type") == "HttpApi" for e in (r.properties.get("Events") or {}).values())
+    ]
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     stack = LocalStack(
         ROOT,
         tmp_path_factory.mktemp("booking") / "state",
-        only_functions=["ServiceApiFunction", "SurveyFunction"],
+        only_functions=http_api_functions(),
     )
     try:
         yield Env(stack.start())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from aftercare.models.payloads import FaultEnvelope
 
 from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import provision
-from infra.local.provision_context import AwsClients
+from infra.local.provision_context import AwsClients, moto_client
 from infra.local.seed import seed_demo
 from infra.local.template import load_template
 from infra.seeding import demo_devices, stock_item
@@ -42,8 +43,9 @@ def stack() -> Iterator[dict]:
 
 
 def make_store(stack: dict) -> DynamoTicketStore:
-    clients = AwsClients.for_endpoint(stack["url"], "us-east-1")  # one client per thread
-    return ticket_store(stack["resources"], clients.dynamodb)
+    """A store on a DynamoDB client of its own (boto3 sessions are not thread-safe). Only the one
+    client: a session and six clients per fault made this test ~100 s of boto3 set-up."""
+    return ticket_store(stack["resources"], moto_client("dynamodb", stack["url"], "us-east-1"))
 
 
 def envelope(thing: str, n: int) -> FaultEnvelope:
@@ -75,9 +77,13 @@ def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None
     # When 30 threads open their tickets at once (and each is redelivered once, concurrently)
     jobs = [(thing, n) for n, thing in enumerate(things)] * 2
 
+    per_thread = threading.local()
+
     def open_one(job: tuple[str, int]) -> OutcomeKind:
         thing, n = job
-        return intake_fault(envelope(thing, n), make_store(stack), rules).kind
+        if not hasattr(per_thread, "store"):
+            per_thread.store = make_store(stack)  # one client per thread
+        return intake_fault(envelope(thing, n), per_thread.store, rules).kind
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = Counter(pool.map(open_one, jobs))

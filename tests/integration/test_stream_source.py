@@ -190,7 +190,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamWorld]:
             worker=worker,
             invocations_file=tmp / "invocations.jsonl",
         )
-        time.sleep(0.5)  # the LATEST iterator is taken when the poller starts
+        # The LATEST iterator is taken right after the poller finds its shard: wait for that
+        # (a fixed 0.5 s from start was too short on a loaded machine), then a little more.
+        eventually(
+            lambda: "Changes: reading shard" in worker.log.read_text(),
+            what="the LATEST poller to find its shard",
+        )
+        time.sleep(0.5)
         yield world
         if worker.process.poll() is None:
             started = time.monotonic()

@@ -82,7 +82,9 @@ def start_spec(module: str, spec: dict[str, Any], tmp_path: Path, name: str) -> 
     return start_child(module, spec_file, tmp_path / f"{name}.log")
 
 
-def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+def eventually(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; the timeout only bounds a failing run (20 s was too short
+    for stream records on a loaded machine running the suite on several workers)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
