@@ -57,6 +57,7 @@ from aftercare.models.field import (
 )
 from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.tickets import TicketFlag, TicketRecord, TicketStatus
+from aftercare.models.visits import FIXED_OUTCOMES, VisitOutcome
 
 DISPATCHABLE_STATES = frozenset(
     {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
@@ -152,6 +153,16 @@ class FirstTimeFix(_Frozen):
 
     visits: int = 0
     fixed: int = 0
+
+    @classmethod
+    def of(cls, outcomes: Iterable[VisitOutcome]) -> FirstTimeFix:
+        """Count finished visits only: one still under way or awaiting the device's verdict
+        says nothing yet; a fix that did not last (`repeated`) is not a first-time fix."""
+        finished = [o for o in outcomes if o in FINISHED_OUTCOMES]
+        return cls(visits=len(finished), fixed=sum(o in FIXED_OUTCOMES for o in finished))
+
+
+FINISHED_OUTCOMES = frozenset(VisitOutcome) - {VisitOutcome.IN_PROGRESS, VisitOutcome.COMPLETED}
 
 
 class EngineerContext(_Frozen):
