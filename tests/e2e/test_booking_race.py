@@ -239,6 +239,8 @@ def test_offer_book_reschedule_cancel_through_the_api(env):
         token, "POST", f"/tickets/{ticket}/booking", {"slot_id": slots[0]["slot_id"]}
     )
     assert status == 201
+    _, view = env.call(env.token("eng-ada"), "GET", f"/tickets/{ticket}")
+    assert view["status"] == "scheduled"
     status, moved = env.call(
         token, "POST", f"/bookings/{first['booking_id']}/reschedule",
         {"slot_id": slots[1]["slot_id"], "reason": "later suits"},

@@ -24,6 +24,7 @@ from aftercare.models.field import (
     Weekday,
 )
 from aftercare.models.tickets import TicketFlag, TimelineEntry
+from aftercare.models.visits import VisitOutcome
 
 MONDAY = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # a Monday morning, before shifts start
 DUBLIN = GeoPoint(lat=53.35, lon=-6.26)
@@ -228,3 +229,15 @@ class FakeLeadTimes:
 
     def lead_days(self, skus: list[str]) -> dict[str, int]:
         return {s: self.days[s] for s in skus if s in self.days}
+
+
+class FakeFixHistory:
+    """`FixHistory` from outcomes given per engineer (any model and code); records the reads."""
+
+    def __init__(self, outcomes: dict[str, list[VisitOutcome]] | None = None) -> None:
+        self.outcomes = outcomes or {}
+        self.reads: list[tuple[str, str, str]] = []
+
+    def visit_outcomes(self, engineer_id: str, model: str, fault_code: str) -> list[VisitOutcome]:
+        self.reads.append((engineer_id, model, fault_code))
+        return list(self.outcomes.get(engineer_id, []))

@@ -9,8 +9,8 @@ from typing import Any
 
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
-from aftercare.domain.ports import TicketDetail, TicketNotFound
-from aftercare.domain.tickets import Ticket
+from aftercare.domain.ports import ConcurrentUpdate, TicketDetail, TicketNotFound
+from aftercare.domain.tickets import StatusChange, Ticket
 from aftercare.models.field import (
     Booking,
     BookingSource,
@@ -27,15 +27,30 @@ from tests.fakes.tables import create_template_tables
 
 
 class Tickets:
-    """`TicketLookup` over tickets in memory."""
+    """`StatusChanges` over tickets in memory; `races` makes the next writes lose to another
+    writer (ConcurrentUpdate) as a version-guarded write would."""
 
     def __init__(self, *tickets: Ticket) -> None:
         self.tickets = {t.ticket_id: t for t in tickets}
+        self.changes: list[StatusChange] = []
+        self.races = 0
 
     def get_ticket(self, ticket_id: str) -> TicketDetail:
         if ticket_id not in self.tickets:
             raise TicketNotFound(ticket_id)
         return TicketDetail(ticket=self.tickets[ticket_id], occurrences=[], timeline=[])
+
+    def apply_status_change(self, change: StatusChange) -> None:
+        current = self.tickets[change.ticket.ticket_id]
+        if self.races:
+            self.races -= 1
+            raise ConcurrentUpdate("moved on")
+        if (current.status, current.version) != (change.ticket.status, change.ticket.version):
+            raise ConcurrentUpdate("moved on")
+        self.tickets[current.ticket_id] = current.model_copy(
+            update={"status": change.target, "version": current.version + 1}
+        )
+        self.changes.append(change)
 
 
 FIELD_TABLES = ("FieldTable", "TicketsTable")

@@ -12,16 +12,21 @@ import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.dispatch_marks import (
     DynamoDispatchMarks,
+    DynamoFixHistory,
     DynamoLeadTimes,
     DynamoWaitingTickets,
 )
 from aftercare.adapters.inventory import part_key
-from aftercare.adapters.ticket_items import ticket_item
+from aftercare.adapters.ticket_items import ticket_item, visit_put
 from aftercare.adapters.ticket_reads import DynamoTicketReader
+from aftercare.adapters.transactions import transact
+from aftercare.domain.dispatch import FirstTimeFix
 from aftercare.domain.dispatching import wake_waiting
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
 from aftercare.domain.ports.records import ConcurrentUpdate
+from aftercare.models.field import BookingStatus
 from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
+from aftercare.models.visits import VisitOutcome, VisitRecord
 from moto import mock_aws
 
 from tests.fakes.aws import use_fake_credentials
@@ -153,3 +158,49 @@ def test_a_ticket_no_longer_waiting_is_not_woken_and_its_wait_is_forgotten(ddb: 
     waiting = DynamoWaitingTickets(tickets_table=TICKETS, ddb=ddb)
     assert wake_waiting("FAN-80MM", waiting, now=NOW) == []
     assert waiting.waiting_for("FAN-80MM") == []
+
+
+def visit(booking_id: str, outcome: VisitOutcome, **changes: Any) -> VisitRecord:
+    fields: dict[str, Any] = {
+        "booking_id": booking_id,
+        "ticket_id": f"T-{booking_id}",
+        "engineer_id": "E-ann",
+        "model": "AC-HP",
+        "fault_code": "FAN-STALL",
+        "status": BookingStatus.COMPLETED,
+        "outcome": outcome,
+        "updated_at": NOW,
+    }
+    return VisitRecord(**{**fields, **changes})
+
+
+def test_an_engineers_first_time_fix_record_is_one_query_on_the_sparse_index(ddb: Any) -> None:
+    # Given visits written by the job flow's transactions (the same VISIT# item builder)
+    visits = [
+        visit("B-1", VisitOutcome.VERIFIED),
+        visit("B-2", VisitOutcome.UNVERIFIED),
+        visit("B-3", VisitOutcome.CANNOT_COMPLETE),
+        visit("B-4", VisitOutcome.COMPLETED),  # awaiting the device's verdict
+        visit("B-5", VisitOutcome.VERIFIED, engineer_id="E-bob"),
+        visit("B-6", VisitOutcome.VERIFIED, fault_code="PSU-OVERVOLT"),
+    ]
+    ddb.put_item(TableName=TICKETS, Item=to_item(ticket_item(make_ticket("FAN-STALL"))))
+    transact(ddb, [visit_put(TICKETS, v) for v in visits], lambda c: AssertionError(c.reason))
+    # and a later repeat of the code takes B-1's first-time fix away (its item is rewritten)
+    transact(
+        ddb, [visit_put(TICKETS, visit("B-1", VisitOutcome.REPEATED))], lambda c: AssertionError()
+    )
+    history = DynamoFixHistory(tickets_table=TICKETS, ddb=ddb)
+    # When dispatch reads Ann's record on this model and code
+    outcomes = history.visit_outcomes("E-ann", "AC-HP", "FAN-STALL")
+    # Then only her visits on it are seen, and the record counts finished visits
+    assert sorted(outcomes) == sorted(
+        [
+            VisitOutcome.REPEATED,
+            VisitOutcome.UNVERIFIED,
+            VisitOutcome.CANNOT_COMPLETE,
+            VisitOutcome.COMPLETED,
+        ]
+    )
+    assert FirstTimeFix.of(outcomes) == FirstTimeFix(visits=3, fixed=1)
+    assert history.visit_outcomes("E-nobody", "AC-HP", "FAN-STALL") == []

@@ -24,7 +24,12 @@ from aftercare.domain.calendar import (
     TicketNotBookable,
     load_booking_policy,
 )
-from aftercare.domain.ports import SlotTaken, TicketAlreadyBooked, TicketNotFound
+from aftercare.domain.ports import (
+    ConcurrentUpdate,
+    SlotTaken,
+    TicketAlreadyBooked,
+    TicketNotFound,
+)
 from aftercare.domain.tickets import Ticket, TicketStatus
 from aftercare.models.field import Absence, BookingSource, BookingStatus, EngineerKind, Shift
 from moto import mock_aws
@@ -149,6 +154,43 @@ def test_the_offered_customer_books_and_a_retry_returns_the_same_booking(field):
     other = field.offer_slots(CUSTOMER, "T-1", NOW)[-1]
     with pytest.raises(TicketAlreadyBooked):
         field.book(CUSTOMER, "T-1", other.slot_id, NOW)
+
+
+def test_booking_a_slot_schedules_the_ticket_once_and_a_retry_does_not_fail(field):
+    # Given a customer's open ticket and an offered slot
+    assert field.tickets.tickets["T-1"].status is TicketStatus.OPEN
+    slot = field.offer_slots(CUSTOMER, "T-1", NOW)[0]
+    # When they book it, and the request is retried
+    booking, _ = field.book(CUSTOMER, "T-1", slot.slot_id, NOW + timedelta(minutes=1))
+    field.book(CUSTOMER, "T-1", slot.slot_id, NOW + timedelta(minutes=2))
+    # Then the ticket is scheduled by one status change that names the booking
+    assert field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
+    [change] = field.tickets.changes
+    assert change.entry.actor == "user:cust-0001"
+    assert change.entry.detail["reason"] == f"visit {booking.booking_id} booked"
+
+
+def test_a_retry_finishes_a_booking_whose_status_change_was_lost(field):
+    # Given a booking whose ticket write kept losing to other writers
+    slot = field.offer_slots(CUSTOMER, "T-1", NOW)[0]
+    field.tickets.races = 3
+    with pytest.raises(ConcurrentUpdate):
+        field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
+    assert field.tickets.tickets["T-1"].status is TicketStatus.OPEN
+    # When the customer retries (one more lost race is absorbed by re-reading)
+    field.tickets.races = 1
+    _, created = field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
+    # Then the same booking is returned and the ticket is scheduled
+    assert not created and field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
+
+
+def test_a_staff_assignment_schedules_the_ticket_but_never_moves_it_back(field):
+    field.assign(MANAGER, "T-3", "E-ada", datetime(2026, 12, 8, 10, tzinfo=UTC), NOW)
+    assert field.tickets.tickets["T-3"].status is TicketStatus.SCHEDULED
+    # a ticket already under repair keeps its status when another visit is put in
+    field.tickets.tickets["T-1"] = ticket("T-1", status=TicketStatus.IN_REPAIR)
+    field.assign(MANAGER, "T-1", "E-ada", datetime(2026, 12, 9, 10, tzinfo=UTC), NOW)
+    assert field.tickets.tickets["T-1"].status is TicketStatus.IN_REPAIR
 
 
 def test_an_expired_offer_is_anyones(field):

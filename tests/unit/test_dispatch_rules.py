@@ -229,6 +229,29 @@ def test_in_house_engineers_come_before_partners_unless_the_region_says_otherwis
     assert ids([ptn, own], job(), partner_first) == ["E-ptn", "E-own"]
 
 
+def test_partners_allowed_by_sla_escalation_compete_without_the_in_house_preference() -> None:
+    # Given an in-house engineer booked all Monday and a partner free on Monday
+    busy = [booking("E-own", MONDAY + timedelta(hours=1), minutes=9 * 60)]
+    own = EngineerContext(engineer=engineer("E-own"), bookings=tuple(busy))
+    ptn = EngineerContext(
+        engineer=engineer("E-ptn", kind=EngineerKind.PARTNER, partner="PTN-west"),
+        partner=partner(cost_per_visit=40),
+    )
+    # When the ticket is dispatched normally, in-house comes first despite the later visit
+    assert ids([ptn, own], job()) == ["E-own", "E-ptn"]
+    # Then once SLA escalation allowed partners, the partner's earlier visit wins
+    escalated = job(partners_allowed=True)
+    found = find_candidates(escalated, [ptn, own], POLICY, MONDAY).candidates
+    assert [c.engineer_id for c in found] == ["E-ptn", "E-own"]
+    assert [c.terms.partner for c in found if c.terms] == [0.0, 0.0]
+
+
+def test_the_partners_allowed_flag_reaches_the_dispatch_job() -> None:
+    flagged = make_ticket(flags=[TicketFlag.NEEDS_ONSITE_DISPATCH, TicketFlag.PARTNERS_ALLOWED])
+    assert job_for(flagged, policy=POLICY, lead_days={}, now=MONDAY).partners_allowed
+    assert not job_for(make_ticket(), policy=POLICY, lead_days={}, now=MONDAY).partners_allowed
+
+
 def test_the_nearer_engineer_ranks_first_by_travel() -> None:
     near = EngineerContext(engineer=engineer("E-near", home=GeoPoint(lat=53.36, lon=-6.25)))
     far = EngineerContext(engineer=engineer("E-far", home=GeoPoint(lat=53.9, lon=-6.9)))

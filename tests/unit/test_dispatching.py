@@ -4,10 +4,12 @@ the decision lands on the ticket once, with the cost estimate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from aftercare.domain.dispatch_policy import load_dispatch_policy
+from aftercare.domain.dispatch import FirstTimeFix
+from aftercare.domain.dispatch_policy import DispatchPolicy, load_dispatch_policy
 from aftercare.domain.dispatching import DispatchDeps, DispatchOutcome, dispatch_ticket
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.pricing import load_price_table
@@ -16,12 +18,14 @@ from aftercare.domain.tickets import Ticket
 from aftercare.models.field import BookingSource, GeoPoint
 from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.tickets import Priority, TicketFlag, TicketStatus
+from aftercare.models.visits import VisitOutcome
 
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.dispatch import (
     MONDAY,
     FakeDispatchMarks,
     FakeFieldService,
+    FakeFixHistory,
     FakeLeadTimes,
     booking,
     engineer,
@@ -29,6 +33,11 @@ from tests.fakes.dispatch import (
 
 NEAR = GeoPoint(lat=53.36, lon=-6.25)
 FAR = GeoPoint(lat=53.6, lon=-6.6)
+
+
+def policy_with(**score: float) -> DispatchPolicy:
+    policy = load_dispatch_policy()
+    return policy.model_copy(update={"score": policy.score.model_copy(update=score)})
 
 
 def visit_ticket(priority: str = "P1", **update: object) -> Ticket:
@@ -46,6 +55,7 @@ class World:
     def __init__(self, ticket: Ticket, lead_days: dict[str, int] | None = None) -> None:
         self.field = FakeFieldService([engineer("E-near", home=NEAR), engineer("E-far", home=FAR)])
         self.tickets = FakeDispatchMarks(ticket)
+        self.history = FakeFixHistory()
         self.deps = DispatchDeps(
             tickets=self.tickets,
             directory=self.field,
@@ -53,6 +63,7 @@ class World:
             calendar=self.field,
             marks=self.tickets,
             lead_times=FakeLeadTimes(lead_days),
+            history=self.history,
             policy=load_dispatch_policy(),
             catalog=load_catalog(),
             prices=load_price_table(),
@@ -89,6 +100,41 @@ def test_a_p1_ticket_gets_the_best_candidates_earliest_visit_booked(p1: World) -
     entry = p1.tickets.timeline[-1]
     assert entry.kind == "dispatch_booked" and entry.detail["booking_id"] == booked.booking_id
     assert entry.detail["estimate"]["on_site"] is True
+
+
+def test_first_time_fix_history_is_read_per_eligible_engineer_and_feeds_the_score(
+    p1: World,
+) -> None:
+    # Given the nearer engineer never fixed this model/code first time and the farther always
+    p1.history.outcomes = {
+        "E-near": [VisitOutcome.CANNOT_COMPLETE] * 20 + [VisitOutcome.REPEATED] * 10,
+        "E-far": [VisitOutcome.VERIFIED] * 20 + [VisitOutcome.UNVERIFIED] * 10,
+    }
+    p1.deps = replace(p1.deps, policy=policy_with(first_time_fix=100))
+    # When the Dispatcher runs
+    outcome = p1.dispatch()
+    # Then each engineer's record was read once, on the ticket's model and code
+    assert sorted(p1.history.reads) == [
+        ("E-far", "AC-HP", "FAN-STALL"),
+        ("E-near", "AC-HP", "FAN-STALL"),
+    ]
+    # And the engineer who fixes it first time gets the visit despite the longer drive
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-far"
+
+
+def test_visits_not_finished_yet_say_nothing_about_first_time_fix() -> None:
+    record = FirstTimeFix.of(
+        [
+            VisitOutcome.IN_PROGRESS,
+            VisitOutcome.COMPLETED,
+            VisitOutcome.VERIFIED,
+            VisitOutcome.UNVERIFIED,
+            VisitOutcome.FAILED,
+            VisitOutcome.REPEATED,
+        ]
+    )
+    assert record == FirstTimeFix(visits=4, fixed=2)
 
 
 def test_a_taken_slot_moves_on_to_the_next_candidate(p1: World) -> None:

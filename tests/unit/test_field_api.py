@@ -97,6 +97,19 @@ def test_someone_elses_time_is_409_slot_taken(field):
     assert status == 409 and body["reason"] == "slot_taken"
 
 
+def test_a_ticket_that_kept_changing_is_409_and_the_retry_schedules_it(field):
+    # Given the ticket's status write keeps losing to other writers
+    _, slots = call("GET", "/tickets/T-1/slots", CUSTOMER)
+    field.tickets.races = 3
+    body = {"slot_id": slots[0]["slot_id"]}
+    status, answer = call("POST", "/tickets/T-1/booking", CUSTOMER, body)
+    assert (status, answer["reason"]) == (409, "concurrent_update")
+    # When the customer retries, the same booking comes back and the ticket is scheduled
+    status, booking = call("POST", "/tickets/T-1/booking", CUSTOMER, body)
+    assert status == 200 and booking["status"] == "scheduled"
+    assert field.tickets.tickets["T-1"].status.value == "scheduled"
+
+
 def test_bad_slots_and_bodies_are_4xx_with_a_reason(field):
     assert call("POST", "/tickets/T-1/booking", CUSTOMER, {"slot_id": "nope"})[0] == 422
     assert (

@@ -4,7 +4,11 @@ function, the dispatch API function and the CLI share it)."""
 from __future__ import annotations
 
 from aftercare.adapters.calendar import DynamoCalendar
-from aftercare.adapters.dispatch_marks import DynamoDispatchMarks, DynamoLeadTimes
+from aftercare.adapters.dispatch_marks import (
+    DynamoDispatchMarks,
+    DynamoFixHistory,
+    DynamoLeadTimes,
+)
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.domain.dispatch_policy import load_dispatch_policy
@@ -22,6 +26,7 @@ def dispatch_deps(*, tickets_table: str, field_table: str, inventory_table: str)
         calendar=calendar,
         marks=DynamoDispatchMarks(tickets_table=tickets_table),
         lead_times=DynamoLeadTimes(inventory_table=inventory_table),
+        history=DynamoFixHistory(tickets_table=tickets_table),
         policy=load_dispatch_policy(),
         catalog=load_catalog(),
         prices=load_price_table(),

@@ -10,6 +10,8 @@ TicketsTable access patterns (beside the others in template.yaml):
   puts a timeline entry.
 `dispatch_state` is what the Dispatcher's stream filter reads: absent or `wanted` on a flagged
 active ticket means "dispatch me".
+- an engineer's first-time-fix record on a model and code: Query the sparse `by_engineer_fault`
+  index (`ftf_key` = <engineer>#<model>#<code>, on VISIT# items only; projects `outcome`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ from typing import Any
 
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.inventory import part_key
-from aftercare.adapters.ticket_items import conditional_put, iso, ticket_key, timeline_item
+from aftercare.adapters.ticket_items import (
+    conditional_put,
+    fix_history_key,
+    iso,
+    ticket_key,
+    timeline_item,
+)
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
 from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.models.tickets import TicketFlag, TimelineEntry
+from aftercare.models.visits import VisitOutcome
 
 WAIT_PREFIX = "PARTSWAIT#"
 
@@ -164,3 +173,39 @@ class DynamoLeadTimes:
         )
         items = (from_item(i) for i in answer.get("Responses", {}).get(self.inventory_table, []))
         return {str(i["sku"]): int(i["lead_time_days"]) for i in items if "lead_time_days" in i}
+
+
+FIX_HISTORY_INDEX = "by_engineer_fault"
+
+
+def fix_history_query(table: str, engineer_id: str, model: str, fault_code: str) -> dict[str, Any]:
+    """One engineer's visits on one model and fault code, outcomes only."""
+    return {
+        "TableName": table,
+        "IndexName": FIX_HISTORY_INDEX,
+        "KeyConditionExpression": "ftf_key = :key",
+        "ProjectionExpression": "outcome",
+        "ExpressionAttributeValues": {
+            ":key": {"S": fix_history_key(engineer_id, model, fault_code)}
+        },
+    }
+
+
+class DynamoFixHistory:
+    """`FixHistory` from the VISIT# items on TicketsTable (one Query, paginated)."""
+
+    def __init__(self, *, tickets_table: str, ddb: Any | None = None) -> None:
+        self.tickets_table = tickets_table
+        self._ddb = ddb
+
+    ddb = LazyClient("dynamodb")
+
+    def visit_outcomes(self, engineer_id: str, model: str, fault_code: str) -> list[VisitOutcome]:
+        request = fix_history_query(self.tickets_table, engineer_id, model, fault_code)
+        pages = self.ddb.get_paginator("query").paginate(**request)
+        return [
+            VisitOutcome(item["outcome"]["S"])
+            for page in pages
+            for item in page.get("Items", [])
+            if "outcome" in item
+        ]

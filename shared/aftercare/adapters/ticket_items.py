@@ -131,11 +131,17 @@ def visit_key(ticket_id: str, booking_id: str) -> dict[str, str]:
     return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": f"{VISIT_PREFIX}{booking_id}"}
 
 
+def fix_history_key(engineer_id: str, model: str, fault_code: str) -> str:
+    """The `by_engineer_fault` index's key: an engineer's visits on one model and code."""
+    return f"{engineer_id}#{model}#{fault_code}"
+
+
 def visit_item(visit: VisitRecord) -> dict[str, Any]:
     return {
         **visit_key(visit.ticket_id, visit.booking_id),
         **visit.model_dump(mode="json"),
         "first_time_fix": visit.first_time_fix,
+        "ftf_key": fix_history_key(visit.engineer_id, visit.model, visit.fault_code),
     }
 
 

@@ -38,6 +38,7 @@ from aftercare.domain.engineers import InvalidEngineer, list_engineers, put_engi
 from aftercare.domain.ports import (
     BookingConflict,
     BookingNotFound,
+    ConcurrentUpdate,
     SlotTaken,
     TicketAlreadyBooked,
 )
@@ -218,6 +219,7 @@ def install(app: ApiGatewayResolver) -> None:
             TicketNotBookable: (HTTPStatus.CONFLICT, "ticket_not_active"),
             InvalidBookingChange: (HTTPStatus.CONFLICT, "invalid_booking_change"),
             BookingConflict: (HTTPStatus.CONFLICT, "booking_conflict"),
+            ConcurrentUpdate: (HTTPStatus.CONFLICT, "concurrent_update"),
             BookingNotFound: (HTTPStatus.NOT_FOUND, "not_found"),
             InvalidSlot: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_slot"),
             InvalidEngineer: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_engineer"),

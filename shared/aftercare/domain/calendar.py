@@ -31,7 +31,8 @@ from aftercare.domain.availability import (
     slot_id,
     starts_in,
 )
-from aftercare.domain.ports import TicketLookup, TicketNotFound
+from aftercare.domain.lifecycle import schedule_for_visit
+from aftercare.domain.ports import StatusChanges, TicketNotFound
 from aftercare.domain.ports.field import (
     BookingNotFound,
     BookingReads,
@@ -135,7 +136,7 @@ class _Candidate:
 class FieldBooking:
     """The booking use cases over the calendar ports."""
 
-    tickets: TicketLookup
+    tickets: StatusChanges
     directory: EngineerDirectory
     calendar: Calendar
     calendar_reads: CalendarReads
@@ -243,22 +244,25 @@ class FieldBooking:
         self, caller: Caller, ticket_id: str, slot: str, now: datetime
     ) -> tuple[Booking, bool]:
         """Book an offered (or any free, valid) slot: (booking, True), or the ticket's existing
-        live booking of that same window (a retry: False). SlotTaken when not free."""
+        live booking of that same window (a retry: False). SlotTaken when not free. Either way
+        the ticket ends `scheduled` (a retry finishes what a failed attempt left undone)."""
         ticket = self._bookable(caller, ticket_id)
         ref = parse_slot_id(slot)
         booking = self._new_booking(caller, ticket, ref, now)
+        created = True
         try:
             self.calendar.book(booking, now, holder=hold_of(ticket.ticket_id))
         except TicketAlreadyBooked as exc:
             existing = self.bookings.get_booking(exc.booking_id)
-            if (existing.engineer_id, existing.start, existing.end) == (
+            if (existing.engineer_id, existing.start, existing.end) != (
                 booking.engineer_id,
                 booking.start,
                 booking.end,
             ):
-                return existing, False
-            raise
-        return booking, True
+                raise
+            booking, created = existing, False
+        self._scheduled(caller, booking, now)
+        return booking, created
 
     def assign(
         self, caller: Caller, ticket_id: str, engineer_id: str, start: datetime, now: datetime
@@ -274,6 +278,7 @@ class FieldBooking:
         )
         booking = self._new_booking(caller, ticket, ref, now)
         self.calendar.book(booking, now)
+        self._scheduled(caller, booking, now)
         return booking
 
     def reschedule(
@@ -305,6 +310,12 @@ class FieldBooking:
         )  # fmt: skip
 
     # ---- helpers
+
+    def _scheduled(self, caller: Caller, booking: Booking, now: datetime) -> None:
+        schedule_for_visit(
+            self.tickets, booking.ticket_id, actor=caller.actor, booking_id=booking.booking_id,
+            now=now,
+        )  # fmt: skip
 
     def _bookable(self, caller: Caller, ticket_id: str) -> Ticket:
         ticket = self.ticket(caller, ticket_id)

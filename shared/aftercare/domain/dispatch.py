@@ -24,7 +24,8 @@ Score of a candidate (lower is better) = sum of weight x term (weights in `score
   smoothed towards `ftf_prior_rate` with `ftf_prior_visits` pseudo-visits (few visits say little);
 - `cost`: what the visit costs us (the partner's contract rate, or the engineer's own);
 - `partner`: 1 for a partner engineer (in-house first), except in `partners.first_in_regions`
-  where it is 1 for in-house engineers instead;
+  where it is 1 for in-house engineers instead; never for a partner when SLA escalation set
+  `partners_allowed` on the ticket (partners then compete on the other terms alone);
 - `vip_preferred`: 1 when a VIP customer prefers this engineer (a negative weight: a bonus).
 """
 
@@ -56,6 +57,7 @@ from aftercare.models.field import (
 )
 from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.tickets import TicketFlag, TicketRecord, TicketStatus
+from aftercare.models.visits import FIXED_OUTCOMES, VisitOutcome
 
 DISPATCHABLE_STATES = frozenset(
     {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
@@ -110,6 +112,7 @@ class DispatchJob(_Frozen):
     sla_due: AwareDatetime
     parts_ready_at: AwareDatetime
     preferred_engineers: tuple[str, ...] = ()
+    partners_allowed: bool = False  # SLA escalation: no in-house-first preference
 
 
 def job_for(
@@ -141,6 +144,7 @@ def job_for(
         if ticket.parts_arrived_at is not None
         else parts_ready_at(ticket.parts, lead_days, now),
         preferred_engineers=tuple(preferred_engineers),
+        partners_allowed=TicketFlag.PARTNERS_ALLOWED in ticket.flags,
     )
 
 
@@ -149,6 +153,16 @@ class FirstTimeFix(_Frozen):
 
     visits: int = 0
     fixed: int = 0
+
+    @classmethod
+    def of(cls, outcomes: Iterable[VisitOutcome]) -> FirstTimeFix:
+        """Count finished visits only: one still under way or awaiting the device's verdict
+        says nothing yet; a fix that did not last (`repeated`) is not a first-time fix."""
+        finished = [o for o in outcomes if o in FINISHED_OUTCOMES]
+        return cls(visits=len(finished), fixed=sum(o in FIXED_OUTCOMES for o in finished))
+
+
+FINISHED_OUTCOMES = frozenset(VisitOutcome) - {VisitOutcome.IN_PROGRESS, VisitOutcome.COMPLETED}
 
 
 class EngineerContext(_Frozen):
@@ -313,6 +327,7 @@ def score_terms(
     used = (window.end - now).total_seconds() / span if span > 0 else 1.0
     is_partner = engineer.kind is EngineerKind.PARTNER
     partner_first = job.region in policy.partners.first_in_regions
+    penalised = is_partner != partner_first and not (is_partner and job.partners_allowed)
     cost = ctx.partner.cost_per_visit if ctx.partner is not None else engineer.cost_per_visit
     return ScoreTerms(
         sla_used=min(1.0, max(0.0, used)),
@@ -320,7 +335,7 @@ def score_terms(
         load=load,
         first_time_fix=ftf_shortfall(ctx.ftf, policy),
         cost=cost,
-        partner=1.0 if is_partner != partner_first else 0.0,
+        partner=1.0 if penalised else 0.0,
         vip_preferred=1.0
         if job.tier == "vip" and engineer.engineer_id in job.preferred_engineers
         else 0.0,

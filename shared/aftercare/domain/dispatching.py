@@ -22,6 +22,7 @@ from aftercare.domain.dispatch import (
     CandidateSearch,
     DispatchJob,
     EngineerContext,
+    FirstTimeFix,
     auto_books,
     dispatch_trigger,
     find_candidates,
@@ -34,6 +35,7 @@ from aftercare.domain.ports.dispatch import (
     DispatchMark,
     DispatchMarks,
     DispatchState,
+    FixHistory,
     LeadTimes,
     WaitingTickets,
 )
@@ -71,6 +73,7 @@ class DispatchDeps:
     calendar: Calendar
     marks: DispatchMarks
     lead_times: LeadTimes
+    history: FixHistory
     policy: DispatchPolicy
     catalog: FaultCatalog
     prices: PriceTable
@@ -104,7 +107,9 @@ class NotDispatchable(ValueError):
 
 
 def contexts_for(job: DispatchJob, deps: DispatchDeps, now: datetime) -> list[EngineerContext]:
-    """The region's engineers (and partners) with their live bookings over the search days."""
+    """The region's engineers (and partners) with their live bookings over the search days
+    and, for those passing the static rules, their first-time-fix record on the job's model and
+    code (one read each)."""
     partners = {p.partner_id: p for p in deps.directory.list_partners()}
     engineers = deps.directory.list_engineers(job.region)
     last = min(job.sla_due, now + timedelta(days=deps.policy.visit.horizon_days))
@@ -118,11 +123,18 @@ def contexts_for(job: DispatchJob, deps: DispatchDeps, now: datetime) -> list[En
         c.engineer.engineer_id: _bookings(deps.bookings, c.engineer, start, last) for c in eligible
     }
     partner_days = _partner_visits(for_engineer, eligible)
+    records = {
+        c.engineer.engineer_id: FirstTimeFix.of(
+            deps.history.visit_outcomes(c.engineer.engineer_id, job.model, job.fault_code)
+        )
+        for c in eligible
+    }
     return [
         c.model_copy(
             update={
                 "bookings": tuple(for_engineer.get(c.engineer.engineer_id, ())),
                 "partner_visits": partner_days.get(c.engineer.partner or "", {}),
+                "ftf": records.get(c.engineer.engineer_id, FirstTimeFix()),
             }
         )
         for c in contexts

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketStatus, TimelineEntry
+from aftercare.models.visits import VisitOutcome
 
 
 class DispatchState(StrEnum):
@@ -59,4 +60,12 @@ class WaitingTickets(Protocol):
     def wake(self, ticket_id: str, sku: str, entry: TimelineEntry) -> bool:
         """Ask the Dispatcher to run again for the ticket (`dispatch_state` awaiting_parts ->
         wanted, parts arrived now) and forget the wait; False when it was no longer waiting."""
+        ...
+
+
+class FixHistory(Protocol):
+    """An engineer's visits on one product model and fault code (their first-time-fix record)."""
+
+    def visit_outcomes(self, engineer_id: str, model: str, fault_code: str) -> list[VisitOutcome]:
+        """The outcome of every recorded visit, in no particular order (one Query)."""
         ...
