@@ -13,11 +13,10 @@ automatic one: 409 `slot_taken` when it overlaps a live booking or an unexpired 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aftercare.adapters.dispatch_deps import dispatch_deps
+from aftercare.adapters.dispatch_deps import dispatch_deps_from_env
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, map_errors
 from aftercare.api.resolver import http_api
@@ -43,7 +42,6 @@ from aftercare.models.field import Booking
 from aftercare.models.ids import TicketId
 from aftercare.observability import logger, metrics
 from aftercare.runtime import entry_point
-from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
@@ -52,20 +50,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 app = http_api()
 
 
-class Settings(EnvSettings):
-    tickets_table: str
-    field_table: str
-    inventory_table: str
-
-
-@cache
 def deps() -> DispatchDeps:
-    settings = load_settings(Settings)  # values come from the environment
-    return dispatch_deps(
-        tickets_table=settings.tickets_table,
-        field_table=settings.field_table,
-        inventory_table=settings.inventory_table,
-    )
+    return dispatch_deps_from_env()
 
 
 def caller() -> Caller:

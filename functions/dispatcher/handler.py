@@ -13,17 +13,15 @@ which stops the filter from passing it again.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aftercare.adapters.aws import from_item
-from aftercare.adapters.dispatch_deps import dispatch_deps
+from aftercare.adapters.dispatch_deps import dispatch_deps_from_env
 from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.dispatching import DispatchDeps, dispatch_ticket
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
-from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -32,20 +30,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-class Settings(EnvSettings):
-    tickets_table: str
-    field_table: str
-    inventory_table: str
-
-
-@cache
 def deps() -> DispatchDeps:
-    settings = load_settings(Settings)  # values come from the environment
-    return dispatch_deps(
-        tickets_table=settings.tickets_table,
-        field_table=settings.field_table,
-        inventory_table=settings.inventory_table,
-    )
+    return dispatch_deps_from_env()
 
 
 @tracer.capture_method

@@ -3,6 +3,8 @@ function, the dispatch API function and the CLI share it)."""
 
 from __future__ import annotations
 
+from functools import cache
+
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.dispatch_marks import (
     DynamoDispatchMarks,
@@ -15,6 +17,7 @@ from aftercare.domain.dispatch_policy import load_dispatch_policy
 from aftercare.domain.dispatching import DispatchDeps
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.rules import load_catalog
+from aftercare.settings import EnvSettings, load_settings
 
 
 def dispatch_deps(*, tickets_table: str, field_table: str, inventory_table: str) -> DispatchDeps:
@@ -30,4 +33,24 @@ def dispatch_deps(*, tickets_table: str, field_table: str, inventory_table: str)
         policy=load_dispatch_policy(),
         catalog=load_catalog(),
         prices=load_price_table(),
+    )
+
+
+class DispatchSettings(EnvSettings):
+    """The tables a dispatch function is given (template: Dispatcher, DispatchApi)."""
+
+    tickets_table: str
+    field_table: str
+    inventory_table: str
+
+
+@cache
+def dispatch_deps_from_env() -> DispatchDeps:
+    """The process's dispatch adapters, from its settings read once (a missing variable fails
+    with its name)."""
+    settings = load_settings(DispatchSettings)
+    return dispatch_deps(
+        tickets_table=settings.tickets_table,
+        field_table=settings.field_table,
+        inventory_table=settings.inventory_table,
     )

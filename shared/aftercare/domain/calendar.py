@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -333,23 +334,61 @@ class FieldBooking:
             raise InvalidSlot(f"a {ticket.category} visit is not {ref.minutes} minutes")
         if ref.start < now or not fits(engineer, ref.start, ref.end):
             raise InvalidSlot("that window is not in the engineer's working time")
-        return Booking(
+        return scheduled_visit(
+            ticket,
             booking_id=f"B-{uuid.uuid4().hex[:16]}",
-            ticket_id=ticket.ticket_id,
-            engineer_id=engineer.engineer_id,
-            partner=engineer.partner,
-            customer_id=ticket.customer_id,
-            thing=ticket.thing,
-            region=ticket.region,
+            engineer=engineer,
             start=ref.start,
             end=ref.end,
-            time_zone=engineer.time_zone,
-            status=BookingStatus.SCHEDULED,
             source=BookingSource.DISPATCHER if caller.staff else BookingSource.CUSTOMER,
-            created_at=now,
-            updated_at=now,
-            created_by=caller.actor,
+            actor=caller.actor,
+            now=now,
         )
+
+
+def scheduled_visit(
+    ticket: Ticket,
+    *,
+    booking_id: str,
+    engineer: Engineer | VisitTaker,
+    start: datetime,
+    end: datetime,
+    source: BookingSource,
+    actor: str,
+    now: datetime,
+) -> Booking:
+    """The one way a new visit for a ticket is written down (customer, dispatcher or
+    Dispatcher): scheduled, on `engineer`'s calendar in their time zone."""
+    return Booking(
+        booking_id=booking_id,
+        ticket_id=ticket.ticket_id,
+        engineer_id=engineer.engineer_id,
+        partner=engineer.partner,
+        customer_id=ticket.customer_id,
+        thing=ticket.thing,
+        region=ticket.region,
+        start=start,
+        end=end,
+        time_zone=engineer.time_zone,
+        status=BookingStatus.SCHEDULED,
+        source=source,
+        created_at=now,
+        updated_at=now,
+        created_by=actor,
+    )
+
+
+class VisitTaker(Protocol):
+    """Who takes a visit, as far as its booking needs to say: an engineer or a candidate."""
+
+    @property
+    def engineer_id(self) -> str: ...
+
+    @property
+    def partner(self) -> str | None: ...
+
+    @property
+    def time_zone(self) -> str: ...
 
 
 def live(booking: Booking) -> bool:

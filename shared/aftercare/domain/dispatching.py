@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from aftercare.domain.calendar import scheduled_visit
 from aftercare.domain.dispatch import (
     Candidate,
     CandidateSearch,
@@ -55,7 +56,6 @@ from aftercare.models.field import (
     LIVE_BOOKING_STATUSES,
     Booking,
     BookingSource,
-    BookingStatus,
     Engineer,
 )
 from aftercare.models.parts import LineStatus
@@ -181,22 +181,15 @@ def new_booking(
     actor: str,
     now: datetime,
 ) -> Booking:
-    return Booking(
+    return scheduled_visit(
+        ticket,
         booking_id=booking_id_for(ticket.ticket_id, candidate.engineer_id, candidate.start),
-        ticket_id=ticket.ticket_id,
-        engineer_id=candidate.engineer_id,
-        partner=candidate.partner,
-        customer_id=ticket.customer_id,
-        thing=ticket.thing,
-        region=ticket.region,
+        engineer=candidate,
         start=candidate.start,
         end=candidate.end,
-        time_zone=candidate.time_zone,
-        status=BookingStatus.SCHEDULED,
         source=source,
-        created_at=now,
-        updated_at=now,
-        created_by=actor,
+        actor=actor,
+        now=now,
     )
 
 
