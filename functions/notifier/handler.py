@@ -17,9 +17,9 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
-from aftercare.adapters.ticket_items import ticket_from_image
+from aftercare.adapters.ticket_items import booked_visit, ticket_from_image, ticket_of_entry
 from aftercare.adapters.ticket_reads import DynamoTicketReader
-from aftercare.domain.notifications import Outcome, booked_visit, ticket_of_entry
+from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
 from aftercare.domain.sla import SlaBreach, sla_breaches
 from aftercare.domain.tickets import Ticket

@@ -249,3 +249,19 @@ def test_each_forbidden_import_planted_in_the_real_code_base_is_caught(
     # Then the check names that rule, and only the planted line breaks one
     assert rule in {v.rule for v in found}
     assert all(v.module == name or name in v.detail for v in found), found
+
+
+KEY_PREFIXES = ('"TICKET#', "'TICKET#", '"EVT#', "'EVT#", '"META"', "'META'")
+
+
+def test_storage_keys_stay_in_the_adapters() -> None:
+    # Given the domain's and the contract's sources (docstrings may name a key; code may not)
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for layer in ("domain", "models")
+        for path in sorted((ROOT / "shared" / "aftercare" / layer).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if any(prefix in line for prefix in KEY_PREFIXES)
+    ]
+    # Then no line of code spells a tickets-table key: stream images are mapped in adapters
+    assert offenders == []

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aftercare.adapters.aws import to_item
-from aftercare.adapters.ticket_items import ticket_from_image, ticket_item
+from aftercare.adapters.ticket_items import booked_visit, ticket_from_image, ticket_item
 from aftercare.domain.budget import Budget
 from aftercare.domain.composition import (
     Composer,
@@ -15,7 +15,6 @@ from aftercare.domain.composition import (
 from aftercare.domain.notifications import (
     AttemptStatus,
     EventKind,
-    booked_visit,
 )
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.preferences import Channel, NotificationProfile

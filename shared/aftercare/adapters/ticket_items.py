@@ -171,3 +171,32 @@ def ticket_detail(items: Iterable[Mapping[str, Any]]) -> TicketDetail | None:
         timeline=[TimelineEntry.model_validate(i) for i in rows if i["sk"].startswith("EVT#")],
         visits=[VisitRecord.model_validate(i) for i in rows if i["sk"].startswith(VISIT_PREFIX)],
     )
+
+
+# ---- calendar audit entries on the tickets stream (what the notifier confirms and reminds)
+
+VISIT_BOOKED_KINDS = frozenset({"visit_booked", "visit_rescheduled"})
+
+
+def booked_visit(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The visit a calendar audit entry (`visit_booked`, `visit_rescheduled` on the ticket's
+    timeline, written with the booking) announces: booking, engineer, window; else None."""
+    if not image or not str(image.get("sk", "")).startswith("EVT#"):
+        return None
+    if image.get("kind") not in VISIT_BOOKED_KINDS:
+        return None
+    detail = image.get("detail")
+    if not isinstance(detail, Mapping) or not detail.get("start"):
+        return None
+    return {
+        "booking_id": detail.get("booking_id"),
+        "engineer_id": detail.get("engineer_id"),
+        "status": "scheduled",
+        "start": detail.get("start"),
+        "end": detail.get("end"),
+        "time_zone": detail.get("time_zone"),
+    }
+
+
+def ticket_of_entry(image: Mapping[str, Any]) -> str:
+    return str(image.get("pk", "")).removeprefix("TICKET#")

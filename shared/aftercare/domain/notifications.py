@@ -19,11 +19,9 @@ Flow (see README "Notifications"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -93,32 +91,7 @@ def events_for_change(old: Ticket | None, new: Ticket | None) -> list[EventKind]
     return events
 
 
-VISIT_BOOKED_KINDS = frozenset({"visit_booked", "visit_rescheduled"})
 REMINDER_LEAD = timedelta(days=1)
-
-
-def booked_visit(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The visit a calendar audit entry (`visit_booked`, `visit_rescheduled` on the ticket's
-    timeline, written with the booking) announces: booking, engineer, window; else None."""
-    if not image or not str(image.get("sk", "")).startswith("EVT#"):
-        return None
-    if image.get("kind") not in VISIT_BOOKED_KINDS:
-        return None
-    detail = image.get("detail")
-    if not isinstance(detail, Mapping) or not detail.get("start"):
-        return None
-    return {
-        "booking_id": detail.get("booking_id"),
-        "engineer_id": detail.get("engineer_id"),
-        "status": "scheduled",
-        "start": detail.get("start"),
-        "end": detail.get("end"),
-        "time_zone": detail.get("time_zone"),
-    }
-
-
-def ticket_of_entry(image: Mapping[str, Any]) -> str:
-    return str(image.get("pk", "")).removeprefix("TICKET#")
 
 
 def _visit_status(ticket: Ticket) -> BookingStatus | None:
