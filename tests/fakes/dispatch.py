@@ -3,11 +3,11 @@ the adapter's semantics (the calendar refuses any overlap with a live booking or
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from aftercare.domain.ports.dispatch import DispatchMark
-from aftercare.domain.ports.field import BookingConflict, BookingNotFound, SlotTaken
+from aftercare.domain.ports.field import BookingConflict, SlotTaken
 from aftercare.domain.ports.records import ConcurrentUpdate, TicketDetail, TicketNotFound
 from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
@@ -25,6 +25,8 @@ from aftercare.models.field import (
 )
 from aftercare.models.tickets import TicketFlag, TimelineEntry
 from aftercare.models.visits import VisitOutcome
+
+from tests.fakes.booking_reads import InMemoryBookingReads
 
 MONDAY = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # a Monday morning, before shifts start
 DUBLIN = GeoPoint(lat=53.35, lon=-6.26)
@@ -84,7 +86,7 @@ def booking(engineer_id: str, start: datetime, minutes: int = 60, **overrides: A
     return Booking(**fields)
 
 
-class FakeFieldService:
+class FakeFieldService(InMemoryBookingReads):
     """EngineerDirectory + Calendar + BookingReads in memory; every write checks overlap first
     and applies at once (one thread: as atomic as the adapter's conditional write)."""
 
@@ -165,32 +167,6 @@ class FakeFieldService:
         updated = current.model_copy(update={"status": status, "version": expected_version + 1})
         self.bookings[booking.booking_id] = updated
         return updated
-
-    # BookingReads
-    def get_booking(self, booking_id: str) -> Booking:
-        if booking_id not in self.bookings:
-            raise BookingNotFound(booking_id)
-        return self.bookings[booking_id]
-
-    def bookings_for_ticket(self, ticket_id: str) -> list[Booking]:
-        return [b for b in self.bookings.values() if b.ticket_id == ticket_id]
-
-    def bookings_for_engineer(self, engineer_id: str, day: date) -> list[Booking]:
-        return [
-            b
-            for b in self.bookings.values()
-            if b.engineer_id == engineer_id and b.start.date() == day
-        ]
-
-    def board(self, day: date, region: str | None = None) -> list[Booking]:
-        return sorted(
-            (
-                b
-                for b in self.bookings.values()
-                if b.start.date() == day and (region is None or b.region == region)
-            ),
-            key=lambda b: (b.start, b.engineer_id),
-        )
 
 
 class FakeDispatchMarks:

@@ -3,14 +3,16 @@ of one engineer, version-checked status changes."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from aftercare.domain.ports import BookingConflict, BookingNotFound, SlotTaken
 from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, BookingStatus
 
+from tests.fakes.booking_reads import InMemoryBookingReads
 
-class FakeCalendar:
+
+class FakeCalendar(InMemoryBookingReads):
     def __init__(self, *bookings: Booking) -> None:
         self.bookings: dict[str, Booking] = {b.booking_id: b for b in bookings}
         self.writes = 0
@@ -59,26 +61,3 @@ class FakeCalendar:
         self.bookings[booking.booking_id] = updated
         self.writes += 1
         return updated
-
-    # BookingReads
-    def get_booking(self, booking_id: str) -> Booking:
-        if booking_id not in self.bookings:
-            raise BookingNotFound(booking_id)
-        return self.bookings[booking_id]
-
-    def bookings_for_ticket(self, ticket_id: str) -> list[Booking]:
-        return [b for b in self.bookings.values() if b.ticket_id == ticket_id]
-
-    def bookings_for_engineer(self, engineer_id: str, day: date) -> list[Booking]:
-        return [
-            b
-            for b in self.bookings.values()
-            if b.engineer_id == engineer_id and b.start.date() == day
-        ]
-
-    def board(self, day: date, region: str | None = None) -> list[Booking]:
-        return [
-            b
-            for b in self.bookings.values()
-            if b.start.date() == day and (region is None or b.region == region)
-        ]
