@@ -180,9 +180,8 @@ def test_a_ticket_that_needs_no_visit_is_left_alone() -> None:
     assert world.tickets.marks == []
 
 
-def test_a_backorder_past_the_deadline_waits_for_parts() -> None:
-    # Given the part is expected in 20 days
-    line = PartsLine(
+def backordered_fan() -> PartsLine:
+    return PartsLine(
         reservation_id="R-1",
         sku="FAN-80MM",
         name_en="fan",
@@ -194,6 +193,11 @@ def test_a_backorder_past_the_deadline_waits_for_parts() -> None:
         status=LineStatus.BACKORDERED,
         reserved_at=MONDAY,
     )
+
+
+def test_a_backorder_past_the_deadline_waits_for_parts() -> None:
+    # Given the part is expected in 20 days
+    line = backordered_fan()
     world = World(
         visit_ticket(parts=[line]),
         lead_days={"FAN-80MM": 20},
@@ -208,18 +212,7 @@ def test_a_backorder_past_the_deadline_waits_for_parts() -> None:
 
 def test_once_the_backorder_arrived_the_visit_is_booked_at_once() -> None:
     # Given the part the ticket waited for was delivered this morning
-    line = PartsLine(
-        reservation_id="R-1",
-        sku="FAN-80MM",
-        name_en="fan",
-        name_zh="fan",
-        qty=1,
-        warehouse=None,
-        unit_price=12.5,
-        currency="EUR",
-        status=LineStatus.BACKORDERED,
-        reserved_at=MONDAY,
-    )
+    line = backordered_fan()
     world = World(
         visit_ticket(parts=[line], parts_arrived_at=MONDAY, dispatch_state="wanted"),
         lead_days={"FAN-80MM": 20},
