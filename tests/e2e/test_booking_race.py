@@ -24,19 +24,17 @@ from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
-import schemathesis
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.ticket_items import ticket_item
 from aftercare.domain.availability import slot_id
 from aftercare.domain.ports import SlotTaken
 from aftercare.models.field import BookingStatus
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.generation import GenerationMode
 
 from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
 from infra.local.stack import LocalStack
 from infra.local.template import load_template
+from tests.e2e.fuzzing import api_operations, server_errors
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.field import booking
 
@@ -266,38 +264,13 @@ def test_offer_book_reschedule_cancel_through_the_api(env):
     assert (status, body["reason"]) == (409, "already_booked")
 
 
-def fuzz(env: Env, operation: Any, mode: GenerationMode, token: str) -> list[str]:
-    """Server errors of `operation` under generated requests as the token's user."""
-    errors: list[str] = []
-    headers = {"Authorization": f"Bearer {token}"}
-
-    @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(
-        max_examples=15,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    def probe(case: Any) -> None:
-        response = case.call(base_url=env.state["api_url"], headers=headers, timeout=30)
-        if response.status_code >= 500:
-            errors.append(f"{case.as_curl_command()} -> {response.status_code}")
-
-    probe()
-    return errors
-
-
 def test_a_schema_driven_fuzz_of_the_field_routes_finds_no_server_errors(env):
     # (last in the module: a manager's fuzzed PUTs add odd engineers to the directory)
-    schema = schemathesis.openapi.from_path(ROOT / "functions/api/openapi.json")
-    operations = [r.ok() for r in schema.get_all_operations()]
-    field = [op for op in operations if "field" in (op.tags or [])]
+    field = [op for op in api_operations() if "field" in (op.tags or [])]
     assert len(field) == 8
     errors: list[str] = []
     for user in ("mgr-grace", "cust-0001"):
         token = env.token(user)
         for operation in field:
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                errors += fuzz(env, operation, mode, token)
+            errors += server_errors(env.state["api_url"], operation, token, max_examples=15)
     assert not errors, "\n".join(errors[:10])

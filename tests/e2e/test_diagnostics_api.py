@@ -22,16 +22,13 @@ from urllib.request import Request, urlopen
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
-import schemathesis
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.domain.notifications import (
     Survey,
 )
 from aftercare.domain.surveys import survey_id_for
 from aftercare.models.tickets import TicketSummary
-from hypothesis import HealthCheck, Phase, given, settings
 from paho.mqtt.enums import CallbackAPIVersion
-from schemathesis.generation import GenerationMode
 
 from devices.agent import DeviceAgent
 from devices.config import parse_broker_url
@@ -40,6 +37,7 @@ from infra.local.broker_auth import issue_device_credentials
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import device_agent_config, publish_as, wait_for
+from tests.e2e.fuzzing import api_operations, server_errors
 from tests.integration.mosquitto_fixture import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -507,27 +505,9 @@ def test_the_cli_logs_in_and_runs_a_diagnostic_through_the_api(env, engineer, ca
 
 
 def test_a_schema_driven_fuzz_finds_no_server_errors(env, engineer):
-    schema = schemathesis.openapi.from_path(ROOT / "functions/api/openapi.json")
-    headers = {"Authorization": f"Bearer {engineer.token}"}
     errors: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=25,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def probe(case: Any) -> None:
-                response = case.call(base_url=env.state["api_url"], headers=headers, timeout=30)
-                if response.status_code >= 500:
-                    errors.append(f"{case.as_curl_command()} -> {response.status_code}")
-
-            probe()
+    for operation in api_operations():
+        errors += server_errors(env.state["api_url"], operation, engineer.token, max_examples=25)
     assert not errors, "\n".join(errors[:10])
 
 

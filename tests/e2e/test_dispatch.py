@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import schemathesis
 from aftercare.models.field import GeoPoint
 from aftercare.models.parts import LineStatus, PartsLine
 from aftercare.models.tickets import Priority
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.generation import GenerationMode
 
 from infra.bench.dispatch_local import FieldStack, field_engineer, moto_ddb, visit_ticket
 from infra.cli import main as cli_main
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import publish_as, wait_for
+from tests.e2e.fuzzing import api_operations, server_errors
 from tests.e2e.test_diagnostics_api import Env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,29 +185,11 @@ def test_a_manual_assignment_racing_an_automatic_booking_one_wins_the_other_is_s
 def test_a_schema_driven_fuzz_of_the_dispatch_routes_finds_no_server_errors(
     env: Env, field: FieldStack, user: str
 ) -> None:
-    schema = schemathesis.openapi.from_path(ROOT / "functions/api/openapi.json")
-    headers = {"Authorization": f"Bearer {env.token(user)}"}
+    token = env.token(user)
     errors: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if "dispatch" not in operation.path:
-            continue
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=25,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def probe(case: Any) -> None:
-                response = case.call(base_url=env.state["api_url"], headers=headers, timeout=30)
-                if response.status_code >= 500:
-                    errors.append(f"{case.as_curl_command()} -> {response.status_code}")
-
-            probe()
+    for operation in api_operations():
+        if "dispatch" in operation.path:
+            errors += server_errors(env.state["api_url"], operation, token, max_examples=25)
     assert not errors, "\n".join(errors[:10])
 
 
