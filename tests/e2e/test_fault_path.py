@@ -94,11 +94,11 @@ def test_storm_across_200_devices_loses_nothing(local_stack: Stack, tmp_path: Pa
     result = summary.run()
     assert result.storm_faults == 200 and result.outbox_backlog == 0
     settle(local_stack, timeout=120)
-    # Then each device has exactly one ticket for it
-    opened = local_stack.tickets.list_tickets(status="open")
-    storm = [t for t in opened if t.fault_code == "WIFI-DROP"]
-    assert len(storm) == 200
-    assert {t.thing for t in storm} == {d.thing for d in fleet}
+    # Then each device has exactly one ticket for it, whatever its status by now: WIFI-DROP is
+    # auto-diagnosed and remote-fixable, so an agent still connected when its reset_component
+    # request arrives resolves its ticket (status "open" alone counted 199 of 200 once in six runs)
+    per_device = {d.thing: tickets_of(local_stack, d.thing, "WIFI-DROP") for d in fleet}
+    assert {thing: len(found) for thing, found in per_device.items() if len(found) != 1} == {}
 
 
 def test_bad_messages_are_parked_and_good_ones_processed(local_stack: Stack) -> None:
