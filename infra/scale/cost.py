@@ -17,9 +17,10 @@ NOTIFICATION = "notification (email)"
 
 
 def usd_per_event(lines: list[Line], *, without: tuple[str, ...] = ()) -> float:
-    return sum(
-        line.usd_per_million_events for line in lines if not line.item.startswith(without)
-    ) / 1_000_000
+    return (
+        sum(line.usd_per_million_events for line in lines if not line.item.startswith(without))
+        / 1_000_000
+    )
 
 
 @dataclass(frozen=True)

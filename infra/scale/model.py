@@ -147,9 +147,9 @@ class Simulation:
         """The incident opens at the end of the minute the storm crosses the threshold."""
         self.storm_seen += storm
         sc = self.scenario
-        if sc.design == INCIDENT and self.detected_minute is None:
-            if self.storm_seen >= sc.policy.detect_devices:
-                self.detected_minute = m
+        undetected = sc.design == INCIDENT and self.detected_minute is None
+        if undetected and self.storm_seen >= sc.policy.detect_devices:
+            self.detected_minute = m
 
     def _stock(self, held: float, attempts: float, warehouses: int) -> dict[str, float]:
         """The storm part's stock item (per warehouse): every storm report writes it today

@@ -58,9 +58,7 @@ def cost_lines(cost: Mapping[str, float]) -> str:
     return "\n".join(f"- {item}: ${usd:,.2f}" for item, usd in cost.items())
 
 
-def report(
-    result: Result, verdicts: list[Verdict], cost: Mapping[str, float], header: str
-) -> str:
+def report(result: Result, verdicts: list[Verdict], cost: Mapping[str, float], header: str) -> str:
     sc = result.scenario
     detected = (
         f"; incident detected in minute {result.detected_minute}"

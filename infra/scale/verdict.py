@@ -145,7 +145,7 @@ class Solver:
         if peak <= limit:
             at = solve(by_devices, limit, max(floor, sc.devices), MAX_DEVICES)
             text = f"fits (peak {share:.1%} of limit)"
-            text += f"; bottleneck at ~{_round(at)} devices" if at else "; at any fleet size"
+            text += f"; bottleneck at ~{_round(at)} devices" if at else "; still fits at 10^10"
             return Verdict(check, peak, share, True, at, None, text)
         if by_devices(floor) > limit and sc.storm_devices:
             storm = solve(
@@ -166,7 +166,7 @@ def _round(value: float | None) -> str:
         return "?"
     if value < 1:
         return "0"
-    digits = 2 - int(math.floor(math.log10(value))) - 1
+    digits = 2 - math.floor(math.log10(value)) - 1
     return f"{round(value, min(0, digits)):,.0f}"
 
 
