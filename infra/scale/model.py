@@ -107,7 +107,9 @@ class Simulation:
         storm = sc.storm_reports(m)
         base = sc.baseline_faults_per_s * MINUTE_S
         hold_s = self.inputs.limits.assumptions["transaction_hold_ms"] / 1000
-        serialised = self._incident_open
+        # issue 15 item 2: stock writes go through the item's FIFO message group always, not
+        # only once an incident is open (the incident opens a minute late in this model)
+        serialised = sc.design == INCIDENT
         warehouses = max(1, sc.storm_warehouses)
 
         def hot_failure(per_s: float) -> float:
@@ -203,17 +205,25 @@ class Simulation:
 
     def _notifications(self, tickets: float, storm_tickets: float) -> dict[str, float]:
         sc = self.scenario
-        messages = tickets
+        largest = storm_tickets * sc.largest_customer_share
         if self._incident_open:
-            customers = storm_tickets * (1 - sc.largest_customer_share)
+            customers = storm_tickets - largest
             paced, _ = self.paced.step(customers, sc.policy.known_issue_per_s * MINUTE_S)
             messages = tickets - storm_tickets + paced
-            largest = 0.0  # one message for the whole fleet customer, once
+            bundle = 0.0  # the fleet customer: one known-issue message, once
+            counter = storm_tickets / MINUTE_S  # the incident's child count: a plain ADD each
         else:
-            largest = storm_tickets * sc.largest_customer_share
+            # one message per ticket; the fleet customer's tickets go into its digest: one
+            # message per DigestWindowSeconds, but every ticket updates its bundle item
+            window = float(self.inputs.settings.parameters["DigestWindowSeconds"])
+            messages = tickets - largest + min(largest, MINUTE_S / window if largest else 0.0)
+            bundle = largest / MINUTE_S
+            counter = 0.0
         per_s = messages / MINUTE_S
+        item_kb = self.inputs.limits.assumptions["item_kb"]
         row = {f"{ch}_per_s": per_s * share for ch, share in sc.channel_mix.items()}
-        row["bundle_wcu"] = largest / MINUTE_S
+        row["bundle_wcu"] = bundle * item_kb
+        row["incident_counter_wcu"] = counter * item_kb
         row["messages"] = messages
         return row
 
@@ -231,8 +241,12 @@ class Simulation:
     def _tickets_table(self, tickets: float, diagnostics: float) -> dict[str, float]:
         item_kb = self.inputs.limits.assumptions["item_kb"]
         per_s = tickets / MINUTE_S
+        per_ticket = self.inputs.measured.ticket_table_wru_per_fault
         return {
-            "tickets_table_wru": per_s * self.inputs.measured.ticket_table_wru_per_fault,
+            "tickets_table_wru": per_s * per_ticket,
+            # one ticket's own keys (TICKET#, OPEN#, FAULT#): at most all its measured writes
+            # within one second
+            "ticket_key_wcu": per_ticket if tickets > 0 else 0.0,
             # by_status GSI, key "open": the ticket's insert, then its move to diagnosing
             "open_gsi_wcu": (per_s + diagnostics / MINUTE_S) * item_kb,
         }

@@ -22,9 +22,10 @@ class IncidentPolicy:
     # Share of an open incident's children sent an auto-diagnostic, and the most per incident.
     diagnostic_sample: float = 0.02
     diagnostic_cap: int = 200
-    # Parts: holds only while the warehouse has units; each hold goes through the stock item's
-    # SQS FIFO message group (one writer per key: no transaction conflicts); backorders beyond
-    # the stock are one aggregated counter update per minute.
+    # Parts: every stock write goes through the stock item's SQS FIFO message group (one
+    # writer per key: no transaction conflicts, in this design always, incident or not); while
+    # an incident is open, holds only while the warehouse has units, and the backorders beyond
+    # them are one aggregated counter update per minute.
     stock_units: int = 500
     # Customers: one known-issue message per affected customer (no per-ticket "opened"
     # message), paced to this many messages per second across channels.

@@ -58,6 +58,7 @@ class Function:
 class TemplateSettings:
     functions: dict[str, Function]
     queues: dict[str, Queue]
+    parameters: dict[str, Any]  # each parameter's default, as a deploy without overrides
 
     def source(self, function: str, source: str) -> EventSource:
         """The event source of `function` that reads `source` (a queue or table logical id)."""
@@ -120,6 +121,7 @@ def _event_sources(resolve: Resolver, function: str, events: dict[str, Any]) -> 
 def read_settings(path: Path = TEMPLATE) -> TemplateSettings:
     """The functions' and queues' scaling settings, parameters at their defaults."""
     template = load_template(path)
+    parameters = parameter_values(template, {})
     resolve = _resolver(template)
     functions: dict[str, Function] = {}
     queues: dict[str, Queue] = {}
@@ -141,4 +143,4 @@ def read_settings(path: Path = TEMPLATE) -> TemplateSettings:
                 visibility_timeout_s=int(resolve.resolve(props.get("VisibilityTimeout", 30))),
                 max_receive_count=_optional_int(resolve, redrive.get("maxReceiveCount")),
             )
-    return TemplateSettings(functions=functions, queues=queues)
+    return TemplateSettings(functions=functions, queues=queues, parameters=parameters)

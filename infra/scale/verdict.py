@@ -85,6 +85,10 @@ def checks(limits: Limits, inputs: Inputs) -> list[Check]:
         Check("open_gsi_wcu", limits["dynamodb_partition_writes"], "by_status 'open' WCU/s"),
         Check("diag_pending_wcu", limits["dynamodb_partition_writes"], "by_diag 'pending' WCU/s"),
         Check("bundle_wcu", limits["dynamodb_partition_writes"], "largest customer bundle WCU/s"),
+        Check("ticket_key_wcu", limits["dynamodb_partition_writes"], "one ticket's keys WCU/s"),
+        Check(
+            "incident_counter_wcu", limits["dynamodb_partition_writes"], "incident counter WCU/s"
+        ),
         Check("tickets_table_wru", limits["dynamodb_table_writes"], "tickets table WRU/s"),
         Check("conflict_p", POLICY_CONFLICT, "P(conflict), stock item"),
         Check("email_per_s", limits["ses_send_rate"], "emails/s"),
