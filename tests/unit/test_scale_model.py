@@ -75,11 +75,11 @@ def test_a_tiny_fleet_matches_the_arithmetic_by_hand(inputs: Inputs) -> None:
 def test_a_storm_makes_the_stock_item_hot_today_and_not_in_the_incident_design(
     inputs: Inputs,
 ) -> None:
-    # Given a 3,000-device storm in one minute (50 reports/s on one stock item)
+    # Given a 9,000-device storm in three minutes (50 reports/s on one stock item)
     storm = {
         "devices": 1_000_000,
-        "storm_devices": 3_000,
-        "storm_minutes": 1,
+        "storm_devices": 9_000,
+        "storm_minutes": 3,
         "storm_start_minute": 0,
         "minutes": 20,
     }
