@@ -33,9 +33,8 @@ class Limits:
     def with_value(self, key: str, value: float) -> Limits:
         """The same limits with one value replaced (e.g. the SES rate AWS granted)."""
         old = self.limits[key]
-        replaced = Limit(
-            old.key, old.name, value, old.unit, old.adjustable, old.source, "set by the caller"
-        )
+        name = f"{old.name.removesuffix(', sandbox')} (the value given, not the default)"
+        replaced = Limit(old.key, name, value, old.unit, old.adjustable, old.source, old.note)
         return Limits({**self.limits, key: replaced}, self.assumptions)
 
 

@@ -33,6 +33,7 @@ RESULTS = "DiagnosticsResultFunction"
 DISPATCHER = "DispatcherFunction"
 STREAM_CONSUMERS = (AUTODIAG, NOTIFIER, DISPATCHER)
 TRANSACTIONAL_WRITE = 2  # a transactional write costs twice the units of a plain one
+CHANNEL_LIMITS = {"email": "ses_send_rate", "sms": "sns_sms_rate", "push": "sns_publish_rate"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Simulation:
     def minute(self, m: int) -> dict[str, float]:
         sc, measured = self.scenario, self.inputs.measured
         storm = sc.storm_reports(m)
+        self._detect(m, storm)
         base = sc.baseline_faults_per_s * MINUTE_S
         hold_s = self.inputs.limits.assumptions["transaction_hold_ms"] / 1000
         # issue 15 item 2: stock writes go through the item's FIFO message group always, not
@@ -142,11 +144,11 @@ class Simulation:
         row |= self._tickets_table(tickets, diagnostics)
         row["lambda_conc_total"] = sum(v for k, v in row.items() if k.endswith("_conc"))
         self._count(row, tickets, q, diagnostics)
-        self._detect(m, storm)
         return row
 
     def _detect(self, m: int, storm: float) -> None:
-        """The incident opens at the end of the minute the storm crosses the threshold."""
+        """The incident opens in the minute the storm crosses the threshold (at 100 of 5,000
+        reports in that minute: its first ~threshold reports are treated as children too)."""
         self.storm_seen += storm
         sc = self.scenario
         undetected = sc.design == INCIDENT and self.detected_minute is None
@@ -208,7 +210,7 @@ class Simulation:
         largest = storm_tickets * sc.largest_customer_share
         if self._incident_open:
             customers = storm_tickets - largest
-            paced, _ = self.paced.step(customers, sc.policy.known_issue_per_s * MINUTE_S)
+            paced, _ = self.paced.step(customers, self._known_issue_pace() * MINUTE_S)
             messages = tickets - storm_tickets + paced
             bundle = 0.0  # the fleet customer: one known-issue message, once
             counter = storm_tickets / MINUTE_S  # the incident's child count: a plain ADD each
@@ -225,7 +227,18 @@ class Simulation:
         row["bundle_wcu"] = bundle * item_kb
         row["incident_counter_wcu"] = counter * item_kb
         row["messages"] = messages
+        row["messages_waiting"] = self.paced.backlog
         return row
+
+    def _known_issue_pace(self) -> float:
+        """Messages/s: the policy's pace, or less so that no channel exceeds its quota."""
+        sc, limits = self.scenario, self.inputs.limits
+        pace = sc.policy.known_issue_per_s
+        for channel, share in sc.channel_mix.items():
+            if share > 0:
+                quota = limits[CHANNEL_LIMITS[channel]].value * sc.policy.quota_headroom
+                pace = min(pace, quota / share)
+        return pace
 
     def _iot(self, faults: float, diagnostics: float) -> dict[str, float]:
         telemetry = self.scenario.telemetry_per_s
@@ -269,4 +282,5 @@ class Simulation:
 def simulate(scenario: Scenario, inputs: Inputs) -> Result:
     sim = Simulation(scenario, inputs)
     rows = [sim.minute(m) for m in range(scenario.minutes)]
+    sim.totals["messages_waiting_at_end"] = sim.paced.backlog
     return Result(scenario, rows, sim.totals, sim.detected_minute)

@@ -28,8 +28,11 @@ class IncidentPolicy:
     # them are one aggregated counter update per minute.
     stock_units: int = 500
     # Customers: one known-issue message per affected customer (no per-ticket "opened"
-    # message), paced to this many messages per second across channels.
+    # message), paced to this many messages per second across channels, or slower where a
+    # channel's quota (limits.yaml) would not take its share.
     known_issue_per_s: float = 50.0
+    # Share of a channel's quota the paced messages may take (the rest: other faults' messages).
+    quota_headroom: float = 0.9
 
 
 @dataclass(frozen=True)
