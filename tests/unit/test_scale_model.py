@@ -18,7 +18,7 @@ from infra.scale.measured import Measured, load_results
 from infra.scale.model import Inputs, conflict_probability, simulate
 from infra.scale.scenario import INCIDENT, Scenario
 from infra.scale.settings import read_settings
-from infra.scale.verdict import solve
+from infra.scale.verdict import Solver, checks, solve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,3 +231,46 @@ def test_the_hours_ticket_cost_is_the_cost_models_per_fault_figure_times_the_fau
         per_fault * 12_345
     )
     assert cost["total"] == pytest.approx(per_fault * 12_345)
+
+
+def test_the_verdict_solves_the_fleet_size_where_telemetry_meets_the_iot_quota(
+    inputs: Inputs,
+) -> None:
+    # Given 1,000,000 devices sending telemetry every 300 s and no storm
+    scenario = Scenario(devices=1_000_000, minutes=2, storm_devices=0, telemetry_every_s=300)
+    inbound = next(c for c in checks(inputs.limits, inputs) if c.metric == "iot_in_per_s")
+    # When the inbound-publish limit is judged
+    verdict = Solver(scenario, inputs).verdict(inbound)
+    # Then it fits at ~1/6 of the quota, and the quota is met at 20,000 x 300 devices
+    assert verdict.fits and verdict.share == pytest.approx(3334 / 20_000, rel=1e-3)
+    assert verdict.devices_at_limit == pytest.approx(6_000_000, rel=1e-3)
+    assert verdict.text.startswith("fits (peak 16.7% of limit); bottleneck at ~6,000,000")
+
+
+def test_a_storm_that_alone_exceeds_a_limit_is_named_with_the_storm_that_fits(
+    inputs: Inputs,
+) -> None:
+    # Given a 50,000-device storm on the SES sandbox rate (1 email/s, 60 % of customers)
+    scenario = Scenario(devices=1_000_000, minutes=20, storm_start_minute=1)
+    email = next(c for c in checks(inputs.limits, inputs) if c.metric == "email_per_s")
+    verdict = Solver(scenario, inputs).verdict(email)
+    # Then the storm alone is the bottleneck; ~1,000 devices in 10 min (1 email/s) would fit
+    assert not verdict.fits and verdict.devices_at_limit is None
+    assert verdict.storm_at_limit == pytest.approx(1000, rel=0.05)
+    assert "the storm alone exceeds it" in verdict.text
+
+
+def test_the_incident_design_paces_known_issue_messages_within_the_quota(
+    inputs: Inputs,
+) -> None:
+    # Given the storm on the incident design and a granted SES rate of 10 emails/s
+    limits = inputs.limits.with_value("ses_send_rate", 10)
+    granted = Inputs(inputs.settings, inputs.measured, limits)
+    result = simulate(Scenario(devices=1_000_000, design=INCIDENT), granted)
+    # Then emails stay within 90 % of the rate plus the other faults' own messages
+    assert result.peak("email_per_s") <= 9 + 0.01
+    # and whoever is not told within the hour is still waiting, not lost
+    told = sum(v for k, v in result.totals.items() if k.endswith("_messages"))
+    assert told + result.totals["messages_waiting_at_end"] == pytest.approx(
+        result.totals["tickets"] - 50_000 * 0.01, rel=1e-3
+    )
