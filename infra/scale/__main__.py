@@ -40,6 +40,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ses-rate", type=float, help="the SES sending rate AWS granted (default: sandbox's)"
     )
+    p.add_argument(
+        "--transaction-hold-ms",
+        type=float,
+        help="how long a transaction holds an item (default: limits.yaml's assumption)",
+    )
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--prices", type=Path, default=ROOT / "bench" / "prices.json")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -56,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits = load_limits()
     if args.ses_rate is not None:
         limits = limits.with_value("ses_send_rate", args.ses_rate)
+    if args.transaction_hold_ms is not None:
+        limits = limits.with_assumption("transaction_hold_ms", args.transaction_hold_ms)
     inputs = Inputs(read_settings(TEMPLATE), measured_from(results), limits)
     scenario = Scenario(
         devices=args.devices,

@@ -37,6 +37,12 @@ class Limits:
         replaced = Limit(old.key, name, value, old.unit, old.adjustable, old.source, old.note)
         return Limits({**self.limits, key: replaced}, self.assumptions)
 
+    def with_assumption(self, key: str, value: float) -> Limits:
+        """The same limits with one of the model's assumptions replaced (sensitivity runs)."""
+        if key not in self.assumptions:
+            raise KeyError(f"no assumption {key}; there are {sorted(self.assumptions)}")
+        return Limits(self.limits, {**self.assumptions, key: value})
+
 
 def load_limits(path: Path = LIMITS_FILE) -> Limits:
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
