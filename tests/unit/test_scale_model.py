@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.bench.cost import Prices, lambda_settings, stack_model
+from infra.scale.__main__ import main as scale_main
 from infra.scale.cost import hour_cost, unit_costs, usd_per_event
 from infra.scale.flow import Cohort, RetryQueue
 from infra.scale.limits import load_limits
@@ -274,3 +275,24 @@ def test_the_incident_design_paces_known_issue_messages_within_the_quota(
     assert told + result.totals["messages_waiting_at_end"] == pytest.approx(
         result.totals["tickets"] - 50_000 * 0.01, rel=1e-3
     )
+
+
+def test_the_command_prints_the_whole_result_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    # When `python -m infra.scale --json` runs a short hour
+    assert scale_main(["--devices", "100000", "--minutes", "8", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    # Then it holds one row per minute, a verdict per limit with its documented name, the cost
+    assert [row["minute"] for row in document["minutes"]] == list(range(8))
+    names = {v["limit"]["name"] for v in document["verdicts"]}
+    assert "AWS IoT Core: Inbound publish requests per second per account" in names
+    assert all(v["verdict"].startswith(("fits", "bottleneck")) for v in document["verdicts"])
+    assert document["cost_usd"]["total"] > 0
+    assert document["meta"]["measured_at"] == load_results()["meta"]["taken_at"]
+
+
+def test_the_table_has_one_row_per_minute(capsys: pytest.CaptureFixture[str]) -> None:
+    assert scale_main(["--devices", "100000", "--minutes", "4"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("\n\n")[1].splitlines()
+    assert table[0].split()[:2] == ["min", "fault/s"] and len(table) == 1 + 4
+    assert "verdicts:" in out and "cost of the hour" in out
