@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.bench.cost import requests_of
 from infra.bench.stats import reference_phase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +21,6 @@ class Measured:
     """Per new fault (whole stack at its saturation rate) unless the name says otherwise."""
 
     busy_s_per_fault: dict[str, float]  # Lambda seconds per fault, per function
-    emails_per_fault: float  # SES sends per fault in the bench (customers share digests)
     ticket_table_wru_per_fault: float  # every function's writes to the tickets table
     taken_at: str
     note: str
@@ -50,10 +48,8 @@ def tickets_table_writes(steps: Mapping[str, Any]) -> float:
 def measured_from(results: Mapping[str, Any]) -> Measured:
     phase = reference_phase(results["full_stack"])
     busy = busy_seconds(phase["functions"])
-    emails = requests_of(phase, "SES.")
     return Measured(
         busy_s_per_fault=busy,
-        emails_per_fault=emails,
         ticket_table_wru_per_fault=tickets_table_writes(results["capacity_units"]["steps"]),
         taken_at=str(results["meta"]["taken_at"]),
         note=str(results["meta"].get("note") or ""),

@@ -21,7 +21,14 @@ import math
 from dataclasses import dataclass, field
 
 from infra.bench.cost import NOTIFIER
-from infra.scale.flow import MINUTE_S, Cohort, RetryQueue, Stage, capacity_per_minute
+from infra.scale.flow import (
+    MINUTE_S,
+    Cohort,
+    QueueMinute,
+    RetryQueue,
+    Stage,
+    capacity_per_minute,
+)
 from infra.scale.limits import Limits
 from infra.scale.measured import Measured
 from infra.scale.scenario import INCIDENT, Scenario
@@ -93,10 +100,12 @@ class Simulation:
         least = int(self.inputs.limits.assumptions["stream_shards_minimum"])
         return max(least, math.ceil(table_wru / 1000))
 
-    def _in_flight(self, rate: float) -> float:
-        source = self.inputs.settings.source(INTAKE, "FaultQueue")
+    def _in_flight(self, function: str, queue: str, rate: float) -> float:
+        """Messages received and not yet deleted at `rate` records/s (Little's law): each
+        waits about half the batching window, then its batch's records one after another."""
+        source = self.inputs.settings.source(function, queue)
         batch = min(source.batch_size, max(1.0, rate * source.window_s))
-        return rate * (source.window_s / 2 + batch * self.inputs.measured.busy(INTAKE))
+        return rate * (source.window_s / 2 + batch * self.inputs.measured.busy(function))
 
     @property
     def _incident_open(self) -> bool:
@@ -123,7 +132,7 @@ class Simulation:
             [Cohort(m, 0, base, False), Cohort(m, 0, storm, True)],
             capacity_per_minute(intake_cap, measured.busy(INTAKE)),
             hot_failure,
-            self._in_flight,
+            lambda rate: self._in_flight(INTAKE, "FaultQueue", rate),
         )
         tickets = q.succeeded
         row: dict[str, float] = {
@@ -199,6 +208,9 @@ class Simulation:
         settled, age = self.results_stage.step(started, results_cap)
         row["diagresult_conc"] = started / MINUTE_S * measured.busy(RESULTS)
         row["diagq_backlog"] = self.results_stage.backlog
+        row["diagq_in_flight"] = self._in_flight(
+            RESULTS, "DiagnosticsResultQueue", settled / MINUTE_S
+        )
         row["diagq_oldest_s"] = age
         row["stream_age_s"] = max(stream_ages)
         row["stream_use"] = max(v for k, v in row.items() if k.endswith("_stream_use"))
@@ -264,12 +276,12 @@ class Simulation:
             "open_gsi_wcu": (per_s + diagnostics / MINUTE_S) * item_kb,
         }
 
-    def _count(self, row: dict[str, float], tickets: float, q: object, diag: float) -> None:
+    def _count(self, row: dict[str, float], tickets: float, q: QueueMinute, diag: float) -> None:
         t = self.totals
         add = {
             "tickets": tickets,
             "diagnostics": diag,
-            "retries": getattr(q, "failed", 0.0) - getattr(q, "dead_lettered", 0.0),
+            "retries": q.failed - q.dead_lettered,
             "dead_lettered": row["dead_lettered"],
             "telemetry": self.scenario.telemetry_per_s * MINUTE_S,
         }

@@ -33,7 +33,6 @@ def hand_measured() -> Measured:
             "DispatcherFunction": 0.0,
             "DiagnosticsResultFunction": 0.1,
         },
-        emails_per_fault=1.0,
         ticket_table_wru_per_fault=20.0,
         taken_at="by hand",
         note="",
