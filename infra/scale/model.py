@@ -118,8 +118,8 @@ class Simulation:
         self._detect(m, storm)
         base = sc.baseline_faults_per_s * MINUTE_S
         hold_s = self.inputs.limits.assumptions["transaction_hold_ms"] / 1000
-        # issue 15 item 2: stock writes go through the item's FIFO message group always, not
-        # only once an incident is open (the incident opens a minute late in this model)
+        # issue 15 item 2: in that design stock writes go through the item's FIFO message
+        # group always, not only once an incident is open
         serialised = sc.design == INCIDENT
         warehouses = max(1, sc.storm_warehouses)
 
