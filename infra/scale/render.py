@@ -51,6 +51,8 @@ def verdict_lines(verdicts: list[Verdict]) -> str:
             f"- {v.check.what}: peak {v.peak:,.2f} / {limit.value:,.6g} {limit.unit} -> {v.text}"
         )
         lines.append(f"    limit: {limit.name} <{limit.source}>")
+        if limit.note:
+            lines.append(f"    note: {limit.note}")
     return "\n".join(lines)
 
 
