@@ -9,7 +9,7 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost clean
+.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost scale clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -120,3 +120,10 @@ cost: setup
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .aftercare .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# The scale model (no AWS calls): a fleet, its faults, a 50,000-device storm, telemetry and
+# notifications minute by minute against the account's quotas; README "Scale model".
+# e.g. make scale SCALE_ARGS="--devices 10000000 --design incident"
+SCALE_ARGS ?= --devices 1000000
+scale: setup
+	$(BIN)/python -m infra.scale $(SCALE_ARGS)

@@ -1,0 +1,72 @@
+"""The cost of the simulated hour, priced by `make cost`'s own models (infra/bench/cost.py) from
+bench/results.json and bench/prices.json: a figure per event times the hour's event counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.bench.cost import Line, Prices, intake_model, lambda_settings, stack_model
+
+STACK = "new fault, whole stack"
+FAULT_PATH = "new fault, fault path"
+DUPLICATE = "duplicate fault, fault path"
+NOTIFICATION = "notification (email)"
+
+
+def usd_per_event(lines: list[Line], *, without: tuple[str, ...] = ()) -> float:
+    return (
+        sum(line.usd_per_million_events for line in lines if not line.item.startswith(without))
+        / 1_000_000
+    )
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """USD per event, each from one of the cost model's per-million figures."""
+
+    ticket_fault_path: float  # intake of a new fault (IoT, SQS, Lambda, DynamoDB)
+    diagnostic_round_trip: float  # the rest of the whole stack per new fault
+    redelivery: float  # a redelivered record: SQS, Lambda and the reads, no new publish
+    email: float  # one email notification
+    other_message: float  # push/SMS: the notifier's part (SNS is not in the price file)
+    telemetry_message: float  # one IoT Core message
+
+    @property
+    def ticket_whole_stack(self) -> float:
+        return self.ticket_fault_path + self.diagnostic_round_trip
+
+
+def unit_costs(results: Mapping[str, Any], prices: Prices, template: Path) -> UnitCosts:
+    memory = lambda_settings(template)
+    models = {**intake_model(prices, results, memory), **stack_model(prices, results, memory)}
+    fault_path = usd_per_event(models[FAULT_PATH])
+    notification = models.get(NOTIFICATION, [])
+    return UnitCosts(
+        ticket_fault_path=fault_path,
+        diagnostic_round_trip=usd_per_event(models[STACK]) - fault_path,
+        redelivery=usd_per_event(models[DUPLICATE], without=("IoT",)),
+        email=usd_per_event(notification),
+        other_message=usd_per_event(notification, without=("SES",)),
+        telemetry_message=prices.per_unit("iot_message"),
+    )
+
+
+def hour_cost(totals: Mapping[str, float], units: UnitCosts) -> dict[str, float]:
+    """USD per item for the hour's counts: every ticket's fault path, every diagnostic round
+    trip (today: one per ticket, so ticket + diagnostic is the whole-stack figure), every
+    redelivery of a conflicted record, every message, every telemetry message."""
+    messages = sum(v for k, v in totals.items() if k.endswith("_messages"))
+    emails = totals.get("email_messages", 0.0)
+    items = {
+        "tickets (fault path)": totals["tickets"] * units.ticket_fault_path,
+        "diagnostic round trips": totals["diagnostics"] * units.diagnostic_round_trip,
+        "redeliveries (conflicts)": (totals["retries"] + totals["dead_lettered"])
+        * units.redelivery,
+        "notifications": emails * units.email + (messages - emails) * units.other_message,
+        "telemetry (IoT messages)": totals["telemetry"] * units.telemetry_message,
+    }
+    items["total"] = sum(items.values())
+    return items
