@@ -6,16 +6,15 @@ Domain use cases on in-memory fakes: correlation with device faults, Idempotency
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.channels import load_channel_policy
 from aftercare.domain.classification import AlreadyClassified, ClassifyDeps, classify_ticket
-from aftercare.domain.intake import IntakeRules, OutcomeKind, intake_fault
-from aftercare.domain.parts import PartInfo, StockLevel
-from aftercare.domain.ports import CodeAlreadyOpen, CustomerRecord, RequestMark
+from aftercare.domain.intake import IntakeRules, intake_fault
+from aftercare.domain.ports import CodeAlreadyOpen, RequestMark
 from aftercare.domain.raising import (
     ChannelNotAllowed,
     CustomerMismatch,
@@ -27,14 +26,14 @@ from aftercare.domain.raising import (
     raise_ticket,
     symptom_list,
 )
-from aftercare.domain.rules import load_catalog, load_policy
+from aftercare.domain.rules import load_catalog
 from aftercare.domain.support import DeviceNotFound
 from aftercare.models.parts import LineStatus
 from aftercare.models.tickets import Channel, CustomerTier
 
-from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher
-from tests.fakes.faults import THING, store_with_device
-from tests.fakes.stores import FakeTaskStore, FakeTicketStore
+from tests.fakes.faults import THING
+from tests.fakes.raised import RaisedWorld, raised_world
+from tests.fakes.stores import FakeTicketStore
 from tests.unit.test_intake import envelope, report
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -45,63 +44,31 @@ OTHER_CUSTOMER = Caller(
     subject="s-2", username="cust-other", groups=frozenset({"customers"}), customer_id="c-other"
 )
 AGENT = Caller(subject="s-3", username="eng-ada", groups=frozenset({"engineers"}))
-FAN = PartInfo(
-    sku="FAN-80MM",
-    name_en="Fan",
-    name_zh="风扇",
-    unit_price=12.0,
-    currency="EUR",
-    lead_time_days=5,
-    models=["AC-HP"],
-)
-
-
-class Devices:
-    """The registry as the support use cases read it, from the fake ticket store's devices."""
-
-    def __init__(self, store: FakeTicketStore) -> None:
-        self.store = store
-
-    def get(self, thing: str) -> dict[str, Any] | None:
-        device = self.store.devices.get(thing)
-        return device.model_dump(mode="json") if device else None
-
-    def things_of(self, customer_id: str) -> list[str]:
-        return [t for t, d in self.store.devices.items() if d.customer_id == customer_id]
 
 
 @pytest.fixture
-def store() -> FakeTicketStore:
-    s = store_with_device()
-    s.customers["c-std"] = CustomerRecord(customer_id="c-std", name="Std", tier="standard")
-    s.customers["c-vip"] = CustomerRecord(customer_id="c-vip", name="Vip", tier="vip")
-    s.devices["ac-vip"] = s.devices[THING].model_copy(
-        update={"thing": "ac-vip", "customer_id": "c-vip", "warranty_until": date(2030, 1, 1)}
-    )
-    s.routing["eu-west"] = ["WH-A"]
-    s.parts["FAN-80MM"] = FAN
-    s.stock[("FAN-80MM", "WH-A")] = StockLevel(
-        sku="FAN-80MM", warehouse="WH-A", on_hand=5, held=0, reorder_point=1
-    )
-    return s
+def world() -> RaisedWorld:
+    return raised_world()
 
 
 @pytest.fixture
-def rules() -> IntakeRules:
-    return IntakeRules(
-        catalog=load_catalog(), policy=load_policy(), repeat_window=timedelta(days=30)
-    )
+def store(world: RaisedWorld) -> FakeTicketStore:
+    return world.store
 
 
 @pytest.fixture
-def deps(store: FakeTicketStore, rules: IntakeRules) -> RaiseDeps:
-    return RaiseDeps(
-        tickets=store,
-        devices=Devices(store),
-        tasks=FakeTaskStore(store),
-        rules=rules,
-        channels=load_channel_policy(),
-    )
+def rules(world: RaisedWorld) -> IntakeRules:
+    return world.rules
+
+
+@pytest.fixture
+def deps(world: RaisedWorld) -> RaiseDeps:
+    return world.raising
+
+
+@pytest.fixture
+def classify_deps(world: RaisedWorld) -> ClassifyDeps:
+    return world.classifying
 
 
 def ask(
@@ -229,20 +196,7 @@ def test_two_free_text_reports_are_two_tickets(store, deps):
     assert len(store.tickets) == 2
 
 
-@pytest.fixture
-def classify_deps(store: FakeTicketStore, rules: IntakeRules) -> ClassifyDeps:
-    diagnostics = FakeDiagnosticsStore()
-    diagnostics.tickets = store.tickets  # one ticket table
-    return ClassifyDeps(
-        tickets=store,
-        diagnostics=diagnostics,
-        publisher=FakePublisher(),
-        rules=rules,
-        timeout=timedelta(minutes=5),
-    )
-
-
-def test_classifying_reserves_parts_and_runs_the_codes_routine(store, deps, classify_deps):
+def test_classifying_reserves_parts_and_runs_the_codes_routine(world, store, deps, classify_deps):
     # Given an unclassified ticket from free text
     raised = raise_ticket(CUSTOMER, ask("fan makes no noise"), key=None, deps=deps, now=NOW)
     # When an agent classifies it as FAN-STALL
@@ -262,7 +216,7 @@ def test_classifying_reserves_parts_and_runs_the_codes_routine(store, deps, clas
     assert kinds[-2:] == ["classified", "parts_reserved"]
     assert (THING, "FAN-STALL") in store.locks
     assert not any(code.startswith("TRIAGE-") for _, code in store.locks)
-    (published,) = classify_deps.publisher.published  # type: ignore[attr-defined]
+    (published,) = world.publisher.published
     assert published[1].routine == "self_test"
     # And it cannot be classified twice
     with pytest.raises(AlreadyClassified):
