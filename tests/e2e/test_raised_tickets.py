@@ -22,6 +22,7 @@ from aftercare.adapters.notification_reports import NotificationReports
 from devices.agent import DeviceAgent
 from infra.local.provision_api import LOCAL_PASSWORD
 from tests.e2e.conftest import Stack, device_agent_config, wait_for
+from tests.e2e.fuzzing import api_operations, server_errors
 
 
 class Api:
@@ -197,3 +198,27 @@ def test_customers_cannot_raise_for_others_or_through_agent_channels(local_stack
     assert (status, answer["reason"]) == (422, "channel_not_allowed")
     status, symptoms = customer.call("GET", "/symptoms?lang=zh-CN")
     assert status == 200 and {s["code"]: s["name"] for s in symptoms}["FAN-STALL"] == "散热风扇停转"
+
+
+RAISED_OPERATIONS = {
+    ("POST", "/tickets"),
+    ("POST", "/tickets/{ticket_id}/classify"),
+    ("GET", "/symptoms"),
+    ("GET", "/tasks"),
+    ("POST", "/tasks/{task_id}/done"),
+}
+
+
+def test_a_schema_driven_fuzz_of_the_raised_ticket_routes_finds_no_server_errors(
+    local_stack: Stack,
+) -> None:
+    operations = [
+        op for op in api_operations() if (op.method.upper(), op.path) in RAISED_OPERATIONS
+    ]
+    assert len(operations) == 5
+    errors: list[str] = []
+    for user in ("eng-ada", "cust-0001"):
+        token = Api(local_stack, user).token
+        for operation in operations:
+            errors += server_errors(local_stack.state["api_url"], operation, token, max_examples=15)
+    assert not errors, "\n".join(errors[:10])
