@@ -9,6 +9,7 @@ ic-300-0163 (c-0003), ic-300-0167 (c-0007, VIP).
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +18,11 @@ from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import boto3
+import pytest
 from aftercare.adapters.notification_reports import NotificationReports
 
 from devices.agent import DeviceAgent
+from infra.cli import main as cli_main
 from infra.local.provision_api import LOCAL_PASSWORD
 from tests.e2e.conftest import Stack, device_agent_config, wait_for
 from tests.e2e.fuzzing import api_operations, server_errors
@@ -222,3 +225,31 @@ def test_a_schema_driven_fuzz_of_the_raised_ticket_routes_finds_no_server_errors
         for operation in operations:
             errors += server_errors(local_stack.state["api_url"], operation, token, max_examples=15)
     assert not errors, "\n".join(errors[:10])
+
+
+def test_the_cli_raises_and_classifies_through_the_api(
+    local_stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an agent logged in with a state dir of their own (the shared stack's stays as it is)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    shutil.copy(local_stack.stack.state_dir / "local.json", state_dir / "local.json")
+    where = ["--state-dir", str(state_dir)]
+    assert cli_main(["login", "--user", "eng-linus", *where]) == 0
+    capsys.readouterr()
+    # When they raise a free-text ticket for c-0003 by phone with a key, twice
+    create = ["tickets", "create", "--thing", "ic-300-0083", "--text", "display flickers"]
+    create += ["--channel", "phone", "--for-customer", "c-0003", "--idempotency-key", new_key()]
+    assert cli_main([*create, "--json", *where]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli_main([*create, "--json", *where]) == 0
+    again = json.loads(capsys.readouterr().out)
+    # Then one ticket, raised by the agent by phone
+    assert (first["outcome"], again["outcome"]) == ("opened", "duplicate_request")
+    assert first["ticket_id"] == again["ticket_id"]
+    assert first["ticket"]["raised_by"] == "agent:eng-linus"
+    # And classifying it gives it the code
+    classify = ["tickets", "classify", first["ticket_id"], "--code", "TEMP-HIGH", "--json"]
+    assert cli_main([*classify, *where]) == 0
+    classified = json.loads(capsys.readouterr().out)
+    assert (classified["ticket_id"], classified["fault_code"]) == (first["ticket_id"], "TEMP-HIGH")
