@@ -186,7 +186,7 @@ def test_an_unknown_code_is_refused_and_free_text_is_unclassified(store, deps):
     raised = raise_ticket(CUSTOMER, ask("it smells of burning"), key=None, deps=deps, now=NOW)
     ticket = raised.ticket
     assert ticket.unclassified and ticket.fault_code.startswith("TRIAGE-") and not ticket.parts
-    assert not ticket.auto_diagnose
+    assert not ticket.auto_diagnose and ticket.title_en == "Reported problem (being triaged)"
     assert store.occurrences[ticket.ticket_id][0].message == "it smells of burning"
 
 

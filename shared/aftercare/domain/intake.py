@@ -113,11 +113,15 @@ def _check_timestamp(report: FaultReport, policy: ServicePolicy, received_at: da
 # --------------------------------------------------------------------------- planning
 
 
-def _unclassified_entry(code: str, policy: ServicePolicy) -> CatalogEntry:
+def _unclassified_entry(
+    code: str, policy: ServicePolicy, origin: Origin | None = None
+) -> CatalogEntry:
+    reported = origin is not None and origin.channel is not Channel.DEVICE
     return CatalogEntry(
         code=code,
-        title_en=f"Unclassified fault {code}",
-        title_zh=f"未分类故障 {code}",
+        # a person's free text has no code worth showing them: say what happens instead
+        title_en="Reported problem (being triaged)" if reported else f"Unclassified fault {code}",
+        title_zh="待分诊的报修问题" if reported else f"未分类故障 {code}",
         category="unclassified",
         severity=policy.unclassified_severity,
         models=(),
@@ -170,7 +174,7 @@ def plan_new_ticket(
     origin = origin or Origin.device(device.thing)
     customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
-    entry = catalog_entry or _unclassified_entry(report.code, rules.policy)
+    entry = catalog_entry or _unclassified_entry(report.code, rules.policy, origin)
     occurrence = _occurrence(report, entry, received_at, origin)
     tier = customer.tier if customer else "standard"
     in_warranty = device.in_warranty(report.occurred_at)
@@ -294,7 +298,9 @@ def _opened_entry(
         detail["preferred_contact"] = ticket.preferred_contact
     if ticket.repeat_of:
         detail["repeat_of"] = ticket.repeat_of
-    if catalog_entry is None:
+    if catalog_entry is None and ticket.channel is not Channel.DEVICE:
+        detail["unclassified"] = "free-text report; needs triage (classify with a catalog code)"
+    elif catalog_entry is None:
         detail["unclassified"] = "fault code not in catalog; needs triage"
     elif ticket.model not in catalog_entry.models:
         detail["model_mismatch"] = f"catalog does not list {ticket.fault_code} for {ticket.model}"
