@@ -52,6 +52,7 @@ class FakeTicketStore:
         self.reservations: dict[str, PartsLine] = {}
         self.visits: dict[str, dict[str, VisitRecord]] = {}
         self.marks: dict[tuple[str, str], RequestMark] = {}
+        self.tasks: dict[str, Task] = {}
         self.requests = 0
 
     # ------------------------------------------------------------------ inventory
@@ -131,6 +132,9 @@ class FakeTicketStore:
         self.tickets[t.ticket_id] = t
         self.occurrences[t.ticket_id] = [plan.occurrence]
         self.timeline[t.ticket_id] = list(plan.timeline)
+        if plan.task is not None and plan.task_entry is not None:
+            self.tasks[plan.task.task_id] = plan.task
+            self.timeline[t.ticket_id].append(plan.task_entry)
         if plan.repeat_entry and t.repeat_of:
             self.timeline[t.repeat_of].append(plan.repeat_entry)
 
@@ -256,18 +260,11 @@ class FakeTicketStore:
 
 
 class FakeTaskStore:
-    """Tasks by id, with the timeline entries they write onto a FakeTicketStore's tickets."""
+    """The tasks a FakeTicketStore opened with its tickets (and their timelines)."""
 
     def __init__(self, tickets: FakeTicketStore) -> None:
         self.tickets = tickets
-        self.tasks: dict[str, Task] = {}
-
-    def add_task(self, task: Task, entry: TimelineEntry) -> bool:
-        if task.task_id in self.tasks:
-            return False
-        self.tasks[task.task_id] = task
-        self.tickets.timeline[task.ticket_id].append(entry)
-        return True
+        self.tasks = tickets.tasks
 
     def list_tasks(self, status: str | None = None) -> list[Task]:
         found = [t for t in self.tasks.values() if status is None or t.task_status == status]

@@ -2,8 +2,9 @@
 
 Access patterns: K1 all tasks, oldest due first: Query `pk = TASKS` (one partition: callbacks
 are a few per hour, far below a partition's 1,000 writes/s; the sort key `<due>#<task_id>`
-orders them); K2 one task: GetItem on its key; the task is written with its ticket's timeline
-entry, only if new, and completed with one (`task_status = open` guards it).
+orders them); K2 one task: GetItem on its pointer, then on the task; a task is written with the
+ticket that opens it (`add_task_items` in that transaction, only if new) and completed with a
+timeline entry (`task_status = open` guards it).
 """
 
 from __future__ import annotations
@@ -72,14 +73,6 @@ class DynamoTaskStore:
         self._ddb = ddb
 
     ddb = LazyClient("dynamodb")
-
-    def add_task(self, task: Task, entry: TimelineEntry) -> bool:
-        items = add_task_items(self.tickets_table, task, entry)
-        try:
-            transact(self.ddb, items, _duplicate)
-        except _Exists:
-            return False
-        return True
 
     def list_tasks(self, status: str | None = None) -> list[Task]:
         paginator = self.ddb.get_paginator("query")

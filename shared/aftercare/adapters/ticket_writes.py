@@ -17,6 +17,7 @@ from aftercare.adapters.inventory import (
     reservation_put,
     stock_update,
 )
+from aftercare.adapters.tasks import add_task_items
 from aftercare.adapters.ticket_items import (
     NEW,
     conditional_put,
@@ -83,6 +84,8 @@ def open_ticket_items(
         items.append(conditional_put(table, request_item(plan.request), NEW, Failure.DUPLICATE))
     if plan.escalation is not None:
         items.append(tracker_put(table, plan.escalation))
+    if plan.task is not None and plan.task_entry is not None:
+        items += add_task_items(table, plan.task, plan.task_entry)
     if plan.reservation.lines:
         if inventory_table is None:
             raise ValueError("part holds need the inventory table")

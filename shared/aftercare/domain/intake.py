@@ -13,6 +13,7 @@ Decisions (all storage invariants are enforced by conditional writes in the stor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -39,11 +40,14 @@ from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
 from aftercare.domain.tickets import Ticket, TicketFlag, ticket_id_for
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
+from aftercare.models.tasks import Task
 from aftercare.models.tickets import Channel, Occurrence, Origin, TicketStatus, TimelineEntry
 
 MAX_LOCK_RETRIES = 10
 DEFAULT_HOLD = timedelta(hours=72)
 FAULT_REPORT = Contract(FaultReport, MAX_FAULT_PAYLOAD_BYTES, noun="a fault report")
+FollowUp = Callable[[Ticket], tuple[Task, TimelineEntry] | None]
+"""A task to open with a new ticket (written in its transaction), decided from the ticket."""
 
 
 class OutcomeKind(StrEnum):
@@ -169,6 +173,7 @@ def plan_new_ticket(
     received_at: datetime,
     origin: Origin | None = None,
     request: RequestMark | None = None,
+    follow_up: FollowUp | None = None,
 ) -> NewTicketPlan:
     """Classify, prioritise, schedule and reserve parts for a report with no active ticket."""
     origin = origin or Origin.device(device.thing)
@@ -236,7 +241,10 @@ def plan_new_ticket(
     timeline = [_opened_entry(ticket, customer, catalog_entry, received_at)]
     if reservation.lines or reservation.notes:
         timeline.append(_parts_entry(reservation, received_at))
+    task = follow_up(ticket) if follow_up else None
     return NewTicketPlan(
+        task=task[0] if task else None,
+        task_entry=task[1] if task else None,
         ticket=ticket,
         occurrence=occurrence,
         timeline=timeline,
@@ -394,14 +402,19 @@ def apply_report(
     *,
     origin: Origin | None = None,
     request: RequestMark | None = None,
+    follow_up: FollowUp | None = None,
 ) -> IntakeOutcome:
     """Apply one valid report, from the device itself or raised by a person (`origin`, with
-    the request's Idempotency-Key as `request`): a new ticket, an occurrence on the device's
+    the request's Idempotency-Key as `request`, a task to open with a new ticket as
+    `follow_up`): a new ticket, an occurrence on the device's
     active ticket for the code, or nothing (a duplicate). Retries when the lock or stock
     moved between read and write."""
     for _ in range(MAX_LOCK_RETRIES):
         try:
-            return _apply(report, thing, store, rules, received_at, origin=origin, request=request)
+            return _apply(
+                report, thing, store, rules, received_at,
+                origin=origin, request=request, follow_up=follow_up,
+            )  # fmt: skip
         except (LockConflict, OutOfStock):
             continue
         except DuplicateFault as dup:
@@ -428,6 +441,7 @@ def _apply(
     *,
     origin: Origin | None,
     request: RequestMark | None,
+    follow_up: FollowUp | None = None,
 ) -> IntakeOutcome:
     context = store.load_intake_context(thing, report.code, report.fault_id)
     if context.seen:
@@ -470,6 +484,7 @@ def _apply(
         received_at=received_at,
         origin=origin,
         request=request,
+        follow_up=follow_up,
     )
     store.open_ticket(new)
     return IntakeOutcome(

@@ -190,14 +190,13 @@ def raise_ticket(
         message="\n\n".join(t for t in (free_text, request.description) if t) or None,
     )
     outcome = apply_report(
-        report, request.thing, deps.tickets, deps.rules, now, origin=origin, request=mark
-    )
-    return _answer(outcome, mark, deps, now)
+        report, request.thing, deps.tickets, deps.rules, now,
+        origin=origin, request=mark, follow_up=lambda ticket: callback_for(ticket, deps.channels),
+    )  # fmt: skip
+    return _answer(outcome, mark, deps)
 
 
-def _answer(
-    outcome: IntakeOutcome, mark: RequestMark | None, deps: RaiseDeps, now: datetime
-) -> Raised:
+def _answer(outcome: IntakeOutcome, mark: RequestMark | None, deps: RaiseDeps) -> Raised:
     if outcome.kind is OutcomeKind.REJECTED or outcome.ticket_id is None:
         raise DeviceNotFound(outcome.thing)  # removed from the registry meanwhile
     if outcome.kind is OutcomeKind.DUPLICATE:
@@ -210,9 +209,8 @@ def _answer(
     ticket = deps.tickets.get_ticket(outcome.ticket_id).ticket
     if outcome.kind is OutcomeKind.CORRELATED:
         return Raised(outcome=RaiseOutcome.ALREADY_BEING_HANDLED, ticket=ticket)
-    return Raised(
-        outcome=RaiseOutcome.OPENED, ticket=ticket, callback=ensure_callback(ticket, deps, now)
-    )
+    callback = callback_task(ticket, deps.channels)
+    return Raised(outcome=RaiseOutcome.OPENED, ticket=ticket, callback=callback)
 
 
 def _replay(earlier: RequestMark, mark: RequestMark, deps: RaiseDeps) -> Raised:
@@ -222,9 +220,7 @@ def _replay(earlier: RequestMark, mark: RequestMark, deps: RaiseDeps) -> Raised:
             f"(ticket {earlier.ticket_id}); use a new key for a new request"
         )
     ticket = deps.tickets.get_ticket(earlier.ticket_id).ticket
-    callback = None
-    if earlier.outcome == RaiseOutcome.OPENED:
-        callback = ensure_callback(ticket, deps, ticket.opened_at)
+    callback = callback_task(ticket, deps.channels) if earlier.outcome == "opened" else None
     return Raised(outcome=RaiseOutcome.DUPLICATE_REQUEST, ticket=ticket, callback=callback)
 
 
@@ -261,14 +257,14 @@ def callback_task(ticket: Ticket, channels: ChannelPolicy) -> Task | None:
     )
 
 
-def ensure_callback(ticket: Ticket, deps: RaiseDeps, now: datetime) -> Task | None:
-    """Create the ticket's callback task if the policy asks for one (a retried request finds
-    it there: the task's id is the ticket's)."""
-    task = callback_task(ticket, deps.channels)
+def callback_for(ticket: Ticket, channels: ChannelPolicy) -> tuple[Task, TimelineEntry] | None:
+    """The callback task to open with a new ticket, and its timeline entry (written in the
+    ticket's transaction: there is no ticket without its callback)."""
+    task = callback_task(ticket, channels)
     if task is None:
         return None
     entry = TimelineEntry(
-        at=now,
+        at=ticket.opened_at,
         kind="callback_requested",
         actor="channel-policy",
         detail={
@@ -276,8 +272,7 @@ def ensure_callback(ticket: Ticket, deps: RaiseDeps, now: datetime) -> Task | No
             "due_at": task.due_at.isoformat(),
             "channel": task.channel.value,
             "customer_tier": ticket.customer_tier.value,
-            "channel_policy_version": deps.channels.version,
+            "channel_policy_version": channels.version,
         },
     )
-    deps.tasks.add_task(task, entry)
-    return task
+    return task, entry

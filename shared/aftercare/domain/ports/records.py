@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import PartsLine
+from aftercare.models.tasks import Task
 from aftercare.models.tickets import CustomerTier, Occurrence, TicketFlag, TimelineEntry
 from aftercare.models.visits import VisitRecord
 
@@ -119,6 +120,8 @@ class NewTicketPlan(_Record):
         default_factory=lambda: ReservationPlan(lines=[], deltas=[])
     )
     request: RequestMark | None = None  # the Idempotency-Key of a person's request, if any
+    task: Task | None = None  # a staff task opened with the ticket (a VIP callback)
+    task_entry: TimelineEntry | None = None  # the task's timeline entry
 
 
 class CorrelationPlan(_Record):

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Protocol
 
 from aftercare.models.tasks import Task
-from aftercare.models.tickets import TimelineEntry
 
 
 class TaskNotFound(LookupError):
@@ -22,10 +21,7 @@ class TaskAlreadyDone(Exception):
 
 
 class TaskStore(Protocol):
-    def add_task(self, task: Task, entry: TimelineEntry) -> bool:
-        """Store a new task with its ticket's timeline entry, only if the task id is new
-        (False when it already exists: a retried request)."""
-        ...
+    """Tasks are opened with their ticket (`NewTicketPlan.task`, one transaction)."""
 
     def list_tasks(self, status: str | None = None) -> list[Task]:
         """Tasks, oldest due first, optionally only those with `task_status == status`."""
