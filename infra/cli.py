@@ -31,6 +31,7 @@ from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_s
 from infra.cli_jobs import jobs_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
+from infra.cli_raised import symptoms_app, tasks_app, tickets_classify, tickets_create
 from infra.cli_tickets import catalog_app, devices_app, tickets_app
 from infra.demo import demo
 from infra.seeding import SeedDataError
@@ -91,6 +92,11 @@ app.add_typer(bookings_app, name="bookings")
 # Field dispatch (issue 12): an engineer asks for a visit; the board and manual assignment.
 tickets_app.command("dispatch")(tickets_dispatch)
 app.add_typer(dispatch_app, name="dispatch")
+# Raised tickets (issue 13): customers and agents, every channel; classify; callback tasks.
+tickets_app.command("create")(stack_command(tickets_create))
+tickets_app.command("classify")(stack_command(tickets_classify))
+app.add_typer(symptoms_app, name="symptoms")
+app.add_typer(tasks_app, name="tasks")
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:

@@ -162,20 +162,27 @@ class ApiClient:
         suffix = f"?{urlencode(params)}" if params else ""
         return self._call("GET", path + suffix, None)
 
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._call("POST", path, body)[0]
+    def post(
+        self, path: str, body: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> Any:
+        return self._call("POST", path, body, headers)[0]
 
     def put(self, path: str, body: dict[str, Any]) -> Any:
         return self._call("PUT", path, body)[0]
 
     def _call(
-        self, method: str, path: str, body: dict[str, Any] | None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[Any, dict[str, str]]:
+        sent = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         request = Request(  # noqa: S310 - the URL comes from the local stack's state file
             self.base_url.rstrip("/") + path,
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers=sent | (headers or {}),
         )
         try:
             with urlopen(request, timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310

@@ -5,8 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from aftercare.domain.parts import OutOfStock, PartInfo, StockDelta, StockLevel
-from aftercare.domain.ports import ConcurrentUpdate, DuplicateFault, LockConflict, TicketNotFound
+from aftercare.domain.ports import (
+    CodeAlreadyOpen,
+    ConcurrentUpdate,
+    DuplicateFault,
+    LockConflict,
+    TaskAlreadyDone,
+    TaskNotFound,
+    TicketNotFound,
+)
 from aftercare.domain.ports.records import (
+    ClassificationPlan,
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
@@ -17,10 +26,12 @@ from aftercare.domain.ports.records import (
     OpenLock,
     ParkedMessage,
     PartsChange,
+    RequestMark,
     TicketDetail,
 )
 from aftercare.domain.tickets import StatusChange, Ticket
 from aftercare.models.parts import LineStatus, PartsLine
+from aftercare.models.tasks import Task, TaskStatus
 from aftercare.models.tickets import Occurrence, TimelineEntry
 from aftercare.models.visits import VisitRecord
 
@@ -40,6 +51,8 @@ class FakeTicketStore:
         self.stock: dict[tuple[str, str], StockLevel] = {}
         self.reservations: dict[str, PartsLine] = {}
         self.visits: dict[str, dict[str, VisitRecord]] = {}
+        self.marks: dict[tuple[str, str], RequestMark] = {}
+        self.tasks: dict[str, Task] = {}
         self.requests = 0
 
     # ------------------------------------------------------------------ inventory
@@ -87,11 +100,24 @@ class FakeTicketStore:
         self.requests += 1
         return self.customers.get(customer_id)
 
+    def load_request(self, scope: str, key: str) -> RequestMark | None:
+        self.requests += 1
+        return self.marks.get((scope, key))
+
+    def _check_mark(self, mark: RequestMark | None) -> None:
+        if mark is not None and (mark.scope, mark.key) in self.marks:
+            raise DuplicateFault(self.marks[(mark.scope, mark.key)].ticket_id)
+
+    def _put_mark(self, mark: RequestMark | None) -> None:
+        if mark is not None:
+            self.marks[(mark.scope, mark.key)] = mark
+
     def open_ticket(self, plan: NewTicketPlan) -> None:
         self.requests += 1
         t = plan.ticket
         if (t.thing, plan.occurrence.fault_id) in self.seen:
             raise DuplicateFault(self.seen[(t.thing, plan.occurrence.fault_id)])
+        self._check_mark(plan.request)
         if (t.thing, t.fault_code) in self.locks:
             raise LockConflict("lock exists")
         self._check(plan.reservation.deltas)
@@ -102,9 +128,13 @@ class FakeTicketStore:
             ticket_id=t.ticket_id, occurrences=1, last_seen=t.last_seen
         )
         self.seen[(t.thing, plan.occurrence.fault_id)] = t.ticket_id
+        self._put_mark(plan.request)
         self.tickets[t.ticket_id] = t
         self.occurrences[t.ticket_id] = [plan.occurrence]
         self.timeline[t.ticket_id] = list(plan.timeline)
+        if plan.task is not None and plan.task_entry is not None:
+            self.tasks[plan.task.task_id] = plan.task
+            self.timeline[t.ticket_id].append(plan.task_entry)
         if plan.repeat_entry and t.repeat_of:
             self.timeline[t.repeat_of].append(plan.repeat_entry)
 
@@ -112,9 +142,13 @@ class FakeTicketStore:
         self.requests += 1
         if (plan.thing, plan.occurrence.fault_id) in self.seen:
             raise DuplicateFault(self.seen[(plan.thing, plan.occurrence.fault_id)])
+        self._check_mark(plan.request)
         lock = self.locks.get((plan.thing, plan.fault_code))
         if lock is None or lock.occurrences != plan.expected_occurrences:
             raise LockConflict("lock moved")
+        self._put_mark(plan.request)
+        if plan.entry is not None:
+            self.timeline[plan.ticket_id].append(plan.entry)
         count = plan.expected_occurrences + 1
         self.locks[(plan.thing, plan.fault_code)] = OpenLock(
             ticket_id=plan.ticket_id, occurrences=count, last_seen=plan.last_seen
@@ -126,6 +160,23 @@ class FakeTicketStore:
             update["latest_readings"] = plan.occurrence.readings
         self.tickets[plan.ticket_id] = ticket.model_copy(update=update)
         self.occurrences[plan.ticket_id].append(plan.occurrence)
+
+    def classify(self, plan: ClassificationPlan) -> None:
+        self.requests += 1
+        before, after = plan.ticket, plan.classified
+        if self.tickets[before.ticket_id].version != before.version:
+            raise ConcurrentUpdate("ticket moved")
+        taken = self.locks.get((after.thing, after.fault_code))
+        if taken is not None:
+            raise CodeAlreadyOpen(after.thing, after.fault_code, taken.ticket_id)
+        self._check(plan.reservation.deltas)
+        self._apply(plan.reservation.deltas)
+        for line in plan.reservation.lines:
+            self.reservations[line.reservation_id] = line
+        lock = self.locks.pop((before.thing, before.fault_code))
+        self.locks[(after.thing, after.fault_code)] = lock
+        self.tickets[after.ticket_id] = after
+        self.timeline[after.ticket_id].extend(plan.timeline)
 
     def tickets_by_id(self, ticket_ids: list[str]) -> dict[str, Ticket]:
         return {t: self.tickets[t] for t in ticket_ids if t in self.tickets}
@@ -206,6 +257,34 @@ class FakeTicketStore:
         return sum(
             line.qty for line in self.reservations.values() if line.status is LineStatus.HELD
         )
+
+
+class FakeTaskStore:
+    """The tasks a FakeTicketStore opened with its tickets (and their timelines)."""
+
+    def __init__(self, tickets: FakeTicketStore) -> None:
+        self.tickets = tickets
+        self.tasks = tickets.tasks
+
+    def list_tasks(self, status: str | None = None) -> list[Task]:
+        found = [t for t in self.tasks.values() if status is None or t.task_status == status]
+        return sorted(found, key=lambda t: (t.due_at, t.task_id))
+
+    def complete_task(self, task_id: str, *, by: str, at: datetime, note: str | None) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        if task.task_status is TaskStatus.DONE:
+            raise TaskAlreadyDone(task_id)
+        done = task.model_copy(
+            update={"task_status": TaskStatus.DONE, "done_at": at, "done_by": by, "note": note}
+        )
+        self.tasks[task_id] = done
+        entry = TimelineEntry(
+            at=at, kind="callback_done", actor=by, detail={"task_id": task_id, "note": note}
+        )
+        self.tickets.timeline[task.ticket_id].append(entry)
+        return done
 
 
 class FakeParkedStore:

@@ -47,6 +47,9 @@ BODIES = {
         "start": "2030-01-01T09:00:00Z",
     },
     "POST /bookings/{booking_id}/status": {"status": "en_route", "expected_version": 1},
+    "POST /tickets": {"device": "ac-hp-0001", "symptom": "FAN-STALL", "channel": "app"},
+    "POST /tickets/{ticket_id}/classify": {"code": "FAN-STALL"},
+    "POST /tasks/{task_id}/done": {},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
 SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}

@@ -18,12 +18,15 @@ from aftercare.adapters.ticket_items import (
     intake_batch_get,
     last_resolution_key,
     lock_key,
+    request_key,
     ticket_from_item,
     ticket_key,
 )
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.ticket_writes import (
     change_error,
+    classification_items,
+    classify_error,
     concurrent_update,
     correlation_items,
     intake_error,
@@ -34,6 +37,7 @@ from aftercare.adapters.ticket_writes import (
 from aftercare.adapters.transactions import transact
 from aftercare.domain.parts import PartInfo, StockLevel
 from aftercare.domain.ports import (
+    ClassificationPlan,
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
@@ -43,6 +47,7 @@ from aftercare.domain.ports import (
     OpenContext,
     OpenLock,
     PartsChange,
+    RequestMark,
 )
 from aftercare.domain.tickets import StatusChange, Ticket, ticket_id_for
 
@@ -172,3 +177,16 @@ class DynamoTicketStore(DynamoTicketReader):
             raise ValueError("parts changes need the inventory table")
         items = parts_change_items(self.tickets_table, self.inventory_table, change)
         transact(self.ddb, items, change_error)
+
+    def load_request(self, scope: str, key: str) -> RequestMark | None:
+        response = self.ddb.get_item(
+            TableName=self.tickets_table,
+            Key=to_item(request_key(scope, key)),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return RequestMark.model_validate(from_item(item)) if item else None
+
+    def classify(self, plan: ClassificationPlan) -> None:
+        items = classification_items(self.tickets_table, plan, self.inventory_table)
+        transact(self.ddb, items, classify_error(plan))

@@ -9,6 +9,8 @@ Key layout (see the TicketsTable comment in template.yaml):
     OPEN#<thing>#<code>  / LOCK                   the open-fault lock
     RESOLVED#<thing>#<code> / LAST                the last resolution (repeat detection)
     FAULT#<thing>#<fault_id> / DEDUP              a fault that joined an open ticket
+    IDEMP#<scope>#<key>  / REQUEST                a person's Idempotency-Key (raised tickets)
+    TASKS                / <task_id>              a staff task (a VIP callback), one partition
 
 A fault that opens a ticket needs no DEDUP marker: the ticket's id is derived from
 (thing, fault_id) (`ticket_id_for`) and its META item is put only if new, so the ticket itself
@@ -25,7 +27,7 @@ from typing import Any
 from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.transactions import Failure, TxItem
 from aftercare.domain.paging import opened_key
-from aftercare.domain.ports import TicketDetail
+from aftercare.domain.ports import RequestMark, TicketDetail
 from aftercare.domain.tickets import Ticket, ticket_id_for
 from aftercare.models.tickets import Occurrence, TimelineEntry
 from aftercare.models.visits import VisitRecord
@@ -49,6 +51,14 @@ def last_resolution_key(thing: str, code: str) -> dict[str, str]:
 
 def dedup_key(thing: str, fault_id: str) -> dict[str, str]:
     return {"pk": f"FAULT#{thing}#{fault_id}", "sk": "DEDUP"}
+
+
+def request_key(scope: str, key: str) -> dict[str, str]:
+    return {"pk": f"IDEMP#{scope}#{key}", "sk": "REQUEST"}
+
+
+def request_item(mark: RequestMark) -> dict[str, Any]:
+    return {**request_key(mark.scope, mark.key), **mark.model_dump(mode="json")}
 
 
 def iso(value: datetime) -> str:

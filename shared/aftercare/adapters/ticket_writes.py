@@ -6,6 +6,7 @@ a cancelled transaction into its domain error (`intake_error`, `change_error`, .
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aftercare.adapters.aws import to_attr, to_item
@@ -16,6 +17,7 @@ from aftercare.adapters.inventory import (
     reservation_put,
     stock_update,
 )
+from aftercare.adapters.tasks import add_task_items
 from aftercare.adapters.ticket_items import (
     NEW,
     conditional_put,
@@ -24,6 +26,7 @@ from aftercare.adapters.ticket_items import (
     last_resolution_key,
     lock_key,
     occurrence_item,
+    request_item,
     ticket_item,
     ticket_key,
     timeline_item,
@@ -33,6 +36,8 @@ from aftercare.adapters.ticket_items import (
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem
 from aftercare.domain.parts import OutOfStock
 from aftercare.domain.ports import (
+    ClassificationPlan,
+    CodeAlreadyOpen,
     ConcurrentUpdate,
     CorrelationPlan,
     DuplicateFault,
@@ -40,7 +45,7 @@ from aftercare.domain.ports import (
     NewTicketPlan,
     PartsChange,
 )
-from aftercare.domain.tickets import StatusChange, Ticket
+from aftercare.domain.tickets import ACTIVE_STATES, StatusChange, Ticket
 from aftercare.models.parts import LineStatus
 from aftercare.models.tickets import TicketFlag, TimelineEntry
 from aftercare.models.visits import VisitOutcome, VisitRecord
@@ -75,8 +80,12 @@ def open_ticket_items(
         items += _link_repeat(table, ticket, plan.repeat_entry)
         if plan.repeat_visit:
             items.append(_repeat_against_visit(table, ticket, plan.repeat_visit))
+    if plan.request is not None:
+        items.append(conditional_put(table, request_item(plan.request), NEW, Failure.DUPLICATE))
     if plan.escalation is not None:
         items.append(tracker_put(table, plan.escalation))
+    if plan.task is not None and plan.task_entry is not None:
+        items += add_task_items(table, plan.task, plan.task_entry)
     if plan.reservation.lines:
         if inventory_table is None:
             raise ValueError("part holds need the inventory table")
@@ -151,12 +160,17 @@ def correlation_items(table: str, plan: CorrelationPlan) -> list[TxItem]:
         "ticket_id": plan.ticket_id,
         "expires_at": plan.dedup_expires_at,
     }
-    return [
+    items = [
         TxItem(lock_update, Failure.LOCK_TAKEN),
         conditional_put(table, marker, NEW, Failure.DUPLICATE),
         _ticket_occurrence_update(table, plan, count),
         conditional_put(table, occurrence_item(plan.ticket_id, plan.occurrence)),
     ]
+    if plan.entry is not None:
+        items.append(conditional_put(table, timeline_item(plan.ticket_id, plan.entry)))
+    if plan.request is not None:
+        items.append(conditional_put(table, request_item(plan.request), NEW, Failure.DUPLICATE))
+    return items
 
 
 def _ticket_occurrence_update(table: str, plan: CorrelationPlan, count: int) -> TxItem:
@@ -296,6 +310,96 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
     if change.visit is not None:
         items.append(visit_put(table, change.visit))
     return items
+
+
+CLASSIFIED_FIELDS = (
+    "fault_code",
+    "category",
+    "title_en",
+    "title_zh",
+    "unclassified",
+    "severity",
+    "priority",
+    "sla_response_due",
+    "sla_resolution_due",
+    "routine",
+    "remote_fixable",
+    "auto_diagnose",
+    "suggested_parts",
+    "parts",
+    "flags",
+    "catalog_version",
+    "updated_at",
+    "version",
+)
+
+
+def classification_items(
+    table: str, plan: ClassificationPlan, inventory_table: str | None = None
+) -> list[TxItem]:
+    """The ticket's classified fields (guarded by its version and an active status), the
+    open-fault lock moved from the old code to the new one (the new one only if free), the
+    timeline and the part holds with their stock updates."""
+    before, after = plan.ticket, plan.classified
+    data = after.model_dump(mode="json")
+    names = {f"#{n}": n for n in CLASSIFIED_FIELDS} | {"#st": "status"}
+    values: dict[str, Any] = {f":{n}": data[n] for n in CLASSIFIED_FIELDS}
+    states = sorted(s.value for s in ACTIVE_STATES)
+    values |= {":expected": before.version} | {f":active{i}": s for i, s in enumerate(states)}
+    active = " OR ".join(f"#st = :active{i}" for i in range(len(states)))
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(after.ticket_id)),
+            "UpdateExpression": "SET " + ", ".join(f"#{n} = :{n}" for n in CLASSIFIED_FIELDS),
+            "ConditionExpression": f"#version = :expected AND ({active})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
+        }
+    }
+    new_lock = {
+        **lock_key(after.thing, after.fault_code),
+        "ticket_id": after.ticket_id,
+        "occurrences": after.occurrences,
+        "last_seen": iso(after.last_seen),
+    }
+    items = [
+        TxItem(update, Failure.STALE),
+        _release_lock(table, before),
+        conditional_put(table, new_lock, NEW, Failure.LOCK_TAKEN),
+        *(
+            conditional_put(table, timeline_item(after.ticket_id, e, n))
+            for n, e in enumerate(plan.timeline)
+        ),
+    ]
+    lines = plan.reservation.lines
+    if lines:
+        if inventory_table is None:
+            raise ValueError("part holds need the inventory table")
+        first = len(before.parts)
+        items += [
+            reservation_put(inventory_table, after.ticket_id, first + i, line)
+            for i, line in enumerate(lines)
+        ]
+        items += [
+            backorder_count(inventory_table, line, line.qty)
+            for line in lines
+            if line.status is LineStatus.BACKORDERED and line.warehouse
+        ]
+        items += [stock_update(inventory_table, delta) for delta in plan.reservation.deltas]
+    return items
+
+
+def classify_error(plan: ClassificationPlan) -> Callable[[Cancelled], Exception]:
+    def error(cancelled: Cancelled) -> Exception:
+        if cancelled.failure is Failure.LOCK_TAKEN:
+            ticket = plan.classified
+            return CodeAlreadyOpen(ticket.thing, ticket.fault_code, cancelled.old.get("ticket_id"))
+        if cancelled.failure is Failure.OUT_OF_STOCK:
+            return OutOfStock(cancelled.reason)
+        return ConcurrentUpdate(cancelled.reason)
+
+    return error
 
 
 def _release_lock(table: str, ticket: Ticket) -> TxItem:

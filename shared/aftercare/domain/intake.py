@@ -13,6 +13,7 @@ Decisions (all storage invariants are enforced by conditional writes in the stor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -33,16 +34,20 @@ from aftercare.domain.ports import (
     NewTicketPlan,
     OpenContext,
     OpenLock,
+    RequestMark,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
 from aftercare.domain.tickets import Ticket, TicketFlag, ticket_id_for
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
-from aftercare.models.tickets import Occurrence, TicketStatus, TimelineEntry
+from aftercare.models.tasks import Task
+from aftercare.models.tickets import Channel, Occurrence, Origin, TicketStatus, TimelineEntry
 
 MAX_LOCK_RETRIES = 10
 DEFAULT_HOLD = timedelta(hours=72)
 FAULT_REPORT = Contract(FaultReport, MAX_FAULT_PAYLOAD_BYTES, noun="a fault report")
+FollowUp = Callable[[Ticket], tuple[Task, TimelineEntry] | None]
+"""A task to open with a new ticket (written in its transaction), decided from the ticket."""
 
 
 class OutcomeKind(StrEnum):
@@ -57,6 +62,7 @@ class IntakeOutcome(BaseModel):
 
     kind: OutcomeKind
     thing: str
+    channel: Channel = Channel.DEVICE
     fault_code: str | None = None
     fault_id: str | None = None
     ticket_id: str | None = None
@@ -111,11 +117,15 @@ def _check_timestamp(report: FaultReport, policy: ServicePolicy, received_at: da
 # --------------------------------------------------------------------------- planning
 
 
-def _unclassified_entry(code: str, policy: ServicePolicy) -> CatalogEntry:
+def _unclassified_entry(
+    code: str, policy: ServicePolicy, origin: Origin | None = None
+) -> CatalogEntry:
+    reported = origin is not None and origin.channel is not Channel.DEVICE
     return CatalogEntry(
         code=code,
-        title_en=f"Unclassified fault {code}",
-        title_zh=f"未分类故障 {code}",
+        # a person's free text has no code worth showing them: say what happens instead
+        title_en="Reported problem (being triaged)" if reported else f"Unclassified fault {code}",
+        title_zh="待分诊的报修问题" if reported else f"未分类故障 {code}",
         category="unclassified",
         severity=policy.unclassified_severity,
         models=(),
@@ -125,8 +135,12 @@ def _unclassified_entry(code: str, policy: ServicePolicy) -> CatalogEntry:
     )
 
 
-def _occurrence(report: FaultReport, entry: CatalogEntry, received_at: datetime) -> Occurrence:
+def _occurrence(
+    report: FaultReport, entry: CatalogEntry, received_at: datetime, origin: Origin
+) -> Occurrence:
     return Occurrence(
+        channel=origin.channel,
+        raised_by=origin.raised_by,
         fault_id=report.fault_id,
         occurred_at=report.occurred_at,
         received_at=received_at,
@@ -157,12 +171,16 @@ def plan_new_ticket(
     context: IntakeContext,
     rules: IntakeRules,
     received_at: datetime,
+    origin: Origin | None = None,
+    request: RequestMark | None = None,
+    follow_up: FollowUp | None = None,
 ) -> NewTicketPlan:
     """Classify, prioritise, schedule and reserve parts for a report with no active ticket."""
+    origin = origin or Origin.device(device.thing)
     customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
-    entry = catalog_entry or _unclassified_entry(report.code, rules.policy)
-    occurrence = _occurrence(report, entry, received_at)
+    entry = catalog_entry or _unclassified_entry(report.code, rules.policy, origin)
+    occurrence = _occurrence(report, entry, received_at, origin)
     tier = customer.tier if customer else "standard"
     in_warranty = device.in_warranty(report.occurred_at)
     priority = rules.policy.priority_for(occurrence.severity, tier, in_warranty)
@@ -216,11 +234,17 @@ def plan_new_ticket(
         policy_version=rules.policy.version,
         opened_by_fault=report.fault_id,
         parts=[line.model_dump(mode="json") for line in reservation.lines],
+        channel=origin.channel,
+        raised_by=origin.raised_by,
+        preferred_contact=origin.preferred_contact,
     )
     timeline = [_opened_entry(ticket, customer, catalog_entry, received_at)]
     if reservation.lines or reservation.notes:
         timeline.append(_parts_entry(reservation, received_at))
+    task = follow_up(ticket) if follow_up else None
     return NewTicketPlan(
+        task=task[0] if task else None,
+        task_entry=task[1] if task else None,
         ticket=ticket,
         occurrence=occurrence,
         timeline=timeline,
@@ -231,6 +255,9 @@ def plan_new_ticket(
         else None,
         reservation=reservation,
         escalation=first_tracker(ticket, load_escalation()),
+        request=request.settled(ticket_id, "opened", _dedup_expiry(rules.policy, received_at))
+        if request
+        else None,
     )
 
 
@@ -272,16 +299,23 @@ def _opened_entry(
         "sla_resolution_due": ticket.sla_resolution_due.isoformat(),
         "catalog_version": ticket.catalog_version,
         "policy_version": ticket.policy_version,
+        "channel": ticket.channel.value,
+        "raised_by": ticket.raised_by,
     }
+    if ticket.preferred_contact:
+        detail["preferred_contact"] = ticket.preferred_contact
     if ticket.repeat_of:
         detail["repeat_of"] = ticket.repeat_of
-    if catalog_entry is None:
+    if catalog_entry is None and ticket.channel is not Channel.DEVICE:
+        detail["unclassified"] = "free-text report; needs triage (classify with a catalog code)"
+    elif catalog_entry is None:
         detail["unclassified"] = "fault code not in catalog; needs triage"
     elif ticket.model not in catalog_entry.models:
         detail["model_mismatch"] = f"catalog does not list {ticket.fault_code} for {ticket.model}"
     if customer is None:
         detail["customer_missing"] = f"no customer record {ticket.customer_id}; standard tier used"
-    return TimelineEntry(at=at, kind="opened", actor="fault-intake", detail=detail)
+    actor = "fault-intake" if ticket.channel is Channel.DEVICE else str(ticket.raised_by)
+    return TimelineEntry(at=at, kind="opened", actor=actor, detail=detail)
 
 
 def _repeat_entry(ticket: Ticket, at: datetime) -> TimelineEntry:
@@ -299,19 +333,45 @@ def plan_correlation(
     lock: OpenLock,
     rules: IntakeRules,
     received_at: datetime,
+    *,
+    origin: Origin | None = None,
+    request: RequestMark | None = None,
 ) -> CorrelationPlan:
+    origin = origin or Origin.device(device.thing)
     entry = rules.catalog.lookup(report.code) or _unclassified_entry(report.code, rules.policy)
     takes_latest = report.occurred_at >= lock.last_seen
+    expires_at = _dedup_expiry(rules.policy, received_at)
     return CorrelationPlan(
+        entry=None if origin.channel is Channel.DEVICE else _reported_entry(report, origin),
+        request=request.settled(lock.ticket_id, "already_being_handled", expires_at)
+        if request
+        else None,
         ticket_id=lock.ticket_id,
         thing=device.thing,
         fault_code=report.code,
-        occurrence=_occurrence(report, entry, received_at),
+        occurrence=_occurrence(report, entry, received_at, origin),
         expected_occurrences=lock.occurrences,
         last_seen=report.occurred_at if takes_latest else lock.last_seen,
         takes_latest=takes_latest,
-        dedup_expires_at=_dedup_expiry(rules.policy, received_at),
+        dedup_expires_at=expires_at,
         updated_at=received_at,
+    )
+
+
+def _reported_entry(report: FaultReport, origin: Origin) -> TimelineEntry:
+    """A person reported what the ticket is already about (it becomes an occurrence)."""
+    detail: dict[str, Any] = {
+        "channel": origin.channel.value,
+        "raised_by": origin.raised_by,
+        "fault_code": report.code,
+        "fault_id": report.fault_id,
+    }
+    if report.message:
+        detail["description"] = report.message
+    if origin.preferred_contact:
+        detail["preferred_contact"] = origin.preferred_contact
+    return TimelineEntry(
+        at=report.occurred_at, kind="reported_again", actor=origin.raised_by, detail=detail
     )
 
 
@@ -330,14 +390,36 @@ def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules
             reason=rejection.reason,
             detail=rejection.detail,
         )
+    return apply_report(report, envelope.thing, store, rules, received_at)
+
+
+def apply_report(
+    report: FaultReport,
+    thing: str,
+    store: IntakeStore,
+    rules: IntakeRules,
+    received_at: datetime,
+    *,
+    origin: Origin | None = None,
+    request: RequestMark | None = None,
+    follow_up: FollowUp | None = None,
+) -> IntakeOutcome:
+    """Apply one valid report, from the device itself or raised by a person (`origin`, with
+    the request's Idempotency-Key as `request`, a task to open with a new ticket as
+    `follow_up`): a new ticket, an occurrence on the device's
+    active ticket for the code, or nothing (a duplicate). Retries when the lock or stock
+    moved between read and write."""
     for _ in range(MAX_LOCK_RETRIES):
         try:
-            return _apply(report, envelope.thing, store, rules, received_at)
+            return _apply(
+                report, thing, store, rules, received_at,
+                origin=origin, request=request, follow_up=follow_up,
+            )  # fmt: skip
         except (LockConflict, OutOfStock):
             continue
         except DuplicateFault as dup:
-            return _duplicate(report, envelope.thing, dup.ticket_id)
-    raise LockConflict(f"open-fault lock for {envelope.thing}/{report.code} kept changing")
+            return _duplicate(report, thing, dup.ticket_id)
+    raise LockConflict(f"open-fault lock for {thing}/{report.code} kept changing")
 
 
 def _duplicate(report: FaultReport, thing: str, ticket_id: str | None) -> IntakeOutcome:
@@ -351,7 +433,15 @@ def _duplicate(report: FaultReport, thing: str, ticket_id: str | None) -> Intake
 
 
 def _apply(
-    report: FaultReport, thing: str, store: IntakeStore, rules: IntakeRules, received_at: datetime
+    report: FaultReport,
+    thing: str,
+    store: IntakeStore,
+    rules: IntakeRules,
+    received_at: datetime,
+    *,
+    origin: Origin | None,
+    request: RequestMark | None,
+    follow_up: FollowUp | None = None,
 ) -> IntakeOutcome:
     context = store.load_intake_context(thing, report.code, report.fault_id)
     if context.seen:
@@ -366,7 +456,9 @@ def _apply(
             detail=f"thing {thing!r} is not in the device registry",
         )
     if context.lock is not None:
-        plan = plan_correlation(report, context.device, context.lock, rules, received_at)
+        plan = plan_correlation(
+            report, context.device, context.lock, rules, received_at, origin=origin, request=request
+        )
         store.add_occurrence(plan)
         return IntakeOutcome(
             kind=OutcomeKind.CORRELATED,
@@ -390,6 +482,9 @@ def _apply(
         context=context,
         rules=rules,
         received_at=received_at,
+        origin=origin,
+        request=request,
+        follow_up=follow_up,
     )
     store.open_ticket(new)
     return IntakeOutcome(

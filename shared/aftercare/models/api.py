@@ -83,6 +83,7 @@ class TicketRow(BaseModel):
     title_en: str
     flags: list[str] = Field(default_factory=list)
     resolution: str | None = None
+    channel: str = "device"  # where it was raised (KPIs by channel)
 
     @classmethod
     def of(cls, ticket: TicketRecord) -> TicketRow:

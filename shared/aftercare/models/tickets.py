@@ -50,6 +50,34 @@ class TicketFlag(StrEnum):
     SLA_BREACHED = "sla_breached"  # SLA escalation: a deadline passed unmet
 
 
+class Channel(StrEnum):
+    """Where a ticket (or a report joining it) came from: the device itself, or a person on one
+    of the service channels (KPIs are cut by it)."""
+
+    DEVICE = "device"
+    APP = "app"
+    WEB = "web"
+    PHONE = "phone"
+    CHAT = "chat"
+    EMAIL = "email"
+    ONSITE = "onsite"
+
+
+class Origin(BaseModel):
+    """Who raised a ticket or a report, and through which channel. `raised_by` is
+    `device:<thing>`, `customer:<customer_id>` or `agent:<username>`."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    channel: Channel
+    raised_by: str
+    preferred_contact: str | None = None
+
+    @classmethod
+    def device(cls, thing: str) -> Origin:
+        return cls(channel=Channel.DEVICE, raised_by=f"device:{thing}")
+
+
 class Resolution(StrEnum):
     """How a resolved ticket was fixed (KPI: share of remote fixes)."""
 
@@ -76,6 +104,8 @@ class Occurrence(BaseModel):
     firmware: str
     readings: dict[str, Any] = Field(default_factory=dict)
     message: str | None = None
+    channel: Channel = Channel.DEVICE
+    raised_by: str | None = None
 
 
 class TicketSummary(BaseModel):
@@ -151,3 +181,6 @@ class TicketRecord(TicketSummary):
     opened_by_fault: str
     version: int = 1
     dispatch_reason: str | None = None  # why the ticket needs (another) visit
+    channel: Channel = Channel.DEVICE  # where the ticket was raised (KPIs by channel)
+    raised_by: str | None = None  # device:<thing> | customer:<id> | agent:<username>
+    preferred_contact: str | None = None  # how the person who raised it wants to be reached

@@ -50,6 +50,8 @@ from aftercare.domain.ports.parked import (
     ParkedStore,
 )
 from aftercare.domain.ports.records import (
+    ClassificationPlan,
+    CodeAlreadyOpen,
     ConcurrentUpdate,
     CorrelationPlan,
     CustomerRecord,
@@ -63,6 +65,7 @@ from aftercare.domain.ports.records import (
     OpenLock,
     ParkedMessage,
     PartsChange,
+    RequestMark,
     TicketDetail,
     TicketNotFound,
 )
@@ -75,10 +78,16 @@ from aftercare.domain.ports.stock import (
 from aftercare.domain.ports.surveys import (
     SurveyStore,
 )
+from aftercare.domain.ports.tasks import (
+    TaskAlreadyDone,
+    TaskNotFound,
+    TaskStore,
+)
 from aftercare.domain.ports.tickets import (
     IntakeStore,
     PartsContext,
     PartsHolds,
+    RaisedTickets,
     StatusChanges,
     TicketLookup,
     TicketReader,
@@ -98,6 +107,8 @@ __all__ = [
     "CalendarReads",
     "CancelPublisher",
     "ChannelSender",
+    "ClassificationPlan",
+    "CodeAlreadyOpen",
     "CommandPublisher",
     "ConcurrentUpdate",
     "CorrelationPlan",
@@ -135,11 +146,16 @@ __all__ = [
     "PartsContext",
     "PartsHolds",
     "ProfileSource",
+    "RaisedTickets",
+    "RequestMark",
     "SlotTaken",
     "StatusChanges",
     "StockHistory",
     "SurveySchedule",
     "SurveyStore",
+    "TaskAlreadyDone",
+    "TaskNotFound",
+    "TaskStore",
     "TicketAlreadyBooked",
     "TicketDetail",
     "TicketLookup",

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import PartsLine
+from aftercare.models.tasks import Task
 from aftercare.models.tickets import CustomerTier, Occurrence, TicketFlag, TimelineEntry
 from aftercare.models.visits import VisitRecord
 
@@ -89,6 +90,24 @@ class EscalationTracker(_Record):
         return int(self.next_at.timestamp())
 
 
+class RequestMark(_Record):
+    """An `Idempotency-Key` as stored: who used it (`scope`), a fingerprint of the request it
+    first came with, and the ticket that request opened or joined. Written in the same
+    transaction as that ticket change, only if new, so a key takes effect once."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    ticket_id: str = ""
+    outcome: str = ""
+    expires_at: int = 0
+
+    def settled(self, ticket_id: str, outcome: str, expires_at: int) -> RequestMark:
+        return self.model_copy(
+            update={"ticket_id": ticket_id, "outcome": outcome, "expires_at": expires_at}
+        )
+
+
 class NewTicketPlan(_Record):
     ticket: Ticket
     occurrence: Occurrence
@@ -100,6 +119,9 @@ class NewTicketPlan(_Record):
     reservation: ReservationPlan = Field(
         default_factory=lambda: ReservationPlan(lines=[], deltas=[])
     )
+    request: RequestMark | None = None  # the Idempotency-Key of a person's request, if any
+    task: Task | None = None  # a staff task opened with the ticket (a VIP callback)
+    task_entry: TimelineEntry | None = None  # the task's timeline entry
 
 
 class CorrelationPlan(_Record):
@@ -112,6 +134,26 @@ class CorrelationPlan(_Record):
     takes_latest: bool
     dedup_expires_at: int
     updated_at: AwareDatetime
+    entry: TimelineEntry | None = None  # a person's report says so on the timeline
+    request: RequestMark | None = None  # the Idempotency-Key of a person's request, if any
+
+
+class ClassificationPlan(_Record):
+    """An unclassified ticket getting a catalog code: the record before (`ticket`, for its
+    version and old lock) and after (`classified`), its timeline and the parts it holds now."""
+
+    ticket: Ticket
+    classified: Ticket
+    timeline: list[TimelineEntry]
+    reservation: ReservationPlan
+
+
+class CodeAlreadyOpen(Exception):
+    """Another active ticket of the device already holds the code's open-fault lock."""
+
+    def __init__(self, thing: str, code: str, ticket_id: str | None) -> None:
+        super().__init__(f"{thing} already has the active ticket {ticket_id} for {code}")
+        self.ticket_id = ticket_id
 
 
 class ParkedMessage(_Record):

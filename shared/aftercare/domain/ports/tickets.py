@@ -8,11 +8,13 @@ if TYPE_CHECKING:
     from aftercare.domain.paging import TicketPage, TicketQuery
     from aftercare.domain.parts import StockLevel
     from aftercare.domain.ports.records import (
+        ClassificationPlan,
         CorrelationPlan,
         IntakeContext,
         NewTicketPlan,
         OpenContext,
         PartsChange,
+        RequestMark,
         TicketDetail,
     )
     from aftercare.domain.tickets import StatusChange, Ticket
@@ -63,6 +65,23 @@ class IntakeStore(PartsContext, Protocol):
 
     def add_occurrence(self, plan: CorrelationPlan) -> None:
         """Append an occurrence atomically. Raises DuplicateFault or LockConflict."""
+        ...
+
+
+class RaisedTickets(IntakeStore, TicketLookup, Protocol):
+    """Tickets people raise (customers, agents): intake's reads and writes, the requests'
+    idempotency keys, and classifying an unclassified ticket."""
+
+    def load_request(self, scope: str, key: str) -> RequestMark | None:
+        """The stored Idempotency-Key of `scope`, if it was used (consistent read)."""
+        ...
+
+    def classify(self, plan: ClassificationPlan) -> None:
+        """Give an unclassified ticket its code: the ticket (version-guarded, still active),
+        the open-fault lock moved to the new code, part holds and the timeline, atomically.
+
+        Raises CodeAlreadyOpen (another active ticket holds the code's lock), ConcurrentUpdate
+        or OutOfStock (stock moved: plan again)."""
         ...
 
 
