@@ -196,12 +196,19 @@ def test_a_new_ticket_writes_no_dedup_marker(intake, aws):
     )
     # When a report without parts opens a ticket
     invoke(intake, record(report("nomark-0001", code="TEMP-HIGH")))
-    # Then its transaction holds 5 items (lock, ticket, occurrence, timeline, escalation
-    # tracker: 10 WRU, the cost budget of a new fault) and no FAULT#... marker: the ticket,
-    # keyed by the fault, is one
-    assert sizes == [5]
+    # Then its transaction holds 4 items (lock, ticket, occurrence, timeline: 8 WRU, the cost
+    # budget of a new fault), no FAULT#... marker (the ticket, keyed by the fault, is one) and
+    # no escalation item: the schedule's first step is on the ticket itself
+    assert sizes == [4]
     items = aws["ddb"].scan(TableName=aws["resources"]["TicketsTable"])["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("FAULT#")]
+    assert {i["sk"]["S"].split("#")[0] for i in items if i["pk"]["S"].startswith("TICKET#")} == {
+        "META",
+        "OCC",
+        "EVT",
+    }
+    (meta,) = [i for i in items if i["sk"]["S"] == "META"]
+    assert {"esc_index", "esc_bucket", "esc_next_at"} <= set(meta)
 
 
 def test_dead_letters_are_parked_with_their_reason(aws):

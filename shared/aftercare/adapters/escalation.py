@@ -1,15 +1,20 @@
-"""SLA escalation trackers on TicketsTable (`TICKET#<id> / ESC`) and the duty pager (SNS).
+"""SLA escalation state on the ticket's own item (`TICKET#<id> / META`) and the duty pager (SNS).
 
-A tracker is in the sparse GSI `by_escalation` (`esc_bucket`, `esc_next_at` epoch seconds)
-while it has a next step; the sweeper queries each bucket for `esc_next_at <= now`. Advancing
-it is one TransactWriteItems: the tracker (condition: `esc_index` is still the one read), and
-when steps acted, the ticket's flags (condition: its version) and timeline entries.
+A ticket with a next step carries `esc_index`, `esc_bucket` (ESC#0-7) and `esc_next_at` (epoch
+seconds), which put it in the sparse GSI `by_escalation` (bucket, next-at; INCLUDE `esc_index`
+only); the sweeper queries each bucket for `esc_next_at <= now`. Intake writes them with the
+ticket's put (no item of their own), a status change that ends the ticket removes them.
+Advancing is one conditional update of the ticket (condition: `esc_index` is still the one
+read, plus the ticket's version when steps acted), in one transaction with the timeline
+entries when there are any.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.ticket_items import (
@@ -26,39 +31,31 @@ from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.tickets import Ticket
 
-ESC = "ESC"
 INDEX = "by_escalation"
+ESCALATION_ATTRIBUTES = ("esc_index", "esc_bucket", "esc_next_at")
+# What a ticket leaving the active states (or its schedule ending) drops: out of the index.
+REMOVE_ESCALATION = "REMOVE " + ", ".join(ESCALATION_ATTRIBUTES)
 
 
 class _NotApplied(Exception):
     pass
 
 
-def tracker_key(ticket_id: str) -> dict[str, str]:
-    return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": ESC}
-
-
-def tracker_item(tracker: EscalationTracker) -> dict[str, Any]:
+def tracker_attributes(tracker: EscalationTracker) -> dict[str, Any]:
+    """The ticket item's escalation attributes (merged into its put at intake)."""
     return {
-        **tracker_key(tracker.ticket_id),
-        "ticket_id": tracker.ticket_id,
         "esc_index": tracker.index,
         "esc_bucket": tracker.bucket,
         "esc_next_at": tracker.next_epoch,
-        "esc_next_iso": iso(tracker.next_at),
     }
 
 
-def tracker_put(table: str, tracker: EscalationTracker) -> TxItem:
-    """The first tracker, written with the ticket it belongs to."""
-    return conditional_put(table, tracker_item(tracker))
-
-
 def tracker_from_item(item: dict[str, Any]) -> EscalationTracker:
+    """A `by_escalation` entry (or the ticket item) as the tracker it holds."""
     return EscalationTracker(
-        ticket_id=str(item["ticket_id"]),
+        ticket_id=str(item["pk"]).removeprefix(TICKET_PREFIX),
         index=int(item["esc_index"]),
-        next_at=datetime.fromisoformat(str(item["esc_next_iso"])),
+        next_at=datetime.fromtimestamp(int(item["esc_next_at"]), UTC),
         bucket=str(item["esc_bucket"]),
     )
 
@@ -73,61 +70,45 @@ def due_query(table: str, bucket: str, now_epoch: int, limit: int) -> dict[str, 
     }
 
 
-def advance_items(table: str, plan: EscalationPlan, tracker: EscalationTracker) -> list[TxItem]:
-    condition = "esc_index = :seen"
-    seen = {":seen": to_attr(plan.seen_index)}
-    key = to_item(tracker_key(tracker.ticket_id))
-    if plan.next is None:
-        delete = {
-            "TableName": table,
-            "Key": key,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": seen,
-        }
-        items = [TxItem({"Delete": delete}, Failure.STALE)]
-    else:
-        nxt = plan.next
-        update = {
-            "TableName": table,
-            "Key": key,
-            "UpdateExpression": "SET esc_index = :i, esc_next_at = :t, esc_next_iso = :iso",
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": {
-                **seen,
-                ":i": to_attr(nxt.index),
-                ":t": to_attr(nxt.next_epoch),
-                ":iso": to_attr(iso(nxt.next_at)),
-            },
-        }
-        items = [TxItem({"Update": update}, Failure.STALE)]
+def advance_update(table: str, plan: EscalationPlan) -> dict[str, Any]:
+    """The ticket's one conditional update: its escalation attributes advanced (or removed
+    when the schedule is done), and when steps acted, its flags, `updated_at` and version."""
+    conditions = ["esc_index = :seen"]
+    sets: list[str] = []
+    values: dict[str, Any] = {":seen": plan.seen_index}
+    if plan.next is not None:
+        sets += ["esc_index = :i", "esc_next_at = :t"]
+        values |= {":i": plan.next.index, ":t": plan.next.next_epoch}
     if plan.changes_ticket:
-        items += _ticket_items(table, plan)
-    return items
-
-
-def _ticket_items(table: str, plan: EscalationPlan) -> list[TxItem]:
-    ticket = plan.ticket
-    at = plan.entries[0].at
-    sets = ["updated_at = :now", "version = :next"]
-    values: dict[str, Any] = {
-        ":now": iso(at),
-        ":next": ticket.version + 1,
-        ":version": ticket.version,
-    }
-    if plan.flags is not None:
-        sets += ["flags = :flags", "dispatch_reason = :reason"]
-        values |= {":flags": [f.value for f in plan.flags], ":reason": plan.dispatch_reason}
-    update = {
+        ticket = plan.ticket
+        conditions.append("version = :version")
+        sets += ["updated_at = :now", "version = :next"]
+        values |= {
+            ":now": iso(plan.entries[0].at),
+            ":next": ticket.version + 1,
+            ":version": ticket.version,
+        }
+        if plan.flags is not None:
+            sets += ["flags = :flags", "dispatch_reason = :reason"]
+            values |= {":flags": [f.value for f in plan.flags], ":reason": plan.dispatch_reason}
+    parts = ["SET " + ", ".join(sets)] if sets else []
+    if plan.next is None:
+        parts.append(REMOVE_ESCALATION)
+    return {
         "TableName": table,
-        "Key": to_item(ticket_key(ticket.ticket_id)),
-        "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": "version = :version",
+        "Key": to_item(ticket_key(plan.ticket.ticket_id)),
+        "UpdateExpression": " ".join(parts),
+        "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
     }
+
+
+def advance_items(table: str, plan: EscalationPlan) -> list[TxItem]:
+    """The ticket's update and, when steps acted, their timeline entries."""
     return [
-        TxItem({"Update": update}, Failure.STALE),
+        TxItem({"Update": advance_update(table, plan)}, Failure.STALE),
         *(
-            conditional_put(table, timeline_item(ticket.ticket_id, e, n))
+            conditional_put(table, timeline_item(plan.ticket.ticket_id, e, n))
             for n, e in enumerate(plan.entries)
         ),
     ]
@@ -155,11 +136,21 @@ class DynamoEscalations(DynamoTicketReader):
             return None
 
     def apply(self, plan: EscalationPlan, tracker: EscalationTracker) -> bool:
+        """Only stale steps skipped: one UpdateItem (a one-item transaction costs double)."""
+        if not plan.changes_ticket:
+            try:
+                self.ddb.update_item(**advance_update(self.tickets_table, plan))
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                return False
+            return True
+
         def refused(outcome: Cancelled) -> Exception:
             return _NotApplied(outcome.reason)
 
         try:
-            transact(self.ddb, advance_items(self.tickets_table, plan, tracker), refused)
+            transact(self.ddb, advance_items(self.tickets_table, plan), refused)
         except _NotApplied:
             return False
         return True
