@@ -3,11 +3,26 @@ advance it once and take it out of the sparse index."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
+from typing import Any
 
-from aftercare.adapters.escalation import advance_items, advance_update, tracker_from_item
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.escalation import (
+    DynamoEscalations,
+    advance_items,
+    advance_update,
+    tracker_attributes,
+    tracker_from_item,
+)
+from aftercare.adapters.ticket_items import ticket_item
 from aftercare.adapters.ticket_writes import status_change_items
-from aftercare.domain.escalation import first_tracker, load_escalation, plan_escalation
+from aftercare.domain.escalation import (
+    first_tracker,
+    load_escalation,
+    plan_escalation,
+    sweep_escalations,
+)
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.tickets import Ticket, plan_status_change
 from aftercare.models.tickets import TicketStatus
@@ -92,3 +107,68 @@ def test_an_index_entry_reads_back_as_its_tracker() -> None:
         "esc_index": 0,
     }
     assert tracker_from_item(entry) == first
+
+
+class RecordingDynamo:
+    """A DynamoDB client holding one ticket item: counts the requests and the items read."""
+
+    def __init__(self, item: dict[str, Any]) -> None:
+        self.item = to_item(item)
+        self.requests: Counter[str] = Counter()
+        self.items_read = 0
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        self.requests["Query"] += 1
+        values = request["ExpressionAttributeValues"]
+        due = self.item.get("esc_bucket") == values[":b"] and int(
+            self.item["esc_next_at"]["N"]
+        ) <= int(values[":now"]["N"])
+        keys = ("pk", "sk", "esc_bucket", "esc_next_at", "esc_index")
+        found = [{k: self.item[k] for k in keys}] if due else []
+        self.items_read += len(found)
+        return {"Items": found}
+
+    def get_item(self, **request: Any) -> dict[str, Any]:
+        self.requests["GetItem"] += 1
+        self.items_read += 1
+        return {"Item": self.item}
+
+    def transact_write_items(self, **request: Any) -> dict[str, Any]:
+        self.requests["TransactWriteItems"] += 1
+        return {}
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        self.requests["UpdateItem"] += 1
+        return {}
+
+
+class Pager:
+    def __init__(self) -> None:
+        self.pages: list[str] = []
+
+    def page(self, message: str) -> None:
+        self.pages.append(message)
+
+
+def sweep_once(status: TicketStatus) -> RecordingDynamo:
+    record = ticket(status)
+    ddb = RecordingDynamo({**ticket_item(record), **tracker_attributes(tracker())})
+    store = DynamoEscalations(tickets_table=TABLE, ddb=ddb)
+    sweep_escalations(store, Pager(), POLICY, NOW + timedelta(hours=3))
+    return ddb
+
+
+def test_request_budget_of_a_sweep_that_acts() -> None:
+    # When a sweep finds one ticket with two steps due
+    ddb = sweep_once(TicketStatus.OPEN)
+    # Then it costs a Query per bucket, the ticket's own item (not its partition) and one
+    # transaction (the ticket's update with the timeline entries)
+    assert ddb.requests == {"Query": 8, "GetItem": 1, "TransactWriteItems": 1}
+    assert ddb.items_read == 2
+
+
+def test_request_budget_of_a_sweep_that_only_skips_stale_steps() -> None:
+    # When the ticket left open before its response steps fell due
+    ddb = sweep_once(TicketStatus.DIAGNOSING)
+    # Then the advance is one UpdateItem (1 WRU), not a one-item transaction (2 WRU)
+    assert ddb.requests == {"Query": 8, "GetItem": 1, "UpdateItem": 1}

@@ -21,13 +21,13 @@ from aftercare.adapters.ticket_items import (
     TICKET_PREFIX,
     conditional_put,
     iso,
+    ticket_from_item,
     ticket_key,
     timeline_item,
 )
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
 from aftercare.domain.escalation import BUCKETS, EscalationPlan
-from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.tickets import Ticket
 
@@ -130,10 +130,12 @@ class DynamoEscalations(DynamoTicketReader):
         return found
 
     def ticket(self, ticket_id: str) -> Ticket | None:
-        try:
-            return self.get_ticket(ticket_id).ticket
-        except TicketNotFound:
-            return None
+        """The ticket's own item only (GetItem, 1 RRU): not its partition's occurrences,
+        timeline and diagnostics, which a Query would read and bill by the 4 KB."""
+        item = self.ddb.get_item(
+            TableName=self.tickets_table, Key=to_item(ticket_key(ticket_id)), ConsistentRead=True
+        ).get("Item")
+        return ticket_from_item(from_item(item)) if item else None
 
     def apply(self, plan: EscalationPlan, tracker: EscalationTracker) -> bool:
         """Only stale steps skipped: one UpdateItem (a one-item transaction costs double)."""
