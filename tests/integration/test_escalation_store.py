@@ -148,3 +148,54 @@ def test_a_resolved_ticket_leaves_the_index_and_a_racing_sweep_does_nothing(
     assert not {"esc_index", "esc_bucket", "esc_next_at"} & set(
         meta(provisioned, ddb, ticket.ticket_id)
     )
+
+
+def test_a_tracker_item_from_before_the_upgrade_moves_onto_its_ticket(
+    provisioned: ProvisionResult, moto_url: str
+) -> None:
+    ddb = boto3.client("dynamodb", endpoint_url=moto_url, region_name=REGION)
+    table = provisioned.resources["TicketsTable"]
+    tickets = ticket_store(provisioned.resources, ddb)
+    escalations = DynamoEscalations(tickets_table=table, ddb=ddb)
+    # Given a ticket opened by the previous release: its tracker an item of its own
+    ticket = make_ticket("ESC-OLD", thing="ac-esc-old").model_copy(
+        update={
+            "sla_response_due": NOW + timedelta(hours=4),
+            "sla_resolution_due": NOW + timedelta(hours=24),
+        }
+    )
+    occurrence = Occurrence(
+        fault_id="f-esc-old",
+        occurred_at=NOW,
+        received_at=NOW,
+        severity=ticket.severity,
+        firmware="1",
+    )
+    tickets.open_ticket(
+        NewTicketPlan(ticket=ticket, occurrence=occurrence, timeline=[], dedup_expires_at=0)
+    )
+    tracker = first_tracker(ticket, POLICY)
+    assert tracker is not None
+    legacy = {
+        "pk": {"S": f"TICKET#{ticket.ticket_id}"},
+        "sk": {"S": "ESC"},
+        "ticket_id": {"S": ticket.ticket_id},
+        "esc_index": {"N": "0"},
+        "esc_bucket": {"S": tracker.bucket},
+        "esc_next_at": {"N": str(tracker.next_epoch)},
+        "esc_next_iso": {"S": tracker.next_at.isoformat()},
+    }
+    ddb.put_item(TableName=table, Item=legacy)
+    # When the sweeper runs after its first two steps fell due, and again
+    pager = Pager()
+    first = sweep_escalations(escalations, pager, POLICY, NOW + timedelta(hours=3))
+    again = sweep_escalations(escalations, pager, POLICY, NOW + timedelta(hours=3))
+    # Then they acted once, the tracker lives on the ticket now, and its old item is gone
+    assert [s.name for p in first for s in p.acted if p.ticket.ticket_id == ticket.ticket_id] == [
+        "response@50%",
+        "response@75%",
+    ]
+    assert ticket.ticket_id not in {p.ticket.ticket_id for p in again}
+    key = {"pk": legacy["pk"], "sk": legacy["sk"]}
+    assert "Item" not in ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    assert meta(provisioned, ddb, ticket.ticket_id)["esc_index"] == 2

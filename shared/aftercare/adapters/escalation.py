@@ -60,6 +60,36 @@ def tracker_from_item(item: dict[str, Any]) -> EscalationTracker:
     )
 
 
+LEGACY_SK = "ESC"  # the tracker's own item before it moved onto the ticket
+
+
+def adopt_items(table: str, legacy: dict[str, Any]) -> list[TxItem]:
+    """A tracker item written before the move (`TICKET#<id> / ESC`) onto its ticket's item
+    (unless the ticket has escalation attributes already, or is gone), and the item deleted
+    if it still holds what was read. Without this a stage upgraded with trackers in flight
+    would find them due on every sweep and never advance them."""
+    tracker = tracker_from_item(legacy)
+    attrs = tracker_attributes(tracker)
+    put_on_ticket = {
+        "TableName": table,
+        "Key": to_item(ticket_key(tracker.ticket_id)),
+        "UpdateExpression": "SET " + ", ".join(f"{k} = :{k}" for k in attrs),
+        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(esc_index)",
+        "ExpressionAttributeValues": {f":{k}": to_attr(v) for k, v in attrs.items()},
+    }
+    return [TxItem({"Update": put_on_ticket}, Failure.STALE), _legacy_delete(table, legacy)]
+
+
+def _legacy_delete(table: str, legacy: dict[str, Any]) -> TxItem:
+    delete = {
+        "TableName": table,
+        "Key": to_item({"pk": legacy["pk"], "sk": LEGACY_SK}),
+        "ConditionExpression": "esc_index = :seen",
+        "ExpressionAttributeValues": {":seen": to_attr(int(legacy["esc_index"]))},
+    }
+    return TxItem({"Delete": delete}, Failure.STALE)
+
+
 def due_query(table: str, bucket: str, now_epoch: int, limit: int) -> dict[str, Any]:
     return {
         "TableName": table,
@@ -126,8 +156,30 @@ class DynamoEscalations(DynamoTicketReader):
             answer = self.ddb.query(
                 **due_query(self.tickets_table, f"ESC#{n}", epoch, limit - len(found))
             )
-            found += [tracker_from_item(from_item(i)) for i in answer.get("Items", [])]
+            for entry in (from_item(i) for i in answer.get("Items", [])):
+                if entry["sk"] == LEGACY_SK and not self._adopted(entry):
+                    continue
+                found.append(tracker_from_item(entry))
         return found
+
+    def _adopted(self, legacy: dict[str, Any]) -> bool:
+        """Move a pre-upgrade tracker item onto its ticket; False when there is nothing to
+        sweep (the ticket has its own attributes, is gone, or another sweep moved it)."""
+
+        def refused(outcome: Cancelled) -> Exception:
+            return _NotApplied(outcome.reason)
+
+        try:
+            transact(self.ddb, adopt_items(self.tickets_table, legacy), refused)
+        except _NotApplied:
+            delete = _legacy_delete(self.tickets_table, legacy).request["Delete"]
+            try:
+                self.ddb.delete_item(**delete)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+            return False
+        return True
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """The ticket's own item only (GetItem, 1 RRU): not its partition's occurrences,
