@@ -41,6 +41,14 @@ class _NotApplied(Exception):
     pass
 
 
+def _refused(outcome: Cancelled) -> Exception:
+    return _NotApplied(outcome.reason)
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
+
+
 def tracker_attributes(tracker: EscalationTracker) -> dict[str, Any]:
     """The ticket item's escalation attributes (merged into its put at intake)."""
     return {
@@ -165,19 +173,20 @@ class DynamoEscalations(DynamoTicketReader):
     def _adopted(self, legacy: dict[str, Any]) -> bool:
         """Move a pre-upgrade tracker item onto its ticket; False when there is nothing to
         sweep (the ticket has its own attributes, is gone, or another sweep moved it)."""
-
-        def refused(outcome: Cancelled) -> Exception:
-            return _NotApplied(outcome.reason)
-
         try:
-            transact(self.ddb, adopt_items(self.tickets_table, legacy), refused)
+            transact(self.ddb, adopt_items(self.tickets_table, legacy), _refused)
         except _NotApplied:
-            delete = _legacy_delete(self.tickets_table, legacy).request["Delete"]
-            try:
-                self.ddb.delete_item(**delete)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+            self._write("delete_item", _legacy_delete(self.tickets_table, legacy).request["Delete"])
+            return False
+        return True
+
+    def _write(self, operation: str, request: dict[str, Any]) -> bool:
+        """One conditional single-item write; False when its condition failed."""
+        try:
+            getattr(self.ddb, operation)(**request)
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
             return False
         return True
 
@@ -192,19 +201,9 @@ class DynamoEscalations(DynamoTicketReader):
     def apply(self, plan: EscalationPlan, tracker: EscalationTracker) -> bool:
         """Only stale steps skipped: one UpdateItem (a one-item transaction costs double)."""
         if not plan.changes_ticket:
-            try:
-                self.ddb.update_item(**advance_update(self.tickets_table, plan))
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                return False
-            return True
-
-        def refused(outcome: Cancelled) -> Exception:
-            return _NotApplied(outcome.reason)
-
+            return self._write("update_item", advance_update(self.tickets_table, plan))
         try:
-            transact(self.ddb, advance_items(self.tickets_table, plan), refused)
+            transact(self.ddb, advance_items(self.tickets_table, plan), _refused)
         except _NotApplied:
             return False
         return True

@@ -15,9 +15,9 @@ with the same write. For each due tracker the sweeper reads the ticket and plans
 - the tracker advances past them, in the same write as the ticket's change, on the
   condition that it still holds the index read: a second sweeper (or a retry) that read the
   same index fails that condition and does nothing, and so does one racing a resolution
-  (which removed the tracker). So each step acts exactly once; a page
-  goes out after the transaction committed (at most once: a crash in between loses the page,
-  never the record of the escalation).
+  (which removed the tracker). So each step acts exactly once; a page goes out after the
+  write committed (at most once: a crash in between loses the page, never the record of the
+  escalation).
 """
 
 from __future__ import annotations
