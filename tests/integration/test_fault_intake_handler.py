@@ -14,6 +14,7 @@ from aftercare.adapters.aws import client
 from aftercare.domain.lifecycle import change_status
 from aftercare.models.tickets import TicketStatus
 
+from infra.bench.capacity import item_size, write_units
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.integration.intake_stack import (
     NOW,
@@ -187,21 +188,32 @@ def test_the_report_that_opened_a_ticket_stays_a_duplicate_after_the_ticket_move
 def test_a_new_ticket_writes_no_dedup_marker(intake, aws):
     # Given the transactions intake sends are recorded
     sizes: list[int] = []
+    units: list[float] = []
 
     def record_size(params: dict[str, Any], **_: Any) -> None:
         sizes.append(len(params["TransactItems"]))
+        items = [next(iter(i.values()))["Item"] for i in params["TransactItems"]]
+        units.extend(write_units(item_size(i), transactional=True) for i in items)
 
     client("dynamodb").meta.events.register(
         "provide-client-params.dynamodb.TransactWriteItems", record_size
     )
     # When a report without parts opens a ticket
     invoke(intake, record(report("nomark-0001", code="TEMP-HIGH")))
-    # Then its transaction holds 5 items (lock, ticket, occurrence, timeline, escalation
-    # tracker: 10 WRU, the cost budget of a new fault) and no FAULT#... marker: the ticket,
-    # keyed by the fault, is one
-    assert sizes == [5]
+    # Then its transaction holds 4 items (lock, ticket, occurrence, timeline), each under 1 KB
+    # (8 WRU by the billing rules, the cost budget of a new fault), no FAULT#... marker (the
+    # ticket, keyed by the fault, is one) and no escalation item: the first step is on the
+    # ticket itself
+    assert sizes == [4] and sum(units) == 8
     items = aws["ddb"].scan(TableName=aws["resources"]["TicketsTable"])["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("FAULT#")]
+    assert {i["sk"]["S"].split("#")[0] for i in items if i["pk"]["S"].startswith("TICKET#")} == {
+        "META",
+        "OCC",
+        "EVT",
+    }
+    (meta,) = [i for i in items if i["sk"]["S"] == "META"]
+    assert {"esc_index", "esc_bucket", "esc_next_at"} <= set(meta)
 
 
 def test_dead_letters_are_parked_with_their_reason(aws):

@@ -1,9 +1,12 @@
-"""SLA escalation trackers on TicketsTable (`TICKET#<id> / ESC`) and the duty pager (SNS).
+"""SLA escalation state on the ticket's own item (`TICKET#<id> / META`) and the duty pager (SNS).
 
-A tracker is in the sparse GSI `by_escalation` (`esc_bucket`, `esc_next_at` epoch seconds)
-while it has a next step; the sweeper queries each bucket for `esc_next_at <= now`. Advancing
-it is one TransactWriteItems: the tracker (condition: `esc_index` is still the one read), and
-when steps acted, the ticket's flags (condition: its version) and timeline entries.
+A ticket with a next step carries `esc_index`, `esc_bucket` (ESC#0-7) and `esc_next_at` (epoch
+seconds), which put it in the sparse GSI `by_escalation` (bucket, next-at; INCLUDE `esc_index`
+only); the sweeper queries each bucket for `esc_next_at <= now`. Intake writes them with the
+ticket's put (no item of their own), a status change that ends the ticket removes them.
+Advancing is one conditional update of the ticket (condition: `esc_index` is still the one
+read, plus the ticket's version when steps acted), in one transaction with the timeline
+entries when there are any.
 """
 
 from __future__ import annotations
@@ -11,56 +14,88 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
 from aftercare.adapters.ticket_items import (
     TICKET_PREFIX,
     conditional_put,
     iso,
+    ticket_from_item,
     ticket_key,
     timeline_item,
 )
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
 from aftercare.domain.escalation import BUCKETS, EscalationPlan
-from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.tickets import Ticket
 
-ESC = "ESC"
 INDEX = "by_escalation"
+ESCALATION_ATTRIBUTES = ("esc_index", "esc_bucket", "esc_next_at")
+# What a ticket leaving the active states (or its schedule ending) drops: out of the index.
+REMOVE_ESCALATION = "REMOVE " + ", ".join(ESCALATION_ATTRIBUTES)
 
 
 class _NotApplied(Exception):
     pass
 
 
-def tracker_key(ticket_id: str) -> dict[str, str]:
-    return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": ESC}
+def _refused(outcome: Cancelled) -> Exception:
+    return _NotApplied(outcome.reason)
 
 
-def tracker_item(tracker: EscalationTracker) -> dict[str, Any]:
+def _condition_failed(exc: ClientError) -> bool:
+    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
+
+
+def tracker_attributes(tracker: EscalationTracker) -> dict[str, Any]:
+    """The ticket item's escalation attributes (merged into its put at intake)."""
     return {
-        **tracker_key(tracker.ticket_id),
-        "ticket_id": tracker.ticket_id,
         "esc_index": tracker.index,
         "esc_bucket": tracker.bucket,
         "esc_next_at": tracker.next_epoch,
-        "esc_next_iso": iso(tracker.next_at),
     }
 
 
-def tracker_put(table: str, tracker: EscalationTracker) -> TxItem:
-    """The first tracker, written with the ticket it belongs to."""
-    return conditional_put(table, tracker_item(tracker))
-
-
 def tracker_from_item(item: dict[str, Any]) -> EscalationTracker:
+    """A `by_escalation` entry (or the ticket item) as the tracker it holds."""
     return EscalationTracker(
-        ticket_id=str(item["ticket_id"]),
+        ticket_id=str(item["pk"]).removeprefix(TICKET_PREFIX),
         index=int(item["esc_index"]),
-        next_at=datetime.fromisoformat(str(item["esc_next_iso"])),
+        next_at=datetime.fromtimestamp(int(item["esc_next_at"]), UTC),
         bucket=str(item["esc_bucket"]),
     )
+
+
+LEGACY_SK = "ESC"  # the tracker's own item before it moved onto the ticket
+
+
+def adopt_items(table: str, legacy: dict[str, Any]) -> list[TxItem]:
+    """A tracker item written before the move (`TICKET#<id> / ESC`) onto its ticket's item
+    (unless the ticket has escalation attributes already, or is gone), and the item deleted
+    if it still holds what was read. Without this a stage upgraded with trackers in flight
+    would find them due on every sweep and never advance them."""
+    tracker = tracker_from_item(legacy)
+    attrs = tracker_attributes(tracker)
+    put_on_ticket = {
+        "TableName": table,
+        "Key": to_item(ticket_key(tracker.ticket_id)),
+        "UpdateExpression": "SET " + ", ".join(f"{k} = :{k}" for k in attrs),
+        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(esc_index)",
+        "ExpressionAttributeValues": {f":{k}": to_attr(v) for k, v in attrs.items()},
+    }
+    return [TxItem({"Update": put_on_ticket}, Failure.STALE), _legacy_delete(table, legacy)]
+
+
+def _legacy_delete(table: str, legacy: dict[str, Any]) -> TxItem:
+    delete = {
+        "TableName": table,
+        "Key": to_item({"pk": legacy["pk"], "sk": LEGACY_SK}),
+        "ConditionExpression": "esc_index = :seen",
+        "ExpressionAttributeValues": {":seen": to_attr(int(legacy["esc_index"]))},
+    }
+    return TxItem({"Delete": delete}, Failure.STALE)
 
 
 def due_query(table: str, bucket: str, now_epoch: int, limit: int) -> dict[str, Any]:
@@ -73,61 +108,45 @@ def due_query(table: str, bucket: str, now_epoch: int, limit: int) -> dict[str, 
     }
 
 
-def advance_items(table: str, plan: EscalationPlan, tracker: EscalationTracker) -> list[TxItem]:
-    condition = "esc_index = :seen"
-    seen = {":seen": to_attr(plan.seen_index)}
-    key = to_item(tracker_key(tracker.ticket_id))
-    if plan.next is None:
-        delete = {
-            "TableName": table,
-            "Key": key,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": seen,
-        }
-        items = [TxItem({"Delete": delete}, Failure.STALE)]
-    else:
-        nxt = plan.next
-        update = {
-            "TableName": table,
-            "Key": key,
-            "UpdateExpression": "SET esc_index = :i, esc_next_at = :t, esc_next_iso = :iso",
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": {
-                **seen,
-                ":i": to_attr(nxt.index),
-                ":t": to_attr(nxt.next_epoch),
-                ":iso": to_attr(iso(nxt.next_at)),
-            },
-        }
-        items = [TxItem({"Update": update}, Failure.STALE)]
+def advance_update(table: str, plan: EscalationPlan) -> dict[str, Any]:
+    """The ticket's one conditional update: its escalation attributes advanced (or removed
+    when the schedule is done), and when steps acted, its flags, `updated_at` and version."""
+    conditions = ["esc_index = :seen"]
+    sets: list[str] = []
+    values: dict[str, Any] = {":seen": plan.seen_index}
+    if plan.next is not None:
+        sets += ["esc_index = :i", "esc_next_at = :t"]
+        values |= {":i": plan.next.index, ":t": plan.next.next_epoch}
     if plan.changes_ticket:
-        items += _ticket_items(table, plan)
-    return items
-
-
-def _ticket_items(table: str, plan: EscalationPlan) -> list[TxItem]:
-    ticket = plan.ticket
-    at = plan.entries[0].at
-    sets = ["updated_at = :now", "version = :next"]
-    values: dict[str, Any] = {
-        ":now": iso(at),
-        ":next": ticket.version + 1,
-        ":version": ticket.version,
-    }
-    if plan.flags is not None:
-        sets += ["flags = :flags", "dispatch_reason = :reason"]
-        values |= {":flags": [f.value for f in plan.flags], ":reason": plan.dispatch_reason}
-    update = {
+        ticket = plan.ticket
+        conditions.append("version = :version")
+        sets += ["updated_at = :now", "version = :next"]
+        values |= {
+            ":now": iso(plan.entries[0].at),
+            ":next": ticket.version + 1,
+            ":version": ticket.version,
+        }
+        if plan.flags is not None:
+            sets += ["flags = :flags", "dispatch_reason = :reason"]
+            values |= {":flags": [f.value for f in plan.flags], ":reason": plan.dispatch_reason}
+    parts = ["SET " + ", ".join(sets)] if sets else []
+    if plan.next is None:
+        parts.append(REMOVE_ESCALATION)
+    return {
         "TableName": table,
-        "Key": to_item(ticket_key(ticket.ticket_id)),
-        "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": "version = :version",
+        "Key": to_item(ticket_key(plan.ticket.ticket_id)),
+        "UpdateExpression": " ".join(parts),
+        "ConditionExpression": " AND ".join(conditions),
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
     }
+
+
+def advance_items(table: str, plan: EscalationPlan) -> list[TxItem]:
+    """The ticket's update and, when steps acted, their timeline entries."""
     return [
-        TxItem({"Update": update}, Failure.STALE),
+        TxItem({"Update": advance_update(table, plan)}, Failure.STALE),
         *(
-            conditional_put(table, timeline_item(ticket.ticket_id, e, n))
+            conditional_put(table, timeline_item(plan.ticket.ticket_id, e, n))
             for n, e in enumerate(plan.entries)
         ),
     ]
@@ -145,21 +164,46 @@ class DynamoEscalations(DynamoTicketReader):
             answer = self.ddb.query(
                 **due_query(self.tickets_table, f"ESC#{n}", epoch, limit - len(found))
             )
-            found += [tracker_from_item(from_item(i)) for i in answer.get("Items", [])]
+            for entry in (from_item(i) for i in answer.get("Items", [])):
+                if entry["sk"] == LEGACY_SK and not self._adopted(entry):
+                    continue
+                found.append(tracker_from_item(entry))
         return found
 
-    def ticket(self, ticket_id: str) -> Ticket | None:
+    def _adopted(self, legacy: dict[str, Any]) -> bool:
+        """Move a pre-upgrade tracker item onto its ticket; False when there is nothing to
+        sweep (the ticket has its own attributes, is gone, or another sweep moved it)."""
         try:
-            return self.get_ticket(ticket_id).ticket
-        except TicketNotFound:
-            return None
+            transact(self.ddb, adopt_items(self.tickets_table, legacy), _refused)
+        except _NotApplied:
+            self._write("delete_item", _legacy_delete(self.tickets_table, legacy).request["Delete"])
+            return False
+        return True
+
+    def _write(self, operation: str, request: dict[str, Any]) -> bool:
+        """One conditional single-item write; False when its condition failed."""
+        try:
+            getattr(self.ddb, operation)(**request)
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            return False
+        return True
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        """The ticket's own item only (GetItem, 1 RRU): not its partition's occurrences,
+        timeline and diagnostics, which a Query would read and bill by the 4 KB."""
+        item = self.ddb.get_item(
+            TableName=self.tickets_table, Key=to_item(ticket_key(ticket_id)), ConsistentRead=True
+        ).get("Item")
+        return ticket_from_item(from_item(item)) if item else None
 
     def apply(self, plan: EscalationPlan, tracker: EscalationTracker) -> bool:
-        def refused(outcome: Cancelled) -> Exception:
-            return _NotApplied(outcome.reason)
-
+        """Only stale steps skipped: one UpdateItem (a one-item transaction costs double)."""
+        if not plan.changes_ticket:
+            return self._write("update_item", advance_update(self.tickets_table, plan))
         try:
-            transact(self.ddb, advance_items(self.tickets_table, plan, tracker), refused)
+            transact(self.ddb, advance_items(self.tickets_table, plan), _refused)
         except _NotApplied:
             return False
         return True

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aftercare.adapters.aws import to_attr, to_item
-from aftercare.adapters.escalation import tracker_put
+from aftercare.adapters.escalation import REMOVE_ESCALATION, tracker_attributes
 from aftercare.adapters.inventory import (
     backorder_count,
     line_change_items,
@@ -59,7 +59,8 @@ def open_ticket_items(
 
     No dedup marker: the ticket's id is derived from (thing, fault_id), so its conditional put
     fails for a fault that already opened it (a duplicate), and intake's batch read finds it.
-    Each transaction item costs 2 WRU (each marker was a fifth of a new fault's writes)."""
+    No escalation tracker item either: the schedule's first step is attributes of the ticket's
+    own put. Each transaction item costs 2 WRU (each was a fifth of a new fault's writes)."""
     ticket = plan.ticket
     lock = {
         **lock_key(ticket.thing, ticket.fault_code),
@@ -67,9 +68,12 @@ def open_ticket_items(
         "occurrences": 1,
         "last_seen": iso(ticket.last_seen),
     }
+    record = ticket_item(ticket)
+    if plan.escalation is not None:
+        record |= tracker_attributes(plan.escalation)  # in by_escalation from the start
     items = [
         conditional_put(table, lock, NEW, Failure.LOCK_TAKEN),
-        conditional_put(table, ticket_item(ticket), NEW, Failure.DUPLICATE),
+        conditional_put(table, record, NEW, Failure.DUPLICATE),
         conditional_put(table, occurrence_item(ticket.ticket_id, plan.occurrence)),
         *(
             conditional_put(table, timeline_item(ticket.ticket_id, e, n))
@@ -82,8 +86,6 @@ def open_ticket_items(
             items.append(_repeat_against_visit(table, ticket, plan.repeat_visit))
     if plan.request is not None:
         items.append(conditional_put(table, request_item(plan.request), NEW, Failure.DUPLICATE))
-    if plan.escalation is not None:
-        items.append(tracker_put(table, plan.escalation))
     if plan.task is not None and plan.task_entry is not None:
         items += add_task_items(table, plan.task, plan.task_entry)
     if plan.reservation.lines:
@@ -215,11 +217,14 @@ def status_change_items(
         values[":resolution"] = change.resolution.value if change.resolution else None
     sets, values = _visit_sets(change.visit, change.flags, change.dispatch_reason, sets, values)
     values |= {f":part{c.index}": c.to.value for c in change.part_changes}
+    expression = "SET " + ", ".join(sets)
+    if change.releases_lock:  # leaves the active states: its escalation schedule ends
+        expression += " " + REMOVE_ESCALATION
     update = {
         "Update": {
             "TableName": table,
             "Key": to_item(ticket_key(ticket.ticket_id)),
-            "UpdateExpression": "SET " + ", ".join(sets),
+            "UpdateExpression": expression,
             "ConditionExpression": "#status = :from AND version = :version",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},

@@ -1,21 +1,23 @@
 """SLA escalation: steps at shares of the response and resolution deadlines, acted on once.
 
-Every ticket gets an escalation tracker when it opens (`TICKET#<id> / ESC`, written in intake's
-transaction): the index of its next step in the ticket's schedule and when that step is due.
-Trackers that are due sit in a sparse index (`by_escalation`: bucket, epoch second), which the
-`EscalationSweeper` reads on a schedule. For each due tracker the sweeper reads the ticket and
-plans (`plan_escalation`, pure):
+Every ticket gets an escalation tracker when it opens (stored on the ticket's own record,
+written with it at intake): the index of its next step in the ticket's schedule and when that
+step is due. Trackers sit in a sparse index (`by_escalation`: bucket, epoch second), which the
+`EscalationSweeper` reads on a schedule; a ticket that is resolved or cancelled drops out of it
+with the same write. For each due tracker the sweeper reads the ticket and plans
+(`plan_escalation`, pure):
 
 - steps made stale by a status change are skipped: a response step once the ticket has left
-  `open`, every step once the ticket is resolved or cancelled (the tracker is then deleted);
+  `open`, every step once the ticket is resolved or cancelled (the tracker is then removed);
 - the other due steps act: `notify_duty_manager` (a page), `redispatch_with_partners` (flags
   `needs_onsite_dispatch` + `partners_allowed`, with the reason), `mark_breached` (flag
   `sla_breached`); each leaves a `sla_escalated` timeline entry;
-- the tracker advances past them, in the same transaction as the ticket's change, on the
+- the tracker advances past them, in the same write as the ticket's change, on the
   condition that it still holds the index read: a second sweeper (or a retry) that read the
-  same index fails that condition and does nothing. So each step acts exactly once; a page
-  goes out after the transaction committed (at most once: a crash in between loses the page,
-  never the record of the escalation).
+  same index fails that condition and does nothing, and so does one racing a resolution
+  (which removed the tracker). So each step acts exactly once; a page goes out after the
+  write committed (at most once: a crash in between loses the page, never the record of the
+  escalation).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class EscalationPlan(BaseModel):
 
     ticket: Ticket
     seen_index: int
-    next: EscalationTracker | None  # None: the schedule is done (or stale): delete it
+    next: EscalationTracker | None  # None: the schedule is done (or stale): remove it
     acted: list[EscalationStep] = Field(default_factory=list)
     skipped: list[EscalationStep] = Field(default_factory=list)
     entries: list[TimelineEntry] = Field(default_factory=list)

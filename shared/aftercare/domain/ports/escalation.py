@@ -19,9 +19,9 @@ class EscalationStore(Protocol):
     def ticket(self, ticket_id: str) -> Ticket | None: ...
 
     def apply(self, plan: EscalationPlan, tracker: EscalationTracker) -> bool:
-        """Advance (or delete) the tracker if it still holds `plan.seen_index`, with the
-        ticket's flags (version-guarded) and timeline entries, in one transaction; False when
-        a condition failed (someone else acted, or the ticket moved: look again later)."""
+        """Advance (or remove) the tracker if it still holds `plan.seen_index`, with the
+        ticket's flags (version-guarded) and timeline entries, in one write; False when a
+        condition failed (someone else acted, or the ticket moved: look again later)."""
         ...
 
 
