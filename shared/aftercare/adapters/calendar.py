@@ -50,6 +50,7 @@ def booking_audit(
             "engineer_id": booking.engineer_id,
             "start": booking.start.astimezone(UTC).isoformat(),
             "end": booking.end.astimezone(UTC).isoformat(),
+            "time_zone": booking.time_zone,  # the customer is told the window on this clock
             "status": booking.status.value,
             "source": booking.source.value,
             **{k: v for k, v in detail.items() if v is not None},
