@@ -55,6 +55,7 @@ class World:
     def __init__(self, ticket: Ticket, lead_days: dict[str, int] | None = None) -> None:
         self.field = FakeFieldService([engineer("E-near", home=NEAR), engineer("E-far", home=FAR)])
         self.tickets = FakeDispatchMarks(ticket)
+        self.field.ticket_moves = self.tickets
         self.history = FakeFixHistory()
         self.deps = DispatchDeps(
             tickets=self.tickets,
@@ -100,6 +101,30 @@ def test_a_p1_ticket_gets_the_best_candidates_earliest_visit_booked(p1: World) -
     entry = p1.tickets.timeline[-1]
     assert entry.kind == "dispatch_booked" and entry.detail["booking_id"] == booked.booking_id
     assert entry.detail["estimate"]["on_site"] is True
+
+
+def test_the_automatic_booking_and_the_tickets_move_are_one_write(p1: World) -> None:
+    # Given the ticket changes (another writer) after the Dispatcher read it
+    stale = p1.ticket
+    p1.tickets.tickets[stale.ticket_id] = stale.model_copy(update={"version": stale.version + 1})
+    # When the Dispatcher books with the ticket it read
+    outcome = p1.dispatch(stale)
+    # Then the write carrying the stale ticket was refused whole, the ticket re-read, and
+    # the visit booked once with the ticket moved in that same write (no separate mark)
+    assert outcome is not None and outcome.state is DispatchState.BOOKED
+    assert outcome.booking is not None and list(p1.field.bookings) == [outcome.booking.booking_id]
+    (move,) = p1.tickets.marks
+    assert move.ticket.version == stale.version + 1
+    assert move.to_status is TicketStatus.SCHEDULED and move.entry.kind == "dispatch_booked"
+    assert p1.ticket.status is TicketStatus.SCHEDULED
+
+
+def test_a_ticket_whose_customer_cancelled_is_not_booked_for_them(p1: World) -> None:
+    # Given a P1 ticket re-opened by the customer's cancellation (waiting for their choice)
+    cancelled = p1.ticket.model_copy(update={"dispatch_state": "awaiting_customer"})
+    # When the Dispatcher sees the change (scheduled -> open, flagged)
+    # Then it books nothing: the customer picks from the offered slots
+    assert p1.dispatch(cancelled) is None and p1.field.bookings == {}
 
 
 def test_first_time_fix_history_is_read_per_eligible_engineer_and_feeds_the_score(

@@ -36,8 +36,11 @@ from aftercare.models.visits import VisitOutcome
 WAIT_PREFIX = "PARTSWAIT#"
 
 
-def dispatch_mark_items(table: str, mark: DispatchMark) -> list[TxItem]:
-    """The version-guarded ticket update and its timeline entry."""
+def dispatch_mark_items(
+    table: str, mark: DispatchMark, failure: Failure = Failure.STALE
+) -> list[TxItem]:
+    """The ticket update guarded by the status and version read, and its timeline entry
+    (`failure`: what the guard failing means in the transaction these items join)."""
     ticket = mark.ticket
     sets = ["dispatch_state = :state", "dispatched_at = :now", "updated_at = :now"]
     sets.append("version = :next")
@@ -46,11 +49,10 @@ def dispatch_mark_items(table: str, mark: DispatchMark) -> list[TxItem]:
         ":now": iso(mark.entry.at),
         ":next": ticket.version + 1,
         ":version": ticket.version,
+        ":from": ticket.status.value,
     }
-    names: dict[str, str] = {}
     if mark.to_status is not None:
         sets.append("#status = :to")
-        names["#status"] = "status"
         values[":to"] = mark.to_status.value
     if mark.flag and TicketFlag.NEEDS_ONSITE_DISPATCH not in ticket.flags:
         sets.append("flags = :flags")
@@ -59,17 +61,16 @@ def dispatch_mark_items(table: str, mark: DispatchMark) -> list[TxItem]:
         "TableName": table,
         "Key": to_item(ticket_key(ticket.ticket_id)),
         "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": "version = :version",
+        "ConditionExpression": "version = :version AND #status = :from",
+        "ExpressionAttributeNames": {"#status": "status"},
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
     }
-    if names:
-        update["ExpressionAttributeNames"] = names
     waits = [
         conditional_put(table, {**wait_key(sku, ticket.ticket_id), "at": iso(mark.entry.at)})
         for sku in mark.waiting_skus
     ]
     return [
-        TxItem({"Update": update}, Failure.STALE),
+        TxItem({"Update": update}, failure),
         conditional_put(table, timeline_item(ticket.ticket_id, mark.entry)),
         *waits,
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from aftercare.domain.access import Caller, Forbidden, Group
+from aftercare.domain.calendar import booked_move
 from aftercare.domain.dispatch import (
     DISPATCHABLE_STATES,
     EngineerContext,
@@ -100,15 +101,16 @@ def assign(
     booking = new_booking(
         ticket, candidate, source=BookingSource.DISPATCHER, actor=caller.actor, now=now
     )
+    # The booking (or the move of the live one) and the ticket's `scheduled` + `dispatch_booked`
+    # are one transaction conditioned on the ticket as read: ConcurrentUpdate (409) otherwise.
+    entry = booked_entry(ticket, booking, deps, actor=caller.actor, now=now)
+    move = booked_move(ticket, booking, actor=caller.actor, now=now, entry=entry)
     existing = live_booking(deps, ticket_id)
     if existing is None:
-        deps.calendar.book(booking, now)
+        deps.calendar.book(booking, now, ticket_move=move)
     else:
-        deps.calendar.reschedule(
-            existing, booking.model_copy(update={"rescheduled_from": existing.booking_id}), now
-        )
-    entry = booked_entry(ticket, booking, deps, actor=caller.actor, now=now)
-    mark(deps, ticket, DispatchState.BOOKED, entry, to_status=TicketStatus.SCHEDULED)
+        moved = booking.model_copy(update={"rescheduled_from": existing.booking_id})
+        deps.calendar.reschedule(existing, moved, now, ticket_move=move)
     return booking
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.calendar import scheduled_visit
+from aftercare.domain.calendar import booked_move, scheduled_visit
 from aftercare.domain.dispatch import (
     Candidate,
     CandidateSearch,
@@ -272,21 +272,46 @@ def book_first(
     now: datetime,
     on_taken: Callable[[Candidate], None],
 ) -> Booking | None:
-    """Book the candidates in order until one write succeeds (SlotTaken: the next one).
+    """Book the candidates in order until one write succeeds (SlotTaken: the next one). The
+    booking, the ticket's move to `scheduled` and its `dispatch_booked` entry are one
+    transaction, conditioned on the ticket as read (`ConcurrentUpdate`: re-read, try again).
 
     `BookingConflict` (the ticket got a live booking meanwhile, e.g. the customer picked a
     slot) goes to the caller: there is nothing left to book."""
+    taken = 0
     for candidate in candidates:
         booking = new_booking(
             ticket, candidate, source=BookingSource.AUTO, actor="dispatcher", now=now
         )
         try:
-            deps.calendar.book(booking, now)
+            ticket = _book_with_ticket(ticket, booking, deps, now=now, slot_taken=taken)
         except SlotTaken:
+            taken += 1
             on_taken(candidate)
             continue
         return booking
     return None
+
+
+def _book_with_ticket(
+    ticket: Ticket, booking: Booking, deps: DispatchDeps, *, now: datetime, slot_taken: int
+) -> Ticket:
+    """One booking write carrying the ticket's move; a ticket that moved on is re-read."""
+    current = ticket
+    for _ in range(MAX_MARK_RETRIES):
+        entry = booked_entry(
+            current, booking, deps, actor="dispatcher", now=now, slot_taken=slot_taken
+        )
+        move = booked_move(current, booking, actor="dispatcher", now=now, entry=entry)
+        try:
+            deps.calendar.book(booking, now, ticket_move=move)
+        except ConcurrentUpdate:
+            current = deps.tickets.get_ticket(ticket.ticket_id).ticket
+            if not current.active:
+                raise
+            continue
+        return current
+    raise ConcurrentUpdate(f"{ticket.ticket_id} kept changing while its visit was booked")
 
 
 def live_booking(deps: DispatchDeps, ticket_id: str) -> Booking | None:
@@ -302,6 +327,8 @@ def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> Dis
     always = bool(entry_in_catalog and entry_in_catalog.always_onsite)
     if dispatch_trigger(ticket, always) is None:
         return None
+    if ticket.dispatch_state == DispatchState.AWAITING_CUSTOMER.value:
+        return None  # the customer chooses (e.g. after cancelling): never booked for them
     existing = live_booking(deps, ticket.ticket_id)
     if existing is not None:  # a redelivered record, or the customer booked meanwhile
         return DispatchOutcome(
@@ -334,8 +361,6 @@ def _auto_book(
         )
     if booking is None:
         return _offer(ticket, [], search.rejected, deps, now, slot_taken=len(taken))
-    entry = booked_entry(ticket, booking, deps, actor="dispatcher", now=now, slot_taken=len(taken))
-    mark(deps, ticket, DispatchState.BOOKED, entry, to_status=TicketStatus.SCHEDULED)
     return DispatchOutcome(
         ticket_id=ticket.ticket_id,
         state=DispatchState.BOOKED,
