@@ -252,6 +252,18 @@ class FakeLeadTimes:
         return {s: self.days[s] for s in skus if s in self.days}
 
 
+class FakeCustomerPreferences:
+    """`CustomerPreferences` from a dict; records whose record was read."""
+
+    def __init__(self, preferred: dict[str, list[str]] | None = None) -> None:
+        self.preferred = preferred or {}
+        self.reads: list[str] = []
+
+    def preferred_engineers(self, customer_id: str) -> list[str]:
+        self.reads.append(customer_id)
+        return list(self.preferred.get(customer_id, []))
+
+
 class FakeFixHistory:
     """`FixHistory` from outcomes given per engineer (any model and code); records the reads."""
 

@@ -10,6 +10,8 @@ TicketsTable access patterns (beside the others in template.yaml):
   puts a timeline entry.
 `dispatch_state` is what the Dispatcher's stream filter reads: absent or `wanted` on a flagged
 active ticket means "dispatch me".
+- a VIP customer's preferred engineers: GetItem on CustomersTable (`customer_id`), projecting
+  `preferred_engineers` (read only for VIP tickets);
 - an engineer's first-time-fix record on a model and code: Query the sparse `by_engineer_fault`
   index (`ftf_key` = <engineer>#<model>#<code>, on VISIT# items only; projects `outcome`).
 """
@@ -122,6 +124,25 @@ class DynamoDispatchMarks:
 
     def mark_dispatch(self, mark: DispatchMark) -> None:
         transact(self.ddb, dispatch_mark_items(self.tickets_table, mark), _stale)
+
+
+class DynamoCustomerPreferences:
+    """`CustomerPreferences` on CustomersTable: one GetItem (key `customer_id`), projected."""
+
+    def __init__(self, *, customers_table: str, ddb: Any | None = None) -> None:
+        self.customers_table = customers_table
+        self._ddb = ddb
+
+    ddb = LazyClient("dynamodb")
+
+    def preferred_engineers(self, customer_id: str) -> list[str]:
+        item = self.ddb.get_item(
+            TableName=self.customers_table,
+            Key={"customer_id": {"S": customer_id}},
+            ProjectionExpression="preferred_engineers",
+        ).get("Item")
+        found = from_item(item).get("preferred_engineers") if item else None
+        return [str(e) for e in found or []]
 
 
 class DynamoWaitingTickets:

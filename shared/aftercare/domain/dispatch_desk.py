@@ -15,7 +15,6 @@ from aftercare.domain.calendar import booked_move
 from aftercare.domain.dispatch import (
     DISPATCHABLE_STATES,
     EngineerContext,
-    job_for,
     local_day,
     static_rule_failure,
 )
@@ -28,6 +27,7 @@ from aftercare.domain.dispatching import (
     InvalidStart,
     NotDispatchable,
     booked_entry,
+    job_of,
     live_booking,
     mark,
     new_booking,
@@ -80,8 +80,7 @@ def assign(
     ctx = EngineerContext(
         engineer=engineer, partner=partners.get(engineer.partner) if engineer.partner else None
     )
-    skus = [line.sku for line in ticket.parts]
-    job = job_for(ticket, policy=deps.policy, lead_days=deps.lead_times.lead_days(skus), now=now)
+    job = job_of(ticket, deps, now)
     failure = static_rule_failure(ctx, job, deps.policy)
     if failure is not None:
         raise EngineerNotEligible(f"{engineer_id} may not take {ticket_id}: {failure}")

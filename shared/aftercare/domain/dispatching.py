@@ -33,6 +33,7 @@ from aftercare.domain.dispatch import (
 )
 from aftercare.domain.dispatch_policy import DispatchPolicy
 from aftercare.domain.ports.dispatch import (
+    CustomerPreferences,
     DispatchMark,
     DispatchMarks,
     DispatchState,
@@ -59,7 +60,7 @@ from aftercare.models.field import (
     Engineer,
 )
 from aftercare.models.parts import LineStatus
-from aftercare.models.tickets import TicketStatus, TimelineEntry
+from aftercare.models.tickets import CustomerTier, TicketStatus, TimelineEntry
 
 MAX_MARK_RETRIES = 3
 OFFERED_IN_ENTRY = 3
@@ -74,6 +75,7 @@ class DispatchDeps:
     marks: DispatchMarks
     lead_times: LeadTimes
     history: FixHistory
+    customers: CustomerPreferences
     policy: DispatchPolicy
     catalog: FaultCatalog
     prices: PriceTable
@@ -321,6 +323,21 @@ def live_booking(deps: DispatchDeps, ticket_id: str) -> Booking | None:
     return live[0] if live else None
 
 
+def job_of(ticket: Ticket, deps: DispatchDeps, now: datetime) -> DispatchJob:
+    """The ticket as a visit to place: parts lead times, and a VIP's preferred engineers (the
+    customer record is read for VIP tickets only: the score term applies to nobody else)."""
+    skus = [line.sku for line in ticket.parts]
+    vip = ticket.customer_tier is CustomerTier.VIP
+    preferred = deps.customers.preferred_engineers(ticket.customer_id) if vip else []
+    return job_for(
+        ticket,
+        policy=deps.policy,
+        lead_days=deps.lead_times.lead_days(skus),
+        now=now,
+        preferred_engineers=preferred,
+    )
+
+
 def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> DispatchOutcome | None:
     """Dispatch one ticket; None when it needs no visit (or no longer)."""
     entry_in_catalog = deps.catalog.lookup(ticket.fault_code)
@@ -334,8 +351,7 @@ def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> Dis
         return DispatchOutcome(
             ticket_id=ticket.ticket_id, state=DispatchState.BOOKED, booking=existing
         )
-    skus = [line.sku for line in ticket.parts]
-    job = job_for(ticket, policy=deps.policy, lead_days=deps.lead_times.lead_days(skus), now=now)
+    job = job_of(ticket, deps, now)
     search = find_candidates(job, contexts_for(job, deps, now), deps.policy, now)
     if not search.candidates:
         return _no_candidate(ticket, job, search.rejected, deps, now)
