@@ -114,10 +114,21 @@ class FieldDemo:
         return live[0] if live else None
 
 
+WAITING_FOR_A_VISIT = (None, "wanted", "awaiting_customer")
+
+
 def pick_tickets(store: Any, count: int) -> list[Ticket]:
-    """Open tickets for visits, the thin region's first (up to half), one per device."""
-    found = store.list_tickets(status=TicketStatus.OPEN.value)
-    thin = [t for t in found if t.region == THIN_REGION][: max(1, count // 2)]
+    """Open tickets that can still get a visit, one per device: the thin region's first (up to
+    half, its urgent ones first: those the Dispatcher books itself), then the others."""
+    found = [
+        t
+        for t in store.list_tickets(status=TicketStatus.OPEN.value)
+        if t.dispatch_state in WAITING_FOR_A_VISIT
+    ]
+    thin = sorted(
+        (t for t in found if t.region == THIN_REGION),
+        key=lambda t: (str(t.priority) != "P1" and str(t.customer_tier) != "vip", t.opened_at),
+    )[: max(1, count // 2)]
     rest = [t for t in found if t.region != THIN_REGION]
     picked: list[Ticket] = []
     for ticket in [*thin, *rest]:
