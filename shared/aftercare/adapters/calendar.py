@@ -101,7 +101,8 @@ class DynamoCalendar:
             self.table, self.tickets_table, booking, holder=holder, now=now, audit=audit
         )
         self._write(
-            [*items, *self._move(ticket_move)],
+            items,
+            self._move(ticket_move),
             taken=(booking.engineer_id, booking.start, booking.end),
             ticket=booking.ticket_id,
         )
@@ -143,7 +144,8 @@ class DynamoCalendar:
             self.table, self.tickets_table, old, cancelled, new, holder=holder, now=now, audit=audit
         )
         self._write(
-            [*items, *self._move(ticket_move)],
+            items,
+            self._move(ticket_move),
             taken=(new.engineer_id, new.start, new.end),
             ticket=new.ticket_id,
         )
@@ -185,20 +187,25 @@ class DynamoCalendar:
             audit=audit,
         )
         self._write(
-            [*items, *self._move(ticket_move)],
-            taken=(booking.engineer_id, booking.start, booking.end),
+            items, self._move(ticket_move), taken=(booking.engineer_id, booking.start, booking.end)
         )
         return updated
 
     def _write(
         self,
         items: Sequence[TxItem],
+        move: Sequence[TxItem] = (),
         *,
         taken: tuple[str, datetime, datetime],
         ticket: str | None = None,
     ) -> None:
+        """The calendar's items and the ticket's (`move`, last) in one transaction."""
+
         def translate(outcome: Cancelled) -> Exception:
-            if outcome.failure is Failure.TICKET_MOVED:
+            ticket_codes = outcome.codes[len(items) :]
+            if outcome.failure is Failure.TICKET_MOVED or (
+                outcome.failure is None and "TransactionConflict" in ticket_codes
+            ):
                 return ConcurrentUpdate(f"the ticket changed meanwhile ({outcome.reason})")
             if outcome.failure is Failure.INACTIVE and ticket is not None:
                 return TicketAlreadyBooked(ticket, str(outcome.old.get("booking_id", "")))
@@ -209,7 +216,7 @@ class DynamoCalendar:
                 return SlotTaken(*taken, detail="concurrent write")
             return BookingConflict(f"the booking changed meanwhile ({outcome.reason})")
 
-        transact(self.ddb, items, translate)
+        transact(self.ddb, [*items, *move], translate)
 
     # ---- reads (CalendarReads)
 
