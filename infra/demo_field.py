@@ -17,7 +17,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from itertools import pairwise
+from datetime import UTC, datetime
+from itertools import combinations
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -25,7 +26,7 @@ from urllib.parse import quote
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.field_items import local_day
 from aftercare.domain.tickets import Ticket
-from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, BookingSource, BookingStatus
+from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, BookingSource
 from aftercare.models.tickets import TicketStatus
 from botocore.exceptions import ClientError
 
@@ -242,15 +243,24 @@ def field_phase(
 
 
 def overlaps(bookings: list[Booking]) -> int:
-    """Pairs of non-cancelled bookings of one engineer whose windows overlap."""
-    count = 0
+    """Double bookings: pairs of one engineer's bookings whose windows overlap while both held
+    the engineer's time. A booking holds it from its creation until it stops being live (its
+    last update: cancelled, completed, could not complete); a visit booked into time another
+    one gave back (an engineer who finished early, a visit that could not complete) is none."""
+
+    def held(b: Booking) -> tuple[datetime, datetime]:
+        live = b.status in LIVE_BOOKING_STATUSES
+        return b.created_at, datetime.max.replace(tzinfo=UTC) if live else b.updated_at
+
     by_engineer: dict[str, list[Booking]] = {}
     for b in bookings:
-        if b.status is not BookingStatus.CANCELLED:
-            by_engineer.setdefault(b.engineer_id, []).append(b)
+        by_engineer.setdefault(b.engineer_id, []).append(b)
+    count = 0
     for mine in by_engineer.values():
-        mine.sort(key=lambda b: b.start)
-        count += sum(1 for a, b in pairwise(mine) if b.start < a.end)
+        for a, b in combinations(mine, 2):
+            (a_from, a_to), (b_from, b_to) = held(a), held(b)
+            if a.start < b.end and b.start < a.end and a_from < b_to and b_from < a_to:
+                count += 1
     return count
 
 

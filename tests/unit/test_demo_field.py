@@ -48,11 +48,18 @@ def test_the_thin_region_gets_tickets_its_urgent_ones_first_and_decided_ones_are
     assert picked == ["T-2", "T-3", "T-1", "T-5", "T-7"]
 
 
-def test_overlapping_live_bookings_of_one_engineer_count_cancelled_ones_do_not():
+def test_overlapping_bookings_that_held_the_time_together_are_double_bookings():
     start = NOW + timedelta(days=1)
-    first = booking(start, 60)
-    assert overlaps([first, booking(start + timedelta(minutes=60), 60)]) == 0
-    assert overlaps([first, booking(start + timedelta(minutes=30), 60)]) == 1
-    cancelled = booking(start + timedelta(minutes=30), 60, status=BookingStatus.CANCELLED)
-    assert overlaps([first, cancelled]) == 0
-    assert overlaps([first, booking(start, 60, engineer_id="E-other")]) == 0
+    first = booking(start, 60, now=NOW)
+    # back to back, or another engineer: none
+    assert overlaps([first, booking(start + timedelta(minutes=60), 60, now=NOW)]) == 0
+    assert overlaps([first, booking(start, 60, engineer_id="E-other", now=NOW)]) == 0
+    # two live bookings of the same time: one
+    assert overlaps([first, booking(start + timedelta(minutes=30), 60, now=NOW)]) == 1
+    # a visit booked into time a cancelled (or unfinished) one gave back: none
+    later = NOW + timedelta(hours=2)
+    gone = booking(start, 60, now=NOW, status=BookingStatus.CANNOT_COMPLETE, updated_at=later)
+    again = booking(start, 60, now=later + timedelta(minutes=1))
+    assert overlaps([gone, again]) == 0
+    # ... but one booked while the other still held it is one
+    assert overlaps([gone, booking(start, 60, now=later - timedelta(minutes=1))]) == 1
