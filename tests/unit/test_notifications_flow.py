@@ -557,3 +557,53 @@ def test_a_record_whose_image_is_no_valid_ticket_fails_alone(
     assert result == {"batchItemFailures": [{"itemIdentifier": "102"}]}
     told = [d.message.subject for d in world.email.deliveries]
     assert len(told) == 1 and "T-1" in told[0]
+
+
+class OneTicket:
+    """The handler's ticket reader: the booked ticket."""
+
+    def __init__(self, image: dict[str, Any]) -> None:
+        self.image = image
+
+    def get_ticket(self, ticket_id: str) -> Any:
+        from aftercare.domain.ports import TicketDetail
+
+        found = ticket_from_image(to_item(self.image))
+        return TicketDetail(ticket=found, occurrences=[], timeline=[])
+
+
+def test_the_handler_confirms_a_reschedule_again_and_a_redelivery_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the notifier handler and the calendar's audit entries of a booking and its move
+    handler = load_handler("notifier", "handler_notifier_reschedule")
+    monkeypatch.setattr(handler, "deps", lambda: world.notifier)
+    monkeypatch.setattr(handler, "ticket_reader", lambda: OneTicket(ticket()))
+    first = days_from_now(3)
+    booked = visit_entry("visit_booked", "B-1", first)
+    moved = visit_entry(
+        "visit_rescheduled",
+        "B-2",
+        first + timedelta(days=1),
+        from_booking="B-1",
+        from_start=first.isoformat(),
+    )
+    # When the stream delivers the booking, the move, and the move again (a redelivery)
+    for sequence, entry in (("201", booked), ("202", moved), ("203", moved)):
+        record = stream_record(sequence, None, entry) | {"eventName": "INSERT"}
+        assert handler.handler({"Records": [record]}, FakeContext()) == {"batchItemFailures": []}
+    # Then the customer got two distinct confirmations (the second after the digest window the
+    # first opened), and only the new window's reminder waits
+    world.notifier.run_due(datetime.now(UTC) + WINDOW + timedelta(seconds=1))
+    confirmations = [d for d in world.email.deliveries if "booked" in d.message.subject]
+    assert len(confirmations) == 2
+    assert confirmations[0].message.subject != confirmations[1].message.subject
+    waiting = [n for n in world.store.notifications.values() if n.kind == "visit_reminder"]
+    assert sorted((n.occasion.partition("@")[0], n.state.value) for n in waiting) == [
+        ("B-1", "suppressed"),
+        ("B-2", "pending"),
+    ]
+
+
+def days_from_now(days: int) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
