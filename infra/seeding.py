@@ -39,14 +39,20 @@ def region_of(customer_no: int) -> str:
 
 def demo_customers(count: int = DEMO_CUSTOMERS) -> list[CustomerRecord]:
     customers = []
+    in_house = in_house_by_region()
     for n in range(1, count + 1):
         region = region_of(n)
         chinese = region == "ap-east"
+        vip = n % 7 == 0
+        local = in_house.get(region, [])
         customers.append(
             CustomerRecord(
                 customer_id=f"c-{n:04d}",
                 name=f"Demo Customer {n}",
-                tier="vip" if n % 7 == 0 else "standard",
+                tier="vip" if vip else "standard",
+                # A VIP prefers one of the region's in-house engineers (dispatch's
+                # `vip_preferred` term), picked deterministically.
+                preferred_engineers=[local[n % len(local)]] if vip and local else [],
                 language="zh-CN" if chinese else "en",
                 time_zone=TIME_ZONES[region],
                 channels=CHANNEL_ORDERS[n % len(CHANNEL_ORDERS)],
@@ -185,6 +191,16 @@ def field_directory() -> tuple[list[Partner], list[Engineer]]:
         for e in data["engineers"]
     ]
     return partners, engineers
+
+
+def in_house_by_region() -> dict[str, list[str]]:
+    """The seeded in-house engineers' ids per region they cover, sorted."""
+    found: dict[str, list[str]] = {}
+    for engineer in field_directory()[1]:
+        if engineer.kind is EngineerKind.IN_HOUSE:
+            for region in engineer.regions:
+                found.setdefault(region, []).append(engineer.engineer_id)
+    return {region: sorted(ids) for region, ids in found.items()}
 
 
 def _partner_cost(partners: list[Partner], partner_id: str | None) -> float:

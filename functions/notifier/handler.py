@@ -17,7 +17,12 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
-from aftercare.adapters.ticket_items import booked_visit, ticket_from_image, ticket_of_entry
+from aftercare.adapters.ticket_items import (
+    booked_visit,
+    replaced_visit,
+    ticket_from_image,
+    ticket_of_entry,
+)
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.domain.notifications import Outcome
 from aftercare.domain.notifier import Notifier
@@ -61,6 +66,7 @@ class TicketChange(BaseModel):
     new: Ticket | None = None
     unreadable: str | None = None  # why an image is no valid ticket: this record fails alone
     booked: dict[str, Any] | None = None  # a visit the calendar booked (its audit entry)
+    replaced: dict[str, Any] | None = None  # a visit rescheduled or cancelled (its window gone)
     identity: dict[str, Any]  # what the failure log names: event id, sequence number, age
 
     @classmethod
@@ -71,10 +77,10 @@ class TicketChange(BaseModel):
             "key": str(data.get("Keys", {}).get("pk", {}).get("S", "")),
             "identity": stream_record_identity(record),
         }
-        new_image = data.get("NewImage")
-        booked = booked_visit(from_item(new_image)) if new_image else None
-        if booked is not None:
-            return cls(**head, booked=booked)
+        entry = from_item(data["NewImage"]) if data.get("NewImage") else None
+        booked, replaced = booked_visit(entry), replaced_visit(entry)
+        if booked is not None or replaced is not None:
+            return cls(**head, booked=booked, replaced=replaced)
         try:
             old = ticket_from_image(data.get("OldImage"))
             new = ticket_from_image(data.get("NewImage"))
@@ -96,6 +102,7 @@ OUTCOME_METRICS = {
     "duplicate": "NotificationDuplicateAbsorbed",
     "suppressed": "NotificationSuppressed",
     "scheduled": "SurveyScheduled",
+    "withdrawn": "VisitReminderWithdrawn",
 }
 
 
@@ -162,7 +169,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     def apply(change: TicketChange) -> list[Outcome]:
         if change.booked is not None:  # the calendar's audit entry of a booked visit
             ticket = ticket_reader().get_ticket(change.ticket_id).ticket
-            return notifier.on_visit_booked(change.booked, ticket, datetime.now(UTC))
+            return notifier.on_visit_booked(
+                change.booked, ticket, datetime.now(UTC), replaced=change.replaced
+            )
+        if change.replaced is not None:  # a cancelled visit: no reminder for it
+            return [notifier.withdraw_reminder(change.ticket_id, change.replaced)]
         if change.unreadable is not None:
             raise ValueError(f"ticket image is no valid ticket: {change.unreadable}")
         outcomes = notifier.on_ticket_change(change.old, change.new, datetime.now(UTC))

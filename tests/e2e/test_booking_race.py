@@ -252,6 +252,8 @@ def test_offer_book_reschedule_cancel_through_the_api(env):
     _, view = env.call(env.token("eng-ada"), "GET", f"/tickets/{ticket}")
     kinds = [e["kind"] for e in view["timeline"] if e["kind"].startswith("visit_")]
     assert kinds == ["visit_booked", "visit_rescheduled", "visit_cancelled"]
+    # And the cancellation re-opened the ticket for the customer's choice in the same write
+    assert (view["status"], view["dispatch_state"]) == ("open", "awaiting_customer")
     staff = env.token("mgr-grace")
     first_again = env.call(
         staff, "POST", f"/tickets/{ticket}/booking", {"slot_id": slots[0]["slot_id"]}

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aftercare.adapters.aws import to_item
 from aftercare.models.field import GeoPoint
 from aftercare.models.parts import LineStatus, PartsLine
-from aftercare.models.tickets import Priority
+from aftercare.models.tickets import CustomerTier, Priority
 
 from infra.bench.dispatch_local import FieldStack, field_engineer, moto_ddb, visit_ticket
 from infra.cli import main as cli_main
@@ -94,6 +95,39 @@ def test_a_standard_ticket_waits_for_the_customer_and_an_engineer_can_ask_again(
         "dispatch_requested",
         "dispatch_awaiting_customer",
     ]
+
+
+def test_a_vips_preferred_engineer_is_booked_over_a_nearer_one(env: Env, field: FieldStack) -> None:
+    # Given a region of two engineers, one at the site and one ~33 km away, and a VIP
+    # customer whose record (CustomersTable) says they prefer the farther one
+    region = "eu-vipp"
+    directory = field.directory()
+    directory.put_engineer(field_engineer("E-vip-near", region, GeoPoint(lat=0, lon=0)))
+    directory.put_engineer(field_engineer("E-vip-far", region, GeoPoint(lat=0, lon=0.3)))
+    now = datetime.now(UTC)
+    ticket = visit_ticket(7, region, priority=Priority.P3, now=now, customer_tier=CustomerTier.VIP)
+    field.ddb.put_item(
+        TableName=env.state["resources"]["CustomersTable"],
+        Item=to_item(
+            {
+                "customer_id": ticket.customer_id,
+                "name": "VIP",
+                "tier": "vip",
+                "preferred_engineers": ["E-vip-far"],
+            }
+        ),
+    )
+    # When the flagged ticket appears (a VIP is booked automatically)
+    field.put_ticket(ticket)
+    # Then the Dispatcher read the preference and booked the preferred engineer
+    assert decided(field, ticket.ticket_id).dispatch_state == "booked"
+    manager = env.api("mgr-grace")
+    board = manager.get(f"/dispatch/board?date={now.date().isoformat()}&region={region}")
+    board += manager.get(
+        f"/dispatch/board?date={(now + timedelta(days=1)).date().isoformat()}&region={region}"
+    )
+    (visit,) = [b for b in board if b["ticket_id"] == ticket.ticket_id]
+    assert visit["engineer_id"] == "E-vip-far"
 
 
 def test_bad_requests_get_specific_answers(env: Env) -> None:

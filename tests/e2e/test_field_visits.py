@@ -149,12 +149,18 @@ def test_the_engineer_sees_the_job_and_a_fix_the_device_confirms_resolves_the_ti
 
 
 def told(env: Env, ticket_id: str, kind: str) -> dict[str, Any] | None:
-    """The notifier's once-per-event record of `kind` for the ticket, once it was sent."""
-    item = env.ddb.get_item(
+    """The notifier's once-per-event record of `kind` for the ticket, once it was sent (visit
+    messages are keyed per visit: `EVENT#<kind>#<booking>@<start>`)."""
+    items = env.ddb.query(
         TableName=env.state["resources"]["NotificationsTable"],
-        Key={"pk": {"S": f"TICKET#{ticket_id}"}, "sk": {"S": f"EVENT#{kind}"}},
-    ).get("Item")
-    return item if item and item["state"]["S"] in ("sent", "digested", "deferred") else None
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+        ExpressionAttributeValues={
+            ":pk": {"S": f"TICKET#{ticket_id}"},
+            ":sk": {"S": f"EVENT#{kind}"},
+        },
+    ).get("Items", [])
+    told = [i for i in items if i["state"]["S"] in ("sent", "digested", "deferred")]
+    return told[0] if told else None
 
 
 def test_a_stale_version_and_someone_elses_job_are_refused(env, ada):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from aftercare.domain.ports.dispatch import DispatchMark
-from aftercare.domain.ports.field import BookingConflict, SlotTaken
+from aftercare.domain.ports.field import BookingConflict, SlotTaken, TicketAlreadyBooked
 from aftercare.domain.ports.records import ConcurrentUpdate, TicketDetail, TicketNotFound
 from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
@@ -96,6 +96,20 @@ class FakeFieldService(InMemoryBookingReads):
         self.bookings: dict[str, Booking] = {}
         self.holds: list[tuple[str, datetime, datetime, str, datetime]] = []
         self.refuse_next: set[str] = set()  # engineers whose next write loses a race
+        # The tickets a write's `ticket_move` lands on (the adapter: the same transaction).
+        self.ticket_moves: FakeDispatchMarks | None = None
+
+    def _check_move(self, move: DispatchMark | None) -> None:
+        """Refuse the whole write when the ticket moved on since it was read."""
+        if move is None or self.ticket_moves is None:
+            return
+        current = self.ticket_moves.tickets[move.ticket.ticket_id]
+        if (current.version, current.status) != (move.ticket.version, move.ticket.status):
+            raise ConcurrentUpdate(current.ticket_id)
+
+    def _apply_move(self, move: DispatchMark | None) -> None:
+        if move is not None and self.ticket_moves is not None:
+            self.ticket_moves.mark_dispatch(move)
 
     # EngineerDirectory
     def list_engineers(self, region: str | None = None) -> list[Engineer]:
@@ -141,31 +155,62 @@ class FakeFieldService(InMemoryBookingReads):
             raise SlotTaken(engineer_id, start, end)
         self.holds.append((engineer_id, start, end, holder, expires_at))
 
-    def book(self, booking: Booking, now: datetime, holder: str | None = None) -> None:
+    def book(
+        self,
+        booking: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
+    ) -> None:
         if not self._free(booking.engineer_id, booking.start, booking.end, now):
             raise SlotTaken(booking.engineer_id, booking.start, booking.end)
+        live = [
+            b
+            for b in self.bookings.values()
+            if b.ticket_id == booking.ticket_id and b.status in LIVE_BOOKING_STATUSES
+        ]
+        if live:
+            raise TicketAlreadyBooked(booking.ticket_id, live[0].booking_id)
+        self._check_move(ticket_move)
         self.bookings[booking.booking_id] = booking
+        self._apply_move(ticket_move)
 
     def reschedule(
-        self, old: Booking, new: Booking, now: datetime, holder: str | None = None
+        self,
+        old: Booking,
+        new: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
     ) -> None:
         current = self.bookings.pop(old.booking_id)
         if not self._free(new.engineer_id, new.start, new.end, now):
             self.bookings[old.booking_id] = current
             raise SlotTaken(new.engineer_id, new.start, new.end)
+        self.bookings[old.booking_id] = current
+        self._check_move(ticket_move)
         self.bookings[old.booking_id] = current.model_copy(
             update={"status": BookingStatus.CANCELLED, "version": current.version + 1}
         )
         self.bookings[new.booking_id] = new
+        self._apply_move(ticket_move)
 
     def set_status(
-        self, booking: Booking, status: BookingStatus, expected_version: int, **changes: object
+        self,
+        booking: Booking,
+        status: BookingStatus,
+        expected_version: int,
+        *,
+        ticket_move: DispatchMark | None = None,
+        **changes: object,
     ) -> Booking:
         current = self.bookings.get(booking.booking_id)
         if current is None or current.version != expected_version:
             raise BookingConflict(booking.booking_id)
+        self._check_move(ticket_move)
         updated = current.model_copy(update={"status": status, "version": expected_version + 1})
         self.bookings[booking.booking_id] = updated
+        self._apply_move(ticket_move)
         return updated
 
 
@@ -205,6 +250,18 @@ class FakeLeadTimes:
 
     def lead_days(self, skus: list[str]) -> dict[str, int]:
         return {s: self.days[s] for s in skus if s in self.days}
+
+
+class FakeCustomerPreferences:
+    """`CustomerPreferences` from a dict; records whose record was read."""
+
+    def __init__(self, preferred: dict[str, list[str]] | None = None) -> None:
+        self.preferred = preferred or {}
+        self.reads: list[str] = []
+
+    def preferred_engineers(self, customer_id: str) -> list[str]:
+        self.reads.append(customer_id)
+        return list(self.preferred.get(customer_id, []))
 
 
 class FakeFixHistory:

@@ -7,10 +7,13 @@ from datetime import datetime, time, timedelta
 from functools import cache
 from typing import Any
 
+from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.calendar import DynamoCalendar
+from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
-from aftercare.domain.ports import ConcurrentUpdate, TicketDetail, TicketNotFound
-from aftercare.domain.tickets import StatusChange, Ticket
+from aftercare.adapters.ticket_items import ticket_from_item, ticket_item, ticket_key
+from aftercare.domain.ports import TicketDetail
+from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
     Booking,
     BookingSource,
@@ -26,31 +29,43 @@ from aftercare.models.field import (
 from tests.fakes.tables import create_template_tables
 
 
-class Tickets:
-    """`StatusChanges` over tickets in memory; `races` makes the next writes lose to another
-    writer (ConcurrentUpdate) as a version-guarded write would."""
+class Tickets(DynamoTicketStore):
+    """The ticket ports on the moto TicketsTable that the calendar's transactions move tickets
+    in. `races`: the next reads are each followed by another writer's change (the version moves
+    on), so the write that follows them loses, as a real concurrent change would make it."""
 
-    def __init__(self, *tickets: Ticket) -> None:
-        self.tickets = {t.ticket_id: t for t in tickets}
-        self.changes: list[StatusChange] = []
+    def __init__(self, ddb: Any, *tickets: Ticket, stage: str = "test") -> None:
+        super().__init__(
+            tickets_table=f"aftercare-tickets-{stage}",
+            devices_table=f"aftercare-devices-{stage}",
+            customers_table=f"aftercare-customers-{stage}",
+            ddb=ddb,
+        )
         self.races = 0
+        for ticket in tickets:
+            self.put(ticket)
+
+    def put(self, ticket: Ticket) -> None:
+        self.ddb.put_item(TableName=self.tickets_table, Item=to_item(ticket_item(ticket)))
 
     def get_ticket(self, ticket_id: str) -> TicketDetail:
-        if ticket_id not in self.tickets:
-            raise TicketNotFound(ticket_id)
-        return TicketDetail(ticket=self.tickets[ticket_id], occurrences=[], timeline=[])
-
-    def apply_status_change(self, change: StatusChange) -> None:
-        current = self.tickets[change.ticket.ticket_id]
+        detail = super().get_ticket(ticket_id)
         if self.races:
             self.races -= 1
-            raise ConcurrentUpdate("moved on")
-        if (current.status, current.version) != (change.ticket.status, change.ticket.version):
-            raise ConcurrentUpdate("moved on")
-        self.tickets[current.ticket_id] = current.model_copy(
-            update={"status": change.target, "version": current.version + 1}
-        )
-        self.changes.append(change)
+            self.ddb.update_item(
+                TableName=self.tickets_table,
+                Key=to_item(ticket_key(ticket_id)),
+                UpdateExpression="ADD version :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        return detail
+
+    @property
+    def tickets(self) -> dict[str, Ticket]:
+        """Every ticket as stored now, by id."""
+        items = self.ddb.scan(TableName=self.tickets_table).get("Items", [])
+        found = [ticket_from_item(from_item(i)) for i in items if i["sk"]["S"] == "META"]
+        return {t.ticket_id: t for t in found}
 
 
 FIELD_TABLES = ("FieldTable", "TicketsTable")

@@ -71,6 +71,16 @@ class FakeNotificationStore:
         self.due[token] = Due(notification.due_at, lease_until)
         return True
 
+    def withdraw(self, ref: NotificationRef, *, reason: str) -> bool:
+        found = self.notifications.get(ref.token())
+        if found is None or found.state not in WAITING:
+            return False
+        self.notifications[ref.token()] = found.model_copy(
+            update={"state": NotificationState.SUPPRESSED}
+        )
+        self.due.pop(ref.token(), None)
+        return True
+
     def get_many(self, refs: Sequence[NotificationRef]) -> list[Notification]:
         return [self.notifications[r.token()] for r in refs if r.token() in self.notifications]
 

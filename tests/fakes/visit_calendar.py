@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from aftercare.domain.ports import BookingConflict, BookingNotFound, SlotTaken
+from aftercare.domain.ports.dispatch import DispatchMark
 from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, BookingStatus
 
 from tests.fakes.booking_reads import InMemoryBookingReads
@@ -21,7 +22,15 @@ class FakeCalendar(InMemoryBookingReads):
     def hold(self, **_: Any) -> None:  # pragma: no cover - not used by visits
         raise NotImplementedError
 
-    def book(self, booking: Booking, now: datetime, holder: str | None = None) -> None:
+    def book(
+        self,
+        booking: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
+    ) -> None:
+        if ticket_move is not None:  # pragma: no cover - visits book no ticket moves
+            raise NotImplementedError
         for other in self.bookings.values():
             if (
                 other.engineer_id == booking.engineer_id
@@ -34,7 +43,12 @@ class FakeCalendar(InMemoryBookingReads):
         self.writes += 1
 
     def reschedule(
-        self, old: Booking, new: Booking, now: datetime, holder: str | None = None
+        self,
+        old: Booking,
+        new: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
     ) -> None:
         raise NotImplementedError  # pragma: no cover - not used by visits
 
@@ -46,8 +60,11 @@ class FakeCalendar(InMemoryBookingReads):
         *,
         actor: str = "system",
         now: datetime | None = None,
+        ticket_move: DispatchMark | None = None,
         **changes: object,
     ) -> Booking:
+        if ticket_move is not None:  # pragma: no cover - visits move the ticket themselves
+            raise NotImplementedError
         current = self.bookings.get(booking.booking_id)
         if current is None:
             raise BookingNotFound(booking.booking_id)

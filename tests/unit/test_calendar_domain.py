@@ -60,7 +60,7 @@ def field(fake_aws_credentials: None) -> Iterator[FieldBooking]:
         calendar, directory = field_stores(ddb)
         directory.put_engineer(engineer("E-ada"))
         yield FieldBooking(
-            tickets=Tickets(ticket("T-1"), ticket("T-2", "c-0002"), ticket("T-3")),
+            tickets=Tickets(ddb, ticket("T-1"), ticket("T-2", "c-0002"), ticket("T-3")),
             directory=directory,
             calendar=calendar,
             calendar_reads=calendar,
@@ -165,30 +165,66 @@ def test_booking_a_slot_schedules_the_ticket_once_and_a_retry_does_not_fail(fiel
     field.book(CUSTOMER, "T-1", slot.slot_id, NOW + timedelta(minutes=2))
     # Then the ticket is scheduled by one status change that names the booking
     assert field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
-    [change] = field.tickets.changes
-    assert change.entry.actor == "user:cust-0001"
-    assert change.entry.detail["reason"] == f"visit {booking.booking_id} booked"
+    assert field.tickets.tickets["T-1"].dispatch_state == "booked"
+    timeline = field.tickets.get_ticket("T-1").timeline
+    [change] = [e for e in timeline if e.kind == "status_changed"]
+    assert change.actor == "user:cust-0001"
+    assert change.detail["reason"] == f"visit {booking.booking_id} booked"
+    assert [e.kind for e in timeline if e.kind.startswith("visit_")] == ["visit_booked"]
 
 
-def test_a_retry_finishes_a_booking_whose_status_change_was_lost(field):
-    # Given a booking whose ticket write kept losing to other writers
+def test_a_ticket_that_changed_meanwhile_fails_the_booking_and_leaves_nothing_behind(field):
+    # Given an offered slot, and another writer changing the ticket right after it is read
     slot = field.offer_slots(CUSTOMER, "T-1", NOW)[0]
-    field.tickets.races = 3
+    field.tickets.races = 1
+    # When the customer books
     with pytest.raises(ConcurrentUpdate):
         field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
+    # Then there is no booking, the engineer's time is still only the ticket's own hold,
+    # and the ticket is as the other writer left it
+    assert field.bookings.bookings_for_ticket("T-1") == []
+    busy = field.calendar_reads.busy("E-ada", slot.start, slot.end, NOW)
+    assert [b.booking_id for b in busy] == [None]
     assert field.tickets.tickets["T-1"].status is TicketStatus.OPEN
-    # When the customer retries (one more lost race is absorbed by re-reading)
+    # When they retry with the ticket read again, it books and schedules in one write
+    booking, created = field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
+    assert created and field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
+    assert [b.booking_id for b in field.bookings.bookings_for_ticket("T-1")] == [booking.booking_id]
+
+
+def test_cancelling_re_opens_the_ticket_for_the_customer_to_choose_again(field):
+    # Given a customer's booked visit
+    slot = field.offer_slots(CUSTOMER, "T-1", NOW)[0]
+    booking, _ = field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
+    # When they cancel it
+    field.cancel(CUSTOMER, booking.booking_id, "away that week", NOW + timedelta(minutes=1))
+    # Then, in the same write, the ticket is open again, flagged for a visit and waiting for
+    # the customer's choice (the Dispatcher does not book for them)
+    after = field.tickets.tickets["T-1"]
+    assert after.status is TicketStatus.OPEN and after.needs_onsite_dispatch
+    assert after.dispatch_state == "awaiting_customer"
+    # And they are offered slots again, and can book one
+    again = field.offer_slots(CUSTOMER, "T-1", NOW + timedelta(minutes=2))
+    assert again
+    _, created = field.book(CUSTOMER, "T-1", again[0].slot_id, NOW + timedelta(minutes=3))
+    assert created and field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
+
+
+def test_a_cancellation_racing_a_ticket_change_cancels_nothing(field):
+    slot = field.offer_slots(CUSTOMER, "T-1", NOW)[0]
+    booking, _ = field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
     field.tickets.races = 1
-    _, created = field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
-    # Then the same booking is returned and the ticket is scheduled
-    assert not created and field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
+    with pytest.raises(ConcurrentUpdate):
+        field.cancel(CUSTOMER, booking.booking_id, "changed my mind", NOW)
+    assert field.bookings.get_booking(booking.booking_id).status is BookingStatus.SCHEDULED
+    assert field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
 
 
 def test_a_staff_assignment_schedules_the_ticket_but_never_moves_it_back(field):
     field.assign(MANAGER, "T-3", "E-ada", datetime(2026, 12, 8, 10, tzinfo=UTC), NOW)
     assert field.tickets.tickets["T-3"].status is TicketStatus.SCHEDULED
     # a ticket already under repair keeps its status when another visit is put in
-    field.tickets.tickets["T-1"] = ticket("T-1", status=TicketStatus.IN_REPAIR)
+    field.tickets.put(ticket("T-1", status=TicketStatus.IN_REPAIR))
     field.assign(MANAGER, "T-1", "E-ada", datetime(2026, 12, 9, 10, tzinfo=UTC), NOW)
     assert field.tickets.tickets["T-1"].status is TicketStatus.IN_REPAIR
 
@@ -216,7 +252,7 @@ def test_slots_outside_working_time_or_of_the_wrong_length_are_refused(field):
 def test_customers_see_only_their_own_tickets_and_closed_tickets_are_not_booked(field):
     with pytest.raises(TicketNotFound):
         field.offer_slots(OTHER, "T-1", NOW)
-    field.tickets.tickets["T-3"] = ticket("T-3", status=TicketStatus.RESOLVED)
+    field.tickets.put(ticket("T-3", status=TicketStatus.RESOLVED))
     with pytest.raises(TicketNotBookable):
         field.offer_slots(CUSTOMER, "T-3", NOW)
 

@@ -15,14 +15,15 @@ from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.rules import load_catalog
 from aftercare.domain.tickets import Ticket
-from aftercare.models.field import BookingSource, GeoPoint
+from aftercare.models.field import BookingSource, GeoPoint, Skill
 from aftercare.models.parts import LineStatus, PartsLine
-from aftercare.models.tickets import Priority, TicketFlag, TicketStatus
+from aftercare.models.tickets import CustomerTier, Priority, TicketFlag, TicketStatus
 from aftercare.models.visits import VisitOutcome
 
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.dispatch import (
     MONDAY,
+    FakeCustomerPreferences,
     FakeDispatchMarks,
     FakeFieldService,
     FakeFixHistory,
@@ -55,7 +56,9 @@ class World:
     def __init__(self, ticket: Ticket, lead_days: dict[str, int] | None = None) -> None:
         self.field = FakeFieldService([engineer("E-near", home=NEAR), engineer("E-far", home=FAR)])
         self.tickets = FakeDispatchMarks(ticket)
+        self.field.ticket_moves = self.tickets
         self.history = FakeFixHistory()
+        self.customers = FakeCustomerPreferences()
         self.deps = DispatchDeps(
             tickets=self.tickets,
             directory=self.field,
@@ -64,6 +67,7 @@ class World:
             marks=self.tickets,
             lead_times=FakeLeadTimes(lead_days),
             history=self.history,
+            customers=self.customers,
             policy=load_dispatch_policy(),
             catalog=load_catalog(),
             prices=load_price_table(),
@@ -102,6 +106,30 @@ def test_a_p1_ticket_gets_the_best_candidates_earliest_visit_booked(p1: World) -
     assert entry.detail["estimate"]["on_site"] is True
 
 
+def test_the_automatic_booking_and_the_tickets_move_are_one_write(p1: World) -> None:
+    # Given the ticket changes (another writer) after the Dispatcher read it
+    stale = p1.ticket
+    p1.tickets.tickets[stale.ticket_id] = stale.model_copy(update={"version": stale.version + 1})
+    # When the Dispatcher books with the ticket it read
+    outcome = p1.dispatch(stale)
+    # Then the write carrying the stale ticket was refused whole, the ticket re-read, and
+    # the visit booked once with the ticket moved in that same write (no separate mark)
+    assert outcome is not None and outcome.state is DispatchState.BOOKED
+    assert outcome.booking is not None and list(p1.field.bookings) == [outcome.booking.booking_id]
+    (move,) = p1.tickets.marks
+    assert move.ticket.version == stale.version + 1
+    assert move.to_status is TicketStatus.SCHEDULED and move.entry.kind == "dispatch_booked"
+    assert p1.ticket.status is TicketStatus.SCHEDULED
+
+
+def test_a_ticket_whose_customer_cancelled_is_not_booked_for_them(p1: World) -> None:
+    # Given a P1 ticket re-opened by the customer's cancellation (waiting for their choice)
+    cancelled = p1.ticket.model_copy(update={"dispatch_state": "awaiting_customer"})
+    # When the Dispatcher sees the change (scheduled -> open, flagged)
+    # Then it books nothing: the customer picks from the offered slots
+    assert p1.dispatch(cancelled) is None and p1.field.bookings == {}
+
+
 def test_first_time_fix_history_is_read_per_eligible_engineer_and_feeds_the_score(
     p1: World,
 ) -> None:
@@ -121,6 +149,52 @@ def test_first_time_fix_history_is_read_per_eligible_engineer_and_feeds_the_scor
     # And the engineer who fixes it first time gets the visit despite the longer drive
     assert outcome is not None and outcome.booking is not None
     assert outcome.booking.engineer_id == "E-far"
+
+
+def vip_world(preferred: list[str]) -> World:
+    world = World(visit_ticket("P3", customer_tier=CustomerTier.VIP))
+    world.customers.preferred = {world.ticket.customer_id: preferred}
+    return world
+
+
+def test_a_vips_preferred_engineer_gets_the_visit_over_a_nearer_one() -> None:
+    # Given a VIP (booked automatically) who prefers the farther engineer
+    world = vip_world(["E-far"])
+    # When the Dispatcher runs
+    outcome = world.dispatch()
+    # Then the customer record was read once, and the preference outweighed the drive
+    assert world.customers.reads == [world.ticket.customer_id]
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-far"
+
+
+def test_the_preference_is_a_tunable_weight() -> None:
+    # Given the same VIP, with the bonus tuned away in the policy data
+    world = vip_world(["E-far"])
+    world.deps = replace(world.deps, policy=policy_with(vip_preferred=0))
+    # Then the nearer engineer wins as for anyone else
+    outcome = world.dispatch()
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-near"
+
+
+def test_hard_rules_win_over_a_vips_preference() -> None:
+    # Given a VIP who prefers an engineer lacking the skill for the model
+    world = vip_world(["E-far"])
+    world.field.engineers["E-far"] = engineer(
+        "E-far", home=FAR, skills=[Skill(model="RT-X", category="*", level=2)]
+    )
+    # When the Dispatcher runs
+    outcome = world.dispatch()
+    # Then the preferred engineer is rejected by the rule, and someone able goes
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-near"
+    assert "E-far" in outcome.rejected
+
+
+def test_a_standard_customers_record_is_not_read(p1: World) -> None:
+    p1.dispatch()
+    assert p1.customers.reads == []
 
 
 def test_visits_not_finished_yet_say_nothing_about_first_time_fix() -> None:

@@ -58,7 +58,7 @@ def field(fake_aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterat
                     cost_per_visit=90, promised_response_h=24)
         )  # fmt: skip
         service = FieldBooking(
-            tickets=Tickets(TICKET, OTHERS),
+            tickets=Tickets(ddb, TICKET, OTHERS),
             directory=directory,
             calendar=calendar,
             calendar_reads=calendar,
@@ -97,16 +97,18 @@ def test_someone_elses_time_is_409_slot_taken(field):
     assert status == 409 and body["reason"] == "slot_taken"
 
 
-def test_a_ticket_that_kept_changing_is_409_and_the_retry_schedules_it(field):
-    # Given the ticket's status write keeps losing to other writers
+def test_a_ticket_that_changed_meanwhile_is_409_with_no_booking_and_the_retry_books(field):
+    # Given the ticket changes under the booking (another writer, right after it is read)
     _, slots = call("GET", "/tickets/T-1/slots", CUSTOMER)
-    field.tickets.races = 3
+    field.tickets.races = 1
     body = {"slot_id": slots[0]["slot_id"]}
     status, answer = call("POST", "/tickets/T-1/booking", CUSTOMER, body)
+    # Then 409 concurrent_update, and no booking was left behind
     assert (status, answer["reason"]) == (409, "concurrent_update")
-    # When the customer retries, the same booking comes back and the ticket is scheduled
+    assert call("GET", "/tickets/T-1/bookings", CUSTOMER) == (200, [])
+    # When the customer retries, the booking is made and the ticket is scheduled with it
     status, booking = call("POST", "/tickets/T-1/booking", CUSTOMER, body)
-    assert status == 200 and booking["status"] == "scheduled"
+    assert status == 201 and booking["status"] == "scheduled"
     assert field.tickets.tickets["T-1"].status.value == "scheduled"
 
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aftercare.adapters.aws import to_item
-from aftercare.adapters.ticket_items import booked_visit, ticket_from_image, ticket_item
+from aftercare.adapters.ticket_items import (
+    booked_visit,
+    replaced_visit,
+    ticket_from_image,
+    ticket_item,
+)
 from aftercare.domain.budget import Budget
 from aftercare.domain.composition import (
     Composer,
@@ -416,6 +422,107 @@ def test_a_booked_visit_is_confirmed_once_and_reminded_the_day_before(world: Wor
     assert "Reminder" in world.email.deliveries[-1].message.subject
 
 
+def visit_entry(kind: str, booking_id: str, start: datetime, **detail: Any) -> dict[str, Any]:
+    """The calendar's audit entry of a visit on the ticket's timeline (as the stream has it)."""
+    return {
+        "pk": "TICKET#T-1",
+        "sk": f"EVT#{NOON.isoformat()}#00#{booking_id}",
+        "kind": kind,
+        "detail": {
+            "booking_id": booking_id,
+            "engineer_id": "E-ada",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=2)).isoformat(),
+            "time_zone": "Europe/Berlin",
+            **detail,
+        },
+    }
+
+
+def test_a_rescheduled_visit_is_confirmed_again_and_only_the_new_window_is_reminded(
+    world: World,
+) -> None:
+    # Given a visit booked three days ahead, confirmed, its reminder queued
+    booked_ticket = ticket_from_image(to_item(ticket()))
+    assert booked_ticket is not None
+    first_start = NOON + timedelta(days=3)
+    first = booked_visit(visit_entry("visit_booked", "B-1", first_start))
+    assert first is not None
+    world.notifier.on_visit_booked(first, booked_ticket, NOON)
+    # When the customer moves it a day later (same ticket: a new booking and window), and the
+    # stream delivers that record twice
+    new_start = first_start + timedelta(days=1)
+    entry = visit_entry(
+        "visit_rescheduled",
+        "B-2",
+        new_start,
+        from_booking="B-1",
+        from_start=first_start.isoformat(),
+    )
+    moved, old = booked_visit(entry), replaced_visit(entry)
+    assert moved is not None and old is not None
+    later = NOON + timedelta(minutes=10)
+    outcomes = world.notifier.on_visit_booked(moved, booked_ticket, later, replaced=old)
+    again = world.notifier.on_visit_booked(moved, booked_ticket, later, replaced=old)
+    # Then the customer gets a second, distinct confirmation naming the new window, once
+    assert [(o.kind, o.result) for o in outcomes] == [
+        ("visit_reminder", "withdrawn"),
+        ("booking_confirmed", "sent"),
+        ("visit_reminder", "scheduled"),
+    ]
+    assert [o.result for o in again] == ["nothing_to_withdraw", "duplicate", "duplicate"]
+    confirmations = [d.message for d in world.email.deliveries if "booked" in d.message.subject]
+    assert len(confirmations) == 2
+    assert confirmations[0].subject != confirmations[1].subject
+    assert f"{new_start.astimezone(ZoneInfo('Europe/Berlin')):%Y-%m-%d}" in confirmations[1].subject
+    # And when the old window's eve comes, no reminder; at the new one's, exactly one
+    assert world.notifier.run_due(first_start - timedelta(hours=23)) == []
+    sent = world.notifier.run_due(new_start - timedelta(hours=23))
+    assert [(o.kind, o.result) for o in sent] == [("visit_reminder", "sent")]
+    assert world.notifier.run_due(new_start - timedelta(hours=1)) == []
+
+
+def test_a_cancelled_visits_reminder_is_withdrawn(world: World) -> None:
+    booked_ticket = ticket_from_image(to_item(ticket()))
+    assert booked_ticket is not None
+    start = NOON + timedelta(days=3)
+    visit = booked_visit(visit_entry("visit_booked", "B-1", start))
+    assert visit is not None
+    world.notifier.on_visit_booked(visit, booked_ticket, NOON)
+    cancelled = replaced_visit(visit_entry("visit_cancelled", "B-1", start))
+    assert cancelled is not None
+    assert world.notifier.withdraw_reminder("T-1", cancelled).result == "withdrawn"
+    assert world.notifier.run_due(start - timedelta(hours=23)) == []
+
+
+def test_visit_messages_in_a_digest_each_get_their_line(world: World) -> None:
+    # Given a customer who just heard from us (the digest window is open)
+    world.change(None, ticket())
+    booked_ticket = ticket_from_image(to_item(ticket()))
+    assert booked_ticket is not None
+    start = NOON + timedelta(hours=20)
+    # When a visit is booked inside the window (not critical: it waits for the digest),
+    # then the ticket's engineer sets off... and another ticket resolves
+    visit = booked_visit(visit_entry("visit_booked", "B-1", start))
+    assert visit is not None
+    (confirmed,) = world.notifier.on_visit_booked(visit, booked_ticket, NOON)
+    world.change(None, ticket("T-2"))
+    assert confirmed.result == "digested"
+    # Then the digest renders a line for the visit, with its window
+    sent = world.notifier.run_due(NOON + WINDOW + timedelta(seconds=1))
+    assert {o.result for o in sent} == {"sent"}
+    digest = world.email.deliveries[-1].message
+    assert digest.kind == "digest" and "technician visit booked" in digest.text
+    assert f"{start.astimezone(ZoneInfo('Europe/Berlin')):%H:%M}" in digest.text
+
+
+def test_every_kind_that_can_wait_for_a_digest_has_a_line_in_every_language() -> None:
+    book = load_book()
+    for language in book.fragments:
+        for kind in set(EventKind) - {EventKind.SURVEY}:
+            assert f"line_{kind.value}" in book.fragments[language], (language, kind)
+
+
 def test_other_timeline_entries_book_nothing() -> None:
     assert booked_visit({"pk": "TICKET#T-1", "sk": "EVT#x", "kind": "visit_en_route"}) is None
     assert booked_visit(ticket()) is None
@@ -450,3 +557,53 @@ def test_a_record_whose_image_is_no_valid_ticket_fails_alone(
     assert result == {"batchItemFailures": [{"itemIdentifier": "102"}]}
     told = [d.message.subject for d in world.email.deliveries]
     assert len(told) == 1 and "T-1" in told[0]
+
+
+class OneTicket:
+    """The handler's ticket reader: the booked ticket."""
+
+    def __init__(self, image: dict[str, Any]) -> None:
+        self.image = image
+
+    def get_ticket(self, ticket_id: str) -> Any:
+        from aftercare.domain.ports import TicketDetail
+
+        found = ticket_from_image(to_item(self.image))
+        return TicketDetail(ticket=found, occurrences=[], timeline=[])
+
+
+def test_the_handler_confirms_a_reschedule_again_and_a_redelivery_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the notifier handler and the calendar's audit entries of a booking and its move
+    handler = load_handler("notifier", "handler_notifier_reschedule")
+    monkeypatch.setattr(handler, "deps", lambda: world.notifier)
+    monkeypatch.setattr(handler, "ticket_reader", lambda: OneTicket(ticket()))
+    first = days_from_now(3)
+    booked = visit_entry("visit_booked", "B-1", first)
+    moved = visit_entry(
+        "visit_rescheduled",
+        "B-2",
+        first + timedelta(days=1),
+        from_booking="B-1",
+        from_start=first.isoformat(),
+    )
+    # When the stream delivers the booking, the move, and the move again (a redelivery)
+    for sequence, entry in (("201", booked), ("202", moved), ("203", moved)):
+        record = stream_record(sequence, None, entry) | {"eventName": "INSERT"}
+        assert handler.handler({"Records": [record]}, FakeContext()) == {"batchItemFailures": []}
+    # Then the customer got two distinct confirmations (the second after the digest window the
+    # first opened), and only the new window's reminder waits
+    world.notifier.run_due(datetime.now(UTC) + WINDOW + timedelta(seconds=1))
+    confirmations = [d for d in world.email.deliveries if "booked" in d.message.subject]
+    assert len(confirmations) == 2
+    assert confirmations[0].message.subject != confirmations[1].message.subject
+    waiting = [n for n in world.store.notifications.values() if n.kind == "visit_reminder"]
+    assert sorted((n.occasion.partition("@")[0], n.state.value) for n in waiting) == [
+        ("B-1", "suppressed"),
+        ("B-2", "pending"),
+    ]
+
+
+def days_from_now(days: int) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from aftercare.adapters.aws import from_item, to_item
+from aftercare.adapters.notification_items import notification_key
 from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.adapters.survey_store import DynamoSurveyStore
@@ -371,3 +372,30 @@ def test_a_survey_written_by_the_old_code_is_read(ddb: Any, surveys: DynamoSurve
     survey = surveys.get_survey(survey_id)
     assert survey is not None and survey.facts.fault_code == "FAN-STALL"
     assert survey.facts.title("zh-CN") == "散热风扇停转"
+
+
+def test_visit_messages_are_keyed_by_their_visit_and_a_waiting_one_can_be_withdrawn(
+    store: DynamoNotificationStore,
+) -> None:
+    # Given the reminders of two visits of one ticket (a reschedule: new booking, new start)
+    first, second = (
+        notification(kind=EventKind.VISIT_REMINDER).model_copy(update={"occasion": o})
+        for o in ("B-1@2026-11-30T08:00:00+00:00", "B-2@2026-12-01T08:00:00+00:00")
+    )
+    # When both are created, and the first again (a redelivered record)
+    assert store.create(first, NOW) and store.create(second, NOW)
+    assert not store.create(first, NOW)
+    # Then each has its own item, keyed by booking and start
+    assert notification_key(first.ref)["sk"] == "EVENT#visit_reminder#B-1@2026-11-30T08:00:00+00:00"
+    # When the first visit's reminder is withdrawn (its window is gone)
+    assert store.withdraw(first.ref, reason="rescheduled")
+    assert not store.withdraw(first.ref, reason="rescheduled")  # once
+    # Then it is suppressed and never claimed; the second is still due
+    (stored,) = store.get_many([first.ref])
+    assert stored.state is NotificationState.SUPPRESSED
+    claimed = store.claim_due_notifications(NOW + timedelta(hours=1), NOW + timedelta(hours=2))
+    assert [n.ref for n in claimed] == [second.ref]
+    # And a notification already sent cannot be withdrawn
+    store.record([], settled=[settled(second, NotificationState.SENT, message_id="M-2")])
+    assert not store.withdraw(second.ref, reason="too late")
+    assert NotificationRef.parse(second.ref.token()) == second.ref

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
+from aftercare.adapters.dispatch_marks import dispatch_mark_items
 from aftercare.adapters.field_items import (
     book_items,
     booking_from_item,
@@ -26,6 +27,7 @@ from aftercare.adapters.field_items import (
     taken_cells,
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
+from aftercare.domain.ports.dispatch import DispatchMark
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingNotFound,
@@ -33,6 +35,7 @@ from aftercare.domain.ports.field import (
     SlotTaken,
     TicketAlreadyBooked,
 )
+from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.models.field import Booking, BookingStatus
 from aftercare.models.tickets import TimelineEntry
 
@@ -50,6 +53,7 @@ def booking_audit(
             "engineer_id": booking.engineer_id,
             "start": booking.start.astimezone(UTC).isoformat(),
             "end": booking.end.astimezone(UTC).isoformat(),
+            "time_zone": booking.time_zone,  # the customer is told the window on this clock
             "status": booking.status.value,
             "source": booking.source.value,
             **{k: v for k, v in detail.items() if v is not None},
@@ -85,17 +89,37 @@ class DynamoCalendar:
         )
         self._write(items, taken=(engineer_id, start, end))
 
-    def book(self, booking: Booking, now: datetime, holder: str | None = None) -> None:
+    def book(
+        self,
+        booking: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
+    ) -> None:
         audit = booking_audit("visit_booked", booking, booking.created_by, now)
         items = book_items(
             self.table, self.tickets_table, booking, holder=holder, now=now, audit=audit
         )
         self._write(
-            items, taken=(booking.engineer_id, booking.start, booking.end), ticket=booking.ticket_id
+            items,
+            self._move(ticket_move),
+            taken=(booking.engineer_id, booking.start, booking.end),
+            ticket=booking.ticket_id,
         )
 
+    def _move(self, ticket_move: DispatchMark | None) -> list[TxItem]:
+        """The ticket's side of a calendar write, guarded by the status and version read."""
+        if ticket_move is None:
+            return []
+        return dispatch_mark_items(self.tickets_table, ticket_move, Failure.TICKET_MOVED)
+
     def reschedule(
-        self, old: Booking, new: Booking, now: datetime, holder: str | None = None
+        self,
+        old: Booking,
+        new: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
     ) -> None:
         if old.ticket_id != new.ticket_id:
             raise BookingConflict("a booking moves within its own ticket")
@@ -119,7 +143,12 @@ class DynamoCalendar:
         items = reschedule_items(
             self.table, self.tickets_table, old, cancelled, new, holder=holder, now=now, audit=audit
         )
-        self._write(items, taken=(new.engineer_id, new.start, new.end), ticket=new.ticket_id)
+        self._write(
+            items,
+            self._move(ticket_move),
+            taken=(new.engineer_id, new.start, new.end),
+            ticket=new.ticket_id,
+        )
 
     def set_status(
         self,
@@ -129,6 +158,7 @@ class DynamoCalendar:
         *,
         actor: str = "system",
         now: datetime | None = None,
+        ticket_move: DispatchMark | None = None,
         **changes: object,
     ) -> Booking:
         at = now or datetime.now(UTC)
@@ -156,17 +186,27 @@ class DynamoCalendar:
             expected_version=expected_version,
             audit=audit,
         )
-        self._write(items, taken=(booking.engineer_id, booking.start, booking.end))
+        self._write(
+            items, self._move(ticket_move), taken=(booking.engineer_id, booking.start, booking.end)
+        )
         return updated
 
     def _write(
         self,
         items: Sequence[TxItem],
+        move: Sequence[TxItem] = (),
         *,
         taken: tuple[str, datetime, datetime],
         ticket: str | None = None,
     ) -> None:
+        """The calendar's items and the ticket's (`move`, last) in one transaction."""
+
         def translate(outcome: Cancelled) -> Exception:
+            ticket_codes = outcome.codes[len(items) :]
+            if outcome.failure is Failure.TICKET_MOVED or (
+                outcome.failure is None and "TransactionConflict" in ticket_codes
+            ):
+                return ConcurrentUpdate(f"the ticket changed meanwhile ({outcome.reason})")
             if outcome.failure is Failure.INACTIVE and ticket is not None:
                 return TicketAlreadyBooked(ticket, str(outcome.old.get("booking_id", "")))
             if outcome.failure is Failure.LOCK_TAKEN:
@@ -176,7 +216,7 @@ class DynamoCalendar:
                 return SlotTaken(*taken, detail="concurrent write")
             return BookingConflict(f"the booking changed meanwhile ({outcome.reason})")
 
-        transact(self.ddb, items, translate)
+        transact(self.ddb, [*items, *move], translate)
 
     # ---- reads (CalendarReads)
 

@@ -7,6 +7,7 @@ from functools import cache
 
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.dispatch_marks import (
+    DynamoCustomerPreferences,
     DynamoDispatchMarks,
     DynamoFixHistory,
     DynamoLeadTimes,
@@ -20,7 +21,9 @@ from aftercare.domain.rules import load_catalog
 from aftercare.settings import EnvSettings, load_settings
 
 
-def dispatch_deps(*, tickets_table: str, field_table: str, inventory_table: str) -> DispatchDeps:
+def dispatch_deps(
+    *, tickets_table: str, field_table: str, inventory_table: str, customers_table: str
+) -> DispatchDeps:
     calendar = DynamoCalendar(table=field_table, tickets_table=tickets_table)
     return DispatchDeps(
         tickets=DynamoTicketReader(tickets_table=tickets_table),
@@ -30,6 +33,7 @@ def dispatch_deps(*, tickets_table: str, field_table: str, inventory_table: str)
         marks=DynamoDispatchMarks(tickets_table=tickets_table),
         lead_times=DynamoLeadTimes(inventory_table=inventory_table),
         history=DynamoFixHistory(tickets_table=tickets_table),
+        customers=DynamoCustomerPreferences(customers_table=customers_table),
         policy=load_dispatch_policy(),
         catalog=load_catalog(),
         prices=load_price_table(),
@@ -42,6 +46,7 @@ class DispatchSettings(EnvSettings):
     tickets_table: str
     field_table: str
     inventory_table: str
+    customers_table: str
 
 
 @cache
@@ -53,4 +58,5 @@ def dispatch_deps_from_env() -> DispatchDeps:
         tickets_table=settings.tickets_table,
         field_table=settings.field_table,
         inventory_table=settings.inventory_table,
+        customers_table=settings.customers_table,
     )

@@ -10,6 +10,8 @@ TicketsTable access patterns (beside the others in template.yaml):
   puts a timeline entry.
 `dispatch_state` is what the Dispatcher's stream filter reads: absent or `wanted` on a flagged
 active ticket means "dispatch me".
+- a VIP customer's preferred engineers: GetItem on CustomersTable (`customer_id`), projecting
+  `preferred_engineers` (read only for VIP tickets);
 - an engineer's first-time-fix record on a model and code: Query the sparse `by_engineer_fault`
   index (`ftf_key` = <engineer>#<model>#<code>, on VISIT# items only; projects `outcome`).
 """
@@ -36,8 +38,11 @@ from aftercare.models.visits import VisitOutcome
 WAIT_PREFIX = "PARTSWAIT#"
 
 
-def dispatch_mark_items(table: str, mark: DispatchMark) -> list[TxItem]:
-    """The version-guarded ticket update and its timeline entry."""
+def dispatch_mark_items(
+    table: str, mark: DispatchMark, failure: Failure = Failure.STALE
+) -> list[TxItem]:
+    """The ticket update guarded by the status and version read, and its timeline entry
+    (`failure`: what the guard failing means in the transaction these items join)."""
     ticket = mark.ticket
     sets = ["dispatch_state = :state", "dispatched_at = :now", "updated_at = :now"]
     sets.append("version = :next")
@@ -46,11 +51,10 @@ def dispatch_mark_items(table: str, mark: DispatchMark) -> list[TxItem]:
         ":now": iso(mark.entry.at),
         ":next": ticket.version + 1,
         ":version": ticket.version,
+        ":from": ticket.status.value,
     }
-    names: dict[str, str] = {}
     if mark.to_status is not None:
         sets.append("#status = :to")
-        names["#status"] = "status"
         values[":to"] = mark.to_status.value
     if mark.flag and TicketFlag.NEEDS_ONSITE_DISPATCH not in ticket.flags:
         sets.append("flags = :flags")
@@ -59,17 +63,16 @@ def dispatch_mark_items(table: str, mark: DispatchMark) -> list[TxItem]:
         "TableName": table,
         "Key": to_item(ticket_key(ticket.ticket_id)),
         "UpdateExpression": "SET " + ", ".join(sets),
-        "ConditionExpression": "version = :version",
+        "ConditionExpression": "version = :version AND #status = :from",
+        "ExpressionAttributeNames": {"#status": "status"},
         "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
     }
-    if names:
-        update["ExpressionAttributeNames"] = names
     waits = [
         conditional_put(table, {**wait_key(sku, ticket.ticket_id), "at": iso(mark.entry.at)})
         for sku in mark.waiting_skus
     ]
     return [
-        TxItem({"Update": update}, Failure.STALE),
+        TxItem({"Update": update}, failure),
         conditional_put(table, timeline_item(ticket.ticket_id, mark.entry)),
         *waits,
     ]
@@ -121,6 +124,25 @@ class DynamoDispatchMarks:
 
     def mark_dispatch(self, mark: DispatchMark) -> None:
         transact(self.ddb, dispatch_mark_items(self.tickets_table, mark), _stale)
+
+
+class DynamoCustomerPreferences:
+    """`CustomerPreferences` on CustomersTable: one GetItem (key `customer_id`), projected."""
+
+    def __init__(self, *, customers_table: str, ddb: Any | None = None) -> None:
+        self.customers_table = customers_table
+        self._ddb = ddb
+
+    ddb = LazyClient("dynamodb")
+
+    def preferred_engineers(self, customer_id: str) -> list[str]:
+        item = self.ddb.get_item(
+            TableName=self.customers_table,
+            Key={"customer_id": {"S": customer_id}},
+            ProjectionExpression="preferred_engineers",
+        ).get("Item")
+        found = from_item(item).get("preferred_engineers") if item else None
+        return [str(e) for e in found or []]
 
 
 class DynamoWaitingTickets:

@@ -3,6 +3,8 @@
 Key layout (see the NotificationsTable comment in template.yaml):
 
     TICKET#<id>   / EVENT#<kind>             one (ticket, event kind): dedup marker + state
+    TICKET#<id>   / EVENT#<kind>#<occasion>  a visit message: one per (ticket, kind, visit),
+                                             occasion `<booking_id>@<start>`
     TICKET#<id>   / ATT#<at>#<msg>#<n>       one delivery attempt (the notification log)
     CUSTOMER#<id> / BUNDLE                   digest window + messages waiting for the customer
     SURVEY#<id>   / SURVEY                   a survey: due time, status, the one answer
@@ -21,7 +23,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from aftercare.adapters.aws import to_attr
+from aftercare.adapters.aws import to_attr, to_item
 from aftercare.domain.notifications import (
     AttemptRecord,
     Notification,
@@ -53,7 +55,27 @@ def from_ms(value: int | float) -> datetime:
 
 
 def notification_key(ref: NotificationRef) -> dict[str, str]:
-    return {"pk": f"TICKET#{ref.ticket_id}", "sk": f"EVENT#{ref.kind.value}"}
+    sk = f"EVENT#{ref.kind.value}"
+    return {"pk": f"TICKET#{ref.ticket_id}", "sk": f"{sk}#{ref.occasion}" if ref.occasion else sk}
+
+
+def withdraw_update(table: str, ref: NotificationRef, reason: str) -> dict[str, Any]:
+    """A notification still waiting (pending, deferred, digested) settled as suppressed and
+    taken out of the due queue; one already sent (or gone) fails the condition."""
+    return {
+        "TableName": table,
+        "Key": to_item(notification_key(ref)),
+        "UpdateExpression": (
+            "SET #state = :suppressed, withdrawn = :reason REMOVE due_queue, due_ms"
+        ),
+        "ConditionExpression": "#state IN (:w0, :w1, :w2)",
+        "ExpressionAttributeNames": {"#state": "state"},
+        "ExpressionAttributeValues": values_of(
+            suppressed=NotificationState.SUPPRESSED.value,
+            reason=reason,
+            **{f"w{n}": state for n, state in enumerate(WAITING)},
+        ),
+    }
 
 
 def bundle_key(customer_id: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from aftercare.adapters.notification_items import (
     notification_key,
     settled_item,
     timeline_entry,
+    withdraw_update,
 )
 from aftercare.adapters.ticket_items import timeline_item
 from aftercare.domain.notifications import (
@@ -85,6 +86,15 @@ class DynamoLedger(NotificationTable):
                 Item=to_item(notification_item(notification, lease_until)),
                 ConditionExpression="attribute_not_exists(pk)",
             )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def withdraw(self, ref: NotificationRef, *, reason: str) -> bool:
+        try:
+            self.ddb.update_item(**withdraw_update(self.table, ref, reason))
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False

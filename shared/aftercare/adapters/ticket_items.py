@@ -208,5 +208,29 @@ def booked_visit(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def replaced_visit(image: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The visit whose window a calendar audit entry ends: a reschedule's old booking and
+    start (`from_booking`, `from_start`), or a cancelled booking itself; else None."""
+    if not image or not str(image.get("sk", "")).startswith("EVT#"):
+        return None
+    detail = image.get("detail")
+    if not isinstance(detail, Mapping):
+        return None
+    kind = image.get("kind")
+    if kind == "visit_rescheduled" and detail.get("from_booking") and detail.get("from_start"):
+        booking_id, start = detail["from_booking"], detail["from_start"]
+    elif kind == "visit_cancelled" and detail.get("booking_id") and detail.get("start"):
+        booking_id, start = detail["booking_id"], detail["start"]
+    else:
+        return None
+    engineer = detail.get("engineer_id") or ""
+    return {
+        "booking_id": booking_id,
+        "engineer_id": engineer,
+        "status": "cancelled",
+        "start": start,
+    }
+
+
 def ticket_of_entry(image: Mapping[str, Any]) -> str:
     return str(image.get("pk", "")).removeprefix("TICKET#")

@@ -29,6 +29,7 @@ class Failure(IntEnum):
     LOCK_TAKEN = 2  # an invariant key is held by someone else
     STALE = 3  # the record moved on since it was read (version, status)
     OUT_OF_STOCK = 4  # a stock change would leave fewer available than needed
+    TICKET_MOVED = 5  # the ticket a calendar write carries moved on since it was read
 
 
 @dataclass(frozen=True)

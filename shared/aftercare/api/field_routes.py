@@ -126,7 +126,9 @@ def ticket_slots(ticket_id: Annotated[TicketId, PathParam()]) -> list[Slot]:
     description=(
         "201 with the booking; 200 with the same booking when it is a retry of a booking that "
         "exists; 409 `slot_taken` when someone else has that time; 409 `already_booked` when "
-        "the ticket has another live booking (reschedule it instead)."
+        "the ticket has another live booking (reschedule it instead). The ticket moves to "
+        "`scheduled` in the same transaction: 409 `concurrent_update` when it changed meanwhile "
+        "(no booking is left behind; read it again and retry)."
     ),
     tags=["field"],
     status_code=HTTPStatus.CREATED,
@@ -181,6 +183,8 @@ def reschedule_booking(
 @router.post(
     "/bookings/<booking_id>/cancel",
     summary="Cancel a booking with a reason (its time is freed at once)",
+    description="The time is freed and the ticket re-opened for dispatch (slots are offered "
+    "again) in one transaction; 409 `concurrent_update` when the ticket changed meanwhile.",
     tags=["field"],
     responses=documented(200, "the cancelled booking", 409),
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Protocol
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,8 +32,9 @@ from aftercare.domain.availability import (
     slot_id,
     starts_in,
 )
-from aftercare.domain.lifecycle import schedule_for_visit
+from aftercare.domain.lifecycle import SCHEDULABLE_FROM
 from aftercare.domain.ports import StatusChanges, TicketNotFound
+from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
 from aftercare.domain.ports.field import (
     BookingNotFound,
     BookingReads,
@@ -43,7 +44,7 @@ from aftercare.domain.ports.field import (
     SlotTaken,
     TicketAlreadyBooked,
 )
-from aftercare.domain.tickets import Ticket
+from aftercare.domain.tickets import Ticket, plan_status_change
 from aftercare.models.field import (
     BOOKING_TRANSITIONS,
     LIVE_BOOKING_STATUSES,
@@ -54,6 +55,7 @@ from aftercare.models.field import (
     EngineerKind,
     Slot,
 )
+from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 __all__ = [
     "BookingPolicy",
@@ -80,6 +82,7 @@ class BookingPolicy(BaseModel):
     max_offers: int = Field(ge=1, le=50)
     max_per_engineer_day: int = Field(ge=1)
     partners_fill_in: bool = True
+    dispatch_after_cancel: Literal["awaiting_customer", "wanted"] = "awaiting_customer"
     visit_minutes: dict[str, int]
     region_time_zones: dict[str, str]
 
@@ -245,14 +248,20 @@ class FieldBooking:
         self, caller: Caller, ticket_id: str, slot: str, now: datetime
     ) -> tuple[Booking, bool]:
         """Book an offered (or any free, valid) slot: (booking, True), or the ticket's existing
-        live booking of that same window (a retry: False). SlotTaken when not free. Either way
-        the ticket ends `scheduled` (a retry finishes what a failed attempt left undone)."""
+        live booking of that same window (a retry: False). SlotTaken when not free. The ticket
+        moves to `scheduled` in the booking's own transaction, conditioned on the status and
+        version read: `ConcurrentUpdate` (409) when it changed meanwhile, and no booking then."""
         ticket = self._bookable(caller, ticket_id)
         ref = parse_slot_id(slot)
         booking = self._new_booking(caller, ticket, ref, now)
         created = True
         try:
-            self.calendar.book(booking, now, holder=hold_of(ticket.ticket_id))
+            self.calendar.book(
+                booking,
+                now,
+                holder=hold_of(ticket.ticket_id),
+                ticket_move=booked_move(ticket, booking, actor=caller.actor, now=now),
+            )
         except TicketAlreadyBooked as exc:
             existing = self.bookings.get_booking(exc.booking_id)
             if (existing.engineer_id, existing.start, existing.end) != (
@@ -262,7 +271,6 @@ class FieldBooking:
             ):
                 raise
             booking, created = existing, False
-        self._scheduled(caller, booking, now)
         return booking, created
 
     def assign(
@@ -278,8 +286,9 @@ class FieldBooking:
             engineer_id=engineer_id, start=start.astimezone(UTC), minutes=_minutes(length)
         )
         booking = self._new_booking(caller, ticket, ref, now)
-        self.calendar.book(booking, now)
-        self._scheduled(caller, booking, now)
+        self.calendar.book(
+            booking, now, ticket_move=booked_move(ticket, booking, actor=caller.actor, now=now)
+        )
         return booking
 
     def reschedule(
@@ -299,24 +308,29 @@ class FieldBooking:
         return new
 
     def cancel(self, caller: Caller, booking_id: str, reason: str, now: datetime) -> Booking:
-        """Cancel a live booking with a reason; its time is freed in the same write."""
+        """Cancel a live booking with a reason; its time is freed and its ticket re-opened for
+        dispatch (`dispatch_after_cancel`: slots offered again) in the same write
+        (`ConcurrentUpdate` when the ticket changed meanwhile: nothing is cancelled then)."""
         booking = self.booking(caller, booking_id)
         if BookingStatus.CANCELLED not in BOOKING_TRANSITIONS[booking.status]:
             raise InvalidBookingChange(f"a {booking.status} booking cannot be cancelled")
         if caller.customer and booking.status is not BookingStatus.SCHEDULED:
             raise InvalidBookingChange("the engineer is on the way: call us to cancel")
+        ticket = self.tickets.get_ticket(booking.ticket_id).ticket
+        move = reopened_move(
+            ticket,
+            booking,
+            DispatchState(self.policy.dispatch_after_cancel),
+            actor=caller.actor,
+            reason=reason,
+            now=now,
+        )
         return self.calendar.set_status(
             booking, BookingStatus.CANCELLED, booking.version, actor=caller.actor, now=now,
-            reason=reason,
+            ticket_move=move, reason=reason,
         )  # fmt: skip
 
     # ---- helpers
-
-    def _scheduled(self, caller: Caller, booking: Booking, now: datetime) -> None:
-        schedule_for_visit(
-            self.tickets, booking.ticket_id, actor=caller.actor, booking_id=booking.booking_id,
-            now=now,
-        )  # fmt: skip
 
     def _bookable(self, caller: Caller, ticket_id: str) -> Ticket:
         ticket = self.ticket(caller, ticket_id)
@@ -344,6 +358,64 @@ class FieldBooking:
             actor=caller.actor,
             now=now,
         )
+
+
+def booked_move(
+    ticket: Ticket,
+    booking: Booking,
+    *,
+    actor: str,
+    now: datetime,
+    entry: TimelineEntry | None = None,
+) -> DispatchMark:
+    """The ticket's side of booking its visit, written in the booking's transaction: dispatch
+    state `booked` and, from open/diagnosing/awaiting parts, status `scheduled` (a ticket
+    already scheduled or under repair keeps its status). `entry`: the timeline entry to write
+    (default: the status change naming the booking)."""
+    moves = ticket.status in SCHEDULABLE_FROM
+    if entry is None and moves:
+        reason = f"visit {booking.booking_id} booked"
+        entry = plan_status_change(
+            ticket, TicketStatus.SCHEDULED, actor=actor, reason=reason, now=now
+        ).entry
+    if entry is None:
+        detail = {"booking_id": booking.booking_id, "status": ticket.status.value}
+        entry = TimelineEntry(at=now, kind="dispatch_booked", actor=actor, detail=detail)
+    return DispatchMark(
+        ticket=ticket,
+        state=DispatchState.BOOKED,
+        entry=entry,
+        to_status=TicketStatus.SCHEDULED if moves else None,
+    )
+
+
+REOPENED_FROM = frozenset({TicketStatus.SCHEDULED, TicketStatus.IN_REPAIR})
+
+
+def reopened_move(
+    ticket: Ticket,
+    booking: Booking,
+    state: DispatchState,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> DispatchMark | None:
+    """The ticket's side of cancelling its visit: back to `open` (from scheduled), flagged for
+    dispatch, in `state`; None for a ticket no longer active (nothing to re-open)."""
+    if not ticket.active:
+        return None
+    why = f"visit {booking.booking_id} cancelled: {reason}"
+    if ticket.status in REOPENED_FROM:
+        entry = plan_status_change(
+            ticket, TicketStatus.OPEN, actor=actor, reason=why, now=now
+        ).entry
+        return DispatchMark(
+            ticket=ticket, state=state, entry=entry, to_status=TicketStatus.OPEN, flag=True
+        )
+    detail = {"booking_id": booking.booking_id, "reason": why}
+    entry = TimelineEntry(at=now, kind=f"dispatch_{state.value}", actor=actor, detail=detail)
+    return DispatchMark(ticket=ticket, state=state, entry=entry, flag=True)
 
 
 def scheduled_visit(

@@ -140,7 +140,11 @@ class Composer:
         return render(self.book, DIGEST_KIND, language, values)
 
     def _line(self, n: Notification, language: str) -> str:
-        values = {"ticket_id": n.ticket_id, "fault_title": n.facts.title(language)}
+        values = {
+            "ticket_id": n.ticket_id,
+            "fault_title": n.facts.title(language),
+            "visit_window": visit_window(n.facts),
+        }
         return fill(self.book.fragment(f"line_{n.kind.value}", language), values, "text")
 
 

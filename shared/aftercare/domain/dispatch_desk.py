@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from aftercare.domain.access import Caller, Forbidden, Group
+from aftercare.domain.calendar import booked_move
 from aftercare.domain.dispatch import (
     DISPATCHABLE_STATES,
     EngineerContext,
-    job_for,
     local_day,
     static_rule_failure,
 )
@@ -27,6 +27,7 @@ from aftercare.domain.dispatching import (
     InvalidStart,
     NotDispatchable,
     booked_entry,
+    job_of,
     live_booking,
     mark,
     new_booking,
@@ -79,8 +80,7 @@ def assign(
     ctx = EngineerContext(
         engineer=engineer, partner=partners.get(engineer.partner) if engineer.partner else None
     )
-    skus = [line.sku for line in ticket.parts]
-    job = job_for(ticket, policy=deps.policy, lead_days=deps.lead_times.lead_days(skus), now=now)
+    job = job_of(ticket, deps, now)
     failure = static_rule_failure(ctx, job, deps.policy)
     if failure is not None:
         raise EngineerNotEligible(f"{engineer_id} may not take {ticket_id}: {failure}")
@@ -100,15 +100,16 @@ def assign(
     booking = new_booking(
         ticket, candidate, source=BookingSource.DISPATCHER, actor=caller.actor, now=now
     )
+    # The booking (or the move of the live one) and the ticket's `scheduled` + `dispatch_booked`
+    # are one transaction conditioned on the ticket as read: ConcurrentUpdate (409) otherwise.
+    entry = booked_entry(ticket, booking, deps, actor=caller.actor, now=now)
+    move = booked_move(ticket, booking, actor=caller.actor, now=now, entry=entry)
     existing = live_booking(deps, ticket_id)
     if existing is None:
-        deps.calendar.book(booking, now)
+        deps.calendar.book(booking, now, ticket_move=move)
     else:
-        deps.calendar.reschedule(
-            existing, booking.model_copy(update={"rescheduled_from": existing.booking_id}), now
-        )
-    entry = booked_entry(ticket, booking, deps, actor=caller.actor, now=now)
-    mark(deps, ticket, DispatchState.BOOKED, entry, to_status=TicketStatus.SCHEDULED)
+        moved = booking.model_copy(update={"rescheduled_from": existing.booking_id})
+        deps.calendar.reschedule(existing, moved, now, ticket_move=move)
     return booking
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.calendar import scheduled_visit
+from aftercare.domain.calendar import booked_move, scheduled_visit
 from aftercare.domain.dispatch import (
     Candidate,
     CandidateSearch,
@@ -33,6 +33,7 @@ from aftercare.domain.dispatch import (
 )
 from aftercare.domain.dispatch_policy import DispatchPolicy
 from aftercare.domain.ports.dispatch import (
+    CustomerPreferences,
     DispatchMark,
     DispatchMarks,
     DispatchState,
@@ -59,7 +60,7 @@ from aftercare.models.field import (
     Engineer,
 )
 from aftercare.models.parts import LineStatus
-from aftercare.models.tickets import TicketStatus, TimelineEntry
+from aftercare.models.tickets import CustomerTier, TicketStatus, TimelineEntry
 
 MAX_MARK_RETRIES = 3
 OFFERED_IN_ENTRY = 3
@@ -74,6 +75,7 @@ class DispatchDeps:
     marks: DispatchMarks
     lead_times: LeadTimes
     history: FixHistory
+    customers: CustomerPreferences
     policy: DispatchPolicy
     catalog: FaultCatalog
     prices: PriceTable
@@ -272,21 +274,46 @@ def book_first(
     now: datetime,
     on_taken: Callable[[Candidate], None],
 ) -> Booking | None:
-    """Book the candidates in order until one write succeeds (SlotTaken: the next one).
+    """Book the candidates in order until one write succeeds (SlotTaken: the next one). The
+    booking, the ticket's move to `scheduled` and its `dispatch_booked` entry are one
+    transaction, conditioned on the ticket as read (`ConcurrentUpdate`: re-read, try again).
 
     `BookingConflict` (the ticket got a live booking meanwhile, e.g. the customer picked a
     slot) goes to the caller: there is nothing left to book."""
+    taken = 0
     for candidate in candidates:
         booking = new_booking(
             ticket, candidate, source=BookingSource.AUTO, actor="dispatcher", now=now
         )
         try:
-            deps.calendar.book(booking, now)
+            ticket = _book_with_ticket(ticket, booking, deps, now=now, slot_taken=taken)
         except SlotTaken:
+            taken += 1
             on_taken(candidate)
             continue
         return booking
     return None
+
+
+def _book_with_ticket(
+    ticket: Ticket, booking: Booking, deps: DispatchDeps, *, now: datetime, slot_taken: int
+) -> Ticket:
+    """One booking write carrying the ticket's move; a ticket that moved on is re-read."""
+    current = ticket
+    for _ in range(MAX_MARK_RETRIES):
+        entry = booked_entry(
+            current, booking, deps, actor="dispatcher", now=now, slot_taken=slot_taken
+        )
+        move = booked_move(current, booking, actor="dispatcher", now=now, entry=entry)
+        try:
+            deps.calendar.book(booking, now, ticket_move=move)
+        except ConcurrentUpdate:
+            current = deps.tickets.get_ticket(ticket.ticket_id).ticket
+            if not current.active:
+                raise
+            continue
+        return current
+    raise ConcurrentUpdate(f"{ticket.ticket_id} kept changing while its visit was booked")
 
 
 def live_booking(deps: DispatchDeps, ticket_id: str) -> Booking | None:
@@ -296,19 +323,35 @@ def live_booking(deps: DispatchDeps, ticket_id: str) -> Booking | None:
     return live[0] if live else None
 
 
+def job_of(ticket: Ticket, deps: DispatchDeps, now: datetime) -> DispatchJob:
+    """The ticket as a visit to place: parts lead times, and a VIP's preferred engineers (the
+    customer record is read for VIP tickets only: the score term applies to nobody else)."""
+    skus = [line.sku for line in ticket.parts]
+    vip = ticket.customer_tier is CustomerTier.VIP
+    preferred = deps.customers.preferred_engineers(ticket.customer_id) if vip else []
+    return job_for(
+        ticket,
+        policy=deps.policy,
+        lead_days=deps.lead_times.lead_days(skus),
+        now=now,
+        preferred_engineers=preferred,
+    )
+
+
 def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> DispatchOutcome | None:
     """Dispatch one ticket; None when it needs no visit (or no longer)."""
     entry_in_catalog = deps.catalog.lookup(ticket.fault_code)
     always = bool(entry_in_catalog and entry_in_catalog.always_onsite)
     if dispatch_trigger(ticket, always) is None:
         return None
+    if ticket.dispatch_state == DispatchState.AWAITING_CUSTOMER.value:
+        return None  # the customer chooses (e.g. after cancelling): never booked for them
     existing = live_booking(deps, ticket.ticket_id)
     if existing is not None:  # a redelivered record, or the customer booked meanwhile
         return DispatchOutcome(
             ticket_id=ticket.ticket_id, state=DispatchState.BOOKED, booking=existing
         )
-    skus = [line.sku for line in ticket.parts]
-    job = job_for(ticket, policy=deps.policy, lead_days=deps.lead_times.lead_days(skus), now=now)
+    job = job_of(ticket, deps, now)
     search = find_candidates(job, contexts_for(job, deps, now), deps.policy, now)
     if not search.candidates:
         return _no_candidate(ticket, job, search.rejected, deps, now)
@@ -334,8 +377,6 @@ def _auto_book(
         )
     if booking is None:
         return _offer(ticket, [], search.rejected, deps, now, slot_taken=len(taken))
-    entry = booked_entry(ticket, booking, deps, actor="dispatcher", now=now, slot_taken=len(taken))
-    mark(deps, ticket, DispatchState.BOOKED, entry, to_status=TicketStatus.SCHEDULED)
     return DispatchOutcome(
         ticket_id=ticket.ticket_id,
         state=DispatchState.BOOKED,

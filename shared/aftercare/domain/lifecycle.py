@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aftercare.domain.ports import ConcurrentUpdate, StatusChanges
+from aftercare.domain.ports import StatusChanges
 from aftercare.domain.tickets import Ticket, plan_status_change
 from aftercare.models.tickets import Resolution, TicketStatus
 
@@ -31,33 +31,8 @@ def change_status(
     return store.get_ticket(ticket_id).ticket
 
 
+# A booked visit moves a ticket in these states to `scheduled` (in the booking's own write:
+# `aftercare.domain.calendar.booked_move`); later states keep theirs.
 SCHEDULABLE_FROM = frozenset(
     {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
 )
-MAX_SCHEDULE_ATTEMPTS = 3
-
-
-def schedule_for_visit(
-    store: StatusChanges, ticket_id: str, *, actor: str, booking_id: str, now: datetime
-) -> Ticket:
-    """A visit was booked: the ticket moves to `scheduled`, once.
-
-    Idempotent: a ticket already `scheduled` (a retried booking) or past it (`in_repair`, or no
-    longer active) is left as it is. A ticket that moved on between read and write is re-read."""
-    for _ in range(MAX_SCHEDULE_ATTEMPTS):
-        ticket = store.get_ticket(ticket_id).ticket
-        if ticket.status not in SCHEDULABLE_FROM:
-            return ticket
-        change = plan_status_change(
-            ticket,
-            TicketStatus.SCHEDULED,
-            actor=actor,
-            reason=f"visit {booking_id} booked",
-            now=now,
-        )
-        try:
-            store.apply_status_change(change)
-        except ConcurrentUpdate:
-            continue
-        return store.get_ticket(ticket_id).ticket
-    raise ConcurrentUpdate(f"{ticket_id} kept changing while its visit was scheduled")

@@ -7,7 +7,9 @@ Flow (see README "Notifications"):
    (`ticket_opened`, `remote_resolved`, `onsite_visit_needed`, `resolved`). An occurrence
    update changes neither status nor flags, so it is no event.
 2. Each (ticket, event kind) becomes one `Notification` item, created with a conditional put:
-   however often the stream redelivers, the second put fails and nothing is sent twice.
+   however often the stream redelivers, the second put fails and nothing is sent twice. Visit
+   messages (booked, reminder, on the way) are keyed by their occasion too (booking + start),
+   so a second visit or a reschedule of the same ticket is news again.
 3. Routing: critical events go now. Others wait for the end of the customer's quiet hours, or,
    when the customer heard from us within the digest window, join the customer's bundle; the
    first event of a quiet period goes out at once (leading edge) and opens the window.
@@ -19,7 +21,7 @@ Flow (see README "Notifications"):
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -30,6 +32,7 @@ from aftercare.domain.tickets import Ticket
 from aftercare.models.field import BookingStatus
 from aftercare.models.payloads import Severity
 from aftercare.models.tickets import Resolution, TicketStatus, TicketSummary
+from aftercare.models.visits import VisitSummary
 
 ACTIVE_FOR_DIAGNOSTICS = frozenset({TicketStatus.OPEN, TicketStatus.DIAGNOSING})
 
@@ -46,6 +49,10 @@ class EventKind(StrEnum):
 
 
 DIGEST_KIND = "digest"
+# Messages about one visit: keyed by the visit's occasion, not only by (ticket, kind).
+VISIT_KINDS = frozenset(
+    {EventKind.BOOKING_CONFIRMED, EventKind.VISIT_REMINDER, EventKind.ENGINEER_EN_ROUTE}
+)
 # Bad news about a critical fault cannot wait for the morning; good news and surveys can.
 URGENT_KINDS = frozenset({EventKind.TICKET_OPENED, EventKind.ONSITE_VISIT_NEEDED})
 
@@ -111,28 +118,42 @@ def is_critical(kind: EventKind, facts: TicketSummary) -> bool:
 # --------------------------------------------------------------------------- records
 
 
+def visit_occasion(visit: VisitSummary) -> str:
+    """Which visit a visit message is about: the booking and its start. A second booking of
+    the same ticket, or a reschedule, is a new occasion (a new message); a redelivered stream
+    record is the same one (absorbed)."""
+    start = visit.start.astimezone(UTC).isoformat() if visit.start else ""
+    return f"{visit.booking_id}@{start}"
+
+
 class NotificationRef(BaseModel):
+    """One notification's identity: (ticket, kind), and for visit messages the occasion."""
+
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     kind: EventKind
+    occasion: str = ""
 
     def token(self) -> str:
-        return f"{self.ticket_id}|{self.kind.value}"
+        head = f"{self.ticket_id}|{self.kind.value}"
+        return f"{head}|{self.occasion}" if self.occasion else head
 
     @classmethod
     def parse(cls, token: str) -> NotificationRef:
-        ticket_id, _, kind = token.partition("|")
-        return cls(ticket_id=ticket_id, kind=EventKind(kind))
+        ticket_id, kind, *occasion = token.split("|", 2)
+        return cls(ticket_id=ticket_id, kind=EventKind(kind), occasion="".join(occasion))
 
 
 class Notification(BaseModel):
-    """One (ticket, event kind): the dedup marker, its routing state and what to say."""
+    """One (ticket, event kind[, occasion]): the dedup marker, its routing state and what to
+    say."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     kind: EventKind
+    occasion: str = ""  # visit messages: `<booking_id>@<start>` (see `visit_occasion`)
     customer_id: str
     critical: bool
     facts: TicketSummary  # the ticket at the event
@@ -144,7 +165,7 @@ class Notification(BaseModel):
 
     @property
     def ref(self) -> NotificationRef:
-        return NotificationRef(ticket_id=self.ticket_id, kind=self.kind)
+        return NotificationRef(ticket_id=self.ticket_id, kind=self.kind, occasion=self.occasion)
 
 
 class Bundle(BaseModel):

@@ -25,15 +25,18 @@ from aftercare.domain.delivery import (
 )
 from aftercare.domain.notifications import (
     REMINDER_LEAD,
+    VISIT_KINDS,
     AttemptRecord,
     Bundle,
     EventKind,
     Notification,
+    NotificationRef,
     NotificationState,
     Outcome,
     Survey,
     events_for_change,
     is_critical,
+    visit_occasion,
 )
 from aftercare.domain.routing import Router, final_state, settled
 from aftercare.domain.surveys import survey_id_for
@@ -73,24 +76,39 @@ class Notifier(Router):
         if new is None or not kinds:
             return []
         facts = TicketSummary.of(new)
-        outcomes = [self.notify(kind, facts, now) for kind in kinds]
+        outcomes = [
+            self.notify(kind, facts, now, occasion=occasion_of(kind, new)) for kind in kinds
+        ]
         if RESOLUTION_KINDS & set(kinds):
             outcomes.append(self.schedule_survey(facts, now))
         return outcomes
 
     def on_visit_booked(
-        self, visit: Mapping[str, Any], ticket: Ticket, now: datetime
+        self,
+        visit: Mapping[str, Any],
+        ticket: Ticket,
+        now: datetime,
+        replaced: Mapping[str, Any] | None = None,
     ) -> list[Outcome]:
         """A booked visit: confirm it now, and queue the reminder for the day before (the
-        scheduler sends it when due; quiet hours and the digest apply as to any message)."""
-        booked = ticket.model_copy(update={"visit": VisitSummary.model_validate(visit)})
-        facts = TicketSummary.of(booked)
-        outcomes = [self.notify(EventKind.BOOKING_CONFIRMED, facts, now)]
+        scheduler sends it when due; quiet hours and the digest apply as to any message).
+
+        Each message is keyed by the visit's occasion (booking + start), so a reschedule or a
+        second visit is confirmed and reminded again. `replaced` (a reschedule: the old
+        booking and start) has its reminder withdrawn: its window no longer exists."""
+        summary = VisitSummary.model_validate(visit)
+        occasion = visit_occasion(summary)
+        facts = TicketSummary.of(ticket.model_copy(update={"visit": summary}))
+        outcomes = []
+        if replaced is not None:
+            outcomes.append(self.withdraw_reminder(facts.ticket_id, replaced))
+        outcomes.append(self.notify(EventKind.BOOKING_CONFIRMED, facts, now, occasion=occasion))
         remind_at = datetime.fromisoformat(str(visit["start"])) - REMINDER_LEAD
         if remind_at > now:
             reminder = Notification(
                 ticket_id=facts.ticket_id,
                 kind=EventKind.VISIT_REMINDER,
+                occasion=occasion,
                 customer_id=facts.customer_id,
                 critical=False,
                 facts=facts,
@@ -107,15 +125,30 @@ class Notifier(Router):
             )
         return outcomes
 
+    def withdraw_reminder(self, ticket_id: str, visit: Mapping[str, Any]) -> Outcome:
+        """The reminder of a visit whose window is gone (rescheduled, cancelled) is not sent."""
+        occasion = visit_occasion(VisitSummary.model_validate(visit))
+        ref = NotificationRef(ticket_id=ticket_id, kind=EventKind.VISIT_REMINDER, occasion=occasion)
+        withdrawn = self.store.withdraw(ref, reason="visit window no longer exists")
+        return Outcome(
+            ticket_id=ticket_id,
+            kind=EventKind.VISIT_REMINDER,
+            result="withdrawn" if withdrawn else "nothing_to_withdraw",
+            detail=occasion,
+        )
+
     def prefetch(self, tickets: Iterable[Ticket | None]) -> None:
         """Read the profiles a batch of ticket changes will need, in one go."""
         ids = {t.customer_id for t in tickets if t is not None and t.customer_id}
         self.store.prefetch_profiles(sorted(ids))
 
-    def notify(self, kind: EventKind, facts: TicketSummary, now: datetime) -> Outcome:
+    def notify(
+        self, kind: EventKind, facts: TicketSummary, now: datetime, *, occasion: str = ""
+    ) -> Outcome:
         notification = Notification(
             ticket_id=facts.ticket_id,
             kind=kind,
+            occasion=occasion,
             customer_id=facts.customer_id,
             critical=is_critical(kind, facts),
             facts=facts,
@@ -268,6 +301,13 @@ class Notifier(Router):
             result="retry" if retry_at else status,
             channel=sent_channel(attempts),
         )
+
+
+def occasion_of(kind: EventKind, ticket: Ticket) -> str:
+    """The visit a visit message of `ticket` is about ("" for the ticket's other news)."""
+    if kind in VISIT_KINDS and ticket.visit is not None:
+        return visit_occasion(ticket.visit)
+    return ""
 
 
 Work = Callable[[Any], list[Outcome]]

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -179,9 +180,9 @@ def _authorize(caller: Caller, booking: Booking) -> None:
         raise Forbidden(f"booking {booking.booking_id} is not one of your jobs")
 
 
-def _booking_changes(body: SetJobStatus) -> dict[str, object]:
-    """What the calendar writes on the booking with the status."""
-    changes: dict[str, object] = {}
+def _booking_changes(body: SetJobStatus) -> dict[str, Any]:
+    """What the calendar writes on the booking with the status (Booking fields)."""
+    changes: dict[str, Any] = {}
     if body.notes is not None:
         changes["notes"] = body.notes
     if body.reason is not None:

@@ -63,6 +63,14 @@ class WaitingTickets(Protocol):
         ...
 
 
+class CustomerPreferences(Protocol):
+    """What a customer's record says about who should visit them."""
+
+    def preferred_engineers(self, customer_id: str) -> list[str]:
+        """The engineers the customer prefers, in their order ([] when none or unknown)."""
+        ...
+
+
 class FixHistory(Protocol):
     """An engineer's visits on one product model and fault code (their first-time-fix record)."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from aftercare.domain.ports.dispatch import DispatchMark
 from aftercare.models.field import Booking, BookingStatus, Engineer, Partner
 
 
@@ -85,15 +86,31 @@ class Calendar(Protocol):
         (an expired hold is free; the same holder may renew its own hold)."""
         ...
 
-    def book(self, booking: Booking, now: datetime, holder: str | None = None) -> None:
+    def book(
+        self,
+        booking: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
+    ) -> None:
         """Put a live booking on its engineer's calendar (taking over `holder`'s hold of the
-        same interval if given); `SlotTaken` if the interval is not free at `now`."""
+        same interval if given); `SlotTaken` if the interval is not free at `now`.
+
+        `ticket_move` (the ticket as read, its new status and dispatch state, the timeline
+        entry) is written in the same transaction, conditioned on the ticket's status and
+        version: `ConcurrentUpdate` if it moved on, and then no booking is left behind."""
         ...
 
     def reschedule(
-        self, old: Booking, new: Booking, now: datetime, holder: str | None = None
+        self,
+        old: Booking,
+        new: Booking,
+        now: datetime,
+        holder: str | None = None,
+        ticket_move: DispatchMark | None = None,
     ) -> None:
-        """Free `old`'s interval and take `new`'s in one transaction (`old` becomes cancelled)."""
+        """Free `old`'s interval and take `new`'s in one transaction (`old` becomes cancelled);
+        `ticket_move` as in `book`."""
         ...
 
     def set_status(
@@ -104,11 +121,13 @@ class Calendar(Protocol):
         *,
         actor: str = "system",
         now: datetime | None = None,
+        ticket_move: DispatchMark | None = None,
         **changes: object,
     ) -> Booking:
         """Move a booking to `status` (freeing its time when it stops being live);
         `BookingConflict` when its version moved on. `changes` are Booking fields (reason,
-        notes, parts_used, verification); `actor` is who it is on the ticket's timeline."""
+        notes, parts_used, verification); `actor` is who it is on the ticket's timeline;
+        `ticket_move` as in `book` (a cancellation re-opens the ticket for dispatch)."""
         ...
 
 

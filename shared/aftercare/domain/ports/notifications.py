@@ -37,13 +37,18 @@ class ProfileSource(Protocol):
 
 
 class NotificationLedger(Protocol):
-    """One item per (ticket, event kind), and the attempts that settle it."""
+    """One item per (ticket, event kind[, occasion]), and the attempts that settle it."""
 
     def create(self, notification: Notification, lease_until: datetime) -> bool:
         """Create the (ticket, kind) item unless it exists (False then)."""
         ...
 
     def get_many(self, refs: Sequence[NotificationRef]) -> list[Notification]: ...
+
+    def withdraw(self, ref: NotificationRef, *, reason: str) -> bool:
+        """Settle a notification not sent yet as suppressed (`reason`), out of the due queue
+        (a later sweep or bundle skips it); False when there is none or it already went."""
+        ...
 
     def record(
         self, attempts: Sequence[AttemptRecord], settled: Sequence[Notification] = ()

@@ -41,6 +41,8 @@ class CustomerRecord(_Record):
     time_zone: str = "UTC"
     channels: list[str] = Field(default_factory=list)
     contact: dict[str, str] = Field(default_factory=dict)
+    # VIPs: engineers the customer prefers (dispatch's `vip_preferred` score term).
+    preferred_engineers: list[str] = Field(default_factory=list)
 
 
 class OpenLock(_Record):
