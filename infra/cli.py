@@ -29,6 +29,7 @@ from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
 from infra.cli_jobs import jobs_app
+from infra.cli_kpis import kpis_command
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
 from infra.cli_tickets import catalog_app, devices_app, tickets_app
@@ -91,6 +92,8 @@ app.add_typer(bookings_app, name="bookings")
 # Field dispatch (issue 12): an engineer asks for a visit; the board and manual assignment.
 tickets_app.command("dispatch")(tickets_dispatch)
 app.add_typer(dispatch_app, name="dispatch")
+# Service KPIs (issue 14).
+app.command("kpis")(kpis_command)
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:
