@@ -111,7 +111,9 @@ def test_customers_get_no_kpis():
     [
         ("from=2026-12-06&to=2026-12-01", "invalid_range"),
         ("from=2026-01-01&to=2026-04-03", "invalid_range"),
+        ("to=0001-01-02", "invalid_range"),
         ("by=colour", "invalid_dimension"),
+        ("by=all", "invalid_dimension"),
     ],
 )
 def test_a_bad_period_or_dimension_is_422_with_its_reason(query, reason):

@@ -31,7 +31,10 @@ class InvalidDimension(ValueError):
 def period_of(first: date | None, last: date | None, today: date) -> tuple[date, date]:
     """The asked period (default: the 30 days up to today), checked (InvalidRange)."""
     end = last or today
-    start = first or end - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        start = first or end - timedelta(days=DEFAULT_DAYS - 1)
+    except OverflowError:
+        raise InvalidRange(f"`to` ({end}) leaves no {DEFAULT_DAYS} days before it") from None
     check_range(start, end, load_kpi_definitions())
     return start, end
 
