@@ -26,7 +26,9 @@ from aftercare.models.field import Engineer
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
+from infra.kpi_summary import kpi_summary
 from infra.local import moto_patches
+from infra.target import Target
 from tests.fakes.aws import use_fake_credentials
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.fakes.tables import create_template_tables
@@ -486,3 +488,26 @@ def test_range_beyond_the_limit_is_refused() -> None:
         date(2026, 1, 1),
         date(2026, 1, 30),
     )
+
+
+def test_the_demo_summary_shows_the_headline_kpis(kpi_env: dict[str, Any]) -> None:
+    # Given a ticket opened an hour ago that left `open` after 30 minutes, counted
+    create_template_tables(kpi_env["ddb"], ["FieldTable"])
+    sim = Simulation(seed=3)
+    now = datetime.now(UTC)
+    opened = now - timedelta(hours=1)
+    t = Truth(
+        "T-now", "eu-west", "P1", None, opened, opened + timedelta(hours=4), opened + timedelta(2)
+    )
+    sim.meta(t, 1, opened)
+    t.status = "diagnosing"
+    sim.meta(t, 2, opened + timedelta(minutes=30))
+    aggregator = load_handler("kpi_aggregator", "handler_kpi_summary")
+    aggregator.handler({"Records": sim.records}, FakeContext())
+    # When the demo summarises the stack
+    resources = {"KpiTable": kpi_env["table"], "FieldTable": "aftercare-field-test"}
+    summary = kpi_summary(Target(resources=resources, region="us-east-1"))
+    # Then its KPI block has the headline figures and the backlog
+    assert (summary["opened"], summary["response_median_min"]) == (1, 30)
+    assert summary["sla_response_compliance"] == 1.0 and summary["csat"] is None
+    assert summary["backlog"]["diagnosing"] == 1

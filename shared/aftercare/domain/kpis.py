@@ -353,6 +353,9 @@ def figures(c: Counters, defs: KpiDefinitions, working_seconds: int | None) -> d
         "survey_response_rate": ratio(c.get("surveys_answered", 0), c.get("surveys_sent", 0)),
         "surveys_answered": c.get("surveys_answered", 0),
         "visits": c.get("visits_verdict", 0),
+        "visits_started": c.get("visits_started", 0),
+        "visits_could_not_complete": c.get("visits_cannot_complete", 0),
+        "visits_failed_verification": c.get("visits_failed", 0),
         "bookings": c.get("bookings", 0),
         "utilisation": ratio(busy, working_seconds) if working_seconds else None,
     }
