@@ -60,10 +60,15 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(x for x in (a, b) if x is not None) if (a or b) else None
 
 
+def _first_seen_dims(a: TicketFacts, b: TicketFacts) -> TicketFacts:
+    """The side whose dimensions come from the lower ticket version (priority as opened)."""
+    if a.dims is None or b.dims is None:
+        return b if a.dims is None else a
+    return a if (a.dims_version or 0) <= (b.dims_version or 0) else b
+
+
 def merge_ticket(a: TicketFacts, b: TicketFacts) -> TicketFacts:
-    dims_from = a if a.dims is not None and (b.dims_version or 0) >= (a.dims_version or 0) else b
-    if a.dims is not None and b.dims is None:
-        dims_from = a
+    dims_from = _first_seen_dims(a, b)
     status_from = a if (a.status_version or 0) >= (b.status_version or 0) else b
     resolved_from = (
         a if a.resolved_at and (not b.resolved_at or a.resolved_at <= b.resolved_at) else b
