@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import pytest
 
 from infra.cli import main as cli_main
+from infra.cli_session import authenticate
+from infra.local.provision_api import LOCAL_PASSWORD
 from infra.seeding import demo_devices
 from tests.e2e.conftest import Stack, publish_as, settle, wait_for
 
@@ -23,6 +27,19 @@ def kpis(state_dir: list[str], capsys: pytest.CaptureFixture[str], *extra: str) 
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)
+
+
+def api_get(stack: Stack, user: str, path: str) -> tuple[int, Any]:
+    """GET `path` through the local API gateway as the seeded user `user`."""
+    token = authenticate(stack.target, user, LOCAL_PASSWORD)["id_token"]
+    request = urllib.request.Request(
+        f"{stack.state['api_url']}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def open_ticket(stack: Stack, thing: str) -> str | None:
@@ -71,3 +88,17 @@ def test_faults_over_mqtt_show_in_the_kpis(local_stack: Stack, capsys) -> None:
     regions = {g["group"]["region"]: g["kpis"]["opened"] for g in by_region}
     assert all(regions.get(d.region, 0) >= 1 for d in devices)
     (local_stack.stack.state_dir / "session.json").unlink()
+
+
+def test_get_kpis_answers_each_role_as_documented(local_stack: Stack) -> None:
+    # Given the seeded manager, engineer and customer, When each reads GET /kpis
+    status, total = api_get(local_stack, "mgr-grace", "/kpis")
+    _, mine = api_get(local_stack, "eng-ada", "/kpis")
+    forbidden, _ = api_get(local_stack, "eng-ada", "/kpis?by=region")
+    customer, _ = api_get(local_stack, "cust-0001", "/kpis")
+    too_long, body = api_get(local_stack, "mgr-grace", "/kpis?from=2026-01-01&to=2026-06-30")
+    # Then the manager gets the total, the engineer their own figures, the customer 403
+    assert status == 200 and total["group"] is None and "csat" in total["kpis"]
+    assert mine["group"] == {"engineer": "E-ada"} and forbidden == 403 and customer == 403
+    # And a range over 92 days is 422 invalid_range
+    assert (too_long, body["reason"]) == (422, "invalid_range")
