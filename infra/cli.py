@@ -29,6 +29,7 @@ from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
 from infra.cli_jobs import jobs_app
+from infra.cli_kpis import kpis_command
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
 from infra.cli_raised import symptoms_app, tasks_app, tickets_classify, tickets_create
@@ -97,6 +98,8 @@ tickets_app.command("create")(stack_command(tickets_create))
 tickets_app.command("classify")(stack_command(tickets_classify))
 app.add_typer(symptoms_app, name="symptoms")
 app.add_typer(tasks_app, name="tasks")
+# Service KPIs (issue 14).
+app.command("kpis")(kpis_command)
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:

@@ -37,6 +37,7 @@ from devices.scenario import DeviceSpec, OfflineEpisode, Scenario, Storm
 from infra.cli_output import print_summary
 from infra.demo_field import field_phase
 from infra.diag_summary import diagnostics_summary
+from infra.kpi_summary import kpi_summary
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
 from infra.notification_summary import notification_summary
@@ -321,6 +322,7 @@ def summarise(
         **parts,
         "diagnostics": diagnostics_summary(target),
         "notifications": notification_summary(target),
+        "kpis": kpi_summary(target),
         "storm_faults": fleet.storm_faults,
         "offline_faults_delivered_after_reconnect": fleet.offline_faults,
         "outbox_backlog_at_end": fleet.outbox_backlog,
