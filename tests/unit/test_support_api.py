@@ -27,7 +27,9 @@ from tests.fakes.lambda_runtime import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = make_ticket(thing="rt-x-0001")  # owned by c-0001
-OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="self_test")
+OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="self_test").model_copy(
+    update={"customer_id": "c-0004"}
+)
 DEVICES = {"rt-x-0001": "c-0001", "ac-hp-0004": "c-0004"}
 
 
@@ -56,6 +58,7 @@ class Tickets:
             for t in self.store.tickets.values()
             if (query.status is None or t.status == query.status)
             and (query.things is None or t.thing in query.things)
+            and (query.customer_id is None or t.customer_id == query.customer_id)
         ]
         return newest_page(
             [(k, t) for k, t in keyed if not query.after or k < query.after], query.limit
