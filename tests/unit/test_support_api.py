@@ -153,6 +153,26 @@ def test_another_customers_ticket_is_not_found_not_forbidden(store):
     assert answers[0][1]["reason"] == missing[1]["reason"] == "not_found"
 
 
+def test_after_a_transfer_each_owner_sees_only_the_tickets_opened_for_them(store, monkeypatch):
+    # Given c-0001's ticket on rt-x-0001, then the device transferred to c-0004, who has a
+    # newer ticket on it
+    monkeypatch.setitem(DEVICES, "rt-x-0001", "c-0004")
+    newer = OWN.model_copy(update={"ticket_id": "T-AFTER", "customer_id": "c-0004"})
+    store.tickets[newer.ticket_id] = newer
+    neighbour = {**CUSTOMER, "cognito:username": "cust-0004", "custom:customer_id": "c-0004"}
+    # Then the old owner keeps their ticket but not the device or the new owner's ticket
+    assert [r["ticket_id"] for r in call("GET", "/tickets", CUSTOMER)[1]] == [OWN.ticket_id]
+    assert call("GET", f"/tickets/{OWN.ticket_id}", CUSTOMER)[0] == 200
+    assert call("GET", "/tickets/T-AFTER", CUSTOMER)[0] == 404
+    assert call("GET", "/devices/rt-x-0001", CUSTOMER)[0] == 404
+    # And the new owner sees the device with only their own ticket
+    mine = {r["ticket_id"] for r in call("GET", "/tickets?thing=rt-x-0001", neighbour)[1]}
+    assert mine == {"T-AFTER"}
+    assert call("GET", f"/tickets/{OWN.ticket_id}", neighbour)[0] == 404
+    status, device = call("GET", "/devices/rt-x-0001", neighbour)
+    assert status == 200 and [t["ticket_id"] for t in device["tickets"]] == ["T-AFTER"]
+
+
 def test_only_engineers_start_diagnostics(store):
     path = f"/tickets/{OWN.ticket_id}/diagnostics"
     assert call("POST", path, CUSTOMER, {})[0] == 403
