@@ -47,6 +47,8 @@ BODIES = {
         "start": "2030-01-01T09:00:00Z",
     },
     "POST /bookings/{booking_id}/status": {"status": "en_route", "expected_version": 1},
+    "POST /devices/claim": {"serial": "RTX20259001", "code": "DEMO-CLAIM-0001"},
+    "POST /devices/{thing}/transfer": {"release": True},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
 SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
@@ -121,7 +123,7 @@ def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int,
 
 
 def test_every_function_has_routes_to_check():
-    assert {name for name, *_ in routes()} == {"api", "survey", "dispatch_api", "jobs"}
+    assert {name for name, *_ in routes()} == {"api", "survey", "dispatch_api", "jobs", "owners"}
     assert len(routes()) >= 14
 
 

@@ -283,6 +283,7 @@ def my_device(
         thing=str(device["thing"]),
         serial=str(device.get("serial", "")),
         model=str(device.get("model", "")),
+        customer_id=customer_id,
         region=str(device.get("region", "")),
         activated_at=date.fromisoformat(str(activated)) if activated else None,
         warranty=WarrantyState(in_warranty=now.date() <= until, until=until),

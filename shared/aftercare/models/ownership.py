@@ -100,6 +100,7 @@ class MyDevice(BaseModel):
     thing: str
     serial: str
     model: str
+    customer_id: str
     region: str
     activated_at: date | None
     warranty: WarrantyState

@@ -1,0 +1,139 @@
+"""Devices owned by customers, on the shared local stack, through the HTTP API with real Cognito
+ID tokens: a customer claims a seeded device and sees it with its warranty; a second customer
+with the same code gets 409; after a transfer the old owner loses the device (404) but keeps
+the ticket opened for them, and the device's next fault opens a ticket only the new owner sees.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import boto3
+from aftercare.domain.ownership import add_months, load_ownership_policy
+
+from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
+from infra.seeding import claimable_devices
+from tests.e2e.conftest import Stack, publish_as, wait_for
+
+DEVICE = claimable_devices()[0]  # rt-x-9001, code DEMO-CLAIM-0001 (README); no other test uses it
+# Demo customers no other shared-stack test logs in as
+ALICE, BOB = (
+    LocalUser("own-alice", "customers", "c-0071"),
+    LocalUser("own-bob", "customers", "c-0072"),
+)
+
+
+class Api:
+    """One user's calls to the stack's HTTP API."""
+
+    def __init__(self, stack: Stack, user: LocalUser) -> None:
+        self.url = str(stack.state["api_url"])
+        cognito = boto3.session.Session().client(
+            "cognito-idp",
+            endpoint_url=stack.state["aws_endpoint_url"],
+            region_name=stack.state["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # moto's dummy credentials
+        )
+        answer = cognito.initiate_auth(
+            ClientId=stack.state["resources"]["ServiceUserPoolClient"],
+            AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": user.username, "PASSWORD": LOCAL_PASSWORD},
+        )
+        self.token = str(answer["AuthenticationResult"]["IdToken"])
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        request = Request(
+            self.url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+def customers(stack: Stack) -> tuple[Api, Api]:
+    seed_users(
+        stack.state["resources"]["ServiceUserPool"],
+        stack.state["aws_endpoint_url"],
+        stack.state["region"],
+        users=(ALICE, BOB),
+    )
+    return Api(stack, ALICE), Api(stack, BOB)
+
+
+def report_fault(stack: Stack, code: str) -> None:
+    body = {
+        "fault_id": f"own-{uuid.uuid4().hex[:12]}",
+        "code": code,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "firmware": DEVICE.firmware,
+    }
+    topic = f"dt/aftercare/{DEVICE.thing}/fault"
+    publish_as(stack.state, DEVICE.thing, [{"topic": topic, "payload": json.dumps(body), "qos": 1}])
+
+
+def ticket_of(api: Api, code: str) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        status, rows = api.call("GET", f"/tickets?thing={DEVICE.thing}")
+        assert status == 200
+        return next((r for r in rows if r["fault_code"] == code), None)
+
+    return wait_for(find, timeout=60, what=f"{code} ticket on {DEVICE.thing}")
+
+
+def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
+    alice, bob = customers(local_stack)
+    claim = {"serial": DEVICE.serial, "code": "DEMO-CLAIM-0001"}
+    # When Alice claims the seeded device with its code
+    status, claimed = alice.call("POST", "/devices/claim", claim)
+    # Then it is hers, with the model's warranty from today
+    assert status == 201, claimed
+    months = load_ownership_policy().warranty_months.months_for(DEVICE.model)
+    today = datetime.now(UTC).date()
+    assert claimed["warranty_until"] == add_months(today, months).isoformat()
+    status, mine = alice.call("GET", "/me/devices")
+    assert status == 200 and [d["thing"] for d in mine] == [DEVICE.thing]
+    assert mine[0]["warranty"]["in_warranty"] is True and mine[0]["advice"] == []
+    # And Bob, with the same code, is told it is taken
+    status, refused = bob.call("POST", "/devices/claim", claim)
+    assert (status, refused["reason"]) == (409, "already_claimed")
+
+    # Given a fault from the device while Alice owns it
+    report_fault(local_stack, "FLASH-WEAR")
+    before = ticket_of(alice, "FLASH-WEAR")
+    wait_for(
+        lambda: alice.call("GET", "/me/devices")[1][0]["open_tickets"],
+        what="Alice's open ticket in /me/devices",
+    )
+    # When Alice transfers the device to Bob
+    status, moved = alice.call(
+        "POST", f"/devices/{DEVICE.thing}/transfer", {"to_customer": "c-0072"}
+    )
+    assert status == 200 and moved["to_customer"] == "c-0072", moved
+    # Then Alice no longer has the device, but keeps her ticket
+    assert alice.call("GET", f"/devices/{DEVICE.thing}")[0] == 404
+    assert alice.call("GET", "/me/devices") == (200, [])
+    assert alice.call("GET", f"/tickets/{before['ticket_id']}")[0] == 200
+    # And Bob has the device without Alice's ticket
+    status, theirs = bob.call("GET", "/me/devices")
+    assert status == 200 and [d["thing"] for d in theirs] == [DEVICE.thing]
+    assert theirs[0]["open_tickets"] == []
+    assert bob.call("GET", f"/tickets/{before['ticket_id']}")[0] == 404
+
+    # When the device reports a new fault after the transfer
+    report_fault(local_stack, "WAN-LINKDOWN")
+    after = ticket_of(bob, "WAN-LINKDOWN")
+    # Then the ticket is Bob's, and Alice cannot read it
+    assert bob.call("GET", f"/tickets/{after['ticket_id']}")[1]["customer_id"] == "c-0072"
+    assert alice.call("GET", f"/tickets/{after['ticket_id']}")[0] == 404
+    assert {r["ticket_id"] for r in alice.call("GET", "/tickets")[1]} == {before["ticket_id"]}
