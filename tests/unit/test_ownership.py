@@ -34,6 +34,7 @@ from aftercare.models.ownership import ClaimRequest, TransferRequest
 from moto import mock_aws
 from pydantic import ValidationError
 
+from infra.cli_owners import my_device_row
 from infra.seeding import DEMO_CLAIM_CODES, claim_code, claim_items, claimable_devices
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.http_api import http_api_event
@@ -342,3 +343,16 @@ def test_the_api_locks_claims_after_too_many_wrong_codes(api):
     assert [s for s, _ in answers][-1] == 429 and answers[-1][1]["reason"] == "claim_locked"
     assert {s for s, _ in answers[:-1]} == {403}
     assert answers[0][1]["reason"] == "wrong_claim_code"
+
+
+def test_the_clis_mine_rows_have_the_contracts_device_keys(owners):
+    # Given c-1's device as GET /me/devices answers it
+    claim(owners, "c-1")
+    [device] = owners.my_devices(customer("c-1"), NOW)
+    # When the CLI makes it a `devices list --mine --json` row
+    row = my_device_row(device.model_dump(mode="json"))
+    # Then it has every key `devices list --json` promises, plus the owner's view
+    contract = {"thing", "serial", "model", "customer_id", "region", "warranty_until"}
+    assert contract <= set(row) and row["customer_id"] == "c-1"
+    assert row["warranty_until"] == "2027-12-06" and row["in_warranty"] is True
+    assert row["open_tickets"] == [] and row["advice"] == []
