@@ -8,24 +8,37 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import boto3
+import pytest
 from aftercare.domain.ownership import add_months, load_ownership_policy
 
+from infra.cli import main
 from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
 from infra.seeding import claimable_devices
 from tests.e2e.conftest import Stack, publish_as, wait_for
 
 DEVICE = claimable_devices()[0]  # rt-x-9001, code DEMO-CLAIM-0001 (README); no other test uses it
+BOXED = claimable_devices()[1]  # ev-ch-9002, code DEMO-CLAIM-0002
 # Demo customers no other shared-stack test logs in as
-ALICE, BOB = (
-    LocalUser("own-alice", "customers", "c-0071"),
-    LocalUser("own-bob", "customers", "c-0072"),
-)
+ALICE = LocalUser("own-alice", "customers", "c-0071")
+BOB = LocalUser("own-bob", "customers", "c-0072")
+CAROL = LocalUser("own-carol", "customers", "c-0073")
+
+
+def cognito(stack: Stack) -> Any:
+    return boto3.session.Session().client(
+        "cognito-idp",
+        endpoint_url=stack.state["aws_endpoint_url"],
+        region_name=stack.state["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto's dummy credentials
+    )
 
 
 class Api:
@@ -33,14 +46,7 @@ class Api:
 
     def __init__(self, stack: Stack, user: LocalUser) -> None:
         self.url = str(stack.state["api_url"])
-        cognito = boto3.session.Session().client(
-            "cognito-idp",
-            endpoint_url=stack.state["aws_endpoint_url"],
-            region_name=stack.state["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # moto's dummy credentials
-        )
-        answer = cognito.initiate_auth(
+        answer = cognito(stack).initiate_auth(
             ClientId=stack.state["resources"]["ServiceUserPoolClient"],
             AuthFlow="USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": user.username, "PASSWORD": LOCAL_PASSWORD},
@@ -61,13 +67,21 @@ class Api:
             return exc.code, json.loads(exc.read() or b"null")
 
 
+def exists(client: Any, pool: str, username: str) -> bool:
+    try:
+        client.admin_get_user(UserPoolId=pool, Username=username)
+    except client.exceptions.UserNotFoundException:
+        return False
+    return True
+
+
 def customers(stack: Stack) -> tuple[Api, Api]:
-    seed_users(
-        stack.state["resources"]["ServiceUserPool"],
-        stack.state["aws_endpoint_url"],
-        stack.state["region"],
-        users=(ALICE, BOB),
-    )
+    """Alice and Bob logged in to the API (Carol too is created, for the CLI)."""
+    pool = stack.state["resources"]["ServiceUserPool"]
+    client = cognito(stack)
+    missing = tuple(u for u in (ALICE, BOB, CAROL) if not exists(client, pool, u.username))
+    if missing:
+        seed_users(pool, stack.state["aws_endpoint_url"], stack.state["region"], users=missing)
     return Api(stack, ALICE), Api(stack, BOB)
 
 
@@ -145,3 +159,46 @@ def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
     assert alice.call("GET", f"/tickets/{after['ticket_id']}")[0] == 404
     listed = alice.call("GET", f"/tickets?thing={DEVICE.thing}")[1]
     assert [r["ticket_id"] for r in listed] == [before["ticket_id"]]
+
+
+@pytest.fixture
+def cli(local_stack: Stack, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """`aftercare …` on the shared stack; the login it makes is removed afterwards (other
+    modules' CLI calls must not run as this customer)."""
+    state = ["--state-dir", str(local_stack.stack.state_dir)]
+
+    def run(*argv: str) -> tuple[int, Any, str]:
+        code = main([*argv, *state])
+        out, err = capsys.readouterr()
+        return code, json.loads(out) if out.strip().startswith(("{", "[")) else out, err
+
+    yield run
+    (local_stack.stack.state_dir / "session.json").unlink(missing_ok=True)
+
+
+def test_a_customer_claims_lists_and_releases_a_device_with_the_cli(local_stack: Stack, cli):
+    _, bob = customers(local_stack)
+    code, _, err = cli("login", "--user", CAROL.username, "--password", LOCAL_PASSWORD, "--json")
+    assert code == 0, err
+    # A wrong code is one line on stderr with its reason
+    code, _, err = cli("devices", "claim", BOXED.serial, "--code", "NOT-THE-CODE")
+    assert code == 1 and "wrong_claim_code" in err and "4 attempts left" in err
+    # When Carol claims the boxed device with its code
+    code, claimed, err = cli(
+        "devices", "claim", BOXED.serial, "--code", "DEMO-CLAIM-0002", "--json"
+    )
+    assert code == 0, err
+    # Then `devices list --mine` shows it with the model's warranty
+    code, rows, err = cli("devices", "list", "--mine", "--json")
+    mine = next(r for r in rows if r["thing"] == BOXED.thing)
+    assert code == 0 and mine["customer_id"] == CAROL.customer_id
+    assert mine["warranty_until"] == claimed["warranty_until"] and mine["in_warranty"] is True
+    # When she releases it, she gets a new code and the device leaves her list
+    code, released, err = cli("devices", "transfer", BOXED.thing, "--release", "--json")
+    assert code == 0 and released["claim_code"], err
+    assert BOXED.thing not in {r["thing"] for r in cli("devices", "list", "--mine", "--json")[1]}
+    # And the next owner claims it with that code, keeping the first activation's warranty
+    status, again = bob.call(
+        "POST", "/devices/claim", {"thing": BOXED.thing, "code": released["claim_code"]}
+    )
+    assert status == 201 and again["warranty_until"] == claimed["warranty_until"]
