@@ -22,6 +22,7 @@ from infra.cli import main
 from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
 from infra.seeding import claimable_devices
 from tests.e2e.conftest import Stack, publish_as, wait_for
+from tests.e2e.fuzzing import api_operations, server_errors
 
 DEVICE = claimable_devices()[0]  # rt-x-9001, code DEMO-CLAIM-0001 (README); no other test uses it
 BOXED = claimable_devices()[1]  # ev-ch-9002, code DEMO-CLAIM-0002
@@ -202,3 +203,17 @@ def test_a_customer_claims_lists_and_releases_a_device_with_the_cli(local_stack:
         "POST", "/devices/claim", {"thing": BOXED.thing, "code": released["claim_code"]}
     )
     assert status == 201 and again["warranty_until"] == claimed["warranty_until"]
+
+
+def test_a_schema_driven_fuzz_of_the_ownership_routes_finds_no_server_errors(local_stack: Stack):
+    _, bob = customers(local_stack)
+    ownership = [
+        op
+        for op in api_operations()
+        if op.path in {"/devices/claim", "/devices/{thing}/transfer", "/me/devices"}
+    ]
+    assert len(ownership) == 3
+    errors: list[str] = []
+    for operation in ownership:
+        errors += server_errors(local_stack.state["api_url"], operation, bob.token, max_examples=15)
+    assert errors == []
