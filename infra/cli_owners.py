@@ -2,7 +2,7 @@
 hands over and lists their devices (through the Owners API).
 
     aftercare devices claim [SERIAL] [--serial S | --thing T] --code C [--json]
-    aftercare devices transfer THING (--to CUSTOMER | --release) [--json]
+    aftercare devices transfer THING (--to CUSTOMER|EMAIL | --release) [--json]
     aftercare devices list --mine --json
 """
 
@@ -82,7 +82,9 @@ def devices_claim(
 
 def devices_transfer(
     thing: Annotated[str, typer.Argument(show_default=False)],
-    to: Annotated[str | None, typer.Option("--to", help="the new owner's customer id")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="the new owner's customer id or e-mail")
+    ] = None,
     release: Annotated[
         bool, typer.Option(help="release it with a new claim code for whoever gets it")
     ] = False,
@@ -92,7 +94,9 @@ def devices_transfer(
     """Hand one of your devices to another customer, or release it with a new claim code."""
     if bool(to) == release:
         raise CliError("give either --to CUSTOMER or --release")
-    body: dict[str, Any] = {"to_customer": to} if to else {"release": True}
+    body: dict[str, Any] = {"release": True}
+    if to:
+        body = {"to_email": to} if "@" in to else {"to_customer": to}
     outcome = required_client(opts).post(f"/devices/{quote(thing, safe='')}/transfer", body)
     if opts.json:
         emit(outcome, True)

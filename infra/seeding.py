@@ -213,7 +213,15 @@ def smoke_customer() -> CustomerRecord:
 
 def customer_items(customers: list[CustomerRecord]) -> list[dict[str, Any]]:
     """Demo customers as stored, with their notification preferences."""
-    return [c.model_dump(mode="json") | notification_preferences(c) for c in customers]
+    return [
+        c.model_dump(mode="json") | notification_preferences(c) | email_key(c) for c in customers
+    ]
+
+
+def email_key(customer: CustomerRecord) -> dict[str, Any]:
+    """The top-level `email` CustomersTable's `by_email` index reads (transfers to an e-mail)."""
+    email = customer.contact.get("email")
+    return {"email": email.strip().lower()} if email else {}
 
 
 def field_directory() -> tuple[list[Partner], list[Engineer]]:

@@ -2,7 +2,7 @@
 their devices.
 
     POST /devices/claim              {"serial" | "thing", "code"} -> 201 the claimed device
-    POST /devices/{thing}/transfer   {"to_customer"} | {"release": true} -> 200 the outcome
+    POST /devices/{thing}/transfer   {"to_customer"} | {"to_email"} | {"release": true} -> 200
     GET  /me/devices                 the caller's devices: warranty, last seen, open tickets
 
 A function of its own on the same API (its role writes the claims list, the registry's owner
@@ -104,7 +104,7 @@ def claim_device(body: ClaimRequest) -> ClaimedDevice:
 )
 def transfer_device(thing: Annotated[Thing, PathParam()], body: TransferRequest) -> TransferOutcome:
     outcome = deps().transfer(
-        caller(), thing, to_customer=body.to_customer, now=datetime.now(UTC)
+        caller(), thing, to_customer=body.to_customer, to_email=body.to_email, now=datetime.now(UTC)
     )
     metrics.add_metric(name="DeviceTransferred", unit=MetricUnit.Count, value=1)
     logger.info("device transferred", extra={"thing": thing, "released": body.release})

@@ -137,9 +137,9 @@ def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
         lambda: (the_device(alice.call("GET", "/me/devices")[1]) or {}).get("open_tickets"),
         what="Alice's open ticket in /me/devices",
     )
-    # When Alice transfers the device to Bob
-    status, moved = alice.call(
-        "POST", f"/devices/{DEVICE.thing}/transfer", {"to_customer": "c-0072"}
+    # When Alice transfers the device to Bob, naming him by e-mail
+    status, moved = alice.call(  # by Bob's contact e-mail (seeded: customer72@example.com)
+        "POST", f"/devices/{DEVICE.thing}/transfer", {"to_email": "customer72@example.com"}
     )
     assert status == 200 and moved["to_customer"] == "c-0072", moved
     # Then Alice no longer has the device, but keeps her ticket

@@ -86,7 +86,13 @@ def test_requests_name_exactly_one_device_and_one_destination():
     with pytest.raises(ValidationError):
         ClaimRequest.model_validate({"serial": "ACHP1", "code": "ABCD", "owner": "me"})
     assert TransferRequest(release=True).to_customer is None
-    for bad in ({}, {"to_customer": "c-2", "release": True}):
+    assert TransferRequest(to_email="new.owner@example.com").to_email
+    for bad in (
+        {},
+        {"to_customer": "c-2", "release": True},
+        {"to_customer": "c-2", "to_email": "c2@example.com"},
+        {"to_email": "not-an-address"},
+    ):
         with pytest.raises(ValidationError):
             TransferRequest.model_validate(bad)
 
@@ -142,7 +148,9 @@ def ddb(fake_aws_credentials: None) -> Iterator[Any]:
         for n in (1, 2, 3):
             client.put_item(
                 TableName="aftercare-customers-test",
-                Item=to_item({"customer_id": f"c-{n}", "name": f"C{n}"}),
+                Item=to_item(
+                    {"customer_id": f"c-{n}", "name": f"C{n}", "email": f"c{n}@example.com"}
+                ),
             )
         yield client
 
@@ -254,6 +262,22 @@ def test_a_transfer_moves_the_device_and_keeps_its_warranty(owners, store):
     # And c-1 can no longer transfer it (not found, as any device they do not own)
     with pytest.raises(OwnedDeviceNotFound):
         owners.transfer(customer("c-1"), FIRST.thing, to_customer="c-3", now=later)
+
+
+def test_a_device_is_transferred_to_the_customer_with_that_email(owners, store):
+    claim(owners, "c-1")
+    # When c-1 names the new owner by their contact e-mail (any case)
+    outcome = owners.transfer(
+        customer("c-1"), FIRST.thing, to_customer=None, to_email=" C3@Example.com", now=NOW
+    )
+    # Then that customer owns it
+    assert outcome.to_customer == "c-3" and store.device(FIRST.thing)["customer_id"] == "c-3"
+    # And an address nobody has is an unknown customer, changing nothing
+    with pytest.raises(UnknownCustomer):
+        owners.transfer(
+            customer("c-3"), FIRST.thing, to_customer=None, to_email="x@example.com", now=NOW
+        )
+    assert store.device(FIRST.thing)["customer_id"] == "c-3"
 
 
 def test_a_transfer_to_nobody_or_to_oneself_changes_nothing(owners, store):

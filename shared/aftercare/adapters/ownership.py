@@ -16,6 +16,7 @@ the warranty the first claim started. Access patterns (also beside the table in 
                                           old customer DELETE devices + claim Put (a new code)
     O7 a customer's devices               Query DevicesTable by_customer + GetItem customer's
                                           `devices` + BatchGetItem (consistent), owner checked
+    O8 a customer by e-mail               Query CustomersTable by_email (transfer target)
 """
 
 from __future__ import annotations
@@ -295,6 +296,17 @@ class DynamoOwnershipStore:
 
     def release(self, device: dict[str, Any], claimable: ClaimState, now: datetime) -> None:
         self._transact(release_parts(self.tables, device, claimable))
+
+    def customer_by_email(self, email: str) -> str | None:
+        answer = self.ddb.query(
+            TableName=self.tables.customers,
+            IndexName="by_email",
+            KeyConditionExpression="email = :e",
+            ExpressionAttributeValues={":e": to_attr(email)},
+            Limit=2,
+        )
+        ids = {str(from_item(i)["customer_id"]) for i in answer.get("Items") or []}
+        return ids.pop() if len(ids) == 1 else None  # an ambiguous address names nobody
 
     def devices_of(self, customer_id: str) -> list[dict[str, Any]]:
         things = set(self._indexed_things(customer_id)) | set(self._listed_things(customer_id))

@@ -29,7 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import load
 from aftercare.domain.access import Caller
-from aftercare.domain.ports.ownership import ClaimConflict, ClaimState, OwnershipStore
+from aftercare.domain.ports.ownership import (
+    ClaimConflict,
+    ClaimState,
+    OwnershipStore,
+    UnknownCustomer,
+)
 from aftercare.domain.tickets import Ticket
 from aftercare.models.ownership import (
     ClaimedDevice,
@@ -241,11 +246,22 @@ class Ownership:
         return device
 
     def transfer(
-        self, caller: Caller, thing: str, *, to_customer: str | None, now: datetime
+        self,
+        caller: Caller,
+        thing: str,
+        *,
+        to_customer: str | None,
+        now: datetime,
+        to_email: str | None = None,
     ) -> TransferOutcome:
-        """To another customer (`to_customer`) or, when None, released with a new claim code."""
+        """To another customer (`to_customer`, or the one whose e-mail is `to_email`) or, when
+        neither, released with a new claim code."""
         customer_id = caller.require_customer("transfer it")
         device = self._owned(customer_id, thing)
+        if to_email is not None:
+            to_customer = self.store.customer_by_email(to_email.strip().lower())
+            if to_customer is None:
+                raise UnknownCustomer(to_email)
         if to_customer == customer_id:
             raise SameOwner(customer_id)
         claim = self.store.claim_state(thing=thing)

@@ -16,6 +16,9 @@ from aftercare.models.ids import ThingName
 Serial = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{4,64}$")]
 ClaimCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{4,64}$")]
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Email = Annotated[
+    str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", max_length=254)
+]
 
 
 class ClaimRequest(BaseModel):
@@ -36,18 +39,20 @@ class ClaimRequest(BaseModel):
 
 
 class TransferRequest(BaseModel):
-    """Hand a device over: to another customer (`to_customer`), or `release` it with a new claim
-    code for whoever gets it next."""
+    """Hand a device over: to another customer (`to_customer`, or their contact e-mail
+    `to_email`), or `release` it with a new claim code for whoever gets it next."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     to_customer: CustomerId | None = None
+    to_email: Email | None = None
     release: bool = False
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferRequest:
-        if (self.to_customer is None) == (not self.release):
-            raise ValueError("give either to_customer or release: true")
+        targets = [self.to_customer is not None, self.to_email is not None, self.release]
+        if sum(targets) != 1:
+            raise ValueError("give exactly one of to_customer, to_email or release: true")
         return self
 
 

@@ -89,6 +89,10 @@ class OwnershipStore(Protocol):
         claimable again as `claimable` (a new code, the warranty kept)."""
         ...
 
+    def customer_by_email(self, email: str) -> str | None:
+        """The id of the customer whose contact e-mail this is (lower case), if one."""
+        ...
+
     def devices_of(self, customer_id: str) -> list[dict[str, Any]]:
         """The registry items the customer owns now (strongly consistent)."""
         ...
