@@ -280,6 +280,22 @@ def test_a_device_is_transferred_to_the_customer_with_that_email(owners, store):
     assert store.device(FIRST.thing)["customer_id"] == "c-3"
 
 
+def test_a_provisioned_device_never_claimed_can_be_transferred_and_released(owners, store, ddb):
+    # Given a device registered by provisioning (no claims entry, not on the owner's list)
+    provisioned = SECOND.model_copy(update={"serial": "P1", "thing": "rt-x-7777"})
+    device = registry_item(provisioned, "c-1", date(2025, 1, 1), date(2028, 1, 1))
+    ddb.put_item(TableName="aftercare-devices-test", Item=to_item(device))
+    # When its owner hands it on and the next owner releases it
+    owners.transfer(customer("c-1"), "rt-x-7777", to_customer="c-2", now=NOW)
+    assert store.claim_state(thing="rt-x-7777") is None
+    released = owners.transfer(customer("c-2"), "rt-x-7777", to_customer=None, now=NOW)
+    # Then it is claimable by its serial with the new code, keeping its warranty
+    again = owners.claim(
+        customer("c-3"), serial="P1", thing=None, code=released.claim_code or "", now=NOW
+    )
+    assert again.warranty_until == date(2028, 1, 1) and again.activated_at == date(2025, 1, 1)
+
+
 def test_a_transfer_to_nobody_or_to_oneself_changes_nothing(owners, store):
     claim(owners, "c-1")
     with pytest.raises(UnknownCustomer):
