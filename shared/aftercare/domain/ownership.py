@@ -23,12 +23,13 @@ from calendar import monthrange
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import load
 from aftercare.domain.access import Caller
+from aftercare.domain.ports import TicketReader
 from aftercare.domain.ports.ownership import (
     ClaimConflict,
     ClaimState,
@@ -177,12 +178,6 @@ def registry_item(
     }
 
 
-class TicketsOfDevice(Protocol):
-    def list_tickets(
-        self, *, status: str | None = None, thing: str | None = None
-    ) -> list[Ticket]: ...
-
-
 # --------------------------------------------------------------------------- use cases
 
 
@@ -190,7 +185,7 @@ class Ownership:
     """Claim, transfer, release and list a customer's devices."""
 
     def __init__(
-        self, *, store: OwnershipStore, tickets: TicketsOfDevice, policy: OwnershipPolicy
+        self, *, store: OwnershipStore, tickets: TicketReader, policy: OwnershipPolicy
     ) -> None:
         self.store = store
         self.tickets = tickets
