@@ -1,14 +1,17 @@
 """Devices owned by customers, on the shared local stack, through the HTTP API with real Cognito
 ID tokens: a customer claims a seeded device and sees it with its warranty; a second customer
 with the same code gets 409; after a transfer the old owner loses the device (404) but keeps
-the ticket opened for them, and the device's next fault opens a ticket only the new owner sees.
+the ticket opened for them, and the device's next fault opens a ticket only the new owner sees;
+the CLI path with a release; eight customers racing on the stack's DynamoDB: one wins.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.error import HTTPError
@@ -16,7 +19,9 @@ from urllib.request import Request, urlopen
 
 import boto3
 import pytest
-from aftercare.domain.ownership import add_months, load_ownership_policy
+from aftercare.adapters.ownership import DynamoOwnershipStore
+from aftercare.domain.ownership import add_months, load_ownership_policy, registry_item
+from aftercare.domain.ports.ownership import ClaimConflict
 
 from infra.cli import main
 from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
@@ -217,3 +222,47 @@ def test_a_schema_driven_fuzz_of_the_ownership_routes_finds_no_server_errors(loc
     for operation in ownership:
         errors += server_errors(local_stack.state["api_url"], operation, bob.token, max_examples=15)
     assert errors == []
+
+
+def test_customers_racing_for_one_code_on_the_stacks_dynamodb_exactly_one_wins(
+    local_stack: Stack,
+) -> None:
+    # Given eight customers who all read ac-hp-9004 as unclaimed, with its right code
+    racers = [f"c-{n:04d}" for n in range(73, 81)]
+    store = DynamoOwnershipStore(
+        claims_table=local_stack.target.resource("ClaimsTable"),
+        devices_table=local_stack.target.resource("DevicesTable"),
+        customers_table=local_stack.target.resource("CustomersTable"),
+        ddb=local_stack.target.client("dynamodb"),
+    )
+    seeded = claimable_devices()[3]
+    state = store.claim_state(serial=seeded.serial)
+    assert state is not None and not state.claimed
+    now = datetime.now(UTC)
+    barrier = threading.Barrier(len(racers))
+
+    def race(customer_id: str) -> str:
+        item = registry_item(state, customer_id, now.date(), add_months(now.date(), 24))
+        mine = DynamoOwnershipStore(
+            claims_table=store.tables.claims,
+            devices_table=store.tables.devices,
+            customers_table=store.tables.customers,
+            ddb=local_stack.target.client("dynamodb"),
+        )
+        barrier.wait()
+        try:
+            mine.claim(state, item, customer_id, now, limit=5)
+        except ClaimConflict:
+            return "lost"
+        return "won"
+
+    # When they all send the claim transaction at once
+    with ThreadPoolExecutor(len(racers)) as pool:
+        outcomes = dict(zip(racers, pool.map(race, racers), strict=True))
+    # Then exactly one owns the device, and it is on nobody else's list
+    winners = [c for c, outcome in outcomes.items() if outcome == "won"]
+    assert len(winners) == 1, outcomes
+    assert (store.device(seeded.thing) or {})["customer_id"] == winners[0]
+    assert [c for c in racers if any(d["thing"] == seeded.thing for d in store.devices_of(c))] == (
+        winners
+    )
