@@ -4,6 +4,7 @@ hands over and lists their devices (through the Owners API).
     aftercare devices claim [SERIAL] [--serial S | --thing T] --code C [--json]
     aftercare devices transfer THING (--to CUSTOMER|EMAIL | --release) [--json]
     aftercare devices list --mine --json
+    aftercare devices reissue-code SERIAL [--json]      (operators, straight to the tables)
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from aftercare.domain.ownership import (
+    AlreadyClaimed,
+    ClaimNotFound,
+    load_ownership_policy,
+    reissue_claim_code,
+)
 
 from infra.cli_core import CliError, StackOptions, stack_command
 from infra.cli_output import emit
 from infra.cli_session import required_client
+from infra.stores import ownership_store_of
 
 MINE_COLUMNS = [
     "thing",
@@ -107,6 +115,21 @@ def devices_transfer(
         print(f"{thing} now belongs to {outcome['to_customer']}")
 
 
+def devices_reissue_code(
+    serial: Annotated[str, typer.Argument(show_default=False)], *, opts: StackOptions
+) -> None:
+    """Give an unclaimed device a new claim code and unlock it (support; prints the code once)."""
+    store = ownership_store_of(opts.target())
+    try:
+        code = reissue_claim_code(store, serial, load_ownership_policy())
+    except ClaimNotFound as exc:
+        raise CliError(f"not_found: {exc}") from exc
+    except AlreadyClaimed as exc:
+        raise CliError(f"already_claimed: {exc}") from exc
+    emit({"serial": serial, "claim_code": code}, True)
+
+
 def install(devices_app: typer.Typer) -> None:
     devices_app.command("claim")(stack_command(devices_claim))
     devices_app.command("transfer")(stack_command(devices_transfer))
+    devices_app.command("reissue-code")(stack_command(devices_reissue_code))

@@ -266,3 +266,16 @@ def test_customers_racing_for_one_code_on_the_stacks_dynamodb_exactly_one_wins(
     assert [c for c in racers if any(d["thing"] == seeded.thing for d in store.devices_of(c))] == (
         winners
     )
+
+
+def test_support_reissues_a_code_with_the_cli_and_it_claims_the_device(local_stack: Stack, cli):
+    _, bob = customers(local_stack)
+    device = claimable_devices()[2]  # ic-300-9003
+    code, issued, err = cli("devices", "reissue-code", device.serial, "--json")
+    assert code == 0 and issued["serial"] == device.serial, err
+    status, claimed = bob.call(
+        "POST", "/devices/claim", {"serial": device.serial, "code": issued["claim_code"]}
+    )
+    assert status == 201 and claimed["thing"] == device.thing
+    code, _, err = cli("devices", "reissue-code", device.serial)
+    assert code == 1 and "already_claimed" in err

@@ -28,6 +28,7 @@ from aftercare.domain.ownership import (
     load_ownership_policy,
     my_device,
     registry_item,
+    reissue_claim_code,
 )
 from aftercare.domain.ports.ownership import ClaimConflict, NotTheOwner, UnknownCustomer
 from aftercare.models.ownership import ClaimRequest, TransferRequest
@@ -396,3 +397,21 @@ def test_the_clis_mine_rows_have_the_contracts_device_keys(owners):
     assert contract <= set(row) and row["customer_id"] == "c-1"
     assert row["warranty_until"] == "2027-12-06" and row["in_warranty"] is True
     assert row["open_tickets"] == [] and row["advice"] == []
+
+
+def test_support_reissues_a_locked_devices_code_and_the_customer_claims_with_it(owners, store):
+    # Given a device locked by wrong codes
+    for _ in range(POLICY.claim.max_wrong_codes):
+        with pytest.raises((WrongClaimCode, ClaimLocked)):
+            claim(owners, "c-2", "GUESS-0000")
+    # When support re-issues its code
+    code = reissue_claim_code(store, FIRST.serial, POLICY)
+    # Then the old code is gone and the new one claims it
+    with pytest.raises(WrongClaimCode):
+        claim(owners, "c-1")
+    assert claim(owners, "c-1", code).customer_id == "c-1"
+    # And a claimed or unknown device gets no new code
+    with pytest.raises(AlreadyClaimed):
+        reissue_claim_code(store, FIRST.serial, POLICY)
+    with pytest.raises(ClaimNotFound):
+        reissue_claim_code(store, "NOPE0000", POLICY)

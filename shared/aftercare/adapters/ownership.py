@@ -16,6 +16,7 @@ the warranty the first claim started. Access patterns (also beside the table in 
                                           old customer DELETE devices + claim Put (a new code)
     O7 a customer's devices               Query DevicesTable by_customer + GetItem customer's
                                           `devices` + BatchGetItem (consistent), owner checked
+    O9 support re-issues a code           UpdateItem code_hash, wrong_codes = 0 (unclaimed only)
     O8 a customer by e-mail               Query CustomersTable by_email (transfer target)
 """
 
@@ -69,6 +70,17 @@ def wrong_code_update(table: str, serial: str, limit: int) -> dict[str, Any]:
         ),
         "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": str(limit)}},
         "ReturnValues": "UPDATED_NEW",
+    }
+
+
+def reissue_update(table: str, serial: str, code_hash: str) -> dict[str, Any]:
+    """O9: a new code for an unclaimed device, its wrong codes forgotten (support)."""
+    return {
+        "TableName": table,
+        "Key": claim_key(serial),
+        "UpdateExpression": "SET code_hash = :hash, wrong_codes = :zero",
+        "ConditionExpression": "attribute_exists(serial) AND attribute_not_exists(claimed_by)",
+        "ExpressionAttributeValues": {":hash": to_attr(code_hash), ":zero": {"N": "0"}},
     }
 
 
@@ -296,6 +308,14 @@ class DynamoOwnershipStore:
 
     def release(self, device: dict[str, Any], claimable: ClaimState, now: datetime) -> None:
         self._transact(release_parts(self.tables, device, claimable))
+
+    def reissue(self, serial: str, code_hash: str) -> None:
+        try:
+            self.ddb.update_item(**reissue_update(self.tables.claims, serial, code_hash))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ClaimConflict(serial) from exc
+            raise
 
     def customer_by_email(self, email: str) -> str | None:
         answer = self.ddb.query(

@@ -306,3 +306,19 @@ def my_device(
         ],
         advice=[],
     )
+
+
+def reissue_claim_code(store: OwnershipStore, serial: str, policy: OwnershipPolicy) -> str:
+    """Support's answer to a locked (or lost) claim code: a new code for an unclaimed device,
+    its wrong codes reset. Returns the code, which is stored only as its hash."""
+    state = store.claim_state(serial=serial)
+    if state is None:
+        raise ClaimNotFound(serial)
+    if state.claimed:
+        raise AlreadyClaimed(serial)
+    code = new_release_code(policy)
+    try:
+        store.reissue(serial, code_hash(serial, code))
+    except ClaimConflict as exc:
+        raise AlreadyClaimed(serial) from exc
+    return code

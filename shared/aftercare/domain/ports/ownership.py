@@ -89,6 +89,11 @@ class OwnershipStore(Protocol):
         claimable again as `claimable` (a new code, the warranty kept)."""
         ...
 
+    def reissue(self, serial: str, code_hash: str) -> None:
+        """Give an unclaimed device a new code and forget its wrong codes (ClaimConflict when
+        it is claimed or unknown)."""
+        ...
+
     def customer_by_email(self, email: str) -> str | None:
         """The id of the customer whose contact e-mail this is (lower case), if one."""
         ...
