@@ -19,7 +19,7 @@ from aftercare.domain.stock import PartsError
 from aftercare.domain.tickets import InvalidTransition
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import cli_passthrough
+from infra import cli_owners, cli_passthrough
 from infra.admin.provision import ProvisionError
 from infra.admin.users import UserError
 from infra.cli_admin import admin_app, devices_provision, smoke
@@ -63,6 +63,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 devices_app.command("provision")(devices_provision)
+cli_owners.install(devices_app)
 cli_passthrough.add_local(app)
 app.command("demo")(demo)
 cli_passthrough.add_device(app)

@@ -15,6 +15,7 @@ from aftercare.models.tickets import TicketStatus
 from infra.cli_api import Listing, api_page, collect, direct_page, show_ticket
 from infra.cli_core import LIST_FIELDS, CliError, StackOptions, stack_command, ticket_row
 from infra.cli_output import emit
+from infra.cli_owners import my_devices
 from infra.cli_session import api_client_for
 from infra.stores import registry_of, store_of
 
@@ -28,8 +29,17 @@ catalog_app = typer.Typer(help="the fault catalog")
 
 @devices_app.command("list")
 @stack_command
-def devices_list(*, opts: StackOptions) -> None:
-    """List registered devices."""
+def devices_list(
+    mine: Annotated[
+        bool, typer.Option(help="the logged-in customer's devices (warranty, open tickets)")
+    ] = False,
+    *,
+    opts: StackOptions,
+) -> None:
+    """List registered devices (`--mine`: yours, through the API)."""
+    if mine:
+        my_devices(opts)
+        return
     devices = registry_of(opts.target()).list_devices()
     rows = [{k: d.get(k) for k in LIST_FIELDS["devices"]} for d in devices]
     emit(rows, opts.json, LIST_FIELDS["devices"])

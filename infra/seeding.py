@@ -1,6 +1,7 @@
 """The stack's reference data, as items: parts master, warehouses, routing and opening stock
 (from `shared/aftercare/data/parts.yaml`, checked against the fault catalog), the smoke-test
-customer, and deterministic demo customers and devices.
+customer, deterministic demo customers and devices, and claimable (provisioned, not yet owned)
+demo devices with their claim codes.
 
 Used by the local stack's demo seed (`infra.local.seed`, fresh tables, batch writes) and by
 `aftercare admin seed` (`infra.admin.seed`, any stack, conditional writes that never overwrite).
@@ -8,6 +9,7 @@ Used by the local stack's demo seed (`infra.local.seed`, fresh tables, batch wri
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, timedelta
 from importlib import resources
 from typing import Any
@@ -15,7 +17,9 @@ from typing import Any
 import yaml
 from aftercare.adapters.field_items import engineer_item, partner_item
 from aftercare.adapters.reference import DynamoReferenceWriter
+from aftercare.domain.ownership import code_hash
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
+from aftercare.domain.ports.ownership import ClaimState
 from aftercare.domain.rules import load_catalog
 from aftercare.models.field import Engineer, EngineerKind, Partner
 
@@ -102,6 +106,50 @@ def demo_devices(count: int = DEMO_DEVICES, customers: int = DEMO_CUSTOMERS) -> 
     return devices
 
 
+CLAIMABLE_DEVICES = 40
+# The first two claimable devices carry codes one can type from the README; the others' codes
+# are derived from their serials (`claim_code`), still deterministic so a demo can print them.
+DEMO_CLAIM_CODES = {1: "DEMO-CLAIM-0001", 2: "DEMO-CLAIM-0002"}
+CLAIM_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def claimable_serial(n: int) -> str:
+    model = MODELS[n % len(MODELS)]
+    return f"{model.replace('-', '')}{20259000 + n}"
+
+
+def claim_code(n: int) -> str:
+    """Claimable demo device `n`'s code (local and demo stacks only: printed on the box)."""
+    if n in DEMO_CLAIM_CODES:
+        return DEMO_CLAIM_CODES[n]
+    digest = hashlib.sha256(f"aftercare-demo-claim:{claimable_serial(n)}".encode()).digest()
+    return "".join(CLAIM_CODE_ALPHABET[b % len(CLAIM_CODE_ALPHABET)] for b in digest[:10])
+
+
+def claimable_devices(count: int = CLAIMABLE_DEVICES) -> list[ClaimState]:
+    """Provisioned devices nobody owns yet (things `<model>-9NNN`), for ClaimsTable; they are
+    not in the registry until claimed, so a fault they report is parked as an unknown device."""
+    devices = []
+    for n in range(1, count + 1):
+        model = MODELS[n % len(MODELS)]
+        serial = claimable_serial(n)
+        devices.append(
+            ClaimState(
+                serial=serial,
+                thing=f"{model.lower()}-9{n:03d}",
+                model=model,
+                region=REGIONS[n % len(REGIONS)],
+                firmware="3.0.0",
+                code_hash=code_hash(serial, claim_code(n)),
+            )
+        )
+    return devices
+
+
+def claim_items(devices: list[ClaimState]) -> list[dict[str, Any]]:
+    return [d.model_dump(mode="json", exclude_none=True) for d in devices]
+
+
 class SeedDataError(ValueError):
     """The packaged reference data contradicts itself (e.g. the catalog names an unknown part)."""
 
@@ -171,7 +219,15 @@ def smoke_customer() -> CustomerRecord:
 
 def customer_items(customers: list[CustomerRecord]) -> list[dict[str, Any]]:
     """Demo customers as stored, with their notification preferences."""
-    return [c.model_dump(mode="json") | notification_preferences(c) for c in customers]
+    return [
+        c.model_dump(mode="json") | notification_preferences(c) | email_key(c) for c in customers
+    ]
+
+
+def email_key(customer: CustomerRecord) -> dict[str, Any]:
+    """The top-level `email` CustomersTable's `by_email` index reads (transfers to an e-mail)."""
+    email = customer.contact.get("email")
+    return {"email": email.strip().lower()} if email else {}
 
 
 def field_directory() -> tuple[list[Partner], list[Engineer]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.notification_reports import NotificationReports
+from aftercare.adapters.ownership import DynamoOwnershipStore
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.adapters.registry import DynamoDeviceRegistry
 
@@ -23,6 +24,15 @@ def store_of(target: Target) -> DynamoTicketStore:
 
 def registry_of(target: Target) -> DynamoDeviceRegistry:
     return DynamoDeviceRegistry(
+        devices_table=target.resource("DevicesTable"),
+        customers_table=target.resource("CustomersTable"),
+        ddb=target.client("dynamodb"),
+    )
+
+
+def ownership_store_of(target: Target) -> DynamoOwnershipStore:
+    return DynamoOwnershipStore(
+        claims_table=target.resource("ClaimsTable"),
         devices_table=target.resource("DevicesTable"),
         customers_table=target.resource("CustomersTable"),
         ddb=target.client("dynamodb"),

@@ -14,6 +14,8 @@ from typing import Any
 from aftercare.adapters.reference import DynamoReferenceWriter, ReferenceWriter
 
 from infra.seeding import (
+    claim_items,
+    claimable_devices,
     customer_items,
     demo_customers,
     demo_inventory,
@@ -24,10 +26,12 @@ from infra.target import Target
 
 
 def item_kind(item: dict[str, Any]) -> str:
-    """`part`, `warehouse`, `routing`, `stock`, `customer`, `engineer` or `partner`: what a
-    seeded item is."""
+    """`part`, `warehouse`, `routing`, `stock`, `customer`, `claimable_device`, `engineer` or
+    `partner`: what a seeded item is."""
     if "customer_id" in item and "pk" not in item:
         return "customer"
+    if "code_hash" in item:
+        return "claimable_device"
     if item.get("pk") == "DIRECTORY":
         return "engineer" if str(item["sk"]).startswith("ENG#") else "partner"
     prefix = str(item["pk"]).split("#", 1)[0]
@@ -59,6 +63,9 @@ def seed_stack(target: Target, *, with_demo_customers: bool = False) -> dict[str
         table=target.resource("CustomersTable"), key="customer_id", ddb=ddb
     )
     _seed_table(directory, customers, summary)
+    if with_demo_customers:  # demo stacks only: their claim codes are public
+        claims = DynamoReferenceWriter(table=target.resource("ClaimsTable"), key="serial", ddb=ddb)
+        _seed_table(claims, claim_items(claimable_devices()), summary)
     field = DynamoReferenceWriter(table=target.resource("FieldTable"), key="pk", ddb=ddb)
     _seed_table(field, field_items(), summary)
     return {

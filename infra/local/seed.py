@@ -11,6 +11,8 @@ import boto3
 
 from infra.seeding import (
     MODELS,
+    claim_items,
+    claimable_devices,
     customer_items,
     demo_customers,
     demo_devices,
@@ -36,6 +38,9 @@ def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict
     inventory = demo_inventory()
     if "InventoryTable" in resources:
         write_all(ddb, resources["InventoryTable"], inventory)
+    claimable = claimable_devices()
+    if "ClaimsTable" in resources:
+        write_all(ddb, resources["ClaimsTable"], claim_items(claimable))
     field = field_items()
     if "FieldTable" in resources:
         write_all(ddb, resources["FieldTable"], field)
@@ -43,6 +48,7 @@ def seed_demo(resources: dict[str, str], endpoint_url: str, region: str) -> dict
         "customers": len(customers),
         "vip_customers": sum(c.tier == "vip" for c in customers),
         "devices": len(devices),
+        "claimable_devices": len(claimable),
         "stock_items": sum(1 for i in inventory if i["pk"].startswith("STOCK#")),
         "models": list(MODELS),
         "engineers": sum(1 for i in field if str(i["sk"]).startswith("ENG#")),

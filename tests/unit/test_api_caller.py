@@ -50,6 +50,8 @@ BODIES = {
     "POST /tickets": {"device": "ac-hp-0001", "symptom": "FAN-STALL", "channel": "app"},
     "POST /tickets/{ticket_id}/classify": {"code": "FAN-STALL"},
     "POST /tasks/{task_id}/done": {},
+    "POST /devices/claim": {"serial": "RTX20259001", "code": "DEMO-CLAIM-0001"},
+    "POST /devices/{thing}/transfer": {"release": True},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
 SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
@@ -124,7 +126,14 @@ def call(app: Any, method: str, path: str, claims: dict[str, Any]) -> tuple[int,
 
 
 def test_every_function_has_routes_to_check():
-    assert {name for name, *_ in routes()} == {"api", "survey", "dispatch_api", "jobs", "kpi_api"}
+    assert {name for name, *_ in routes()} == {
+        "api",
+        "survey",
+        "dispatch_api",
+        "jobs",
+        "kpi_api",
+        "owners",
+    }
     assert len(routes()) >= 14
 
 

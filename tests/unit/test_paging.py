@@ -110,6 +110,17 @@ def test_a_later_page_starts_strictly_below_the_cursor_key():
     assert request["ExpressionAttributeNames"] == {"#a": "thing", "#s": "status"}
 
 
+def test_a_customers_listing_is_one_by_customer_partition_filtered_by_device():
+    # A customer's tickets are those opened for them (whoever owns the device now)
+    request = newest_first_query(
+        "t", "by_customer", "customer_id", "c-0001", before=None, limit=6, things=("rt-x-0001",)
+    )
+    assert request["IndexName"] == "by_customer"
+    assert request["ExpressionAttributeValues"][":v"] == {"S": "c-0001"}
+    assert request["FilterExpression"] == "#t IN (:t0)"
+    assert request["ExpressionAttributeValues"][":t0"] == {"S": "rt-x-0001"}
+
+
 # --------------------------------------------------------------------------- CLI
 
 

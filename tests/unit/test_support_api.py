@@ -27,7 +27,9 @@ from tests.fakes.lambda_runtime import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = make_ticket(thing="rt-x-0001")  # owned by c-0001
-OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="self_test")
+OTHER = make_ticket("FAN-STALL", thing="ac-hp-0004", model="AC-HP", routine="self_test").model_copy(
+    update={"customer_id": "c-0004"}
+)
 DEVICES = {"rt-x-0001": "c-0001", "ac-hp-0004": "c-0004"}
 
 
@@ -56,6 +58,7 @@ class Tickets:
             for t in self.store.tickets.values()
             if (query.status is None or t.status == query.status)
             and (query.things is None or t.thing in query.things)
+            and (query.customer_id is None or t.customer_id == query.customer_id)
         ]
         return newest_page(
             [(k, t) for k, t in keyed if not query.after or k < query.after], query.limit
@@ -148,6 +151,26 @@ def test_another_customers_ticket_is_not_found_not_forbidden(store):
     missing = call("GET", "/tickets/T-DOESNOTEXIST", CUSTOMER)
     assert [a[0] for a in answers] == [404, 404, 404]
     assert answers[0][1]["reason"] == missing[1]["reason"] == "not_found"
+
+
+def test_after_a_transfer_each_owner_sees_only_the_tickets_opened_for_them(store, monkeypatch):
+    # Given c-0001's ticket on rt-x-0001, then the device transferred to c-0004, who has a
+    # newer ticket on it
+    monkeypatch.setitem(DEVICES, "rt-x-0001", "c-0004")
+    newer = OWN.model_copy(update={"ticket_id": "T-AFTER", "customer_id": "c-0004"})
+    store.tickets[newer.ticket_id] = newer
+    neighbour = {**CUSTOMER, "cognito:username": "cust-0004", "custom:customer_id": "c-0004"}
+    # Then the old owner keeps their ticket but not the device or the new owner's ticket
+    assert [r["ticket_id"] for r in call("GET", "/tickets", CUSTOMER)[1]] == [OWN.ticket_id]
+    assert call("GET", f"/tickets/{OWN.ticket_id}", CUSTOMER)[0] == 200
+    assert call("GET", "/tickets/T-AFTER", CUSTOMER)[0] == 404
+    assert call("GET", "/devices/rt-x-0001", CUSTOMER)[0] == 404
+    # And the new owner sees the device with only their own ticket
+    mine = {r["ticket_id"] for r in call("GET", "/tickets?thing=rt-x-0001", neighbour)[1]}
+    assert mine == {"T-AFTER"}
+    assert call("GET", f"/tickets/{OWN.ticket_id}", neighbour)[0] == 404
+    status, device = call("GET", "/devices/rt-x-0001", neighbour)
+    assert status == 200 and [t["ticket_id"] for t in device["tickets"]] == ["T-AFTER"]
 
 
 def test_only_engineers_start_diagnostics(store):

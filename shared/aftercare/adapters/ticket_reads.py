@@ -22,9 +22,11 @@ def newest_first_query(
     before: str | None,
     limit: int,
     status: str | None = None,
+    things: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """T4/T5 paged: one index partition newest first, strictly older than `before` (a cursor's
-    opened_key), at most `limit` items read; `status` filters a device's tickets."""
+    opened_key), at most `limit` items read; `status` filters a device's tickets, `things` a
+    customer's."""
     condition = "#a = :v" + (" AND opened_key < :before" if before else "")
     names = {"#a": attribute}
     values: dict[str, Any] = {":v": {"S": value}}
@@ -39,10 +41,17 @@ def newest_first_query(
         "ScanIndexForward": False,
         "Limit": limit,
     }
+    filters = []
     if status is not None:
-        request["FilterExpression"] = "#s = :s"
+        filters.append("#s = :s")
         names["#s"] = "status"
         values[":s"] = {"S": status}
+    if things is not None:
+        filters.append("#t IN (" + ", ".join(f":t{n}" for n in range(len(things))) + ")")
+        names["#t"] = "thing"
+        values.update({f":t{n}": {"S": thing} for n, thing in enumerate(things)})
+    if filters:
+        request["FilterExpression"] = " AND ".join(filters)
     return request
 
 
@@ -82,9 +91,14 @@ class DynamoTicketReader:
         return sorted(tickets, key=lambda t: (t.opened_at, t.ticket_id), reverse=True)
 
     def page_tickets(self, query: TicketQuery) -> TicketPage:
-        """One page, newest first: per device (by_thing) when `things` is given, else per status
-        (by_status); each partition read only as far as the page needs, then merged."""
-        if query.things is not None:
+        """One page, newest first: a customer's (by_customer, filtered to `things` if given),
+        per device (by_thing) when `things` is given, else per status (by_status); each
+        partition read only as far as the page needs, then merged."""
+        things: tuple[str, ...] | None = None
+        if query.customer_id is not None:
+            partitions = [("by_customer", "customer_id", query.customer_id, query.status)]
+            things = query.things
+        elif query.things is not None:
             partitions = [("by_thing", "thing", t, query.status) for t in query.things]
         else:
             statuses = [query.status] if query.status else [s.value for s in TicketStatus]
@@ -101,6 +115,7 @@ class DynamoTicketReader:
                     before=query.after,
                     limit=query.limit + 1,
                     status=status,
+                    things=things,
                 ),
                 want=query.limit + 1,
             )

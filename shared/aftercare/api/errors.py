@@ -34,6 +34,7 @@ MEANINGS = {
     404: "no such resource, or not visible to the caller",
     409: "the resource is not in a state that allows this",
     422: "the request does not match this document",
+    429: "too many attempts: locked until support resets it",
     502: "the request could not be handed to the device",
 }
 

@@ -44,12 +44,14 @@ class InvalidCursor(ValueError):
 
 
 class TicketQuery(BaseModel):
-    """One page of a listing: `things` None means every device (staff only)."""
+    """One page of a listing: `things` None means every device (staff only); `customer_id`
+    limits it to the tickets opened for that customer (with `things`, on those devices)."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     status: str | None = None
     things: tuple[str, ...] | None = None
+    customer_id: str | None = None  # a customer's own tickets (any device, current or former)
     after: OpenedKey | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE)]
 

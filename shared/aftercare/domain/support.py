@@ -2,6 +2,10 @@
 
 Everything a customer may not see is reported as not found, exactly like something that does not
 exist, so ids of other customers' tickets, devices and diagnostics leak nothing.
+
+A ticket belongs to the customer it was opened for (`customer_id`, the device's owner at that
+time), a device to its current owner: after a transfer the old owner still reads their tickets
+but not the device or its new tickets, and the new owner reads only what was opened for them.
 """
 
 from __future__ import annotations
@@ -77,13 +81,9 @@ class Support:
     def _visible_ticket(self, caller: Caller, ticket_id: str) -> TicketDetail:
         caller.require_reader()
         detail = self.tickets.get_ticket(ticket_id)
-        if caller.staff or self._owns(caller, detail.ticket.thing):
+        if caller.may_see(detail.ticket.customer_id):
             return detail
         raise TicketNotFound(ticket_id)
-
-    def _owns(self, caller: Caller, thing: str) -> bool:
-        device = self.devices.get(thing)
-        return device is not None and caller.may_see(device.get("customer_id"))
 
     # ------------------------------------------------------------------ reads
 
@@ -97,15 +97,17 @@ class Support:
         after: str | None = None,
     ) -> TicketPage:
         """One page of the tickets the caller may see, newest first, older than `after`.
-        Staff: by status (or device); a customer: across the devices they own."""
+        Staff: by status (or device); a customer: the tickets opened for them, on whichever
+        device (one they own now or owned when the ticket was opened)."""
         caller.require_reader()
         things: tuple[str, ...] | None = None if thing is None else (thing,)
-        if caller.owner_scope is not None:
-            owned = self.devices.things_of(caller.owner_scope)
-            things = tuple(t for t in owned if thing is None or t == thing)
-            if not things:
-                return TicketPage(tickets=[])
-        query = TicketQuery(status=status, things=things, after=after, limit=limit)
+        query = TicketQuery(
+            status=status,
+            things=things,
+            customer_id=caller.owner_scope,
+            after=after,
+            limit=limit,
+        )
         return self.tickets.page_tickets(query)
 
     def ticket(self, caller: Caller, ticket_id: str) -> tuple[TicketDetail, list[DiagnosticRecord]]:
@@ -121,9 +123,7 @@ class Support:
         if ticket_id is None:
             raise DiagnosticNotFound(request_id)
         context = self.diagnostics.load(ticket_id, request_id)
-        visible = context.ticket is not None and (
-            caller.staff or self._owns(caller, context.ticket.thing)
-        )
+        visible = context.ticket is not None and caller.may_see(context.ticket.customer_id)
         if context.record is None or not visible:
             raise DiagnosticNotFound(request_id)
         return context.record
@@ -134,7 +134,8 @@ class Support:
         if device is None or not caller.may_see(device.get("customer_id")):
             raise DeviceNotFound(thing)
         tickets = self.tickets.list_tickets(thing=thing)
-        return device_status(device, tickets)
+        # a customer sees the device's tickets opened for them, not a previous owner's
+        return device_status(device, [t for t in tickets if caller.may_see(t.customer_id)])
 
     # ------------------------------------------------------------------ actions
 
