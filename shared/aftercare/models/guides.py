@@ -1,0 +1,47 @@
+"""Troubleshooting guides as the API shows them: one guide in one language."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GuideLanguage(StrEnum):
+    """The languages guides are written in (`zh` is accepted as `zh-CN`)."""
+
+    EN = "en"
+    ZH_CN = "zh-CN"
+
+    @classmethod
+    def parse(cls, value: str) -> GuideLanguage:
+        return cls.ZH_CN if value.lower().startswith("zh") else cls(value)
+
+
+class GuideStepView(BaseModel):
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    n: int = Field(description="1-based position")
+    text: str
+    routine: str | None = Field(
+        default=None, description="a safe device routine the app may offer to run at this step"
+    )
+
+
+class GuideView(BaseModel):
+    """A guide for one fault code (and model) in one language."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    guide_id: str
+    code: str
+    model: str | None = Field(default=None, description="set when the guide is model-specific")
+    version: str = Field(description="the guides file's version")
+    lang: GuideLanguage
+    title: str
+    steps: list[GuideStepView]
+    self_service: bool = Field(
+        description="the customer may follow it and ask the device to confirm the fix"
+    )
+    verify_routine: str
+    link: str = Field(description="where the app fetches this guide")
