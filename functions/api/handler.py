@@ -29,6 +29,7 @@ from aftercare.api.errors import documented, error, map_errors
 from aftercare.api.field_routes import field_service
 from aftercare.api.field_routes import install as install_field_routes
 from aftercare.api.guide_routes import install as install_guide_routes
+from aftercare.api.guide_routes import self_service_deps
 from aftercare.api.raised_routes import install as install_raised_routes
 from aftercare.api.raised_routes import raised_deps
 from aftercare.api.resolver import http_api
@@ -271,4 +272,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any route: a missing variable fails with its name
     field_service()
     raised_deps()
+    self_service_deps()
     return app.resolve(event, context)

@@ -9,22 +9,37 @@ OpenAPI document. Errors map to HTTP here, once.
 from __future__ import annotations
 
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.metrics import MetricUnit
 
+from aftercare.adapters.diagnostics import (
+    DynamoDeviceDirectory,
+    DynamoDiagnosticsStore,
+    IotDataPublisher,
+)
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller
+from aftercare.domain.diagnostics_records import VerificationPending
 from aftercare.domain.guides import NoGuide, UnknownCode, load_guides
+from aftercare.domain.ports import CommandPublisher, DeviceDirectory, TicketNotFound
 from aftercare.domain.rules import load_catalog
-from aftercare.models.guides import GuideLanguage, GuideView
-from aftercare.models.ids import FaultCode
+from aftercare.domain.self_service import NotSelfServiceable, SelfServiceStore, start_self_service
+from aftercare.models.guides import GuideLanguage, GuideView, SelfServiceStarted
+from aftercare.models.ids import FaultCode, TicketId
+from aftercare.observability import logger, metrics
+from aftercare.settings import EnvSettings, load_settings
 
 router = APIGatewayHttpRouter()
 
@@ -50,6 +65,10 @@ def caller() -> Caller:
 
 Lang = Annotated[str, Query(pattern=r"^(en|zh|zh-CN)$", description="en (default) or zh-CN")]
 Model = Annotated[str, Query(pattern=r"^[A-Z0-9-]{1,32}$", description="the product model")]
+
+
+class CodeRequired(ValueError):
+    """GET /guides without a code."""
 
 
 def guide_for(code: str, model: str | None, lang: str) -> GuideView:
@@ -85,8 +104,79 @@ def guide_route(
     return guide_for(code, model, lang)
 
 
-class CodeRequired(ValueError):
-    """GET /guides without a code."""
+class SelfServiceSettings(EnvSettings):
+    tickets_table: str
+    devices_table: str
+    inventory_table: str
+    iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
+    diagnostics_timeout_s: int
+
+
+@dataclass(frozen=True)
+class SelfServiceDeps:
+    diagnostics: SelfServiceStore
+    devices: DeviceDirectory
+    publisher: CommandPublisher
+    timeout: timedelta
+
+
+@cache
+def self_service_deps() -> SelfServiceDeps:
+    settings = load_settings(SelfServiceSettings)  # values come from the environment
+    return SelfServiceDeps(
+        diagnostics=DynamoDiagnosticsStore(
+            tickets_table=settings.tickets_table, inventory_table=settings.inventory_table
+        ),
+        devices=DynamoDeviceDirectory(devices_table=settings.devices_table),
+        publisher=IotDataPublisher(endpoint=settings.iot_data_endpoint),
+        timeout=timedelta(seconds=settings.diagnostics_timeout_s),
+    )
+
+
+@router.post(
+    "/tickets/<ticket_id>/self-service",
+    summary="I followed the guide: ask the device to confirm the fix (owner customer, staff)",
+    description=(
+        "Records the attempt on the ticket and sends the guide's verification routine to the "
+        "device (202). The device answers now, or when it reconnects, until `expires_at`: "
+        "fault gone -> the ticket resolves with `resolution: self_service` and its held parts "
+        "are released; fault still there, or no answer in time -> flagged "
+        "`needs_onsite_dispatch`. 404 for a ticket the caller may not see; 409 "
+        "`ticket_not_active`, `not_self_serviceable`, `verification_pending`; 502 "
+        "`publish_failed`."
+    ),
+    tags=["guides"],
+    status_code=HTTPStatus.ACCEPTED,
+    responses=documented(202, "the device is asked to confirm", 409, 502),
+)
+def self_service_route(ticket_id: Annotated[TicketId, PathParam()]) -> SelfServiceStarted:
+    who = caller()
+    who.require_reader()
+    deps = self_service_deps()
+    ticket = deps.diagnostics.load_ticket(ticket_id)
+    device = deps.devices.get(ticket.thing)
+    if not (who.staff or (device is not None and who.may_see(device.get("customer_id")))):
+        raise TicketNotFound(ticket_id)
+    record = start_self_service(
+        ticket,
+        deps.diagnostics.for_ticket(ticket_id),
+        guides=load_guides(),
+        store=deps.diagnostics,
+        publisher=deps.publisher,
+        actor=who.actor,
+        now=datetime.now(UTC),
+        timeout=deps.timeout,
+    )
+    metrics.add_metric(name="SelfServiceAttempted", unit=MetricUnit.Count, value=1)
+    logger.info("self-service verification requested", extra={"request_id": record.request_id})
+    return SelfServiceStarted(
+        ticket_id=ticket_id,
+        attempt=ticket.self_service_attempts + 1,
+        request_id=record.request_id,
+        routine=record.routine,
+        status="waiting_for_device",
+        expires_at=record.expires_at,
+    )
 
 
 def install(app: ApiGatewayResolver) -> None:
@@ -98,5 +188,7 @@ def install(app: ApiGatewayResolver) -> None:
             NoGuide: (HTTPStatus.NOT_FOUND, "no_guide"),
             UnknownCode: (HTTPStatus.UNPROCESSABLE_ENTITY, "unknown_code"),
             CodeRequired: (HTTPStatus.UNPROCESSABLE_ENTITY, "code_required"),
+            NotSelfServiceable: (HTTPStatus.CONFLICT, "not_self_serviceable"),
+            VerificationPending: (HTTPStatus.CONFLICT, "verification_pending"),
         },
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class GuideLanguage(StrEnum):
@@ -45,3 +45,21 @@ class GuideView(BaseModel):
     )
     verify_routine: str
     link: str = Field(description="where the app fetches this guide")
+
+
+class SelfServiceStarted(BaseModel):
+    """A customer's "I followed the guide", recorded: the device is asked to confirm."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    ticket_id: str
+    attempt: int = Field(description="the ticket's self-service attempts so far, this one included")
+    request_id: str = Field(description="the verification (GET /diagnostics/{request_id})")
+    routine: str
+    status: str = Field(
+        description=(
+            "`waiting_for_device`: the device answers now, or when it reconnects, until "
+            "`expires_at`; then the ticket resolves `self_service` or goes towards dispatch"
+        )
+    )
+    expires_at: AwareDatetime
