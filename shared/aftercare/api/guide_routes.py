@@ -31,12 +31,14 @@ from aftercare.adapters.diagnostics import (
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller
+from aftercare.domain.assist import AssistAnswer, Assistant, documents, load_faqs
 from aftercare.domain.diagnostics_records import VerificationPending
 from aftercare.domain.guides import NoGuide, UnknownCode, load_guides
 from aftercare.domain.ports import CommandPublisher, DeviceDirectory, TicketNotFound
 from aftercare.domain.rules import load_catalog
 from aftercare.domain.self_service import NotSelfServiceable, SelfServiceStore, start_self_service
-from aftercare.models.guides import GuideLanguage, GuideView, SelfServiceStarted
+from aftercare.domain.support import DeviceNotFound
+from aftercare.models.guides import AskAssistant, GuideLanguage, GuideView, SelfServiceStarted
 from aftercare.models.ids import FaultCode, TicketId
 from aftercare.observability import logger, metrics
 from aftercare.settings import EnvSettings, load_settings
@@ -177,6 +179,46 @@ def self_service_route(ticket_id: Annotated[TicketId, PathParam()]) -> SelfServi
         status="waiting_for_device",
         expires_at=record.expires_at,
     )
+
+
+@cache
+def assistant() -> Assistant:
+    """The answer service, its index built on the first question this process is asked (SQLite
+    is imported then too: the support API's other routes never pay for it)."""
+    from aftercare.adapters.assist_index import SqliteFtsIndex
+
+    guides, faqs, catalog = load_guides(), load_faqs(), load_catalog()
+    return Assistant(SqliteFtsIndex(documents(guides, faqs, catalog)), guides, faqs, catalog)
+
+
+@router.post(
+    "/assist",
+    summary="Answers to a question from the guides and the FAQ, with a confidence",
+    description=(
+        "Up to three answers (guide steps or FAQ answers) in `lang`, best first, each with a "
+        "confidence (0-1: how much of the question it covers). `offer_ticket` is true when none "
+        "reaches 0.5: the app offers to open a ticket (`suggested_symptom` as its symptom). With "
+        "`thing` (a device the caller may see, else 404) only guides for its model are given."
+    ),
+    tags=["guides"],
+    responses=documented(200, "the answers", 422),
+)
+def assist_route(body: AskAssistant) -> AssistAnswer:
+    who = caller()
+    who.require_reader()
+    model = None
+    if body.thing is not None:
+        device = self_service_deps().devices.get(body.thing)
+        if device is None or not who.may_see(device.get("customer_id")):
+            raise DeviceNotFound(body.thing)
+        model = str(device.get("model") or "") or None
+    answer = assistant().ask(body.question, body.lang, model)
+    metrics.add_metric(
+        name="AssistOfferedTicket" if answer.offer_ticket else "AssistAnswered",
+        unit=MetricUnit.Count,
+        value=1,
+    )
+    return answer
 
 
 def install(app: ApiGatewayResolver) -> None:

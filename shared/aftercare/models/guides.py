@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from aftercare.models.ids import ThingName
 
 
 class GuideLanguage(StrEnum):
@@ -63,3 +66,15 @@ class SelfServiceStarted(BaseModel):
         )
     )
     expires_at: AwareDatetime
+
+
+class AskAssistant(BaseModel):
+    """A customer's question to the answer service."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    question: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    thing: ThingName | None = Field(
+        default=None, description="the device asked about: its model's guides come first"
+    )
+    lang: GuideLanguage = GuideLanguage.EN
