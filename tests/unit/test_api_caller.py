@@ -50,6 +50,7 @@ BODIES = {
     "POST /tickets": {"device": "ac-hp-0001", "symptom": "FAN-STALL", "channel": "app"},
     "POST /tickets/{ticket_id}/classify": {"code": "FAN-STALL"},
     "POST /tasks/{task_id}/done": {},
+    "POST /assist": {"question": "fan not turning"},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
 SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
