@@ -83,12 +83,16 @@ def reported_ticket(customer: Api, thing: str) -> dict[str, Any]:
 
 
 def settled_self_service(customer: Api, ticket_id: str, request_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        view = customer.get(f"/tickets/{ticket_id}")
-        record = next(d for d in view["diagnostics"] if d["request_id"] == request_id)
-        return view if record["status"] != "pending" else None
+    """The ticket once the verification is settled (read again after: the API reads the ticket
+    before its diagnostics, so one response can show the answer but not yet its effect)."""
 
-    return wait_for(done, timeout=90, interval=0.5, what=f"verification {request_id}")
+    def done() -> bool:
+        diagnostics = customer.get(f"/tickets/{ticket_id}/diagnostics")["diagnostics"]
+        record = next(d for d in diagnostics if d["request_id"] == request_id)
+        return record["status"] != "pending"
+
+    wait_for(done, timeout=90, interval=0.5, what=f"verification {request_id}")
+    return customer.get(f"/tickets/{ticket_id}")
 
 
 def test_the_device_confirming_the_guide_resolves_the_ticket_as_self_service(

@@ -1,5 +1,5 @@
-"""Troubleshooting guides and the customer's "I followed the guide" (self-service checked by the
-device itself).
+"""Troubleshooting guides, the customer's "I followed the guide" (self-service checked by the
+device itself) and the answer service (`POST /assist`).
 
 A Powertools Router included into the support API's one resolver (`functions/api/handler.py`
 calls `install`), so these routes share its caller middleware, strict bodies, error body and
