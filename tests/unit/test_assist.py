@@ -13,6 +13,8 @@ from aftercare.api import guide_routes
 from aftercare.data import safe_load
 from aftercare.domain.assist import load_faqs, query_terms, ranked_ids, terms
 from aftercare.models.guides import GuideLanguage
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.assist_eval import assistant, evaluate
 from tests.fakes.diagnostics import FakeDiagnosticsStore, FakePublisher
@@ -135,3 +137,11 @@ def test_post_assist_answers_in_the_contracts_shape(ask):
 def test_post_assist_refuses_with_a_reason(ask, body, expected):
     status, answer = ask(body)
     assert (status, answer["reason"]) == expected, answer
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=500))
+def test_any_question_gets_an_answer_or_a_ticket_offer_never_an_error(question: str):
+    answer = HELPER.ask(question, GuideLanguage.EN)
+    assert answer.offer_ticket or answer.answers[0].confidence >= 0.5
+    assert all(0 <= a.confidence <= 1 for a in answer.answers)

@@ -258,6 +258,7 @@ def test_the_owner_gets_202_waiting_for_device_then_409_while_it_waits(api):
     status, body = post(ticket.ticket_id)
     assert status == 202, body
     assert store.load_ticket(ticket.ticket_id).self_service_attempts == 1
+    assert body["device_last_seen"].startswith(ticket.last_seen.date().isoformat())
     assert (body["status"], body["attempt"], body["routine"]) == (
         "waiting_for_device",
         1,

@@ -38,6 +38,7 @@ from aftercare.domain.ports import CommandPublisher, DeviceDirectory, TicketNotF
 from aftercare.domain.rules import load_catalog
 from aftercare.domain.self_service import NotSelfServiceable, SelfServiceStore, start_self_service
 from aftercare.domain.support import DeviceNotFound
+from aftercare.domain.tickets import Ticket
 from aftercare.models.guides import AskAssistant, GuideLanguage, GuideView, SelfServiceStarted
 from aftercare.models.ids import FaultCode, TicketId
 from aftercare.observability import logger, metrics
@@ -178,7 +179,16 @@ def self_service_route(ticket_id: Annotated[TicketId, PathParam()]) -> SelfServi
         routine=record.routine,
         status="waiting_for_device",
         expires_at=record.expires_at,
+        device_last_seen=last_seen(device, ticket),
     )
+
+
+def last_seen(device: dict[str, Any] | None, ticket: Ticket) -> datetime:
+    """The newest of the device's last diagnostics answer and the ticket's last report."""
+    heard = [ticket.last_seen]
+    if device and device.get("last_seen_at"):
+        heard.append(datetime.fromisoformat(str(device["last_seen_at"])))
+    return max(heard)
 
 
 @cache

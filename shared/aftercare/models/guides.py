@@ -66,6 +66,13 @@ class SelfServiceStarted(BaseModel):
         )
     )
     expires_at: AwareDatetime
+    device_last_seen: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "when the device last answered a diagnostic (or reported a fault): long ago means "
+            "it is probably offline and verification waits for it to reconnect"
+        ),
+    )
 
 
 class AskAssistant(BaseModel):
