@@ -9,7 +9,7 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost scale clean
+.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost scale assist-eval clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -127,3 +127,8 @@ clean:
 SCALE_ARGS ?= --devices 1000000
 scale: setup
 	$(BIN)/python -m infra.scale $(SCALE_ARGS)
+
+# The answer service's accuracy on the committed question set (tests/data/assist_eval.yaml):
+# top-1/top-3 per language, the index build time; the top-1 misses on stderr.
+assist-eval: setup
+	$(BIN)/python -m infra.assist_eval

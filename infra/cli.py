@@ -28,6 +28,7 @@ from infra.cli_core import CliError, stack_command
 from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
+from infra.cli_guides import assist, guides_app
 from infra.cli_jobs import jobs_app
 from infra.cli_kpis import kpis_command
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
@@ -101,6 +102,9 @@ app.add_typer(symptoms_app, name="symptoms")
 app.add_typer(tasks_app, name="tasks")
 # Service KPIs (issue 14).
 app.command("kpis")(kpis_command)
+# Guides the device confirms and the answer service (issue 13).
+app.add_typer(guides_app, name="guides")
+app.command("assist")(stack_command(assist))
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:

@@ -28,6 +28,8 @@ from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
 from aftercare.api.field_routes import field_service
 from aftercare.api.field_routes import install as install_field_routes
+from aftercare.api.guide_routes import install as install_guide_routes
+from aftercare.api.guide_routes import self_service_deps
 from aftercare.api.raised_routes import install as install_raised_routes
 from aftercare.api.raised_routes import raised_deps
 from aftercare.api.resolver import http_api
@@ -58,6 +60,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 app = http_api(public_paths=["/openapi.json"])
 install_field_routes(app)  # slots, bookings, engineers (aftercare.api.field_routes)
 install_raised_routes(app)  # raise, classify, symptoms, tasks (aftercare.api.raised_routes)
+install_guide_routes(app)  # guides, self-service (aftercare.api.guide_routes)
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
@@ -269,4 +272,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any route: a missing variable fails with its name
     field_service()
     raised_deps()
+    self_service_deps()
     return app.resolve(event, context)

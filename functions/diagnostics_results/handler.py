@@ -23,6 +23,7 @@ from aftercare.domain.diagnostics_answers import (
     park_dead_letter,
 )
 from aftercare.domain.rules import FaultCatalog, load_catalog
+from aftercare.models.diagnostics import Outcome
 from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
@@ -68,6 +69,13 @@ def deps() -> Deps:
     return Deps(load_settings(Settings))  # values come from the environment
 
 
+# Deflection from device evidence: SelfServiceResolved / SelfServiceAttempted (the API's count).
+SELF_SERVICE_METRICS = {
+    Outcome.SELF_SERVICE_FIXED: "SelfServiceResolved",
+    Outcome.SELF_SERVICE_FAILED: "SelfServiceNotFixed",
+}
+
+
 def _count(outcome: ResultOutcome) -> None:
     if outcome.reason is not None:
         logger.warning("diagnostics answer parked", extra=outcome.model_dump(mode="json"))
@@ -76,6 +84,9 @@ def _count(outcome: ResultOutcome) -> None:
         return
     with single_metric(name="DiagnosticsAnswered", unit=MetricUnit.Count, value=1) as metric:
         metric.add_dimension(name="outcome", value=str(outcome.outcome))
+    deflection = SELF_SERVICE_METRICS.get(outcome.outcome) if outcome.outcome else None
+    if deflection is not None:
+        metrics.add_metric(name=deflection, unit=MetricUnit.Count, value=1)
     if outcome.latency_ms is not None:
         metrics.add_metric(
             name="DiagnosticsLatency", unit=MetricUnit.Milliseconds, value=outcome.latency_ms

@@ -11,6 +11,7 @@ from aftercare.domain.diagnostics_records import (
     DiagnosticContext,
     PublishFailed,
     TicketNotActive,
+    VerificationPending,
 )
 from aftercare.domain.ports import ConcurrentUpdate, TicketNotFound
 from aftercare.domain.tickets import Ticket, ticket_id_for
@@ -99,6 +100,20 @@ class FakeDiagnosticsStore:
         self.records[record.request_id] = record
         self.timeline.setdefault(record.ticket_id, []).append(entry)
         return True
+
+    def create_attempt(
+        self, record: DiagnosticRecord, entries: list[TimelineEntry], attempt: int
+    ) -> None:
+        ticket = self.load_ticket(record.ticket_id)
+        if not ticket.active:
+            raise TicketNotActive(ticket.ticket_id, ticket.status)
+        if ticket.self_service_attempts != attempt - 1 or record.request_id in self.records:
+            raise VerificationPending(f"attempt {attempt} on {ticket.ticket_id} was taken")
+        self.tickets[ticket.ticket_id] = ticket.model_copy(
+            update={"self_service_attempts": attempt}
+        )
+        self.records[record.request_id] = record
+        self.timeline.setdefault(record.ticket_id, []).extend(entries)
 
     def fail(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
         self._require_pending(record)

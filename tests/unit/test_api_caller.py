@@ -52,6 +52,7 @@ BODIES = {
     "POST /tasks/{task_id}/done": {},
     "POST /devices/claim": {"serial": "RTX20259001", "code": "DEMO-CLAIM-0001"},
     "POST /devices/{thing}/transfer": {"release": True},
+    "POST /assist": {"question": "fan not turning"},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
 SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}

@@ -544,7 +544,9 @@ def stream_record(sequence: str, old: dict[str, Any] | None, new: dict[str, Any]
 def test_a_record_whose_image_is_no_valid_ticket_fails_alone(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the notifier handler, and a batch where one ticket's image lost a required field
+    # Given the notifier handler (on the wall clock: a customer without quiet hours), and a
+    # batch where one ticket's image lost a required field
+    world.customer(quiet_hours=None)
     handler = load_handler("notifier", "handler_notifier_unreadable")
     monkeypatch.setattr(handler, "deps", lambda: world.notifier)
     broken = {k: v for k, v in ticket("T-2").items() if k != "customer_id"}
@@ -575,7 +577,10 @@ class OneTicket:
 def test_the_handler_confirms_a_reschedule_again_and_a_redelivery_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the notifier handler and the calendar's audit entries of a booking and its move
+    # Given the notifier handler (it runs on the wall clock: a customer without quiet hours, or
+    # the second confirmation waits for the morning when the suite runs at night in Berlin)
+    # and the calendar's audit entries of a booking and its move
+    world.customer(quiet_hours=None)
     handler = load_handler("notifier", "handler_notifier_reschedule")
     monkeypatch.setattr(handler, "deps", lambda: world.notifier)
     monkeypatch.setattr(handler, "ticket_reader", lambda: OneTicket(ticket()))

@@ -35,6 +35,7 @@ from aftercare.domain.diagnostics_records import (
     PublishFailed,
     TicketNotActive,
     TicketPatch,
+    VerificationPending,
 )
 from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.tickets import ACTIVE_STATES, Ticket
@@ -109,6 +110,45 @@ def create_items(table: str, record: DiagnosticRecord, entry: TimelineEntry) -> 
         _new_put(table, record),
         _timeline_put(table, record.ticket_id, entry),
         ticket_active_check(table, record.ticket_id),
+    ]
+
+
+def attempt_update(table: str, ticket_id: str, attempt: int, at: datetime) -> TxItem:
+    """The ticket's self-service attempt count moves from `attempt - 1` to `attempt`, only
+    while the ticket is active (so two customers' taps, or a retry, make one attempt)."""
+    states = sorted(s.value for s in ACTIVE_STATES)
+    names = [f":active{n}" for n in range(len(states))]
+    values = {n: to_attr(v) for n, v in zip(names, states, strict=True)}
+    values |= {
+        ":n": to_attr(attempt),
+        ":prev": to_attr(attempt - 1),
+        ":now": to_attr(at.isoformat()),
+    }
+    guard = "attribute_not_exists(self_service_attempts) OR self_service_attempts = :prev"
+    if attempt > 1:
+        guard = "self_service_attempts = :prev"
+    update = {
+        "Update": {
+            "TableName": table,
+            "Key": to_item(ticket_key(ticket_id)),
+            "UpdateExpression": "SET self_service_attempts = :n, updated_at = :now",
+            "ConditionExpression": f"#status IN ({', '.join(names)}) AND ({guard})",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+        }
+    }
+    return TxItem(update, Failure.STALE)
+
+
+def attempt_items(
+    table: str, record: DiagnosticRecord, entries: list[TimelineEntry], attempt: int
+) -> list[TxItem]:
+    """A self-service attempt: the verification request (new), its timeline entries, and the
+    ticket's attempt count (which also checks that the ticket is still active)."""
+    return [
+        _new_put(table, record),
+        *(_timeline_put(table, record.ticket_id, e, n) for n, e in enumerate(entries)),
+        attempt_update(table, record.ticket_id, attempt, record.requested_at),
     ]
 
 
@@ -245,6 +285,22 @@ class DynamoDiagnosticsStore:
                 return False
             raise
         return True
+
+    def create_attempt(
+        self, record: DiagnosticRecord, entries: list[TimelineEntry], attempt: int
+    ) -> None:
+        items = attempt_items(self.tickets_table, record, entries, attempt)
+        try:
+            self.ddb.transact_write_items(**request_of(items))
+        except ClientError as exc:
+            if cancelled(items, exc) is None:
+                raise
+            ticket = self.load_ticket(record.ticket_id)
+            if ticket.status not in ACTIVE_STATES:
+                raise TicketNotActive(record.ticket_id, ticket.status) from exc
+            raise VerificationPending(
+                f"another self-service attempt on {record.ticket_id} was recorded first"
+            ) from exc
 
     def cancel(self, record: DiagnosticRecord, entry: TimelineEntry) -> None:
         items = cancel_items(self.tickets_table, record, entry)

@@ -35,6 +35,7 @@ from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.channels import load_channel_policy
 from aftercare.domain.classification import AlreadyClassified, ClassifyDeps, classify_ticket
+from aftercare.domain.guides import load_guides
 from aftercare.domain.intake import IntakeRules
 from aftercare.domain.ports import CodeAlreadyOpen, TaskAlreadyDone, TaskNotFound
 from aftercare.domain.raising import (
@@ -49,6 +50,7 @@ from aftercare.domain.raising import (
     symptom_list,
 )
 from aftercare.domain.rules import load_catalog, load_policy
+from aftercare.models.guides import GuideLanguage, GuideView
 from aftercare.models.ids import TicketId
 from aftercare.models.raised_api import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -192,6 +194,7 @@ def raise_route(
         ticket_id=raised.ticket.ticket_id,
         ticket=TicketRecord.model_validate(raised.ticket.model_dump()),
         callback=raised.callback,
+        guide=guide_offered(raised.ticket.fault_code, raised.ticket.model, body.lang),
     )
     status = HTTPStatus.CREATED if raised.outcome is RaiseOutcome.OPENED else HTTPStatus.OK
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=view)
@@ -244,6 +247,13 @@ def complete_task_route(task_id: TaskId, body: CompleteTask) -> Task:
     _require_staff(who)
     raising, _ = raised_deps()
     return raising.tasks.complete_task(task_id, by=who.actor, at=_now(), note=body.note)
+
+
+def guide_offered(code: str, model: str, lang: GuideLanguage) -> GuideView | None:
+    """The guide for the ticket's code on its model, in the caller's language, if any."""
+    book = load_guides()
+    guide = book.find(code, model)
+    return guide.view(lang, book.version) if guide is not None else None
 
 
 def _now() -> datetime:

@@ -8,6 +8,7 @@ from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aftercare.domain.guides import load_guides
 from aftercare.domain.notifications import (
     ACTIVE_FOR_DIAGNOSTICS,
     DIGEST_KIND,
@@ -18,6 +19,7 @@ from aftercare.domain.notifications import (
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.pricing import CostEstimate, PriceTable, RepairFacts, estimate
 from aftercare.domain.templates import RenderedMessage, TemplateBook, fill, html_list, render
+from aftercare.models.guides import GuideLanguage
 from aftercare.models.parts import LineStatus
 from aftercare.models.tickets import TicketSummary
 
@@ -42,6 +44,32 @@ def ticket_values(
         "actions": actions_text(facts, book, language, kind),
         "cost": cost_text(cost, book, language),
         "visit_window": visit_window(facts),
+        **guide_offer(facts, book, language, kind),
+    }
+
+
+def guide_offer(
+    facts: TicketSummary, book: TemplateBook, language: str, kind: str
+) -> dict[str, str]:
+    """On opening, a self-serviceable code's guide (the model's own, else the generic one): its
+    title and numbered steps (`guide`), and its title and link alone (`guide_short`, for SMS
+    and push). Empty for every other message and code."""
+    guide = load_guides().self_serviceable(facts.fault_code, facts.model)
+    if (
+        kind != EventKind.TICKET_OPENED
+        or guide is None
+        or facts.status not in ACTIVE_FOR_DIAGNOSTICS
+    ):
+        return {"guide": "", "guide_short": ""}
+    view = guide.view(GuideLanguage.parse(language), load_guides().version)
+    values = {
+        "title": view.title,
+        "steps": "\n".join(f"{s.n}. {s.text}" for s in view.steps),
+        "link": view.link,
+    }
+    return {
+        "guide": fill(book.fragment("guide_offer", language), values, "text"),
+        "guide_short": fill(book.fragment("guide_offer_short", language), values, "text"),
     }
 
 

@@ -101,15 +101,29 @@ def _decide(
     if not ticket.active:
         return _Decision(outcome=Outcome.NO_ACTION)
     parts = suspected_parts(result.findings, ticket, catalog)
-    if record.purpose is Purpose.VISIT_VERIFY:
-        if verified(ticket, result):
-            return _Decision(outcome=Outcome.VISIT_VERIFIED, resolve=True)
-        return _Decision(outcome=Outcome.VISIT_FIX_FAILED, reopen=True, parts=parts)
+    if record.purpose in (Purpose.VISIT_VERIFY, Purpose.SELF_SERVICE):
+        return _confirmation_decision(ticket, record, result, parts)
     if record.purpose is Purpose.VERIFY or record.routine in REMEDY_ROUTINES:
         return _remedy_decision(ticket, record, result, parts)
     if result.status is DiagnosticStatus.FAILED and _adds_parts(ticket, parts):
         return _Decision(outcome=Outcome.PARTS_SUGGESTED, parts=parts)
     return _Decision(outcome=Outcome.NO_ACTION)
+
+
+def _confirmation_decision(
+    ticket: Ticket, record: DiagnosticRecord, result: DiagnosticsResult, parts: list[dict[str, Any]]
+) -> _Decision:
+    """Someone says it is fixed (an engineer's visit, a customer who followed a guide): the
+    device's word decides. A visit that did not fix it goes back to dispatch; a guide that did
+    not goes towards it (flagged, as a failed remote fix)."""
+    fixed = verified(ticket, result)
+    if record.purpose is Purpose.VISIT_VERIFY:
+        if fixed:
+            return _Decision(outcome=Outcome.VISIT_VERIFIED, resolve=True)
+        return _Decision(outcome=Outcome.VISIT_FIX_FAILED, reopen=True, parts=parts)
+    if fixed:
+        return _Decision(outcome=Outcome.SELF_SERVICE_FIXED, resolve=True)
+    return _Decision(outcome=Outcome.SELF_SERVICE_FAILED, flag_onsite=True, parts=parts)
 
 
 def _remedy_decision(
@@ -204,13 +218,15 @@ def _plan_for(
         change = visit_closure(ticket, settled, decision, now)
         decision = decision.model_copy(update={"flag_onsite": decision.reopen and change is None})
     elif decision.resolve:
+        self_service = settled.purpose is Purpose.SELF_SERVICE
+        how = "self-service fix" if self_service else "remote fix"
         change = plan_status_change(
             ticket,
             TicketStatus.RESOLVED,
             actor=SYSTEM_ACTOR,
-            reason=f"remote fix verified by diagnostics {settled.request_id}",
+            reason=f"{how} verified by diagnostics {settled.request_id}",
             now=now,
-            resolution=Resolution.REMOTE,
+            resolution=Resolution.SELF_SERVICE if self_service else Resolution.REMOTE,
         )
     patch = None if change is not None else _patch(ticket, decision, now, rev)
     if patch is not None and decision.parts and _adds_parts(ticket, decision.parts):

@@ -35,6 +35,10 @@ class TicketNotActive(Exception):
         self.status = status
 
 
+class VerificationPending(Exception):
+    """A self-service verification of this ticket is already waiting for the device."""
+
+
 class PublishFailed(Exception):
     """The request could not be handed to the device's command topic."""
 

@@ -27,6 +27,7 @@ class Purpose(StrEnum):
     AUTO = "auto"
     VERIFY = "verify"
     VISIT_VERIFY = "visit_verify"  # after an engineer's visit: is the fault gone?
+    SELF_SERVICE = "self_service"  # the customer followed a guide: is the fault gone?
 
 
 class Outcome(StrEnum):
@@ -39,6 +40,8 @@ class Outcome(StrEnum):
     VISIT_VERIFIED = "visit_verified"  # the device confirms the visit fixed it: resolved
     VISIT_FIX_FAILED = "visit_fix_failed"  # the fault is still there: back to dispatch
     VISIT_UNVERIFIED = "visit_unverified"  # no answer: resolved on the engineer's word
+    SELF_SERVICE_FIXED = "self_service_fixed"  # the device confirms the guide fixed it
+    SELF_SERVICE_FAILED = "self_service_failed"  # the fault is still there: towards dispatch
 
 
 class Routine(StrEnum):

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from aftercare.models.guides import GuideLanguage, GuideView
 from aftercare.models.ids import FaultCode, ThingName
 from aftercare.models.payloads import Severity
 from aftercare.models.tasks import Task
@@ -53,6 +54,9 @@ class RaiseTicket(BaseModel):
     for_customer: CustomerId | None = Field(
         default=None, description="agents: the customer they act for (must own the device)"
     )
+    lang: GuideLanguage = Field(
+        default=GuideLanguage.EN, description="the language of the guide offered in the answer"
+    )
 
 
 class RaiseOutcomeName(StrEnum):
@@ -72,6 +76,13 @@ class RaisedTicket(BaseModel):
     ticket_id: str
     ticket: TicketRecord
     callback: Task | None = Field(default=None, description="the callback task, if one is due")
+    guide: GuideView | None = Field(
+        default=None,
+        description=(
+            "the troubleshooting guide for the ticket's code and model, when there is one; "
+            "`self_service` says whether `POST /tickets/{id}/self-service` may confirm it"
+        ),
+    )
 
 
 class Symptom(BaseModel):

@@ -83,6 +83,7 @@ class Resolution(StrEnum):
 
     REMOTE = "remote"
     ON_SITE = "on_site"
+    SELF_SERVICE = "self_service"  # the customer followed a guide and the device confirmed it
 
 
 class TimelineEntry(BaseModel):
@@ -184,3 +185,6 @@ class TicketRecord(TicketSummary):
     channel: Channel = Channel.DEVICE  # where the ticket was raised (KPIs by channel)
     raised_by: str | None = None  # device:<thing> | customer:<id> | agent:<username>
     preferred_contact: str | None = None  # how the person who raised it wants to be reached
+    # Times the customer said "I followed the guide" and the device was asked to confirm
+    # (deflection = tickets resolved `self_service` / tickets with attempts).
+    self_service_attempts: int = 0

@@ -33,6 +33,19 @@ class DiagnosticRequests(Protocol):
     def for_ticket(self, ticket_id: str) -> list[DiagnosticRecord]: ...
 
 
+class SelfServiceAttempts(Protocol):
+    """Recording a customer's "I followed the guide" and the verification it asks for."""
+
+    def create_attempt(
+        self, record: DiagnosticRecord, entries: list[TimelineEntry], attempt: int
+    ) -> None:
+        """Store the verification request (new) with its timeline entries and set the ticket's
+        `self_service_attempts` to `attempt`, in one write conditioned on the ticket being active
+        with `attempt - 1` attempts. Raises TicketNotActive when it is not active any more, and
+        VerificationPending when another attempt got there first."""
+        ...
+
+
 class DiagnosticResults(Protocol):
     """Judging an answer, a timeout or a cancellation of one request."""
 

@@ -1,0 +1,160 @@
+"""Guides the device confirms, end to end on the shared local stack: a customer follows the guide
+for a fault their router reported, says so through the API, and the router's own self-test
+decides (the diagnostics round trip over Mosquitto, the result queue and function).
+
+Devices (no other shared-stack test uses FAN-STALL on them): rt-x-0001 and rt-x-0081, both
+c-0001's (cust-0001). The customer "fixing" the fan is the simulated device's fault cleared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import boto3
+
+from devices.agent import DeviceAgent
+from infra.local.provision_api import LOCAL_PASSWORD
+from tests.e2e.conftest import Stack, device_agent_config, wait_for
+
+CODE = "FAN-STALL"
+ONSITE = "needs_onsite_dispatch"
+
+
+class Api:
+    """The stack's HTTP API as one seeded user (an ID token from the moto user pool)."""
+
+    def __init__(self, stack: Stack, user: str) -> None:
+        state = stack.state
+        cognito = boto3.client(
+            "cognito-idp",
+            endpoint_url=state["aws_endpoint_url"],
+            region_name=state["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        answer = cognito.initiate_auth(
+            ClientId=state["resources"]["ServiceUserPoolClient"],
+            AuthFlow="USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": user, "PASSWORD": LOCAL_PASSWORD},
+        )
+        self.token = str(answer["AuthenticationResult"]["IdToken"])
+        self.url = str(state["api_url"])
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        data = json.dumps(body).encode() if body is not None else None
+        request = Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        status, body = self.call("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+
+def start_agent(stack: Stack, thing: str, outbox: Path) -> DeviceAgent:
+    agent = DeviceAgent(device_agent_config(stack.state, thing, outbox))
+    assert agent.start(connect_timeout=10)
+    return agent
+
+
+def reported_ticket(customer: Api, thing: str) -> dict[str, Any]:
+    """The device's FAN-STALL ticket once its auto-diagnostic was answered (so the self-service
+    verification is the only request left to wait for)."""
+
+    def find() -> dict[str, Any] | None:
+        rows = [r for r in customer.get(f"/tickets?thing={thing}") if r["fault_code"] == CODE]
+        rows = [r for r in rows if r["status"] not in ("resolved", "closed", "cancelled")]
+        if not rows:
+            return None
+        view = customer.get(f"/tickets/{rows[0]['ticket_id']}")
+        auto = [d for d in view["diagnostics"] if d["purpose"] == "auto"]
+        return view if auto and auto[0]["status"] != "pending" else None
+
+    return wait_for(find, timeout=90, what=f"{CODE} ticket on {thing}, auto-diagnosed")
+
+
+def settled_self_service(customer: Api, ticket_id: str, request_id: str) -> dict[str, Any]:
+    """The ticket once the verification is settled (read again after: the API reads the ticket
+    before its diagnostics, so one response can show the answer but not yet its effect)."""
+
+    def done() -> bool:
+        diagnostics = customer.get(f"/tickets/{ticket_id}/diagnostics")["diagnostics"]
+        record = next(d for d in diagnostics if d["request_id"] == request_id)
+        return record["status"] != "pending"
+
+    wait_for(done, timeout=90, interval=0.5, what=f"verification {request_id}")
+    return customer.get(f"/tickets/{ticket_id}")
+
+
+def test_the_device_confirming_the_guide_resolves_the_ticket_as_self_service(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    # Given c-0001's router reporting a stalled fan, its ticket open with a part held
+    thing = "rt-x-0001"
+    agent = start_agent(local_stack, thing, tmp_path / "outbox")
+    customer = Api(local_stack, "cust-0001")
+    try:
+        agent.raise_fault(CODE)
+        ticket = reported_ticket(customer, thing)
+        ticket_id = ticket["ticket_id"]
+        # And the customer reads the guide in Chinese
+        status, guide = customer.call("GET", f"/guides?code={CODE}&model=RT-X&lang=zh-CN")
+        assert status == 200 and guide["self_service"] and guide["title"] == "散热风扇停转"
+        # When they clean the fan (the fault goes away) and say they followed the guide
+        agent.state.clear([CODE])
+        status, started = customer.call("POST", f"/tickets/{ticket_id}/self-service")
+        assert status == 202, started
+        assert (started["status"], started["attempt"]) == ("waiting_for_device", 1)
+        # Then the router's self-test confirms it and the ticket resolves as self-service
+        view = settled_self_service(customer, ticket_id, started["request_id"])
+        assert (view["status"], view["resolution"]) == ("resolved", "self_service"), view
+        assert view["self_service_attempts"] == 1
+        record = next(d for d in view["diagnostics"] if d["request_id"] == started["request_id"])
+        assert (record["purpose"], record["outcome"]) == ("self_service", "self_service_fixed")
+        # And every part held for it went back to stock
+        assert view["parts"] and all(p["status"] == "released" for p in view["parts"])
+        kinds = [e["kind"] for e in view["timeline"]]
+        assert "self_service_followed" in kinds
+        # And a closed ticket takes no further attempt
+        status, body = customer.call("POST", f"/tickets/{ticket_id}/self-service")
+        assert (status, body["reason"]) == (409, "ticket_not_active")
+    finally:
+        agent.stop(drain_timeout=2)
+
+
+def test_a_fault_the_device_still_reports_sends_the_ticket_towards_dispatch(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    # Given c-0001's other router reporting a stalled fan
+    thing = "rt-x-0081"
+    agent = start_agent(local_stack, thing, tmp_path / "outbox")
+    customer = Api(local_stack, "cust-0001")
+    try:
+        agent.raise_fault(CODE)
+        ticket_id = reported_ticket(customer, thing)["ticket_id"]
+        # When the customer says they followed the guide, but the fan still does not turn
+        status, started = customer.call("POST", f"/tickets/{ticket_id}/self-service")
+        assert status == 202, started
+        # Then the router's self-test still shows the fault: no deflection, flagged for a visit
+        view = settled_self_service(customer, ticket_id, started["request_id"])
+        assert view["status"] == "open" and view["resolution"] is None
+        assert ONSITE in view["flags"]
+        record = next(d for d in view["diagnostics"] if d["request_id"] == started["request_id"])
+        assert record["outcome"] == "self_service_failed"
+        assert record["result"]["findings"]["active_faults"] == [CODE]
+        flagged = [e for e in view["timeline"] if e["kind"] == "flagged"]
+        assert flagged and flagged[-1]["detail"]["because"] == "self_service_failed"
+        # And another customer cannot act on the ticket at all
+        neighbour = Api(local_stack, "cust-0002")
+        assert neighbour.call("POST", f"/tickets/{ticket_id}/self-service")[0] == 404
+    finally:
+        agent.stop(drain_timeout=2)
