@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from aftercare.domain.health import DeviceHealth
 from aftercare.domain.ports.health import DeviceView, HealthConflict
+from aftercare.models.payloads import FaultEnvelope, FaultReport
+from aftercare.models.tickets import TicketSummary
 
 
 @dataclass
@@ -45,3 +48,29 @@ class FakeHealthStore:
             raise HealthConflict(health.thing)
         self.writes += 1
         self.health[health.thing] = health
+
+
+class FakeDesk:
+    """A `MaintenanceDesk` that keeps what it was asked, and absorbs repeats like the real
+    notifier (its (id, kind) marker) and intake (a ticket id fixed by the fault id) do."""
+
+    def __init__(self) -> None:
+        self.advice: dict[str, TicketSummary] = {}
+        self.tickets: dict[tuple[str, str], FaultReport] = {}
+        self.calls = 0
+
+    def advise(self, facts: TicketSummary, now: datetime) -> str:
+        self.calls += 1
+        if facts.ticket_id in self.advice:
+            return "duplicate"
+        self.advice[facts.ticket_id] = facts
+        return "sent"
+
+    def open_preventive(self, envelope: FaultEnvelope) -> str:
+        self.calls += 1
+        report = FaultReport.model_validate_json(base64.b64decode(envelope.payload_b64))
+        key = (envelope.thing, report.fault_id)
+        if key in self.tickets:
+            return "duplicate"
+        self.tickets[key] = report
+        return "opened"

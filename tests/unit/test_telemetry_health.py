@@ -14,7 +14,7 @@ from aftercare.domain.maintenance import load_maintenance_rules
 from aftercare.domain.telemetry_intake import QueueMessage, take_in_telemetry
 from aftercare.models.telemetry import TelemetryReport
 
-from tests.fakes.health import Device, FakeHealthStore
+from tests.fakes.health import Device, FakeDesk, FakeHealthStore
 from tests.fakes.stores import FakeParkedStore
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -43,8 +43,15 @@ def store() -> FakeHealthStore:
     return FakeHealthStore({"ac-1": Device("AC-HP", "cust-1"), "ac-2": Device("AC-HP", "cust-2")})
 
 
-def take(store: FakeHealthStore, parked: FakeParkedStore, batch: list[QueueMessage]):
-    return take_in_telemetry(batch, store=store, parked=parked, rules=RULES, now=NOW)
+def take(
+    store: FakeHealthStore,
+    parked: FakeParkedStore,
+    batch: list[QueueMessage],
+    desk: FakeDesk | None = None,
+):
+    return take_in_telemetry(
+        batch, store=store, parked=parked, rules=RULES, desk=desk or FakeDesk(), now=NOW
+    )
 
 
 def test_a_batch_is_one_write_per_device_with_the_latest_counters(store):

@@ -66,7 +66,8 @@ def read_request(devices_table: str, health_table: str, things: Sequence[str]) -
         "RequestItems": {
             devices_table: {
                 "Keys": [{"thing": {"S": t}} for t in things],
-                "ProjectionExpression": "thing, model, customer_id",
+                "ProjectionExpression": "thing, model, customer_id, #region",
+                "ExpressionAttributeNames": {"#region": "region"},
             },
             health_table: {
                 "Keys": [{"thing": {"S": t}, "kind": {"S": HEALTH_KIND}} for t in things],
@@ -112,6 +113,7 @@ class DynamoHealthStore:
                 model=_text(item.get("model")),
                 customer_id=_text(item.get("customer_id")),
                 health=healths.get(thing),
+                region=_text(item.get("region")),
             )
             for thing, item in devices.items()
         }

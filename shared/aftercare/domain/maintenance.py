@@ -32,6 +32,10 @@ class _Rule(BaseModel):
     period_days: Annotated[int, Field(ge=1, le=365)]
     part: str | None = None  # advice: the part to suggest, priced from parts.yaml
     code: str | None = None  # ticket: the catalog code of the preventive ticket
+    # advice: the message's line, string.Template with $finding, $part, $part_name_en,
+    # $part_name_zh, $price, $currency
+    title_en: str | None = None
+    title_zh: str | None = None
 
 
 class FilterLifeBelow(_Rule):
@@ -82,12 +86,25 @@ class ModelRules(BaseModel):
     rules: list[Rule] = Field(default_factory=list)
 
 
+class PartPrice(BaseModel):
+    """A part as advice quotes it (from parts.yaml)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    name_en: str
+    name_zh: str
+    unit_price: float
+    currency: str
+
+
 class MaintenanceRules(BaseModel):
-    """Every model's heartbeat and rules, and how health is folded."""
+    """Every model's heartbeat and rules, how health is folded, and the parts' prices."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str
+    parts: dict[str, PartPrice] = Field(default_factory=dict)
     ewma_alpha: Annotated[float, Field(gt=0, le=1)]
     history_days: Annotated[int, Field(ge=2, le=31)]
     default_heartbeat_minutes: Annotated[int, Field(ge=1)]
@@ -104,6 +121,12 @@ class MaintenanceRules(BaseModel):
             history_days=self.history_days,
             heartbeat=self.heartbeat(model),
         )
+
+    def rule(self, model: str | None, rule_id: str) -> Rule:
+        return next(r for r in self.rules_for(model) if r.id == rule_id)
+
+    def part(self, sku: str) -> PartPrice | None:
+        return self.parts.get(sku)
 
     def rules_for(self, model: str | None) -> list[Rule]:
         rules = self.models.get(model or "")
@@ -159,11 +182,31 @@ def due_for(health: DeviceHealth, rules: MaintenanceRules, now: datetime) -> lis
     return due
 
 
-def parse_rules(data: dict[str, Any]) -> MaintenanceRules:
-    return MaintenanceRules.model_validate({**data, "version": str(data["version"])})
+def parse_rules(data: dict[str, Any], parts: dict[str, Any]) -> MaintenanceRules:
+    """The rules, with the price of every part they name (a rule naming an unknown part, or
+    a ticket rule without a code, is an error when the data is loaded, not when it fires)."""
+    currency = str(parts["currency"])
+    prices = {
+        sku: PartPrice(sku=sku, currency=currency, **{k: p[k] for k in PART_FIELDS})
+        for sku, p in parts["parts"].items()
+    }
+    rules = MaintenanceRules.model_validate(
+        {**data, "version": str(data["version"]), "parts": prices}
+    )
+    for model, model_rules in rules.models.items():
+        for rule in model_rules.rules:
+            if rule.part is not None and rule.part not in prices:
+                raise ValueError(f"maintenance rule {model}/{rule.id}: unknown part {rule.part}")
+            if rule.action is Action.TICKET and rule.code is None:
+                raise ValueError(f"maintenance rule {model}/{rule.id}: a ticket needs a code")
+    return rules
+
+
+PART_FIELDS = ("name_en", "name_zh", "unit_price")
 
 
 @cache
 def load_maintenance_rules() -> MaintenanceRules:
     """The maintenance rules shipped with this build (shared layer data)."""
-    return parse_rules(load(resources.files("aftercare.data"), "maintenance.yaml"))
+    folder = resources.files("aftercare.data")
+    return parse_rules(load(folder, "maintenance.yaml"), load(folder, "parts.yaml"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from aftercare.domain.advice import Acted, MaintenanceDesk, act_on
 from aftercare.domain.health import DeviceHealth, Received, fold
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.maintenance import MaintenanceRules
@@ -56,6 +57,7 @@ class BatchOutcome:
     skipped: int = 0  # not newer than the device's watermark (redelivered, duplicate, late)
     rejected: Counter[str] = field(default_factory=Counter)
     written: list[DeviceHealth] = field(default_factory=list)  # one per device with news
+    acted: list[Acted] = field(default_factory=list)  # maintenance advice and tickets
 
 
 def take_in_telemetry(
@@ -64,9 +66,11 @@ def take_in_telemetry(
     store: HealthStore,
     parked: ParkedStore,
     rules: MaintenanceRules,
+    desk: MaintenanceDesk,
     now: datetime,
 ) -> BatchOutcome:
-    """Apply a batch: park what is rejected, then one write per device with newer reports."""
+    """Apply a batch: park what is rejected, then one write per device with newer reports,
+    after acting on the maintenance rules its new health fires (see `aftercare.domain.advice`)."""
     outcome = BatchOutcome()
     by_thing: dict[str, list[tuple[Received, TelemetryEnvelope]]] = defaultdict(list)
     for message in messages:
@@ -99,21 +103,31 @@ def take_in_telemetry(
                 outcome.rejected[RejectReason.UNKNOWN_DEVICE.value] += 1
             continue
         outcome.accepted += len(items)
-        _apply_device(views[thing], [r for r, _ in items], store, rules, outcome)
+        device = Device(views[thing], [r for r, _ in items])
+        _apply_device(device, store=store, rules=rules, desk=desk, outcome=outcome, now=now)
     return outcome
 
 
+@dataclass
+class Device:
+    view: DeviceView
+    received: list[Received]
+
+
 def _apply_device(
-    view: DeviceView,
-    received: list[Received],
+    device: Device,
+    *,
     store: HealthStore,
     rules: MaintenanceRules,
+    desk: MaintenanceDesk,
     outcome: BatchOutcome,
+    now: datetime,
 ) -> None:
+    view = device.view
     for _ in range(WRITE_ATTEMPTS):
         folded = fold(
             view.health,
-            received,
+            device.received,
             thing=view.thing,
             model=view.model,
             customer_id=view.customer_id,
@@ -122,15 +136,19 @@ def _apply_device(
         if folded.health is None:
             outcome.skipped += folded.skipped
             return
+        # Acting before the write: if the write is lost, the retry acts again, which the
+        # notifier's and intake's own markers absorb; acting after it could be lost for good.
+        health, acted = act_on(folded.health, region=view.region, rules=rules, desk=desk, now=now)
         previous = view.health.last_sent_at if view.health else None
         try:
-            store.save(folded.health, previous=previous)
+            store.save(health, previous=previous)
         except HealthConflict:
             view = store.read([view.thing])[view.thing]
             continue
         outcome.applied += folded.applied
         outcome.skipped += folded.skipped
-        outcome.written.append(folded.health)
+        outcome.written.append(health)
+        outcome.acted += acted
         return
     raise HealthConflict(f"{view.thing}: its health kept moving over {WRITE_ATTEMPTS} attempts")
 

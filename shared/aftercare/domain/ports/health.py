@@ -22,6 +22,7 @@ class DeviceView:
     model: str | None
     customer_id: str | None
     health: DeviceHealth | None
+    region: str | None = None
 
 
 class HealthStore(Protocol):
