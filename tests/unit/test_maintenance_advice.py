@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aftercare.domain.maintenance import load_maintenance_rules, parse_rules, period_of
 from aftercare.domain.rules import load_catalog
+from aftercare.domain.silence import sweep_silence
 from aftercare.domain.telemetry_intake import QueueMessage, take_in_telemetry
 
 from tests.fakes.health import Device, FakeDesk, FakeHealthStore
@@ -130,6 +131,7 @@ def test_a_rule_naming_an_unknown_part_fails_when_loaded():
         "ewma_alpha": 0.2,
         "history_days": 7,
         "default_heartbeat_minutes": 60,
+        "offline": {"title_en": "offline", "title_zh": "离线"},
         "models": {
             "AC-HP": {
                 "heartbeat_minutes": 30,
@@ -156,3 +158,42 @@ def test_periods_are_fixed_windows_counted_from_1970():
     assert period_of(NOW.date(), 30) == "2026-12-03/30d"
     assert period_of(NOW.date() + timedelta(days=26), 30) == "2026-12-03/30d"
     assert period_of(NOW.date() + timedelta(days=27), 30) == "2027-01-02/30d"
+
+
+class SilenceIndex(FakeHealthStore):
+    def due_checks(self, now: datetime, limit: int) -> list[str]:
+        due = [
+            h.thing
+            for h in self.health.values()
+            if h.offline_since is None and h.next_check_at and h.next_check_at <= now
+        ]
+        return sorted(due)[:limit]
+
+
+def test_a_silent_device_gets_one_offline_check_per_silence():
+    # Given an AC-HP (heartbeat 30 min) that last reported at NOW
+    index = SilenceIndex({"ac-1": Device("AC-HP", "cust-1")})
+    desk = FakeDesk()
+    batch = [message("ac-1", 1, NOW, temp_c=38.0)]
+    take_in_telemetry(batch, store=index, parked=FakeParkedStore(), rules=RULES, desk=desk, now=NOW)
+    # When sweeps run before and after its heartbeat lapses
+    assert sweep_silence(index, desk, RULES, NOW + timedelta(minutes=29)) == []
+    (silent,) = sweep_silence(index, desk, RULES, NOW + timedelta(minutes=31))
+    again = sweep_silence(index, desk, RULES, NOW + timedelta(minutes=50))
+    # Then its owner got one offline check naming when it was last seen, and no second one
+    assert silent.result == "sent" and again == []
+    (facts,) = desk.advice.values()
+    assert facts.fault_code == "ADVICE-DEVICE-OFFLINE" and "not reported since" in facts.title_en
+    # And when it reports again it is back under watch for the next silence
+    later = NOW + timedelta(hours=2)
+    take_in_telemetry(
+        [message("ac-1", 2, later, temp_c=38.0)],
+        store=index,
+        parked=FakeParkedStore(),
+        rules=RULES,
+        desk=desk,
+        now=later,
+    )
+    assert index.health["ac-1"].offline_since is None
+    (second,) = sweep_silence(index, desk, RULES, later + timedelta(minutes=31))
+    assert second.result == "sent" and len(desk.advice) == 2

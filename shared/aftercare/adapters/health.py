@@ -23,6 +23,7 @@ from aftercare.domain.health import DeviceHealth
 from aftercare.domain.ports.health import DeviceView, HealthConflict
 
 HEALTH_KIND = "HEALTH"
+DUE_CHECKS_INDEX = "due_checks"
 CHECK_SHARDS = 8
 BATCH_GET_DEVICES = 50  # two keys each (registry + health): BatchGetItem's limit is 100
 
@@ -76,6 +77,23 @@ def read_request(devices_table: str, health_table: str, things: Sequence[str]) -
     }
 
 
+def due_checks_queries(table: str, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """One Query per shard of the sparse index: pending checks due by `now`."""
+    return [
+        {
+            "TableName": table,
+            "IndexName": DUE_CHECKS_INDEX,
+            "KeyConditionExpression": "check_shard = :shard AND next_check_at <= :now",
+            "ExpressionAttributeValues": {
+                ":shard": {"S": f"S{shard}"},
+                ":now": {"S": now.isoformat()},
+            },
+            "Limit": limit,
+        }
+        for shard in range(CHECK_SHARDS)
+    ]
+
+
 def health_from_item(item: dict[str, Any]) -> DeviceHealth:
     return DeviceHealth.model_validate(json.loads(str(item["body"])))
 
@@ -117,6 +135,13 @@ class DynamoHealthStore:
             )
             for thing, item in devices.items()
         }
+
+    def due_checks(self, now: datetime, limit: int) -> list[str]:
+        things: list[str] = []
+        for query in due_checks_queries(self.health_table, now, limit):
+            for item in self.ddb.query(**query).get("Items", []):
+                things.append(str(item["thing"]["S"]))
+        return things[:limit]
 
     def save(self, health: DeviceHealth, *, previous: datetime | None) -> None:
         request = health_put_request(self.health_table, health, previous=previous)

@@ -28,12 +28,14 @@ from aftercare.models.payloads import FaultEnvelope, FaultReport, Severity
 from aftercare.models.tickets import TicketStatus, TicketSummary
 
 
-class MaintenanceDesk(Protocol):
-    """Where fired rules go: the customer's notifier, and fault intake."""
+class Advisor(Protocol):
+    """Tells a customer one advice, at most once per `facts.ticket_id`."""
 
-    def advise(self, facts: TicketSummary, now: datetime) -> str:
-        """Notify the customer of one advice (at most once per `facts.ticket_id`)."""
-        ...
+    def advise(self, facts: TicketSummary, now: datetime) -> str: ...
+
+
+class MaintenanceDesk(Advisor, Protocol):
+    """Where fired rules go: the customer's notifier, and fault intake."""
 
     def open_preventive(self, envelope: FaultEnvelope) -> str:
         """Open (or find) the preventive ticket this report asks for; returns intake's outcome."""
@@ -144,17 +146,25 @@ def _evidence(health: DeviceHealth) -> dict[str, float | int | str | bool]:
     return readings
 
 
-class ServiceDesk:
-    """The `MaintenanceDesk` of the deployed system: advice through the notifier, preventive
-    tickets through fault intake (the same use cases device faults and ticket events use)."""
+class NotifyingDesk:
+    """The `Advisor` of the deployed system: advice through the notifier (the use case every
+    customer message goes through)."""
 
-    def __init__(self, notifier: Notifier, intake_store: IntakeStore, intake: IntakeRules) -> None:
+    def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
-        self.intake_store = intake_store
-        self.intake = intake
 
     def advise(self, facts: TicketSummary, now: datetime) -> str:
         return self.notifier.notify(EventKind.MAINTENANCE_ADVICE, facts, now).result
+
+
+class ServiceDesk(NotifyingDesk):
+    """The `MaintenanceDesk` of the telemetry function: advice through the notifier, preventive
+    tickets through fault intake (the same use cases device faults and ticket events use)."""
+
+    def __init__(self, notifier: Notifier, intake_store: IntakeStore, intake: IntakeRules) -> None:
+        super().__init__(notifier)
+        self.intake_store = intake_store
+        self.intake = intake
 
     def open_preventive(self, envelope: FaultEnvelope) -> str:
         outcome = intake_fault(envelope, self.intake_store, self.intake)

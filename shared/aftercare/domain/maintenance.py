@@ -98,6 +98,15 @@ class PartPrice(BaseModel):
     currency: str
 
 
+class OfflineCheck(BaseModel):
+    """The "device offline" message (string.Template with $last_seen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title_en: str
+    title_zh: str
+
+
 class MaintenanceRules(BaseModel):
     """Every model's heartbeat and rules, how health is folded, and the parts' prices."""
 
@@ -108,6 +117,7 @@ class MaintenanceRules(BaseModel):
     ewma_alpha: Annotated[float, Field(gt=0, le=1)]
     history_days: Annotated[int, Field(ge=2, le=31)]
     default_heartbeat_minutes: Annotated[int, Field(ge=1)]
+    offline: OfflineCheck
     models: dict[str, ModelRules]
 
     def heartbeat(self, model: str | None) -> timedelta:
