@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,11 +107,22 @@ def fold(
         update={
             "model": model or health.model,
             "customer_id": customer_id,
-            "next_check_at": health.last_seen + policy.heartbeat,
+            "next_check_at": next_check(health.last_seen, policy.heartbeat),
             "offline_since": None,
         }
     )
     return Folded(health=health, applied=applied, skipped=skipped)
+
+
+def next_check(last_seen: datetime, heartbeat: timedelta) -> datetime:
+    """When silence becomes a check: last seen + heartbeat, rounded up to a grid of half a
+    heartbeat. The rounding is for the sparse index: DynamoDB writes an index entry only when
+    its key changes, so a device reporting every 5 minutes with a 30-minute heartbeat moves
+    its entry on every third write, not every write (a check is at most half a heartbeat late).
+    """
+    grid = max(1, int((heartbeat / 2).total_seconds()))
+    due = int((last_seen + heartbeat).timestamp())
+    return datetime.fromtimestamp(-(-due // grid) * grid, tz=UTC)
 
 
 def _apply(
