@@ -28,6 +28,7 @@ from infra.cli_core import CliError, stack_command
 from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
+from infra.cli_health import devices_health
 from infra.cli_jobs import jobs_app
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
 from infra.cli_parts import parts_app
@@ -61,6 +62,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 devices_app.command("provision")(devices_provision)
+devices_app.command("health")(devices_health)
 cli_passthrough.add_local(app)
 app.command("demo")(demo)
 cli_passthrough.add_device(app)

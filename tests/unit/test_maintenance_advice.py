@@ -14,6 +14,7 @@ from aftercare.domain.rules import load_catalog
 from aftercare.domain.silence import sweep_silence
 from aftercare.domain.telemetry_intake import QueueMessage, take_in_telemetry
 
+from infra.cli_health import health_row
 from tests.fakes.health import Device, FakeDesk, FakeHealthStore
 from tests.fakes.stores import FakeParkedStore
 
@@ -197,3 +198,21 @@ def test_a_silent_device_gets_one_offline_check_per_silence():
     assert index.health["ac-1"].offline_since is None
     (second,) = sweep_silence(index, desk, RULES, later + timedelta(minutes=31))
     assert second.result == "sent" and len(desk.advice) == 2
+
+
+def test_the_cli_row_shows_health_trend_and_what_fires_now(fleet):
+    # Given an AC-HP with a week of rising temperature and a low filter
+    for day in range(7):
+        fleet.send("ac-1", at=NOW - timedelta(days=6 - day), temp_c=38.0 + 0.5 * day)
+    fleet.send("ac-1", filter_life_pct=12.0)
+    view = fleet.store.read(["ac-1"])["ac-1"]
+    # When `aftercare devices health ac-1 --json` builds its object
+    row = health_row(view, RULES, NOW + timedelta(minutes=5))
+    # Then it has the counters, the daily means and their trend, and the rules firing now
+    assert row["thing"] == "ac-1" and row["filter_life_pct"] == 12.0 and row["online"]
+    assert row["temp_trend_c_per_day"] == pytest.approx(0.5) and len(row["daily_temp_c"]) == 7
+    assert {f["rule"] for f in row["firing"]} == {"filter-change", "thermal-trend"}
+    assert set(row["advised"]) == {"filter-change", "thermal-trend"}
+    # And a device that never reported shows as such
+    empty = health_row(fleet.store.read(["ev-1"])["ev-1"], RULES, NOW)
+    assert (empty["reports"], empty["last_seen"], empty["online"]) == (0, None, False)
