@@ -197,18 +197,9 @@ class DeviceAgent:
         """Publish a `TelemetryReport`: firmware, uptime, current readings, active fault codes
         and the model's counters (`measures`). ``sent_at`` defaults to now; a device that
         uploads readings it buffered while offline passes the time they were taken."""
-        counters = (measures or TelemetryMeasures()).model_dump(exclude_none=True)
-        with self.state.lock:
-            report = TelemetryReport(
-                thing=self.config.thing,
-                firmware=self.config.firmware,
-                model=self.config.model,
-                uptime_s=max(0, int(time.monotonic() - self._booted)),
-                readings=dict(self.state.readings),
-                active_faults=[f.code for f in self.state.faults()],
-                sent_at=sent_at or self._clock(),
-                **counters,
-            )
+        uptime_s = max(0, int(time.monotonic() - self._booted))
+        sent_at = sent_at or self._clock()
+        report = telemetry_report(self.config, self.state, uptime_s, sent_at, measures)
         return self.publish_raw(self.topics.telemetry, report.to_json_bytes(), qos)
 
     # -- waiting and inspection ------------------------------------------------------------
@@ -289,3 +280,25 @@ class DeviceAgent:
     def _ensure_open(self) -> None:
         if self._closed:
             raise AgentError(f"agent for {self.config.thing} is stopped")
+
+
+def telemetry_report(
+    config: AgentConfig,
+    state: DeviceState,
+    uptime_s: int,
+    sent_at: datetime,
+    measures: TelemetryMeasures | None,
+) -> TelemetryReport:
+    """The device's telemetry now: identity, uptime, readings, active faults, counters."""
+    counters = (measures or TelemetryMeasures()).model_dump(exclude_none=True)
+    with state.lock:
+        return TelemetryReport(
+            thing=config.thing,
+            firmware=config.firmware,
+            model=config.model,
+            uptime_s=uptime_s,
+            readings=dict(state.readings),
+            active_faults=[f.code for f in state.faults()],
+            sent_at=sent_at,
+            **counters,
+        )

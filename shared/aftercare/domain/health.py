@@ -21,7 +21,7 @@ from aftercare.models.telemetry import TelemetryReport
 class DailyTemp(BaseModel):
     """The running sum and count of one day's temperature readings."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     total: float
     count: int
@@ -34,7 +34,7 @@ class DailyTemp(BaseModel):
 class DeviceHealth(BaseModel):
     """The folded state of one device's telemetry (the health item)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     thing: str
     model: str | None = None

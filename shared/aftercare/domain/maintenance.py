@@ -25,7 +25,7 @@ class Action(StrEnum):
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
     action: Action
@@ -80,7 +80,7 @@ Rule = Annotated[FilterLifeBelow | FanHoursOver | TempTrendUp, Field(discriminat
 
 
 class ModelRules(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     heartbeat_minutes: Annotated[int, Field(ge=1)]
     rules: list[Rule] = Field(default_factory=list)
@@ -89,7 +89,7 @@ class ModelRules(BaseModel):
 class PartPrice(BaseModel):
     """A part as advice quotes it (from parts.yaml)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     sku: str
     name_en: str
@@ -101,7 +101,7 @@ class PartPrice(BaseModel):
 class OfflineCheck(BaseModel):
     """The "device offline" message (string.Template with $last_seen)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     title_en: str
     title_zh: str
@@ -110,7 +110,7 @@ class OfflineCheck(BaseModel):
 class MaintenanceRules(BaseModel):
     """Every model's heartbeat and rules, how health is folded, and the parts' prices."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     version: str
     parts: dict[str, PartPrice] = Field(default_factory=dict)
