@@ -5,7 +5,10 @@ functions this path uses (the machine is shared)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,8 +47,9 @@ def a_device(model: str, avoid: set[str]) -> tuple[str, str]:
 
 
 class World:
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: dict[str, Any], state_dir: Path) -> None:
         self.state = state
+        self.state_dir = state_dir
         self.target = Target(
             resources=dict(state["resources"]),
             endpoint_url=state["aws_endpoint_url"],
@@ -84,6 +88,12 @@ class World:
     def health_of(self, thing: str) -> DeviceHealth | None:
         return self.health.read([thing])[thing].health
 
+    def cli(self, *args: str) -> Any:
+        argv = [sys.executable, "-m", "infra.cli", *args, "--json"]
+        argv += ["--state-dir", str(self.state_dir)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
     def advice_sent(self, customer_id: str) -> list[dict[str, Any]]:
         return [
             a
@@ -104,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         only_functions=FUNCTIONS,
     )
     try:
-        yield World(stack.start())
+        yield World(stack.start(), stack.state_dir)
     finally:
         stack.stop()
 
@@ -144,6 +154,11 @@ def test_a_low_filter_updates_the_health_and_advises_the_owner_once(
     # Then the health moved on, and no second advice was sent
     assert world.health_of(thing).filter_life_pct == 10.5  # type: ignore[union-attr]
     assert len(world.advice_sent(customer)) == 1
+    # And the engineer CLI shows the device's health and the rule it fires
+    shown = world.cli("devices", "health", thing)
+    assert (shown["thing"], shown["filter_life_pct"], shown["reports"]) == (thing, 10.5, 2)
+    assert shown["online"] and "filter-change" in shown["advised"]
+    assert [f["rule"] for f in shown["firing"]] == ["filter-change"]
 
 
 def test_a_week_of_rising_temperature_opens_one_preventive_ticket(
