@@ -1,11 +1,11 @@
-"""DeviceHealthTable: one compact health item per device, and maintenance markers beside it.
+"""DeviceHealthTable: one compact health item per device.
 
 Access patterns (see the table in template.yaml):
 - telemetry batch: BatchGetItem of the devices' registry items and health items (one request
   per 50 devices), then one conditional PutItem per device with news;
 - silence sweep: Query the sparse `due_checks` index (only health items with a pending check
-  carry `check_shard`/`next_check_at`) per shard for `next_check_at <= now`;
-- maintenance: a conditional PutItem of `ADVICE#<rule>_<period>` (at most once per period).
+  carry `check_shard`/`next_check_at`) per shard for `next_check_at <= now`, then the
+  same BatchGetItem and a conditional PutItem marking the device offline.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where device health items (and the maintenance markers beside them) are kept."""
+"""Where device health items are kept."""
 
 from __future__ import annotations
 
