@@ -130,6 +130,7 @@ def test_a_lost_race_rereads_and_refolds_without_losing_reports(store):
         (report(1, days_ago=31), "ac-1", "stale_report"),
         (report(1, days_ago=-2), "ac-1", "future_timestamp"),
         (report(1), "nobody-9", "unknown_device"),
+        (report(1), "", "invalid_envelope"),
     ],
 )
 def test_bad_telemetry_is_parked_with_its_reason_and_counted(store, payload, thing, reason):

@@ -9,6 +9,7 @@ other's reports: the loser reads again and refolds.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from aftercare.domain.maintenance import MaintenanceRules
 from aftercare.domain.parking import TELEMETRY, park_rejected, receive
 from aftercare.domain.ports import ParkedStore
 from aftercare.domain.ports.health import DeviceView, HealthConflict, HealthStore
+from aftercare.models.ids import THING_NAME_PATTERN
 from aftercare.models.telemetry import (
     MAX_TELEMETRY_PAYLOAD_BYTES,
     TelemetryEnvelope,
@@ -158,6 +160,11 @@ def _refused(reason: RejectReason, detail: str) -> Judgement:
 
 
 def _judge(envelope: TelemetryEnvelope, *, message_id: str) -> Judgement:
+    if not re.fullmatch(THING_NAME_PATTERN, envelope.thing):
+        # Never from IoT Core (the policy confines a device to its own topics), but a key
+        # DynamoDB refuses would fail the whole batch over and over.
+        detail = f"envelope thing {envelope.thing[:140]!r} is not a thing name"
+        return Judgement(reason=RejectReason.INVALID_ENVELOPE, detail=detail)
     try:
         report = decode(envelope.payload_b64, CONTRACT)
     except Rejected as exc:
