@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from aftercare.models.ids import ThingName
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultReport, ReadingValue, Severity
+from aftercare.models.telemetry import TelemetryMeasures, TelemetryReport
 from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from devices.config import AgentConfig, MqttProtocol
 from devices.delivery import FaultDelivery
@@ -36,19 +36,6 @@ from devices.state import DeviceState
 from devices.stats import AgentStats, StatsCounter
 
 LOGGER = logging.getLogger(__name__)
-
-
-class TelemetryReport(BaseModel):
-    """Liveness and latest readings, published on ``dt/aftercare/{thing}/telemetry``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    thing: ThingName
-    firmware: str
-    model: str | None = None
-    readings: dict[str, ReadingValue]
-    active_faults: list[str]
-    sent_at: AwareDatetime
 
 
 class DeviceAgent:
@@ -76,6 +63,7 @@ class DeviceAgent:
         )
         self._routines = routines
         self._clock = clock
+        self._booted = time.monotonic()
         self._outbox = Outbox(config.outbox_path, durable=config.outbox_fsync)
         self._ownership = OwnershipLock(config.lock_path, config.thing)
         self._stats = StatsCounter()
@@ -199,20 +187,20 @@ class DeviceAgent:
         with self._session.lock:
             return self._delivery.send(topic, payload, qos, None)
 
-    def publish_telemetry(self, qos: int = 0) -> MQTTMessageInfo:
-        """Publish the current readings, active fault codes and firmware version."""
-        with self.state.lock:
-            report = TelemetryReport(
-                thing=self.config.thing,
-                firmware=self.config.firmware,
-                model=self.config.model,
-                readings=dict(self.state.readings),
-                active_faults=[f.code for f in self.state.faults()],
-                sent_at=self._clock(),
-            )
-        return self.publish_raw(
-            self.topics.telemetry, report.model_dump_json(exclude_none=True).encode(), qos
-        )
+    def publish_telemetry(
+        self,
+        qos: int = 0,
+        *,
+        measures: TelemetryMeasures | None = None,
+        sent_at: datetime | None = None,
+    ) -> MQTTMessageInfo:
+        """Publish a `TelemetryReport`: firmware, uptime, current readings, active fault codes
+        and the model's counters (`measures`). ``sent_at`` defaults to now; a device that
+        uploads readings it buffered while offline passes the time they were taken."""
+        uptime_s = max(0, int(time.monotonic() - self._booted))
+        sent_at = sent_at or self._clock()
+        report = telemetry_report(self.config, self.state, uptime_s, sent_at, measures)
+        return self.publish_raw(self.topics.telemetry, report.to_json_bytes(), qos)
 
     # -- waiting and inspection ------------------------------------------------------------
 
@@ -292,3 +280,25 @@ class DeviceAgent:
     def _ensure_open(self) -> None:
         if self._closed:
             raise AgentError(f"agent for {self.config.thing} is stopped")
+
+
+def telemetry_report(
+    config: AgentConfig,
+    state: DeviceState,
+    uptime_s: int,
+    sent_at: datetime,
+    measures: TelemetryMeasures | None,
+) -> TelemetryReport:
+    """The device's telemetry now: identity, uptime, readings, active faults, counters."""
+    counters = (measures or TelemetryMeasures()).model_dump(exclude_none=True)
+    with state.lock:
+        return TelemetryReport(
+            thing=config.thing,
+            firmware=config.firmware,
+            model=config.model,
+            uptime_s=uptime_s,
+            readings=dict(state.readings),
+            active_faults=[f.code for f in state.faults()],
+            sent_at=sent_at,
+            **counters,
+        )

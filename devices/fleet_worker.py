@@ -21,6 +21,7 @@ import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from devices.agent import DeviceAgent
 from devices.config import AgentConfig
+from devices.ids import utc_now
 from devices.outbox import OutboxError
 from devices.scenario import EventKind, PlannedEvent
 
@@ -222,6 +224,8 @@ class ShardRunner:
             self._raise(agent, event)
         elif event.kind is EventKind.DUPLICATE:
             self._duplicate(agent, event)
+        elif event.kind is EventKind.TELEMETRY:
+            self._telemetry(agent, event)
         elif event.kind is EventKind.OFFLINE_START:
             agent.go_offline()
             self._offline.add(event.device)
@@ -254,6 +258,13 @@ class ShardRunner:
         if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._tally.duplicates_sent += 1
         else:
+            self._tally.publish_failures += 1
+
+    def _telemetry(self, agent: DeviceAgent, event: PlannedEvent) -> None:
+        """Publish a telemetry report (QoS 1: a demo should not lose the drift it shows)."""
+        sent_at = utc_now() - timedelta(seconds=event.age_s)
+        info = agent.publish_telemetry(1, measures=event.telemetry, sent_at=sent_at)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._tally.publish_failures += 1
 
     def _status(self, phase: Phase, backlog: int | None = None) -> None:

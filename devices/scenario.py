@@ -17,6 +17,7 @@ from typing import Annotated, Self
 
 import yaml
 from aftercare.models.ids import FaultCode, ThingName
+from aftercare.models.telemetry import TelemetryMeasures
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +29,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from devices.drift import SECONDS_PER_DAY, DeviceAge, measures_on
 
 Share = Annotated[float, Field(gt=0, le=1)]
 DUPLICATE_DELAY_S = (0.2, 3.0)
@@ -86,6 +89,12 @@ class Scenario(BaseModel):
     seed: int = 0
     firmware: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "1.0.0"
     connect_timeout_s: PositiveFloat = 30.0
+    # Telemetry (off by default): a report per device every `telemetry_every_s` (0: none), the
+    # last `telemetry_history_days` days uploaded at the start (one report a day, backdated, as a
+    # device that buffered them would), and the share of devices that degrade (see devices.drift)
+    telemetry_every_s: NonNegativeFloat = 0.0
+    telemetry_history_days: Annotated[int, Field(ge=0, le=29)] = 0
+    degrading_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     drain_timeout_s: PositiveFloat = 30.0
 
     @model_validator(mode="after")
@@ -143,6 +152,7 @@ class EventKind(StrEnum):
     DUPLICATE = "duplicate"
     OFFLINE_START = "offline_start"
     OFFLINE_END = "offline_end"
+    TELEMETRY = "telemetry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +168,8 @@ class PlannedEvent:
     storm: bool = False
     offline: bool = False
     ref: int | None = None
+    telemetry: TelemetryMeasures | None = None
+    age_s: float = 0.0  # a telemetry report's sent_at is this long before it is published
 
 
 def validate_fleet(
@@ -206,6 +218,7 @@ class _Planner:
         for storm in self.scenario.storms:
             self.plan_storm(storm)
         self.plan_duplicates()
+        self.plan_telemetry()
         return sorted(self.events, key=lambda e: (e.at_s, e.seq))
 
     def plan_offline(self, episode: OfflineEpisode) -> None:
@@ -249,6 +262,33 @@ class _Planner:
             if at < self.scenario.duration_s and not self.is_offline(fault.device, at):
                 self.add(at, EventKind.DUPLICATE, fault.device, ref=fault.seq)
 
+    def plan_telemetry(self) -> None:
+        # A generator of its own: turning telemetry on leaves the fault plan of a seed as it was.
+        every, history = self.scenario.telemetry_every_s, self.scenario.telemetry_history_days
+        if every <= 0 and history == 0:
+            return
+        rng = random.Random(f"telemetry-{self.scenario.seed}")
+        degrading = set(
+            self.sample_with(rng, range(len(self.devices)), self.scenario.degrading_share)
+        )
+        for device, spec in enumerate(self.devices):
+            age = DeviceAge.draw(rng, degrading=device in degrading)
+            for days_ago in range(history, 0, -1):  # oldest first: seq order is sent_at order
+                measures = measures_on(spec.model, age, -days_ago, rng)
+                self.add(
+                    0.0,
+                    EventKind.TELEMETRY,
+                    device,
+                    telemetry=measures,
+                    age_s=days_ago * SECONDS_PER_DAY,
+                )
+            at = rng.uniform(0.0, every) if every > 0 else self.scenario.duration_s
+            while at < self.scenario.duration_s:
+                if not self.is_offline(device, at):
+                    measures = measures_on(spec.model, age, at / SECONDS_PER_DAY, rng)
+                    self.add(at, EventKind.TELEMETRY, device, telemetry=measures)
+                at += every
+
     def add_fault(
         self, at: float, device: int, code: str | None = None, storm: bool = False
     ) -> None:
@@ -274,6 +314,8 @@ class _Planner:
         storm: bool = False,
         offline: bool = False,
         ref: int | None = None,
+        telemetry: TelemetryMeasures | None = None,
+        age_s: float = 0.0,
     ) -> None:
         self.events.append(
             PlannedEvent(
@@ -286,6 +328,8 @@ class _Planner:
                 storm=storm,
                 offline=offline,
                 ref=ref,
+                telemetry=telemetry,
+                age_s=age_s,
             )
         )
 
@@ -298,10 +342,14 @@ class _Planner:
         return self.rng.choices(codes, weights=[weights.get(c, 0.0) for c in codes])[0]
 
     def sample(self, candidates: list[int], share: float) -> list[int]:
-        if not candidates:
+        return self.sample_with(self.rng, candidates, share)
+
+    @staticmethod
+    def sample_with(rng: random.Random, candidates: Sequence[int], share: float) -> list[int]:
+        if not candidates or share <= 0:
             return []
         count = max(1, round(share * len(candidates)))
-        return sorted(self.rng.sample(candidates, count))
+        return sorted(rng.sample(list(candidates), count))
 
     def overlaps(self, device: int, start: float, end: float) -> bool:
         return any(s < end and start < e for s, e in self.windows.get(device, []))

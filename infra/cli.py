@@ -29,6 +29,7 @@ from infra.cli_dispatch import dispatch_app, tickets_dispatch
 from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
 from infra.cli_guides import assist, guides_app
+from infra.cli_health import devices_health
 from infra.cli_jobs import jobs_app
 from infra.cli_kpis import kpis_command
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
@@ -65,6 +66,7 @@ app = typer.Typer(
 )
 devices_app.command("provision")(devices_provision)
 cli_owners.install(devices_app)
+devices_app.command("health")(devices_health)
 cli_passthrough.add_local(app)
 app.command("demo")(demo)
 cli_passthrough.add_device(app)

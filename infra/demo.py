@@ -107,6 +107,12 @@ def demo_scenario(duration_s: float, seed: int) -> Scenario:
         seed=seed,
         connect_timeout_s=30,
         drain_timeout_s=30,
+        # a week of buffered daily telemetry at start, then live reports; a tenth of the devices
+        # degrade (filter nearly spent, temperature climbing), so the run shows maintenance
+        # advice and preventive tickets (`aftercare devices health THING`)
+        telemetry_every_s=duration_s / 3,
+        telemetry_history_days=7,
+        degrading_share=0.1,
     )
 
 

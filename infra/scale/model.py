@@ -259,8 +259,9 @@ class Simulation:
         return {
             "iot_in_per_s": per_s + telemetry + diag,  # faults, telemetry, diagnostics answers
             "iot_out_per_s": diag,  # diagnostics requests
-            "rule_evals_per_s": per_s + diag,  # telemetry matches no topic rule
-            "rule_actions_per_s": per_s + diag,
+            # every telemetry message matches TelemetryTopicRule (one SQS action), as faults do
+            "rule_evals_per_s": per_s + telemetry + diag,
+            "rule_actions_per_s": per_s + telemetry + diag,
         }
 
     def _tickets_table(self, tickets: float, diagnostics: float) -> dict[str, float]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode
 from aftercare.domain.parking import CHANNELS, DIAGNOSTICS, FAULTS, receive
+from aftercare.domain.parking import TELEMETRY as TELEMETRY_CHANNEL
 from aftercare.domain.ports import ParkedMessage
 from aftercare.models.payloads import FaultEnvelope
 from pydantic import BaseModel, ConfigDict
@@ -87,8 +88,9 @@ def test_every_channel_parks_under_its_own_sources() -> None:
     assert [(c.source, c.dead_letter_source, c.queue) for c in CHANNELS] == [
         ("fault-intake", "fault-dlq", "FaultQueue"),
         ("diagnostics", "diagnostics-dlq", "DiagnosticsResultQueue"),
+        ("telemetry", "telemetry-dlq", "TelemetryQueue"),
     ]
-    assert (FAULTS, DIAGNOSTICS) == CHANNELS
+    assert (FAULTS, DIAGNOSTICS, TELEMETRY_CHANNEL) == CHANNELS
 
 
 class Parked:

@@ -51,6 +51,7 @@ def test_the_template_policy_confines_each_device_to_its_own_topics() -> None:
     assert sorted(rules_part.strip().splitlines()) == [
         "topic read cmd/aftercare/+/diagnostics/res",
         "topic read dt/aftercare/+/fault",
+        "topic read dt/aftercare/+/telemetry",
     ]
     # the functions' diagnostics requests and cancels, and the operator's smoke fault
     assert sorted(data_part.strip().splitlines()) == [

@@ -302,6 +302,7 @@ def test_kinds_are_the_documented_ones() -> None:
         "engineer_en_route",
         "booking_confirmed",
         "visit_reminder",
+        "maintenance_advice",
     }
 
 

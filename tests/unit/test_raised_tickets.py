@@ -24,6 +24,7 @@ from aftercare.domain.raising import (
     RaiseRequest,
     UnknownSymptom,
     raise_ticket,
+    symptom_code,
     symptom_list,
 )
 from aftercare.domain.rules import load_catalog
@@ -291,3 +292,16 @@ def test_the_symptom_list_names_codes_in_the_customers_language():
     assert english["FAN-STALL"] == "Cooling fan stalled"
     assert chinese["FAN-STALL"] == "散热风扇停转"
     assert set(chinese) == set(catalog.codes_for_model("AC-HP"))
+
+
+def test_a_preventive_code_is_neither_offered_nor_accepted_as_a_symptom():
+    # Given the catalog's preventive code (raised by the cloud from telemetry trends)
+    catalog = load_catalog()
+    preventive = [entry.code for entry in catalog.codes.values() if entry.preventive]
+    assert preventive
+    # When customers look at the symptom list, or name that code in a report
+    listed = {s.code for s in symptom_list(catalog, "en")}
+    # Then it is not offered, and naming it is an unknown symptom, not a ticket
+    assert not listed & set(preventive)
+    with pytest.raises(UnknownSymptom):
+        symptom_code(preventive[0], raised_world().rules, "f-1")

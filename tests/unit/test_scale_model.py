@@ -60,7 +60,8 @@ def test_a_tiny_fleet_matches_the_arithmetic_by_hand(inputs: Inputs) -> None:
     # Then each minute is 1 fault/s: IoT in = 1 fault + 1,000 telemetry + 1 diagnostics answer
     assert row["iot_in_per_s"] == pytest.approx(1002)
     assert row["iot_out_per_s"] == pytest.approx(1)
-    assert row["rule_actions_per_s"] == pytest.approx(2)  # telemetry matches no rule
+    # and every IoT message in is one rule action (fault, telemetry and diagnostics rules)
+    assert row["rule_actions_per_s"] == pytest.approx(1002)
     # and concurrency is rate x measured Lambda seconds per fault
     assert row["intake_conc"] == pytest.approx(0.1)
     assert row["autodiagnose_conc"] == pytest.approx(0.2)

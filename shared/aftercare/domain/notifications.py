@@ -46,6 +46,7 @@ class EventKind(StrEnum):
     ENGINEER_EN_ROUTE = "engineer_en_route"  # the visit's engineer set off
     BOOKING_CONFIRMED = "booking_confirmed"  # a visit was booked (or rescheduled)
     VISIT_REMINDER = "visit_reminder"  # the day before the visit
+    MAINTENANCE_ADVICE = "maintenance_advice"  # a maintenance rule fired on the telemetry
 
 
 DIGEST_KIND = "digest"

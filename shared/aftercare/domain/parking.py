@@ -29,6 +29,7 @@ from aftercare.models.payloads import (
     FaultEnvelope,
 )
 from aftercare.models.strict_json import ContentRejected, loads_strict
+from aftercare.models.telemetry import MAX_TELEMETRY_PAYLOAD_BYTES, TelemetryEnvelope
 
 MAX_DISPLAY_PAYLOAD = 16 * 1024
 
@@ -77,7 +78,16 @@ DIAGNOSTICS: Channel[DiagnosticsEnvelope] = Channel(
     kept_body=MAX_DIAGNOSTICS_PAYLOAD_BYTES,
     lists_errors=False,
 )
-CHANNELS: tuple[Channel[Any], ...] = (FAULTS, DIAGNOSTICS)
+TELEMETRY: Channel[TelemetryEnvelope] = Channel(
+    name="telemetry",
+    source="telemetry",
+    dead_letter_source="telemetry-dlq",
+    queue="TelemetryQueue",
+    envelope=TelemetryEnvelope,
+    kept_body=MAX_TELEMETRY_PAYLOAD_BYTES,
+    lists_errors=False,
+)
+CHANNELS: tuple[Channel[Any], ...] = (FAULTS, DIAGNOSTICS, TELEMETRY)
 
 
 def printable_payload(payload_b64: str) -> str:

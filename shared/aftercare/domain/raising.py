@@ -114,7 +114,8 @@ def symptom_code(symptom: str, rules: IntakeRules, fault_id: str) -> str:
     """The fault code a symptom stands for: a catalog code as it is, free text a triage code of
     its own. Raises UnknownSymptom for code-like text the catalog does not know."""
     text = symptom.strip()
-    if rules.catalog.lookup(text) is not None:
+    entry = rules.catalog.lookup(text)
+    if entry is not None and not entry.preventive:  # preventive codes are the cloud's to raise
         return text
     if CODE_LIKE.match(text):
         raise UnknownSymptom(f"{text!r} is not a symptom code of the catalog (GET /symptoms)")
@@ -235,7 +236,7 @@ def symptom_list(catalog: FaultCatalog, lang: str, model: str | None = None) -> 
             models=list(entry.models),
         )
         for entry in sorted(catalog.codes.values(), key=lambda e: (e.category, e.code))
-        if model is None or model in entry.models
+        if (model is None or model in entry.models) and not entry.preventive
     ]
 
 

@@ -35,6 +35,8 @@ class CatalogEntry(_Rule):
     auto_diagnose: bool
     # The fault always needs an engineer on site: the ticket is dispatchable from the start.
     always_onsite: bool = False
+    # Opened by the maintenance rules from telemetry, never reported by a device.
+    preventive: bool = False
 
 
 class FaultCatalog(_Rule):
@@ -45,7 +47,12 @@ class FaultCatalog(_Rule):
         return self.codes.get(code)
 
     def codes_for_model(self, model: str) -> list[str]:
-        return sorted(code for code, entry in self.codes.items() if model in entry.models)
+        """The codes a device of `model` may report (preventive codes are the cloud's)."""
+        return sorted(
+            code
+            for code, entry in self.codes.items()
+            if model in entry.models and not entry.preventive
+        )
 
 
 class Threshold(_Rule):
