@@ -56,8 +56,15 @@ PYC_PYTHON: Final = (3, 12)  # the runtime's interpreter: layer bytecode must be
 TRACER_MODES: Final = {"tracer-off": "true", "tracer-on": "false"}  # POWERTOOLS_TRACE_DISABLED
 # Modules no function's cold start may load: Powertools' parser models (every AWS event as a
 # pydantic model) cost about half a bare boto3 import, and no handler uses them; PyYAML (the
-# layer ships its data files as JSON too, shared/Makefile).
-NEVER_AT_COLD_START: Final = ("aws_lambda_powertools.utilities.parser.models", "yaml")
+# layer ships its data files as JSON too, shared/Makefile); the resolvers and event classes
+# Powertools' re-export packages hold for other event sources (aftercare.lean_imports).
+NEVER_AT_COLD_START: Final = (
+    "aws_lambda_powertools.utilities.parser.models",
+    "yaml",
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
+)
 # ...and what one function's cold start must not load (its first invocation does not use it).
 NOT_AT_COLD_START_OF: Final = {
     "FaultIntakeFunction": ("aftercare.domain.stock", "aftercare.models.api"),
