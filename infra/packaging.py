@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -188,6 +189,8 @@ class Outcome:
     import_ms: float = 0.0
     init_ms: float = 0.0
     cpu_ms: float = 0.0  # CPU time of import + init: steadier than wall time on a busy machine
+    process_cpu_ms: float = 0.0  # the whole process's CPU: interpreter start-up included
+    process_wall_ms: float = 0.0  # the whole process's wall time, exec to exit
     origins: dict[str, str] = field(default_factory=dict)  # module -> the file it came from
 
     def line(self) -> str:
@@ -262,6 +265,7 @@ def run_probe(
     python: Path, spec: Mapping[str, Any], env: Mapping[str, str], cwd: Path, *flags: str
 ) -> tuple[dict[str, Any], str]:
     """Run `lambda_probe.py` in ``python -I -S`` (plus `flags`); its report and its stderr."""
+    started = time.perf_counter()
     try:
         done = subprocess.run(
             [str(python), "-I", "-S", *flags, str(PROBE)],
@@ -279,7 +283,9 @@ def run_probe(
     if not reports:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"ok": False, "error": f"exit {done.returncode}: {tail[0]}"}, done.stderr
-    return json.loads(reports[-1].removeprefix("PROBE ")), done.stderr
+    report = json.loads(reports[-1].removeprefix("PROBE "))
+    report["process_wall_ms"] = (time.perf_counter() - started) * 1000  # exec to exit
+    return report, done.stderr
 
 
 def start_function(
@@ -328,6 +334,8 @@ def start_function(
         import_ms=float(report.get("import_ms", 0.0)),
         init_ms=float(report.get("init_ms", 0.0)),
         cpu_ms=float(report.get("cpu_ms", 0.0)),
+        process_cpu_ms=float(report.get("process_cpu_ms", 0.0)),
+        process_wall_ms=float(report.get("process_wall_ms", 0.0)),
         origins={str(k): str(v) for k, v in (report.get("origins") or {}).items()},
     )
     return outcome, stderr
