@@ -5,7 +5,8 @@ functions import from have an ``__init__`` that only re-exports every sibling:
 ``aws_lambda_powertools.event_handler`` (the AppSync, Bedrock, VPC Lattice, ... resolvers, and
 asyncio with them) and ``aws_lambda_powertools.utilities.data_classes`` (about thirty event
 classes, zipfile among their imports). A function uses one resolver or two or three event
-classes; the rest was a fifth of a bare boto3 start.
+classes; the rest was a fifth of a bare boto3 start. Our own `aftercare.domain.ports` is the
+same kind of package: every port module, so any adapter importing one record loaded them all.
 
 `DeferredReexports` (a `sys.meta_path` finder, installed by ``aftercare/__init__``) loads such a
 package as an empty module whose names are resolved on first use: a name the ``__init__``
@@ -31,6 +32,9 @@ POWERTOOLS_REEXPORTS: Final = (
     "aws_lambda_powertools.event_handler",
     "aws_lambda_powertools.utilities.data_classes",
 )
+# ...and ours: every port module (a dozen, their records and Protocols) re-exported in one place.
+AFTERCARE_REEXPORTS: Final = ("aftercare.domain.ports",)
+DEFERRED: Final = POWERTOOLS_REEXPORTS + AFTERCARE_REEXPORTS
 
 
 def reexports(package: str, source: str) -> dict[str, tuple[str, str]] | None:
@@ -112,7 +116,7 @@ class DeferredReexports(importlib.abc.MetaPathFinder):
         return spec
 
 
-def defer_reexports(packages: Iterable[str] = POWERTOOLS_REEXPORTS) -> None:
+def defer_reexports(packages: Iterable[str] = DEFERRED) -> None:
     """Install the finder once (before the path finders): a no-op when already installed."""
     if not any(isinstance(finder, DeferredReexports) for finder in sys.meta_path):
         sys.meta_path.insert(0, DeferredReexports(packages))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aftercare.lean_imports import POWERTOOLS_REEXPORTS, reexports
+from aftercare.lean_imports import DEFERRED, reexports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,19 @@ def test_a_resolver_and_an_event_class_come_without_the_rest_of_their_packages()
     assert loaded == []
 
 
-@pytest.mark.parametrize("package", POWERTOOLS_REEXPORTS)
+def test_an_adapter_loads_the_ports_it_uses_not_every_port():
+    loaded = in_fresh_interpreter(
+        "from aftercare.adapters.dynamodb import DynamoTicketStore\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith("
+        "'aftercare.domain.ports.'))))\n"
+    )
+    assert "aftercare.domain.ports.records" in loaded
+    assert not {"aftercare.domain.ports.surveys", "aftercare.domain.ports.notifications"} & set(
+        loaded
+    )
+
+
+@pytest.mark.parametrize("package", DEFERRED)
 def test_every_name_of_a_deferred_package_is_the_object_its_init_exports(package: str):
     # Given a deferred package in a fresh interpreter, asked for every exported name one by one
     names = in_fresh_interpreter(
