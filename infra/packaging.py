@@ -65,6 +65,7 @@ NEVER_AT_COLD_START: Final = (
     "aws_lambda_powertools.event_handler.appsync",
     "aws_lambda_powertools.event_handler.bedrock_agent",
     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
+    "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
 )
 # ...and with the tracer off (the X-Ray SDK loads it): asyncio, which only Powertools' batch
 # utility (not used: aftercare.batch) and its other resolvers (aftercare.lean_imports) imported.
