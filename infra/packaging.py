@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,8 +57,19 @@ PYC_PYTHON: Final = (3, 12)  # the runtime's interpreter: layer bytecode must be
 TRACER_MODES: Final = {"tracer-off": "true", "tracer-on": "false"}  # POWERTOOLS_TRACE_DISABLED
 # Modules no function's cold start may load: Powertools' parser models (every AWS event as a
 # pydantic model) cost about half a bare boto3 import, and no handler uses them; PyYAML (the
-# layer ships its data files as JSON too, shared/Makefile).
-NEVER_AT_COLD_START: Final = ("aws_lambda_powertools.utilities.parser.models", "yaml")
+# layer ships its data files as JSON too, shared/Makefile); the resolvers and event classes
+# Powertools' re-export packages hold for other event sources (aftercare.lean_imports).
+NEVER_AT_COLD_START: Final = (
+    "aws_lambda_powertools.utilities.parser.models",
+    "yaml",
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
+    "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
+)
+# ...and with the tracer off (the X-Ray SDK loads it): asyncio, which only Powertools' batch
+# utility (not used: aftercare.batch) and its other resolvers (aftercare.lean_imports) imported.
+NOT_WITHOUT_TRACER: Final = ("asyncio", "aws_lambda_powertools.utilities.batch")
 # ...and what one function's cold start must not load (its first invocation does not use it).
 NOT_AT_COLD_START_OF: Final = {
     "FaultIntakeFunction": ("aftercare.domain.stock", "aftercare.models.api"),
@@ -178,6 +190,8 @@ class Outcome:
     import_ms: float = 0.0
     init_ms: float = 0.0
     cpu_ms: float = 0.0  # CPU time of import + init: steadier than wall time on a busy machine
+    process_cpu_ms: float = 0.0  # the whole process's CPU: interpreter start-up included
+    process_wall_ms: float = 0.0  # the whole process's wall time, exec to exit
     origins: dict[str, str] = field(default_factory=dict)  # module -> the file it came from
 
     def line(self) -> str:
@@ -252,6 +266,7 @@ def run_probe(
     python: Path, spec: Mapping[str, Any], env: Mapping[str, str], cwd: Path, *flags: str
 ) -> tuple[dict[str, Any], str]:
     """Run `lambda_probe.py` in ``python -I -S`` (plus `flags`); its report and its stderr."""
+    started = time.perf_counter()
     try:
         done = subprocess.run(
             [str(python), "-I", "-S", *flags, str(PROBE)],
@@ -269,7 +284,9 @@ def run_probe(
     if not reports:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"ok": False, "error": f"exit {done.returncode}: {tail[0]}"}, done.stderr
-    return json.loads(reports[-1].removeprefix("PROBE ")), done.stderr
+    report = json.loads(reports[-1].removeprefix("PROBE "))
+    report["process_wall_ms"] = (time.perf_counter() - started) * 1000  # exec to exit
+    return report, done.stderr
 
 
 def start_function(
@@ -300,7 +317,7 @@ def start_function(
         "absent": [
             *NEVER_AT_COLD_START,
             *NOT_AT_COLD_START_OF.get(function.logical_id, ()),
-            *([XRAY_SDK] if mode == "tracer-off" else []),
+            *([XRAY_SDK, *NOT_WITHOUT_TRACER] if mode == "tracer-off" else []),
         ],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
     }
@@ -318,6 +335,8 @@ def start_function(
         import_ms=float(report.get("import_ms", 0.0)),
         init_ms=float(report.get("init_ms", 0.0)),
         cpu_ms=float(report.get("cpu_ms", 0.0)),
+        process_cpu_ms=float(report.get("process_cpu_ms", 0.0)),
+        process_wall_ms=float(report.get("process_wall_ms", 0.0)),
         origins={str(k): str(v) for k, v in (report.get("origins") or {}).items()},
     )
     return outcome, stderr

@@ -93,6 +93,16 @@ def cold_start_table(cold: Mapping[str, Any]) -> list[str]:
     lines += [
         f"  {lid:34} {f['ms']:7.0f} ms  x{f['ratio']:.2f}" for lid, f in cold["functions"].items()
     ]
+    whole = cold.get("whole_process")
+    if whole:
+        lines.append(
+            f"whole process ({whole['clock']}), baseline boto3 + client "
+            f"{whole['baseline_ms']:.0f} ms:"
+        )
+        lines += [
+            f"  {lid:34} {f['ms']:7.0f} ms  x{f['ratio']:.2f}"
+            for lid, f in whole["functions"].items()
+        ]
     return lines
 
 

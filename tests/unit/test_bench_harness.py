@@ -339,6 +339,11 @@ def _results() -> dict:
             "runs": 1,
             "baseline_ms": 100.0,
             "functions": {"FaultIntakeFunction": {"ms": 300.0, "ratio": 3.0}},
+            "whole_process": {
+                "clock": "process-cpu",
+                "baseline_ms": 120.0,
+                "functions": {"FaultIntakeFunction": {"ms": 240.0, "ratio": 2.0}},
+            },
         },
     }
 
@@ -381,4 +386,6 @@ def test_the_report_prints_every_table():
     assert "| 20 | 20 | 2/10 | 300/900 | 800/1500 | 600/1100 | 50 | 50% | 100.0 |" in text
     assert "saturation (p99 fault->ticket < 2 s): 20 faults/s" in text
     assert "FaultIntakeFunction" in text and "x3.00" in text
+    assert "whole process (process-cpu), baseline boto3 + client 120 ms" in text
+    assert "x2.00" in text
     assert "not run (a lower rate lost most of its tickets): 100" in text

@@ -1,4 +1,4 @@
-"""What a cold start does not pay for: validators of models it never uses, PyYAML.
+"""What a cold start does not pay for: validators of models it never uses, PyYAML, asyncio.
 
 Deterministic pins of the cold-start work (issue 11); the timings themselves are a benchmark
 (`python -m infra.coldstart`), and `make packaging` checks in the bare runtime that no function
@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import shutil
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -62,3 +64,20 @@ def test_data_is_read_from_the_twin_when_the_build_wrote_one(tmp_path: Path):
     # And without a twin the YAML is parsed
     (tmp_path / "policy.json").unlink()
     assert load(tmp_path, "policy.yaml") == {"version": "from-yaml"}
+
+
+def test_the_shared_start_of_a_batch_or_api_function_skips_what_no_first_invocation_uses():
+    # Given a fresh interpreter importing what every batch and API function's start imports
+    code = (
+        "import sys\n"
+        "import aftercare.adapters.dynamodb, aftercare.api.resolver, aftercare.batch\n"
+        "import aftercare.observability\n"
+        "skipped = ('asyncio', 'statistics', 'aws_lambda_powertools.utilities.batch',\n"
+        "    'aws_lambda_powertools.event_handler.appsync', 'aftercare.domain.ports.surveys')\n"
+        "print(sorted(m for m in skipped if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    # Then none of them was imported: asyncio (Powertools' batch utility and its other
+    # resolvers), statistics (reorder suggestions only), ports the adapters do not use
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

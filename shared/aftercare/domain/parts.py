@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -210,6 +209,10 @@ class ReorderPolicy(_Frozen):
 
     @property
     def z(self) -> float:
+        # statistics (with fractions) is imported here: only reorder suggestions need it, and
+        # every function's start imports this module
+        from statistics import NormalDist
+
         return NormalDist().inv_cdf(self.service_level)
 
 
