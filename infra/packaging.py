@@ -67,9 +67,6 @@ NEVER_AT_COLD_START: Final = (
     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
     "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
 )
-# ...and with the tracer off (the X-Ray SDK loads it): asyncio, which only Powertools' batch
-# utility (not used: aftercare.batch) and its other resolvers (aftercare.lean_imports) imported.
-NOT_WITHOUT_TRACER: Final = ("asyncio", "aws_lambda_powertools.utilities.batch")
 # ...and what one function's cold start must not load (its first invocation does not use it).
 NOT_AT_COLD_START_OF: Final = {
     "FaultIntakeFunction": ("aftercare.domain.stock", "aftercare.models.api"),
@@ -317,7 +314,7 @@ def start_function(
         "absent": [
             *NEVER_AT_COLD_START,
             *NOT_AT_COLD_START_OF.get(function.logical_id, ()),
-            *([XRAY_SDK, *NOT_WITHOUT_TRACER] if mode == "tracer-off" else []),
+            *([XRAY_SDK] if mode == "tracer-off" else []),
         ],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
-from aftercare.batch import EventType, ReportingBatchProcessor, process_partial_response
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.diagnostics import auto_diagnose, cancel_pending
 from aftercare.domain.diagnostics_records import TicketNotActive
 from aftercare.domain.tickets import Ticket
@@ -21,6 +21,10 @@ from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    EventType,
+    process_partial_response,
+)
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -102,5 +106,7 @@ def start_auto(ticket: Ticket) -> str | None:
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
-    response = process_partial_response(event, record_handler, processor)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
     return dict(response)

@@ -7,12 +7,16 @@ from functools import cache
 from typing import Any
 
 from aftercare.adapters.parked import DynamoParkedStore
-from aftercare.batch import EventType, ReportingBatchProcessor, process_partial_response
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.parking import record_dead_letter
 from aftercare.observability import logger, tracer
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import (
+    EventType,
+    process_partial_response,
+)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -49,5 +53,7 @@ def record_handler(record: SQSRecord) -> str:
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
-    response = process_partial_response(event, record_handler, processor)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
     return dict(response)

@@ -17,12 +17,13 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.dispatch_deps import dispatch_deps_from_env
-from aftercare.batch import EventType, ReportingBatchProcessor, process_partial_response
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.dispatching import DispatchDeps, dispatch_ticket
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -63,5 +64,7 @@ def record_handler(record: DynamoDBRecord) -> str | None:
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
-    response = process_partial_response(event, record_handler, processor)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
     return dict(response)

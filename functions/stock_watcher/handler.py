@@ -11,7 +11,7 @@ from aftercare.adapters.aws import from_item
 from aftercare.adapters.dispatch_marks import DynamoWaitingTickets
 from aftercare.adapters.events import EventBridgePublisher
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader, stock_from_item
-from aftercare.batch import EventType, ReportingBatchProcessor, process_partial_response
+from aftercare.batch import ReportingBatchProcessor
 from aftercare.domain.dispatching import wake_waiting
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
@@ -19,6 +19,10 @@ from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    EventType,
+    process_partial_response,
+)
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -87,5 +91,7 @@ def record_handler(record: DynamoDBRecord) -> None:
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any record: a missing variable fails with its name
-    response = process_partial_response(event, record_handler, processor)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
     return dict(response)
