@@ -9,11 +9,13 @@ Routes read the result with `current_caller(app)`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from aftercare.domain.access import Caller, caller_from_claims
 
@@ -49,3 +51,29 @@ def current_caller(app: ApiGatewayResolver) -> Caller:
     if not isinstance(caller, Caller):
         raise RuntimeError("the authenticate middleware is not installed on this resolver")
     return caller
+
+
+class CallerRouter(APIGatewayHttpRouter):
+    """A Router whose routes learn who calls with `router.caller()`.
+
+    Powertools points an included Router at the last resolver that included it, and a process
+    may hold several (tests, the OpenAPI generator): each request names its own resolver here
+    instead, in a context variable a router-wide middleware sets for the request's duration."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._serving: ContextVar[ApiGatewayResolver] = ContextVar(name)
+        self.use([self._remember_app])
+
+    def _remember_app(
+        self, app: ApiGatewayResolver, next_middleware: NextMiddleware
+    ) -> Response[Any]:
+        token = self._serving.set(app)
+        try:
+            return next_middleware(app)
+        finally:
+            self._serving.reset(token)
+
+    def caller(self) -> Caller:
+        """The caller of the request being served."""
+        return current_caller(self._serving.get())

@@ -7,7 +7,6 @@ OpenAPI document. Errors map to HTTP here, once: `SlotTaken` is 409 `slot_taken`
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
@@ -15,16 +14,14 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
-from aftercare.api.caller import current_caller
+from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller
 from aftercare.domain.calendar import (
@@ -48,23 +45,7 @@ from aftercare.models.ids import TicketId
 from aftercare.observability import logger, metrics
 from aftercare.settings import EnvSettings, load_settings
 
-router = APIGatewayHttpRouter()
-
-# The resolver serving the request. Powertools points an included Router at the last resolver
-# that included it, and a process may hold several (tests, the OpenAPI generator): each request
-# names its own here instead.
-_serving: ContextVar[ApiGatewayResolver] = ContextVar("field_routes_app")
-
-
-def _remember_app(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    token = _serving.set(app)
-    try:
-        return next_middleware(app)
-    finally:
-        _serving.reset(token)
-
-
-router.use([_remember_app])
+router = CallerRouter("field_routes_app")
 
 Region = Annotated[str, Query(pattern=r"^[a-z]{2}-[a-z]+$")]
 
@@ -97,7 +78,7 @@ def field_service() -> FieldBooking:
 
 
 def caller() -> Caller:
-    return current_caller(_serving.get())
+    return router.caller()
 
 
 def _json(status: HTTPStatus, body: Any) -> Response[Any]:

@@ -8,19 +8,15 @@ OpenAPI document. Errors map to HTTP here, once.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from aftercare.adapters.diagnostics import (
@@ -28,7 +24,7 @@ from aftercare.adapters.diagnostics import (
     DynamoDiagnosticsStore,
     IotDataPublisher,
 )
-from aftercare.api.caller import current_caller
+from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller
 from aftercare.domain.assist import AssistAnswer, Assistant, documents, load_faqs
@@ -44,26 +40,11 @@ from aftercare.models.ids import FaultCode, TicketId
 from aftercare.observability import logger, metrics
 from aftercare.settings import EnvSettings, load_settings
 
-router = APIGatewayHttpRouter()
-
-# The resolver serving the request (see `aftercare.api.raised_routes`: an included Router points
-# at the last resolver that included it; each request names its own here instead).
-_serving: ContextVar[ApiGatewayResolver] = ContextVar("guide_routes_app")
-
-
-def _remember_app(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    token = _serving.set(app)
-    try:
-        return next_middleware(app)
-    finally:
-        _serving.reset(token)
-
-
-router.use([_remember_app])
+router = CallerRouter("guide_routes_app")
 
 
 def caller() -> Caller:
-    return current_caller(_serving.get())
+    return router.caller()
 
 
 Lang = Annotated[str, Query(pattern=r"^(en|zh|zh-CN)$", description="en (default) or zh-CN")]

@@ -9,7 +9,6 @@ OpenAPI document. Errors map to HTTP here, once.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from http import HTTPStatus
@@ -17,10 +16,8 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from aftercare.adapters.diagnostics import (
@@ -30,7 +27,7 @@ from aftercare.adapters.diagnostics import (
 )
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.tasks import DynamoTaskStore
-from aftercare.api.caller import current_caller
+from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.channels import load_channel_policy
@@ -65,22 +62,7 @@ from aftercare.models.tickets import TicketRecord
 from aftercare.observability import logger, metrics
 from aftercare.settings import EnvSettings, load_settings
 
-router = APIGatewayHttpRouter()
-
-# The resolver serving the request (see `aftercare.api.field_routes`: an included Router points
-# at the last resolver that included it; each request names its own here instead).
-_serving: ContextVar[ApiGatewayResolver] = ContextVar("raised_routes_app")
-
-
-def _remember_app(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    token = _serving.set(app)
-    try:
-        return next_middleware(app)
-    finally:
-        _serving.reset(token)
-
-
-router.use([_remember_app])
+router = CallerRouter("raised_routes_app")
 
 TaskId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.-]{1,80}$")]
 Lang = Annotated[str, Query(pattern=r"^(en|zh|zh-CN)$")]
@@ -133,7 +115,7 @@ def raised_deps() -> tuple[RaiseDeps, ClassifyDeps]:
 
 
 def caller() -> Caller:
-    return current_caller(_serving.get())
+    return router.caller()
 
 
 def _require_staff(who: Caller) -> None:
