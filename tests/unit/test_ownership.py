@@ -38,6 +38,8 @@ from aftercare.models.ownership import ClaimRequest, TransferRequest
 from moto import mock_aws
 from pydantic import ValidationError
 
+from infra import cli_advice
+from infra.cli import invoke
 from infra.cli_owners import my_device_row
 from infra.seeding import DEMO_CLAIM_CODES, claim_code, claim_items, claimable_devices
 from tests.fakes.diagnostics import make_ticket
@@ -504,3 +506,33 @@ def test_support_reissues_a_locked_devices_code_and_the_customer_claims_with_it(
         reissue_claim_code(store, FIRST.serial, POLICY)
     with pytest.raises(ClaimNotFound):
         reissue_claim_code(store, "NOPE0000", POLICY)
+
+
+class OwnersApiClient:
+    """The CLI's API client, answered by the Owners function's resolver as c-1."""
+
+    def get(self, path: str) -> Any:
+        status, body = call("GET", path)
+        assert status == 200
+        return body
+
+
+def test_advice_list_json_has_one_row_per_standing_advice_of_the_customers_devices(
+    api, ddb, monkeypatch, capsys
+):
+    # Given c-1 owns two devices, one of whose telemetry advised a fan replacement
+    claim(api, "c-1")
+    claim(api, "c-1", "DEMO-CLAIM-0002", thing=SECOND.thing)
+    ddb.put_item(TableName=HEALTH, Item=to_item(health_item(fan_health(FIRST.thing, "c-1"))))
+    monkeypatch.setattr(cli_advice, "required_client", lambda opts: OwnersApiClient())
+    # When c-1 runs `aftercare advice list --json` (through GET /me/devices)
+    invoke(["advice", "list", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    # Then there is one row, with the device, the rule, its message, part, price and time
+    assert [(r["thing"], r["rule"], r["part"]) for r in rows] == [
+        (FIRST.thing, "fan-preventive", "FAN-80MM")
+    ]
+    expected = {"thing", "model", "rule", "title_en", "title_zh", "part", "price", "currency"}
+    assert expected | {"issued_at"} == set(rows[0])
+    assert rows[0]["price"] == RULES.parts["FAN-80MM"].unit_price
+    assert rows[0]["issued_at"].startswith((NOW - timedelta(hours=3)).date().isoformat())
