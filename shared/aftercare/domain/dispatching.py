@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.calendar import booked_move, scheduled_visit
+from aftercare.domain.channels import ChannelPolicy
 from aftercare.domain.dispatch import (
     Candidate,
     CandidateSearch,
@@ -31,7 +32,6 @@ from aftercare.domain.dispatch import (
     local_day,
     static_rule_failure,
 )
-from aftercare.domain.channels import ChannelPolicy
 from aftercare.domain.dispatch_policy import DispatchPolicy
 from aftercare.domain.ports.dispatch import (
     CustomerPreferences,
