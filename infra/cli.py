@@ -23,6 +23,7 @@ from infra import cli_owners, cli_passthrough
 from infra.admin.provision import ProvisionError
 from infra.admin.users import UserError
 from infra.cli_admin import admin_app, devices_provision, smoke
+from infra.cli_advice import advice_app
 from infra.cli_api import diag_app, login_command
 from infra.cli_core import CliError, stack_command
 from infra.cli_dispatch import dispatch_app, tickets_dispatch
@@ -107,6 +108,8 @@ app.command("kpis")(kpis_command)
 # Guides the device confirms and the answer service (issue 13).
 app.add_typer(guides_app, name="guides")
 app.command("assist")(stack_command(assist))
+# Maintenance advice from telemetry (issue 13): a customer's devices, or one device for staff.
+app.add_typer(advice_app, name="advice")
 
 
 def invoke(argv: Sequence[str] | None = None) -> Any:

@@ -3,7 +3,8 @@ their devices.
 
     POST /devices/claim              {"serial" | "thing", "code"} -> 201 the claimed device
     POST /devices/{thing}/transfer   {"to_customer"} | {"to_email"} | {"release": true} -> 200
-    GET  /me/devices                 the caller's devices: warranty, last seen, open tickets
+    GET  /me/devices                 the caller's devices: warranty, last seen, open tickets,
+                                     the maintenance advice that still holds
 
 A function of its own on the same API (its role writes the claims list, the registry's owner
 and the customers' device lists; nothing else does), built from the shared resolver. Errors:
@@ -19,12 +20,14 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
+from aftercare.adapters.health import DynamoHealthReader
 from aftercare.adapters.ownership import DynamoOwnershipStore
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
 from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
+from aftercare.domain.maintenance import load_maintenance_rules
 from aftercare.domain.ownership import (
     AlreadyClaimed,
     ClaimLocked,
@@ -60,6 +63,7 @@ class Settings(EnvSettings):
     devices_table: str
     customers_table: str
     tickets_table: str
+    health_table: str
 
 
 @cache
@@ -72,6 +76,8 @@ def deps() -> Ownership:
             customers_table=settings.customers_table,
         ),
         tickets=DynamoTicketReader(tickets_table=settings.tickets_table),
+        health=DynamoHealthReader(health_table=settings.health_table),
+        rules=load_maintenance_rules(),
         policy=load_ownership_policy(),
     )
 

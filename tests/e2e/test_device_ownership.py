@@ -19,7 +19,10 @@ from urllib.request import Request, urlopen
 
 import boto3
 import pytest
+from aftercare.adapters.aws import to_item
+from aftercare.adapters.health import health_item
 from aftercare.adapters.ownership import DynamoOwnershipStore
+from aftercare.domain.health import DeviceHealth
 from aftercare.domain.ownership import add_months, load_ownership_policy, registry_item
 from aftercare.domain.ports.ownership import ClaimConflict
 
@@ -116,6 +119,27 @@ def ticket_of(api: Api, code: str) -> dict[str, Any]:
     return wait_for(find, timeout=60, what=f"{code} ticket on {DEVICE.thing}")
 
 
+def put_fan_health(stack: Stack, heard: datetime) -> None:
+    """The device's health item as the telemetry function writes it: its fan past the RT-X's
+    rated life, advised this period (what telemetry does not yet send on the shared stack)."""
+    health = DeviceHealth(
+        thing=DEVICE.thing,
+        model=DEVICE.model,
+        customer_id=ALICE.customer_id,
+        firmware=DEVICE.firmware,
+        uptime_s=60,
+        first_seen=heard,
+        last_seen=heard,
+        last_sent_at=heard,
+        fan_hours=51000.0,
+        advised={"fan-preventive": "2026-01-01/90d"},
+        advised_at={"fan-preventive": heard},
+    )
+    stack.target.client("dynamodb").put_item(
+        TableName=stack.target.resource("DeviceHealthTable"), Item=to_item(health_item(health))
+    )
+
+
 def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
     alice, bob = customers(local_stack)
     claim = {"serial": DEVICE.serial, "code": "DEMO-CLAIM-0001"}
@@ -131,6 +155,16 @@ def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
     device = the_device(mine)
     assert device is not None and device["warranty"]["in_warranty"] is True
     assert device["warranty"]["until"] == claimed["warranty_until"] and device["advice"] == []
+    # When its telemetry's health item says a fan replacement was advised to Alice
+    heard = datetime.now(UTC).replace(microsecond=0)
+    put_fan_health(local_stack, heard)
+    # Then her list shows the advice with its part and price, and when the device was heard
+    status, mine = alice.call("GET", "/me/devices")
+    device = the_device(mine)
+    assert status == 200 and device is not None
+    assert [(a["rule"], a["part"]) for a in device["advice"]] == [("fan-preventive", "FAN-80MM")]
+    assert device["advice"][0]["price"] is not None
+    assert datetime.fromisoformat(device["last_seen"]) == heard
     # And Bob, with the same code, is told it is taken
     status, refused = bob.call("POST", "/devices/claim", claim)
     assert (status, refused["reason"]) == (409, "already_claimed")
@@ -155,6 +189,7 @@ def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
     status, theirs = bob.call("GET", "/me/devices")
     device = the_device(theirs)
     assert status == 200 and device is not None and device["open_tickets"] == []
+    assert device["advice"] == []  # the health item's advice was Alice's
     assert bob.call("GET", f"/tickets/{before['ticket_id']}")[0] == 404
 
     # When the device reports a new fault after the transfer

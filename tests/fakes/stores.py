@@ -19,6 +19,7 @@ from aftercare.domain.ports.records import (
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
+    EscalationTracker,
     IntakeContext,
     LastResolution,
     NewTicketPlan,
@@ -53,6 +54,7 @@ class FakeTicketStore:
         self.visits: dict[str, dict[str, VisitRecord]] = {}
         self.marks: dict[tuple[str, str], RequestMark] = {}
         self.tasks: dict[str, Task] = {}
+        self.escalations: dict[str, EscalationTracker | None] = {}  # the ticket's esc_* attributes
         self.requests = 0
 
     # ------------------------------------------------------------------ inventory
@@ -130,6 +132,7 @@ class FakeTicketStore:
         self.seen[(t.thing, plan.occurrence.fault_id)] = t.ticket_id
         self._put_mark(plan.request)
         self.tickets[t.ticket_id] = t
+        self.escalations[t.ticket_id] = plan.escalation
         self.occurrences[t.ticket_id] = [plan.occurrence]
         self.timeline[t.ticket_id] = list(plan.timeline)
         if plan.task is not None and plan.task_entry is not None:
@@ -177,6 +180,7 @@ class FakeTicketStore:
         self.locks[(after.thing, after.fault_code)] = lock
         self.tickets[after.ticket_id] = after
         self.timeline[after.ticket_id].extend(plan.timeline)
+        self.escalations[after.ticket_id] = plan.escalation
 
     def tickets_by_id(self, ticket_ids: list[str]) -> dict[str, Ticket]:
         return {t: self.tickets[t] for t in ticket_ids if t in self.tickets}

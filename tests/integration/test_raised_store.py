@@ -12,11 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aftercare.adapters.aws import to_item
 from aftercare.adapters.diagnostics import DynamoDeviceDirectory, DynamoDiagnosticsStore
 from aftercare.adapters.tasks import DynamoTaskStore
+from aftercare.adapters.ticket_items import ticket_key
 from aftercare.domain.access import Caller
 from aftercare.domain.channels import load_channel_policy
 from aftercare.domain.classification import ClassifyDeps, classify_ticket
+from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.intake import IntakeRules
 from aftercare.domain.ports import CodeAlreadyOpen
 from aftercare.domain.raising import (
@@ -130,6 +133,14 @@ def test_free_text_is_classified_in_place_and_the_lock_moves(stack: dict) -> Non
     kinds = {e.kind for e in stored.timeline}
     assert {"classified", "parts_reserved", "diagnostics_requested"} <= kinds
     assert done.diagnostic is not None and done.diagnostic.routine == "self_test"
+    # And its escalation schedule moved to the code's SLA in that transaction
+    item = moto_client("dynamodb", stack["url"], "us-east-1").get_item(
+        TableName=stack["resources"]["TicketsTable"],
+        Key=to_item(ticket_key(raised.ticket.ticket_id)),
+    )["Item"]
+    expected = first_tracker(stored.ticket, load_escalation())
+    assert expected is not None
+    assert (int(item["esc_index"]["N"]), int(item["esc_next_at"]["N"])) == (0, expected.next_epoch)
     # And a report of that code now joins it; a second free-text ticket cannot take the code
     again = RaiseRequest(thing="rt-x-0009", symptom="PSU-OVERVOLT", channel=Channel.APP)
     joined = raise_ticket(customer("c-0009"), again, key=None, deps=deps, now=now)

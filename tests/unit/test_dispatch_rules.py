@@ -285,11 +285,12 @@ def test_a_strong_first_time_fix_record_ranks_first() -> None:
     assert ids([poor, good], job()) == ["E-good", "E-poor"]
 
 
-def test_a_vip_customers_preferred_engineer_ranks_first() -> None:
+def test_a_customers_preferred_engineer_ranks_first() -> None:
+    # (the job names preferred engineers only when the tier's treatment asks: dispatching)
     a = EngineerContext(engineer=engineer("E-a"))
     b = EngineerContext(engineer=engineer("E-b"))
     assert ids([a, b], job(tier="vip", preferred_engineers=("E-b",))) == ["E-b", "E-a"]
-    assert ids([a, b], job(tier="standard", preferred_engineers=("E-b",))) == ["E-a", "E-b"]
+    assert ids([a, b], job(tier="vip")) == ["E-a", "E-b"]
 
 
 def test_an_earlier_visit_ranks_first_by_sla_slack() -> None:

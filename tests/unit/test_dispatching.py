@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from aftercare.domain.channels import ChannelPolicy, load_channel_policy
 from aftercare.domain.dispatch import FirstTimeFix
 from aftercare.domain.dispatch_policy import DispatchPolicy, load_dispatch_policy
 from aftercare.domain.dispatching import DispatchDeps, DispatchOutcome, dispatch_ticket
@@ -71,6 +72,7 @@ class World:
             policy=load_dispatch_policy(),
             catalog=load_catalog(),
             prices=load_price_table(),
+            channels=load_channel_policy(),
         )
         self.ticket_id = ticket.ticket_id
 
@@ -195,6 +197,41 @@ def test_hard_rules_win_over_a_vips_preference() -> None:
 def test_a_standard_customers_record_is_not_read(p1: World) -> None:
     p1.dispatch()
     assert p1.customers.reads == []
+
+
+def channels_with(tier: str, prefer: bool) -> ChannelPolicy:
+    """The shipped channel policy with one tier's `named_engineer_preference` set."""
+    shipped = load_channel_policy()
+    treatment = shipped.treatment(tier).model_copy(update={"named_engineer_preference": prefer})
+    return shipped.model_copy(update={"tiers": {**shipped.tiers, tier: treatment}})
+
+
+def test_the_vip_tiers_treatment_in_channels_yaml_is_what_turns_the_preference_on() -> None:
+    # Given the shipped channel policy: VIP's treatment prefers named engineers
+    assert load_channel_policy().treatment("vip").named_engineer_preference
+    # And a VIP who prefers the farther engineer, with that treatment switched off in the data
+    world = vip_world(["E-far"])
+    world.deps = replace(world.deps, channels=channels_with("vip", prefer=False))
+    # When the Dispatcher runs
+    outcome = world.dispatch()
+    # Then the customer record is not read and the nearer engineer goes, as for anyone
+    assert world.customers.reads == []
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-near"
+
+
+def test_a_tier_whose_treatment_prefers_named_engineers_gets_them_whatever_its_name() -> None:
+    # Given a standard (P1, booked automatically) customer preferring the farther engineer,
+    # and the standard tier's treatment switched on in the data
+    world = World(visit_ticket())
+    world.customers.preferred = {world.ticket.customer_id: ["E-far"]}
+    world.deps = replace(world.deps, channels=channels_with("standard", prefer=True))
+    # When the Dispatcher runs
+    outcome = world.dispatch()
+    # Then the record was read and the preference won, with no code naming a tier
+    assert world.customers.reads == [world.ticket.customer_id]
+    assert outcome is not None and outcome.booking is not None
+    assert outcome.booking.engineer_id == "E-far"
 
 
 def test_visits_not_finished_yet_say_nothing_about_first_time_fix() -> None:

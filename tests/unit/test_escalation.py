@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from aftercare.adapters.ticket_writes import classification_items
 from aftercare.domain.escalation import (
     EscalationAction,
     first_tracker,
     load_escalation,
     plan_escalation,
+    rescheduled_tracker,
     schedule,
     sweep_escalations,
 )
-from aftercare.domain.ports.records import EscalationTracker
+from aftercare.domain.parts import ReservationPlan
+from aftercare.domain.ports.records import ClassificationPlan, EscalationTracker
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketFlag, TicketStatus
 
@@ -128,3 +131,39 @@ def test_a_resolved_ticket_ends_its_schedule() -> None:
 def test_nothing_is_due_before_the_first_step() -> None:
     store, pager = FakeEscalations(ticket()), Pager()
     assert sweep_escalations(store, pager, POLICY, NOW + timedelta(hours=1)) == []
+
+
+def classification(escalation: EscalationTracker | None) -> ClassificationPlan:
+    before = ticket()
+    after = before.model_copy(update={"version": before.version + 1})
+    return ClassificationPlan(
+        ticket=before,
+        classified=after,
+        timeline=[],
+        reservation=ReservationPlan(lines=[], deltas=[]),
+        escalation=escalation,
+    )
+
+
+def test_a_classification_writes_the_moved_schedule_on_the_ticket_in_its_transaction() -> None:
+    # Given a classification whose new SLA has a next step
+    tracker = first_tracker(ticket(), POLICY)
+    assert tracker is not None
+    # When its transaction is built
+    update = classification_items("T", classification(tracker))[0].request["Update"]
+    # Then the ticket's own guarded update sets the tracker's attributes (the index entry moves)
+    assert "esc_next_at = :esc_next_at" in update["UpdateExpression"]
+    assert update["ExpressionAttributeValues"][":esc_next_at"] == {"N": str(tracker.next_epoch)}
+    assert update["ExpressionAttributeValues"][":esc_bucket"] == {"S": tracker.bucket}
+    assert "#version = :expected" in update["ConditionExpression"]
+    # And with no step left under the new SLA, it takes the ticket out of the index
+    done = classification_items("T", classification(None))[0].request["Update"]
+    assert done["UpdateExpression"].endswith("REMOVE esc_index, esc_bucket, esc_next_at")
+
+
+def test_no_step_left_under_the_new_sla_means_no_tracker() -> None:
+    # Given a ticket reclassified after every step of the new schedule came due
+    before, after = ticket(), ticket()
+    late = NOW + timedelta(days=2)
+    # Then nothing is left to schedule
+    assert rescheduled_tracker(before, after, POLICY, late) is None

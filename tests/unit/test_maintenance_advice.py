@@ -69,6 +69,8 @@ def test_a_low_filter_is_advised_once_with_the_parts_price(fleet):
     assert facts.customer_id == "cust-1" and facts.thing == "ac-1"
     assert "filter life 11 %" in facts.title_en and "FILTER-ACHP" in facts.title_en
     assert "18.50 EUR" in facts.title_en and "18.50 EUR" in facts.title_zh
+    # And the health item remembers when (what the owner's device list shows as issued_at)
+    assert set(fleet.store.health["ac-1"].advised_at) == {"filter-change"}
     # When the device keeps reporting a low filter in the same period
     again = fleet.send("ac-1", filter_life_pct=10.0)
     # Then nothing more is sent, and the desk is not even asked (the health remembers)

@@ -12,9 +12,12 @@ from typing import Any
 import boto3
 import pytest
 from aftercare.adapters.aws import to_item
+from aftercare.adapters.health import DynamoHealthReader, health_item, healths_request
 from aftercare.adapters.ownership import DynamoOwnershipStore, claim_parts, wrong_code_update
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.domain.access import Caller
+from aftercare.domain.health import DeviceHealth
+from aftercare.domain.maintenance import load_maintenance_rules
 from aftercare.domain.ownership import (
     AlreadyClaimed,
     ClaimLocked,
@@ -35,6 +38,8 @@ from aftercare.models.ownership import ClaimRequest, TransferRequest
 from moto import mock_aws
 from pydantic import ValidationError
 
+from infra import cli_advice
+from infra.cli import invoke
 from infra.cli_owners import my_device_row
 from infra.seeding import DEMO_CLAIM_CODES, claim_code, claim_items, claimable_devices
 from tests.fakes.diagnostics import make_ticket
@@ -44,7 +49,9 @@ from tests.fakes.tables import create_template_tables
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 POLICY = load_ownership_policy()
-TABLES = ("ClaimsTable", "DevicesTable", "CustomersTable", "TicketsTable")
+TABLES = ("ClaimsTable", "DevicesTable", "CustomersTable", "TicketsTable", "DeviceHealthTable")
+HEALTH = "aftercare-device-health-test"
+RULES = load_maintenance_rules()
 OWNERS = load_handler("owners", "owners_handler")
 SEEDED = claimable_devices()
 FIRST, SECOND = SEEDED[0], SEEDED[1]  # codes DEMO-CLAIM-0001, DEMO-CLAIM-0002
@@ -130,6 +137,68 @@ def test_the_owners_view_has_only_their_tickets_and_the_warranty_state():
     assert view.advice == [] and view.last_seen == new.last_seen
 
 
+def fan_health(thing: str, owner: str, **changes: Any) -> DeviceHealth:
+    """An RT-X whose fan is past its rated life (50,000 h) and was advised so at 09:00."""
+    return DeviceHealth(
+        thing=thing,
+        model="RT-X",
+        customer_id=owner,
+        firmware="2.0.1",
+        uptime_s=10,
+        first_seen=NOW - timedelta(days=30),
+        last_seen=NOW - timedelta(minutes=5),
+        last_sent_at=NOW - timedelta(minutes=5),
+        fan_hours=51000,
+        advised={"fan-preventive": "2026-11-11/90d", "thermal-trend": "2026-12-03/7d"},
+        advised_at={"fan-preventive": NOW - timedelta(hours=3)},
+        **changes,
+    )
+
+
+def test_the_owners_view_has_the_advice_that_still_holds_with_its_part_and_price():
+    # Given a device whose telemetry advised a fan replacement (and once opened a ticket)
+    device = registry_item(FIRST, "c-2", date(2026, 1, 1), date(2027, 1, 1))
+    health = fan_health(FIRST.thing, "c-2")
+    # When its owner's view is built from the health item
+    view = my_device(device, [], "c-2", NOW, health=health, rules=RULES)
+    # Then the telemetry is the last time it was heard from, and the fan advice stands, priced
+    assert view.last_seen == NOW - timedelta(minutes=5)
+    [advice] = view.advice
+    assert (advice.rule, advice.part, advice.price, advice.currency) == (
+        "fan-preventive",
+        "FAN-80MM",
+        RULES.parts["FAN-80MM"].unit_price,
+        "EUR",
+    )
+    assert advice.issued_at == NOW - timedelta(hours=3) and "51000 h" in advice.title_en
+    # And once the fan is replaced, or for another owner, there is none
+    replaced = health.model_copy(update={"fan_hours": 10.0})
+    assert my_device(device, [], "c-2", NOW, health=replaced, rules=RULES).advice == []
+    assert (
+        my_device(device, [], "c-2", NOW, health=fan_health("x", "c-1"), rules=RULES).advice == []
+    )
+
+
+def test_a_silent_device_shows_the_offline_advice_from_when_it_went_silent():
+    device = registry_item(FIRST, "c-2", date(2026, 1, 1), date(2027, 1, 1))
+    health = fan_health(FIRST.thing, "c-2", offline_since=NOW - timedelta(minutes=1))
+    view = my_device(device, [], "c-2", NOW, health=health, rules=RULES)
+    assert [a.rule for a in view.advice] == ["fan-preventive", "offline"]
+    assert view.advice[1].issued_at == NOW - timedelta(minutes=1)
+
+
+def test_the_health_read_is_one_batch_get_of_health_keys():
+    request = healths_request(HEALTH, ["a", "b"])
+    assert request == {
+        HEALTH: {
+            "Keys": [
+                {"thing": {"S": "a"}, "kind": {"S": "HEALTH"}},
+                {"thing": {"S": "b"}, "kind": {"S": "HEALTH"}},
+            ]
+        }
+    }
+
+
 def test_seeded_claimable_devices_are_forty_with_two_documented_codes():
     assert len(SEEDED) == 40 and len({d.thing for d in SEEDED}) == 40
     assert claim_code(1) == DEMO_CLAIM_CODES[1] and FIRST.thing == "rt-x-9001"
@@ -169,7 +238,8 @@ def store(ddb: Any) -> DynamoOwnershipStore:
 @pytest.fixture
 def owners(store: DynamoOwnershipStore, ddb: Any) -> Ownership:
     tickets = DynamoTicketReader(tickets_table="aftercare-tickets-test", ddb=ddb)
-    return Ownership(store=store, tickets=tickets, policy=POLICY)
+    health = DynamoHealthReader(health_table=HEALTH, ddb=ddb)
+    return Ownership(store=store, tickets=tickets, health=health, rules=RULES, policy=POLICY)
 
 
 def claim(owners: Ownership, customer_id: str, code: str = "DEMO-CLAIM-0001", **device: str):
@@ -194,6 +264,27 @@ def test_a_customer_claims_a_device_and_its_warranty_starts_that_day(owners, sto
     [mine] = owners.my_devices(customer("c-1"), NOW)
     assert (mine.thing, mine.serial, mine.model) == (FIRST.thing, FIRST.serial, "RT-X")
     assert mine.warranty.in_warranty and mine.open_tickets == [] and mine.advice == []
+
+
+def test_my_devices_reads_every_devices_health_in_one_batch(owners, ddb, monkeypatch):
+    # Given c-1 owns two devices and one of them has a health item with standing advice
+    claim(owners, "c-1")
+    claim(owners, "c-1", "DEMO-CLAIM-0002", thing=SECOND.thing)
+    item = health_item(fan_health(FIRST.thing, "c-1"))
+    ddb.put_item(TableName=HEALTH, Item=to_item(item))
+    batch_gets: list[Any] = []
+    original = ddb.batch_get_item
+    monkeypatch.setattr(ddb, "batch_get_item", lambda **kw: batch_gets.append(kw) or original(**kw))
+    # When c-1 lists their devices
+    mine = {d.thing: d for d in owners.my_devices(customer("c-1"), NOW)}
+    first, second = mine[FIRST.thing], mine[SECOND.thing]
+    # Then the health of both came from one BatchGetItem on the health table
+    health_reads = [b for b in batch_gets if HEALTH in b["RequestItems"]]
+    assert len(health_reads) == 1 and len(health_reads[0]["RequestItems"][HEALTH]["Keys"]) == 2
+    # And the device with telemetry shows its advice and when it was heard from
+    assert [a.rule for a in first.advice] == ["fan-preventive"]
+    assert first.last_seen == NOW - timedelta(minutes=5)
+    assert second.advice == [] and second.last_seen is None
 
 
 def test_a_device_can_be_claimed_by_its_thing_name(owners):
@@ -415,3 +506,33 @@ def test_support_reissues_a_locked_devices_code_and_the_customer_claims_with_it(
         reissue_claim_code(store, FIRST.serial, POLICY)
     with pytest.raises(ClaimNotFound):
         reissue_claim_code(store, "NOPE0000", POLICY)
+
+
+class OwnersApiClient:
+    """The CLI's API client, answered by the Owners function's resolver as c-1."""
+
+    def get(self, path: str) -> Any:
+        status, body = call("GET", path)
+        assert status == 200
+        return body
+
+
+def test_advice_list_json_has_one_row_per_standing_advice_of_the_customers_devices(
+    api, ddb, monkeypatch, capsys
+):
+    # Given c-1 owns two devices, one of whose telemetry advised a fan replacement
+    claim(api, "c-1")
+    claim(api, "c-1", "DEMO-CLAIM-0002", thing=SECOND.thing)
+    ddb.put_item(TableName=HEALTH, Item=to_item(health_item(fan_health(FIRST.thing, "c-1"))))
+    monkeypatch.setattr(cli_advice, "required_client", lambda opts: OwnersApiClient())
+    # When c-1 runs `aftercare advice list --json` (through GET /me/devices)
+    invoke(["advice", "list", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    # Then there is one row, with the device, the rule, its message, part, price and time
+    assert [(r["thing"], r["rule"], r["part"]) for r in rows] == [
+        (FIRST.thing, "fan-preventive", "FAN-80MM")
+    ]
+    expected = {"thing", "model", "rule", "title_en", "title_zh", "part", "price", "currency"}
+    assert expected | {"issued_at"} == set(rows[0])
+    assert rows[0]["price"] == RULES.parts["FAN-80MM"].unit_price
+    assert rows[0]["issued_at"].startswith((NOW - timedelta(hours=3)).date().isoformat())

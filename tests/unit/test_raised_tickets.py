@@ -224,6 +224,38 @@ def test_classifying_reserves_parts_and_runs_the_codes_routine(world, store, dep
         classify_ticket(AGENT, ticket.ticket_id, "TEMP-HIGH", deps=classify_deps, now=later)
 
 
+def test_classifying_moves_the_escalation_schedule_to_the_new_codes_sla(store, deps, classify_deps):
+    # Given an unclassified free-text ticket (P3: first escalation step at half of 24 h)
+    raised = raise_ticket(CUSTOMER, ask("fan makes no noise"), key=None, deps=deps, now=NOW)
+    ticket_id = raised.ticket.ticket_id
+    first = store.escalations[ticket_id]
+    assert first is not None and first.next_at == NOW + timedelta(hours=12)
+    # When it is classified as FAN-STALL (P2: response due 4 h after opening) 10 minutes later
+    classify_ticket(
+        AGENT, ticket_id, "FAN-STALL", deps=classify_deps, now=NOW + timedelta(minutes=10)
+    )
+    # Then, in the same write, the schedule's next step is the new SLA's first: 2 h after opening
+    moved = store.escalations[ticket_id]
+    assert moved is not None and (moved.index, moved.bucket) == (0, first.bucket)
+    assert moved.next_at == NOW + timedelta(hours=2)
+
+
+def test_steps_the_old_schedule_reached_are_not_repeated_after_classifying(
+    store, deps, classify_deps
+):
+    # Given an unclassified ticket whose first step (response at 50 % of 24 h) came due
+    raised = raise_ticket(CUSTOMER, ask("fan makes no noise"), key=None, deps=deps, now=NOW)
+    ticket_id = raised.ticket.ticket_id
+    # When it is classified as FAN-STALL (P2) 13 hours after opening
+    classify_ticket(
+        AGENT, ticket_id, "FAN-STALL", deps=classify_deps, now=NOW + timedelta(hours=13)
+    )
+    # Then that step is not taken again; the next one (75 % of 4 h) is due at once
+    moved = store.escalations[ticket_id]
+    assert moved is not None and moved.index == 1
+    assert moved.next_at == NOW + timedelta(hours=3)
+
+
 def test_classifying_into_a_code_already_open_is_refused(store, rules, deps, classify_deps):
     intake_fault(envelope(report()), store, rules)  # FAN-STALL is open on the device
     raised = raise_ticket(CUSTOMER, ask("no air"), key=None, deps=deps, now=NOW)

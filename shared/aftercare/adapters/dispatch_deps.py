@@ -14,6 +14,7 @@ from aftercare.adapters.dispatch_marks import (
 )
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
 from aftercare.adapters.ticket_reads import DynamoTicketReader
+from aftercare.domain.channels import load_channel_policy
 from aftercare.domain.dispatch_policy import load_dispatch_policy
 from aftercare.domain.dispatching import DispatchDeps
 from aftercare.domain.pricing import load_price_table
@@ -37,6 +38,7 @@ def dispatch_deps(
         policy=load_dispatch_policy(),
         catalog=load_catalog(),
         prices=load_price_table(),
+        channels=load_channel_policy(),
     )
 
 

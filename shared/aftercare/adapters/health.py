@@ -3,6 +3,8 @@
 Access patterns (see the table in template.yaml):
 - telemetry batch: BatchGetItem of the devices' registry items and health items (one request
   per 50 devices), then one conditional PutItem per device with news;
+- owner's view (`GET /me/devices`): BatchGetItem of the caller's devices' health items (one
+  request per 100 devices);
 - silence sweep: Query the sparse `due_checks` index (only health items with a pending check
   carry `check_shard`/`next_check_at`) per shard for `next_check_at <= now`, then the
   same BatchGetItem and a conditional PutItem marking the device offline.
@@ -26,6 +28,7 @@ HEALTH_KIND = "HEALTH"
 DUE_CHECKS_INDEX = "due_checks"
 CHECK_SHARDS = 8
 BATCH_GET_DEVICES = 50  # two keys each (registry + health): BatchGetItem's limit is 100
+BATCH_GET_KEYS = 100
 
 
 def check_shard(thing: str) -> str:
@@ -73,6 +76,15 @@ def read_request(devices_table: str, health_table: str, things: Sequence[str]) -
             health_table: {
                 "Keys": [{"thing": {"S": t}, "kind": {"S": HEALTH_KIND}} for t in things],
             },
+        }
+    }
+
+
+def healths_request(health_table: str, things: Sequence[str]) -> dict[str, Any]:
+    """The health items of up to 100 devices, in one BatchGetItem."""
+    return {
+        health_table: {
+            "Keys": [{"thing": {"S": t}, "kind": {"S": HEALTH_KIND}} for t in things],
         }
     }
 
@@ -151,6 +163,28 @@ class DynamoHealthStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise HealthConflict(health.thing) from exc
             raise
+
+
+class DynamoHealthReader:
+    """`HealthReader` over DeviceHealthTable: one BatchGetItem per 100 devices."""
+
+    ddb = LazyClient("dynamodb")
+
+    def __init__(self, *, health_table: str, ddb: Any | None = None) -> None:
+        self.health_table = health_table
+        self._ddb = ddb
+
+    def healths(self, things: Sequence[str]) -> dict[str, DeviceHealth]:
+        found: dict[str, DeviceHealth] = {}
+        for start in range(0, len(things), BATCH_GET_KEYS):
+            pending = healths_request(self.health_table, things[start : start + BATCH_GET_KEYS])
+            while pending:
+                answer = self.ddb.batch_get_item(RequestItems=pending)
+                for raw in answer["Responses"].get(self.health_table, []):
+                    health = health_from_item(from_item(raw))
+                    found[health.thing] = health
+                pending = answer.get("UnprocessedKeys") or {}
+        return found
 
 
 def _text(value: Any) -> str | None:

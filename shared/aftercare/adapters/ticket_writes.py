@@ -342,9 +342,9 @@ CLASSIFIED_FIELDS = (
 def classification_items(
     table: str, plan: ClassificationPlan, inventory_table: str | None = None
 ) -> list[TxItem]:
-    """The ticket's classified fields (guarded by its version and an active status), the
-    open-fault lock moved from the old code to the new one (the new one only if free), the
-    timeline and the part holds with their stock updates."""
+    """The ticket's classified fields and its SLA escalation schedule (guarded by its version
+    and an active status), the open-fault lock moved from the old code to the new one (the
+    new one only if free), the timeline and the part holds with their stock updates."""
     before, after = plan.ticket, plan.classified
     data = after.model_dump(mode="json")
     names = {f"#{n}": n for n in CLASSIFIED_FIELDS} | {"#st": "status"}
@@ -352,11 +352,19 @@ def classification_items(
     states = sorted(s.value for s in ACTIVE_STATES)
     values |= {":expected": before.version} | {f":active{i}": s for i, s in enumerate(states)}
     active = " OR ".join(f"#st = :active{i}" for i in range(len(states)))
+    sets = [f"#{n} = :{n}" for n in CLASSIFIED_FIELDS]
+    escalation = ""
+    if plan.escalation is None:
+        escalation = " " + REMOVE_ESCALATION  # no step left under the new SLA
+    else:  # the sweeper's index entry moves to the new SLA's next step, in this transaction
+        attrs = tracker_attributes(plan.escalation)
+        sets += [f"{n} = :{n}" for n in attrs]
+        values |= {f":{n}": v for n, v in attrs.items()}
     update = {
         "Update": {
             "TableName": table,
             "Key": to_item(ticket_key(after.ticket_id)),
-            "UpdateExpression": "SET " + ", ".join(f"#{n} = :{n}" for n in CLASSIFIED_FIELDS),
+            "UpdateExpression": "SET " + ", ".join(sets) + escalation,
             "ConditionExpression": f"#version = :expected AND ({active})",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},

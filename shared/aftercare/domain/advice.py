@@ -20,7 +20,7 @@ from typing import Protocol
 
 from aftercare.domain.health import DeviceHealth
 from aftercare.domain.intake import IntakeRules, intake_fault
-from aftercare.domain.maintenance import Action, Due, MaintenanceRules, PartPrice, due_for
+from aftercare.domain.maintenance import Action, Due, MaintenanceRules, due_for, title_values
 from aftercare.domain.notifications import EventKind
 from aftercare.domain.notifier import Notifier
 from aftercare.domain.ports import IntakeStore
@@ -73,7 +73,8 @@ def act_on(
     if not acted:
         return health, []
     advised = {**health.advised, **{a.rule_id: a.period for a in acted}}
-    return health.model_copy(update={"advised": advised}), acted
+    advised_at = {**health.advised_at, **{a.rule_id: now for a in acted}}
+    return health.model_copy(update={"advised": advised, "advised_at": advised_at}), acted
 
 
 def advice_id(thing: str, due: Due) -> str:
@@ -86,7 +87,7 @@ def advice_facts(
     """The advice as the notifier's message facts (its id is the advice's, not a ticket's)."""
     rule = rules.rule(health.model, due.rule_id)
     part = rules.part(due.part) if due.part else None
-    values = _title_values(due, part)
+    values = title_values(due.finding, part)
     return TicketSummary(
         ticket_id=advice_id(health.thing, due),
         customer_id=health.customer_id or "",
@@ -103,19 +104,6 @@ def advice_facts(
         opened_at=now,
         first_seen=now,
     )
-
-
-def _title_values(due: Due, part: PartPrice | None) -> dict[str, str]:
-    values = {"finding": due.finding}
-    if part is not None:
-        values |= {
-            "part": part.sku,
-            "part_name_en": part.name_en,
-            "part_name_zh": part.name_zh,
-            "price": f"{part.unit_price:.2f}",
-            "currency": part.currency,
-        }
-    return values
 
 
 def preventive_report(health: DeviceHealth, due: Due, now: datetime) -> FaultEnvelope:

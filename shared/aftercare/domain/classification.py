@@ -17,6 +17,7 @@ from typing import Any
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.diagnostics import auto_diagnose
 from aftercare.domain.diagnostics_records import PublishFailed, TicketNotActive
+from aftercare.domain.escalation import EscalationPolicy, load_escalation, rescheduled_tracker
 from aftercare.domain.intake import IntakeRules, wanted_parts
 from aftercare.domain.parts import OutOfStock, ReservationPlan, plan_reservations
 from aftercare.domain.ports import (
@@ -64,8 +65,10 @@ def plan_classification(
     rules: IntakeRules,
     actor: str,
     now: datetime,
+    escalation: EscalationPolicy,
 ) -> ClassificationPlan:
-    """The ticket as intake would have opened it for `entry`, and the parts it holds now."""
+    """The ticket as intake would have opened it for `entry`, the parts it holds now, and its
+    SLA escalation schedule moved to the new SLA."""
     priority = rules.policy.priority_for(entry.severity, ticket.customer_tier, ticket.in_warranty)
     sla = rules.policy.sla_for(priority, ticket.customer_tier)
     reservation = plan_reservations(
@@ -108,7 +111,11 @@ def plan_classification(
     if reservation.lines or reservation.notes:
         timeline.append(_parts_entry(reservation, actor, now))
     return ClassificationPlan(
-        ticket=ticket, classified=classified, timeline=timeline, reservation=reservation
+        ticket=ticket,
+        classified=classified,
+        timeline=timeline,
+        reservation=reservation,
+        escalation=rescheduled_tracker(ticket, classified, escalation, now),
     )
 
 
@@ -162,7 +169,7 @@ def classify_ticket(
         stock = deps.tickets.load_stock(keys) if keys else {}
         plan = plan_classification(
             ticket, entry, opening=opening, stock=stock, rules=deps.rules,
-            actor=caller.actor, now=now,
+            actor=caller.actor, now=now, escalation=load_escalation(),
         )  # fmt: skip
         try:
             deps.tickets.classify(plan)

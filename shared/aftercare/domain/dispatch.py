@@ -26,7 +26,9 @@ Score of a candidate (lower is better) = sum of weight x term (weights in `score
 - `partner`: 1 for a partner engineer (in-house first), except in `partners.first_in_regions`
   where it is 1 for in-house engineers instead; never for a partner when SLA escalation set
   `partners_allowed` on the ticket (partners then compete on the other terms alone);
-- `vip_preferred`: 1 when a VIP customer prefers this engineer (a negative weight: a bonus).
+- `vip_preferred`: 1 when the customer prefers this engineer (a negative weight: a bonus); the
+  job names preferred engineers only for tiers whose treatment (`channels.yaml`,
+  `named_engineer_preference`) asks for it, today VIP.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class DispatchJob(_Frozen):
     location: GeoPoint
     sla_due: AwareDatetime
     parts_ready_at: AwareDatetime
-    preferred_engineers: tuple[str, ...] = ()
+    preferred_engineers: tuple[str, ...] = ()  # only when the tier's treatment prefers them
     partners_allowed: bool = False  # SLA escalation: no in-house-first preference
 
 
@@ -336,9 +338,7 @@ def score_terms(
         first_time_fix=ftf_shortfall(ctx.ftf, policy),
         cost=cost,
         partner=1.0 if penalised else 0.0,
-        vip_preferred=1.0
-        if job.tier == "vip" and engineer.engineer_id in job.preferred_engineers
-        else 0.0,
+        vip_preferred=1.0 if engineer.engineer_id in job.preferred_engineers else 0.0,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.calendar import booked_move, scheduled_visit
+from aftercare.domain.channels import ChannelPolicy
 from aftercare.domain.dispatch import (
     Candidate,
     CandidateSearch,
@@ -60,7 +61,7 @@ from aftercare.models.field import (
     Engineer,
 )
 from aftercare.models.parts import LineStatus
-from aftercare.models.tickets import CustomerTier, TicketStatus, TimelineEntry
+from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 MAX_MARK_RETRIES = 3
 OFFERED_IN_ENTRY = 3
@@ -79,6 +80,7 @@ class DispatchDeps:
     policy: DispatchPolicy
     catalog: FaultCatalog
     prices: PriceTable
+    channels: ChannelPolicy  # each tier's treatment: whether its named engineers are preferred
 
 
 class DispatchOutcome(BaseModel):
@@ -324,11 +326,16 @@ def live_booking(deps: DispatchDeps, ticket_id: str) -> Booking | None:
 
 
 def job_of(ticket: Ticket, deps: DispatchDeps, now: datetime) -> DispatchJob:
-    """The ticket as a visit to place: parts lead times, and a VIP's preferred engineers (the
-    customer record is read for VIP tickets only: the score term applies to nobody else)."""
+    """The ticket as a visit to place: parts lead times, and the customer's preferred engineers
+    when their tier's treatment (`channels.yaml`, `named_engineer_preference`) asks for it (the
+    customer record is read for those tiers only: the score term applies to nobody else)."""
     skus = [line.sku for line in ticket.parts]
-    vip = ticket.customer_tier is CustomerTier.VIP
-    preferred = deps.customers.preferred_engineers(ticket.customer_id) if vip else []
+    treatment = deps.channels.treatment(str(ticket.customer_tier))
+    preferred = (
+        deps.customers.preferred_engineers(ticket.customer_id)
+        if treatment.named_engineer_preference
+        else []
+    )
     return job_for(
         ticket,
         policy=deps.policy,

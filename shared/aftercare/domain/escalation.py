@@ -113,6 +113,31 @@ def first_tracker(ticket: Ticket, policy: EscalationPolicy) -> EscalationTracker
     )
 
 
+def rescheduled_tracker(
+    before: Ticket, after: Ticket, policy: EscalationPolicy, now: datetime
+) -> EscalationTracker | None:
+    """The schedule moved to a reclassified ticket's SLA (`after`; same opening time).
+
+    The steps the old schedule had reached by `now` (due at or before it: the sweeper acted on
+    them, or is about to) count as done; the tracker points at the first step of the new
+    schedule that is not, even when it is already due: a step overdue under the new SLA is
+    acted on at the next sweep. (Only if the new SLA swaps the order of a response and a
+    resolution step could a done step fall after that one and be acted on again.)"""
+    steps = schedule(after, policy)
+    if not steps or not after.active:
+        return None
+    done = {s.step.name for s in schedule(before, policy) if s.due <= now}
+    index = next((i for i, s in enumerate(steps) if s.step.name not in done), len(steps))
+    if index == len(steps):
+        return None
+    return EscalationTracker(
+        ticket_id=after.ticket_id,
+        index=index,
+        next_at=steps[index].due,
+        bucket=bucket_of(after.ticket_id),
+    )
+
+
 class EscalationPlan(BaseModel):
     """What one sweep does to one ticket, applied in one transaction (then the pages)."""
 

@@ -55,6 +55,7 @@ class DeviceHealth(BaseModel):
     next_check_at: datetime | None = None  # when silence becomes an offline check
     offline_since: datetime | None = None
     advised: dict[str, str] = Field(default_factory=dict)  # rule id -> the period it last fired
+    advised_at: dict[str, datetime] = Field(default_factory=dict)  # rule id -> when it last fired
 
     def daily_means(self) -> list[tuple[date, float]]:
         return sorted((date.fromisoformat(d), t.mean) for d, t in self.daily_temp.items())

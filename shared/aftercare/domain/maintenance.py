@@ -165,6 +165,20 @@ class Due:
         return self.period.split("/", 1)[0].replace("-", "")
 
 
+def title_values(finding: str, part: PartPrice | None) -> dict[str, str]:
+    """What an advice's title template may name."""
+    values = {"finding": finding}
+    if part is not None:
+        values |= {
+            "part": part.sku,
+            "part_name_en": part.name_en,
+            "part_name_zh": part.name_zh,
+            "price": f"{part.unit_price:.2f}",
+            "currency": part.currency,
+        }
+    return values
+
+
 def period_of(day: date, period_days: int) -> str:
     """The period (fixed windows from 1970-01-01) that contains `day`."""
     start = EPOCH + timedelta(days=((day - EPOCH).days // period_days) * period_days)

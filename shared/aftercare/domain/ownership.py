@@ -20,16 +20,20 @@ import hashlib
 import hmac
 import secrets
 from calendar import monthrange
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
+from string import Template
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import load
 from aftercare.domain.access import Caller
+from aftercare.domain.health import DeviceHealth
+from aftercare.domain.maintenance import Action, MaintenanceRules, title_values
 from aftercare.domain.ports import TicketReader
+from aftercare.domain.ports.health import HealthReader
 from aftercare.domain.ports.ownership import (
     ClaimConflict,
     ClaimState,
@@ -39,6 +43,7 @@ from aftercare.domain.ports.ownership import (
 from aftercare.domain.tickets import Ticket
 from aftercare.models.ownership import (
     ClaimedDevice,
+    DeviceAdvice,
     MyDevice,
     OpenTicketRef,
     TransferOutcome,
@@ -185,10 +190,18 @@ class Ownership:
     """Claim, transfer, release and list a customer's devices."""
 
     def __init__(
-        self, *, store: OwnershipStore, tickets: TicketReader, policy: OwnershipPolicy
+        self,
+        *,
+        store: OwnershipStore,
+        tickets: TicketReader,
+        health: HealthReader,
+        rules: MaintenanceRules,
+        policy: OwnershipPolicy,
     ) -> None:
         self.store = store
         self.tickets = tickets
+        self.health = health
+        self.rules = rules
         self.policy = policy
 
     def claim(
@@ -273,21 +286,43 @@ class Ownership:
 
     def my_devices(self, caller: Caller, now: datetime) -> list[MyDevice]:
         customer_id = caller.require_customer("list its devices")
-        devices = self.store.devices_of(customer_id)
+        devices = sorted(self.store.devices_of(customer_id), key=lambda d: str(d["thing"]))
+        healths = self.health.healths([str(d["thing"]) for d in devices]) if devices else {}
         return [
-            my_device(d, self.tickets.list_tickets(thing=str(d["thing"])), customer_id, now)
-            for d in sorted(devices, key=lambda d: str(d["thing"]))
+            my_device(
+                d,
+                self.tickets.list_tickets(thing=str(d["thing"])),
+                customer_id,
+                now,
+                health=healths.get(str(d["thing"])),
+                rules=self.rules,
+            )
+            for d in devices
         ]
 
 
 def my_device(
-    device: dict[str, Any], tickets: list[Ticket], customer_id: str, now: datetime
+    device: dict[str, Any],
+    tickets: list[Ticket],
+    customer_id: str,
+    now: datetime,
+    *,
+    health: DeviceHealth | None = None,
+    rules: MaintenanceRules | None = None,
 ) -> MyDevice:
-    """One device as its owner sees it: only tickets opened for them (not a previous owner's)."""
+    """One device as its owner sees it: only tickets opened for them (not a previous owner's),
+    and the advice its telemetry gave that still holds (given to them, not a previous owner)."""
     mine = [t for t in tickets if t.customer_id == customer_id]
     heard = [t.last_seen for t in mine]
     if device.get("last_seen_at"):
         heard.append(datetime.fromisoformat(str(device["last_seen_at"])))
+    if health is not None:
+        heard.append(health.last_seen)
+    advice = (
+        standing_advice(health, rules)
+        if health is not None and rules is not None and health.customer_id == customer_id
+        else []
+    )
     until = date.fromisoformat(str(device["warranty_until"]))
     activated = device.get("activated_at")
     return MyDevice(
@@ -304,8 +339,47 @@ def my_device(
             for t in mine
             if t.active
         ],
-        advice=[],
+        advice=advice,
     )
+
+
+def standing_advice(health: DeviceHealth, rules: MaintenanceRules) -> list[DeviceAdvice]:
+    """The advice rules that fired for this device (the health item remembers when) and whose
+    finding still holds on its latest health; plus "offline" while it is silent."""
+    advice = []
+    for rule in rules.rules_for(health.model):
+        finding = rule.finding(health)
+        if rule.action is not Action.ADVISE or rule.id not in health.advised or finding is None:
+            continue
+        part = rules.part(rule.part) if rule.part else None
+        values = title_values(finding, part)
+        advice.append(
+            DeviceAdvice(
+                rule=rule.id,
+                title_en=Template(rule.title_en or "$finding").safe_substitute(values),
+                title_zh=Template(rule.title_zh or "$finding").safe_substitute(values),
+                part=part.sku if part else None,
+                price=part.unit_price if part else None,
+                currency=part.currency if part else None,
+                issued_at=health.advised_at.get(rule.id) or _period_start(health.advised[rule.id]),
+            )
+        )
+    if health.offline_since is not None:
+        values = {"last_seen": health.last_seen.isoformat()}
+        advice.append(
+            DeviceAdvice(
+                rule="offline",
+                title_en=Template(rules.offline.title_en).safe_substitute(values),
+                title_zh=Template(rules.offline.title_zh).safe_substitute(values),
+                issued_at=health.offline_since,
+            )
+        )
+    return advice
+
+
+def _period_start(period: str) -> datetime:
+    """When a period (`period_of`) began: the issue time of advice recorded before its time was."""
+    return datetime.combine(date.fromisoformat(period.split("/", 1)[0]), datetime.min.time(), UTC)
 
 
 def reissue_claim_code(store: OwnershipStore, serial: str, policy: OwnershipPolicy) -> str:

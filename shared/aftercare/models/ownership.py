@@ -97,6 +97,20 @@ class OpenTicketRef(BaseModel):
     status: str
 
 
+class DeviceAdvice(BaseModel):
+    """One maintenance advice the device's telemetry gave its owner, still standing."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    rule: str = Field(description="the maintenance rule (`offline` for a silent device)")
+    title_en: str
+    title_zh: str
+    part: str | None = Field(default=None, description="the suggested part's SKU")
+    price: float | None = Field(default=None, description="the part's unit price")
+    currency: str | None = None
+    issued_at: AwareDatetime
+
+
 class MyDevice(BaseModel):
     """One of the caller's devices, as `GET /me/devices` lists it."""
 
@@ -110,9 +124,11 @@ class MyDevice(BaseModel):
     activated_at: date | None
     warranty: WarrantyState
     last_seen: AwareDatetime | None = Field(
-        default=None, description="newest fault report or diagnostics answer from the device"
+        default=None,
+        description="newest telemetry report, fault report or diagnostics answer from the device",
     )
     open_tickets: list[OpenTicketRef]
-    advice: list[str] = Field(
-        default_factory=list, description="maintenance advice (empty until telemetry lands)"
+    advice: list[DeviceAdvice] = Field(
+        default_factory=list,
+        description="maintenance advice from the telemetry whose finding still holds",
     )

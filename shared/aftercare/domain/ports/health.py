@@ -36,3 +36,11 @@ class HealthStore(Protocol):
         """Write the health item if its watermark is still `previous` (None: no item yet),
         else raise `HealthConflict`."""
         ...
+
+
+class HealthReader(Protocol):
+    """The health items of some devices (the owner's view reads them, one batch)."""
+
+    def healths(self, things: Sequence[str]) -> dict[str, DeviceHealth]:
+        """The health of each of `things` that has reported telemetry (absent: never)."""
+        ...

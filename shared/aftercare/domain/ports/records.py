@@ -148,6 +148,7 @@ class ClassificationPlan(_Record):
     classified: Ticket
     timeline: list[TimelineEntry]
     reservation: ReservationPlan
+    escalation: EscalationTracker | None  # the SLA escalation schedule moved (None: none left)
 
 
 class CodeAlreadyOpen(Exception):
