@@ -83,6 +83,7 @@ class BookingPolicy(BaseModel):
     max_per_engineer_day: int = Field(ge=1)
     partners_fill_in: bool = True
     dispatch_after_cancel: Literal["awaiting_customer", "wanted"] = "awaiting_customer"
+    offer_after_sla: Literal["fallback", "after", "never"] = "fallback"
     visit_minutes: dict[str, int]
     region_time_zones: dict[str, str]
 
@@ -134,6 +135,13 @@ class _Candidate:
     start: datetime
     in_house: bool
     engineer: Engineer
+    within_sla: bool = True
+
+
+def within_sla(ticket: Ticket, end: datetime) -> bool:
+    """A visit ending by the ticket's resolution deadline keeps the SLA (the engineer's travel
+    comes before the window, so the window's end is what the deadline bounds)."""
+    return end <= ticket.sla_resolution_due
 
 
 @dataclass
@@ -180,6 +188,8 @@ class FieldBooking:
         offers: list[Slot] = []
         per_day: dict[tuple[str, str], list[datetime]] = {}
         for candidate in self._candidates(ticket, start, end, length, now):
+            if not candidate.within_sla and not self._late_offered(offers):
+                continue
             key = (candidate.engineer.engineer_id, _local_day(candidate))
             picked = per_day.setdefault(key, [])
             if len(picked) >= self.policy.max_per_engineer_day or any(
@@ -218,9 +228,23 @@ class FieldBooking:
                 busy = self.calendar_reads.busy(engineer.engineer_id, start, end, now)
                 free = free_windows(engineer, start, end, busy, holder=hold_of(ticket.ticket_id))
                 found += [
-                    _Candidate(at, in_house, engineer) for at in starts_in(free, length, step)
+                    _Candidate(at, in_house, engineer, within_sla(ticket, at + length))
+                    for at in starts_in(free, length, step)
                 ]
-        return sorted(found, key=lambda c: (c.start, not c.in_house, c.engineer.engineer_id))
+        return sorted(
+            found,
+            key=lambda c: (not c.within_sla, c.start, not c.in_house, c.engineer.engineer_id),
+        )
+
+    def _late_offered(self, offers: list[Slot]) -> bool:
+        """Whether a slot past the SLA may join `offers` (the in-SLA ones come first)."""
+        match self.policy.offer_after_sla:
+            case "after":
+                return True
+            case "fallback":
+                return not any(offer.within_sla for offer in offers)
+            case _:
+                return False
 
     def _partners_needed(self, found: list[_Candidate]) -> bool:
         return self.policy.partners_fill_in and len(found) < self.policy.max_offers
@@ -240,6 +264,7 @@ class FieldBooking:
             local_end=end.astimezone(zone).isoformat(),
             partner=candidate.engineer.partner,
             hold_expires_at=expires,
+            within_sla=candidate.within_sla,
         )
 
     # ---- writes
@@ -295,7 +320,9 @@ class FieldBooking:
         self, caller: Caller, booking_id: str, slot: str, reason: str, now: datetime
     ) -> Booking:
         """Move a live booking to another slot: the old window is freed and the new one taken in
-        one write (SlotTaken leaves the old booking as it was)."""
+        one write (SlotTaken leaves the old booking as it was), with the ticket's side
+        conditioned on the status and version read, as booking is: `ConcurrentUpdate` (409)
+        when the ticket changed meanwhile, and nothing moves then."""
         old = self.booking(caller, booking_id)
         if old.status is not BookingStatus.SCHEDULED:
             raise InvalidBookingChange(f"a {old.status} booking cannot be rescheduled")
@@ -304,7 +331,8 @@ class FieldBooking:
         new = self._new_booking(caller, ticket, ref, now).model_copy(
             update={"rescheduled_from": old.booking_id, "reason": reason}
         )
-        self.calendar.reschedule(old, new, now, holder=hold_of(ticket.ticket_id))
+        move = booked_move(ticket, new, actor=caller.actor, now=now)
+        self.calendar.reschedule(old, new, now, holder=hold_of(ticket.ticket_id), ticket_move=move)
         return new
 
     def cancel(self, caller: Caller, booking_id: str, reason: str, now: datetime) -> Booking:
@@ -386,7 +414,23 @@ def booked_move(
         state=DispatchState.BOOKED,
         entry=entry,
         to_status=TicketStatus.SCHEDULED if moves else None,
+        notes=outside_sla_notes(ticket, booking, actor=actor, now=now),
     )
+
+
+def outside_sla_notes(
+    ticket: Ticket, booking: Booking, *, actor: str, now: datetime
+) -> tuple[TimelineEntry, ...]:
+    """`booked_outside_sla` when the visit ends after the resolution deadline, so KPIs and
+    escalation see that the booking itself misses the SLA."""
+    if within_sla(ticket, booking.end):
+        return ()
+    detail = {
+        "booking_id": booking.booking_id,
+        "visit_end": booking.end.astimezone(UTC).isoformat(),
+        "sla_resolution_due": ticket.sla_resolution_due.astimezone(UTC).isoformat(),
+    }
+    return (TimelineEntry(at=now, kind="booked_outside_sla", actor=actor, detail=detail),)
 
 
 REOPENED_FROM = frozenset({TicketStatus.SCHEDULED, TicketStatus.IN_REPAIR})
