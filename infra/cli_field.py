@@ -22,7 +22,7 @@ engineers_app = typer.Typer(help="field engineers (in-house and partner)")
 bookings_app = typer.Typer(help="booked visits")
 IdArg = Annotated[str, typer.Argument(show_default=False)]
 ENGINEER_FIELDS = ["engineer_id", "name", "kind", "partner", "regions", "time_zone"]
-SLOT_FIELDS = ["slot_id", "local_start", "local_end", "engineer_id", "partner"]
+SLOT_FIELDS = ["slot_id", "local_start", "local_end", "engineer_id", "partner", "within_sla"]
 BOOKING_FIELDS = ["booking_id", "ticket_id", "engineer_id", "start", "end", "status"]
 
 

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.field_items import local_day
+from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.tickets import Ticket
 from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, BookingSource
 from aftercare.models.tickets import TicketStatus
@@ -239,7 +240,8 @@ def field_phase(
     finally:
         for agent in agents:
             agent.stop(drain_timeout=2)
-    return field_summary(demo, booked, asked=len(tickets))
+    asked = [demo.ticket(t.ticket_id) for t in tickets]  # as they stand now
+    return field_summary(demo, booked, asked=asked)
 
 
 def overlaps(bookings: list[Booking]) -> int:
@@ -268,7 +270,30 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 3) if whole else None
 
 
-def field_summary(demo: FieldDemo, booked: list[Booking], *, asked: int) -> dict[str, Any]:
+# Why a ticket that needed a visit has none, from the dispatch state it was left in: the
+# Dispatcher found nobody in time (hard rules), is waiting for a backorder, left the choice to
+# the customer who has not booked an offer; `timed_out` is a ticket the Dispatcher had not
+# decided (no state, or `wanted` again) or booked only after the demo stopped waiting.
+UNBOOKED_BECAUSE = {
+    DispatchState.NO_CANDIDATE.value: "no_candidate",
+    DispatchState.AWAITING_PARTS.value: "waiting_for_parts",
+    DispatchState.AWAITING_CUSTOMER.value: "awaiting_customer",
+}
+UNBOOKED_REASONS = ("no_candidate", "waiting_for_parts", "awaiting_customer", "timed_out")
+
+
+def unbooked_reasons(asked: list[Ticket], booked: list[Booking]) -> dict[str, int]:
+    """How many of the tickets asked a visit for got no booking, by why (every reason listed)."""
+    with_visit = {b.ticket_id for b in booked}
+    counts = dict.fromkeys(UNBOOKED_REASONS, 0)
+    for ticket in asked:
+        if ticket.ticket_id not in with_visit:
+            reason = UNBOOKED_BECAUSE.get(ticket.dispatch_state or "", "timed_out")
+            counts[reason] += 1
+    return counts
+
+
+def field_summary(demo: FieldDemo, booked: list[Booking], *, asked: list[Ticket]) -> dict[str, Any]:
     bookings = [demo.calendar.get_booking(b.booking_id) for b in booked]
     days = {local_day(b) for b in bookings}
     board = [b for d in days for b in demo.calendar.board(d)]
@@ -284,8 +309,9 @@ def field_summary(demo: FieldDemo, booked: list[Booking], *, asked: int) -> dict
         outcomes[v.outcome.value] = outcomes.get(v.outcome.value, 0) + 1
     by = {s: sum(1 for b in bookings if b.source is s) for s in BookingSource}
     return {
-        "visits_asked_for": asked,
+        "visits_asked_for": len(asked),
         "visits_booked": len(bookings),
+        "visits_not_booked": unbooked_reasons(asked, bookings),
         "visits_booked_by_customers": by[BookingSource.CUSTOMER],
         "visits_booked_by_dispatcher": by[BookingSource.AUTO],
         "double_bookings": overlaps(board),

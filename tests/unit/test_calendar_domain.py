@@ -293,3 +293,97 @@ def test_partners_fill_in_only_when_in_house_offers_run_short(field):
         engineer("E-ptn", kind=EngineerKind.PARTNER, partner="PTN-west", working_hours={})
     )
     assert all(s.partner is None for s in field.offer_slots(CUSTOMER, "T-1", NOW))
+
+
+# ---------------------------------------------------------------- the SLA in offers
+
+TUESDAY_NOON = datetime(2026, 12, 8, 12, tzinfo=UTC)
+
+
+def with_due(field: FieldBooking, ticket_id: str, due: datetime) -> None:
+    field.tickets.put(ticket(ticket_id, sla_resolution_due=due))
+
+
+def test_offers_inside_the_sla_only_when_some_fit(field):
+    # Given a ticket due Tuesday noon (Ada works 09:00-17:00 Dublin, UTC in December)
+    with_due(field, "T-1", TUESDAY_NOON)
+    # When the customer asks for slots (default policy: late slots only as a fallback)
+    offers = field.offer_slots(CUSTOMER, "T-1", NOW)
+    # Then every offer ends by the deadline and says so
+    assert offers and all(o.within_sla and o.end <= TUESDAY_NOON for o in offers)
+    assert len(offers) == 4  # two a day, Monday and Tuesday morning
+
+
+def test_when_nothing_fits_the_sla_later_slots_are_offered_marked(field):
+    # Given a ticket whose deadline passes before anyone can get there
+    with_due(field, "T-1", NOW + timedelta(hours=1))
+    # When the customer asks for slots
+    offers = field.offer_slots(CUSTOMER, "T-1", NOW)
+    # Then they still get slots, each marked outside the SLA
+    assert len(offers) == field.policy.max_offers
+    assert not any(o.within_sla for o in offers)
+
+
+def test_policy_can_leave_late_slots_out_or_append_them(field):
+    with_due(field, "T-1", TUESDAY_NOON)
+    with_due(field, "T-3", NOW + timedelta(hours=1))
+    # Given a policy that never offers past the SLA
+    field.policy = field.policy.model_copy(update={"offer_after_sla": "never"})
+    # Then a ticket nobody can reach in time gets no slots
+    assert field.offer_slots(CUSTOMER, "T-3", NOW) == []
+    # Given a policy that appends late slots after the in-SLA ones
+    field.policy = field.policy.model_copy(update={"offer_after_sla": "after"})
+    offers = field.offer_slots(CUSTOMER, "T-1", NOW)
+    # Then the in-SLA ones come first, then the marked later ones, up to max_offers
+    assert [o.within_sla for o in offers] == [True] * 4 + [False] * 4
+    assert offers[4].start > offers[3].start
+
+
+def test_booking_a_late_slot_notes_it_on_the_timeline(field):
+    # Given a ticket due Tuesday noon, and a late slot the customer picks anyway
+    with_due(field, "T-1", TUESDAY_NOON)
+    field.policy = field.policy.model_copy(update={"offer_after_sla": "after"})
+    late = next(o for o in field.offer_slots(CUSTOMER, "T-1", NOW) if not o.within_sla)
+    # When they book it
+    booking, _ = field.book(CUSTOMER, "T-1", late.slot_id, NOW)
+    # Then the booking's own write notes it is outside the SLA, naming booking and deadline
+    timeline = field.tickets.get_ticket("T-1").timeline
+    [note] = [e for e in timeline if e.kind == "booked_outside_sla"]
+    assert note.detail["booking_id"] == booking.booking_id
+    assert note.detail["sla_resolution_due"] == TUESDAY_NOON.isoformat()
+    assert field.tickets.tickets["T-1"].status is TicketStatus.SCHEDULED
+
+
+def test_booking_inside_the_sla_writes_no_note(field):
+    with_due(field, "T-1", TUESDAY_NOON)
+    slot = field.offer_slots(CUSTOMER, "T-1", NOW)[0]
+    field.book(CUSTOMER, "T-1", slot.slot_id, NOW)
+    timeline = field.tickets.get_ticket("T-1").timeline
+    assert "booked_outside_sla" not in [e.kind for e in timeline]
+
+
+# ---------------------------------------------------------------- reschedule and the ticket
+
+
+def test_a_reschedule_racing_a_ticket_change_moves_nothing(field):
+    # Given a booked visit, and another writer changing the ticket right after it is read
+    slots = field.offer_slots(CUSTOMER, "T-1", NOW)
+    booking, _ = field.book(CUSTOMER, "T-1", slots[0].slot_id, NOW)
+    before = field.tickets.tickets["T-1"]
+    field.tickets.races = 1
+    # When the customer reschedules
+    with pytest.raises(ConcurrentUpdate):
+        field.reschedule(CUSTOMER, booking.booking_id, slots[1].slot_id, "later suits", NOW)
+    # Then the old booking stands, the new time holds no booking, and the ticket is as the
+    # other writer left it (one version on, no reschedule on its timeline)
+    assert field.bookings.get_booking(booking.booking_id).status is BookingStatus.SCHEDULED
+    assert [b.booking_id for b in field.bookings.bookings_for_ticket("T-1")] == [booking.booking_id]
+    busy = field.calendar_reads.busy("E-ada", slots[1].start, slots[1].end, NOW)
+    assert [b.booking_id for b in busy] == [None]
+    after = field.tickets.get_ticket("T-1")
+    assert after.ticket.version == before.version + 1
+    assert "visit_rescheduled" not in [e.kind for e in after.timeline]
+    # When they retry with the ticket read again, it moves, and the ticket's version with it
+    moved = field.reschedule(CUSTOMER, booking.booking_id, slots[1].slot_id, "later suits", NOW)
+    assert field.bookings.get_booking(moved.booking_id).status is BookingStatus.SCHEDULED
+    assert field.tickets.tickets["T-1"].version == before.version + 2

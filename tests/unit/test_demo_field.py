@@ -9,7 +9,7 @@ from typing import Any
 from aftercare.models.field import BookingStatus
 from aftercare.models.tickets import CustomerTier, Priority
 
-from infra.demo_field import THIN_REGION, overlaps, pick_tickets
+from infra.demo_field import THIN_REGION, overlaps, pick_tickets, unbooked_reasons
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.field import booking
 
@@ -63,3 +63,35 @@ def test_overlapping_bookings_that_held_the_time_together_are_double_bookings():
     assert overlaps([gone, again]) == 0
     # ... but one booked while the other still held it is one
     assert overlaps([gone, booking(start, 60, now=later - timedelta(minutes=1))]) == 1
+
+
+def test_tickets_without_a_visit_say_why_from_their_dispatch_state():
+    # Given six tickets a visit was asked for: one booked, and the others left by dispatch in
+    # each state that is not a booking (one decided only after the demo stopped waiting)
+    visited = ticket(1, "eu-west", dispatch_state="booked")
+    asked = [
+        visited,
+        ticket(2, "eu-west", dispatch_state="no_candidate"),
+        ticket(3, "eu-west", dispatch_state="awaiting_parts"),
+        ticket(4, "eu-west", dispatch_state="awaiting_customer"),
+        ticket(5, "eu-west", dispatch_state="awaiting_customer"),
+        ticket(6, "eu-west", dispatch_state="wanted"),
+        ticket(7, "eu-west", dispatch_state=None),
+        ticket(8, "eu-west", dispatch_state="booked"),
+    ]
+    booked = [booking(NOW + timedelta(days=1), 60, ticket_id=visited.ticket_id, now=NOW)]
+    # When the summary counts the unbooked ones
+    reasons = unbooked_reasons(asked, booked)
+    # Then each is counted once under the reason its state gives, and the booked one not at all
+    assert reasons == {
+        "no_candidate": 1,
+        "waiting_for_parts": 1,
+        "awaiting_customer": 2,
+        "timed_out": 3,
+    }
+
+
+def test_when_every_ticket_got_a_visit_every_reason_is_zero():
+    asked = [ticket(1, "eu-west", dispatch_state="booked")]
+    booked = [booking(NOW + timedelta(days=1), 60, ticket_id="T-1", now=NOW)]
+    assert set(unbooked_reasons(asked, booked).values()) == {0}

@@ -74,6 +74,10 @@ def dispatch_mark_items(
     return [
         TxItem({"Update": update}, failure),
         conditional_put(table, timeline_item(ticket.ticket_id, mark.entry)),
+        *(
+            conditional_put(table, timeline_item(ticket.ticket_id, note, seq))
+            for seq, note in enumerate(mark.notes, start=1)
+        ),
         *waits,
     ]
 

@@ -92,7 +92,9 @@ def _json(status: HTTPStatus, body: Any) -> Response[Any]:
         "Free windows of engineers who cover the ticket's region and can repair its model and "
         "fault, over the next days, earliest first; local times are in the region's zone. Each "
         "offered slot is held for this ticket until `hold_expires_at`, so no other customer is "
-        "offered or can book it meanwhile."
+        "offered or can book it meanwhile. Slots ending by the ticket's resolution deadline "
+        "come first; later ones are marked `within_sla: false` and offered as the booking "
+        "policy says (by default only when none fits)."
     ),
     tags=["field"],
     responses=documented(200, "the offered slots", 409),
@@ -147,8 +149,10 @@ def show_booking(booking_id: Annotated[BookingId, PathParam()]) -> Booking:
 @router.post(
     "/bookings/<booking_id>/reschedule",
     summary="Move a scheduled booking to another slot",
-    description="The old window is freed and the new one taken in one write; 409 `slot_taken` "
-    "leaves the old booking as it was. Returns the new booking.",
+    description="The old window is freed and the new one taken in one write with the ticket's "
+    "timeline entry, conditioned on the ticket's version: 409 `slot_taken` or 409 "
+    "`concurrent_update` (the ticket changed meanwhile) leave the old booking as it was. "
+    "Returns the new booking.",
     tags=["field"],
     status_code=HTTPStatus.CREATED,
     responses=documented(201, "the new booking", 409, 422),

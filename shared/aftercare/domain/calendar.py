@@ -32,9 +32,8 @@ from aftercare.domain.availability import (
     slot_id,
     starts_in,
 )
-from aftercare.domain.lifecycle import SCHEDULABLE_FROM
 from aftercare.domain.ports import StatusChanges, TicketNotFound
-from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
+from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.field import (
     BookingNotFound,
     BookingReads,
@@ -44,7 +43,8 @@ from aftercare.domain.ports.field import (
     SlotTaken,
     TicketAlreadyBooked,
 )
-from aftercare.domain.tickets import Ticket, plan_status_change
+from aftercare.domain.tickets import Ticket
+from aftercare.domain.visit_moves import booked_move, reopened_move, within_sla
 from aftercare.models.field import (
     BOOKING_TRANSITIONS,
     LIVE_BOOKING_STATUSES,
@@ -55,7 +55,6 @@ from aftercare.models.field import (
     EngineerKind,
     Slot,
 )
-from aftercare.models.tickets import TicketStatus, TimelineEntry
 
 __all__ = [
     "BookingPolicy",
@@ -83,6 +82,7 @@ class BookingPolicy(BaseModel):
     max_per_engineer_day: int = Field(ge=1)
     partners_fill_in: bool = True
     dispatch_after_cancel: Literal["awaiting_customer", "wanted"] = "awaiting_customer"
+    offer_after_sla: Literal["fallback", "after", "never"] = "fallback"
     visit_minutes: dict[str, int]
     region_time_zones: dict[str, str]
 
@@ -134,6 +134,7 @@ class _Candidate:
     start: datetime
     in_house: bool
     engineer: Engineer
+    within_sla: bool = True
 
 
 @dataclass
@@ -180,6 +181,8 @@ class FieldBooking:
         offers: list[Slot] = []
         per_day: dict[tuple[str, str], list[datetime]] = {}
         for candidate in self._candidates(ticket, start, end, length, now):
+            if not candidate.within_sla and not self._late_offered(offers):
+                continue
             key = (candidate.engineer.engineer_id, _local_day(candidate))
             picked = per_day.setdefault(key, [])
             if len(picked) >= self.policy.max_per_engineer_day or any(
@@ -218,9 +221,23 @@ class FieldBooking:
                 busy = self.calendar_reads.busy(engineer.engineer_id, start, end, now)
                 free = free_windows(engineer, start, end, busy, holder=hold_of(ticket.ticket_id))
                 found += [
-                    _Candidate(at, in_house, engineer) for at in starts_in(free, length, step)
+                    _Candidate(at, in_house, engineer, within_sla(ticket, at + length))
+                    for at in starts_in(free, length, step)
                 ]
-        return sorted(found, key=lambda c: (c.start, not c.in_house, c.engineer.engineer_id))
+        return sorted(
+            found,
+            key=lambda c: (not c.within_sla, c.start, not c.in_house, c.engineer.engineer_id),
+        )
+
+    def _late_offered(self, offers: list[Slot]) -> bool:
+        """Whether a slot past the SLA may join `offers` (the in-SLA ones come first)."""
+        match self.policy.offer_after_sla:
+            case "after":
+                return True
+            case "fallback":
+                return not any(offer.within_sla for offer in offers)
+            case _:
+                return False
 
     def _partners_needed(self, found: list[_Candidate]) -> bool:
         return self.policy.partners_fill_in and len(found) < self.policy.max_offers
@@ -240,6 +257,7 @@ class FieldBooking:
             local_end=end.astimezone(zone).isoformat(),
             partner=candidate.engineer.partner,
             hold_expires_at=expires,
+            within_sla=candidate.within_sla,
         )
 
     # ---- writes
@@ -295,7 +313,9 @@ class FieldBooking:
         self, caller: Caller, booking_id: str, slot: str, reason: str, now: datetime
     ) -> Booking:
         """Move a live booking to another slot: the old window is freed and the new one taken in
-        one write (SlotTaken leaves the old booking as it was)."""
+        one write (SlotTaken leaves the old booking as it was), with the ticket's side
+        conditioned on the status and version read, as booking is: `ConcurrentUpdate` (409)
+        when the ticket changed meanwhile, and nothing moves then."""
         old = self.booking(caller, booking_id)
         if old.status is not BookingStatus.SCHEDULED:
             raise InvalidBookingChange(f"a {old.status} booking cannot be rescheduled")
@@ -304,7 +324,8 @@ class FieldBooking:
         new = self._new_booking(caller, ticket, ref, now).model_copy(
             update={"rescheduled_from": old.booking_id, "reason": reason}
         )
-        self.calendar.reschedule(old, new, now, holder=hold_of(ticket.ticket_id))
+        move = booked_move(ticket, new, actor=caller.actor, now=now)
+        self.calendar.reschedule(old, new, now, holder=hold_of(ticket.ticket_id), ticket_move=move)
         return new
 
     def cancel(self, caller: Caller, booking_id: str, reason: str, now: datetime) -> Booking:
@@ -358,64 +379,6 @@ class FieldBooking:
             actor=caller.actor,
             now=now,
         )
-
-
-def booked_move(
-    ticket: Ticket,
-    booking: Booking,
-    *,
-    actor: str,
-    now: datetime,
-    entry: TimelineEntry | None = None,
-) -> DispatchMark:
-    """The ticket's side of booking its visit, written in the booking's transaction: dispatch
-    state `booked` and, from open/diagnosing/awaiting parts, status `scheduled` (a ticket
-    already scheduled or under repair keeps its status). `entry`: the timeline entry to write
-    (default: the status change naming the booking)."""
-    moves = ticket.status in SCHEDULABLE_FROM
-    if entry is None and moves:
-        reason = f"visit {booking.booking_id} booked"
-        entry = plan_status_change(
-            ticket, TicketStatus.SCHEDULED, actor=actor, reason=reason, now=now
-        ).entry
-    if entry is None:
-        detail = {"booking_id": booking.booking_id, "status": ticket.status.value}
-        entry = TimelineEntry(at=now, kind="dispatch_booked", actor=actor, detail=detail)
-    return DispatchMark(
-        ticket=ticket,
-        state=DispatchState.BOOKED,
-        entry=entry,
-        to_status=TicketStatus.SCHEDULED if moves else None,
-    )
-
-
-REOPENED_FROM = frozenset({TicketStatus.SCHEDULED, TicketStatus.IN_REPAIR})
-
-
-def reopened_move(
-    ticket: Ticket,
-    booking: Booking,
-    state: DispatchState,
-    *,
-    actor: str,
-    reason: str,
-    now: datetime,
-) -> DispatchMark | None:
-    """The ticket's side of cancelling its visit: back to `open` (from scheduled), flagged for
-    dispatch, in `state`; None for a ticket no longer active (nothing to re-open)."""
-    if not ticket.active:
-        return None
-    why = f"visit {booking.booking_id} cancelled: {reason}"
-    if ticket.status in REOPENED_FROM:
-        entry = plan_status_change(
-            ticket, TicketStatus.OPEN, actor=actor, reason=why, now=now
-        ).entry
-        return DispatchMark(
-            ticket=ticket, state=state, entry=entry, to_status=TicketStatus.OPEN, flag=True
-        )
-    detail = {"booking_id": booking.booking_id, "reason": why}
-    entry = TimelineEntry(at=now, kind=f"dispatch_{state.value}", actor=actor, detail=detail)
-    return DispatchMark(ticket=ticket, state=state, entry=entry, flag=True)
 
 
 def scheduled_visit(

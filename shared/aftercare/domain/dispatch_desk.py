@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from aftercare.domain.access import Caller, Forbidden, Group
-from aftercare.domain.calendar import booked_move
 from aftercare.domain.dispatch import (
     DISPATCHABLE_STATES,
     EngineerContext,
@@ -33,6 +32,7 @@ from aftercare.domain.dispatching import (
     new_booking,
 )
 from aftercare.domain.ports.dispatch import DispatchState
+from aftercare.domain.visit_moves import booked_move
 from aftercare.models.field import Booking, BookingSource
 from aftercare.models.tickets import TicketStatus, TimelineEntry
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.calendar import booked_move, scheduled_visit
+from aftercare.domain.calendar import scheduled_visit
 from aftercare.domain.channels import ChannelPolicy
 from aftercare.domain.dispatch import (
     Candidate,
@@ -54,6 +54,7 @@ from aftercare.domain.ports.tickets import TicketLookup
 from aftercare.domain.pricing import PriceTable, RepairFacts, estimate
 from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.tickets import Ticket
+from aftercare.domain.visit_moves import booked_move
 from aftercare.models.field import (
     LIVE_BOOKING_STATUSES,
     Booking,

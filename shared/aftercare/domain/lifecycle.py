@@ -32,7 +32,7 @@ def change_status(
 
 
 # A booked visit moves a ticket in these states to `scheduled` (in the booking's own write:
-# `aftercare.domain.calendar.booked_move`); later states keep theirs.
+# `aftercare.domain.visit_moves.booked_move`); later states keep theirs.
 SCHEDULABLE_FROM = frozenset(
     {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
 )

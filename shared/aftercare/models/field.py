@@ -187,3 +187,5 @@ class Slot(_Frozen):
     local_end: str
     partner: PartnerId | None = None
     hold_expires_at: AwareDatetime | None = None
+    # False: the visit ends after the ticket's resolution deadline (offered per policy only).
+    within_sla: bool = True

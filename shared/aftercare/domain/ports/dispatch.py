@@ -35,6 +35,7 @@ class DispatchMark(BaseModel):
     to_status: TicketStatus | None = None
     flag: bool = False  # also set needs_onsite_dispatch (an engineer asked for a visit)
     waiting_skus: tuple[str, ...] = ()  # awaiting parts: wake the ticket when these arrive
+    notes: tuple[TimelineEntry, ...] = ()  # further timeline entries written with the mark
 
 
 class DispatchMarks(Protocol):
