@@ -135,10 +135,13 @@ def facts_item(table: str, merged: Facts, *, read_version: int | None, now: date
     return TxItem({"Put": put}, Failure.STALE)
 
 
-def counter_items(table: str, diff: Contributions) -> list[TxItem]:
-    """One ADD per aggregate item the (summed) difference moves, and each dimension value once."""
+def counter_items(
+    table: str, diff: Contributions, known: frozenset[str] = frozenset()
+) -> list[TxItem]:
+    """One ADD per aggregate item the (summed) difference moves, and each dimension value not
+    `known` (already listed) once."""
     items: list[TxItem] = []
-    seen: set[str] = set()
+    seen: set[str] = set(known)
     for (dim, period), counters in counter_updates(diff).items():
         items.append(TxItem({"Update": add_request(table, agg_key(dim, period), counters)}))
         if dim not in seen and not dim.startswith("all#"):
@@ -205,11 +208,13 @@ def by_subject(updates: Iterable[KpiUpdate]) -> list[Subject]:
     return [Subject(updates=group) for group in groups.values()]
 
 
-def chunks(table: str, subjects: list[Subject], now: datetime) -> Iterator[list[Subject]]:
+def chunks(
+    table: str, subjects: list[Subject], now: datetime, known: frozenset[str]
+) -> Iterator[list[Subject]]:
     """Changed subjects in runs whose facts and summed counter items fit one transaction."""
     run: list[Subject] = []
     for subject in subjects:
-        if run and len(chunk_items(table, [*run, subject], now)) > MAX_TX_ITEMS:
+        if run and len(chunk_items(table, [*run, subject], now, known)) > MAX_TX_ITEMS:
             yield run
             run = []
         run.append(subject)
@@ -217,7 +222,9 @@ def chunks(table: str, subjects: list[Subject], now: datetime) -> Iterator[list[
         yield run
 
 
-def chunk_items(table: str, subjects: list[Subject], now: datetime) -> list[TxItem]:
+def chunk_items(
+    table: str, subjects: list[Subject], now: datetime, known: frozenset[str] = frozenset()
+) -> list[TxItem]:
     """Each subject's facts (version-guarded) and one ADD per counter item, summed over them."""
     summed: Contributions = {}
     items: list[TxItem] = []
@@ -226,7 +233,7 @@ def chunk_items(table: str, subjects: list[Subject], now: datetime) -> list[TxIt
         items.append(facts_item(table, subject.merged, read_version=subject.version, now=now))
         for key, value in subject.diff.items():
             summed[key] = summed.get(key, 0) + value
-    return items + counter_items(table, {k: v for k, v in summed.items() if v})
+    return items + counter_items(table, {k: v for k, v in summed.items() if v}, known)
 
 
 class DynamoKpiStore:
@@ -238,6 +245,9 @@ class DynamoKpiStore:
         self.table = table
         self.defs = defs
         self._ddb = ddb
+        # Dimension values this process has listed (K3): the DIM# put is idempotent, so a warm
+        # aggregator writes each once, not once per batch.
+        self.listed: set[str] = set()
 
     def read_facts(self, facts: Facts) -> tuple[Facts | None, int | None]:
         item = self.ddb.get_item(
@@ -266,19 +276,29 @@ class DynamoKpiStore:
         for subject in planned:
             if not subject.changed:
                 applied.add(subject)  # nothing new: a redelivery, or a change overtaken
-        for run in chunks(self.table, [s for s in planned if s.changed], now):
-            items = chunk_items(self.table, run, now)
-            try:
-                self.ddb.transact_write_items(**request_of(items))
-            except ClientError as exc:
-                if cancelled(items, exc) is None:
-                    raise
+        known = frozenset(self.listed)
+        for run in chunks(self.table, [s for s in planned if s.changed], now, known):
+            if self._write(chunk_items(self.table, run, now, known)):
+                for subject in run:
+                    applied.add(subject)
+            else:
                 for subject in run:
                     self._apply_alone(subject, now, applied)
-                continue
-            for subject in run:
-                applied.add(subject)
         return applied
+
+    def _write(self, items: list[TxItem]) -> bool:
+        """One transaction; False when it was cancelled (a version guard failed, a conflict)."""
+        try:
+            self.ddb.transact_write_items(**request_of(items))
+        except ClientError as exc:
+            if cancelled(items, exc) is None:
+                raise
+            return False
+        for item in items:
+            listed = from_item(item.request.get("Put", {}).get("Item", {}))
+            if str(listed.get("pk", "")).startswith("DIM#"):
+                self.listed.add(f"{str(listed['pk']).removeprefix('DIM#')}#{listed['sk']}")
+        return True
 
     def _apply_alone(self, subject: Subject, now: datetime, applied: Applied) -> None:
         for _ in range(ATTEMPTS):
@@ -286,15 +306,9 @@ class DynamoKpiStore:
             if not subject.changed:
                 applied.add(subject)
                 return
-            items = chunk_items(self.table, [subject], now)
-            try:
-                self.ddb.transact_write_items(**request_of(items))
-            except ClientError as exc:
-                if cancelled(items, exc) is None:
-                    raise
-                continue
-            applied.add(subject)
-            return
+            if self._write(chunk_items(self.table, [subject], now, frozenset(self.listed))):
+                applied.add(subject)
+                return
         applied.failed += subject.updates
 
     # ---- reads (the KPI API)
