@@ -77,7 +77,7 @@ def written_keys(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     keys = []
     for item in items:
         request = item.get("Put") or item.get("Update") or {}
-        key = request.get("Item") or request.get("Key")
+        key = request.get("Item") or request["Key"]
         keys.append((key["pk"]["S"], key["sk"]["S"]))
     return keys
 
