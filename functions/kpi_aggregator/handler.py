@@ -2,9 +2,10 @@
 in KpiTable, per dimension and day, and the same counters as CloudWatch metrics (EMF).
 
 One record is one or two events (a repeat ticket also reopens the verdict on the ticket it
-repeats); each is one transaction with its dedup marker (`aftercare.adapters.kpi_store`).
-A failed record is reported by its sequence number (partial batch response) and redelivered;
-what it already counted is absorbed by the markers and the merged facts.
+repeats). The batch's events are applied together (`aftercare.adapters.kpi_store`): grouped by
+subject, merged once, and each counter item written once per chunk of subjects. A record that
+cannot be read, or whose subject could not be written, is reported by its sequence number
+(partial batch response) and redelivered; what it already counted is absorbed by the merge.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from functools import cache
 from typing import Any
 
 from aftercare.adapters.kpi_store import DynamoKpiStore, stream_updates
-from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.kpis import load_kpi_definitions
-from aftercare.observability import logger, metrics, tracer
+from aftercare.domain.kpis import Contributions, load_kpi_definitions
+from aftercare.models.kpis import KpiUpdate
+from aftercare.observability import logger, metrics
+from aftercare.records import FAILED_RECORD, record_identity
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
-processor = ReportingBatchProcessor(event_type=EventType.DynamoDBStreams)
 TOTAL = "all#all"
 # Counters published as metrics (the "all" dimension's movement; ratios are metric math).
 METRIC_COUNTERS = {
@@ -46,6 +46,7 @@ METRIC_COUNTERS = {
     "surveys_answered": ("KpiSurveysAnswered", MetricUnit.Count),
     "surveys_satisfied": ("KpiSurveysSatisfied", MetricUnit.Count),
 }
+UNREADABLE = (KeyError, TypeError, ValueError, ValidationError)
 
 
 class Settings(EnvSettings):
@@ -58,25 +59,35 @@ def deps() -> DynamoKpiStore:
     return DynamoKpiStore(table=settings.kpi_table, defs=load_kpi_definitions())
 
 
-@tracer.capture_method
-def record_handler(record: DynamoDBRecord) -> None:
-    store = deps()
-    for update in stream_updates(record.raw_event, store.defs):
-        applied = store.apply(update, datetime.now(UTC))
-        if applied.duplicate:
-            metrics.add_metric(name="KpiEventDuplicate", unit=MetricUnit.Count, value=1)
-            continue
-        for (dim, _period, name), value in applied.diff.items():
-            if dim == TOTAL and name in METRIC_COUNTERS:
-                metric, unit = METRIC_COUNTERS[name]
-                metrics.add_metric(name=metric, unit=unit, value=value)
-        logger.debug("kpi event", extra={"event_id": update.event_id, "kind": update.kind})
+def sequence_number(record: dict[str, Any]) -> str:
+    return str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+
+
+def publish(diff: Contributions, absorbed: int) -> None:
+    if absorbed:
+        metrics.add_metric(name="KpiEventDuplicate", unit=MetricUnit.Count, value=absorbed)
+    for (dim, _period, name), value in diff.items():
+        if dim == TOTAL and name in METRIC_COUNTERS and value:
+            metric, unit = METRIC_COUNTERS[name]
+            metrics.add_metric(name=metric, unit=unit, value=value)
 
 
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps()  # settings validated before any record: a missing variable fails with its name
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
-    return dict(response)
+    store = deps()  # settings validated before any record: a missing variable fails with its name
+    failed: list[str] = []
+    events: list[tuple[str, list[KpiUpdate]]] = []
+    for record in event.get("Records", []):
+        try:
+            events.append((sequence_number(record), stream_updates(record, store.defs)))
+        except UNREADABLE as exc:
+            logger.error(FAILED_RECORD, exc_info=exc, extra=record_identity(record))
+            failed.append(sequence_number(record))
+    applied = store.apply([u for _seq, updates in events for u in updates], datetime.now(UTC))
+    publish(applied.diff, applied.absorbed)
+    unwritten = {id(update) for update in applied.failed}
+    for seq, updates in events:
+        if any(id(update) in unwritten for update in updates):
+            logger.error(FAILED_RECORD, extra={"sequence_number": seq, "reason": "stale facts"})
+            failed.append(seq)
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}

@@ -5,19 +5,21 @@ Access patterns (also beside the table in template.yaml):
   K2 backlog of one dimension value (by opening day)  Query pk=AGG#<dim>#<value>, sk begins OPENED#
   K3 the values a dimension has taken (for `by=`)     Query pk=DIM#<dim>
   K4 a ticket's, visit's or booking's merged facts    GetItem pk=FACTS#<kind>#<id>, sk=FACTS
-  K5 a stream record already counted                   conditional Put pk=DEDUP#<event>, sk=DEDUP
 
-One stream record's facts go in ONE TransactWriteItems: the dedup marker (new, with a TTL), the
-facts item (conditional on the version read) and an ADD per aggregate item the counters move
-in. A redelivered record fails the marker's condition; a concurrent change of the same facts
-fails the version's, and is read and merged again.
+A batch's events are grouped by subject (ticket, visit, booking): each subject's facts are read
+once, all its events merged into them, and the counters' difference computed once. The changed
+subjects go in chunks to ONE TransactWriteItems each (at most 100 items): every subject's facts
+(conditional on the version read) and one ADD per aggregate item, summed over the chunk. No
+dedup marker: the merge is idempotent, so a redelivered event changes no fact and is not
+written at all, and a concurrent writer fails a version guard, which cancels the chunk; its
+subjects are then read, merged and written one by one (each with its own counters).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -51,8 +53,8 @@ from aftercare.models.kpis import (
 )
 
 FACTS_SK = "FACTS"
-DEDUP_SK = "DEDUP"
 ATTEMPTS = 5
+MAX_TX_ITEMS = 100  # TransactWriteItems' limit; 100 facts items stay far below its 4 MB
 FACT_TYPES: dict[str, type[TicketFacts] | type[VisitFacts] | type[BookingFacts]] = {
     "TICKET": TicketFacts,
     "VISIT": VisitFacts,
@@ -113,54 +115,33 @@ def agg_key(dim: str, period: str) -> dict[str, str]:
     return {"pk": f"AGG#{dim}", "sk": period}
 
 
-def apply_items(
-    table: str,
-    update: KpiUpdate,
-    *,
-    read_version: int | None,
-    merged: Facts,
-    diff: Contributions,
-    now: datetime,
-    ttl_days: int,
-) -> list[TxItem]:
-    """The marker, the facts (version-guarded) and the counter ADDs of one update."""
-    marker = {
-        "Put": {
-            "TableName": table,
-            "Item": to_item(
-                {
-                    "pk": f"DEDUP#{update.event_id}",
-                    "sk": DEDUP_SK,
-                    "kind": update.kind,
-                    "at": now.isoformat(),
-                    "expires_at": int((now + timedelta(days=ttl_days)).timestamp()),
-                }
-            ),
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
-    }
-    version = (read_version or 0) + 1
-    guard = (
-        ("attribute_not_exists(pk)", {})
-        if read_version is None
-        else ("version = :read", {":read": to_attr(read_version)})
-    )
-    facts_put: dict[str, Any] = {
+def facts_item(table: str, merged: Facts, *, read_version: int | None, now: datetime) -> TxItem:
+    """The merged facts, conditional on the version read (new: on there being none)."""
+    put: dict[str, Any] = {
         "TableName": table,
         "Item": to_item(
             {
                 **facts_key(merged),
                 "facts": merged.model_dump_json(),
-                "version": version,
+                "version": (read_version or 0) + 1,
                 "updated_at": now.isoformat(),
             }
         ),
-        "ConditionExpression": guard[0],
+        "ConditionExpression": "attribute_not_exists(pk)",
     }
-    if guard[1]:
-        facts_put["ExpressionAttributeValues"] = guard[1]
-    items = [TxItem(marker, Failure.DUPLICATE), TxItem({"Put": facts_put}, Failure.STALE)]
-    seen: set[str] = set()
+    if read_version is not None:
+        put["ConditionExpression"] = "version = :read"
+        put["ExpressionAttributeValues"] = {":read": to_attr(read_version)}
+    return TxItem({"Put": put}, Failure.STALE)
+
+
+def counter_items(
+    table: str, diff: Contributions, known: frozenset[str] = frozenset()
+) -> list[TxItem]:
+    """One ADD per aggregate item the (summed) difference moves, and each dimension value not
+    `known` (already listed) once."""
+    items: list[TxItem] = []
+    seen: set[str] = set(known)
     for (dim, period), counters in counter_updates(diff).items():
         items.append(TxItem({"Update": add_request(table, agg_key(dim, period), counters)}))
         if dim not in seen and not dim.startswith("all#"):
@@ -188,16 +169,71 @@ def add_request(table: str, key: dict[str, str], counters: Counters) -> dict[str
     }
 
 
-@dataclass(frozen=True)
+@dataclass
+class Subject:
+    """One ticket's, visit's or booking's events in a batch, merged into its facts once."""
+
+    updates: list[KpiUpdate]
+    stored: Facts | None = None
+    version: int | None = None
+    merged: Facts | None = None
+    diff: Contributions = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return self.merged != self.stored
+
+
+@dataclass
 class Applied:
-    """What one update did: counted (the counter moves), or absorbed as a duplicate."""
+    """What a batch did: the counters' movement, the events that changed nothing (redeliveries,
+    overtaken changes), and the events of subjects that could not be written (retried)."""
 
-    duplicate: bool
-    diff: Contributions
+    diff: Contributions = field(default_factory=dict)
+    absorbed: int = 0
+    failed: list[KpiUpdate] = field(default_factory=list)
+
+    def add(self, subject: Subject) -> None:
+        if not subject.changed:
+            self.absorbed += len(subject.updates)
+        for key, value in subject.diff.items():
+            self.diff[key] = self.diff.get(key, 0) + value
 
 
-class StaleFacts(RuntimeError):
-    """The facts kept changing under us (another writer); the record is retried."""
+def by_subject(updates: Iterable[KpiUpdate]) -> list[Subject]:
+    """The updates grouped by the facts item they merge into (first-seen order)."""
+    groups: dict[str, list[KpiUpdate]] = {}
+    for update in updates:
+        groups.setdefault(facts_key(update.facts)["pk"], []).append(update)
+    return [Subject(updates=group) for group in groups.values()]
+
+
+def chunks(
+    table: str, subjects: list[Subject], now: datetime, known: frozenset[str]
+) -> Iterator[list[Subject]]:
+    """Changed subjects in runs whose facts and summed counter items fit one transaction."""
+    run: list[Subject] = []
+    for subject in subjects:
+        if run and len(chunk_items(table, [*run, subject], now, known)) > MAX_TX_ITEMS:
+            yield run
+            run = []
+        run.append(subject)
+    if run:
+        yield run
+
+
+def chunk_items(
+    table: str, subjects: list[Subject], now: datetime, known: frozenset[str] = frozenset()
+) -> list[TxItem]:
+    """Each subject's facts (version-guarded) and one ADD per counter item, summed over them."""
+    summed: Contributions = {}
+    items: list[TxItem] = []
+    for subject in subjects:
+        assert subject.merged is not None
+        items.append(facts_item(table, subject.merged, read_version=subject.version, now=now))
+        for key, value in subject.diff.items():
+            summed[key] = summed.get(key, 0) + value
+    return items + counter_items(table, {k: v for k, v in summed.items() if v}, known)
 
 
 class DynamoKpiStore:
@@ -209,6 +245,9 @@ class DynamoKpiStore:
         self.table = table
         self.defs = defs
         self._ddb = ddb
+        # Dimension values this process has listed (K3): the DIM# put is idempotent, so a warm
+        # aggregator writes each once, not once per batch.
+        self.listed: set[str] = set()
 
     def read_facts(self, facts: Facts) -> tuple[Facts | None, int | None]:
         item = self.ddb.get_item(
@@ -220,30 +259,57 @@ class DynamoKpiStore:
         kind = str(data["pk"]).split("#", 2)[1]
         return FACT_TYPES[kind].model_validate_json(data["facts"]), int(data["version"])
 
-    def apply(self, update: KpiUpdate, now: datetime) -> Applied:
+    def plan(self, subject: Subject) -> Subject:
+        """Read the subject's facts, merge all its events once, and the counters' difference."""
+        stored, version = self.read_facts(subject.updates[0].facts)
+        merged = stored
+        for update in subject.updates:
+            merged = merge(merged, update.facts)
+        diff = difference(contributions(stored, self.defs), contributions(merged, self.defs))
+        return Subject(subject.updates, stored, version, merged, diff)
+
+    def apply(self, updates: Iterable[KpiUpdate], now: datetime) -> Applied:
+        """Apply a batch's events: one transaction per chunk of subjects (their facts and the
+        summed counters); a chunk cancelled by a version conflict is applied subject by subject."""
+        applied = Applied()
+        planned = [self.plan(subject) for subject in by_subject(updates)]
+        for subject in planned:
+            if not subject.changed:
+                applied.add(subject)  # nothing new: a redelivery, or a change overtaken
+        known = frozenset(self.listed)
+        for run in chunks(self.table, [s for s in planned if s.changed], now, known):
+            if self._write(chunk_items(self.table, run, now, known)):
+                for subject in run:
+                    applied.add(subject)
+            else:
+                for subject in run:
+                    self._apply_alone(subject, now, applied)
+        return applied
+
+    def _write(self, items: list[TxItem]) -> bool:
+        """One transaction; False when it was cancelled (a version guard failed, a conflict)."""
+        try:
+            self.ddb.transact_write_items(**request_of(items))
+        except ClientError as exc:
+            if cancelled(items, exc) is None:
+                raise
+            return False
+        for item in items:
+            listed = from_item(item.request.get("Put", {}).get("Item", {}))
+            if str(listed.get("pk", "")).startswith("DIM#"):
+                self.listed.add(f"{str(listed['pk']).removeprefix('DIM#')}#{listed['sk']}")
+        return True
+
+    def _apply_alone(self, subject: Subject, now: datetime, applied: Applied) -> None:
         for _ in range(ATTEMPTS):
-            stored, version = self.read_facts(update.facts)
-            merged = merge(stored, update.facts)
-            diff = difference(contributions(stored, self.defs), contributions(merged, self.defs))
-            items = apply_items(
-                self.table,
-                update,
-                read_version=version,
-                merged=merged,
-                diff=diff,
-                now=now,
-                ttl_days=self.defs.dedup_ttl_days,
-            )
-            try:
-                self.ddb.transact_write_items(**request_of(items))
-                return Applied(duplicate=False, diff=diff)
-            except ClientError as exc:
-                outcome = cancelled(items, exc)
-                if outcome is None or outcome.failure is None:
-                    raise
-                if outcome.failure is Failure.DUPLICATE:
-                    return Applied(duplicate=True, diff={})
-        raise StaleFacts(f"facts of {update.event_id} changed {ATTEMPTS} times while applying")
+            subject = self.plan(subject)
+            if not subject.changed:
+                applied.add(subject)
+                return
+            if self._write(chunk_items(self.table, [subject], now, frozenset(self.listed))):
+                applied.add(subject)
+                return
+        applied.failed += subject.updates
 
     # ---- reads (the KPI API)
 

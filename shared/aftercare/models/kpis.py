@@ -25,7 +25,6 @@ class KpiDefinitions(BaseModel):
     histograms: dict[str, list[int]]
     backlog_age_days: list[int]
     travel_minutes_per_booking: int = Field(ge=0)
-    dedup_ttl_days: int = Field(ge=1)
     max_range_days: int = Field(ge=1)
 
 
@@ -90,7 +89,7 @@ class KpiUpdate(BaseModel):
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
-    event_id: str  # the stream record's id + what it is about: the dedup marker's key
+    event_id: str  # the stream record's id + what it is about (logs, a failed record)
     kind: str  # the lifecycle event (opened, first_response, resolved, ...), for logs and metrics
     facts: Facts
 
