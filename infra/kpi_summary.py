@@ -9,6 +9,7 @@ from typing import Any
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
 from aftercare.adapters.kpi_store import DynamoKpiStore
 from aftercare.domain.access import Caller
+from aftercare.domain.calendar import load_booking_policy
 from aftercare.domain.kpi_report import kpi_report
 from aftercare.domain.kpis import load_kpi_definitions
 
@@ -35,8 +36,9 @@ HEADLINE = (
 
 
 def kpi_summary(target: Target) -> dict[str, Any]:
-    """The headline KPIs of yesterday and today (UTC: a demo may cross midnight), and the
-    backlog now."""
+    """The headline KPIs from yesterday (UTC: a demo may cross midnight) to the end of the
+    booking horizon: visits count on the day they were booked for, and the demo's engineers
+    work through visits booked days ahead. And the backlog now."""
     ddb = target.client("dynamodb")
     store = DynamoKpiStore(table=target.resource("KpiTable"), defs=load_kpi_definitions(), ddb=ddb)
     directory = DynamoEngineerDirectory(table=target.resource("FieldTable"), ddb=ddb)
@@ -46,7 +48,7 @@ def kpi_summary(target: Target) -> dict[str, Any]:
         directory,
         OPERATOR,
         first=today - timedelta(days=1),
-        last=today,
+        last=today + timedelta(days=load_booking_policy().horizon_days),
         by=None,
         today=today,
     )
