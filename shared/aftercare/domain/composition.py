@@ -54,14 +54,14 @@ def guide_offer(
     """On opening, a self-serviceable code's guide (the model's own, else the generic one): its
     title and numbered steps (`guide`), and its title and link alone (`guide_short`, for SMS
     and push). Empty for every other message and code."""
-    guide = load_guides().self_serviceable(facts.fault_code, facts.model)
-    if (
-        kind != EventKind.TICKET_OPENED
-        or guide is None
-        or facts.status not in ACTIVE_FOR_DIAGNOSTICS
-    ):
-        return {"guide": "", "guide_short": ""}
-    view = guide.view(GuideLanguage.parse(language), load_guides().version)
+    none = {"guide": "", "guide_short": ""}
+    if kind != EventKind.TICKET_OPENED or facts.status not in ACTIVE_FOR_DIAGNOSTICS:
+        return none  # other messages never load the guide book
+    guides = load_guides()
+    guide = guides.self_serviceable(facts.fault_code, facts.model)
+    if guide is None:
+        return none
+    view = guide.view(GuideLanguage.parse(language), guides.version)
     values = {
         "title": view.title,
         "steps": "\n".join(f"{s.n}. {s.text}" for s in view.steps),
