@@ -14,56 +14,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
-from urllib.request import Request, urlopen
 
-import boto3
 import pytest
 from aftercare.adapters.notification_reports import NotificationReports
 
 from devices.agent import DeviceAgent
 from infra.cli import main as cli_main
-from infra.local.provision_api import LOCAL_PASSWORD
+from tests.e2e.api_user import ApiUser
 from tests.e2e.conftest import Stack, device_agent_config, wait_for
 from tests.e2e.fuzzing import api_operations, server_errors
-
-
-class Api:
-    """The stack's HTTP API as one seeded user (an ID token from the moto user pool)."""
-
-    def __init__(self, stack: Stack, user: str) -> None:
-        state = stack.state
-        cognito = boto3.client(
-            "cognito-idp",
-            endpoint_url=state["aws_endpoint_url"],
-            region_name=state["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        answer = cognito.initiate_auth(
-            ClientId=state["resources"]["ServiceUserPoolClient"],
-            AuthFlow="USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": user, "PASSWORD": LOCAL_PASSWORD},
-        )
-        self.token = str(answer["AuthenticationResult"]["IdToken"])
-        self.url = str(state["api_url"])
-
-    def call(
-        self, method: str, path: str, body: Any = None, key: str | None = None
-    ) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        data = json.dumps(body).encode() if body is not None else None
-        request = Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def raise_ticket(self, key: str | None = None, **body: Any) -> tuple[int, Any]:
-        return self.call("POST", "/tickets", body, key=key)
 
 
 def new_key() -> str:
@@ -76,7 +35,7 @@ def test_a_customer_raises_a_ticket_that_notifies_and_diagnoses_the_device(
     # Given c-0001's router online (a device agent that answers diagnostics)
     agent = DeviceAgent(device_agent_config(local_stack.state, "rt-x-0161", tmp_path / "outbox"))
     assert agent.start(connect_timeout=10)
-    customer = Api(local_stack, "cust-0001")
+    customer = ApiUser(local_stack, "cust-0001")
     try:
         # When the customer raises a stalled fan from the app, and the app retries
         key = new_key()
@@ -130,7 +89,7 @@ def test_a_customer_raises_a_ticket_that_notifies_and_diagnoses_the_device(
 
 
 def test_twenty_concurrent_retries_with_one_key_make_one_ticket(local_stack: Stack) -> None:
-    customer = Api(local_stack, "cust-0002")
+    customer = ApiUser(local_stack, "cust-0002")
     key = new_key()
     body = {"device": "ev-ch-0162", "symptom": "TEMP-HIGH", "channel": "web"}
 
@@ -150,7 +109,7 @@ def test_twenty_concurrent_retries_with_one_key_make_one_ticket(local_stack: Sta
 
 
 def test_free_text_is_unclassified_until_an_agent_classifies_it(local_stack: Stack) -> None:
-    customer = Api(local_stack, "cust-0003")
+    customer = ApiUser(local_stack, "cust-0003")
     body = {"device": "ic-300-0163", "symptom": "it clicks and then shuts off", "channel": "app"}
     status, raised = customer.raise_ticket(new_key(), **body)
     assert (status, raised["outcome"]) == (201, "opened")
@@ -158,7 +117,7 @@ def test_free_text_is_unclassified_until_an_agent_classifies_it(local_stack: Sta
     assert ticket["unclassified"] and ticket["fault_code"].startswith("TRIAGE-")
     assert ticket["parts"] == []
     # When an agent classifies it
-    engineer = Api(local_stack, "eng-ada")
+    engineer = ApiUser(local_stack, "eng-ada")
     path = f"/tickets/{raised['ticket_id']}/classify"
     assert customer.call("POST", path, {"code": "PSU-OVERVOLT"})[0] == 403
     status, classified = engineer.call("POST", path, {"code": "PSU-OVERVOLT"})
@@ -172,7 +131,7 @@ def test_free_text_is_unclassified_until_an_agent_classifies_it(local_stack: Sta
 
 
 def test_an_agent_raises_for_a_vip_customer_by_phone(local_stack: Stack) -> None:
-    engineer = Api(local_stack, "eng-ada")
+    engineer = ApiUser(local_stack, "eng-ada")
     body = {
         "device": "ic-300-0167",
         "symptom": "TEMP-HIGH",
@@ -194,7 +153,7 @@ def test_an_agent_raises_for_a_vip_customer_by_phone(local_stack: Stack) -> None
 
 
 def test_customers_cannot_raise_for_others_or_through_agent_channels(local_stack: Stack) -> None:
-    customer = Api(local_stack, "cust-0001")
+    customer = ApiUser(local_stack, "cust-0001")
     status, answer = customer.raise_ticket(device="ev-ch-0162", symptom="TEMP-HIGH", channel="app")
     assert (status, answer["reason"]) == (404, "not_found")
     status, answer = customer.raise_ticket(device="rt-x-0161", symptom="TEMP-HIGH", channel="phone")
@@ -221,7 +180,7 @@ def test_a_schema_driven_fuzz_of_the_raised_ticket_routes_finds_no_server_errors
     assert len(operations) == 5
     errors: list[str] = []
     for user in ("eng-ada", "cust-0001"):
-        token = Api(local_stack, user).token
+        token = ApiUser(local_stack, user).token
         for operation in operations:
             errors += server_errors(local_stack.state["api_url"], operation, token, max_examples=15)
     assert not errors, "\n".join(errors[:10])

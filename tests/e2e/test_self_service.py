@@ -8,56 +8,15 @@ c-0001's (cust-0001). The customer "fixing" the fan is the simulated device's fa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
-from urllib.request import Request, urlopen
-
-import boto3
 
 from devices.agent import DeviceAgent
-from infra.local.provision_api import LOCAL_PASSWORD
+from tests.e2e.api_user import ApiUser
 from tests.e2e.conftest import Stack, device_agent_config, wait_for
 
 CODE = "FAN-STALL"
 ONSITE = "needs_onsite_dispatch"
-
-
-class Api:
-    """The stack's HTTP API as one seeded user (an ID token from the moto user pool)."""
-
-    def __init__(self, stack: Stack, user: str) -> None:
-        state = stack.state
-        cognito = boto3.client(
-            "cognito-idp",
-            endpoint_url=state["aws_endpoint_url"],
-            region_name=state["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        answer = cognito.initiate_auth(
-            ClientId=state["resources"]["ServiceUserPoolClient"],
-            AuthFlow="USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": user, "PASSWORD": LOCAL_PASSWORD},
-        )
-        self.token = str(answer["AuthenticationResult"]["IdToken"])
-        self.url = str(state["api_url"])
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        data = json.dumps(body).encode() if body is not None else None
-        request = Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def get(self, path: str) -> Any:
-        status, body = self.call("GET", path)
-        assert status == 200, (path, status, body)
-        return body
 
 
 def start_agent(stack: Stack, thing: str, outbox: Path) -> DeviceAgent:
@@ -66,7 +25,7 @@ def start_agent(stack: Stack, thing: str, outbox: Path) -> DeviceAgent:
     return agent
 
 
-def reported_ticket(customer: Api, thing: str) -> dict[str, Any]:
+def reported_ticket(customer: ApiUser, thing: str) -> dict[str, Any]:
     """The device's FAN-STALL ticket once its auto-diagnostic was answered (so the self-service
     verification is the only request left to wait for)."""
 
@@ -82,7 +41,7 @@ def reported_ticket(customer: Api, thing: str) -> dict[str, Any]:
     return wait_for(find, timeout=90, what=f"{CODE} ticket on {thing}, auto-diagnosed")
 
 
-def settled_self_service(customer: Api, ticket_id: str, request_id: str) -> dict[str, Any]:
+def settled_self_service(customer: ApiUser, ticket_id: str, request_id: str) -> dict[str, Any]:
     """The ticket once the verification is settled (read again after: the API reads the ticket
     before its diagnostics, so one response can show the answer but not yet its effect)."""
 
@@ -101,7 +60,7 @@ def test_the_device_confirming_the_guide_resolves_the_ticket_as_self_service(
     # Given c-0001's router reporting a stalled fan, its ticket open with a part held
     thing = "rt-x-0001"
     agent = start_agent(local_stack, thing, tmp_path / "outbox")
-    customer = Api(local_stack, "cust-0001")
+    customer = ApiUser(local_stack, "cust-0001")
     try:
         agent.raise_fault(CODE)
         ticket = reported_ticket(customer, thing)
@@ -137,7 +96,7 @@ def test_a_fault_the_device_still_reports_sends_the_ticket_towards_dispatch(
     # Given c-0001's other router reporting a stalled fan
     thing = "rt-x-0081"
     agent = start_agent(local_stack, thing, tmp_path / "outbox")
-    customer = Api(local_stack, "cust-0001")
+    customer = ApiUser(local_stack, "cust-0001")
     try:
         agent.raise_fault(CODE)
         ticket_id = reported_ticket(customer, thing)["ticket_id"]
@@ -154,7 +113,7 @@ def test_a_fault_the_device_still_reports_sends_the_ticket_towards_dispatch(
         flagged = [e for e in view["timeline"] if e["kind"] == "flagged"]
         assert flagged and flagged[-1]["detail"]["because"] == "self_service_failed"
         # And another customer cannot act on the ticket at all
-        neighbour = Api(local_stack, "cust-0002")
+        neighbour = ApiUser(local_stack, "cust-0002")
         assert neighbour.call("POST", f"/tickets/{ticket_id}/self-service")[0] == 404
     finally:
         agent.stop(drain_timeout=2)
