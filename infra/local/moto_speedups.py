@@ -252,7 +252,7 @@ def apply() -> None:
     aws_headers.gen_amzn_requestid_long = _request_id
     moto_responses.gen_amzn_requestid_long = _request_id
     moto_responses.camelcase_to_underscores = _snake_case
-    LimitedSizeDict.__setitem__ = _limited_setitem  # type: ignore[method-assign,assignment]
+    LimitedSizeDict.__setitem__ = _limited_setitem  # type: ignore[method-assign]
 
 
 # What each replacement stands in for (tests/unit/test_moto_pins.py checks moto's signatures).
