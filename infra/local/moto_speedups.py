@@ -40,6 +40,14 @@ CPU per request, a table of 3,000 ticket-sized items with a NEW_AND_OLD_IMAGES s
   size it last measured and adds each new value's size to it; it measures the whole item again
   only when that running figure comes near the limit (or was never taken), so an item over the
   limit is still refused with moto's own `ItemSizeTooLarge` at the same attribute.
+* every UpdateItem (and each Update of a transaction) parses its UpdateExpression twice (once
+  in the handler to list the placeholders, once in the backend), 1.7 ms a parse; every
+  condition expression is lexed character by character with a list of regular expressions
+  (1.7 ms in all per write). The stack sends a few dozen distinct expression texts over and
+  over, and the result depends on the text alone: the update AST is cached per text (moto only
+  reads it, and its validator works on a deep copy) and so are the condition lexer's tokens
+  (each call gets new token nodes; names and values are still substituted per call). An
+  invalid expression raises on every call, as before (nothing is cached for it).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import functools
 import json
 import string
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -59,9 +68,11 @@ from moto.core import responses as moto_responses
 from moto.core import utils as moto_utils
 from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY, EnvironHeaders
 from moto.core.responses import ActionResult
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import dynamo_type as moto_dynamo_type
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -225,12 +236,43 @@ def _limited_setitem(self: LimitedSizeDict, key: str, value: Any) -> None:
     self.__dict__["_aftercare_size"] = known + new_size
 
 
+EXPRESSION_CACHE_SIZE = 2048
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _parsed_update_expression(expression: str) -> Any:
+    return _ORIGINAL_UPDATE_MAKE(expression)
+
+
+def _update_expression_make(cls: type, expression_str: str) -> Any:
+    return _parsed_update_expression(expression_str)
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _condition_tokens(expression: str) -> tuple[tuple[Any, Any, str, Any], ...]:
+    parser = ConditionExpressionParser(expression, None, None)
+    return tuple(
+        (node.nonterminal, node.kind, node.text, node.value)
+        for node in _ORIGINAL_CONDITION_LEX(parser)
+    )
+
+
+def _lex_condition_expression(self: ConditionExpressionParser) -> Any:
+    tokens = _condition_tokens(self.condition_expression)
+    return deque(
+        self.Node(nonterminal=nonterminal, kind=kind, text=text, value=value, children=[])
+        for nonterminal, kind, text, value in tokens
+    )
+
+
 _snake_case = functools.lru_cache(maxsize=4096)(moto_utils.camelcase_to_underscores)
 
 _ORIGINAL_HEADERS_ITER = EnvironHeaders.__iter__
 _ORIGINAL_LIST_OF_MOTO_MODULES = backends.list_of_moto_modules
 _ORIGINAL_METHOD_NAMES = moto_responses.method_names_from_class
 _ORIGINAL_UNIX_TIME = sqs_models.unix_time
+_ORIGINAL_UPDATE_MAKE = UpdateExpressionParser.make
+_ORIGINAL_CONDITION_LEX = ConditionExpressionParser._lex_condition_expression
 
 
 def apply() -> None:
@@ -252,6 +294,8 @@ def apply() -> None:
     aws_headers.gen_amzn_requestid_long = _request_id
     moto_responses.gen_amzn_requestid_long = _request_id
     moto_responses.camelcase_to_underscores = _snake_case
+    UpdateExpressionParser.make = classmethod(_update_expression_make)
+    ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
     LimitedSizeDict.__setitem__ = _limited_setitem  # type: ignore[method-assign]
 
 
