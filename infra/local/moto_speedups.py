@@ -48,6 +48,11 @@ CPU per request, a table of 3,000 ticket-sized items with a NEW_AND_OLD_IMAGES s
   reads it, and its validator works on a deep copy) and so are the condition lexer's tokens
   (each call gets new token nodes; names and values are still substituted per call). An
   invalid expression raises on every call, as before (nothing is cached for it).
+* every DynamoDB data-plane request body is parsed by walking its botocore input shape member
+  by member (6 % of the DynamoDB server's CPU). For these operations that walk changes nothing
+  a boto3 client sends except binary values (base64 text becomes bytes), so a body without a
+  binary attribute value is taken from `json.loads` as it is; any other body, and every other
+  operation, keeps moto's parser.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ import base64
 import calendar
 import functools
 import json
+import re
 import string
 import time
 from collections import deque
@@ -143,6 +149,32 @@ DYNAMODB_DATA_PLANE = frozenset(
 def _drop_none(document: dict[str, Any]) -> dict[str, Any]:
     # moto's serializer leaves out members whose value is None
     return {key: value for key, value in document.items() if value is not None}
+
+
+# A binary attribute value ("B" or "BS"), the one thing the shape walk converts in these calls.
+_BINARY_VALUE = re.compile(rb'"BS?"\s*:')
+
+
+def _fast_dynamodb_parse(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def parse_parameters(self: DynamoHandler, request: Any) -> None:
+        body = request.data
+        if (
+            self.get_endpoint_name(self.headers) not in DYNAMODB_DATA_PLANE
+            or not body
+            or _BINARY_VALUE.search(body)
+        ):
+            return original(self, request)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return original(self, request)
+        if not isinstance(parsed, dict):
+            return original(self, request)
+        self.params = parsed
+        return None
+
+    return parse_parameters
 
 
 def _fast_dynamodb_serialized(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -285,6 +317,10 @@ def apply() -> None:
         fast_serialized = _fast_dynamodb_serialized(DynamoHandler.serialized)
         fast_serialized._aftercare_fast = True  # type: ignore[attr-defined]
         DynamoHandler.serialized = fast_serialized  # type: ignore[method-assign]
+    if not getattr(DynamoHandler.parse_parameters, "_aftercare_fast", False):
+        fast_parse = _fast_dynamodb_parse(DynamoHandler.parse_parameters)
+        fast_parse._aftercare_fast = True  # type: ignore[attr-defined]
+        DynamoHandler.parse_parameters = fast_parse  # type: ignore[method-assign]
     backends.list_of_moto_modules = _cached_moto_modules
     moto_responses.method_names_from_class = _cached_method_names
     sqs_models.unix_time = _unix_time
