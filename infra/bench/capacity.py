@@ -15,17 +15,37 @@ whatever the size), so the units here are computed from the recorded requests an
 
 Updates and deletes do not carry the item: the caller passes `final_size`, the size of the item
 read back after the scenario (None when it no longer exists: then the minimum unit).
+
+Global secondary index writes (AWS: "Provisioned throughput considerations for global secondary
+indexes"), from the item before and after each write (the recorded `images`, see
+`infra.bench.capture`) and the template's index definitions (`TableIndexes.from_template`):
+
+- an index entry exists when the item has all of the index's key attributes; it holds the
+  table's key, the index's key and the projected attributes (ALL: the whole item; KEYS_ONLY:
+  the keys; INCLUDE: the keys and the listed NonKeyAttributes the item has), sized like an item;
+- an entry put (new item, or the index key newly set) costs 1 WRU per started KB of the new
+  entry; an entry deleted (item deleted, or an index key removed) 1 WRU per started KB of the
+  old entry; an index key changed (A -> B) costs both, a delete and a put; an entry whose
+  projected attributes changed (keys unchanged) is rewritten: 1 WRU per started KB of the new
+  entry; an entry unchanged, or an item in the index neither before nor after, costs nothing;
+- index writes are standard writes, also when the table write is transactional (the 2x applies
+  to the table's write), and a write that failed (its condition) writes no index entry.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
@@ -74,6 +94,86 @@ def read_units(size: int, *, consistent: bool = False, transactional: bool = Fal
     return blocks * (1.0 if consistent else 0.5)
 
 
+@dataclass(frozen=True)
+class IndexSpec:
+    """One global secondary index as the template defines it."""
+
+    name: str
+    keys: tuple[str, ...]  # the index's HASH [, RANGE] attribute names
+    projection: str  # ALL | KEYS_ONLY | INCLUDE
+    non_key: tuple[str, ...] = ()  # INCLUDE's NonKeyAttributes
+
+    def entry(self, table_keys: Iterable[str], image: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The index entry an item image makes ({} when the item is not in the index)."""
+        if not image or any(key not in image for key in self.keys):
+            return {}
+        if self.projection == "ALL":
+            return dict(image)
+        kept = {*table_keys, *self.keys, *(self.non_key if self.projection == "INCLUDE" else ())}
+        return {name: value for name, value in image.items() if name in kept}
+
+    def write_units(
+        self,
+        table_keys: Iterable[str],
+        old: Mapping[str, Any] | None,
+        new: Mapping[str, Any] | None,
+    ) -> float:
+        """WRU this index consumes for one item going from `old` to `new` (see the docstring)."""
+        before, after = self.entry(table_keys, old), self.entry(table_keys, new)
+        if before == after:
+            return 0.0
+        if not before:
+            return write_units(item_size(after))
+        if not after:
+            return write_units(item_size(before))
+        if any(before[key] != after[key] for key in self.keys):
+            return write_units(item_size(before)) + write_units(item_size(after))
+        return write_units(item_size(after))
+
+
+@dataclass(frozen=True)
+class TableIndexes:
+    """Each table's key attributes and global secondary indexes, by table name pattern (the
+    template's `!Sub aftercare-tickets-${Stage}` matches `aftercare-tickets-local`)."""
+
+    tables: Mapping[str, tuple[tuple[str, ...], tuple[IndexSpec, ...]]]
+
+    def of(self, table: str) -> tuple[tuple[str, ...], tuple[IndexSpec, ...]]:
+        for pattern, found in self.tables.items():
+            if fnmatch.fnmatchcase(table, pattern):
+                return found
+        return (), ()
+
+    @classmethod
+    def from_template(cls, path: Path) -> TableIndexes:
+        class Loader(yaml.SafeLoader):
+            pass
+
+        def tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+            return loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
+
+        Loader.add_multi_constructor("!", tag)
+        template = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+        tables = {}
+        for resource in template["Resources"].values():
+            props = resource.get("Properties") or {}
+            name = props.get("TableName")
+            if resource.get("Type") != "AWS::DynamoDB::Table" or not isinstance(name, str):
+                continue
+            indexes = tuple(
+                IndexSpec(
+                    name=index["IndexName"],
+                    keys=tuple(k["AttributeName"] for k in index["KeySchema"]),
+                    projection=index["Projection"]["ProjectionType"],
+                    non_key=tuple(index["Projection"].get("NonKeyAttributes") or ()),
+                )
+                for index in props.get("GlobalSecondaryIndexes") or []
+            )
+            keys = tuple(k["AttributeName"] for k in props["KeySchema"])
+            tables[re.sub(r"\$\{[^}]*\}", "*", name)] = (keys, indexes)
+        return cls(tables)
+
+
 @dataclass
 class Units:
     """Read and write units and requests, per table."""
@@ -82,12 +182,21 @@ class Units:
     writes: dict[str, float] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
     moto_reported: float = 0.0  # what moto's ConsumedCapacity said, for comparison only
+    gsi_writes: dict[str, float] = field(default_factory=dict)  # "<table>/<index>" -> WRU
 
     def read(self, table: str, units: float) -> None:
         self.reads[table] = self.reads.get(table, 0.0) + units
 
     def write(self, table: str, units: float) -> None:
         self.writes[table] = self.writes.get(table, 0.0) + units
+
+    def gsi_write(self, table: str, index: str, units: float) -> None:
+        name = f"{table}/{index}"
+        self.gsi_writes[name] = self.gsi_writes.get(name, 0.0) + units
+
+    @property
+    def gsi_write_total(self) -> float:
+        return sum(self.gsi_writes.values())
 
     def count(self, operation: str) -> None:
         self.requests[operation] = self.requests.get(operation, 0) + 1
@@ -109,6 +218,10 @@ class Units:
             "moto_reported_units": round(self.moto_reported / per, 3),
             "read_units_by_table": {t: round(u / per, 3) for t, u in sorted(self.reads.items())},
             "write_units_by_table": {t: round(u / per, 3) for t, u in sorted(self.writes.items())},
+            "gsi_write_units": round(self.gsi_write_total / per, 3),
+            "gsi_write_units_by_index": {
+                i: round(u / per, 3) for i, u in sorted(self.gsi_writes.items()) if u
+            },
         }
 
 
@@ -117,8 +230,14 @@ def key_text(key: Mapping[str, Any]) -> str:
     return json.dumps(key, sort_keys=True)
 
 
-def add_record(units: Units, record: Mapping[str, Any], final_size: FinalSize) -> None:
-    """Add one recorded request's units (see the module docstring for the rules)."""
+def add_record(
+    units: Units,
+    record: Mapping[str, Any],
+    final_size: FinalSize,
+    indexes: TableIndexes | None = None,
+) -> None:
+    """Add one recorded request's units (see the module docstring for the rules); with
+    `indexes`, the index writes of its recorded `images` too."""
     op = record["op"]
     request = record["request"]
     response = record.get("response") or {}
@@ -127,6 +246,19 @@ def add_record(units: Units, record: Mapping[str, Any], final_size: FinalSize) -
     handler = _HANDLERS.get(op)
     if handler is not None:
         handler(units, request, response, final_size)
+    if indexes is not None and record.get("status", 200) == 200:
+        add_index_writes(units, record.get("images") or [], indexes)
+
+
+def add_index_writes(
+    units: Units, images: Iterable[Mapping[str, Any]], indexes: TableIndexes
+) -> None:
+    """Each written item's index writes, from its images before and after the write."""
+    for image in images:
+        table_keys, specs = indexes.of(image["table"])
+        for spec in specs:
+            spent = spec.write_units(table_keys, image.get("old"), image.get("new"))
+            units.gsi_write(image["table"], spec.name, spent)
 
 
 def reported_units(response: Mapping[str, Any]) -> float:
@@ -236,8 +368,12 @@ def keys_to_size(records: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
     return wanted
 
 
-def units_of(records: Iterable[Mapping[str, Any]], final_size: FinalSize) -> Units:
+def units_of(
+    records: Iterable[Mapping[str, Any]],
+    final_size: FinalSize,
+    indexes: TableIndexes | None = None,
+) -> Units:
     units = Units()
     for record in records:
-        add_record(units, record, final_size)
+        add_record(units, record, final_size, indexes)
     return units

@@ -112,10 +112,42 @@ def dynamodb_lines(
 ) -> list[Line]:
     reads = sum(units[n]["read_units"] for n in names if n in units) * per
     writes = sum(units[n]["write_units"] for n in names if n in units) * per
+    gsi = sum(units[n].get("gsi_write_units", 0.0) for n in names if n in units) * per
     return [
         prices.line("DynamoDB write request units", writes, "WRU", "dynamodb_write_request_unit"),
+        prices.line("DynamoDB GSI write request units", gsi, "WRU", "dynamodb_write_request_unit"),
         prices.line("DynamoDB read request units", reads, "RRU", "dynamodb_read_request_unit"),
     ]
+
+
+def gsi_table(capacity: Mapping[str, Any]) -> list[str]:
+    """Index writes per step and function (and per notification), by index."""
+    if not capacity.get("gsi_counted"):
+        return [
+            "GSI write units: not counted in this results file (taken before the bench counted"
+            " index writes): the DynamoDB GSI lines above are 0; run `make bench`"
+        ]
+    lines = [
+        "GSI write units per event (computed from the written items and the template's indexes)",
+        "| step | function | GSI WRU | by index |",
+        "|---|---|---:|---|",
+    ]
+    rows = [
+        (step, function, units)
+        for step, functions in capacity.get("steps", {}).items()
+        for function, units in functions.items()
+    ]
+    if capacity.get("per_notification"):
+        rows.append(("per notification", NOTIFIER, capacity["per_notification"]))
+    for step, function, units in rows:
+        by_index = ", ".join(
+            f"{name.rsplit('/', 1)[-1]} {wru:g}"
+            for name, wru in units.get("gsi_write_units_by_index", {}).items()
+        )
+        lines.append(
+            f"| {step} | {function} | {units.get('gsi_write_units', 0.0):.3g} | {by_index} |"
+        )
+    return lines
 
 
 def requests_of(phase: Mapping[str, Any], prefix: str) -> float:
@@ -238,8 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory = lambda_settings(args.template)
     models = {**intake_model(prices, results, memory), **stack_model(prices, results, memory)}
     print(render(models, prices))
+    print("\n" + "\n".join(gsi_table(results["capacity_units"])))
     meta = results["meta"]
     print(f"\nfrom {args.results} ({meta.get('note') or 'no note'}, taken {meta['taken_at']})")
+    measured = results["capacity_units"].get("measured")
+    if measured:
+        print(
+            f"DynamoDB units from a later capacity-only run: revision {measured['revision']},"
+            f" taken {measured['taken_at']} ({measured['note']})"
+        )
     return 0
 
 

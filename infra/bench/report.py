@@ -68,17 +68,21 @@ def requests_table(series: Mapping[str, Any]) -> list[str]:
 
 
 def capacity_table(capacity: Mapping[str, Any]) -> list[str]:
-    lines = ["DynamoDB units per fault (computed from recorded requests): step / function: RRU WRU"]
+    lines = [
+        "DynamoDB units per fault (computed from recorded requests): step / function: RRU WRU"
+        " GSI-WRU"
+    ]
     for step, functions in capacity.get("steps", {}).items():
         for function, units in functions.items():
             lines.append(
                 f"  {step:11} {function:34} {units['read_units']:6.2f} {units['write_units']:6.2f}"
+                f" {units.get('gsi_write_units', 0.0):6.2f}"
             )
     per = capacity.get("per_notification")
     if per:
         lines.append(
             f"  per notification (NotifierFunction): {per['read_units']:.2f} RRU, "
-            f"{per['write_units']:.2f} WRU"
+            f"{per['write_units']:.2f} WRU, {per.get('gsi_write_units', 0.0):.2f} GSI WRU"
         )
     return lines
 

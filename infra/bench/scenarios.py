@@ -3,7 +3,8 @@
 With request capture on (see `infra.bench.capture`), three fresh devices each raise a fault
 (new), then a second report of the same code (correlated), then that report again (duplicate);
 each step waits until the stack has finished with it. The units come from the recorded
-requests (`infra.bench.capacity`), split by step and by function.
+requests (`infra.bench.capacity`), split by step and by function; the global secondary
+index writes are computed from the written items' images and the template's index definitions.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from infra.bench import capacity, fleet
 from infra.bench.capture import SWITCH, clear, read_records
 from infra.bench.observe import TicketStream, aws_client, first_notifications
 
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 DEVICES = 3
 CODE = "TEMP-HIGH"
 WAIT_S = 30.0
@@ -46,7 +48,12 @@ def measure_capacity(
             device.stop()
     notifications = first_notifications(state, stream.events.ticket_of)
     return units_report(
-        read_records(capture_dir), windows, _names(state), _final_sizes(ddb), len(notifications)
+        read_records(capture_dir),
+        windows,
+        _names(state),
+        _final_sizes(ddb),
+        len(notifications),
+        indexes=capacity.TableIndexes.from_template(TEMPLATE),
     )
 
 
@@ -120,9 +127,16 @@ def units_report(
     names: Mapping[str, str],
     final_size: capacity.FinalSize,
     notifications: int,
+    *,
+    indexes: capacity.TableIndexes | None = None,
 ) -> dict[str, Any]:
     """Per step: units per fault by function; plus the notifier's units per notification."""
-    report: dict[str, Any] = {"devices": DEVICES, "code": CODE, "steps": {}}
+    report: dict[str, Any] = {
+        "devices": DEVICES,
+        "code": CODE,
+        "gsi_counted": indexes is not None,
+        "steps": {},
+    }
     for step, (began, ended) in windows.items():
         inside = [r for r in records if began <= r["t"] < ended]
         by_function: dict[str, list[dict[str, Any]]] = {}
@@ -131,13 +145,13 @@ def units_report(
                 record
             )
         report["steps"][step] = {
-            function: capacity.units_of(calls, final_size).as_dict(per=DEVICES)
+            function: capacity.units_of(calls, final_size, indexes).as_dict(per=DEVICES)
             for function, calls in sorted(by_function.items())
         }
     notifier = [r for r in records if names.get(r["function"]) == "NotifierFunction"]
     report["notifications_sent"] = notifications
     if notifications:
-        report["per_notification"] = capacity.units_of(notifier, final_size).as_dict(
+        report["per_notification"] = capacity.units_of(notifier, final_size, indexes).as_dict(
             per=notifications
         )
     return report
