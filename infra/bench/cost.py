@@ -120,6 +120,12 @@ def dynamodb_lines(
     ]
 
 
+def _short(index: str) -> str:
+    """`aftercare-tickets-local/by_status` -> `tickets/by_status`."""
+    table, _, name = index.rpartition("/")
+    return f"{table.removeprefix('aftercare-').rsplit('-', 1)[0]}/{name}"
+
+
 def gsi_table(capacity: Mapping[str, Any]) -> list[str]:
     """Index writes per step and function (and per notification), by index."""
     if not capacity.get("gsi_counted"):
@@ -141,7 +147,7 @@ def gsi_table(capacity: Mapping[str, Any]) -> list[str]:
         rows.append(("per notification", NOTIFIER, capacity["per_notification"]))
     for step, function, units in rows:
         by_index = ", ".join(
-            f"{name.rsplit('/', 1)[-1]} {wru:g}"
+            f"{_short(name)} {wru:g}"
             for name, wru in units.get("gsi_write_units_by_index", {}).items()
         )
         lines.append(

@@ -187,7 +187,10 @@ def test_the_written_items_of_each_write_request_are_listed_for_their_images():
 def _results(gsi: float | None) -> dict:
     units = {"read_units": 4.0, "write_units": 8.0, "requests": {}}
     if gsi is not None:
-        units |= {"gsi_write_units": gsi, "gsi_write_units_by_index": {"t/by_status": gsi}}
+        units |= {
+            "gsi_write_units": gsi,
+            "gsi_write_units_by_index": {"aftercare-tickets-local/by_status": gsi},
+        }
     return {"steps": {"new": {"FaultIntakeFunction": units}}, "gsi_counted": gsi is not None}
 
 
@@ -207,7 +210,9 @@ def test_gsi_write_units_are_priced_as_write_units_and_printed_per_step():
     assert lines["DynamoDB GSI write request units"].usd_per_million_events == pytest.approx(
         lines["DynamoDB write request units"].usd_per_million_events / 2
     )
-    assert "| new | FaultIntakeFunction | 4 | by_status 4 |" in cost.gsi_table(capacity_units)
+    assert "| new | FaultIntakeFunction | 4 | tickets/by_status 4 |" in cost.gsi_table(
+        capacity_units
+    )
     # and a file measured before index writes were counted says so
     assert "not counted" in cost.gsi_table(_results(None))[0]
 

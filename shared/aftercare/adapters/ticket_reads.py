@@ -1,4 +1,11 @@
-"""Ticket reads on TicketsTable: one ticket with its history, listings and pages newest first."""
+"""Ticket reads on TicketsTable: one ticket with its history, listings and pages newest first.
+
+`by_status` projects ALL: a page of a status partition is one Query. `by_thing` and
+`by_customer` are KEYS_ONLY (their entries are written once, when the ticket opens, and never
+rewritten: see the template's access patterns): a page of a device's or a customer's tickets
+is a Query of keys, then one BatchGetItem of those tickets (at most the page size + 1), the
+filters (status, devices, narrowing) applied to the tickets read.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,10 @@ from aftercare.domain.paging import TicketFilters, TicketPage, TicketQuery, newe
 from aftercare.domain.ports import TicketDetail, TicketNotFound
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketStatus
+
+# The template's KEYS_ONLY indexes: their Query returns keys, the tickets are read by key.
+KEYS_ONLY_INDEXES = frozenset({"by_thing", "by_customer"})
+BATCH_GET_LIMIT = 100
 
 
 def newest_first_query(
@@ -57,6 +68,34 @@ def newest_first_query(
         request["FilterExpression"] = " AND ".join(filters)
     return request
 
+
+def _matcher(
+    status: str | None, things: tuple[str, ...] | None, narrowing: TicketFilters | None
+) -> Any:
+    """The listing's filters (those `newest_first_query` gives DynamoDB) applied to a ticket
+    item read by key: status, devices, then the narrowing's comparisons of stored strings."""
+    terms = [] if narrowing is None else sorted(narrowing.given().items())
+
+    def keep(item: dict[str, Any]) -> bool:
+        if status is not None and item.get("status") != status:
+            return False
+        if things is not None and item.get("thing") not in things:
+            return False
+        for field, value in terms:
+            attribute, comparison = _NARROWING[field]
+            stored = item.get(attribute)
+            if not isinstance(stored, str) or not _COMPARE[comparison](stored, value):
+                return False
+        return True
+
+    return keep
+
+
+_COMPARE = {
+    "=": lambda stored, value: stored == value,
+    "<": lambda stored, value: stored < value,
+    ">=": lambda stored, value: stored >= value,
+}
 
 # TicketFilters field -> (attribute, comparison): the stored strings compare as they sort
 _NARROWING = {
@@ -108,10 +147,14 @@ class DynamoTicketReader:
     def list_tickets(self, *, status: str | None = None, thing: str | None = None) -> list[Ticket]:
         """Newest first; by status (GSI by_status), by device (GSI by_thing), or all."""
         if thing is not None:
-            tickets = self._query_index("by_thing", "thing", thing)
+            tickets = [ticket_from_item(i) for i in self._index_items("by_thing", "thing", thing)]
             return [t for t in tickets if status is None or t.status == status]
         statuses = [status] if status else [s.value for s in TicketStatus]
-        tickets = [t for s in statuses for t in self._query_index("by_status", "status", s)]
+        tickets = [
+            ticket_from_item(i)
+            for s in statuses
+            for i in self._index_items("by_status", "status", s)
+        ]
         return sorted(tickets, key=lambda t: (t.opened_at, t.ticket_id), reverse=True)
 
     def page_tickets(self, query: TicketQuery) -> TicketPage:
@@ -127,24 +170,32 @@ class DynamoTicketReader:
         else:
             statuses = [query.status] if query.status else [s.value for s in TicketStatus]
             partitions = [("by_status", "status", s, None) for s in statuses]
-        candidates = [
-            pair
-            for index, attribute, value, status in partitions
-            for pair in self._newest(
-                newest_first_query(
+        candidates = []
+        for index, attribute, value, status in partitions:
+            if index in KEYS_ONLY_INDEXES:
+                keys = newest_first_query(
                     self.tickets_table,
                     index,
                     attribute,
                     value,
                     before=query.after,
                     limit=query.limit + 1,
-                    status=status,
-                    things=things,
-                    narrowing=query.filters,
-                ),
-                want=query.limit + 1,
+                )
+                wanted = _matcher(status, things, query.filters)
+                candidates += self._newest_by_key(keys, want=query.limit + 1, keep=wanted)
+                continue
+            request = newest_first_query(
+                self.tickets_table,
+                index,
+                attribute,
+                value,
+                before=query.after,
+                limit=query.limit + 1,
+                status=status,
+                things=things,
+                narrowing=query.filters,
             )
-        ]
+            candidates += self._newest(request, want=query.limit + 1)
         return newest_page(candidates, query.limit)
 
     def _newest(self, request: dict[str, Any], *, want: int) -> list[tuple[str, Ticket]]:
@@ -161,7 +212,48 @@ class DynamoTicketReader:
             request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
         return found[:want]
 
-    def _query_index(self, index: str, attribute: str, value: str) -> list[Ticket]:
+    def _newest_by_key(
+        self, request: dict[str, Any], *, want: int, keep: Any
+    ) -> list[tuple[str, Ticket]]:
+        """Up to `want` tickets `keep` accepts from a KEYS_ONLY partition, newest first: each
+        Query's keys (at most `want`), then their tickets by key; the next Query only while
+        short."""
+        found: list[tuple[str, Ticket]] = []
+        while len(found) < want:
+            response = self.ddb.query(**request)
+            keys = [from_item(raw) for raw in response.get("Items", [])]
+            items = self._tickets_by_key(keys)
+            for key in keys:
+                item = items.get(str(key["pk"]))
+                if item is not None and keep(item):
+                    found.append((str(item["opened_key"]), ticket_from_item(item)))
+            if "LastEvaluatedKey" not in response:
+                break
+            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
+        return found[:want]
+
+    def _tickets_by_key(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The ticket items of index keys, by pk (BatchGetItem, 100 keys a request; a ticket
+        gone since the index was read is left out)."""
+        items: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            chunk = keys[start : start + BATCH_GET_LIMIT]
+            ask: dict[str, Any] = {
+                self.tickets_table: {
+                    "Keys": [{"pk": {"S": k["pk"]}, "sk": {"S": k["sk"]}} for k in chunk]
+                }
+            }
+            while ask:
+                response = self.ddb.batch_get_item(RequestItems=ask)
+                for raw in response.get("Responses", {}).get(self.tickets_table, []):
+                    item = from_item(raw)
+                    items[str(item["pk"])] = item
+                ask = response.get("UnprocessedKeys") or {}
+        return items
+
+    def _index_items(self, index: str, attribute: str, value: str) -> list[dict[str, Any]]:
+        """Every item of one index partition, newest first (read by key from a KEYS_ONLY
+        index)."""
         paginator = self.ddb.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.tickets_table,
@@ -171,4 +263,8 @@ class DynamoTicketReader:
             ExpressionAttributeValues={":v": {"S": value}},
             ScanIndexForward=False,
         )
-        return [ticket_from_item(from_item(i)) for page in pages for i in page.get("Items", [])]
+        listed = [from_item(i) for page in pages for i in page.get("Items", [])]
+        if index not in KEYS_ONLY_INDEXES:
+            return listed
+        items = self._tickets_by_key(listed)
+        return [items[str(k["pk"])] for k in listed if str(k["pk"]) in items]
