@@ -221,8 +221,9 @@ def test_an_unconfirmed_hold_blocks_any_overlap_not_only_its_own_window(calendar
         calendar.book(booking(NINE + timedelta(minutes=45), 60, ticket_id="T-2"), NOW)
     with pytest.raises(SlotTaken):
         calendar.hold(
-            engineer_id="E-ada", start=NINE - timedelta(minutes=30), end=NINE + timedelta(minutes=15),
-            holder="hold:T-3", expires_at=NOW + timedelta(minutes=5), now=NOW,
+            engineer_id="E-ada", start=NINE - timedelta(minutes=30),
+            end=NINE + timedelta(minutes=15), holder="hold:T-3",
+            expires_at=NOW + timedelta(minutes=5), now=NOW,
         )  # fmt: skip
     assert calendar.bookings_for_ticket("T-2") == []
     # While the time right after it is free
