@@ -31,7 +31,7 @@ export function svg(tag, attrs, ...children) {
 
 export function render(...children) {
   const main = document.getElementById("main");
-  main.replaceChildren(...children.flat());
+  main.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   return main;
 }
 
