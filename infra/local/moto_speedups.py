@@ -31,6 +31,28 @@ CPU per request, a table of 3,000 ticket-sized items with a NEW_AND_OLD_IMAGES s
   time), even when the request has none: now only when it has some; the request id (52 random
   characters, one `random.choice` call each: 3 %) is drawn in one `choices` call from the same
   generator; and the action name's snake_case form (4 %) is cached per name.
+* every item written (PutItem, UpdateItem, each put of a transaction, every deep copy that a
+  stream image or a transaction's rollback makes goes through `Item.__init__`): moto's
+  `LimitedSizeDict` enforces DynamoDB's 400 KB item limit by re-measuring the *whole* item on
+  every attribute set, so building an item of n attributes walks it n times (O(n^2)
+  `DynamoType.size` calls, each recursive through maps and lists): 16 % of the DynamoDB
+  server's CPU under the whole stack's load (cProfile, 20 faults/s). Here the dict remembers the
+  size it last measured and adds each new value's size to it; it measures the whole item again
+  only when that running figure comes near the limit (or was never taken), so an item over the
+  limit is still refused with moto's own `ItemSizeTooLarge` at the same attribute.
+* every UpdateItem (and each Update of a transaction) parses its UpdateExpression twice (once
+  in the handler to list the placeholders, once in the backend), 1.7 ms a parse; every
+  condition expression is lexed character by character with a list of regular expressions
+  (1.7 ms in all per write). The stack sends a few dozen distinct expression texts over and
+  over, and the result depends on the text alone: the update AST is cached per text (moto only
+  reads it, and its validator works on a deep copy) and so are the condition lexer's tokens
+  (each call gets new token nodes; names and values are still substituted per call). An
+  invalid expression raises on every call, as before (nothing is cached for it).
+* every DynamoDB data-plane request body is parsed by walking its botocore input shape member
+  by member (6 % of the DynamoDB server's CPU). For these operations that walk changes nothing
+  a boto3 client sends except binary values (base64 text becomes bytes), so a body without a
+  binary attribute value is taken from `json.loads` as it is; any other body, and every other
+  operation, keeps moto's parser.
 """
 
 from __future__ import annotations
@@ -39,8 +61,10 @@ import base64
 import calendar
 import functools
 import json
+import re
 import string
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -50,6 +74,11 @@ from moto.core import responses as moto_responses
 from moto.core import utils as moto_utils
 from moto.core.request import PRESERVED_HEADER_NAMES_ENVIRON_KEY, EnvironHeaders
 from moto.core.responses import ActionResult
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.models import dynamo_type as moto_dynamo_type
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -122,6 +151,32 @@ def _drop_none(document: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if value is not None}
 
 
+# A binary attribute value ("B" or "BS"), the one thing the shape walk converts in these calls.
+_BINARY_VALUE = re.compile(rb'"BS?"\s*:')
+
+
+def _fast_dynamodb_parse(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def parse_parameters(self: DynamoHandler, request: Any) -> None:
+        body = request.data
+        if (
+            self.get_endpoint_name(self.headers) not in DYNAMODB_DATA_PLANE
+            or not body
+            or _BINARY_VALUE.search(body)
+        ):
+            return original(self, request)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return original(self, request)
+        if not isinstance(parsed, dict):
+            return original(self, request)
+        self.params = parsed
+        return None
+
+    return parse_parameters
+
+
 def _fast_dynamodb_serialized(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def serialized(self: DynamoHandler, action_result: ActionResult) -> Any:
@@ -183,12 +238,73 @@ def _request_id(headerdict: dict[str, Any] | None = None) -> str:
     return request_id
 
 
+# moto's limit for an item (between AWS's documented 400 KB and the measured 409-410 KB).
+ITEM_SIZE_LIMIT = 405_000
+# Below this running size an item is not measured again on each attribute set. An in-place
+# change of a nested value (which moto never checks either) could make the running figure
+# low; it would have to add more than the gap to the limit, 341 KB, to let an oversize item in.
+ITEM_RECOUNT_ABOVE = 64_000
+
+
+def _value_size(value: Any) -> int:
+    return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+
+def _measured(attrs: dict[str, Any]) -> int:
+    """What moto's check adds up: every key's and every value's size."""
+    return sum(_value_size(part) for part in (*attrs.keys(), *attrs.values()))
+
+
+def _limited_setitem(self: LimitedSizeDict, key: str, value: Any) -> None:
+    new_size = bytesize(key) + _value_size(value)
+    known: int | None = self.__dict__.get("_aftercare_size")
+    if known is None or known + new_size > ITEM_RECOUNT_ABOVE:
+        known = _measured(self)
+    if known + new_size > ITEM_SIZE_LIMIT:
+        raise moto_dynamo_type.ItemSizeTooLarge
+    dict.__setitem__(self, key, value)
+    # A replaced value stays counted (as in moto's check): the figure only ever over-states,
+    # which brings the next exact measurement sooner, never later.
+    self.__dict__["_aftercare_size"] = known + new_size
+
+
+EXPRESSION_CACHE_SIZE = 2048
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _parsed_update_expression(expression: str) -> Any:
+    return _ORIGINAL_UPDATE_MAKE(expression)
+
+
+def _update_expression_make(cls: type, expression_str: str) -> Any:
+    return _parsed_update_expression(expression_str)
+
+
+@functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+def _condition_tokens(expression: str) -> tuple[tuple[Any, Any, str, Any], ...]:
+    parser = ConditionExpressionParser(expression, None, None)
+    return tuple(
+        (node.nonterminal, node.kind, node.text, node.value)
+        for node in _ORIGINAL_CONDITION_LEX(parser)
+    )
+
+
+def _lex_condition_expression(self: ConditionExpressionParser) -> Any:
+    tokens = _condition_tokens(self.condition_expression)
+    return deque(
+        self.Node(nonterminal=nonterminal, kind=kind, text=text, value=value, children=[])
+        for nonterminal, kind, text, value in tokens
+    )
+
+
 _snake_case = functools.lru_cache(maxsize=4096)(moto_utils.camelcase_to_underscores)
 
 _ORIGINAL_HEADERS_ITER = EnvironHeaders.__iter__
 _ORIGINAL_LIST_OF_MOTO_MODULES = backends.list_of_moto_modules
 _ORIGINAL_METHOD_NAMES = moto_responses.method_names_from_class
 _ORIGINAL_UNIX_TIME = sqs_models.unix_time
+_ORIGINAL_UPDATE_MAKE = UpdateExpressionParser.make
+_ORIGINAL_CONDITION_LEX = ConditionExpressionParser._lex_condition_expression
 
 
 def apply() -> None:
@@ -201,6 +317,10 @@ def apply() -> None:
         fast_serialized = _fast_dynamodb_serialized(DynamoHandler.serialized)
         fast_serialized._aftercare_fast = True  # type: ignore[attr-defined]
         DynamoHandler.serialized = fast_serialized  # type: ignore[method-assign]
+    if not getattr(DynamoHandler.parse_parameters, "_aftercare_fast", False):
+        fast_parse = _fast_dynamodb_parse(DynamoHandler.parse_parameters)
+        fast_parse._aftercare_fast = True  # type: ignore[attr-defined]
+        DynamoHandler.parse_parameters = fast_parse  # type: ignore[method-assign]
     backends.list_of_moto_modules = _cached_moto_modules
     moto_responses.method_names_from_class = _cached_method_names
     sqs_models.unix_time = _unix_time
@@ -210,6 +330,9 @@ def apply() -> None:
     aws_headers.gen_amzn_requestid_long = _request_id
     moto_responses.gen_amzn_requestid_long = _request_id
     moto_responses.camelcase_to_underscores = _snake_case
+    UpdateExpressionParser.make = classmethod(_update_expression_make)
+    ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
+    LimitedSizeDict.__setitem__ = _limited_setitem  # type: ignore[method-assign]
 
 
 # What each replacement stands in for (tests/unit/test_moto_pins.py checks moto's signatures).
@@ -219,4 +342,5 @@ _unix_time_millis.__wrapped__ = sqs_models.unix_time_millis  # type: ignore[attr
 _cached_moto_modules.__wrapped__ = backends.list_of_moto_modules  # type: ignore[attr-defined]
 _cached_method_names.__wrapped__ = moto_responses.method_names_from_class  # type: ignore[attr-defined]
 _environ_headers_iter.__wrapped__ = EnvironHeaders.__iter__  # type: ignore[attr-defined]
+_limited_setitem.__wrapped__ = LimitedSizeDict.__setitem__  # type: ignore[attr-defined]
 _request_id.__wrapped__ = aws_headers.gen_amzn_requestid_long  # type: ignore[attr-defined]

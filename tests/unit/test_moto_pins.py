@@ -22,6 +22,7 @@ from moto.core import responses as moto_responses
 from moto.core.request import EnvironHeaders
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.models.dynamo_type import LimitedSizeDict
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -88,6 +89,10 @@ PINNED: dict[str, tuple[Callable[..., Any], list[str]]] = {
     "aws_headers.gen_amzn_requestid_long": (aws_headers.gen_amzn_requestid_long, ["headerdict"]),
     "responses.gen_amzn_requestid_long": (moto_responses.gen_amzn_requestid_long, ["headerdict"]),
     "responses.camelcase_to_underscores": (moto_responses.camelcase_to_underscores, ["argument"]),
+    "dynamo_type.LimitedSizeDict.__setitem__": (
+        LimitedSizeDict.__setitem__,
+        ["self", "key", "value"],
+    ),
 }
 
 
