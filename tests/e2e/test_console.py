@@ -189,6 +189,11 @@ def test_a_customer_sees_only_their_own_books_a_visit_and_answers_the_survey(
     mine = {d["thing"] for d in customer.get("/me/devices")}
     assert set(cards.evaluate_all("els => els.map(e => e.dataset.thing)")) == mine
     shot(page, "customer-devices")
+    # And can read the console in Simplified Chinese (kept for this user)
+    page.get_by_label("Language").select_option("zh-CN")
+    expect(page.get_by_role("heading", name="我的设备")).to_be_visible()
+    page.get_by_label("语言").select_option("en")
+    expect(page.get_by_role("heading", name="My devices")).to_be_visible()
     # And their tickets, only their own
     page.get_by_role("link", name="My tickets").click()
     expect(page.locator(f'tr[data-ticket="{ticket_id}"]')).to_be_visible()
@@ -197,7 +202,8 @@ def test_a_customer_sees_only_their_own_books_a_visit_and_answers_the_survey(
     # When they open the ticket: a plain-language status and what it costs them
     page.get_by_role("link", name=ticket_id).click()
     expect(page.locator("#plain-status")).to_contain_text("We")
-    expect(page.locator("#cost")).to_be_visible()
+    estimate = customer.get(f"/tickets/{ticket_id}")["estimate"]
+    expect(page.locator("#cost")).to_have_attribute("data-pays", str(estimate["customer_pays"]))
     # And book a visit from the offered slots
     page.get_by_role("button", name="Book a visit").click()
     page.locator("input[name=slot]").first.check()

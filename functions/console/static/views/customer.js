@@ -66,14 +66,18 @@ export async function ticket({ params }) {
   visitPanel(view, live, visitBox);
 }
 
+// The API's estimate (price table: parts still held or used + labour of the expected path).
 function cost(view) {
-  if (view.in_warranty) return h("p", { id: "cost" }, t("cost.warranty"));
-  const lines = (view.parts || []).filter((p) => p.status !== "released");
-  const total = lines.reduce((sum, p) => sum + p.unit_price * p.qty, 0);
-  return h("div", { id: "cost" },
+  const e = view.estimate;
+  const lines = (view.parts || []).filter((p) => !["released", "expired"].includes(p.status));
+  return h("div", { id: "cost", "data-pays": e ? e.customer_pays : "" },
+    e ? h("p", { class: "pays" }, e.in_warranty ? t("cost.warranty") : t("cost.pays", { total: money(Number(e.customer_pays), e.currency) })) : null,
     lines.length ? h("ul", {}, lines.map((p) => h("li", {}, `${title({ title_en: p.name_en, title_zh: p.name_zh })} × ${p.qty}: ${money(p.unit_price * p.qty, p.currency)}`))) : null,
-    h("p", {}, t("cost.parts_total", { total: money(total, lines[0] ? lines[0].currency : "EUR") })),
-    h("p", { class: "muted" }, t("cost.labour_note")));
+    e ? h("dl", { class: "facts" },
+      h("dt", {}, t("cost.parts")), h("dd", {}, money(Number(e.parts), e.currency)),
+      h("dt", {}, e.on_site ? t("cost.labour_on_site") : t("cost.labour_remote")), h("dd", {}, money(Number(e.labour), e.currency)),
+      h("dt", {}, t("cost.total")), h("dd", {}, money(Number(e.total), e.currency))) : null,
+    e ? h("p", { class: "muted" }, t("cost.version", { version: e.pricing_version })) : null);
 }
 
 function visitPanel(view, live, box) {
