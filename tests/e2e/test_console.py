@@ -42,6 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 WAIT_MS = 60_000
+expect.set_options(timeout=WAIT_MS)  # every wait is on content; a loaded machine is slow
 
 
 @pytest.fixture(scope="module")
@@ -267,8 +268,47 @@ def test_a_manager_sees_the_kpi_charts_change_after_a_scenario(
     assert last_point.endswith(str(manager.get(f"/kpis?from={today}&to={today}")["kpis"]["opened"]))
     expect(page.locator("#kpi-breakdown g.bar").first).to_be_visible()
     shot(page, "manager-kpis")
-    # And the dispatch board shows the day's engineers
-    page.get_by_role("link", name="Dispatch board").click()
+    # Given the scenario's two visits booked with one engineer, in slots the calendar offered
+    first, second = (
+        ticket_of(manager, thing, "EVSE-GROUNDFAULT") for thing in ("ev-ch-0042", "ev-ch-0122")
+    )
+    booked = booked_with_one_engineer(manager, first["ticket_id"], second["ticket_id"])
+    # When the manager opens the board of the second visit's day
+    page.goto(f"{local_stack.state['console_url']}#/dispatch?date={booked[1]['start'][:10]}")
     expect(page.get_by_role("table", name="Dispatch board")).to_be_visible()
+    block = page.locator(f'button[data-booking="{booked[1]["booking_id"]}"]')
+    expect(block).to_be_visible()
+    # And picks the second visit to put it on the first one's engineer and time
+    block.click()
+    page.get_by_label("Engineer").select_option(booked[0]["engineer_id"])
+    page.get_by_label("Start (UTC)").fill(booked[0]["start"][:16])
+    page.get_by_role("button", name="Assign").click()
+    # Then the API refuses it (the no-overlap rule's 409 `slot_taken`, or a hard rule's 422),
+    # and the page shows the refusal's reason
+    problem = page.locator("#assign-problem .error")
+    expect(problem).to_be_visible()
+    move = {"ticket_id": second["ticket_id"], "engineer_id": booked[0]["engineer_id"]}
+    status, refusal = manager.call("POST", "/dispatch/assign", move | {"start": booked[0]["start"]})
+    assert status in (409, 422), refusal
+    assert refusal["reason"] in (problem.text_content() or "")
     shot(page, "manager-dispatch")
+    assert manager.get(f"/tickets/{second['ticket_id']}/bookings")[0]["start"] == booked[1]["start"]
     page.close()
+
+
+def booked_with_one_engineer(manager: ApiUser, *tickets: str) -> list[dict[str, Any]]:
+    """Each ticket's visit booked by the manager, all with an engineer the calendar offers to
+    every one of them (each ticket's slots are asked for before any is booked)."""
+    offered = {ticket: manager.get(f"/tickets/{ticket}/slots") for ticket in tickets}
+    engineers = [{s["engineer_id"] for s in slots} for slots in offered.values()]
+    common = sorted(set.intersection(*engineers))
+    assert common, f"no engineer offered to all of {tickets}: {engineers}"
+    booked = []
+    for ticket, slots in offered.items():
+        slot = next(s for s in slots if s["engineer_id"] == common[0])
+        status, booking = manager.call(
+            "POST", f"/tickets/{ticket}/booking", {"slot_id": slot["slot_id"]}
+        )
+        assert status == 201, booking
+        booked.append(dict(booking))
+    return booked

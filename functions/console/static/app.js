@@ -3,7 +3,7 @@ import * as auth from "./auth.js";
 import * as api from "./api.js";
 import { route, current, go } from "./router.js";
 import { t, lang, setLang, applyStatic } from "./i18n.js";
-import { h, render, clearAlert, errorText, field } from "./ui.js";
+import { h, render, clearAlert, errorText, field, newPage, renderer, isCurrent } from "./ui.js";
 import { leave } from "./live.js";
 import * as engineer from "./views/engineer.js";
 import * as customer from "./views/customer.js";
@@ -96,13 +96,16 @@ async function show() {
     render(h("h1", {}, t("forbidden")));
     return;
   }
+  const page = newPage();
   try {
-    await r.view({ params: found.params, query: found.query, session, role: who });
+    const alive = () => isCurrent(page);
+    await r.view({ params: found.params, query: found.query, session, role: who, render: renderer(page), alive });
   } catch (error) {
+    if (!isCurrent(page)) return;
     if (error instanceof api.ApiError && error.status === 401) { auth.signOut(); go("/signin"); return; }
     render(h("p", { class: "error", role: "alert" }, errorText(error)));
   }
-  document.getElementById("main").focus({ preventScroll: true });
+  if (isCurrent(page)) document.getElementById("main").focus({ preventScroll: true });
 }
 
 function canSee(who, pattern) {

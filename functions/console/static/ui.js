@@ -29,6 +29,21 @@ export function svg(tag, attrs, ...children) {
   return el;
 }
 
+// Each page shown gets a number; a page's renderer draws only while it is still the page on
+// screen, so a slow answer for a page the user already left cannot overwrite the new one.
+let generation = 0;
+
+export function newPage() {
+  generation += 1;
+  return generation;
+}
+
+export function isCurrent(page) { return page === generation; }
+
+export function renderer(page) {
+  return (...children) => (page === generation ? render(...children) : document.getElementById("main"));
+}
+
 export function render(...children) {
   const main = document.getElementById("main");
   main.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));

@@ -1,11 +1,11 @@
 // Customers: my devices, my tickets (plain-language status, cost), booking, guide, survey.
 import { get, post, ApiError } from "../api.js";
 import { t, title, lang } from "../i18n.js";
-import { h, render, when, table, field, statusBadge, badge, link, showError, loading, money } from "../ui.js";
+import { h, when, table, field, statusBadge, badge, link, showError, loading, money } from "../ui.js";
 
 const CLOSED = ["resolved", "closed", "cancelled"];
 
-export async function devices() {
+export async function devices({ render }) {
   render(h("h1", {}, t("devices.title")), loading());
   const list = await get("/me/devices");
   render(h("h1", {}, t("devices.title")),
@@ -27,7 +27,7 @@ function deviceCard(d) {
       h("ul", {}, d.advice.map((a) => h("li", {}, title(a), a.price ? ` · ${money(a.price, a.currency)}` : "")))) : null);
 }
 
-export async function tickets() {
+export async function tickets({ render }) {
   render(h("h1", {}, t("my_tickets.title")), loading());
   const rows = await get("/tickets", { limit: 50 });
   render(h("h1", {}, t("my_tickets.title")), rows.length ? table(
@@ -37,7 +37,7 @@ export async function tickets() {
       h("td", {}, t(`plain.${r.status}`)), h("td", {}, when(r.opened_at))))) : h("p", { class: "empty" }, t("my_tickets.none")));
 }
 
-export async function ticket({ params }) {
+export async function ticket({ params, render }) {
   render(loading());
   let view;
   try {
@@ -127,7 +127,7 @@ async function slotPicker(view, box, booking) {
   box.replaceChildren(form);
 }
 
-export async function guide({ params, query }) {
+export async function guide({ params, query, render }) {
   render(loading());
   const g = await get("/guides", { code: params.code, model: query.get("model") || "", lang: lang() });
   const ticketId = query.get("ticket");
@@ -146,7 +146,7 @@ export async function guide({ params, query }) {
     outcome);
 }
 
-export async function survey({ params }) {
+export async function survey({ params, render }) {
   render(loading());
   let s;
   try {

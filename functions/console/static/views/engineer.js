@@ -1,7 +1,7 @@
 // Engineers (and managers): the ticket queue, a ticket, a device, today's jobs.
 import { get, post, ApiError } from "../api.js";
 import { t, title } from "../i18n.js";
-import { h, render, when, table, field, select, statusBadge, badge, link, showError, loading, money } from "../ui.js";
+import { h, when, table, field, select, statusBadge, badge, link, showError, loading, money } from "../ui.js";
 import { every } from "../live.js";
 import { lineChart } from "../charts.js";
 import { go } from "../router.js";
@@ -13,7 +13,7 @@ const ROUTINES = ["self_test", "sensor_snapshot", "log_excerpt", "reset_componen
 const POLL_MS = 4000;
 
 // ---- queue ------------------------------------------------------------------------------
-export async function queue({ query }) {
+export async function queue({ query, render, alive }) {
   const filters = {
     status: query.get("status") || "",
     priority: query.get("priority") || "",
@@ -69,11 +69,11 @@ export async function queue({ query }) {
     updated.textContent = t("queue.updated", { at: new Date().toLocaleTimeString() });
   }
   await load();
-  every(POLL_MS, () => load().catch((e) => showError(e)));
+  if (alive()) every(POLL_MS, () => load().catch((e) => showError(e)));
 }
 
 // ---- ticket -----------------------------------------------------------------------------
-export async function ticket({ params }) {
+export async function ticket({ params, render }) {
   render(loading());
   let view;
   try {
@@ -204,7 +204,7 @@ function timeline(entries) {
 }
 
 // ---- device -----------------------------------------------------------------------------
-export async function device({ params }) {
+export async function device({ params, render }) {
   render(loading());
   let status;
   try {
@@ -240,7 +240,7 @@ export async function device({ params }) {
 }
 
 // ---- today's jobs -----------------------------------------------------------------------
-export async function jobs({ query }) {
+export async function jobs({ query, render }) {
   const date = query.get("date") || new Date().toISOString().slice(0, 10);
   const picker = h("input", { type: "date", name: "date", value: date, onchange: () => go(`/jobs?date=${picker.value}`) });
   const body = h("div", {}, loading());

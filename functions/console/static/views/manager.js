@@ -1,7 +1,7 @@
 // Managers: the dispatch board, the KPI dashboard, follow-ups from low scores, parked messages.
 import { get, post } from "../api.js";
 import { t } from "../i18n.js";
-import { h, render, when, table, field, select, link, showError, loading, errorText } from "../ui.js";
+import { h, when, table, field, select, link, showError, loading, errorText } from "../ui.js";
 import { lineChart, barChart } from "../charts.js";
 import { go } from "../router.js";
 
@@ -9,7 +9,7 @@ const today = () => new Date().toISOString().slice(0, 10);
 const DAY_MS = 86_400_000;
 
 // ---- dispatch board -----------------------------------------------------------------------
-export async function dispatch({ query }) {
+export async function dispatch({ query, render }) {
   const date = query.get("date") || today();
   const picker = h("input", { type: "date", name: "date", value: date, onchange: () => go(`/dispatch?date=${picker.value}`) });
   render(h("h1", {}, t("dispatch.title")), loading());
@@ -76,7 +76,7 @@ function flat(kpis, prefix = "") {
   return out;
 }
 
-export async function kpis({ query }) {
+export async function kpis({ query, render }) {
   const days = Number(query.get("days") || 7);
   const metric = query.get("metric") || "opened";
   const by = query.get("by") || "region";
@@ -120,7 +120,7 @@ const round = (v) => Math.round(v * 100) / 100;
 const fmt = (v) => (v === undefined || v === null ? "—" : String(round(v)));
 
 // ---- follow-ups and parked messages (routes of the back-end's follow-up/parked work) -------
-export async function followups() {
+export async function followups({ render }) {
   render(h("h1", {}, t("followups.title")), loading());
   let list;
   try {
@@ -136,7 +136,7 @@ export async function followups() {
       h("td", {}, f.comment || "—"), h("td", {}, when(f.due_at || f.created_at)), h("td", {}, f.status || "—")))) : h("p", { class: "empty" }, t("none")));
 }
 
-export async function parked() {
+export async function parked({ render }) {
   render(h("h1", {}, t("parked.title")), loading());
   let list;
   try {
