@@ -138,6 +138,7 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         page.goto(f"{local_stack.state['console_url']}#/devices/{thing}")
         expect(page.get_by_role("heading", name="Ticket history")).to_be_visible()
         expect(page.get_by_role("link", name=ticket_id)).to_be_visible()
+        expect(page.locator(".chart-box")).not_to_contain_text("Loading")
         shot(page, "engineer-device")
         page.goto(f"{local_stack.state['console_url']}#/jobs")
         expect(page.get_by_role("heading", name="Today's jobs")).to_be_visible()

@@ -1,7 +1,7 @@
 // Engineers (and managers): the ticket queue, a ticket, a device, today's jobs.
 import { get, post, ApiError } from "../api.js";
 import { t, title } from "../i18n.js";
-import { h, when, table, field, select, statusBadge, badge, link, showError, loading, money } from "../ui.js";
+import { h, when, table, field, select, statusBadge, badge, link, showError, loading, money, errorText } from "../ui.js";
 import { every } from "../live.js";
 import { lineChart } from "../charts.js";
 import { go } from "../router.js";
@@ -47,9 +47,7 @@ export async function queue({ query, render, alive }) {
       sla_due_before: hours ? new Date(Date.now() + hours * 3600_000).toISOString() : "",
       limit: 50,
     });
-    // The server filters by what it supports; the priority filter is also applied here so
-    // the list is right whichever version of the API answers.
-    const shown = rows.filter((r) => !filters.priority || r.priority === filters.priority);
+    const shown = rows;
     const changed = new Set(shown.filter((r) => seen.has(r.ticket_id) && seen.get(r.ticket_id) !== r.updated_at).map((r) => r.ticket_id));
     const fresh = new Set(seen.size ? shown.filter((r) => !seen.has(r.ticket_id)).map((r) => r.ticket_id) : []);
     seen.clear();
@@ -228,15 +226,29 @@ export async function device({ params, render }) {
       status.tickets.map((x) => h("tr", {}, h("td", {}, link(`/tickets/${x.ticket_id}`, x.ticket_id)),
         h("td", {}, `${x.fault_code} · ${title(x)}`), h("td", {}, statusBadge(x.status)), h("td", {}, when(x.opened_at))))) : h("p", { class: "empty" }, t("none"))));
   try {
-    const series = await get(`/devices/${encodeURIComponent(params.thing)}/telemetry`);
-    const points = (series.points || series || []);
-    const names = [...new Set(points.flatMap((p) => Object.keys(p.readings || {}).filter((k) => typeof p.readings[k] === "number")))];
-    chart.replaceChildren(names.length ? lineChart(names.slice(0, 3).map((name) => ({
-      name, points: points.filter((p) => typeof (p.readings || {})[name] === "number").map((p) => [new Date(p.at), p.readings[name]]),
-    })), { label: t("device.telemetry") }) : h("p", { class: "empty" }, t("device.no_telemetry")));
-  } catch {
-    chart.replaceChildren(h("p", { class: "empty" }, t("device.no_telemetry")));
+    chart.replaceChildren(...telemetryView(await get(`/devices/${encodeURIComponent(params.thing)}/telemetry`)));
+  } catch (error) {
+    chart.replaceChildren(h("p", { class: "empty" }, error.status === 404 ? t("device.no_telemetry") : errorText(error)));
   }
+}
+
+// GET /devices/{thing}/telemetry: the latest readings and the daily mean temperature.
+function telemetryView(series) {
+  const latest = series.latest;
+  if (!latest) return [h("p", { class: "empty" }, t("device.no_telemetry"))];
+  const readings = ["temp_c", "temp_ewma", "uptime_s", "fan_hours", "filter_life_pct", "charge_cycles"]
+    .filter((k) => latest[k] !== null && latest[k] !== undefined);
+  const daily = (series.daily || []).filter((d) => typeof d.temp_c_mean === "number");
+  return [
+    h("dl", { class: "facts", id: "telemetry-latest" },
+      fact(t("device.reported"), `${when(latest.received_at)} · ${t("device.reports", { n: series.reports })}`),
+      series.offline_since ? fact(t("device.offline_since"), h("span", { class: "risk" }, when(series.offline_since))) : null,
+      readings.map((k) => fact(t(`reading.${k}`), String(Math.round(latest[k] * 100) / 100)))),
+    daily.length
+      ? lineChart([{ name: t("device.temp_mean"), points: daily.map((d) => [new Date(`${d.day}T00:00:00Z`), Math.round(d.temp_c_mean * 10) / 10]) }],
+        { label: t("device.temp_chart") })
+      : h("p", { class: "empty" }, t("device.no_daily")),
+  ];
 }
 
 // ---- today's jobs -----------------------------------------------------------------------

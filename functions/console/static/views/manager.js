@@ -119,44 +119,31 @@ export async function kpis({ query, render }) {
 const round = (v) => Math.round(v * 100) / 100;
 const fmt = (v) => (v === undefined || v === null ? "—" : String(round(v)));
 
-// ---- follow-ups and parked messages (routes of the back-end's follow-up/parked work) -------
+// ---- follow-ups from low scores and parked messages ----------------------------------------
 export async function followups({ render }) {
   render(h("h1", {}, t("followups.title")), loading());
-  let list;
-  try {
-    list = await get("/followups");
-  } catch (error) {
-    render(h("h1", {}, t("followups.title")), h("p", { class: "error", role: "alert" }, errorText(error)));
-    return;
-  }
-  const items = list.items || list;
+  const items = await get("/followups", { limit: 100 });
   render(h("h1", {}, t("followups.title")), items.length ? table(
-    [t("ticket.id"), t("followups.rating"), t("followups.comment"), t("followups.due"), t("queue.status")],
-    items.map((f) => h("tr", {}, h("td", {}, link(`/tickets/${f.ticket_id}`, f.ticket_id)), h("td", { class: "num" }, f.rating ?? "—"),
-      h("td", {}, f.comment || "—"), h("td", {}, when(f.due_at || f.created_at)), h("td", {}, f.status || "—")))) : h("p", { class: "empty" }, t("none")));
+    [t("ticket.id"), t("ticket.fault"), t("followups.rating"), t("followups.comment"), t("ticket.customer"), t("followups.created"), t("queue.status")],
+    items.map((f) => h("tr", { "data-survey": f.survey_id }, h("td", {}, link(`/tickets/${f.ticket_id}`, f.ticket_id)), h("td", {}, f.fault_code || "—"),
+      h("td", { class: "num" }, h("span", { class: "risk" }, String(f.rating))), h("td", {}, f.comment || "—"),
+      h("td", {}, f.customer_id), h("td", {}, when(f.created_at)), h("td", {}, f.status || "—")))) : h("p", { class: "empty" }, t("followups.none")));
 }
 
 export async function parked({ render }) {
   render(h("h1", {}, t("parked.title")), loading());
-  let list;
-  try {
-    list = await get("/parked");
-  } catch (error) {
-    render(h("h1", {}, t("parked.title")), h("p", { class: "error", role: "alert" }, errorText(error)));
-    return;
-  }
-  const items = list.items || list;
-  const outcome = h("div", { "aria-live": "polite" });
+  const items = await get("/parked", { limit: 100 });
+  const outcome = h("div", { "aria-live": "polite", id: "replay-outcome" });
   render(h("h1", {}, t("parked.title")), outcome, items.length ? table(
-    [t("parked.source"), t("parked.reason"), t("parked.received"), ""],
-    items.map((p) => h("tr", {}, h("td", {}, p.source), h("td", {}, p.reason), h("td", {}, when(p.received_at)),
-      h("td", {}, h("button", { type: "button", onclick: async (e) => {
+    [t("parked.source"), t("parked.reason"), t("ticket.device"), t("parked.received"), t("parked.replays"), ""],
+    items.map((p) => h("tr", { "data-parked": p.parked_key }, h("td", {}, p.source), h("td", {}, p.reason, p.detail ? h("small", { class: "muted" }, ` ${p.detail}`) : null),
+      h("td", {}, p.thing || "—"), h("td", {}, when(p.received_at)), h("td", { class: "num" }, String(p.replay_count || 0)),
+      h("td", {}, p.replayable ? h("button", { type: "button", onclick: async (e) => {
         e.target.disabled = true;
         try {
-          await post(`/parked/${encodeURIComponent(p.parked_id || p.id)}/replay`, {});
-          outcome.replaceChildren(h("p", {}, t("parked.replayed")));
-          e.target.closest("tr").remove();
+          const done = await post("/parked/replay", { source: p.source, parked_key: p.parked_key });
+          outcome.replaceChildren(h("p", { class: done.outcome === "replayed" ? "" : "error" },
+            t(`parked.outcome.${done.outcome}`, { queue: done.queue || "", why: done.why || "" })));
         } catch (error) { showError(error, outcome); e.target.disabled = false; }
-      } }, t("parked.replay")))))) : h("p", { class: "empty" }, t("none")));
+      } }, t("parked.replay")) : h("span", { class: "muted" }, p.why_not || t("parked.not_replayable")))))) : h("p", { class: "empty" }, t("none")));
 }
-
