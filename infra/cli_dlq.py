@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from aftercare.adapters.parked import DynamoParkedStore
-from aftercare.domain.replay import ReplaySkip, plan_replay, replay_event
-from botocore.exceptions import BotoCoreError, ClientError
+from aftercare.adapters.parked import SqsRedelivery
+from aftercare.domain.replay import replay_parked
 
 from infra.cli_core import LIST_FIELDS, StackOptions, stack_command
 from infra.cli_output import emit
 from infra.stores import parked_store_of
-from infra.target import Target
 
 dlq_app = typer.Typer(help="parked (rejected or dead-lettered) messages")
 
@@ -54,44 +52,14 @@ def dlq_replay(
     items that were replayed before, name their keys to replay them again."""
     target = opts.target()
     store = parked_store_of(target, with_bucket=True)
+    redelivery = SqsRedelivery(queue_url=target.queue_url, sqs=target.client("sqs"))
     wanted = set(keys or [])
     replayer = by or getpass.getuser()
     rows = [
-        _replay_one(target, store, item, explicit=not every, by=replayer)
+        replay_parked(
+            item, store, redelivery, explicit=not every, by=replayer, now=datetime.now(UTC)
+        ).model_dump(exclude_none=True)
         for item in store.list()
         if every or item.get("parked_key") in wanted
     ]
     emit(rows, opts.json, ["outcome", "source", "reason", "parked_key", "why"])
-
-
-def _with_envelope(store: DynamoParkedStore, item: dict[str, Any]) -> dict[str, Any]:
-    if not item.get("envelope_ref") or item.get("envelope"):
-        return item
-    try:  # kept in the ParkedPayloadBucket: too big for the item
-        return {**item, "envelope": store.kept_envelope(str(item["envelope_ref"]))}
-    except (BotoCoreError, ClientError) as exc:
-        return {**item, "envelope_omitted": f"{item['envelope_ref']} unreadable: {exc}"}
-
-
-def _replay_one(
-    target: Target, store: DynamoParkedStore, item: dict[str, Any], *, explicit: bool, by: str
-) -> dict[str, Any]:
-    item = _with_envelope(store, item)
-    plan = plan_replay(item)
-    row = {"source": item["source"], "parked_key": item["parked_key"], "reason": item["reason"]}
-    if isinstance(plan, ReplaySkip):
-        return {**row, "outcome": "skipped", "why": plan.why}
-    if item.get("replay_count") and not explicit:
-        why = f"replayed before ({item.get('replayed_at')}); name its key to replay it again"
-        return {**row, "outcome": "skipped", "why": why}
-    now = datetime.now(UTC)
-    try:
-        sent = target.client("sqs").send_message(
-            QueueUrl=target.queue_url(plan.queue), MessageBody=plan.body
-        )
-    except (BotoCoreError, ClientError) as exc:
-        store.record_replay(plan.source, plan.parked_key, replay_event(by, f"failed: {exc}", now))
-        return {**row, "outcome": "failed", "why": str(exc)}
-    event = replay_event(by, f"sent to {plan.queue}", now, sent.get("MessageId"))
-    store.record_replay(plan.source, plan.parked_key, event)
-    return {**row, "outcome": "replayed", "queue": plan.queue, "why": ""}

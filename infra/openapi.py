@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_FILE = ROOT / "functions/api/openapi.json"
-FUNCTIONS = ("api", "survey", "dispatch_api", "jobs", "kpi_api", "owners")
+FUNCTIONS = ("api", "survey", "dispatch_api", "jobs", "kpi_api", "owners", "parked_api")
 API_TITLE = "Aftercare support API"
 API_VERSION = "1.1.0"
 DESCRIPTION = (

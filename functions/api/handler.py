@@ -39,8 +39,10 @@ from aftercare.domain.paging import (
     MAX_CURSOR_CHARS,
     MAX_PAGE,
     InvalidCursor,
+    TicketFilters,
     decode_cursor,
     encode_cursor,
+    stored_time,
 )
 from aftercare.domain.ports import TicketNotFound
 from aftercare.domain.pricing import RepairFacts, estimate, load_price_table
@@ -55,8 +57,9 @@ from aftercare.models.api import (
     TicketView,
 )
 from aftercare.models.diagnostics import DiagnosticRecord
+from aftercare.models.dispatch_api import Region
 from aftercare.models.ids import RequestId, TicketId
-from aftercare.models.tickets import TicketStatus
+from aftercare.models.tickets import Priority, TicketStatus
 from aftercare.observability import logger, metrics
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
@@ -65,6 +68,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import AwareDatetime
 
 app = http_api(public_paths=["/openapi.json"])
 install_field_routes(app)  # slots, bookings, engineers (aftercare.api.field_routes)
@@ -149,25 +153,45 @@ def paged(responses: dict[int, Any]) -> dict[int, Any]:
     description=(
         "Returns up to `limit` tickets (a JSON array). When more match, the response carries "
         f"`{NEXT_CURSOR_HEADER}`: an opaque cursor to send back as `cursor`, with the same "
-        "`status` and `thing`, for the next page. A cursor that was altered or belongs to other "
-        "filters is a 400 `invalid_cursor`."
+        "filters, for the next page. A cursor that was altered or belongs to other "
+        "filters is a 400 `invalid_cursor`. Staff see every ticket, a customer only the "
+        "tickets opened for them. Narrowing filters (any caller): `priority` (P1-P4), "
+        "`region`, `sla_due_before` (resolution SLA due before this instant) and "
+        "`updated_since` (changed at or after this instant: poll with the time of the last "
+        "poll to get only what changed). Times are RFC 3339 with an offset; one without is a "
+        "422."
     ),
     tags=["tickets"],
     responses=paged(documented(200, "one page of the tickets the caller may see", 400)),
 )
-def list_tickets(
+def list_tickets(  # keyword-only: the resolver passes query parameters by name
+    *,
     status: Annotated[TicketStatus | None, Query()] = None,
     thing: Annotated[Thing | None, Query()] = None,
+    priority: Annotated[Priority | None, Query()] = None,
+    region: Annotated[Region | None, Query()] = None,
+    sla_due_before: Annotated[AwareDatetime | None, Query()] = None,
+    updated_since: Annotated[AwareDatetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_DEFAULT,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response[list[TicketRow]]:
     status_value = status.value if status else None
-    after = decode_cursor(cursor, status=status_value, thing=thing) if cursor else None
-    page = deps().list_tickets(caller(), status=status_value, thing=thing, limit=limit, after=after)
+    filters = TicketFilters(
+        priority=priority.value if priority else None,
+        region=region,
+        sla_due_before=stored_time(sla_due_before) if sla_due_before else None,
+        updated_since=stored_time(updated_since) if updated_since else None,
+    )
+    after = (
+        decode_cursor(cursor, status=status_value, thing=thing, filters=filters) if cursor else None
+    )
+    page = deps().list_tickets(
+        caller(), status=status_value, thing=thing, limit=limit, after=after, filters=filters
+    )
     headers = {}
     if page.next_after is not None:
         headers[NEXT_CURSOR_HEADER] = encode_cursor(
-            page.next_after, status=status_value, thing=thing
+            page.next_after, status=status_value, thing=thing, filters=filters
         )
     return Response(
         status_code=HTTPStatus.OK,

@@ -5,6 +5,8 @@ their devices.
     POST /devices/{thing}/transfer   {"to_customer"} | {"to_email"} | {"release": true} -> 200
     GET  /me/devices                 the caller's devices: warranty, last seen, open tickets,
                                      the maintenance advice that still holds
+    GET  /devices/{thing}/telemetry  a device's latest readings and daily temperature series
+                                     (staff: any device; a customer: their own, else 404)
 
 A function of its own on the same API (its role writes the claims list, the registry's owner
 and the customers' device lists; nothing else does), built from the shared resolver. Errors:
@@ -15,7 +17,7 @@ and the customers' device lists; nothing else does), built from the shared resol
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -27,6 +29,12 @@ from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
 from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
+from aftercare.domain.device_telemetry import (
+    MAX_DAYS,
+    DeviceTelemetry,
+    InvalidRange,
+    device_telemetry,
+)
 from aftercare.domain.maintenance import load_maintenance_rules
 from aftercare.domain.ownership import (
     AlreadyClaimed,
@@ -52,6 +60,7 @@ from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -127,6 +136,29 @@ def my_devices() -> list[MyDevice]:
     return deps().my_devices(caller(), datetime.now(UTC))
 
 
+@app.get(
+    "/devices/<thing>/telemetry",
+    summary="A device's latest readings and daily mean temperatures, for a chart",
+    description=(
+        "`latest`: the newest applied report's values (null: never reported). `daily`: the "
+        "daily mean temperature of each UTC day kept (the last 7, maintenance.yaml "
+        "history_days), oldest first, within `from`/`to` (inclusive), the newest `limit`. "
+        "Per-report readings are not stored. Staff: any device; a customer: their own (any "
+        "other reads as 404 not_found). 422 `invalid_range` when `to` is before `from`."
+    ),
+    tags=["devices"],
+    responses=documented(200, "the device's telemetry"),
+)
+def telemetry_of(
+    thing: Annotated[Thing, PathParam()],
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_DAYS)] = MAX_DAYS,
+) -> DeviceTelemetry:
+    d = deps()
+    return device_telemetry(d.store, d.health, caller(), thing, first=first, last=last, limit=limit)
+
+
 @app.exception_handler(WrongClaimCode)
 def wrong_code(exc: WrongClaimCode) -> Response[str]:
     metrics.add_metric(name="DeviceClaimWrongCode", unit=MetricUnit.Count, value=1)
@@ -146,6 +178,7 @@ map_errors(
         AlreadyClaimed: (HTTPStatus.CONFLICT, "already_claimed"),
         UnknownCustomer: (HTTPStatus.UNPROCESSABLE_ENTITY, "unknown_customer"),
         SameOwner: (HTTPStatus.UNPROCESSABLE_ENTITY, "same_owner"),
+        InvalidRange: (HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_range"),
     },
 )
 

@@ -2,6 +2,7 @@
 
     GET  /surveys/{survey_id}          the owner (or a manager/engineer) reads it
     POST /surveys/{survey_id}/answer   the owning customer answers: {"rating": 1-5, "comment"?}
+    GET  /followups                    managers: the follow-ups low ratings (1-2) opened
 
 A function of its own on the same API (its role writes surveys, not diagnostics), built from
 the resolver the support API uses (`aftercare.api.resolver`): the caller comes
@@ -28,12 +29,15 @@ from aftercare.api.resolver import http_api
 from aftercare.domain.access import Caller
 from aftercare.domain.notifications import Survey
 from aftercare.domain.surveys import (
+    MAX_FOLLOW_UPS,
     AlreadyAnswered,
+    FollowUp,
     NotYourSurvey,
     SurveyAnswer,
     SurveyNotFound,
     SurveyNotOpen,
     answer_survey,
+    follow_ups_for,
     readable_survey,
 )
 from aftercare.models.api import SurveyId, SurveyView
@@ -42,6 +46,7 @@ from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -107,6 +112,18 @@ def post_answer(survey_id: Annotated[SurveyId, PathParam()], answer: SurveyAnswe
         metrics.add_metric(name="FollowUpOpened", unit=MetricUnit.Count, value=1)
     logger.info("survey answered", extra={"survey_id": survey_id, "rating": survey.rating})
     return survey_view(survey)
+
+
+@app.get(
+    "/followups",
+    summary="Follow-ups from low survey ratings (1-2), newest first (managers)",
+    tags=["surveys"],
+    responses=documented(200, "the follow-ups", 403),
+)
+def list_follow_ups(
+    limit: Annotated[int, Query(ge=1, le=MAX_FOLLOW_UPS)] = 50,
+) -> list[FollowUp]:
+    return follow_ups_for(deps(), caller(), limit=limit)
 
 
 @app.exception_handler([SurveyNotFound, NotYourSurvey])

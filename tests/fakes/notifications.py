@@ -240,6 +240,9 @@ class FakeNotificationStore:
     def csat(self) -> Csat:
         return self.csat_counts
 
+    def follow_ups(self, limit: int) -> list[FollowUp]:
+        return sorted(self.followups, key=lambda f: f.created_at, reverse=True)[:limit]
+
     # helpers for assertions
     def sent(self, kind: str | None = None) -> list[AttemptRecord]:
         return [

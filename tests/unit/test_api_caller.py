@@ -22,6 +22,7 @@ ACCESS = {"token_use": "access", "sub": "s-1", "username": "u", "client_id": "ab
 STAFF_GROUPS = {"cognito:groups": "[engineers]"}
 CUSTOMER = {"cognito:groups": "[customers]", "custom:customer_id": "c-0001"}
 BODIES = {
+    "POST /parked/replay": {"source": "fault-dlq", "parked_key": "2026-11-01T08:00:00Z#m-1"},
     "POST /tickets/{ticket_id}/diagnostics": {},
     "POST /surveys/{survey_id}/answer": {"rating": 5},
     "POST /tickets/{ticket_id}/dispatch": {"reason": "a visit is needed"},
@@ -134,6 +135,7 @@ def test_every_function_has_routes_to_check():
         "jobs",
         "kpi_api",
         "owners",
+        "parked_api",
     }
     assert len(routes()) >= 14
 

@@ -15,11 +15,14 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
-from aftercare.domain.ports import ParkedMessage
+from aftercare.domain.ports import ParkedMessage, ReplayFailed
 
 PARKED_RETENTION = timedelta(days=30)
 MAX_EXCERPT_BYTES = 16 * 1024
@@ -133,13 +136,29 @@ class DynamoParkedStore:
         return dict(json.loads(body))
 
     def list(self) -> list[dict[str, Any]]:
+        """Every parked item, newest first: a Scan (the table holds 30 days, TTL'd)."""
         items: list[dict[str, Any]] = []
         for page in self.ddb.get_paginator("scan").paginate(TableName=self.table):
-            items.extend(from_item(i) for i in page.get("Items", []))
-        for item in items:
-            if isinstance(item.get("envelope"), str):
-                item["envelope"] = json.loads(item["envelope"])
+            items.extend(_decoded(from_item(i)) for i in page.get("Items", []))
         return sorted(items, key=lambda i: str(i.get("received_at")), reverse=True)
+
+    def get(self, source: str, parked_key: str) -> dict[str, Any] | None:
+        found = self.ddb.get_item(
+            TableName=self.table,
+            Key={"source": {"S": source}, "parked_key": {"S": parked_key}},
+            ConsistentRead=True,
+        ).get("Item")
+        return _decoded(from_item(found)) if found else None
+
+    def with_envelope(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The item with the envelope kept in the ParkedPayloadBucket (too big for the item);
+        `envelope_omitted` says why when it cannot be read."""
+        if not item.get("envelope_ref") or item.get("envelope"):
+            return item
+        try:
+            return {**item, "envelope": self.kept_envelope(str(item["envelope_ref"]))}
+        except (BotoCoreError, ClientError) as exc:
+            return {**item, "envelope_omitted": f"{item['envelope_ref']} unreadable: {exc}"}
 
     def record_replay(self, source: str, parked_key: str, event: dict[str, Any]) -> None:
         """Append one replay (when, by whom, outcome) to the item's history; the item stays."""
@@ -162,3 +181,28 @@ class DynamoParkedStore:
                 ":outcome": {"S": str(event["outcome"])},
             },
         )
+
+
+def _decoded(item: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(item.get("envelope"), str):
+        item["envelope"] = json.loads(item["envelope"])
+    return item
+
+
+class SqsRedelivery:
+    """Redelivery to the template's queues on SQS; `queue_url` maps a logical id to its URL
+    (a deployed function's settings, or the CLI's target)."""
+
+    def __init__(self, *, queue_url: Callable[[str], str], sqs: Any | None = None) -> None:
+        self.queue_url = queue_url
+        self._sqs = sqs
+
+    sqs = LazyClient("sqs")
+
+    def send(self, queue: str, body: str) -> str | None:
+        try:
+            sent = self.sqs.send_message(QueueUrl=self.queue_url(queue), MessageBody=body)
+        except (BotoCoreError, ClientError) as exc:
+            raise ReplayFailed(str(exc)) from exc
+        message_id = sent.get("MessageId")
+        return str(message_id) if message_id else None

@@ -130,6 +130,21 @@ class DynamoSurveyStore:
     def csat(self) -> Csat:
         return read_csat(self.ddb, self.table)
 
+    def follow_ups(self, limit: int) -> list[FollowUp]:
+        """N7: Query pk=FOLLOWUPS newest first, `limit` items."""
+        response = self.ddb.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "FOLLOWUPS"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        fields = FollowUp.model_fields
+        return [
+            FollowUp.model_validate({k: v for k, v in from_item(i).items() if k in fields})
+            for i in response.get("Items", [])
+        ]
+
 
 def read_csat(ddb: Any, table: str) -> Csat:
     """The CSAT counters (one item, read consistently)."""

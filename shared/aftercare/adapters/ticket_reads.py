@@ -7,7 +7,7 @@ from typing import Any
 
 from aftercare.adapters.aws import LazyClient, from_item
 from aftercare.adapters.ticket_items import TICKET_PREFIX, ticket_detail, ticket_from_item
-from aftercare.domain.paging import TicketPage, TicketQuery, newest_page
+from aftercare.domain.paging import TicketFilters, TicketPage, TicketQuery, newest_page
 from aftercare.domain.ports import TicketDetail, TicketNotFound
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketStatus
@@ -23,10 +23,11 @@ def newest_first_query(
     limit: int,
     status: str | None = None,
     things: tuple[str, ...] | None = None,
+    narrowing: TicketFilters | None = None,
 ) -> dict[str, Any]:
-    """T4/T5 paged: one index partition newest first, strictly older than `before` (a cursor's
-    opened_key), at most `limit` items read; `status` filters a device's tickets, `things` a
-    customer's."""
+    """T4/T5/T20 paged: one index partition newest first, strictly older than `before` (a
+    cursor's opened_key), at most `limit` items read; `status` filters a device's tickets,
+    `things` a customer's, `narrowing` any listing (T21: priority, region, SLA due, updated)."""
     condition = "#a = :v" + (" AND opened_key < :before" if before else "")
     names = {"#a": attribute}
     values: dict[str, Any] = {":v": {"S": value}}
@@ -50,9 +51,32 @@ def newest_first_query(
         filters.append("#t IN (" + ", ".join(f":t{n}" for n in range(len(things))) + ")")
         names["#t"] = "thing"
         values.update({f":t{n}": {"S": thing} for n, thing in enumerate(things)})
+    if narrowing is not None:
+        filters.extend(_narrowing_terms(narrowing, names, values))
     if filters:
         request["FilterExpression"] = " AND ".join(filters)
     return request
+
+
+# TicketFilters field -> (attribute, comparison): the stored strings compare as they sort
+_NARROWING = {
+    "priority": ("priority", "="),
+    "region": ("region", "="),
+    "sla_due_before": ("sla_resolution_due", "<"),
+    "updated_since": ("updated_at", ">="),
+}
+
+
+def _narrowing_terms(
+    narrowing: TicketFilters, names: dict[str, str], values: dict[str, Any]
+) -> list[str]:
+    terms = []
+    for n, (field, value) in enumerate(sorted(narrowing.given().items())):
+        attribute, comparison = _NARROWING[field]
+        names[f"#n{n}"] = attribute
+        values[f":n{n}"] = {"S": value}
+        terms.append(f"#n{n} {comparison} :n{n}")
+    return terms
 
 
 class DynamoTicketReader:
@@ -116,6 +140,7 @@ class DynamoTicketReader:
                     limit=query.limit + 1,
                     status=status,
                     things=things,
+                    narrowing=query.filters,
                 ),
                 want=query.limit + 1,
             )

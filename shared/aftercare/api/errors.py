@@ -35,7 +35,7 @@ MEANINGS = {
     409: "the resource is not in a state that allows this",
     422: "the request does not match this document",
     429: "too many attempts: locked until support resets it",
-    502: "the request could not be handed to the device",
+    502: "the request could not be handed on (to the device, or to a queue for a replay)",
 }
 
 

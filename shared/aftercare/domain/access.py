@@ -100,6 +100,10 @@ class Caller(BaseModel):
     def manager(self) -> bool:
         return Group.MANAGERS in self.groups
 
+    def require_manager(self, action: str) -> None:
+        if not self.manager:
+            raise Forbidden(f"only managers may {action}")
+
     def require_customer(self, action: str) -> str:
         """The customer id of a caller acting as a customer; staff are Forbidden to `action`."""
         if not self.customer or self.customer_id is None:

@@ -10,9 +10,11 @@ tickets strictly older than that. This keyset cursor is what a per-partition
 and never skips or repeats a ticket whose position has not changed.
 
 On the wire the cursor is base64url (no padding) of compact JSON
-`{"v": 1, "after": <opened_key>, "status": ..., "thing": ...}`; the filters are bound into it,
-so a cursor replayed with other filters, edited, or made up is an `InvalidCursor` (400), never
-a server error. A cursor grants nothing: it only positions a listing the caller may run anyway.
+`{"v": 1, "after": <opened_key>, "status": ..., "thing": ..., "filters": {...}}` (`filters`:
+the `TicketFilters` given; a cursor issued before it existed has none). The filters are bound
+into it, so a cursor replayed with other filters, edited, or made up is an `InvalidCursor`
+(400), never a server error. A cursor grants nothing: it only positions a listing the caller
+may run anyway.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from aftercare.domain.tickets import Ticket
 
@@ -43,6 +46,38 @@ class InvalidCursor(ValueError):
     """A cursor this API did not issue for this listing."""
 
 
+class TicketFilters(BaseModel):
+    """Narrowing filters of a listing, applied within the partitions the listing reads (a
+    DynamoDB filter: they cut what is returned, not what is read). Times are the stored JSON
+    rendering of a UTC instant (`stored_time`), so they compare as strings.
+
+    - `priority`, `region`: equal to the ticket's
+    - `sla_due_before`: the ticket's resolution SLA (`sla_resolution_due`) is before it
+    - `updated_since`: the ticket changed (`updated_at`) at or after it (polling for updates)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+    priority: str | None = None
+    region: str | None = None
+    sla_due_before: str | None = None
+    updated_since: str | None = None
+
+    def given(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def stored_time(at: datetime) -> str:
+    """An instant as ticket items store it (pydantic's JSON rendering in UTC: `...Z`)."""
+    return _Instant(at=at.astimezone(UTC)).model_dump(mode="json")["at"]
+
+
+class _Instant(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    at: AwareDatetime
+
+
 class TicketQuery(BaseModel):
     """One page of a listing: `things` None means every device (staff only); `customer_id`
     limits it to the tickets opened for that customer (with `things`, on those devices)."""
@@ -50,6 +85,7 @@ class TicketQuery(BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     status: str | None = None
+    filters: TicketFilters = Field(default_factory=TicketFilters)
     things: tuple[str, ...] | None = None
     customer_id: str | None = None  # a customer's own tickets (any device, current or former)
     after: OpenedKey | None = None
@@ -86,15 +122,21 @@ class _Cursor(BaseModel):
     after: OpenedKey
     status: str | None
     thing: str | None
+    filters: dict[str, str] = Field(default_factory=dict)  # TicketFilters.given(); absent: none
 
 
-def encode_cursor(after: str, *, status: str | None, thing: str | None) -> str:
-    data = _Cursor(v=CURSOR_VERSION, after=after, status=status, thing=thing)
+def encode_cursor(
+    after: str, *, status: str | None, thing: str | None, filters: TicketFilters | None = None
+) -> str:
+    given = filters.given() if filters else {}
+    data = _Cursor(v=CURSOR_VERSION, after=after, status=status, thing=thing, filters=given)
     text = json.dumps(data.model_dump(), separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, status: str | None, thing: str | None) -> str:
+def decode_cursor(
+    cursor: str, *, status: str | None, thing: str | None, filters: TicketFilters | None = None
+) -> str:
     """The `after` key of a cursor issued for a listing with these filters."""
     if len(cursor) > MAX_CURSOR_CHARS or not BASE64URL.match(cursor):
         raise InvalidCursor("the cursor is not one this API issued")
@@ -105,6 +147,7 @@ def decode_cursor(cursor: str, *, status: str | None, thing: str | None) -> str:
         raise InvalidCursor("the cursor is not one this API issued") from exc
     if data.v != CURSOR_VERSION:
         raise InvalidCursor("the cursor is from another version of this API")
-    if (data.status, data.thing) != (status, thing):
+    given = filters.given() if filters else {}
+    if (data.status, data.thing, data.filters) != (status, thing, given):
         raise InvalidCursor("the cursor belongs to a listing with other filters")
     return data.after

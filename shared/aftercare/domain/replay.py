@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aftercare.domain.parking import CHANNELS, DIAGNOSTICS, FAULTS
+from aftercare.domain.ports import ParkedArchive, Redelivery, ReplayFailed
 from aftercare.models.payloads import FaultEnvelope
 
 FAULT_QUEUE = FAULTS.queue
@@ -131,3 +132,50 @@ def replay_event(
     if message_id:
         event["message_id"] = message_id
     return event
+
+
+class ReplayOutcome(BaseModel):
+    """What one replay did: `replayed` (sent to `queue`), `skipped` or `failed` (`why`)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    source: str
+    parked_key: str
+    reason: str
+    outcome: Literal["replayed", "skipped", "failed"]
+    queue: str | None = None
+    why: str = ""
+
+
+def replay_parked(
+    item: dict[str, Any],
+    archive: ParkedArchive,
+    redelivery: Redelivery,
+    *,
+    explicit: bool,
+    by: str,
+    now: datetime,
+) -> ReplayOutcome:
+    """Replay one parked item (the CLI's `dlq replay` and the managers' API both do it here).
+
+    Skipped with the reason when a replay cannot fix it, and when it was replayed before
+    unless it is named (`explicit`); every send, sent or failed, is recorded on the item."""
+    item = archive.with_envelope(item)
+    plan = plan_replay(item)
+    source, key, reason = str(item["source"]), str(item["parked_key"]), str(item["reason"])
+
+    def outcome(what: Literal["replayed", "skipped", "failed"], **rest: Any) -> ReplayOutcome:
+        return ReplayOutcome(source=source, parked_key=key, reason=reason, outcome=what, **rest)
+
+    if isinstance(plan, ReplaySkip):
+        return outcome("skipped", why=plan.why)
+    if item.get("replay_count") and not explicit:
+        why = f"replayed before ({item.get('replayed_at')}); name its key to replay it again"
+        return outcome("skipped", why=why)
+    try:
+        message_id = redelivery.send(plan.queue, plan.body)
+    except ReplayFailed as exc:
+        archive.record_replay(source, key, replay_event(by, f"failed: {exc}", now))
+        return outcome("failed", why=str(exc))
+    archive.record_replay(source, key, replay_event(by, f"sent to {plan.queue}", now, message_id))
+    return outcome("replayed", queue=plan.queue)

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from aftercare.domain.access import Caller
 from aftercare.domain.diagnostics import start_diagnostic
 from aftercare.domain.diagnostics_records import DiagnosticNotFound, ticket_of
-from aftercare.domain.paging import TicketPage, TicketQuery
+from aftercare.domain.paging import TicketFilters, TicketPage, TicketQuery
 from aftercare.domain.ports import (
     CommandPublisher,
     DeviceDirectory,
@@ -95,10 +95,12 @@ class Support:
         thing: str | None,
         limit: int,
         after: str | None = None,
+        filters: TicketFilters | None = None,
     ) -> TicketPage:
         """One page of the tickets the caller may see, newest first, older than `after`.
         Staff: by status (or device); a customer: the tickets opened for them, on whichever
-        device (one they own now or owned when the ticket was opened)."""
+        device (one they own now or owned when the ticket was opened). `filters` narrow any
+        of those (the queue's priority, region, SLA due and updated-since)."""
         caller.require_reader()
         things: tuple[str, ...] | None = None if thing is None else (thing,)
         query = TicketQuery(
@@ -107,6 +109,7 @@ class Support:
             customer_id=caller.owner_scope,
             after=after,
             limit=limit,
+            filters=filters or TicketFilters(),
         )
         return self.tickets.page_tickets(query)
 

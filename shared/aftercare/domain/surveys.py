@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from aftercare.domain.access import Caller
 from aftercare.domain.notifications import Survey
 from aftercare.domain.ports.surveys import SurveyStore
 
@@ -118,3 +119,12 @@ def answer_survey(
             created_at=now,
         )
     return store.answer(survey, answer, now, follow_up)
+
+
+MAX_FOLLOW_UPS = 200
+
+
+def follow_ups_for(store: SurveyStore, caller: Caller, *, limit: int) -> list[FollowUp]:
+    """The managers' follow-ups from low survey ratings (1-2), newest first."""
+    caller.require_manager("see survey follow-ups")
+    return store.follow_ups(limit)

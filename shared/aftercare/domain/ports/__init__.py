@@ -47,7 +47,10 @@ from aftercare.domain.ports.notifications import (
     SurveySchedule,
 )
 from aftercare.domain.ports.parked import (
+    ParkedArchive,
     ParkedStore,
+    Redelivery,
+    ReplayFailed,
 )
 from aftercare.domain.ports.records import (
     ClassificationPlan,
@@ -140,6 +143,7 @@ __all__ = [
     "NotificationStore",
     "OpenContext",
     "OpenLock",
+    "ParkedArchive",
     "ParkedMessage",
     "ParkedStore",
     "PartsChange",
@@ -147,6 +151,8 @@ __all__ = [
     "PartsHolds",
     "ProfileSource",
     "RaisedTickets",
+    "Redelivery",
+    "ReplayFailed",
     "RequestMark",
     "SlotTaken",
     "StatusChanges",
