@@ -3,7 +3,7 @@ the shared local stack: the console served by the API's ConsoleFunction, sign-in
 stack's moto user pool, and every data call through the local API gateway with the user's ID
 token. Simulated devices answer over Mosquitto.
 
-Devices and codes no other shared-stack test uses: ev-ch-0002 (c-0002) EVSE-CABLE-TEMP for the
+Devices and codes no other shared-stack test uses: ev-ch-0006 EVSE-CABLE-TEMP for the
 engineer, ic-300-0003 (c-0003) PSU-UNDERVOLT for the customer, ev-ch-0042 and ev-ch-0122
 EVSE-GROUNDFAULT for the manager's KPI scenario.
 
@@ -102,8 +102,21 @@ def test_console_page_is_served_with_its_cache_rules(local_stack: Stack) -> None
 def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
     local_stack: Stack, browser: Browser, tmp_path: Path
 ) -> None:
-    thing, code = "ev-ch-0002", "EVSE-CABLE-TEMP"
+    thing, code = "ev-ch-0006", "EVSE-CABLE-TEMP"
     engineer = ApiUser(local_stack, "eng-ada")
+    # (a telemetry report first: publishing as the device would disconnect its agent)
+    report = {"firmware": "2.1.0", "uptime_s": 7200, "temp_c": 38.5}
+    publish_as(
+        local_stack.state,
+        thing,
+        [
+            {
+                "topic": f"dt/aftercare/{thing}/telemetry",
+                "payload": json.dumps(report | {"sent_at": datetime.now(UTC).isoformat()}),
+                "qos": 1,
+            }
+        ],
+    )
     agent = start_agent(local_stack, thing, tmp_path / "outbox")
     try:
         # Given an engineer signed in, looking at the queue
@@ -134,11 +147,17 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         diagnostics = engineer.get(f"/tickets/{ticket_id}/diagnostics")["diagnostics"]
         mine = [d for d in diagnostics if d["purpose"] == "engineer"]
         assert mine and mine[0]["status"] == "completed", mine
-        # And the device page shows its ticket history
+        # And the device page shows its health, telemetry chart and ticket history
+        wait_for(
+            lambda: engineer.get(f"/devices/{thing}/telemetry")["latest"],
+            timeout=120,
+            what="the telemetry report folded into the device's health",
+        )
         page.goto(f"{local_stack.state['console_url']}#/devices/{thing}")
         expect(page.get_by_role("heading", name="Ticket history")).to_be_visible()
         expect(page.get_by_role("link", name=ticket_id)).to_be_visible()
-        expect(page.locator(".chart-box")).not_to_contain_text("Loading")
+        expect(page.locator("#telemetry-latest")).to_contain_text("38.5")
+        expect(page.get_by_role("img", name="Daily mean temperature (°C)")).to_be_visible()
         shot(page, "engineer-device")
         page.goto(f"{local_stack.state['console_url']}#/jobs")
         expect(page.get_by_role("heading", name="Today's jobs")).to_be_visible()

@@ -9,32 +9,36 @@ function scale(d0, d1, r0, r1) {
   return (v) => r0 + ((v - d0) / span) * (r1 - r0);
 }
 
-function ticks(max) {
-  const step = max <= 1 ? 0.25 : Math.max(1, Math.ceil(max / 4));
-  const out = [];
-  for (let v = 0; v <= max + 1e-9; v += step) out.push(Math.round(v * 100) / 100);
-  return out;
+// A y axis from 0 to a round top: four steps of a whole number (quarters up to 1).
+function axisTop(max) {
+  const step = max <= 1 ? 0.25 : Math.ceil(max / 4);
+  return { step, top: max <= 1 ? 1 : step * 4 };
 }
 
-function yAxis(max, y) {
-  return ticks(max).map((v) => svg("g", {},
-    svg("line", { x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v), class: "grid" }),
-    svg("text", { x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, String(v))));
+function yAxis({ step, top }, y) {
+  const lines = [];
+  for (let v = 0; v <= top + 1e-9; v += step) {
+    const value = Math.round(v * 100) / 100;
+    lines.push(svg("g", {},
+      svg("line", { x1: PAD.l, x2: W - PAD.r, y1: y(value), y2: y(value), class: "grid" }),
+      svg("text", { x: PAD.l - 6, y: y(value) + 4, "text-anchor": "end", class: "tick" }, String(value))));
+  }
+  return lines;
 }
 
 // series: [{name, points: [[Date|label, number], ...]}]
 export function lineChart(series, { label, format } = {}) {
   const all = series.flatMap((s) => s.points);
   const xs = all.map(([x]) => +x);
-  const max = Math.max(...all.map(([, v]) => v), 0) || 1;
+  const axis = axisTop(Math.max(...all.map(([, v]) => v), 0));
   const x = scale(Math.min(...xs), Math.max(...xs), PAD.l, W - PAD.r);
-  const y = scale(0, max, H - PAD.b, PAD.t);
+  const y = scale(0, axis.top, H - PAD.b, PAD.t);
   const first = all.length ? all[0][0] : null;
   const last = all.length ? all[all.length - 1][0] : null;
   const fmt = format || ((d) => (d instanceof Date ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) : String(d)));
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, class: "chart" },
     svg("title", {}, label),
-    ...yAxis(max, y),
+    ...yAxis(axis, y),
     ...series.map((s, i) => svg("g", { class: "series", "data-series": s.name },
       svg("polyline", { points: s.points.map(([px, v]) => `${x(+px)},${y(v)}`).join(" "), fill: "none", stroke: COLOURS[i % 5], "stroke-width": 2 }),
       ...s.points.map(([px, v]) => svg("circle", { cx: x(+px), cy: y(v), r: 3, fill: COLOURS[i % 5] },
