@@ -313,6 +313,15 @@ def test_a_manager_sees_the_kpi_charts_change_after_a_scenario(
     assert refusal["reason"] in (problem.text_content() or "")
     shot(page, "manager-dispatch")
     assert manager.get(f"/tickets/{second['ticket_id']}/bookings")[0]["start"] == booked[1]["start"]
+    # And the follow-ups and parked messages pages answer from their routes
+    page.get_by_role("link", name="Follow-ups").click()
+    expect(page.get_by_role("heading", name="Follow-ups from low scores")).to_be_visible()
+    expect(page.locator("main table, main .empty").first).to_be_visible()
+    shot(page, "manager-followups")
+    page.get_by_role("link", name="Parked messages").click()
+    expect(page.get_by_role("heading", name="Parked messages")).to_be_visible()
+    expect(page.locator("main table, main .empty").first).to_be_visible()
+    shot(page, "manager-parked")
     page.close()
 
 

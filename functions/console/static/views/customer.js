@@ -49,7 +49,11 @@ export async function ticket({ params, render }) {
     }
     throw error;
   }
-  const bookings = await get(`/tickets/${view.ticket_id}/bookings`).catch(() => []);
+  const [bookings, guide] = await Promise.all([
+    get(`/tickets/${view.ticket_id}/bookings`).catch(() => []),
+    // A guide is offered only where one exists (404 `no_guide` otherwise).
+    get("/guides", { code: view.fault_code, model: view.model, lang: lang() }).catch(() => null),
+  ]);
   const live = bookings.find((b) => ["scheduled", "en_route", "on_site"].includes(b.status));
   const visitBox = h("div", { id: "visit" });
   render(
@@ -58,8 +62,8 @@ export async function ticket({ params, render }) {
     h("p", { class: "plain", id: "plain-status" }, t(`plain.${view.status}`)),
     h("section", { class: "card" }, h("h2", {}, t("cost.title")), cost(view)),
     h("section", { class: "card" }, h("h2", {}, t("visit.title")), visitBox),
-    h("section", { class: "card" }, h("h2", {}, t("guide.title")),
-      h("p", {}, link(`/guide/${view.fault_code}?model=${encodeURIComponent(view.model)}&ticket=${view.ticket_id}`, t("guide.open")))),
+    guide ? h("section", { class: "card" }, h("h2", {}, t("guide.title")),
+      h("p", {}, link(`/guide/${view.fault_code}?model=${encodeURIComponent(view.model)}&ticket=${view.ticket_id}`, `${t("guide.open")}: ${guide.title}`))) : null,
     CLOSED.includes(view.status) && view.status !== "cancelled" ? h("section", { class: "card" }, h("h2", {}, t("survey.title")),
       h("p", {}, h("a", { href: "#", id: "survey-link", onclick: async (e) => { e.preventDefault(); location.hash = `/surveys/${await surveyId(view.ticket_id)}`; } }, t("survey.open")))) : null,
   );
