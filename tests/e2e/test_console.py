@@ -318,9 +318,26 @@ def test_a_manager_sees_the_kpi_charts_change_after_a_scenario(
     expect(page.get_by_role("heading", name="Follow-ups from low scores")).to_be_visible()
     expect(page.locator("main table, main .empty").first).to_be_visible()
     shot(page, "manager-followups")
+    # And a fault from a device the registry does not know is parked; the manager replays it
+    ghost = f"zz-console-{uuid.uuid4().hex[:8]}"
+    fault = {"fault_id": f"console-{uuid.uuid4().hex[:12]}", "code": "EVSE-GROUNDFAULT"}
+    payload = json.dumps(fault | {"occurred_at": datetime.now(UTC).isoformat(), "firmware": "1"})
+    publish_as(
+        local_stack.state,
+        ghost,
+        [{"topic": f"dt/aftercare/{ghost}/fault", "payload": payload, "qos": 1}],
+    )
+    wait_for(
+        lambda: [r for r in manager.get("/parked?limit=500") if r.get("thing") == ghost],
+        timeout=120,
+        what="the unknown device's fault parked",
+    )
     page.get_by_role("link", name="Parked messages").click()
     expect(page.get_by_role("heading", name="Parked messages")).to_be_visible()
-    expect(page.locator("main table, main .empty").first).to_be_visible()
+    row = page.locator("tr", has_text=ghost)
+    expect(row).to_contain_text("unknown_device")
+    row.get_by_role("button", name="Replay").click()
+    expect(page.locator("#replay-outcome")).to_contain_text("Sent back for processing (FaultQueue)")
     shot(page, "manager-parked")
     page.close()
 
