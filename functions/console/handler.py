@@ -32,7 +32,7 @@ class Settings(EnvSettings):
 
 
 @cache
-def site() -> StaticSite:
+def deps() -> StaticSite:
     settings = load_settings(Settings)  # values come from the environment
     config = {
         "cognito_endpoint": settings.cognito_endpoint,
@@ -45,7 +45,7 @@ def site() -> StaticSite:
 
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    answer = site().answer(event["requestContext"]["http"]["method"], event["rawPath"])
+    answer = deps().answer(event["requestContext"]["http"]["method"], event["rawPath"])
     if answer.status != 200:
         logger.info("console: %d for %s", answer.status, event["rawPath"])
     return answer.as_http_response()

@@ -42,13 +42,13 @@ def test_the_index_is_html_not_cached_and_names_the_current_assets(console):
         assert answer["statusCode"] == 200
         assert answer["headers"]["content-type"].startswith("text/html")
         assert answer["headers"]["cache-control"] == NO_CACHE
-        digest = console.site().digest
+        digest = console.deps().digest
         assert f'src="/console/assets/{digest}/app.js"' in answer["body"]
         assert "{{ASSETS}}" not in answer["body"]
 
 
 def test_assets_of_the_current_digest_are_cached_for_a_year_with_their_type(console):
-    digest = console.site().digest
+    digest = console.deps().digest
     for name, content_type in (("app.js", "text/javascript"), ("style.css", "text/css")):
         answer = get(console, f"/console/assets/{digest}/{name}")
         assert answer["statusCode"] == 200
@@ -130,7 +130,7 @@ def test_a_missing_variable_fails_with_its_name(monkeypatch):
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     module = load_handler("console", "handler_console_unset")
     with pytest.raises(MissingSettings, match="USER_POOL_CLIENT_ID"):
-        module.site()
+        module.deps()
 
 
 def test_the_digest_changes_with_any_file(tmp_path):
