@@ -16,10 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aftercare.observability import logger
+from aftercare.observability import logger, metrics
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
 from aftercare.static_site import StaticSite, read_files
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -46,6 +47,10 @@ def deps() -> StaticSite:
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     answer = deps().answer(event["requestContext"]["http"]["method"], event["rawPath"])
+    # Each request is an API request and an invocation (README "Web console": the cost per
+    # asset request); a rising count means browsers are not caching the assets.
+    metrics.add_metric(name="ConsoleRequests", unit=MetricUnit.Count, value=1)
     if answer.status != 200:
+        metrics.add_metric(name="ConsoleNotFound", unit=MetricUnit.Count, value=1)
         logger.info("console: %d for %s", answer.status, event["rawPath"])
     return answer.as_http_response()
