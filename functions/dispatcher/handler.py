@@ -5,7 +5,7 @@ The stream filter passes a ticket's record when it became dispatchable: a new ti
 no dispatch decision yet (diagnostics or a failed remote fix flagged it), a ticket asked to be
 dispatched again (`dispatch_state` = wanted: an engineer asked, a backorder arrived), or a visit
 that did not fix it (back to `open`, flagged). One domain call per record
-(`aftercare.domain.dispatching.dispatch_ticket`): P1/VIP tickets get the earliest feasible
+(`aftercare.domain.redispatch.dispatch`): P1/VIP tickets get the earliest feasible
 visit booked, the others wait for the customer's choice; the decision is written on the ticket,
 which stops the filter from passing it again.
 """
@@ -18,7 +18,8 @@ from typing import Any
 from aftercare.adapters.aws import from_item
 from aftercare.adapters.dispatch_deps import dispatch_deps_from_env
 from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.dispatching import DispatchDeps, dispatch_ticket
+from aftercare.domain.dispatching import DispatchDeps
+from aftercare.domain.redispatch import dispatch
 from aftercare.domain.tickets import Ticket
 from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
@@ -40,7 +41,7 @@ def record_handler(record: DynamoDBRecord) -> str | None:
     if not image:
         return None
     ticket = Ticket.model_validate(from_item(image))
-    outcome = dispatch_ticket(ticket, deps(), now=datetime.now(UTC))
+    outcome = dispatch(ticket, deps(), now=datetime.now(UTC))
     if outcome is None:
         return None
     metrics.add_metric(name=f"Dispatch_{outcome.state.value}", unit=MetricUnit.Count, value=1)

@@ -22,6 +22,7 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
+from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.health import DynamoHealthReader
 from aftercare.adapters.ownership import DynamoOwnershipStore
 from aftercare.adapters.ticket_reads import DynamoTicketReader
@@ -73,6 +74,7 @@ class Settings(EnvSettings):
     customers_table: str
     tickets_table: str
     health_table: str
+    inventory_table: str
 
 
 @cache
@@ -88,6 +90,12 @@ def deps() -> Ownership:
         health=DynamoHealthReader(health_table=settings.health_table),
         rules=load_maintenance_rules(),
         policy=load_ownership_policy(),
+        handover=DynamoTicketStore(
+            tickets_table=settings.tickets_table,
+            devices_table=settings.devices_table,
+            customers_table=settings.customers_table,
+            inventory_table=settings.inventory_table,
+        ),
     )
 
 
@@ -122,7 +130,10 @@ def transfer_device(thing: Annotated[Thing, PathParam()], body: TransferRequest)
         caller(), thing, to_customer=body.to_customer, to_email=body.to_email, now=datetime.now(UTC)
     )
     metrics.add_metric(name="DeviceTransferred", unit=MetricUnit.Count, value=1)
-    logger.info("device transferred", extra={"thing": thing, "released": body.release})
+    logger.info(
+        "device transferred",
+        extra={"thing": thing, "released": body.release, "closed": outcome.closed_tickets},
+    )
     return outcome
 
 

@@ -43,6 +43,7 @@ class Settings(NotifierSettings):
     inventory_table: str
     repeat_window_days: int
     hold_hours: int
+    heartbeat_cap_seconds: int  # 0: each model's heartbeat (maintenance.yaml)
 
 
 class Deps:
@@ -54,7 +55,9 @@ class Deps:
         self.parked = DynamoParkedStore(
             table=settings.parked_table, bucket=settings.parked_payload_bucket
         )
-        self.rules: MaintenanceRules = load_maintenance_rules()
+        self.rules: MaintenanceRules = load_maintenance_rules().with_heartbeat_cap(
+            settings.heartbeat_cap_seconds
+        )
         self.desk = ServiceDesk(
             notifier=build_notifier(settings),
             intake_store=DynamoTicketStore(

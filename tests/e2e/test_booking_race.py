@@ -27,7 +27,7 @@ import pytest
 from aftercare.adapters.aws import to_item
 from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.ticket_items import ticket_item
-from aftercare.domain.availability import slot_id
+from aftercare.domain.availability import parse_slot_id, slot_id
 from aftercare.domain.ports import SlotTaken
 from aftercare.models.field import BookingStatus
 
@@ -224,6 +224,105 @@ def test_twenty_writers_racing_on_the_moto_server_leave_one_booking(env):
         if b.status is BookingStatus.SCHEDULED and b.start >= start - timedelta(hours=1)
     ]  # fmt: skip
     assert len(live) == 1
+
+
+def test_an_unconfirmed_hold_blocks_an_overlapping_assignment_through_the_api(env):
+    # Given a customer who was offered slots (each held for them, not yet booked)
+    ticket, other = env.open_tickets("held", 2)
+    [token] = env.customers("held", 1)
+    status, slots = env.call(token, "GET", f"/tickets/{ticket}/slots")
+    assert status == 200 and slots
+    offered = parse_slot_id(slots[0]["slot_id"])
+    manager = env.token("mgr-grace")
+    overlapping = {
+        "ticket_id": other,
+        "engineer_id": offered.engineer_id,
+        "start": (offered.start + timedelta(minutes=15)).isoformat(),
+    }
+    # When a manager assigns another ticket's visit overlapping the held window (not the same
+    # window: a quarter of an hour later)
+    status, body = env.call(manager, "POST", "/dispatch/assign", overlapping)
+    # Then the unconfirmed hold blocks it like a booking would: 409 slot_taken
+    assert (status, body["reason"]) == (409, "slot_taken"), body
+    # And when the customer books and the manager tries again at the same moment, exactly one
+    # write gets the engineer's time: the customer's, whose hold it was
+    gate = threading.Barrier(2)
+
+    def customer() -> tuple[int, Any]:
+        gate.wait()
+        return env.call(
+            token, "POST", f"/tickets/{ticket}/booking", {"slot_id": slots[0]["slot_id"]}
+        )
+
+    def dispatcher() -> tuple[int, Any]:
+        gate.wait()
+        return env.call(manager, "POST", "/dispatch/assign", overlapping)
+
+    with ThreadPoolExecutor(2) as pool:
+        mine, theirs = pool.submit(customer), pool.submit(dispatcher)
+        answers = [mine.result(), theirs.result()]
+    assert [status for status, _ in answers] == [201, 409], answers
+    busy = DynamoCalendar(
+        table=env.resources["FieldTable"], tickets_table=env.resources["TicketsTable"], ddb=env.ddb
+    ).busy(
+        offered.engineer_id,
+        offered.start - timedelta(hours=1),
+        offered.start + timedelta(hours=3),
+        datetime.now(UTC),
+    )
+    # (the customer's other offers are still held: busy, with no booking)
+    assert [b.booking_id for b in busy if b.booking_id] == [answers[0][1]["booking_id"]]
+
+
+def test_a_hold_and_a_booking_of_overlapping_windows_racing_leave_exactly_one(env):
+    # Given rounds of two writers on one engineer's overlapping windows, each straight to the
+    # stack's moto server from its own client: a customer's hold (unconfirmed) and a booking
+    start = next_weekday_at(10, days_ahead=4)
+    rounds = 6
+
+    def calendar() -> DynamoCalendar:
+        return DynamoCalendar(
+            table=env.resources["FieldTable"],
+            tickets_table=env.resources["TicketsTable"],
+            ddb=env.client("dynamodb"),
+        )
+
+    def run_round(n: int) -> list[str]:
+        at = start + timedelta(hours=n)
+        gate = threading.Barrier(2)
+        hold_cal, book_cal = calendar(), calendar()
+
+        def hold() -> str:
+            gate.wait()
+            try:
+                hold_cal.hold(
+                    engineer_id=ENGINEER, start=at, end=at + timedelta(minutes=60),
+                    holder=f"hold:T-H{n}", expires_at=datetime.now(UTC) + timedelta(minutes=5),
+                    now=datetime.now(UTC),
+                )  # fmt: skip
+            except SlotTaken:
+                return "taken"
+            return "held"
+
+        def book() -> str:
+            visit = booking(
+                at + timedelta(minutes=30), 60, engineer_id=ENGINEER, ticket_id=f"T-HB{n}"
+            )
+            gate.wait()
+            try:
+                book_cal.book(visit, datetime.now(UTC))
+            except SlotTaken:
+                return "taken"
+            return "booked"
+
+        with ThreadPoolExecutor(2) as pool:
+            return sorted(f.result() for f in [pool.submit(hold), pool.submit(book)])
+
+    # When each round's two writers go at once
+    outcomes = [run_round(n) for n in range(rounds)]
+    # Then in every round exactly one of them owns the overlapping time
+    for pair in outcomes:
+        assert pair in (["held", "taken"], ["booked", "taken"]), outcomes
 
 
 def test_offer_book_reschedule_cancel_through_the_api(env):

@@ -181,10 +181,18 @@ def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
         "POST", f"/devices/{DEVICE.thing}/transfer", {"to_email": "customer72@example.com"}
     )
     assert status == 200 and moved["to_customer"] == "c-0072", moved
-    # Then Alice no longer has the device, but keeps her ticket
+    # Then Alice no longer has the device, but keeps her ticket, cancelled with the reason
+    # (its held part released): it would otherwise catch the device's next FLASH-WEAR
+    assert moved["closed_tickets"] == [before["ticket_id"]], moved
     assert alice.call("GET", f"/devices/{DEVICE.thing}")[0] == 404
     assert the_device(alice.call("GET", "/me/devices")[1]) is None
-    assert alice.call("GET", f"/tickets/{before['ticket_id']}")[0] == 200
+    status, kept = alice.call("GET", f"/tickets/{before['ticket_id']}")
+    assert status == 200 and kept["status"] == "cancelled"
+    assert any(
+        str(e["detail"].get("reason", "")).startswith("ownership_transferred")
+        for e in kept["timeline"]
+    )
+    assert all(p["status"] != "held" for p in kept["parts"])
     # And Bob has the device without Alice's ticket
     status, theirs = bob.call("GET", "/me/devices")
     device = the_device(theirs)
@@ -198,6 +206,11 @@ def test_claim_transfer_and_who_sees_which_ticket(local_stack: Stack) -> None:
     # Then the ticket is Bob's, and Alice cannot read it
     assert bob.call("GET", f"/tickets/{after['ticket_id']}")[1]["customer_id"] == "c-0072"
     assert alice.call("GET", f"/tickets/{after['ticket_id']}")[0] == 404
+    # And the same code as Alice's ticket, reported again, opens Bob's own ticket
+    report_fault(local_stack, "FLASH-WEAR")
+    again = ticket_of(bob, "FLASH-WEAR")
+    assert again["ticket_id"] != before["ticket_id"]
+    assert bob.call("GET", f"/tickets/{again['ticket_id']}")[1]["customer_id"] == "c-0072"
     listed = alice.call("GET", f"/tickets?thing={DEVICE.thing}")[1]
     assert [r["ticket_id"] for r in listed] == [before["ticket_id"]]
 

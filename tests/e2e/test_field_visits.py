@@ -240,10 +240,11 @@ def test_the_engineer_works_a_job_from_the_cli(env, ada, capsys):
 
 def test_a_ticket_nobody_takes_up_is_escalated_once_by_the_sweeper(env, ada):
     # Given a ticket whose response deadline passed unmet (opened with its escalation tracker)
+    # while dispatch waited for the customer to pick a slot (a state the Dispatcher leaves)
     from aftercare.adapters.dynamodb import DynamoTicketStore
     from aftercare.domain.escalation import first_tracker, load_escalation
     from aftercare.domain.ports import NewTicketPlan
-    from aftercare.models.tickets import Occurrence
+    from aftercare.models.tickets import Occurrence, TicketFlag
 
     from tests.fakes.diagnostics import make_ticket
 
@@ -253,6 +254,8 @@ def test_a_ticket_nobody_takes_up_is_escalated_once_by_the_sweeper(env, ada):
             "opened_at": now - timedelta(hours=5),
             "sla_response_due": now - timedelta(hours=1),
             "sla_resolution_due": now + timedelta(hours=19),
+            "flags": [TicketFlag.NEEDS_ONSITE_DISPATCH],
+            "dispatch_state": "awaiting_customer",
         }
     )
     resources = env.state["resources"]
@@ -286,3 +289,26 @@ def test_a_ticket_nobody_takes_up_is_escalated_once_by_the_sweeper(env, ada):
     detail = store.get_ticket(ticket.ticket_id)
     assert [e.kind for e in detail.timeline].count("sla_escalated") == 3
     assert {"sla_breached", "partners_allowed", "needs_onsite_dispatch"} <= set(detail.ticket.flags)
+    redispatch = next(
+        e for e in detail.timeline if e.detail.get("action") == "redispatch_with_partners"
+    )
+    assert redispatch.detail["dispatch_state"] == "awaiting_customer"
+
+    # And the redispatch step sent it back to the stack's Dispatcher, which decided again
+    # (booked it, escalated tickets being booked by the policy, or found nobody in time)
+    def decided() -> list[str] | None:
+        current = store.get_ticket(ticket.ticket_id)
+        if current.ticket.dispatch_state in (None, "wanted", "awaiting_customer"):
+            return None
+        return [e.kind for e in current.timeline]
+
+    kinds = wait_for(decided, timeout=30, what="the Dispatcher to run again")
+    assert {"dispatch_booked", "dispatch_no_candidate", "dispatch_awaiting_parts"} & set(kinds)
+    bookings = [
+        b
+        for b in DynamoCalendar(
+            table=resources["FieldTable"], tickets_table=resources["TicketsTable"], ddb=env.ddb
+        ).bookings_for_ticket(ticket.ticket_id)
+        if b.status is BookingStatus.SCHEDULED
+    ]
+    assert len(bookings) == (1 if "dispatch_booked" in kinds else 0)

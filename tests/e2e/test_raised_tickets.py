@@ -128,6 +128,21 @@ def test_free_text_is_unclassified_until_an_agent_classifies_it(local_stack: Sta
     assert [p["sku"] for p in classified["parts"]] == ["PSU-240-A"]
     _, shown = engineer.call("GET", f"/tickets/{raised['ticket_id']}")
     assert {"classified", "parts_reserved"} <= {e["kind"] for e in shown["timeline"]}
+    # And the stack's notifier told the customer, once, what the fault turned out to be
+    reports = NotificationReports(
+        table=local_stack.target.resource("NotificationsTable"),
+        ddb=local_stack.target.client("dynamodb"),
+    )
+
+    def told() -> list[dict[str, Any]]:
+        return [
+            n
+            for n in reports.list_notifications()
+            if n.get("ticket_id") == raised["ticket_id"] and n.get("kind") == "ticket_classified"
+        ]
+
+    (message,) = wait_for(told, timeout=60, what="the ticket-classified notification")
+    assert message["customer_id"] == "c-0003"
 
 
 def test_an_agent_raises_for_a_vip_customer_by_phone(local_stack: Stack) -> None:

@@ -25,12 +25,12 @@ def start_agent(stack: Stack, thing: str, outbox: Path) -> DeviceAgent:
     return agent
 
 
-def reported_ticket(customer: ApiUser, thing: str) -> dict[str, Any]:
-    """The device's FAN-STALL ticket once its auto-diagnostic was answered (so the self-service
+def reported_ticket(customer: ApiUser, thing: str, code: str = CODE) -> dict[str, Any]:
+    """The device's `code` ticket once its auto-diagnostic was answered (so the self-service
     verification is the only request left to wait for)."""
 
     def find() -> dict[str, Any] | None:
-        rows = [r for r in customer.get(f"/tickets?thing={thing}") if r["fault_code"] == CODE]
+        rows = [r for r in customer.get(f"/tickets?thing={thing}") if r["fault_code"] == code]
         rows = [r for r in rows if r["status"] not in ("resolved", "closed", "cancelled")]
         if not rows:
             return None
@@ -115,5 +115,39 @@ def test_a_fault_the_device_still_reports_sends_the_ticket_towards_dispatch(
         # And another customer cannot act on the ticket at all
         neighbour = ApiUser(local_stack, "cust-0002")
         assert neighbour.call("POST", f"/tickets/{ticket_id}/self-service")[0] == 404
+    finally:
+        agent.stop(drain_timeout=2)
+
+
+def test_a_guide_steps_routine_runs_on_the_device_and_decides_nothing(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    # Given c-0001's router reporting Wi-Fi drops (its guide's step 3 restarts the radio)
+    thing, code = "rt-x-0081", "WIFI-DROP"
+    agent = start_agent(local_stack, thing, tmp_path / "outbox")
+    customer = ApiUser(local_stack, "cust-0001")
+    try:
+        agent.raise_fault(code)
+        ticket_id = reported_ticket(customer, thing, code)["ticket_id"]
+        _, guide = customer.call("GET", f"/guides?code={code}&model=RT-X&lang=en")
+        assert guide["steps"][2]["routine"] == "reset_component"
+        # When the customer taps that step's button in the app
+        status, started = customer.call("POST", f"/tickets/{ticket_id}/guide-steps/3")
+        assert status == 202, started
+        assert (started["step"], started["routine"]) == (3, "reset_component")
+        # Then the router runs it over MQTT and its answer is recorded on the ticket, which it
+        # leaves as it was: the verification after "I followed the guide" decides
+        view = settled_self_service(customer, ticket_id, started["request_id"])
+        record = next(d for d in view["diagnostics"] if d["request_id"] == started["request_id"])
+        assert (record["purpose"], record["status"], record["outcome"]) == (
+            "guide_step",
+            "completed",
+            "no_action",
+        )
+        assert view["status"] not in ("resolved", "closed", "cancelled")
+        assert view["self_service_attempts"] == 0
+        # And a step that asks the device for nothing is refused with the reason
+        status, body = customer.call("POST", f"/tickets/{ticket_id}/guide-steps/1")
+        assert (status, body["reason"]) == (409, "no_step_routine")
     finally:
         agent.stop(drain_timeout=2)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +118,70 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(stack.start(), stack.state_dir)
     finally:
         stack.stop()
+
+
+SILENCE_FUNCTIONS = ("TelemetryFunction", "HealthSweeperFunction")
+HEARTBEAT_S = 4  # every model's heartbeat capped (template parameter HeartbeatCapSeconds)
+
+
+@pytest.fixture
+def silent_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A stack of its own for the silence path, with heartbeats of seconds and the
+    HealthSweeper every second; function-scoped and first in the module, so it is stopped
+    before the module's other stack starts (the machine is shared)."""
+    if not MOSQUITTO_BINARY.exists():
+        pytest.fail(f"{MOSQUITTO_BINARY} is missing: run `make setup` (installs mosquitto)")
+    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    stack = LocalStack(
+        ROOT,
+        tmp_path_factory.mktemp("silence") / "state",
+        param_overrides={"HeartbeatCapSeconds": str(HEARTBEAT_S)},
+        schedule_seconds={"HealthSweeperFunction": 1.0},
+        only_functions=SILENCE_FUNCTIONS,
+    )
+    try:
+        yield World(stack.start(), stack.state_dir)
+    finally:
+        stack.stop()
+
+
+def test_a_device_that_stops_reporting_gets_one_offline_check(
+    silent_world: World, tmp_path: Path
+) -> None:
+    world = silent_world
+    # Given an IC-300 whose owner has no quiet hours, reporting over MQTT
+    thing, customer = a_device("IC-300", avoid=set())
+    world.no_quiet_hours(customer)
+    agent = world.agent(thing, tmp_path)
+    try:
+        agent.publish_telemetry(1, measures=TelemetryMeasures(temp_c=30.0)).wait_for_publish(10)
+        health = wait_for(
+            lambda: world.health_of(thing), timeout=TIMEOUT, what=f"{thing}'s health item"
+        )
+        assert health.offline_since is None and health.next_check_at is not None
+    finally:
+        agent.stop()  # When it stops sending telemetry
+    # Then, once its heartbeat lapsed, the stack's HealthSweeper marks it offline
+    offline = wait_for(
+        lambda: (h := world.health_of(thing)) is not None and h.offline_since is not None and h,
+        timeout=TIMEOUT,
+        what=f"{thing} marked offline",
+    )
+    assert offline.offline_since >= offline.last_seen + timedelta(seconds=HEARTBEAT_S)
+    # And its owner is sent the device-offline check, once for this silence
+    offline_advice = f"ADV-{thing}-offline_"
+    (sent,) = wait_for(
+        lambda: [
+            a for a in world.advice_sent(customer) if a["ticket_id"].startswith(offline_advice)
+        ],
+        timeout=TIMEOUT,
+        what="the offline advice sent",
+    )
+    # (later sweeps find nothing due: the offline mark took it out of the due-checks index)
+    time.sleep(3)
+    assert [a["ticket_id"] for a in world.advice_sent(customer)] == [sent["ticket_id"]]
+    # And the engineer CLI shows the device offline
+    assert world.cli("devices", "health", thing)["online"] is False
 
 
 def test_a_low_filter_updates_the_health_and_advises_the_owner_once(

@@ -56,7 +56,7 @@ BODIES = {
     "POST /assist": {"question": "fan not turning"},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
-SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd"}
+SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd", "step": "3"}
 
 
 def test_an_id_token_of_an_engineer_is_staff():

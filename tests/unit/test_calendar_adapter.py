@@ -207,3 +207,29 @@ def test_directory_round_trip_and_region_filter(stores):
     assert [e.engineer_id for e in directory.list_engineers("ap-east")] == ["E-li"]
     assert len(directory.list_engineers()) == 2
     assert directory.list_partners() == [partner]
+
+
+def test_an_unconfirmed_hold_blocks_any_overlap_not_only_its_own_window(calendar):
+    # Given a customer's offer held 09:00-10:00 (not booked: unconfirmed)
+    calendar.hold(
+        engineer_id="E-ada", start=NINE, end=NINE + timedelta(hours=1),
+        holder="hold:T-1", expires_at=NOW + timedelta(minutes=5), now=NOW,
+    )  # fmt: skip
+    # When another ticket's booking or hold overlaps only its last quarter hour
+    # Then both are refused, and nothing of them was written
+    with pytest.raises(SlotTaken):
+        calendar.book(booking(NINE + timedelta(minutes=45), 60, ticket_id="T-2"), NOW)
+    with pytest.raises(SlotTaken):
+        calendar.hold(
+            engineer_id="E-ada", start=NINE - timedelta(minutes=30),
+            end=NINE + timedelta(minutes=15), holder="hold:T-3",
+            expires_at=NOW + timedelta(minutes=5), now=NOW,
+        )  # fmt: skip
+    assert calendar.bookings_for_ticket("T-2") == []
+    # While the time right after it is free
+    calendar.book(booking(NINE + timedelta(hours=1), 60, ticket_id="T-2"), NOW)
+    busy = calendar.busy("E-ada", NINE - timedelta(hours=1), NINE + timedelta(hours=3), NOW)
+    assert [(b.start, b.booking_id is None) for b in busy] == [
+        (NINE, True),
+        (NINE + timedelta(hours=1), False),
+    ]

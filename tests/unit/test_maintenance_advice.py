@@ -218,3 +218,21 @@ def test_the_cli_row_shows_health_trend_and_what_fires_now(fleet):
     # And a device that never reported shows as such
     empty = health_row(fleet.store.read(["ev-1"])["ev-1"], RULES, NOW)
     assert (empty["reports"], empty["last_seen"], empty["online"]) == (0, None, False)
+
+
+def test_a_deployments_heartbeat_cap_shortens_every_models_heartbeat_but_never_lengthens() -> None:
+    from datetime import timedelta
+
+    from aftercare.domain.maintenance import load_maintenance_rules
+
+    rules = load_maintenance_rules()
+    # Given the shipped rules (IC-300: 15 minutes, AC-HP: 30)
+    assert rules.heartbeat("IC-300") == timedelta(minutes=15)
+    # When a test stack caps heartbeats at 4 seconds (template parameter HeartbeatCapSeconds)
+    capped = rules.with_heartbeat_cap(4)
+    # Then every model's silence is checked after 4 s, and the fold uses it
+    assert capped.heartbeat("IC-300") == capped.heartbeat("AC-HP") == timedelta(seconds=4)
+    assert capped.fold_policy("AC-HP").heartbeat == timedelta(seconds=4)
+    # And 0 (the default) or a cap above a model's own keeps the model's
+    assert rules.with_heartbeat_cap(0).heartbeat("AC-HP") == timedelta(minutes=30)
+    assert rules.with_heartbeat_cap(3600).heartbeat("AC-HP") == timedelta(minutes=30)

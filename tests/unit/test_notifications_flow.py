@@ -295,6 +295,7 @@ def test_survey_answers_are_validated() -> None:
 def test_kinds_are_the_documented_ones() -> None:
     assert {k.value for k in EventKind} == {
         "ticket_opened",
+        "ticket_classified",
         "remote_resolved",
         "onsite_visit_needed",
         "resolved",

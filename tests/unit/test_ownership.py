@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from aftercare.adapters.aws import to_item
+from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.health import DynamoHealthReader, health_item, healths_request
 from aftercare.adapters.ownership import DynamoOwnershipStore, claim_parts, wrong_code_update
 from aftercare.adapters.ticket_reads import DynamoTicketReader
@@ -33,8 +34,11 @@ from aftercare.domain.ownership import (
     registry_item,
     reissue_claim_code,
 )
+from aftercare.domain.ports import NewTicketPlan
 from aftercare.domain.ports.ownership import ClaimConflict, NotTheOwner, UnknownCustomer
+from aftercare.domain.tickets import Ticket
 from aftercare.models.ownership import ClaimRequest, TransferRequest
+from aftercare.models.tickets import Occurrence, TicketStatus
 from moto import mock_aws
 from pydantic import ValidationError
 
@@ -49,7 +53,14 @@ from tests.fakes.tables import create_template_tables
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 POLICY = load_ownership_policy()
-TABLES = ("ClaimsTable", "DevicesTable", "CustomersTable", "TicketsTable", "DeviceHealthTable")
+TABLES = (
+    "ClaimsTable",
+    "DevicesTable",
+    "CustomersTable",
+    "TicketsTable",
+    "DeviceHealthTable",
+    "InventoryTable",
+)
 HEALTH = "aftercare-device-health-test"
 RULES = load_maintenance_rules()
 OWNERS = load_handler("owners", "owners_handler")
@@ -239,7 +250,24 @@ def store(ddb: Any) -> DynamoOwnershipStore:
 def owners(store: DynamoOwnershipStore, ddb: Any) -> Ownership:
     tickets = DynamoTicketReader(tickets_table="aftercare-tickets-test", ddb=ddb)
     health = DynamoHealthReader(health_table=HEALTH, ddb=ddb)
-    return Ownership(store=store, tickets=tickets, health=health, rules=RULES, policy=POLICY)
+    return Ownership(
+        store=store,
+        tickets=tickets,
+        health=health,
+        rules=RULES,
+        policy=POLICY,
+        handover=ticket_store_on(ddb),
+    )
+
+
+def ticket_store_on(ddb: Any) -> DynamoTicketStore:
+    return DynamoTicketStore(
+        tickets_table="aftercare-tickets-test",
+        devices_table="aftercare-devices-test",
+        customers_table="aftercare-customers-test",
+        inventory_table="aftercare-inventory-test",
+        ddb=ddb,
+    )
 
 
 def claim(owners: Ownership, customer_id: str, code: str = "DEMO-CLAIM-0001", **device: str):
@@ -536,3 +564,54 @@ def test_advice_list_json_has_one_row_per_standing_advice_of_the_customers_devic
     assert expected | {"issued_at"} == set(rows[0])
     assert rows[0]["price"] == RULES.parts["FAN-80MM"].unit_price
     assert rows[0]["issued_at"].startswith((NOW - timedelta(hours=3)).date().isoformat())
+
+
+def open_for(
+    store: DynamoTicketStore, customer_id: str, code: str, ticket_id: str, **update: Any
+) -> Ticket:
+    """A ticket on FIRST's device for `customer_id`, opened with its open-fault lock."""
+    ticket = make_ticket(code, thing=FIRST.thing).model_copy(
+        update={"ticket_id": ticket_id, "customer_id": customer_id, **update}
+    )
+    occurrence = Occurrence(
+        fault_id=f"f-{ticket_id.lower()}", occurred_at=NOW, received_at=NOW,
+        severity=ticket.severity, firmware="1",
+    )  # fmt: skip
+    store.open_ticket(
+        NewTicketPlan(ticket=ticket, occurrence=occurrence, timeline=[], dedup_expires_at=0)
+    )
+    return ticket
+
+
+def test_a_transfer_closes_the_old_owners_open_ticket_so_the_code_opens_anew(owners, ddb):
+    # Given c-1's device with an open FAN-STALL ticket and a PSU-OVERVOLT one with a visit booked
+    claim(owners, "c-1")
+    store = ticket_store_on(ddb)
+    waiting = open_for(store, "c-1", "FAN-STALL", "T-OLDFAN00001")
+    visited = open_for(store, "c-1", "PSU-OVERVOLT", "T-OLDPSU00001", status=TicketStatus.SCHEDULED)
+    # When c-1 hands the device to c-2
+    later = NOW + timedelta(days=30)
+    outcome = owners.transfer(customer("c-1"), FIRST.thing, to_customer="c-2", now=later)
+    # Then the open ticket is cancelled `ownership_transferred` and stays c-1's, the one a
+    # visit holds is left to it, and the response says which is which
+    assert outcome.closed_tickets == [waiting.ticket_id]
+    assert outcome.kept_tickets == [visited.ticket_id]
+    closed = store.get_ticket(waiting.ticket_id)
+    assert closed.ticket.status is TicketStatus.CANCELLED
+    assert closed.ticket.customer_id == "c-1"
+    assert closed.timeline[-1].detail["reason"].startswith("ownership_transferred")
+    assert store.get_ticket(visited.ticket_id).ticket.status is TicketStatus.SCHEDULED
+    # And the FAN-STALL code is free on the device: a new report opens c-2's own ticket
+    context = store.load_intake_context(FIRST.thing, "FAN-STALL", "f-new")
+    assert context.lock is None
+    fresh = open_for(store, "c-2", "FAN-STALL", "T-NEWFAN00001")
+    assert store.get_ticket(fresh.ticket_id).ticket.customer_id == "c-2"
+    lock = store.load_intake_context(FIRST.thing, "FAN-STALL", "f-newer").lock
+    assert lock is not None and lock.ticket_id == fresh.ticket_id
+
+
+def test_a_release_closes_the_old_owners_open_tickets_too(owners, ddb):
+    claim(owners, "c-1")
+    waiting = open_for(ticket_store_on(ddb), "c-1", "FAN-STALL", "T-OLDFAN00002")
+    released = owners.transfer(customer("c-1"), FIRST.thing, to_customer=None, now=NOW)
+    assert released.claim_code and released.closed_tickets == [waiting.ticket_id]

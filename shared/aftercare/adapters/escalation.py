@@ -27,7 +27,7 @@ from aftercare.adapters.ticket_items import (
 )
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
-from aftercare.domain.escalation import BUCKETS, EscalationPlan
+from aftercare.domain.escalation import BUCKETS, WANTED, EscalationPlan
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.tickets import Ticket
 
@@ -129,6 +129,9 @@ def advance_update(table: str, plan: EscalationPlan) -> dict[str, Any]:
         if plan.flags is not None:
             sets += ["flags = :flags", "dispatch_reason = :reason"]
             values |= {":flags": [f.value for f in plan.flags], ":reason": plan.dispatch_reason}
+        if plan.redispatch:  # the Dispatcher's stream filter passes `wanted`: it runs again
+            sets.append("dispatch_state = :wanted")
+            values[":wanted"] = WANTED
     parts = ["SET " + ", ".join(sets)] if sets else []
     if plan.next is None:
         parts.append(REMOVE_ESCALATION)

@@ -32,10 +32,22 @@ from aftercare.domain.diagnostics_records import VerificationPending
 from aftercare.domain.guides import NoGuide, UnknownCode, load_guides
 from aftercare.domain.ports import CommandPublisher, DeviceDirectory, TicketNotFound
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.self_service import NotSelfServiceable, SelfServiceStore, start_self_service
+from aftercare.domain.self_service import (
+    NoStepRoutine,
+    NotSelfServiceable,
+    SelfServiceStore,
+    run_guide_step,
+    start_self_service,
+)
 from aftercare.domain.support import DeviceNotFound
 from aftercare.domain.tickets import Ticket
-from aftercare.models.guides import AskAssistant, GuideLanguage, GuideView, SelfServiceStarted
+from aftercare.models.guides import (
+    AskAssistant,
+    GuideLanguage,
+    GuideStepStarted,
+    GuideView,
+    SelfServiceStarted,
+)
 from aftercare.models.ids import FaultCode, TicketId
 from aftercare.observability import logger, metrics
 from aftercare.settings import EnvSettings, load_settings
@@ -164,6 +176,54 @@ def self_service_route(ticket_id: Annotated[TicketId, PathParam()]) -> SelfServi
     )
 
 
+@router.post(
+    "/tickets/<ticket_id>/guide-steps/<step>",
+    summary="Run a guide step's device routine for the customer (owner customer, staff)",
+    description=(
+        "A step of the ticket's self-service guide may name a safe device routine (e.g. "
+        "`reset_component`: restart the network module). It is sent to the device through the "
+        "diagnostics round trip (202; purpose `guide_step`; once per step and self-service "
+        "attempt: a repeat returns the same request). Its answer is recorded on the ticket's "
+        "timeline and changes nothing else: the verification after `POST "
+        "/tickets/{id}/self-service` decides whether the fault is gone. 404 for a ticket the "
+        "caller may not see; 409 `ticket_not_active`, `not_self_serviceable`, "
+        "`no_step_routine` (no such step, or it runs nothing); 502 `publish_failed`."
+    ),
+    tags=["guides"],
+    status_code=HTTPStatus.ACCEPTED,
+    responses=documented(202, "the device is asked to run the step's routine", 409, 502),
+)
+def guide_step_route(
+    ticket_id: Annotated[TicketId, PathParam()],
+    step: Annotated[int, PathParam(ge=1, le=50)],
+) -> GuideStepStarted:
+    who = caller()
+    who.require_reader()
+    deps = self_service_deps()
+    ticket = deps.diagnostics.load_ticket(ticket_id)
+    device = deps.devices.get(ticket.thing)
+    if not (who.staff or (device is not None and who.may_see(device.get("customer_id")))):
+        raise TicketNotFound(ticket_id)
+    record = run_guide_step(
+        ticket,
+        step,
+        guides=load_guides(),
+        store=deps.diagnostics,
+        publisher=deps.publisher,
+        actor=who.actor,
+        now=datetime.now(UTC),
+        timeout=deps.timeout,
+    )
+    metrics.add_metric(name="GuideStepRun", unit=MetricUnit.Count, value=1)
+    return GuideStepStarted(
+        ticket_id=ticket_id,
+        step=step,
+        routine=record.routine,
+        request_id=record.request_id,
+        expires_at=record.expires_at,
+    )
+
+
 def last_seen(device: dict[str, Any] | None, ticket: Ticket) -> datetime:
     """The newest of the device's last diagnostics answer and the ticket's last report."""
     heard = [ticket.last_seen]
@@ -222,6 +282,7 @@ def install(app: ApiGatewayResolver) -> None:
             UnknownCode: (HTTPStatus.UNPROCESSABLE_ENTITY, "unknown_code"),
             CodeRequired: (HTTPStatus.UNPROCESSABLE_ENTITY, "code_required"),
             NotSelfServiceable: (HTTPStatus.CONFLICT, "not_self_serviceable"),
+            NoStepRoutine: (HTTPStatus.CONFLICT, "no_step_routine"),
             VerificationPending: (HTTPStatus.CONFLICT, "verification_pending"),
         },
     )

@@ -12,6 +12,7 @@ from aftercare.domain.guides import load_guides
 from aftercare.domain.notifications import (
     ACTIVE_FOR_DIAGNOSTICS,
     DIGEST_KIND,
+    OPENING_KINDS,
     EventKind,
     Notification,
     Survey,
@@ -51,11 +52,11 @@ def ticket_values(
 def guide_offer(
     facts: TicketSummary, book: TemplateBook, language: str, kind: str
 ) -> dict[str, str]:
-    """On opening, a self-serviceable code's guide (the model's own, else the generic one): its
-    title and numbered steps (`guide`), and its title and link alone (`guide_short`, for SMS
-    and push). Empty for every other message and code."""
+    """On opening (or classification), a self-serviceable code's guide (the model's own, else
+    the generic one): its title and numbered steps (`guide`), and its title and link alone
+    (`guide_short`, for SMS and push). Empty for every other message and code."""
     none = {"guide": "", "guide_short": ""}
-    if kind != EventKind.TICKET_OPENED or facts.status not in ACTIVE_FOR_DIAGNOSTICS:
+    if kind not in OPENING_KINDS or facts.status not in ACTIVE_FOR_DIAGNOSTICS:
         return none  # other messages never load the guide book
     guides = load_guides()
     guide = guides.self_serviceable(facts.fault_code, facts.model)
@@ -103,7 +104,7 @@ def actions_text(
                 for p in lines
             )
             sentences.append(fill(book.fragment(fragment, language), {"parts": items}, "text"))
-    opening = kind == EventKind.TICKET_OPENED
+    opening = kind in OPENING_KINDS
     if opening and facts.auto_diagnose and facts.status in ACTIVE_FOR_DIAGNOSTICS:
         sentences.append(book.fragment("diagnostics_running", language))
     if not sentences:

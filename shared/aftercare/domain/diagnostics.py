@@ -151,7 +151,7 @@ def _publish(
     try:
         publisher.publish(record.thing, record.request())
     except PublishFailed as exc:
-        if record.purpose is Purpose.ENGINEER:
+        if record.purpose in (Purpose.ENGINEER, Purpose.GUIDE_STEP):  # a person asked: say so
             entry = TimelineEntry(
                 at=now,
                 kind="diagnostics_failed",

@@ -98,7 +98,9 @@ class _Decision(BaseModel):
 def _decide(
     ticket: Ticket, record: DiagnosticRecord, result: DiagnosticsResult, catalog: FaultCatalog
 ) -> _Decision:
-    if not ticket.active:
+    if not ticket.active or record.purpose is Purpose.GUIDE_STEP:
+        # A guide step's routine is one step of the customer's guide: its answer is on the
+        # timeline, and the customer's "I followed the guide" verification decides.
         return _Decision(outcome=Outcome.NO_ACTION)
     parts = suspected_parts(result.findings, ticket, catalog)
     if record.purpose in (Purpose.VISIT_VERIFY, Purpose.SELF_SERVICE):
@@ -320,7 +322,9 @@ def plan_timeout(
             "expired_at": record.expires_at.isoformat(),
         },
     )
-    decision = _Decision(outcome=Outcome.TIMED_OUT, flag_onsite=ticket.active)
+    # An unanswered guide step is not a failed fix: the guide's verification decides that.
+    onsite = ticket.active and record.purpose is not Purpose.GUIDE_STEP
+    decision = _Decision(outcome=Outcome.TIMED_OUT, flag_onsite=onsite)
     if record.purpose is Purpose.VISIT_VERIFY:
         # Offline or silent device: the visit stands on the engineer's word, marked unverified.
         settled = settled.model_copy(update={"outcome": Outcome.VISIT_UNVERIFIED})

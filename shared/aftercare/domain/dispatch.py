@@ -379,4 +379,4 @@ def find_candidates(
 
 def auto_books(job: DispatchJob, policy: DispatchPolicy) -> bool:
     """Whether the policy books this ticket's earliest feasible visit without the customer."""
-    return policy.auto_book.applies(job.priority, job.tier)
+    return policy.auto_book.applies(job.priority, job.tier, escalated=job.partners_allowed)

@@ -58,9 +58,10 @@ class PartnerRules(_Rule):
 class AutoBookRules(_Rule):
     priorities: list[str] = Field(default_factory=list)
     tiers: list[str] = Field(default_factory=list)
+    escalated: bool = False  # a ticket SLA escalation sent back to dispatch (partners allowed)
 
-    def applies(self, priority: str, tier: str) -> bool:
-        return priority in self.priorities or tier in self.tiers
+    def applies(self, priority: str, tier: str, *, escalated: bool = False) -> bool:
+        return priority in self.priorities or tier in self.tiers or (self.escalated and escalated)
 
 
 class ScoreWeights(_Rule):

@@ -5,6 +5,11 @@ customer; record the decision on the ticket (`dispatch_state` + a timeline entry
 Booking goes through the `Calendar` port, whose write fails with `SlotTaken` when anyone else
 took that time first (a customer, a dispatcher, another Dispatcher): the next candidate is
 tried. A manual assignment (`assign`) uses the same write: there is no bypass.
+
+SLA escalation (`redispatch_with_partners`) sets `dispatch_state` = wanted whatever dispatch
+had decided: a ticket waiting for the customer's choice, for a candidate or for parts is
+dispatched again here with partners allowed and, per `auto_book.escalated`, booked; a
+scheduled ticket is handled by `aftercare.domain.redispatch` (the Dispatcher's entry).
 """
 
 from __future__ import annotations
@@ -347,7 +352,7 @@ def job_of(ticket: Ticket, deps: DispatchDeps, now: datetime) -> DispatchJob:
 
 
 def dispatch_ticket(ticket: Ticket, deps: DispatchDeps, *, now: datetime) -> DispatchOutcome | None:
-    """Dispatch one ticket; None when it needs no visit (or no longer)."""
+    """Dispatch one ticket not booked yet; None when it needs no visit (or no longer)."""
     entry_in_catalog = deps.catalog.lookup(ticket.fault_code)
     always = bool(entry_in_catalog and entry_in_catalog.always_onsite)
     if dispatch_trigger(ticket, always) is None:

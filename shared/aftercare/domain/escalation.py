@@ -10,8 +10,13 @@ with the same write. For each due tracker the sweeper reads the ticket and plans
 - steps made stale by a status change are skipped: a response step once the ticket has left
   `open`, every step once the ticket is resolved or cancelled (the tracker is then removed);
 - the other due steps act: `notify_duty_manager` (a page), `redispatch_with_partners` (flags
-  `needs_onsite_dispatch` + `partners_allowed`, with the reason), `mark_breached` (flag
-  `sla_breached`); each leaves a `sla_escalated` timeline entry;
+  `needs_onsite_dispatch` + `partners_allowed`, with the reason, and sets `dispatch_state` to
+  `wanted` so the Dispatcher runs again whatever dispatch had decided before: a ticket left
+  waiting for the customer's choice, for a candidate or for parts, one whose visit was
+  cancelled or could not complete, or one booked with a visit that misses the SLA (see
+  `redispatch.dispatch`); a ticket under repair is not re-dispatched, and its entry
+  says so), `mark_breached` (flag `sla_breached`); each leaves a `sla_escalated` timeline
+  entry;
 - the tracker advances past them, in the same write as the ticket's change, on the
   condition that it still holds the index read: a second sweeper (or a retry) that read the
   same index fails that condition and does nothing, and so does one racing a resolution
@@ -31,6 +36,8 @@ from importlib import resources
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.data import load
+from aftercare.domain.dispatch import DISPATCHABLE_STATES
+from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.escalation import DutyPager, EscalationStore
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.sla import SlaTargetKind
@@ -151,6 +158,7 @@ class EscalationPlan(BaseModel):
     entries: list[TimelineEntry] = Field(default_factory=list)
     flags: list[TicketFlag] | None = None  # the ticket's flags after, when they change
     dispatch_reason: str | None = None
+    redispatch: bool = False  # set `dispatch_state` = wanted: the Dispatcher runs again
     pages: list[str] = Field(default_factory=list)
 
     @property
@@ -187,13 +195,22 @@ def plan_escalation(
     )
 
 
+REDISPATCHABLE = DISPATCHABLE_STATES | {TicketStatus.SCHEDULED}
+
+
 def _with_actions(plan: EscalationPlan, now: datetime) -> EscalationPlan:
     ticket = plan.ticket
     flags = list(ticket.flags)
     entries, pages = [], []
     reason = None
+    redispatch = False
     for step in plan.acted:
         action = step.action
+        detail: dict[str, object] = {
+            "step": step.name,
+            "action": action.value,
+            "status": ticket.status.value,
+        }
         if action is EscalationAction.REDISPATCH_WITH_PARTNERS:
             flags += [
                 f
@@ -201,6 +218,11 @@ def _with_actions(plan: EscalationPlan, now: datetime) -> EscalationPlan:
                 if f not in flags
             ]
             reason = f"SLA escalation {step.name}: dispatch again, partners allowed"
+            redispatch = redispatch or ticket.status in REDISPATCHABLE
+            detail |= {
+                "dispatch_state": ticket.dispatch_state,
+                "redispatch": ticket.status in REDISPATCHABLE,
+            }
         elif action is EscalationAction.MARK_BREACHED and TicketFlag.SLA_BREACHED not in flags:
             flags.append(TicketFlag.SLA_BREACHED)
         elif action is EscalationAction.NOTIFY_DUTY_MANAGER:
@@ -215,18 +237,22 @@ def _with_actions(plan: EscalationPlan, now: datetime) -> EscalationPlan:
                 at=now,
                 kind="sla_escalated",
                 actor=ESCALATION_ACTOR,
-                detail={"step": step.name, "action": action.value, "status": ticket.status.value},
+                detail=detail,
             )
         )
-    changed = flags != list(ticket.flags)
+    changed = flags != list(ticket.flags) or redispatch
     return plan.model_copy(
         update={
             "entries": entries,
             "pages": pages,
             "flags": flags if changed else None,
             "dispatch_reason": reason or ticket.dispatch_reason,
+            "redispatch": redispatch,
         }
     )
+
+
+WANTED = DispatchState.WANTED.value  # what a redispatch step writes as the dispatch state
 
 
 def sweep_escalations(

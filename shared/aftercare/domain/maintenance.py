@@ -119,11 +119,20 @@ class MaintenanceRules(BaseModel):
     default_heartbeat_minutes: Annotated[int, Field(ge=1)]
     offline: OfflineCheck
     models: dict[str, ModelRules]
+    # Not in maintenance.yaml: a deployment's cap on every heartbeat (`with_heartbeat_cap`), so
+    # a test stack sees silence in seconds; None keeps the models' own.
+    heartbeat_cap: timedelta | None = None
 
     def heartbeat(self, model: str | None) -> timedelta:
         rules = self.models.get(model or "")
         minutes = rules.heartbeat_minutes if rules else self.default_heartbeat_minutes
-        return timedelta(minutes=minutes)
+        own = timedelta(minutes=minutes)
+        return min(own, self.heartbeat_cap) if self.heartbeat_cap else own
+
+    def with_heartbeat_cap(self, seconds: int) -> MaintenanceRules:
+        """The rules with every heartbeat at most `seconds` (0: the models' own)."""
+        cap = timedelta(seconds=seconds) if seconds > 0 else None
+        return self.model_copy(update={"heartbeat_cap": cap})
 
     def fold_policy(self, model: str | None) -> FoldPolicy:
         return FoldPolicy(

@@ -4,7 +4,8 @@ Flow (see README "Notifications"):
 
 1. The tickets' change stream delivers a ticket before and after a change (the stream adapter
    turns the images into `Ticket`s); `events_for_change` names the events in it
-   (`ticket_opened`, `remote_resolved`, `onsite_visit_needed`, `resolved`). An occurrence
+   (`ticket_opened`, `ticket_classified`: support gave an unclassified ticket its code,
+   `remote_resolved`, `onsite_visit_needed`, `resolved`). An occurrence
    update changes neither status nor flags, so it is no event.
 2. Each (ticket, event kind) becomes one `Notification` item, created with a conditional put:
    however often the stream redelivers, the second put fails and nothing is sent twice. Visit
@@ -39,6 +40,7 @@ ACTIVE_FOR_DIAGNOSTICS = frozenset({TicketStatus.OPEN, TicketStatus.DIAGNOSING})
 
 class EventKind(StrEnum):
     TICKET_OPENED = "ticket_opened"
+    TICKET_CLASSIFIED = "ticket_classified"  # support gave an unclassified ticket its code
     REMOTE_RESOLVED = "remote_resolved"
     ONSITE_VISIT_NEEDED = "onsite_visit_needed"
     RESOLVED = "resolved"
@@ -55,7 +57,12 @@ VISIT_KINDS = frozenset(
     {EventKind.BOOKING_CONFIRMED, EventKind.VISIT_REMINDER, EventKind.ENGINEER_EN_ROUTE}
 )
 # Bad news about a critical fault cannot wait for the morning; good news and surveys can.
-URGENT_KINDS = frozenset({EventKind.TICKET_OPENED, EventKind.ONSITE_VISIT_NEEDED})
+URGENT_KINDS = frozenset(
+    {EventKind.TICKET_OPENED, EventKind.TICKET_CLASSIFIED, EventKind.ONSITE_VISIT_NEEDED}
+)
+# Messages that introduce the ticket's fault to the customer: what we are doing about it (the
+# diagnostics running) and, for a self-serviceable code, the guide.
+OPENING_KINDS = frozenset({EventKind.TICKET_OPENED, EventKind.TICKET_CLASSIFIED})
 
 
 class NotificationState(StrEnum):
@@ -87,6 +94,8 @@ def events_for_change(old: Ticket | None, new: Ticket | None) -> list[EventKind]
     if old is None:
         return [EventKind.TICKET_OPENED]
     events: list[EventKind] = []
+    if old.unclassified and not new.unclassified and new.active:
+        events.append(EventKind.TICKET_CLASSIFIED)
     if new.needs_onsite_dispatch and not old.needs_onsite_dispatch:
         events.append(EventKind.ONSITE_VISIT_NEEDED)
     if _visit_status(new) is BookingStatus.EN_ROUTE and _visit_status(old) is not (

@@ -11,7 +11,10 @@ Rules:
   a transfer or a re-claim after a release keeps it;
 - a transfer moves the registry's owner: from then on the old owner's device routes answer 404
   and faults open tickets for the new owner; tickets keep the customer they were opened for, so
-  each owner keeps their own history and sees only their own.
+  each owner keeps their own history and sees only their own;
+- right after a transfer or release, the old owner's active tickets on the device that no visit
+  holds are cancelled `ownership_transferred` (parts released, the open-fault lock freed), so
+  the same fault code reported again opens a ticket for the new owner (`domain/handover.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import load
 from aftercare.domain.access import Caller
+from aftercare.domain.handover import TicketHandover, close_on_handover
 from aftercare.domain.health import DeviceHealth
 from aftercare.domain.maintenance import Action, MaintenanceRules, title_values
 from aftercare.domain.ports import TicketReader
@@ -197,9 +201,11 @@ class Ownership:
         health: HealthReader,
         rules: MaintenanceRules,
         policy: OwnershipPolicy,
+        handover: TicketHandover,
     ) -> None:
         self.store = store
         self.tickets = tickets
+        self.handover = handover
         self.health = health
         self.rules = rules
         self.policy = policy
@@ -273,15 +279,21 @@ class Ownership:
         if to_customer == customer_id:
             raise SameOwner(customer_id)
         claim = self.store.claim_state(thing=thing)
+        code = None
         if to_customer is not None:
             self.store.transfer(device, claim, to_customer, now)
-            return TransferOutcome(
-                thing=thing, from_customer=customer_id, to_customer=to_customer, transferred_at=now
-            )
-        code = new_release_code(self.policy)
-        self.store.release(device, claimable_again(device, code), now)
+        else:
+            code = new_release_code(self.policy)
+            self.store.release(device, claimable_again(device, code), now)
+        handed = close_on_handover(self.handover, thing, customer_id, actor=caller.actor, now=now)
         return TransferOutcome(
-            thing=thing, from_customer=customer_id, claim_code=code, transferred_at=now
+            thing=thing,
+            from_customer=customer_id,
+            to_customer=to_customer,
+            claim_code=code,
+            transferred_at=now,
+            closed_tickets=handed.closed,
+            kept_tickets=handed.kept,
         )
 
     def my_devices(self, caller: Caller, now: datetime) -> list[MyDevice]:

@@ -6,6 +6,13 @@ remote fix's path). No answer by the deadline -> timed out, flagged for dispatch
 device evidence, no deflection. The answer side lives in `diagnostics_plans`; this module starts
 an attempt.
 
+A guide step may name a safe device routine (`routine: reset_component` in guides.yaml, e.g.
+"restart the network module from the app"): `run_guide_step` runs it through the same
+diagnostics round trip (purpose `guide_step`), once per step and attempt. Its answer is
+recorded on the ticket's timeline and changes nothing else: a guide step that reset the
+component is not the customer's confirmation; the verification after "I followed the guide"
+decides, as for every other step. An unanswered step times out without flagging the ticket.
+
 Deflection is measured from device evidence: each attempt counts on the ticket
 (`self_service_attempts`) and as the `SelfServiceAttempted` metric; only a device's confirmation
 resolves a ticket `self_service` (`SelfServiceResolved`).
@@ -17,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from aftercare.domain.diagnostics import start_diagnostic
 from aftercare.domain.diagnostics_records import (
     PublishFailed,
     TicketNotActive,
@@ -35,6 +43,10 @@ from aftercare.models.tickets import TimelineEntry
 
 class NotSelfServiceable(Exception):
     """The ticket's code (on its model) has no guide a customer may confirm."""
+
+
+class NoStepRoutine(Exception):
+    """The guide has no such step, or the step asks the device for nothing."""
 
 
 class SelfServiceStore(DiagnosticsStore, SelfServiceAttempts, Protocol):
@@ -122,3 +134,39 @@ def start_self_service(
         store.fail(record.model_copy(update={"detail": str(exc)}), failed)
         raise
     return record
+
+
+def run_guide_step(
+    ticket: Ticket,
+    step: int,
+    *,
+    guides: GuideBook,
+    store: DiagnosticsStore,
+    publisher: CommandPublisher,
+    actor: str,
+    now: datetime,
+    timeout: timedelta,
+) -> DiagnosticRecord:
+    """Run step `step` (1-based) of the ticket's self-service guide on its device. Raises
+    TicketNotActive, NotSelfServiceable, NoStepRoutine, or PublishFailed (marked failed)."""
+    if not ticket.active:
+        raise TicketNotActive(ticket.ticket_id, ticket.status)
+    guide = guides.self_serviceable(ticket.fault_code, ticket.model)
+    if guide is None:
+        raise NotSelfServiceable(f"{ticket.fault_code} on {ticket.model} has no self-service guide")
+    routine = guide.steps[step - 1].routine if 1 <= step <= len(guide.steps) else None
+    if routine is None:
+        raise NoStepRoutine(f"step {step} of {guide.id} runs nothing on the device")
+    attempt = ticket.self_service_attempts + 1
+    return start_diagnostic(
+        store,
+        publisher,
+        ticket,
+        routine=routine.value,
+        params=None,
+        timeout=timeout,
+        actor=actor,
+        purpose=Purpose.GUIDE_STEP,
+        now=now,
+        request_id=derived_request_id(ticket.ticket_id, f"guide_step|{attempt}|{step}"),
+    )

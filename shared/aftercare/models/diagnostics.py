@@ -28,6 +28,7 @@ class Purpose(StrEnum):
     VERIFY = "verify"
     VISIT_VERIFY = "visit_verify"  # after an engineer's visit: is the fault gone?
     SELF_SERVICE = "self_service"  # the customer followed a guide: is the fault gone?
+    GUIDE_STEP = "guide_step"  # a guide step's device routine, run for the customer
 
 
 class Outcome(StrEnum):

@@ -85,3 +85,15 @@ class AskAssistant(BaseModel):
         default=None, description="the device asked about: its model's guides come first"
     )
     lang: GuideLanguage = GuideLanguage.EN
+
+
+class GuideStepStarted(BaseModel):
+    """A guide step's device routine, sent to the device for the customer."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    ticket_id: str
+    step: int = Field(description="the guide step (1-based) whose routine runs")
+    routine: str
+    request_id: str = Field(description="the request (GET /tickets/{id}/diagnostics)")
+    expires_at: AwareDatetime

@@ -80,6 +80,17 @@ class TransferOutcome(BaseModel):
         default=None, description="the new claim code of a released device (shown once)"
     )
     transferred_at: AwareDatetime
+    closed_tickets: list[str] = Field(
+        default_factory=list,
+        description=(
+            "the old owner's open tickets on the device, cancelled `ownership_transferred` "
+            "(parts released; they stay in the old owner's history)"
+        ),
+    )
+    kept_tickets: list[str] = Field(
+        default_factory=list,
+        description="the old owner's tickets left to a visit that is booked or under way",
+    )
 
 
 class WarrantyState(BaseModel):
