@@ -21,6 +21,9 @@ setup: $(BIN)/.installed
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
 		{ (apt-get update -qq && apt-get install -y -qq mosquitto) || \
 		  (sudo apt-get update -qq && sudo apt-get install -y -qq mosquitto); }
+	@test -x /usr/bin/chromium || \
+		{ (apt-get update -qq && apt-get install -y -qq chromium) || \
+		  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium); }
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)

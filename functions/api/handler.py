@@ -45,8 +45,17 @@ from aftercare.domain.paging import (
     stored_time,
 )
 from aftercare.domain.ports import TicketNotFound
+from aftercare.domain.pricing import RepairFacts, estimate, load_price_table
 from aftercare.domain.support import DeviceNotFound, DeviceStatus, Support
-from aftercare.models.api import DiagnosticsList, Me, StartDiagnostic, Thing, TicketRow, TicketView
+from aftercare.models.api import (
+    CostEstimateView,
+    DiagnosticsList,
+    Me,
+    StartDiagnostic,
+    Thing,
+    TicketRow,
+    TicketView,
+)
 from aftercare.models.diagnostics import DiagnosticRecord
 from aftercare.models.dispatch_api import Region
 from aftercare.models.ids import RequestId, TicketId
@@ -200,11 +209,14 @@ def list_tickets(  # keyword-only: the resolver passes query parameters by name
 )
 def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
     detail, diagnostics = deps().ticket(caller(), ticket_id)
+    ticket = detail.ticket.model_dump()
+    cost = estimate(RepairFacts.model_validate(ticket), load_price_table())
     return TicketView(
-        **detail.ticket.model_dump(),
+        **ticket,
         occurrence_history=detail.occurrences,
         timeline=detail.timeline,
         diagnostics=diagnostics,
+        estimate=CostEstimateView.model_validate(cost.model_dump()),
     )
 
 

@@ -7,7 +7,10 @@
   workers run (each route points at its function's worker).
 * the seeded Cognito users (`infra.local.provision_api.seed_users`), after the demo seed.
 
-The state file gains ``api_url`` (the `ServiceApi`), ``apis``, ``iot_data_url``, ``users``.
+The state file gains ``api_url`` (the `ServiceApi`), ``apis``, ``iot_data_url``, ``users``,
+and ``console_url`` when the template has the web console (`ConsoleFunction`, served by the
+`ServiceApi` under /console). The template parameter `CognitoEndpoint` becomes the main moto
+server, so the console's browser signs in against the local user pool (moto answers CORS).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Any, Final
 from infra.local.provision_api import bind_api_functions, seed_users
 
 IOT_DATA_PARAMETER: Final = "IotDataEndpoint"
+COGNITO_PARAMETER: Final = "CognitoEndpoint"
+CONSOLE_FUNCTION: Final = "ConsoleFunction"
+CONSOLE_PATH: Final = "/console"
 MAIN_API: Final = "ServiceApi"
 USER_POOL: Final = "ServiceUserPool"
 
@@ -37,11 +43,14 @@ def gateway_spec(
     return {**bind_api_functions(api, functions), "region": region}
 
 
-def api_state(api_urls: Mapping[str, str]) -> dict[str, Any]:
+def api_state(api_urls: Mapping[str, str], resources: Mapping[str, str]) -> dict[str, Any]:
     if not api_urls:
         return {}
     main = api_urls.get(MAIN_API) or next(iter(api_urls.values()))
-    return {"api_url": main, "apis": dict(api_urls)}
+    state: dict[str, Any] = {"api_url": main, "apis": dict(api_urls)}
+    if CONSOLE_FUNCTION in resources and MAIN_API in api_urls:
+        state["console_url"] = api_urls[MAIN_API].rstrip("/") + CONSOLE_PATH
+    return state
 
 
 def seed_local_users(

@@ -42,6 +42,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from infra.local.moto_cors import CorsApp
 from infra.local.moto_forward import ForwardingApp
 
 log = logging.getLogger("infra.local.motoserver")
@@ -287,6 +288,8 @@ def make_serial_server(
     app: WsgiApp = gate
     if forwards:
         app = ForwardingApp(gate, forwards, gate.stats.totals, STATS_PATH)
+    # Browsers (the web console's sign-in) call it too: answer CORS as AWS endpoints do.
+    app = CorsApp(app)
     return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

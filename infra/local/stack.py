@@ -43,7 +43,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-from infra.local.api_stack import IOT_DATA_PARAMETER, api_state, seed_local_users
+from infra.local.api_stack import (
+    COGNITO_PARAMETER,
+    IOT_DATA_PARAMETER,
+    api_state,
+    seed_local_users,
+)
 from infra.local.broker_auth import CredentialsError, issue_device_credentials
 from infra.local.children import (
     STOP_GRACE_S,
@@ -217,6 +222,8 @@ class LocalStack:
         wait_broker(mqtt_url, broker)
         log.info("mosquitto on %s%s", mqtt_url, "" if broker else " (external)")
         self._start_iot_data(mqtt_url)
+        if COGNITO_PARAMETER in load_template(self._template_path).parameters:
+            self._param_overrides.setdefault(COGNITO_PARAMETER, endpoint_url)
         result = provision(
             load_template(self._template_path),
             AwsClients.for_endpoint(endpoint_url, self.region),
@@ -230,7 +237,9 @@ class LocalStack:
         result = select_functions(result, self._only)
         functions = self._launcher.start_workers(result)
         self._launcher.start_bridge(result, functions, mqtt_url, endpoint_url)
-        self._api_state.update(api_state(self._launcher.start_apis(result, functions)))
+        self._api_state.update(
+            api_state(self._launcher.start_apis(result, functions), result.resources)
+        )
         if self._seed:
             self.seed_summary = _seed(result, endpoint_url, self.region, self.state_dir)
             users = seed_local_users(result.resources, endpoint_url, self.region)

@@ -328,3 +328,15 @@ def test_two_functions_defining_one_schema_differently_is_an_error(monkeypatch):
 def test_the_openapi_document_is_served_without_a_token(store):
     status, document = call("GET", "/openapi.json", None)
     assert status == 200 and document["info"]["title"] == openapi.API_TITLE
+
+
+def test_a_ticket_says_what_the_customer_is_expected_to_pay(store):
+    # Given the customer's own ticket, out of warranty
+    status, body = call("GET", f"/tickets/{OWN.ticket_id}", CUSTOMER)
+    # Then its view carries the price table's estimate for the expected repair path
+    assert status == 200
+    cost = body["estimate"]
+    assert cost["currency"] == "EUR" and cost["pricing_version"]
+    assert float(cost["total"]) == float(cost["parts"]) + float(cost["labour"])
+    expected = 0.0 if OWN.in_warranty else float(cost["total"])
+    assert float(cost["customer_pays"]) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -90,12 +91,30 @@ class TicketRow(BaseModel):
         return cls.model_validate(ticket.model_dump())
 
 
+class CostEstimateView(BaseModel):
+    """What the customer is expected to pay for the repair, from the price table (README,
+    "Transparent pricing"): parts still held or used, plus labour for the expected path
+    (remote fee, or call-out + hours on site); 0 in warranty."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    in_warranty: bool
+    on_site: bool
+    currency: str
+    parts: Decimal
+    labour: Decimal
+    total: Decimal
+    customer_pays: Decimal
+    pricing_version: str
+
+
 class TicketView(TicketRecord):
-    """A ticket with its occurrences, parts lines, timeline and diagnostics."""
+    """A ticket with its occurrences, parts lines, timeline, diagnostics and cost estimate."""
 
     occurrence_history: list[Occurrence]
     timeline: list[TimelineEntry]
     diagnostics: list[DiagnosticRecord]
+    estimate: CostEstimateView | None = None
 
 
 class DiagnosticsList(BaseModel):
