@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
+from aftercare.domain.incidents import ChildDecision, IncidentLink
 from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
 from aftercare.domain.ports import (
     CorrelationPlan,
@@ -37,6 +38,7 @@ from aftercare.domain.ports import (
     RequestMark,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
+from aftercare.domain.storms import StormWatch
 from aftercare.domain.tickets import Ticket, TicketFlag, ticket_id_for
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
@@ -69,6 +71,7 @@ class IntakeOutcome(BaseModel):
     repeat_of: str | None = None
     occurrences: int | None = None
     unclassified: bool = False
+    incident_id: str | None = None
     reason: RejectReason | None = None
     detail: str | None = None
 
@@ -174,8 +177,12 @@ def plan_new_ticket(
     origin: Origin | None = None,
     request: RequestMark | None = None,
     follow_up: FollowUp | None = None,
+    child: ChildDecision | None = None,
 ) -> NewTicketPlan:
-    """Classify, prioritise, schedule and reserve parts for a report with no active ticket."""
+    """Classify, prioritise, schedule and reserve parts for a report with no active ticket.
+
+    A `child` of an open fleet incident holds only the parts the incident's policy let it
+    hold, is auto-diagnosed only when sampled, and is linked to the incident."""
     origin = origin or Origin.device(device.thing)
     customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
@@ -190,7 +197,7 @@ def plan_new_ticket(
     reservation = plan_reservations(
         ticket_id=ticket_id,
         model=device.model,
-        wanted=wanted_parts(catalog_entry),
+        wanted=child.wanted if child else wanted_parts(catalog_entry),
         parts=opening.parts,
         routing=opening.routing,
         stock=stock,
@@ -227,7 +234,8 @@ def plan_new_ticket(
         sla_resolution_due=received_at + sla.resolution,
         routine=entry.routine,
         remote_fixable=entry.remote_fixable,
-        auto_diagnose=entry.auto_diagnose,
+        auto_diagnose=entry.auto_diagnose and (child is None or child.diagnose),
+        incident_id=child.incident_id if child else None,
         flags=[TicketFlag.NEEDS_ONSITE_DISPATCH] if entry.always_onsite else [],
         suggested_parts=[p.model_dump() for p in entry.parts],
         catalog_version=rules.catalog.version,
@@ -241,6 +249,8 @@ def plan_new_ticket(
     timeline = [_opened_entry(ticket, customer, catalog_entry, received_at)]
     if reservation.lines or reservation.notes:
         timeline.append(_parts_entry(reservation, received_at))
+    if child is not None:
+        timeline.append(_incident_entry(child, entry.auto_diagnose, received_at))
     task = follow_up(ticket) if follow_up else None
     return NewTicketPlan(
         task=task[0] if task else None,
@@ -255,9 +265,35 @@ def plan_new_ticket(
         else None,
         reservation=reservation,
         escalation=first_tracker(ticket, load_escalation()),
+        incident_link=_link(ticket, child, received_at) if child else None,
         request=request.settled(ticket_id, "opened", _dedup_expiry(rules.policy, received_at))
         if request
         else None,
+    )
+
+
+def _incident_entry(child: ChildDecision, catalog_diagnoses: bool, at: datetime) -> TimelineEntry:
+    detail: dict[str, Any] = {
+        "incident_id": child.incident_id,
+        "auto_diagnose": "sampled" if child.diagnose else "skipped (incident sample)",
+    }
+    if not catalog_diagnoses:
+        detail["auto_diagnose"] = "not for this code"
+    if child.avoided:
+        detail["not_held"] = [{"sku": s, "qty": q} for s, q in sorted(child.avoided.items())]
+    return TimelineEntry(at=at, kind="incident_linked", actor="fault-intake", detail=detail)
+
+
+def _link(ticket: Ticket, child: ChildDecision, at: datetime) -> IncidentLink:
+    return IncidentLink(
+        incident_id=child.incident_id,
+        ticket_id=ticket.ticket_id,
+        thing=ticket.thing,
+        customer_id=ticket.customer_id,
+        region=ticket.region,
+        firmware=ticket.firmware,
+        shard=child.shard,
+        linked_at=at,
     )
 
 
@@ -378,8 +414,14 @@ def _reported_entry(report: FaultReport, origin: Origin) -> TimelineEntry:
 # --------------------------------------------------------------------------- the use case
 
 
-def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules) -> IntakeOutcome:
-    """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`."""
+def intake_fault(
+    envelope: FaultEnvelope,
+    store: IntakeStore,
+    rules: IntakeRules,
+    watch: StormWatch | None = None,
+) -> IntakeOutcome:
+    """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`.
+    With a `watch`, new tickets are counted for storm detection and join an open incident."""
     received_at = received_time(envelope)
     try:
         report = decode_report(envelope, rules.policy, received_at)
@@ -390,7 +432,16 @@ def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules
             reason=rejection.reason,
             detail=rejection.detail,
         )
-    return apply_report(report, envelope.thing, store, rules, received_at)
+    return apply_report(report, envelope.thing, store, rules, received_at, watch=watch)
+
+
+class _Attempts:
+    """What one report's attempts share: an incident child joins its incident's shard once,
+    however often stock or the lock moves and the report is planned again."""
+
+    def __init__(self, watch: StormWatch | None) -> None:
+        self.watch = watch
+        self.child: ChildDecision | None = None
 
 
 def apply_report(
@@ -403,17 +454,19 @@ def apply_report(
     origin: Origin | None = None,
     request: RequestMark | None = None,
     follow_up: FollowUp | None = None,
+    watch: StormWatch | None = None,
 ) -> IntakeOutcome:
     """Apply one valid report, from the device itself or raised by a person (`origin`, with
     the request's Idempotency-Key as `request`, a task to open with a new ticket as
     `follow_up`): a new ticket, an occurrence on the device's
     active ticket for the code, or nothing (a duplicate). Retries when the lock or stock
     moved between read and write."""
+    attempts = _Attempts(watch)
     for _ in range(MAX_LOCK_RETRIES):
         try:
             return _apply(
                 report, thing, store, rules, received_at,
-                origin=origin, request=request, follow_up=follow_up,
+                origin=origin, request=request, follow_up=follow_up, attempts=attempts,
             )  # fmt: skip
         except (LockConflict, OutOfStock):
             continue
@@ -442,6 +495,7 @@ def _apply(
     origin: Origin | None,
     request: RequestMark | None,
     follow_up: FollowUp | None = None,
+    attempts: _Attempts,
 ) -> IntakeOutcome:
     context = store.load_intake_context(thing, report.code, report.fault_id)
     if context.seen:
@@ -474,6 +528,10 @@ def _apply(
     opening = store.load_open_context(device.customer_id, device.region, skus)
     keys = [(sku, warehouse) for sku in skus for warehouse in opening.routing]
     stock = store.load_stock(keys) if keys else {}
+    child = _child(
+        report, device, context, attempts,
+        wanted=wanted, stock=stock, opening=opening, at=received_at,
+    )  # fmt: skip
     new = plan_new_ticket(
         report,
         device,
@@ -485,8 +543,12 @@ def _apply(
         origin=origin,
         request=request,
         follow_up=follow_up,
+        child=child,
     )
     store.open_ticket(new)
+    incident_id = child.incident_id if child else None
+    if attempts.watch is not None and child is None:
+        incident_id = attempts.watch.after_open(new.ticket, received_at)
     return IntakeOutcome(
         kind=OutcomeKind.OPENED,
         thing=thing,
@@ -496,4 +558,35 @@ def _apply(
         repeat_of=new.ticket.repeat_of,
         occurrences=1,
         unclassified=new.ticket.unclassified,
+        incident_id=incident_id,
     )
+
+
+def _child(
+    report: FaultReport,
+    device: DeviceRecord,
+    context: IntakeContext,
+    attempts: _Attempts,
+    *,
+    wanted: list[WantedPart],
+    stock: dict[tuple[str, str], StockLevel],
+    opening: OpenContext,
+    at: datetime,
+) -> ChildDecision | None:
+    """The child decision when an incident is open for the device's model and this code."""
+    watch = attempts.watch
+    incident_id = context.active_incidents.get(device.model)
+    if watch is None or incident_id is None:
+        return None
+    if attempts.child is None or attempts.child.incident_id != incident_id:
+        attempts.child = watch.child(
+            incident_id,
+            ticket_id=ticket_id_for(device.thing, report.fault_id),
+            device=device,
+            firmware=report.firmware,
+            wanted=wanted,
+            stock=stock,
+            routing=opening.routing,
+            at=at,
+        )
+    return attempts.child
