@@ -87,3 +87,9 @@ class IncidentReads(Protocol):
     def children(self, incident_id: str, shards: int) -> list[IncidentLink]: ...
 
     def list_incidents(self, limit: int = 100) -> list[Incident]: ...
+
+
+class IncidentMessages(Protocol):
+    """Where the notifier counts the messages an incident sent and saved."""
+
+    def count_messages(self, incident_id: str, thing: str, *, saved: int, sent: int) -> None: ...
