@@ -35,7 +35,12 @@ from aftercare.domain.incidents import (
     sampled,
     shard_of,
 )
-from aftercare.domain.ports.incidents import CounterShard, IncidentAlreadyOpen, StormTally
+from aftercare.domain.ports.incidents import (
+    CounterShard,
+    IncidentAlreadyOpen,
+    IncidentMoved,
+    StormTally,
+)
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TimelineEntry
 
@@ -305,7 +310,3 @@ class DynamoIncidentStore:
             if "LastEvaluatedKey" not in response:
                 return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
-class IncidentMoved(Exception):
-    """The incident's status changed since it was read (another resolve was faster)."""

@@ -47,6 +47,10 @@ class IncidentNotFound(LookupError):
     """No incident with this id."""
 
 
+class IncidentMoved(Exception):
+    """The incident's status changed since it was read (another resolve was faster)."""
+
+
 class StormCounter(Protocol):
     """The windowed storm counter, one item per (model, code, window, shard)."""
 
