@@ -178,9 +178,7 @@ class IncidentDesk:
                     actor=who.actor,
                     purpose=Purpose.FLEET_FIX,
                     now=now,
-                    request_id=derived_request_id(
-                        ticket.ticket_id, f"fleet-{incident.incident_id}"
-                    ),
+                    request_id=derived_request_id(ticket.ticket_id, campaign_id),
                 )
             except (TicketNotActive, PublishFailed):
                 counts["not_sent"] += 1
