@@ -146,8 +146,7 @@ class DynamoIncidentStore:
             region=ticket.region,
             firmware=ticket.firmware,
             seen_at=ticket.opened_at,
-            shard=shard,
-            held=sum(line.qty for line in ticket.parts),
+            shard=shard,  # its parts were decided on the normal path: not counted here
         )
         stats = join_update(self.table, facts, earlier=True)
         stats.pop("ReturnValues")
