@@ -34,7 +34,10 @@ FLEET = [d for d in demo_devices() if d.model == MODEL]
 
 def start_agents(stack: Stack, tmp_path: Path) -> list[DeviceAgent]:
     def start(thing: str) -> DeviceAgent:
-        agent = DeviceAgent(device_agent_config(stack.state, thing, tmp_path / thing))
+        config = device_agent_config(
+            stack.state, thing, tmp_path / thing, remote_fixable_codes=frozenset({CODE})
+        )
+        agent = DeviceAgent(config)
         assert agent.start(connect_timeout=20), thing
         return agent
 
@@ -115,14 +118,19 @@ def test_a_storm_becomes_one_incident_with_bounded_work(local_stack: Stack, tmp_
         assert stats.children == len(FLEET)
         assert policy.detection.threshold_devices <= stats.linked_before < len(FLEET)
         assert stats.firmware_versions and stats.regions and sum(stats.trend.values()) == 60
+
         # and auto-diagnostics were sampled: every ticket before the threshold, then the first
         # K and one in N of the children (counted from the stored diagnostics)
-        auto = [
-            r
-            for t in tickets
-            for r in diagnostics.for_ticket(t.ticket_id)
-            if r.purpose is Purpose.AUTO
-        ]
+        def automatic() -> list | None:
+            found = [
+                r
+                for t in tickets
+                for r in diagnostics.for_ticket(t.ticket_id)
+                if r.purpose is Purpose.AUTO
+            ]
+            return found if len(found) >= stats.diagnostics_sent else None
+
+        auto = wait_for(automatic, timeout=60, what="the sampled auto-diagnostics")
         joined = stats.children - stats.linked_before
         bound = stats.linked_before + policy.while_open.diagnostics.first + shards + joined // 10
         assert len(auto) == stats.diagnostics_sent <= bound, (len(auto), stats)

@@ -12,17 +12,22 @@ write arithmetic):
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aftercare.adapters.aws import from_item, to_attr, to_item
+from aftercare.adapters.ticket_items import ticket_key, timeline_item
 from aftercare.domain.incidents import (
     ChildFacts,
     Incident,
     IncidentLink,
     IncidentStats,
+    IncidentStatus,
     minute_of,
 )
 from aftercare.domain.ports.incidents import CounterShard
+from aftercare.domain.tickets import Ticket
+from aftercare.models.tickets import TimelineEntry
 
 LISTING = "INCIDENT"
 TREND_PREFIX = "t_"
@@ -105,7 +110,7 @@ def open_items(table: str, incident: Incident) -> list[dict[str, Any]]:
 
 def join_update(table: str, facts: ChildFacts, *, earlier: bool = False) -> dict[str, Any]:
     """A child on its incident's shard: counters, firmware and region sets, the minute's trend
-    bucket, backorder demand per SKU; returns the shard's child count."""
+    bucket, backorder demand per SKU; returns the shard's count of joined children."""
     names = {"#trend": f"{TREND_PREFIX}{minute_of(facts.seen_at)}"}
     values: dict[str, Any] = {
         ":one": {"N": "1"},
@@ -114,8 +119,9 @@ def join_update(table: str, facts: ChildFacts, *, earlier: bool = False) -> dict
         ":at": to_attr(facts.seen_at.isoformat()),
     }
     adds = ["children :one", "#trend :one", "firmware_versions :fw", "regions :rg"]
-    if earlier:
-        adds.append("linked_before :one")
+    # `joined` counts the children that joined while the incident was open: its value decides
+    # their diagnostics sample; the tickets linked from before the threshold count apart
+    adds.append("linked_before :one" if earlier else "joined :one")
     if facts.held:
         adds.append("reservations_held :held")
         values[":held"] = {"N": str(facts.held)}
@@ -183,3 +189,90 @@ def stats_from_item(item: dict[str, Any]) -> IncidentStats:
             "backorder": backorder,
         }
     )
+
+
+def link_earlier_items(
+    table: str, tickets_table: str, ticket: Ticket, *, incident_id: str, shard: int, at: datetime
+) -> list[dict[str, Any]]:
+    """A ticket opened before its incident, linked: the ticket's `incident_id` (only if it has
+    none; its version moves on), a timeline entry, the child link (only if new) and the
+    statistics shard (its parts were decided on the normal path: not counted here)."""
+    link = IncidentLink(
+        incident_id=incident_id,
+        ticket_id=ticket.ticket_id,
+        thing=ticket.thing,
+        customer_id=ticket.customer_id,
+        region=ticket.region,
+        firmware=ticket.firmware,
+        shard=shard,
+        linked_at=at,
+        before_threshold=True,
+    )
+    facts = ChildFacts(
+        incident_id=incident_id,
+        ticket_id=ticket.ticket_id,
+        thing=ticket.thing,
+        customer_id=ticket.customer_id,
+        region=ticket.region,
+        firmware=ticket.firmware,
+        seen_at=ticket.opened_at,
+        shard=shard,
+    )
+    stats = join_update(table, facts, earlier=True)
+    stats.pop("ReturnValues")
+    entry = TimelineEntry(
+        at=at,
+        kind="incident_linked",
+        actor="fault-intake",
+        detail={"incident_id": incident_id, "linked": "opened before the storm threshold"},
+    )
+    return [
+        {
+            "Update": {
+                "TableName": tickets_table,
+                "Key": to_item(ticket_key(ticket.ticket_id)),
+                "UpdateExpression": "SET incident_id = :id, version = version + :one",
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(incident_id)",
+                "ExpressionAttributeValues": {":id": to_attr(incident_id), ":one": {"N": "1"}},
+            }
+        },
+        {
+            "Put": {
+                "TableName": tickets_table,
+                "Item": to_item(timeline_item(ticket.ticket_id, entry)),
+            }
+        },
+        link_put(table, link),
+        {"Update": stats},
+    ]
+
+
+def status_items(table: str, incident: Incident, expected: IncidentStatus) -> list[dict[str, Any]]:
+    """The changed incident, put only if its status is still `expected`; resolving it also
+    removes its (model, code) pointer (only if it still names this incident)."""
+    record = {**incident_key(incident.incident_id), **incident.model_dump(mode="json")}
+    items: list[dict[str, Any]] = [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": to_item({**record, "listing": LISTING}),
+                "ConditionExpression": "#status = :expected",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":expected": to_attr(expected.value)},
+            }
+        }
+    ]
+    if incident.status is IncidentStatus.RESOLVED:
+        items.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": to_item(active_key(incident.fault_code)),
+                    "UpdateExpression": "REMOVE #model",
+                    "ConditionExpression": "#model = :id",
+                    "ExpressionAttributeNames": {"#model": incident.model},
+                    "ExpressionAttributeValues": {":id": to_attr(incident.incident_id)},
+                }
+            }
+        )
+    return items

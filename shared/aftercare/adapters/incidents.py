@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from aftercare.adapters.aws import LazyClient, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyClient, from_item, to_item
 from aftercare.adapters.incident_items import (
     LISTING,
     active_key,
@@ -18,13 +18,14 @@ from aftercare.adapters.incident_items import (
     counter_key,
     incident_key,
     join_update,
-    link_put,
+    link_earlier_items,
     message_update,
     open_items,
     stats_from_item,
     stats_key,
+    status_items,
 )
-from aftercare.adapters.ticket_items import ticket_from_item, ticket_key, timeline_item
+from aftercare.adapters.ticket_items import ticket_from_item, ticket_key
 from aftercare.domain.incidents import (
     ChildFacts,
     Incident,
@@ -42,7 +43,6 @@ from aftercare.domain.ports.incidents import (
     StormTally,
 )
 from aftercare.domain.tickets import Ticket
-from aftercare.models.tickets import TimelineEntry
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -107,75 +107,25 @@ class DynamoIncidentStore:
 
     def join(self, facts: ChildFacts) -> int:
         response = self.ddb.update_item(**join_update(self.table, facts))
-        return int(response["Attributes"]["children"]["N"])
+        return int(response["Attributes"]["joined"]["N"])
 
     def link_earlier(self, incident_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
         linked = 0
         for ticket in self._tickets(ticket_ids):
             if ticket.incident_id is not None or not ticket.active:
                 continue
+            shard = shard_of(ticket.thing, self.policy.detection.shards)
+            items = link_earlier_items(
+                self.table, self.tickets_table, ticket, incident_id=incident_id, shard=shard, at=at
+            )
             try:
-                self.ddb.transact_write_items(
-                    TransactItems=self._link_items(incident_id, ticket, at)
-                )
+                self.ddb.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     raise
                 continue  # linked meanwhile (or the ticket moved on): nothing to do
             linked += 1
         return linked
-
-    def _link_items(self, incident_id: str, ticket: Ticket, at: datetime) -> list[dict[str, Any]]:
-        shard = shard_of(ticket.thing, self.policy.detection.shards)
-        link = IncidentLink(
-            incident_id=incident_id,
-            ticket_id=ticket.ticket_id,
-            thing=ticket.thing,
-            customer_id=ticket.customer_id,
-            region=ticket.region,
-            firmware=ticket.firmware,
-            shard=shard,
-            linked_at=at,
-            before_threshold=True,
-        )
-        facts = ChildFacts(
-            incident_id=incident_id,
-            ticket_id=ticket.ticket_id,
-            thing=ticket.thing,
-            customer_id=ticket.customer_id,
-            region=ticket.region,
-            firmware=ticket.firmware,
-            seen_at=ticket.opened_at,
-            shard=shard,  # its parts were decided on the normal path: not counted here
-        )
-        stats = join_update(self.table, facts, earlier=True)
-        stats.pop("ReturnValues")
-        entry = TimelineEntry(
-            at=at,
-            kind="incident_linked",
-            actor="fault-intake",
-            detail={"incident_id": incident_id, "linked": "opened before the storm threshold"},
-        )
-        return [
-            {
-                "Update": {
-                    "TableName": self.tickets_table,
-                    "Key": to_item(ticket_key(ticket.ticket_id)),
-                    "UpdateExpression": "SET incident_id = :id, version = version + :one",
-                    "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists("
-                    "incident_id)",
-                    "ExpressionAttributeValues": {":id": to_attr(incident_id), ":one": {"N": "1"}},
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self.tickets_table,
-                    "Item": to_item(timeline_item(ticket.ticket_id, entry)),
-                }
-            },
-            link_put(self.table, link),
-            {"Update": stats},
-        ]
 
     def count_messages(self, incident_id: str, thing: str, *, saved: int, sent: int) -> None:
         shard = shard_of(thing, self.policy.detection.shards)
@@ -196,7 +146,7 @@ class DynamoIncidentStore:
         keys = [to_item(stats_key(incident_id, s)) for s in range(shards)]
         parts = [stats_from_item(item) for item in self._raw_batch_get(keys)]
         sampling = self.policy.while_open.diagnostics
-        sent = sum(sampled(p.children - p.linked_before, sampling, shards) for p in parts)
+        sent = sum(sampled(p.joined, sampling, shards) for p in parts)
         total = IncidentStats.summed(parts)
         joined = total.children - total.linked_before
         return total.model_copy(
@@ -228,31 +178,7 @@ class DynamoIncidentStore:
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None:
         """Store a changed incident if it still has status `expected` (else IncidentMoved);
         resolving it also removes its (model, code) pointer."""
-        record = {**incident_key(incident.incident_id), **incident.model_dump(mode="json")}
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": to_item({**record, "listing": LISTING}),
-                    "ConditionExpression": "#status = :expected",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":expected": to_attr(expected.value)},
-                }
-            }
-        ]
-        if incident.status is IncidentStatus.RESOLVED:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": to_item(active_key(incident.fault_code)),
-                        "UpdateExpression": "REMOVE #model",
-                        "ConditionExpression": "#model = :id",
-                        "ExpressionAttributeNames": {"#model": incident.model},
-                        "ExpressionAttributeValues": {":id": to_attr(incident.incident_id)},
-                    }
-                }
-            )
+        items = status_items(self.table, incident, expected)
         try:
             self.ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:

@@ -46,7 +46,7 @@ IncidentId = Annotated[
 class IncidentRow(BaseModel):
     """One line of `GET /incidents`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     incident_id: str
     fault_code: str

@@ -44,7 +44,7 @@ class IncidentAlreadyResolved(Exception):
 class ResolveIncident(BaseModel):
     """`POST /incidents/{id}/resolve`: how the fleet was fixed."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     fix: FixKind
     note: Annotated[str | None, Field(min_length=3, max_length=1000)] = None
@@ -57,7 +57,7 @@ class ResolveIncident(BaseModel):
 
 
 class ChildRow(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ticket_id: str
     thing: str
@@ -73,7 +73,7 @@ class ChildRow(BaseModel):
 class IncidentView(BaseModel):
     """One incident as engineers see it: the record, its summed statistics, its children."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     incident: Incident
     stats: IncidentStats

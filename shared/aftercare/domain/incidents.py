@@ -174,6 +174,7 @@ class IncidentStats(BaseModel):
 
     children: int = 0
     linked_before: int = 0  # tickets opened in the window before the threshold, linked at opening
+    joined: int = 0  # children opened while it was open (the diagnostics sample counts these)
     diagnostics_sent: int = 0
     diagnostics_skipped: int = 0
     reservations_held: int = 0
@@ -218,6 +219,7 @@ class IncidentStats(BaseModel):
 COUNTERS = (
     "children",
     "linked_before",
+    "joined",
     "diagnostics_sent",
     "diagnostics_skipped",
     "reservations_held",

@@ -16,17 +16,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
-from aftercare.domain.incidents import ChildDecision, IncidentLink
-from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
+from aftercare.domain.incidents import ChildDecision
+from aftercare.domain.intake_entries import (
+    incident_entry,
+    incident_link,
+    opened_entry,
+    parts_entry,
+    repeat_entry,
+    reported_entry,
+)
+from aftercare.domain.parts import OutOfStock, StockLevel, plan_reservations
 from aftercare.domain.ports import (
     CorrelationPlan,
-    CustomerRecord,
     DeviceRecord,
     DuplicateFault,
     IntakeContext,
@@ -246,11 +252,11 @@ def plan_new_ticket(
         raised_by=origin.raised_by,
         preferred_contact=origin.preferred_contact,
     )
-    timeline = [_opened_entry(ticket, customer, catalog_entry, received_at)]
+    timeline = [opened_entry(ticket, customer, catalog_entry, received_at)]
     if reservation.lines or reservation.notes:
-        timeline.append(_parts_entry(reservation, received_at))
+        timeline.append(parts_entry(reservation, received_at))
     if child is not None:
-        timeline.append(_incident_entry(child, entry.auto_diagnose, received_at))
+        timeline.append(incident_entry(child, entry.auto_diagnose, received_at))
     task = follow_up(ticket) if follow_up else None
     return NewTicketPlan(
         task=task[0] if task else None,
@@ -259,108 +265,21 @@ def plan_new_ticket(
         occurrence=occurrence,
         timeline=timeline,
         dedup_expires_at=_dedup_expiry(rules.policy, received_at),
-        repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+        repeat_entry=repeat_entry(ticket, received_at) if repeat_of else None,
         repeat_visit=context.last_resolution.visit_id
         if repeat_of and context.last_resolution
         else None,
         reservation=reservation,
         escalation=first_tracker(ticket, load_escalation()),
-        incident_link=_link(ticket, child, received_at) if child else None,
+        incident_link=incident_link(ticket, child, received_at) if child else None,
         request=request.settled(ticket_id, "opened", _dedup_expiry(rules.policy, received_at))
         if request
         else None,
     )
 
 
-def _incident_entry(child: ChildDecision, catalog_diagnoses: bool, at: datetime) -> TimelineEntry:
-    detail: dict[str, Any] = {
-        "incident_id": child.incident_id,
-        "auto_diagnose": "sampled" if child.diagnose else "skipped (incident sample)",
-    }
-    if not catalog_diagnoses:
-        detail["auto_diagnose"] = "not for this code"
-    if child.avoided:
-        detail["not_held"] = [{"sku": s, "qty": q} for s, q in sorted(child.avoided.items())]
-    return TimelineEntry(at=at, kind="incident_linked", actor="fault-intake", detail=detail)
-
-
-def _link(ticket: Ticket, child: ChildDecision, at: datetime) -> IncidentLink:
-    return IncidentLink(
-        incident_id=child.incident_id,
-        ticket_id=ticket.ticket_id,
-        thing=ticket.thing,
-        customer_id=ticket.customer_id,
-        region=ticket.region,
-        firmware=ticket.firmware,
-        shard=child.shard,
-        linked_at=at,
-    )
-
-
 def wanted_parts(entry: CatalogEntry | None) -> list[WantedPart]:
     return [WantedPart(sku=p.sku, qty=p.qty) for p in entry.parts] if entry else []
-
-
-def _parts_entry(reservation: ReservationPlan, at: datetime) -> TimelineEntry:
-    detail: dict[str, Any] = {
-        "held": [
-            {
-                "sku": line.sku,
-                "qty": line.qty,
-                "warehouse": line.warehouse,
-                "unit_price": line.unit_price,
-                "hold_expires_at": str(line.hold_expires_at),
-            }
-            for line in reservation.held
-        ],
-        "backordered": [{"sku": line.sku, "qty": line.qty} for line in reservation.backordered],
-    }
-    if reservation.notes:
-        detail["notes"] = reservation.notes
-    return TimelineEntry(at=at, kind="parts_reserved", actor="fault-intake", detail=detail)
-
-
-def _opened_entry(
-    ticket: Ticket,
-    customer: CustomerRecord | None,
-    catalog_entry: CatalogEntry | None,
-    at: datetime,
-) -> TimelineEntry:
-    detail: dict[str, Any] = {
-        "severity": ticket.severity.value,
-        "priority": ticket.priority,
-        "customer_tier": ticket.customer_tier,
-        "in_warranty": ticket.in_warranty,
-        "sla_response_due": ticket.sla_response_due.isoformat(),
-        "sla_resolution_due": ticket.sla_resolution_due.isoformat(),
-        "catalog_version": ticket.catalog_version,
-        "policy_version": ticket.policy_version,
-        "channel": ticket.channel.value,
-        "raised_by": ticket.raised_by,
-    }
-    if ticket.preferred_contact:
-        detail["preferred_contact"] = ticket.preferred_contact
-    if ticket.repeat_of:
-        detail["repeat_of"] = ticket.repeat_of
-    if catalog_entry is None and ticket.channel is not Channel.DEVICE:
-        detail["unclassified"] = "free-text report; needs triage (classify with a catalog code)"
-    elif catalog_entry is None:
-        detail["unclassified"] = "fault code not in catalog; needs triage"
-    elif ticket.model not in catalog_entry.models:
-        detail["model_mismatch"] = f"catalog does not list {ticket.fault_code} for {ticket.model}"
-    if customer is None:
-        detail["customer_missing"] = f"no customer record {ticket.customer_id}; standard tier used"
-    actor = "fault-intake" if ticket.channel is Channel.DEVICE else str(ticket.raised_by)
-    return TimelineEntry(at=at, kind="opened", actor=actor, detail=detail)
-
-
-def _repeat_entry(ticket: Ticket, at: datetime) -> TimelineEntry:
-    return TimelineEntry(
-        at=at,
-        kind="repeat_reported",
-        actor="fault-intake",
-        detail={"new_ticket": ticket.ticket_id, "fault_code": ticket.fault_code},
-    )
 
 
 def plan_correlation(
@@ -378,7 +297,7 @@ def plan_correlation(
     takes_latest = report.occurred_at >= lock.last_seen
     expires_at = _dedup_expiry(rules.policy, received_at)
     return CorrelationPlan(
-        entry=None if origin.channel is Channel.DEVICE else _reported_entry(report, origin),
+        entry=None if origin.channel is Channel.DEVICE else reported_entry(report, origin),
         request=request.settled(lock.ticket_id, "already_being_handled", expires_at)
         if request
         else None,
@@ -391,23 +310,6 @@ def plan_correlation(
         takes_latest=takes_latest,
         dedup_expires_at=expires_at,
         updated_at=received_at,
-    )
-
-
-def _reported_entry(report: FaultReport, origin: Origin) -> TimelineEntry:
-    """A person reported what the ticket is already about (it becomes an occurrence)."""
-    detail: dict[str, Any] = {
-        "channel": origin.channel.value,
-        "raised_by": origin.raised_by,
-        "fault_code": report.code,
-        "fault_id": report.fault_id,
-    }
-    if report.message:
-        detail["description"] = report.message
-    if origin.preferred_contact:
-        detail["preferred_contact"] = origin.preferred_contact
-    return TimelineEntry(
-        at=report.occurred_at, kind="reported_again", actor=origin.raised_by, detail=detail
     )
 
 

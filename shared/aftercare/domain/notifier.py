@@ -12,7 +12,6 @@ from typing import Any
 
 from aftercare.domain.budget import Budget
 from aftercare.domain.composition import (
-    Composer,
     cost_of,
 )
 from aftercare.domain.delivery import (
@@ -24,6 +23,7 @@ from aftercare.domain.delivery import (
     send_via_channels,
     sent_channel,
 )
+from aftercare.domain.incident_notices import incident_notice
 from aftercare.domain.notifications import (
     INCIDENT_KINDS,
     REMINDER_LEAD,
@@ -40,9 +40,6 @@ from aftercare.domain.notifications import (
     is_critical,
     visit_occasion,
 )
-from aftercare.domain.ports.incidents import IncidentMessages
-from aftercare.domain.ports.notifications import ChannelSender, NotificationStore
-from aftercare.domain.preferences import Channel
 from aftercare.domain.routing import Router, final_state, settled
 from aftercare.domain.surveys import survey_id_for
 from aftercare.domain.templates import RenderedMessage
@@ -71,17 +68,6 @@ class NotifierPolicy:
 class Notifier(Router):
     """Turns ticket events into messages on the customer's channels, exactly as routed."""
 
-    def __init__(
-        self,
-        store: NotificationStore,
-        senders: Mapping[Channel, ChannelSender],
-        composer: Composer,
-        policy: NotifierPolicy,
-        incidents: IncidentMessages | None = None,
-    ) -> None:
-        super().__init__(store, senders, composer, policy)
-        self.incidents = incidents
-
     # ------------------------------------------------------------------ stream side
 
     def on_ticket_change(
@@ -93,7 +79,7 @@ class Notifier(Router):
             return []
         facts = TicketSummary.of(new)
         outcomes = [
-            self.notify_incident(kind, facts, now, opened=old is None)
+            incident_notice(self, kind, facts, now, opened=old is None)
             if kind in INCIDENT_KINDS
             else self.notify(kind, facts, now, occasion=occasion_of(kind, new))
             for kind in kinds
@@ -176,36 +162,6 @@ class Notifier(Router):
         )
         if not self.store.create(notification, lease_until=now + self.policy.lease):
             return Outcome(ticket_id=facts.ticket_id, kind=kind, result="duplicate")
-        return self.deliver(notification, now)
-
-    def notify_incident(
-        self, kind: EventKind, facts: TicketSummary, now: datetime, *, opened: bool
-    ) -> Outcome:
-        """A fleet incident's message: once per (incident, customer), however many of the
-        customer's devices are its children. Counts on the incident what it sent, and what it
-        saved against the per-ticket path (a ticket-opened message for a child opened while
-        the incident was open; a resolved message and a survey for a child it fixed)."""
-        incident_id = str(facts.incident_id)
-        notification = Notification(
-            ticket_id=incident_id,
-            kind=kind,
-            occasion=facts.customer_id,
-            customer_id=facts.customer_id,
-            critical=is_critical(kind, facts),
-            facts=facts,
-            created_at=now,
-            due_at=now,
-        )
-        created = self.store.create(notification, lease_until=now + self.policy.lease)
-        per_ticket = 2 if kind is EventKind.FIX_AVAILABLE else int(opened)
-        if self.incidents is not None:
-            self.incidents.count_messages(
-                incident_id, facts.thing, sent=int(created), saved=max(0, per_ticket - created)
-            )
-        if not created:
-            return Outcome(
-                ticket_id=facts.ticket_id, kind=kind, result="duplicate", detail=incident_id
-            )
         return self.deliver(notification, now)
 
     def schedule_survey(self, facts: TicketSummary, now: datetime) -> Outcome:

@@ -73,8 +73,8 @@ class IncidentWrites(StormCounter, Protocol):
         ...
 
     def join(self, facts: ChildFacts) -> int:
-        """Add a child to its incident's shard (counters, sets, trend); return the shard's
-        child count after it."""
+        """Add a child to its incident's shard (counters, sets, trend); return how many
+        children joined that shard while the incident was open, this one included."""
         ...
 
     def link_earlier(self, incident_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
