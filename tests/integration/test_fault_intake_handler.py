@@ -15,6 +15,7 @@ from aftercare.domain.lifecycle import change_status
 from aftercare.models.tickets import TicketStatus
 
 from infra.bench.capacity import item_size, write_units
+from infra.seeding import demo_devices
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.integration.intake_stack import (
     NOW,
@@ -80,6 +81,26 @@ def test_request_budget_ticket_with_parts(intake, aws, calls):
     (ticket,) = store(aws).list_tickets(thing=THING)
     assert {p.sku for p in ticket.parts} == {"RELAY-COMP-30A", "CAP-RUN-45UF"}
     assert all(p.status == "held" for p in ticket.parts)
+
+
+def test_a_storm_opens_one_incident_and_a_child_keeps_the_budget(intake, aws, calls):
+    # Given 24 IC-300 devices that reported IO-MODULE-FAIL in the same minute (threshold 20)
+    fleet = [d for d in demo_devices() if d.model == "IC-300"][:25]
+    for device in fleet[:24]:
+        invoke(intake, record(report(f"storm-{device.thing}", code="IO-MODULE-FAIL"), device.thing))
+    calls.clear()
+    # When the 25th reports it
+    last = fleet[24]
+    invoke(intake, record(report(f"storm-{last.thing}", code="IO-MODULE-FAIL"), last.thing))
+    # Then it is a child of the one incident, and cost what any ticket with parts costs: the
+    # incident's statistics shard replaces the storm counter's UpdateItem
+    assert sum(calls.values()) <= 6 and calls["UpdateItem"] == 1, calls
+    tickets = [t for d in fleet for t in store(aws).list_tickets(thing=d.thing)]
+    assert len(tickets) == 25 and len({t.incident_id for t in tickets}) == 1
+    (child,) = [t for t in tickets if t.thing == last.thing]
+    assert child.incident_id is not None
+    detail = store(aws).get_ticket(child.ticket_id)
+    assert "incident_linked" in [e.kind for e in detail.timeline]
 
 
 def test_correlation_budget(intake, aws, calls):
