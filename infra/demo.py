@@ -96,9 +96,10 @@ def demo_scenario(duration_s: float, seed: int) -> Scenario:
         duration_s=duration_s,
         fault_rate=3.0,
         duplicate_rate=0.15,
-        # every IC-300 of the fleet: an I/O module hang after a firmware update (a component
-        # reset clears it); with 30 of them the storm crosses the incident threshold (20)
-        storms=[Storm(code="IO-MODULE-FAIL", at_s=duration_s * 0.4, device_share=1.0)],
+        # half the fleet's sensors drift after a firmware update (a component reset clears it):
+        # ~30 devices of each model the fleet has (AC-HP, EV-CH for the first 120) cross the
+        # incident threshold (20 per model and code), so each model's storm is one incident
+        storms=[Storm(code="SENSOR-DRIFT", at_s=duration_s * 0.4, device_share=0.5)],
         offline=[
             OfflineEpisode(
                 at_s=duration_s * 0.15,
