@@ -48,8 +48,10 @@ class FakeIncidents:
     def incident_stats(self, incident_id: str, shards: int) -> IncidentStats:
         return IncidentStats(children=len(self.links))
 
-    def children(self, incident_id: str, shards: int) -> list[IncidentLink]:
-        return list(self.links)
+    def children(
+        self, incident_id: str, shards: int, limit: int | None = None
+    ) -> list[IncidentLink]:
+        return list(self.links)[:limit]
 
     def list_incidents(self, limit: int = 100) -> list[Incident]:
         return [self.incident]

@@ -156,13 +156,16 @@ class DynamoIncidentStore:
             }
         )
 
-    def children(self, incident_id: str, shards: int) -> list[IncidentLink]:
+    def children(
+        self, incident_id: str, shards: int, limit: int | None = None
+    ) -> list[IncidentLink]:
+        """The child links (all of them, or about `limit` spread over the shards)."""
+        per_shard = -(-limit // shards) if limit is not None else None
         links: list[IncidentLink] = []
         for shard in range(shards):
-            links += [
-                IncidentLink.model_validate(i) for i in self._query(children_pk(incident_id, shard))
-            ]
-        return sorted(links, key=lambda link: link.linked_at)
+            found = self._query(children_pk(incident_id, shard), per_shard)
+            links += [IncidentLink.model_validate(i) for i in found]
+        return sorted(links, key=lambda link: link.linked_at)[:limit]
 
     def list_incidents(self, limit: int = 100) -> list[Incident]:
         response = self.ddb.query(
@@ -222,7 +225,7 @@ class DynamoIncidentStore:
             pending = response.get("UnprocessedKeys") or {}
         return items
 
-    def _query(self, pk: str) -> list[dict[str, Any]]:
+    def _query(self, pk: str, limit: int | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -232,6 +235,6 @@ class DynamoIncidentStore:
         while True:
             response = self.ddb.query(**kwargs)
             items += [from_item(i) for i in response.get("Items", [])]
-            if "LastEvaluatedKey" not in response:
-                return items
+            if "LastEvaluatedKey" not in response or (limit is not None and len(items) >= limit):
+                return items[:limit]
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -110,8 +110,8 @@ class IncidentDesk:
         _require_staff(who)
         incident = self._get(incident_id)
         shards = self.policy.detection.shards
-        links = self.incidents.children(incident_id, shards)
-        rows = self._rows(links[:MAX_SHOWN_CHILDREN])
+        links = self.incidents.children(incident_id, shards, MAX_SHOWN_CHILDREN)
+        rows = self._rows(links)
         by_status = Counter(row.status for row in rows)
         return IncidentView(
             incident=incident,
