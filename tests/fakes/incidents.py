@@ -30,6 +30,7 @@ class FakeIncidents:
     def __init__(self, incident: Incident, links: list[IncidentLink]) -> None:
         self.incident = incident
         self.links = links
+        self.resets: list[tuple[str, str, list[int]]] = []
 
     def get_incident(self, incident_id: str) -> Incident | None:
         return self.incident if incident_id == self.incident.incident_id else None
@@ -44,6 +45,9 @@ class FakeIncidents:
 
     def list_incidents(self, limit: int = 100) -> list[Incident]:
         return [self.incident]
+
+    def reset_storm(self, model: str, code: str, windows: Any, shards: int) -> None:
+        self.resets.append((model, code, list(windows)))
 
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None:
         if self.incident.status is not expected:

@@ -19,6 +19,7 @@ from aftercare.domain.incidents import (
     ChildFacts,
     DiagnosticsSampling,
     IncidentPolicy,
+    IncidentStatus,
     PartsWhileOpen,
     diagnose_child,
     load_incident_policy,
@@ -254,6 +255,25 @@ def test_concurrent_intake_workers_open_exactly_one_incident(tables):
     assert len(links) == len({link.ticket_id for link in links}) == 13
     stats = watch.store.incident_stats(incident.incident_id, 2)  # type: ignore[attr-defined]
     assert stats.children == 13
+
+
+def test_a_resolved_storm_does_not_reopen_at_the_next_report(tables):
+    # Given an incident opened by 6 devices, then resolved (pointer removed, counters zeroed)
+    rules = policy(threshold=6)
+    watch = watch_on(tables, rules)
+    for ticket in opened(tables, 6, START):
+        watch.after_open(ticket, START)
+    store = watch.store
+    (incident,) = incidents(tables)
+    done = incident.model_copy(update={"status": IncidentStatus.RESOLVED})
+    store.set_status(done, IncidentStatus.OPEN)  # type: ignore[attr-defined]
+    window = window_of(START, WINDOW)
+    store.reset_storm("RT-X", "FW-CRASHLOOP", [window, window - 1], 2)  # type: ignore[attr-defined]
+    assert store.active_incident("RT-X", "FW-CRASHLOOP") is None  # type: ignore[attr-defined]
+    # When two more devices report in the same window
+    late = [watch.after_open(t, START) for t in opened(tables, 2, START, start=6)]
+    # Then they are ordinary tickets: no second incident
+    assert late == [None, None] and len(incidents(tables)) == 1
 
 
 # --------------------------------------------------------------------------- while open

@@ -79,6 +79,17 @@ def count_update(table: str, item: CounterShard, ticket_id: str, expires_at: int
     }
 
 
+def reset_update(table: str, item: CounterShard) -> dict[str, Any]:
+    """A counter shard back to zero, only if it exists (no empty items are created)."""
+    return {
+        "TableName": table,
+        "Key": to_item(counter_key(item)),
+        "UpdateExpression": "SET n = :zero REMOVE tickets",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeValues": {":zero": {"N": "0"}},
+    }
+
+
 def open_items(table: str, incident: Incident) -> list[dict[str, Any]]:
     """The incident record and its (model, code) pointer, both only if new."""
     record = {

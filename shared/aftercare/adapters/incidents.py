@@ -21,6 +21,7 @@ from aftercare.adapters.incident_items import (
     link_earlier_items,
     message_update,
     open_items,
+    reset_update,
     stats_from_item,
     stats_key,
     status_items,
@@ -84,6 +85,18 @@ class DynamoIncidentStore:
             counts[window] += int(item.get("n", 0))
             tickets.update(item.get("tickets", []))
         return StormTally(counts=counts, ticket_ids=sorted(tickets))
+
+    def reset_storm(self, model: str, code: str, windows: Sequence[int], shards: int) -> None:
+        """Zero the counter shards of `windows` (those that exist): a resolved storm's counts
+        do not reopen an incident at the next report."""
+        for window in windows:
+            for shard in range(shards):
+                item = CounterShard(model=model, code=code, window=window, shard=shard)
+                try:
+                    self.ddb.update_item(**reset_update(self.table, item))
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != CONDITION_FAILED:
+                        raise
 
     # ------------------------------------------------------------------ opening, joining
 

@@ -28,6 +28,7 @@ from aftercare.domain.incidents import (
     IncidentPolicy,
     IncidentStats,
     IncidentStatus,
+    window_of,
 )
 from aftercare.domain.ports import CommandPublisher, DiagnosticsStore
 from aftercare.domain.ports.incidents import IncidentNotFound, IncidentReads
@@ -85,6 +86,8 @@ class IncidentView(BaseModel):
 
 class IncidentStore(IncidentReads, Protocol):
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None: ...
+
+    def reset_storm(self, model: str, code: str, windows: Sequence[int], shards: int) -> None: ...
 
 
 class TicketBatch(Protocol):
@@ -150,6 +153,12 @@ class IncidentDesk:
             }
         )
         self.incidents.set_status(resolved, IncidentStatus.MITIGATING)
+        # the storm is fixed: its counts must not reopen an incident at the next report
+        minutes = self.policy.detection.window_minutes
+        window = window_of(now, minutes)
+        self.incidents.reset_storm(
+            incident.model, incident.fault_code, [window, window - 1], self.policy.detection.shards
+        )
         view = self.show(who, incident_id)
         return view.model_copy(update={"campaign": campaign})
 
