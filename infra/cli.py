@@ -31,6 +31,7 @@ from infra.cli_dlq import dlq_app
 from infra.cli_field import bookings_app, engineers_app, tickets_book, tickets_slots
 from infra.cli_guides import assist, guides_app
 from infra.cli_health import devices_health
+from infra.cli_incidents import incidents_app
 from infra.cli_jobs import jobs_app
 from infra.cli_kpis import kpis_command
 from infra.cli_notifications import followups_app, notifications_app, surveys_app
@@ -105,6 +106,7 @@ app.add_typer(symptoms_app, name="symptoms")
 app.add_typer(tasks_app, name="tasks")
 # Service KPIs (issue 14).
 app.command("kpis")(kpis_command)
+app.add_typer(incidents_app, name="incidents")
 # Guides the device confirms and the answer service (issue 13).
 app.add_typer(guides_app, name="guides")
 app.command("assist")(stack_command(assist))

@@ -37,6 +37,7 @@ from devices.scenario import DeviceSpec, OfflineEpisode, Scenario, Storm
 from infra.cli_output import print_summary
 from infra.demo_field import field_phase
 from infra.diag_summary import diagnostics_summary
+from infra.incident_summary import incident_summary
 from infra.kpi_summary import kpi_summary
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
@@ -95,7 +96,10 @@ def demo_scenario(duration_s: float, seed: int) -> Scenario:
         duration_s=duration_s,
         fault_rate=3.0,
         duplicate_rate=0.15,
-        storms=[Storm(code="FW-CRASHLOOP", at_s=duration_s * 0.4, device_share=0.5)],
+        # half the fleet's sensors drift after a firmware update (a component reset clears it):
+        # ~30 devices of each model the fleet has (AC-HP, EV-CH for the first 120) cross the
+        # incident threshold (20 per model and code), so each model's storm is one incident
+        storms=[Storm(code="SENSOR-DRIFT", at_s=duration_s * 0.4, device_share=0.5)],
         offline=[
             OfflineEpisode(
                 at_s=duration_s * 0.15,
@@ -300,6 +304,7 @@ def summarise(
 ) -> dict[str, Any]:
     tickets = store_of(target).list_tickets()
     parked = parked_store_of(target).list()
+    incidents = incident_summary(target)
     accepted = sum(t.occurrences for t in tickets)
     parts = parts_summary(target)
     rejects = Counter(str(p["reason"]) for p in parked)
@@ -330,6 +335,12 @@ def summarise(
         "notifications": notification_summary(target),
         "kpis": kpi_summary(target),
         "storm_faults": fleet.storm_faults,
+        "fleet_incidents": len(incidents),
+        "incident_children": sum(i["children"] for i in incidents),
+        "incident_messages_saved": sum(i["messages_saved"] for i in incidents),
+        "incident_reservations_avoided": sum(i["reservations_avoided"] for i in incidents),
+        "incident_diagnostics_skipped": sum(i["diagnostics_skipped"] for i in incidents),
+        "incidents": incidents,
         "offline_faults_delivered_after_reconnect": fleet.offline_faults,
         "outbox_backlog_at_end": fleet.outbox_backlog,
         "fleet_seconds": timing["fleet"],

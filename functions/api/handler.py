@@ -30,6 +30,7 @@ from aftercare.api.field_routes import field_service
 from aftercare.api.field_routes import install as install_field_routes
 from aftercare.api.guide_routes import install as install_guide_routes
 from aftercare.api.guide_routes import self_service_deps
+from aftercare.api.incident_routes import install as install_incident_routes
 from aftercare.api.raised_routes import install as install_raised_routes
 from aftercare.api.raised_routes import raised_deps
 from aftercare.api.resolver import http_api
@@ -74,6 +75,7 @@ app = http_api(public_paths=["/openapi.json"])
 install_field_routes(app)  # slots, bookings, engineers (aftercare.api.field_routes)
 install_raised_routes(app)  # raise, classify, symptoms, tasks (aftercare.api.raised_routes)
 install_guide_routes(app)  # guides, self-service (aftercare.api.guide_routes)
+install_incident_routes(app)  # fleet incidents (aftercare.api.incident_routes)
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 

@@ -7,11 +7,14 @@ from functools import cache
 from typing import Any
 
 from aftercare.adapters.dynamodb import DynamoTicketStore
+from aftercare.adapters.incidents import DynamoIncidentStore
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.batch import ReportingBatchProcessor
+from aftercare.domain.incidents import load_incident_policy
 from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message
 from aftercare.domain.rules import load_catalog, load_policy
+from aftercare.domain.storms import StormWatch
 from aftercare.observability import logger, metrics, tracer
 from aftercare.runtime import entry_point
 from aftercare.settings import EnvSettings, load_settings
@@ -33,6 +36,7 @@ class Settings(EnvSettings):
     parked_table: str
     parked_payload_bucket: str
     inventory_table: str
+    incidents_table: str
     repeat_window_days: int
     hold_hours: int
 
@@ -44,6 +48,16 @@ class Deps:
             devices_table=settings.devices_table,
             customers_table=settings.customers_table,
             inventory_table=settings.inventory_table,
+            incidents_table=settings.incidents_table,
+        )
+        policy = load_incident_policy()
+        self.watch = StormWatch(
+            store=DynamoIncidentStore(
+                incidents_table=settings.incidents_table,
+                tickets_table=settings.tickets_table,
+                policy=policy,
+            ),
+            policy=policy,
         )
         self.parked = DynamoParkedStore(
             table=settings.parked_table, bucket=settings.parked_payload_bucket
@@ -80,6 +94,8 @@ def _count(outcome: IntakeOutcome) -> None:
     metrics.add_metric(name=OUTCOME_METRICS[outcome.kind], unit=MetricUnit.Count, value=1)
     if outcome.repeat_of:
         metrics.add_metric(name="RepeatTicketOpened", unit=MetricUnit.Count, value=1)
+    if outcome.incident_id:
+        metrics.add_metric(name="IncidentChildOpened", unit=MetricUnit.Count, value=1)
     if outcome.unclassified:
         metrics.add_metric(name="UnclassifiedTicketOpened", unit=MetricUnit.Count, value=1)
     # DEBUG, not INFO: at ~210 bytes a fault it was most of intake's CloudWatch Logs bill, and
@@ -97,6 +113,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         parked=d.parked,
         rules=d.rules,
         now=datetime.now(UTC),
+        watch=d.watch,
     )
     _count(outcome)
     return outcome.model_dump(mode="json")

@@ -15,6 +15,7 @@ from aftercare.domain.lifecycle import change_status
 from aftercare.models.tickets import TicketStatus
 
 from infra.bench.capacity import item_size, write_units
+from infra.seeding import demo_devices
 from tests.fakes.lambda_runtime import FakeContext, load_handler
 from tests.integration.intake_stack import (
     NOW,
@@ -56,12 +57,17 @@ def test_request_budget_new_fault_and_duplicate(intake, aws, calls):
     # When a new fault whose catalog entry needs no parts is processed
     invoke(intake, record(report("budget-0001", code="TEMP-HIGH")))
     new_fault = sum(calls.values())
+    updates = calls.get("UpdateItem", 0)
     calls.clear()
     # and the same fault is delivered again
     invoke(intake, record(report("budget-0001", code="TEMP-HIGH")))
     duplicate = sum(calls.values())
-    # Then the new fault costs at most 3 DynamoDB requests and the duplicate at most 2
-    assert new_fault <= 3, calls
+    # Then the new fault costs at most 4 DynamoDB requests and the duplicate at most 2: the
+    # fourth is the storm counter's one UpdateItem per new ticket (its shard of the window, or,
+    # while an incident is open, the incident's statistics shard); the incident pointer rides
+    # in the first BatchGetItem and a child's link in the ticket's transaction
+    assert new_fault <= 4, calls
+    assert updates == 1
     assert duplicate <= 2, calls
     assert len(store(aws).list_tickets(thing=THING)) == 1
 
@@ -69,11 +75,32 @@ def test_request_budget_new_fault_and_duplicate(intake, aws, calls):
 def test_request_budget_ticket_with_parts(intake, aws, calls):
     # When a new fault opens a ticket that reserves parts
     invoke(intake, record(report("budget-parts-1", code="COMP-SHORTCYCLE")))
-    # Then the whole open (ticket + holds) costs at most 5 DynamoDB requests
-    assert sum(calls.values()) <= 5, calls
+    # Then the whole open (ticket + holds) costs at most 6 DynamoDB requests (5 + the storm
+    # counter's UpdateItem, as above)
+    assert sum(calls.values()) <= 6, calls
     (ticket,) = store(aws).list_tickets(thing=THING)
     assert {p.sku for p in ticket.parts} == {"RELAY-COMP-30A", "CAP-RUN-45UF"}
     assert all(p.status == "held" for p in ticket.parts)
+
+
+def test_a_storm_opens_one_incident_and_a_child_keeps_the_budget(intake, aws, calls):
+    # Given 24 IC-300 devices that reported IO-MODULE-FAIL in the same minute (threshold 20)
+    fleet = [d for d in demo_devices() if d.model == "IC-300"][:25]
+    for device in fleet[:24]:
+        invoke(intake, record(report(f"storm-{device.thing}", code="IO-MODULE-FAIL"), device.thing))
+    calls.clear()
+    # When the 25th reports it
+    last = fleet[24]
+    invoke(intake, record(report(f"storm-{last.thing}", code="IO-MODULE-FAIL"), last.thing))
+    # Then it is a child of the one incident, and cost what any ticket with parts costs: the
+    # incident's statistics shard replaces the storm counter's UpdateItem
+    assert sum(calls.values()) <= 6 and calls["UpdateItem"] == 1, calls
+    tickets = [t for d in fleet for t in store(aws).list_tickets(thing=d.thing)]
+    assert len(tickets) == 25 and len({t.incident_id for t in tickets}) == 1
+    (child,) = [t for t in tickets if t.thing == last.thing]
+    assert child.incident_id is not None
+    detail = store(aws).get_ticket(child.ticket_id)
+    assert "incident_linked" in [e.kind for e in detail.timeline]
 
 
 def test_correlation_budget(intake, aws, calls):

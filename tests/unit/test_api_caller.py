@@ -54,9 +54,15 @@ BODIES = {
     "POST /devices/claim": {"serial": "RTX20259001", "code": "DEMO-CLAIM-0001"},
     "POST /devices/{thing}/transfer": {"release": True},
     "POST /assist": {"question": "fan not turning"},
+    "POST /incidents/{incident_id}/resolve": {"fix": "reset_component"},
 }
 # Path values that pass a route's own id pattern (validation runs before the caller is known).
-SAMPLE_IDS = {"booking_id": "B-0001abcd", "engineer_id": "E-0001abcd", "step": "3"}
+SAMPLE_IDS = {
+    "booking_id": "B-0001abcd",
+    "engineer_id": "E-0001abcd",
+    "incident_id": "INC-202612061200-00abcd",
+    "step": "3",
+}
 
 
 def test_an_id_token_of_an_engineer_is_staff():

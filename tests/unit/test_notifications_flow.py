@@ -304,6 +304,8 @@ def test_kinds_are_the_documented_ones() -> None:
         "booking_confirmed",
         "visit_reminder",
         "maintenance_advice",
+        "known_issue",
+        "fix_available",
     }
 
 
@@ -614,3 +616,48 @@ def test_the_handler_confirms_a_reschedule_again_and_a_redelivery_once(
 
 def days_from_now(days: int) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+
+
+class CountingIncident:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.saved = 0
+
+    def count_messages(self, incident_id: str, thing: str, *, saved: int, sent: int) -> None:
+        self.sent += sent
+        self.saved += saved
+
+
+def test_an_incident_tells_each_customer_once_and_counts_what_it_saved(world: World) -> None:
+    # Given a customer with three devices in one fleet incident
+    counter = CountingIncident()
+    world.notifier.incidents = counter
+    children = [ticket(f"T-{n}", incident_id="INC-1", thing=f"rt-x-000{n}") for n in (1, 2, 3)]
+    # When their child tickets open
+    outcomes = [world.change(None, child) for child in children]
+    # Then one known-issue message went out instead of three ticket-opened messages
+    assert [o[0].kind for o in outcomes] == ["known_issue"] * 3
+    assert [o[0].result for o in outcomes] == ["sent", "duplicate", "duplicate"]
+    (delivery,) = world.email.deliveries
+    assert "Known issue" in delivery.message.subject
+    # When the fleet fix resolves all three, after the digest window
+    later = NOON + 2 * WINDOW
+    for child in children:
+        world.change(child, resolved(child, how="fleet_fix", at=later), at=later)
+    # Then one fix-available message, no resolved messages and no surveys
+    assert [d.message.kind for d in world.email.deliveries] == ["known_issue", "fix_available"]
+    assert not world.store.surveys
+    # and the incident counted 2 sent and 7 saved: 2 ticket-opened messages, and 3 x (resolved
+    # + survey) less the one fix-available message
+    assert (counter.sent, counter.saved) == (2, 2 + 5)
+
+
+def test_a_ticket_linked_after_it_opened_hears_of_the_incident(world: World) -> None:
+    # Given a ticket opened (and announced) before the storm crossed its threshold
+    world.change(None, ticket())
+    # When intake links it to the incident
+    outcomes = world.change(ticket(), ticket(incident_id="INC-1", version=2))
+    # Then its customer gets the known-issue message too: in the digest, as they heard from us
+    # a moment ago (the digest and quiet-hours rules apply to incident messages as to any)
+    assert [(o.kind, o.result) for o in outcomes] == [("known_issue", "digested")]
+    assert [d.message.kind for d in world.email.deliveries] == ["ticket_opened"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from aftercare.adapters.aws import from_item, to_item
+from aftercare.adapters.incident_items import active_key
 from aftercare.adapters.inventory import part_key, routing_key, stock_from_item, stock_key
 from aftercare.adapters.ticket_items import (
     dedup_key,
@@ -62,18 +63,27 @@ class DynamoTicketStore(DynamoTicketReader):
         devices_table: str,
         customers_table: str,
         inventory_table: str | None = None,
+        incidents_table: str | None = None,
         ddb: Any | None = None,
     ) -> None:
         super().__init__(tickets_table=tickets_table, ddb=ddb)
         self.devices_table = devices_table
         self.customers_table = customers_table
         self.inventory_table = inventory_table
+        self.incidents_table = incidents_table
 
     def load_intake_context(self, thing: str, fault_code: str, fault_id: str) -> IntakeContext:
         request = intake_batch_get(
             self.devices_table, self.tickets_table, thing, fault_code, fault_id
         )
+        if self.incidents_table is not None:
+            # the code's open incidents by model, in the same read (eventually consistent:
+            # an incident opened a moment ago is seen by the next report)
+            request["RequestItems"][self.incidents_table] = {
+                "Keys": [to_item(active_key(fault_code))]
+            }
         found = self._batch_get(request)
+        active = found.get((self.incidents_table or "", active_key(fault_code)["pk"])) or {}
         device = found.get((self.devices_table, thing))
         lock = found.get((self.tickets_table, lock_key(thing, fault_code)["pk"]))
         last = found.get((self.tickets_table, last_resolution_key(thing, fault_code)["pk"]))
@@ -86,6 +96,7 @@ class DynamoTicketStore(DynamoTicketReader):
             last_resolution=LastResolution.model_validate(last) if last else None,
             seen=seen is not None,
             seen_in_ticket=seen.get("ticket_id") if seen else None,
+            active_incidents={k: str(v) for k, v in active.items() if k not in ("pk", "sk")},
         )
 
     def _batch_get(self, request: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -162,7 +173,9 @@ class DynamoTicketStore(DynamoTicketReader):
         return CustomerRecord.model_validate(from_item(item)) if item else None
 
     def open_ticket(self, plan: NewTicketPlan) -> None:
-        items = open_ticket_items(self.tickets_table, plan, self.inventory_table)
+        items = open_ticket_items(
+            self.tickets_table, plan, self.inventory_table, self.incidents_table
+        )
         transact(self.ddb, items, intake_error)
 
     def add_occurrence(self, plan: CorrelationPlan) -> None:

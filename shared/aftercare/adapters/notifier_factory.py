@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from aftercare.adapters.incidents import DynamoIncidentStore
 from aftercare.adapters.messaging import channel_senders
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.domain.composition import (
     Composer,
 )
+from aftercare.domain.incidents import load_incident_policy
 from aftercare.domain.notifier import Notifier, NotifierPolicy
 from aftercare.domain.pricing import load_price_table
 from aftercare.domain.templates import load_book
@@ -26,6 +28,7 @@ class NotifierSettings(EnvSettings):
     digest_window_seconds: int
     survey_delay_seconds: int
     survey_link_base: str
+    incidents_table: str
 
 
 def build_notifier(settings: NotifierSettings) -> Notifier:
@@ -44,5 +47,10 @@ def build_notifier(settings: NotifierSettings) -> Notifier:
         policy=NotifierPolicy(
             digest_window=timedelta(seconds=settings.digest_window_seconds),
             survey_delay=timedelta(seconds=settings.survey_delay_seconds),
+        ),
+        incidents=DynamoIncidentStore(
+            incidents_table=settings.incidents_table,
+            tickets_table=settings.tickets_table,
+            policy=load_incident_policy(),
         ),
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from aftercare.adapters.aws import to_attr, to_item
 from aftercare.adapters.escalation import REMOVE_ESCALATION, tracker_attributes
+from aftercare.adapters.incident_items import link_put
 from aftercare.adapters.inventory import (
     backorder_count,
     line_change_items,
@@ -52,7 +53,10 @@ from aftercare.models.visits import VisitOutcome, VisitRecord
 
 
 def open_ticket_items(
-    table: str, plan: NewTicketPlan, inventory_table: str | None = None
+    table: str,
+    plan: NewTicketPlan,
+    inventory_table: str | None = None,
+    incidents_table: str | None = None,
 ) -> list[TxItem]:
     """Lock, ticket, its first occurrence and timeline, the repeat link and the part holds
     (with their stock updates), each with what its condition failing means.
@@ -92,6 +96,10 @@ def open_ticket_items(
         if inventory_table is None:
             raise ValueError("part holds need the inventory table")
         items += _reservation_items(inventory_table, ticket.ticket_id, plan)
+    if plan.incident_link is not None:
+        if incidents_table is None:
+            raise ValueError("an incident child needs the incidents table")
+        items.append(TxItem(link_put(incidents_table, plan.incident_link), Failure.DUPLICATE))
     return items
 
 

@@ -103,6 +103,8 @@ def _decide(
         # timeline, and the customer's "I followed the guide" verification decides.
         return _Decision(outcome=Outcome.NO_ACTION)
     parts = suspected_parts(result.findings, ticket, catalog)
+    if record.purpose is Purpose.FLEET_FIX:
+        return _fleet_fix_decision(ticket, result)
     if record.purpose in (Purpose.VISIT_VERIFY, Purpose.SELF_SERVICE):
         return _confirmation_decision(ticket, record, result, parts)
     if record.purpose is Purpose.VERIFY or record.routine in REMEDY_ROUTINES:
@@ -126,6 +128,16 @@ def _confirmation_decision(
     if fixed:
         return _Decision(outcome=Outcome.SELF_SERVICE_FIXED, resolve=True)
     return _Decision(outcome=Outcome.SELF_SERVICE_FAILED, flag_onsite=True, parts=parts)
+
+
+def _fleet_fix_decision(ticket: Ticket, result: DiagnosticsResult) -> _Decision:
+    """A fleet fix campaign's answer: the device's word decides. Cleared (a reset that
+    remedied it, or a check that no longer finds the code): resolved. Not cleared: the ticket
+    stays as it was, on the normal path (its own diagnostics, parts, dispatch)."""
+    remedied = result.remedied and result.status is DiagnosticStatus.PASSED
+    if remedied or verified(ticket, result):
+        return _Decision(outcome=Outcome.FLEET_FIXED, resolve=True)
+    return _Decision(outcome=Outcome.FLEET_FIX_FAILED)
 
 
 def _remedy_decision(
@@ -219,6 +231,16 @@ def _plan_for(
     if settled.purpose is Purpose.VISIT_VERIFY:
         change = visit_closure(ticket, settled, decision, now)
         decision = decision.model_copy(update={"flag_onsite": decision.reopen and change is None})
+    elif decision.resolve and settled.purpose is Purpose.FLEET_FIX:
+        change = plan_status_change(
+            ticket,
+            TicketStatus.RESOLVED,
+            actor=SYSTEM_ACTOR,
+            reason=f"fleet fix of incident {ticket.incident_id} confirmed by diagnostics "
+            f"{settled.request_id}",
+            now=now,
+            resolution=Resolution.FLEET_FIX,
+        )
     elif decision.resolve:
         self_service = settled.purpose is Purpose.SELF_SERVICE
         how = "self-service fix" if self_service else "remote fix"

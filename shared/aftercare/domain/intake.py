@@ -16,16 +16,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
-from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
+from aftercare.domain.incidents import ChildDecision
+from aftercare.domain.intake_entries import (
+    incident_entry,
+    incident_link,
+    opened_entry,
+    parts_entry,
+    repeat_entry,
+    reported_entry,
+)
+from aftercare.domain.parts import OutOfStock, StockLevel, plan_reservations
 from aftercare.domain.ports import (
     CorrelationPlan,
-    CustomerRecord,
     DeviceRecord,
     DuplicateFault,
     IntakeContext,
@@ -37,6 +44,7 @@ from aftercare.domain.ports import (
     RequestMark,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
+from aftercare.domain.storms import StormWatch
 from aftercare.domain.tickets import Ticket, TicketFlag, ticket_id_for
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import MAX_FAULT_PAYLOAD_BYTES, FaultEnvelope, FaultReport
@@ -69,6 +77,7 @@ class IntakeOutcome(BaseModel):
     repeat_of: str | None = None
     occurrences: int | None = None
     unclassified: bool = False
+    incident_id: str | None = None
     reason: RejectReason | None = None
     detail: str | None = None
 
@@ -174,8 +183,12 @@ def plan_new_ticket(
     origin: Origin | None = None,
     request: RequestMark | None = None,
     follow_up: FollowUp | None = None,
+    child: ChildDecision | None = None,
 ) -> NewTicketPlan:
-    """Classify, prioritise, schedule and reserve parts for a report with no active ticket."""
+    """Classify, prioritise, schedule and reserve parts for a report with no active ticket.
+
+    A `child` of an open fleet incident holds only the parts the incident's policy let it
+    hold, is auto-diagnosed only when sampled, and is linked to the incident."""
     origin = origin or Origin.device(device.thing)
     customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
@@ -190,7 +203,7 @@ def plan_new_ticket(
     reservation = plan_reservations(
         ticket_id=ticket_id,
         model=device.model,
-        wanted=wanted_parts(catalog_entry),
+        wanted=child.wanted if child else wanted_parts(catalog_entry),
         parts=opening.parts,
         routing=opening.routing,
         stock=stock,
@@ -227,7 +240,8 @@ def plan_new_ticket(
         sla_resolution_due=received_at + sla.resolution,
         routine=entry.routine,
         remote_fixable=entry.remote_fixable,
-        auto_diagnose=entry.auto_diagnose,
+        auto_diagnose=entry.auto_diagnose and (child is None or child.diagnose),
+        incident_id=child.incident_id if child else None,
         flags=[TicketFlag.NEEDS_ONSITE_DISPATCH] if entry.always_onsite else [],
         suggested_parts=[p.model_dump() for p in entry.parts],
         catalog_version=rules.catalog.version,
@@ -238,9 +252,11 @@ def plan_new_ticket(
         raised_by=origin.raised_by,
         preferred_contact=origin.preferred_contact,
     )
-    timeline = [_opened_entry(ticket, customer, catalog_entry, received_at)]
+    timeline = [opened_entry(ticket, customer, catalog_entry, received_at)]
     if reservation.lines or reservation.notes:
-        timeline.append(_parts_entry(reservation, received_at))
+        timeline.append(parts_entry(reservation, received_at))
+    if child is not None:
+        timeline.append(incident_entry(child, entry.auto_diagnose, received_at))
     task = follow_up(ticket) if follow_up else None
     return NewTicketPlan(
         task=task[0] if task else None,
@@ -249,12 +265,13 @@ def plan_new_ticket(
         occurrence=occurrence,
         timeline=timeline,
         dedup_expires_at=_dedup_expiry(rules.policy, received_at),
-        repeat_entry=_repeat_entry(ticket, received_at) if repeat_of else None,
+        repeat_entry=repeat_entry(ticket, received_at) if repeat_of else None,
         repeat_visit=context.last_resolution.visit_id
         if repeat_of and context.last_resolution
         else None,
         reservation=reservation,
         escalation=first_tracker(ticket, load_escalation()),
+        incident_link=incident_link(ticket, child, received_at) if child else None,
         request=request.settled(ticket_id, "opened", _dedup_expiry(rules.policy, received_at))
         if request
         else None,
@@ -263,68 +280,6 @@ def plan_new_ticket(
 
 def wanted_parts(entry: CatalogEntry | None) -> list[WantedPart]:
     return [WantedPart(sku=p.sku, qty=p.qty) for p in entry.parts] if entry else []
-
-
-def _parts_entry(reservation: ReservationPlan, at: datetime) -> TimelineEntry:
-    detail: dict[str, Any] = {
-        "held": [
-            {
-                "sku": line.sku,
-                "qty": line.qty,
-                "warehouse": line.warehouse,
-                "unit_price": line.unit_price,
-                "hold_expires_at": str(line.hold_expires_at),
-            }
-            for line in reservation.held
-        ],
-        "backordered": [{"sku": line.sku, "qty": line.qty} for line in reservation.backordered],
-    }
-    if reservation.notes:
-        detail["notes"] = reservation.notes
-    return TimelineEntry(at=at, kind="parts_reserved", actor="fault-intake", detail=detail)
-
-
-def _opened_entry(
-    ticket: Ticket,
-    customer: CustomerRecord | None,
-    catalog_entry: CatalogEntry | None,
-    at: datetime,
-) -> TimelineEntry:
-    detail: dict[str, Any] = {
-        "severity": ticket.severity.value,
-        "priority": ticket.priority,
-        "customer_tier": ticket.customer_tier,
-        "in_warranty": ticket.in_warranty,
-        "sla_response_due": ticket.sla_response_due.isoformat(),
-        "sla_resolution_due": ticket.sla_resolution_due.isoformat(),
-        "catalog_version": ticket.catalog_version,
-        "policy_version": ticket.policy_version,
-        "channel": ticket.channel.value,
-        "raised_by": ticket.raised_by,
-    }
-    if ticket.preferred_contact:
-        detail["preferred_contact"] = ticket.preferred_contact
-    if ticket.repeat_of:
-        detail["repeat_of"] = ticket.repeat_of
-    if catalog_entry is None and ticket.channel is not Channel.DEVICE:
-        detail["unclassified"] = "free-text report; needs triage (classify with a catalog code)"
-    elif catalog_entry is None:
-        detail["unclassified"] = "fault code not in catalog; needs triage"
-    elif ticket.model not in catalog_entry.models:
-        detail["model_mismatch"] = f"catalog does not list {ticket.fault_code} for {ticket.model}"
-    if customer is None:
-        detail["customer_missing"] = f"no customer record {ticket.customer_id}; standard tier used"
-    actor = "fault-intake" if ticket.channel is Channel.DEVICE else str(ticket.raised_by)
-    return TimelineEntry(at=at, kind="opened", actor=actor, detail=detail)
-
-
-def _repeat_entry(ticket: Ticket, at: datetime) -> TimelineEntry:
-    return TimelineEntry(
-        at=at,
-        kind="repeat_reported",
-        actor="fault-intake",
-        detail={"new_ticket": ticket.ticket_id, "fault_code": ticket.fault_code},
-    )
 
 
 def plan_correlation(
@@ -342,7 +297,7 @@ def plan_correlation(
     takes_latest = report.occurred_at >= lock.last_seen
     expires_at = _dedup_expiry(rules.policy, received_at)
     return CorrelationPlan(
-        entry=None if origin.channel is Channel.DEVICE else _reported_entry(report, origin),
+        entry=None if origin.channel is Channel.DEVICE else reported_entry(report, origin),
         request=request.settled(lock.ticket_id, "already_being_handled", expires_at)
         if request
         else None,
@@ -358,28 +313,17 @@ def plan_correlation(
     )
 
 
-def _reported_entry(report: FaultReport, origin: Origin) -> TimelineEntry:
-    """A person reported what the ticket is already about (it becomes an occurrence)."""
-    detail: dict[str, Any] = {
-        "channel": origin.channel.value,
-        "raised_by": origin.raised_by,
-        "fault_code": report.code,
-        "fault_id": report.fault_id,
-    }
-    if report.message:
-        detail["description"] = report.message
-    if origin.preferred_contact:
-        detail["preferred_contact"] = origin.preferred_contact
-    return TimelineEntry(
-        at=report.occurred_at, kind="reported_again", actor=origin.raised_by, detail=detail
-    )
-
-
 # --------------------------------------------------------------------------- the use case
 
 
-def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules) -> IntakeOutcome:
-    """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`."""
+def intake_fault(
+    envelope: FaultEnvelope,
+    store: IntakeStore,
+    rules: IntakeRules,
+    watch: StormWatch | None = None,
+) -> IntakeOutcome:
+    """Apply one delivered fault report. Raises nothing for bad input: returns `rejected`.
+    With a `watch`, new tickets are counted for storm detection and join an open incident."""
     received_at = received_time(envelope)
     try:
         report = decode_report(envelope, rules.policy, received_at)
@@ -390,7 +334,16 @@ def intake_fault(envelope: FaultEnvelope, store: IntakeStore, rules: IntakeRules
             reason=rejection.reason,
             detail=rejection.detail,
         )
-    return apply_report(report, envelope.thing, store, rules, received_at)
+    return apply_report(report, envelope.thing, store, rules, received_at, watch=watch)
+
+
+class _Attempts:
+    """What one report's attempts share: an incident child joins its incident's shard once,
+    however often stock or the lock moves and the report is planned again."""
+
+    def __init__(self, watch: StormWatch | None) -> None:
+        self.watch = watch
+        self.child: ChildDecision | None = None
 
 
 def apply_report(
@@ -403,17 +356,19 @@ def apply_report(
     origin: Origin | None = None,
     request: RequestMark | None = None,
     follow_up: FollowUp | None = None,
+    watch: StormWatch | None = None,
 ) -> IntakeOutcome:
     """Apply one valid report, from the device itself or raised by a person (`origin`, with
     the request's Idempotency-Key as `request`, a task to open with a new ticket as
     `follow_up`): a new ticket, an occurrence on the device's
     active ticket for the code, or nothing (a duplicate). Retries when the lock or stock
     moved between read and write."""
+    attempts = _Attempts(watch)
     for _ in range(MAX_LOCK_RETRIES):
         try:
             return _apply(
                 report, thing, store, rules, received_at,
-                origin=origin, request=request, follow_up=follow_up,
+                origin=origin, request=request, follow_up=follow_up, attempts=attempts,
             )  # fmt: skip
         except (LockConflict, OutOfStock):
             continue
@@ -442,6 +397,7 @@ def _apply(
     origin: Origin | None,
     request: RequestMark | None,
     follow_up: FollowUp | None = None,
+    attempts: _Attempts,
 ) -> IntakeOutcome:
     context = store.load_intake_context(thing, report.code, report.fault_id)
     if context.seen:
@@ -474,6 +430,10 @@ def _apply(
     opening = store.load_open_context(device.customer_id, device.region, skus)
     keys = [(sku, warehouse) for sku in skus for warehouse in opening.routing]
     stock = store.load_stock(keys) if keys else {}
+    child = _child(
+        report, device, context, attempts,
+        wanted=wanted, stock=stock, opening=opening, at=received_at,
+    )  # fmt: skip
     new = plan_new_ticket(
         report,
         device,
@@ -485,8 +445,12 @@ def _apply(
         origin=origin,
         request=request,
         follow_up=follow_up,
+        child=child,
     )
     store.open_ticket(new)
+    incident_id = child.incident_id if child else None
+    if attempts.watch is not None and child is None:
+        incident_id = attempts.watch.after_open(new.ticket, received_at)
     return IntakeOutcome(
         kind=OutcomeKind.OPENED,
         thing=thing,
@@ -496,4 +460,35 @@ def _apply(
         repeat_of=new.ticket.repeat_of,
         occurrences=1,
         unclassified=new.ticket.unclassified,
+        incident_id=incident_id,
     )
+
+
+def _child(
+    report: FaultReport,
+    device: DeviceRecord,
+    context: IntakeContext,
+    attempts: _Attempts,
+    *,
+    wanted: list[WantedPart],
+    stock: dict[tuple[str, str], StockLevel],
+    opening: OpenContext,
+    at: datetime,
+) -> ChildDecision | None:
+    """The child decision when an incident is open for the device's model and this code."""
+    watch = attempts.watch
+    incident_id = context.active_incidents.get(device.model)
+    if watch is None or incident_id is None:
+        return None
+    if attempts.child is None or attempts.child.incident_id != incident_id:
+        attempts.child = watch.child(
+            incident_id,
+            ticket_id=ticket_id_for(device.thing, report.fault_id),
+            device=device,
+            firmware=report.firmware,
+            wanted=wanted,
+            stock=stock,
+            routing=opening.routing,
+            at=at,
+        )
+    return attempts.child

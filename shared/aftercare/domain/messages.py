@@ -9,6 +9,7 @@ from aftercare.domain.inbound import RejectReason
 from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind, intake_fault
 from aftercare.domain.parking import FAULTS, receive
 from aftercare.domain.ports import IntakeStore, ParkedStore
+from aftercare.domain.storms import StormWatch
 from aftercare.models.payloads import FaultEnvelope
 
 
@@ -20,11 +21,12 @@ def handle_fault_message(
     parked: ParkedStore,
     rules: IntakeRules,
     now: datetime,
+    watch: StormWatch | None = None,
 ) -> IntakeOutcome:
     """Apply one fault-queue message; park it when it is rejected."""
 
     def apply(envelope: FaultEnvelope) -> IntakeOutcome:
-        return intake_fault(envelope, store, rules)
+        return intake_fault(envelope, store, rules, watch)
 
     def refuse(reason: RejectReason, detail: str) -> IntakeOutcome:
         return IntakeOutcome(kind=OutcomeKind.REJECTED, thing="", reason=reason, detail=detail)

@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     BOOKING_CONFIRMED = "booking_confirmed"  # a visit was booked (or rescheduled)
     VISIT_REMINDER = "visit_reminder"  # the day before the visit
     MAINTENANCE_ADVICE = "maintenance_advice"  # a maintenance rule fired on the telemetry
+    KNOWN_ISSUE = "known_issue"  # the ticket is a child of a fleet incident (once per customer)
+    FIX_AVAILABLE = "fix_available"  # the fleet incident's fix cleared it (once per customer)
 
 
 DIGEST_KIND = "digest"
@@ -58,11 +60,19 @@ VISIT_KINDS = frozenset(
 )
 # Bad news about a critical fault cannot wait for the morning; good news and surveys can.
 URGENT_KINDS = frozenset(
-    {EventKind.TICKET_OPENED, EventKind.TICKET_CLASSIFIED, EventKind.ONSITE_VISIT_NEEDED}
+    {
+        EventKind.TICKET_OPENED,
+        EventKind.TICKET_CLASSIFIED,
+        EventKind.ONSITE_VISIT_NEEDED,
+        EventKind.KNOWN_ISSUE,
+    }
 )
 # Messages that introduce the ticket's fault to the customer: what we are doing about it (the
 # diagnostics running) and, for a self-serviceable code, the guide.
 OPENING_KINDS = frozenset({EventKind.TICKET_OPENED, EventKind.TICKET_CLASSIFIED})
+# Fleet incident messages: one per (incident, customer), however many of the customer's
+# devices are children (keyed by the incident, the customer as the occasion).
+INCIDENT_KINDS = frozenset({EventKind.KNOWN_ISSUE, EventKind.FIX_AVAILABLE})
 
 
 class NotificationState(StrEnum):
@@ -92,10 +102,12 @@ def events_for_change(old: Ticket | None, new: Ticket | None) -> list[EventKind]
     if new is None:
         return []
     if old is None:
-        return [EventKind.TICKET_OPENED]
+        return [EventKind.KNOWN_ISSUE if new.incident_id else EventKind.TICKET_OPENED]
     events: list[EventKind] = []
     if old.unclassified and not new.unclassified and new.active:
         events.append(EventKind.TICKET_CLASSIFIED)
+    if new.incident_id and not old.incident_id:  # linked to an incident opened after it
+        events.append(EventKind.KNOWN_ISSUE)
     if new.needs_onsite_dispatch and not old.needs_onsite_dispatch:
         events.append(EventKind.ONSITE_VISIT_NEEDED)
     if _visit_status(new) is BookingStatus.EN_ROUTE and _visit_status(old) is not (
@@ -103,9 +115,14 @@ def events_for_change(old: Ticket | None, new: Ticket | None) -> list[EventKind]
     ):
         events.append(EventKind.ENGINEER_EN_ROUTE)
     if new.status is TicketStatus.RESOLVED and old.status is not TicketStatus.RESOLVED:
-        remote = new.resolution is Resolution.REMOTE
-        events.append(EventKind.REMOTE_RESOLVED if remote else EventKind.RESOLVED)
+        events.append(_resolution_event(new.resolution))
     return events
+
+
+def _resolution_event(resolution: Resolution | None) -> EventKind:
+    if resolution is Resolution.FLEET_FIX:
+        return EventKind.FIX_AVAILABLE
+    return EventKind.REMOTE_RESOLVED if resolution is Resolution.REMOTE else EventKind.RESOLVED
 
 
 REMINDER_LEAD = timedelta(days=1)

@@ -23,7 +23,9 @@ from aftercare.domain.delivery import (
     send_via_channels,
     sent_channel,
 )
+from aftercare.domain.incident_notices import incident_notice
 from aftercare.domain.notifications import (
+    INCIDENT_KINDS,
     REMINDER_LEAD,
     VISIT_KINDS,
     AttemptRecord,
@@ -77,7 +79,10 @@ class Notifier(Router):
             return []
         facts = TicketSummary.of(new)
         outcomes = [
-            self.notify(kind, facts, now, occasion=occasion_of(kind, new)) for kind in kinds
+            incident_notice(self, kind, facts, now, opened=old is None)
+            if kind in INCIDENT_KINDS
+            else self.notify(kind, facts, now, occasion=occasion_of(kind, new))
+            for kind in kinds
         ]
         if RESOLUTION_KINDS & set(kinds):
             outcomes.append(self.schedule_survey(facts, now))

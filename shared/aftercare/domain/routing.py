@@ -31,6 +31,7 @@ from aftercare.domain.notifications import (
     NotificationState,
     Outcome,
 )
+from aftercare.domain.ports.incidents import IncidentMessages
 from aftercare.domain.ports.notifications import ChannelSender, NotificationStore
 from aftercare.domain.preferences import Channel, NotificationProfile
 from aftercare.domain.templates import RenderedMessage
@@ -48,11 +49,13 @@ class Router:
         senders: Mapping[Channel, ChannelSender],
         composer: Composer,
         policy: NotifierPolicy,
+        incidents: IncidentMessages | None = None,
     ) -> None:
         self.store = store
         self.senders = senders
         self.composer = composer
         self.policy = policy
+        self.incidents = incidents  # where fleet incident messages are counted
 
     # ------------------------------------------------------------------ routing
 

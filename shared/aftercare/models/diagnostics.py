@@ -29,6 +29,7 @@ class Purpose(StrEnum):
     VISIT_VERIFY = "visit_verify"  # after an engineer's visit: is the fault gone?
     SELF_SERVICE = "self_service"  # the customer followed a guide: is the fault gone?
     GUIDE_STEP = "guide_step"  # a guide step's device routine, run for the customer
+    FLEET_FIX = "fleet_fix"  # a fleet incident's fix campaign: did it clear this device?
 
 
 class Outcome(StrEnum):
@@ -43,6 +44,8 @@ class Outcome(StrEnum):
     VISIT_UNVERIFIED = "visit_unverified"  # no answer: resolved on the engineer's word
     SELF_SERVICE_FIXED = "self_service_fixed"  # the device confirms the guide fixed it
     SELF_SERVICE_FAILED = "self_service_failed"  # the fault is still there: towards dispatch
+    FLEET_FIXED = "fleet_fixed"  # the incident's fix cleared it: resolved `fleet_fix`
+    FLEET_FIX_FAILED = "fleet_fix_failed"  # still faulty: the ticket stays on the normal path
 
 
 class Routine(StrEnum):

@@ -84,6 +84,7 @@ class Resolution(StrEnum):
     REMOTE = "remote"
     ON_SITE = "on_site"
     SELF_SERVICE = "self_service"  # the customer followed a guide and the device confirmed it
+    FLEET_FIX = "fleet_fix"  # its fleet incident's fix (firmware, reset campaign) cleared it
 
 
 class TimelineEntry(BaseModel):
@@ -141,6 +142,7 @@ class TicketSummary(BaseModel):
     opened_at: AwareDatetime
     first_seen: AwareDatetime
     visit: VisitSummary | None = None  # its latest visit, as the engineer reported it
+    incident_id: str | None = None  # the fleet incident it is a child of
 
     @classmethod
     def of(cls, ticket: TicketSummary) -> TicketSummary:

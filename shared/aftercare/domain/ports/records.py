@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aftercare.domain.incidents import IncidentLink
 from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import PartsLine
@@ -69,6 +70,8 @@ class IntakeContext(_Record):
         default=None, description="ticket id recorded for this (thing, fault_id), if any"
     )
     seen: bool = False
+    # model -> open fleet incident for the report's code (the incidents table's pointer item)
+    active_incidents: dict[str, str] = Field(default_factory=dict)
 
 
 class OpenContext(_Record):
@@ -124,6 +127,7 @@ class NewTicketPlan(_Record):
     request: RequestMark | None = None  # the Idempotency-Key of a person's request, if any
     task: Task | None = None  # a staff task opened with the ticket (a VIP callback)
     task_entry: TimelineEntry | None = None  # the task's timeline entry
+    incident_link: IncidentLink | None = None  # a child of an open fleet incident
 
 
 class CorrelationPlan(_Record):
