@@ -26,7 +26,7 @@ from infra.local.provision import provision
 from infra.local.provision_context import AwsClients, moto_client
 from infra.local.seed import seed_demo
 from infra.local.template import load_template
-from infra.seeding import demo_devices, stock_item
+from infra.seeding import demo_devices, stock_items
 from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,11 +65,11 @@ def envelope(thing: str, n: int) -> FaultEnvelope:
 
 
 def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None:
-    # Given 4 PSUs in the only warehouse serving ap-east, and 30 devices there
+    # Given 4 PSUs in the only warehouse serving ap-east, one on each of the part's 4 stock
+    # shards, and 30 devices there
     inventory = stack["resources"]["InventoryTable"]
-    stack["clients"].dynamodb.put_item(
-        TableName=inventory, Item=to_item(stock_item("PSU-240-A", "WH-SHA", 4, 1))
-    )
+    for item in stock_items("PSU-240-A", "WH-SHA", 4, 1, shards=4):
+        stack["clients"].dynamodb.put_item(TableName=inventory, Item=to_item(item))
     things = [d.thing for d in demo_devices() if d.region == "ap-east"][:30]
     rules = IntakeRules(
         catalog=load_catalog(), policy=load_policy(), repeat_window=timedelta(days=30)
