@@ -95,3 +95,12 @@ def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None
     level = next(i for i in reader.stock() if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA"))
     assert (level["on_hand"], level["held"], level["available"]) == (4, 4, 0)
     assert level["backordered"] == 26
+    # And each shard's unit went to exactly one ticket: every shard holds one, none below zero
+    shards = [
+        i for i in reader.stock_shards() if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA")
+    ]
+    assert [(int(i["on_hand"]), int(i["held"]), int(i["available"])) for i in shards] == [
+        (1, 1, 0)
+    ] * 4
+    held_on = Counter(int(r["shard"]) for r in psu if r["status"] == "held")
+    assert held_on == {0: 1, 1: 1, 2: 1, 3: 1}
