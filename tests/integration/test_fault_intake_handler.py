@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aftercare.adapters.aws import client
 from aftercare.domain.lifecycle import change_status
+from aftercare.domain.parts import home_shard
 from aftercare.models.tickets import TicketStatus
 
 from infra.bench.capacity import item_size, write_units
@@ -74,6 +75,20 @@ def test_request_budget_ticket_with_parts(intake, aws, calls):
     (ticket,) = store(aws).list_tickets(thing=THING)
     assert {p.sku for p in ticket.parts} == {"RELAY-COMP-30A", "CAP-RUN-45UF"}
     assert all(p.status == "held" for p in ticket.parts)
+
+
+def test_request_budget_ticket_holding_a_sharded_part(intake, aws, calls):
+    # When a new fault opens a ticket needing PSU-240-A, whose stock is split over 4 shards
+    invoke(intake, record(report("budget-shard-1", code="PSU-OVERVOLT")))
+    # Then the open costs the same requests as an unsharded part: the shards are read in the
+    # BatchGetItem that read one stock item before (4 keys a warehouse instead of 1), and the
+    # hold writes one shard inside the ticket's transaction
+    assert sum(calls.values()) <= 5, calls
+    assert calls["BatchGetItem"] == 3 and calls["TransactWriteItems"] == 1, calls
+    (ticket,) = store(aws).list_tickets(thing=THING)
+    (line,) = ticket.parts
+    assert line.status == "held"
+    assert line.shard == home_shard(ticket.ticket_id, "PSU-240-A", 4)
 
 
 def test_correlation_budget(intake, aws, calls):
