@@ -142,3 +142,64 @@ def test_the_stock_watcher_subtracts_moves_between_shards() -> None:
     # A delivery
     delivered = {"on_hand": 5, "held": 0, "available": 5, "last_transfer": 0}
     assert watcher.shard_change(old, delivered) == (4, 4)
+
+
+def stream_record(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "eventID": "1",
+        "eventName": "MODIFY",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {"OldImage": to_item(before), "NewImage": to_item(after)},
+    }
+
+
+def test_the_stock_watcher_sees_a_sharded_part_s_crossing_once_and_ignores_moves(
+    ddb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+        DynamoDBRecord,
+    )
+
+    from tests.fakes.lambda_runtime import load_handler
+
+    events = boto3.client("events", region_name="us-east-1")
+    events.create_event_bus(Name="parts-test")
+    create_template_tables(ddb, ("TicketsTable",))
+    for name, value in {
+        "INVENTORY_TABLE": TABLE,
+        "EVENT_BUS_NAME": "parts-test",
+        "TICKETS_TABLE": "aftercare-tickets-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    watcher = load_handler("stock_watcher", "handler_stock_watcher_shards")
+    reader = InventoryReader(table=TABLE, ddb=ddb)
+
+    def change(delta: StockDelta, *more: StockDelta) -> list[dict[str, Any]]:
+        """Apply deltas in one transaction; the stream records of the shards they changed."""
+        before = {int(i["shard"]): i for i in shards(ddb)}
+        items = [stock_update(TABLE, d) for d in (delta, *more)]
+        transact(ddb, items, lambda c: OutOfStock())
+        after = {int(i["shard"]): i for i in shards(ddb)}
+        return [stream_record(before[d.shard], after[d.shard]) for d in (delta, *more)]
+
+    def handle(records: list[dict[str, Any]]) -> None:
+        for raw in records:
+            watcher.record_handler(DynamoDBRecord(raw))
+
+    # Given PSU-240-A at WH-A: 6 units over 4 shards (2, 2, 1, 1), reorder point 2
+    # When two holds of 2 take the warehouse from 6 to 4 (above the point), then to 2 (at it)
+    handle(change(StockDelta(sku=SKU, warehouse=WH, held=2, shard=0)))
+    assert reader.low_stock_events() == []
+    handle(change(StockDelta(sku=SKU, warehouse=WH, held=2, shard=1)))
+    # Then one low-stock event, for the warehouse's total, marked by the shard that crossed
+    (event,) = reader.low_stock_events()
+    assert (event["available"], event["shard"], event["published"]) == (2, 1, True)
+    assert event["sk"].endswith("#S1")
+    # And a move between shards (a top-up's donor and receiver) is neither a fall nor a crossing
+    handle(
+        change(
+            StockDelta(sku=SKU, warehouse=WH, on_hand=1, shard=2, transfer=1),
+            StockDelta(sku=SKU, warehouse=WH, on_hand=-1, shard=3, transfer=-1),
+        )
+    )
+    assert len(reader.low_stock_events()) == 1
