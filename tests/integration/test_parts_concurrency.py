@@ -18,8 +18,10 @@ from aftercare.adapters.aws import to_item
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.intake import IntakeRules, OutcomeKind, intake_fault
+from aftercare.domain.lifecycle import change_status
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.tickets import TicketStatus
 
 from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import provision
@@ -104,3 +106,31 @@ def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None
     ] * 4
     held_on = Counter(int(r["shard"]) for r in psu if r["status"] == "held")
     assert held_on == {0: 1, 1: 1, 2: 1, 3: 1}
+
+
+def test_cancelling_the_racers_returns_each_unit_to_the_shard_it_came_from(stack: dict) -> None:
+    # Given the 4 PSUs of the race above held by 4 tickets, one on each shard
+    inventory = stack["resources"]["InventoryTable"]
+    reader = InventoryReader(table=inventory, ddb=stack["clients"].dynamodb)
+    store = make_store(stack)
+    held = [r for r in reader.reservations() if r["sku"] == "PSU-240-A" and r["status"] == "held"]
+    assert sorted(int(r["shard"]) for r in held) == [0, 1, 2, 3]
+    # When their tickets are cancelled (the holds released in the status change's transaction)
+    for res in held:
+        change_status(
+            store,
+            res["ticket_id"],
+            TicketStatus.CANCELLED,
+            actor="test",
+            reason="race over",
+            now=datetime.now(UTC),
+        )
+    # Then every shard has its one unit available again, none held, and the books balance
+    shards = [
+        (int(i["shard"]), int(i["on_hand"]), int(i["held"]), int(i["available"]))
+        for i in reader.stock_shards()
+        if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA")
+    ]
+    assert shards == [(0, 1, 0, 1), (1, 1, 0, 1), (2, 1, 0, 1), (3, 1, 0, 1)]
+    mine = {r["reservation_id"]: r["status"] for r in reader.reservations()}
+    assert all(mine[r["reservation_id"]] == "released" for r in held)
