@@ -143,7 +143,7 @@ class PartsMachine(RuleBasedStateMachine):
         self.now = datetime.now(UTC)
         self.tickets: list[str] = []
 
-    @initialize(levels=st.lists(st.integers(0, 3), min_size=len(SKUS), max_size=len(SKUS)))
+    @initialize(levels=st.lists(st.integers(0, 5), min_size=len(SKUS), max_size=len(SKUS)))
     def scarce_stock(self, levels: list[int]) -> None:
         # Make stock scarce through the domain itself (state is shared across examples).
         current = {i["sku"]: i for i in self.reader.stock() if i["warehouse"] == "WH-SHA"}
@@ -188,7 +188,21 @@ class PartsMachine(RuleBasedStateMachine):
             self.tickets.append(outcome.ticket_id)
 
     def _ticket(self, data: st.DataObject) -> str | None:
-        return data.draw(st.sampled_from(self.tickets)) if self.tickets else None
+        """A ticket, half the time one holding a part (so releases, expiries and closes meet
+        holds on every shard, not mostly tickets with nothing held). The draws do not depend
+        on the shared database's state (hypothesis replays them): an index, taken modulo."""
+        prefer_held = data.draw(st.booleans())
+        pick = data.draw(st.integers(0, 10_000))
+        if not self.tickets:
+            return None
+        holding = [
+            t
+            for t in self.tickets
+            if prefer_held
+            and any(p.status == "held" for p in self.store.get_ticket(t).ticket.parts)
+        ]
+        choices = holding or self.tickets
+        return choices[pick % len(choices)]
 
     @rule(data=st.data(), how=st.sampled_from(["on_site", "remote", "cancel"]))
     def close(self, data: st.DataObject, how: str) -> None:

@@ -201,3 +201,42 @@ def test_any_adjustment_changes_the_total_by_exactly_its_amount(available, chang
     after = apply(stock, spread_change(stock, change))
     assert after.on_hand == stock.on_hand + change
     assert all(s.available >= 0 for s in after.shard_levels())
+
+
+def test_holding_a_backordered_line_on_the_shard_that_counted_it_names_the_item_once():
+    from aftercare.adapters.ticket_writes import parts_change_items
+    from aftercare.domain.ports import PartsChange
+    from aftercare.models.tickets import TimelineEntry
+
+    from tests.fakes.diagnostics import make_ticket
+
+    # Given a ticket whose PSU line was backordered, its count on shard 2 of WH-A
+    backordered = plan_reservations(
+        ticket_id="T-ABC",
+        model="AC-HP",
+        wanted=[WantedPart(sku="PSU-240-A", qty=1)],
+        parts={"PSU-240-A": PSU},
+        routing=["WH-A"],
+        stock={("PSU-240-A", "WH-A"): level(0, 0, 0, 0)},
+        now=NOW,
+        hold=timedelta(hours=72),
+    ).lines[0]
+    # When stock arrived and the engineer holds it, on that same shard
+    held = backordered.model_copy(update={"status": LineStatus.HELD})
+    delta = StockDelta(sku="PSU-240-A", warehouse="WH-A", held=1, shard=backordered.shard)
+    entry = TimelineEntry(at=NOW, kind="part_reserved", actor="e", detail={})
+    change = PartsChange(
+        ticket=make_ticket(),
+        changes=[],
+        entry=entry,
+        new_lines={0: held},
+        new_deltas=[delta],
+        replaced_lines={0: backordered},
+    )
+    items = [i.request for i in parts_change_items("tickets", "inventory", change)]
+    # Then the transaction names the shard item once: the hold and the settled backorder
+    keys = [str(next(iter(i.values()))["Key"]) for i in items if "Key" in next(iter(i.values()))]
+    assert len(keys) == len(set(keys))
+    (stock,) = [i["Update"] for i in items if "Update" in i and "on_hand" in str(i["Update"])]
+    assert "backordered :b" in stock["UpdateExpression"]
+    assert stock["ExpressionAttributeValues"][":b"] == {"N": "-1"}

@@ -93,26 +93,33 @@ def reservation_key(reservation_id: str) -> dict[str, str]:
     return {"pk": f"RES#{reservation_id}", "sk": "RES"}
 
 
-def stock_update(table: str, delta: StockDelta) -> TxItem:
+def stock_update(table: str, delta: StockDelta, backordered: int = 0) -> TxItem:
     """Apply a delta to its shard only while the result keeps the shard's available >= 0 (and
     the shard exists). `last_transfer` tells the stock watcher how much of the on_hand change
-    moved between shards (not a delivery, not a change of the warehouse's availability)."""
+    moved between shards (not a delivery, not a change of the warehouse's availability).
+    `backordered`: a backorder count change on the same shard item (a transaction may name an
+    item once: a backordered line held on the shard that counted its backorder)."""
+    count = ", backordered :b" if backordered else ""
+    values: dict[str, Any] = {
+        ":oh": to_attr(delta.on_hand),
+        ":h": to_attr(delta.held),
+        ":a": to_attr(delta.available),
+        ":one": to_attr(1),
+        ":t": to_attr(delta.transfer),
+        ":need": to_attr(delta.need),
+    }
+    if backordered:
+        values[":b"] = to_attr(backordered)
     update = {
         "Update": {
             "TableName": table,
             "Key": to_item(stock_key(delta.sku, delta.warehouse, delta.shard)),
             "UpdateExpression": (
-                "ADD on_hand :oh, held :h, available :a, version :one SET last_transfer = :t"
+                f"ADD on_hand :oh, held :h, available :a, version :one{count} "
+                "SET last_transfer = :t"
             ),
             "ConditionExpression": "attribute_exists(pk) AND available >= :need",
-            "ExpressionAttributeValues": {
-                ":oh": to_attr(delta.on_hand),
-                ":h": to_attr(delta.held),
-                ":a": to_attr(delta.available),
-                ":one": to_attr(1),
-                ":t": to_attr(delta.transfer),
-                ":need": to_attr(delta.need),
-            },
+            "ExpressionAttributeValues": values,
         }
     }
     return TxItem(update, Failure.OUT_OF_STOCK)
@@ -121,10 +128,14 @@ def stock_update(table: str, delta: StockDelta) -> TxItem:
 def backorder_count(table: str, line: PartsLine, change: int) -> TxItem:
     """Open backorder demand on the first-choice warehouse's stock shard the line names (no
     condition): a storm's backorders spread over the shards like its holds."""
+    return backorder_update(table, line.sku, str(line.warehouse), line.shard, change)
+
+
+def backorder_update(table: str, sku: str, warehouse: str, shard: int, change: int) -> TxItem:
     update = {
         "Update": {
             "TableName": table,
-            "Key": to_item(stock_key(line.sku, str(line.warehouse), line.shard)),
+            "Key": to_item(stock_key(sku, warehouse, shard)),
             "UpdateExpression": "ADD backordered :n",
             "ExpressionAttributeValues": {":n": to_attr(change)},
         }
