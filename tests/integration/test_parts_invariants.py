@@ -160,7 +160,7 @@ class PartsMachine(RuleBasedStateMachine):
         self._fault(self.store, thing, code)
 
     @rule(
-        things=st.lists(st.sampled_from(THINGS), min_size=2, max_size=4, unique=True),
+        things=st.lists(st.sampled_from(THINGS), min_size=2, max_size=3, unique=True),
         code=st.sampled_from(CODES),
     )
     def storm(self, things: list[str], code: str) -> None:
@@ -195,12 +195,8 @@ class PartsMachine(RuleBasedStateMachine):
         pick = data.draw(st.integers(0, 10_000))
         if not self.tickets:
             return None
-        holding = [
-            t
-            for t in self.tickets
-            if prefer_held
-            and any(p.status == "held" for p in self.store.get_ticket(t).ticket.parts)
-        ]
+        held = {r["ticket_id"] for r in self.reader.reservations() if r["status"] == "held"}
+        holding = [t for t in self.tickets if prefer_held and t in held]
         choices = holding or self.tickets
         return choices[pick % len(choices)]
 
@@ -261,7 +257,7 @@ class PartsMachine(RuleBasedStateMachine):
     @rule(sku=st.sampled_from(SKUS))
     def more_shards(self, sku: str) -> None:
         current = self.writer.shard_count(sku)
-        if current < 6:
+        if current < 4:
             self.writer.set_shard_count(sku, current + 1)
 
     @invariant()
@@ -296,8 +292,10 @@ class PartsMachine(RuleBasedStateMachine):
 
 
 PartsMachine.TestCase.settings = settings(
-    max_examples=6,
-    stateful_step_count=12,
+    # kept under the suite's 300 s per-test timeout on a loaded machine: moto copies a table
+    # for each transaction, and the shared world grows with every example
+    max_examples=4,
+    stateful_step_count=10,
     deadline=None,
     # The database is shared across examples, so shrinking could not replay a failure
     # faithfully: report the failing sequence as generated instead.
