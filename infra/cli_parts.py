@@ -156,3 +156,42 @@ def parts_adjust(
         writer, sku, warehouse, change, reason=reason, actor=actor, now=datetime.now(UTC)
     )
     emit({**level.model_dump(), "available": level.available}, True)
+
+
+SHARD_FIELDS = ["sku", "warehouse", "shard", "on_hand", "held", "available", "backordered"]
+
+
+@parts_app.command("shards")
+@stack_command
+def parts_shards(
+    sku: Positional,
+    count: Annotated[
+        int | None,
+        typer.Option(help="raise the part's stock shard count to this (new shards levelled)"),
+    ] = None,
+    *,
+    opts: StackOptions,
+) -> None:
+    """A part's stock shard items per warehouse; --count N raises how many it has."""
+    target = opts.target()
+    table, ddb = target.resource("InventoryTable"), target.client("dynamodb")
+    if count is not None:
+        try:
+            DynamoInventoryWriter(table=table, ddb=ddb).set_shard_count(sku, count)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--count") from exc
+    found = InventoryReader(table=table, ddb=ddb).stock_shards()
+    rows = [{k: item.get(k, 0) for k in SHARD_FIELDS} for item in found if item["sku"] == sku]
+    emit(rows, opts.json, SHARD_FIELDS)
+
+
+@parts_app.command("rebalance")
+@stack_command
+def parts_rebalance(sku: Positional, warehouse: Positional, *, opts: StackOptions) -> None:
+    """Level a part's available units over its stock shards at one warehouse (holds stay)."""
+    target = opts.target()
+    writer = DynamoInventoryWriter(
+        table=target.resource("InventoryTable"), ddb=target.client("dynamodb")
+    )
+    level = writer.rebalance(sku, warehouse)
+    emit({**level.model_dump(mode="json"), "available": level.available}, True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from aftercare.adapters.field_items import engineer_item, partner_item
+from aftercare.adapters.inventory import shard_item, split_quantity
 from aftercare.adapters.reference import DynamoReferenceWriter
 from aftercare.domain.ownership import code_hash
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
@@ -183,25 +184,21 @@ def demo_inventory() -> list[dict[str, Any]]:
             {"pk": f"REGION#{region}", "sk": "ROUTING", "region": region, "warehouses": warehouses}
         )
     for warehouse, levels in data["stock"].items():
-        for sku in data["parts"]:
+        for sku, part in data["parts"].items():
             level = levels.get(sku, levels["default"])
-            items.append(stock_item(sku, warehouse, level["on_hand"], level["reorder_point"]))
+            shards = int(part.get("stock_shards", 1))
+            items += stock_items(sku, warehouse, level["on_hand"], level["reorder_point"], shards)
     return items
 
 
-def stock_item(sku: str, warehouse: str, on_hand: int, reorder_point: int) -> dict[str, Any]:
-    return {
-        "pk": f"STOCK#{sku}",
-        "sk": f"WH#{warehouse}",
-        "sku": sku,
-        "warehouse": warehouse,
-        "on_hand": on_hand,
-        "held": 0,
-        "available": on_hand,
-        "reorder_point": reorder_point,
-        "backordered": 0,
-        "version": 0,
-    }
+def stock_items(
+    sku: str, warehouse: str, on_hand: int, reorder_point: int, shards: int = 1
+) -> list[dict[str, Any]]:
+    """A (sku, warehouse)'s opening stock as its shard items, the quantity split evenly."""
+    return [
+        shard_item(sku, warehouse, n, units, reorder_point)
+        for n, units in enumerate(split_quantity(on_hand, shards))
+    ]
 
 
 SMOKE_CUSTOMER_ID = "c-smoke"

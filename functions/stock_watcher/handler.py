@@ -45,10 +45,6 @@ class Deps:
         self.policy = ReorderPolicy(service_level=settings.service_level)
         self.waiting = DynamoWaitingTickets(tickets_table=settings.tickets_table)
 
-    def lead_time(self, sku: str) -> int:
-        part = self.reader.part(sku)
-        return int(part["lead_time_days"]) if part else 14
-
     def publish(self, event: LowStockEvent) -> str:
         return self.bus.publish(LOW_STOCK, event.model_dump(mode="json"))
 
@@ -56,6 +52,18 @@ class Deps:
 @cache
 def deps() -> Deps:
     return Deps(load_settings(Settings))  # values come from the environment
+
+
+def shard_change(old_raw: dict[str, Any] | None, new_item: dict[str, Any]) -> tuple[int, int]:
+    """(on_hand, available) change of a stock shard's record, without the units that only
+    moved between shards of the same (SKU, warehouse) (`last_transfer` of the update)."""
+    if not old_raw:
+        return 0, 0
+    old = from_item(old_raw)
+    moved = int(new_item.get("last_transfer", 0))
+    on_hand = int(new_item.get("on_hand", 0)) - int(old.get("on_hand", 0)) - moved
+    available = int(new_item.get("available", 0)) - int(old.get("available", 0)) - moved
+    return on_hand, available
 
 
 @tracer.capture_method
@@ -66,22 +74,34 @@ def record_handler(record: DynamoDBRecord) -> None:
         return
     new_item = from_item(new_raw)
     d = deps()
-    old = stock_from_item(from_item(old_raw)) if old_raw else None
-    new = stock_from_item(new_item)
-    if old is not None and new.on_hand > old.on_hand:  # a delivery
-        woken = wake_waiting(new.sku, d.waiting, now=datetime.now(UTC))
+    delivered, available_change = shard_change(old_raw, new_item)
+    if delivered > 0:  # a delivery (not a rebalance between shards)
+        woken = wake_waiting(new_item["sku"], d.waiting, now=datetime.now(UTC))
         if woken:
             logger.info("parts arrived: tickets back to dispatch", extra={"tickets": woken})
+    if old_raw is None or available_change >= 0:
+        return  # only a fall in availability crosses the reorder point
+    part = d.reader.part(new_item["sku"]) or {}
+    shard = int(new_item.get("shard", 0))
+    if int(part.get("stock_shards", 1)) > 1:
+        # the warehouse's availability is the sum of its shards: read them (consistently) and
+        # take this record's change back out for the level before it
+        new = d.writer.level(new_item["sku"], new_item["warehouse"])
+        new = new.model_copy(update={"version": int(new_item.get("version", 0))})
+        old = new.model_copy(update={"held": new.held + available_change})
+    else:
+        old, new = stock_from_item(from_item(old_raw)), stock_from_item(new_item)
     event = on_stock_change(
         old,
         new,
-        backordered=int(new_item.get("backordered", 0)),
-        lead_time_days=d.lead_time(new_item["sku"]),
+        backordered=new.backordered,
+        lead_time_days=int(part.get("lead_time_days", 14)),
         history=d.reader,
         sink=d.writer,
         publish=d.publish,
         policy=d.policy,
         now=datetime.now(UTC),
+        shard=shard,
     )
     if event is not None:
         metrics.add_metric(name="LowStockEvent", unit=MetricUnit.Count, value=1)

@@ -8,9 +8,10 @@ with `aftercare parts adjust`), and customers keep their edits.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from aftercare.adapters.inventory import DynamoInventoryWriter
 from aftercare.adapters.reference import DynamoReferenceWriter, ReferenceWriter
 
 from infra.seeding import (
@@ -48,6 +49,29 @@ def _seed_table(
         summary[outcome][item_kind(item)] += 1
 
 
+def keep_existing_stock_layout(
+    writer: ReferenceWriter, summary: dict[str, Counter[str]], shards_of: Callable[[str], int]
+) -> Iterator[dict[str, Any]]:
+    """The demo inventory, parts first. A part that already existed keeps its stock layout:
+    shard items beyond its stored `stock_shards` (`shards_of`) are not seeded, or they would
+    add units the reservations cannot see (a stack seeded before parts had shards).
+    `aftercare parts shards SKU --count N` shards an existing part (new shards empty, then
+    levelled)."""
+    existing: dict[str, int] = {}
+    for item in demo_inventory():
+        if item_kind(item) == "part":
+            created = writer.put_if_absent(item)
+            summary["created" if created else "unchanged"]["part"] += 1
+            if not created:
+                existing[item["sku"]] = shards_of(item["sku"])
+            continue
+        sku = str(item.get("sku"))
+        beyond = sku in existing and int(item.get("shard", 0)) >= existing[sku]
+        if item_kind(item) == "stock" and beyond:
+            continue
+        yield item
+
+
 def seed_stack(target: Target, *, with_demo_customers: bool = False) -> dict[str, Any]:
     """Parts, warehouses, routing, stock, the smoke-test customer (plus the demo customers) and
     the field engineers and partners;
@@ -55,7 +79,8 @@ def seed_stack(target: Target, *, with_demo_customers: bool = False) -> dict[str
     ddb = target.client("dynamodb")
     summary: dict[str, Counter[str]] = {"created": Counter(), "unchanged": Counter()}
     inventory = DynamoReferenceWriter(table=target.resource("InventoryTable"), key="pk", ddb=ddb)
-    _seed_table(inventory, demo_inventory(), summary)
+    shards_of = DynamoInventoryWriter(table=target.resource("InventoryTable"), ddb=ddb).shard_count
+    _seed_table(inventory, keep_existing_stock_layout(inventory, summary, shards_of), summary)
     customers = [smoke_customer().model_dump(mode="json")]
     if with_demo_customers:
         customers += customer_items(demo_customers())

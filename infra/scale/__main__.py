@@ -26,6 +26,13 @@ from infra.scale.settings import ROOT, TEMPLATE, read_settings
 from infra.scale.verdict import verdicts
 
 
+def storm_part_shards() -> int:
+    """The storm part's stock shards as shipped: the largest `stock_shards` of parts.yaml."""
+    from infra.seeding import parts_data
+
+    return max(int(p.get("stock_shards", 1)) for p in parts_data()["parts"].values())
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m infra.scale", description=__doc__)
     p.add_argument("--devices", type=int, required=True)
@@ -35,6 +42,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storm-minutes", type=int, default=10)
     p.add_argument("--storm-start", type=int, default=5, help="minute the storm starts")
     p.add_argument("--storm-warehouses", type=int, default=1)
+    p.add_argument(
+        "--stock-shards",
+        type=int,
+        default=storm_part_shards(),
+        help="stock shard items per warehouse of the storm's part (default: the largest "
+        "stock_shards in parts.yaml)",
+    )
     p.add_argument("--telemetry-every", type=float, default=300.0, metavar="SECONDS")
     p.add_argument("--design", choices=DESIGNS, default=TODAY)
     p.add_argument(
@@ -72,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         storm_minutes=args.storm_minutes,
         storm_start_minute=args.storm_start,
         storm_warehouses=args.storm_warehouses,
+        stock_shards=args.stock_shards,
         telemetry_every_s=args.telemetry_every,
         design=args.design,
         policy=IncidentPolicy(),

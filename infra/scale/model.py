@@ -10,8 +10,13 @@ Models, stated:
 - Transaction conflicts on one item: an item takes part in one transaction at a time and a
   transaction that meets another on it is cancelled (TransactionConflict) - a loss system
   with one server, so P(conflict) = rho / (1 + rho), rho = attempts/s x hold time (Erlang B
-  with one server, any hold-time distribution). A conflicted record is a batch item failure:
-  back after the visibility timeout, dead-lettered on its maxReceiveCount-th receive.
+  with one server, any hold-time distribution). The storm part's stock is split over
+  `stock_shards` shard items per warehouse (parts.yaml) and a reservation writes the shard its
+  ticket id hashes to, so each shard sees attempts/s / shards. Intake re-reads and retries a
+  conflicted transaction in the same invocation (MAX_LOCK_RETRIES attempts, each a fresh
+  attempt on the item: retries raise the attempt rate, solved as a fixed point); a record whose
+  attempts all conflict is a batch item failure: back after the visibility timeout,
+  dead-lettered on its maxReceiveCount-th receive.
 - Every rate is the minute's average: bursts within a minute are not modelled.
 """
 
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from aftercare.domain.intake import MAX_LOCK_RETRIES
 
 from infra.bench.cost import NOTIFIER
 from infra.scale.flow import (
@@ -54,6 +61,22 @@ def conflict_probability(attempts_per_s: float, hold_s: float) -> float:
     """P(an attempt meets a transaction in progress on the item): Erlang B, one server."""
     rho = attempts_per_s * hold_s
     return rho / (1 + rho)
+
+
+def record_conflict(
+    records_per_s: float, hold_s: float, attempts: int = MAX_LOCK_RETRIES
+) -> tuple[float, float]:
+    """(P(an attempt conflicts), P(all of a record's `attempts` conflict)) on one item taking
+    `records_per_s` records, each retried at once after a conflict: attempts/s = records/s x
+    (1 + p + ... + p^(attempts-1)), p = conflict_probability(attempts/s), a fixed point."""
+    p = conflict_probability(records_per_s, hold_s)
+    for _ in range(200):
+        tries = sum(p**i for i in range(attempts))
+        nxt = conflict_probability(records_per_s * tries, hold_s)
+        if abs(nxt - p) < 1e-12:
+            break
+        p = nxt
+    return p, p**attempts
 
 
 @dataclass
@@ -118,13 +141,16 @@ class Simulation:
         self._detect(m, storm)
         base = sc.baseline_faults_per_s * MINUTE_S
         hold_s = self.inputs.limits.assumptions["transaction_hold_ms"] / 1000
-        # issue 15 item 2: in that design stock writes go through the item's FIFO message
-        # group always, not only once an incident is open
+        # the incident design as modelled: stock writes through the item's FIFO message group
+        # always, not only once an incident is open
         serialised = sc.design == INCIDENT
-        warehouses = max(1, sc.storm_warehouses)
+        keys = max(1, sc.storm_warehouses) * max(1, sc.stock_shards)  # stock shard items
+
+        def attempt_conflict(per_s: float) -> float:
+            return 0.0 if serialised else record_conflict(per_s / keys, hold_s)[0]
 
         def hot_failure(per_s: float) -> float:
-            return 0.0 if serialised else conflict_probability(per_s / warehouses, hold_s)
+            return 0.0 if serialised else record_conflict(per_s / keys, hold_s)[1]
 
         intake_cap = self._sqs_cap(INTAKE, "FaultQueue")
         q = self.fault_queue.step(
@@ -135,6 +161,7 @@ class Simulation:
             lambda rate: self._in_flight(INTAKE, "FaultQueue", rate),
         )
         tickets = q.succeeded
+        hot_rate = q.processed_hot / MINUTE_S
         row: dict[str, float] = {
             "minute": m,
             "faults_per_s": (base + storm) / MINUTE_S,
@@ -143,10 +170,11 @@ class Simulation:
             "faultq_backlog": q.backlog,
             "faultq_in_flight": q.in_flight,
             "faultq_oldest_s": q.oldest_age_s,
-            "conflict_p": hot_failure(q.processed_hot / MINUTE_S) if q.processed_hot else 0.0,
+            "conflict_p": attempt_conflict(hot_rate) if hot_rate else 0.0,
+            "record_conflict_p": hot_failure(hot_rate) if hot_rate else 0.0,
             "dead_lettered": q.dead_lettered,
         }
-        row |= self._stock(q.succeeded_hot, q.processed_hot, warehouses)
+        row |= self._stock(q.succeeded_hot, q.processed_hot, keys, row["conflict_p"])
         diagnostics = self._diagnostics(row, tickets, q.succeeded_hot)
         row |= self._notifications(tickets, q.succeeded_hot)
         row |= self._iot(base + storm, diagnostics)
@@ -164,19 +192,26 @@ class Simulation:
         if undetected and self.storm_seen >= sc.policy.detect_devices:
             self.detected_minute = m
 
-    def _stock(self, held: float, attempts: float, warehouses: int) -> dict[str, float]:
-        """The storm part's stock item (per warehouse): every storm report writes it today
-        (a hold, or the backorder count once it is empty) inside the ticket's transaction."""
-        per_wh = held / warehouses / MINUTE_S
+    def _stock(self, held: float, records: float, keys: int, p: float) -> dict[str, float]:
+        """One stock shard item (its own partition key) of the storm part: every storm report
+        writes one shard (a hold, or the backorder count once it is empty) inside the ticket's
+        transaction; every attempt reads all shards of its warehouse (one BatchGetItem,
+        consistent: 1 RCU an item), so each shard key is read by every attempt."""
+        shards = max(1, self.scenario.stock_shards)
+        per_key = held / keys / MINUTE_S
         if not self._incident_open:
+            attempts = records * sum(p**i for i in range(MAX_LOCK_RETRIES))
+            wcu = per_key * TRANSACTIONAL_WRITE
             return {
-                "stock_wcu": per_wh * TRANSACTIONAL_WRITE,
-                "stock_rcu": attempts / warehouses / MINUTE_S,
+                "stock_wcu": wcu,
+                "stock_key_wcu_per_min": wcu * MINUTE_S,
+                "stock_rcu": attempts / (keys / shards) / MINUTE_S,
             }
         holds = min(held, self.stock_left)
         self.stock_left -= holds
         aggregated = 1.0 if held > holds else 0.0  # one backorder update a minute
-        return {"stock_wcu": (holds / warehouses + aggregated) / MINUTE_S, "stock_rcu": 0.0}
+        wcu = (holds / keys + aggregated) / MINUTE_S
+        return {"stock_wcu": wcu, "stock_key_wcu_per_min": wcu * MINUTE_S, "stock_rcu": 0.0}
 
     def _diagnostics(self, row: dict[str, float], tickets: float, storm_tickets: float) -> float:
         """Diagnostic round trips started this minute (AutoDiagnose reads the tickets stream)."""

@@ -55,6 +55,9 @@ class Scenario:
     # Warehouses the storm's devices are served from (routing by region): 1 is the worst case,
     # a regional product line.
     storm_warehouses: int = 1
+    # Stock shard items per (SKU, warehouse) of the storm's part (parts.yaml `stock_shards`;
+    # the CLI defaults to the largest count there).
+    stock_shards: int = 1
     design: str = TODAY
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 

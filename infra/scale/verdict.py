@@ -16,8 +16,8 @@ MAX_DEVICES = 10**10
 STEPS = 40
 POLICY_CONFLICT = Limit(
     key="policy_conflict",
-    name="policy: P(TransactionConflict) per attempt on one item <= 1% (issue 15: no healthy "
-    "report dead-lettered)",
+    name="policy: P(a report's transaction conflicts on every one of its in-process attempts) "
+    "<= 1% (issue 15: no healthy report dead-lettered)",
     value=0.01,
     unit="probability",
     adjustable=False,
@@ -80,8 +80,8 @@ def checks(limits: Limits, inputs: Inputs) -> list[Check]:
         ),
         Check("stream_use", stream, "tickets stream consumers (busiest)"),
         Check("lambda_conc_total", limits["lambda_account_concurrency"], "Lambda conc. total"),
-        Check("stock_wcu", limits["dynamodb_partition_writes"], "stock item WCU/s"),
-        Check("stock_rcu", limits["dynamodb_partition_reads"], "stock item RCU/s"),
+        Check("stock_wcu", limits["dynamodb_partition_writes"], "stock shard key WCU/s"),
+        Check("stock_rcu", limits["dynamodb_partition_reads"], "stock shard key RCU/s"),
         Check("open_gsi_wcu", limits["dynamodb_partition_writes"], "by_status 'open' WCU/s"),
         Check("diag_pending_wcu", limits["dynamodb_partition_writes"], "by_diag 'pending' WCU/s"),
         Check("bundle_wcu", limits["dynamodb_partition_writes"], "largest customer bundle WCU/s"),
@@ -90,7 +90,7 @@ def checks(limits: Limits, inputs: Inputs) -> list[Check]:
             "incident_counter_wcu", limits["dynamodb_partition_writes"], "incident counter WCU/s"
         ),
         Check("tickets_table_wru", limits["dynamodb_table_writes"], "tickets table WRU/s"),
-        Check("conflict_p", POLICY_CONFLICT, "P(conflict), stock item"),
+        Check("record_conflict_p", POLICY_CONFLICT, "P(every attempt conflicts), stock shard"),
         Check("email_per_s", limits["ses_send_rate"], "emails/s"),
         Check("total:email_messages", limits["ses_daily_quota"], "emails in the hour"),
         Check("sms_per_s", limits["sns_sms_rate"], "SMS/s"),

@@ -1,4 +1,5 @@
-"""Spare parts end to end: 30 devices fight over 4 power supplies through the whole stack."""
+"""Spare parts end to end: 30 devices fight over 4 power supplies through the whole stack; the
+PSU's stock is split over 4 shard items, and no shard is oversold."""
 
 from __future__ import annotations
 
@@ -72,3 +73,17 @@ def test_thirty_concurrent_faults_share_four_units(local_stack: Stack, tmp_path:
     for res in mine:  # no orphan: every reservation matches its ticket's parts line
         ticket = local_stack.tickets.get_ticket(res["ticket_id"]).ticket
         assert ticket.parts[int(res["line_index"])].status == res["status"]
+    # And per shard: never oversold, its holds are exactly the held reservations naming it, and
+    # the shards sum to the quantity the test set (4 available) minus the live holds
+    shards = [s for s in reader.stock_shards() if (s["sku"], s["warehouse"]) == (SKU, WAREHOUSE)]
+    assert len(shards) == 4
+    live = [r for r in reader.reservations() if (r["sku"], r["warehouse"]) == (SKU, WAREHOUSE)]
+    live = [r for r in live if r["status"] == "held"]
+    for shard in shards:
+        on_hand, held, available = (int(shard[k]) for k in ("on_hand", "held", "available"))
+        assert available >= 0 and on_hand == available + held, shard
+        on_it = [r for r in live if int(r.get("shard", 0)) == int(shard["shard"])]
+        assert held == sum(int(r["qty"]) for r in on_it), shard
+    assert sum(int(s["available"]) for s in shards) == 4 - sum(
+        int(r["qty"]) for r in mine if r["status"] == "held"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from aftercare.domain.parts import OutOfStock, PartInfo, StockDelta, StockLevel
@@ -66,7 +67,10 @@ class FakeTicketStore:
             parts={sku: self.parts[sku] for sku in skus if sku in self.parts},
         )
 
-    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
+    def load_stock(
+        self, keys: list[tuple[str, str]], shards: Mapping[str, int] | None = None
+    ) -> dict[tuple[str, str], StockLevel]:
+        """Unsharded levels: every delta is on shard 0, the level's totals."""
         self.requests += 1
         return {k: self.stock[k] for k in keys if k in self.stock}
 

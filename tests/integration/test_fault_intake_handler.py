@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aftercare.adapters.aws import client
 from aftercare.domain.lifecycle import change_status
+from aftercare.domain.parts import home_shard
 from aftercare.models.tickets import TicketStatus
 
 from infra.bench.capacity import item_size, write_units
@@ -101,6 +102,21 @@ def test_a_storm_opens_one_incident_and_a_child_keeps_the_budget(intake, aws, ca
     assert child.incident_id is not None
     detail = store(aws).get_ticket(child.ticket_id)
     assert "incident_linked" in [e.kind for e in detail.timeline]
+
+
+def test_request_budget_ticket_holding_a_sharded_part(intake, aws, calls):
+    # When a new fault opens a ticket needing PSU-240-A, whose stock is split over 4 shards
+    invoke(intake, record(report("budget-shard-1", code="PSU-OVERVOLT")))
+    # Then the open costs the same requests as an unsharded part: the shards are read in the
+    # BatchGetItem that read one stock item before (4 keys a warehouse instead of 1), and the
+    # hold writes one shard inside the ticket's transaction (plus the storm counter's UpdateItem
+    # every new ticket pays since fleet incidents)
+    assert sum(calls.values()) <= 6, calls
+    assert calls["BatchGetItem"] == 3 and calls["TransactWriteItems"] == 1, calls
+    (ticket,) = store(aws).list_tickets(thing=THING)
+    (line,) = ticket.parts
+    assert line.status == "held"
+    assert line.shard == home_shard(ticket.ticket_id, "PSU-240-A", 4)
 
 
 def test_correlation_budget(intake, aws, calls):

@@ -18,15 +18,17 @@ from aftercare.adapters.aws import to_item
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import InventoryReader
 from aftercare.domain.intake import IntakeRules, OutcomeKind, intake_fault
+from aftercare.domain.lifecycle import change_status
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.models.payloads import FaultEnvelope
+from aftercare.models.tickets import TicketStatus
 
 from infra.local.motoserver import SerialMotoServer
 from infra.local.provision import provision
 from infra.local.provision_context import AwsClients, moto_client
 from infra.local.seed import seed_demo
 from infra.local.template import load_template
-from infra.seeding import demo_devices, stock_item
+from infra.seeding import demo_devices, stock_items
 from tests.fakes.tables import ticket_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,11 +67,11 @@ def envelope(thing: str, n: int) -> FaultEnvelope:
 
 
 def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None:
-    # Given 4 PSUs in the only warehouse serving ap-east, and 30 devices there
+    # Given 4 PSUs in the only warehouse serving ap-east, one on each of the part's 4 stock
+    # shards, and 30 devices there
     inventory = stack["resources"]["InventoryTable"]
-    stack["clients"].dynamodb.put_item(
-        TableName=inventory, Item=to_item(stock_item("PSU-240-A", "WH-SHA", 4, 1))
-    )
+    for item in stock_items("PSU-240-A", "WH-SHA", 4, 1, shards=4):
+        stack["clients"].dynamodb.put_item(TableName=inventory, Item=to_item(item))
     things = [d.thing for d in demo_devices() if d.region == "ap-east"][:30]
     rules = IntakeRules(
         catalog=load_catalog(), policy=load_policy(), repeat_window=timedelta(days=30)
@@ -95,3 +97,40 @@ def test_thirty_racing_opens_hold_exactly_the_four_in_stock(stack: dict) -> None
     level = next(i for i in reader.stock() if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA"))
     assert (level["on_hand"], level["held"], level["available"]) == (4, 4, 0)
     assert level["backordered"] == 26
+    # And each shard's unit went to exactly one ticket: every shard holds one, none below zero
+    shards = [
+        i for i in reader.stock_shards() if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA")
+    ]
+    assert [(int(i["on_hand"]), int(i["held"]), int(i["available"])) for i in shards] == [
+        (1, 1, 0)
+    ] * 4
+    held_on = Counter(int(r["shard"]) for r in psu if r["status"] == "held")
+    assert held_on == {0: 1, 1: 1, 2: 1, 3: 1}
+
+
+def test_cancelling_the_racers_returns_each_unit_to_the_shard_it_came_from(stack: dict) -> None:
+    # Given the 4 PSUs of the race above held by 4 tickets, one on each shard
+    inventory = stack["resources"]["InventoryTable"]
+    reader = InventoryReader(table=inventory, ddb=stack["clients"].dynamodb)
+    store = make_store(stack)
+    held = [r for r in reader.reservations() if r["sku"] == "PSU-240-A" and r["status"] == "held"]
+    assert sorted(int(r["shard"]) for r in held) == [0, 1, 2, 3]
+    # When their tickets are cancelled (the holds released in the status change's transaction)
+    for res in held:
+        change_status(
+            store,
+            res["ticket_id"],
+            TicketStatus.CANCELLED,
+            actor="test",
+            reason="race over",
+            now=datetime.now(UTC),
+        )
+    # Then every shard has its one unit available again, none held, and the books balance
+    shards = [
+        (int(i["shard"]), int(i["on_hand"]), int(i["held"]), int(i["available"]))
+        for i in reader.stock_shards()
+        if (i["sku"], i["warehouse"]) == ("PSU-240-A", "WH-SHA")
+    ]
+    assert shards == [(0, 1, 0, 1), (1, 1, 0, 1), (2, 1, 0, 1), (3, 1, 0, 1)]
+    mine = {r["reservation_id"]: r["status"] for r in reader.reservations()}
+    assert all(mine[r["reservation_id"]] == "released" for r in held)

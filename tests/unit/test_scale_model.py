@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from aftercare.domain.intake import MAX_LOCK_RETRIES
 
 from infra.bench.cost import Prices, lambda_settings, stack_model
 from infra.scale.__main__ import main as scale_main
@@ -16,7 +17,7 @@ from infra.scale.cost import hour_cost, unit_costs, usd_per_event
 from infra.scale.flow import Cohort, RetryQueue
 from infra.scale.limits import load_limits
 from infra.scale.measured import Measured, load_results
-from infra.scale.model import Inputs, conflict_probability, simulate
+from infra.scale.model import Inputs, conflict_probability, record_conflict, simulate
 from infra.scale.scenario import INCIDENT, Scenario
 from infra.scale.settings import read_settings
 from infra.scale.verdict import Solver, checks, solve
@@ -73,7 +74,7 @@ def test_a_tiny_fleet_matches_the_arithmetic_by_hand(inputs: Inputs) -> None:
     assert result.totals["dead_lettered"] == 0
 
 
-def test_a_storm_makes_the_stock_item_hot_today_and_not_in_the_incident_design(
+def test_a_storm_makes_one_stock_item_hot_and_not_the_sharded_or_incident_designs(
     inputs: Inputs,
 ) -> None:
     # Given a 9,000-device storm in three minutes (50 reports/s on one stock item)
@@ -84,20 +85,31 @@ def test_a_storm_makes_the_stock_item_hot_today_and_not_in_the_incident_design(
         "storm_start_minute": 0,
         "minutes": 20,
     }
-    today = simulate(Scenario(**storm), inputs)
+    one = simulate(Scenario(**storm, stock_shards=1), inputs)
+    sharded = simulate(Scenario(**storm, stock_shards=8), inputs)
     incident = simulate(Scenario(**storm, design=INCIDENT), inputs)
-    # Then today the item conflicts, and each hold that commits is a transactional write
+    # Then on one item the attempts conflict (in-process retries raise the attempt rate: the
+    # fixed point), records fail all their attempts, and each commit is a transactional write
     hold_s = inputs.limits.assumptions["transaction_hold_ms"] / 1000
-    p = conflict_probability(50, hold_s)
-    assert today.rows[0]["conflict_p"] == pytest.approx(p)
-    assert today.rows[0]["stock_wcu"] == pytest.approx(50 * (1 - p) * 2)
-    assert today.totals["retries"] >= 3000 * p  # the first receive's failures, and later ones'
+    p, fail = record_conflict(50, hold_s)
+    tries = sum(p**i for i in range(MAX_LOCK_RETRIES))
+    assert p == pytest.approx(conflict_probability(50 * tries, hold_s))
+    assert fail == pytest.approx(p**MAX_LOCK_RETRIES)
+    assert one.rows[0]["conflict_p"] == pytest.approx(p)
+    assert one.rows[0]["record_conflict_p"] == pytest.approx(fail)
+    assert one.rows[0]["stock_wcu"] == pytest.approx(50 * (1 - fail) * 2)
+    assert one.totals["retries"] >= 3000 * fail  # the first receive's failures, and later ones'
+    # and over 8 shards each key takes an eighth, and no record fails all its attempts
+    p8, fail8 = record_conflict(50 / 8, hold_s)
+    assert sharded.rows[0]["conflict_p"] == pytest.approx(p8) and fail8 < 1e-6
+    assert sharded.rows[0]["stock_key_wcu_per_min"] == pytest.approx(50 / 8 * (1 - fail8) * 120)
+    assert sharded.totals["dead_lettered"] == 0 and sharded.totals["retries"] < 1
     # and the incident design serialises stock writes per key: no conflict, no redelivery
     assert max(r["conflict_p"] for r in incident.rows) == 0
     assert incident.totals["retries"] == 0 and incident.totals["dead_lettered"] == 0
     # and, open after the first minute, samples the children's diagnostics
     assert incident.detected_minute == 0
-    assert incident.totals["diagnostics"] < today.totals["diagnostics"]
+    assert incident.totals["diagnostics"] < one.totals["diagnostics"]
 
 
 def test_conflict_probability_is_a_one_server_loss_system() -> None:

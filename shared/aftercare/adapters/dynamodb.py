@@ -8,12 +8,12 @@ cancelled transaction into the domain's errors (`DuplicateFault`, `LockConflict`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.incident_items import active_key
-from aftercare.adapters.inventory import part_key, routing_key, stock_from_item, stock_key
+from aftercare.adapters.inventory import levels_from_items, part_key, routing_key, stock_keys
 from aftercare.adapters.ticket_items import (
     dedup_key,
     intake_batch_get,
@@ -152,18 +152,29 @@ class DynamoTicketStore(DynamoTicketReader):
             parts=parts,
         )
 
-    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
+    def load_stock(
+        self, keys: list[tuple[str, str]], shards: Mapping[str, int] | None = None
+    ) -> dict[tuple[str, str], StockLevel]:
+        """Every shard of each (sku, warehouse) in one consistent BatchGetItem (up to 100 keys
+        a call), summed. Without `shards` (from the parts' master data, which intake has
+        already read) it reads the parts' shard counts first: one request more."""
         if not keys or self.inventory_table is None:
             return {}
-        request = {
-            self.inventory_table: {
-                "Keys": [to_item(stock_key(sku, wh)) for sku, wh in keys],
-                "ConsistentRead": True,
+        counts = dict(shards) if shards is not None else self._shard_counts(keys)
+        wanted = [to_item(k) for k in stock_keys(keys, counts)]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), 100):
+            request = {
+                self.inventory_table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}
             }
-        }
-        found = self._batch_get_raw({"RequestItems": request})
-        levels = [stock_from_item(i) for i in found if "sku" in i and "warehouse" in i]
-        return {(level.sku, level.warehouse): level for level in levels}
+            found += self._batch_get_raw({"RequestItems": request})
+        return levels_from_items(found)
+
+    def _shard_counts(self, keys: list[tuple[str, str]]) -> dict[str, int]:
+        skus = sorted({sku for sku, _ in keys})
+        request = {str(self.inventory_table): {"Keys": [to_item(part_key(s)) for s in skus]}}
+        parts = self._batch_get_raw({"RequestItems": request})
+        return {p["sku"]: int(p.get("stock_shards", 1)) for p in parts if "sku" in p}
 
     def get_customer(self, customer_id: str) -> CustomerRecord | None:
         response = self.ddb.get_item(

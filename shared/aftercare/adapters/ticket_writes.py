@@ -14,6 +14,7 @@ from aftercare.adapters.escalation import REMOVE_ESCALATION, tracker_attributes
 from aftercare.adapters.incident_items import link_put
 from aftercare.adapters.inventory import (
     backorder_count,
+    backorder_update,
     line_change_items,
     reservation_put,
     stock_update,
@@ -314,12 +315,18 @@ def parts_change_items(table: str, inventory_table: str, change: PartsChange) ->
     ]
     for part_change in change.changes:
         items += line_change_items(inventory_table, part_change, change.entry.at)
+    backorders: dict[tuple[str, str, int], int] = {}  # backorders the new holds settle
     for index, line in change.new_lines.items():
         items.append(reservation_put(inventory_table, ticket.ticket_id, index, line))
         old = change.replaced_lines.get(index)
-        if old is not None and old.status is LineStatus.BACKORDERED:
-            items.append(backorder_count(inventory_table, old, -line.qty))
-    items += [stock_update(inventory_table, delta) for delta in change.new_deltas]
+        if old is not None and old.status is LineStatus.BACKORDERED and old.warehouse:
+            key = (old.sku, old.warehouse, old.shard)
+            backorders[key] = backorders.get(key, 0) - line.qty
+    for delta in change.new_deltas:  # one operation per item: a count on a held shard joins it
+        settled = backorders.pop((delta.sku, delta.warehouse, delta.shard), 0)
+        items.append(stock_update(inventory_table, delta, settled))
+    for (sku, warehouse, shard), count in backorders.items():
+        items.append(backorder_update(inventory_table, sku, warehouse, shard, count))
     if change.visit is not None:
         items.append(visit_put(table, change.visit))
     return items

@@ -166,7 +166,7 @@ def classify_ticket(
         skus = [w.sku for w in wanted_parts(entry)]
         opening = deps.tickets.load_open_context(ticket.customer_id, ticket.region, skus)
         keys = [(sku, warehouse) for sku in skus for warehouse in opening.routing]
-        stock = deps.tickets.load_stock(keys) if keys else {}
+        stock = deps.tickets.load_stock(keys, opening.stock_shards) if keys else {}
         plan = plan_classification(
             ticket, entry, opening=opening, stock=stock, rules=deps.rules,
             actor=caller.actor, now=now, escalation=load_escalation(),

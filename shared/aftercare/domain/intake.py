@@ -429,7 +429,7 @@ def _apply(
     skus = [w.sku for w in wanted]
     opening = store.load_open_context(device.customer_id, device.region, skus)
     keys = [(sku, warehouse) for sku in skus for warehouse in opening.routing]
-    stock = store.load_stock(keys) if keys else {}
+    stock = store.load_stock(keys, opening.stock_shards) if keys else {}
     child = _child(
         report, device, context, attempts,
         wanted=wanted, stock=stock, opening=opening, at=received_at,

@@ -1,9 +1,17 @@
 """Spare parts: reserving the likely parts when a ticket opens, and every later change to a hold.
 
-Invariant, for every (SKU, warehouse): on_hand = available + held, and available >= 0. Stock
-items store `on_hand`, `held` and `available`; every change is a `StockDelta` applied with the
-condition ``available >= need`` in the same transaction as the reservation and the ticket's parts
-line, so stock can never go negative however many tickets race for the last unit.
+Invariant, for every (SKU, warehouse): on_hand = available + held, and available >= 0. The
+quantity of a (SKU, warehouse) is split over `stock_shards` shard items (a number per SKU in its
+master data; 1 = one item), each with its own `on_hand`, `held` and `available` and the same
+invariant, so the totals keep it too. Every change is a `StockDelta` on one shard applied with
+the condition ``available >= need`` in the same transaction as the reservation and the ticket's
+parts line, so stock can never go negative however many tickets race for the last unit.
+
+A reservation holds on one shard: the one the hash of (ticket, SKU) names, or the next one round
+the ring with enough available, or - when no single shard has enough but the warehouse does -
+the fullest shard topped up from the others in the same transaction (`transfer`). Concurrent
+reservations of one SKU at one warehouse so spread over `stock_shards` items (and partition
+keys) instead of all meeting on one: see README "Scale" for the arithmetic.
 
 A reservation id is derived from (ticket, SKU): a ticket holds at most one line per SKU, for at
 most the quantity its catalog entry asks for, and a redelivered trigger cannot reserve twice.
@@ -19,6 +27,7 @@ Reorder suggestion (per SKU and warehouse), documented in README "Spare parts":
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aftercare.models.parts import LineStatus, PartsLine, WantedPart
 
 OPEN_LINE_STATES = frozenset({LineStatus.HELD, LineStatus.BACKORDERED})
+MAX_SHARDS = 32  # a reservation's read fetches every shard of each candidate warehouse
 
 
 class _Frozen(BaseModel):
@@ -42,28 +52,77 @@ class PartInfo(_Frozen):
     currency: str
     lead_time_days: int
     models: list[str] = Field(default_factory=list)
+    stock_shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
 
 
-class StockLevel(_Frozen):
-    sku: str
-    warehouse: str
+class StockShard(_Frozen):
+    """One shard item of a (SKU, warehouse)."""
+
+    shard: int
     on_hand: int
     held: int
-    reorder_point: int
-    version: int = 0
 
     @property
     def available(self) -> int:
         return self.on_hand - self.held
 
 
+class StockLevel(_Frozen):
+    """A (SKU, warehouse)'s totals; `shards` are its shard items when it was read as shards
+    (empty: one unsharded item, shard 0)."""
+
+    sku: str
+    warehouse: str
+    on_hand: int
+    held: int
+    reorder_point: int
+    version: int = 0
+    shards: tuple[StockShard, ...] = ()
+    backordered: int = 0  # open backorder demand counted on its shards
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.held
+
+    def shard_levels(self) -> tuple[StockShard, ...]:
+        return self.shards or (StockShard(shard=0, on_hand=self.on_hand, held=self.held),)
+
+
+def level_of(
+    sku: str,
+    warehouse: str,
+    shards: Sequence[StockShard],
+    *,
+    reorder_point: int,
+    version: int,
+    backordered: int = 0,
+) -> StockLevel:
+    """Totals of a (SKU, warehouse) from its shard items (the read path sums the shards)."""
+    ordered = tuple(sorted(shards, key=lambda s: s.shard))
+    return StockLevel(
+        sku=sku,
+        warehouse=warehouse,
+        on_hand=sum(s.on_hand for s in ordered),
+        held=sum(s.held for s in ordered),
+        reorder_point=reorder_point,
+        version=version,
+        shards=ordered,
+        backordered=backordered,
+    )
+
+
 class StockDelta(_Frozen):
-    """A change to one stock item, applied only if ``available >= need`` at that moment."""
+    """A change to one stock shard item, applied only if ``available >= need`` at that moment.
+
+    `transfer` is the part of `on_hand` that moves between shards of the same (SKU, warehouse)
+    (a top-up or a rebalance), not goods arriving or leaving: the stock watcher subtracts it."""
 
     sku: str
     warehouse: str
     on_hand: int = 0
     held: int = 0
+    shard: int = Field(default=0, ge=0)
+    transfer: int = 0
 
     @property
     def available(self) -> int:
@@ -106,6 +165,95 @@ def reservation_id(ticket_id: str, sku: str) -> str:
     return f"R-{ticket_id.removeprefix('T-')}-{sku}"
 
 
+def home_shard(ticket_id: str, sku: str, shards: int) -> int:
+    """The shard a ticket's line of `sku` tries first: a stable hash, the same in every process
+    (Python's hash() is salted per process)."""
+    return zlib.crc32(f"{ticket_id}|{sku}".encode()) % max(shards, 1)
+
+
+def shard_deltas(
+    level: StockLevel, qty: int, ticket_id: str
+) -> tuple[int, list[StockDelta]] | None:
+    """Hold `qty` on one shard: the home shard, else the next round the ring with enough
+    available, else the fullest shard topped up from the others (one transaction). None when
+    the warehouse as a whole has fewer than `qty` available."""
+    if level.available < qty:
+        return None
+    shards = level.shard_levels()
+    count = len(shards)
+    home = home_shard(ticket_id, level.sku, count)
+    ring = [shards[(home + i) % count] for i in range(count)]
+    for shard in ring:
+        if shard.available >= qty:
+            held = StockDelta(sku=level.sku, warehouse=level.warehouse, held=qty, shard=shard.shard)
+            return shard.shard, [held]
+    target = max(ring, key=lambda s: s.available)
+    missing = qty - target.available
+    donors: list[StockDelta] = []
+    for donor in sorted(ring, key=lambda s: -s.available):
+        if missing <= 0:
+            break
+        if donor.shard == target.shard or donor.available <= 0:
+            continue
+        take = min(donor.available, missing)
+        missing -= take
+        donors.append(_move(level, donor.shard, -take))
+    moved = qty - target.available
+    held = StockDelta(
+        sku=level.sku,
+        warehouse=level.warehouse,
+        on_hand=moved,
+        held=qty,
+        shard=target.shard,
+        transfer=moved,
+    )
+    return target.shard, [held, *donors]
+
+
+def _move(level: StockLevel, shard: int, units: int) -> StockDelta:
+    return StockDelta(
+        sku=level.sku, warehouse=level.warehouse, on_hand=units, shard=shard, transfer=units
+    )
+
+
+def spread_change(level: StockLevel, change: int) -> list[StockDelta]:
+    """A counted adjustment over the shards: goods received go to the emptiest shards first
+    (levelling them), a write-off comes from the fullest; each shard's delta keeps its own
+    available >= 0. Raises OutOfStock when the write-off is more than is available."""
+    shards = {s.shard: s.available for s in level.shard_levels()}
+    if change < 0 and -change > sum(max(a, 0) for a in shards.values()):
+        raise OutOfStock(
+            f"{level.sku} at {level.warehouse}: {level.available} available, cannot remove "
+            f"{-change}"
+        )
+    moved: dict[int, int] = dict.fromkeys(shards, 0)
+    step = 1 if change > 0 else -1
+    for _ in range(abs(change)):
+        pick = (min if step > 0 else max)(shards, key=lambda n: (shards[n], n))
+        shards[pick] += step
+        moved[pick] += step
+    return [
+        StockDelta(sku=level.sku, warehouse=level.warehouse, on_hand=units, shard=n)
+        for n, units in sorted(moved.items())
+        if units
+    ]
+
+
+def rebalance_deltas(level: StockLevel) -> list[StockDelta]:
+    """Moves that level the shards' availability (differences of at most one unit); empty
+    when they already are. Holds stay where they are: only available units move."""
+    shards = level.shard_levels()
+    total = sum(s.available for s in shards)
+    base, extra = divmod(total, len(shards))
+    ordered = sorted(shards, key=lambda s: -s.available)  # the fullest get the extra units
+    wanted = {s.shard: base + (1 if i < extra else 0) for i, s in enumerate(ordered)}
+    return [
+        _move(level, s.shard, wanted[s.shard] - s.available)
+        for s in shards
+        if wanted[s.shard] != s.available
+    ]
+
+
 def plan_reservations(
     *,
     ticket_id: str,
@@ -129,10 +277,16 @@ def plan_reservations(
         if model not in info.models:
             notes.append(f"{want.sku}: not compatible with {model}; not reserved")
             continue
-        source = next(
-            (wh for wh in routing if (s := stock.get((want.sku, wh))) and s.available >= want.qty),
-            None,
-        )
+        source: str | None = None
+        shard, held = 0, list[StockDelta]()
+        for wh in routing:
+            level = stock.get((want.sku, wh))
+            picked = shard_deltas(level, want.qty, ticket_id) if level else None
+            if picked is not None:
+                source, (shard, held) = wh, picked
+                break
+        if source is None and routing:  # the backorder counter is sharded the same way
+            shard = home_shard(ticket_id, want.sku, info.stock_shards)
         status = LineStatus.HELD if source else LineStatus.BACKORDERED
         lines.append(
             PartsLine(
@@ -147,19 +301,20 @@ def plan_reservations(
                 status=status,
                 reserved_at=now,
                 hold_expires_at=now + hold if source else None,
+                shard=shard,
             )
         )
-        if source:
-            deltas.append(StockDelta(sku=want.sku, warehouse=source, held=want.qty))
+        deltas += held
     return ReservationPlan(lines=lines, deltas=deltas, notes=notes)
 
 
 def _delta_for(line: PartsLine, to: LineStatus) -> StockDelta | None:
     if line.status is not LineStatus.HELD or line.warehouse is None:
         return None
-    if to is LineStatus.CONSUMED:
-        return StockDelta(sku=line.sku, warehouse=line.warehouse, on_hand=-line.qty, held=-line.qty)
-    return StockDelta(sku=line.sku, warehouse=line.warehouse, held=-line.qty)
+    consumed = -line.qty if to is LineStatus.CONSUMED else 0
+    return StockDelta(
+        sku=line.sku, warehouse=line.warehouse, on_hand=consumed, held=-line.qty, shard=line.shard
+    )
 
 
 ALLOWED_LINE_MOVES: dict[LineStatus, frozenset[LineStatus]] = {

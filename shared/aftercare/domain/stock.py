@@ -113,7 +113,7 @@ def reserve_part(
     if current is not None and current.status is LineStatus.HELD:
         raise PartsError(f"{sku} is already held for {ticket_id}")
     opening = store.load_open_context(ticket.customer_id, ticket.region, [sku])
-    stock = store.load_stock([(sku, wh) for wh in opening.routing])
+    stock = store.load_stock([(sku, wh) for wh in opening.routing], opening.stock_shards)
     plan = plan_reservations(
         ticket_id=ticket_id,
         model=ticket.model,
@@ -179,11 +179,12 @@ class LowStockEvent(BaseModel):
 
     sku: str
     warehouse: str
-    version: int
+    version: int  # of the stock shard item whose change crossed the reorder point
     available: int
     reorder_point: int
     at: datetime
     suggestion: ReorderSuggestion
+    shard: int = 0
 
 
 def low_stock_event(
@@ -195,6 +196,7 @@ def low_stock_event(
     lead_time_days: int,
     policy: ReorderPolicy,
     now: datetime,
+    shard: int = 0,
 ) -> LowStockEvent | None:
     """The event for a change that takes availability to the reorder point or below, else None."""
     if old is None or not crossed_reorder_point(old.available, new.available, new.reorder_point):
@@ -214,6 +216,7 @@ def low_stock_event(
         reorder_point=new.reorder_point,
         at=now,
         suggestion=suggestion,
+        shard=shard,
     )
 
 
@@ -228,8 +231,12 @@ def on_stock_change(
     publish: Callable[[LowStockEvent], object],
     policy: ReorderPolicy,
     now: datetime,
+    shard: int = 0,
 ) -> LowStockEvent | None:
-    """Emit a low-stock event, once per crossing, with a fault-driven reorder suggestion."""
+    """Emit a low-stock event, once per crossing, with a fault-driven reorder suggestion.
+
+    `old` and `new` are the (SKU, warehouse)'s totals before and after the change of stock
+    shard `shard` (at its `new.version`), which names the crossing's marker."""
     if old is None or not crossed_reorder_point(old.available, new.available, new.reorder_point):
         return None
     since = now - timedelta(days=policy.window_days)
@@ -241,6 +248,7 @@ def on_stock_change(
         lead_time_days=lead_time_days,
         policy=policy,
         now=now,
+        shard=shard,
     )
     if event is None or not sink.claim_low_stock(event):
         return None

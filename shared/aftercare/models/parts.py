@@ -37,6 +37,8 @@ class PartsLine(_Frozen):
     status: LineStatus
     reserved_at: AwareDatetime
     hold_expires_at: AwareDatetime | None = None
+    # the stock shard of (sku, warehouse) the line holds on (or counts its backorder on)
+    shard: int = 0
 
     def name(self, language: str) -> str:
         """The part's name in `language` (Chinese or English), else English, else the SKU."""

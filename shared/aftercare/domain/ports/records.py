@@ -81,6 +81,11 @@ class OpenContext(_Record):
     routing: list[str] = Field(default_factory=list)
     parts: dict[str, PartInfo] = Field(default_factory=dict)
 
+    @property
+    def stock_shards(self) -> dict[str, int]:
+        """Each part's stock shard count, for the stock read (`PartsContext.load_stock`)."""
+        return {sku: info.stock_shards for sku, info in self.parts.items()}
+
 
 class EscalationTracker(_Record):
     """Where a ticket is in its escalation schedule."""

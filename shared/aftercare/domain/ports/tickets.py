@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aftercare.domain.paging import TicketPage, TicketQuery
     from aftercare.domain.parts import StockLevel
     from aftercare.domain.ports.records import (
@@ -45,8 +47,11 @@ class PartsContext(Protocol):
         """Customer, the region's warehouse preference list and the parts' master data."""
         ...
 
-    def load_stock(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StockLevel]:
-        """Stock levels for (SKU, warehouse) pairs, in one read."""
+    def load_stock(
+        self, keys: list[tuple[str, str]], shards: Mapping[str, int] | None = None
+    ) -> dict[tuple[str, str], StockLevel]:
+        """Stock levels for (SKU, warehouse) pairs, in one read: totals, and the shard items
+        (`shards`: each SKU's shard count from its master data; read when not given)."""
         ...
 
 
