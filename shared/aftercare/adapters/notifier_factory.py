@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from aftercare.adapters.messaging import channel_senders
-from aftercare.adapters.notifications_store import DynamoNotificationStore
-from aftercare.domain.composition import (
-    Composer,
-)
-from aftercare.domain.notifier import Notifier, NotifierPolicy
-from aftercare.domain.pricing import load_price_table
-from aftercare.domain.templates import load_book
 from aftercare.settings import EnvSettings
+
+if TYPE_CHECKING:
+    from aftercare.domain.notifier import Notifier
 
 
 class NotifierSettings(EnvSettings):
@@ -29,6 +25,16 @@ class NotifierSettings(EnvSettings):
 
 
 def build_notifier(settings: NotifierSettings) -> Notifier:
+    # Imported when a notifier is built, not with the settings: a function whose settings
+    # include the notifier's but which notifies only now and then (telemetry's maintenance
+    # advice) starts without the notification stack (composition, templates, prices, senders).
+    from aftercare.adapters.messaging import channel_senders
+    from aftercare.adapters.notifications_store import DynamoNotificationStore
+    from aftercare.domain.composition import Composer
+    from aftercare.domain.notifier import Notifier, NotifierPolicy
+    from aftercare.domain.pricing import load_price_table
+    from aftercare.domain.templates import load_book
+
     return Notifier(
         store=DynamoNotificationStore(
             table=settings.notifications_table,

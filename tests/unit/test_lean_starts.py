@@ -1,0 +1,142 @@
+"""What each function's start (import + `deps()`) leaves for the invocation that needs it.
+
+Issue 11: a cold start within 1.25x a bare boto3 start. The timings are a benchmark
+(`python -m infra.coldstart`); these are the deterministic levers behind them, each pinned so it
+cannot regress silently: a fresh interpreter starts the function as the runtime would (its folder
+and the layer on sys.path, the template's environment for it) and must not have imported the
+modules its first invocation does not use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from infra.local.template import load_template
+from infra.packaging import functions_of
+from tests.fakes.lambda_runtime import load_handler
+
+ROOT = Path(__file__).resolve().parents[2]
+
+START = """
+import json, sys
+import handler
+handler.deps()
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("aftercare"))))
+"""
+
+
+@cache
+def template_environment() -> dict[str, dict[str, str]]:
+    template = load_template(ROOT / "template.yaml")
+    return {f.logical_id: f.environment for f in functions_of(template)}
+
+
+@cache
+def started(logical_id: str, folder: str) -> frozenset[str]:
+    """The aftercare modules loaded once `folder`'s handler is imported and `deps()` built."""
+    env = {
+        **os.environ,
+        **template_environment()[logical_id],
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / folder), str(ROOT / "shared")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", START],
+        cwd=ROOT / "functions" / folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return frozenset(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_telemetry_start_leaves_notifications_and_fault_intake_to_the_first_fired_rule():
+    # Given the telemetry function started (most batches fire no maintenance rule)
+    loaded = started("TelemetryFunction", "telemetry")
+    # Then the notification stack and fault intake (what a fired rule uses) are not loaded
+    stack = (
+        "aftercare.adapters.notifications_store",
+        "aftercare.adapters.messaging",
+        "aftercare.domain.composition",
+        "aftercare.domain.notifier",
+        "aftercare.domain.pricing",
+        "aftercare.domain.templates",
+        "aftercare.domain.intake",
+        "aftercare.domain.rules",
+        "aftercare.adapters.dynamodb",
+    )
+    assert sorted(loaded & set(stack)) == []
+    # ...while what every batch uses is
+    assert {"aftercare.domain.telemetry_intake", "aftercare.adapters.health"} <= loaded
+
+
+class FakeDesk:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def advise(self, facts: object, now: datetime) -> str:
+        self.calls.append("advise")
+        return "sent"
+
+    def open_preventive(self, envelope: object) -> str:
+        self.calls.append("open_preventive")
+        return "opened:T-1"
+
+
+def test_the_telemetry_desk_is_built_once_by_the_first_rule_that_fires():
+    # Given the telemetry function's desk, whose builder counts its calls
+    telemetry = load_handler("telemetry", "lean_starts_telemetry_handler")
+    built: list[FakeDesk] = []
+
+    def build() -> FakeDesk:
+        built.append(FakeDesk())
+        return built[-1]
+
+    desk = telemetry.DeskOnFirstUse(build)
+    # When nothing has fired yet, then nothing is built
+    assert built == []
+    # When an advice and a preventive ticket go through it
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert desk.advise(object(), now) == "sent"
+    assert desk.open_preventive(object()) == "opened:T-1"
+    # Then one desk was built and both went to it
+    assert len(built) == 1
+    assert built[0].calls == ["advise", "open_preventive"]
+
+
+def test_the_telemetry_desk_builds_the_notifier_and_fault_intake_it_defers(monkeypatch):
+    # Given the telemetry function's settings from the template's environment
+    for name, value in template_environment()["TelemetryFunction"].items():
+        monkeypatch.setenv(name, value)
+    telemetry = load_handler("telemetry", "lean_starts_telemetry_desk")
+    settings = telemetry.deps().settings
+    # When the desk a fired rule uses is built
+    desk = telemetry.service_desk(settings)
+    # Then it has the notifier and fault intake, with the catalog and policy loaded
+    from aftercare.domain.advice import ServiceDesk
+    from aftercare.domain.notifier import Notifier
+
+    assert isinstance(desk, ServiceDesk)
+    assert isinstance(desk.notifier, Notifier)
+    days = int(template_environment()["TelemetryFunction"]["REPEAT_WINDOW_DAYS"])
+    assert desk.intake.repeat_window == timedelta(days=days)
+    assert desk.intake.catalog.codes
+
+
+def test_a_kpi_api_start_does_not_load_the_ticket_item_layout():
+    # Given the KPI API started (it reads KPI items and the engineer directory)
+    loaded = started("KpiApiFunction", "kpi_api")
+    # Then the ticket item layout (calendar writes' audit entries only) and ticket paging are
+    # not loaded
+    assert sorted(loaded & {"aftercare.adapters.ticket_items", "aftercare.domain.paging"}) == []
+    assert "aftercare.adapters.field_items" in loaded
