@@ -8,7 +8,6 @@ Its second event source is the queue's own dead-letter queue, whose records are 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -21,10 +20,8 @@ from aftercare.domain.advice import MaintenanceDesk, ServiceDesk
 from aftercare.domain.maintenance import Action, MaintenanceRules, load_maintenance_rules
 from aftercare.domain.parking import TELEMETRY, record_dead_letter
 from aftercare.domain.telemetry_intake import BatchOutcome, QueueMessage, take_in_telemetry
-from aftercare.models.payloads import FaultEnvelope
-from aftercare.models.tickets import TicketSummary
 from aftercare.observability import logger, metrics
-from aftercare.runtime import entry_point
+from aftercare.runtime import entry_point, on_first_use
 from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
@@ -71,19 +68,6 @@ def service_desk(settings: Settings) -> ServiceDesk:
     )
 
 
-class DeskOnFirstUse:
-    """The `MaintenanceDesk`, built (once) by the first rule that fires."""
-
-    def __init__(self, build: Callable[[], MaintenanceDesk]) -> None:
-        self._build = cache(build)
-
-    def advise(self, facts: TicketSummary, now: datetime) -> str:
-        return self._build().advise(facts, now)
-
-    def open_preventive(self, envelope: FaultEnvelope) -> str:
-        return self._build().open_preventive(envelope)
-
-
 class Deps:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings  # validated here, the desk's settings included
@@ -96,7 +80,7 @@ class Deps:
         self.rules: MaintenanceRules = load_maintenance_rules().with_heartbeat_cap(
             settings.heartbeat_cap_seconds
         )
-        self.desk: MaintenanceDesk = DeskOnFirstUse(lambda: service_desk(settings))
+        self.desk: MaintenanceDesk = on_first_use(lambda: service_desk(settings))
 
 
 @cache

@@ -17,6 +17,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+import pytest
+from aftercare.runtime import on_first_use
+
 from infra.local.template import load_template
 from infra.packaging import functions_of
 from tests.fakes.lambda_runtime import load_handler
@@ -93,17 +96,16 @@ class FakeDesk:
         return "opened:T-1"
 
 
-def test_the_telemetry_desk_is_built_once_by_the_first_rule_that_fires():
-    # Given the telemetry function's desk, whose builder counts its calls
-    telemetry = load_handler("telemetry", "lean_starts_telemetry_handler")
+def test_a_dependency_on_first_use_is_built_once_by_its_first_use():
+    # Given a desk on first use, whose builder counts its calls
     built: list[FakeDesk] = []
 
     def build() -> FakeDesk:
         built.append(FakeDesk())
         return built[-1]
 
-    desk = telemetry.DeskOnFirstUse(build)
-    # When nothing has fired yet, then nothing is built
+    desk = on_first_use(build)
+    # When nothing has used it yet, then nothing is built
     assert built == []
     # When an advice and a preventive ticket go through it
     now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -112,6 +114,17 @@ def test_the_telemetry_desk_is_built_once_by_the_first_rule_that_fires():
     # Then one desk was built and both went to it
     assert len(built) == 1
     assert built[0].calls == ["advise", "open_preventive"]
+
+
+def test_a_dependency_on_first_use_fails_as_its_builder_does():
+    # Given a builder that fails (a data file that does not parse, say)
+    def build() -> FakeDesk:
+        raise ValueError("bad data")
+
+    desk = on_first_use(build)
+    # When it is first used, then the builder's error is what the caller sees
+    with pytest.raises(ValueError, match="bad data"):
+        desk.advise(object(), datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_the_telemetry_desk_builds_the_notifier_and_fault_intake_it_defers(monkeypatch):
@@ -140,3 +153,33 @@ def test_a_kpi_api_start_does_not_load_the_ticket_item_layout():
     # not loaded
     assert sorted(loaded & {"aftercare.adapters.ticket_items", "aftercare.domain.paging"}) == []
     assert "aftercare.adapters.field_items" in loaded
+
+
+def test_an_owners_start_leaves_the_ticket_writes_to_the_first_transfer():
+    # Given the owners API started (claims and listings read tickets, only a transfer writes)
+    loaded = started("OwnersFunction", "owners")
+    # Then the ticket writes and the escalation and dispatch rules under them are not loaded
+    writes = (
+        "aftercare.adapters.dynamodb",
+        "aftercare.adapters.ticket_writes",
+        "aftercare.adapters.escalation",
+        "aftercare.domain.escalation",
+        "aftercare.domain.dispatch",
+    )
+    assert sorted(loaded & set(writes)) == []
+    assert "aftercare.adapters.ticket_reads" in loaded
+
+
+def test_the_owners_handover_is_the_ticket_store(monkeypatch):
+    # Given the owners API's settings from the template's environment
+    for name, value in template_environment()["OwnersFunction"].items():
+        monkeypatch.setenv(name, value)
+    owners = load_handler("owners", "lean_starts_owners_handler")
+    settings = owners.load_settings(owners.Settings)
+    # When the handover a transfer uses is built
+    from aftercare.adapters.dynamodb import DynamoTicketStore
+
+    handover = owners.ticket_handover(settings)
+    # Then it is the ticket store on the template's tables
+    assert isinstance(handover, DynamoTicketStore)
+    assert handover.tickets_table == settings.tickets_table
