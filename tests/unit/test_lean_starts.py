@@ -183,3 +183,25 @@ def test_the_owners_handover_is_the_ticket_store(monkeypatch):
     # Then it is the ticket store on the template's tables
     assert isinstance(handover, DynamoTicketStore)
     assert handover.tickets_table == settings.tickets_table
+
+
+def test_a_support_api_start_leaves_the_escalation_and_dispatch_rules_to_the_first_ticket():
+    # Given the support API started (its routes import intake and classification for their
+    # rules and errors; opening or classifying a ticket is what reads the escalation rules)
+    loaded = started("ServiceApiFunction", "api")
+    # Then the escalation rules, and the dispatch rules they bring, are not loaded
+    rules = (
+        "aftercare.domain.escalation",
+        "aftercare.domain.dispatch",
+        "aftercare.domain.dispatch_policy",
+        "aftercare.domain.sla",
+    )
+    assert sorted(loaded & set(rules)) == []
+    assert {"aftercare.domain.intake", "aftercare.domain.classification"} <= loaded
+
+
+def test_a_fault_intake_start_still_loads_the_escalation_rules_every_new_ticket_reads():
+    # Given fault intake started: its first invocation opens tickets
+    loaded = started("FaultIntakeFunction", "fault_intake")
+    # Then the escalation rules are loaded with the other intake rules, not by the first ticket
+    assert "aftercare.domain.escalation" in loaded

@@ -20,7 +20,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.parts import OutOfStock, ReservationPlan, StockLevel, plan_reservations
 from aftercare.domain.ports import (
@@ -176,6 +175,8 @@ def plan_new_ticket(
     follow_up: FollowUp | None = None,
 ) -> NewTicketPlan:
     """Classify, prioritise, schedule and reserve parts for a report with no active ticket."""
+    from aftercare.domain.escalation import first_tracker, load_escalation  # APIs: at 1st use
+
     origin = origin or Origin.device(device.thing)
     customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
