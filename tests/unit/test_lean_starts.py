@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 from aftercare.runtime import on_first_use
 
+from infra.coldstart import only
+from infra.lambda_build import PackagingError, Toolchain
 from infra.local.template import load_template
-from infra.packaging import functions_of
+from infra.packaging import Runtime, functions_of
 from tests.fakes.lambda_runtime import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,3 +207,20 @@ def test_a_fault_intake_start_still_loads_the_escalation_rules_every_new_ticket_
     loaded = started("FaultIntakeFunction", "fault_intake")
     # Then the escalation rules are loaded with the other intake rules, not by the first ticket
     assert "aftercare.domain.escalation" in loaded
+
+
+def test_cold_start_figures_can_be_taken_for_a_few_functions():
+    # Given a built stack's runtime with every function of the template
+    runtime = Runtime(
+        tools=Toolchain(sam=Path("sam"), python=Path("python3.12")),
+        build_dir=Path("build"),
+        site=Path("site"),
+        functions=functions_of(load_template(ROOT / "template.yaml")),
+    )
+    # When only two are asked for, then only those are measured, in template order
+    picked = only(runtime, ["KpiApiFunction", "ServiceApiFunction"])
+    assert [f.logical_id for f in picked.functions] == ["ServiceApiFunction", "KpiApiFunction"]
+    # ...without names, all of them; a name the template lacks is an error
+    assert only(runtime, None) is runtime
+    with pytest.raises(PackagingError, match="NoSuchFunction"):
+        only(runtime, ["NoSuchFunction"])
