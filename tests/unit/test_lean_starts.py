@@ -224,3 +224,29 @@ def test_cold_start_figures_can_be_taken_for_a_few_functions():
     assert only(runtime, None) is runtime
     with pytest.raises(PackagingError, match="NoSuchFunction"):
         only(runtime, ["NoSuchFunction"])
+
+
+def test_importing_the_layer_builds_no_model_validator():
+    # Given a fresh interpreter importing every module of the layer
+    code = """
+import importlib, json, pkgutil
+import aftercare
+from pydantic import BaseModel
+for module in pkgutil.walk_packages(aftercare.__path__, "aftercare."):
+    importlib.import_module(module.name)
+pending, built = list(BaseModel.__subclasses__()), []
+while pending:
+    model = pending.pop()
+    pending += model.__subclasses__()
+    if model.__module__.startswith("aftercare.") and model.__dict__.get("__pydantic_complete__"):
+        built.append(f"{model.__module__}.{model.__qualname__}")
+print(json.dumps(sorted(built)))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    # Then no model was built: defer_build is not enough when a module creates an instance at
+    # import (a field default such as `Stopwords()`: use a default_factory)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
