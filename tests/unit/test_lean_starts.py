@@ -250,3 +250,18 @@ print(json.dumps(sorted(built)))
     # Then no model was built: defer_build is not enough when a module creates an instance at
     # import (a field default such as `Stopwords()`: use a default_factory)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_kpi_api_start_loads_working_time_without_the_dispatch_and_calendar_rules():
+    # Given the KPI API started (engineer KPIs need working time, not dispatch or booking)
+    loaded = started("KpiApiFunction", "kpi_api")
+    # Then the dispatch policy, the calendar and the ticket domain under them are not loaded
+    rules = (
+        "aftercare.domain.dispatch_policy",
+        "aftercare.domain.calendar",
+        "aftercare.domain.availability",
+        "aftercare.domain.tickets",
+        "aftercare.domain.ports.records",
+    )
+    assert sorted(loaded & set(rules)) == []
+    assert "aftercare.domain.dispatch_time" in loaded
