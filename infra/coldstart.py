@@ -13,11 +13,13 @@ layer and artifact sizes (unzipped bytes) and the largest import self-times
     python -m infra.coldstart --runs 5 --against ../main/template.yaml   # A/B, same run
     python -m infra.coldstart --runs 5 --clock cpu   # CPU time: steadier on a shared machine
     python -m infra.coldstart --runs 5 --clock process-cpu process-wall   # whole processes
+    python -m infra.coldstart --runs 3 --functions ServiceApiFunction KpiApiFunction  # a few
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import statistics
 import sys
@@ -257,6 +259,17 @@ def import_costs(importtime_log: str) -> dict[str, float]:
     return dict(sorted(costs.items(), key=lambda item: -item[1]))
 
 
+def only(runtime: Runtime, logical_ids: Sequence[str] | None) -> Runtime:
+    """`runtime` with only the functions named (all of them without names)."""
+    if not logical_ids:
+        return runtime
+    unknown = sorted(set(logical_ids) - {f.logical_id for f in runtime.functions})
+    if unknown:
+        raise PackagingError(f"no such function in the template: {', '.join(unknown)}")
+    kept = [f for f in runtime.functions if f.logical_id in logical_ids]
+    return dataclasses.replace(runtime, functions=kept)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.coldstart", description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -274,11 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="one or more, from the same starts: cpu clocks are steadier on a busy machine; "
         "process-* measure the whole process (interpreter start-up included)",
     )
+    parser.add_argument(
+        "--functions", nargs="+", metavar="LOGICAL_ID", help="measure only these functions"
+    )
     args = parser.parse_args(argv)
     try:
         tools = Toolchain.find(args.sam, args.python)
-        runtime = prepare(args.template, tools)
-        before = prepare(args.against, tools) if args.against else None
+        runtime = only(prepare(args.template, tools), args.functions)
+        before = only(prepare(args.against, tools), args.functions) if args.against else None
         print(coldstart_report(runtime, args.runs, before, args.clock))
     except PackagingError as exc:
         print(f"cold start figures could not be taken: {exc}", file=sys.stderr)

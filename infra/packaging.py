@@ -68,8 +68,17 @@ NEVER_AT_COLD_START: Final = (
     "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
 )
 # ...and what one function's cold start must not load (its first invocation does not use it).
+# tests/unit/test_lean_starts.py pins the same levers in the dev interpreter.
 NOT_AT_COLD_START_OF: Final = {
     "FaultIntakeFunction": ("aftercare.domain.stock", "aftercare.models.api"),
+    # the maintenance desk (notifier, fault intake) is built by the first rule that fires
+    "TelemetryFunction": ("aftercare.domain.composition", "aftercare.domain.intake"),
+    # the ticket handover (ticket writes) is built by the first transfer
+    "OwnersFunction": ("aftercare.adapters.ticket_writes", "aftercare.domain.escalation"),
+    # the escalation rules are read by the first ticket opened or classified
+    "ServiceApiFunction": ("aftercare.domain.escalation", "aftercare.domain.dispatch"),
+    # KPIs need working time, not the calendar, dispatch rules or ticket items
+    "KpiApiFunction": ("aftercare.domain.calendar", "aftercare.adapters.ticket_items"),
 }
 # Where these came from in each start: the SDK must be the runtime's, the X-Ray SDK the layer's.
 ORIGINS_REPORTED: Final = ("boto3", "botocore", XRAY_SDK)

@@ -10,6 +10,7 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.incidents import DynamoIncidentStore
 from aftercare.adapters.parked import DynamoParkedStore
 from aftercare.batch import ReportingBatchProcessor
+from aftercare.domain.escalation import load_escalation
 from aftercare.domain.incidents import load_incident_policy
 from aftercare.domain.intake import IntakeOutcome, IntakeRules, OutcomeKind
 from aftercare.domain.messages import handle_fault_message
@@ -68,6 +69,9 @@ class Deps:
             repeat_window=timedelta(days=settings.repeat_window_days),
             hold_duration=timedelta(hours=settings.hold_hours),
         )
+        # every new ticket's escalation schedule: loaded with the other rules (intake itself
+        # imports the escalation rules only when it opens a ticket, for the APIs' sake)
+        load_escalation()
 
 
 @cache

@@ -22,7 +22,6 @@ from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.health import DynamoHealthReader
 from aftercare.adapters.ownership import DynamoOwnershipStore
 from aftercare.adapters.ticket_reads import DynamoTicketReader
@@ -36,6 +35,7 @@ from aftercare.domain.device_telemetry import (
     InvalidRange,
     device_telemetry,
 )
+from aftercare.domain.handover import TicketHandover
 from aftercare.domain.maintenance import load_maintenance_rules
 from aftercare.domain.ownership import (
     AlreadyClaimed,
@@ -57,7 +57,7 @@ from aftercare.models.ownership import (
     TransferRequest,
 )
 from aftercare.observability import logger, metrics
-from aftercare.runtime import entry_point
+from aftercare.runtime import entry_point, on_first_use
 from aftercare.settings import EnvSettings, load_settings
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
@@ -90,12 +90,21 @@ def deps() -> Ownership:
         health=DynamoHealthReader(health_table=settings.health_table),
         rules=load_maintenance_rules(),
         policy=load_ownership_policy(),
-        handover=DynamoTicketStore(
-            tickets_table=settings.tickets_table,
-            devices_table=settings.devices_table,
-            customers_table=settings.customers_table,
-            inventory_table=settings.inventory_table,
-        ),
+        handover=on_first_use(lambda: ticket_handover(settings)),
+    )
+
+
+def ticket_handover(settings: Settings) -> TicketHandover:
+    """The ticket store a transfer closes the old owner's tickets with. Built by the first
+    transfer: claims and listings never write tickets, so a start does not load the ticket
+    writes (and the escalation and dispatch rules under them) for them."""
+    from aftercare.adapters.dynamodb import DynamoTicketStore
+
+    return DynamoTicketStore(
+        tickets_table=settings.tickets_table,
+        devices_table=settings.devices_table,
+        customers_table=settings.customers_table,
+        inventory_table=settings.inventory_table,
     )
 
 

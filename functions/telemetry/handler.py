@@ -13,18 +13,15 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.health import DynamoHealthStore
 from aftercare.adapters.notifier_factory import NotifierSettings, build_notifier
 from aftercare.adapters.parked import DynamoParkedStore
-from aftercare.domain.advice import ServiceDesk
-from aftercare.domain.intake import IntakeRules
+from aftercare.domain.advice import MaintenanceDesk, ServiceDesk
 from aftercare.domain.maintenance import Action, MaintenanceRules, load_maintenance_rules
 from aftercare.domain.parking import TELEMETRY, record_dead_letter
-from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.domain.telemetry_intake import BatchOutcome, QueueMessage, take_in_telemetry
 from aftercare.observability import logger, metrics
-from aftercare.runtime import entry_point
+from aftercare.runtime import entry_point, on_first_use
 from aftercare.settings import load_settings
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
@@ -46,9 +43,34 @@ class Settings(NotifierSettings):
     heartbeat_cap_seconds: int  # 0: each model's heartbeat (maintenance.yaml)
 
 
+def service_desk(settings: Settings) -> ServiceDesk:
+    """Where fired maintenance rules go: the notifier (advice) and fault intake (preventive
+    tickets). Built when the first rule fires: most batches fire none, so a start does not load
+    the notification stack, fault intake, its catalog and its policy for them."""
+    from aftercare.adapters.dynamodb import DynamoTicketStore
+    from aftercare.domain.intake import IntakeRules
+    from aftercare.domain.rules import load_catalog, load_policy
+
+    return ServiceDesk(
+        notifier=build_notifier(settings),
+        intake_store=DynamoTicketStore(
+            tickets_table=settings.tickets_table,
+            devices_table=settings.devices_table,
+            customers_table=settings.customers_table,
+            inventory_table=settings.inventory_table,
+        ),
+        intake=IntakeRules(
+            catalog=load_catalog(),
+            policy=load_policy(),
+            repeat_window=timedelta(days=settings.repeat_window_days),
+            hold_duration=timedelta(hours=settings.hold_hours),
+        ),
+    )
+
+
 class Deps:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = settings  # validated here, the desk's settings included
         self.store = DynamoHealthStore(
             devices_table=settings.devices_table, health_table=settings.health_table
         )
@@ -58,21 +80,7 @@ class Deps:
         self.rules: MaintenanceRules = load_maintenance_rules().with_heartbeat_cap(
             settings.heartbeat_cap_seconds
         )
-        self.desk = ServiceDesk(
-            notifier=build_notifier(settings),
-            intake_store=DynamoTicketStore(
-                tickets_table=settings.tickets_table,
-                devices_table=settings.devices_table,
-                customers_table=settings.customers_table,
-                inventory_table=settings.inventory_table,
-            ),
-            intake=IntakeRules(
-                catalog=load_catalog(),
-                policy=load_policy(),
-                repeat_window=timedelta(days=settings.repeat_window_days),
-                hold_duration=timedelta(hours=settings.hold_hours),
-            ),
-        )
+        self.desk: MaintenanceDesk = on_first_use(lambda: service_desk(settings))
 
 
 @cache

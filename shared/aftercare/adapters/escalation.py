@@ -12,7 +12,7 @@ entries when there are any.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -27,9 +27,11 @@ from aftercare.adapters.ticket_items import (
 )
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
-from aftercare.domain.escalation import BUCKETS, WANTED, EscalationPlan
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.tickets import Ticket
+
+if TYPE_CHECKING:  # the escalation rules are imported by the sweeper, not by every ticket writer
+    from aftercare.domain.escalation import EscalationPlan
 
 INDEX = "by_escalation"
 ESCALATION_ATTRIBUTES = ("esc_index", "esc_bucket", "esc_next_at")
@@ -111,6 +113,8 @@ def due_query(table: str, bucket: str, now_epoch: int, limit: int) -> dict[str, 
 def advance_update(table: str, plan: EscalationPlan) -> dict[str, Any]:
     """The ticket's one conditional update: its escalation attributes advanced (or removed
     when the schedule is done), and when steps acted, its flags, `updated_at` and version."""
+    from aftercare.domain.escalation import WANTED
+
     conditions = ["esc_index = :seen"]
     sets: list[str] = []
     values: dict[str, Any] = {":seen": plan.seen_index}
@@ -159,6 +163,8 @@ class DynamoEscalations(DynamoTicketReader):
     """`EscalationStore` on TicketsTable."""
 
     def due(self, now: datetime, limit: int) -> list[EscalationTracker]:
+        from aftercare.domain.escalation import BUCKETS
+
         found: list[EscalationTracker] = []
         epoch = int(now.astimezone(UTC).timestamp())
         for n in range(BUCKETS):

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aftercare.adapters.aws import to_attr, to_item
-from aftercare.adapters.ticket_items import timeline_item
 from aftercare.adapters.transactions import Failure, TxItem
 from aftercare.models.field import LIVE_BOOKING_STATUSES, Booking, Engineer, Partner
-from aftercare.models.tickets import TimelineEntry
+
+if TYPE_CHECKING:  # annotations only: the directory reads (KPI API) never write an audit entry
+    from aftercare.models.tickets import TimelineEntry
 
 CELL = timedelta(minutes=15)
 MAX_CELLS = 32  # 8 hours: a reschedule (old + new cells + 4 items) stays within 100 items
@@ -196,6 +197,10 @@ def _free_cell(table: str, engineer_id: str, at: datetime, booking_id: str) -> T
 
 
 def _audit(tickets_table: str, ticket_id: str, entry: TimelineEntry) -> TxItem:
+    # imported here: the ticket item layout (and the ticket models under it) is only needed by
+    # the calendar's writes, not by the engineer directory's reads
+    from aftercare.adapters.ticket_items import timeline_item
+
     return TxItem(
         {"Put": {"TableName": tickets_table, "Item": to_item(timeline_item(ticket_id, entry))}}
     )

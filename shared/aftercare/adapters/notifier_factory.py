@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from aftercare.adapters.incidents import DynamoIncidentStore
-from aftercare.adapters.messaging import channel_senders
-from aftercare.adapters.notifications_store import DynamoNotificationStore
-from aftercare.domain.composition import (
-    Composer,
-)
-from aftercare.domain.incidents import load_incident_policy
-from aftercare.domain.notifier import Notifier, NotifierPolicy
-from aftercare.domain.pricing import load_price_table
-from aftercare.domain.templates import load_book
 from aftercare.settings import EnvSettings
+
+if TYPE_CHECKING:
+    from aftercare.domain.notifier import Notifier
 
 
 class NotifierSettings(EnvSettings):
@@ -32,6 +26,18 @@ class NotifierSettings(EnvSettings):
 
 
 def build_notifier(settings: NotifierSettings) -> Notifier:
+    # Imported when a notifier is built, not with the settings: a function whose settings
+    # include the notifier's but which notifies only now and then (telemetry's maintenance
+    # advice) starts without the notification stack (composition, templates, prices, senders).
+    from aftercare.adapters.incidents import DynamoIncidentStore
+    from aftercare.adapters.messaging import channel_senders
+    from aftercare.adapters.notifications_store import DynamoNotificationStore
+    from aftercare.domain.composition import Composer
+    from aftercare.domain.incidents import load_incident_policy
+    from aftercare.domain.notifier import Notifier, NotifierPolicy
+    from aftercare.domain.pricing import load_price_table
+    from aftercare.domain.templates import load_book
+
     return Notifier(
         store=DynamoNotificationStore(
             table=settings.notifications_table,

@@ -16,16 +16,17 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 from string import Template
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aftercare.domain.health import DeviceHealth
-from aftercare.domain.intake import IntakeRules, intake_fault
 from aftercare.domain.maintenance import Action, Due, MaintenanceRules, due_for, title_values
-from aftercare.domain.notifications import EventKind
-from aftercare.domain.notifier import Notifier
 from aftercare.domain.ports import IntakeStore
 from aftercare.models.payloads import FaultEnvelope, FaultReport, Severity
 from aftercare.models.tickets import TicketStatus, TicketSummary
+
+if TYPE_CHECKING:  # the desks' collaborators: imported when a rule fires (NotifyingDesk, below)
+    from aftercare.domain.intake import IntakeRules
+    from aftercare.domain.notifier import Notifier
 
 
 class Advisor(Protocol):
@@ -142,6 +143,8 @@ class NotifyingDesk:
         self.notifier = notifier
 
     def advise(self, facts: TicketSummary, now: datetime) -> str:
+        from aftercare.domain.notifications import EventKind
+
         return self.notifier.notify(EventKind.MAINTENANCE_ADVICE, facts, now).result
 
 
@@ -155,6 +158,8 @@ class ServiceDesk(NotifyingDesk):
         self.intake = intake
 
     def open_preventive(self, envelope: FaultEnvelope) -> str:
+        from aftercare.domain.intake import intake_fault
+
         outcome = intake_fault(envelope, self.intake_store, self.intake)
         if outcome.reason is not None:
             return f"rejected:{outcome.reason.value}"

@@ -61,7 +61,7 @@ class Stopwords(_Content):
 class FaqBook(_Content):
     version: str
     faqs: tuple[Faq, ...]
-    stopwords: Stopwords = Stopwords()
+    stopwords: Stopwords = Field(default_factory=Stopwords)
 
 
 @cache

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.diagnostics import auto_diagnose
 from aftercare.domain.diagnostics_records import PublishFailed, TicketNotActive
-from aftercare.domain.escalation import EscalationPolicy, load_escalation, rescheduled_tracker
 from aftercare.domain.intake import IntakeRules, wanted_parts
 from aftercare.domain.parts import OutOfStock, ReservationPlan, plan_reservations
 from aftercare.domain.ports import (
@@ -33,6 +32,9 @@ from aftercare.domain.rules import CatalogEntry
 from aftercare.domain.tickets import Ticket, TicketFlag
 from aftercare.models.diagnostics import DiagnosticRecord
 from aftercare.models.tickets import TimelineEntry
+
+if TYPE_CHECKING:
+    from aftercare.domain.escalation import EscalationPolicy
 
 MAX_ATTEMPTS = 5
 
@@ -69,6 +71,8 @@ def plan_classification(
 ) -> ClassificationPlan:
     """The ticket as intake would have opened it for `entry`, the parts it holds now, and its
     SLA escalation schedule moved to the new SLA."""
+    from aftercare.domain.escalation import rescheduled_tracker  # see classify_ticket
+
     priority = rules.policy.priority_for(entry.severity, ticket.customer_tier, ticket.in_warranty)
     sla = rules.policy.sla_for(priority, ticket.customer_tier)
     reservation = plan_reservations(
@@ -155,6 +159,10 @@ def classify_ticket(
     caller: Caller, ticket_id: str, code: str, *, deps: ClassifyDeps, now: datetime
 ) -> Classified:
     """Give an unclassified ticket a catalog code (staff), then run the code's routine."""
+    # imported by the first classification: the support API imports this module for its routes,
+    # and the escalation rules bring the dispatch rules with them
+    from aftercare.domain.escalation import load_escalation
+
     if not caller.staff:
         raise Forbidden("only support staff classify tickets")
     entry = deps.rules.catalog.lookup(code)

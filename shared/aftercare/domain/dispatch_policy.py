@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import load
-from aftercare.domain.calendar import load_booking_policy
 from aftercare.models.field import GeoPoint
 
 
@@ -97,5 +96,7 @@ def parse_dispatch_policy(
 @cache
 def load_dispatch_policy() -> DispatchPolicy:
     """The dispatch policy shipped with this build (shared layer data)."""
+    from aftercare.domain.calendar import load_booking_policy  # the calendar's rules: when loaded
+
     data = load(resources.files("aftercare.data"), "dispatch.yaml")
     return parse_dispatch_policy(data, load_booking_policy().visit_minutes)

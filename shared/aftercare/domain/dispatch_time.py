@@ -11,10 +11,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from aftercare.domain.dispatch_policy import TravelRules
 from aftercare.models.field import Engineer, GeoPoint, Weekday
+
+if TYPE_CHECKING:  # the working-time arithmetic (KPIs) needs no dispatch policy
+    from aftercare.domain.dispatch_policy import TravelRules
 
 EARTH_RADIUS_KM = 6371.0
 WEEKDAYS = list(Weekday)  # Monday first, as date.weekday() counts

@@ -19,7 +19,6 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.escalation import first_tracker, load_escalation
 from aftercare.domain.inbound import Contract, Rejected, RejectReason, decode, received_time
 from aftercare.domain.incidents import ChildDecision
 from aftercare.domain.intake_entries import (
@@ -189,6 +188,8 @@ def plan_new_ticket(
 
     A `child` of an open fleet incident holds only the parts the incident's policy let it
     hold, is auto-diagnosed only when sampled, and is linked to the incident."""
+    from aftercare.domain.escalation import first_tracker, load_escalation  # APIs: at 1st use
+
     origin = origin or Origin.device(device.thing)
     customer = opening.customer
     catalog_entry = rules.catalog.lookup(report.code)
