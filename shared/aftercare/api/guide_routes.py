@@ -129,6 +129,17 @@ def self_service_deps() -> SelfServiceDeps:
     )
 
 
+def _ticket_for(
+    who: Caller, deps: SelfServiceDeps, ticket_id: str
+) -> tuple[Ticket, dict[str, Any] | None]:
+    """The ticket and its device, for staff or the device's owner (404 for anyone else)."""
+    ticket = deps.diagnostics.load_ticket(ticket_id)
+    device = deps.devices.get(ticket.thing)
+    if not (who.staff or (device is not None and who.may_see(device.get("customer_id")))):
+        raise TicketNotFound(ticket_id)
+    return ticket, device
+
+
 @router.post(
     "/tickets/<ticket_id>/self-service",
     summary="I followed the guide: ask the device to confirm the fix (owner customer, staff)",
@@ -149,10 +160,7 @@ def self_service_route(ticket_id: Annotated[TicketId, PathParam()]) -> SelfServi
     who = caller()
     who.require_reader()
     deps = self_service_deps()
-    ticket = deps.diagnostics.load_ticket(ticket_id)
-    device = deps.devices.get(ticket.thing)
-    if not (who.staff or (device is not None and who.may_see(device.get("customer_id")))):
-        raise TicketNotFound(ticket_id)
+    ticket, device = _ticket_for(who, deps, ticket_id)
     record = start_self_service(
         ticket,
         deps.diagnostics.for_ticket(ticket_id),
@@ -200,10 +208,7 @@ def guide_step_route(
     who = caller()
     who.require_reader()
     deps = self_service_deps()
-    ticket = deps.diagnostics.load_ticket(ticket_id)
-    device = deps.devices.get(ticket.thing)
-    if not (who.staff or (device is not None and who.may_see(device.get("customer_id")))):
-        raise TicketNotFound(ticket_id)
+    ticket, _device = _ticket_for(who, deps, ticket_id)
     record = run_guide_step(
         ticket,
         step,
