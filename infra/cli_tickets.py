@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.paging import MAX_PAGE
+from aftercare.domain.pricing import ticket_estimate
 from aftercare.domain.rules import load_catalog
 from aftercare.models.tickets import TicketStatus
 
@@ -90,6 +91,7 @@ def tickets_show(ticket_id: TicketId, *, opts: StackOptions) -> None:
             **detail.ticket.model_dump(mode="json"),
             "occurrence_history": [o.model_dump(mode="json") for o in detail.occurrences],
             "timeline": [e.model_dump(mode="json") for e in detail.timeline],
+            "estimate": ticket_estimate(detail.ticket.model_dump()).model_dump(mode="json"),
         },
         True,
     )

@@ -46,7 +46,7 @@ from aftercare.domain.paging import (
     stored_time,
 )
 from aftercare.domain.ports import TicketNotFound
-from aftercare.domain.pricing import RepairFacts, estimate, load_price_table
+from aftercare.domain.pricing import ticket_estimate
 from aftercare.domain.support import DeviceNotFound, DeviceStatus, Support
 from aftercare.models.api import (
     CostEstimateView,
@@ -212,7 +212,7 @@ def list_tickets(  # keyword-only: the resolver passes query parameters by name
 def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
     detail, diagnostics = deps().ticket(caller(), ticket_id)
     ticket = detail.ticket.model_dump()
-    cost = estimate(RepairFacts.model_validate(ticket), load_price_table())
+    cost = ticket_estimate(ticket)
     return TicketView(
         **ticket,
         occurrence_history=detail.occurrences,

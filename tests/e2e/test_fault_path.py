@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from devices.agent import DeviceAgent
 from devices.fleet import FleetSimulator
@@ -126,11 +127,15 @@ def test_bad_messages_are_parked_and_good_ones_processed(local_stack: Stack) -> 
     settle(local_stack)
     # Then the valid one opened a ticket and each bad one is parked with its reason
     assert len(tickets_of(local_stack, thing, "FAN-STALL")) == 1
-    parked = {p["reason"]: p for p in local_stack.parked.list()}
+    # (the stack is shared: other modules park messages of the same reasons, so each check
+    # looks for this test's own message among them)
+    parked: dict[str, list[dict[str, Any]]] = {}
+    for item in local_stack.parked.list():
+        parked.setdefault(item["reason"], []).append(item)
     assert {"malformed_json", "thing_mismatch", "unknown_field", "unknown_device"} <= set(parked)
-    assert parked["thing_mismatch"]["thing"] == thing
-    assert "sevrity" in parked["unknown_field"]["detail"]
-    assert parked["malformed_json"]["payload"] == "{broken"
+    assert any(p["thing"] == thing for p in parked["thing_mismatch"])
+    assert any("sevrity" in p["detail"] for p in parked["unknown_field"])
+    assert any(p["payload"] == "{broken" for p in parked["malformed_json"])
 
 
 def test_faults_raised_while_broker_is_down_arrive_once(local_stack: Stack, tmp_path: Path) -> None:

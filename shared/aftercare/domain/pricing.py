@@ -140,6 +140,12 @@ def estimate(facts: RepairFacts, table: PriceTable) -> CostEstimate:
     )
 
 
+def ticket_estimate(ticket: Mapping[str, Any]) -> CostEstimate:
+    """A ticket's estimate (its record as a mapping) from the shipped price table: what the
+    support API's ticket view and the CLI's direct `tickets show` both print."""
+    return estimate(RepairFacts.model_validate(ticket), load_price_table())
+
+
 def parse_price_table(data: Mapping[str, Any]) -> PriceTable:
     return PriceTable.model_validate({**data, "version": str(data["version"])})
 
