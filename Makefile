@@ -133,5 +133,7 @@ scale: setup
 
 # The answer service's accuracy on the committed question set (tests/data/assist_eval.yaml):
 # top-1/top-3 per language, the index build time; the top-1 misses on stderr.
-assist-eval: setup
+assist-eval: setup sam-setup
 	$(BIN)/python -m infra.assist_eval
+	@echo "cold start of the function that answers POST /assist (ServiceApiFunction), vs bare boto3:"
+	$(BIN)/python -m infra.coldstart --runs 5 --clock cpu --functions ServiceApiFunction
