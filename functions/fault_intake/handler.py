@@ -40,6 +40,7 @@ class Settings(EnvSettings):
     incidents_table: str
     repeat_window_days: int
     hold_hours: int
+    incident_threshold_devices: int  # 0: incidents.yaml's threshold
 
 
 class Deps:
@@ -51,7 +52,7 @@ class Deps:
             inventory_table=settings.inventory_table,
             incidents_table=settings.incidents_table,
         )
-        policy = load_incident_policy()
+        policy = load_incident_policy().with_threshold(settings.incident_threshold_devices)
         self.watch = StormWatch(
             store=DynamoIncidentStore(
                 incidents_table=settings.incidents_table,

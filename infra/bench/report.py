@@ -110,12 +110,21 @@ def cold_start_table(cold: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _storm_path(threshold: int | None) -> str:
+    """Which intake path the load took: runs before the setting existed crossed the policy's
+    storm threshold (the load's few codes on one model), and so did `--incident-threshold 0`."""
+    if not threshold:
+        return "; storm path (incidents.yaml's threshold)"
+    return f"; per-device path (incident threshold {threshold:,} devices)"
+
+
 def render(results: Mapping[str, Any]) -> str:
     meta = results["meta"]
     lines = [
         f"aftercare bench, {meta['taken_at']}, revision {meta.get('revision') or 'unknown'}, "
         f"{meta['seconds_per_rate']:g} s per rate"
         + (f" ({meta['note']})" if meta.get("note") else "")
+        + _storm_path(meta.get("incident_threshold"))
     ]
     for key, title in (("full_stack", "whole stack"), ("fault_path_only", "fault path only")):
         if key in results:

@@ -7,7 +7,10 @@ Environment defaults (what `make bench` passes on): BENCH_RATES, BENCH_SECONDS, 
 (seconds each series may spend probing for the saturation point after its fixed rates; 0: no
 probes), BENCH_COLDSTART_RUNS (0 skips cold starts), BENCH_NOTE (free text kept in the
 results' metadata), BENCH_SQS_CONCURRENCY (the stacks' `local up --sqs-concurrency`, space-
-separated; empty: its default).
+separated; empty: its default), BENCH_INCIDENT_THRESHOLD (the stacks' template parameter
+`IncidentThresholdDevices`: the load is distinct faults of a few codes on one model, which
+crosses `incidents.yaml`'s storm threshold within seconds, so by default the threshold is set out
+of reach and the bench measures the per-device path; 0 keeps the policy's and measures storms).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ INJECT = Path(__file__).resolve().parent / "inject"
 FAULT_PATH = ("FaultIntakeFunction", "DeadLetterRecorderFunction")
 IDLE_S = 3.0
 PROBE_CEILING = 400.0
+OUT_OF_REACH = 10_000_000  # devices: no bench load opens a fleet incident
 MAX_PROBES = 3
 SETTLE_LIMIT_S = 45.0
 TRACER = "tracer-on"  # the template's setting (Tracing: Active)
@@ -60,6 +64,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--search-s", type=float, default=float(env("BENCH_SEARCH_S", "90")))
     parser.add_argument("--coldstart-runs", type=int, default=int(env("BENCH_COLDSTART_RUNS", "3")))
     parser.add_argument("--note", default=env("BENCH_NOTE", ""))
+    parser.add_argument(
+        "--incident-threshold",
+        type=int,
+        default=int(env("BENCH_INCIDENT_THRESHOLD", str(OUT_OF_REACH))),
+        help="the stacks' IncidentThresholdDevices (0: incidents.yaml's threshold, storm path)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--capacity-only",
@@ -74,7 +84,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @contextmanager
 def running_stack(
-    only: Sequence[str] | None, capture_dir: Path | None
+    only: Sequence[str] | None, capture_dir: Path | None, incident_threshold: int
 ) -> Iterator[tuple[dict[str, Any], Path]]:
     """A fresh local stack in a temporary state directory; with `capture_dir`, its processes
     record their DynamoDB requests there (switched on and off by the capacity scenarios)."""
@@ -90,6 +100,7 @@ def running_stack(
             state_dir,
             seed=False,
             only_functions=only,
+            param_overrides={"IncidentThresholdDevices": str(incident_threshold)},
             sqs_concurrency=parse_sqs_concurrency(
                 os.environ.get("BENCH_SQS_CONCURRENCY", "").split()
             ),
@@ -234,6 +245,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "rates": args.rate_list,
         "seconds_per_rate": args.seconds,
         "search_s": args.search_s,
+        "incident_threshold": args.incident_threshold,
         "note": args.note,
     }
 
@@ -242,12 +254,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, Any] = {"meta": metadata(args)}
     capture_dir = Path(tempfile.mkdtemp(prefix="aftercare-bench-capture-"))
-    with running_stack(None, capture_dir) as (state, state_dir):
+    with running_stack(None, capture_dir, args.incident_threshold) as (state, state_dir):
         results["capacity_units"] = measure_capacity(state, state_dir, capture_dir)
         shutil.rmtree(capture_dir, ignore_errors=True)
         full = Series(state, state_dir, "bench-f", downstream=True)
         results["full_stack"] = load_series(full, args)
-    with running_stack(FAULT_PATH, None) as (state, state_dir):
+    with running_stack(FAULT_PATH, None, args.incident_threshold) as (state, state_dir):
         fault_path = Series(state, state_dir, "bench-o", downstream=False)
         results["fault_path_only"] = load_series(fault_path, args)
     results["cold_start"] = cold_starts(args.coldstart_runs)
@@ -259,7 +271,7 @@ def capacity_only(args: argparse.Namespace) -> dict[str, Any]:
     """The capacity scenarios alone, merged into the results file already at `--out`."""
     results: dict[str, Any] = json.loads(args.out.read_text())
     capture_dir = Path(tempfile.mkdtemp(prefix="aftercare-bench-capture-"))
-    with running_stack(None, capture_dir) as (state, state_dir):
+    with running_stack(None, capture_dir, args.incident_threshold) as (state, state_dir):
         results["capacity_units"] = measure_capacity(state, state_dir, capture_dir)
     shutil.rmtree(capture_dir, ignore_errors=True)
     results["capacity_units"]["measured"] = {

@@ -132,6 +132,31 @@ def test_the_shipped_policy_is_valid_and_strict():
         IncidentPolicy.model_validate(data)
 
 
+def test_a_deployment_threshold_overrides_the_policy_and_zero_keeps_it():
+    # Given the shipped policy
+    shipped = load_incident_policy()
+    # When a deployment sets its own threshold (template parameter IncidentThresholdDevices)
+    raised = shipped.with_threshold(10_000_000)
+    # Then only the threshold changes (and the shard precheck with it); 0 keeps the policy's
+    assert raised.detection.threshold_devices == 10_000_000
+    assert raised.detection.shards == shipped.detection.shards
+    assert raised.detection.precheck > shipped.detection.precheck
+    assert raised.while_open == shipped.while_open and raised.version == shipped.version
+    assert shipped.with_threshold(0) is shipped
+    # ...and a threshold of one device is refused like a typo in incidents.yaml
+    with pytest.raises(ValidationError):
+        shipped.with_threshold(1)
+
+
+def test_a_threshold_out_of_reach_opens_no_incident_for_a_storm(tables):
+    # Given the bench's deployment setting: a threshold no load reaches
+    watch = watch_on(tables, policy(threshold=6).with_threshold(10_000))
+    # When 20 devices of one model open a ticket for the same code
+    results = [watch.after_open(t, START) for t in opened(tables, 20, START)]
+    # Then every ticket stays on the per-device path
+    assert results == [None] * 20 and incidents(tables) == []
+
+
 # --------------------------------------------------------------------------- detection
 
 

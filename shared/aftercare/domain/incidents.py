@@ -83,6 +83,16 @@ class IncidentPolicy(_Policy):
     while_open: WhileOpen
     resolve: ResolvePolicy
 
+    def with_threshold(self, devices: int) -> IncidentPolicy:
+        """This policy with a deployment's own storm threshold (the template parameter
+        `IncidentThresholdDevices`); 0 keeps `incidents.yaml`'s."""
+        if devices == 0:
+            return self
+        detection = Detection.model_validate(
+            {**self.detection.model_dump(), "threshold_devices": devices}
+        )
+        return self.model_copy(update={"detection": detection})
+
 
 @cache
 def load_incident_policy() -> IncidentPolicy:
