@@ -25,6 +25,7 @@ from devices.agent import DeviceAgent
 from devices.config import (
     AgentConfig,
     AgentCredentials,
+    IngestRules,
     MqttProtocol,
     credential_files,
     parse_broker_url,
@@ -83,6 +84,19 @@ def default_broker_url(state_file: Path | None = None) -> str:
     except ValueError as exc:
         raise StateFileError(f"{path}: {exc}") from exc
     return url
+
+
+def default_ingest_rules(state_file: Path | None = None) -> IngestRules | None:
+    """The running local stack's Basic Ingest rules (`ingest_rules` in its state file); None
+    without a state file or when it names none (the device then reports through the broker)."""
+    path = state_file or find_state_file()
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return IngestRules.of_stack(data) if isinstance(data, dict) else None
 
 
 def default_outbox_dir(state_file: Path | None = None) -> Path:
@@ -274,6 +288,13 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
         "--protocol", choices=[p.value for p in MqttProtocol], default=MqttProtocol.V5.value
     )
     parser.add_argument(
+        "--via-broker",
+        action="store_true",
+        help="report faults, telemetry and diagnostics answers through the message broker"
+        " instead of straight to the stack's rules (Basic Ingest, the default when agent.json"
+        " or the local stack names them)",
+    )
+    parser.add_argument(
         "--ca-file",
         type=Path,
         help="CA bundle for mqtts:// (AWS IoT: Amazon CA; local stack: its own CA)",
@@ -300,6 +321,9 @@ def _agent_config(args: argparse.Namespace, **extra: Any) -> AgentConfig:
         "cert_file": args.cert_file or (file.cert_file if file else None),
         "key_file": args.key_file or (file.key_file if file else None),
     }
+    ingest = file.ingest_rules if file else None
+    if not file and not args.broker:
+        ingest = default_ingest_rules(args.state_file)
     local_tls = not args.broker and not file and parse_broker_url(broker_url).tls
     if local_tls and not any(tls_files.values()):
         tls_files = dict(local_credentials(thing, args.state_file))
@@ -310,6 +334,7 @@ def _agent_config(args: argparse.Namespace, **extra: Any) -> AgentConfig:
         firmware=args.firmware or (file.firmware if file else "1.0.0"),
         model=args.model or (file.model if file else None),
         protocol=MqttProtocol(args.protocol),
+        ingest_rules=None if args.via_broker else ingest,
         **tls_files,
         **extra,
     )

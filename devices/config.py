@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from aftercare.models.ids import FaultCode, ThingName
@@ -88,9 +89,35 @@ def should_fall_back_to_v311(protocol: MqttProtocol, reason_code: int, *, allowe
     return allowed and protocol is MqttProtocol.V5 and refused_version
 
 
+RuleName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_]{1,128}$")]
+
+
+class IngestRules(BaseModel):
+    """The stack's IoT rules a device reports to directly (AWS IoT Basic Ingest): the device
+    publishes to `$aws/rules/<rule>/<topic>`, which skips the message broker and its per-message
+    charge. The names are the stack's (`aftercare_fault_intake_<stage>`, ...): the
+    provisioning command writes them to `agent.json`, the local stack to its state file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fault: RuleName
+    telemetry: RuleName
+    diagnostics_result: RuleName
+
+    @classmethod
+    def of_stack(cls, state: Mapping[str, Any]) -> IngestRules | None:
+        """The rules a local stack's state file (`local.json`) names; None if it names none."""
+        rules = state.get("ingest_rules")
+        return cls.model_validate(rules) if rules else None
+
+
+BASIC_INGEST_PREFIX = "$aws/rules"
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceTopics:
-    """The MQTT topics of one thing (see CONTRACT.md)."""
+    """The MQTT topics of one thing (see CONTRACT.md); with `ingest`, the three uplinks go to
+    their rules by Basic Ingest (the rules select the same topics through the broker too)."""
 
     fault: str
     telemetry: str
@@ -99,12 +126,18 @@ class DeviceTopics:
     diagnostics_cancel: str
 
     @classmethod
-    def for_thing(cls, thing: str) -> DeviceTopics:
+    def for_thing(cls, thing: str, ingest: IngestRules | None = None) -> DeviceTopics:
+        def uplink(rule: str | None, topic: str) -> str:
+            return f"{BASIC_INGEST_PREFIX}/{rule}/{topic}" if rule else topic
+
+        fault, telemetry, result = (
+            (ingest.fault, ingest.telemetry, ingest.diagnostics_result) if ingest else (None,) * 3
+        )
         return cls(
-            fault=f"dt/aftercare/{thing}/fault",
-            telemetry=f"dt/aftercare/{thing}/telemetry",
+            fault=uplink(fault, f"dt/aftercare/{thing}/fault"),
+            telemetry=uplink(telemetry, f"dt/aftercare/{thing}/telemetry"),
             diagnostics_request=f"cmd/aftercare/{thing}/diagnostics/req",
-            diagnostics_result=f"cmd/aftercare/{thing}/diagnostics/res",
+            diagnostics_result=uplink(result, f"cmd/aftercare/{thing}/diagnostics/res"),
             diagnostics_cancel=f"cmd/aftercare/{thing}/diagnostics/cancel",
         )
 
@@ -137,6 +170,7 @@ class AgentConfig(BaseModel):
     outbox_poll_s: Annotated[float, Field(gt=0)] | None = None
     outbox_fsync: bool = True
     remote_fixable_codes: frozenset[FaultCode] = frozenset()
+    ingest_rules: IngestRules | None = None  # None: every uplink through the message broker
 
     @field_validator("broker_url")
     @classmethod
@@ -164,7 +198,7 @@ class AgentConfig(BaseModel):
 
     @property
     def topics(self) -> DeviceTopics:
-        return DeviceTopics.for_thing(self.thing)
+        return DeviceTopics.for_thing(self.thing, self.ingest_rules)
 
     @property
     def outbox_path(self) -> Path:
@@ -197,6 +231,7 @@ class AgentFile(BaseModel):
     ca: str | None = None
     ca_file: Path | None = None
     stack: str | None = None
+    ingest_rules: IngestRules | None = None
 
     @field_validator("broker_url")
     @classmethod
@@ -217,6 +252,7 @@ class AgentCredentials:
     cert_file: Path | None
     key_file: Path | None
     ca_file: Path | None
+    ingest_rules: IngestRules | None = None
 
 
 def read_agent_file(path: Path) -> AgentCredentials:
@@ -246,6 +282,7 @@ def read_agent_file(path: Path) -> AgentCredentials:
         cert_file=resolved(document.cert_file),
         key_file=resolved(document.key_file),
         ca_file=resolved(document.ca_file) or (_default_ca_bundle() if tls else None),
+        ingest_rules=document.ingest_rules,
     )
 
 

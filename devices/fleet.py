@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from devices.config import AgentConfig, credential_files
+from devices.config import AgentConfig, IngestRules, credential_files
 from devices.fleet_worker import (
     CANCEL,
     GO,
@@ -169,7 +169,8 @@ class FleetSimulator:
     ``codes_by_model`` comes from the fault catalog; ``remote_fixable_codes`` lets simulated
     devices fix those faults when ``reset_component`` asks. ``cancel()`` (from any thread) ends
     the playing early; the outboxes are still drained. ``credentials_dir`` holds one directory of
-    certificate files per thing (the local stack's ``devices_dir``) for an ``mqtts://`` broker.
+    certificate files per thing (the local stack's ``devices_dir``) for an ``mqtts://`` broker;
+    ``ingest_rules`` (the stack's, ``IngestRules.of_stack``) makes them report by Basic Ingest.
     """
 
     def __init__(
@@ -184,6 +185,7 @@ class FleetSimulator:
         remote_fixable_codes: frozenset[str] = frozenset(),
         max_devices_per_process: int = DEFAULT_DEVICES_PER_PROCESS,
         credentials_dir: Path | None = None,
+        ingest_rules: IngestRules | None = None,
     ) -> None:
         validate_fleet(devices, scenario, codes_by_model)
         if max_devices_per_process < 1:
@@ -202,6 +204,7 @@ class FleetSimulator:
                 reconnect_max_delay_s=5,
                 outbox_fsync=False,
                 remote_fixable_codes=remote_fixable_codes,
+                ingest_rules=ingest_rules,
                 **(credential_files(credentials_dir / spec.thing) if credentials_dir else {}),
             )
             for spec in self.devices

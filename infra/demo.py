@@ -31,7 +31,7 @@ from aftercare.models.tickets import TicketStatus
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig, credential_files, parse_broker_url
+from devices.config import AgentConfig, IngestRules, credential_files, parse_broker_url
 from devices.fleet import FleetProgress, FleetSimulator, FleetSummary
 from devices.scenario import DeviceSpec, OfflineEpisode, Scenario, Storm
 from infra.cli_output import print_summary
@@ -39,6 +39,7 @@ from infra.demo_field import field_phase
 from infra.diag_summary import diagnostics_summary
 from infra.incident_summary import incident_summary
 from infra.kpi_summary import kpi_summary
+from infra.local.basic_ingest import ingest_rules
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.stack import LocalStack
 from infra.notification_summary import notification_summary
@@ -216,6 +217,13 @@ def wait_quiet(target: Target, timeout_s: float = 120.0) -> float:
     raise TimeoutError(f"fault queues still busy after {timeout_s:.0f}s")
 
 
+def device_ingest(target: Target) -> IngestRules | None:
+    """The stack's rules the simulated devices report to by Basic Ingest (as provisioned
+    devices do; the burst below and the junk still go through the message broker)."""
+    rules = ingest_rules(target.resources)
+    return IngestRules.model_validate(rules) if rules else None
+
+
 # --------------------------------------------------------------------------- burst
 
 
@@ -272,6 +280,7 @@ def resolve_and_recur(
                 thing=ticket.thing,
                 broker_url=mqtt_url,
                 outbox_dir=outbox_dir,
+                ingest_rules=device_ingest(target),
                 **credential_files(issue_device_credentials(state_dir, ticket.thing).directory),
             )
         )
@@ -401,6 +410,7 @@ def _play(
         codes_by_model={m: catalog.codes_for_model(m) for m in models},
         remote_fixable_codes=frozenset(c for c, e in catalog.codes.items() if e.remote_fixable),
         credentials_dir=state_dir / "devices",
+        ingest_rules=device_ingest(target),
     )
     print(f"fleet: {len(devices)} devices for {args.duration:.0f}s (Ctrl-C ends early)")
     started = time.monotonic()

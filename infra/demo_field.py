@@ -32,7 +32,7 @@ from aftercare.models.tickets import TicketStatus
 from botocore.exceptions import ClientError
 
 from devices.agent import DeviceAgent
-from devices.config import AgentConfig, credential_files
+from devices.config import AgentConfig, IngestRules, credential_files
 from infra.cli_core import CliError
 from infra.cli_session import ApiClient, authenticate
 from infra.local.broker_auth import issue_device_credentials
@@ -200,6 +200,7 @@ def _agent(state: dict[str, Any], state_dir: Path, thing: str, outbox: Path) -> 
             thing=thing,
             broker_url=state["mqtt_url"],
             outbox_dir=outbox / thing,
+            ingest_rules=IngestRules.of_stack(state),
             **credential_files(credentials.directory),
         )
     )

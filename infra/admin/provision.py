@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from aftercare.adapters.registry import DeviceExists, DeviceRegistry
 from aftercare.domain.ports import DeviceRecord
 from botocore.exceptions import ClientError
 
+from infra.local.basic_ingest import ingest_rules
 from infra.stores import registry_of
 from infra.target import Target
 
@@ -66,9 +68,15 @@ def device_record(request: DeviceRequest, region: str, today: date) -> DeviceRec
 
 
 def agent_document(
-    request: DeviceRequest, broker_url: str, *, stack: str, tls: bool
+    request: DeviceRequest,
+    broker_url: str,
+    *,
+    stack: str,
+    tls: bool,
+    ingest: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`agent.json`: what `aftercare device run --config` needs (paths relative to the file)."""
+    """`agent.json`: what `aftercare device run --config` needs (paths relative to the file);
+    `ingest` names the stack's rules the device reports to by Basic Ingest."""
     return {
         "thing": request.thing,
         "broker_url": broker_url,
@@ -79,6 +87,7 @@ def agent_document(
         "ca": AMAZON_ROOT_CA if tls else None,
         "ca_file": None,
         "stack": stack,
+        "ingest_rules": dict(ingest) if ingest else None,
     }
 
 
@@ -144,7 +153,9 @@ def _local_identity(
     credentials = issue_device_credentials(state_dir, request.thing)
     pem = credentials.cert_file.read_text()
     registered = iot.register_certificate_without_ca(certificatePem=pem, status="ACTIVE")
-    document = agent_document(request, broker_url, stack=target.name, tls=True)
+    document = agent_document(
+        request, broker_url, stack=target.name, tls=True, ingest=ingest_rules(target.resources)
+    )
     document["ca"] = None
     document["ca_file"] = ROOT_CA_FILE
     files = write_credentials(out_dir, pem, credentials.key_file.read_text(), document)
@@ -164,7 +175,9 @@ def provision_device(target: Target, request: DeviceRequest, out_dir: Path) -> d
     _create_thing(iot, request)
     if target.is_aws:
         certificate = iot.create_keys_and_certificate(setAsActive=True)
-        document = agent_document(request, broker_url, stack=target.name, tls=True)
+        document = agent_document(
+            request, broker_url, stack=target.name, tls=True, ingest=ingest_rules(target.resources)
+        )
         files = write_credentials(
             out_dir, certificate["certificatePem"], certificate["keyPair"]["PrivateKey"], document
         )

@@ -176,14 +176,33 @@ def observability_lines(
     ]
 
 
+def basic_ingest(series: Mapping[str, Any]) -> bool:
+    """Whether the bench devices reported by Basic Ingest (straight to the rules: IoT Core
+    charges no messaging for those); runs before it was recorded went through the broker."""
+    return series.get("device_uplink") == "basic_ingest"
+
+
+def _messages(brokered: str, ingested: str = "") -> str:
+    """The IoT Core messaging line's item: what went through the broker, and what did not."""
+    return f"IoT Core messages ({brokered or 'none'}" + (
+        f"; {ingested} by Basic Ingest, not charged)" if ingested else ")"
+    )
+
+
 def intake_model(
     prices: Prices, results: Mapping[str, Any], memory: Mapping[str, tuple[int, str]]
 ) -> dict[str, list[Line]]:
     """Fault path only (IoT Core -> rule -> FaultQueue -> FaultIntake), per kind of fault."""
     phase = reference_phase(results["fault_path_only"])
     functions = phase["functions"]
+    brokered = 0 if basic_ingest(results["fault_path_only"]) else 1
     common = [
-        prices.line("IoT Core messages", 1, "messages", "iot_message"),
+        prices.line(
+            _messages("fault") if brokered else _messages("", "fault"),
+            brokered,
+            "messages",
+            "iot_message",
+        ),
         prices.line("IoT rules triggered", 1, "rules", "iot_rule_triggered"),
         prices.line("IoT rule actions (SQS)", 1, "actions", "iot_rule_action"),
         prices.line("SQS requests", requests_of(phase, "SQS."), "requests", "sqs_request_standard"),
@@ -211,9 +230,16 @@ def stack_model(
     capacity = results["capacity_units"]
     new_step = {n: u for n, u in capacity["steps"]["new"].items() if n != NOTIFIER}
     others = [n for n in functions if n != NOTIFIER]
+    # the diagnostics request always goes through the broker (the device subscribes to it)
+    uplinks = 0 if basic_ingest(results["full_stack"]) else 2
     everything = [
         prices.line(
-            "IoT Core messages (fault, diag request, result)", 3, "messages", "iot_message"
+            _messages("fault, diag request, result")
+            if uplinks
+            else _messages("diag request", "fault, result"),
+            1 + uplinks,
+            "messages",
+            "iot_message",
         ),
         prices.line("IoT rules triggered", 2, "rules", "iot_rule_triggered"),
         prices.line("IoT rule actions (SQS)", 2, "actions", "iot_rule_action"),

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ import paho.mqtt.client as mqtt
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.config import DeviceTopics, IngestRules
 from infra.local.broker_auth import issue_device_credentials
 from infra.seeding import write_all
+from infra.target import STATE_FILE as STATE_FILE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class BenchDevice:
 
     thing: str
     client: mqtt.Client
+    topics: DeviceTopics
     connected: threading.Event = field(default_factory=threading.Event)
     acked: int = 0
     answered: int = 0
@@ -107,7 +111,7 @@ class BenchDevice:
         """Publish and return the wall-clock time the report left the device's code."""
         at = time.time()
         info = self.client.publish(
-            f"dt/aftercare/{self.thing}/fault", fault_payload(self.thing, code, fault_id), qos=1
+            self.topics.fault, fault_payload(self.thing, code, fault_id), qos=1
         )
         self.fault_sent[info.mid] = at
         return at
@@ -121,11 +125,18 @@ class BenchDevice:
         ]
 
     def publish_payload(self, payload: bytes) -> None:
-        self.client.publish(f"dt/aftercare/{self.thing}/fault", payload, qos=1)
+        self.client.publish(self.topics.fault, payload, qos=1)
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@cache
+def stack_ingest(state_dir: Path) -> IngestRules | None:
+    """The Basic Ingest rules the stack in `state_dir` names (its local.json), if any."""
+    state = state_dir / STATE_FILE_NAME
+    return IngestRules.of_stack(json.loads(state.read_text())) if state.is_file() else None
 
 
 def connect(state_dir: Path, mqtt_url: str, thing: str) -> BenchDevice:
@@ -134,7 +145,8 @@ def connect(state_dir: Path, mqtt_url: str, thing: str) -> BenchDevice:
         CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311, clean_session=True
     )
     credentials.configure(client)
-    device = BenchDevice(thing, client)
+    # as provisioned devices do: faults and answers straight to the rules (Basic Ingest)
+    device = BenchDevice(thing, client, DeviceTopics.for_thing(thing, stack_ingest(state_dir)))
     client.on_connect = lambda c, _u, _f, rc, _p: _subscribed(device, rc)
     client.on_publish = lambda _c, _u, mid, _rc, _p: _acked(device, mid)
     client.on_message = lambda _c, _u, message: _answer(device, message)
@@ -146,7 +158,7 @@ def connect(state_dir: Path, mqtt_url: str, thing: str) -> BenchDevice:
 
 def _subscribed(device: BenchDevice, reason: Any) -> None:
     if not reason.is_failure:
-        device.client.subscribe(f"cmd/aftercare/{device.thing}/diagnostics/req", qos=1)
+        device.client.subscribe(device.topics.diagnostics_request, qos=1)
         device.connected.set()
 
 
@@ -167,9 +179,7 @@ def _answer(device: BenchDevice, message: mqtt.MQTTMessage) -> None:
         "remedied": False,
         "completed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    device.client.publish(
-        f"cmd/aftercare/{device.thing}/diagnostics/res", json.dumps(result), qos=1
-    )
+    device.client.publish(device.topics.diagnostics_result, json.dumps(result), qos=1)
     device.answered += 1
 
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from infra.bench import capture
+from infra.bench import capture, fleet
 from infra.bench.load import PhasePlan, idle_background, run_phase, wait_quiet
 from infra.bench.report import render
 from infra.bench.scenarios import measure_capacity
@@ -163,6 +163,9 @@ def load_series(series: Series, args: argparse.Namespace) -> dict[str, Any]:
         "skipped_rates": skipped,
         "saturation_rate": saturation_point(phases),
         "search_complete": _probe_rate(phases) is None,
+        # how the bench devices sent their faults and answers: the cost model prices IoT Core
+        # messaging only for what went through the broker
+        "device_uplink": "basic_ingest" if fleet.stack_ingest(series.state_dir) else "broker",
     }
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from infra.local.basic_ingest import basic_ingest_filter
 from infra.local.broker_auth import IOT_DATA, IOT_RULES
 from infra.local.iot_sql_parser import parse_sql
 from infra.local.template import Resolver, Template, parameter_values, pseudo_parameters
@@ -112,12 +113,29 @@ def acl_file_text(device_lines: Iterable[AclLine], users: Mapping[str, Iterable[
     return "\n".join(out) + "\n"
 
 
-def template_acl(template: Template, region: str, stack_name: str = "aftercare-local") -> str:
-    """The local broker's ACL file for ``template`` (raises ``UnmappablePolicy``)."""
+def template_acl(
+    template: Template,
+    region: str,
+    stack_name: str = "aftercare-local",
+    parameters: Mapping[str, str] | None = None,
+) -> str:
+    """The local broker's ACL file for ``template`` (raises ``UnmappablePolicy``), with the local
+    stack's parameter values (``Stage=local`` unless ``parameters`` say otherwise)."""
+    local = {"Stage": "local"} if "Stage" in template.parameters else {}
+    values = {**local, **(parameters or {})}
     resolver = Resolver(
-        parameter_values(template, {}),
+        parameter_values(template, values),
         pseudo_parameters(region, stack_name),
         {},
+        conditions=template.conditions,
+        mappings=template.mappings,
+    )
+    rules = rule_names(template, resolver)
+    # the device policy names its Basic Ingest rules with !Ref: what provisioning will create
+    resolver = Resolver(
+        parameter_values(template, values),
+        pseudo_parameters(region, stack_name),
+        {logical_id: {"Ref": name} for logical_id, name in rules.items()},
         conditions=template.conditions,
         mappings=template.mappings,
     )
@@ -128,7 +146,10 @@ def template_acl(template: Template, region: str, stack_name: str = "aftercare-l
     if not isinstance(document, Mapping):
         raise UnmappablePolicy(f"{DEVICE_POLICY}'s PolicyDocument is not an object")
     users = {
-        IOT_RULES: sorted({AclLine("topic", "read", f) for f in rule_filters(template)}),
+        IOT_RULES: sorted(
+            {AclLine("topic", "read", f) for f in rule_filters(template)}
+            | {AclLine("topic", "read", basic_ingest_filter(name)) for name in rules.values()}
+        ),
         IOT_DATA: sorted(
             {AclLine("topic", "write", t) for t in function_publish_topics(template, resolver)}
             | {AclLine("topic", "write", OPERATOR_SMOKE_TOPIC)}
@@ -138,6 +159,19 @@ def template_acl(template: Template, region: str, stack_name: str = "aftercare-l
         return acl_file_text(device_acl(document), users)
     except UnmappablePolicy as exc:
         raise UnmappablePolicy(f"{DEVICE_POLICY}: {exc}") from exc
+
+
+def rule_names(template: Template, resolver: Resolver) -> dict[str, str]:
+    """The physical names of the template's enabled topic rules, by logical id."""
+    names = {}
+    for logical_id, resource in template.resources.items():
+        if resource.type != "AWS::IoT::TopicRule":
+            continue
+        payload = resource.properties.get("TopicRulePayload", {})
+        if payload.get("RuleDisabled") is True or "RuleName" not in resource.properties:
+            continue
+        names[logical_id] = str(resolver.resolve(resource.properties["RuleName"]))
+    return names
 
 
 def rule_filters(template: Template) -> list[str]:
@@ -280,8 +314,10 @@ def _function_statements(policies: Any) -> Iterator[Mapping[str, Any]]:
         yield from (s for s in statements if isinstance(s, Mapping))
 
 
-def write_acl_file(path: Path, template: Template, region: str) -> Path:
+def write_acl_file(
+    path: Path, template: Template, region: str, parameters: Mapping[str, str] | None = None
+) -> Path:
     """Generate the ACL file for ``template`` at ``path`` (raises ``UnmappablePolicy``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(template_acl(template, region), encoding="utf-8")
+    path.write_text(template_acl(template, region, parameters=parameters), encoding="utf-8")
     return path

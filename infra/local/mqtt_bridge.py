@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTv5
@@ -22,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from infra.local.basic_ingest import basic_ingest_filter
 from infra.local.bridge_spec import BridgeSpec
 from infra.local.rule_engine import (
     DirectParking,
@@ -31,6 +33,7 @@ from infra.local.rule_engine import (
     ParkingUnavailable,
     Rule,
     apply_rule,
+    rules_for,
 )
 
 logger = logging.getLogger("infra.local.iotrule")
@@ -54,7 +57,7 @@ class _Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values = dict.fromkeys(
-            ["received", "unmatched", "retries", *(o.value for o in Outcome)], 0
+            ["received", "basic_ingest", "unmatched", "retries", *(o.value for o in Outcome)], 0
         )
 
     def add(self, name: str) -> None:
@@ -79,7 +82,12 @@ class Bridge:
         self._spec = spec
         self._parking = parking
         self._rules = tuple(rules)
-        self._filters = list(dict.fromkeys(rule.parsed.topic_filter for rule in rules))
+        self._filters = list(
+            dict.fromkeys(
+                [rule.parsed.topic_filter for rule in rules]
+                + [basic_ingest_filter(rule.name) for rule in rules]
+            )
+        )
         self._stop = stop
         self._inbox: queue.Queue[Inbound | None] = queue.Queue()
         self._connection_lock = threading.Lock()
@@ -242,7 +250,10 @@ class Bridge:
     def settle(self, inbound: Inbound) -> list[tuple[str, Outcome]]:
         """Run every matching rule on one message until each delivered or parked it."""
         self.counters.add("received")
-        matching = [rule for rule in self._rules if rule.parsed.matches(inbound.topic)]
+        matching, topic = rules_for(self._rules, inbound.topic)
+        if topic != inbound.topic:  # Basic Ingest: the named rule, on the unprefixed topic
+            self.counters.add("basic_ingest")
+            inbound = replace(inbound, topic=topic)
         if not matching:
             self.counters.add("unmatched")
         outcomes = []

@@ -21,6 +21,7 @@ from aftercare.adapters.parked import MAX_EXCERPT_BYTES, DynamoParkedStore
 from aftercare.domain.ports import ParkedMessage
 from botocore.exceptions import BotoCoreError, ClientError
 
+from infra.local.basic_ingest import basic_ingest_target
 from infra.local.bridge_spec import BridgeSpec
 from infra.local.iot_sql import ParsedRule, RuleEvaluationError, UnsupportedRuleSql
 from infra.local.iot_sql_parser import parse_sql
@@ -148,6 +149,20 @@ def build_rules(spec: BridgeSpec, sqs: SQSClient) -> list[Rule]:
         error_action = build_action(rule.error_action, sqs) if rule.error_action else None
         rules.append(Rule(rule.name, parsed, actions, error_action))
     return rules
+
+
+def rules_for(rules: Sequence[Rule], topic: str) -> tuple[list[Rule], str]:
+    """The rules a message on `topic` goes to, and the topic they see: those whose FROM filter
+    matches it; for a Basic Ingest topic, the named rule alone on the topic without the prefix
+    (none when no enabled rule has that name: AWS logs RuleNotFound)."""
+    target = basic_ingest_target(topic)
+    if target is None:
+        return [rule for rule in rules if rule.parsed.matches(topic)], topic
+    name, unprefixed = target
+    matching = [rule for rule in rules if rule.name == name]
+    if not matching:
+        logger.warning("RuleNotFound: no enabled rule %s for Basic Ingest", name)
+    return matching, unprefixed
 
 
 @dataclass(frozen=True)

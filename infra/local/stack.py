@@ -206,7 +206,7 @@ class LocalStack:
         services: list[Child] = []
         self._stages.append(services)
         self._broker_security = broker_security(
-            self.state_dir, load_template(self._template_path), self.region
+            self.state_dir, load_template(self._template_path), self.region, self._param_overrides
         )
         moto_servers = start_moto_servers(self._spawner)
         services.extend(moto_servers.values())

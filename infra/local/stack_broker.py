@@ -11,6 +11,7 @@ import logging
 import os
 import pwd
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -67,7 +68,9 @@ def mosquitto_config(
     return "\n".join(lines) + "\n"
 
 
-def broker_security(state_dir: Path, template: Template, region: str) -> list[str]:
+def broker_security(
+    state_dir: Path, template: Template, region: str, parameters: Mapping[str, str] | None = None
+) -> list[str]:
     """The broker's ACL (from the template's IoT policy) and the local CA's certificates, as the
     listener's configuration lines.
 
@@ -76,7 +79,7 @@ def broker_security(state_dir: Path, template: Template, region: str) -> list[st
     `broker_config_lines(state_dir, <state_dir>/broker/acl)` itself (the e2e fixture is).
     """
     try:
-        acl = write_acl_file(state_dir / "broker" / "acl", template, region)
+        acl = write_acl_file(state_dir / "broker" / "acl", template, region, parameters)
     except UnmappablePolicy as exc:
         raise LocalStackError(f"the local broker cannot enforce {exc}") from exc
     return broker_config_lines(state_dir, acl)

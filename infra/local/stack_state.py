@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from infra.local.basic_ingest import ingest_rules
 from infra.local.children import STOP_GRACE_S
 from infra.local.provision_context import ProvisionResult
 from infra.local.supervisor import (
@@ -84,6 +85,8 @@ def state_document(
         "devices_dir": str(state_dir / "devices"),
         **api_state,
         "resources": dict(result.resources),
+        # where devices report by Basic Ingest (`aftercare device run` reads it)
+        "ingest_rules": ingest_rules(result.resources),
         "functions": functions,
         "pids": dict(pids),
         "process_start_ticks": {

@@ -39,7 +39,7 @@ import pytest
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.parked import DynamoParkedStore
 
-from devices.config import AgentConfig, credential_files, parse_broker_url
+from devices.config import AgentConfig, IngestRules, credential_files, parse_broker_url
 from infra.local.broker_auth import ClientCredentials, issue_device_credentials
 from infra.local.stack import LocalStack
 from infra.target import Target
@@ -107,7 +107,7 @@ def device_agent_config(
         broker_url=state["mqtt_url"],
         outbox_dir=outbox_dir,
         **credential_files(credentials.directory),
-        **extra,
+        **({"ingest_rules": IngestRules.of_stack(state)} | extra),
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.agent import DeviceAgent
+from devices.config import IngestRules
 from devices.fleet import FleetSimulator
 from devices.scenario import DeviceSpec, Scenario, Storm
 from infra.seeding import demo_devices
@@ -27,9 +28,12 @@ def tickets_of(stack: Stack, thing: str, code: str) -> list:
 
 
 def test_one_fault_opens_one_ticket(local_stack: Stack, tmp_path: Path) -> None:
-    # Given a registered device running the agent
+    # Given a registered device running the agent, reporting straight to the stack's fault rule
+    # (Basic Ingest, as provisioned devices do: past the broker, whose ACL lets it publish there)
     thing = DEVICES[0].thing
     agent = agent_for(local_stack, thing, tmp_path)
+    rule = local_stack.state["ingest_rules"]["fault"]
+    assert agent.config.topics.fault == f"$aws/rules/{rule}/dt/aftercare/{thing}/fault"
     # When it raises one fault
     report = agent.raise_fault("TEMP-HIGH", readings={"temp_c": 88.5})
     agent.stop(drain_timeout=10)
@@ -91,6 +95,7 @@ def test_storm_across_200_devices_loses_nothing(local_stack: Stack, tmp_path: Pa
         tmp_path,
         codes_by_model=codes,
         credentials_dir=Path(local_stack.state["devices_dir"]),
+        ingest_rules=IngestRules.of_stack(local_stack.state),
     )
     result = summary.run()
     assert result.storm_faults == 200 and result.outbox_backlog == 0

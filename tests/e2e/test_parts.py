@@ -9,6 +9,7 @@ from pathlib import Path
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader
 from aftercare.domain.stock import adjust_stock
 
+from devices.config import IngestRules
 from devices.fleet import FleetSimulator
 from devices.scenario import DeviceSpec, Scenario, Storm
 from infra.seeding import demo_devices
@@ -49,6 +50,7 @@ def test_thirty_concurrent_faults_share_four_units(local_stack: Stack, tmp_path:
         tmp_path,
         codes_by_model={d.model: [CODE] for d in fleet},
         credentials_dir=Path(local_stack.state["devices_dir"]),
+        ingest_rules=IngestRules.of_stack(local_stack.state),
     ).run()
     assert result.storm_faults == 30 and result.outbox_backlog == 0
     settle(local_stack, timeout=120)

@@ -128,6 +128,25 @@ def test_a_device_cannot_report_a_fault_for_another(connect: Connect):
     assert [m.topic for m in rules.take(1)] == [f"dt/aftercare/{A}/fault"]
 
 
+def test_a_device_reports_by_basic_ingest_only_to_its_own_topic_of_the_named_rule(
+    connect: Connect,
+):
+    # Given the rules bridge, reading the Basic Ingest topics of the stack's rules
+    ingest = "$aws/rules/aftercare_fault_intake_local"
+    rules = connect(IOT_RULES, [f"{ingest}/#"])
+    attacker = connect(A)
+    # When A reports by Basic Ingest for B, to its own topic under another rule, and for itself
+    for_b = attacker.publish(f"{ingest}/dt/aftercare/{B}/fault", b"{}")
+    other_rule = attacker.publish(f"$aws/rules/another_rule/dt/aftercare/{A}/fault", b"{}")
+    own = attacker.publish(f"{ingest}/dt/aftercare/{A}/fault", b"{}")
+    # Then only its own report to the named rule goes through
+    assert for_b is not None and for_b.value == NOT_AUTHORIZED
+    assert other_rule is not None and other_rule.value == NOT_AUTHORIZED
+    assert own is not None and own.value == 0
+    assert [m.topic for m in rules.take(1)] == [f"{ingest}/dt/aftercare/{A}/fault"]
+    assert rules.quiet_for(QUIET_S) == []
+
+
 def test_a_device_cannot_read_other_devices_traffic(connect: Connect):
     victim = connect(B, [f"cmd/aftercare/{B}/diagnostics/req"])
     spy = connect(A, ["#", f"cmd/aftercare/{B}/#", "dt/aftercare/+/fault"])

@@ -216,6 +216,33 @@ def test_fault_reports_reach_the_fault_queue_as_envelopes(bridge, broker, sqs, q
     assert collect(sqs, queues["dlq"], 1, timeout=0.5) == []
 
 
+def test_basic_ingest_goes_to_the_named_rule_alone_on_the_unprefixed_topic(
+    bridge, broker, sqs, queues
+):
+    # Given reports sent by Basic Ingest: to the fault rule, to the raw rule on a topic its FROM
+    # does not select, and to a rule that does not exist
+    report = json.dumps({"fault_id": "f-00000002", "code": "FAN-STALL"}).encode()
+    publish(
+        broker.port,
+        [
+            ("$aws/rules/aftercare_fault_intake_test/dt/aftercare/ac-hp-0003/fault", report),
+            ("$aws/rules/raw_json/dt/aftercare/ac-hp-0004/fault", b'{"n": 1}'),
+            ("$aws/rules/no_such_rule/dt/aftercare/ac-hp-0005/fault", report),
+        ],
+    )
+    # Then the fault rule made its envelope from the topic without the prefix (as in AWS, where
+    # topic() and topic(k) never see it) ...
+    (envelope,) = bodies(collect(sqs, queues["faults"], 1))
+    assert envelope["thing"] == "ac-hp-0003"
+    assert envelope["topic"] == "dt/aftercare/ac-hp-0003/fault"
+    assert base64.b64decode(envelope["payload_b64"]) == report
+    # ... the named rule ran whatever its FROM filter (Basic Ingest skips it), and only it
+    assert bodies(collect(sqs, queues["raw"], 1)) == [{"n": 1, "thing": "ac-hp-0004"}]
+    # ... and the report to no rule reached no queue (AWS logs RuleNotFound)
+    assert collect(sqs, queues["faults"], 1, timeout=0.5) == []
+    assert collect(sqs, queues["dlq"], 1, timeout=0.5) == []
+
+
 def test_select_star_on_a_binary_payload_is_parked_by_the_error_action(bridge, broker, sqs, queues):
     # Given a rule selecting * (which needs JSON)
     binary = b"\x00\x01\x02 binary"

@@ -373,6 +373,28 @@ def test_cost_models_itemise_each_kind_of_event():
     assert "**total**" in cost.render(models, prices)
 
 
+def test_uplinks_by_basic_ingest_are_not_charged_as_iot_messages():
+    # Given runs whose devices reported through the broker and by Basic Ingest
+    prices, memory = _prices(), cost.lambda_settings(ROOT / "template.yaml")
+    brokered = _results()
+    ingested = _results()
+    ingested["full_stack"] = {**ingested["full_stack"], "device_uplink": "basic_ingest"}
+    ingested["fault_path_only"] = ingested["full_stack"]
+
+    def messages(results: dict, model: str) -> float:
+        models = {**cost.intake_model(prices, results, memory)}
+        models |= cost.stack_model(prices, results, memory)
+        (line,) = [i for i in models[model] if i.item.startswith("IoT Core messages")]
+        return line.quantity
+
+    # Then the broker's per-message charge stays only on what went through it: the fault
+    # and the diagnostics answer skip it by Basic Ingest, the request to the device cannot
+    assert messages(brokered, "new fault, fault path") == 1
+    assert messages(ingested, "new fault, fault path") == 0
+    assert messages(brokered, "new fault, whole stack") == 3
+    assert messages(ingested, "new fault, whole stack") == 1
+
+
 def test_the_cost_figures_come_from_the_saturation_rates_phase():
     assert reference_phase(_results()["full_stack"])["rate"] == 20
 

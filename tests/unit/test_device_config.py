@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +15,10 @@ from devices.config import (
     BrokerAddress,
     BrokerUrlError,
     DeviceTopics,
+    IngestRules,
     MqttProtocol,
     parse_broker_url,
+    read_agent_file,
     should_fall_back_to_v311,
 )
 from devices.ids import new_fault_id
@@ -131,3 +134,51 @@ def test_fault_ids_fit_the_contract_and_sort_by_time():
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{8,64}", i) for i in [earlier, later, *burst])
     assert len(earlier) == 26 and earlier < later
     assert len(burst) == 1000
+
+
+def test_with_ingest_rules_the_uplinks_go_straight_to_their_rules(tmp_path):
+    # Given a device of a stack whose rules are named for Basic Ingest
+    rules = IngestRules(
+        fault="aftercare_fault_intake_prod",
+        telemetry="aftercare_telemetry_prod",
+        diagnostics_result="aftercare_diagnostics_results_prod",
+    )
+    config = AgentConfig(
+        thing="dev-1", broker_url="mqtt://127.0.0.1:1883", outbox_dir=tmp_path, ingest_rules=rules
+    )
+    # Then its three reports are published under `$aws/rules/<rule>/`, and what it receives
+    # is unchanged (nothing can subscribe to a Basic Ingest topic)
+    topics = config.topics
+    assert topics.fault == "$aws/rules/aftercare_fault_intake_prod/dt/aftercare/dev-1/fault"
+    assert topics.telemetry == "$aws/rules/aftercare_telemetry_prod/dt/aftercare/dev-1/telemetry"
+    assert topics.diagnostics_result == (
+        "$aws/rules/aftercare_diagnostics_results_prod/cmd/aftercare/dev-1/diagnostics/res"
+    )
+    assert topics.diagnostics_request == "cmd/aftercare/dev-1/diagnostics/req"
+    assert topics.diagnostics_cancel == "cmd/aftercare/dev-1/diagnostics/cancel"
+    # ...and without them, every report goes through the broker
+    plain = AgentConfig(thing="dev-1", broker_url="mqtt://127.0.0.1:1883", outbox_dir=tmp_path)
+    assert plain.topics.fault == "dt/aftercare/dev-1/fault"
+
+
+def test_an_agent_file_names_its_rules_and_a_bad_rule_name_is_refused(tmp_path):
+    # Given agent.json as provisioning writes it, with the stack's rules
+    document = {
+        "thing": "dev-1",
+        "broker_url": "mqtt://127.0.0.1:1883",
+        "ingest_rules": {
+            "fault": "aftercare_fault_intake_eu_prod",
+            "telemetry": "aftercare_telemetry_eu_prod",
+            "diagnostics_result": "aftercare_diagnostics_results_eu_prod",
+        },
+    }
+    (tmp_path / "agent.json").write_text(json.dumps(document))
+    # Then the agent reads them ...
+    credentials = read_agent_file(tmp_path)
+    assert credentials.ingest_rules is not None
+    assert credentials.ingest_rules.fault == "aftercare_fault_intake_eu_prod"
+    # ... and a name no IoT rule can have (it would make another topic) is an error
+    document["ingest_rules"]["fault"] = "rule/../other"  # type: ignore[index]
+    (tmp_path / "agent.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="fault"):
+        read_agent_file(tmp_path)

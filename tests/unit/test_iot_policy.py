@@ -42,13 +42,21 @@ def test_the_template_policy_confines_each_device_to_its_own_topics() -> None:
     # Then devices may write only their own dt/ topics and diagnostics answers, read only their
     # own cmd/ topics; the bridge reads what the topic rules select; iot-data writes requests
     device_part, _, users = text.partition(f"user {IOT_RULES}")
+    # (through the broker, or straight to the rule named for each report: Basic Ingest)
     assert [line for line in device_part.splitlines() if line.startswith("pattern")] == [
         "pattern read cmd/aftercare/%u/#",
+        "pattern write $aws/rules/aftercare_diagnostics_results_local/cmd/aftercare/%u/"
+        "diagnostics/res",
+        "pattern write $aws/rules/aftercare_fault_intake_local/dt/aftercare/%u/fault",
+        "pattern write $aws/rules/aftercare_telemetry_local/dt/aftercare/%u/telemetry",
         "pattern write cmd/aftercare/%u/diagnostics/res",
         "pattern write dt/aftercare/%u/#",
     ]
     rules_part, _, data_part = users.partition(f"user {IOT_DATA}")
     assert sorted(rules_part.strip().splitlines()) == [
+        "topic read $aws/rules/aftercare_diagnostics_results_local/#",
+        "topic read $aws/rules/aftercare_fault_intake_local/#",
+        "topic read $aws/rules/aftercare_telemetry_local/#",
         "topic read cmd/aftercare/+/diagnostics/res",
         "topic read dt/aftercare/+/fault",
         "topic read dt/aftercare/+/telemetry",
@@ -59,6 +67,18 @@ def test_the_template_policy_confines_each_device_to_its_own_topics() -> None:
         "topic write cmd/aftercare/+/diagnostics/req",
         "topic write dt/aftercare/+/fault",
     ]
+
+
+def test_the_basic_ingest_rules_follow_the_stage() -> None:
+    # Given a stack deployed with another stage
+    text = template_acl(
+        load_template(ROOT / "template.yaml"), "us-east-1", parameters={"Stage": "eu-prod"}
+    )
+    # Then a device may publish to that stage's rules only (the policy names them with !Ref),
+    # and the bridge reads them
+    assert "pattern write $aws/rules/aftercare_fault_intake_eu_prod/dt/aftercare/%u/fault" in text
+    assert "topic read $aws/rules/aftercare_fault_intake_eu_prod/#" in text
+    assert "_local/" not in text
 
 
 def test_client_id_variable_maps_to_the_client_id_pattern() -> None:
