@@ -68,8 +68,15 @@ def stack_template(pool_id: str, client_id: str) -> dict[str, Any]:
         for logical_id, resource in template.resources.items()
         if resource.type in STACKED_TYPES
     }
+    # moto's CloudFormation creates no topic rules: the device policy's Basic Ingest resources
+    # name them with !Ref, which a parameter of the same name answers here
+    rules = {
+        logical_id: {"Type": "String", "Default": f"{logical_id.lower()}_test"}
+        for logical_id, resource in template.resources.items()
+        if resource.type == "AWS::IoT::TopicRule"
+    }
     return {
-        "Parameters": {"Stage": {"Type": "String"}},
+        "Parameters": {"Stage": {"Type": "String"}, **rules},
         "Resources": resources,
         "Outputs": {
             "ServiceUserPoolId": {"Value": pool_id},
