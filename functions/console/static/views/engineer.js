@@ -252,15 +252,100 @@ function telemetryView(series) {
 }
 
 // ---- today's jobs -----------------------------------------------------------------------
-export async function jobs({ query, render }) {
+// What an engineer may report next on a booking (the API's BOOKING_TRANSITIONS, minus cancel).
+const NEXT = {
+  scheduled: ["en_route", "cannot_complete"],
+  en_route: ["on_site", "cannot_complete"],
+  on_site: ["completed", "cannot_complete"],
+};
+
+export async function jobs({ query, render, alive }) {
   const date = query.get("date") || new Date().toISOString().slice(0, 10);
   const picker = h("input", { type: "date", name: "date", value: date, onchange: () => go(`/jobs?date=${picker.value}`) });
+  const outcome = h("div", { "aria-live": "polite", id: "job-outcome" });
+  const panel = h("div", { id: "job-panel" });
   const body = h("div", {}, loading());
-  render(h("h1", {}, t("jobs.title")), h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, field(t("jobs.date"), picker)), body);
-  const list = await get("/me/jobs", { date });
-  body.replaceChildren(list.length ? table(
-    [t("booking.start"), t("booking.end"), t("ticket.id"), t("ticket.fault"), t("ticket.device"), t("queue.status")],
-    list.map((j) => h("tr", {}, h("td", {}, when(j.start)), h("td", {}, when(j.end)),
-      h("td", {}, link(`/tickets/${j.ticket_id}`, j.ticket_id)), h("td", {}, j.fault_code ? `${j.fault_code} · ${j.title_en || ""}` : "—"),
-      h("td", {}, link(`/devices/${j.thing}`, j.thing)), h("td", {}, badge(j.status, t(`booking.status.${j.status}`)))))) : h("p", { class: "empty" }, t("jobs.none")));
+  render(h("h1", {}, t("jobs.title")), h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, field(t("jobs.date"), picker)),
+    outcome, panel, body);
+
+  async function load() {
+    const list = await get("/me/jobs", { date });
+    if (!alive()) return;
+    body.replaceChildren(list.length ? table(
+      [t("booking.start"), t("booking.end"), t("ticket.id"), t("ticket.fault"), t("ticket.device"), t("queue.status"), t("jobs.ticket_status"), t("jobs.actions")],
+      list.map((j) => h("tr", { "data-booking": j.booking_id }, h("td", {}, when(j.start)), h("td", {}, when(j.end)),
+        h("td", {}, link(`/tickets/${j.ticket_id}`, j.ticket_id)), h("td", {}, j.fault_code ? `${j.fault_code} · ${j.title_en || ""}` : "—"),
+        h("td", {}, link(`/devices/${j.thing}`, j.thing)), h("td", {}, badge(j.status, t(`booking.status.${j.status}`))),
+        h("td", {}, j.ticket_status ? statusBadge(j.ticket_status) : "—"),
+        h("td", { class: "actions" }, (NEXT[j.status] || []).map((next) => h("button", {
+          type: "button", "data-status": next, onclick: () => choose(j, next),
+        }, t(`jobs.do.${next}`))))))) : h("p", { class: "empty" }, t("jobs.none")));
+  }
+
+  // en_route and on_site are sent at once; completed and cannot_complete ask for details first.
+  function choose(job, status) {
+    outcome.replaceChildren();
+    if (status === "completed") completeForm(job, panel, send);
+    else if (status === "cannot_complete") cannotCompleteForm(job, panel, send);
+    else send(job, status, {});
+  }
+
+  // The change, checked against the version the list showed: a 409 (`stale_version`,
+  // `invalid_transition`) or 422 is shown with its reason, and the list is read again either way.
+  async function send(job, status, details) {
+    let ok = false;
+    try {
+      const result = await post(`/bookings/${encodeURIComponent(job.booking_id)}/status`, { status, expected_version: job.version, ...details });
+      outcome.replaceChildren(h("p", { id: "job-result", "data-status": result.booking.status }, t(`jobs.done.${status}`, {
+        id: job.ticket_id, ticket: result.ticket_status ? t(`status.${result.ticket_status}`) : "—",
+      })));
+      panel.replaceChildren();
+      ok = true;
+    } catch (error) {
+      showError(error, outcome);
+    }
+    await load();
+    return ok;
+  }
+
+  await load();
+}
+
+async function completeForm(job, panel, send) {
+  panel.replaceChildren(loading());
+  const view = await get(`/tickets/${encodeURIComponent(job.ticket_id)}`).catch(() => ({ parts: [] }));
+  const held = (view.parts || []).filter((p) => p.status === "held");
+  const notes = h("textarea", { name: "notes", maxlength: "2000", rows: "3" });
+  const submit = h("button", { type: "submit" }, t("jobs.do.completed"));
+  const form = h("form", { class: "card", id: "complete-form", onsubmit: async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    const used = new FormData(form).getAll("part");
+    if (!(await send(job, "completed", { parts_used: used, notes: notes.value || null }))) submit.disabled = false;
+  } },
+  h("h2", {}, t("jobs.complete_title", { id: job.ticket_id })),
+  held.length ? h("fieldset", {}, h("legend", {}, t("jobs.parts_used")),
+    held.map((p, i) => h("div", { class: "choice" },
+      h("input", { type: "checkbox", name: "part", value: p.sku, id: `part-${i}`, checked: true }),
+      h("label", { for: `part-${i}` }, `${p.sku} · ${title({ title_en: p.name_en, title_zh: p.name_zh })} × ${p.qty}`))))
+    : h("p", { class: "muted" }, t("jobs.no_held_parts")),
+  field(t("jobs.notes"), notes),
+  submit);
+  panel.replaceChildren(form);
+  submit.focus();
+}
+
+function cannotCompleteForm(job, panel, send) {
+  const reason = h("input", { name: "reason", maxlength: "500", required: true });
+  const submit = h("button", { type: "submit" }, t("jobs.do.cannot_complete"));
+  const form = h("form", { class: "card", id: "cannot-complete-form", onsubmit: async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    if (!(await send(job, "cannot_complete", { reason: reason.value.trim() }))) submit.disabled = false;
+  } },
+  h("h2", {}, t("jobs.cannot_title", { id: job.ticket_id })),
+  field(t("jobs.reason"), reason),
+  submit);
+  panel.replaceChildren(form);
+  reason.focus();
 }
