@@ -124,6 +124,8 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         # Given an engineer signed in, looking at the queue
         page = signed_in(browser, local_stack, "eng-ada")
         expect(page.get_by_role("heading", name="Ticket queue")).to_be_visible()
+        listings: list[str] = []
+        page.on("request", lambda r: listings.append(r.url) if "/tickets?" in r.url else None)
         # When a charger reports a fault
         agent.raise_fault(code)
         ticket_id = ticket_of(engineer, thing, code)["ticket_id"]
@@ -132,6 +134,10 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         expect(row).to_be_visible()
         expect(row).to_contain_text(code)
         shot(page, "engineer-queue")
+        # And the polls asked only for what changed since the previous one (the first page is
+        # read again once a minute)
+        deltas = [u for u in listings if "updated_since=" in u]
+        assert deltas and len(deltas) >= len(listings) - 1 - len(listings) // 15, listings
         # When the engineer opens it
         row.get_by_role("link", name=ticket_id).click()
         expect(page.get_by_role("heading", name=ticket_id)).to_be_visible()

@@ -11,6 +11,9 @@ const PRIORITIES = ["P1", "P2", "P3", "P4"];
 const REGIONS = ["eu-west", "eu-central", "us-east", "ap-east"];
 const ROUTINES = ["self_test", "sensor_snapshot", "log_excerpt", "reset_component"];
 const POLL_MS = 4000;
+const FULL_EVERY = 15; // every 15th poll (a minute) reads the whole first page again
+const SKEW_MS = 5000; // updated_since reaches back this far before the previous poll (clock skew)
+const PAGE = 50;
 
 // ---- queue ------------------------------------------------------------------------------
 export async function queue({ query, render, alive }) {
@@ -37,24 +40,43 @@ export async function queue({ query, render, alive }) {
     go(`/queue${params.toString() ? `?${params}` : ""}`);
   }
 
-  const seen = new Map();
-  async function load() {
+  // The first page once, then every POLL_MS only what changed since the previous poll
+  // (`updated_since`), merged by ticket id. A change that takes a ticket out of the filter is
+  // not in a delta, so every FULL_EVERY-th poll (and after a burst of changes) reads the page
+  // again and drops what left.
+  const shown = new Map();
+  let since = null;
+  let polls = 0;
+  let busy = false;
+  async function load(full) {
+    const started = Date.now();
     const hours = Number(filters.sla_due_before);
     const rows = await get("/tickets", {
       status: filters.status,
       priority: filters.priority,
       region: filters.region,
-      sla_due_before: hours ? new Date(Date.now() + hours * 3600_000).toISOString() : "",
-      limit: 50,
+      sla_due_before: hours ? new Date(started + hours * 3600_000).toISOString() : "",
+      updated_since: full ? "" : new Date(since - SKEW_MS).toISOString(),
+      limit: PAGE,
     });
-    const shown = rows;
-    const changed = new Set(shown.filter((r) => seen.has(r.ticket_id) && seen.get(r.ticket_id) !== r.updated_at).map((r) => r.ticket_id));
-    const fresh = new Set(seen.size ? shown.filter((r) => !seen.has(r.ticket_id)).map((r) => r.ticket_id) : []);
-    seen.clear();
-    shown.forEach((r) => seen.set(r.ticket_id, r.updated_at));
-    body.replaceChildren(shown.length ? table(
+    if (!full && rows.length >= PAGE) { await load(true); return; }
+    const before = new Map(shown);
+    if (full) shown.clear();
+    const flash = new Set();
+    for (const r of rows) {
+      const old = before.get(r.ticket_id);
+      if (before.size && (!old || old.updated_at !== r.updated_at)) flash.add(r.ticket_id);
+      shown.set(r.ticket_id, r);
+    }
+    const list = [...shown.values()].sort(newestFirst).slice(0, PAGE);
+    for (const id of [...shown.keys()]) if (!list.some((r) => r.ticket_id === id)) shown.delete(id);
+    since = started;
+    draw(list, flash);
+  }
+  function draw(list, flash) {
+    body.replaceChildren(list.length ? table(
       [t("ticket.id"), t("ticket.fault"), t("ticket.device"), t("queue.status"), t("queue.priority"), t("ticket.occurrences"), t("ticket.updated")],
-      shown.map((r) => h("tr", { class: changed.has(r.ticket_id) || fresh.has(r.ticket_id) ? "flash" : "", "data-ticket": r.ticket_id },
+      list.map((r) => h("tr", { class: flash.has(r.ticket_id) ? "flash" : "", "data-ticket": r.ticket_id },
         h("td", {}, link(`/tickets/${r.ticket_id}`, r.ticket_id)),
         h("td", {}, `${r.fault_code} · ${r.title_en}`),
         h("td", {}, link(`/devices/${r.thing}`, r.thing)),
@@ -62,12 +84,27 @@ export async function queue({ query, render, alive }) {
         h("td", {}, badge(r.priority, r.priority)),
         h("td", { class: "num" }, r.occurrences),
         h("td", {}, when(r.updated_at)))),
-      t("queue.caption", { n: shown.length }),
+      t("queue.caption", { n: list.length }),
     ) : h("p", { class: "empty" }, t("queue.empty")));
     updated.textContent = t("queue.updated", { at: new Date().toLocaleTimeString() });
   }
-  await load();
-  if (alive()) every(POLL_MS, () => load().catch((e) => showError(e)));
+  async function poll() {
+    if (busy) return;
+    busy = true;
+    try {
+      polls += 1;
+      await load(polls % FULL_EVERY === 0);
+    } finally {
+      busy = false;
+    }
+  }
+  await load(true);
+  if (alive()) every(POLL_MS, () => poll().catch((e) => showError(e)));
+}
+
+// The listing's order: newest opened first (ties by id, as the API's index keys).
+function newestFirst(a, b) {
+  return Date.parse(b.opened_at) - Date.parse(a.opened_at) || (b.ticket_id > a.ticket_id ? 1 : b.ticket_id < a.ticket_id ? -1 : 0);
 }
 
 // ---- ticket -----------------------------------------------------------------------------
