@@ -167,6 +167,14 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         expect(page.locator("#telemetry-latest")).to_contain_text("38.5")
         expect(page.get_by_role("img", name="Daily mean temperature (°C)")).to_be_visible()
         shot(page, "engineer-device")
+        # And a ticket or device that does not exist is "Not found", with a way back
+        main = page.get_by_role("main")
+        for missing in ("#/tickets/T-NO-SUCH-TICKET", "#/devices/zz-no-such-device"):
+            page.goto(f"{local_stack.state['console_url']}#/queue")
+            expect(page.get_by_role("heading", name="Ticket queue")).to_be_visible()
+            page.goto(f"{local_stack.state['console_url']}{missing}")
+            expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+            expect(main.get_by_role("link", name="Ticket queue")).to_be_visible()
         page.goto(f"{local_stack.state['console_url']}#/jobs")
         expect(page.get_by_role("heading", name="Today's jobs")).to_be_visible()
         shot(page, "engineer-jobs")
@@ -346,6 +354,9 @@ def test_a_customer_sees_only_their_own_books_a_visit_and_answers_the_survey(
     # And another customer following that ticket's URL is told it is not found
     other = signed_in(browser, local_stack, "cust-0002")
     other.goto(f"{local_stack.state['console_url']}#/my-tickets/{ticket_id}")
+    expect(other.get_by_role("heading", name="Not found")).to_be_visible()
+    # And so is that ticket's survey
+    other.goto(f"{local_stack.state['console_url']}#/surveys/{survey_id}")
     expect(other.get_by_role("heading", name="Not found")).to_be_visible()
     other.close()
     page.close()

@@ -1,5 +1,6 @@
 // Engineers (and managers): the ticket queue, a ticket, a device, today's jobs.
-import { get, post, ApiError } from "../api.js";
+import { get, post } from "../api.js";
+import { getOrNotFound } from "../found.js";
 import { t, title } from "../i18n.js";
 import { h, when, table, field, select, statusBadge, badge, link, showError, loading, money, errorText } from "../ui.js";
 import { every } from "../live.js";
@@ -110,13 +111,8 @@ function newestFirst(a, b) {
 // ---- ticket -----------------------------------------------------------------------------
 export async function ticket({ params, render }) {
   render(loading());
-  let view;
-  try {
-    view = await get(`/tickets/${encodeURIComponent(params.id)}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) { render(h("h1", {}, t("not_found"))); return; }
-    throw error;
-  }
+  const view = await getOrNotFound(`/tickets/${encodeURIComponent(params.id)}`, render, { back: ["/queue", t("queue.title")] });
+  if (!view) return;
   const bookings = await get(`/tickets/${encodeURIComponent(params.id)}/bookings`).catch(() => []);
   const diagBox = h("div", { id: "diagnostics" });
   render(
@@ -241,13 +237,8 @@ function timeline(entries) {
 // ---- device -----------------------------------------------------------------------------
 export async function device({ params, render }) {
   render(loading());
-  let status;
-  try {
-    status = await get(`/devices/${encodeURIComponent(params.thing)}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) { render(h("h1", {}, t("not_found"))); return; }
-    throw error;
-  }
+  const status = await getOrNotFound(`/devices/${encodeURIComponent(params.thing)}`, render, { back: ["/queue", t("queue.title")] });
+  if (!status) return;
   const chart = h("div", { class: "chart-box" }, loading());
   render(
     h("h1", {}, `${status.thing} · ${status.model}`),
