@@ -341,7 +341,14 @@ export async function jobs({ query, render, alive }) {
 
 async function completeForm(job, panel, send) {
   panel.replaceChildren(loading());
-  const view = await get(`/tickets/${encodeURIComponent(job.ticket_id)}`).catch(() => ({ parts: [] }));
+  let view;
+  try {
+    view = await get(`/tickets/${encodeURIComponent(job.ticket_id)}`);
+  } catch (error) {
+    // No form without the held lines: an empty "parts used" would release every one of them.
+    showError(error, panel);
+    return;
+  }
   const held = (view.parts || []).filter((p) => p.status === "held");
   const notes = h("textarea", { name: "notes", maxlength: "2000", rows: "3" });
   const submit = h("button", { type: "submit" }, t("jobs.do.completed"));
