@@ -83,10 +83,8 @@ def collect(page_of: Callable[[str | None], Page], listing: Listing) -> Page:
 
 
 def show_ticket(client: ApiClient, ticket_id: str) -> dict[str, Any]:
-    """The same document as the direct `tickets show` (diagnostics: `aftercare diag list`)."""
-    view = dict(client.get(f"/tickets/{quote(ticket_id, safe='')}"))
-    view.pop("diagnostics", None)
-    return view
+    """The same document as the direct `tickets show` (both are `ticket_view`)."""
+    return dict(client.get(f"/tickets/{quote(ticket_id, safe='')}"))
 
 
 # --------------------------------------------------------------------------- login

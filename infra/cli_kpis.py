@@ -1,6 +1,7 @@
 """`aftercare kpis`: the service KPIs of a period, through the API (`GET /kpis`).
 
     aftercare kpis --json [--by region] [--from 2026-11-01] [--to 2026-11-30]
+    aftercare kpis --by day --from 2026-11-01          # the trend: one row per day
 
 Managers see every group; a logged-in engineer only their own figures. Definitions: README
 "Service KPIs".
@@ -31,7 +32,10 @@ def _row(figures: dict[str, Any]) -> dict[str, Any]:
 def kpis_command(
     by: Annotated[
         str | None,
-        typer.Option(help="region | model | category | engineer | partner | channel | priority"),
+        typer.Option(
+            help="region | model | category | engineer | partner | channel | priority, "
+            "or day (one row per day of the period)"
+        ),
     ] = None,
     first: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (UTC, inclusive)")] = None,
     last: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD (default today)")] = None,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from aftercare.domain.lifecycle import change_status
 from aftercare.domain.paging import MAX_PAGE
-from aftercare.domain.pricing import ticket_estimate
 from aftercare.domain.rules import load_catalog
+from aftercare.domain.ticket_view import ticket_view
 from aftercare.models.tickets import TicketStatus
 
 from infra.cli_api import Listing, api_page, collect, direct_page, show_ticket
@@ -18,7 +18,7 @@ from infra.cli_core import LIST_FIELDS, CliError, StackOptions, stack_command, t
 from infra.cli_output import emit
 from infra.cli_owners import my_devices
 from infra.cli_session import api_client_for
-from infra.stores import registry_of, store_of
+from infra.stores import diagnostics_store_of, registry_of, store_of
 
 PAGE_DEFAULT = 100  # one page of `tickets list` unless --limit
 TicketId = Annotated[str, typer.Argument(show_default=False)]
@@ -81,20 +81,14 @@ def tickets_list(
 @tickets_app.command("show")
 @stack_command
 def tickets_show(ticket_id: TicketId, *, opts: StackOptions) -> None:
-    """One ticket with occurrences and timeline."""
+    """One ticket with occurrences, timeline, diagnostics and cost estimate (the API's view)."""
     if (api := api_client_for(opts)) is not None:  # logged in: the API, with that user's rights
         emit(show_ticket(api, ticket_id), True)
         return
-    detail = store_of(opts.target()).get_ticket(ticket_id)
-    emit(
-        {
-            **detail.ticket.model_dump(mode="json"),
-            "occurrence_history": [o.model_dump(mode="json") for o in detail.occurrences],
-            "timeline": [e.model_dump(mode="json") for e in detail.timeline],
-            "estimate": ticket_estimate(detail.ticket.model_dump()).model_dump(mode="json"),
-        },
-        True,
-    )
+    target = opts.target()
+    detail = store_of(target).get_ticket(ticket_id)
+    diagnostics = diagnostics_store_of(target).for_ticket(ticket_id)
+    emit(ticket_view(detail, diagnostics).model_dump(mode="json"), True)
 
 
 @tickets_app.command("set-status")

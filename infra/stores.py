@@ -3,6 +3,7 @@ read or write, they reach through these."""
 
 from __future__ import annotations
 
+from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.notification_reports import NotificationReports
 from aftercare.adapters.ownership import DynamoOwnershipStore
@@ -17,6 +18,14 @@ def store_of(target: Target) -> DynamoTicketStore:
         tickets_table=target.resource("TicketsTable"),
         devices_table=target.resource("DevicesTable"),
         customers_table=target.resource("CustomersTable"),
+        inventory_table=target.resources.get("InventoryTable"),
+        ddb=target.client("dynamodb"),
+    )
+
+
+def diagnostics_store_of(target: Target) -> DynamoDiagnosticsStore:
+    return DynamoDiagnosticsStore(
+        tickets_table=target.resource("TicketsTable"),
         inventory_table=target.resources.get("InventoryTable"),
         ddb=target.client("dynamodb"),
     )

@@ -46,10 +46,9 @@ from aftercare.domain.paging import (
     stored_time,
 )
 from aftercare.domain.ports import TicketNotFound
-from aftercare.domain.pricing import ticket_estimate
 from aftercare.domain.support import DeviceNotFound, DeviceStatus, Support
+from aftercare.domain.ticket_view import ticket_view
 from aftercare.models.api import (
-    CostEstimateView,
     DiagnosticsList,
     Me,
     StartDiagnostic,
@@ -211,15 +210,7 @@ def list_tickets(  # keyword-only: the resolver passes query parameters by name
 )
 def show_ticket(ticket_id: Annotated[TicketId, PathParam()]) -> TicketView:
     detail, diagnostics = deps().ticket(caller(), ticket_id)
-    ticket = detail.ticket.model_dump()
-    cost = ticket_estimate(ticket)
-    return TicketView(
-        **ticket,
-        occurrence_history=detail.occurrences,
-        timeline=detail.timeline,
-        diagnostics=diagnostics,
-        estimate=CostEstimateView.model_validate(cost.model_dump()),
-    )
+    return ticket_view(detail, diagnostics)
 
 
 @app.get(

@@ -1,10 +1,11 @@
 """KPI API (HTTP API `ServiceApi`, JWT authorizer): the service KPIs of a period.
 
     GET /kpis?from=D&to=D&by=DIM    the total, or one figure set per value of DIM
+    GET /kpis?from=D&to=D&by=day    one figure set per day of the period (a trend in one call)
 
 A function of its own on the same API: its role only reads KpiTable (and the engineer directory
 for working time), which the support API's role should not need. Managers see every group;
-an engineer only their own engineer figures (no `by`, or `by=engineer`); customers 403.
+an engineer only their own engineer figures (no `by`, `by=engineer` or `by=day`); customers 403.
 422 `invalid_range` (to before from, more than 92 days), 422 `invalid_dimension`.
 Definitions: README "Service KPIs".
 """
@@ -56,7 +57,9 @@ def deps() -> Deps:
     description=(
         "Days are UTC; `from`/`to` inclusive (default: the 30 days up to today; at most 92). "
         "Without `by` one figure set; with `by` (region, model, category, engineer, partner, "
-        "channel, priority) one per value. Definitions and rounding: README, Service KPIs."
+        "channel, priority) one per value; with `by=day` one per day of the period, oldest "
+        'first, each as that one day would read (group `{"day": D}`, no `backlog`). '
+        "Definitions and rounding: README, Service KPIs."
     ),
     tags=["kpis"],
     responses=documented(200, "the figures", 403),

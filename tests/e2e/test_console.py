@@ -4,8 +4,8 @@ stack's moto user pool, and every data call through the local API gateway with t
 token. Simulated devices answer over Mosquitto.
 
 Devices and codes no other shared-stack test uses: ev-ch-0006 EVSE-CABLE-TEMP for the
-engineer, ic-300-0003 (c-0003) PSU-UNDERVOLT for the customer, ev-ch-0042 and ev-ch-0122
-EVSE-GROUNDFAULT for the manager's KPI scenario.
+engineer, rt-x-0197 FLASH-WEAR for the engineer's visit, ic-300-0003 (c-0003) PSU-UNDERVOLT for
+the customer, ev-ch-0042 and ev-ch-0122 EVSE-GROUNDFAULT for the manager's KPI scenario.
 
 Screenshots of each main page go to artifacts/console/ (git-ignored; docs/ keeps two copies).
 """
@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aftercare.adapters.calendar import DynamoCalendar
 from aftercare.adapters.notifications_store import DynamoNotificationStore
 from aftercare.domain.notifications import Survey
 from aftercare.domain.surveys import survey_id_for
+from aftercare.models.field import Booking, BookingSource, BookingStatus
 from aftercare.models.tickets import TicketSummary
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -122,6 +124,8 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         # Given an engineer signed in, looking at the queue
         page = signed_in(browser, local_stack, "eng-ada")
         expect(page.get_by_role("heading", name="Ticket queue")).to_be_visible()
+        listings: list[str] = []
+        page.on("request", lambda r: listings.append(r.url) if "/tickets?" in r.url else None)
         # When a charger reports a fault
         agent.raise_fault(code)
         ticket_id = ticket_of(engineer, thing, code)["ticket_id"]
@@ -130,6 +134,10 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         expect(row).to_be_visible()
         expect(row).to_contain_text(code)
         shot(page, "engineer-queue")
+        # And the polls asked only for what changed since the previous one (the first page is
+        # read again once a minute)
+        deltas = [u for u in listings if "updated_since=" in u]
+        assert deltas and len(deltas) >= len(listings) - 1 - len(listings) // 15, listings
         # When the engineer opens it
         row.get_by_role("link", name=ticket_id).click()
         expect(page.get_by_role("heading", name=ticket_id)).to_be_visible()
@@ -159,9 +167,110 @@ def test_an_engineer_sees_the_queue_opens_a_ticket_and_runs_a_diagnostic(
         expect(page.locator("#telemetry-latest")).to_contain_text("38.5")
         expect(page.get_by_role("img", name="Daily mean temperature (°C)")).to_be_visible()
         shot(page, "engineer-device")
+        # And a ticket or device that does not exist is "Not found", with a way back
+        main = page.get_by_role("main")
+        for missing in ("#/tickets/T-NO-SUCH-TICKET", "#/devices/zz-no-such-device"):
+            page.goto(f"{local_stack.state['console_url']}#/queue")
+            expect(page.get_by_role("heading", name="Ticket queue")).to_be_visible()
+            page.goto(f"{local_stack.state['console_url']}{missing}")
+            expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+            expect(main.get_by_role("link", name="Ticket queue")).to_be_visible()
         page.goto(f"{local_stack.state['console_url']}#/jobs")
         expect(page.get_by_role("heading", name="Today's jobs")).to_be_visible()
         shot(page, "engineer-jobs")
+    finally:
+        agent.stop(drain_timeout=2)
+
+
+def booked_for_ada_today(stack: Stack, ticket: dict[str, Any]) -> Booking:
+    """A visit for the ticket on E-ada's calendar today, late in the UTC day (a cell no other
+    shared-stack test books), written by the calendar as the dispatcher would."""
+    resources = stack.state["resources"]
+    calendar = DynamoCalendar(
+        table=resources["FieldTable"],
+        tickets_table=resources["TicketsTable"],
+        ddb=stack.target.client("dynamodb"),
+    )
+    now = datetime.now(UTC)
+    start = now.replace(hour=23, minute=30, second=0, microsecond=0)
+    booking = Booking(
+        booking_id=f"B-{ticket['ticket_id']}",
+        ticket_id=ticket["ticket_id"],
+        engineer_id="E-ada",
+        customer_id=ticket["customer_id"],
+        thing=ticket["thing"],
+        region=ticket["region"],
+        start=start,
+        end=start + timedelta(minutes=15),
+        time_zone="UTC",
+        status=BookingStatus.SCHEDULED,
+        source=BookingSource.DISPATCHER,
+        created_at=now,
+        updated_at=now,
+        created_by="user:mgr-grace",
+    )
+    calendar.book(booking, now)
+    return booking
+
+
+def test_an_engineer_reports_a_visit_through_to_complete_from_todays_jobs(
+    local_stack: Stack, browser: Browser, tmp_path: Path
+) -> None:
+    thing, code = "rt-x-0197", "FLASH-WEAR"  # not auto-diagnosed: no routine of its own
+    engineer = ApiUser(local_stack, "eng-ada")
+    agent = start_agent(local_stack, thing, tmp_path / "outbox")
+    try:
+        # Given a router's fault ticket with a visit on Ada's calendar today
+        agent.raise_fault(code)
+        ticket_id = ticket_of(engineer, thing, code)["ticket_id"]
+        booking = booked_for_ada_today(local_stack, engineer.get(f"/tickets/{ticket_id}"))
+        # When Ada opens today's jobs
+        page = signed_in(browser, local_stack, "eng-ada")
+        page.get_by_role("link", name="Today's jobs").click()
+        row = page.locator(f'tr[data-booking="{booking.booking_id}"]')
+        expect(row).to_contain_text("Scheduled")
+        # And, on her phone, sets off and arrives while this page still shows the job scheduled
+        phone = signed_in(browser, local_stack, "eng-ada", width=375)
+        phone.goto(f"{local_stack.state['console_url']}#/jobs")
+        job = phone.locator(f'tr[data-booking="{booking.booking_id}"]')
+        job.get_by_role("button", name="On my way").click()
+        expect(phone.locator("#job-result")).to_have_attribute("data-status", "en_route")
+        job.get_by_role("button", name="Arrived on site").click()
+        expect(phone.locator("#job-result")).to_have_attribute("data-status", "on_site")
+        expect(job).to_contain_text("In repair")
+        phone.close()
+        # When she presses "On my way" on the page that did not see that
+        row.get_by_role("button", name="On my way").click()
+        # Then it is refused with the reason, and the list shows the job as it is now
+        expect(page.locator("#job-outcome [role=alert]")).to_contain_text("stale_version")
+        expect(row).to_contain_text("On site")
+        expect(row).to_contain_text("In repair")
+        # And repairs the device, then completes with the parts she used
+        agent.state.clear([code])
+        row.get_by_role("button", name="Complete", exact=True).click()
+        form = page.locator("#complete-form")
+        expect(form).to_be_visible()
+        form.get_by_label("Notes (optional)").fill("flash module replaced")
+        shot(page, "engineer-job-complete")
+        form.get_by_role("button", name="Complete").click()
+        # Then the job is completed, with nothing left to report on it
+        expect(page.locator("#job-result")).to_have_attribute("data-status", "completed")
+        expect(row).to_contain_text("Completed")
+        expect(row.get_by_role("button")).to_have_count(0)
+        # And once the device verified the fix, the ticket shows the result
+        wait_for(
+            lambda: engineer.get(f"/tickets/{ticket_id}")["status"] == "resolved",
+            timeout=150,
+            what="the visit verified by the device",
+        )
+        row.get_by_role("link", name=ticket_id).click()
+        expect(page.get_by_role("heading", name=ticket_id)).to_be_visible()
+        expect(page.locator("dl.facts")).to_contain_text("Resolved")
+        visits = page.locator("section", has_text="Visits and job status")
+        expect(visits).to_contain_text("Completed")
+        expect(page.locator("ol.timeline")).to_contain_text("visit_completed")
+        shot(page, "engineer-job-ticket")
+        page.close()
     finally:
         agent.stop(drain_timeout=2)
 
@@ -245,6 +354,9 @@ def test_a_customer_sees_only_their_own_books_a_visit_and_answers_the_survey(
     # And another customer following that ticket's URL is told it is not found
     other = signed_in(browser, local_stack, "cust-0002")
     other.goto(f"{local_stack.state['console_url']}#/my-tickets/{ticket_id}")
+    expect(other.get_by_role("heading", name="Not found")).to_be_visible()
+    # And so is that ticket's survey
+    other.goto(f"{local_stack.state['console_url']}#/surveys/{survey_id}")
     expect(other.get_by_role("heading", name="Not found")).to_be_visible()
     other.close()
     page.close()

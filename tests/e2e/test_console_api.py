@@ -12,6 +12,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import pytest
+
+from infra.cli import main as cli_main
 from tests.e2e.api_user import ApiUser
 from tests.e2e.conftest import Stack, publish_as, wait_for
 
@@ -35,7 +38,7 @@ def ids(rows: list[dict[str, object]]) -> set[object]:
 
 
 def test_the_ticket_queue_narrows_and_polls_and_the_device_chart_has_readings(
-    local_stack: Stack,
+    local_stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engineer = ApiUser(local_stack, "eng-ada")
     owner, other = ApiUser(local_stack, "cust-0002"), ApiUser(local_stack, "cust-0001")
@@ -72,6 +75,9 @@ def test_the_ticket_queue_narrows_and_polls_and_the_device_chart_has_readings(
     # And the owner sees it in their queue, another customer does not
     assert ticket["ticket_id"] in ids(owner.get(f"/tickets?updated_since={since}"))
     assert ticket["ticket_id"] not in ids(other.get("/tickets?limit=200"))
+    # And the CLI's direct read of the ticket (no login: DynamoDB) is the API's view, field
+    # for field
+    assert_cli_shows_what_the_api_shows(local_stack, engineer, str(ticket["ticket_id"]), capsys)
     # And a time without an offset is refused with a reason
     status, body = engineer.call("GET", "/tickets?updated_since=2026-11-01T10:00:00")
     assert status == 422 and body["reason"]
@@ -126,3 +132,22 @@ def test_a_manager_replays_a_parked_fault_and_lists_follow_ups(local_stack: Stac
     status, follow_ups = manager.call("GET", "/followups?limit=10")
     assert status == 200 and isinstance(follow_ups, list)
     assert engineer.call("GET", "/followups")[0] == 403
+
+
+def assert_cli_shows_what_the_api_shows(
+    stack: Stack, user: ApiUser, ticket_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir = stack.stack.state_dir
+    assert not (state_dir / "session.json").exists(), "a login would send the CLI to the API"
+    capsys.readouterr()
+    assert cli_main(["tickets", "show", ticket_id, "--json", "--state-dir", str(state_dir)]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    api = user.get(f"/tickets/{ticket_id}")
+    assert set(direct) == set(api)
+    assert set(direct["estimate"]) == set(api["estimate"])
+    for name in ("ticket_id", "thing", "fault_code", "customer_id", "opened_at", "estimate"):
+        assert direct[name] == api[name], name
+    # The diagnostics the ticket had when the CLI read it are in the API's answer (read after)
+    assert {d["request_id"] for d in direct["diagnostics"]} <= {
+        d["request_id"] for d in api["diagnostics"]
+    }

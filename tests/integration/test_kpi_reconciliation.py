@@ -433,6 +433,16 @@ def test_a_shuffled_month_with_redeliveries_reconciles_with_a_recount(
         assert {k: group.kpis[k] for k in want if k not in skip} == {
             k: v for k, v in want.items() if k not in skip
         }
+    # And the per-day series (`by=day`, the dashboard's trend) reads each day as a one-day
+    # period would, in one call
+    series = kpi_report(store, Directory(), MANAGER, first=first, last=last, by="day", today=last)
+    assert isinstance(series, list) and len(series) == DAYS
+    assert sum(d.kpis["opened"] for d in series) == total.kpis["opened"]
+    for figures in series[:: max(1, DAYS // 6)]:
+        day = date.fromisoformat(figures.period["from"])
+        one = kpi_report(store, Directory(), MANAGER, first=day, last=day, by=None, today=last)
+        assert not isinstance(one, list) and figures.group == {"day": day.isoformat()}
+        assert figures.kpis == {k: v for k, v in one.kpis.items() if k != "backlog"}
     # And the backlog is the tickets still active, by status
     active = [t for t in sim.tickets if t.status not in ("resolved", "cancelled")]
     assert total.kpis["backlog"]["total"] == len(active)

@@ -29,6 +29,9 @@ CUSTOMER = {
 }
 
 
+COUNTED_ON = date(2026, 12, 2)
+
+
 class FakeCounters:
     """KpiTable's reads: two regions and one engineer with a day of counters each."""
 
@@ -43,6 +46,10 @@ class FakeCounters:
 
     def counters(self, dim: str, first: date, last: date) -> list[dict[str, Any]]:
         return [self.rows[dim]] if dim in self.rows else []
+
+    def daily_counters(self, dim: str, first: date, last: date) -> dict[date, dict[str, Any]]:
+        on = COUNTED_ON  # the fake's one day with events
+        return {on: self.rows[dim]} if dim in self.rows and first <= on <= last else {}
 
     def backlog_rows(self, dim: str) -> dict[date, dict[str, Any]]:
         return {date(2026, 12, 1): {"backlog_open": 1}} if dim == "all#all" else {}
@@ -121,3 +128,29 @@ def test_a_bad_period_or_dimension_is_422_with_its_reason(query, reason):
     status, body = get(f"/kpis?{query}", MANAGER)
     # Then 422 with the reason
     assert (status, body["reason"]) == (422, reason)
+
+
+def test_the_trend_is_one_call_with_a_figure_set_per_day():
+    # Given a manager, When they ask for three days by day
+    status, series = get("/kpis?from=2026-12-01&to=2026-12-03&by=day", MANAGER)
+    # Then one figure set per day, oldest first, the days without events at zero
+    assert status == 200
+    assert [d["group"] for d in series] == [{"day": f"2026-12-0{n}"} for n in (1, 2, 3)]
+    assert [d["period"]["from"] for d in series] == ["2026-12-01", "2026-12-02", "2026-12-03"]
+    assert [d["kpis"]["opened"] for d in series] == [0, 3, 0]
+    assert series[1]["kpis"]["response_mean_min"] == 10.0
+    # And no backlog (a figure of now, read from the total)
+    assert all("backlog" not in d["kpis"] for d in series)
+
+
+def test_an_engineers_trend_is_their_own():
+    # Given an engineer, When they ask for their trend
+    status, series = get("/kpis?from=2026-12-02&to=2026-12-03&by=day", ENGINEER)
+    # Then each day is their own engineer group
+    assert status == 200
+    assert [d["group"] for d in series] == [
+        {"day": "2026-12-02", "engineer": "E-ada"},
+        {"day": "2026-12-03", "engineer": "E-ada"},
+    ]
+    assert series[0]["kpis"]["first_time_fix_rate"] == 0.5
+    assert series[1]["kpis"]["first_time_fix_rate"] is None

@@ -16,6 +16,7 @@ from aftercare.domain.access import Caller, caller_from_claims, claim_list
 from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
 from aftercare.domain.ports import TicketDetail, TicketNotFound
 from aftercare.domain.support import Support
+from aftercare.domain.ticket_view import ticket_view
 from aftercare.domain.tickets import Ticket
 from pydantic import ValidationError
 
@@ -340,3 +341,16 @@ def test_a_ticket_says_what_the_customer_is_expected_to_pay(store):
     assert float(cost["total"]) == float(cost["parts"]) + float(cost["labour"])
     expected = 0.0 if OWN.in_warranty else float(cost["total"])
     assert float(cost["customer_pays"]) == expected
+
+
+def test_the_api_answers_the_one_ticket_view_the_cli_prints(store):
+    # Given a ticket with a diagnostic run on it
+    started, _ = call("POST", f"/tickets/{OWN.ticket_id}/diagnostics", ENGINEER, {})
+    assert started == 202
+    # When staff read it through the API
+    status, body = call("GET", f"/tickets/{OWN.ticket_id}", ENGINEER)
+    # Then the answer is, field for field, the shared view the CLI's direct read prints
+    detail = Tickets(store).get_ticket(OWN.ticket_id)
+    shown = ticket_view(detail, store.for_ticket(OWN.ticket_id)).model_dump(mode="json")
+    assert status == 200 and body == shown
+    assert len(body["diagnostics"]) == 1 and body["estimate"]["pricing_version"]

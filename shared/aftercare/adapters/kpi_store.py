@@ -324,6 +324,11 @@ class DynamoKpiStore:
             },
         )
 
+    def daily_counters(self, dim: str, first: date, last: date) -> dict[date, dict[str, Any]]:
+        """K1 keyed by day (`sk` is `DAY#<date>`): one query for a whole trend."""
+        rows = self.counters(dim, first, last)
+        return {date.fromisoformat(str(r["sk"]).removeprefix(f"{DAY}#")): r for r in rows}
+
     def backlog_rows(self, dim: str) -> dict[date, dict[str, Any]]:
         """K2: active tickets per opening day (and status)."""
         rows = self._query(

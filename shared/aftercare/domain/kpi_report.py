@@ -1,4 +1,5 @@
-"""`GET /kpis` and `aftercare kpis`: the figures of a period, in total or per dimension value.
+"""`GET /kpis` and `aftercare kpis`: the figures of a period, in total, per dimension value, or
+per day (`by=day`, the trend a dashboard draws, in one read of each day's counters).
 
 Managers see every group; an engineer sees only their own engineer dimension; customers none.
 """
@@ -22,6 +23,7 @@ from aftercare.models.field import Engineer
 from aftercare.models.kpis import KpiFigures
 
 DEFAULT_DAYS = 30
+SERIES = "day"  # `by=day`: one figure set per day of the period, oldest first
 
 
 class InvalidDimension(ValueError):
@@ -68,6 +70,31 @@ def group_figures(
     )
 
 
+def daily_figures(
+    reads: KpiReads, engineers: list[Engineer], dim: str, *, first: date, last: date
+) -> list[KpiFigures]:
+    """One group's figures for each day from `first` to `last` (days without events too), as
+    a one-day period would give them, without `backlog` (a figure of now, not of a day)."""
+    defs = load_kpi_definitions()
+    staff = _engineers_of(dim, engineers)
+    rows = reads.daily_counters(dim, first, last)
+    name, value = dim.split("#", 1)
+    group = {} if name == "all" else {name: value}
+    series = []
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        working = working_seconds(staff, day, day) if staff else None
+        kpis = figures(sum_counters([rows[day]] if day in rows else []), defs, working)
+        series.append(
+            KpiFigures(
+                period={"from": day.isoformat(), "to": day.isoformat()},
+                group={SERIES: day.isoformat()} | group,
+                kpis=kpis,
+            )
+        )
+    return series
+
+
 def kpi_report(
     reads: KpiReads,
     directory: Engineers,
@@ -78,18 +105,23 @@ def kpi_report(
     by: str | None,
     today: date,
 ) -> KpiFigures | list[KpiFigures]:
-    """The total (no `by`) or one figure set per value of `by`, as far as the caller may see."""
+    """The total (no `by`), one figure set per value of `by`, or per day (`by=day`: the
+    caller's total group, each day), as far as the caller may see."""
     defs = load_kpi_definitions()
     if not caller.staff:
         raise Forbidden("KPIs are for engineers and managers")
-    if by is not None and (by not in defs.dimensions or by == "all"):
-        raise InvalidDimension(f"by={by!r}: one of {', '.join(defs.dimensions[1:])}")
+    if by is not None and by != SERIES and (by not in defs.dimensions or by == "all"):
+        choices = ", ".join([*defs.dimensions[1:], SERIES])
+        raise InvalidDimension(f"by={by!r}: one of {choices}")
     start, end = period_of(first, last, today)
     engineers = directory.list_engineers()
+    if by == SERIES:
+        dim = "all#all" if caller.manager else f"engineer#{caller.require_field_engineer()}"
+        return daily_figures(reads, engineers, dim, first=start, last=end)
     if not caller.manager:
         own = caller.require_field_engineer()
         if by not in (None, "engineer"):
-            raise Forbidden("engineers see only their own figures (by=engineer)")
+            raise Forbidden("engineers see only their own figures (by=engineer, by=day)")
         mine = group_figures(
             reads, engineers, f"engineer#{own}", first=start, last=end, today=today
         )
@@ -103,4 +135,4 @@ def kpi_report(
     ]
 
 
-__all__ = ["InvalidDimension", "InvalidRange", "kpi_report", "period_of"]
+__all__ = ["SERIES", "InvalidDimension", "InvalidRange", "daily_figures", "kpi_report", "period_of"]

@@ -1,5 +1,6 @@
 // Customers: my devices, my tickets (plain-language status, cost), booking, guide, survey.
-import { get, post, ApiError } from "../api.js";
+import { get, post } from "../api.js";
+import { getOrNotFound } from "../found.js";
 import { t, title, lang } from "../i18n.js";
 import { h, when, table, field, statusBadge, badge, link, showError, loading, money } from "../ui.js";
 
@@ -39,16 +40,9 @@ export async function tickets({ render }) {
 
 export async function ticket({ params, render }) {
   render(loading());
-  let view;
-  try {
-    view = await get(`/tickets/${encodeURIComponent(params.id)}`);
-  } catch (error) {
-    if (error instanceof ApiError && [403, 404].includes(error.status)) {
-      render(h("h1", { id: "not-found" }, t("not_found")), h("p", {}, link("/my-tickets", t("my_tickets.title"))));
-      return;
-    }
-    throw error;
-  }
+  const view = await getOrNotFound(`/tickets/${encodeURIComponent(params.id)}`, render,
+    { also: [403], back: ["/my-tickets", t("my_tickets.title")] });
+  if (!view) return;
   const [bookings, guide] = await Promise.all([
     get(`/tickets/${view.ticket_id}/bookings`).catch(() => []),
     // A guide is offered only where one exists (404 `no_guide` otherwise).
@@ -152,13 +146,9 @@ export async function guide({ params, query, render }) {
 
 export async function survey({ params, render }) {
   render(loading());
-  let s;
-  try {
-    s = await get(`/surveys/${encodeURIComponent(params.id)}`);
-  } catch (error) {
-    if (error instanceof ApiError && [403, 404].includes(error.status)) { render(h("h1", {}, t("not_found"))); return; }
-    throw error;
-  }
+  const s = await getOrNotFound(`/surveys/${encodeURIComponent(params.id)}`, render,
+    { also: [403], back: ["/my-tickets", t("my_tickets.title")] });
+  if (!s) return;
   if (s.rating) {
     render(h("h1", {}, t("survey.title")), h("p", { id: "survey-thanks" }, t("survey.thanks", { rating: s.rating })));
     return;

@@ -1,5 +1,6 @@
 // Engineers (and managers): the ticket queue, a ticket, a device, today's jobs.
-import { get, post, ApiError } from "../api.js";
+import { get, post } from "../api.js";
+import { getOrNotFound } from "../found.js";
 import { t, title } from "../i18n.js";
 import { h, when, table, field, select, statusBadge, badge, link, showError, loading, money, errorText } from "../ui.js";
 import { every } from "../live.js";
@@ -11,6 +12,9 @@ const PRIORITIES = ["P1", "P2", "P3", "P4"];
 const REGIONS = ["eu-west", "eu-central", "us-east", "ap-east"];
 const ROUTINES = ["self_test", "sensor_snapshot", "log_excerpt", "reset_component"];
 const POLL_MS = 4000;
+const FULL_EVERY = 15; // every 15th poll (a minute) reads the whole first page again
+const SKEW_MS = 5000; // updated_since reaches back this far before the previous poll (clock skew)
+const PAGE = 50;
 
 // ---- queue ------------------------------------------------------------------------------
 export async function queue({ query, render, alive }) {
@@ -37,24 +41,43 @@ export async function queue({ query, render, alive }) {
     go(`/queue${params.toString() ? `?${params}` : ""}`);
   }
 
-  const seen = new Map();
-  async function load() {
+  // The first page once, then every POLL_MS only what changed since the previous poll
+  // (`updated_since`), merged by ticket id. A change that takes a ticket out of the filter is
+  // not in a delta, so every FULL_EVERY-th poll (and after a burst of changes) reads the page
+  // again and drops what left.
+  const shown = new Map();
+  let since = null;
+  let polls = 0;
+  let busy = false;
+  async function load(full) {
+    const started = Date.now();
     const hours = Number(filters.sla_due_before);
     const rows = await get("/tickets", {
       status: filters.status,
       priority: filters.priority,
       region: filters.region,
-      sla_due_before: hours ? new Date(Date.now() + hours * 3600_000).toISOString() : "",
-      limit: 50,
+      sla_due_before: hours ? new Date(started + hours * 3600_000).toISOString() : "",
+      updated_since: full ? "" : new Date(since - SKEW_MS).toISOString(),
+      limit: PAGE,
     });
-    const shown = rows;
-    const changed = new Set(shown.filter((r) => seen.has(r.ticket_id) && seen.get(r.ticket_id) !== r.updated_at).map((r) => r.ticket_id));
-    const fresh = new Set(seen.size ? shown.filter((r) => !seen.has(r.ticket_id)).map((r) => r.ticket_id) : []);
-    seen.clear();
-    shown.forEach((r) => seen.set(r.ticket_id, r.updated_at));
-    body.replaceChildren(shown.length ? table(
+    if (!full && rows.length >= PAGE) { await load(true); return; }
+    const before = new Map(shown);
+    if (full) shown.clear();
+    const flash = new Set();
+    for (const r of rows) {
+      const old = before.get(r.ticket_id);
+      if (before.size && (!old || old.updated_at !== r.updated_at)) flash.add(r.ticket_id);
+      shown.set(r.ticket_id, r);
+    }
+    const list = [...shown.values()].sort(newestFirst).slice(0, PAGE);
+    for (const id of [...shown.keys()]) if (!list.some((r) => r.ticket_id === id)) shown.delete(id);
+    since = started;
+    draw(list, flash);
+  }
+  function draw(list, flash) {
+    body.replaceChildren(list.length ? table(
       [t("ticket.id"), t("ticket.fault"), t("ticket.device"), t("queue.status"), t("queue.priority"), t("ticket.occurrences"), t("ticket.updated")],
-      shown.map((r) => h("tr", { class: changed.has(r.ticket_id) || fresh.has(r.ticket_id) ? "flash" : "", "data-ticket": r.ticket_id },
+      list.map((r) => h("tr", { class: flash.has(r.ticket_id) ? "flash" : "", "data-ticket": r.ticket_id },
         h("td", {}, link(`/tickets/${r.ticket_id}`, r.ticket_id)),
         h("td", {}, `${r.fault_code} · ${r.title_en}`),
         h("td", {}, link(`/devices/${r.thing}`, r.thing)),
@@ -62,24 +85,34 @@ export async function queue({ query, render, alive }) {
         h("td", {}, badge(r.priority, r.priority)),
         h("td", { class: "num" }, r.occurrences),
         h("td", {}, when(r.updated_at)))),
-      t("queue.caption", { n: shown.length }),
+      t("queue.caption", { n: list.length }),
     ) : h("p", { class: "empty" }, t("queue.empty")));
     updated.textContent = t("queue.updated", { at: new Date().toLocaleTimeString() });
   }
-  await load();
-  if (alive()) every(POLL_MS, () => load().catch((e) => showError(e)));
+  async function poll() {
+    if (busy) return;
+    busy = true;
+    try {
+      polls += 1;
+      await load(polls % FULL_EVERY === 0);
+    } finally {
+      busy = false;
+    }
+  }
+  await load(true);
+  if (alive()) every(POLL_MS, () => poll().catch((e) => showError(e)));
+}
+
+// The listing's order: newest opened first (ties by id, as the API's index keys).
+function newestFirst(a, b) {
+  return Date.parse(b.opened_at) - Date.parse(a.opened_at) || (b.ticket_id > a.ticket_id ? 1 : b.ticket_id < a.ticket_id ? -1 : 0);
 }
 
 // ---- ticket -----------------------------------------------------------------------------
 export async function ticket({ params, render }) {
   render(loading());
-  let view;
-  try {
-    view = await get(`/tickets/${encodeURIComponent(params.id)}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) { render(h("h1", {}, t("not_found"))); return; }
-    throw error;
-  }
+  const view = await getOrNotFound(`/tickets/${encodeURIComponent(params.id)}`, render, { back: ["/queue", t("queue.title")] });
+  if (!view) return;
   const bookings = await get(`/tickets/${encodeURIComponent(params.id)}/bookings`).catch(() => []);
   const diagBox = h("div", { id: "diagnostics" });
   render(
@@ -204,13 +237,8 @@ function timeline(entries) {
 // ---- device -----------------------------------------------------------------------------
 export async function device({ params, render }) {
   render(loading());
-  let status;
-  try {
-    status = await get(`/devices/${encodeURIComponent(params.thing)}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) { render(h("h1", {}, t("not_found"))); return; }
-    throw error;
-  }
+  const status = await getOrNotFound(`/devices/${encodeURIComponent(params.thing)}`, render, { back: ["/queue", t("queue.title")] });
+  if (!status) return;
   const chart = h("div", { class: "chart-box" }, loading());
   render(
     h("h1", {}, `${status.thing} · ${status.model}`),
@@ -252,15 +280,107 @@ function telemetryView(series) {
 }
 
 // ---- today's jobs -----------------------------------------------------------------------
-export async function jobs({ query, render }) {
+// What an engineer may report next on a booking (the API's BOOKING_TRANSITIONS, minus cancel).
+const NEXT = {
+  scheduled: ["en_route", "cannot_complete"],
+  en_route: ["on_site", "cannot_complete"],
+  on_site: ["completed", "cannot_complete"],
+};
+
+export async function jobs({ query, render, alive }) {
   const date = query.get("date") || new Date().toISOString().slice(0, 10);
   const picker = h("input", { type: "date", name: "date", value: date, onchange: () => go(`/jobs?date=${picker.value}`) });
+  const outcome = h("div", { "aria-live": "polite", id: "job-outcome" });
+  const panel = h("div", { id: "job-panel" });
   const body = h("div", {}, loading());
-  render(h("h1", {}, t("jobs.title")), h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, field(t("jobs.date"), picker)), body);
-  const list = await get("/me/jobs", { date });
-  body.replaceChildren(list.length ? table(
-    [t("booking.start"), t("booking.end"), t("ticket.id"), t("ticket.fault"), t("ticket.device"), t("queue.status")],
-    list.map((j) => h("tr", {}, h("td", {}, when(j.start)), h("td", {}, when(j.end)),
-      h("td", {}, link(`/tickets/${j.ticket_id}`, j.ticket_id)), h("td", {}, j.fault_code ? `${j.fault_code} · ${j.title_en || ""}` : "—"),
-      h("td", {}, link(`/devices/${j.thing}`, j.thing)), h("td", {}, badge(j.status, t(`booking.status.${j.status}`)))))) : h("p", { class: "empty" }, t("jobs.none")));
+  render(h("h1", {}, t("jobs.title")), h("form", { class: "filters", onsubmit: (e) => e.preventDefault() }, field(t("jobs.date"), picker)),
+    outcome, panel, body);
+
+  async function load() {
+    const list = await get("/me/jobs", { date });
+    if (!alive()) return;
+    body.replaceChildren(list.length ? table(
+      [t("booking.start"), t("booking.end"), t("ticket.id"), t("ticket.fault"), t("ticket.device"), t("queue.status"), t("jobs.ticket_status"), t("jobs.actions")],
+      list.map((j) => h("tr", { "data-booking": j.booking_id }, h("td", {}, when(j.start)), h("td", {}, when(j.end)),
+        h("td", {}, link(`/tickets/${j.ticket_id}`, j.ticket_id)), h("td", {}, j.fault_code ? `${j.fault_code} · ${j.title_en || ""}` : "—"),
+        h("td", {}, link(`/devices/${j.thing}`, j.thing)), h("td", {}, badge(j.status, t(`booking.status.${j.status}`))),
+        h("td", {}, j.ticket_status ? statusBadge(j.ticket_status) : "—"),
+        h("td", { class: "actions" }, (NEXT[j.status] || []).map((next) => h("button", {
+          type: "button", "data-status": next, onclick: () => choose(j, next),
+        }, t(`jobs.do.${next}`))))))) : h("p", { class: "empty" }, t("jobs.none")));
+  }
+
+  // en_route and on_site are sent at once; completed and cannot_complete ask for details first.
+  function choose(job, status) {
+    outcome.replaceChildren();
+    if (status === "completed") completeForm(job, panel, send);
+    else if (status === "cannot_complete") cannotCompleteForm(job, panel, send);
+    else send(job, status, {});
+  }
+
+  // The change, checked against the version the list showed: a 409 (`stale_version`,
+  // `invalid_transition`) or 422 is shown with its reason, and the list is read again either way.
+  async function send(job, status, details) {
+    let ok = false;
+    try {
+      const result = await post(`/bookings/${encodeURIComponent(job.booking_id)}/status`, { status, expected_version: job.version, ...details });
+      outcome.replaceChildren(h("p", { id: "job-result", "data-status": result.booking.status }, t(`jobs.done.${status}`, {
+        id: job.ticket_id, ticket: result.ticket_status ? t(`status.${result.ticket_status}`) : "—",
+      })));
+      panel.replaceChildren();
+      ok = true;
+    } catch (error) {
+      showError(error, outcome);
+    }
+    await load();
+    return ok;
+  }
+
+  await load();
+}
+
+async function completeForm(job, panel, send) {
+  panel.replaceChildren(loading());
+  let view;
+  try {
+    view = await get(`/tickets/${encodeURIComponent(job.ticket_id)}`);
+  } catch (error) {
+    // No form without the held lines: an empty "parts used" would release every one of them.
+    showError(error, panel);
+    return;
+  }
+  const held = (view.parts || []).filter((p) => p.status === "held");
+  const notes = h("textarea", { name: "notes", maxlength: "2000", rows: "3" });
+  const submit = h("button", { type: "submit" }, t("jobs.do.completed"));
+  const form = h("form", { class: "card", id: "complete-form", onsubmit: async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    const used = new FormData(form).getAll("part");
+    if (!(await send(job, "completed", { parts_used: used, notes: notes.value || null }))) submit.disabled = false;
+  } },
+  h("h2", {}, t("jobs.complete_title", { id: job.ticket_id })),
+  held.length ? h("fieldset", {}, h("legend", {}, t("jobs.parts_used")),
+    held.map((p, i) => h("div", { class: "choice" },
+      h("input", { type: "checkbox", name: "part", value: p.sku, id: `part-${i}`, checked: true }),
+      h("label", { for: `part-${i}` }, `${p.sku} · ${title({ title_en: p.name_en, title_zh: p.name_zh })} × ${p.qty}`))))
+    : h("p", { class: "muted" }, t("jobs.no_held_parts")),
+  field(t("jobs.notes"), notes),
+  submit);
+  panel.replaceChildren(form);
+  submit.focus();
+}
+
+function cannotCompleteForm(job, panel, send) {
+  const reason = h("input", { name: "reason", maxlength: "500", required: true });
+  const submit = h("button", { type: "submit" }, t("jobs.do.cannot_complete"));
+  const form = h("form", { class: "card", id: "cannot-complete-form", onsubmit: async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    if (!(await send(job, "cannot_complete", { reason: reason.value.trim() }))) submit.disabled = false;
+  } },
+  h("h2", {}, t("jobs.cannot_title", { id: job.ticket_id })),
+  field(t("jobs.reason"), reason),
+  submit);
+  panel.replaceChildren(form);
+  reason.focus();
 }

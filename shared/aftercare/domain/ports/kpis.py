@@ -15,6 +15,10 @@ class KpiReads(Protocol):
         """One row of counters per day with events, `first` to `last` inclusive."""
         ...
 
+    def daily_counters(self, dim: str, first: date, last: date) -> dict[date, dict[str, Any]]:
+        """The same rows as `counters`, keyed by their day."""
+        ...
+
     def backlog_rows(self, dim: str) -> dict[date, dict[str, Any]]:
         """Active-ticket counters per opening day."""
         ...
