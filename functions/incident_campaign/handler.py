@@ -72,6 +72,7 @@ def deps() -> CampaignWorker:
         queue=SqsCampaignQueue(queue_url=settings.campaign_queue_url),
         policy=policy,
         pause=time.sleep,
+        clock=lambda: datetime.now(UTC),
     )
 
 

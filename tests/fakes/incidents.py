@@ -151,6 +151,7 @@ class IncidentWorld:
             queue=self.queue,
             policy=policy,
             pause=self.pauses.append,
+            clock=lambda: NOW,
         )
 
     def run_campaign(self) -> list[PageOutcome]:

@@ -140,6 +140,7 @@ class World:
             queue=self.queue,
             policy=rules,
             pause=lambda _: None,
+            clock=lambda: AT + timedelta(minutes=1),
         )
 
     def receive(self) -> list[tuple[CampaignPage, int]]:

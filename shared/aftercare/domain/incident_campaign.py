@@ -119,6 +119,7 @@ class CampaignWorker:
     queue: CampaignQueue
     policy: IncidentPolicy
     pause: Callable[[float], None]
+    clock: Callable[[], datetime]  # when the page's sends are done (a page takes seconds)
 
     def run_page(
         self, message: CampaignPage, now: datetime, *, redelivered: bool = False
@@ -140,13 +141,14 @@ class CampaignWorker:
             incident.incident_id, message.cursor, campaign.page_size, shards
         )
         counts = self._send(page.links, campaign, now)
-        updated = with_page(incident, campaign, counts, page.next, now)
+        done = self.clock()
+        updated = with_page(incident, campaign, counts, page.next, done)
         try:
             self.incidents.record_page(updated, message.page)
         except IncidentMoved:
             return PageOutcome.DUPLICATE  # a concurrent delivery of this page recorded it first
         assert updated.campaign is not None
-        self._hand_on(updated, updated.campaign, now)
+        self._hand_on(updated, updated.campaign, done)
         return PageOutcome.FINISHED if page.next is None else PageOutcome.SENT
 
     def _hand_on(self, incident: Incident, campaign: Campaign, now: datetime) -> None:
