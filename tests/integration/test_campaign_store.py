@@ -15,7 +15,7 @@ from aftercare.adapters.aws import to_item
 from aftercare.adapters.campaigns import DynamoCampaignStore, SqsCampaignQueue
 from aftercare.adapters.diagnostics import DynamoDiagnosticsStore
 from aftercare.adapters.dynamodb import DynamoTicketStore
-from aftercare.adapters.incident_items import link_put, open_items
+from aftercare.adapters.incident_items import link_put, open_items, page_items
 from aftercare.adapters.ticket_items import ticket_item
 from aftercare.domain.access import Caller
 from aftercare.domain.incident_campaign import CampaignWorker, PageOutcome
@@ -29,6 +29,7 @@ from aftercare.domain.incidents import (
     IncidentStatus,
     load_incident_policy,
 )
+from aftercare.domain.ports.campaigns import CampaignNotQueued
 from aftercare.domain.ports.incidents import IncidentMoved
 from aftercare.models.diagnostics import Purpose
 from moto import mock_aws
@@ -227,3 +228,34 @@ def test_a_page_recorded_already_is_refused_by_the_conditional_write(aws):
     # Then the stored counts are the first delivery's
     again = world.store.get_incident(INCIDENT_ID)
     assert again is not None and again.campaign == incident.campaign
+
+
+def test_the_page_write_is_the_incident_put_guarded_by_status_and_pages_recorded():
+    incident = Incident(
+        incident_id=INCIDENT_ID,
+        fault_code="IO-MODULE-FAIL",
+        model="IC-300",
+        opened_at=AT,
+        updated_at=AT,
+        threshold=20,
+        window_minutes=10,
+        devices_at_open=20,
+        policy_version="test",
+        status=IncidentStatus.MITIGATING,
+    )
+    (put,) = page_items("t", incident, 4)
+    condition = put["Put"]["ConditionExpression"]
+    assert condition == "#status = :expected AND #campaign.#pages = :pages"
+    assert put["Put"]["ExpressionAttributeValues"][":pages"] == {"N": "4"}
+    resolved = incident.model_copy(update={"status": IncidentStatus.RESOLVED})
+    _, pointer = page_items("t", resolved, 4)  # the last page also removes the pointer
+    assert pointer["Update"]["UpdateExpression"] == "REMOVE #model"
+
+
+def test_a_queue_that_refuses_the_page_is_campaign_not_queued(aws):
+    queue = SqsCampaignQueue(queue_url=aws["queue_url"] + "-gone", sqs=aws["sqs"])
+    page = CampaignPage(
+        incident_id=INCIDENT_ID, campaign_id="fleet-x", page=0, cursor=CampaignCursor()
+    )
+    with pytest.raises(CampaignNotQueued):
+        queue.enqueue(page)
