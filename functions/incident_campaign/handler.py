@@ -3,13 +3,15 @@
 Why a page per message, paced by sleeping inside the invocation, and not `DelaySeconds`:
 pacing is per device (1 / `campaign_per_second`, 50 ms at 20/s), and SQS delays count whole
 seconds (0-900), so delayed messages could only pace whole bursts. A page is therefore
-`page_seconds` (20 s) of the campaign at the policy's rate (400 children at 20/s), sent with a
-pause after each send; with each send's own DynamoDB and IoT round trips (tens of ms) a page
-takes well under the function's 120 s timeout, which stays far below Lambda's 900 s limit and
-one sixth of the queue's visibility timeout (720 s) as every Lambda-polled queue here. The next
-page is queued without delay as soon as the page is recorded, so a campaign is one message at a
-time and keeps its rate across pages: 50,000 children are 125 pages, ~42 minutes. BatchSize 1:
-one page per invocation, so a batch can never add up to more than one page of sleeping.
+`page_seconds` (20 s) of the campaign at the policy's rate (400 children at 20/s), each send
+waiting until its slot (the sends' own DynamoDB and IoT round trips count against the
+interval). Sends slower than the rate end the page at twice its planned time (40 s; the next
+page continues after the last child walked), so a page stays far inside the function's 120 s
+timeout, itself far below Lambda's 900 s limit and one sixth of the queue's visibility timeout
+(720 s) as for every Lambda-polled queue here. The next page is queued without delay as soon
+as the page is recorded, so a campaign is one message at a time and keeps its rate across
+pages: 50,000 children are 125 pages, ~42 minutes. BatchSize 1: one page per invocation, so a
+batch never adds up to more than one page of sending.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from typing import Any
 
 from aftercare.domain.diagnostics_answers import handle_result
@@ -110,6 +111,7 @@ class IncidentWorld:
         self.store = FakeDiagnosticsStore(*tickets)
         self.publisher = FakePublisher()
         self.pauses: list[float] = []
+        self.now = NOW
         incident = Incident(
             incident_id="INC-202603011200-00abcd",
             fault_code="IO-MODULE-FAIL",
@@ -150,9 +152,14 @@ class IncidentWorld:
             publisher=self.publisher,
             queue=self.queue,
             policy=policy,
-            pause=self.pauses.append,
-            clock=lambda: NOW,
+            pause=self.sleep,
+            clock=lambda: self.now,
         )
+
+    def sleep(self, seconds: float) -> None:
+        """A pause recorded, and the fake clock moved on by it."""
+        self.pauses.append(seconds)
+        self.now += timedelta(seconds=seconds)
 
     def run_campaign(self) -> list[PageOutcome]:
         """Deliver the queued pages, in order, until the queue is empty (as the worker would)."""

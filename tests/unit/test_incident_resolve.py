@@ -70,15 +70,63 @@ def test_the_worker_sends_a_reset_to_each_active_child_paced_then_resolves_the_i
     rate = load_incident_policy().resolve.campaign_per_second
     assert world.pauses == [pytest.approx(1 / rate)] * 4
     incident = world.incidents.incident
-    assert incident.status is IncidentStatus.RESOLVED and incident.resolved_at == NOW
+    # and the incident is resolved when the page's sends were done
+    assert incident.status is IncidentStatus.RESOLVED and incident.resolved_at == world.now
+    assert world.now == NOW + timedelta(seconds=4 / rate)
     assert incident.campaign is not None
     assert (incident.campaign.sent, incident.campaign.already_closed) == (4, 1)
-    assert incident.campaign.finished_at == NOW and incident.campaign.cursor is None
+    assert incident.campaign.finished_at == world.now and incident.campaign.cursor is None
     # and the storm's counters were zeroed (this window and the one before)
     ((model, code, windows),) = world.incidents.resets
     assert (model, code, len(windows)) == ("IC-300", "IO-MODULE-FAIL", 2)
     records = [r for t in tickets for r in world.store.for_ticket(t.ticket_id)]
     assert {r.purpose for r in records} == {Purpose.FLEET_FIX}
+
+
+def test_the_pacing_counts_each_sends_own_time_against_its_interval():
+    # Given devices whose every request takes 30 ms to send (the record and the publish)
+    world = IncidentWorld(children(5))
+    publish = world.publisher.publish
+
+    def slow_publish(thing: str, request: object) -> None:
+        world.now += timedelta(milliseconds=30)
+        publish(thing, request)  # type: ignore[arg-type]
+
+    world.publisher.publish = slow_publish  # type: ignore[method-assign]
+    world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW)
+    world.run_campaign()
+    # Then the page still keeps the policy's rate: each pause is the interval less the send
+    interval = 1 / load_incident_policy().resolve.campaign_per_second
+    assert world.pauses == [pytest.approx(interval - 0.03)] * 5
+    assert (world.now - NOW).total_seconds() == pytest.approx(5 * interval)
+
+
+def test_a_page_of_slow_sends_stops_in_time_and_the_next_page_goes_on_from_there():
+    # Given devices whose every request takes 200 ms to send (4x the 50 ms interval)
+    policy = load_incident_policy()
+    world = IncidentWorld(children(300))
+    publish = world.publisher.publish
+
+    def slow_publish(thing: str, request: object) -> None:
+        world.now += timedelta(milliseconds=200)
+        publish(thing, request)  # type: ignore[arg-type]
+
+    world.publisher.publish = slow_publish  # type: ignore[method-assign]
+    world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW)
+    # When the worker takes the first page (300 children fit in one page of 400)
+    assert world.worker.run_page(world.queue.pages.pop(0), NOW) is PageOutcome.SENT
+    # Then it stopped after twice the page's planned time, not at the worker's timeout
+    first = world.incidents.incident.campaign
+    assert first is not None and first.cursor is not None
+    budget = 2 * policy.resolve.page_seconds
+    assert first.sent == budget * 5 + 1 < 300
+    assert world.now - NOW < timedelta(seconds=budget + 1)
+    # and the next page goes on after the last child it walked, so all are sent once
+    assert world.run_campaign() == [PageOutcome.FINISHED]
+    things = [thing for thing, _ in world.publisher.published]
+    assert len(things) == len(set(things)) == 300
+    campaign = world.incidents.incident.campaign
+    assert campaign is not None and (campaign.sent, campaign.pages_done) == (300, 2)
 
 
 def test_a_campaign_of_1200_children_is_sent_in_pages_over_every_shard_and_finishes():

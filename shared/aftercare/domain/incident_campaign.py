@@ -140,16 +140,22 @@ class CampaignWorker:
         page = self.incidents.children_page(
             incident.incident_id, message.cursor, campaign.page_size, shards
         )
-        counts = self._send(page.links, campaign, now)
+        counts, walked = self._send(page.links, campaign, now)
+        after = page.next
+        if walked < len(page.links):  # out of time: the next page starts after the last walked
+            last = page.links[walked - 1] if walked else None
+            after = (
+                CampaignCursor(shard=last.shard, after=last.ticket_id) if last else message.cursor
+            )
         done = self.clock()
-        updated = with_page(incident, campaign, counts, page.next, done)
+        updated = with_page(incident, campaign, counts, after, done)
         try:
             self.incidents.record_page(updated, message.page)
         except IncidentMoved:
             return PageOutcome.DUPLICATE  # a concurrent delivery of this page recorded it first
         assert updated.campaign is not None
         self._hand_on(updated, updated.campaign, done)
-        return PageOutcome.FINISHED if page.next is None else PageOutcome.SENT
+        return PageOutcome.FINISHED if after is None else PageOutcome.SENT
 
     def _hand_on(self, incident: Incident, campaign: Campaign, now: datetime) -> None:
         """Queue the page after the recorded ones, or (all sent) zero the storm's counters so
@@ -172,11 +178,17 @@ class CampaignWorker:
 
     def _send(
         self, links: Sequence[IncidentLink], campaign: Campaign, now: datetime
-    ) -> Counter[str]:
+    ) -> tuple[Counter[str], int]:
+        """Send the page's links in order, paced; return the counts and how many links were
+        walked: all of them, unless sending took twice the page's planned time (slow sends),
+        so that a page always ends well inside the worker's timeout."""
         tickets = self.tickets.tickets_by_id([link.ticket_id for link in links])
-        interval = 1.0 / self.policy.resolve.campaign_per_second
+        pacer = _Pacer(self.policy.resolve.campaign_per_second, self.clock, self.pause)
+        budget = timedelta(seconds=2 * self.policy.resolve.page_seconds)
         counts: Counter[str] = Counter()
-        for link in links:
+        for walked, link in enumerate(links):
+            if self.clock() - pacer.started > budget:
+                return counts, walked
             ticket = tickets.get(link.ticket_id)
             if ticket is None:
                 counts["not_sent"] += 1
@@ -184,8 +196,8 @@ class CampaignWorker:
             outcome = self._send_one(ticket, campaign, now)
             counts[outcome] += 1
             if outcome == "sent":
-                self.pause(interval)
-        return counts
+                pacer.sent_one()
+        return counts, len(links)
 
     def _send_one(self, ticket: Ticket, campaign: Campaign, now: datetime) -> str:
         if not ticket.active:
@@ -212,3 +224,26 @@ class CampaignWorker:
         if fix is FixKind.RESET_COMPONENT:
             return self.policy.resolve.routine
         return ticket.routine or "self_test"
+
+
+class _Pacer:
+    """Keeps the sends of a page at `per_second`: after the n-th send it waits until n
+    intervals from the page's start, so each send's own round trips (a DynamoDB transaction,
+    an IoT publish: tens of ms) do not slow the campaign below its rate. A wait is never longer
+    than one interval (a clock that jumped cannot stall the page)."""
+
+    def __init__(
+        self, per_second: float, clock: Callable[[], datetime], pause: Callable[[float], None]
+    ) -> None:
+        self.interval = 1.0 / per_second
+        self.clock = clock
+        self.pause = pause
+        self.started = clock()
+        self.sent = 0
+
+    def sent_one(self) -> None:
+        self.sent += 1
+        due = self.started + timedelta(seconds=self.sent * self.interval)
+        wait = min(self.interval, (due - self.clock()).total_seconds())
+        if wait > 0:
+            self.pause(wait)
