@@ -204,7 +204,9 @@ def test_a_storm_becomes_one_incident_with_bounded_work(local_stack: Stack, tmp_
         print(f"campaign done {time.monotonic() - asked:.1f} s after the resolve: {campaign}")
         walked = campaign["sent"] + campaign["not_sent"] + campaign["already_closed"]
         assert walked == len(FLEET) and campaign["sent"] >= 1 and campaign["finished_at"]
-        assert campaign["pages_done"] == -(-len(FLEET) // campaign["page_size"])
+        # (the shared stack's 1 s pages: 20 children each, so the worker handed on through its
+        # queue twice)
+        assert campaign["pages_done"] == -(-len(FLEET) // campaign["page_size"]) > 1
         assert incidents.active_incident(MODEL, CODE) is None
         # and every device that was sent the reset has its fleet-fix request on its ticket
         fixes = [

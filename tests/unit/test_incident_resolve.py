@@ -283,3 +283,12 @@ def test_a_campaign_the_queue_refused_leaves_the_incident_open_to_retry():
         world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW)
     assert world.incidents.incident.status is IncidentStatus.OPEN
     assert world.incidents.incident.campaign is None
+
+
+def test_a_deployment_sets_its_page_length_and_zero_keeps_the_policys():
+    policy = load_incident_policy()
+    assert policy.with_page_seconds(0) is policy
+    assert policy.resolve.page_size == int(policy.resolve.campaign_per_second * 20)
+    assert policy.with_page_seconds(1).resolve.page_size == int(policy.resolve.campaign_per_second)
+    with pytest.raises(ValidationError):
+        policy.with_page_seconds(301)  # a page must end well inside the worker's timeout

@@ -66,12 +66,13 @@ class IncidentSettings(EnvSettings):
     customers_table: str
     inventory_table: str
     campaign_queue_url: str
+    incident_campaign_page_seconds: int  # 0: incidents.yaml's page_seconds
 
 
 @cache
 def desk() -> IncidentDesk:
     settings = load_settings(IncidentSettings)  # values come from the environment
-    policy = load_incident_policy()
+    policy = load_incident_policy().with_page_seconds(settings.incident_campaign_page_seconds)
     return IncidentDesk(
         incidents=DynamoIncidentStore(
             incidents_table=settings.incidents_table,

@@ -184,7 +184,8 @@ class CampaignWorker:
         so that a page always ends well inside the worker's timeout."""
         tickets = self.tickets.tickets_by_id([link.ticket_id for link in links])
         pacer = _Pacer(self.policy.resolve.campaign_per_second, self.clock, self.pause)
-        budget = timedelta(seconds=2 * self.policy.resolve.page_seconds)
+        rate = self.policy.resolve.campaign_per_second
+        budget = timedelta(seconds=2 * campaign.page_size / rate)  # the size it was started with
         counts: Counter[str] = Counter()
         for walked, link in enumerate(links):
             if self.clock() - pacer.started > budget:

@@ -100,6 +100,16 @@ class IncidentPolicy(_Policy):
         )
         return self.model_copy(update={"detection": detection})
 
+    def with_page_seconds(self, seconds: int) -> IncidentPolicy:
+        """This policy with a deployment's own campaign page length (the template parameter
+        `IncidentCampaignPageSeconds`); 0 keeps `incidents.yaml`'s."""
+        if seconds == 0:
+            return self
+        resolve = ResolvePolicy.model_validate(
+            {**self.resolve.model_dump(), "page_seconds": seconds}
+        )
+        return self.model_copy(update={"resolve": resolve})
+
 
 @cache
 def load_incident_policy() -> IncidentPolicy:
