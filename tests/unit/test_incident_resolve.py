@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from aftercare.domain.access import Caller, Forbidden
-from aftercare.domain.incident_campaign import PageOutcome
+from aftercare.domain.incident_campaign import STALLED_AFTER, PageOutcome
 from aftercare.domain.incident_desk import (
     CampaignRunning,
     IncidentAlreadyResolved,
@@ -266,7 +266,7 @@ def test_resolving_twice_customers_and_unknown_ids_are_refused():
         world.desk.show(ENGINEER, "INC-202603011200-ffffff")
     world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW)
     with pytest.raises(CampaignRunning):
-        world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW + timedelta(1))
+        world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW + timedelta(minutes=1))
     world.run_campaign()
     with pytest.raises(IncidentAlreadyResolved):
         world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW + timedelta(1))
@@ -292,3 +292,33 @@ def test_a_deployment_sets_its_page_length_and_zero_keeps_the_policys():
     assert policy.with_page_seconds(1).resolve.page_size == int(policy.resolve.campaign_per_second)
     with pytest.raises(ValidationError):
         policy.with_page_seconds(301)  # a page must end well inside the worker's timeout
+
+
+def test_a_stalled_campaign_is_queued_again_by_a_second_resolve_and_a_live_one_is_not():
+    # Given a resolve whose first page never reached the worker (lost, or dead-lettered)
+    world = IncidentWorld(children(3))
+    world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW)
+    world.queue.pages.clear()
+    # When an engineer resolves it again while the campaign may still be moving
+    with pytest.raises(CampaignRunning):
+        world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW + STALLED_AFTER / 2)
+    # or asks for another fix
+    other = ResolveIncident(fix="firmware_fix", note="2.4.1 fixes the I/O hang")
+    with pytest.raises(CampaignRunning):
+        world.desk.resolve(ENGINEER, INCIDENT_ID, other, NOW + STALLED_AFTER)
+    # Then nothing is queued; once it has not moved for STALLED_AFTER, its next page is
+    view = world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW + STALLED_AFTER)
+    assert view.incident.status is IncidentStatus.MITIGATING
+    assert [p.page for p in world.queue.pages] == [0]
+    assert world.run_campaign() == [PageOutcome.FINISHED]
+    assert len(world.publisher.published) == 3
+
+
+def test_queueing_a_page_that_was_not_lost_sends_and_counts_it_once():
+    world = IncidentWorld(children(3))
+    world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW)
+    world.desk.resolve(ENGINEER, INCIDENT_ID, RESET, NOW + STALLED_AFTER)  # page 0 queued twice
+    assert world.run_campaign() == [PageOutcome.FINISHED, PageOutcome.DUPLICATE]
+    campaign = world.incidents.incident.campaign
+    assert len(world.publisher.published) == 3
+    assert campaign is not None and (campaign.sent, campaign.pages_done) == (3, 1)

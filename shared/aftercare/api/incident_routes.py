@@ -151,9 +151,12 @@ def incident_route(incident_id: IncidentId) -> IncidentView:
         "after the last page the incident is `resolved` (new reports of the code are ordinary "
         "tickets again). Follow it with `GET /incidents/{incident_id}`. Each device's answer "
         "decides its ticket: fault gone -> resolved `fleet_fix`, held parts released; otherwise "
-        "it stays open on the normal path. 409 `already_resolved`, `campaign_running` (it is "
-        "`mitigating`), `incident_moved` (another resolve won); 422 for a `firmware_fix` "
-        "without a note; 502 `campaign_not_queued` (the incident is left open: retry)."
+        "it stays open on the normal path. A resolve of a `mitigating` incident whose campaign "
+        "has not moved for 15 minutes (its page lost or dead-lettered) with the same fix "
+        "queues its next page again (202; a page is never sent or counted twice). 409 "
+        "`already_resolved`, `campaign_running` (`mitigating` and moving, or another fix), "
+        "`incident_moved` (another resolve won); 422 for a `firmware_fix` without a note; 502 "
+        "`campaign_not_queued` (a new campaign leaves the incident open: retry)."
     ),
     tags=["incidents"],
     status_code=HTTPStatus.ACCEPTED,

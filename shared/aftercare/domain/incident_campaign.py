@@ -75,6 +75,35 @@ def new_campaign(
     )
 
 
+# A campaign whose incident has not moved for this long is stalled (its queued page was lost
+# between the resolve's two writes, or dead-lettered): longer than a page can take to be
+# received, retried (the queue's 720 s visibility) and sent, so a live campaign is never taken
+# for a stalled one. Resolving a stalled campaign queues its next page again (`next_page`):
+# safe even if the page was not lost, since a page is sent and counted once however often it
+# is queued.
+STALLED_AFTER = timedelta(minutes=15)
+
+
+def next_page(incident_id: str, campaign: Campaign) -> CampaignPage | None:
+    """The page after the recorded ones (None: every page was sent)."""
+    if campaign.cursor is None:
+        return None
+    return CampaignPage(
+        incident_id=incident_id,
+        campaign_id=campaign.campaign_id,
+        page=campaign.pages_done,
+        cursor=campaign.cursor,
+    )
+
+
+def stalled(incident: Incident, now: datetime) -> CampaignPage | None:
+    """The page to queue again when `incident`'s campaign has stalled (else None)."""
+    campaign = incident.campaign
+    if campaign is None or now - incident.updated_at < STALLED_AFTER:
+        return None
+    return next_page(incident.incident_id, campaign)
+
+
 def first_page(incident_id: str) -> CampaignPage:
     return CampaignPage(
         incident_id=incident_id,
@@ -160,15 +189,9 @@ class CampaignWorker:
     def _hand_on(self, incident: Incident, campaign: Campaign, now: datetime) -> None:
         """Queue the page after the recorded ones, or (all sent) zero the storm's counters so
         its reports after the fix do not reopen an incident."""
-        if campaign.cursor is not None:
-            self.queue.enqueue(
-                CampaignPage(
-                    incident_id=incident.incident_id,
-                    campaign_id=campaign.campaign_id,
-                    page=campaign.pages_done,
-                    cursor=campaign.cursor,
-                )
-            )
+        page = next_page(incident.incident_id, campaign)
+        if page is not None:
+            self.queue.enqueue(page)
             return
         minutes = self.policy.detection.window_minutes
         window = window_of(now, minutes)

@@ -21,7 +21,7 @@ from typing import Annotated, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aftercare.domain.access import Caller, Forbidden
-from aftercare.domain.incident_campaign import first_page, new_campaign
+from aftercare.domain.incident_campaign import first_page, new_campaign, stalled
 from aftercare.domain.incidents import (
     Campaign,
     FixKind,
@@ -42,7 +42,8 @@ class IncidentAlreadyResolved(Exception):
 
 
 class CampaignRunning(Exception):
-    """The incident's fix campaign is being sent (the incident is `mitigating`)."""
+    """The incident's fix campaign is being sent (the incident is `mitigating` and its campaign
+    moved recently, or another fix was asked for)."""
 
 
 class ResolveIncident(BaseModel):
@@ -131,7 +132,7 @@ class IncidentDesk:
         if incident.status is IncidentStatus.RESOLVED:
             raise IncidentAlreadyResolved(incident_id)
         if incident.status is IncidentStatus.MITIGATING:
-            raise CampaignRunning(incident_id)
+            return self._resume(who, incident, request, now)
         campaign = new_campaign(incident_id, request.fix, who.actor, self.policy, now)
         mitigating = incident.model_copy(
             update={
@@ -151,6 +152,17 @@ class IncidentDesk:
             self.incidents.set_status(incident, IncidentStatus.MITIGATING)  # open again: retry
             raise
         return self.show(who, incident_id)
+
+    def _resume(
+        self, who: Caller, incident: Incident, request: ResolveIncident, now: datetime
+    ) -> IncidentView:
+        """A stalled campaign (`incident_campaign.STALLED_AFTER` without progress) of the same
+        fix gets its next page queued again; a live one is CampaignRunning."""
+        page = stalled(incident, now)
+        if page is None or incident.fix is not request.fix:
+            raise CampaignRunning(incident.incident_id)
+        self.queue.enqueue(page)
+        return self.show(who, incident.incident_id)
 
     def _get(self, incident_id: str) -> Incident:
         incident = self.incidents.get_incident(incident_id)
