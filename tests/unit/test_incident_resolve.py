@@ -15,6 +15,8 @@ from aftercare.domain.incident_desk import (
     ResolveIncident,
 )
 from aftercare.domain.incidents import (
+    CampaignCursor,
+    CampaignPage,
     IncidentStatus,
     load_incident_policy,
 )
@@ -184,6 +186,13 @@ def test_a_redelivered_page_sends_nothing_twice_and_counts_nothing_twice():
     assert [p.page for p in world.queue.pages] == [1, 1]
     # and the two messages for page 1 send it once and count it once
     assert world.run_campaign() == [PageOutcome.FINISHED, PageOutcome.DUPLICATE]
+    # and a late redelivery of the last page zeroes the same storm windows as its first delivery
+    last = CampaignPage(
+        incident_id=INCIDENT_ID, campaign_id=f"fleet-{INCIDENT_ID}", page=1, cursor=CampaignCursor()
+    )
+    world.worker.run_page(last, NOW + timedelta(hours=1), redelivered=True)
+    first_reset, late_reset = world.incidents.resets
+    assert late_reset == first_reset
     things = [thing for thing, _ in world.publisher.published]
     assert len(things) == len(set(things)) == policy.resolve.page_size + 3
     campaign = world.incidents.incident.campaign

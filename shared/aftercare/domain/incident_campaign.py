@@ -187,14 +187,16 @@ class CampaignWorker:
         return PageOutcome.FINISHED if after is None else PageOutcome.SENT
 
     def _hand_on(self, incident: Incident, campaign: Campaign, now: datetime) -> None:
-        """Queue the page after the recorded ones, or (all sent) zero the storm's counters so
-        its reports after the fix do not reopen an incident."""
+        """Queue the page after the recorded ones, or (all sent) zero the storm's counters of
+        the window the campaign finished in and the one before, so its reports after the fix
+        do not reopen an incident (the same windows however late a redelivery comes: a new
+        storm's later counts are never zeroed)."""
         page = next_page(incident.incident_id, campaign)
         if page is not None:
             self.queue.enqueue(page)
             return
         minutes = self.policy.detection.window_minutes
-        window = window_of(now, minutes)
+        window = window_of(campaign.finished_at or now, minutes)
         self.incidents.reset_storm(
             incident.model, incident.fault_code, [window, window - 1], self.policy.detection.shards
         )
