@@ -5,7 +5,9 @@ within a second or so, through its own agent over Mosquitto. The policy (inciden
 devices in 10 minutes) opens one incident; the tickets counted before the threshold are linked
 to it, the later ones join it as children: diagnostics sampled, I/O modules held only while the
 stock keeps some free, one known-issue message per customer. Then an engineer resolves it with a
-`reset_component` campaign; the agents answer and their children resolve `fleet_fix`.
+`reset_component` campaign: the API answers 202 at once (incident `mitigating`), the campaign
+worker (IncidentCampaignFunction, from the campaign queue) sends the resets and resolves the
+incident after its last page; the agents answer and their children resolve `fleet_fix`.
 
 60 is the seeded fleet's largest single model; the stack applies the storm (60 tickets, the
 incident, its links) in 17 s on a quiet machine and up to 41 s with other jobs on the same 2
@@ -179,16 +181,41 @@ def test_a_storm_becomes_one_incident_with_bounded_work(local_stack: Stack, tmp_
         assert view["stats"]["children"] == 60 and len(view["children"]) == 60
         active = [t for t in tickets if t.active]
         # When the engineer resolves it with a reset campaign to the affected devices
-        status, resolved = engineer.call(
-            "POST", f"/incidents/{incident.incident_id}/resolve", {"fix": "reset_component"}
-        )
-        assert status == 200, resolved
-        assert resolved["incident"]["status"] == "resolved"
-        assert resolved["campaign"].get("sent", 0) >= 1
-        again = engineer.call("POST", f"/incidents/{incident.incident_id}/resolve", {"fix": "x"})
-        assert again[0] == 422  # not a fix kind
-        repeat = {"fix": "reset_component"}
-        assert engineer.call("POST", f"/incidents/{incident.incident_id}/resolve", repeat)[0] == 409
+        path = f"/incidents/{incident.incident_id}/resolve"
+        asked = time.monotonic()
+        status, started = engineer.call("POST", path, {"fix": "reset_component"})
+        answered_s = time.monotonic() - asked
+        # Then the API answers at once: the incident mitigating, its campaign recorded and queued
+        assert status == 202, started
+        assert started["incident"]["status"] == "mitigating"
+        assert started["campaign"]["started_by"].startswith("user:")
+        print(f"resolve answered in {answered_s:.2f} s (campaign queued)")
+        assert engineer.call("POST", path, {"fix": "x"})[0] == 422  # not a fix kind
+        repeat = engineer.call("POST", path, {"fix": "reset_component"})
+        assert repeat[0] == 409 and repeat[1]["reason"] in {"campaign_running", "already_resolved"}
+
+        # and the campaign worker sends it and resolves the incident after the last page
+        def resolved_view() -> dict | None:
+            now = engineer.get(f"/incidents/{incident.incident_id}")
+            return now if now["incident"]["status"] == "resolved" else None
+
+        done = wait_for(resolved_view, timeout=120, what="the campaign worker to resolve it")
+        campaign = done["campaign"]
+        print(f"campaign done {time.monotonic() - asked:.1f} s after the resolve: {campaign}")
+        walked = campaign["sent"] + campaign["not_sent"] + campaign["already_closed"]
+        assert walked == len(FLEET) and campaign["sent"] >= 1 and campaign["finished_at"]
+        # (the shared stack's 1 s pages: 20 children each, so the worker handed on through its
+        # queue twice)
+        assert campaign["pages_done"] == -(-len(FLEET) // campaign["page_size"]) > 1
+        assert incidents.active_incident(MODEL, CODE) is None
+        # and every device that was sent the reset has its fleet-fix request on its ticket
+        fixes = [
+            r
+            for t in active
+            for r in diagnostics.for_ticket(t.ticket_id)
+            if r.purpose is Purpose.FLEET_FIX
+        ]
+        assert len(fixes) == campaign["sent"] and len({r.thing for r in fixes}) == len(fixes)
 
         # Then every child the campaign reached resolves `fleet_fix`, its parts released
         def settled_children() -> list | None:
@@ -197,10 +224,23 @@ def test_a_storm_becomes_one_incident_with_bounded_work(local_stack: Stack, tmp_
 
         final = wait_for(settled_children, timeout=90, what="children resolved by the campaign")
         fleet_fixed = [t for t in final if t.resolution and t.resolution.value == "fleet_fix"]
-        assert fleet_fixed and len(fleet_fixed) <= len(active)
+        assert fleet_fixed and len(fleet_fixed) <= campaign["sent"]
         assert all(p.status != "held" for t in fleet_fixed for p in t.parts)
         check_stock(local_stack)
-        assert incidents.active_incident(MODEL, CODE) is None
+        # and no campaign page was left behind or dead-lettered, no answer parked
+        sqs = local_stack.target.client("sqs")
+        for queue in ("CampaignQueue", "CampaignDeadLetterQueue"):
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=local_stack.target.resource(queue),
+                AttributeNames=["ApproximateNumberOfMessages"],
+            )["Attributes"]
+            assert attributes["ApproximateNumberOfMessages"] == "0", queue
+        parked = [
+            p
+            for p in local_stack.parked.list()
+            if str(p.get("thing", "")) in things and str(p.get("received_at", "")) >= since
+        ]
+        assert parked == []
     finally:
         for agent in agents:
             agent.stop(drain_timeout=2)

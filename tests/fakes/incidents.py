@@ -1,21 +1,26 @@
-"""An incident desk on fakes: incidents, tickets (the diagnostics fake's), a publisher, pauses
-recorded instead of slept."""
+"""An incident desk and its campaign worker on fakes: incidents, tickets (the diagnostics
+fake's), a publisher, a campaign queue (a list), pauses recorded instead of slept."""
 
 from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from typing import Any
 
 from aftercare.domain.diagnostics_answers import handle_result
+from aftercare.domain.incident_campaign import CampaignWorker, PageOutcome
 from aftercare.domain.incident_desk import IncidentDesk
 from aftercare.domain.incidents import (
+    CampaignCursor,
+    CampaignPage,
     Incident,
     IncidentLink,
     IncidentStats,
     IncidentStatus,
     load_incident_policy,
 )
+from aftercare.domain.ports.campaigns import ChildrenPage
 from aftercare.domain.ports.incidents import IncidentMoved
 from aftercare.domain.rules import load_catalog
 from aftercare.domain.tickets import Ticket
@@ -31,6 +36,7 @@ class FakeIncidents:
         self.incident = incident
         self.links = links
         self.resets: list[tuple[str, str, list[int]]] = []
+        self.recorded = 0
 
     def get_incident(self, incident_id: str) -> Incident | None:
         return self.incident if incident_id == self.incident.incident_id else None
@@ -54,6 +60,43 @@ class FakeIncidents:
             raise IncidentMoved(incident.incident_id)
         self.incident = incident
 
+    def children_page(
+        self, incident_id: str, cursor: CampaignCursor, limit: int, shards: int
+    ) -> ChildrenPage:
+        """The adapter's walk order: shard by shard, ticket id order within a shard."""
+        ordered = sorted(
+            (link for link in self.links if link.shard >= cursor.shard),
+            key=lambda link: (link.shard, link.ticket_id),
+        )
+        rest = [
+            link
+            for link in ordered
+            if link.shard > cursor.shard or cursor.after is None or link.ticket_id > cursor.after
+        ]
+        page = rest[:limit]
+        if len(rest) <= limit:
+            return ChildrenPage(page, None)
+        return ChildrenPage(page, CampaignCursor(shard=page[-1].shard, after=page[-1].ticket_id))
+
+    def record_page(self, incident: Incident, pages_done_before: int) -> None:
+        current = self.incident.campaign
+        if (
+            self.incident.status is not IncidentStatus.MITIGATING
+            or current is None
+            or current.pages_done != pages_done_before
+        ):
+            raise IncidentMoved(incident.incident_id)
+        self.incident = incident
+        self.recorded += 1
+
+
+class FakeCampaignQueue:
+    def __init__(self) -> None:
+        self.pages: list[CampaignPage] = []
+
+    def enqueue(self, page: CampaignPage) -> None:
+        self.pages.append(page)
+
 
 class TicketsOf:
     def __init__(self, store: FakeDiagnosticsStore) -> None:
@@ -64,10 +107,11 @@ class TicketsOf:
 
 
 class IncidentWorld:
-    def __init__(self, tickets: list[Ticket]) -> None:
+    def __init__(self, tickets: list[Ticket], *, shards: int = 1) -> None:
         self.store = FakeDiagnosticsStore(*tickets)
         self.publisher = FakePublisher()
         self.pauses: list[float] = []
+        self.now = NOW
         incident = Incident(
             incident_id="INC-202603011200-00abcd",
             fault_code="IO-MODULE-FAIL",
@@ -87,20 +131,42 @@ class IncidentWorld:
                 customer_id=t.customer_id,
                 region=t.region,
                 firmware=t.firmware,
-                shard=0,
+                shard=n % shards,
                 linked_at=NOW,
             )
-            for t in tickets
+            for n, t in enumerate(tickets)
         ]
         self.incidents = FakeIncidents(incident, links)
+        self.queue = FakeCampaignQueue()
+        policy = load_incident_policy()
         self.desk = IncidentDesk(
+            incidents=self.incidents,
+            tickets=TicketsOf(self.store),
+            queue=self.queue,
+            policy=policy,
+        )
+        self.worker = CampaignWorker(
             incidents=self.incidents,
             tickets=TicketsOf(self.store),
             diagnostics=self.store,
             publisher=self.publisher,
-            policy=load_incident_policy(),
-            pause=self.pauses.append,
+            queue=self.queue,
+            policy=policy,
+            pause=self.sleep,
+            clock=lambda: self.now,
         )
+
+    def sleep(self, seconds: float) -> None:
+        """A pause recorded, and the fake clock moved on by it."""
+        self.pauses.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+    def run_campaign(self) -> list[PageOutcome]:
+        """Deliver the queued pages, in order, until the queue is empty (as the worker would)."""
+        outcomes = []
+        while self.queue.pages:
+            outcomes.append(self.worker.run_page(self.queue.pages.pop(0), NOW))
+        return outcomes
 
     def answer(self, thing: str, request_id: str, **result: Any) -> None:
         payload = {

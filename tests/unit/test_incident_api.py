@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aftercare.api import incident_routes
+from aftercare.domain.ports.campaigns import CampaignNotQueued
 
 from tests.fakes.http_api import http_api_event
 from tests.fakes.incidents import INCIDENT_ID, IncidentWorld, children
@@ -67,7 +68,26 @@ def test_unknown_ids_bad_bodies_and_a_second_resolve_are_refused_with_a_reason(w
     assert call("POST", path, ENGINEER, {"fix": "firmware_fix"})[0] == 422  # no note
     assert call("POST", path, ENGINEER, {"fix": "reset_component", "extra": 1})[0] == 422
     status, view = call("POST", path, ENGINEER, {"fix": "reset_component"})
-    assert status == 200 and view["incident"]["status"] == "resolved"
-    assert view["campaign"] == {"sent": 3}
+    assert status == 202 and view["incident"]["status"] == "mitigating"
+    assert view["campaign"]["sent"] == 0 and view["campaign"]["started_by"] == "user:eng-ada"
+    status, answer = call("POST", path, ENGINEER, {"fix": "reset_component"})
+    assert (status, answer["reason"]) == (409, "campaign_running")
+    # When the worker has sent the campaign
+    world.run_campaign()
+    # Then the incident shows it resolved with its counts, and a third resolve is refused
+    status, view = call("GET", f"/incidents/{INCIDENT_ID}", ENGINEER)
+    assert view["incident"]["status"] == "resolved"
+    assert (view["campaign"]["sent"], view["campaign"]["pages_done"]) == (3, 1)
     status, answer = call("POST", path, ENGINEER, {"fix": "reset_component"})
     assert (status, answer["reason"]) == (409, "already_resolved")
+
+
+def test_a_campaign_the_queue_refused_is_a_502_with_its_reason(world):
+    def refuse(page: object) -> None:
+        raise CampaignNotQueued("queue unreachable")
+
+    world.queue.enqueue = refuse
+    path = f"/incidents/{INCIDENT_ID}/resolve"
+    status, answer = call("POST", path, ENGINEER, {"fix": "reset_component"})
+    assert (status, answer["reason"]) == (502, "campaign_not_queued")
+    assert call("GET", f"/incidents/{INCIDENT_ID}", ENGINEER)[1]["incident"]["status"] == "open"

@@ -93,7 +93,7 @@ def test_a_handler_without_deps_is_reported(tmp_path):
 
 def test_every_function_of_the_template_with_its_environment_resolved():
     functions = {f.logical_id: f for f in functions_of(load_template(ROOT / "template.yaml"))}
-    assert len(functions) == 22  # incl. Dispatcher, Jobs, Kpi*, Owners, ParkedApi, Console…
+    assert len(functions) == 23  # incl. Dispatcher, Jobs, Kpi*, ParkedApi, IncidentCampaign…
     intake = functions["FaultIntakeFunction"]
     assert intake.handler == "handler.handler"
     assert intake.layers == ("SharedLayer",)

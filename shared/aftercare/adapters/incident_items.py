@@ -287,3 +287,15 @@ def status_items(table: str, incident: Incident, expected: IncidentStatus) -> li
             }
         )
     return items
+
+
+def page_items(table: str, incident: Incident, pages_done_before: int) -> list[dict[str, Any]]:
+    """A campaign page's counts and cursor on the incident (the whole record, as
+    `status_items`), only while it is `mitigating` with `pages_done_before` pages recorded: a
+    redelivered page that was recorded already fails the condition and counts nothing."""
+    items = status_items(table, incident, IncidentStatus.MITIGATING)
+    put = items[0]["Put"]
+    put["ConditionExpression"] += " AND #campaign.#pages = :pages"
+    put["ExpressionAttributeNames"] |= {"#campaign": "campaign", "#pages": "pages_done"}
+    put["ExpressionAttributeValues"] |= {":pages": to_attr(pages_done_before)}
+    return items

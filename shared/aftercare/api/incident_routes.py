@@ -7,7 +7,6 @@ Customers get 403 (an incident spans many customers' devices). Errors map to HTT
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
@@ -19,19 +18,21 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.adapters.diagnostics import DynamoDiagnosticsStore, IotDataPublisher
+from aftercare.adapters.campaigns import SqsCampaignQueue
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.incidents import DynamoIncidentStore
 from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
 from aftercare.domain.access import Caller
 from aftercare.domain.incident_desk import (
+    CampaignRunning,
     IncidentAlreadyResolved,
     IncidentDesk,
     IncidentView,
     ResolveIncident,
 )
 from aftercare.domain.incidents import IncidentStatus, load_incident_policy
+from aftercare.domain.ports.campaigns import CampaignNotQueued
 from aftercare.domain.ports.incidents import IncidentMoved, IncidentNotFound
 from aftercare.observability import logger, metrics
 from aftercare.settings import EnvSettings, load_settings
@@ -64,13 +65,14 @@ class IncidentSettings(EnvSettings):
     devices_table: str
     customers_table: str
     inventory_table: str
-    iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
+    campaign_queue_url: str
+    incident_campaign_page_seconds: int  # 0: incidents.yaml's page_seconds
 
 
 @cache
 def desk() -> IncidentDesk:
     settings = load_settings(IncidentSettings)  # values come from the environment
-    policy = load_incident_policy()
+    policy = load_incident_policy().with_page_seconds(settings.incident_campaign_page_seconds)
     return IncidentDesk(
         incidents=DynamoIncidentStore(
             incidents_table=settings.incidents_table,
@@ -83,12 +85,8 @@ def desk() -> IncidentDesk:
             customers_table=settings.customers_table,
             inventory_table=settings.inventory_table,
         ),
-        diagnostics=DynamoDiagnosticsStore(
-            tickets_table=settings.tickets_table, inventory_table=settings.inventory_table
-        ),
-        publisher=IotDataPublisher(endpoint=settings.iot_data_endpoint),
+        queue=SqsCampaignQueue(queue_url=settings.campaign_queue_url),
         policy=policy,
-        pause=time.sleep,
     )
 
 
@@ -129,7 +127,10 @@ def incidents_route(
         "`stats` sums the incident's shards: children, diagnostics sent and skipped (sampled), "
         "reservations held and avoided, backorder demand per SKU, messages sent and saved, "
         "firmware versions, regions and the per-minute trend. `children` lists up to 1,000 "
-        "affected devices with their tickets' status. 403 for customers, 404 unknown id."
+        "affected devices with their tickets' status. `campaign` (once resolving started) is "
+        "the fix campaign's progress: fix, who, `started_at`, `page_size`, `pages_done`, the "
+        "children walked so far as `sent` / `not_sent` / `already_closed`, `finished_at`. "
+        "403 for customers, 404 unknown id."
     ),
     tags=["incidents"],
     responses=documented(200, "the incident", 403, 404),
@@ -140,22 +141,33 @@ def incident_route(incident_id: IncidentId) -> IncidentView:
 
 @router.post(
     "/incidents/<incident_id>/resolve",
-    summary="Resolve a fleet incident with a fix campaign to its devices (engineers, managers)",
+    summary="Start a fleet incident's fix campaign to its devices (engineers, managers)",
     description=(
-        "Marks the incident `mitigating`, sends the campaign to every active child's device "
-        "through the diagnostics path, paced at the policy's rate, then marks it `resolved` "
-        "(new reports of the code are ordinary tickets again). Each device's answer decides its "
-        "ticket: fault gone -> resolved `fleet_fix`, held parts released; otherwise it stays "
-        "open on the normal path. `campaign` counts what was sent. 409 `already_resolved`; "
-        "422 for a `firmware_fix` without a note."
+        "Answers 202 at once, whatever the incident's size: the incident is `mitigating` with "
+        "its `campaign` recorded (fix, who, `started_at`, counts at 0) and the campaign is "
+        "queued. A worker sends it to every active child's device through the diagnostics "
+        "path, a page at a time, paced at the policy's rate (20 devices/s: a 50,000-device "
+        "storm takes ~42 min), counting each child `sent`, `not_sent` or `already_closed`; "
+        "after the last page the incident is `resolved` (new reports of the code are ordinary "
+        "tickets again). Follow it with `GET /incidents/{incident_id}`. Each device's answer "
+        "decides its ticket: fault gone -> resolved `fleet_fix`, held parts released; otherwise "
+        "it stays open on the normal path. A resolve of a `mitigating` incident whose campaign "
+        "has not moved for 15 minutes (its page lost or dead-lettered) with the same fix "
+        "queues its next page again (202; a page is never sent or counted twice). 409 "
+        "`already_resolved`, `campaign_running` (`mitigating` and moving, or another fix), "
+        "`incident_moved` (another resolve won); 422 for a `firmware_fix` without a note; 502 "
+        "`campaign_not_queued` (a new campaign leaves the incident open: retry)."
     ),
     tags=["incidents"],
-    responses=documented(200, "the incident, resolved, with its campaign", 403, 404, 409),
+    status_code=HTTPStatus.ACCEPTED,
+    responses=documented(202, "the incident, mitigating, with its campaign queued", 409, 502),
 )
 def resolve_route(incident_id: IncidentId, body: ResolveIncident) -> IncidentView:
     view = desk().resolve(caller(), incident_id, body, datetime.now(UTC))
-    metrics.add_metric(name="IncidentResolved", unit=MetricUnit.Count, value=1)
-    logger.info("incident resolved", extra={"incident_id": incident_id, **view.campaign})
+    metrics.add_metric(name="IncidentCampaignStarted", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "incident campaign queued", extra={"incident_id": incident_id, "fix": body.fix.value}
+    )
     return view
 
 
@@ -167,6 +179,8 @@ def install(app: ApiGatewayResolver) -> None:
         {
             IncidentNotFound: (HTTPStatus.NOT_FOUND, "not_found"),
             IncidentAlreadyResolved: (HTTPStatus.CONFLICT, "already_resolved"),
+            CampaignRunning: (HTTPStatus.CONFLICT, "campaign_running"),
+            CampaignNotQueued: (HTTPStatus.BAD_GATEWAY, "campaign_not_queued"),
             IncidentMoved: (HTTPStatus.CONFLICT, "incident_moved"),
         },
     )

@@ -85,11 +85,13 @@ def start_diagnostic(
     now: datetime,
     request_id: str | None = None,
     visit: VisitRecord | None = None,
+    resend_pending: bool = True,
 ) -> DiagnosticRecord:
     """Store a pending request and publish it to the ticket's device.
 
     A request id that already exists (a redelivered auto-diagnosis trigger) is published again
-    while it is pending, and otherwise returned as it is. A failed publish marks an engineer's
+    while it is pending (unless `resend_pending` is off: a redelivered campaign page must not
+    send twice), and otherwise returned as it is. A failed publish marks an engineer's
     request `failed` and raises PublishFailed; an automatic one stays pending and raises, so
     the trigger is retried (or the sweeper times it out)."""
     if not ticket.active:
@@ -108,7 +110,8 @@ def start_diagnostic(
     )
     if not store.create(record, requested_entry(record)):
         existing = store.load(ticket.ticket_id, record.request_id).record
-        if existing is None or existing.status is not DiagnosticState.PENDING:
+        pending = existing is not None and existing.status is DiagnosticState.PENDING
+        if existing is None or not (pending and resend_pending):
             return existing or record
         record = existing
     _publish(store, publisher, record, now)

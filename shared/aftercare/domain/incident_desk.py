@@ -1,45 +1,49 @@
 """What engineers do with fleet incidents: list, show (with affected devices, firmware
-versions, regions and the trend) and resolve.
+versions, regions, the trend and the campaign's progress) and resolve.
 
-Resolving sends a fix campaign to the children's devices through the diagnostics path, paced
+Resolving starts a fix campaign to the children's devices through the diagnostics path, paced
 at the policy's rate: `reset_component` runs the reset routine; `firmware_fix` (the fixed
-firmware is out) runs the code's own check routine. Each device's answer decides its child
-(`diagnostics_plans._fleet_fix_decision`): cleared -> resolved `fleet_fix` (parts released by
-the usual status change), not cleared or no answer -> it stays open on the normal path.
+firmware is out) runs the code's own check routine. The campaign worker sends it a page at a
+time (`aftercare.domain.incident_campaign`) and resolves the incident after the last page.
+Each device's answer decides its child (`diagnostics_plans._fleet_fix_decision`): cleared ->
+resolved `fleet_fix` (parts released by the usual status change), not cleared or no answer ->
+it stays open on the normal path.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aftercare.domain.access import Caller, Forbidden
-from aftercare.domain.diagnostics import start_diagnostic
-from aftercare.domain.diagnostics_records import PublishFailed, TicketNotActive, derived_request_id
+from aftercare.domain.incident_campaign import first_page, new_campaign, stalled
 from aftercare.domain.incidents import (
+    Campaign,
     FixKind,
     Incident,
     IncidentLink,
     IncidentPolicy,
     IncidentStats,
     IncidentStatus,
-    window_of,
 )
-from aftercare.domain.ports import CommandPublisher, DiagnosticsStore
+from aftercare.domain.ports.campaigns import CampaignNotQueued, CampaignQueue, TicketBatch
 from aftercare.domain.ports.incidents import IncidentNotFound, IncidentReads
-from aftercare.domain.tickets import Ticket
-from aftercare.models.diagnostics import Purpose
 
 MAX_SHOWN_CHILDREN = 1000
 
 
 class IncidentAlreadyResolved(Exception):
     """The incident was resolved already (its campaign ran)."""
+
+
+class CampaignRunning(Exception):
+    """The incident's fix campaign is being sent (the incident is `mitigating` and its campaign
+    moved recently, or another fix was asked for)."""
 
 
 class ResolveIncident(BaseModel):
@@ -81,27 +85,19 @@ class IncidentView(BaseModel):
     children_by_status: dict[str, int]
     children: list[ChildRow]
     children_shown: int
-    campaign: dict[str, int] = Field(default_factory=dict)
+    campaign: Campaign | None = None  # the fix campaign's progress (also on `incident`)
 
 
 class IncidentStore(IncidentReads, Protocol):
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None: ...
-
-    def reset_storm(self, model: str, code: str, windows: Sequence[int], shards: int) -> None: ...
-
-
-class TicketBatch(Protocol):
-    def tickets_by_id(self, ticket_ids: list[str]) -> dict[str, Ticket]: ...
 
 
 @dataclass(frozen=True)
 class IncidentDesk:
     incidents: IncidentStore
     tickets: TicketBatch
-    diagnostics: DiagnosticsStore
-    publisher: CommandPublisher
+    queue: CampaignQueue
     policy: IncidentPolicy
-    pause: Callable[[float], None]
 
     def listing(self, who: Caller, limit: int = 100) -> list[tuple[Incident, int]]:
         _require_staff(who)
@@ -122,16 +118,22 @@ class IncidentDesk:
             children_by_status=dict(sorted(by_status.items())),
             children=rows,
             children_shown=len(rows),
+            campaign=incident.campaign,
         )
 
     def resolve(
         self, who: Caller, incident_id: str, request: ResolveIncident, now: datetime
     ) -> IncidentView:
-        """Mark the incident mitigating, send the fix campaign (paced), then resolve it."""
+        """Start the fix campaign: record it on the incident (now `mitigating`) and queue its
+        first page; the campaign worker sends it and resolves the incident after the last page
+        (`aftercare.domain.incident_campaign`). Answers at once, whatever the incident's size."""
         _require_staff(who)
         incident = self._get(incident_id)
         if incident.status is IncidentStatus.RESOLVED:
             raise IncidentAlreadyResolved(incident_id)
+        if incident.status is IncidentStatus.MITIGATING:
+            return self._resume(who, incident, request, now)
+        campaign = new_campaign(incident_id, request.fix, who.actor, self.policy, now)
         mitigating = incident.model_copy(
             update={
                 "status": IncidentStatus.MITIGATING,
@@ -139,67 +141,28 @@ class IncidentDesk:
                 "fix_note": request.note,
                 "updated_at": now,
                 "resolved_by": who.actor,
+                "campaign_request_id": campaign.campaign_id,
+                "campaign": campaign,
             }
         )
-        if incident.status is IncidentStatus.OPEN:
-            self.incidents.set_status(mitigating, IncidentStatus.OPEN)
-        campaign = self._campaign(mitigating, request.fix, who, now)
-        resolved = mitigating.model_copy(
-            update={
-                "status": IncidentStatus.RESOLVED,
-                "resolved_at": now,
-                "updated_at": now,
-                "campaign_request_id": f"fleet-{incident_id}",
-            }
-        )
-        self.incidents.set_status(resolved, IncidentStatus.MITIGATING)
-        # the storm is fixed: its counts must not reopen an incident at the next report
-        minutes = self.policy.detection.window_minutes
-        window = window_of(now, minutes)
-        self.incidents.reset_storm(
-            incident.model, incident.fault_code, [window, window - 1], self.policy.detection.shards
-        )
-        view = self.show(who, incident_id)
-        return view.model_copy(update={"campaign": campaign})
+        self.incidents.set_status(mitigating, IncidentStatus.OPEN)  # one resolve wins a race
+        try:
+            self.queue.enqueue(first_page(incident_id))
+        except CampaignNotQueued:
+            self.incidents.set_status(incident, IncidentStatus.MITIGATING)  # open again: retry
+            raise
+        return self.show(who, incident_id)
 
-    def _campaign(
-        self, incident: Incident, fix: FixKind, who: Caller, now: datetime
-    ) -> dict[str, int]:
-        links = self.incidents.children(incident.incident_id, self.policy.detection.shards)
-        tickets = self.tickets.tickets_by_id([link.ticket_id for link in links])
-        interval = 1.0 / self.policy.resolve.campaign_per_second
-        timeout = timedelta(minutes=self.policy.resolve.answer_within_minutes)
-        counts: Counter[str] = Counter()
-        campaign_id = f"fleet-{incident.incident_id}"
-        for ticket in tickets.values():
-            if not ticket.active:
-                counts["already_closed"] += 1
-                continue
-            routine = self._routine(fix, ticket)
-            try:
-                start_diagnostic(
-                    self.diagnostics,
-                    self.publisher,
-                    ticket,
-                    routine=routine,
-                    params=None,
-                    timeout=timeout,
-                    actor=who.actor,
-                    purpose=Purpose.FLEET_FIX,
-                    now=now,
-                    request_id=derived_request_id(ticket.ticket_id, campaign_id),
-                )
-            except (TicketNotActive, PublishFailed):
-                counts["not_sent"] += 1
-                continue
-            counts["sent"] += 1
-            self.pause(interval)
-        return dict(counts)
-
-    def _routine(self, fix: FixKind, ticket: Ticket) -> str:
-        if fix is FixKind.RESET_COMPONENT:
-            return self.policy.resolve.routine
-        return ticket.routine or "self_test"
+    def _resume(
+        self, who: Caller, incident: Incident, request: ResolveIncident, now: datetime
+    ) -> IncidentView:
+        """A stalled campaign (`incident_campaign.STALLED_AFTER` without progress) of the same
+        fix gets its next page queued again; a live one is CampaignRunning."""
+        page = stalled(incident, now)
+        if page is None or incident.fix is not request.fix:
+            raise CampaignRunning(incident.incident_id)
+        self.queue.enqueue(page)
+        return self.show(who, incident.incident_id)
 
     def _get(self, incident_id: str) -> Incident:
         incident = self.incidents.get_incident(incident_id)

@@ -75,6 +75,13 @@ class ResolvePolicy(_Policy):
     campaign_per_second: Annotated[float, Field(gt=0, le=1000)]
     routine: str
     answer_within_minutes: Annotated[int, Field(ge=1)]
+    # One queue message (one worker invocation) sends this many seconds of the campaign.
+    page_seconds: Annotated[int, Field(ge=1, le=300)] = 20
+
+    @property
+    def page_size(self) -> int:
+        """Children per campaign page: `page_seconds` at `campaign_per_second` (at least 1)."""
+        return max(1, int(self.campaign_per_second * self.page_seconds))
 
 
 class IncidentPolicy(_Policy):
@@ -92,6 +99,16 @@ class IncidentPolicy(_Policy):
             {**self.detection.model_dump(), "threshold_devices": devices}
         )
         return self.model_copy(update={"detection": detection})
+
+    def with_page_seconds(self, seconds: int) -> IncidentPolicy:
+        """This policy with a deployment's own campaign page length (the template parameter
+        `IncidentCampaignPageSeconds`); 0 keeps `incidents.yaml`'s."""
+        if seconds == 0:
+            return self
+        resolve = ResolvePolicy.model_validate(
+            {**self.resolve.model_dump(), "page_seconds": seconds}
+        )
+        return self.model_copy(update={"resolve": resolve})
 
 
 @cache
@@ -151,6 +168,50 @@ class FixKind(StrEnum):
     RESET_COMPONENT = "reset_component"
 
 
+class CampaignCursor(BaseModel):
+    """Where a campaign's walk over the child links stands: the statistics shard it is in, and
+    the last ticket id of that shard already walked (None: the shard's start)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    shard: Annotated[int, Field(ge=0)] = 0
+    after: str | None = None
+
+
+class Campaign(BaseModel):
+    """A fix campaign on its incident record: what, who, when, and how far it got (a queue
+    worker sends it one page at a time, see `aftercare.domain.incident_campaign`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+
+    campaign_id: str
+    fix: FixKind
+    started_by: str
+    started_at: AwareDatetime
+    page_size: Annotated[int, Field(ge=1)]
+    pages_done: int = 0
+    cursor: CampaignCursor | None = Field(default_factory=CampaignCursor)  # None: all sent
+    sent: int = 0
+    not_sent: int = 0
+    already_closed: int = 0
+    finished_at: AwareDatetime | None = None
+
+    @property
+    def walked(self) -> int:
+        return self.sent + self.not_sent + self.already_closed
+
+
+class CampaignPage(BaseModel):
+    """The campaign queue's message: send page `page` of `campaign_id`, from `cursor`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    incident_id: str
+    campaign_id: str
+    page: Annotated[int, Field(ge=0)]
+    cursor: CampaignCursor
+
+
 class Incident(BaseModel):
     """The incident record (one item); its statistics live in shards (`IncidentStats`)."""
 
@@ -175,6 +236,7 @@ class Incident(BaseModel):
     resolved_by: str | None = None
     children_fixed: int = 0
     children_left_open: int = 0
+    campaign: Campaign | None = None
 
 
 class IncidentStats(BaseModel):
