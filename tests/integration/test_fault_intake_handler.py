@@ -243,20 +243,24 @@ def test_a_new_ticket_writes_no_dedup_marker(intake, aws):
     )
     # When a report without parts opens a ticket
     invoke(intake, record(report("nomark-0001", code="TEMP-HIGH")))
-    # Then its transaction holds 4 items (lock, ticket, occurrence, timeline), each under 1 KB
-    # (8 WRU by the billing rules, the cost budget of a new fault), no FAULT#... marker (the
-    # ticket, keyed by the fault, is one) and no escalation item: the first step is on the
-    # ticket itself
-    assert sizes == [4] and sum(units) == 8
+    # Then its transaction holds 3 items (lock, ticket, occurrence carrying the opening
+    # timeline entry), each under 1 KB (6 WRU by the billing rules, the cost budget of a new
+    # fault), no FAULT#... marker (the ticket, keyed by the fault, is one), no timeline item
+    # and no escalation item: the first step is on the ticket itself
+    assert sizes == [3] and sum(units) == 6
     items = aws["ddb"].scan(TableName=aws["resources"]["TicketsTable"])["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("FAULT#")]
     assert {i["sk"]["S"].split("#")[0] for i in items if i["pk"]["S"].startswith("TICKET#")} == {
         "META",
         "OCC",
-        "EVT",
     }
     (meta,) = [i for i in items if i["sk"]["S"] == "META"]
     assert {"esc_index", "esc_bucket", "esc_next_at"} <= set(meta)
+    # And the ticket's timeline still opens with its `opened` entry, read from the occurrence
+    (ticket_id,) = {i["pk"]["S"].removeprefix("TICKET#") for i in items if i["sk"]["S"] == "META"}
+    detail = store(aws).get_ticket(ticket_id)
+    assert [entry.kind for entry in detail.timeline] == ["opened"]
+    assert [o.fault_id for o in detail.occurrences] == ["nomark-0001"]
 
 
 def test_dead_letters_are_parked_with_their_reason(aws):

@@ -20,7 +20,7 @@ marks the fault as applied, for as long as the ticket exists (a marker expires).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -74,13 +74,25 @@ def ticket_item(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def occurrence_item(ticket_id: str, occurrence: Occurrence) -> dict[str, Any]:
+# A new ticket's opening timeline entries ride on its first occurrence's item: a transaction
+# item costs 2 WRU per KB whatever its size, and the occurrence and its entries are written
+# together, once, never changed (`ticket_detail` puts them in the timeline in order).
+OPENING_ENTRIES = "opening_entries"
+
+
+def occurrence_item(
+    ticket_id: str, occurrence: Occurrence, entries: Sequence[TimelineEntry] = ()
+) -> dict[str, Any]:
+    """An occurrence; with `entries`, the timeline entries written with it (see above)."""
     data = occurrence.model_dump(mode="json")
-    return {
+    item = {
         "pk": f"{TICKET_PREFIX}{ticket_id}",
         "sk": f"OCC#{data['received_at']}#{occurrence.fault_id}",
         **data,
     }
+    if entries:
+        item[OPENING_ENTRIES] = [entry.model_dump(mode="json") for entry in entries]
+    return item
 
 
 def timeline_item(ticket_id: str, entry: TimelineEntry, seq: int = 0) -> dict[str, Any]:
@@ -178,9 +190,24 @@ def ticket_detail(items: Iterable[Mapping[str, Any]]) -> TicketDetail | None:
     return TicketDetail(
         ticket=ticket_from_item(meta),
         occurrences=[Occurrence.model_validate(i) for i in rows if i["sk"].startswith("OCC#")],
-        timeline=[TimelineEntry.model_validate(i) for i in rows if i["sk"].startswith("EVT#")],
+        timeline=_timeline(rows),
         visits=[VisitRecord.model_validate(i) for i in rows if i["sk"].startswith(VISIT_PREFIX)],
     )
+
+
+def _timeline(rows: Sequence[Mapping[str, Any]]) -> list[TimelineEntry]:
+    """The timeline entries' items and the opening entries kept on an occurrence's item, in
+    the entries' own order: time, then their order within one change."""
+    keyed = [
+        (str(row["sk"]).removeprefix("EVT#"), TimelineEntry.model_validate(row))
+        for row in rows
+        if row["sk"].startswith("EVT#")
+    ]
+    for row in rows:
+        if row["sk"].startswith("OCC#"):
+            for seq, entry in enumerate(row.get(OPENING_ENTRIES) or ()):
+                keyed.append((f"{entry['at']}#{seq:02d}#", TimelineEntry.model_validate(entry)))
+    return [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
 
 
 # ---- calendar audit entries on the tickets stream (what the notifier confirms and reminds)
