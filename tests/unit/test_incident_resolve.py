@@ -46,8 +46,8 @@ def test_a_reset_campaign_is_sent_to_each_active_child_paced():
     assert view.campaign == {"sent": 4, "already_closed": 1}
     assert view.incident.status is IncidentStatus.RESOLVED
     # and the storm's counters were zeroed (this window and the one before)
-    ((model, code, windows),) = world.incidents.resets
-    assert (model, code, len(windows)) == ("IC-300", "IO-MODULE-FAIL", 2)
+    ((model, group, windows),) = world.incidents.resets
+    assert (model, group, len(windows)) == ("IC-300", "code=IO-MODULE-FAIL", 2)
     records = [r for t in tickets for r in world.store.for_ticket(t.ticket_id)]
     assert {r.purpose for r in records} == {Purpose.FLEET_FIX}
 

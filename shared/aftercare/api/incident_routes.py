@@ -50,6 +50,8 @@ class IncidentRow(BaseModel):
 
     incident_id: str
     fault_code: str
+    codes: list[str]  # the codes it covers (one, or a grouped category's)
+    category: str | None = None  # the category whose codes its storm grouped
     model: str
     title_en: str
     status: IncidentStatus
@@ -111,6 +113,8 @@ def incidents_route(
         IncidentRow(
             incident_id=i.incident_id,
             fault_code=i.fault_code,
+            codes=i.covered_codes,
+            category=i.category,
             model=i.model,
             title_en=i.title_en,
             status=i.status,

@@ -87,7 +87,7 @@ class IncidentView(BaseModel):
 class IncidentStore(IncidentReads, Protocol):
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None: ...
 
-    def reset_storm(self, model: str, code: str, windows: Sequence[int], shards: int) -> None: ...
+    def reset_storm(self, model: str, group: str, windows: Sequence[int], shards: int) -> None: ...
 
 
 class TicketBatch(Protocol):
@@ -157,7 +157,7 @@ class IncidentDesk:
         minutes = self.policy.detection.window_minutes
         window = window_of(now, minutes)
         self.incidents.reset_storm(
-            incident.model, incident.fault_code, [window, window - 1], self.policy.detection.shards
+            incident.model, incident.storm.key, [window, window - 1], self.policy.detection.shards
         )
         view = self.show(who, incident_id)
         return view.model_copy(update={"campaign": campaign})
