@@ -33,7 +33,7 @@ from aftercare.domain.incidents import (
 from aftercare.domain.parts import StockLevel
 from aftercare.domain.ports.incidents import CounterShard
 from aftercare.domain.rules import load_catalog
-from aftercare.domain.storm_groups import StormGroup
+from aftercare.domain.storm_groups import StormGroup, incident_for
 from aftercare.domain.storms import StormWatch
 from aftercare.models.parts import WantedPart
 from moto import mock_aws
@@ -50,13 +50,18 @@ START = window_start(window_of(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), WINDOW)
 
 
 def policy(
-    threshold: int = 6, shards: int = 2, grouped: tuple[str, ...] = (), **while_open: Any
+    threshold: int = 6,
+    shards: int = 2,
+    grouped: tuple[str, ...] = (),
+    per_firmware: bool = False,
+    **while_open: Any,
 ) -> IncidentPolicy:
     data = load_incident_policy().model_dump()
     data["detection"] |= {
         "threshold_devices": threshold,
         "shards": shards,
         "group_by_category": grouped,
+        "per_firmware": per_firmware,
     }
     data["while_open"] |= while_open
     return IncidentPolicy.model_validate(data)
@@ -367,7 +372,12 @@ def test_code_and_category_counters_never_share_a_key():
         for g in (code, category)
     ]
     assert keys[0] != keys[1]
-    assert policy(grouped=("power",)).detection.group_of("PSU-OVERVOLT", "power") == category
+    grouped = policy(grouped=("power",)).detection
+    assert grouped.group_of("PSU-OVERVOLT", "power", "1.0") == category
+    # and a firmware split keeps a separate key per version, whatever its characters
+    split = policy(grouped=("power",), per_firmware=True).detection
+    one, other = (split.group_of("PSU-OVERVOLT", "power", fw).key for fw in ("1.0#a", "1.0"))
+    assert one != other and "#" not in one
 
 
 def test_the_reset_after_resolve_clears_the_category_counter(tables):
@@ -392,6 +402,32 @@ def test_the_reset_after_resolve_clears_the_category_counter(tables):
     # Then they are ordinary tickets: no second incident
     assert [watch.after_open(t, START) for t in late] == [None, None]
     assert len(incidents(tables)) == 1
+
+
+def test_split_per_firmware_each_version_is_its_own_storm(tables):
+    # Given a policy that splits storms per firmware (threshold 6)
+    watch = watch_on(tables, policy(threshold=6, per_firmware=True))
+    # When 6 RT-X devices report the same code, 3 on firmware 2.0.0 and 3 on 2.1.0
+    results = [watch.after_open(t, START) for t in opened(tables, 6, START)]
+    # Then neither version crossed 6: no incident
+    assert results == [None] * 6 and incidents(tables) == []
+    # When 3 more on 2.0.0 report (even numbers: 2.0.0)
+    more = [t for t in opened(tables, 6, START, start=6) if t.firmware == "2.0.0"]
+    results = [watch.after_open(t, START) for t in more]
+    # Then the 2.0.0 storm opened an incident naming its firmware, linking only its tickets
+    (incident,) = incidents(tables)
+    assert incident.firmware == "2.0.0" and results[-1] == incident.incident_id
+    store = watch.store
+    links = store.children(incident.incident_id, 2)  # type: ignore[attr-defined]
+    assert {link.firmware for link in links} == {"2.0.0"} and len(links) == 6
+    # and its pointer is the model's on that firmware only: 2.1.0 devices stay on their own
+    assert store.active_incident("RT-X", "FW-CRASHLOOP", "2.0.0") == incident.incident_id  # type: ignore[attr-defined]
+    assert store.active_incident("RT-X", "FW-CRASHLOOP") is None  # type: ignore[attr-defined]
+    active = {incident.pointer: incident.incident_id}
+    assert incident_for(active, "RT-X", "2.0.0") == incident.incident_id
+    assert incident_for(active, "RT-X", "2.1.0") is None
+    # and a model-wide incident is found whatever the device's firmware
+    assert incident_for({"RT-X": "INC-1"}, "RT-X", "9.9") == "INC-1"
 
 
 def test_grouping_is_checked_against_the_catalog_and_itself(tables):

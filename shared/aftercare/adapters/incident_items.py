@@ -6,7 +6,8 @@ write arithmetic):
     STORM#<model>#<group>#<window>#<shard> / COUNT  windowed storm counter shard (TTL); <group>
                                                     is `code=<code>` or `category=<category>`
     ACTIVE#<code>                         / ACTIVE  model -> open incident (one attribute each;
-                                                    a category incident names each code it covers)
+                                                    a category incident names each code it covers;
+                                                    split per firmware: <model>@<firmware>)
     INCIDENT#<id>                         / META    the incident record (`by_opened` lists them)
     INCSTAT#<id>#<shard>                  / STATS   the incident's counters, one item per shard
     INCIDENT#<id>#C<shard>                / CHILD#<ticket_id>  a child ticket's link
@@ -114,7 +115,7 @@ def open_items(table: str, incident: Incident) -> list[dict[str, Any]]:
                 "Key": to_item(active_key(code)),
                 "UpdateExpression": "SET #model = :id",
                 "ConditionExpression": "attribute_not_exists(#model)",
-                "ExpressionAttributeNames": {"#model": incident.model},
+                "ExpressionAttributeNames": {"#model": incident.pointer},
                 "ExpressionAttributeValues": {":id": {"S": incident.incident_id}},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -285,7 +286,7 @@ def status_items(table: str, incident: Incident, expected: IncidentStatus) -> li
                     "Key": to_item(active_key(code)),
                     "UpdateExpression": "REMOVE #model",
                     "ConditionExpression": "#model = :id",
-                    "ExpressionAttributeNames": {"#model": incident.model},
+                    "ExpressionAttributeNames": {"#model": incident.pointer},
                     "ExpressionAttributeValues": {":id": to_attr(incident.incident_id)},
                 }
             }

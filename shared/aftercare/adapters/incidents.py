@@ -43,6 +43,7 @@ from aftercare.domain.ports.incidents import (
     IncidentMoved,
     StormTally,
 )
+from aftercare.domain.storm_groups import pointer_name
 from aftercare.domain.tickets import Ticket
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -108,17 +109,21 @@ class DynamoIncidentStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            others = [self.active_incident(incident.model, c) for c in incident.covered_codes]
+            others = [
+                self.active_incident(incident.model, c, incident.firmware)
+                for c in incident.covered_codes
+            ]
             other = next((o for o in others if o is not None), None)
             if other is None:  # a conflict, not a condition: the caller's retry reads again
                 raise
             raise IncidentAlreadyOpen(other) from exc
 
-    def active_incident(self, model: str, code: str) -> str | None:
+    def active_incident(self, model: str, code: str, firmware: str | None = None) -> str | None:
+        """The incident open for `code` on `model` (one firmware's, when split per firmware)."""
         response = self.ddb.get_item(
             TableName=self.table, Key=to_item(active_key(code)), ConsistentRead=True
         )
-        value = from_item(response.get("Item") or {}).get(model)
+        value = from_item(response.get("Item") or {}).get(pointer_name(model, firmware))
         return str(value) if value else None
 
     def join(self, facts: ChildFacts) -> int:

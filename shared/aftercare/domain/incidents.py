@@ -31,7 +31,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from aftercare.data import load
 from aftercare.domain.parts import StockLevel
-from aftercare.domain.storm_groups import StormGroup, storm_group
+from aftercare.domain.storm_groups import StormGroup, pointer_name, storm_group
 from aftercare.models.parts import WantedPart
 
 
@@ -46,6 +46,8 @@ class Detection(_Policy):
     exclude_codes: tuple[str, ...] = ()
     # catalog fault categories whose codes count as one storm (the rest: one storm per code)
     group_by_category: tuple[str, ...] = ()
+    # one storm per firmware version too (else all versions of a model count together)
+    per_firmware: bool = False
 
     @field_validator("group_by_category")
     @classmethod
@@ -56,9 +58,10 @@ class Detection(_Policy):
             raise ValueError("unclassified tickets make no storm: they cannot be grouped")
         return value
 
-    def group_of(self, code: str, category: str) -> StormGroup:
-        """The storm a ticket of `code` in `category` counts toward."""
-        return storm_group(code, category, self.group_by_category)
+    def group_of(self, code: str, category: str, firmware: str) -> StormGroup:
+        """The storm a ticket of `code` in `category` on `firmware` counts toward."""
+        split = firmware if self.per_firmware else None
+        return storm_group(code, category, self.group_by_category, split)
 
     @property
     def window(self) -> timedelta:
@@ -178,6 +181,7 @@ class Incident(BaseModel):
     model: str
     category: str | None = None  # set when its storm grouped the codes of this category
     codes: list[str] = Field(default_factory=list)  # the codes it covers (empty: fault_code)
+    firmware: str | None = None  # set when its storm was one firmware version
     title_en: str = ""
     title_zh: str = ""
     status: IncidentStatus = IncidentStatus.OPEN
@@ -199,8 +203,13 @@ class Incident(BaseModel):
     def storm(self) -> StormGroup:
         """The storm group it was opened for (its counter is reset when it is resolved)."""
         if self.category is not None:
-            return StormGroup(kind="category", name=self.category)
-        return StormGroup(kind="code", name=self.fault_code)
+            return StormGroup(kind="category", name=self.category, firmware=self.firmware)
+        return StormGroup(kind="code", name=self.fault_code, firmware=self.firmware)
+
+    @property
+    def pointer(self) -> str:
+        """Its attribute on each covered code's `ACTIVE` item."""
+        return pointer_name(self.model, self.firmware)
 
     @property
     def covered_codes(self) -> list[str]:

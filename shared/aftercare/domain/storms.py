@@ -110,7 +110,7 @@ class StormWatch:
         window = window_of(at, detection.window_minutes)
         expires = int((at + counter_lifetime(self.policy)).timestamp())
         shard = shard_of(ticket.thing, detection.shards)
-        group = detection.group_of(ticket.fault_code, ticket.category)
+        group = detection.group_of(ticket.fault_code, ticket.category, ticket.firmware)
         item = CounterShard(model=ticket.model, group=group.key, window=window, shard=shard)
         count = self.store.count_opening(item, ticket.ticket_id, expires)
         if count < detection.precheck:
@@ -133,6 +133,7 @@ class StormWatch:
             fault_code=ticket.fault_code,
             model=ticket.model,
             category=group.name if group.kind == "category" else None,
+            firmware=group.firmware,
             codes=covered_codes(group, ticket.fault_code, ticket.model, self.catalog),
             title_en=ticket.title_en,
             title_zh=ticket.title_zh,
