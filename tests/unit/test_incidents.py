@@ -505,3 +505,25 @@ def test_the_sliding_total_weights_the_previous_window():
     start = window_start(100, WINDOW)
     assert sliding_total(3, 10, start, WINDOW) == 13
     assert sliding_total(3, 10, start + timedelta(minutes=5), WINDOW) == 8
+
+
+def test_the_cli_shows_the_codes_an_incident_covers():
+    from infra.cli_incidents import summary
+
+    # Given a category incident's view, and one recorded before incidents covered codes
+    grouped = {
+        "incident": {
+            "incident_id": "INC-1",
+            "fault_code": "PSU-OVERVOLT",
+            "model": "AC-HP",
+            "status": "open",
+            "category": "power",
+            "codes": ["PSU-OVERVOLT", "PSU-UNDERVOLT"],
+        },
+        "stats": {},
+    }
+    older = {"incident": {"incident_id": "INC-0", "fault_code": "FAN-STALL"}, "stats": {}}
+    # Then `incidents show` prints the category and every covered code (or the one code)
+    shown = summary(grouped)
+    assert shown["category"] == "power" and shown["codes"] == "PSU-OVERVOLT, PSU-UNDERVOLT"
+    assert summary(older)["codes"] == "FAN-STALL"
