@@ -348,6 +348,22 @@ def test_two_codes_of_a_grouped_category_open_one_incident(tables):
         assert store.active_incident("AC-HP", code) == incident.incident_id  # type: ignore[attr-defined]
 
 
+def test_an_excluded_code_of_a_grouped_category_is_not_covered(tables):
+    # Given power grouped, but PSU-UNDERVOLT excluded from incidents
+    rules = policy(threshold=6, grouped=("power",))
+    detection = rules.detection.model_copy(update={"exclude_codes": ("PSU-UNDERVOLT",)})
+    watch = watch_on(tables, rules.model_copy(update={"detection": detection}))
+    # When 6 AC-HP devices report over-voltage, and 3 under-voltage
+    for ticket in opened(tables, 6, START, model="AC-HP", code="PSU-OVERVOLT"):
+        watch.after_open(ticket, START)
+    under = opened(tables, 3, START, model="AC-HP", start=6, code="PSU-UNDERVOLT")
+    assert [watch.after_open(t, START) for t in under] == [None] * 3
+    # Then the incident covers over-voltage only: an under-voltage report joins nothing
+    (incident,) = incidents(tables)
+    assert incident.codes == ["PSU-OVERVOLT"]
+    assert watch.store.active_incident("AC-HP", "PSU-UNDERVOLT") is None  # type: ignore[attr-defined]
+
+
 def test_codes_of_an_ungrouped_category_stay_apart(tables):
     # Given a policy that groups power only
     watch = watch_on(tables, policy(threshold=6, grouped=("power",)))

@@ -61,12 +61,23 @@ def incident_for(active: Mapping[str, str], model: str, firmware: str) -> str | 
     return active.get(pointer_name(model, firmware)) or active.get(model)
 
 
-def covered_codes(group: StormGroup, code: str, model: str, catalog: FaultCatalog) -> list[str]:
+def covered_codes(
+    group: StormGroup,
+    code: str,
+    model: str,
+    catalog: FaultCatalog,
+    excluded: Collection[str] = (),
+) -> list[str]:
     """The codes an incident of `group` on `model` covers: the category's codes that a device
-    of the model reports (and `code`, the one that opened it), or just `code`."""
+    of the model reports, but for the `excluded` ones (they never make or join an incident),
+    and `code`, the one that opened it; or just `code`."""
     if group.kind == "code":
         return [code]
-    same = {c for c in catalog.codes_for_model(model) if catalog.codes[c].category == group.name}
+    same = {
+        c
+        for c in catalog.codes_for_model(model)
+        if catalog.codes[c].category == group.name and c not in excluded
+    }
     return sorted(same | {code})
 
 

@@ -134,7 +134,9 @@ class StormWatch:
             model=ticket.model,
             category=group.name if group.kind == "category" else None,
             firmware=group.firmware,
-            codes=covered_codes(group, ticket.fault_code, ticket.model, self.catalog),
+            codes=covered_codes(
+                group, ticket.fault_code, ticket.model, self.catalog, detection.exclude_codes
+            ),
             title_en=ticket.title_en,
             title_zh=ticket.title_zh,
             opened_at=at,
