@@ -24,7 +24,7 @@ from infra.cli_session import ApiClient, required_client
 incidents_app = typer.Typer(help="fleet incidents: fault storms as one problem record")
 IdArg = Annotated[str, typer.Argument(show_default=False, help="the incident's id")]
 POLL_INTERVAL_S = 2.0
-LIST_FIELDS = ["incident_id", "fault_code", "model", "children", "status", "opened_at"]
+LIST_FIELDS = ["incident_id", "codes", "model", "children", "status", "opened_at"]
 SUMMARY_STATS = (
     "children",
     "linked_before",
@@ -41,6 +41,8 @@ def summary(view: dict[str, Any]) -> dict[str, Any]:
     """One incident as a flat field/value table (the `--json` form has everything)."""
     incident, stats = view["incident"], view["stats"]
     fields = {k: incident.get(k) for k in ("incident_id", "fault_code", "model", "status")}
+    fields["category"] = incident.get("category")
+    fields["codes"] = _codes(incident)
     fields |= {k: stats.get(k) for k in SUMMARY_STATS}
     fields["firmware_versions"] = ", ".join(stats.get("firmware_versions", []))
     fields["regions"] = ", ".join(stats.get("regions", []))
@@ -85,6 +87,11 @@ def wait_resolved(client: ApiClient, incident_id: str, limit_s: float) -> dict[s
     return dict(view)
 
 
+def _codes(incident: dict[str, Any]) -> str:
+    """The codes an incident covers (records from before grouping name only `fault_code`)."""
+    return ", ".join(incident.get("codes") or [str(incident.get("fault_code"))])
+
+
 @incidents_app.command("list")
 @stack_command
 def incidents_list(*, opts: StackOptions) -> None:
@@ -93,7 +100,8 @@ def incidents_list(*, opts: StackOptions) -> None:
     if opts.json:
         emit([{k: r.get(k) for k in LIST_FIELDS} | r for r in rows], True)
         return
-    emit([{k: r.get(k) for k in LIST_FIELDS} for r in rows], False, LIST_FIELDS)
+    table = [{k: r.get(k) for k in LIST_FIELDS} | {"codes": _codes(r)} for r in rows]
+    emit(table, False, LIST_FIELDS)
 
 
 @incidents_app.command("show")

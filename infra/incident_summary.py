@@ -26,6 +26,8 @@ def incident_summary(target: Target) -> list[dict[str, Any]]:
             {
                 "incident_id": incident.incident_id,
                 "fault_code": incident.fault_code,
+                "category": incident.category,
+                "codes": incident.covered_codes,
                 "model": incident.model,
                 "status": incident.status.value,
                 "children": stats.children,

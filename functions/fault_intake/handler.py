@@ -53,6 +53,7 @@ class Deps:
             incidents_table=settings.incidents_table,
         )
         policy = load_incident_policy().with_threshold(settings.incident_threshold_devices)
+        catalog = load_catalog()
         self.watch = StormWatch(
             store=DynamoIncidentStore(
                 incidents_table=settings.incidents_table,
@@ -60,12 +61,13 @@ class Deps:
                 policy=policy,
             ),
             policy=policy,
+            catalog=catalog,
         )
         self.parked = DynamoParkedStore(
             table=settings.parked_table, bucket=settings.parked_payload_bucket
         )
         self.rules = IntakeRules(
-            catalog=load_catalog(),
+            catalog=catalog,
             policy=load_policy(),
             repeat_window=timedelta(days=settings.repeat_window_days),
             hold_duration=timedelta(hours=settings.hold_hours),

@@ -15,8 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aftercare.domain.incidents import load_incident_policy
+
 from infra.bench.cost import Prices
 from infra.scale.cost import hour_cost, unit_costs
+from infra.scale.counter import StormCounter
 from infra.scale.limits import load_limits
 from infra.scale.measured import RESULTS, load_results, measured_from
 from infra.scale.model import Inputs, simulate
@@ -48,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
         default=storm_part_shards(),
         help="stock shard items per warehouse of the storm's part (default: the largest "
         "stock_shards in parts.yaml)",
+    )
+    p.add_argument(
+        "--counter-shards",
+        type=int,
+        help="storm counter shards (default: incidents.yaml's detection.shards)",
     )
     p.add_argument("--telemetry-every", type=float, default=300.0, metavar="SECONDS")
     p.add_argument("--design", choices=DESIGNS, default=TODAY)
@@ -87,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         storm_start_minute=args.storm_start,
         storm_warehouses=args.storm_warehouses,
         stock_shards=args.stock_shards,
+        counter=StormCounter.shipped(load_incident_policy(), args.counter_shards),
         telemetry_every_s=args.telemetry_every,
         design=args.design,
         policy=IncidentPolicy(),

@@ -33,6 +33,8 @@ class UnitCosts:
     email: float  # one email notification
     other_message: float  # push/SMS: the notifier's part (SNS is not in the price file)
     telemetry_message: float  # one IoT Core message
+    read_unit: float  # one DynamoDB on-demand read request unit
+    write_unit: float  # one DynamoDB on-demand write request unit
 
     @property
     def ticket_whole_stack(self) -> float:
@@ -51,13 +53,18 @@ def unit_costs(results: Mapping[str, Any], prices: Prices, template: Path) -> Un
         email=usd_per_event(notification),
         other_message=usd_per_event(notification, without=("SES",)),
         telemetry_message=prices.per_unit("iot_message"),
+        read_unit=prices.per_unit("dynamodb_read_request_unit"),
+        write_unit=prices.per_unit("dynamodb_write_request_unit"),
     )
 
 
 def hour_cost(totals: Mapping[str, float], units: UnitCosts) -> dict[str, float]:
     """USD per item for the hour's counts: every ticket's fault path, every diagnostic round
     trip (today: one per ticket, so ticket + diagnostic is the whole-stack figure), every
-    redelivery of a conflicted record, every message, every telemetry message."""
+    redelivery of a conflicted record, every message, every telemetry message; and what the
+    measured fault path does not hold of the storm counter (derived, `counter.py`): its shard
+    reads past the precheck and the write units its growing items cost above the measured
+    update."""
     messages = sum(v for k, v in totals.items() if k.endswith("_messages"))
     emails = totals.get("email_messages", 0.0)
     items = {
@@ -67,6 +74,9 @@ def hour_cost(totals: Mapping[str, float], units: UnitCosts) -> dict[str, float]
         * units.redelivery,
         "notifications": emails * units.email + (messages - emails) * units.other_message,
         "telemetry (IoT messages)": totals["telemetry"] * units.telemetry_message,
+        "storm counter reads and growth": totals.get("storm_counter_read_units", 0.0)
+        * units.read_unit
+        + totals.get("storm_counter_extra_write_units", 0.0) * units.write_unit,
     }
     items["total"] = sum(items.values())
     return items

@@ -14,6 +14,8 @@ from infra.bench.stats import reference_phase
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results.json"
 TICKETS_TABLE = "aftercare-tickets-local"
+INCIDENTS_TABLE = "aftercare-incidents-local"
+INTAKE = "FaultIntakeFunction"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,10 @@ class Measured:
 
     busy_s_per_fault: dict[str, float]  # Lambda seconds per fault, per function
     ticket_table_wru_per_fault: float  # every function's writes to the tickets table
+    # FaultIntake on the incidents table per new fault (no incident open): the storm counter's
+    # UpdateItem (write units) and the code's ACTIVE pointer in intake's batch read (read units)
+    storm_counter_wcu_per_fault: float
+    incident_pointer_rru_per_fault: float
     taken_at: str
     note: str
 
@@ -45,12 +51,30 @@ def tickets_table_writes(steps: Mapping[str, Any]) -> float:
     )
 
 
+def incidents_table_units(steps: Mapping[str, Any]) -> tuple[float, float]:
+    """(write units, read units) FaultIntake spends on the incidents table per new fault. A
+    capacity run from before the storm counter has none: that is an error, not a zero."""
+    intake = steps["new"].get(INTAKE, {})
+    writes = intake.get("write_units_by_table", {}).get(INCIDENTS_TABLE)
+    reads = intake.get("read_units_by_table", {}).get(INCIDENTS_TABLE, 0.0)
+    if writes is None:
+        raise ValueError(
+            f"bench/results.json: no {INTAKE} writes to {INCIDENTS_TABLE} in the capacity "
+            "step 'new' (taken before the storm counter?): run `make bench`"
+        )
+    return float(writes), float(reads)
+
+
 def measured_from(results: Mapping[str, Any]) -> Measured:
     phase = reference_phase(results["full_stack"])
     busy = busy_seconds(phase["functions"])
+    steps = results["capacity_units"]["steps"]
+    counter_wcu, pointer_rru = incidents_table_units(steps)
     return Measured(
         busy_s_per_fault=busy,
-        ticket_table_wru_per_fault=tickets_table_writes(results["capacity_units"]["steps"]),
+        ticket_table_wru_per_fault=tickets_table_writes(steps),
+        storm_counter_wcu_per_fault=counter_wcu,
+        incident_pointer_rru_per_fault=pointer_rru,
         taken_at=str(results["meta"]["taken_at"]),
         note=str(results["meta"].get("note") or ""),
     )

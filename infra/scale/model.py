@@ -17,6 +17,9 @@ Models, stated:
   attempt on the item: retries raise the attempt rate, solved as a fixed point); a record whose
   attempts all conflict is a batch item failure: back after the visibility timeout,
   dead-lettered on its maxReceiveCount-th receive.
+- The windowed storm counter (`counter.py`): every new ticket outside an open incident updates
+  one counter shard (measured), and the storm's tickets read every shard of two windows
+  (derived); today's design opens no incident, so its counter counts the whole storm.
 - Every rate is the minute's average: bursts within a minute are not modelled.
 """
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from aftercare.domain.intake import MAX_LOCK_RETRIES
 
 from infra.bench.cost import NOTIFIER
+from infra.scale.counter import CounterFlow
 from infra.scale.flow import (
     MINUTE_S,
     Cohort,
@@ -103,8 +107,12 @@ class Simulation:
     diagnosed_children: float = 0.0
     stock_left: float = 0.0
     detected_minute: int | None = None
+    counter: CounterFlow = field(init=False)
 
     def __post_init__(self) -> None:
+        self.counter = CounterFlow(
+            self.scenario.counter, self.inputs.measured.storm_counter_wcu_per_fault
+        )
         queue = self.inputs.settings.queues["FaultQueue"]
         self.fault_queue = RetryQueue(queue.visibility_timeout_s, queue.max_receive_count or 1)
         self.streams = {name: Stage() for name in STREAM_CONSUMERS}
@@ -175,6 +183,14 @@ class Simulation:
             "dead_lettered": q.dead_lettered,
         }
         row |= self._stock(q.succeeded_hot, q.processed_hot, keys, row["conflict_p"])
+        storm_counted = 0.0 if self._incident_open else q.succeeded_hot
+        row |= self.counter.minute(m, storm_counted)
+        # every attempt's batch read includes the code's ACTIVE pointer: one key for the storm
+        tries = sum(row["conflict_p"] ** i for i in range(MAX_LOCK_RETRIES))
+        pointer_rru = measured.incident_pointer_rru_per_fault
+        row["pointer_rcu"] = q.processed_hot * tries / MINUTE_S * pointer_rru
+        # the counter's updates: the storm's counted tickets and every baseline ticket
+        row["counter_updates"] = tickets - q.succeeded_hot + storm_counted
         diagnostics = self._diagnostics(row, tickets, q.succeeded_hot)
         row |= self._notifications(tickets, q.succeeded_hot)
         row |= self._iot(base + storm, diagnostics)
@@ -260,7 +276,8 @@ class Simulation:
             paced, _ = self.paced.step(customers, self._known_issue_pace() * MINUTE_S)
             messages = tickets - storm_tickets + paced
             bundle = 0.0  # the fleet customer: one known-issue message, once
-            counter = storm_tickets / MINUTE_S  # the incident's child count: a plain ADD each
+            # each child: a plain ADD on one of the incident's statistics shards
+            counter = storm_tickets / MINUTE_S / sc.counter.shards
         else:
             # one message per ticket; the fleet customer's tickets go into its digest: one
             # message per DigestWindowSeconds, but every ticket updates its bundle item
@@ -320,6 +337,9 @@ class Simulation:
             "retries": q.failed - q.dead_lettered,
             "dead_lettered": row["dead_lettered"],
             "telemetry": self.scenario.telemetry_per_s * MINUTE_S,
+            "storm_counter_updates": row["counter_updates"],
+            "storm_counter_read_units": row["counter_reads_rru"],
+            "storm_counter_extra_write_units": row["counter_extra_wru"],
         }
         for channel in self.scenario.channel_mix:
             add[f"{channel}_messages"] = row[f"{channel}_per_s"] * MINUTE_S

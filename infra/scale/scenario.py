@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.scale.counter import StormCounter
+
 DAY_S = 86_400
 TODAY = "today"
 INCIDENT = "incident"
@@ -58,6 +60,8 @@ class Scenario:
     # Stock shard items per (SKU, warehouse) of the storm's part (parts.yaml `stock_shards`;
     # the CLI defaults to the largest count there).
     stock_shards: int = 1
+    # The windowed storm counter as built (incidents.yaml; the CLI reads the shipped file).
+    counter: StormCounter = field(default_factory=StormCounter)
     design: str = TODAY
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 

@@ -87,8 +87,14 @@ def checks(limits: Limits, inputs: Inputs) -> list[Check]:
         Check("bundle_wcu", limits["dynamodb_partition_writes"], "largest customer bundle WCU/s"),
         Check("ticket_key_wcu", limits["dynamodb_partition_writes"], "one ticket's keys WCU/s"),
         Check(
-            "incident_counter_wcu", limits["dynamodb_partition_writes"], "incident counter WCU/s"
+            "incident_counter_wcu",
+            limits["dynamodb_partition_writes"],
+            "incident statistics shard WCU/s",
         ),
+        Check("counter_wcu", limits["dynamodb_partition_writes"], "storm counter shard WCU/s"),
+        Check("counter_rcu", limits["dynamodb_partition_reads"], "storm counter shard RCU/s"),
+        Check("counter_item_kb", limits["dynamodb_item_size"], "storm counter shard item KB"),
+        Check("pointer_rcu", limits["dynamodb_partition_reads"], "ACTIVE pointer key RCU/s"),
         Check("tickets_table_wru", limits["dynamodb_table_writes"], "tickets table WRU/s"),
         Check("record_conflict_p", POLICY_CONFLICT, "P(every attempt conflicts), stock shard"),
         Check("email_per_s", limits["ses_send_rate"], "emails/s"),

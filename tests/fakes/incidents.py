@@ -52,8 +52,8 @@ class FakeIncidents:
     def list_incidents(self, limit: int = 100) -> list[Incident]:
         return [self.incident]
 
-    def reset_storm(self, model: str, code: str, windows: Any, shards: int) -> None:
-        self.resets.append((model, code, list(windows)))
+    def reset_storm(self, model: str, group: str, windows: Any, shards: int) -> None:
+        self.resets.append((model, group, list(windows)))
 
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None:
         if self.incident.status is not expected:

@@ -11,6 +11,24 @@ Concurrent reservation through the sharded write path is modelled as an explicit
 any of them wrote (what concurrent Lambdas see), then commit one after another; a commit whose
 shard no longer has the unit must fail its condition and plan again from a fresh read. Real
 threads race the same path in `test_parts_concurrency`.
+
+Shard-exact release: each shard's `held` must equal the sum of the live holds (reservation
+records, written with the ticket's line) that name *that* shard (`shard_books`). A release,
+expiry or consumption whose stock change lands on another shard leaves one shard holding a unit
+no hold names and another short of one: caught even though every warehouse total still adds up.
+For that to be exercised, stock is spread over the shards (`scarce_stock` puts units on every
+shard of the 4-shard PSU and may open the walk with a few PSU holds), so holds land on their
+home shards, and `release_a_hold` releases a live hold, preferring one off shard 0 (a release
+that wrongly lands on shard 0 shows there). With a release planted to go to shard 0, the random
+walk failed in 3 steps: `scarce_stock(levels=[5, 7, 3, 3])`, `storm(PSU-OVERVOLT, 3 devices)`,
+`release_a_hold` -> "PSU-240-A@WH-SHA shard 0: held 0, but the live holds naming this shard
+sum to 1" / "shard 2: held 1, ... sum to 0".
+`test_a_release_to_the_wrong_shard_is_caught` runs the machine against a mutant store that
+does exactly that, and expects it to fail.
+
+Every example starts from a freshly provisioned and seeded moto account, so a failing sequence
+replays exactly (hypothesis replays it to report it; on a shared, already corrupted account
+the replay failed elsewhere and was reported as flaky data generation instead).
 """
 
 from __future__ import annotations
@@ -19,25 +37,32 @@ import base64
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader
 from aftercare.domain.intake import IntakeRules, intake_fault
 from aftercare.domain.lifecycle import change_status
-from aftercare.domain.parts import InvalidLineChange, OutOfStock, StockLevel
-from aftercare.domain.ports import ConcurrentUpdate
+from aftercare.domain.parts import InvalidLineChange, LineChange, OutOfStock, StockLevel
+from aftercare.domain.ports import ConcurrentUpdate, PartsChange
 from aftercare.domain.rules import load_catalog, load_policy
 from aftercare.domain.stock import PartsError, adjust_stock, expire_hold, release_part, reserve_part
-from aftercare.domain.tickets import InvalidTransition
+from aftercare.domain.tickets import InvalidTransition, StatusChange
 from aftercare.models.payloads import FaultEnvelope
 from aftercare.models.tickets import Resolution, TicketStatus
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
 from moto import mock_aws
 
 from infra.local.provision import provision
@@ -66,8 +91,7 @@ def _world_is_torn_down() -> Iterator[None]:
 
 
 class World:
-    """One moto account for the whole run: provisioning per example would dominate the time.
-    State accumulates across examples, which the invariants must tolerate anyway."""
+    """One provisioned, seeded moto account per example (~3 s): a failure replays exactly."""
 
     instance: World | None = None
 
@@ -95,9 +119,11 @@ class World:
         )
 
     @classmethod
-    def get(cls) -> World:
-        if cls.instance is None:
-            cls.instance = World()
+    def fresh(cls) -> World:
+        """A new account (moto resets its backends when the mock starts again)."""
+        if cls.instance is not None:
+            cls.instance.mock.stop()
+        cls.instance = World()
         return cls.instance
 
 
@@ -126,12 +152,17 @@ class StaleReads:
 
 
 class PartsMachine(RuleBasedStateMachine):
+    # how the machine builds its ticket store (a mutant subclass swaps in a broken one)
+    store_factory: Callable[[Mapping[str, str], object], DynamoTicketStore] = staticmethod(
+        ticket_store
+    )
+
     def __init__(self) -> None:
         super().__init__()
-        self.world = World.get()
+        self.world = World.fresh()
         self.ddb = self.world.ddb
         self.tables = self.world.tables
-        self.store = ticket_store(self.tables, self.ddb)
+        self.store = self.store_factory(self.tables, self.ddb)
         self.reader = InventoryReader(table=self.tables["InventoryTable"], ddb=self.ddb)
         self.writer = DynamoInventoryWriter(table=self.tables["InventoryTable"], ddb=self.ddb)
         self.rules = IntakeRules(
@@ -143,9 +174,13 @@ class PartsMachine(RuleBasedStateMachine):
         self.now = datetime.now(UTC)
         self.tickets: list[str] = []
 
-    @initialize(levels=st.lists(st.integers(0, 5), min_size=len(SKUS), max_size=len(SKUS)))
-    def scarce_stock(self, levels: list[int]) -> None:
-        # Make stock scarce through the domain itself (state is shared across examples).
+    @initialize(
+        levels=st.lists(st.integers(0, 8), min_size=len(SKUS), max_size=len(SKUS)),
+        opening=st.integers(0, 4),
+    )
+    def scarce_stock(self, levels: list[int], opening: int = 0) -> None:
+        # Make stock scarce through the domain itself; a count is spread over the shards
+        # (emptiest first), so from 4 units on every shard of the 4-shard PSU has one.
         current = {i["sku"]: i for i in self.reader.stock() if i["warehouse"] == "WH-SHA"}
         for sku, level in zip(SKUS, levels, strict=True):
             change = level - int(current[sku]["available"])
@@ -154,6 +189,10 @@ class PartsMachine(RuleBasedStateMachine):
                     self.writer, sku, "WH-SHA", change, reason="scarce", actor="p", now=self.now
                 )
                 self.world.on_hand[(sku, "WH-SHA")] += change
+        # A storm already under way: `opening` devices hold a PSU each, on their home shards
+        # (or the next with stock), so the walk meets holds off shard 0 from its first step.
+        for thing in THINGS[:opening]:
+            self._fault(self.store, thing, "PSU-OVERVOLT")
 
     @rule(thing=st.sampled_from(THINGS), code=st.sampled_from(CODES))
     def fault(self, thing: str, code: str) -> None:
@@ -242,6 +281,22 @@ class PartsMachine(RuleBasedStateMachine):
         with contextlib.suppress(PartsError, OutOfStock, InvalidLineChange, ConcurrentUpdate):
             operation(self.store, ticket_id, sku, actor="p", reason="r", now=self.now, **kwargs)
 
+    @rule(data=st.data())
+    def release_a_hold(self, data: st.DataObject) -> None:
+        """Give back one live hold, preferring one off shard 0: its units must return to the
+        shard it names (the draw is an index, taken modulo: hypothesis replays it)."""
+        pick = data.draw(st.integers(0, 10_000))
+        held = [r for r in self.reader.reservations() if r["status"] == "held"]
+        off_zero = [r for r in held if int(r.get("shard", 0)) > 0]
+        choices = sorted(off_zero or held, key=lambda r: str(r["reservation_id"]))
+        if not choices:
+            return
+        res = choices[pick % len(choices)]
+        with contextlib.suppress(PartsError, InvalidLineChange, ConcurrentUpdate):
+            release_part(
+                self.store, res["ticket_id"], res["sku"], actor="p", reason="r", now=self.now
+            )
+
     @rule(sku=st.sampled_from(SKUS), change=st.integers(-3, 3).filter(bool))
     def adjust(self, sku: str, change: int) -> None:
         with contextlib.suppress(OutOfStock):
@@ -276,11 +331,8 @@ class PartsMachine(RuleBasedStateMachine):
                 held_by_shard[shard] += int(res["qty"])
             if res["status"] == "consumed":
                 consumed[(res["sku"], res["warehouse"])] += int(res["qty"])
-        for item in self.reader.stock_shards():  # never oversold, on any shard
-            key = (item["sku"], item["warehouse"], int(item.get("shard", 0)))
-            on_hand, held, available = (int(item[k]) for k in ("on_hand", "held", "available"))
-            assert on_hand == available + held and available >= 0, item
-            assert held == held_by_shard[key], (item, held_by_shard[key])
+        wrong = shard_books(self.reader.stock_shards(), held_by_shard)
+        assert not wrong, "stock shards out of balance:\n" + "\n".join(wrong)
         for item in self.reader.stock():  # nothing created or lost moving between shards
             key = (item["sku"], item["warehouse"])
             assert item["on_hand"] == self.world.on_hand[key] - consumed[key], item
@@ -291,15 +343,101 @@ class PartsMachine(RuleBasedStateMachine):
             assert all(held[s] <= 1 and s in asked for s in held)
 
 
+def shard_books(
+    shards: list[dict[str, Any]], held_by_shard: Mapping[tuple[str, str, int], int]
+) -> list[str]:
+    """What is wrong with the stock shard items: a shard oversold or not adding up, or one
+    whose `held` differs from the live holds naming it (a unit returned to the wrong shard)."""
+    wrong = []
+    for item in shards:
+        shard = int(item.get("shard", 0))
+        key = (str(item["sku"]), str(item["warehouse"]), shard)
+        on_hand, held, available = (int(item[k]) for k in ("on_hand", "held", "available"))
+        where = f"{key[0]}@{key[1]} shard {shard}"
+        if on_hand != available + held or available < 0:
+            wrong.append(f"{where}: on_hand {on_hand} != available {available} + held {held}")
+        if held != held_by_shard.get(key, 0):
+            wrong.append(
+                f"{where}: held {held}, but the live holds naming this shard sum to "
+                f"{held_by_shard.get(key, 0)}"
+            )
+    return wrong
+
+
+def _to_shard_zero(changes: list[LineChange]) -> list[LineChange]:
+    return [
+        c.model_copy(update={"delta": c.delta.model_copy(update={"shard": 0})}) if c.delta else c
+        for c in changes
+    ]
+
+
+class ReleasesToShardZero(DynamoTicketStore):
+    """A mutant: every held line's stock change (release, expiry, consumption) lands on shard 0
+    instead of the shard the line was held on (the bug the state machine must catch)."""
+
+    def apply_status_change(self, change: StatusChange) -> None:
+        moved = _to_shard_zero(change.part_changes)
+        super().apply_status_change(change.model_copy(update={"part_changes": moved}))
+
+    def apply_parts_change(self, change: PartsChange) -> None:
+        moved = _to_shard_zero(change.changes)
+        super().apply_parts_change(change.model_copy(update={"changes": moved}))
+
+
+def mutant_store(resources: Mapping[str, str], ddb: object) -> DynamoTicketStore:
+    return ReleasesToShardZero(
+        tickets_table=resources["TicketsTable"],
+        devices_table=resources["DevicesTable"],
+        customers_table=resources["CustomersTable"],
+        inventory_table=resources["InventoryTable"],
+        ddb=ddb,
+    )
+
+
+class MutantPartsMachine(PartsMachine):
+    store_factory = staticmethod(mutant_store)
+
+
 PartsMachine.TestCase.settings = settings(
     # kept under the suite's 300 s per-test timeout on a loaded machine: moto copies a table
-    # for each transaction, and the shared world grows with every example
-    max_examples=4,
+    # for each transaction
+    max_examples=5,
     stateful_step_count=10,
     deadline=None,
-    # The database is shared across examples, so shrinking could not replay a failure
-    # faithfully: report the failing sequence as generated instead.
+    # no shrinking: each step costs a few moto transactions; the failing sequence is reported
+    # as generated (and replays exactly: every example starts from a fresh account)
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestPartsInvariants = PartsMachine.TestCase
+
+
+class Picks:
+    """Fixed draws for calling a rule by hand (`data.draw` returns `pick`)."""
+
+    def __init__(self, pick: int) -> None:
+        self.pick = pick
+
+    def draw(self, strategy: object) -> int:
+        return self.pick
+
+
+def walk_holds_then_release(machine: PartsMachine) -> None:
+    """The state machine's own rules in a fixed order: one PSU on each of its 4 shards, four
+    devices each holding one (on their home shards), then one hold off shard 0 released."""
+    machine.scarce_stock([4, 0, 0, 0], opening=4)
+    machine.books_balance()
+    machine.release_a_hold(Picks(0))
+    machine.books_balance()
+
+
+def test_a_release_to_the_wrong_shard_is_caught() -> None:
+    # Given the walk passes on the real store (holds spread over shards, one released)
+    walk_holds_then_release(PartsMachine())
+    # When it runs against a store that returns released units to shard 0 instead
+    # Then the invariant fails, naming the shard whose held no live hold explains
+    with pytest.raises(AssertionError, match="live holds naming this shard") as failed:
+        walk_holds_then_release(MutantPartsMachine())
+    assert "PSU-240-A@WH-SHA shard 0: held 0, but the live holds naming this shard sum to 1" in (
+        str(failed.value)
+    )

@@ -79,8 +79,8 @@ def test_the_worker_sends_a_reset_to_each_active_child_paced_then_resolves_the_i
     assert (incident.campaign.sent, incident.campaign.already_closed) == (4, 1)
     assert incident.campaign.finished_at == world.now and incident.campaign.cursor is None
     # and the storm's counters were zeroed (this window and the one before)
-    ((model, code, windows),) = world.incidents.resets
-    assert (model, code, len(windows)) == ("IC-300", "IO-MODULE-FAIL", 2)
+    ((model, group, windows),) = world.incidents.resets
+    assert (model, group, len(windows)) == ("IC-300", "code=IO-MODULE-FAIL", 2)
     records = [r for t in tickets for r in world.store.for_ticket(t.ticket_id)]
     assert {r.purpose for r in records} == {Purpose.FLEET_FIX}
 

@@ -32,6 +32,8 @@ from aftercare.domain.incidents import (
 )
 from aftercare.domain.parts import StockLevel
 from aftercare.domain.ports.incidents import CounterShard
+from aftercare.domain.rules import load_catalog
+from aftercare.domain.storm_groups import StormGroup, incident_for
 from aftercare.domain.storms import StormWatch
 from aftercare.models.parts import WantedPart
 from moto import mock_aws
@@ -47,9 +49,20 @@ WINDOW = 10
 START = window_start(window_of(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), WINDOW) + 1, WINDOW)
 
 
-def policy(threshold: int = 6, shards: int = 2, **while_open: Any) -> IncidentPolicy:
+def policy(
+    threshold: int = 6,
+    shards: int = 2,
+    grouped: tuple[str, ...] = (),
+    per_firmware: bool = False,
+    **while_open: Any,
+) -> IncidentPolicy:
     data = load_incident_policy().model_dump()
-    data["detection"] |= {"threshold_devices": threshold, "shards": shards}
+    data["detection"] |= {
+        "threshold_devices": threshold,
+        "shards": shards,
+        "group_by_category": grouped,
+        "per_firmware": per_firmware,
+    }
     data["while_open"] |= while_open
     return IncidentPolicy.model_validate(data)
 
@@ -92,12 +105,20 @@ def watch_on(tables: dict[str, Any], rules: IncidentPolicy) -> StormWatch:
         policy=rules,
         ddb=tables["ddb"],
     )
-    return StormWatch(store=store, policy=rules)
+    return StormWatch(store=store, policy=rules, catalog=load_catalog())
 
 
-def opened(tables: dict[str, Any], n: int, at: datetime, model: str = "RT-X", start: int = 0):
-    """`n` tickets of FW-CRASHLOOP on distinct devices of `model`, stored as intake stores them."""
+def opened(
+    tables: dict[str, Any],
+    n: int,
+    at: datetime,
+    model: str = "RT-X",
+    start: int = 0,
+    code: str = "FW-CRASHLOOP",
+):
+    """`n` tickets of `code` on distinct devices of `model`, stored as intake stores them."""
     tickets = []
+    entry = load_catalog().codes[code]
     for i in range(start, start + n):
         ticket = a_ticket(
             at,
@@ -105,7 +126,8 @@ def opened(tables: dict[str, Any], n: int, at: datetime, model: str = "RT-X", st
             thing=f"{model.lower()}-{i:04d}",
             customer_id=f"c-{i}",
             model=model,
-            fault_code="FW-CRASHLOOP",
+            fault_code=code,
+            category=entry.category,
             firmware=f"2.{i % 2}.0",
             region="eu-west" if i % 3 else "ap-east",
         )
@@ -241,13 +263,15 @@ def test_the_shards_are_summed_on_read(tables):
     # Then no shard holds them all, and the tally is their sum
     shards = {shard_of(t.thing, 4) for t in tickets}
     assert len(shards) > 1
-    tally = watch.store.storm_tally("RT-X", "FW-CRASHLOOP", [window, window - 1], 4)
+    tally = watch.store.storm_tally("RT-X", "code=FW-CRASHLOOP", [window, window - 1], 4)
     assert tally.of(window) == 12 and tally.of(window - 1) == 0
     assert sorted(tally.ticket_ids) == sorted(t.ticket_id for t in tickets)
     item = tables["ddb"].get_item(
         TableName=tables["incidents"],
         Key=to_item(
-            counter_key(CounterShard(model="RT-X", code="FW-CRASHLOOP", window=window, shard=0))
+            counter_key(
+                CounterShard(model="RT-X", group="code=FW-CRASHLOOP", window=window, shard=0)
+            )
         ),
     )
     assert int(item.get("Item", {}).get("n", {"N": "0"})["N"]) < 12
@@ -293,12 +317,147 @@ def test_a_resolved_storm_does_not_reopen_at_the_next_report(tables):
     done = incident.model_copy(update={"status": IncidentStatus.RESOLVED})
     store.set_status(done, IncidentStatus.OPEN)  # type: ignore[attr-defined]
     window = window_of(START, WINDOW)
-    store.reset_storm("RT-X", "FW-CRASHLOOP", [window, window - 1], 2)  # type: ignore[attr-defined]
+    store.reset_storm("RT-X", incident.storm.key, [window, window - 1], 2)  # type: ignore[attr-defined]
     assert store.active_incident("RT-X", "FW-CRASHLOOP") is None  # type: ignore[attr-defined]
     # When two more devices report in the same window
     late = [watch.after_open(t, START) for t in opened(tables, 2, START, start=6)]
     # Then they are ordinary tickets: no second incident
     assert late == [None, None] and len(incidents(tables)) == 1
+
+
+# --------------------------------------------------------------------------- grouped categories
+
+
+def test_two_codes_of_a_grouped_category_open_one_incident(tables):
+    # Given a policy that groups the power category (threshold 6)
+    watch = watch_on(tables, policy(threshold=6, grouped=("power",)))
+    # When 3 AC-HP devices report over-voltage and 3 others under-voltage in one window
+    over = opened(tables, 3, START, model="AC-HP", code="PSU-OVERVOLT")
+    under = opened(tables, 3, START, model="AC-HP", start=3, code="PSU-UNDERVOLT")
+    results = [watch.after_open(t, START) for t in over + under]
+    # Then one power incident opened, covering both codes, with all six tickets its children
+    (incident,) = incidents(tables)
+    assert results[-1] == incident.incident_id
+    assert incident.category == "power" and incident.model == "AC-HP"
+    assert incident.codes == ["PSU-OVERVOLT", "PSU-UNDERVOLT"]
+    store = watch.store
+    links = store.children(incident.incident_id, 2)  # type: ignore[attr-defined]
+    assert sorted(link.ticket_id for link in links) == sorted(t.ticket_id for t in over + under)
+    # and a later report of either code finds it through its own code's pointer
+    for code in ("PSU-OVERVOLT", "PSU-UNDERVOLT"):
+        assert store.active_incident("AC-HP", code) == incident.incident_id  # type: ignore[attr-defined]
+
+
+def test_an_excluded_code_of_a_grouped_category_is_not_covered(tables):
+    # Given power grouped, but PSU-UNDERVOLT excluded from incidents
+    rules = policy(threshold=6, grouped=("power",))
+    detection = rules.detection.model_copy(update={"exclude_codes": ("PSU-UNDERVOLT",)})
+    watch = watch_on(tables, rules.model_copy(update={"detection": detection}))
+    # When 6 AC-HP devices report over-voltage, and 3 under-voltage
+    for ticket in opened(tables, 6, START, model="AC-HP", code="PSU-OVERVOLT"):
+        watch.after_open(ticket, START)
+    under = opened(tables, 3, START, model="AC-HP", start=6, code="PSU-UNDERVOLT")
+    assert [watch.after_open(t, START) for t in under] == [None] * 3
+    # Then the incident covers over-voltage only: an under-voltage report joins nothing
+    (incident,) = incidents(tables)
+    assert incident.codes == ["PSU-OVERVOLT"]
+    assert watch.store.active_incident("AC-HP", "PSU-UNDERVOLT") is None  # type: ignore[attr-defined]
+
+
+def test_codes_of_an_ungrouped_category_stay_apart(tables):
+    # Given a policy that groups power only
+    watch = watch_on(tables, policy(threshold=6, grouped=("power",)))
+    # When 3 AC-HP devices report a stalled fan and 3 others a high temperature (both thermal)
+    fans = opened(tables, 3, START, model="AC-HP", code="FAN-STALL")
+    heat = opened(tables, 3, START, model="AC-HP", start=3, code="TEMP-HIGH")
+    results = [watch.after_open(t, START) for t in fans + heat]
+    # Then each code counted apart: 3 and 3, no incident
+    assert results == [None] * 6 and incidents(tables) == []
+    window = window_of(START, WINDOW)
+    tally = watch.store.storm_tally("AC-HP", "code=FAN-STALL", [window], 2)
+    assert tally.of(window) == 3
+
+
+def test_code_and_category_counters_never_share_a_key():
+    # Given a code and a category spelled alike
+    code = StormGroup(kind="code", name="power")
+    category = StormGroup(kind="category", name="power")
+    # Then their counter shards are different items
+    keys = [
+        counter_key(CounterShard(model="AC-HP", group=g.key, window=1, shard=0))
+        for g in (code, category)
+    ]
+    assert keys[0] != keys[1]
+    grouped = policy(grouped=("power",)).detection
+    assert grouped.group_of("PSU-OVERVOLT", "power", "1.0") == category
+    # and a firmware split keeps a separate key per version, whatever its characters
+    split = policy(grouped=("power",), per_firmware=True).detection
+    one, other = (split.group_of("PSU-OVERVOLT", "power", fw).key for fw in ("1.0#a", "1.0"))
+    assert one != other and "#" not in one
+
+
+def test_the_reset_after_resolve_clears_the_category_counter(tables):
+    # Given a power incident opened by over- and under-voltage reports, then resolved
+    watch = watch_on(tables, policy(threshold=6, grouped=("power",)))
+    for ticket in opened(tables, 3, START, model="AC-HP", code="PSU-OVERVOLT") + opened(
+        tables, 3, START, model="AC-HP", start=3, code="PSU-UNDERVOLT"
+    ):
+        watch.after_open(ticket, START)
+    store = watch.store
+    (incident,) = incidents(tables)
+    done = incident.model_copy(update={"status": IncidentStatus.RESOLVED})
+    store.set_status(done, IncidentStatus.OPEN)  # type: ignore[attr-defined]
+    window = window_of(START, WINDOW)
+    store.reset_storm("AC-HP", incident.storm.key, [window, window - 1], 2)  # type: ignore[attr-defined]
+    # Then both codes' pointers are gone and the category's counter reads zero
+    assert store.active_incident("AC-HP", "PSU-OVERVOLT") is None  # type: ignore[attr-defined]
+    assert store.active_incident("AC-HP", "PSU-UNDERVOLT") is None  # type: ignore[attr-defined]
+    assert store.storm_tally("AC-HP", "category=power", [window], 2).of(window) == 0
+    # When two more devices report under-voltage in the same window
+    late = opened(tables, 2, START, model="AC-HP", start=6, code="PSU-UNDERVOLT")
+    # Then they are ordinary tickets: no second incident
+    assert [watch.after_open(t, START) for t in late] == [None, None]
+    assert len(incidents(tables)) == 1
+
+
+def test_split_per_firmware_each_version_is_its_own_storm(tables):
+    # Given a policy that splits storms per firmware (threshold 6)
+    watch = watch_on(tables, policy(threshold=6, per_firmware=True))
+    # When 6 RT-X devices report the same code, 3 on firmware 2.0.0 and 3 on 2.1.0
+    results = [watch.after_open(t, START) for t in opened(tables, 6, START)]
+    # Then neither version crossed 6: no incident
+    assert results == [None] * 6 and incidents(tables) == []
+    # When 3 more on 2.0.0 report (even numbers: 2.0.0)
+    more = [t for t in opened(tables, 6, START, start=6) if t.firmware == "2.0.0"]
+    results = [watch.after_open(t, START) for t in more]
+    # Then the 2.0.0 storm opened an incident naming its firmware, linking only its tickets
+    (incident,) = incidents(tables)
+    assert incident.firmware == "2.0.0" and results[-1] == incident.incident_id
+    store = watch.store
+    links = store.children(incident.incident_id, 2)  # type: ignore[attr-defined]
+    assert {link.firmware for link in links} == {"2.0.0"} and len(links) == 6
+    # and its pointer is the model's on that firmware only: 2.1.0 devices stay on their own
+    assert store.active_incident("RT-X", "FW-CRASHLOOP", "2.0.0") == incident.incident_id  # type: ignore[attr-defined]
+    assert store.active_incident("RT-X", "FW-CRASHLOOP") is None  # type: ignore[attr-defined]
+    active = {incident.pointer: incident.incident_id}
+    assert incident_for(active, "RT-X", "2.0.0") == incident.incident_id
+    assert incident_for(active, "RT-X", "2.1.0") is None
+    # and a model-wide incident is found whatever the device's firmware
+    assert incident_for({"RT-X": "INC-1"}, "RT-X", "9.9") == "INC-1"
+
+
+def test_grouping_is_checked_against_the_catalog_and_itself(tables):
+    # A category the catalog lacks fails the start-up (a typo is not a silent per-code storm)
+    with pytest.raises(ValueError, match="powr"):
+        watch_on(tables, policy(grouped=("powr",)))
+    # ...and so do a category listed twice and the unclassified bucket
+    with pytest.raises(ValidationError):
+        policy(grouped=("power", "power"))
+    with pytest.raises(ValidationError):
+        policy(grouped=("unclassified",))
+    # and the shipped policy's categories all exist
+    shipped = load_incident_policy()
+    StormWatch(store=None, policy=shipped, catalog=load_catalog())  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- while open
@@ -362,3 +521,25 @@ def test_the_sliding_total_weights_the_previous_window():
     start = window_start(100, WINDOW)
     assert sliding_total(3, 10, start, WINDOW) == 13
     assert sliding_total(3, 10, start + timedelta(minutes=5), WINDOW) == 8
+
+
+def test_the_cli_shows_the_codes_an_incident_covers():
+    from infra.cli_incidents import summary
+
+    # Given a category incident's view, and one recorded before incidents covered codes
+    grouped = {
+        "incident": {
+            "incident_id": "INC-1",
+            "fault_code": "PSU-OVERVOLT",
+            "model": "AC-HP",
+            "status": "open",
+            "category": "power",
+            "codes": ["PSU-OVERVOLT", "PSU-UNDERVOLT"],
+        },
+        "stats": {},
+    }
+    older = {"incident": {"incident_id": "INC-0", "fault_code": "FAN-STALL"}, "stats": {}}
+    # Then `incidents show` prints the category and every covered code (or the one code)
+    shown = summary(grouped)
+    assert shown["category"] == "power" and shown["codes"] == "PSU-OVERVOLT, PSU-UNDERVOLT"
+    assert summary(older)["codes"] == "FAN-STALL"

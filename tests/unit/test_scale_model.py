@@ -9,14 +9,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from aftercare.domain.incidents import load_incident_policy
 from aftercare.domain.intake import MAX_LOCK_RETRIES
 
 from infra.bench.cost import Prices, lambda_settings, stack_model
 from infra.scale.__main__ import main as scale_main
 from infra.scale.cost import hour_cost, unit_costs, usd_per_event
+from infra.scale.counter import StormCounter
 from infra.scale.flow import Cohort, RetryQueue
 from infra.scale.limits import load_limits
-from infra.scale.measured import Measured, load_results
+from infra.scale.measured import Measured, load_results, measured_from
 from infra.scale.model import Inputs, conflict_probability, record_conflict, simulate
 from infra.scale.scenario import INCIDENT, Scenario
 from infra.scale.settings import read_settings
@@ -35,6 +37,8 @@ def hand_measured() -> Measured:
             "DiagnosticsResultFunction": 0.1,
         },
         ticket_table_wru_per_fault=20.0,
+        storm_counter_wcu_per_fault=1.0,
+        incident_pointer_rru_per_fault=0.5,
         taken_at="by hand",
         note="",
     )
@@ -110,6 +114,67 @@ def test_a_storm_makes_one_stock_item_hot_and_not_the_sharded_or_incident_design
     # and, open after the first minute, samples the children's diagnostics
     assert incident.detected_minute == 0
     assert incident.totals["diagnostics"] < one.totals["diagnostics"]
+
+
+def test_the_storm_counter_is_a_hot_key_while_no_incident_opens(inputs: Inputs) -> None:
+    # Given a 9,000-device storm in three minutes (50 new tickets/s) on today's design (no
+    # incident opens: every ticket is counted), stock on 8 shards (no ticket lost to conflicts)
+    storm = {"devices": 1_000_000, "storm_devices": 9_000, "storm_minutes": 3}
+    today = simulate(Scenario(**storm, storm_start_minute=0, minutes=4, stock_shards=8), inputs)
+    first = today.rows[0]
+    # Then each of the 8 counter shards takes 50 / 8 updates/s; by the minute's end a shard
+    # holds 375 ticket ids (14 bytes each over 100): 5,350 bytes, 6 WCU an update
+    assert first["counter_item_kb"] == pytest.approx(5350 / 1024, rel=1e-3)
+    assert first["counter_wcu"] == pytest.approx(50 / 8 * 6, rel=1e-3)
+    # and every counted ticket reads each shard of both windows: 2 RCU (4 KB each) a read
+    assert first["counter_rcu"] == pytest.approx(50 * 2, rel=1e-3)
+    # and every attempt of a storm report (in-process retries too) reads the code's ACTIVE
+    # pointer (measured: 0.5 RRU) in its batch read
+    tries = sum(first["conflict_p"] ** i for i in range(MAX_LOCK_RETRIES))
+    assert first["pointer_rcu"] == pytest.approx(50 * tries * 0.5, rel=1e-3)
+    # and every new ticket is one counter update; the hour's reads (3,000 readers a minute x 8
+    # shards x this window's 2, 3, 4 RCU + the empty previous window's 1) are priced
+    assert today.totals["storm_counter_updates"] == pytest.approx(today.totals["tickets"])
+    assert today.totals["storm_counter_read_units"] == pytest.approx(
+        3000 * 8 * (3 + 4 + 5), rel=1e-3
+    )
+
+
+def test_the_incident_design_stops_counting_and_shards_the_incident_statistics(
+    inputs: Inputs,
+) -> None:
+    # Given the same storm on the incident design (open from minute 0)
+    storm = {"devices": 1_000_000, "storm_devices": 9_000, "storm_minutes": 3}
+    incident = simulate(Scenario(**storm, storm_start_minute=0, minutes=4, design=INCIDENT), inputs)
+    # Then the storm's children update no storm counter (only the baseline's new tickets do)
+    assert incident.detected_minute == 0
+    assert incident.peak("counter_wcu") == 0 and incident.peak("counter_rcu") == 0
+    baseline = incident.totals["tickets"] - 9_000
+    assert incident.totals["storm_counter_updates"] == pytest.approx(baseline, abs=1)
+    # and each child adds to one of the 8 statistics shards: 50 / 8 WCU/s a key
+    assert incident.rows[0]["incident_counter_wcu"] == pytest.approx(50 / 8)
+
+
+def test_the_counter_settings_and_units_come_from_the_policy_and_the_bench() -> None:
+    # Given the shipped incidents.yaml and the committed bench results
+    counter = StormCounter.shipped(load_incident_policy())
+    measured = measured_from(load_results())
+    # Then the model runs on the policy's shards, window and precheck
+    detection = load_incident_policy().detection
+    assert (counter.shards, counter.window_minutes, counter.precheck) == (
+        detection.shards,
+        detection.window_minutes,
+        detection.precheck,
+    )
+    assert StormCounter.shipped(load_incident_policy(), 16).shards == 16
+    # and the counter's update is measured: FaultIntake's writes to the incidents table
+    assert measured.storm_counter_wcu_per_fault >= 1
+    # and a capacity run without them is refused rather than read as zero
+    stale = load_results()
+    intake = stale["capacity_units"]["steps"]["new"]["FaultIntakeFunction"]
+    intake["write_units_by_table"].pop("aftercare-incidents-local")
+    with pytest.raises(ValueError, match="make bench"):
+        measured_from(stale)
 
 
 def test_conflict_probability_is_a_one_server_loss_system() -> None:

@@ -3,8 +3,11 @@
 Key layout (see the IncidentsTable comment in template.yaml for the access patterns and the
 write arithmetic):
 
-    STORM#<model>#<code>#<window>#<shard> / COUNT   windowed storm counter shard (TTL)
-    ACTIVE#<code>                         / ACTIVE  model -> open incident (one attribute each)
+    STORM#<model>#<group>#<window>#<shard> / COUNT  windowed storm counter shard (TTL); <group>
+                                                    is `code=<code>` or `category=<category>`
+    ACTIVE#<code>                         / ACTIVE  model -> open incident (one attribute each;
+                                                    a category incident names each code it covers;
+                                                    split per firmware: <model>@<firmware>)
     INCIDENT#<id>                         / META    the incident record (`by_opened` lists them)
     INCSTAT#<id>#<shard>                  / STATS   the incident's counters, one item per shard
     INCIDENT#<id>#C<shard>                / CHILD#<ticket_id>  a child ticket's link
@@ -37,7 +40,7 @@ META = "META"
 
 def counter_key(item: CounterShard) -> dict[str, str]:
     return {
-        "pk": f"STORM#{item.model}#{item.code}#{item.window}#{item.shard}",
+        "pk": f"STORM#{item.model}#{item.group}#{item.window}#{item.shard}",
         "sk": "COUNT",
     }
 
@@ -91,31 +94,33 @@ def reset_update(table: str, item: CounterShard) -> dict[str, Any]:
 
 
 def open_items(table: str, incident: Incident) -> list[dict[str, Any]]:
-    """The incident record and its (model, code) pointer, both only if new."""
+    """The incident record and the (model, code) pointer of each code it covers, all only if
+    new (an incident open for any of those codes cancels the opening)."""
     record = {
         **incident_key(incident.incident_id),
         **incident.model_dump(mode="json"),
         "listing": LISTING,
     }
-    return [
-        {
-            "Put": {
-                "TableName": table,
-                "Item": to_item(record),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        },
+    put = {
+        "Put": {
+            "TableName": table,
+            "Item": to_item(record),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+    return [put] + [
         {
             "Update": {
                 "TableName": table,
-                "Key": to_item(active_key(incident.fault_code)),
+                "Key": to_item(active_key(code)),
                 "UpdateExpression": "SET #model = :id",
                 "ConditionExpression": "attribute_not_exists(#model)",
-                "ExpressionAttributeNames": {"#model": incident.model},
+                "ExpressionAttributeNames": {"#model": incident.pointer},
                 "ExpressionAttributeValues": {":id": {"S": incident.incident_id}},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
-        },
+        }
+        for code in incident.covered_codes
     ]
 
 
@@ -260,7 +265,7 @@ def link_earlier_items(
 
 def status_items(table: str, incident: Incident, expected: IncidentStatus) -> list[dict[str, Any]]:
     """The changed incident, put only if its status is still `expected`; resolving it also
-    removes its (model, code) pointer (only if it still names this incident)."""
+    removes its (model, code) pointers (each only if it still names this incident)."""
     record = {**incident_key(incident.incident_id), **incident.model_dump(mode="json")}
     items: list[dict[str, Any]] = [
         {
@@ -274,18 +279,19 @@ def status_items(table: str, incident: Incident, expected: IncidentStatus) -> li
         }
     ]
     if incident.status is IncidentStatus.RESOLVED:
-        items.append(
+        items += [
             {
                 "Update": {
                     "TableName": table,
-                    "Key": to_item(active_key(incident.fault_code)),
+                    "Key": to_item(active_key(code)),
                     "UpdateExpression": "REMOVE #model",
                     "ConditionExpression": "#model = :id",
-                    "ExpressionAttributeNames": {"#model": incident.model},
+                    "ExpressionAttributeNames": {"#model": incident.pointer},
                     "ExpressionAttributeValues": {":id": to_attr(incident.incident_id)},
                 }
             }
-        )
+            for code in incident.covered_codes
+        ]
     return items
 
 

@@ -43,6 +43,7 @@ from aftercare.domain.ports.incidents import (
     IncidentMoved,
     StormTally,
 )
+from aftercare.domain.storm_groups import pointer_name
 from aftercare.domain.tickets import Ticket
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -72,9 +73,11 @@ class DynamoIncidentStore:
         response = self.ddb.update_item(**count_update(self.table, item, ticket_id, expires_at))
         return int(response["Attributes"]["n"]["N"])
 
-    def storm_tally(self, model: str, code: str, windows: Sequence[int], shards: int) -> StormTally:
+    def storm_tally(
+        self, model: str, group: str, windows: Sequence[int], shards: int
+    ) -> StormTally:
         keys = [
-            to_item(counter_key(CounterShard(model=model, code=code, window=w, shard=s)))
+            to_item(counter_key(CounterShard(model=model, group=group, window=w, shard=s)))
             for w in windows
             for s in range(shards)
         ]
@@ -86,12 +89,12 @@ class DynamoIncidentStore:
             tickets.update(item.get("tickets", []))
         return StormTally(counts=counts, ticket_ids=sorted(tickets))
 
-    def reset_storm(self, model: str, code: str, windows: Sequence[int], shards: int) -> None:
+    def reset_storm(self, model: str, group: str, windows: Sequence[int], shards: int) -> None:
         """Zero the counter shards of `windows` (those that exist): a resolved storm's counts
         do not reopen an incident at the next report."""
         for window in windows:
             for shard in range(shards):
-                item = CounterShard(model=model, code=code, window=window, shard=shard)
+                item = CounterShard(model=model, group=group, window=window, shard=shard)
                 try:
                     self.ddb.update_item(**reset_update(self.table, item))
                 except ClientError as exc:
@@ -106,16 +109,21 @@ class DynamoIncidentStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
-            other = self.active_incident(incident.model, incident.fault_code)
+            others = [
+                self.active_incident(incident.model, c, incident.firmware)
+                for c in incident.covered_codes
+            ]
+            other = next((o for o in others if o is not None), None)
             if other is None:  # a conflict, not a condition: the caller's retry reads again
                 raise
             raise IncidentAlreadyOpen(other) from exc
 
-    def active_incident(self, model: str, code: str) -> str | None:
+    def active_incident(self, model: str, code: str, firmware: str | None = None) -> str | None:
+        """The incident open for `code` on `model` (one firmware's, when split per firmware)."""
         response = self.ddb.get_item(
             TableName=self.table, Key=to_item(active_key(code)), ConsistentRead=True
         )
-        value = from_item(response.get("Item") or {}).get(model)
+        value = from_item(response.get("Item") or {}).get(pointer_name(model, firmware))
         return str(value) if value else None
 
     def join(self, facts: ChildFacts) -> int:

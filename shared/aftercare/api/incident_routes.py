@@ -51,6 +51,9 @@ class IncidentRow(BaseModel):
 
     incident_id: str
     fault_code: str
+    codes: list[str]  # the codes it covers (one, or a grouped category's)
+    category: str | None = None  # the category whose codes its storm grouped
+    firmware: str | None = None  # the firmware version its storm was split to
     model: str
     title_en: str
     status: IncidentStatus
@@ -109,6 +112,9 @@ def incidents_route(
         IncidentRow(
             incident_id=i.incident_id,
             fault_code=i.fault_code,
+            codes=i.covered_codes,
+            category=i.category,
+            firmware=i.firmware,
             model=i.model,
             title_en=i.title_en,
             status=i.status,

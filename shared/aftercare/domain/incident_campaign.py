@@ -198,7 +198,7 @@ class CampaignWorker:
         minutes = self.policy.detection.window_minutes
         window = window_of(campaign.finished_at or now, minutes)
         self.incidents.reset_storm(
-            incident.model, incident.fault_code, [window, window - 1], self.policy.detection.shards
+            incident.model, incident.storm.key, [window, window - 1], self.policy.detection.shards
         )
 
     def _send(

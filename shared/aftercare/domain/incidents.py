@@ -1,6 +1,7 @@
 """Fleet incidents (problem management): the policy, the records and the pure decisions.
 
-A *storm* is the same fault code opening tickets on many devices of one model within a window
+A *storm* is the same fault code (or, for the categories `incidents.yaml` groups, any code of
+one fault category: `storm_groups`) opening tickets on many devices of one model within a window
 (`incidents.yaml`). Crossing the threshold opens one fleet incident; device tickets opened
 while it is open are its *children* (they keep their own SLA and customer and show
 `incident_id`), and so are the tickets opened in the window before the threshold.
@@ -11,7 +12,7 @@ with `keep_free` to spare: `parts_to_hold`; the rest is backorder demand on the 
 that the customer hears of it once per incident (`known_issue`) instead of per ticket.
 
 Counters that every report of a storm updates are sharded (summed on read): the windowed storm
-counter per (model, code, window, shard) and the incident's statistics per (incident, shard);
+counter per (model, storm group, window, shard) and the incident's statistics per (incident, shard);
 see the IncidentsTable comment in template.yaml for the arithmetic.
 """
 
@@ -26,10 +27,11 @@ from functools import cache
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from aftercare.data import load
 from aftercare.domain.parts import StockLevel
+from aftercare.domain.storm_groups import StormGroup, pointer_name, storm_group
 from aftercare.models.parts import WantedPart
 
 
@@ -42,6 +44,24 @@ class Detection(_Policy):
     threshold_devices: Annotated[int, Field(ge=2)]
     shards: Annotated[int, Field(ge=1, le=64)]
     exclude_codes: tuple[str, ...] = ()
+    # catalog fault categories whose codes count as one storm (the rest: one storm per code)
+    group_by_category: tuple[str, ...] = ()
+    # one storm per firmware version too (else all versions of a model count together)
+    per_firmware: bool = False
+
+    @field_validator("group_by_category")
+    @classmethod
+    def _grouped_once_and_classified(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a category is listed twice: {list(value)}")
+        if "unclassified" in value:
+            raise ValueError("unclassified tickets make no storm: they cannot be grouped")
+        return value
+
+    def group_of(self, code: str, category: str, firmware: str) -> StormGroup:
+        """The storm a ticket of `code` in `category` on `firmware` counts toward."""
+        split = firmware if self.per_firmware else None
+        return storm_group(code, category, self.group_by_category, split)
 
     @property
     def window(self) -> timedelta:
@@ -218,8 +238,11 @@ class Incident(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     incident_id: str
-    fault_code: str
+    fault_code: str  # the code whose ticket opened it
     model: str
+    category: str | None = None  # set when its storm grouped the codes of this category
+    codes: list[str] = Field(default_factory=list)  # the codes it covers (empty: fault_code)
+    firmware: str | None = None  # set when its storm was one firmware version
     title_en: str = ""
     title_zh: str = ""
     status: IncidentStatus = IncidentStatus.OPEN
@@ -237,6 +260,23 @@ class Incident(BaseModel):
     children_fixed: int = 0
     children_left_open: int = 0
     campaign: Campaign | None = None
+
+    @property
+    def storm(self) -> StormGroup:
+        """The storm group it was opened for (its counter is reset when it is resolved)."""
+        if self.category is not None:
+            return StormGroup(kind="category", name=self.category, firmware=self.firmware)
+        return StormGroup(kind="code", name=self.fault_code, firmware=self.firmware)
+
+    @property
+    def pointer(self) -> str:
+        """Its attribute on each covered code's `ACTIVE` item."""
+        return pointer_name(self.model, self.firmware)
+
+    @property
+    def covered_codes(self) -> list[str]:
+        """The codes whose `ACTIVE` pointers name it while it is open."""
+        return self.codes or [self.fault_code]
 
 
 class IncidentStats(BaseModel):

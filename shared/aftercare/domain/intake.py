@@ -43,6 +43,7 @@ from aftercare.domain.ports import (
     RequestMark,
 )
 from aftercare.domain.rules import CatalogEntry, FaultCatalog, ServicePolicy
+from aftercare.domain.storm_groups import incident_for
 from aftercare.domain.storms import StormWatch
 from aftercare.domain.tickets import Ticket, TicketFlag, ticket_id_for
 from aftercare.models.parts import WantedPart
@@ -478,7 +479,7 @@ def _child(
 ) -> ChildDecision | None:
     """The child decision when an incident is open for the device's model and this code."""
     watch = attempts.watch
-    incident_id = context.active_incidents.get(device.model)
+    incident_id = incident_for(context.active_incidents, device.model, report.firmware)
     if watch is None or incident_id is None:
         return None
     if attempts.child is None or attempts.child.incident_id != incident_id:

@@ -8,13 +8,15 @@ Per new ticket (never per occurrence or duplicate) intake makes one extra reques
 - an incident open (intake's batch read found its pointer): one update of the incident's shard
   (`join`), whose returned count decides the diagnostics sample; no storm counter write.
 
-Opening is a conditional write of the (model, code) pointer with the incident: of two workers
-crossing at once, one opens it and the other links its tickets to the one that is open.
+The counter is per (model, storm group): the code, or the category when the policy groups it
+(`storm_groups`). Opening is a conditional write of the (model, code) pointers of every code the
+incident covers, with the incident: of two workers crossing at once, one opens it and the other
+links its tickets to the one that is open.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aftercare.domain.incidents import (
@@ -37,16 +39,25 @@ from aftercare.domain.ports.incidents import (
     StormTally,
 )
 from aftercare.domain.ports.records import DeviceRecord
+from aftercare.domain.rules import FaultCatalog
+from aftercare.domain.storm_groups import StormGroup, covered_codes, unknown_categories
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import WantedPart
 
 
 @dataclass(frozen=True)
 class StormWatch:
-    """The incident side of intake: a store and the policy."""
+    """The incident side of intake: a store, the policy and the catalog (the codes of a
+    grouped category)."""
 
     store: IncidentWrites
     policy: IncidentPolicy
+    catalog: FaultCatalog = field(repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = unknown_categories(self.policy.detection.group_by_category, self.catalog)
+        if unknown:
+            raise ValueError(f"incidents.yaml groups categories the catalog lacks: {unknown}")
 
     def watches(self, code: str, unclassified: bool) -> bool:
         return not unclassified and code not in self.policy.detection.exclude_codes
@@ -99,26 +110,33 @@ class StormWatch:
         window = window_of(at, detection.window_minutes)
         expires = int((at + counter_lifetime(self.policy)).timestamp())
         shard = shard_of(ticket.thing, detection.shards)
-        item = CounterShard(model=ticket.model, code=ticket.fault_code, window=window, shard=shard)
+        group = detection.group_of(ticket.fault_code, ticket.category, ticket.firmware)
+        item = CounterShard(model=ticket.model, group=group.key, window=window, shard=shard)
         count = self.store.count_opening(item, ticket.ticket_id, expires)
         if count < detection.precheck:
             return None
-        tally = self._tally(ticket, window)
+        tally = self._tally(ticket.model, group, window)
         if not storm_crossed(tally.of(window), tally.of(window - 1), at, detection):
             return None
-        return self._open(ticket, tally, window, at)
+        return self._open(ticket, group, tally, at)
 
-    def _tally(self, ticket: Ticket, window: int) -> StormTally:
+    def _tally(self, model: str, group: StormGroup, window: int) -> StormTally:
         return self.store.storm_tally(
-            ticket.model, ticket.fault_code, [window, window - 1], self.policy.detection.shards
+            model, group.key, [window, window - 1], self.policy.detection.shards
         )
 
-    def _open(self, ticket: Ticket, tally: StormTally, window: int, at: datetime) -> str:
+    def _open(self, ticket: Ticket, group: StormGroup, tally: StormTally, at: datetime) -> str:
         detection = self.policy.detection
+        window = window_of(at, detection.window_minutes)
         incident = Incident(
-            incident_id=new_incident_id(ticket.model, ticket.fault_code, at, ticket.ticket_id),
+            incident_id=new_incident_id(ticket.model, group.key, at, ticket.ticket_id),
             fault_code=ticket.fault_code,
             model=ticket.model,
+            category=group.name if group.kind == "category" else None,
+            firmware=group.firmware,
+            codes=covered_codes(
+                group, ticket.fault_code, ticket.model, self.catalog, detection.exclude_codes
+            ),
             title_en=ticket.title_en,
             title_zh=ticket.title_zh,
             opened_at=at,
@@ -136,7 +154,7 @@ class StormWatch:
         # Link what was counted, then read again: a ticket counted while the pointer was being
         # written found no incident at its own read, and is linked by this second pass.
         self.store.link_earlier(incident_id, tally.ticket_ids, at)
-        again = self._tally(ticket, window)
+        again = self._tally(ticket.model, group, window)
         late = sorted(set(again.ticket_ids) - set(tally.ticket_ids))
         if late:
             self.store.link_earlier(incident_id, late, at)

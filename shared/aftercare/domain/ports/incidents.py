@@ -25,18 +25,18 @@ class StormTally(BaseModel):
 
 
 class CounterShard(BaseModel):
-    """One item of the windowed storm counter: (model, code, window, shard)."""
+    """One item of the windowed storm counter: (model, storm group, window, shard)."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
-    code: str
+    group: str  # `StormGroup.key`: `code=<code>` or `category=<category>`
     window: int
     shard: int
 
 
 class IncidentAlreadyOpen(Exception):
-    """Another worker opened the incident for this (model, code) first."""
+    """Another worker opened the incident for this (model, storm group) first."""
 
     def __init__(self, incident_id: str) -> None:
         super().__init__(incident_id)
@@ -52,13 +52,15 @@ class IncidentMoved(Exception):
 
 
 class StormCounter(Protocol):
-    """The windowed storm counter, one item per (model, code, window, shard)."""
+    """The windowed storm counter, one item per (model, storm group, window, shard)."""
 
     def count_opening(self, item: CounterShard, ticket_id: str, expires_at: int) -> int:
         """Add one new ticket to a shard; return the shard's count after it."""
         ...
 
-    def storm_tally(self, model: str, code: str, windows: Sequence[int], shards: int) -> StormTally:
+    def storm_tally(
+        self, model: str, group: str, windows: Sequence[int], shards: int
+    ) -> StormTally:
         """Every shard of `windows`, summed (one batch read)."""
         ...
 
@@ -67,9 +69,11 @@ class IncidentWrites(StormCounter, Protocol):
     """Opening an incident and linking children to it."""
 
     def open_incident(self, incident: Incident) -> None:
-        """Create the incident and its (model, code) active pointer atomically.
+        """Create the incident and the active pointers of (model, each code it covers)
+        atomically.
 
-        Raises IncidentAlreadyOpen (with the open one's id) when one is open already."""
+        Raises IncidentAlreadyOpen (with the open one's id) when one is open already for
+        any of its codes."""
         ...
 
     def join(self, facts: ChildFacts) -> int:
