@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.bench.cost import Line, Prices, intake_model, lambda_settings, stack_model
+from infra.bench.cost import (
+    Line,
+    Prices,
+    basic_ingest,
+    intake_model,
+    lambda_settings,
+    stack_model,
+)
 
 STACK = "new fault, whole stack"
 FAULT_PATH = "new fault, fault path"
@@ -32,7 +39,8 @@ class UnitCosts:
     redelivery: float  # a redelivered record: SQS, Lambda and the reads, no new publish
     email: float  # one email notification
     other_message: float  # push/SMS: the notifier's part (SNS is not in the price file)
-    telemetry_message: float  # one IoT Core message
+    telemetry_message: float  # one report into IoT Core: its rule and SQS action, the message
+    # itself too unless the devices report by Basic Ingest (the bench's devices say which)
     read_unit: float  # one DynamoDB on-demand read request unit
     write_unit: float  # one DynamoDB on-demand write request unit
 
@@ -52,7 +60,11 @@ def unit_costs(results: Mapping[str, Any], prices: Prices, template: Path) -> Un
         redelivery=usd_per_event(models[DUPLICATE], without=("IoT",)),
         email=usd_per_event(notification),
         other_message=usd_per_event(notification, without=("SES",)),
-        telemetry_message=prices.per_unit("iot_message"),
+        telemetry_message=(
+            0.0 if basic_ingest(results["full_stack"]) else prices.per_unit("iot_message")
+        )
+        + prices.per_unit("iot_rule_triggered")
+        + prices.per_unit("iot_rule_action"),
         read_unit=prices.per_unit("dynamodb_read_request_unit"),
         write_unit=prices.per_unit("dynamodb_write_request_unit"),
     )
@@ -73,7 +85,7 @@ def hour_cost(totals: Mapping[str, float], units: UnitCosts) -> dict[str, float]
         "redeliveries (conflicts)": (totals["retries"] + totals["dead_lettered"])
         * units.redelivery,
         "notifications": emails * units.email + (messages - emails) * units.other_message,
-        "telemetry (IoT messages)": totals["telemetry"] * units.telemetry_message,
+        "telemetry (IoT Core)": totals["telemetry"] * units.telemetry_message,
         "storm counter reads and growth": totals.get("storm_counter_read_units", 0.0)
         * units.read_unit
         + totals.get("storm_counter_extra_write_units", 0.0) * units.write_unit,

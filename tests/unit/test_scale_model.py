@@ -311,6 +311,24 @@ def test_the_hours_ticket_cost_is_the_cost_models_per_fault_figure_times_the_fau
     assert cost["total"] == pytest.approx(per_fault * 12_345)
 
 
+def test_telemetry_by_basic_ingest_pays_its_rule_and_action_but_no_message() -> None:
+    # Given the committed prices, and measurements whose devices used the broker or not
+    prices = Prices(json.loads((ROOT / "bench" / "prices.json").read_text()))
+    template = ROOT / "template.yaml"
+    brokered = load_results()
+    brokered["full_stack"] = {**brokered["full_stack"], "device_uplink": "broker"}
+    ingested = {
+        **brokered,
+        "full_stack": {**brokered["full_stack"], "device_uplink": "basic_ingest"},
+    }
+    rule = prices.per_unit("iot_rule_triggered") + prices.per_unit("iot_rule_action")
+    # Then a telemetry report costs its rule and action, plus the message only via the broker
+    assert unit_costs(ingested, prices, template).telemetry_message == pytest.approx(rule)
+    assert unit_costs(brokered, prices, template).telemetry_message == pytest.approx(
+        rule + prices.per_unit("iot_message")
+    )
+
+
 def test_the_verdict_solves_the_fleet_size_where_telemetry_meets_the_iot_quota(
     inputs: Inputs,
 ) -> None:
