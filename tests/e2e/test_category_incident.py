@@ -89,9 +89,16 @@ def test_two_codes_of_a_grouped_category_make_one_incident(local_stack: Stack, t
         status, resolved = engineer.call(
             "POST", f"/incidents/{incident.incident_id}/resolve", {"fix": "reset_component"}
         )
-        # Then it is resolved and no covered code still points at it
-        assert status == 200, resolved
-        assert resolved["incident"]["status"] == "resolved"
+        # Then its campaign is queued (202, mitigating), and once the worker has sent it the
+        # incident is resolved and no covered code still points at it
+        assert status == 202, resolved
+        assert resolved["incident"]["status"] == "mitigating"
+
+        def resolved_incident() -> bool:
+            found = incidents.get_incident(incident.incident_id)
+            return found is not None and found.status.value == "resolved"
+
+        wait_for(resolved_incident, timeout=90, what="the campaign resolved the incident")
         for code in incident.codes:
             assert incidents.active_incident(MODEL, code) is None
 
