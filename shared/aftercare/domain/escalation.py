@@ -31,11 +31,10 @@ import hashlib
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.dispatch import DISPATCHABLE_STATES
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.escalation import DutyPager, EscalationStore
@@ -76,7 +75,7 @@ class EscalationPolicy(BaseModel):
 @cache
 def load_escalation() -> EscalationPolicy:
     """The escalation steps shipped with this build (`data/escalation.yaml`)."""
-    data = load(resources.files("aftercare.data"), "escalation.yaml")
+    data = load(DATA_FOLDER, "escalation.yaml")
     data["version"] = str(data["version"])
     return EscalationPolicy.model_validate(data)
 

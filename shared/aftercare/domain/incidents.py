@@ -23,12 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.parts import StockLevel
 from aftercare.models.parts import WantedPart
 
@@ -97,7 +96,7 @@ class IncidentPolicy(_Policy):
 @cache
 def load_incident_policy() -> IncidentPolicy:
     """The incident policy shipped with this build (shared layer data)."""
-    data = load(resources.files("aftercare.data"), "incidents.yaml")
+    data = load(DATA_FOLDER, "incidents.yaml")
     data["version"] = str(data["version"])
     return IncidentPolicy.model_validate(data)
 

@@ -15,10 +15,9 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from importlib import resources
 from typing import Any
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.dispatch_time import working_intervals
 from aftercare.models.field import Engineer
 from aftercare.models.kpis import (
@@ -50,7 +49,7 @@ class InvalidRange(ValueError):
 @cache
 def load_kpi_definitions() -> KpiDefinitions:
     """The KPI definitions shipped with this build (`data/kpis.yaml`)."""
-    return KpiDefinitions.model_validate(load(resources.files("aftercare.data"), "kpis.yaml"))
+    return KpiDefinitions.model_validate(load(DATA_FOLDER, "kpis.yaml"))
 
 
 # ---- merging
