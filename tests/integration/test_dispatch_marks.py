@@ -23,7 +23,7 @@ from aftercare.adapters.transactions import transact
 from aftercare.domain.dispatch import FirstTimeFix
 from aftercare.domain.dispatching import wake_waiting
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
-from aftercare.domain.ports.records import ConcurrentUpdate
+from aftercare.domain.ports.errors import ConcurrentUpdate
 from aftercare.models.field import BookingStatus
 from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
 from aftercare.models.visits import VisitOutcome, VisitRecord

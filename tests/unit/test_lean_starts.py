@@ -265,3 +265,31 @@ def test_a_kpi_api_start_loads_working_time_without_the_dispatch_and_calendar_ru
     )
     assert sorted(loaded & set(rules)) == []
     assert "aftercare.domain.dispatch_time" in loaded
+
+
+def test_a_fault_intake_start_loads_neither_the_dispatch_rules_nor_ticket_paging():
+    # Given fault intake started (the escalation rules every new ticket reads are loaded)
+    loaded = started("FaultIntakeFunction", "fault_intake")
+    # Then the dispatch rules (the escalation rules need only the dispatchable states) and the
+    # listings' paging models (ticket reads page only for the APIs) are not loaded
+    rules = (
+        "aftercare.domain.dispatch",
+        "aftercare.domain.dispatch_policy",
+        "aftercare.domain.paging",
+    )
+    assert sorted(loaded & set(rules)) == []
+    assert "aftercare.adapters.ticket_reads" in loaded
+
+
+def test_a_dead_letter_recorder_start_loads_no_ticket_model():
+    # Given the dead-letter recorder started (it parks messages, it reads no ticket)
+    loaded = started("DeadLetterRecorderFunction", "dead_letter_recorder")
+    # Then none of the ticket records, tickets or incident rules are loaded with its parked store
+    ticket_world = (
+        "aftercare.domain.ports.records",
+        "aftercare.domain.tickets",
+        "aftercare.models.tickets",
+        "aftercare.domain.incidents",
+    )
+    assert sorted(loaded & set(ticket_world)) == []
+    assert {"aftercare.adapters.parked", "aftercare.domain.ports.parked"} <= loaded

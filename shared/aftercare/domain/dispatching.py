@@ -47,6 +47,7 @@ from aftercare.domain.ports.dispatch import (
     LeadTimes,
     WaitingTickets,
 )
+from aftercare.domain.ports.errors import ConcurrentUpdate
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingReads,
@@ -54,7 +55,6 @@ from aftercare.domain.ports.field import (
     EngineerDirectory,
     SlotTaken,
 )
-from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.domain.ports.tickets import TicketLookup
 from aftercare.domain.pricing import PriceTable, RepairFacts, estimate
 from aftercare.domain.rules import FaultCatalog

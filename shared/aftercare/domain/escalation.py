@@ -35,13 +35,17 @@ from functools import cache
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.data import DATA_FOLDER, load
-from aftercare.domain.dispatch import DISPATCHABLE_STATES
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.escalation import DutyPager, EscalationStore
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.sla import SlaTargetKind
 from aftercare.domain.tickets import Ticket
-from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
+from aftercare.models.tickets import (
+    DISPATCHABLE_STATES,
+    TicketFlag,
+    TicketStatus,
+    TimelineEntry,
+)
 
 ESCALATION_ACTOR = "sla-escalation"
 BUCKETS = 8  # trackers spread over this many index partitions (hot-partition free at scale)

@@ -28,6 +28,13 @@ class TicketStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# Active and not yet booked or under repair: where a visit may be dispatched. Here rather than in
+# the dispatch rules, so the escalation rules (read by every new ticket) need not import those.
+DISPATCHABLE_STATES = frozenset(
+    {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
+)
+
+
 class Priority(StrEnum):
     """Service priority from the policy's points (P1 most urgent)."""
 
