@@ -9,13 +9,8 @@ from typing import Any
 
 from aftercare.domain.diagnostics_answers import handle_result
 from aftercare.domain.incident_desk import IncidentDesk
-from aftercare.domain.incidents import (
-    Incident,
-    IncidentLink,
-    IncidentStats,
-    IncidentStatus,
-    load_incident_policy,
-)
+from aftercare.domain.incident_links import IncidentLink
+from aftercare.domain.incidents import Incident, IncidentStats, IncidentStatus, load_incident_policy
 from aftercare.domain.ports.incidents import IncidentMoved
 from aftercare.domain.rules import load_catalog
 from aftercare.domain.tickets import Ticket

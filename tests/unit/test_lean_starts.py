@@ -293,3 +293,25 @@ def test_a_dead_letter_recorder_start_loads_no_ticket_model():
     )
     assert sorted(loaded & set(ticket_world)) == []
     assert {"aftercare.adapters.parked", "aftercare.domain.ports.parked"} <= loaded
+
+
+def test_a_ticket_store_start_loads_neither_the_incident_rules_nor_the_field_models():
+    # Given a function that reads and writes tickets but runs no incident or field rule
+    loaded = started("HoldSweeperFunction", "hold_sweeper")
+    # Then the incident rules (a child ticket's link item is all the ticket writes need) and
+    # the field models (a ticket's visits carry only the booking states) are not loaded
+    others = (
+        "aftercare.domain.incidents",
+        "aftercare.adapters.incident_items",
+        "aftercare.models.field",
+    )
+    assert sorted(loaded & set(others)) == []
+    assert {"aftercare.adapters.ticket_writes", "aftercare.models.visits"} <= loaded
+
+
+def test_a_diagnostics_start_does_not_load_the_incident_rules():
+    # Given the diagnostics sweeper started (its ticket writes may carry an incident link)
+    loaded = started("DiagnosticsSweeperFunction", "diagnostics_sweeper")
+    # Then the incident rules are not loaded, only the link's model
+    assert "aftercare.domain.incidents" not in loaded
+    assert "aftercare.domain.incident_links" in loaded

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.diagnostics import start_diagnostic
 from aftercare.domain.diagnostics_records import PublishFailed, TicketNotActive, derived_request_id
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     FixKind,
     Incident,
-    IncidentLink,
     IncidentPolicy,
     IncidentStats,
     IncidentStatus,

@@ -273,22 +273,6 @@ class ChildDecision(BaseModel):
     avoided: dict[str, int] = Field(default_factory=dict)
 
 
-class IncidentLink(BaseModel):
-    """The child link item written with the child ticket (in its transaction)."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    incident_id: str
-    ticket_id: str
-    thing: str
-    customer_id: str
-    region: str
-    firmware: str
-    shard: int
-    linked_at: AwareDatetime
-    before_threshold: bool = False
-
-
 # --------------------------------------------------------------------------- decisions
 
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.incidents import IncidentLink
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import PartsLine
