@@ -304,6 +304,7 @@ def test_a_ticket_store_start_loads_neither_the_incident_rules_nor_the_field_mod
         "aftercare.domain.incidents",
         "aftercare.adapters.incident_items",
         "aftercare.models.field",
+        "aftercare.models.payloads",  # a ticket's severity is models.severity
     )
     assert sorted(loaded & set(others)) == []
     assert {"aftercare.adapters.ticket_writes", "aftercare.models.visits"} <= loaded

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from aftercare.data import DATA_FOLDER, load
-from aftercare.models.payloads import Severity
+from aftercare.models.severity import Severity
 
 
 class _Rule(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.models.parts import PartsLine, WantedPart
-from aftercare.models.payloads import Severity
+from aftercare.models.severity import Severity
 from aftercare.models.visits import VisitSummary
 
 
