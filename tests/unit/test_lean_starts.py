@@ -316,3 +316,12 @@ def test_a_diagnostics_start_does_not_load_the_incident_rules():
     # Then the incident rules are not loaded, only the link's model
     assert "aftercare.domain.incidents" not in loaded
     assert "aftercare.domain.incident_links" in loaded
+
+
+def test_an_api_start_maps_errors_without_the_ticket_views():
+    # Given the KPI and parked-message APIs started (every API imports the error mapping)
+    for logical_id, folder in (("KpiApiFunction", "kpi_api"), ("ParkedApiFunction", "parked_api")):
+        loaded = started(logical_id, folder)
+        # Then the error body comes without the ticket and diagnostics views beside it
+        assert "aftercare.api.errors" in loaded
+        assert sorted(loaded & {"aftercare.models.api", "aftercare.models.tickets"}) == []
