@@ -252,7 +252,7 @@ print(json.dumps(sorted(built)))
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
-def test_a_kpi_api_start_loads_working_time_without_the_dispatch_and_calendar_rules():
+def test_a_kpi_api_start_loads_neither_the_dispatch_nor_the_calendar_rules():
     # Given the KPI API started (engineer KPIs need working time, not dispatch or booking)
     loaded = started("KpiApiFunction", "kpi_api")
     # Then the dispatch policy, the calendar and the ticket domain under them are not loaded
@@ -264,7 +264,16 @@ def test_a_kpi_api_start_loads_working_time_without_the_dispatch_and_calendar_ru
         "aftercare.domain.ports.records",
     )
     assert sorted(loaded & set(rules)) == []
-    assert "aftercare.domain.dispatch_time" in loaded
+    assert "aftercare.domain.kpis" in loaded
+
+
+def test_a_kpi_aggregator_start_loads_no_engineer_or_working_time():
+    # Given the KPI aggregator started (it counts ticket events; only the KPI API's
+    # utilisation reads engineers' working time)
+    loaded = started("KpiAggregatorFunction", "kpi_aggregator")
+    # Then neither the field models nor the working-time arithmetic are loaded
+    assert sorted(loaded & {"aftercare.models.field", "aftercare.domain.dispatch_time"}) == []
+    assert "aftercare.domain.kpis" in loaded
 
 
 def test_a_fault_intake_start_loads_neither_the_dispatch_rules_nor_ticket_paging():

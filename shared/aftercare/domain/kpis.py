@@ -15,11 +15,9 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aftercare.data import DATA_FOLDER, load
-from aftercare.domain.dispatch_time import working_intervals
-from aftercare.models.field import Engineer
 from aftercare.models.kpis import (
     BookingFacts,
     Counters,
@@ -28,6 +26,9 @@ from aftercare.models.kpis import (
     TicketFacts,
     VisitFacts,
 )
+
+if TYPE_CHECKING:  # only the KPI API's utilisation reads engineers, not the aggregator
+    from aftercare.models.field import Engineer
 
 ACTIVE_STATUSES = ("open", "diagnosing", "awaiting_parts", "scheduled", "in_repair")
 FIXED = frozenset({"verified", "unverified"})
@@ -386,6 +387,8 @@ def backlog(
 
 def working_seconds(engineers: Iterable[Engineer], first: date, last: date) -> int:
     """The engineers' working time (shifts minus absences) from `first` to `last`."""
+    from aftercare.domain.dispatch_time import working_intervals
+
     total = timedelta()
     for engineer in engineers:
         for interval in working_intervals(engineer, first, last):
