@@ -98,6 +98,8 @@ NOT_AT_COLD_START_OF: Final = {
         "aftercare.models.api",
     ),
     "KpiAggregatorFunction": ("aftercare.models.field",),
+    # a delivery wakes waiting tickets without the dispatch rules
+    "StockWatcherFunction": ("aftercare.domain.dispatching", "aftercare.domain.pricing"),
 }
 # Where these came from in each start: the SDK must be the runtime's, the X-Ray SDK the layer's.
 ORIGINS_REPORTED: Final = ("boto3", "botocore", XRAY_SDK)

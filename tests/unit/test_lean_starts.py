@@ -334,3 +334,18 @@ def test_an_api_start_maps_errors_without_the_ticket_views():
         # Then the error body comes without the ticket and diagnostics views beside it
         assert "aftercare.api.errors" in loaded
         assert sorted(loaded & {"aftercare.models.api", "aftercare.models.tickets"}) == []
+
+
+def test_a_stock_watcher_start_leaves_the_dispatch_rules_out():
+    # Given the stock watcher started (a delivery wakes the tickets waiting for the part)
+    loaded = started("StockWatcherFunction", "stock_watcher")
+    # Then waking them needs neither the dispatch rules, their policy and prices, nor the
+    # field models
+    rules = (
+        "aftercare.domain.dispatching",
+        "aftercare.domain.dispatch_policy",
+        "aftercare.domain.pricing",
+        "aftercare.models.field",
+    )
+    assert sorted(loaded & set(rules)) == []
+    assert "aftercare.domain.dispatch_waiting" in loaded
