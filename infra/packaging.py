@@ -67,10 +67,24 @@ NEVER_AT_COLD_START: Final = (
     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
     "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
 )
+# ...and with the tracer off (the X-Ray SDK imports them itself): Powertools' async batch
+# processor's asyncio (aftercare.deferred_imports), pydantic's plugin scan (disabled by the
+# template), importlib.resources' readers (aftercare.data.DATA_FOLDER)
+NOT_WITHOUT_TRACER: Final = ("asyncio", "importlib.metadata", "zipfile")
 # ...and what one function's cold start must not load (its first invocation does not use it).
 # tests/unit/test_lean_starts.py pins the same levers in the dev interpreter.
 NOT_AT_COLD_START_OF: Final = {
-    "FaultIntakeFunction": ("aftercare.domain.stock", "aftercare.models.api"),
+    # ...nor the dispatch rules or the listings' paging
+    "FaultIntakeFunction": (
+        "aftercare.domain.stock",
+        "aftercare.models.api",
+        "aftercare.domain.dispatch",
+        "aftercare.domain.paging",
+    ),
+    # parking a message needs no ticket record
+    "DeadLetterRecorderFunction": ("aftercare.domain.ports.records", "aftercare.models.tickets"),
+    # ticket writes without the incident rules or the field models
+    "HoldSweeperFunction": ("aftercare.domain.incidents", "aftercare.models.field"),
     # the maintenance desk (notifier, fault intake) is built by the first rule that fires
     "TelemetryFunction": ("aftercare.domain.composition", "aftercare.domain.intake"),
     # the ticket handover (ticket writes) is built by the first transfer
@@ -78,7 +92,14 @@ NOT_AT_COLD_START_OF: Final = {
     # the escalation rules are read by the first ticket opened or classified
     "ServiceApiFunction": ("aftercare.domain.escalation", "aftercare.domain.dispatch"),
     # KPIs need working time, not the calendar, dispatch rules or ticket items
-    "KpiApiFunction": ("aftercare.domain.calendar", "aftercare.adapters.ticket_items"),
+    "KpiApiFunction": (
+        "aftercare.domain.calendar",
+        "aftercare.adapters.ticket_items",
+        "aftercare.models.api",
+    ),
+    "KpiAggregatorFunction": ("aftercare.models.field",),
+    # a delivery wakes waiting tickets without the dispatch rules
+    "StockWatcherFunction": ("aftercare.domain.dispatching", "aftercare.domain.pricing"),
 }
 # Where these came from in each start: the SDK must be the runtime's, the X-Ray SDK the layer's.
 ORIGINS_REPORTED: Final = ("boto3", "botocore", XRAY_SDK)
@@ -323,7 +344,7 @@ def start_function(
         "absent": [
             *NEVER_AT_COLD_START,
             *NOT_AT_COLD_START_OF.get(function.logical_id, ()),
-            *([XRAY_SDK] if mode == "tracer-off" else []),
+            *([XRAY_SDK, *NOT_WITHOUT_TRACER] if mode == "tracer-off" else []),
         ],
         "loaded": [XRAY_SDK] if mode == "tracer-on" else [],
     }

@@ -29,8 +29,8 @@ from aftercare.domain.dispatching import (
     InvalidStart,
     NotDispatchable,
 )
+from aftercare.domain.ports.errors import ConcurrentUpdate, TicketNotFound
 from aftercare.domain.ports.field import BookingConflict, SlotTaken
-from aftercare.domain.ports.records import ConcurrentUpdate, TicketNotFound
 from aftercare.models.dispatch_api import (
     AssignRequest,
     BoardRow,

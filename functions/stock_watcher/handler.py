@@ -12,7 +12,7 @@ from aftercare.adapters.dispatch_marks import DynamoWaitingTickets
 from aftercare.adapters.events import EventBridgePublisher
 from aftercare.adapters.inventory import DynamoInventoryWriter, InventoryReader, stock_from_item
 from aftercare.batch import ReportingBatchProcessor
-from aftercare.domain.dispatching import wake_waiting
+from aftercare.domain.dispatch_waiting import wake_waiting
 from aftercare.domain.parts import ReorderPolicy
 from aftercare.domain.stock import LowStockEvent, on_stock_change
 from aftercare.observability import logger, metrics, tracer

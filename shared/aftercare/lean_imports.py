@@ -20,13 +20,15 @@ Nothing is imported here until one of these packages is.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
+
+if TYPE_CHECKING:  # importlib.abc imports importlib.resources (pathlib, tempfile, inspect, ...)
+    from importlib.abc import Loader as LoaderLike
 
 POWERTOOLS_REEXPORTS: Final = (
     "aws_lambda_powertools.event_handler",
@@ -61,10 +63,10 @@ def reexports(package: str, source: str) -> dict[str, tuple[str, str]] | None:
     return names
 
 
-class _DeferredLoader(importlib.abc.Loader):
+class _DeferredLoader:
     """Loads the package as an empty module that fills itself in on first use."""
 
-    def __init__(self, loader: importlib.abc.Loader, names: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, loader: LoaderLike, names: dict[str, tuple[str, str]]) -> None:
         self._loader = loader
         self._names = names
 
@@ -93,7 +95,7 @@ class _DeferredLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class DeferredReexports(importlib.abc.MetaPathFinder):
+class DeferredReexports:
     """Finds `packages` as usual and loads each one whose ``__init__`` only re-exports with a
     `_DeferredLoader`."""
 
@@ -112,7 +114,7 @@ class DeferredReexports(importlib.abc.MetaPathFinder):
         source = get_source(fullname) if get_source else None
         names = reexports(fullname, source) if source else None
         if names is not None:
-            spec.loader = _DeferredLoader(spec.loader, names)
+            spec.loader = cast("LoaderLike", _DeferredLoader(spec.loader, names))
         return spec
 
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from aftercare.domain.ports.dispatch import DispatchMark
+from aftercare.domain.ports.errors import ConcurrentUpdate, TicketNotFound
 from aftercare.domain.ports.field import BookingConflict, SlotTaken, TicketAlreadyBooked
-from aftercare.domain.ports.records import ConcurrentUpdate, TicketDetail, TicketNotFound
+from aftercare.domain.ports.records import TicketDetail
 from aftercare.domain.tickets import Ticket
 from aftercare.models.field import (
     LIVE_BOOKING_STATUSES,

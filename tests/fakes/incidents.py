@@ -11,11 +11,11 @@ from typing import Any
 from aftercare.domain.diagnostics_answers import handle_result
 from aftercare.domain.incident_campaign import CampaignWorker, PageOutcome
 from aftercare.domain.incident_desk import IncidentDesk
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     CampaignCursor,
     CampaignPage,
     Incident,
-    IncidentLink,
     IncidentStats,
     IncidentStatus,
     load_incident_policy,

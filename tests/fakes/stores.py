@@ -15,6 +15,7 @@ from aftercare.domain.ports import (
     TaskNotFound,
     TicketNotFound,
 )
+from aftercare.domain.ports.parked import ParkedMessage
 from aftercare.domain.ports.records import (
     ClassificationPlan,
     CorrelationPlan,
@@ -26,7 +27,6 @@ from aftercare.domain.ports.records import (
     NewTicketPlan,
     OpenContext,
     OpenLock,
-    ParkedMessage,
     PartsChange,
     RequestMark,
     TicketDetail,

@@ -20,11 +20,11 @@ from aftercare.adapters.ticket_items import ticket_item
 from aftercare.domain.access import Caller
 from aftercare.domain.incident_campaign import CampaignWorker, PageOutcome
 from aftercare.domain.incident_desk import IncidentDesk, ResolveIncident
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     CampaignCursor,
     CampaignPage,
     Incident,
-    IncidentLink,
     IncidentPolicy,
     IncidentStatus,
     load_incident_policy,

@@ -21,9 +21,9 @@ from aftercare.adapters.ticket_items import ticket_item, visit_put
 from aftercare.adapters.ticket_reads import DynamoTicketReader
 from aftercare.adapters.transactions import transact
 from aftercare.domain.dispatch import FirstTimeFix
-from aftercare.domain.dispatching import wake_waiting
+from aftercare.domain.dispatch_waiting import wake_waiting
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
-from aftercare.domain.ports.records import ConcurrentUpdate
+from aftercare.domain.ports.errors import ConcurrentUpdate
 from aftercare.models.field import BookingStatus
 from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
 from aftercare.models.visits import VisitOutcome, VisitRecord

@@ -252,7 +252,7 @@ print(json.dumps(sorted(built)))
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
-def test_a_kpi_api_start_loads_working_time_without_the_dispatch_and_calendar_rules():
+def test_a_kpi_api_start_loads_neither_the_dispatch_nor_the_calendar_rules():
     # Given the KPI API started (engineer KPIs need working time, not dispatch or booking)
     loaded = started("KpiApiFunction", "kpi_api")
     # Then the dispatch policy, the calendar and the ticket domain under them are not loaded
@@ -264,4 +264,88 @@ def test_a_kpi_api_start_loads_working_time_without_the_dispatch_and_calendar_ru
         "aftercare.domain.ports.records",
     )
     assert sorted(loaded & set(rules)) == []
-    assert "aftercare.domain.dispatch_time" in loaded
+    assert "aftercare.domain.kpis" in loaded
+
+
+def test_a_kpi_aggregator_start_loads_no_engineer_or_working_time():
+    # Given the KPI aggregator started (it counts ticket events; only the KPI API's
+    # utilisation reads engineers' working time)
+    loaded = started("KpiAggregatorFunction", "kpi_aggregator")
+    # Then neither the field models nor the working-time arithmetic are loaded
+    assert sorted(loaded & {"aftercare.models.field", "aftercare.domain.dispatch_time"}) == []
+    assert "aftercare.domain.kpis" in loaded
+
+
+def test_a_fault_intake_start_loads_neither_the_dispatch_rules_nor_ticket_paging():
+    # Given fault intake started (the escalation rules every new ticket reads are loaded)
+    loaded = started("FaultIntakeFunction", "fault_intake")
+    # Then the dispatch rules (the escalation rules need only the dispatchable states) and the
+    # listings' paging models (ticket reads page only for the APIs) are not loaded
+    rules = (
+        "aftercare.domain.dispatch",
+        "aftercare.domain.dispatch_policy",
+        "aftercare.domain.paging",
+    )
+    assert sorted(loaded & set(rules)) == []
+    assert "aftercare.adapters.ticket_reads" in loaded
+
+
+def test_a_dead_letter_recorder_start_loads_no_ticket_model():
+    # Given the dead-letter recorder started (it parks messages, it reads no ticket)
+    loaded = started("DeadLetterRecorderFunction", "dead_letter_recorder")
+    # Then none of the ticket records, tickets or incident rules are loaded with its parked store
+    ticket_world = (
+        "aftercare.domain.ports.records",
+        "aftercare.domain.tickets",
+        "aftercare.models.tickets",
+        "aftercare.domain.incidents",
+    )
+    assert sorted(loaded & set(ticket_world)) == []
+    assert {"aftercare.adapters.parked", "aftercare.domain.ports.parked"} <= loaded
+
+
+def test_a_ticket_store_start_loads_neither_the_incident_rules_nor_the_field_models():
+    # Given a function that reads and writes tickets but runs no incident or field rule
+    loaded = started("HoldSweeperFunction", "hold_sweeper")
+    # Then the incident rules (a child ticket's link item is all the ticket writes need) and
+    # the field models (a ticket's visits carry only the booking states) are not loaded
+    others = (
+        "aftercare.domain.incidents",
+        "aftercare.adapters.incident_items",
+        "aftercare.models.field",
+        "aftercare.models.payloads",  # a ticket's severity is models.severity
+    )
+    assert sorted(loaded & set(others)) == []
+    assert {"aftercare.adapters.ticket_writes", "aftercare.models.visits"} <= loaded
+
+
+def test_a_diagnostics_start_does_not_load_the_incident_rules():
+    # Given the diagnostics sweeper started (its ticket writes may carry an incident link)
+    loaded = started("DiagnosticsSweeperFunction", "diagnostics_sweeper")
+    # Then the incident rules are not loaded, only the link's model
+    assert "aftercare.domain.incidents" not in loaded
+    assert "aftercare.domain.incident_links" in loaded
+
+
+def test_an_api_start_maps_errors_without_the_ticket_views():
+    # Given the KPI and parked-message APIs started (every API imports the error mapping)
+    for logical_id, folder in (("KpiApiFunction", "kpi_api"), ("ParkedApiFunction", "parked_api")):
+        loaded = started(logical_id, folder)
+        # Then the error body comes without the ticket and diagnostics views beside it
+        assert "aftercare.api.errors" in loaded
+        assert sorted(loaded & {"aftercare.models.api", "aftercare.models.tickets"}) == []
+
+
+def test_a_stock_watcher_start_leaves_the_dispatch_rules_out():
+    # Given the stock watcher started (a delivery wakes the tickets waiting for the part)
+    loaded = started("StockWatcherFunction", "stock_watcher")
+    # Then waking them needs neither the dispatch rules, their policy and prices, nor the
+    # field models
+    rules = (
+        "aftercare.domain.dispatching",
+        "aftercare.domain.dispatch_policy",
+        "aftercare.domain.pricing",
+        "aftercare.models.field",
+    )
+    assert sorted(loaded & set(rules)) == []
+    assert "aftercare.domain.dispatch_waiting" in loaded

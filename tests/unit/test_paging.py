@@ -14,8 +14,8 @@ from aftercare.domain.paging import (
     decode_cursor,
     encode_cursor,
     newest_page,
-    opened_key,
 )
+from aftercare.domain.tickets import opened_key
 from pydantic import ValidationError
 
 from infra.cli import invoke

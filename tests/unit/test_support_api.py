@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from aftercare.domain.access import Caller, caller_from_claims, claim_list
-from aftercare.domain.paging import TicketPage, TicketQuery, newest_page, opened_key
+from aftercare.domain.paging import TicketPage, TicketQuery, newest_page
 from aftercare.domain.ports import TicketDetail, TicketNotFound
 from aftercare.domain.support import Support
 from aftercare.domain.ticket_view import ticket_view
-from aftercare.domain.tickets import Ticket
+from aftercare.domain.tickets import Ticket, opened_key
 from pydantic import ValidationError
 
 from infra import openapi

@@ -28,6 +28,7 @@ from aftercare.adapters.field_items import (
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
 from aftercare.domain.ports.dispatch import DispatchMark
+from aftercare.domain.ports.errors import ConcurrentUpdate
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingNotFound,
@@ -35,7 +36,6 @@ from aftercare.domain.ports.field import (
     SlotTaken,
     TicketAlreadyBooked,
 )
-from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.models.field import Booking, BookingStatus
 from aftercare.models.tickets import TimelineEntry
 

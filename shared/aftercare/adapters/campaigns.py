@@ -8,9 +8,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aftercare.adapters.aws import LazyClient, from_item, to_item
-from aftercare.adapters.incident_items import children_pk, link_key, page_items
+from aftercare.adapters.incident_items import page_items
+from aftercare.adapters.incident_keys import children_pk, link_key
 from aftercare.adapters.incidents import DynamoIncidentStore
-from aftercare.domain.incidents import CampaignCursor, CampaignPage, Incident, IncidentLink
+from aftercare.domain.incident_links import IncidentLink
+from aftercare.domain.incidents import CampaignCursor, CampaignPage, Incident
 from aftercare.domain.ports.campaigns import CampaignNotQueued, ChildrenPage
 from aftercare.domain.ports.incidents import IncidentMoved
 

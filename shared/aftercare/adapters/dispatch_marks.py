@@ -31,7 +31,7 @@ from aftercare.adapters.ticket_items import (
 )
 from aftercare.adapters.transactions import Cancelled, Failure, TxItem, transact
 from aftercare.domain.ports.dispatch import DispatchMark, DispatchState
-from aftercare.domain.ports.records import ConcurrentUpdate
+from aftercare.domain.ports.errors import ConcurrentUpdate
 from aftercare.models.tickets import TicketFlag, TimelineEntry
 from aftercare.models.visits import VisitOutcome
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aftercare.adapters.aws import from_item, to_item
-from aftercare.adapters.incident_items import active_key
+from aftercare.adapters.incident_keys import active_key
 from aftercare.adapters.inventory import levels_from_items, part_key, routing_key, stock_keys
 from aftercare.adapters.ticket_items import (
     dedup_key,

@@ -19,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from aftercare.adapters.aws import from_item, to_attr, to_item
+from aftercare.adapters.incident_keys import active_key, link_put
 from aftercare.adapters.ticket_items import ticket_key, timeline_item
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     ChildFacts,
     Incident,
-    IncidentLink,
     IncidentStats,
     IncidentStatus,
     minute_of,
@@ -45,24 +46,12 @@ def counter_key(item: CounterShard) -> dict[str, str]:
     }
 
 
-def active_key(code: str) -> dict[str, str]:
-    return {"pk": f"ACTIVE#{code}", "sk": "ACTIVE"}
-
-
 def incident_key(incident_id: str) -> dict[str, str]:
     return {"pk": f"INCIDENT#{incident_id}", "sk": META}
 
 
 def stats_key(incident_id: str, shard: int) -> dict[str, str]:
     return {"pk": f"INCSTAT#{incident_id}#{shard}", "sk": "STATS"}
-
-
-def children_pk(incident_id: str, shard: int) -> str:
-    return f"INCIDENT#{incident_id}#C{shard}"
-
-
-def link_key(incident_id: str, shard: int, ticket_id: str) -> dict[str, str]:
-    return {"pk": children_pk(incident_id, shard), "sk": f"CHILD#{ticket_id}"}
 
 
 def count_update(table: str, item: CounterShard, ticket_id: str, expires_at: int) -> dict[str, Any]:
@@ -167,23 +156,6 @@ def message_update(table: str, incident_id: str, shard: int, *, saved: int, sent
         "Key": to_item(stats_key(incident_id, shard)),
         "UpdateExpression": "ADD messages_sent :sent, messages_saved :saved",
         "ExpressionAttributeValues": {":sent": {"N": str(sent)}, ":saved": {"N": str(saved)}},
-    }
-
-
-def link_item(link: IncidentLink) -> dict[str, Any]:
-    return {
-        **link_key(link.incident_id, link.shard, link.ticket_id),
-        **link.model_dump(mode="json"),
-    }
-
-
-def link_put(table: str, link: IncidentLink) -> dict[str, Any]:
-    return {
-        "Put": {
-            "TableName": table,
-            "Item": to_item(link_item(link)),
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
     }
 
 

@@ -12,8 +12,6 @@ from botocore.exceptions import ClientError
 from aftercare.adapters.aws import LazyClient, from_item, to_item
 from aftercare.adapters.incident_items import (
     LISTING,
-    active_key,
-    children_pk,
     count_update,
     counter_key,
     incident_key,
@@ -26,11 +24,12 @@ from aftercare.adapters.incident_items import (
     stats_key,
     status_items,
 )
+from aftercare.adapters.incident_keys import active_key, children_pk
 from aftercare.adapters.ticket_items import ticket_from_item, ticket_key
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     ChildFacts,
     Incident,
-    IncidentLink,
     IncidentPolicy,
     IncidentStats,
     IncidentStatus,

@@ -26,9 +26,8 @@ from typing import Any
 
 from aftercare.adapters.aws import from_item, to_item
 from aftercare.adapters.transactions import Failure, TxItem
-from aftercare.domain.paging import opened_key
 from aftercare.domain.ports import RequestMark, TicketDetail
-from aftercare.domain.tickets import Ticket, ticket_id_for
+from aftercare.domain.tickets import Ticket, opened_key, ticket_id_for
 from aftercare.models.tickets import Occurrence, TimelineEntry
 from aftercare.models.visits import VisitRecord
 

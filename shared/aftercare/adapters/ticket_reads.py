@@ -10,14 +10,16 @@ filters (status, devices, narrowing) applied to the tickets read.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aftercare.adapters.aws import LazyClient, from_item
 from aftercare.adapters.ticket_items import TICKET_PREFIX, ticket_detail, ticket_from_item
-from aftercare.domain.paging import TicketFilters, TicketPage, TicketQuery, newest_page
 from aftercare.domain.ports import TicketDetail, TicketNotFound
 from aftercare.domain.tickets import Ticket
 from aftercare.models.tickets import TicketStatus
+
+if TYPE_CHECKING:  # the paging models: only listings use them, not intake's reads
+    from aftercare.domain.paging import TicketFilters, TicketPage, TicketQuery
 
 # The template's KEYS_ONLY indexes: their Query returns keys, the tickets are read by key.
 KEYS_ONLY_INDEXES = frozenset({"by_thing", "by_customer"})
@@ -196,6 +198,8 @@ class DynamoTicketReader:
                 narrowing=query.filters,
             )
             candidates += self._newest(request, want=query.limit + 1)
+        from aftercare.domain.paging import newest_page
+
         return newest_page(candidates, query.limit)
 
     def _newest(self, request: dict[str, Any], *, want: int) -> list[tuple[str, Ticket]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aftercare.adapters.aws import to_attr, to_item
 from aftercare.adapters.escalation import REMOVE_ESCALATION, tracker_attributes
-from aftercare.adapters.incident_items import link_put
+from aftercare.adapters.incident_keys import link_put
 from aftercare.adapters.inventory import (
     backorder_count,
     backorder_update,

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from aftercare.domain.access import Forbidden, Unauthenticated
-from aftercare.models.api import ErrorBody
+from aftercare.models.errors import ErrorBody
 from aftercare.models.strict_json import MALFORMED_JSON, ContentRejected
 
 UNAUTHORIZED_SCHEMA = {

@@ -19,12 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import cache
-from importlib import resources
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.guides import Guide, GuideBook, Localized
 from aftercare.domain.rules import FaultCatalog
 from aftercare.models.guides import GuideLanguage
@@ -67,7 +66,7 @@ class FaqBook(_Content):
 @cache
 def load_faqs() -> FaqBook:
     """The FAQ shipped with this build (shared layer data; the layer reads its JSON twin)."""
-    data = load(resources.files("aftercare.data"), "faq.yaml")
+    data = load(DATA_FOLDER, "faq.yaml")
     return FaqBook.model_validate({**data, "version": str(data["version"])})
 
 

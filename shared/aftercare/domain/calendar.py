@@ -15,13 +15,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from importlib import resources
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.availability import (
     InvalidSlot,
@@ -96,7 +95,7 @@ class BookingPolicy(BaseModel):
 
 @cache
 def load_booking_policy() -> BookingPolicy:
-    data = load(resources.files("aftercare.data"), "calendar.yaml")
+    data = load(DATA_FOLDER, "calendar.yaml")
     return BookingPolicy.model_validate({**data, "version": str(data["version"])})
 
 

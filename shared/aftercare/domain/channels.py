@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cache
-from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.models.tickets import Channel
 
 
@@ -47,6 +46,6 @@ class ChannelPolicy(_Rule):
 @cache
 def load_channel_policy() -> ChannelPolicy:
     """The channel policy shipped with this build (shared layer data)."""
-    data = load(resources.files("aftercare.data"), "channels.yaml")
+    data = load(DATA_FOLDER, "channels.yaml")
     data["version"] = str(data["version"])
     return ChannelPolicy.model_validate(data)

@@ -21,8 +21,8 @@ from aftercare.domain.diagnostics_records import (
 )
 from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.tickets import TRANSITIONS, StatusChange, Ticket, plan_status_change
+from aftercare.models.booking_states import VerificationOutcome
 from aftercare.models.diagnostics import DiagnosticRecord, DiagnosticState, Outcome, Purpose
-from aftercare.models.field import VerificationOutcome
 from aftercare.models.parts import WantedPart
 from aftercare.models.payloads import (
     DiagnosticsResult,

@@ -58,12 +58,13 @@ from aftercare.models.field import (
     Partner,
 )
 from aftercare.models.parts import LineStatus, PartsLine
-from aftercare.models.tickets import TicketFlag, TicketRecord, TicketStatus
+from aftercare.models.tickets import (
+    DISPATCHABLE_STATES,
+    TicketFlag,
+    TicketRecord,
+)
 from aftercare.models.visits import FIXED_OUTCOMES, VisitOutcome
 
-DISPATCHABLE_STATES = frozenset(
-    {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
-)
 DEFAULT_LEAD_DAYS = 14
 
 

@@ -12,7 +12,6 @@ from datetime import date, datetime
 
 from aftercare.domain.access import Caller, Forbidden, Group
 from aftercare.domain.dispatch import (
-    DISPATCHABLE_STATES,
     EngineerContext,
     local_day,
     static_rule_failure,
@@ -34,7 +33,7 @@ from aftercare.domain.dispatching import (
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.visit_moves import booked_move
 from aftercare.models.field import Booking, BookingSource
-from aftercare.models.tickets import TicketStatus, TimelineEntry
+from aftercare.models.tickets import DISPATCHABLE_STATES, TicketStatus, TimelineEntry
 
 ASSIGNABLE_STATES = DISPATCHABLE_STATES | {TicketStatus.SCHEDULED}
 

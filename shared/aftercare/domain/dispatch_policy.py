@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.models.field import GeoPoint
 
 
@@ -98,5 +97,5 @@ def load_dispatch_policy() -> DispatchPolicy:
     """The dispatch policy shipped with this build (shared layer data)."""
     from aftercare.domain.calendar import load_booking_policy  # the calendar's rules: when loaded
 
-    data = load(resources.files("aftercare.data"), "dispatch.yaml")
+    data = load(DATA_FOLDER, "dispatch.yaml")
     return parse_dispatch_policy(data, load_booking_policy().visit_minutes)

@@ -45,8 +45,8 @@ from aftercare.domain.ports.dispatch import (
     DispatchState,
     FixHistory,
     LeadTimes,
-    WaitingTickets,
 )
+from aftercare.domain.ports.errors import ConcurrentUpdate
 from aftercare.domain.ports.field import (
     BookingConflict,
     BookingReads,
@@ -54,7 +54,6 @@ from aftercare.domain.ports.field import (
     EngineerDirectory,
     SlotTaken,
 )
-from aftercare.domain.ports.records import ConcurrentUpdate
 from aftercare.domain.ports.tickets import TicketLookup
 from aftercare.domain.pricing import PriceTable, RepairFacts, estimate
 from aftercare.domain.rules import FaultCatalog
@@ -460,9 +459,3 @@ def _no_candidate(
         waiting_skus=waiting if state is DispatchState.AWAITING_PARTS else (),
     )
     return DispatchOutcome(ticket_id=ticket.ticket_id, state=state, rejected=rejected)
-
-
-def wake_waiting(sku: str, waiting: WaitingTickets, *, now: datetime) -> list[str]:
-    """A backorder of `sku` arrived: every ticket waiting for it is dispatched again."""
-    entry = TimelineEntry(at=now, kind="dispatch_parts_arrived", actor="stock", detail={"sku": sku})
-    return [t for t in waiting.waiting_for(sku) if waiting.wake(t, sku, entry)]

@@ -31,18 +31,21 @@ import hashlib
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.data import load
-from aftercare.domain.dispatch import DISPATCHABLE_STATES
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.ports.dispatch import DispatchState
 from aftercare.domain.ports.escalation import DutyPager, EscalationStore
 from aftercare.domain.ports.records import EscalationTracker
 from aftercare.domain.sla import SlaTargetKind
 from aftercare.domain.tickets import Ticket
-from aftercare.models.tickets import TicketFlag, TicketStatus, TimelineEntry
+from aftercare.models.tickets import (
+    DISPATCHABLE_STATES,
+    TicketFlag,
+    TicketStatus,
+    TimelineEntry,
+)
 
 ESCALATION_ACTOR = "sla-escalation"
 BUCKETS = 8  # trackers spread over this many index partitions (hot-partition free at scale)
@@ -76,7 +79,7 @@ class EscalationPolicy(BaseModel):
 @cache
 def load_escalation() -> EscalationPolicy:
     """The escalation steps shipped with this build (`data/escalation.yaml`)."""
-    data = load(resources.files("aftercare.data"), "escalation.yaml")
+    data = load(DATA_FOLDER, "escalation.yaml")
     data["version"] = str(data["version"])
     return EscalationPolicy.model_validate(data)
 

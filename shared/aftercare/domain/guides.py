@@ -8,13 +8,12 @@ the device to confirm the fix (`aftercare.domain.self_service`)."""
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.diagnostics_records import VERIFY_ROUTINE
 from aftercare.models.diagnostics import Routine
 from aftercare.models.guides import GuideLanguage, GuideStepView, GuideView
@@ -127,4 +126,4 @@ def parse_guides(data: dict[str, Any]) -> GuideBook:
 @cache
 def load_guides() -> GuideBook:
     """The guides shipped with this build (shared layer data; the layer reads its JSON twin)."""
-    return parse_guides(load(resources.files("aftercare.data"), "guides.yaml"))
+    return parse_guides(load(DATA_FOLDER, "guides.yaml"))

@@ -33,13 +33,13 @@ from enum import StrEnum
 
 from aftercare.domain.diagnostics import start_diagnostic
 from aftercare.domain.diagnostics_records import PublishFailed, TicketNotActive, derived_request_id
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     Campaign,
     CampaignCursor,
     CampaignPage,
     FixKind,
     Incident,
-    IncidentLink,
     IncidentPolicy,
     IncidentStatus,
     window_of,

@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.incident_campaign import first_page, new_campaign, stalled
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import (
     Campaign,
     FixKind,
     Incident,
-    IncidentLink,
     IncidentPolicy,
     IncidentStats,
     IncidentStatus,

@@ -24,12 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.parts import StockLevel
 from aftercare.domain.storm_groups import StormGroup, pointer_name, storm_group
 from aftercare.models.parts import WantedPart
@@ -134,7 +133,7 @@ class IncidentPolicy(_Policy):
 @cache
 def load_incident_policy() -> IncidentPolicy:
     """The incident policy shipped with this build (shared layer data)."""
-    data = load(resources.files("aftercare.data"), "incidents.yaml")
+    data = load(DATA_FOLDER, "incidents.yaml")
     data["version"] = str(data["version"])
     return IncidentPolicy.model_validate(data)
 
@@ -374,22 +373,6 @@ class ChildDecision(BaseModel):
     diagnose: bool
     wanted: list[WantedPart]  # the parts to hold (the others are backorder demand)
     avoided: dict[str, int] = Field(default_factory=dict)
-
-
-class IncidentLink(BaseModel):
-    """The child link item written with the child ticket (in its transaction)."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    incident_id: str
-    ticket_id: str
-    thing: str
-    customer_id: str
-    region: str
-    firmware: str
-    shard: int
-    linked_at: AwareDatetime
-    before_threshold: bool = False
 
 
 # --------------------------------------------------------------------------- decisions

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from aftercare.domain.incidents import ChildDecision, IncidentLink
+from aftercare.domain.incident_links import IncidentLink
+from aftercare.domain.incidents import ChildDecision
 from aftercare.domain.parts import ReservationPlan
 from aftercare.domain.ports import CustomerRecord
 from aftercare.domain.rules import CatalogEntry

@@ -15,12 +15,9 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aftercare.data import load
-from aftercare.domain.dispatch_time import working_intervals
-from aftercare.models.field import Engineer
+from aftercare.data import DATA_FOLDER, load
 from aftercare.models.kpis import (
     BookingFacts,
     Counters,
@@ -29,6 +26,9 @@ from aftercare.models.kpis import (
     TicketFacts,
     VisitFacts,
 )
+
+if TYPE_CHECKING:  # only the KPI API's utilisation reads engineers, not the aggregator
+    from aftercare.models.field import Engineer
 
 ACTIVE_STATUSES = ("open", "diagnosing", "awaiting_parts", "scheduled", "in_repair")
 FIXED = frozenset({"verified", "unverified"})
@@ -50,7 +50,7 @@ class InvalidRange(ValueError):
 @cache
 def load_kpi_definitions() -> KpiDefinitions:
     """The KPI definitions shipped with this build (`data/kpis.yaml`)."""
-    return KpiDefinitions.model_validate(load(resources.files("aftercare.data"), "kpis.yaml"))
+    return KpiDefinitions.model_validate(load(DATA_FOLDER, "kpis.yaml"))
 
 
 # ---- merging
@@ -387,6 +387,8 @@ def backlog(
 
 def working_seconds(engineers: Iterable[Engineer], first: date, last: date) -> int:
     """The engineers' working time (shifts minus absences) from `first` to `last`."""
+    from aftercare.domain.dispatch_time import working_intervals
+
     total = timedelta()
     for engineer in engineers:
         for interval in working_intervals(engineer, first, last):

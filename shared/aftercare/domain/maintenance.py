@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.health import DeviceHealth, FoldPolicy, trend_per_day
 
 EPOCH = date(1970, 1, 1)
@@ -241,5 +240,5 @@ PART_FIELDS = ("name_en", "name_zh", "unit_price")
 @cache
 def load_maintenance_rules() -> MaintenanceRules:
     """The maintenance rules shipped with this build (shared layer data)."""
-    folder = resources.files("aftercare.data")
+    folder = DATA_FOLDER
     return parse_rules(load(folder, "maintenance.yaml"), load(folder, "parts.yaml"))

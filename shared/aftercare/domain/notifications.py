@@ -30,8 +30,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from aftercare.domain.preferences import Channel
 from aftercare.domain.tickets import Ticket
-from aftercare.models.field import BookingStatus
-from aftercare.models.payloads import Severity
+from aftercare.models.booking_states import BookingStatus
+from aftercare.models.severity import Severity
 from aftercare.models.tickets import Resolution, TicketStatus, TicketSummary
 from aftercare.models.visits import VisitSummary
 

@@ -25,13 +25,12 @@ import secrets
 from calendar import monthrange
 from datetime import UTC, date, datetime
 from functools import cache
-from importlib import resources
 from string import Template
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.access import Caller
 from aftercare.domain.handover import TicketHandover, close_on_handover
 from aftercare.domain.health import DeviceHealth
@@ -84,7 +83,7 @@ class OwnershipPolicy(BaseModel):
 @cache
 def load_ownership_policy() -> OwnershipPolicy:
     """`data/ownership.yaml` as shipped with this build."""
-    return OwnershipPolicy.model_validate(load(resources.files("aftercare.data"), "ownership.yaml"))
+    return OwnershipPolicy.model_validate(load(DATA_FOLDER, "ownership.yaml"))
 
 
 # --------------------------------------------------------------------------- errors

@@ -99,11 +99,6 @@ class TicketPage(BaseModel):
     next_after: str | None = Field(default=None, description="opened_key of the last ticket")
 
 
-def opened_key(opened_at: str, ticket_id: str) -> str:
-    """The index sort key of a ticket (`opened_at` as stored: its JSON rendering)."""
-    return f"{opened_at}#{ticket_id}"
-
-
 def newest_page(candidates: Sequence[tuple[str, Ticket]], limit: int) -> TicketPage:
     """Merge (opened_key, ticket) pairs from several partitions into one page, newest first.
     Every partition must have contributed up to `limit + 1` of its newest tickets."""

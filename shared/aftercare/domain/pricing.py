@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.models.tickets import TicketFlag
 
 PRICED_LINE_STATES = frozenset({"held", "backordered", "consumed"})
@@ -153,4 +152,4 @@ def parse_price_table(data: Mapping[str, Any]) -> PriceTable:
 @cache
 def load_price_table() -> PriceTable:
     """The price table shipped with this build (shared layer data)."""
-    return parse_price_table(load(resources.files("aftercare.data"), "pricing.yaml"))
+    return parse_price_table(load(DATA_FOLDER, "pricing.yaml"))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cache
-from importlib import resources
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from aftercare.data import load
-from aftercare.models.payloads import Severity
+from aftercare.data import DATA_FOLDER, load
+from aftercare.models.severity import Severity
 
 
 class _Rule(BaseModel):
@@ -107,7 +106,7 @@ class ServicePolicy(_Rule):
 
 
 def _load_yaml(name: str) -> Any:
-    return load(resources.files("aftercare.data"), name)
+    return load(DATA_FOLDER, name)
 
 
 def parse_catalog(data: dict[str, Any]) -> FaultCatalog:

@@ -21,7 +21,7 @@ from aftercare.domain.advice import Advisor
 from aftercare.domain.health import DeviceHealth
 from aftercare.domain.maintenance import MaintenanceRules
 from aftercare.domain.ports.health import HealthConflict, HealthStore
-from aftercare.models.payloads import Severity
+from aftercare.models.severity import Severity
 from aftercare.models.tickets import TicketStatus, TicketSummary
 
 SWEEP_LIMIT = 500

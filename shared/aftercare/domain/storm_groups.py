@@ -15,12 +15,13 @@ counter or an incident.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.domain.rules import FaultCatalog
+if TYPE_CHECKING:  # the catalog's own module: not imported where only a type is named
+    from aftercare.domain.rules import FaultCatalog
 
 
 class StormGroup(BaseModel):

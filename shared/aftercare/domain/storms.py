@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aftercare.domain.incidents import (
     ChildDecision,
@@ -39,10 +40,12 @@ from aftercare.domain.ports.incidents import (
     StormTally,
 )
 from aftercare.domain.ports.records import DeviceRecord
-from aftercare.domain.rules import FaultCatalog
 from aftercare.domain.storm_groups import StormGroup, covered_codes, unknown_categories
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import WantedPart
+
+if TYPE_CHECKING:  # the catalog's own module: not imported where only a type is named
+    from aftercare.domain.rules import FaultCatalog
 
 
 @dataclass(frozen=True)

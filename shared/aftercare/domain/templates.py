@@ -16,13 +16,12 @@ import html
 import re
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from string import Template
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from aftercare.data import load
+from aftercare.data import DATA_FOLDER, load
 from aftercare.domain.preferences import DEFAULT_LANGUAGE
 
 Format = Literal["subject", "text", "html", "short"]
@@ -150,7 +149,7 @@ def _check_template(kind: str, by_language: Mapping[str, Mapping[str, str]]) -> 
 @cache
 def load_book() -> TemplateBook:
     """The templates shipped with this build (shared layer data)."""
-    folder = resources.files("aftercare.data").joinpath("notifications")
+    folder = DATA_FOLDER.joinpath("notifications")
     files = {
         entry.name.removesuffix(".yaml"): load(folder, entry.name)
         for entry in folder.iterdir()

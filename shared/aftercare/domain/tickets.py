@@ -101,6 +101,12 @@ class StatusChange(BaseModel):
     visit: VisitRecord | None = None  # the visit record written with the change
 
 
+def opened_key(opened_at: str, ticket_id: str) -> str:
+    """The index sort key of a ticket (`opened_at` as stored: its JSON rendering), by which
+    listings page (`aftercare.domain.paging`)."""
+    return f"{opened_at}#{ticket_id}"
+
+
 def resolution_for(
     ticket: Ticket, target: TicketStatus, asked: Resolution | None
 ) -> Resolution | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -13,7 +13,6 @@ from aftercare.models.tickets import Occurrence, TicketRecord, TicketStatus, Tim
 
 __all__ = [
     "DiagnosticsList",
-    "ErrorBody",
     "Me",
     "RequestId",
     "Routine",
@@ -36,14 +35,6 @@ ParamValue = (
     | Annotated[str, StringConstraints(max_length=256)]
     | Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=32)]
 )
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    reason: str = Field(description="machine-readable cause, e.g. not_found, forbidden")
-    message: str
-    detail: list[dict[str, Any]] | None = None
 
 
 class StartDiagnostic(BaseModel):

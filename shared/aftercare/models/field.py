@@ -18,6 +18,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from aftercare.models.booking_states import BookingSource, BookingStatus, VerificationOutcome
+
 ENGINEER_ID_PATTERN = r"^E-[A-Za-z0-9_-]{1,40}$"
 PARTNER_ID_PATTERN = r"^PTN-[A-Za-z0-9_-]{1,40}$"
 BOOKING_ID_PATTERN = r"^B-[A-Za-z0-9_-]{1,64}$"
@@ -102,15 +104,6 @@ class Engineer(_Frozen):
     active: bool = True
 
 
-class BookingStatus(StrEnum):
-    SCHEDULED = "scheduled"
-    EN_ROUTE = "en_route"
-    ON_SITE = "on_site"
-    COMPLETED = "completed"
-    CANNOT_COMPLETE = "cannot_complete"
-    CANCELLED = "cancelled"
-
-
 LIVE_BOOKING_STATUSES = frozenset(
     {BookingStatus.SCHEDULED, BookingStatus.EN_ROUTE, BookingStatus.ON_SITE}
 )
@@ -128,23 +121,6 @@ BOOKING_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
     BookingStatus.CANNOT_COMPLETE: frozenset(),
     BookingStatus.CANCELLED: frozenset(),
 }
-
-
-class BookingSource(StrEnum):
-    """Who put the visit on the calendar (KPIs and the audit timeline)."""
-
-    CUSTOMER = "customer"
-    AUTO = "auto"
-    DISPATCHER = "dispatcher"
-
-
-class VerificationOutcome(StrEnum):
-    """How a completed visit's fix was confirmed."""
-
-    PENDING = "pending"
-    VERIFIED = "verified"
-    FAILED = "failed"
-    UNVERIFIED = "unverified"
 
 
 class Booking(_Frozen):

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from aftercare.models.ids import FaultCode, FaultId, RequestId, ThingName
+from aftercare.models.severity import Severity
 
 MAX_FAULT_PAYLOAD_BYTES = 16 * 1024
 MAX_READINGS = 64
@@ -43,13 +44,6 @@ def _timestamp_text(value: Any) -> Any:
 
 
 Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    MINOR = "minor"
-    MAJOR = "major"
-    CRITICAL = "critical"
 
 
 class DiagnosticStatus(StrEnum):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from aftercare.models.guides import GuideLanguage, GuideView
 from aftercare.models.ids import FaultCode, ThingName
-from aftercare.models.payloads import Severity
+from aftercare.models.severity import Severity
 from aftercare.models.tasks import Task
 from aftercare.models.tickets import Channel, TicketRecord
 

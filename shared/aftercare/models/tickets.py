@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aftercare.models.parts import PartsLine, WantedPart
-from aftercare.models.payloads import Severity
+from aftercare.models.severity import Severity
 from aftercare.models.visits import VisitSummary
 
 
@@ -26,6 +26,13 @@ class TicketStatus(StrEnum):
     RESOLVED = "resolved"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+
+
+# Active and not yet booked or under repair: where a visit may be dispatched. Here rather than in
+# the dispatch rules, so the escalation rules (read by every new ticket) need not import those.
+DISPATCHABLE_STATES = frozenset(
+    {TicketStatus.OPEN, TicketStatus.DIAGNOSING, TicketStatus.AWAITING_PARTS}
+)
 
 
 class Priority(StrEnum):

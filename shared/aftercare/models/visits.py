@@ -8,11 +8,14 @@ How a visit moves its ticket (and when the device verifies the fix) is the domai
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from aftercare.models.field import Booking, BookingStatus, VerificationOutcome
+from aftercare.models.booking_states import BookingStatus, VerificationOutcome
+
+if TYPE_CHECKING:  # JobView.of reads a booking; the visit records need only its states
+    from aftercare.models.field import Booking
 
 SkuText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

@@ -22,6 +22,13 @@ from aftercare.domain.ports.dispatch import (
     LeadTimes,
     WaitingTickets,
 )
+from aftercare.domain.ports.errors import (
+    CodeAlreadyOpen,
+    ConcurrentUpdate,
+    DuplicateFault,
+    LockConflict,
+    TicketNotFound,
+)
 from aftercare.domain.ports.escalation import (
     DutyPager,
     EscalationStore,
@@ -48,29 +55,24 @@ from aftercare.domain.ports.notifications import (
 )
 from aftercare.domain.ports.parked import (
     ParkedArchive,
+    ParkedMessage,
     ParkedStore,
     Redelivery,
     ReplayFailed,
 )
 from aftercare.domain.ports.records import (
     ClassificationPlan,
-    CodeAlreadyOpen,
-    ConcurrentUpdate,
     CorrelationPlan,
     CustomerRecord,
     DeviceRecord,
-    DuplicateFault,
     IntakeContext,
     LastResolution,
-    LockConflict,
     NewTicketPlan,
     OpenContext,
     OpenLock,
-    ParkedMessage,
     PartsChange,
     RequestMark,
     TicketDetail,
-    TicketNotFound,
 )
 from aftercare.domain.ports.stock import (
     ExpiredHolds,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from aftercare.domain.ports.incidents import IncidentReads
 
 if TYPE_CHECKING:
-    from aftercare.domain.incidents import CampaignCursor, CampaignPage, Incident, IncidentLink
+    from aftercare.domain.incident_links import IncidentLink
+    from aftercare.domain.incidents import CampaignCursor, CampaignPage, Incident
     from aftercare.domain.tickets import Ticket
 
 

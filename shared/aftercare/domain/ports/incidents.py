@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from aftercare.domain.incidents import ChildFacts, Incident, IncidentLink, IncidentStats
+    from aftercare.domain.incident_links import IncidentLink
+    from aftercare.domain.incidents import ChildFacts, Incident, IncidentStats
 
 
 class StormTally(BaseModel):

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from aftercare.domain.ports.records import ParkedMessage
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class ParkedMessage(BaseModel):
+    """A rejected or dead-lettered message with its reason (here, not among the ticket
+    records: the recorders that park messages need none of those)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
+
+    source: str
+    reason: str
+    detail: str
+    received_at: AwareDatetime
+    payload: str
+    thing: str | None = None
+    envelope: dict[str, Any] | None = None
+    message_id: str
 
 
 class ParkedStore(Protocol):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from aftercare.domain.incidents import IncidentLink
+from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.parts import LineChange, PartInfo, ReservationPlan, StockDelta
 from aftercare.domain.tickets import Ticket
 from aftercare.models.parts import PartsLine
@@ -158,47 +157,6 @@ class ClassificationPlan(_Record):
     timeline: list[TimelineEntry]
     reservation: ReservationPlan
     escalation: EscalationTracker | None  # the SLA escalation schedule moved (None: none left)
-
-
-class CodeAlreadyOpen(Exception):
-    """Another active ticket of the device already holds the code's open-fault lock."""
-
-    def __init__(self, thing: str, code: str, ticket_id: str | None) -> None:
-        super().__init__(f"{thing} already has the active ticket {ticket_id} for {code}")
-        self.ticket_id = ticket_id
-
-
-class ParkedMessage(_Record):
-    source: str
-    reason: str
-    detail: str
-    received_at: AwareDatetime
-    payload: str
-    thing: str | None = None
-    envelope: dict[str, Any] | None = None
-    message_id: str
-
-
-class DuplicateFault(Exception):
-    """The (thing, fault_id) was already applied: nothing changed."""
-
-    def __init__(self, ticket_id: str | None) -> None:
-        super().__init__(f"fault already applied to ticket {ticket_id}")
-        self.ticket_id = ticket_id
-
-
-class LockConflict(Exception):
-    """The open-fault lock changed between read and write: re-read and decide again."""
-
-
-class TicketNotFound(LookupError):
-    def __init__(self, ticket_id: str) -> None:
-        super().__init__(f"ticket {ticket_id} not found")
-        self.ticket_id = ticket_id
-
-
-class ConcurrentUpdate(Exception):
-    """The ticket changed since it was read; the caller should retry with a fresh read."""
 
 
 class TicketDetail(_Record):
