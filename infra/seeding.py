@@ -14,10 +14,10 @@ from datetime import date, timedelta
 from importlib import resources
 from typing import Any
 
-import yaml
 from aftercare.adapters.field_items import engineer_item, partner_item
 from aftercare.adapters.inventory import shard_item, split_quantity
 from aftercare.adapters.reference import DynamoReferenceWriter
+from aftercare.data import safe_load
 from aftercare.domain.ownership import code_hash
 from aftercare.domain.ports import CustomerRecord, DeviceRecord
 from aftercare.domain.ports.ownership import ClaimState
@@ -157,7 +157,7 @@ class SeedDataError(ValueError):
 
 def parts_data() -> dict[str, Any]:
     text = resources.files("aftercare.data").joinpath("parts.yaml").read_text(encoding="utf-8")
-    return dict(yaml.safe_load(text))
+    return dict(safe_load(text))
 
 
 def check_catalog_parts(data: dict[str, Any]) -> None:
@@ -230,7 +230,7 @@ def email_key(customer: CustomerRecord) -> dict[str, Any]:
 def field_directory() -> tuple[list[Partner], list[Engineer]]:
     """`data/engineers.yaml`: the partner companies and the engineers (in-house and theirs)."""
     text = resources.files("aftercare.data").joinpath("engineers.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = safe_load(text)
     partners = [Partner.model_validate(p) for p in data["partners"]]
     engineers = [
         Engineer.model_validate(

@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 
+from infra.local import moto_speedups
 from tests.fakes.aws import use_fake_credentials
+
+# In-process moto (`mock_aws`) answers with the local stack's moto speed-ups (same responses,
+# checked by tests/unit/test_moto_*.py and tests/integration/test_moto_speedups.py), installed
+# once per worker before any test: some tests install them anyway, so without this whether a
+# test ran on them depended on which tests its worker had run before. moto's model-driven
+# response serializer was half of a large scan's cost (test_parts_invariants).
+moto_speedups.apply()
 
 # Handlers share one Metrics object (aftercare.observability), built at first import: the
 # template sets this variable for every function, so the whole suite does too, whatever order

@@ -18,7 +18,10 @@ share it must not depend on what others left behind: use devices (things), fault
 customers no other shared-stack test uses, look for *your* tickets (by thing and code) instead of
 counting all of them, and leave the stack running (`local_stack.broker.stop()` must be followed
 by `.start()` in the same test). `local_stack` is function-scoped (a handle on the one stack), so
-a module-scoped fixture cannot ask for it.
+a module-scoped fixture cannot ask for it: one that holds module-wide helpers on the shared stack
+(clients, device agents) takes `shared_stack` and calls `.get()`, and the module's tests still ask
+for `local_stack` (directly or through a function-scoped fixture), which is what groups the module
+with the other sharing ones (test_dispatch.py, test_stale_actions.py).
 
 A module keeps a private stack (a module-scoped fixture calling `LocalStack(...)` itself) when it
 needs something the shared one must not have: template parameters or schedule rates of its own

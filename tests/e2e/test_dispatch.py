@@ -1,16 +1,13 @@
-"""Field dispatch end to end on one local stack (module-scoped): the Dispatcher reacting to the
-tickets stream, the dispatch API with real Cognito tokens, FieldTable's conditional calendar
+"""Field dispatch end to end on the shared local stack (`local_stack`): the Dispatcher reacting
+to the tickets stream, the dispatch API with real Cognito tokens, FieldTable's conditional calendar
 writes; and a manager's manual assignment racing an automatic booking for the same engineer's
 time: one wins, the other gets `slot_taken`."""
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,30 +18,29 @@ from aftercare.models.tickets import CustomerTier, Priority
 
 from infra.bench.dispatch_local import FieldStack, field_engineer, moto_ddb, visit_ticket
 from infra.cli import main as cli_main
-from infra.local.stack import LocalStack
-from tests.e2e.conftest import publish_as, wait_for
+from tests.e2e.conftest import SharedStack, Stack, publish_as, wait_for
 from tests.e2e.fuzzing import api_operations, server_errors
 from tests.e2e.test_diagnostics_api import Env
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-race"  # a region of this module's own: only its engineer covers it
 ENGINEER = "E-racer"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    workdir = tmp_path_factory.mktemp("dispatch")
-    stack = LocalStack(ROOT, workdir / "state")
-    try:
-        yield Env(stack.start(), workdir / "state", workdir / "outbox")
-    finally:
-        stack.stop()
+def module_env(shared_stack: SharedStack, tmp_path_factory: pytest.TempPathFactory) -> Env:
+    """The module's clients on the shared stack (its region, engineers and tickets are its own)."""
+    stack = shared_stack.get()
+    return Env(stack.state, stack.stack.state_dir, tmp_path_factory.mktemp("dispatch") / "outbox")
+
+
+@pytest.fixture
+def env(local_stack: Stack, module_env: Env) -> Env:
+    return module_env
 
 
 @pytest.fixture(scope="module")
-def field(env: Env) -> FieldStack:
-    stack = FieldStack(env.state, moto_ddb(env.state))
+def field(module_env: Env) -> FieldStack:
+    stack = FieldStack(module_env.state, moto_ddb(module_env.state))
     stack.directory().put_engineer(field_engineer(ENGINEER, REGION, GeoPoint(lat=0, lon=0)))
     return stack
 

@@ -1,5 +1,5 @@
-"""No stale actions, end to end on one local stack (module-scoped): a ticket that is resolved or
-cancelled gets no diagnostics action any more.
+"""No stale actions, end to end on the shared local stack (`local_stack`): a ticket that is
+resolved or cancelled gets no diagnostics action any more.
 
 Device agents over the stack's Mosquitto (their own certificates), the HTTP API as an engineer,
 the operator CLI to resolve or cancel, and AutoDiagnose invoked as its stream would invoke it.
@@ -8,7 +8,6 @@ the operator CLI to resolve or cancel, and AutoDiagnose invoked as its stream wo
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,8 @@ from aftercare.models.payloads import DiagnosticsRequest
 from devices.agent import DeviceAgent
 from infra.cli import main as cli_main
 from infra.local.provision_api import LOCAL_PASSWORD
-from infra.local.stack import LocalStack
-from tests.e2e.conftest import device_agent_config, wait_for
+from tests.e2e.conftest import SharedStack, Stack, device_agent_config, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 NO_AUTO = "FLASH-WEAR"  # a catalog code that is not auto-diagnosed (RT-X)
 
 
@@ -133,17 +130,23 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    workdir = tmp_path_factory.mktemp("stale")
-    stack = LocalStack(ROOT, workdir / "state")
-    try:
-        environment = World(stack.start(), workdir / "state", workdir / "outbox")
-        yield environment
-        for agent in environment.agents:
-            agent.stop(drain_timeout=2)
-    finally:
-        stack.stop()
+def module_world(
+    shared_stack: SharedStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The module's clients and device agents on the shared stack (its devices rt-x-0045/49/53
+    and its FLASH-WEAR tickets are no other shared-stack test's)."""
+    stack = shared_stack.get()
+    environment = World(
+        stack.state, stack.stack.state_dir, tmp_path_factory.mktemp("stale") / "outbox"
+    )
+    yield environment
+    for agent in environment.agents:
+        agent.stop(drain_timeout=2)
+
+
+@pytest.fixture
+def world(local_stack: Stack, module_world: World) -> World:
+    return module_world
 
 
 def diag_lines(agent: DeviceAgent, request_id: str) -> list[str]:
