@@ -32,11 +32,13 @@ purpose (crash recovery). Such a module is its own xdist group, so its stack sta
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import paho.mqtt.client as mqtt
 import paho.mqtt.publish as mqtt_publish
 import pytest
 from aftercare.adapters.dynamodb import DynamoTicketStore
@@ -129,6 +131,31 @@ def publish_as(state: dict[str, Any], thing: str, messages: list[Any]) -> None:
             "keyfile": str(credentials.key_file),
         },
     )
+
+
+def fresh_session(state: dict[str, Any], thing: str) -> None:
+    """Connect once as device `thing` with a clean session and leave: what the broker kept
+    queued for that client id (on the shared stack, another module's device may have been
+    sent a request while offline, e.g. a fix campaign's reset) is dropped, so a test's own
+    agent starts from an empty session."""
+    credentials = device_credentials(state, thing)
+    broker = parse_broker_url(state["mqtt_url"])
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=thing,
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    credentials.configure(client)
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        assert connected.wait(10), f"{thing} could not connect for a fresh session"
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def wait_for(
