@@ -59,8 +59,8 @@ def find_state_file(start: Path | None = None) -> Path | None:
     return None
 
 
-def default_broker_url(state_file: Path | None = None) -> str:
-    """The running local stack's ``mqtt_url``, read from its state file.
+def _local_state(state_file: Path | None) -> tuple[Path, Any]:
+    """The running local stack's state file and its parsed JSON (StateFileError if none).
 
     Without ``state_file``, looks for ``.aftercare/local.json`` here and in parent directories.
     """
@@ -71,11 +71,19 @@ def default_broker_url(state_file: Path | None = None) -> str:
             " start the stack with `aftercare local up` or pass --broker mqtt://HOST:PORT"
         )
     try:
-        data = json.loads(path.read_text())
+        return path, json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise StateFileError(f"{path} does not exist; is the local stack up?") from exc
     except (OSError, ValueError) as exc:
         raise StateFileError(f"cannot read {path}: {exc}") from exc
+
+
+def default_broker_url(state_file: Path | None = None) -> str:
+    """The running local stack's ``mqtt_url``, read from its state file.
+
+    Without ``state_file``, looks for ``.aftercare/local.json`` here and in parent directories.
+    """
+    path, data = _local_state(state_file)
     url = data.get("mqtt_url") if isinstance(data, dict) else None
     if not isinstance(url, str):
         raise StateFileError(f"{path} has no mqtt_url; is the local stack up?")
@@ -89,12 +97,9 @@ def default_broker_url(state_file: Path | None = None) -> str:
 def default_ingest_rules(state_file: Path | None = None) -> IngestRules | None:
     """The running local stack's Basic Ingest rules (`ingest_rules` in its state file); None
     without a state file or when it names none (the device then reports through the broker)."""
-    path = state_file or find_state_file()
-    if path is None:
-        return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        _, data = _local_state(state_file)
+    except StateFileError:
         return None
     return IngestRules.of_stack(data) if isinstance(data, dict) else None
 

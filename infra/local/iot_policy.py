@@ -38,7 +38,7 @@ from typing import Any, Final
 from infra.local.basic_ingest import basic_ingest_filter
 from infra.local.broker_auth import IOT_DATA, IOT_RULES
 from infra.local.iot_sql_parser import parse_sql
-from infra.local.template import Resolver, Template, parameter_values, pseudo_parameters
+from infra.local.template import Resolver, Template, local_parameters, pseudo_parameters
 
 DEVICE_POLICY: Final = "DeviceIoTPolicy"
 POLICY_VARIABLES: Final = {
@@ -121,24 +121,17 @@ def template_acl(
 ) -> str:
     """The local broker's ACL file for ``template`` (raises ``UnmappablePolicy``), with the local
     stack's parameter values (``Stage=local`` unless ``parameters`` say otherwise)."""
-    local = {"Stage": "local"} if "Stage" in template.parameters else {}
-    values = {**local, **(parameters or {})}
+    physical: dict[str, dict[str, str]] = {}
     resolver = Resolver(
-        parameter_values(template, values),
+        local_parameters(template, parameters),
         pseudo_parameters(region, stack_name),
-        {},
+        physical,
         conditions=template.conditions,
         mappings=template.mappings,
     )
     rules = rule_names(template, resolver)
     # the device policy names its Basic Ingest rules with !Ref: what provisioning will create
-    resolver = Resolver(
-        parameter_values(template, values),
-        pseudo_parameters(region, stack_name),
-        {logical_id: {"Ref": name} for logical_id, name in rules.items()},
-        conditions=template.conditions,
-        mappings=template.mappings,
-    )
+    physical.update({logical_id: {"Ref": name} for logical_id, name in rules.items()})
     policy = template.resources.get(DEVICE_POLICY)
     if policy is None or policy.type != "AWS::IoT::Policy":
         raise UnmappablePolicy(f"template has no AWS::IoT::Policy named {DEVICE_POLICY}")

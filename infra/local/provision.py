@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Final
 
 from botocore.exceptions import ClientError, ParamValidationError
 
@@ -44,7 +44,7 @@ from infra.local.provision_stores import (
     provision_table,
     provision_topic,
 )
-from infra.local.template import Resolver, Resource, Template, parameter_values, pseudo_parameters
+from infra.local.template import Resolver, Resource, Template, local_parameters, pseudo_parameters
 from infra.local.template_dependencies import dependency_order
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REGION: Final = "us-east-1"
 DEFAULT_STACK_NAME: Final = "aftercare-local"
-LOCAL_PARAMETER_DEFAULTS: Final = {"Stage": "local"}
 
 # Resource types the local stack knowingly does not run, and why: each is recorded in
 # `ProvisionResult.not_emulated` (and listed by `local up`) instead of being dropped silently.
@@ -71,12 +70,6 @@ NOT_EMULATED_REASONS: Final = {
     "(low-stock events stop at the bus)",
 }
 NOT_EMULATED: Final = frozenset(NOT_EMULATED_REASONS)
-
-
-def local_parameters(template: Template, overrides: Mapping[str, str] | None) -> dict[str, Any]:
-    """Parameter values for the local stack: `Stage=local`, then the caller's overrides."""
-    defaults = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in template.parameters}
-    return parameter_values(template, {**defaults, **(overrides or {})})
 
 
 def provision(

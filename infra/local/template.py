@@ -226,6 +226,15 @@ def parameter_values(template: Template, overrides: Mapping[str, str]) -> dict[s
     return values
 
 
+LOCAL_PARAMETER_DEFAULTS: Final = {"Stage": "local"}
+
+
+def local_parameters(template: Template, overrides: Mapping[str, str] | None) -> dict[str, Any]:
+    """Parameter values for the local stack: `Stage=local`, then the caller's overrides."""
+    defaults = {k: v for k, v in LOCAL_PARAMETER_DEFAULTS.items() if k in template.parameters}
+    return parameter_values(template, {**defaults, **(overrides or {})})
+
+
 def _checked_parameter(name: str, spec: Mapping[str, Any], value: str) -> Any:
     kind = spec.get("Type", "String")
     if kind == "CommaDelimitedList":

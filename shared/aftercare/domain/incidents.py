@@ -112,22 +112,21 @@ class IncidentPolicy(_Policy):
     def with_threshold(self, devices: int) -> IncidentPolicy:
         """This policy with a deployment's own storm threshold (the template parameter
         `IncidentThresholdDevices`); 0 keeps `incidents.yaml`'s."""
-        if devices == 0:
-            return self
-        detection = Detection.model_validate(
-            {**self.detection.model_dump(), "threshold_devices": devices}
-        )
-        return self.model_copy(update={"detection": detection})
+        return self._with_setting("detection", "threshold_devices", devices)
 
     def with_page_seconds(self, seconds: int) -> IncidentPolicy:
         """This policy with a deployment's own campaign page length (the template parameter
         `IncidentCampaignPageSeconds`); 0 keeps `incidents.yaml`'s."""
-        if seconds == 0:
+        return self._with_setting("resolve", "page_seconds", seconds)
+
+    def _with_setting(self, section: str, name: str, value: int) -> IncidentPolicy:
+        """`section.name` replaced by a deployment's `value` and validated like the file's
+        (0: the template parameter is unset, the file's value stays)."""
+        if value == 0:
             return self
-        resolve = ResolvePolicy.model_validate(
-            {**self.resolve.model_dump(), "page_seconds": seconds}
-        )
-        return self.model_copy(update={"resolve": resolve})
+        part = getattr(self, section)
+        changed = type(part).model_validate({**part.model_dump(), name: value})
+        return self.model_copy(update={section: changed})
 
 
 @cache
