@@ -25,9 +25,14 @@ class LocalHttpServer(ThreadingHTTPServer):
 
 
 class JsonRequestHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 keep-alive, access lines at DEBUG, bodies sent with their length."""
+    """HTTP/1.1 keep-alive, access lines at DEBUG, bodies sent with their length.
+
+    Nagle's algorithm is off (TCP_NODELAY): a response goes out as two writes (headers, then
+    body), and on a kept-alive connection the body waited for the client's delayed ACK of the
+    headers, about 40 ms a request (0.5 ms without it)."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     logger: ClassVar[logging.Logger] = logging.getLogger("infra.local.serving")
 
     def log_message(self, format: str, *args: Any) -> None:
