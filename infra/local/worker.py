@@ -50,6 +50,7 @@ from infra.local.process import (
     load_spec,
     stop_on_signals,
 )
+from infra.local.profiling import profiled
 from infra.local.scheduler import Scheduler
 from infra.local.sqs_source import SqsPoller
 from infra.local.stream_checkpoints import CheckpointFile
@@ -187,9 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"worker: cannot start from {args.spec_file}: {exc}\n")
         return EXIT_BAD_SPEC
     configure_logging(f"worker[{spec.logical_id}]")
-    ready = _reserve_stdout()
     stop = threading.Event()
     stop_on_signals(stop, logger)
+    with profiled(spec.logical_id, stop):  # with AFTERCARE_PROFILE_DIR set (`make profile`)
+        return _run(spec, stop)
+
+
+def _run(spec: WorkerSpec, stop: threading.Event) -> int:
+    ready = _reserve_stdout()
     identity = FunctionIdentity.from_spec(spec)
     apply_environment(lambda_environment(spec, identity))
     try:
