@@ -54,6 +54,7 @@ from infra.local.profiling import profiled
 from infra.local.scheduler import Scheduler
 from infra.local.sqs_source import SqsPoller
 from infra.local.stream_checkpoints import CheckpointFile
+from infra.local.stream_wire import keep_wire_records
 from infra.local.streams import StreamPoller
 from infra.local.worker_spec import WorkerSpec
 
@@ -84,6 +85,7 @@ def _stream_pollers(
     if not spec.stream_sources:
         return []
     streams = aws_client("dynamodbstreams", region=spec.region, endpoint_url=spec.aws_endpoint_url)
+    keep_wire_records(streams)  # records as the Lambda event has them, unparsed
     needs_sqs = any(source.on_failure_destination for source in spec.stream_sources)
     sqs = _sqs_client(spec) if needs_sqs else None
     return [
