@@ -36,11 +36,16 @@ _SEES_EVERY_THREAD = sys.version_info >= (3, 12)  # cProfile on sys.monitoring
 
 
 class ThreadProfiles:
-    """One cProfile per thread, started here and in every later `threading` thread."""
+    """One cProfile per running thread, started here and in every later `threading` thread.
+
+    A thread that has ended hands its profiler on to the next new thread: the workers start a
+    short-lived thread per SQS batch (the lease renewal), and a profiler per thread ever
+    started made thousands to merge at the dump, longer than the stack waits for a stopping
+    process. A profiler is only ever enabled in one running thread."""
 
     def __init__(self) -> None:
         self._main: cProfile.Profile | None = None
-        self._threads: list[cProfile.Profile] = []
+        self._threads: list[tuple[threading.Thread, cProfile.Profile]] = []  # last owner
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -49,10 +54,18 @@ class ThreadProfiles:
             threading.setprofile(self._in_new_thread)
 
     def _in_new_thread(self, _frame: FrameType, _event: str, _arg: Any) -> None:
-        # Runs once, in the new thread: its own profiler replaces this hook.
-        profiler = self._enabled()
+        # Runs once, in the new thread: its profiler replaces this hook.
         with self._lock:
-            self._threads.append(profiler)
+            free = next(
+                (i for i, (owner, _) in enumerate(self._threads) if not owner.is_alive()), None
+            )
+            if free is None:
+                profiler = cProfile.Profile()
+                self._threads.append((threading.current_thread(), profiler))
+            else:
+                profiler = self._threads[free][1]
+                self._threads[free] = (threading.current_thread(), profiler)
+        profiler.enable()
 
     @staticmethod
     def _enabled() -> cProfile.Profile:
@@ -70,7 +83,7 @@ class ThreadProfiles:
             return None
         self._main.disable()
         with self._lock:
-            others = list(self._threads)
+            others = [profiler for _, profiler in self._threads]
         merged: pstats.Stats | None = None
         for profiler in [self._main, *others]:
             profiler.disable()  # a thread may still run: its figures so far are merged

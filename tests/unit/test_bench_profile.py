@@ -19,7 +19,13 @@ from infra.bench.profile_report import (
     shorten,
     top_rows,
 )
-from infra.local.profiling import PROFILE_VARIABLE, pid_of, profile_path, profiled
+from infra.local.profiling import (
+    PROFILE_VARIABLE,
+    ThreadProfiles,
+    pid_of,
+    profile_path,
+    profiled,
+)
 
 
 def _spin_in_thread() -> None:
@@ -64,6 +70,26 @@ def test_every_thread_is_profiled_and_merged_into_one_dump(tmp_path):
     assert {"_spin_in_thread", "_spin_in_main"} <= _functions(pstats.Stats(str(dump)))
     # and the hooks are gone afterwards
     assert threading.getprofile() is None
+
+
+def test_threads_that_have_ended_hand_their_profiler_on(tmp_path):
+    # Given the switch on
+    profiles = ThreadProfiles()
+    profiles.start()
+    try:
+        # When 20 short threads run one after the other
+        for _ in range(20):
+            worker = threading.Thread(target=_spin_in_thread)
+            worker.start()
+            worker.join()
+        held = len(profiles._threads)
+    finally:
+        stats = profiles.stop()
+    # Then one profiler served them all, and it saw every thread's work
+    assert held == 1
+    assert stats is not None
+    calls = {name: figures[1] for (_f, _l, name), figures in stats.stats.items()}  # type: ignore[attr-defined]
+    assert calls["_spin_in_thread"] == 20
 
 
 def test_the_dump_is_written_as_soon_as_the_process_is_asked_to_stop(tmp_path):
