@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dumps", type=Path, default=None, help="keep the processes' .prof files here"
     )
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="profilers off: only the CPU per fault by process, over the whole drain (a "
+        "before/after that a window closing on a backlog cannot cut short)",
+    )
     return parser.parse_args(argv)
 
 
@@ -87,13 +93,8 @@ def profile_phase(
     and diagnostics result is in): the CPU figures are then per fault of the whole load.
     The stack stops once moto serves only the idle pollers again: a worker busy with a batch
     at the stop would be killed after the grace period, its profile unwritten."""
-    with (
-        profiling_environment(directory),
-        running_stack(None, None, OUT_OF_REACH) as (
-            state,
-            state_dir,
-        ),
-    ):
+    switches = nullcontext() if args.cpu_only else profiling_environment(directory)
+    with switches, running_stack(None, None, OUT_OF_REACH) as (state, state_dir):
         idle = idle_background(state, IDLE_S)
         wait_quiet(state, idle, SETTLE_LIMIT_S)
         drain_s = max(60.0, DRAIN_FACTOR * args.seconds)
@@ -115,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         header = (
             f"Taken {datetime.now(UTC).isoformat(timespec='seconds')} at revision "
             f"{source_revision() or 'unknown'} on {os.cpu_count()} cores: {args.rate:g} "
-            f"faults/s for {args.seconds:g} s, the whole stack (per-device path)."
+            f"faults/s for {args.seconds:g} s, the whole stack (per-device path)"
+            + (", profilers off." if args.cpu_only else ".")
         )
         report = render(
             ProfileRun(header, phase, profiles), processes=args.processes, limit=args.top

@@ -204,5 +204,5 @@ def _latency_line(phase: Mapping[str, Any]) -> str:
         f"{phase['faults']} faults at {phase['rate']:g}/s (achieved {phase['achieved_rate']:g}), "
         f"{phase['faults_processed']} tickets written in the window; p50/p99 fault -> ticket "
         f"{p('fault_to_ticket')}, fault -> notified {p('fault_to_first_notification')}, "
-        f"diagnostics round trip {p('diagnostics_round_trip')} (profiled, so slower)."
+        f"diagnostics round trip {p('diagnostics_round_trip')}."
     )
