@@ -15,6 +15,7 @@ PROFILE_TOP (rows per table).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -55,6 +56,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
         "--dumps", type=Path, default=None, help="keep the processes' .prof files here"
+    )
+    parser.add_argument(
+        "--phase-json", type=Path, default=None, help="also write the phase's figures here"
     )
     parser.add_argument(
         "--cpu-only",
@@ -126,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dumps is not None:
             shutil.copytree(directory, args.dumps, dirs_exist_ok=True)
         shutil.rmtree(directory, ignore_errors=True)
+    if args.phase_json is not None:
+        args.phase_json.write_text(json.dumps(phase, indent=2) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print(report)

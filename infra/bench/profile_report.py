@@ -162,7 +162,8 @@ def render(run: ProfileRun, *, processes: int = 6, limit: int = 15) -> str:
         "",
         _latency_line(phase),
         "",
-        "Every figure is with cProfile on (it slows Python code down, unevenly, about twice): "
+        "With the profilers on (the function tables), every figure is with cProfile's cost "
+        "(it slows Python code down, unevenly, about twice): "
         "read the shares and the rankings, not the absolute milliseconds; `make bench` "
         "measures those. The moto servers profile only their serial work (under the "
         "one-at-a-time lock); workers and the IoT rules bridge every thread. All on cProfile's "
