@@ -21,8 +21,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,12 @@ from infra.bench.run import (
     source_revision,
 )
 from infra.local.motoserver import PROFILE_VARIABLE as MOTO_PROFILE_VARIABLE
-from infra.local.profiling import PROFILE_VARIABLE
+from infra.local.profiling import DUMP_SIGNAL, PROFILE_VARIABLE, pid_of
 
 OUT = ROOT / "bench" / "profile.md"
 DRAIN_FACTOR = 6  # the drain may take this many times the load time
+DUMP_WAIT_S = 60.0
+SELF_PROFILING = (b"infra.local.worker", b"infra.local.iotrule")
 
 log = logging.getLogger("infra.bench")
 
@@ -95,8 +98,8 @@ def profile_phase(
     The profiled stack falls behind a rate the plain one keeps (cProfile about doubles its
     CPU), so the drain is long enough for the backlog (the phase ends as soon as every ticket
     and diagnostics result is in): the CPU figures are then per fault of the whole load.
-    The stack stops once moto serves only the idle pollers again: a worker busy with a batch
-    at the stop would be killed after the grace period, its profile unwritten."""
+    The stack stops once moto serves only the idle pollers again and every profiled process
+    has written its dump (`collect_dumps`)."""
     switches = nullcontext() if args.cpu_only else profiling_environment(directory)
     with switches, running_stack(None, None, OUT_OF_REACH) as (state, state_dir):
         idle = idle_background(state, IDLE_S)
@@ -107,7 +110,36 @@ def profile_phase(
         phase = run_phase(state, state_dir, plan, idle)
         wait_quiet(state, idle, SETTLE_LIMIT_S)
         pids = dict(state["pids"])
+        if not args.cpu_only:
+            missing = collect_dumps(directory, pids)
+            if missing:
+                log.warning("no profile written in time by: %s", ", ".join(missing))
     return phase, pids
+
+
+def _profiles_itself(pid: int) -> bool:
+    """A worker or the IoT rules bridge (`infra.local.profiling`), by its command line."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(module in command for module in SELF_PROFILING)
+
+
+def collect_dumps(directory: Path, pids: Mapping[str, int]) -> list[str]:
+    """Ask every self-profiling process for its dump (`DUMP_SIGNAL`) and wait for the files,
+    before the stack stops: a worker still busy at the stop is killed after the grace period,
+    its dump unwritten. Returns the processes that wrote none within `DUMP_WAIT_S`."""
+    waiting = {name: pid for name, pid in pids.items() if _profiles_itself(pid)}
+    for pid in waiting.values():
+        with suppress(ProcessLookupError):
+            os.kill(pid, DUMP_SIGNAL)
+    deadline = time.monotonic() + DUMP_WAIT_S
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.5)
+        written = {pid_of(path) for path in directory.glob("*.prof")}
+        waiting = {name: pid for name, pid in waiting.items() if pid not in written}
+    return sorted(waiting)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """cProfile of a whole local stand-in process, every thread included (`make profile`).
 
 With `AFTERCARE_PROFILE_DIR` set, a worker (or the IoT rules bridge) profiles itself from the
-moment its spec is read until it is asked to stop, and writes `<label>-<pid>.prof` (pstats
-format) there at once: a worker whose SQS poller is in a long poll takes longer to stop than
-the stack's grace period and is killed. Without the variable nothing is installed. The moto
+moment its spec is read until it is asked to stop or sent `SIGUSR1`, and writes
+`<label>-<pid>.prof` (pstats format) there at once: a busy worker can take longer to stop than
+the stack's grace period and be killed, so `make profile` asks for the dumps and waits for them
+before it stops the stack. Without the variable nothing is installed. The moto
 servers have their own switch (`infra.local.motoserver`: only the serial work under their lock).
 
 cProfile follows one thread per profiler on Python 3.11 (`sys.setprofile`), so each thread the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import cProfile
 import os
 import pstats
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -108,15 +110,20 @@ def pid_of(path: Path) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+DUMP_SIGNAL = signal.SIGUSR1  # "write your profile now" (`make profile`, before the stack stops)
+
+
 class _Dump:
-    """Writes the profiles once: when `stop` is set (from a thread of its own) or at the end of
-    the block, whichever comes first."""
+    """Writes the profiles once: on `DUMP_SIGNAL`, when `stop` is set (from a thread of its
+    own) or at the end of the block, whichever comes first. The file appears complete (written
+    under another name, then renamed): the harness waits for it."""
 
     def __init__(self, profiles: ThreadProfiles, path: Path) -> None:
         self._profiles = profiles
         self._path = path
         self._lock = threading.Lock()
         self._done = False
+        self._previous_handler: Any = None
 
     def __call__(self) -> None:
         with self._lock:
@@ -126,14 +133,26 @@ class _Dump:
             stats = self._profiles.stop()
             if stats is not None:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
-                stats.dump_stats(self._path)
+                partial = self._path.with_suffix(".partial")
+                stats.dump_stats(partial)
+                partial.rename(self._path)
 
-    def on(self, stop: threading.Event) -> None:
-        def dump_when_stopping() -> None:
-            stop.wait()
+    def on(self, stop: threading.Event | None) -> None:
+        """Dump from a thread of its own when `stop` is set or `DUMP_SIGNAL` arrives (the
+        handler is installed here: call from the main thread)."""
+        wanted = threading.Event()
+        self._previous_handler = signal.signal(DUMP_SIGNAL, lambda _signum, _frame: wanted.set())
+
+        def dump_when_wanted() -> None:
+            while not wanted.wait(0.2):
+                if self._done or (stop is not None and stop.is_set()):
+                    break
             self()
 
-        threading.Thread(target=dump_when_stopping, name="profile-dump", daemon=True).start()
+        threading.Thread(target=dump_when_wanted, name="profile-dump", daemon=True).start()
+
+    def restore_signal(self) -> None:
+        signal.signal(DUMP_SIGNAL, self._previous_handler or signal.SIG_DFL)
 
 
 @contextmanager
@@ -149,9 +168,9 @@ def profiled(
     profiles = ThreadProfiles()
     profiles.start()
     dump = _Dump(profiles, profile_path(Path(directory), label, os.getpid()))
-    if stop is not None:
-        dump.on(stop)
+    dump.on(stop)
     try:
         yield
     finally:
         dump()
+        dump.restore_signal()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pstats
+import signal
 import sys
 import sysconfig
 import threading
@@ -20,6 +21,7 @@ from infra.bench.profile_report import (
     top_rows,
 )
 from infra.local.profiling import (
+    DUMP_SIGNAL,
     PROFILE_VARIABLE,
     ThreadProfiles,
     pid_of,
@@ -108,6 +110,24 @@ def test_the_dump_is_written_as_soon_as_the_process_is_asked_to_stop(tmp_path):
         written = dump.stat().st_mtime_ns
     # and not written again when the block ends
     assert dump.stat().st_mtime_ns == written
+
+
+def test_the_dump_signal_writes_the_profile_while_the_process_runs_on(tmp_path):
+    # Given a profiled process (the harness asks for its dump before the stack stops)
+    before = signal.getsignal(DUMP_SIGNAL)
+    dump = profile_path(tmp_path, "SomeFunction", os.getpid())
+    with profiled("SomeFunction", threading.Event(), environ={PROFILE_VARIABLE: str(tmp_path)}):
+        _spin_in_main()
+        # When it gets the dump signal
+        os.kill(os.getpid(), DUMP_SIGNAL)
+        deadline = time.monotonic() + 10
+        while not dump.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Then its profile is written, complete, without stopping it
+        assert "_spin_in_main" in _functions(pstats.Stats(str(dump)))
+    # and the signal's previous handling is back afterwards
+    assert signal.getsignal(DUMP_SIGNAL) == before
+    assert [p.name for p in tmp_path.iterdir()] == [dump.name]
 
 
 def test_a_dump_is_found_by_the_pid_in_its_name(tmp_path):
