@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.copytree(directory, args.dumps, dirs_exist_ok=True)
         shutil.rmtree(directory, ignore_errors=True)
     if args.phase_json is not None:
-        args.phase_json.write_text(json.dumps(phase, indent=2) + "\n")
+        args.phase_json.write_text(json.dumps({**phase, "pids": pids}, indent=2) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print(report)

@@ -20,9 +20,10 @@ FunctionKey = tuple[str, int, str]
 
 # Built-ins that wait rather than compute: with cProfile's wall clock their own time is mostly
 # waiting (a worker's socket read for moto's answer, a long poll, `select`, a lock, a sleep), so
-# the own-time tables and the profiled CPU leave them out and the report gives their sum apart.
+# the own-time tables and the profiled CPU leave them out.
 WAITING = (
     "<method 'acquire' of '_thread.",
+    "<method 'get' of '_queue.SimpleQueue' objects>",  # an idle pool thread's wait for work
     "<built-in method time.sleep>",
     "<built-in method select.",
     "<method 'poll' of 'select.",
