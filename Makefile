@@ -9,7 +9,7 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION ?= 1.170.0
 
-.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench bench-dispatch bench-dispatch-local cost scale assist-eval clean
+.PHONY: setup sam-setup demo up down test checks suite lint typecheck cfn-lint packaging unit integration e2e bench profile bench-dispatch bench-dispatch-local cost scale assist-eval clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +110,15 @@ bench: setup sam-setup
 	BENCH_COLDSTART_RUNS=$(BENCH_COLDSTART_RUNS) BENCH_NOTE="$(BENCH_NOTE)" \
 	BENCH_SQS_CONCURRENCY="$(BENCH_SQS_CONCURRENCY)" \
 	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/python -m infra.bench.run
+
+# Whole-stack CPU profile (not a test): the bench's stack with every process under cProfile, one
+# fixed-rate phase; writes and prints bench/profile.md (README, "Performance and cost").
+PROFILE_RATE ?= 20
+PROFILE_SECONDS ?= 20
+profile: setup
+	$(BIN)/python -m compileall -q $(CODE) > /dev/null
+	PROFILE_RATE=$(PROFILE_RATE) PROFILE_SECONDS=$(PROFILE_SECONDS) \
+	AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled $(BIN)/python -m infra.bench.profile
 
 # Dispatch quality (not a test): a seeded synthetic day of 1,000 visits across 100 engineers,
 # greedy insertion vs greedy + local search; prints a table and writes bench/dispatch.json.

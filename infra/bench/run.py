@@ -10,7 +10,8 @@ results' metadata), BENCH_SQS_CONCURRENCY (the stacks' `local up --sqs-concurren
 separated; empty: its default), BENCH_INCIDENT_THRESHOLD (the stacks' template parameter
 `IncidentThresholdDevices`: the load is distinct faults of a few codes on one model, which
 crosses `incidents.yaml`'s storm threshold within seconds, so by default the threshold is set out
-of reach and the bench measures the per-device path; 0 keeps the policy's and measures storms).
+of reach and the bench measures the per-device path; 0 keeps the policy's and measures storms),
+BENCH_FAULT_PATH (0 skips the fault-path-only series: a quicker before/after of the whole stack).
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=int(env("BENCH_INCIDENT_THRESHOLD", str(OUT_OF_REACH))),
         help="the stacks' IncidentThresholdDevices (0: incidents.yaml's threshold, storm path)",
+    )
+    parser.add_argument(
+        "--no-fault-path",
+        dest="fault_path",
+        action="store_false",
+        default=env("BENCH_FAULT_PATH", "1") != "0",
+        help="skip the fault-path-only series (its stack and load phases)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -249,6 +257,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_per_rate": args.seconds,
         "search_s": args.search_s,
         "incident_threshold": args.incident_threshold,
+        "fault_path_series": args.fault_path,
         "note": args.note,
     }
 
@@ -262,9 +271,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(capture_dir, ignore_errors=True)
         full = Series(state, state_dir, "bench-f", downstream=True)
         results["full_stack"] = load_series(full, args)
-    with running_stack(FAULT_PATH, None, args.incident_threshold) as (state, state_dir):
-        fault_path = Series(state, state_dir, "bench-o", downstream=False)
-        results["fault_path_only"] = load_series(fault_path, args)
+    if args.fault_path:
+        with running_stack(FAULT_PATH, None, args.incident_threshold) as (state, state_dir):
+            fault_path = Series(state, state_dir, "bench-o", downstream=False)
+            results["fault_path_only"] = load_series(fault_path, args)
     results["cold_start"] = cold_starts(args.coldstart_runs)
     results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     return results

@@ -35,7 +35,8 @@ from infra.local.process import (
     local_aws_credentials,
     stop_on_signals,
 )
-from infra.local.rule_engine import DirectParking, build_rules
+from infra.local.profiling import profiled
+from infra.local.rule_engine import DirectParking, Rule, build_rules
 
 logger = logging.getLogger("infra.local.iotrule")
 
@@ -91,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SPEC
     stop = threading.Event()
     stop_on_signals(stop, logger)
+    with profiled("iot-rules", stop):  # with AFTERCARE_PROFILE_DIR set (`make profile`)
+        return _run(spec, rules, stop)
+
+
+def _run(spec: BridgeSpec, rules: list[Rule], stop: threading.Event) -> int:
     bridge = Bridge(spec, rules, stop, _direct_parking(spec))
     bridge.start()
     try:

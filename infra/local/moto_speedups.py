@@ -53,6 +53,27 @@ CPU per request, a table of 3,000 ticket-sized items with a NEW_AND_OLD_IMAGES s
   a boto3 client sends except binary values (base64 text becomes bytes), so a body without a
   binary attribute value is taken from `json.loads` as it is; any other body, and every other
   operation, keeps moto's parser.
+* every ``GetRecords`` makes a new shard iterator whose id is 472 bytes of `os.urandom`: a
+  ``getrandom`` system call, during which the serving thread lets the GIL go while it holds the
+  server's lock; under load it then waits for the GIL behind the connection threads (5 ms
+  switch interval) and every queued request waits with it: 1.5 ms of lock time per GetRecords
+  on average in the whole-stack profile (`make profile`, 20 faults/s), the most own time of any
+  function of the DynamoDB server. The id only has to be unique (it is looked up as given): it
+  is drawn from moto's own generator (`mock_random`, pure Python, no system call) instead.
+* every ``SendMessage`` (and each message of a batch) reads the queue's ``attributes`` for one
+  of them (content-based deduplication): moto builds them all, converting each name to
+  snake_case character by character, and counts the queue's messages three times (visible,
+  delayed, in flight), asking the clock once per message each time: a third of the main
+  server's serial time in SendMessage under the whole stack's load (`make profile`). Here the
+  names are converted once (cached) and the three counts are taken in one pass at one reading
+  of the clock; the attributes are the same.
+* every UpdateItem (and each Update of a transaction) is validated by ten processors, each a
+  depth-first walk of the update's syntax tree that, at every node, rebuilt the processor's
+  map of node classes (a dict, then a tuple of its keys) and asked `isinstance` of moto's
+  abstract node classes (`abc` checks) up to three times: a fifth of the DynamoDB server's
+  serial time under the whole stack's load (`make profile`). Here each walk builds the map
+  once and which processor (if any) takes a node is decided once per node class; the walk,
+  its order, the pre-child hook and the tree it returns are moto's.
 """
 
 from __future__ import annotations
@@ -64,6 +85,7 @@ import json
 import re
 import string
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -78,13 +100,18 @@ from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import dynamo_type as moto_dynamo_type
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.parsing.ast_nodes import (  # type: ignore[attr-defined]
+    DepthFirstTraverser,
+    Node,
+)
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams import models as streams_models
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.moto_api._internal import mock_random
 from moto.sqs import models as sqs_models
-from moto.sqs.models import Message, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
 from moto.utilities import aws_headers
 from werkzeug.datastructures import EnvironHeaders as WerkzeugEnvironHeaders
 
@@ -198,6 +225,91 @@ def _unix_time_millis(dt: datetime | None = None) -> float:
     return _unix_time(dt) * 1000.0
 
 
+_MESSAGE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+
+
+def _message_counts(queue: Queue) -> dict[str, int]:
+    """moto's three approximate counts (`Queue.messages`, `approximate_number_of_messages_*`),
+    from one pass over the queue's messages at one reading of the clock."""
+    now = _unix_time_millis()
+    available = delayed = in_flight = 0
+    for message in queue._messages:
+        visible = now > message.visible_at
+        is_delayed = now < message.delayed_until
+        available += visible and not is_delayed
+        delayed += is_delayed
+        in_flight += not visible
+    return dict(zip(_MESSAGE_COUNTS, (available, delayed, in_flight), strict=True))
+
+
+def _queue_attributes(self: Queue) -> dict[str, Any]:
+    """moto's `Queue.attributes`, with the counts from `_message_counts` and cached names."""
+    counts = _message_counts(self)
+    result: dict[str, Any] = {
+        name: counts[name] if name in counts else getattr(self, _snake_case(name))
+        for name in self.BASE_ATTRIBUTES
+    }
+    groups = (
+        (self.fifo_queue, self.FIFO_ATTRIBUTES),
+        (self.kms_master_key_id, self.KMS_ATTRIBUTES),  # type: ignore[attr-defined]
+    )
+    for present, names in groups:
+        if present:
+            result.update({name: getattr(self, _snake_case(name)) for name in names})
+    if self.policy:
+        result["Policy"] = self.policy
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+    return {
+        key: str(value).lower() if isinstance(value, bool) else value
+        for key, value in result.items()
+    }
+
+
+_NODE_KINDS: dict[type, bool] = {}  # class -> is it a moto syntax tree node
+
+
+def _is_node(kind: type) -> bool:
+    if kind not in _NODE_KINDS:
+        _NODE_KINDS[kind] = issubclass(kind, Node)
+    return _NODE_KINDS[kind]
+
+
+def _traverse(self: DepthFirstTraverser, root: Any) -> Any:
+    """`DepthFirstTraverser.traverse`: moto's depth-first walk, with the processing map built
+    once per walk and the processor of each node class chosen once (first match, in order)."""
+    processors = tuple(self._processing_map().items())
+    chosen: dict[type, Callable[[Any], Any] | None] = {}
+    before_child = self.pre_processing_of_child
+
+    def processor_of(kind: type) -> Callable[[Any], Any] | None:
+        if kind not in chosen:
+            chosen[kind] = next((p for key, p in processors if issubclass(kind, key)), None)
+        return chosen[kind]
+
+    def walk(node: Any, child_id: int = -1) -> Any:
+        if not _is_node(type(node)):
+            return node
+        parent = node.parent
+        if node.children is not None:
+            for index, child in enumerate(node.children):
+                before_child(node, index)
+                walk(child, index)
+        process = processor_of(type(node))
+        if process is not None:
+            node = process(node)
+            node.parent = parent
+            if parent:
+                parent.children[child_id] = node
+        return node
+
+    return walk(root)
+
+
 def _retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
     queue = self.get_queue(queue_name)
     retention_s = int(queue.message_retention_period)  # type: ignore[attr-defined]
@@ -236,6 +348,10 @@ def _request_id(headerdict: dict[str, Any] | None = None) -> str:
     if headerdict is not None and isinstance(headerdict, dict):
         headerdict.update({"x-amzn-requestid": request_id})
     return request_id
+
+
+# What `moto.dynamodbstreams.models` sees as `os` (its only use: a shard iterator's id bytes).
+_ITERATOR_ID_SOURCE = types.SimpleNamespace(urandom=mock_random.randbytes)
 
 
 # moto's limit for an item (between AWS's documented 400 KB and the measured 409-410 KB).
@@ -303,6 +419,8 @@ _ORIGINAL_HEADERS_ITER = EnvironHeaders.__iter__
 _ORIGINAL_LIST_OF_MOTO_MODULES = backends.list_of_moto_modules
 _ORIGINAL_METHOD_NAMES = moto_responses.method_names_from_class
 _ORIGINAL_UNIX_TIME = sqs_models.unix_time
+_ORIGINAL_QUEUE_ATTRIBUTES = Queue.attributes
+_ORIGINAL_TRAVERSE = DepthFirstTraverser.traverse
 _ORIGINAL_UPDATE_MAKE = UpdateExpressionParser.make
 _ORIGINAL_CONDITION_LEX = ConditionExpressionParser._lex_condition_expression
 
@@ -333,6 +451,9 @@ def apply() -> None:
     UpdateExpressionParser.make = classmethod(_update_expression_make)
     ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
     LimitedSizeDict.__setitem__ = _limited_setitem  # type: ignore[method-assign]
+    streams_models.os = _ITERATOR_ID_SOURCE  # type: ignore[assignment]
+    Queue.attributes = property(_queue_attributes)  # type: ignore[assignment,method-assign]
+    DepthFirstTraverser.traverse = _traverse
 
 
 # What each replacement stands in for (tests/unit/test_moto_pins.py checks moto's signatures).
@@ -344,3 +465,5 @@ _cached_method_names.__wrapped__ = moto_responses.method_names_from_class  # typ
 _environ_headers_iter.__wrapped__ = EnvironHeaders.__iter__  # type: ignore[attr-defined]
 _limited_setitem.__wrapped__ = LimitedSizeDict.__setitem__  # type: ignore[attr-defined]
 _request_id.__wrapped__ = aws_headers.gen_amzn_requestid_long  # type: ignore[attr-defined]
+_queue_attributes.__wrapped__ = _ORIGINAL_QUEUE_ATTRIBUTES.fget  # type: ignore[attr-defined]
+_traverse.__wrapped__ = DepthFirstTraverser.traverse  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ lock up (otherwise the `SendMessage` it is waiting for could never run) and take
 looking at the queue again.
 
 With `AFTERCARE_MOTO_PROFILE_DIR` set, the server profiles (cProfile) what it does under the
-lock and writes `moto-<port>.prof` there when it stops: where a saturated server's time goes.
+lock and writes `moto-<port>-<pid>.prof` there when it stops: where a saturated server's time goes.
 
 `GET /_local/stats` answers (without waiting for the lock) the requests served and the seconds
 the lock was held per operation since start, as JSON: what a benchmark reads to tell requests
@@ -44,10 +44,12 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from infra.local.moto_cors import CorsApp
 from infra.local.moto_forward import ForwardingApp
+from infra.local.profiling import profile_path
 
 log = logging.getLogger("infra.local.motoserver")
 STATS_PATH = "/_local/stats"
-# A directory: each server profiles its serial work and writes `moto-<port>.prof` there on exit.
+# A directory: each server profiles its serial work and writes `moto-<port>-<pid>.prof` there on
+# exit (`infra.local.profiling.profile_path`: `make profile` finds a process's dump by its pid).
 PROFILE_VARIABLE = "AFTERCARE_MOTO_PROFILE_DIR"
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
         if profiler is not None and profile_dir:
-            profiler.dump_stats(Path(profile_dir) / f"moto-{server.port}.prof")
+            profiler.dump_stats(profile_path(Path(profile_dir), f"moto-{server.port}", os.getpid()))
     return 0
 
 

@@ -51,13 +51,32 @@ def _epoch_seconds(value: Any) -> Any:
 
 
 def lambda_stream_record(raw: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
-    """One record of the Lambda DynamoDB stream event, from one ``GetRecords`` record."""
+    """One record of the Lambda DynamoDB stream event, from one ``GetRecords`` record as boto3
+    parses it (binary values as bytes, the creation time as a datetime)."""
     change = raw["dynamodb"]
     dynamodb = {key: _json_ready(change[key]) for key in _CHANGE_KEYS if key in change}
     if "ApproximateCreationDateTime" in dynamodb:
         dynamodb["ApproximateCreationDateTime"] = _epoch_seconds(
             change["ApproximateCreationDateTime"]
         )
+    return _lambda_record(raw, dynamodb, stream_arn, region)
+
+
+def wire_stream_record(raw: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """The same record from one ``GetRecords`` record as the response body has it
+    (`infra.local.stream_wire`): its attribute values are already in the event's JSON form,
+    and the creation time is epoch seconds."""
+    change = raw["dynamodb"]
+    dynamodb = {key: change[key] for key in _CHANGE_KEYS if key in change}
+    if "ApproximateCreationDateTime" in dynamodb:
+        created = float(dynamodb["ApproximateCreationDateTime"])
+        dynamodb["ApproximateCreationDateTime"] = float(math.floor(created))
+    return _lambda_record(raw, dynamodb, stream_arn, region)
+
+
+def _lambda_record(
+    raw: Mapping[str, Any], dynamodb: dict[str, Any], stream_arn: str, region: str
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "eventID": raw["eventID"],
         "eventName": raw["eventName"],

@@ -55,7 +55,9 @@ from infra.local.stream_events import (
     on_failure_record,
     sequence_number,
     settle_stream_batch,
+    wire_stream_record,
 )
+from infra.local.stream_wire import WIRE_RECORDS
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -274,12 +276,20 @@ class StreamPoller:
             self._read_failing = False
         shard.iterator = response.get("NextShardIterator")
         shard.end_reached = shard.iterator is None
-        self._accept(shard, response.get("Records", []))
-        return bool(response.get("Records"))
+        records = self._lambda_records(response)
+        self._accept(shard, records)
+        return bool(records)
 
-    def _accept(self, shard: _Shard, raw_records: Sequence[Mapping[str, Any]]) -> None:
-        for raw in raw_records:
-            record = lambda_stream_record(raw, self._source.stream_arn, self._region)
+    def _lambda_records(self, response: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The answer's records in the Lambda event's form: from the wire form when the client
+        keeps it (`infra.local.stream_wire`), else from boto3's parsed records."""
+        arn, region = self._source.stream_arn, self._region
+        if WIRE_RECORDS in response:
+            return [wire_stream_record(raw, arn, region) for raw in response[WIRE_RECORDS]]
+        return [lambda_stream_record(raw, arn, region) for raw in response.get("Records", [])]
+
+    def _accept(self, shard: _Shard, records: Sequence[dict[str, Any]]) -> None:
+        for record in records:
             shard.last_read = sequence_number(record)
             if self._skip_before is not None and created_before(record, self._skip_before):
                 continue

@@ -50,9 +50,11 @@ from infra.local.process import (
     load_spec,
     stop_on_signals,
 )
+from infra.local.profiling import profiled
 from infra.local.scheduler import Scheduler
 from infra.local.sqs_source import SqsPoller
 from infra.local.stream_checkpoints import CheckpointFile
+from infra.local.stream_wire import keep_wire_records
 from infra.local.streams import StreamPoller
 from infra.local.worker_spec import WorkerSpec
 
@@ -83,6 +85,7 @@ def _stream_pollers(
     if not spec.stream_sources:
         return []
     streams = aws_client("dynamodbstreams", region=spec.region, endpoint_url=spec.aws_endpoint_url)
+    keep_wire_records(streams)  # records as the Lambda event has them, unparsed
     needs_sqs = any(source.on_failure_destination for source in spec.stream_sources)
     sqs = _sqs_client(spec) if needs_sqs else None
     return [
@@ -187,9 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"worker: cannot start from {args.spec_file}: {exc}\n")
         return EXIT_BAD_SPEC
     configure_logging(f"worker[{spec.logical_id}]")
-    ready = _reserve_stdout()
     stop = threading.Event()
     stop_on_signals(stop, logger)
+    with profiled(spec.logical_id, stop):  # with AFTERCARE_PROFILE_DIR set (`make profile`)
+        return _run(spec, stop)
+
+
+def _run(spec: WorkerSpec, stop: threading.Event) -> int:
+    ready = _reserve_stdout()
     identity = FunctionIdentity.from_spec(spec)
     apply_environment(lambda_environment(spec, identity))
     try:

@@ -11,6 +11,8 @@ naming the function to re-check. pyproject.toml bounds moto below the next minor
 from __future__ import annotations
 
 import inspect
+import os
+import re
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from typing import Any
@@ -190,3 +192,46 @@ def test_sqs_queue_keeps_its_retention_attribute() -> None:
 
         queue = sqs_backends["123456789012"]["us-east-1"].get_queue("pins")
         assert int(queue.message_retention_period) == 120  # type: ignore[attr-defined]
+
+
+def test_the_streams_module_uses_os_only_for_iterator_ids() -> None:
+    # moto_speedups replaces the module's `os` with a namespace that has only `urandom`
+    from moto.dynamodbstreams import models as streams_models
+
+    assert re.findall(r"\bos\.\w+", inspect.getsource(streams_models)) == ["os.urandom"]
+
+
+def test_shard_iterator_ids_are_unique_without_a_system_call(
+    streamed_table: Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the speed-ups (tests/conftest.py), and os.urandom's calls recorded
+    sizes: list[int] = []
+    real_urandom = os.urandom
+
+    def recorded(size: int) -> bytes:
+        sizes.append(size)
+        return real_urandom(size)
+
+    monkeypatch.setattr("os.urandom", recorded)
+    streams = boto3.client(
+        "dynamodbstreams",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = streams.list_streams(TableName=streamed_table.name)["Streams"][0]["StreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    # When iterators are taken and read
+    iterators = [
+        streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        for _ in range(3)
+    ]
+    page = streams.get_records(ShardIterator=iterators[0])
+    # Then every iterator is new, as long as moto's, and the records are read
+    assert len({*iterators, page["NextShardIterator"]}) == 4
+    assert {len(iterator) for iterator in iterators} == {len(page["NextShardIterator"])}
+    assert [record["eventName"] for record in page["Records"]] == ["INSERT"]
+    # and no iterator drew its 472 bytes from the system (other callers, e.g. uuid4, may)
+    assert 472 not in sizes
