@@ -6,7 +6,8 @@ Run as ``python3.12 -I -S -B lambda_probe.py`` with a JSON spec on stdin:
      "handler": "handler.handler",                             # the function's Handler
      "init": "deps",                                           # its lazy dependency builder
      "absent": ["aws_xray_sdk"], "loaded": [],                 # modules that must (not) be loaded
-     "origins": ["botocore"]}                                  # report where these came from
+     "origins": ["botocore"],                                  # report where these came from
+     "mark": "PROBE-START"}                                    # optional: on stderr, just before
 
 It imports the handler, calls the builder (settings validated, clients built lazily, data files
 loaded), checks the module expectations and prints one line, ``PROBE {json}``, on stdout. With
@@ -70,6 +71,9 @@ def _check_modules(spec: dict[str, Any]) -> None:
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
     """The cold start described by `spec`, as a report (never raises)."""
     sys.path[:0] = list(spec["paths"])
+    if spec.get("mark"):  # what -X importtime prints after this is the start's, not the probe's
+        sys.stderr.write(str(spec["mark"]) + "\n")
+        sys.stderr.flush()
     try:
         timings = _baseline() if spec.get("handler") is None else _cold_start(spec)
         _check_modules(spec)

@@ -325,9 +325,12 @@ def start_function(
     flags: Sequence[str] = (),
     compile_each_time: bool = False,
     check_modules: bool = True,
+    mark: str = "",
 ) -> tuple[Outcome, str]:
     """Cold-start `function` in `mode` (minus the variables in `without`); outcome and stderr.
     With `check_modules`, the start fails if it loads what it must not (or misses what it must).
+    With `mark`, the probe writes it on stderr just before the start (``-X importtime`` output
+    after it is the start's own).
 
     With `compile_each_time` (``-B``), as in Lambda (read-only /var/task and /opt), shipped
     bytecode (the layer's, the runtime SDK's) is read and every other source compiled at each
@@ -350,7 +353,7 @@ def start_function(
     }
     if not check_modules:  # measuring another build (infra.coldstart --against) as it is
         spec |= {"absent": [], "loaded": []}
-    spec |= {"origins": [*ORIGINS_REPORTED]}
+    spec |= {"origins": [*ORIGINS_REPORTED]} | ({"mark": mark} if mark else {})
     bytecode = ["-B"] if compile_each_time else ["-X", f"pycache_prefix={runtime.pycache}"]
     report, stderr = run_probe(runtime.tools.python, spec, env, artifact, *bytecode, *flags)
     outcome = Outcome(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.coldstart import import_costs
+from infra.coldstart_profile import parse_importtime, profile_of, render
 from infra.lambda_build import RUNTIME_MODULES, Toolchain, x86_64_twin
 from infra.local.template import load_template
 from infra.packaging import (
@@ -178,3 +179,48 @@ def test_every_function_starts_without_scanning_for_pydantic_plugins():
     # model is built, unless told there are none: the functions use none
     functions = functions_of(load_template(ROOT / "template.yaml"))
     assert {f.environment.get("PYDANTIC_DISABLE_PLUGINS") for f in functions} == {"__all__"}
+
+
+IMPORTTIME_LOG = (
+    "import time: self [us] | cumulative | imported package\n"
+    "import time:       900 |        900 | json\n"  # the probe's own, before the mark
+    "PROBE-START\n"
+    "import time:       400 |        400 |     email.parser\n"
+    "import time:      1000 |       1400 |   http.client\n"
+    "import time:      2000 |       3400 | botocore.session\n"
+    "import time:       300 |        300 |   enum\n"
+    "import time:      1500 |       1800 | pydantic\n"
+    "import time:       200 |        200 |     re\n"
+    "import time:       100 |        300 |   aftercare.models\n"
+    "import time:       600 |        900 | handler\n"
+)
+
+
+def test_an_importtime_profile_charges_what_a_package_pulled_in_to_it():
+    # Given a start's -X importtime log (children before their importer)
+    modules = {m.name: m for m in parse_importtime(IMPORTTIME_LOG, own_modules=("handler",))}
+    # Then only the imports after the probe's mark count
+    assert "json" not in modules
+    # ...each module is in its package's group, the handler is ours
+    assert modules["botocore.session"].group == "boto3/botocore"
+    assert modules["handler"].group == "aftercare"
+    assert modules["http.client"].group == "other"
+    # ...and a standard-library module is charged to the group that imported it first
+    assert modules["email.parser"].charged_to == "boto3/botocore"
+    assert modules["enum"].charged_to == "pydantic"
+    assert modules["re"].charged_to == "aftercare"
+    assert modules["email.parser"].self_ms == 0.4
+    assert modules["botocore.session"].cumulative_ms == 3.4
+
+
+def test_an_importtime_profile_sums_groups_over_medians_of_runs():
+    slower = IMPORTTIME_LOG.replace("|      2000 |", "|      4000 |")
+    profile = profile_of("x", [IMPORTTIME_LOG, slower, IMPORTTIME_LOG], [10.0, 30.0, 20.0], ())
+    assert profile.runs == 3
+    assert profile.cpu_ms == 20.0
+    assert profile.modules["botocore.session"].self_ms == 2.0  # the median run
+    assert profile.by_group["boto3/botocore"] == 2.0
+    assert profile.pulled_in["boto3/botocore"] == pytest.approx(3.4)  # + http, email
+    assert profile.by_group["aftercare"] == 0.1  # the handler is not ours without own_modules
+    assert profile.total_ms == pytest.approx(6.1)
+    assert "| boto3/botocore | 2.0 |" in "\n".join(render(profile))
