@@ -66,6 +66,7 @@ NEVER_AT_COLD_START: Final = (
     "aws_lambda_powertools.event_handler.bedrock_agent",
     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
     "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
+    "boto3",  # clients come from botocore (aftercare.adapters.aws): no resources, no docs
 )
 # ...and with the tracer off (the X-Ray SDK imports them itself): Powertools' async batch
 # processor's asyncio (aftercare.deferred_imports), pydantic's plugin scan (disabled by the

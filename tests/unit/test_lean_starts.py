@@ -32,7 +32,7 @@ START = """
 import json, sys
 import handler
 handler.deps()
-print(json.dumps(sorted(m for m in sys.modules if m.startswith("aftercare"))))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("aftercare", "boto3")))))
 """
 
 
@@ -44,7 +44,8 @@ def template_environment() -> dict[str, dict[str, str]]:
 
 @cache
 def started(logical_id: str, folder: str) -> frozenset[str]:
-    """The aftercare modules loaded once `folder`'s handler is imported and `deps()` built."""
+    """The aftercare (and boto3) modules loaded once `folder`'s handler is imported and `deps()`
+    built."""
     env = {
         **os.environ,
         **template_environment()[logical_id],
@@ -349,3 +350,21 @@ def test_a_stock_watcher_start_leaves_the_dispatch_rules_out():
     )
     assert sorted(loaded & set(rules)) == []
     assert "aftercare.domain.dispatch_waiting" in loaded
+
+
+def function_folders() -> dict[str, str]:
+    template = load_template(ROOT / "template.yaml")
+    return {
+        f.logical_id: Path(str(template.resources[f.logical_id].properties["CodeUri"])).name
+        for f in functions_of(template)
+    }
+
+
+@pytest.mark.parametrize("logical_id", sorted(function_folders()))
+def test_no_start_imports_boto3(logical_id):
+    # Given any function started (its clients are botocore's, built on first use; boto3 would
+    # add its resources and docs, 26 modules, to every start for nothing)
+    loaded = started(logical_id, function_folders()[logical_id])
+    # Then boto3 is not loaded, while the adapters' client module is
+    assert sorted(m for m in loaded if m.startswith("boto3")) == []
+    assert "aftercare.adapters.aws" in loaded or logical_id == "ConsoleFunction"
