@@ -90,8 +90,16 @@ NOT_AT_COLD_START_OF: Final = {
     "TelemetryFunction": ("aftercare.domain.composition", "aftercare.domain.intake"),
     # the ticket handover (ticket writes) is built by the first transfer
     "OwnersFunction": ("aftercare.adapters.ticket_writes", "aftercare.domain.escalation"),
-    # the escalation rules are read by the first ticket opened or classified
-    "ServiceApiFunction": ("aftercare.domain.escalation", "aftercare.domain.dispatch"),
+    # the escalation rules are read by the first ticket opened or classified; the route groups
+    # (their models, errors and adapters) are installed by the first request to one of them
+    "ServiceApiFunction": (
+        "aftercare.domain.escalation",
+        "aftercare.domain.dispatch",
+        "aftercare.api.field_routes",
+        "aftercare.api.raised_routes",
+        "aftercare.api.guide_routes",
+        "aftercare.api.incident_routes",
+    ),
     # KPIs need working time, not the calendar, dispatch rules or ticket items
     "KpiApiFunction": (
         "aftercare.domain.calendar",
