@@ -89,8 +89,19 @@ def parse_importtime(log: str, own_modules: Iterable[str] = ()) -> list[Imported
 
 
 @dataclass(frozen=True)
+class Start:
+    """One run of a start under ``-X importtime``: its log and its CPU time."""
+
+    log: str
+    cpu_ms: float
+
+
+@dataclass(frozen=True)
 class Profile:
-    """Medians over the runs of one start's import profile."""
+    """Medians over the runs of one start's import profile. The "x ref" figures are medians of
+    each run's figure over the total import time (or CPU time) of the reference start run just
+    before it: ``-X importtime`` counts wall time, which a shared machine's load moves, and a
+    ratio to a neighbouring start moves much less."""
 
     label: str
     runs: int
@@ -99,15 +110,34 @@ class Profile:
     by_group: dict[str, float]  # median self time per group
     pulled_in: dict[str, float]  # median self time charged to each group
     cpu_ms: float  # median CPU time of the same starts (import + deps(), importtime included)
+    total_x: float  # the imports' total, x the paired reference start's
+    by_group_x: dict[str, float]
+    pulled_in_x: dict[str, float]
+    cpu_x: float  # CPU time, x the paired reference start's
+
+
+def _sums(run: Sequence[Imported], key: str) -> dict[str, float]:
+    summed = dict.fromkeys([*GROUPS, OTHER], 0.0)
+    for module in run:
+        summed[getattr(module, key)] += module.self_ms
+    return summed
+
+
+def _medians(values: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    return {group: statistics.median(v[group] for v in values) for group in [*GROUPS, OTHER]}
 
 
 def profile_of(
-    label: str, logs: Sequence[str], cpu: Sequence[float], own: Iterable[str]
+    label: str, starts: Sequence[Start], own: Iterable[str], paired: Sequence[Start] = ()
 ) -> Profile:
-    """Medians of the parsed `logs` (one per run) of the same start."""
-    runs = [parse_importtime(log, own) for log in logs]
-    if not runs or not runs[0]:
+    """Medians of `starts` (runs of the same start); "x ref" against `paired` (the reference
+    start run before each of them; without it, against each run itself)."""
+    runs = [parse_importtime(start.log, own) for start in starts]
+    if not runs or not all(runs):
         raise PackagingError(f"{label}: no -X importtime output")
+    references = [parse_importtime(start.log) for start in paired] if paired else runs
+    reference_ms = [sum(m.self_ms for m in run) for run in references]
+    reference_cpu = [start.cpu_ms for start in (paired or starts)]
     by_name: dict[str, list[Imported]] = defaultdict(list)
     for run in runs:
         for module in run:
@@ -122,25 +152,30 @@ def profile_of(
         )
         for name, seen in by_name.items()
     }
+    totals = [sum(m.self_ms for m in run) for run in runs]
+    groups = [_sums(run, "group") for run in runs]
+    charged = [_sums(run, "charged_to") for run in runs]
 
-    def median_by(key: str) -> dict[str, float]:
-        totals = []
-        for run in runs:
-            summed: dict[str, float] = defaultdict(float)
-            for module in run:
-                summed[getattr(module, key)] += module.self_ms
-            totals.append(summed)
-        groups = [*GROUPS, OTHER]
-        return {group: statistics.median(t.get(group, 0.0) for t in totals) for group in groups}
+    def over_reference(values: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        return _medians(
+            [
+                {g: ms / ref for g, ms in v.items()}
+                for v, ref in zip(values, reference_ms, strict=True)
+            ]
+        )
 
     return Profile(
         label=label,
         runs=len(runs),
         modules=modules,
-        total_ms=statistics.median(sum(m.self_ms for m in run) for run in runs),
-        by_group=median_by("group"),
-        pulled_in=median_by("charged_to"),
-        cpu_ms=statistics.median(cpu) if cpu else 0.0,
+        total_ms=statistics.median(totals),
+        by_group=_medians(groups),
+        pulled_in=_medians(charged),
+        cpu_ms=statistics.median(start.cpu_ms for start in starts),
+        total_x=statistics.median(t / r for t, r in zip(totals, reference_ms, strict=True)),
+        by_group_x=over_reference(groups),
+        pulled_in_x=over_reference(charged),
+        cpu_x=statistics.median(s.cpu_ms / r for s, r in zip(starts, reference_cpu, strict=True)),
     )
 
 
@@ -148,64 +183,51 @@ def _importtime_env() -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
 
 
-def reference_profile(runtime: Runtime, runs: int) -> Profile:
-    """The baseline start (`import boto3` + one client) under ``-X importtime``."""
+def reference_start(runtime: Runtime) -> Start:
+    """The baseline start (`import boto3` + one client) under ``-X importtime``, once."""
     spec = {"paths": [str(runtime.site)], "handler": None, "mark": START_MARK}
-    logs, cpu = [], []
-    for _ in range(runs):
-        report, stderr = run_probe(
-            runtime.tools.python, spec, _importtime_env(), runtime.site, "-B", "-X", "importtime"
-        )
-        if not report.get("ok"):
-            raise PackagingError(f"reference start failed: {report.get('error')}")
-        logs.append(stderr)
-        cpu.append(float(report.get("cpu_ms", 0.0)))
-    return profile_of(REFERENCE, logs, cpu, ())
+    report, stderr = run_probe(
+        runtime.tools.python, spec, _importtime_env(), runtime.site, "-B", "-X", "importtime"
+    )
+    if not report.get("ok"):
+        raise PackagingError(f"reference start failed: {report.get('error')}")
+    return Start(stderr, float(report.get("cpu_ms", 0.0)))
 
 
-def function_profile(runtime: Runtime, function: Function, runs: int, mode: str) -> Profile:
-    """`function`'s start in `mode` under ``-X importtime``, its handler module as ours."""
-    logs, cpu = [], []
-    for _ in range(runs):
-        outcome, stderr = start_function(
-            runtime,
-            function,
-            mode,
-            flags=("-X", "importtime"),
-            compile_each_time=True,
-            check_modules=False,
-            mark=START_MARK,
-        )
-        if not outcome.ok:
-            raise PackagingError(f"{function.logical_id} ({mode}): {outcome.error}")
-        logs.append(stderr)
-        cpu.append(outcome.cpu_ms)
-    handler_module = function.handler.partition(".")[0]
-    return profile_of(f"{function.logical_id} ({mode})", logs, cpu, (handler_module,))
+def function_start(runtime: Runtime, function: Function, mode: str) -> Start:
+    """`function`'s start in `mode` under ``-X importtime``, once."""
+    outcome, stderr = start_function(
+        runtime,
+        function,
+        mode,
+        flags=("-X", "importtime"),
+        compile_each_time=True,
+        check_modules=False,
+        mark=START_MARK,
+    )
+    if not outcome.ok:
+        raise PackagingError(f"{function.logical_id} ({mode}): {outcome.error}")
+    return Start(stderr, outcome.cpu_ms)
 
 
-def _ratio(ms: float, reference: Profile | None) -> str:
-    return f"{ms / reference.total_ms:.2f}x" if reference and reference.total_ms else "-"
-
-
-def render(profile: Profile, reference: Profile | None = None, top: int = 15) -> list[str]:
+def render(profile: Profile, top: int = 15) -> list[str]:
     """One start's profile as markdown: the groups, then the top modules by self and by
-    cumulative time; "x ref" is a share of the reference start's total import time."""
+    cumulative time; "x ref" is a share of the paired reference start's import (CPU) time."""
     lines = [
         f"### {profile.label}",
         "",
         f"{profile.runs} runs, medians: imports {profile.total_ms:.1f} ms"
-        f" ({_ratio(profile.total_ms, reference)} of the reference's imports);"
-        f" CPU of import + deps() {profile.cpu_ms:.0f} ms (under -X importtime)",
+        f" ({profile.total_x:.2f}x the reference's imports); CPU of import + deps()"
+        f" {profile.cpu_ms:.0f} ms ({profile.cpu_x:.2f}x the reference's; both under"
+        " -X importtime)",
         "",
         "| group | self ms | x ref | pulled in ms | x ref |",
         "|---|---:|---:|---:|---:|",
     ]
     for group in profile.by_group:
-        own, pulled = profile.by_group[group], profile.pulled_in[group]
         lines.append(
-            f"| {group} | {own:.1f} | {_ratio(own, reference)} | {pulled:.1f} |"
-            f" {_ratio(pulled, reference)} |"
+            f"| {group} | {profile.by_group[group]:.1f} | {profile.by_group_x[group]:.2f}x"
+            f" | {profile.pulled_in[group]:.1f} | {profile.pulled_in_x[group]:.2f}x |"
         )
     modules = list(profile.modules.values())
     for title, key in (("self", "self_ms"), ("cumulative", "cumulative_ms")):
@@ -222,16 +244,30 @@ def render(profile: Profile, reference: Profile | None = None, top: int = 15) ->
 def importtime_report(
     runtime: Runtime, names: Sequence[str], runs: int, mode: str = "tracer-off", top: int = 15
 ) -> str:
-    """The profiles of `names` (logical ids, or `REFERENCE`), each next to the reference's."""
+    """The profiles of `names` (logical ids, or `REFERENCE`): `runs` rounds, each function
+    start run right after a reference start, which its "x ref" figures divide by."""
     by_id = {f.logical_id: f for f in runtime.functions}
     unknown = sorted(set(names) - set(by_id) - {REFERENCE})
     if unknown:
         raise PackagingError(f"no such function in the template: {', '.join(unknown)}")
-    reference = reference_profile(runtime, runs)
+    functions = [by_id[name] for name in names if name != REFERENCE]
+    references: list[Start] = []
+    pairs: dict[str, list[tuple[Start, Start]]] = defaultdict(list)
+    for _ in range(runs):
+        if not functions:
+            references.append(reference_start(runtime))
+        for function in functions:
+            reference = reference_start(runtime)
+            references.append(reference)
+            pairs[function.logical_id].append((reference, function_start(runtime, function, mode)))
     lines: list[str] = []
     for name in names:
         if name == REFERENCE:
-            lines += render(reference, reference, top)
-        else:
-            lines += render(function_profile(runtime, by_id[name], runs, mode), reference, top)
+            lines += render(profile_of(REFERENCE, references, ()), top)
+            continue
+        function = by_id[name]
+        paired, starts = zip(*pairs[name], strict=True)
+        handler_module = function.handler.partition(".")[0]
+        label = f"{name} ({mode})"
+        lines += render(profile_of(label, starts, (handler_module,), paired), top)
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.coldstart import import_costs
-from infra.coldstart_profile import parse_importtime, profile_of, render
+from infra.coldstart_profile import Start, parse_importtime, profile_of, render
 from infra.lambda_build import RUNTIME_MODULES, Toolchain, x86_64_twin
 from infra.local.template import load_template
 from infra.packaging import (
@@ -214,8 +214,9 @@ def test_an_importtime_profile_charges_what_a_package_pulled_in_to_it():
 
 
 def test_an_importtime_profile_sums_groups_over_medians_of_runs():
-    slower = IMPORTTIME_LOG.replace("|      2000 |", "|      4000 |")
-    profile = profile_of("x", [IMPORTTIME_LOG, slower, IMPORTTIME_LOG], [10.0, 30.0, 20.0], ())
+    slower = IMPORTTIME_LOG.replace("time:      2000 |", "time:      4000 |")
+    starts = [Start(IMPORTTIME_LOG, 10.0), Start(slower, 30.0), Start(IMPORTTIME_LOG, 20.0)]
+    profile = profile_of("x", starts, ())
     assert profile.runs == 3
     assert profile.cpu_ms == 20.0
     assert profile.modules["botocore.session"].self_ms == 2.0  # the median run
@@ -223,4 +224,24 @@ def test_an_importtime_profile_sums_groups_over_medians_of_runs():
     assert profile.pulled_in["boto3/botocore"] == pytest.approx(3.4)  # + http, email
     assert profile.by_group["aftercare"] == 0.1  # the handler is not ours without own_modules
     assert profile.total_ms == pytest.approx(6.1)
+    # ...without a reference, "x ref" is the run against itself
+    assert profile.total_x == pytest.approx(1.0)
+    assert profile.cpu_x == pytest.approx(1.0)
     assert "| boto3/botocore | 2.0 |" in "\n".join(render(profile))
+
+
+def test_an_importtime_profile_divides_each_run_by_the_reference_run_beside_it():
+    # Given two runs of a start, the second on a machine twice as busy, each paired with a
+    # reference start run just before it on the same machine
+    busy = IMPORTTIME_LOG.replace("time:      2000 |", "time:      4000 |").replace(
+        "time:      1500 |", "time:      3000 |"
+    )
+    reference = "PROBE-START\nimport time:      2000 |       2000 | botocore.session\n"
+    reference_busy = reference.replace("2000", "4000")
+    starts = [Start(IMPORTTIME_LOG, 100.0), Start(busy, 300.0)]
+    paired = [Start(reference, 50.0), Start(reference_busy, 100.0)]
+    profile = profile_of("x", starts, (), paired)
+    # Then each share is taken against its own run's reference, then the median
+    assert profile.by_group_x["boto3/botocore"] == pytest.approx(1.0)  # 2/2 and 4/4
+    assert profile.by_group_x["pydantic"] == pytest.approx((1.5 / 2 + 3.0 / 4) / 2)
+    assert profile.cpu_x == pytest.approx((100 / 50 + 300 / 100) / 2)
