@@ -17,7 +17,9 @@ layer and artifact sizes (unzipped bytes) and the largest import self-times
     python -m infra.coldstart --runs 3 --importtime reference ServiceApiFunction  # the profile
 
 `--importtime` prints, instead of the ratios, where each start's import time goes, by package
-(`infra.coldstart_profile`), for the functions named and for `reference` (the baseline start).
+(`infra.coldstart_profile`), for the functions named and for `reference` (the baseline start):
+``-X importtime``'s lines, by default written by the probe in CPU time (`--import-clock wall`
+for ``-X importtime`` itself).
 """
 
 from __future__ import annotations
@@ -305,15 +307,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--mode", choices=list(TRACER_MODES), default="tracer-off", help="with --importtime"
     )
+    parser.add_argument(
+        "--import-clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="with --importtime: each import's CPU time (default; steady on a shared machine) "
+        "or -X importtime's own wall time",
+    )
     args = parser.parse_args(argv)
     try:
         tools = Toolchain.find(args.sam, args.python)
         if args.importtime:
-            print(
-                importtime_report(
-                    prepare(args.template, tools), args.importtime, args.runs, args.mode
-                )
-            )
+            built = prepare(args.template, tools)
+            clock = args.import_clock
+            print(importtime_report(built, args.importtime, args.runs, args.mode, clock=clock))
             return 0
         runtime = only(prepare(args.template, tools), args.functions)
         before = only(prepare(args.against, tools), args.functions) if args.against else None

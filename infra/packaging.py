@@ -335,11 +335,13 @@ def start_function(
     compile_each_time: bool = False,
     check_modules: bool = True,
     mark: str = "",
+    cpu_importtime: bool = False,
 ) -> tuple[Outcome, str]:
     """Cold-start `function` in `mode` (minus the variables in `without`); outcome and stderr.
     With `check_modules`, the start fails if it loads what it must not (or misses what it must).
     With `mark`, the probe writes it on stderr just before the start (``-X importtime`` output
-    after it is the start's own).
+    after it is the start's own); with `cpu_importtime`, the probe writes ``-X importtime``'s
+    lines itself, in CPU time (`lambda_probe._cpu_importtime`).
 
     With `compile_each_time` (``-B``), as in Lambda (read-only /var/task and /opt), shipped
     bytecode (the layer's, the runtime SDK's) is read and every other source compiled at each
@@ -349,7 +351,7 @@ def start_function(
     env = lambda_environment(function, artifact, mode)
     for name in without:
         env.pop(name, None)
-    spec = {
+    spec: dict[str, Any] = {
         "paths": runtime.sys_path(function),
         "handler": function.handler,
         "init": INIT_FUNCTION,
@@ -363,6 +365,7 @@ def start_function(
     if not check_modules:  # measuring another build (infra.coldstart --against) as it is
         spec |= {"absent": [], "loaded": []}
     spec |= {"origins": [*ORIGINS_REPORTED]} | ({"mark": mark} if mark else {})
+    spec |= {"cpu_importtime": True} if cpu_importtime else {}
     bytecode = ["-B"] if compile_each_time else ["-X", f"pycache_prefix={runtime.pycache}"]
     report, stderr = run_probe(runtime.tools.python, spec, env, artifact, *bytecode, *flags)
     outcome = Outcome(

@@ -6,6 +6,7 @@ Tiny hand-made artifacts stand in for `sam build` output, and this interpreter f
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -245,3 +246,25 @@ def test_an_importtime_profile_divides_each_run_by_the_reference_run_beside_it()
     assert profile.by_group_x["boto3/botocore"] == pytest.approx(1.0)  # 2/2 and 4/4
     assert profile.by_group_x["pydantic"] == pytest.approx((1.5 / 2 + 3.0 / 4) / 2)
     assert profile.cpu_x == pytest.approx((100 / 50 + 300 / 100) / 2)
+
+
+def test_the_probes_cpu_import_timer_writes_importtime_lines_in_cpu_time():
+    # Given a fresh interpreter with the probe's CPU import timer installed
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import lambda_probe\n"
+        "lambda_probe._cpu_importtime(); sys.stderr.write('PROBE-START\\n')\n"
+        "import xml.dom.minidom\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(ROOT / "infra")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # When its stderr is read as -X importtime output
+    modules = {m.name: m for m in parse_importtime(done.stderr)}
+    # Then every module the import loaded has a line, an importer's time includes its imports'
+    assert {"xml", "xml.dom", "xml.dom.minidom"} <= set(modules)
+    minidom = modules["xml.dom.minidom"]
+    assert 0 <= minidom.self_ms <= minidom.cumulative_ms
+    assert modules["xml.dom"].cumulative_ms <= minidom.cumulative_ms  # imported by minidom
