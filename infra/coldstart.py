@@ -14,6 +14,12 @@ layer and artifact sizes (unzipped bytes) and the largest import self-times
     python -m infra.coldstart --runs 5 --clock cpu   # CPU time: steadier on a shared machine
     python -m infra.coldstart --runs 5 --clock process-cpu process-wall   # whole processes
     python -m infra.coldstart --runs 3 --functions ServiceApiFunction KpiApiFunction  # a few
+    python -m infra.coldstart --runs 3 --importtime reference ServiceApiFunction  # the profile
+
+`--importtime` prints, instead of the ratios, where each start's import time goes, by package
+(`infra.coldstart_profile`), for the functions named and for `reference` (the baseline start):
+``-X importtime``'s lines, by default written by the probe in CPU time (`--import-clock wall`
+for ``-X importtime`` itself).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from infra.coldstart_profile import REFERENCE, importtime_report
 from infra.lambda_build import ROOT, PackagingError, Toolchain
 from infra.packaging import (
     REGION,
@@ -290,9 +297,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--functions", nargs="+", metavar="LOGICAL_ID", help="measure only these functions"
     )
+    parser.add_argument(
+        "--importtime",
+        nargs="+",
+        metavar="LOGICAL_ID",
+        help="instead of the ratios: the -X importtime profile of these starts by package "
+        f"('{REFERENCE}' for the baseline start), medians of --runs",
+    )
+    parser.add_argument(
+        "--mode", choices=list(TRACER_MODES), default="tracer-off", help="with --importtime"
+    )
+    parser.add_argument(
+        "--import-clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="with --importtime: each import's CPU time (default; steady on a shared machine) "
+        "or -X importtime's own wall time",
+    )
     args = parser.parse_args(argv)
     try:
         tools = Toolchain.find(args.sam, args.python)
+        if args.importtime:
+            built = prepare(args.template, tools)
+            clock = args.import_clock
+            print(importtime_report(built, args.importtime, args.runs, args.mode, clock=clock))
+            return 0
         runtime = only(prepare(args.template, tools), args.functions)
         before = only(prepare(args.against, tools), args.functions) if args.against else None
         print(coldstart_report(runtime, args.runs, before, args.clock))

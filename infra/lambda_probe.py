@@ -6,7 +6,9 @@ Run as ``python3.12 -I -S -B lambda_probe.py`` with a JSON spec on stdin:
      "handler": "handler.handler",                             # the function's Handler
      "init": "deps",                                           # its lazy dependency builder
      "absent": ["aws_xray_sdk"], "loaded": [],                 # modules that must (not) be loaded
-     "origins": ["botocore"]}                                  # report where these came from
+     "origins": ["botocore"],                                  # report where these came from
+     "mark": "PROBE-START",                                    # optional: on stderr, just before
+     "cpu_importtime": false}                                  # optional: see _cpu_importtime
 
 It imports the handler, calls the builder (settings validated, clients built lazily, data files
 loaded), checks the module expectations and prints one line, ``PROBE {json}``, on stdout. With
@@ -58,6 +60,32 @@ def _baseline() -> dict[str, Any]:
     }
 
 
+def _cpu_importtime() -> None:
+    """From now on, one stderr line per module imported, as ``-X importtime`` writes them
+    (self and cumulative microseconds, indented by depth, a module after its imports) but in
+    CPU time: on a shared machine wall time also counts the waits for a core. Every import of a
+    module not yet loaded goes through importlib's ``_find_and_load``, which is timed here."""
+    bootstrap: Any = sys.modules["_frozen_importlib"]
+    find_and_load = bootstrap._find_and_load
+    clock = time.process_time_ns
+    children: list[int] = []  # per open import, its imports' cumulative time so far
+
+    def timed(name: str, import_: Any) -> Any:
+        depth = len(children)
+        children.append(0)
+        started = clock()
+        try:
+            return find_and_load(name, import_)
+        finally:
+            cumulative = (clock() - started) // 1000
+            own = cumulative - children.pop()
+            if children:
+                children[-1] += cumulative
+            sys.stderr.write(f"import time: {own:9d} | {cumulative:10d} | {'  ' * depth}{name}\n")
+
+    bootstrap._find_and_load = timed
+
+
 def _check_modules(spec: dict[str, Any]) -> None:
     unexpected = [name for name in spec.get("absent", []) if name in sys.modules]
     if unexpected:
@@ -70,6 +98,11 @@ def _check_modules(spec: dict[str, Any]) -> None:
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
     """The cold start described by `spec`, as a report (never raises)."""
     sys.path[:0] = list(spec["paths"])
+    if spec.get("mark"):  # what -X importtime prints after this is the start's, not the probe's
+        sys.stderr.write(str(spec["mark"]) + "\n")
+        sys.stderr.flush()
+    if spec.get("cpu_importtime"):
+        _cpu_importtime()
     try:
         timings = _baseline() if spec.get("handler") is None else _cold_start(spec)
         _check_modules(spec)

@@ -66,6 +66,7 @@ NEVER_AT_COLD_START: Final = (
     "aws_lambda_powertools.event_handler.bedrock_agent",
     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
     "statistics",  # only reorder suggestions use it (aftercare.domain.parts)
+    "boto3",  # clients come from botocore (aftercare.adapters.aws): no resources, no docs
 )
 # ...and with the tracer off (the X-Ray SDK imports them itself): Powertools' async batch
 # processor's asyncio (aftercare.deferred_imports), pydantic's plugin scan (disabled by the
@@ -89,8 +90,16 @@ NOT_AT_COLD_START_OF: Final = {
     "TelemetryFunction": ("aftercare.domain.composition", "aftercare.domain.intake"),
     # the ticket handover (ticket writes) is built by the first transfer
     "OwnersFunction": ("aftercare.adapters.ticket_writes", "aftercare.domain.escalation"),
-    # the escalation rules are read by the first ticket opened or classified
-    "ServiceApiFunction": ("aftercare.domain.escalation", "aftercare.domain.dispatch"),
+    # the escalation rules are read by the first ticket opened or classified; the route groups
+    # (their models, errors and adapters) are installed by the first request to one of them
+    "ServiceApiFunction": (
+        "aftercare.domain.escalation",
+        "aftercare.domain.dispatch",
+        "aftercare.api.field_routes",
+        "aftercare.api.raised_routes",
+        "aftercare.api.guide_routes",
+        "aftercare.api.incident_routes",
+    ),
     # KPIs need working time, not the calendar, dispatch rules or ticket items
     "KpiApiFunction": (
         "aftercare.domain.calendar",
@@ -325,9 +334,14 @@ def start_function(
     flags: Sequence[str] = (),
     compile_each_time: bool = False,
     check_modules: bool = True,
+    mark: str = "",
+    cpu_importtime: bool = False,
 ) -> tuple[Outcome, str]:
     """Cold-start `function` in `mode` (minus the variables in `without`); outcome and stderr.
     With `check_modules`, the start fails if it loads what it must not (or misses what it must).
+    With `mark`, the probe writes it on stderr just before the start (``-X importtime`` output
+    after it is the start's own); with `cpu_importtime`, the probe writes ``-X importtime``'s
+    lines itself, in CPU time (`lambda_probe._cpu_importtime`).
 
     With `compile_each_time` (``-B``), as in Lambda (read-only /var/task and /opt), shipped
     bytecode (the layer's, the runtime SDK's) is read and every other source compiled at each
@@ -337,7 +351,7 @@ def start_function(
     env = lambda_environment(function, artifact, mode)
     for name in without:
         env.pop(name, None)
-    spec = {
+    spec: dict[str, Any] = {
         "paths": runtime.sys_path(function),
         "handler": function.handler,
         "init": INIT_FUNCTION,
@@ -350,7 +364,8 @@ def start_function(
     }
     if not check_modules:  # measuring another build (infra.coldstart --against) as it is
         spec |= {"absent": [], "loaded": []}
-    spec |= {"origins": [*ORIGINS_REPORTED]}
+    spec |= {"origins": [*ORIGINS_REPORTED]} | ({"mark": mark} if mark else {})
+    spec |= {"cpu_importtime": True} if cpu_importtime else {}
     bytecode = ["-B"] if compile_each_time else ["-X", f"pycache_prefix={runtime.pycache}"]
     report, stderr = run_probe(runtime.tools.python, spec, env, artifact, *bytecode, *flags)
     outcome = Outcome(

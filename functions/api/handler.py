@@ -5,6 +5,9 @@ view. The resolver is the one every API function shares
 (`aftercare.api.resolver`): who calls is decided once per request (ID tokens only) and errors
 map to the shared `ErrorBody` (`{"reason", "message"}`) in one place (the exception handlers
 below and `aftercare.api.errors`).
+The route groups (`aftercare.api.*_routes`) are installed by the first request to one of their
+routes, so that a start defines only the models of the routes here (their settings are
+validated by the first invocation all the same).
 The OpenAPI document is generated from this module and the survey function's
 (`python -m infra.openapi`), committed as `openapi.json` beside it and served,
 unauthenticated, at `GET /openapi.json`.
@@ -26,14 +29,8 @@ from aftercare.adapters.diagnostics import (
 from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.api.caller import current_caller
 from aftercare.api.errors import documented, error, map_errors
-from aftercare.api.field_routes import field_service
-from aftercare.api.field_routes import install as install_field_routes
-from aftercare.api.guide_routes import install as install_guide_routes
-from aftercare.api.guide_routes import self_service_deps
-from aftercare.api.incident_routes import install as install_incident_routes
-from aftercare.api.raised_routes import install as install_raised_routes
-from aftercare.api.raised_routes import raised_deps
 from aftercare.api.resolver import http_api
+from aftercare.api.route_settings import FieldSettings, RaisedSettings, SelfServiceSettings
 from aftercare.domain.access import Caller
 from aftercare.domain.diagnostics_records import DiagnosticNotFound, PublishFailed, TicketNotActive
 from aftercare.domain.paging import (
@@ -71,10 +68,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime
 
 app = http_api(public_paths=["/openapi.json"])
-install_field_routes(app)  # slots, bookings, engineers (aftercare.api.field_routes)
-install_raised_routes(app)  # raise, classify, symptoms, tasks (aftercare.api.raised_routes)
-install_guide_routes(app)  # guides, self-service (aftercare.api.guide_routes)
-install_incident_routes(app)  # fleet incidents (aftercare.api.incident_routes)
+# Route groups, each imported and installed by the first request to one of its routes (and all
+# of them for the OpenAPI document): a start defines only the models of the routes below.
+app.include_on_first_use(
+    "aftercare.api.field_routes",  # slots, bookings, engineers
+    "aftercare.api.raised_routes",  # raise, classify, symptoms, tasks
+    "aftercare.api.guide_routes",  # guides, self-service, assist
+    "aftercare.api.incident_routes",  # fleet incidents
+)
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
@@ -104,6 +105,15 @@ def deps() -> Support:
         ),
         publisher=IotDataPublisher(endpoint=settings.iot_data_endpoint),
         default_timeout=timedelta(seconds=settings.diagnostics_timeout_s),
+    )
+
+
+@cache
+def route_group_settings() -> tuple[FieldSettings, RaisedSettings, SelfServiceSettings]:
+    return (
+        load_settings(FieldSettings),
+        load_settings(RaisedSettings),
+        load_settings(SelfServiceSettings),
     )
 
 
@@ -299,7 +309,5 @@ def unreachable(exc: PublishFailed) -> Response[str]:
 @entry_point
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps()  # settings validated before any route: a missing variable fails with its name
-    field_service()
-    raised_deps()
-    self_service_deps()
+    route_group_settings()  # ...the route groups' too, before their routes are imported
     return app.resolve(event, context)

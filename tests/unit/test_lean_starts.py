@@ -32,7 +32,7 @@ START = """
 import json, sys
 import handler
 handler.deps()
-print(json.dumps(sorted(m for m in sys.modules if m.startswith("aftercare"))))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("aftercare", "boto3")))))
 """
 
 
@@ -44,7 +44,8 @@ def template_environment() -> dict[str, dict[str, str]]:
 
 @cache
 def started(logical_id: str, folder: str) -> frozenset[str]:
-    """The aftercare modules loaded once `folder`'s handler is imported and `deps()` built."""
+    """The aftercare (and boto3) modules loaded once `folder`'s handler is imported and `deps()`
+    built."""
     env = {
         **os.environ,
         **template_environment()[logical_id],
@@ -188,8 +189,8 @@ def test_the_owners_handover_is_the_ticket_store(monkeypatch):
 
 
 def test_a_support_api_start_leaves_the_escalation_and_dispatch_rules_to_the_first_ticket():
-    # Given the support API started (its routes import intake and classification for their
-    # rules and errors; opening or classifying a ticket is what reads the escalation rules)
+    # Given the support API started (opening or classifying a ticket is what reads the
+    # escalation rules; the raised-ticket routes that do are a route group of their own)
     loaded = started("ServiceApiFunction", "api")
     # Then the escalation rules, and the dispatch rules they bring, are not loaded
     rules = (
@@ -199,7 +200,28 @@ def test_a_support_api_start_leaves_the_escalation_and_dispatch_rules_to_the_fir
         "aftercare.domain.sla",
     )
     assert sorted(loaded & set(rules)) == []
-    assert {"aftercare.domain.intake", "aftercare.domain.classification"} <= loaded
+    assert "aftercare.domain.support" in loaded
+
+
+def test_a_support_api_start_leaves_its_route_groups_to_their_first_request():
+    # Given the support API started (the ticket, device and diagnostics routes are its own)
+    loaded = started("ServiceApiFunction", "api")
+    # Then no route group is imported (each one by the first request to one of its routes),
+    # nor what only they use: the field service's calendar, the answer service, the incident
+    # desk, intake and classification for raised tickets
+    groups = (
+        "aftercare.api.field_routes",
+        "aftercare.api.raised_routes",
+        "aftercare.api.guide_routes",
+        "aftercare.api.incident_routes",
+        "aftercare.domain.calendar",
+        "aftercare.domain.assist",
+        "aftercare.domain.incident_desk",
+        "aftercare.domain.intake",
+        "aftercare.domain.classification",
+    )
+    assert sorted(loaded & set(groups)) == []
+    assert {"aftercare.api.resolver", "aftercare.api.route_settings"} <= loaded
 
 
 def test_a_fault_intake_start_still_loads_the_escalation_rules_every_new_ticket_reads():
@@ -349,3 +371,21 @@ def test_a_stock_watcher_start_leaves_the_dispatch_rules_out():
     )
     assert sorted(loaded & set(rules)) == []
     assert "aftercare.domain.dispatch_waiting" in loaded
+
+
+def function_folders() -> dict[str, str]:
+    template = load_template(ROOT / "template.yaml")
+    return {
+        f.logical_id: Path(str(template.resources[f.logical_id].properties["CodeUri"])).name
+        for f in functions_of(template)
+    }
+
+
+@pytest.mark.parametrize("logical_id", sorted(function_folders()))
+def test_no_start_imports_boto3(logical_id):
+    # Given any function started (its clients are botocore's, built on first use; boto3 would
+    # add its resources and docs, 26 modules, to every start for nothing)
+    loaded = started(logical_id, function_folders()[logical_id])
+    # Then boto3 is not loaded, while the adapters' client module is
+    assert sorted(m for m in loaded if m.startswith("boto3")) == []
+    assert "aftercare.adapters.aws" in loaded or logical_id == "ConsoleFunction"

@@ -6,12 +6,14 @@ Tiny hand-made artifacts stand in for `sam build` output, and this interpreter f
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from infra.coldstart import import_costs
+from infra.coldstart_profile import Start, parse_importtime, profile_of, render
 from infra.lambda_build import RUNTIME_MODULES, Toolchain, x86_64_twin
 from infra.local.template import load_template
 from infra.packaging import (
@@ -178,3 +180,91 @@ def test_every_function_starts_without_scanning_for_pydantic_plugins():
     # model is built, unless told there are none: the functions use none
     functions = functions_of(load_template(ROOT / "template.yaml"))
     assert {f.environment.get("PYDANTIC_DISABLE_PLUGINS") for f in functions} == {"__all__"}
+
+
+IMPORTTIME_LOG = (
+    "import time: self [us] | cumulative | imported package\n"
+    "import time:       900 |        900 | json\n"  # the probe's own, before the mark
+    "PROBE-START\n"
+    "import time:       400 |        400 |     email.parser\n"
+    "import time:      1000 |       1400 |   http.client\n"
+    "import time:      2000 |       3400 | botocore.session\n"
+    "import time:       300 |        300 |   enum\n"
+    "import time:      1500 |       1800 | pydantic\n"
+    "import time:       200 |        200 |     re\n"
+    "import time:       100 |        300 |   aftercare.models\n"
+    "import time:       600 |        900 | handler\n"
+)
+
+
+def test_an_importtime_profile_charges_what_a_package_pulled_in_to_it():
+    # Given a start's -X importtime log (children before their importer)
+    modules = {m.name: m for m in parse_importtime(IMPORTTIME_LOG, own_modules=("handler",))}
+    # Then only the imports after the probe's mark count
+    assert "json" not in modules
+    # ...each module is in its package's group, the handler is ours
+    assert modules["botocore.session"].group == "boto3/botocore"
+    assert modules["handler"].group == "aftercare"
+    assert modules["http.client"].group == "other"
+    # ...and a standard-library module is charged to the group that imported it first
+    assert modules["email.parser"].charged_to == "boto3/botocore"
+    assert modules["enum"].charged_to == "pydantic"
+    assert modules["re"].charged_to == "aftercare"
+    assert modules["email.parser"].self_ms == 0.4
+    assert modules["botocore.session"].cumulative_ms == 3.4
+
+
+def test_an_importtime_profile_sums_groups_over_medians_of_runs():
+    slower = IMPORTTIME_LOG.replace("time:      2000 |", "time:      4000 |")
+    starts = [Start(IMPORTTIME_LOG, 10.0), Start(slower, 30.0), Start(IMPORTTIME_LOG, 20.0)]
+    profile = profile_of("x", starts, ())
+    assert profile.runs == 3
+    assert profile.cpu_ms == 20.0
+    assert profile.modules["botocore.session"].self_ms == 2.0  # the median run
+    assert profile.by_group["boto3/botocore"] == 2.0
+    assert profile.pulled_in["boto3/botocore"] == pytest.approx(3.4)  # + http, email
+    assert profile.by_group["aftercare"] == 0.1  # the handler is not ours without own_modules
+    assert profile.total_ms == pytest.approx(6.1)
+    # ...without a reference, "x ref" is the run against itself
+    assert profile.total_x == pytest.approx(1.0)
+    assert profile.cpu_x == pytest.approx(1.0)
+    assert "| boto3/botocore | 2.0 |" in "\n".join(render(profile))
+
+
+def test_an_importtime_profile_divides_each_run_by_the_reference_run_beside_it():
+    # Given two runs of a start, the second on a machine twice as busy, each paired with a
+    # reference start run just before it on the same machine
+    busy = IMPORTTIME_LOG.replace("time:      2000 |", "time:      4000 |").replace(
+        "time:      1500 |", "time:      3000 |"
+    )
+    reference = "PROBE-START\nimport time:      2000 |       2000 | botocore.session\n"
+    reference_busy = reference.replace("2000", "4000")
+    starts = [Start(IMPORTTIME_LOG, 100.0), Start(busy, 300.0)]
+    paired = [Start(reference, 50.0), Start(reference_busy, 100.0)]
+    profile = profile_of("x", starts, (), paired)
+    # Then each share is taken against its own run's reference, then the median
+    assert profile.by_group_x["boto3/botocore"] == pytest.approx(1.0)  # 2/2 and 4/4
+    assert profile.by_group_x["pydantic"] == pytest.approx((1.5 / 2 + 3.0 / 4) / 2)
+    assert profile.cpu_x == pytest.approx((100 / 50 + 300 / 100) / 2)
+
+
+def test_the_probes_cpu_import_timer_writes_importtime_lines_in_cpu_time():
+    # Given a fresh interpreter with the probe's CPU import timer installed
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import lambda_probe\n"
+        "lambda_probe._cpu_importtime(); sys.stderr.write('PROBE-START\\n')\n"
+        "import xml.dom.minidom\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(ROOT / "infra")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # When its stderr is read as -X importtime output
+    modules = {m.name: m for m in parse_importtime(done.stderr)}
+    # Then every module the import loaded has a line, an importer's time includes its imports'
+    assert {"xml", "xml.dom", "xml.dom.minidom"} <= set(modules)
+    minidom = modules["xml.dom.minidom"]
+    assert 0 <= minidom.self_ms <= minidom.cumulative_ms
+    assert modules["xml.dom"].cumulative_ms <= minidom.cumulative_ms  # imported by minidom

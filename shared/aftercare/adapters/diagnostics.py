@@ -21,11 +21,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aftercare.adapters.aws import LazyClient, client, from_item, to_attr, to_item
+from aftercare.adapters.aws import LazyClient, client, from_item, new_client, to_attr, to_item
 from aftercare.adapters.ticket_items import META, NEW, ticket_key, timeline_item
 from aftercare.adapters.ticket_writes import concurrent_update, status_change_items
 from aftercare.adapters.transactions import Failure, TxItem, cancelled, request_of, transact
@@ -404,7 +403,7 @@ class IotDataPublisher:
     def client(self) -> Any:
         if self._client is None:
             url = self.endpoint or self._discover()
-            self._client = boto3.session.Session().client(
+            self._client = new_client(
                 "iot-data",
                 endpoint_url=url,
                 config=Config(

@@ -23,6 +23,7 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.field_directory import DynamoEngineerDirectory
 from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
+from aftercare.api.route_settings import FieldSettings
 from aftercare.domain.access import Caller
 from aftercare.domain.calendar import (
     FieldBooking,
@@ -43,19 +44,11 @@ from aftercare.models.field import Booking, BookingId, Engineer, EngineerId, Slo
 from aftercare.models.field_api import BookSlot, CancelBooking, EngineerRow, RescheduleBooking
 from aftercare.models.ids import TicketId
 from aftercare.observability import logger, metrics
-from aftercare.settings import EnvSettings, load_settings
+from aftercare.settings import load_settings
 
 router = CallerRouter("field_routes_app")
 
 Region = Annotated[str, Query(pattern=r"^[a-z]{2}-[a-z]+$")]
-
-
-class FieldSettings(EnvSettings):
-    field_table: str
-    tickets_table: str
-    devices_table: str
-    customers_table: str
-    inventory_table: str
 
 
 @cache

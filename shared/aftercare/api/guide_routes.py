@@ -26,6 +26,7 @@ from aftercare.adapters.diagnostics import (
 )
 from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
+from aftercare.api.route_settings import SelfServiceSettings
 from aftercare.domain.access import Caller
 from aftercare.domain.assist import AssistAnswer, Assistant, documents, load_faqs
 from aftercare.domain.diagnostics_records import VerificationPending
@@ -50,7 +51,7 @@ from aftercare.models.guides import (
 )
 from aftercare.models.ids import FaultCode, TicketId
 from aftercare.observability import logger, metrics
-from aftercare.settings import EnvSettings, load_settings
+from aftercare.settings import load_settings
 
 router = CallerRouter("guide_routes_app")
 
@@ -98,14 +99,6 @@ def guide_route(
     if code is None:
         raise CodeRequired("the query parameter `code` is required (GET /symptoms lists codes)")
     return guide_for(code, model, lang)
-
-
-class SelfServiceSettings(EnvSettings):
-    tickets_table: str
-    devices_table: str
-    inventory_table: str
-    iot_data_endpoint: str  # empty in AWS: the account's iot:Data-ATS endpoint is looked up
-    diagnostics_timeout_s: int
 
 
 @dataclass(frozen=True)

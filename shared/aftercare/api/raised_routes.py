@@ -29,6 +29,7 @@ from aftercare.adapters.dynamodb import DynamoTicketStore
 from aftercare.adapters.tasks import DynamoTaskStore
 from aftercare.api.caller import CallerRouter
 from aftercare.api.errors import documented, map_errors
+from aftercare.api.route_settings import RaisedSettings
 from aftercare.domain.access import Caller, Forbidden
 from aftercare.domain.channels import load_channel_policy
 from aftercare.domain.classification import AlreadyClassified, ClassifyDeps, classify_ticket
@@ -60,24 +61,13 @@ from aftercare.models.raised_api import (
 from aftercare.models.tasks import Task, TaskStatus
 from aftercare.models.tickets import TicketRecord
 from aftercare.observability import logger, metrics
-from aftercare.settings import EnvSettings, load_settings
+from aftercare.settings import load_settings
 
 router = CallerRouter("raised_routes_app")
 
 TaskId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.-]{1,80}$")]
 Lang = Annotated[str, Query(pattern=r"^(en|zh|zh-CN)$")]
 Model = Annotated[str, Query(pattern=r"^[A-Z0-9-]{1,32}$")]
-
-
-class RaisedSettings(EnvSettings):
-    tickets_table: str
-    devices_table: str
-    customers_table: str
-    inventory_table: str
-    iot_data_endpoint: str
-    diagnostics_timeout_s: int
-    repeat_window_days: int
-    hold_hours: int
 
 
 @cache
