@@ -47,6 +47,7 @@ from aftercare.adapters.parked import DynamoParkedStore
 from devices.config import AgentConfig, IngestRules, credential_files, parse_broker_url
 from infra.local.broker_auth import ClientCredentials, issue_device_credentials
 from infra.local.stack import LocalStack
+from infra.local.template import load_template
 from infra.target import Target
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY, MosquittoBroker
 
@@ -95,6 +96,17 @@ class Stack:
             )["Attributes"]
             total += sum(int(v) for v in attributes.values())
         return total == 0
+
+
+def http_api_functions() -> list[str]:
+    """The functions behind the HTTP API (the local stack serves it only with all of them)."""
+    template = load_template(ROOT / "template.yaml")
+    return [
+        r.logical_id
+        for r in template.resources.values()
+        if r.type == "AWS::Serverless::Function"
+        and any(e.get("Type") == "HttpApi" for e in (r.properties.get("Events") or {}).values())
+    ]
 
 
 def device_credentials(state: dict[str, Any], thing: str) -> ClientCredentials:
