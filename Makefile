@@ -70,10 +70,11 @@ e2e: setup
 # `make test` runs the checks (lint, typecheck, cfn-lint, packaging) in the background while the
 # suite runs (the suite mostly waits on local stacks), prints the checks' output when both are
 # done, and ends with the suite's closing line (the counts); any failing part fails `make test`.
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (2: one per core; 3 flaked two timing-
-# sensitive tests on a loaded machine), in the groups tests/conftest.py
-# makes: one per integration/e2e module, one for the modules sharing the e2e local stack.
-PYTEST_WORKERS ?= 2
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (3: the e2e groups mostly wait on their
+# stacks, so a third worker overlaps their waits with CPU-bound unit tests), in the groups
+# tests/conftest.py makes: one per integration/e2e module, one for the modules sharing the e2e
+# local stack, the longest first.
+PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 PYTEST_ARGS ?=  # e.g. make test PYTEST_ARGS=--durations=30
 LOGS := .aftercare

@@ -7,8 +7,10 @@ Workers get *groups* of tests (`SuiteScheduling`):
 - every other integration or e2e module is a group of its own, so a module-scoped fixture (a moto
   server, a private local stack) still starts once;
 - unit tests are not grouped: xdist balances them one by one.
-Groups are handed out in collection order (e2e first: the longest). Without xdist, the modules
-sharing the stack run one after the other (`pytest_collection_modifyitems`), so it starts once.
+Groups are handed out in the order `pytest_collection_modifyitems` leaves: the shared stack's
+modules first (one after the other, also without xdist, so the stack starts once), then the
+other long groups (`LONG_MODULES_FIRST`), then the rest in collection order (e2e, integration,
+unit).
 """
 
 from __future__ import annotations
@@ -43,20 +45,31 @@ def uses_shared_stack(item: pytest.Item) -> bool:
     return SHARED_STACK_FIXTURE in getattr(item, "fixturenames", ())
 
 
-def shared_stack_modules_together(items: list[pytest.Item]) -> list[pytest.Item]:
-    """`items` with the modules that use the shared stack moved next to the first of them, each
-    in its own order, so that the stack starts once (it stops after the last test using it)."""
+# The longest groups after the shared stack's, longest first (seconds of one run at load ~10:
+# the module's all-routes fuzz alone is 140 s). xdist hands groups out in this order, so the
+# longest start at once instead of after shorter ones, and the unit tests fill in at the end.
+LONG_MODULES_FIRST = ("tests/e2e/test_diagnostics_api.py",)
+
+
+def longest_groups_first(items: list[pytest.Item], rootpath: Path) -> list[pytest.Item]:
+    """`items` with the modules that use the shared stack first, each in its own order, so that
+    the stack starts once (it stops after the last test using it) and its group, the longest,
+    starts first; then the modules of `LONG_MODULES_FIRST`; then the rest in collection order."""
     sharing = {item.path for item in items if uses_shared_stack(item)}
-    if not sharing:
-        return items
-    first = next(i for i, item in enumerate(items) if item.path in sharing)
-    moved = [item for item in items if item.path in sharing]
-    others = [item for item in items if item.path not in sharing]
-    return others[:first] + moved + others[first:]
+    long_modules = [rootpath / module for module in LONG_MODULES_FIRST]
+
+    def rank(item: pytest.Item) -> int:
+        if item.path in sharing:
+            return 0
+        if item.path in long_modules:
+            return 1 + long_modules.index(item.path)
+        return 1 + len(long_modules)
+
+    return sorted(items, key=rank)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items[:] = shared_stack_modules_together(items)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items[:] = longest_groups_first(items, config.rootpath)
 
 
 def xdist_group_of(nodeid: str, rootpath: Path) -> str:

@@ -33,7 +33,7 @@ from aftercare.models.field import BookingStatus
 
 from infra.local.provision_api import LOCAL_PASSWORD, LocalUser, seed_users
 from infra.local.stack import LocalStack
-from infra.local.template import load_template
+from tests.e2e.conftest import http_api_functions
 from tests.e2e.fuzzing import api_operations, server_errors
 from tests.fakes.diagnostics import make_ticket
 from tests.fakes.field import booking
@@ -116,17 +116,6 @@ class Env:
             users,
         )
         return [self.token(u.username) for u in users]
-
-
-def http_api_functions() -> list[str]:
-    """The functions behind the HTTP API (the local stack serves it only with all of them)."""
-    template = load_template(ROOT / "template.yaml")
-    return [
-        r.logical_id
-        for r in template.resources.values()
-        if r.type == "AWS::Serverless::Function"
-        and any(e.get("Type") == "HttpApi" for e in (r.properties.get("Events") or {}).values())
-    ]
 
 
 @pytest.fixture(scope="module")

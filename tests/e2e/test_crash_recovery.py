@@ -32,7 +32,7 @@ from infra.local.stack import LocalStack
 from infra.local.stack_state import read_state
 from infra.local.supervisor import PID_FILE, RestartPolicy, marked_processes, read_pid_file
 from infra.seeding import demo_devices
-from tests.e2e.conftest import ROOT, Stack, settle, wait_for
+from tests.e2e.conftest import ROOT, Stack, http_api_functions, settle, wait_for
 from tests.integration.mosquitto_fixture import MOSQUITTO_BINARY
 
 pytestmark = [
@@ -45,6 +45,12 @@ DEVICES = demo_devices()[:6]
 # Between the device seeing a PUBACK and the test's SIGKILL: generous, the machine is loaded.
 BROKER_WINDOW_S = 0.3
 FAST_RESTARTS = RestartPolicy(first_delay_s=0.2, max_delay_s=2.0, max_restarts=3, window_s=60)
+# Each stack runs only the functions its test needs (every other kind of child still starts:
+# both moto servers, the broker, the rule bridge, iot-data, the API server): the fault path,
+# with FaultIntake's extra SQS consumers and the recorder that parks what reaches the DLQ (the
+# burst test asserts nothing is parked), and for the burst the functions behind the HTTP API,
+# which it kills and expects back. The other ~20 workers cost ~0.4 s of CPU each to start.
+FAULT_PATH = ("FaultIntakeFunction", "DeadLetterRecorderFunction")
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +185,12 @@ def answers_http(url: str) -> bool:
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[Stack]:
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    stack = LocalStack(ROOT, tmp_path / "state", restart_policy=FAST_RESTARTS)
+    stack = LocalStack(
+        ROOT,
+        tmp_path / "state",
+        restart_policy=FAST_RESTARTS,
+        only_functions=[*FAULT_PATH, *http_api_functions()],
+    )
     try:
         state = stack.start()
         yield Stack(stack, broker=None, state=state)  # type: ignore[arg-type]
@@ -290,6 +301,7 @@ class LocalUp:
         env = {**os.environ, "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}
         self.stderr_path = state_dir.with_name(f"up-{time.monotonic_ns()}.err")
         argv = [sys.executable, "-m", "infra.local.cli", "up", "--state-dir", str(state_dir)]
+        argv += [arg for function in FAULT_PATH for arg in ("--only", function)]
         with self.stderr_path.open("w") as stderr:
             self.process = subprocess.Popen(
                 [*argv, "--no-seed"],

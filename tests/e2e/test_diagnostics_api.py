@@ -36,7 +36,7 @@ from infra.cli import main as cli_main
 from infra.local.broker_auth import issue_device_credentials
 from infra.local.provision_api import LOCAL_PASSWORD
 from infra.local.stack import LocalStack
-from tests.e2e.conftest import device_agent_config, publish_as, wait_for
+from tests.e2e.conftest import device_agent_config, http_api_functions, publish_as, wait_for
 from tests.e2e.fuzzing import api_operations, server_errors
 from tests.integration.mosquitto_fixture import Recorder
 
@@ -160,6 +160,19 @@ class Env:
         ]
 
 
+# The fault path, the diagnostics round trip (auto-diagnosis of new tickets, results, the
+# timeout sweep) and the HTTP API; the other ~12 workers (notifications, KPIs, dispatch, stock,
+# telemetry, campaigns) would only poll, ~0.16 cores for the module's minutes.
+DIAGNOSTICS_FUNCTIONS = (
+    "FaultIntakeFunction",
+    "DeadLetterRecorderFunction",
+    "AutoDiagnoseFunction",
+    "DiagnosticsResultFunction",
+    "DiagnosticsSweeperFunction",
+    *http_api_functions(),
+)
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
@@ -169,6 +182,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         workdir / "state",
         # Local only: the template's sweep rate cannot go below EventBridge's minute.
         schedule_seconds={"DiagnosticsSweeperFunction": 1},
+        only_functions=DIAGNOSTICS_FUNCTIONS,
     )
     try:
         environment = Env(stack.start(), workdir / "state", workdir / "outbox")

@@ -205,8 +205,12 @@ def test_a_storm_becomes_one_incident_with_bounded_work(local_stack: Stack, tmp_
         walked = campaign["sent"] + campaign["not_sent"] + campaign["already_closed"]
         assert walked == len(FLEET) and campaign["sent"] >= 1 and campaign["finished_at"]
         # (the shared stack's 1 s pages: 20 children each, so the worker handed on through its
-        # queue twice)
-        assert campaign["pages_done"] == -(-len(FLEET) // campaign["page_size"]) > 1
+        # queue at least twice. 3 pages is the least, not the count: a page whose sends run past
+        # twice its planned time ends early by design, the next starting after its last walked
+        # child (unit-tested); on a loaded machine running the suite on 3 workers one did, and
+        # the exact count failed with 4. `walked` above counts each child once whatever the pages)
+        least_pages = -(-len(FLEET) // campaign["page_size"])
+        assert least_pages > 1 and least_pages <= campaign["pages_done"] <= len(FLEET)
         assert incidents.active_incident(MODEL, CODE) is None
         # and every device that was sent the reset has its fleet-fix request on its ticket
         fixes = [

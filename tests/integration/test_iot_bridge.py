@@ -59,6 +59,13 @@ def start_bridge(spec_file: Path, log: Path) -> Child:
     return bridge
 
 
+def wait_for_log(child: Child, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in child.log.read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in {child.log}: {child.log.read_text()}"
+        time.sleep(0.02)
+
+
 def collect(sqs: Any, queue_url: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -285,11 +292,12 @@ def test_a_message_is_held_while_aws_is_unreachable_and_delivered_after(
     moto.stop()
     # When a fault is published during the outage, and AWS comes back a little later
     publish(broker.port, [("dt/aftercare/t-9/fault", b'{"n": 9}')])
-    # Back between the bridge's 3rd and 4th attempts (about 2 s and 4.5 s after the first:
-    # backoff 0.5, 1, 2 s): 1.5 s fell between the 2nd and 3rd with half a second to spare, and
-    # on a loaded machine moto came back in the middle of an attempt (action failed, error
-    # action succeeded: parked instead of delivered).
-    time.sleep(3.2)
+    # Back while the bridge waits out the 2 s backoff after its 3rd attempt, not at a fixed
+    # time: an attempt is the action then the error action, each with botocore's own retries
+    # (up to ~3 s), so no sleep lands between two attempts for sure; on a loaded machine moto
+    # came back in the middle of one (action failed, error action succeeded: parked instead
+    # of delivered). The bridge logs "retrying in 2.0s" just before that wait.
+    wait_for_log(bridge, "retrying in 2.0s", timeout=60)
     moto.start()
     # Then the fault was neither acknowledged nor lost: it reaches the fault queue, not the DLQ
     envelopes = bodies(collect(sqs, queues["faults"], 1, timeout=30))
