@@ -14,7 +14,6 @@ from aftercare.adapters.incidents import DynamoIncidentStore
 from aftercare.domain.incident_links import IncidentLink
 from aftercare.domain.incidents import CampaignCursor, CampaignPage, Incident
 from aftercare.domain.ports.campaigns import CampaignNotQueued, ChildrenPage
-from aftercare.domain.ports.incidents import IncidentMoved
 
 
 class DynamoCampaignStore(DynamoIncidentStore):
@@ -60,13 +59,7 @@ class DynamoCampaignStore(DynamoIncidentStore):
     def record_page(self, incident: Incident, pages_done_before: int) -> None:
         """Store the incident with one more campaign page counted, only while it is
         `mitigating` with `pages_done_before` pages recorded (else IncidentMoved)."""
-        items = page_items(self.table, incident, pages_done_before)
-        try:
-            self.ddb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            raise IncidentMoved(incident.incident_id) from exc
+        self._write_unless_moved(page_items(self.table, incident, pages_done_before), incident)
 
 
 class SqsCampaignQueue:

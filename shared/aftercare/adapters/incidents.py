@@ -201,15 +201,19 @@ class DynamoIncidentStore:
     def set_status(self, incident: Incident, expected: IncidentStatus) -> None:
         """Store a changed incident if it still has status `expected` (else IncidentMoved);
         resolving it also removes its (model, code) pointer."""
-        items = status_items(self.table, incident, expected)
+        self._write_unless_moved(status_items(self.table, incident, expected), incident)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _write_unless_moved(self, items: list[dict[str, Any]], incident: Incident) -> None:
+        """One transaction guarded by the incident's stored state; a cancelled one means the
+        incident moved on since it was read (IncidentMoved)."""
         try:
             self.ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             raise IncidentMoved(incident.incident_id) from exc
-
-    # ------------------------------------------------------------------ helpers
 
     def _tickets(self, ticket_ids: Sequence[str]) -> list[Ticket]:
         keys = [to_item(ticket_key(t)) for t in sorted(set(ticket_ids))]
